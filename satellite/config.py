@@ -1,0 +1,180 @@
+"""Typed settings loaded from one TOML file.
+
+Every key is documented in ``config/satellite.toml``; a test keeps the two in step.
+Unknown keys and wrong types are refused with one line that names the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+import platformdirs
+
+from satellite.errors import ConfigError
+
+Role = Literal["satellite", "upstream"]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+_LISTEN_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]:]*)):(?P<port>\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(text: str) -> ListenAddress:
+    """Parse ``host:port`` or ``[v6]:port``; raise ValueError with a readable reason."""
+    match = _LISTEN_RE.match(text.strip())
+    if match is None:
+        raise ValueError(f"listen address {text!r} is not HOST:PORT or [IPV6]:PORT")
+    port = int(match["port"])
+    if not 0 <= port <= 65535:
+        raise ValueError(f"listen address {text!r} has a port outside 0-65535")
+    host = match["v6"] if match["v6"] is not None else match["host"]
+    if not host:
+        raise ValueError(f"listen address {text!r} has no host")
+    return ListenAddress(host, port)
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    pass
+
+
+class TlsSettings(_Section):
+    certificate: str | None = None
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.certificate is None) != (self.key is None):
+            raise ValueError("tls.certificate and tls.key must be set together")
+
+
+class DatabaseSettings(_Section):
+    dsn: str | None = None
+    pool_min_size: PositiveInt = 1
+    pool_max_size: PositiveInt = 10
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+
+    def __post_init__(self) -> None:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("database.pool_min_size is larger than database.pool_max_size")
+
+
+class TimerSettings(_Section):
+    evaluation_days: PositiveInt = 90
+    authorization_validity_days: PositiveInt = 90
+    authorization_renewal_days: PositiveInt = 30
+    usage_report_hours: PositiveInt = 6
+    certificate_validity_days: PositiveInt = 365
+    registration_renewal_days: PositiveInt = 182
+    token_expiry_days: PositiveInt = 30
+    sync_interval_minutes: PositiveInt = 1440
+    sync_horizon_days: PositiveInt = 90
+
+
+class LogSettings(_Section):
+    format: Literal["json", "console"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ApiSettings(_Section):
+    access_token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60)] = 3600
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+
+
+class Settings(_Section):
+    role: Role = "satellite"
+    listen: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:8443", "[::]:8443"])
+    state_dir: str | None = None
+    catalog: str | None = None
+    tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    timers: TimerSettings = msgspec.field(default_factory=TimerSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+
+    def __post_init__(self) -> None:
+        if not self.listen:
+            raise ValueError("listen needs at least one address")
+        for address in self.listen:
+            parse_listen(address)
+
+    @property
+    def listen_addresses(self) -> list[ListenAddress]:
+        return [parse_listen(a) for a in self.listen]
+
+    @property
+    def state_path(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir).expanduser()
+        return default_state_dir()
+
+
+def default_state_dir() -> Path:
+    """``$STATE_DIRECTORY`` under systemd (first entry), else the user's state directory."""
+    systemd_dirs = os.environ.get("STATE_DIRECTORY")
+    if systemd_dirs:
+        return Path(systemd_dirs.split(":")[0])
+    return Path(platformdirs.user_state_dir("satellite"))
+
+
+_PATH_RE = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def _one_line(error: msgspec.MsgspecError, source: str) -> str:
+    """Turn msgspec's message into ``source: key: reason``."""
+    text = str(error).replace("\n", " ")
+    match = _PATH_RE.search(text)
+    reason = _PATH_RE.sub("", text)
+    key = match.group(1) if match else ""
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", reason)
+    if unknown:
+        key = f"{key}.{unknown.group(1)}" if key else unknown.group(1)
+        reason = "unknown key"
+    return f"{source}: {key}: {reason}" if key else f"{source}: {reason}"
+
+
+def parse_settings(data: bytes, source: str = "config") -> Settings:
+    try:
+        return msgspec.toml.decode(data, type=Settings)
+    except msgspec.MsgspecError as exc:
+        raise ConfigError(_one_line(exc, source)) from exc
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    state_dir: Path | None = None,
+    listen: tuple[str, ...] = (),
+) -> Settings:
+    """Read ``path`` (or ``$SATELLITE_CONFIG``; none means defaults) and apply CLI overrides."""
+    if path is None and os.environ.get("SATELLITE_CONFIG"):
+        path = Path(os.environ["SATELLITE_CONFIG"])
+    if path is None:
+        settings = Settings()
+    else:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+        settings = parse_settings(data, str(path))
+    try:
+        if state_dir is not None:
+            settings = msgspec.structs.replace(settings, state_dir=str(state_dir))
+        if listen:
+            for address in listen:
+                parse_listen(address)
+            settings = msgspec.structs.replace(settings, listen=list(listen))
+    except ValueError as exc:
+        raise ConfigError(f"--listen: {exc}") from exc
+    return settings

@@ -1,0 +1,1 @@
+"""All cryptography lives here: keys, certificates, secrets and their hashes."""

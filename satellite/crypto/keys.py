@@ -1,0 +1,226 @@
+"""The server's key material on disk: CA, signing key, token key and TLS certificate.
+
+Key files are created with mode 0600 and ``O_EXCL``: an existing key is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from satellite.crypto.secrets import b64url, new_symmetric_key
+from satellite.errors import StateDirError
+
+CA_VALIDITY = dt.timedelta(days=3650)
+TLS_VALIDITY = dt.timedelta(days=825)
+
+
+@dataclass(frozen=True)
+class KeyPaths:
+    root: Path
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.keys_dir / "ca.key"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.keys_dir / "ca.crt"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.keys_dir / "signing.key"
+
+    @property
+    def signing_public(self) -> Path:
+        return self.keys_dir / "signing.pub"
+
+    @property
+    def token_key(self) -> Path:
+        return self.keys_dir / "token.key"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.tls_dir / "server.crt"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.tls_dir / "server.key"
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    ca_key: ec.EllipticCurvePrivateKey
+    ca_cert: x509.Certificate
+    signing_key: ec.EllipticCurvePrivateKey
+    token_key: bytes
+
+    @property
+    def ca_fingerprint(self) -> str:
+        """SHA-256 of the CA certificate (DER), URL-safe base64: what a token pins."""
+        return b64url(
+            hashlib.sha256(self.ca_cert.public_bytes(serialization.Encoding.DER)).digest()
+        )
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> bool:
+    """Create ``path`` with ``data``; return False (and leave it alone) when it exists."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
+
+
+def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _load_private(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise StateDirError(f"{path} is not an ECDSA key")
+    return key
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _ca_certificate(key: ec.EllipticCurvePrivateKey, common_name: str) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def ensure_server_keys(paths: KeyPaths, common_name: str = "satellite CA") -> list[Path]:
+    """Create whatever key material is missing; return the files created."""
+    created: list[Path] = []
+    if not paths.ca_key.exists():
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        if _write_new(paths.ca_key, _private_pem(ca_key), 0o600):
+            created.append(paths.ca_key)
+    ca_key = _load_private(paths.ca_key)
+    if not paths.ca_cert.exists():
+        cert = _ca_certificate(ca_key, common_name)
+        if _write_new(paths.ca_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644):
+            created.append(paths.ca_cert)
+    if not paths.signing_key.exists():
+        signing = ec.generate_private_key(ec.SECP256R1())
+        if _write_new(paths.signing_key, _private_pem(signing), 0o600):
+            created.append(paths.signing_key)
+    if not paths.signing_public.exists():
+        public = _load_private(paths.signing_key).public_key()
+        pem = public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if _write_new(paths.signing_public, pem, 0o644):
+            created.append(paths.signing_public)
+    if _write_new(paths.token_key, new_symmetric_key(), 0o600):
+        created.append(paths.token_key)
+    return created
+
+
+def load_server_keys(paths: KeyPaths) -> ServerKeys:
+    try:
+        ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
+        token_key = paths.token_key.read_bytes()
+        keys = ServerKeys(
+            ca_key=_load_private(paths.ca_key),
+            ca_cert=ca_cert,
+            signing_key=_load_private(paths.signing_key),
+            token_key=token_key,
+        )
+    except FileNotFoundError as exc:
+        raise StateDirError(
+            f"{exc.filename} is missing: run 'satellite init' for this state directory"
+        ) from exc
+    except (ValueError, TypeError) as exc:
+        raise StateDirError(
+            f"server key material in {paths.keys_dir} is unreadable: {exc}"
+        ) from exc
+    if len(token_key) != 32:
+        raise StateDirError(f"{paths.token_key} must hold 32 bytes")
+    return keys
+
+
+def ensure_tls_certificate(paths: KeyPaths, hostnames: list[str]) -> bool:
+    """Create a self-signed TLS certificate for ``hostnames`` unless one exists."""
+    if paths.tls_cert.exists() or paths.tls_key.exists():
+        return False
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hostnames:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + TLS_VALIDITY)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write_new(paths.tls_key, _private_pem(key), 0o600)
+    _write_new(paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return True

@@ -1,0 +1,76 @@
+"""Random secrets, their hashes, constant-time checks and encryption at rest."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_NONCE_BYTES = 12
+_password_hasher = PasswordHasher()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def random_secret(nbytes: int = 32) -> str:
+    """A URL-safe random string carrying ``nbytes`` bytes of entropy."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def secret_digest(secret: str) -> bytes:
+    """SHA-256 of a high-entropy secret (access tokens, client secrets, registration tokens).
+
+    A slow hash adds nothing for 256-bit random values; passwords use argon2 instead.
+    """
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def digests_equal(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)
+
+
+def hash_password(password: str) -> str:
+    return _password_hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _password_hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# A fixed argon2 hash to verify against when a user does not exist, so that an unknown
+# user name takes as long to refuse as a wrong password.
+DUMMY_PASSWORD_HASH = _password_hasher.hash(secrets.token_urlsafe(16))
+
+
+def encrypt(key: bytes, plaintext: str, associated_data: bytes) -> bytes:
+    """AES-256-GCM; the result is nonce || ciphertext. ``associated_data`` binds it to its row."""
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), associated_data)
+
+
+def decrypt(key: bytes, blob: bytes, associated_data: bytes) -> str:
+    try:
+        plain = AESGCM(key).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], associated_data)
+    except InvalidTag as exc:
+        raise ValueError("ciphertext does not match the server key") from exc
+    return plain.decode("utf-8")
+
+
+def new_symmetric_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def new_client_id() -> str:
+    """A public identifier for an API client: short, random, recognizable."""
+    return f"sat-{secrets.token_hex(8)}"

@@ -1,0 +1,97 @@
+"""Plain records the services pass around."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from satellite.domain.access import Role
+
+Severity = Literal["Info", "Minor", "Major", "Critical"]
+TokenStatus = Literal["Active", "Expired", "Revoked", "Used"]
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    name: str
+    description: str
+    export_controlled_allowed: bool
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class VirtualAccount:
+    id: int
+    account_id: int
+    name: str
+    description: str
+    is_default: bool
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class RegistrationToken:
+    """A token row; ``ciphertext`` holds the token itself, encrypted with the server key."""
+
+    id: int
+    virtual_account_id: int
+    virtual_account: str
+    digest: bytes
+    ciphertext: bytes
+    description: str
+    export_controlled: bool
+    max_uses: int | None
+    uses: int
+    created_by: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    def status(self, now: dt.datetime) -> TokenStatus:
+        if self.revoked_at is not None:
+            return "Revoked"
+        if now >= self.expires_at:
+            return "Expired"
+        if self.max_uses is not None and self.uses >= self.max_uses:
+            return "Used"
+        return "Active"
+
+
+@dataclass(frozen=True)
+class PrincipalRecord:
+    id: int
+    kind: Literal["client", "user"]
+    login: str
+    role: Role
+    description: str
+    account_ids: frozenset[int]
+    account_names: tuple[str, ...]
+    created_at: dt.datetime
+    disabled_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    occurred_at: dt.datetime
+    account: str | None
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    account: str
+    virtual_account: str | None
+    message_type: str
+    severity: Severity
+    source: str
+    message: str
+    created_at: dt.datetime
+    cleared_at: dt.datetime | None

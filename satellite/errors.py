@@ -1,0 +1,57 @@
+"""Domain errors.
+
+Each class is a name and a sentence: the docstring is the default message. The HTTP
+layer maps them to problem documents, the CLI to one line and a non-zero exit code.
+Nothing here knows about HTTP or the database driver.
+"""
+
+from __future__ import annotations
+
+
+class SatelliteError(Exception):
+    """The operation failed."""
+
+    def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
+        self.detail = detail or (self.__doc__ or "").strip()
+        self.field = field
+        super().__init__(self.detail)
+
+
+class ConfigError(SatelliteError):
+    """The configuration is not valid."""
+
+
+class MigrationError(SatelliteError):
+    """The database schema cannot be brought up to date."""
+
+
+class SchemaMismatch(SatelliteError):
+    """The database schema does not match this version of satellite."""
+
+
+class StateDirError(SatelliteError):
+    """The state directory cannot be used."""
+
+
+class InvalidInput(SatelliteError):
+    """The request is not valid."""
+
+
+class NotAuthenticated(SatelliteError):
+    """Authentication is required."""
+
+
+class InvalidGrant(SatelliteError):
+    """The credentials are not valid."""
+
+
+class Forbidden(SatelliteError):
+    """The caller may not do this."""
+
+
+class NotFound(SatelliteError):
+    """The resource does not exist."""
+
+
+class Conflict(SatelliteError):
+    """The request conflicts with the current state."""

@@ -1,0 +1,24 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from satellite.http.keys import MIGRATIONS, SERVICES
+from satellite.services import health
+
+log = structlog.get_logger(__name__)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await health.check_ready(request.app[SERVICES].db, request.app[MIGRATIONS])
+    except Exception as exc:  # readiness reports any failure, it never fails itself
+        log.warning("readyz.not_ready", reason=str(exc))
+        return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+    return web.json_response({"status": "ready"})

@@ -1,0 +1,13 @@
+"""Typed keys for what the application object carries."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from satellite.config import Settings
+from satellite.services.registry import Services
+from satellite.storage.migrations import Migration
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICES = web.AppKey("services", Services)
+MIGRATIONS = web.AppKey("migrations", list[Migration])

@@ -1,0 +1,85 @@
+"""The OpenAPI 3.1 document, generated from the route table and its wire types."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from satellite import __version__
+from satellite.http.routes import API_PREFIXES, ROUTES, full_paths
+from satellite.http.wire import Problem
+
+_REF = "#/components/schemas/{name}"
+_PARAM_RE = re.compile(r"{(\w+)}")
+
+
+def build_document() -> dict[str, Any]:
+    types = {t for r in ROUTES for t in (r.body, r.response) if t is not None} | {Problem}
+    ordered = sorted(types, key=lambda t: t.__name__)
+    schemas, components = msgspec.json.schema_components(ordered, ref_template=_REF)
+    refs = dict(zip(ordered, schemas, strict=True))
+    problem = {
+        "description": "Problem document (RFC 9457)",
+        "content": {"application/problem+json": {"schema": refs[Problem]}},
+    }
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        for path in full_paths(route):
+            operation: dict[str, Any] = {
+                "summary": route.summary,
+                "tags": [route.tag],
+                "operationId": f"{route.method.lower()}{path}".replace("/", "_"),
+                "responses": {
+                    str(route.status): {
+                        "description": "Success",
+                        **(
+                            {"content": {"application/json": {"schema": refs[route.response]}}}
+                            if route.response
+                            else {}
+                        ),
+                    },
+                    "default": problem,
+                },
+            }
+            parameters = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in _PARAM_RE.findall(path)
+            ]
+            if parameters:
+                operation["parameters"] = parameters
+            if route.body is not None:
+                operation["requestBody"] = {
+                    "required": False,
+                    "content": {"application/json": {"schema": refs[route.body]}},
+                }
+            if not route.public:
+                operation["security"] = [{"bearer": []}]
+            paths.setdefault(path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "satellite admin API",
+            "version": __version__,
+            "description": "Compatible with the SSM On-Prem API toolkit; every path under "
+            f"{API_PREFIXES[0]} also answers under {API_PREFIXES[1]}.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+def openapi_routes() -> list[web.RouteDef]:
+    document = msgspec.json.encode(build_document())
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    return [web.get(prefix + "/openapi.json", serve) for prefix in API_PREFIXES]

@@ -1,0 +1,82 @@
+"""RFC 9457 problem documents."""
+
+from __future__ import annotations
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from satellite import errors
+from satellite.http.wire import Problem
+
+PROBLEM_TYPE = "urn:satellite:problem:"
+CONTENT_TYPE = "application/problem+json"
+
+# Domain error class -> (status, problem slug, title)
+_DOMAIN: dict[type[errors.SatelliteError], tuple[int, str, str]] = {
+    errors.InvalidInput: (422, "invalid-input", "Invalid input"),
+    errors.NotAuthenticated: (401, "not-authenticated", "Not authenticated"),
+    errors.InvalidGrant: (400, "invalid-grant", "Invalid credentials"),
+    errors.Forbidden: (403, "forbidden", "Forbidden"),
+    errors.NotFound: (404, "not-found", "Not found"),
+    errors.Conflict: (409, "conflict", "Conflict"),
+    errors.SchemaMismatch: (503, "schema-mismatch", "Database schema mismatch"),
+}
+
+_HTTP_SLUGS = {
+    400: "bad-request",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "body-too-large",
+    415: "unsupported-media-type",
+}
+
+
+def problem_response(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    error: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    context = structlog.contextvars.get_contextvars()
+    body = Problem(
+        type=PROBLEM_TYPE + slug,
+        title=title,
+        status=status,
+        detail=detail,
+        instance=context.get("path"),
+        field=field,
+        request_id=context.get("request_id"),
+        error=error,
+    )
+    return web.Response(
+        status=status,
+        body=msgspec.json.encode(body),
+        content_type=CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+def from_domain_error(exc: errors.SatelliteError) -> web.Response:
+    for cls in type(exc).__mro__:
+        if cls in _DOMAIN:
+            status, slug, title = _DOMAIN[cls]
+            break
+    else:
+        status, slug, title = 500, "internal", "Internal error"
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    error = "invalid_grant" if isinstance(exc, errors.InvalidGrant) else None
+    return problem_response(
+        status, slug, title, exc.detail, field=exc.field, error=error, headers=headers
+    )
+
+
+def from_http_exception(exc: web.HTTPException) -> web.Response:
+    slug = _HTTP_SLUGS.get(exc.status, "http-error")
+    detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+    return problem_response(exc.status, slug, exc.reason, detail, headers=headers or None)

@@ -1,0 +1,326 @@
+"""The route table: registration and the OpenAPI document both read it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from satellite.http import wire
+from satellite.http.handlers import accounts, activity, health, licenses, oauth, principals, tokens
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+API_PREFIXES = ("/api/v1", "/backend/api/v1")
+ACCOUNT = "/accounts/{account}"
+VA = ACCOUNT + "/virtual-accounts/{va}"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # relative to the API prefixes unless ``api`` is False
+    handler: Handler
+    summary: str
+    tag: str
+    body: type | None = None
+    response: type | None = None
+    status: int = 200
+    public: bool = False
+    api: bool = True
+
+
+ROUTES: tuple[Route, ...] = (
+    # OAuth
+    *(
+        Route(
+            "POST",
+            p,
+            oauth.issue_token,
+            "Get an access token",
+            "oauth",
+            wire.TokenRequest,
+            wire.TokenResponse,
+            public=True,
+            api=False,
+        )
+        for p in ("/backend/oauth/token", "/oauth/token")
+    ),
+    *(
+        Route(
+            "POST",
+            p,
+            oauth.revoke_token,
+            "Revoke an access token",
+            "oauth",
+            wire.RevokeRequest,
+            wire.Empty,
+            api=False,
+        )
+        for p in ("/backend/oauth/revoke", "/oauth/revoke")
+    ),
+    # accounts
+    Route(
+        "POST",
+        "/upstream_satellites/accounts",
+        accounts.list_accounts,
+        "Accounts the caller may see",
+        "accounts",
+        None,
+        wire.AccountList,
+    ),
+    Route(
+        "GET",
+        "/accounts",
+        accounts.list_accounts,
+        "Accounts the caller may see",
+        "accounts",
+        None,
+        wire.AccountList,
+    ),
+    Route(
+        "POST",
+        "/accounts",
+        accounts.create_account,
+        "Create an account (system admin)",
+        "accounts",
+        wire.AccountCreate,
+        wire.AccountOne,
+        201,
+    ),
+    Route(
+        "POST",
+        ACCOUNT + "/update",
+        accounts.update_account,
+        "Change an account (system admin)",
+        "accounts",
+        wire.AccountUpdate,
+        wire.AccountOne,
+    ),
+    Route(
+        "GET",
+        ACCOUNT + "/virtual-accounts",
+        accounts.list_virtual_accounts,
+        "Virtual accounts",
+        "virtual accounts",
+        None,
+        wire.VirtualAccountList,
+    ),
+    Route(
+        "POST",
+        ACCOUNT + "/virtual-accounts",
+        accounts.create_virtual_account,
+        "Create a virtual account",
+        "virtual accounts",
+        wire.VirtualAccountCreate,
+        wire.VirtualAccountList,
+        201,
+    ),
+    Route(
+        "POST",
+        VA + "/delete",
+        accounts.delete_virtual_account,
+        "Delete an empty virtual account",
+        "virtual accounts",
+        wire.NoBody,
+        wire.StatusResponse,
+    ),
+    # tokens
+    Route(
+        "GET",
+        VA + "/tokens",
+        tokens.list_tokens,
+        "Registration tokens",
+        "tokens",
+        None,
+        wire.TokenList,
+    ),
+    Route(
+        "POST",
+        VA + "/tokens",
+        tokens.create_token,
+        "Create a registration token",
+        "tokens",
+        wire.TokenCreate,
+        wire.TokenCreated,
+        201,
+    ),
+    Route(
+        "POST",
+        VA + "/tokens/revoke",
+        tokens.revoke_tokens,
+        "Revoke registration tokens",
+        "tokens",
+        wire.TokenRevoke,
+        wire.TokenList,
+    ),
+    # licenses
+    Route(
+        "POST",
+        ACCOUNT + "/licenses",
+        licenses.licenses_view,
+        "License positions per virtual account",
+        "licenses",
+        wire.LicensesQuery,
+        wire.LicenseList,
+    ),
+    Route(
+        "GET",
+        VA + "/license-pool",
+        licenses.list_pool,
+        "Pool lines of a virtual account",
+        "licenses",
+        None,
+        wire.PoolLineList,
+    ),
+    Route(
+        "POST",
+        VA + "/license-pool",
+        licenses.add_pool_line,
+        "Add a pool line",
+        "licenses",
+        wire.PoolLineIn,
+        wire.PoolLineOne,
+        201,
+    ),
+    Route(
+        "POST",
+        VA + "/license-pool/{line}/update",
+        licenses.update_pool_line,
+        "Change a local pool line",
+        "licenses",
+        wire.PoolLineIn,
+        wire.PoolLineOne,
+    ),
+    Route(
+        "POST",
+        VA + "/license-pool/{line}/delete",
+        licenses.remove_pool_line,
+        "Remove a local pool line",
+        "licenses",
+        wire.NoBody,
+        wire.StatusResponse,
+    ),
+    Route(
+        "GET",
+        "/license-catalog",
+        licenses.catalog,
+        "The license catalog",
+        "licenses",
+        None,
+        wire.CatalogList,
+    ),
+    # alerts and events
+    Route(
+        "POST",
+        ACCOUNT + "/alerts",
+        activity.list_alerts,
+        "Alerts of an account",
+        "alerts",
+        wire.AlertsQuery,
+        wire.AlertList,
+    ),
+    Route(
+        "GET",
+        "/events",
+        activity.list_events,
+        "Audit log (query parameters filter)",
+        "events",
+        None,
+        wire.EventList,
+    ),
+    Route(
+        "POST",
+        "/events",
+        activity.list_events,
+        "Audit log (body filters)",
+        "events",
+        wire.EventsQuery,
+        wire.EventList,
+    ),
+    # clients and users
+    Route(
+        "GET",
+        "/clients",
+        principals.list_clients,
+        "API clients",
+        "access",
+        None,
+        wire.PrincipalList,
+    ),
+    Route(
+        "POST",
+        "/clients",
+        principals.create_client,
+        "Create an API client (system admin)",
+        "access",
+        wire.ClientCreate,
+        wire.ClientCreated,
+        201,
+    ),
+    Route(
+        "POST",
+        "/clients/{client}/disable",
+        principals.disable_client,
+        "Disable an API client and revoke its tokens",
+        "access",
+        wire.NoBody,
+        wire.PrincipalOne,
+    ),
+    Route("GET", "/users", principals.list_users, "Users", "access", None, wire.PrincipalList),
+    Route(
+        "POST",
+        "/users",
+        principals.create_user,
+        "Create a user (system admin)",
+        "access",
+        wire.UserCreate,
+        wire.PrincipalOne,
+        201,
+    ),
+    Route(
+        "POST",
+        "/users/{user}/disable",
+        principals.disable_user,
+        "Disable a user and revoke its tokens",
+        "access",
+        wire.NoBody,
+        wire.PrincipalOne,
+    ),
+    Route(
+        "POST",
+        "/users/{user}/password",
+        principals.set_user_password,
+        "Set a user's password and revoke its tokens",
+        "access",
+        wire.PasswordSet,
+        wire.StatusResponse,
+    ),
+    # operations
+    Route(
+        "GET", "/healthz", health.healthz, "The process is up", "operations", public=True, api=False
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        health.readyz,
+        "Database reachable and schema current",
+        "operations",
+        public=True,
+        api=False,
+    ),
+)
+
+
+def full_paths(route: Route) -> list[str]:
+    return [prefix + route.path for prefix in API_PREFIXES] if route.api else [route.path]
+
+
+def setup_routes(app: web.Application, extra: list[web.RouteDef]) -> None:
+    table = [
+        web.route(route.method, path, route.handler)
+        for route in ROUTES
+        for path in full_paths(route)
+    ]
+    app.add_routes(table + extra)

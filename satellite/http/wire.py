@@ -1,0 +1,345 @@
+"""Wire messages of the admin API.
+
+Field names follow the SSM On-Prem API toolkit as public automation calls it (camelCase,
+plus the snake_case of the OAuth endpoint). The OpenAPI document is generated from these
+same types, so the document and the handlers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import msgspec
+
+from satellite.domain.access import Role
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^/\x00-\x1f]+$")]
+Description = Annotated[str, msgspec.Meta(max_length=500)]
+Limit = Annotated[int, msgspec.Meta(ge=-1, le=100_000)]
+Offset = Annotated[int, msgspec.Meta(ge=0)]
+ExportFlag = Literal["Allowed", "Not Allowed"]
+Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    """Base of every request body: unknown fields are refused."""
+
+
+class Response(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=False):
+    """Base of every response body."""
+
+
+# --- OAuth ---------------------------------------------------------------------------------
+
+
+class TokenRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    grant_type: Literal["client_credentials", "password"]
+    client_id: Secret | None = None
+    client_secret: Secret | None = None
+    username: Secret | None = None
+    password: Secret | None = None
+    scope: str | None = None
+
+
+class TokenResponse(msgspec.Struct, kw_only=True):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme name, not a secret
+    expires_in: int
+
+
+class RevokeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    token: Secret
+    token_type_hint: str | None = None
+
+
+class NoBody(Request):
+    """An action that takes no parameters: the body is empty or ``{}``."""
+
+
+class Empty(Response):
+    pass
+
+
+class StatusResponse(Response):
+    status: Literal["SUCCESS"] = "SUCCESS"
+    message: str = ""
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+
+class AccountOut(Response):
+    name: str
+    description: str
+    export_controlled_allowed: bool
+    created_at: dt.datetime
+
+
+class AccountList(Response):
+    accounts: list[AccountOut]
+
+
+class AccountCreate(Request):
+    name: Name
+    description: Description = ""
+    export_controlled_allowed: bool = False
+
+
+class AccountUpdate(Request):
+    description: Description | None = None
+    export_controlled_allowed: bool | None = None
+
+
+class AccountOne(Response):
+    account: AccountOut
+
+
+class VirtualAccountOut(Response):
+    name: str
+    description: str
+    is_default: bool
+    created_at: dt.datetime
+
+
+class VirtualAccountList(Response):
+    virtual_accounts: list[VirtualAccountOut]
+
+
+class VirtualAccountCreate(Request):
+    name: Name
+    description: Description = ""
+
+
+# --- registration tokens -------------------------------------------------------------------
+
+
+class TokenCreate(Request):
+    description: Description = ""
+    expires_after_days: Annotated[int, msgspec.Meta(ge=1, le=365)] | None = None
+    export_controlled: ExportFlag = "Allowed"
+    number_of_uses: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+
+
+class TokenInfo(Response):
+    token: str
+    description: str
+    expiration_date: dt.datetime
+    export_controlled: ExportFlag
+    number_of_uses: int | None
+    uses: int
+    status: Literal["Active", "Expired", "Revoked", "Used"]
+    virtual_account: str
+    created_by: str
+    created_at: dt.datetime
+
+
+class TokenCreated(Response):
+    token_info: TokenInfo
+
+
+class TokenList(Response):
+    tokens: list[TokenInfo]
+
+
+class TokenRevoke(Request):
+    tokens: Annotated[list[Secret], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+# --- licenses ------------------------------------------------------------------------------
+
+
+class LicensesQuery(Request):
+    virtual_accounts: Annotated[list[Name], msgspec.Meta(max_length=1000)] | None = None
+    limit: Limit = -1
+    offset: Offset = 0
+
+
+class LicenseDetail(Response):
+    license_type: str
+    quantity: int
+    start_date: dt.date | None
+    end_date: dt.date | None
+    subscription_id: str | None
+    status: str
+
+
+class LicenseSubstitution(Response):
+    license: str
+    entitlement_tag: str
+    quantity: int
+    direction: Literal["borrowed", "lent"]
+
+
+class LicenseOut(Response):
+    license: str
+    entitlement_tag: str
+    virtual_account: str
+    quantity: int
+    in_use: int
+    available: int
+    reserved: int
+    status: Literal["In Compliance", "Out Of Compliance"]
+    license_details: list[LicenseDetail]
+    license_substitutions: list[LicenseSubstitution]
+
+
+class LicenseList(Response):
+    total_records: int
+    licenses: list[LicenseOut]
+
+
+class PoolLineIn(Request):
+    entitlement_tag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+    license_type: Literal["PERPETUAL", "TERM", "SUBSCRIPTION"] = "PERPETUAL"
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    subscription_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    export_restricted: bool | None = None
+
+
+class PoolLineOut(Response):
+    id: int
+    entitlement_tag: str
+    license: str
+    quantity: int
+    license_type: str
+    start_date: dt.date | None
+    end_date: dt.date | None
+    subscription_id: str | None
+    export_restricted: bool
+    source: Literal["local", "upstream"]
+    status: Literal["Active", "Pending", "Expired"]
+
+
+class PoolLineList(Response):
+    licenses: list[PoolLineOut]
+
+
+class PoolLineOne(Response):
+    license: PoolLineOut
+
+
+class CatalogEntryOut(Response):
+    entitlement_tag: str
+    display_name: str
+    description: str
+    family: str
+    tier: int
+    export_restricted: bool
+
+
+class CatalogList(Response):
+    licenses: list[CatalogEntryOut]
+
+
+# --- alerts and events ---------------------------------------------------------------------
+
+
+class AlertsQuery(Request):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    include_cleared: bool = False
+
+
+class AlertOut(Response):
+    message_type: str
+    severity: Literal["Info", "Minor", "Major", "Critical"]
+    source: str
+    message: str
+    virtual_account: str | None
+    created_at: dt.datetime
+    cleared_at: dt.datetime | None
+
+
+class AlertList(Response):
+    alerts: list[AlertOut]
+
+
+class EventsQuery(Request):
+    account: Name | None = None
+    action: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    actor: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    offset: Offset = 0
+
+
+class EventOut(Response):
+    id: int
+    occurred_at: dt.datetime
+    account: str | None
+    actor: str
+    action: str
+    target: str
+    details: dict[str, object]
+    request_id: str | None
+
+
+class EventList(Response):
+    total_records: int
+    events: list[EventOut]
+
+
+# --- clients and users ---------------------------------------------------------------------
+
+
+class ClientCreate(Request):
+    role: Role
+    accounts: Annotated[list[Name], msgspec.Meta(max_length=1000)] = msgspec.field(
+        default_factory=list
+    )
+    description: Description = ""
+
+
+class PrincipalOut(Response):
+    name: str
+    role: Role
+    accounts: list[str]
+    description: str
+    created_at: dt.datetime
+    disabled: bool
+
+
+class ClientCreated(Response):
+    client_id: str
+    client_secret: str
+    client: PrincipalOut
+
+
+class PrincipalList(Response):
+    items: list[PrincipalOut]
+
+
+class UserCreate(Request):
+    username: Name
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    role: Role
+    accounts: Annotated[list[Name], msgspec.Meta(max_length=1000)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class PasswordSet(Request):
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+class PrincipalOne(Response):
+    item: PrincipalOut
+
+
+# --- problems ------------------------------------------------------------------------------
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    field: str | None = None
+    request_id: str | None = msgspec.field(default=None, name="requestId")
+    error: str | None = None  # OAuth error code (RFC 6749) on the token endpoints

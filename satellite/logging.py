@@ -1,0 +1,33 @@
+"""structlog configuration: JSON lines (or console) with event names and context."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from satellite.config import LogSettings
+
+
+def configure_logging(settings: LogSettings) -> None:
+    level = logging.getLevelName(settings.level.upper())
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if settings.format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries that use the stdlib logger (aiohttp, apscheduler) go to stderr at our level.
+    logging.basicConfig(stream=sys.stderr, level=max(level, logging.WARNING), force=True)

@@ -1,0 +1,125 @@
+"""What one satellite process needs before it can serve: database, keys, catalog, schema.
+
+Used by ``serve`` and by every CLI command, so both work on the same state directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from satellite.config import Settings
+from satellite.crypto.keys import (
+    KeyPaths,
+    ServerKeys,
+    ensure_server_keys,
+    ensure_tls_certificate,
+    load_server_keys,
+)
+from satellite.domain.access import host_operator
+from satellite.domain.catalog import Catalog, load_catalog
+from satellite.errors import StateDirError
+from satellite.resources import config_dir, migrations_dir
+from satellite.services.principals import NewClient
+from satellite.services.registry import Services, build_services
+from satellite.storage.db import Database
+from satellite.storage.embedded import EmbeddedPostgres
+from satellite.storage.migrations import Migration, load_migrations, migrate
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    dsn: str
+    keys: ServerKeys
+    catalog: Catalog
+    migrations: list[Migration]
+
+
+@dataclass(frozen=True)
+class InitResult:
+    applied: list[Migration]
+    first_client: NewClient | None
+
+
+def key_paths(settings: Settings) -> KeyPaths:
+    return KeyPaths(settings.state_path)
+
+
+def is_initialized(settings: Settings) -> bool:
+    return key_paths(settings).ca_key.exists()
+
+
+def ensure_state_dir(settings: Settings) -> Path:
+    path = settings.state_path
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise StateDirError(f"cannot create state directory {path}: {exc.strerror}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StateDirError(f"state directory {path} is not writable")
+    return path
+
+
+@contextmanager
+def database_server(settings: Settings) -> Iterator[str]:
+    """Yield the DSN to use: the configured one, or the embedded server's (started here)."""
+    if settings.database.dsn:
+        yield settings.database.dsn
+        return
+    ensure_state_dir(settings)
+    embedded = EmbeddedPostgres(settings.state_path)
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+def load_runtime(settings: Settings, dsn: str) -> Runtime:
+    catalog_path = Path(settings.catalog) if settings.catalog else config_dir() / "catalog.toml"
+    return Runtime(
+        settings=settings,
+        dsn=dsn,
+        keys=load_server_keys(key_paths(settings)),
+        catalog=load_catalog(catalog_path),
+        migrations=load_migrations(migrations_dir()),
+    )
+
+
+@asynccontextmanager
+async def open_services(runtime: Runtime) -> AsyncIterator[Services]:
+    db = await Database.connect(runtime.dsn, runtime.settings.database)
+    try:
+        yield build_services(runtime.settings, db, runtime.keys, runtime.catalog)
+    finally:
+        await db.close()
+
+
+async def apply_migrations(runtime: Runtime) -> list[Migration]:
+    db = await Database.connect(runtime.dsn, runtime.settings.database)
+    try:
+        async with db.connection() as conn:
+            return await migrate(conn, runtime.migrations)
+    finally:
+        await db.close()
+
+
+def create_key_material(settings: Settings, tls_hostnames: list[str]) -> list[Path]:
+    """State directory, server keys and (when host names are given) a TLS certificate."""
+    ensure_state_dir(settings)
+    paths = key_paths(settings)
+    created = ensure_server_keys(paths)
+    if tls_hostnames and ensure_tls_certificate(paths, tls_hostnames):
+        created += [paths.tls_key, paths.tls_cert]
+    return created
+
+
+async def initialize(runtime: Runtime, operator: str) -> InitResult:
+    """Migrate and create the first system-admin client if there is none (key material first)."""
+    applied = await apply_migrations(runtime)
+    async with open_services(runtime) as services:
+        first = await services.principals.bootstrap_client(host_operator(operator))
+    return InitResult(applied=applied, first_client=first)

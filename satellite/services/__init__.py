@@ -1,0 +1,1 @@
+"""Domain services: one module per capability. They hold the rules and own transactions."""

@@ -1,0 +1,105 @@
+"""Smart accounts and their virtual accounts."""
+
+from __future__ import annotations
+
+from satellite.domain.access import Principal
+from satellite.domain.models import Account, VirtualAccount
+from satellite.errors import Conflict
+from satellite.services import audit, scope
+from satellite.storage import accounts
+from satellite.storage.db import Database
+
+DEFAULT_VIRTUAL_ACCOUNT = "DEFAULT"
+
+
+class AccountService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def visible_accounts(self, principal: Principal) -> list[Account]:
+        async with self._db.connection() as conn:
+            only = None if principal.is_system_admin else principal.account_ids
+            return await accounts.list_accounts(conn, only)
+
+    async def create_account(
+        self, principal: Principal, name: str, description: str, export_controlled_allowed: bool
+    ) -> Account:
+        """A new account with its DEFAULT virtual account, as every smart account has one."""
+        scope.require_system_admin(principal)
+        async with self._db.transaction() as conn:
+            account = await accounts.insert_account(
+                conn, name, description, export_controlled_allowed
+            )
+            await accounts.insert_virtual_account(
+                conn, account.id, DEFAULT_VIRTUAL_ACCOUNT, "Default virtual account", True
+            )
+            await audit.record(
+                conn,
+                principal,
+                "account.created",
+                name,
+                account_id=account.id,
+                export_controlled_allowed=export_controlled_allowed,
+            )
+            return account
+
+    async def update_account(
+        self,
+        principal: Principal,
+        name: str,
+        description: str | None,
+        export_controlled_allowed: bool | None,
+    ) -> Account:
+        scope.require_system_admin(principal)
+        async with self._db.transaction() as conn:
+            account = await scope.writable_account(conn, principal, name, lock=True)
+            updated = await accounts.update_account(
+                conn, account.id, description, export_controlled_allowed
+            )
+            await audit.record(
+                conn,
+                principal,
+                "account.updated",
+                name,
+                account_id=account.id,
+                description=description,
+                export_controlled_allowed=export_controlled_allowed,
+            )
+            return updated
+
+    async def virtual_accounts(self, principal: Principal, account: str) -> list[VirtualAccount]:
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            return await accounts.list_virtual_accounts(conn, acc.id)
+
+    async def create_virtual_account(
+        self, principal: Principal, account: str, name: str, description: str
+    ) -> VirtualAccount:
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            va = await accounts.insert_virtual_account(conn, acc.id, name, description, False)
+            await audit.record(
+                conn, principal, "virtual_account.created", f"{account}/{name}", account_id=acc.id
+            )
+            return va
+
+    async def delete_virtual_account(self, principal: Principal, account: str, name: str) -> None:
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            va = await scope.virtual_account(conn, acc, name, lock=True)
+            if va.is_default:
+                raise Conflict(
+                    f"virtual account {name!r} is the account's default and cannot be deleted",
+                    field="virtualAccount",
+                )
+            held = await accounts.virtual_account_holdings(conn, va.id)
+            if held:
+                raise Conflict(
+                    f"virtual account {name!r} still holds {held} license line(s); "
+                    "remove or move them first",
+                    field="virtualAccount",
+                )
+            await accounts.delete_virtual_account(conn, va.id)
+            await audit.record(
+                conn, principal, "virtual_account.deleted", f"{account}/{name}", account_id=acc.id
+            )

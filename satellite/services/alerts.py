@@ -1,0 +1,21 @@
+"""Reading an account's alerts."""
+
+from __future__ import annotations
+
+from satellite.domain.access import Principal
+from satellite.domain.models import Alert
+from satellite.services import scope
+from satellite.storage import alerts
+from satellite.storage.db import Database
+
+
+class AlertService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def list(
+        self, principal: Principal, account: str, limit: int, include_cleared: bool = False
+    ) -> list[Alert]:
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            return await alerts.list_alerts(conn, acc.id, limit, include_cleared)

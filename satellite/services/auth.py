@@ -1,0 +1,97 @@
+"""OAuth access tokens for the admin API: issued to clients and users, checked, revoked."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from satellite.crypto.secrets import (
+    DUMMY_PASSWORD_HASH,
+    digests_equal,
+    random_secret,
+    secret_digest,
+    verify_password,
+)
+from satellite.domain.access import Principal
+from satellite.domain.models import PrincipalRecord
+from satellite.errors import InvalidGrant, NotAuthenticated
+from satellite.services import audit
+from satellite.storage import principals
+from satellite.storage.db import Database
+
+_WRONG = "the client id or secret is wrong, or the client is disabled"
+_WRONG_USER = "the user name or password is wrong, or the user is disabled"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+
+
+def as_principal(record: PrincipalRecord) -> Principal:
+    return Principal(
+        kind=record.kind,
+        login=record.login,
+        role=record.role,
+        account_ids=record.account_ids,
+        id=record.id,
+    )
+
+
+class AuthService:
+    def __init__(self, db: Database, token_ttl_seconds: int) -> None:
+        self._db = db
+        self._ttl = token_ttl_seconds
+
+    async def _issue(self, record: PrincipalRecord, grant: str) -> IssuedToken:
+        token = random_secret(32)
+        expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self._ttl)
+        async with self._db.transaction() as conn:
+            await principals.insert_access_token(conn, record.id, secret_digest(token), expires_at)
+            await audit.record(
+                conn,
+                as_principal(record),
+                "auth.token_issued",
+                record.login,
+                account_id=None,
+                grant_type=grant,
+            )
+        return IssuedToken(token, self._ttl)
+
+    async def client_credentials(self, client_id: str, client_secret: str) -> IssuedToken:
+        async with self._db.connection() as conn:
+            creds = await principals.get_credentials(conn, "client", client_id)
+        presented = secret_digest(client_secret)
+        stored = creds.secret_digest if creds and creds.secret_digest else bytes(32)
+        ok = digests_equal(presented, stored)
+        if creds is None or not ok or creds.principal.disabled_at is not None:
+            raise InvalidGrant(_WRONG, field="client_secret")
+        return await self._issue(creds.principal, "client_credentials")
+
+    async def password(self, username: str, password: str) -> IssuedToken:
+        async with self._db.connection() as conn:
+            creds = await principals.get_credentials(conn, "user", username)
+        stored = creds.password_hash if creds and creds.password_hash else DUMMY_PASSWORD_HASH
+        ok = verify_password(stored, password)
+        if creds is None or not ok or creds.principal.disabled_at is not None:
+            raise InvalidGrant(_WRONG_USER, field="password")
+        return await self._issue(creds.principal, "password")
+
+    async def authenticate(self, access_token: str) -> Principal:
+        async with self._db.connection() as conn:
+            record = await principals.principal_for_access_token(conn, secret_digest(access_token))
+        if record is None:
+            raise NotAuthenticated("the access token is unknown, expired or revoked")
+        return as_principal(record)
+
+    async def revoke(self, principal: Principal, access_token: str) -> None:
+        """Revoke one of the caller's tokens (a system admin may revoke anyone's).
+
+        As RFC 7009 says, a token that is unknown or not the caller's is not an error.
+        """
+        owner = None if principal.is_system_admin else principal.id
+        async with self._db.transaction() as conn:
+            login = await principals.revoke_access_token(conn, secret_digest(access_token), owner)
+            if login is not None:
+                await audit.record(conn, principal, "auth.token_revoked", login, account_id=None)

@@ -1,0 +1,216 @@
+"""License pools per virtual account, and the account's license positions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import replace
+from itertools import groupby
+
+from satellite.domain.access import Principal
+from satellite.domain.catalog import Catalog
+from satellite.domain.compliance import (
+    PoolLine,
+    Position,
+    line_status,
+    positions_for_virtual_account,
+)
+from satellite.domain.models import Severity
+from satellite.errors import Conflict, InvalidInput, NotFound
+from satellite.services import audit, scope
+from satellite.storage import accounts, alerts, licenses
+from satellite.storage.db import Connection, Database
+from satellite.storage.licenses import LineValues
+
+EXPIRY_WARNING = dt.timedelta(days=30)
+
+
+def today_utc() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+class LicenseService:
+    def __init__(
+        self, db: Database, catalog: Catalog, today: Callable[[], dt.date] = today_utc
+    ) -> None:
+        self._db = db
+        self._catalog = catalog
+        self._today = today
+
+    def _validate(self, values: LineValues) -> LineValues:
+        """Check a line against the catalog and the type rules; fill in catalog defaults."""
+        entry = self._catalog.get(values.tag)
+        if entry is None:
+            raise InvalidInput(
+                f"tag {values.tag!r} is not in the license catalog", field="entitlementTag"
+            )
+        if values.license_type == "PERPETUAL" and values.end_date is not None:
+            raise InvalidInput("a PERPETUAL license has no end date", field="endDate")
+        if values.license_type != "PERPETUAL" and values.end_date is None:
+            raise InvalidInput(
+                f"a {values.license_type} license needs an end date", field="endDate"
+            )
+        if values.start_date and values.end_date and values.start_date > values.end_date:
+            raise InvalidInput("startDate is after endDate", field="startDate")
+        if values.export_restricted is None:
+            values = replace(values, export_restricted=entry.export_restricted)
+        return values
+
+    async def pool(self, principal: Principal, account: str, va: str) -> list[PoolLine]:
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            vacc = await scope.virtual_account(conn, acc, va)
+            return await licenses.lines_of_virtual_account(conn, vacc.id)
+
+    async def add_line(
+        self, principal: Principal, account: str, va: str, values: LineValues
+    ) -> PoolLine:
+        values = self._validate(values)
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            vacc = await scope.virtual_account(conn, acc, va, lock=True)
+            line = await licenses.insert_line(conn, vacc.id, values)
+            await audit.record(
+                conn,
+                principal,
+                "license.added",
+                f"{account}/{va}/{line.id}",
+                account_id=acc.id,
+                tag=line.tag,
+                quantity=line.quantity,
+                license_type=line.license_type,
+            )
+            await self._refresh_alerts(conn, acc.id, vacc.id)
+            return line
+
+    async def _local_line(
+        self, conn: Connection, account_id: int, va_id: int, line_id: int
+    ) -> PoolLine:
+        line = await licenses.get_line(conn, va_id, line_id, for_update=True)
+        if line is None:
+            raise NotFound(f"license line {line_id} not found", field="lineId")
+        if line.source == "upstream":
+            raise Conflict(
+                f"license line {line_id} comes from the upstream and is read-only here; "
+                "change it at the upstream and sync",
+                field="lineId",
+            )
+        return line
+
+    async def update_line(
+        self, principal: Principal, account: str, va: str, line_id: int, values: LineValues
+    ) -> PoolLine:
+        values = self._validate(values)
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            vacc = await scope.virtual_account(conn, acc, va, lock=True)
+            before = await self._local_line(conn, acc.id, vacc.id, line_id)
+            line = await licenses.update_line(conn, vacc.id, line_id, values)
+            await audit.record(
+                conn,
+                principal,
+                "license.updated",
+                f"{account}/{va}/{line_id}",
+                account_id=acc.id,
+                tag=line.tag,
+                quantity_before=before.quantity,
+                quantity=line.quantity,
+            )
+            await self._refresh_alerts(conn, acc.id, vacc.id)
+            return line
+
+    async def remove_line(self, principal: Principal, account: str, va: str, line_id: int) -> None:
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            vacc = await scope.virtual_account(conn, acc, va, lock=True)
+            line = await self._local_line(conn, acc.id, vacc.id, line_id)
+            await licenses.delete_line(conn, vacc.id, line_id)
+            await audit.record(
+                conn,
+                principal,
+                "license.removed",
+                f"{account}/{va}/{line_id}",
+                account_id=acc.id,
+                tag=line.tag,
+                quantity=line.quantity,
+            )
+            await self._refresh_alerts(conn, acc.id, vacc.id)
+
+    async def positions(
+        self,
+        principal: Principal,
+        account: str,
+        va_names: list[str] | None,
+    ) -> list[Position]:
+        """Every (virtual account, tag) position of the account, in a stable order."""
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            if va_names is not None:
+                known = {va.name for va in await accounts.list_virtual_accounts(conn, acc.id)}
+                for name in va_names:
+                    if name not in known:
+                        raise NotFound(
+                            f"virtual account {name!r} not found in account {account!r}",
+                            field="virtualAccounts",
+                        )
+            lines = await licenses.lines_of_account(conn, acc.id, va_names)
+        today = self._today()
+        result: list[Position] = []
+        for va_name, va_lines in groupby(lines, key=lambda line: line.virtual_account):
+            result.extend(
+                positions_for_virtual_account(va_name, self._catalog, list(va_lines), today)
+            )
+        return result
+
+    async def _refresh_alerts(self, conn: Connection, account_id: int, va_id: int) -> None:
+        """Raise and clear the pool alerts of one virtual account to match its positions."""
+        lines = await licenses.lines_of_virtual_account(conn, va_id)
+        if not lines:
+            await alerts.clear_alerts_except(conn, account_id, f"pool:{va_id}:", [])
+            return
+        today = self._today()
+        va_name = lines[0].virtual_account
+        keep: list[str] = []
+
+        async def open_alert(key: str, message_type: str, severity: Severity, message: str) -> None:
+            keep.append(key)
+            await alerts.raise_alert(
+                conn,
+                account_id=account_id,
+                virtual_account_id=va_id,
+                dedupe_key=key,
+                message_type=message_type,
+                severity=severity,
+                source=va_name,
+                message=message,
+            )
+
+        for position in positions_for_virtual_account(va_name, self._catalog, lines, today):
+            if position.status == "Out Of Compliance":
+                await open_alert(
+                    f"pool:{va_id}:shortage:{position.tag}",
+                    "Insufficient Licenses",
+                    "Major",
+                    f"{self._catalog.display_name(position.tag)}: "
+                    f"{-position.available} more in use or reserved than available",
+                )
+        for line in lines:
+            status = line_status(line, today)
+            if line.end_date is None or status == "Pending":
+                continue
+            name = self._catalog.display_name(line.tag)
+            if status == "Expired":
+                await open_alert(
+                    f"pool:{va_id}:expired:{line.id}",
+                    "Licenses Expired",
+                    "Minor",
+                    f"{line.quantity} {name} expired on {line.end_date.isoformat()}",
+                )
+            elif line.end_date - today <= EXPIRY_WARNING:
+                await open_alert(
+                    f"pool:{va_id}:expiring:{line.id}",
+                    "Licenses Expiring",
+                    "Minor",
+                    f"{line.quantity} {name} expire on {line.end_date.isoformat()}",
+                )
+        await alerts.clear_alerts_except(conn, account_id, f"pool:{va_id}:", keep)

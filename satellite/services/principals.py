@@ -1,0 +1,166 @@
+"""API clients and users: who may call the admin API, with which role, on which accounts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from satellite.crypto.secrets import hash_password, new_client_id, random_secret, secret_digest
+from satellite.domain.access import Principal, Role
+from satellite.domain.models import PrincipalRecord
+from satellite.errors import Conflict, InvalidInput, NotFound
+from satellite.services import audit, scope
+from satellite.storage import accounts, principals
+from satellite.storage.db import Connection, Database
+
+Kind = Literal["client", "user"]
+MIN_PASSWORD_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class NewClient:
+    record: PrincipalRecord
+    client_id: str
+    client_secret: str
+
+
+class PrincipalService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def _account_ids(self, conn: Connection, role: Role, names: list[str]) -> list[int]:
+        if role == "system-admin":
+            if names:
+                raise InvalidInput("a system admin sees every account; name none", field="accounts")
+            return []
+        if not names:
+            raise InvalidInput(f"role {role} needs at least one account", field="accounts")
+        found = {a.name: a.id for a in await accounts.accounts_by_names(conn, names)}
+        for name in names:
+            if name not in found:
+                raise NotFound(f"account {name!r} not found", field="accounts")
+        return [found[name] for name in dict.fromkeys(names)]
+
+    async def _insert_client(
+        self,
+        conn: Connection,
+        principal: Principal,
+        role: Role,
+        account_ids: list[int],
+        description: str,
+    ) -> NewClient:
+        client_id = new_client_id()
+        client_secret = random_secret(32)
+        record = await principals.insert_principal(
+            conn,
+            kind="client",
+            login=client_id,
+            role=role,
+            description=description,
+            account_ids=account_ids,
+            secret_digest=secret_digest(client_secret),
+        )
+        await audit.record(
+            conn,
+            principal,
+            "client.created",
+            client_id,
+            account_id=None,
+            role=role,
+            accounts=list(record.account_names),
+        )
+        return NewClient(record, client_id, client_secret)
+
+    async def create_client(
+        self, principal: Principal, role: Role, account_names: list[str], description: str
+    ) -> NewClient:
+        scope.require_system_admin(principal)
+        async with self._db.transaction() as conn:
+            account_ids = await self._account_ids(conn, role, account_names)
+            return await self._insert_client(conn, principal, role, account_ids, description)
+
+    async def create_user(
+        self,
+        principal: Principal,
+        username: str,
+        password: str,
+        role: Role,
+        account_names: list[str],
+    ) -> PrincipalRecord:
+        scope.require_system_admin(principal)
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise InvalidInput(
+                f"the password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
+            )
+        async with self._db.transaction() as conn:
+            record = await principals.insert_principal(
+                conn,
+                kind="user",
+                login=username,
+                role=role,
+                description="",
+                account_ids=await self._account_ids(conn, role, account_names),
+                password_hash=hash_password(password),
+            )
+            await audit.record(
+                conn,
+                principal,
+                "user.created",
+                username,
+                account_id=None,
+                role=role,
+                accounts=list(record.account_names),
+            )
+        return record
+
+    async def list(self, principal: Principal, kind: Kind) -> list[PrincipalRecord]:
+        """A system admin sees everyone; others see those scoped to their own accounts."""
+        only = None if principal.is_system_admin else principal.account_ids
+        async with self._db.connection() as conn:
+            return await principals.list_principals(conn, kind, only)
+
+    async def disable(self, principal: Principal, kind: Kind, login: str) -> PrincipalRecord:
+        """Disable a client or user and revoke its access tokens at once."""
+        scope.require_system_admin(principal)
+        async with self._db.transaction() as conn:
+            record = await principals.get_principal(conn, kind, login)
+            if record is None:
+                raise NotFound(f"{kind} {login!r} not found", field="name")
+            if (
+                record.role == "system-admin"
+                and record.disabled_at is None
+                and await principals.count_system_admins(conn) <= 1
+            ):
+                raise Conflict(
+                    f"{kind} {login!r} is the last system admin; create another first",
+                    field="name",
+                )
+            await principals.disable_principal(conn, record.id)
+            await audit.record(conn, principal, f"{kind}.disabled", login, account_id=None)
+            updated = await principals.get_principal(conn, kind, login)
+        assert updated is not None
+        return updated
+
+    async def set_password(self, principal: Principal, username: str, password: str) -> None:
+        scope.require_system_admin(principal)
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise InvalidInput(
+                f"the password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
+            )
+        async with self._db.transaction() as conn:
+            record = await principals.get_principal(conn, "user", username)
+            if record is None:
+                raise NotFound(f"user {username!r} not found", field="name")
+            await principals.set_password(conn, record.id, hash_password(password))
+            await principals.revoke_principal_tokens(conn, record.id)
+            await audit.record(conn, principal, "user.password_set", username, account_id=None)
+
+    async def bootstrap_client(self, principal: Principal) -> NewClient | None:
+        """The first system-admin client, unless a system admin exists already."""
+        async with self._db.transaction() as conn:
+            await principals.lock_principals(conn)
+            if await principals.count_system_admins(conn) > 0:
+                return None
+            return await self._insert_client(
+                conn, principal, "system-admin", [], "first system admin (created by init)"
+            )

@@ -1,0 +1,46 @@
+"""Wiring: the services of one process, built from settings and shared resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from satellite.config import Settings
+from satellite.crypto.keys import ServerKeys
+from satellite.domain.catalog import Catalog
+from satellite.services.accounts import AccountService
+from satellite.services.alerts import AlertService
+from satellite.services.auth import AuthService
+from satellite.services.events import EventService
+from satellite.services.licenses import LicenseService
+from satellite.services.principals import PrincipalService
+from satellite.services.tokens import TokenService
+from satellite.storage.db import Database
+
+
+@dataclass(frozen=True)
+class Services:
+    db: Database
+    catalog: Catalog
+    accounts: AccountService
+    licenses: LicenseService
+    tokens: TokenService
+    auth: AuthService
+    principals: PrincipalService
+    events: EventService
+    alerts: AlertService
+
+
+def build_services(
+    settings: Settings, db: Database, keys: ServerKeys, catalog: Catalog
+) -> Services:
+    return Services(
+        db=db,
+        catalog=catalog,
+        accounts=AccountService(db),
+        licenses=LicenseService(db, catalog),
+        tokens=TokenService(db, keys, settings.timers),
+        auth=AuthService(db, settings.api.access_token_ttl_seconds),
+        principals=PrincipalService(db),
+        events=EventService(db),
+        alerts=AlertService(db),
+    )

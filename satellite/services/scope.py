@@ -1,0 +1,48 @@
+"""Account isolation: every account-scoped service call resolves its account here.
+
+An account the caller may not see is reported as missing (404), never as forbidden, so
+that a caller cannot learn which accounts exist.
+"""
+
+from __future__ import annotations
+
+from satellite.domain.access import Principal
+from satellite.domain.models import Account, VirtualAccount
+from satellite.errors import Forbidden, NotFound
+from satellite.storage import accounts
+from satellite.storage.db import Connection
+
+
+async def readable_account(conn: Connection, principal: Principal, name: str) -> Account:
+    account = await accounts.get_account(conn, name)
+    if account is None or not principal.sees(account.id):
+        raise NotFound(f"account {name!r} not found", field="account")
+    return account
+
+
+async def writable_account(
+    conn: Connection, principal: Principal, name: str, *, lock: bool = False
+) -> Account:
+    account = await accounts.get_account(conn, name, for_update=lock)
+    if account is None or not principal.sees(account.id):
+        raise NotFound(f"account {name!r} not found", field="account")
+    if not principal.may_write(account.id):
+        raise Forbidden(f"role {principal.role} may not change account {name!r}")
+    return account
+
+
+async def virtual_account(
+    conn: Connection, account: Account, name: str, *, lock: bool = False
+) -> VirtualAccount:
+    va = await accounts.get_virtual_account(conn, account.id, name, for_update=lock)
+    if va is None:
+        raise NotFound(
+            f"virtual account {name!r} not found in account {account.name!r}",
+            field="virtualAccount",
+        )
+    return va
+
+
+def require_system_admin(principal: Principal) -> None:
+    if not principal.is_system_admin:
+        raise Forbidden("only a system admin may do this")

@@ -1,0 +1,131 @@
+"""Accounts and virtual accounts."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from satellite.domain.models import Account, VirtualAccount
+from satellite.storage.errors import unique_as_conflict
+
+_ACCOUNT_COLUMNS = "id, name, description, export_controlled_allowed, created_at"
+_VA_COLUMNS = "id, account_id, name, description, is_default, created_at"
+
+
+def _account(row: asyncpg.Record) -> Account:
+    return Account(**dict(row))
+
+
+def _va(row: asyncpg.Record) -> VirtualAccount:
+    return VirtualAccount(**dict(row))
+
+
+async def insert_account(
+    conn: asyncpg.Connection, name: str, description: str, export_controlled_allowed: bool
+) -> Account:
+    with unique_as_conflict(f"account {name!r} already exists", field="name"):
+        row = await conn.fetchrow(
+            f"INSERT INTO accounts (name, description, export_controlled_allowed) "
+            f"VALUES ($1, $2, $3) RETURNING {_ACCOUNT_COLUMNS}",
+            name,
+            description,
+            export_controlled_allowed,
+        )
+    assert row is not None
+    return _account(row)
+
+
+async def update_account(
+    conn: asyncpg.Connection,
+    account_id: int,
+    description: str | None,
+    export_controlled_allowed: bool | None,
+) -> Account:
+    row = await conn.fetchrow(
+        f"UPDATE accounts SET description = coalesce($2, description), "
+        f"export_controlled_allowed = coalesce($3, export_controlled_allowed) "
+        f"WHERE id = $1 RETURNING {_ACCOUNT_COLUMNS}",
+        account_id,
+        description,
+        export_controlled_allowed,
+    )
+    assert row is not None
+    return _account(row)
+
+
+async def get_account(
+    conn: asyncpg.Connection, name: str, *, for_update: bool = False
+) -> Account | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE name = $1{lock}", name
+    )
+    return _account(row) if row else None
+
+
+async def list_accounts(conn: asyncpg.Connection, only_ids: frozenset[int] | None) -> list[Account]:
+    """All accounts, or only those in ``only_ids``."""
+    rows = await conn.fetch(
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts "
+        f"WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[]) ORDER BY name",
+        None if only_ids is None else list(only_ids),
+    )
+    return [_account(r) for r in rows]
+
+
+async def accounts_by_names(conn: asyncpg.Connection, names: list[str]) -> list[Account]:
+    rows = await conn.fetch(
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE name = ANY($1::text[])", names
+    )
+    return [_account(r) for r in rows]
+
+
+async def insert_virtual_account(
+    conn: asyncpg.Connection, account_id: int, name: str, description: str, is_default: bool
+) -> VirtualAccount:
+    with unique_as_conflict(f"virtual account {name!r} already exists", field="name"):
+        row = await conn.fetchrow(
+            f"INSERT INTO virtual_accounts (account_id, name, description, is_default) "
+            f"VALUES ($1, $2, $3, $4) RETURNING {_VA_COLUMNS}",
+            account_id,
+            name,
+            description,
+            is_default,
+        )
+    assert row is not None
+    return _va(row)
+
+
+async def get_virtual_account(
+    conn: asyncpg.Connection, account_id: int, name: str, *, for_update: bool = False
+) -> VirtualAccount | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(
+        f"SELECT {_VA_COLUMNS} FROM virtual_accounts WHERE account_id = $1 AND name = $2{lock}",
+        account_id,
+        name,
+    )
+    return _va(row) if row else None
+
+
+async def list_virtual_accounts(conn: asyncpg.Connection, account_id: int) -> list[VirtualAccount]:
+    rows = await conn.fetch(
+        f"SELECT {_VA_COLUMNS} FROM virtual_accounts WHERE account_id = $1 "
+        f"ORDER BY is_default DESC, name",
+        account_id,
+    )
+    return [_va(r) for r in rows]
+
+
+async def virtual_account_holdings(conn: asyncpg.Connection, va_id: int) -> int:
+    """How many license lines the virtual account still holds.
+
+    Product instances join this count when they exist.
+    """
+    count = await conn.fetchval(
+        "SELECT count(*) FROM license_lines WHERE virtual_account_id = $1", va_id
+    )
+    return int(count)
+
+
+async def delete_virtual_account(conn: asyncpg.Connection, va_id: int) -> None:
+    await conn.execute("DELETE FROM virtual_accounts WHERE id = $1", va_id)

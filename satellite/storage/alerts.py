@@ -1,0 +1,64 @@
+"""Alerts per account: raised once per key while open, cleared when the cause is gone."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from satellite.domain.models import Alert, Severity
+
+
+async def raise_alert(
+    conn: asyncpg.Connection,
+    *,
+    account_id: int,
+    virtual_account_id: int | None,
+    dedupe_key: str,
+    message_type: str,
+    severity: Severity,
+    source: str,
+    message: str,
+) -> bool:
+    """Open an alert unless one with the same key is open; return True when a new one opened."""
+    result = await conn.execute(
+        "INSERT INTO alerts (account_id, virtual_account_id, dedupe_key, message_type, severity, "
+        "source, message) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "ON CONFLICT (account_id, dedupe_key) WHERE cleared_at IS NULL DO NOTHING",
+        account_id,
+        virtual_account_id,
+        dedupe_key,
+        message_type,
+        severity,
+        source,
+        message,
+    )
+    return result.endswith(" 1")
+
+
+async def clear_alerts_except(
+    conn: asyncpg.Connection, account_id: int, key_prefix: str, keep: list[str]
+) -> None:
+    """Clear the open alerts whose key starts with ``key_prefix`` and is not in ``keep``."""
+    await conn.execute(
+        "UPDATE alerts SET cleared_at = now() WHERE account_id = $1 AND cleared_at IS NULL "
+        "AND starts_with(dedupe_key, $2) AND NOT (dedupe_key = ANY($3::text[]))",
+        account_id,
+        key_prefix,
+        keep,
+    )
+
+
+async def list_alerts(
+    conn: asyncpg.Connection, account_id: int, limit: int, include_cleared: bool
+) -> list[Alert]:
+    rows = await conn.fetch(
+        "SELECT al.id, a.name AS account, va.name AS virtual_account, al.message_type, "
+        "al.severity, al.source, al.message, al.created_at, al.cleared_at "
+        "FROM alerts al JOIN accounts a ON a.id = al.account_id "
+        "LEFT JOIN virtual_accounts va ON va.id = al.virtual_account_id "
+        "WHERE al.account_id = $1 AND ($2 OR al.cleared_at IS NULL) "
+        "ORDER BY al.id DESC LIMIT $3",
+        account_id,
+        include_cleared,
+        limit,
+    )
+    return [Alert(**dict(r)) for r in rows]

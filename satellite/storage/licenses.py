@@ -1,0 +1,118 @@
+"""License pool lines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import asyncpg
+
+from satellite.domain.compliance import LicenseType, PoolLine
+
+_COLUMNS = (
+    "l.id, va.name AS virtual_account, l.tag, l.quantity, l.license_type, l.start_date, "
+    "l.end_date, l.subscription_id, l.export_restricted, l.source"
+)
+
+
+def _line(row: asyncpg.Record) -> PoolLine:
+    return PoolLine(**dict(row))
+
+
+@dataclass(frozen=True)
+class LineValues:
+    tag: str
+    quantity: int
+    license_type: LicenseType
+    start_date: dt.date | None
+    end_date: dt.date | None
+    subscription_id: str | None
+    export_restricted: bool | None  # None: as the catalog says for the tag
+
+
+async def insert_line(
+    conn: asyncpg.Connection, va_id: int, values: LineValues, source: str = "local"
+) -> PoolLine:
+    line_id = await conn.fetchval(
+        "INSERT INTO license_lines (virtual_account_id, tag, quantity, license_type, start_date, "
+        "end_date, subscription_id, export_restricted, source) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        va_id,
+        values.tag,
+        values.quantity,
+        values.license_type,
+        values.start_date,
+        values.end_date,
+        values.subscription_id,
+        values.export_restricted,
+        source,
+    )
+    line = await get_line(conn, va_id, line_id)
+    assert line is not None
+    return line
+
+
+async def get_line(
+    conn: asyncpg.Connection, va_id: int, line_id: int, *, for_update: bool = False
+) -> PoolLine | None:
+    lock = " FOR UPDATE OF l" if for_update else ""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM license_lines l "
+        f"JOIN virtual_accounts va ON va.id = l.virtual_account_id "
+        f"WHERE l.virtual_account_id = $1 AND l.id = $2{lock}",
+        va_id,
+        line_id,
+    )
+    return _line(row) if row else None
+
+
+async def update_line(
+    conn: asyncpg.Connection, va_id: int, line_id: int, values: LineValues
+) -> PoolLine:
+    await conn.execute(
+        "UPDATE license_lines SET tag = $3, quantity = $4, license_type = $5, start_date = $6, "
+        "end_date = $7, subscription_id = $8, export_restricted = $9, updated_at = now() "
+        "WHERE virtual_account_id = $1 AND id = $2",
+        va_id,
+        line_id,
+        values.tag,
+        values.quantity,
+        values.license_type,
+        values.start_date,
+        values.end_date,
+        values.subscription_id,
+        values.export_restricted,
+    )
+    line = await get_line(conn, va_id, line_id)
+    assert line is not None
+    return line
+
+
+async def delete_line(conn: asyncpg.Connection, va_id: int, line_id: int) -> None:
+    await conn.execute(
+        "DELETE FROM license_lines WHERE virtual_account_id = $1 AND id = $2", va_id, line_id
+    )
+
+
+async def lines_of_virtual_account(conn: asyncpg.Connection, va_id: int) -> list[PoolLine]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM license_lines l "
+        f"JOIN virtual_accounts va ON va.id = l.virtual_account_id "
+        f"WHERE l.virtual_account_id = $1 ORDER BY l.tag, l.id",
+        va_id,
+    )
+    return [_line(r) for r in rows]
+
+
+async def lines_of_account(
+    conn: asyncpg.Connection, account_id: int, va_names: list[str] | None
+) -> list[PoolLine]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM license_lines l "
+        f"JOIN virtual_accounts va ON va.id = l.virtual_account_id "
+        f"WHERE va.account_id = $1 AND ($2::text[] IS NULL OR va.name = ANY($2::text[])) "
+        f"ORDER BY va.name, l.tag, l.id",
+        account_id,
+        va_names,
+    )
+    return [_line(r) for r in rows]

@@ -1,0 +1,80 @@
+"""Registration tokens (stored encrypted, looked up by digest)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+
+from satellite.domain.models import RegistrationToken
+
+_COLUMNS = (
+    "t.id, t.virtual_account_id, va.name AS virtual_account, t.token_digest AS digest, "
+    "t.token_ciphertext AS ciphertext, t.description, t.export_controlled, t.max_uses, t.uses, "
+    "t.created_by, t.created_at, t.expires_at, t.revoked_at"
+)
+_FROM = "FROM registration_tokens t JOIN virtual_accounts va ON va.id = t.virtual_account_id"
+
+
+def _token(row: asyncpg.Record) -> RegistrationToken:
+    return RegistrationToken(**dict(row))
+
+
+async def insert_token(
+    conn: asyncpg.Connection,
+    *,
+    va_id: int,
+    digest: bytes,
+    ciphertext: bytes,
+    description: str,
+    export_controlled: bool,
+    max_uses: int | None,
+    created_by: str,
+    expires_at: dt.datetime,
+) -> RegistrationToken:
+    token_id = await conn.fetchval(
+        "INSERT INTO registration_tokens (virtual_account_id, token_digest, token_ciphertext, "
+        "description, export_controlled, max_uses, created_by, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        va_id,
+        digest,
+        ciphertext,
+        description,
+        export_controlled,
+        max_uses,
+        created_by,
+        expires_at,
+    )
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} {_FROM} WHERE t.id = $1", token_id)
+    assert row is not None
+    return _token(row)
+
+
+async def tokens_of_virtual_account(
+    conn: asyncpg.Connection, va_id: int
+) -> list[RegistrationToken]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} {_FROM} WHERE t.virtual_account_id = $1 ORDER BY t.id", va_id
+    )
+    return [_token(r) for r in rows]
+
+
+async def tokens_by_digests(
+    conn: asyncpg.Connection, va_id: int, digests: list[bytes], *, for_update: bool = False
+) -> list[RegistrationToken]:
+    lock = " FOR UPDATE OF t" if for_update else ""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} {_FROM} "
+        f"WHERE t.virtual_account_id = $1 AND t.token_digest = ANY($2::bytea[]){lock}",
+        va_id,
+        digests,
+    )
+    return [_token(r) for r in rows]
+
+
+async def revoke_tokens(conn: asyncpg.Connection, token_ids: list[int]) -> None:
+    await conn.execute(
+        "UPDATE registration_tokens SET revoked_at = now() "
+        "WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL",
+        token_ids,
+    )
