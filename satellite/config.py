@@ -46,7 +46,7 @@ def parse_listen(text: str) -> ListenAddress:
     return ListenAddress(host, port)
 
 
-class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 

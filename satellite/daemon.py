@@ -39,7 +39,7 @@ def _ssl_context(files: tuple[Path, Path]) -> ssl.SSLContext:
     return context
 
 
-async def serve(runtime: Runtime, reload_settings: object | None = None) -> None:
+async def serve(runtime: Runtime) -> None:
     settings = runtime.settings
     files = tls_files(settings)
     ssl_context = _ssl_context(files) if files else None
@@ -68,11 +68,8 @@ async def serve(runtime: Runtime, reload_settings: object | None = None) -> None
                 runner, address.host, address.port, ssl_context=ssl_context, reuse_address=True
             )
             await site.start()
-        bound = [
-            f"{'https' if ssl_context else 'http'}://{_format(sock)}"
-            for server in runner.servers
-            for sock in (server.sockets or [])
-        ]
+        scheme = "https" if ssl_context else "http"
+        bound = [f"{scheme}://{_format(address)}" for address in runner.addresses]
         log.info("daemon.listening", addresses=bound, role=settings.role)
         systemd.notify("READY=1\nSTATUS=serving")
         interval = systemd.watchdog_interval()
@@ -90,9 +87,8 @@ async def serve(runtime: Runtime, reload_settings: object | None = None) -> None
         log.info("daemon.stopped")
 
 
-def _format(sock: object) -> str:
-    name = sock.getsockname()  # type: ignore[attr-defined]
-    host, port = name[0], name[1]
+def _format(address: tuple[str, int]) -> str:
+    host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -29,6 +29,10 @@ class SchemaMismatch(SatelliteError):
     """The database schema does not match this version of satellite."""
 
 
+class DatabaseUnavailable(SatelliteError):
+    """The database cannot be reached."""
+
+
 class StateDirError(SatelliteError):
     """The state directory cannot be used."""
 

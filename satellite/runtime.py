@@ -98,13 +98,16 @@ async def open_services(runtime: Runtime) -> AsyncIterator[Services]:
         await db.close()
 
 
-async def apply_migrations(runtime: Runtime) -> list[Migration]:
-    db = await Database.connect(runtime.dsn, runtime.settings.database)
+async def apply_migrations(settings: Settings, dsn: str) -> tuple[list[Migration], int]:
+    """Apply pending migrations; return those applied and the schema version now."""
+    migrations = load_migrations(migrations_dir())
+    db = await Database.connect(dsn, settings.database)
     try:
         async with db.connection() as conn:
-            return await migrate(conn, runtime.migrations)
+            applied = await migrate(conn, migrations)
     finally:
         await db.close()
+    return applied, max((m.version for m in migrations), default=0)
 
 
 def create_key_material(settings: Settings, tls_hostnames: list[str]) -> list[Path]:
@@ -119,7 +122,7 @@ def create_key_material(settings: Settings, tls_hostnames: list[str]) -> list[Pa
 
 async def initialize(runtime: Runtime, operator: str) -> InitResult:
     """Migrate and create the first system-admin client if there is none (key material first)."""
-    applied = await apply_migrations(runtime)
+    applied, _ = await apply_migrations(runtime.settings, runtime.dsn)
     async with open_services(runtime) as services:
         first = await services.principals.bootstrap_client(host_operator(operator))
     return InitResult(applied=applied, first_client=first)

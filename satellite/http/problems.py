@@ -21,6 +21,7 @@ _DOMAIN: dict[type[errors.SatelliteError], tuple[int, str, str]] = {
     errors.NotFound: (404, "not-found", "Not found"),
     errors.Conflict: (409, "conflict", "Conflict"),
     errors.SchemaMismatch: (503, "schema-mismatch", "Database schema mismatch"),
+    errors.DatabaseUnavailable: (503, "database-unavailable", "Database unavailable"),
 }
 
 _HTTP_SLUGS = {
@@ -77,6 +78,11 @@ def from_domain_error(exc: errors.SatelliteError) -> web.Response:
 
 def from_http_exception(exc: web.HTTPException) -> web.Response:
     slug = _HTTP_SLUGS.get(exc.status, "http-error")
-    detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    if exc.status == 404:
+        detail = "no such path; the API is described at /api/v1/openapi.json"
+    elif exc.text and not exc.text.startswith(f"{exc.status}:"):
+        detail = exc.text
+    else:
+        detail = exc.reason
     headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
     return problem_response(exc.status, slug, exc.reason, detail, headers=headers or None)

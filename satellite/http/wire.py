@@ -8,7 +8,7 @@ same types, so the document and the handlers cannot drift apart.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -117,7 +117,8 @@ class VirtualAccountCreate(Request):
 class TokenCreate(Request):
     description: Description = ""
     expires_after_days: Annotated[int, msgspec.Meta(ge=1, le=365)] | None = None
-    export_controlled: ExportFlag = "Allowed"
+    # Absent: "Allowed" where the account may use export-controlled functionality.
+    export_controlled: ExportFlag | None = None
     number_of_uses: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 
 
@@ -273,7 +274,7 @@ class EventOut(Response):
     actor: str
     action: str
     target: str
-    details: dict[str, object]
+    details: dict[str, Any]
     request_id: str | None
 
 

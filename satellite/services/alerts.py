@@ -13,7 +13,7 @@ class AlertService:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def list(
+    async def list_alerts(
         self, principal: Principal, account: str, limit: int, include_cleared: bool = False
     ) -> list[Alert]:
         async with self._db.connection() as conn:

@@ -27,7 +27,9 @@ class EventService:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def list(self, principal: Principal, query: EventFilter) -> tuple[int, list[Event]]:
+    async def list_events(
+        self, principal: Principal, query: EventFilter
+    ) -> tuple[int, list[Event]]:
         """Events the caller may see: a system admin sees all, others their accounts' only."""
         async with self._db.connection() as conn:
             if query.account is not None:

@@ -113,7 +113,7 @@ class PrincipalService:
             )
         return record
 
-    async def list(self, principal: Principal, kind: Kind) -> list[PrincipalRecord]:
+    async def list_principals(self, principal: Principal, kind: Kind) -> list[PrincipalRecord]:
         """A system admin sees everyone; others see those scoped to their own accounts."""
         only = None if principal.is_system_admin else principal.account_ids
         async with self._db.connection() as conn:

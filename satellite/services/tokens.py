@@ -47,15 +47,18 @@ class TokenService:
         *,
         description: str,
         expires_after_days: int | None,
-        export_controlled: bool,
+        export_controlled: bool | None,
         max_uses: int | None,
     ) -> TokenView:
+        """A new token; ``export_controlled`` None means: allowed where the account allows it."""
         token = f"{random_secret(32)}.{self._keys.ca_fingerprint}"
         digest = secret_digest(token)
         days = expires_after_days or self._timers.token_expiry_days
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
+            if export_controlled is None:
+                export_controlled = acc.export_controlled_allowed
             if export_controlled and not acc.export_controlled_allowed:
                 raise InvalidInput(
                     f"account {account!r} is not allowed export-controlled functionality; "
@@ -85,7 +88,7 @@ class TokenService:
             )
         return TokenView(row, token)
 
-    async def list(self, principal: Principal, account: str, va: str) -> list[TokenView]:
+    async def list_tokens(self, principal: Principal, account: str, va: str) -> list[TokenView]:
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 import asyncpg
 
 from satellite.config import DatabaseSettings
+from satellite.errors import DatabaseUnavailable
 
 Connection = asyncpg.Connection  # re-exported so services can type their arguments
 
@@ -25,24 +27,28 @@ class Database:
 
     @classmethod
     async def connect(cls, dsn: str, settings: DatabaseSettings) -> Database:
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            timeout=settings.connect_timeout_seconds,
-            init=_init_connection,
-        )
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                timeout=settings.connect_timeout_seconds,
+                init=_init_connection,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
         return cls(pool)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         async with self._pool.acquire() as conn:
-            yield conn
+            # The pool hands out proxies with the Connection interface.
+            yield cast(asyncpg.Connection, conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         async with self._pool.acquire() as conn, conn.transaction():
-            yield conn
+            yield cast(asyncpg.Connection, conn)
 
     async def close(self) -> None:
         await self._pool.close()

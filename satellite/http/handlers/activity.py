@@ -20,7 +20,7 @@ from satellite.services.events import EventFilter
 async def list_alerts(request: web.Request) -> web.Response:
     principal = await caller(request)
     body = await read_json(request, AlertsQuery)
-    alerts = await request.app[SERVICES].alerts.list(
+    alerts = await request.app[SERVICES].alerts.list_alerts(
         principal, request.match_info["account"], body.limit, body.include_cleared
     )
     return render(AlertList(alerts=[alert_out(a) for a in alerts]))
@@ -32,7 +32,7 @@ async def list_events(request: web.Request) -> web.Response:
         query = read_query(request, EventsQuery)
     else:
         query = await read_json(request, EventsQuery)
-    total, events = await request.app[SERVICES].events.list(
+    total, events = await request.app[SERVICES].events.list_events(
         principal,
         EventFilter(
             account=query.account,

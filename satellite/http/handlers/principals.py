@@ -22,7 +22,7 @@ from satellite.http.wire import (
 
 async def list_clients(request: web.Request) -> web.Response:
     principal = await caller(request)
-    records = await request.app[SERVICES].principals.list(principal, "client")
+    records = await request.app[SERVICES].principals.list_principals(principal, "client")
     return render(PrincipalList(items=[principal_out(r) for r in records]))
 
 
@@ -55,7 +55,7 @@ async def disable_client(request: web.Request) -> web.Response:
 
 async def list_users(request: web.Request) -> web.Response:
     principal = await caller(request)
-    records = await request.app[SERVICES].principals.list(principal, "user")
+    records = await request.app[SERVICES].principals.list_principals(principal, "user")
     return render(PrincipalList(items=[principal_out(r) for r in records]))
 
 

@@ -22,7 +22,9 @@ async def create_token(request: web.Request) -> web.Response:
         request.match_info["va"],
         description=body.description,
         expires_after_days=body.expires_after_days,
-        export_controlled=body.export_controlled == "Allowed",
+        export_controlled=None
+        if body.export_controlled is None
+        else body.export_controlled == "Allowed",
         max_uses=body.number_of_uses,
     )
     now = dt.datetime.now(dt.UTC)
@@ -31,7 +33,7 @@ async def create_token(request: web.Request) -> web.Response:
 
 async def list_tokens(request: web.Request) -> web.Response:
     principal = await caller(request)
-    views = await request.app[SERVICES].tokens.list(
+    views = await request.app[SERVICES].tokens.list_tokens(
         principal, request.match_info["account"], request.match_info["va"]
     )
     now = dt.datetime.now(dt.UTC)

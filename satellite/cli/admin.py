@@ -1,0 +1,687 @@
+"""Host-side administration: accounts, licenses, tokens, clients, users, events, alerts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, TypeVar, get_args
+
+import click
+
+from satellite.cli import CliContext, cli, json_option, pass_cli
+from satellite.cli.output import emit, emit_one
+from satellite.domain.access import ROLES, Role
+from satellite.domain.catalog import Catalog, CatalogEntry
+from satellite.domain.compliance import LicenseType, PoolLine, Position, line_status
+from satellite.domain.models import PrincipalRecord
+from satellite.http import wire
+from satellite.http.views import (
+    account_out,
+    alert_out,
+    catalog_entry_out,
+    event_out,
+    license_out,
+    pool_line_out,
+    principal_out,
+    token_info,
+    virtual_account_out,
+)
+from satellite.services.events import EventFilter
+from satellite.services.licenses import today_utc
+from satellite.services.registry import Services
+from satellite.storage.licenses import LineValues
+
+F = TypeVar("F", bound=Callable[..., Any])
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _date(value: dt.datetime | None) -> dt.date | None:
+    return value.date() if value else None
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+
+@cli.group()
+def account() -> None:
+    """Smart accounts."""
+
+
+@account.command("list")
+@json_option
+@pass_cli
+def account_list(obj: CliContext, as_json: bool) -> None:
+    """List accounts."""
+    accounts = obj.run(lambda s: s.accounts.visible_accounts(obj.operator))
+    emit(
+        as_json,
+        wire.AccountList(accounts=[account_out(a) for a in accounts]),
+        ["NAME", "EXPORT-CONTROLLED", "CREATED", "DESCRIPTION"],
+        [[a.name, a.export_controlled_allowed, a.created_at, a.description] for a in accounts],
+    )
+
+
+@account.command("create")
+@click.argument("name")
+@click.option("--description", default="")
+@click.option(
+    "--export-controlled/--no-export-controlled",
+    default=False,
+    help="Whether the account may use export-controlled functionality.",
+)
+@json_option
+@pass_cli
+def account_create(
+    obj: CliContext, name: str, description: str, export_controlled: bool, as_json: bool
+) -> None:
+    """Create an account (with its DEFAULT virtual account)."""
+    created = obj.run(
+        lambda s: s.accounts.create_account(obj.operator, name, description, export_controlled)
+    )
+    out = account_out(created)
+    emit_one(
+        as_json,
+        wire.AccountOne(account=out),
+        [("name", out.name), ("export-controlled", out.export_controlled_allowed)],
+    )
+
+
+@account.command("update")
+@click.argument("name")
+@click.option("--description", default=None)
+@click.option("--export-controlled/--no-export-controlled", default=None)
+@json_option
+@pass_cli
+def account_update(
+    obj: CliContext,
+    name: str,
+    description: str | None,
+    export_controlled: bool | None,
+    as_json: bool,
+) -> None:
+    """Change an account's description or export-controlled flag."""
+    updated = obj.run(
+        lambda s: s.accounts.update_account(obj.operator, name, description, export_controlled)
+    )
+    out = account_out(updated)
+    emit_one(
+        as_json,
+        wire.AccountOne(account=out),
+        [
+            ("name", out.name),
+            ("description", out.description),
+            ("export-controlled", out.export_controlled_allowed),
+        ],
+    )
+
+
+# --- virtual accounts ----------------------------------------------------------------------
+
+
+@cli.group()
+def va() -> None:
+    """Virtual accounts."""
+
+
+@va.command("list")
+@click.argument("account")
+@json_option
+@pass_cli
+def va_list(obj: CliContext, account: str, as_json: bool) -> None:
+    """List the virtual accounts of ACCOUNT."""
+    vas = obj.run(lambda s: s.accounts.virtual_accounts(obj.operator, account))
+    emit(
+        as_json,
+        wire.VirtualAccountList(virtual_accounts=[virtual_account_out(v) for v in vas]),
+        ["NAME", "DEFAULT", "CREATED", "DESCRIPTION"],
+        [[v.name, v.is_default, v.created_at, v.description] for v in vas],
+    )
+
+
+@va.command("create")
+@click.argument("account")
+@click.argument("name")
+@click.option("--description", default="")
+@json_option
+@pass_cli
+def va_create(obj: CliContext, account: str, name: str, description: str, as_json: bool) -> None:
+    """Create virtual account NAME in ACCOUNT."""
+    created = obj.run(
+        lambda s: s.accounts.create_virtual_account(obj.operator, account, name, description)
+    )
+    emit_one(
+        as_json,
+        wire.VirtualAccountList(virtual_accounts=[virtual_account_out(created)]),
+        [("name", created.name), ("description", created.description)],
+    )
+
+
+@va.command("delete")
+@click.argument("account")
+@click.argument("name")
+@pass_cli
+def va_delete(obj: CliContext, account: str, name: str) -> None:
+    """Delete an empty virtual account."""
+    obj.run(lambda s: s.accounts.delete_virtual_account(obj.operator, account, name))
+    click.echo(f"virtual account {name!r} deleted")
+
+
+# --- licenses ------------------------------------------------------------------------------
+
+
+@cli.group()
+def license() -> None:
+    """License positions, pool lines and the catalog."""
+
+
+@license.command("list")
+@click.argument("account")
+@click.option("--va", "vas", multiple=True, help="Only this virtual account; repeatable.")
+@json_option
+@pass_cli
+def license_list(obj: CliContext, account: str, vas: tuple[str, ...], as_json: bool) -> None:
+    """License positions of ACCOUNT per virtual account and tag."""
+
+    async def action(s: Services) -> tuple[list[Position], Catalog]:
+        return await s.licenses.positions(obj.operator, account, list(vas) or None), s.catalog
+
+    positions, catalog = obj.run(action)
+    emit(
+        as_json,
+        wire.LicenseList(
+            total_records=len(positions), licenses=[license_out(p, catalog) for p in positions]
+        ),
+        ["VIRTUAL ACCOUNT", "LICENSE", "QUANTITY", "IN USE", "RESERVED", "AVAILABLE", "STATUS"],
+        [
+            [
+                p.virtual_account,
+                catalog.display_name(p.tag),
+                p.purchased,
+                p.in_use,
+                p.reserved,
+                p.available,
+                p.status,
+            ]
+            for p in positions
+        ],
+    )
+
+
+@license.command("pool")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@json_option
+@pass_cli
+def license_pool(obj: CliContext, account: str, va_name: str, as_json: bool) -> None:
+    """Pool lines of virtual account VA."""
+
+    async def action(s: Services) -> tuple[list[PoolLine], Catalog]:
+        return await s.licenses.pool(obj.operator, account, va_name), s.catalog
+
+    lines, catalog = obj.run(action)
+    today = today_utc()
+    emit(
+        as_json,
+        wire.PoolLineList(licenses=[pool_line_out(line, catalog) for line in lines]),
+        ["ID", "LICENSE", "QUANTITY", "TYPE", "START", "END", "STATUS", "SOURCE"],
+        [
+            [
+                line.id,
+                catalog.display_name(line.tag),
+                line.quantity,
+                line.license_type,
+                line.start_date,
+                line.end_date,
+                line_status(line, today),
+                line.source,
+            ]
+            for line in lines
+        ],
+    )
+
+
+def _line_options(command: F) -> F:
+    options = [
+        click.option("--tag", required=True, help="Entitlement tag (see 'license catalog')."),
+        click.option("--quantity", required=True, type=click.IntRange(1, 10_000_000)),
+        click.option(
+            "--type",
+            "license_type",
+            type=click.Choice(get_args(LicenseType)),
+            default="PERPETUAL",
+            show_default=True,
+        ),
+        click.option("--start", type=DATE, default=None, help="YYYY-MM-DD"),
+        click.option("--end", type=DATE, default=None, help="YYYY-MM-DD (TERM, SUBSCRIPTION)"),
+        click.option("--subscription-id", default=None),
+        click.option("--export-restricted/--not-export-restricted", default=None),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _values(
+    tag: str,
+    quantity: int,
+    license_type: LicenseType,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    subscription_id: str | None,
+    export_restricted: bool | None,
+) -> LineValues:
+    return LineValues(
+        tag=tag,
+        quantity=quantity,
+        license_type=license_type,
+        start_date=_date(start),
+        end_date=_date(end),
+        subscription_id=subscription_id,
+        export_restricted=export_restricted,
+    )
+
+
+@license.command("add")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@_line_options
+@json_option
+@pass_cli
+def license_add(
+    obj: CliContext,
+    account: str,
+    va_name: str,
+    tag: str,
+    quantity: int,
+    license_type: LicenseType,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    subscription_id: str | None,
+    export_restricted: bool | None,
+    as_json: bool,
+) -> None:
+    """Add a pool line to virtual account VA."""
+    values = _values(tag, quantity, license_type, start, end, subscription_id, export_restricted)
+
+    async def action(s: Services) -> tuple[PoolLine, Catalog]:
+        return await s.licenses.add_line(obj.operator, account, va_name, values), s.catalog
+
+    line, catalog = obj.run(action)
+    out = pool_line_out(line, catalog)
+    emit_one(
+        as_json,
+        wire.PoolLineOne(license=out),
+        [("id", out.id), ("license", out.license), ("quantity", out.quantity)],
+    )
+
+
+@license.command("update")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.argument("line_id", metavar="LINE", type=int)
+@_line_options
+@json_option
+@pass_cli
+def license_update(
+    obj: CliContext,
+    account: str,
+    va_name: str,
+    line_id: int,
+    tag: str,
+    quantity: int,
+    license_type: LicenseType,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    subscription_id: str | None,
+    export_restricted: bool | None,
+    as_json: bool,
+) -> None:
+    """Replace pool line LINE of virtual account VA."""
+    values = _values(tag, quantity, license_type, start, end, subscription_id, export_restricted)
+
+    async def action(s: Services) -> tuple[PoolLine, Catalog]:
+        line = await s.licenses.update_line(obj.operator, account, va_name, line_id, values)
+        return line, s.catalog
+
+    line, catalog = obj.run(action)
+    out = pool_line_out(line, catalog)
+    emit_one(
+        as_json,
+        wire.PoolLineOne(license=out),
+        [("id", out.id), ("license", out.license), ("quantity", out.quantity)],
+    )
+
+
+@license.command("remove")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.argument("line_id", metavar="LINE", type=int)
+@pass_cli
+def license_remove(obj: CliContext, account: str, va_name: str, line_id: int) -> None:
+    """Remove pool line LINE of virtual account VA."""
+    obj.run(lambda s: s.licenses.remove_line(obj.operator, account, va_name, line_id))
+    click.echo(f"license line {line_id} removed")
+
+
+@license.command("catalog")
+@json_option
+@pass_cli
+def license_catalog(obj: CliContext, as_json: bool) -> None:
+    """The license catalog: tags, display names, tiers."""
+
+    async def action(s: Services) -> list[CatalogEntry]:
+        return list(s.catalog)
+
+    entries = obj.run(action)
+    emit(
+        as_json,
+        wire.CatalogList(licenses=[catalog_entry_out(e) for e in entries]),
+        ["FAMILY", "TIER", "DISPLAY NAME", "TAG"],
+        [[e.family, e.tier, e.display_name, e.tag] for e in entries],
+    )
+
+
+# --- tokens --------------------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """Registration tokens."""
+
+
+@token.command("list")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@json_option
+@pass_cli
+def token_list(obj: CliContext, account: str, va_name: str, as_json: bool) -> None:
+    """Registration tokens of virtual account VA."""
+    views = obj.run(lambda s: s.tokens.list_tokens(obj.operator, account, va_name))
+    now = dt.datetime.now(dt.UTC)
+    infos = [token_info(v, now) for v in views]
+    emit(
+        as_json,
+        wire.TokenList(tokens=infos),
+        ["TOKEN", "STATUS", "EXPIRES", "USES", "EXPORT", "DESCRIPTION"],
+        [
+            [
+                i.token,
+                i.status,
+                i.expiration_date,
+                f"{i.uses}/{i.number_of_uses or '-'}",
+                i.export_controlled,
+                i.description,
+            ]
+            for i in infos
+        ],
+    )
+
+
+@token.command("create")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.option("--description", default="")
+@click.option("--expires-after-days", type=click.IntRange(1, 365), default=None)
+@click.option("--export-controlled/--no-export-controlled", default=None)
+@click.option("--uses", type=click.IntRange(1, 1_000_000), default=None, help="Maximum uses.")
+@json_option
+@pass_cli
+def token_create(
+    obj: CliContext,
+    account: str,
+    va_name: str,
+    description: str,
+    expires_after_days: int | None,
+    export_controlled: bool | None,
+    uses: int | None,
+    as_json: bool,
+) -> None:
+    """Create a registration token for virtual account VA.
+
+    Export-controlled functionality is allowed by default where the account may use it.
+    """
+
+    view = obj.run(
+        lambda s: s.tokens.create(
+            obj.operator,
+            account,
+            va_name,
+            description=description,
+            expires_after_days=expires_after_days,
+            export_controlled=export_controlled,
+            max_uses=uses,
+        )
+    )
+    info = token_info(view, dt.datetime.now(dt.UTC))
+    emit_one(
+        as_json,
+        wire.TokenCreated(token_info=info),
+        [
+            ("token", info.token),
+            ("expires", info.expiration_date),
+            ("export-controlled", info.export_controlled),
+            ("uses", info.number_of_uses),
+        ],
+    )
+
+
+@token.command("revoke")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.argument("tokens", nargs=-1, required=True)
+@pass_cli
+def token_revoke(obj: CliContext, account: str, va_name: str, tokens: tuple[str, ...]) -> None:
+    """Revoke TOKENS of virtual account VA."""
+    views = obj.run(lambda s: s.tokens.revoke(obj.operator, account, va_name, list(tokens)))
+    click.echo(f"{len(views)} token(s) revoked")
+
+
+# --- clients and users ---------------------------------------------------------------------
+
+role_option = click.option("--role", type=click.Choice(ROLES), required=True)
+accounts_option = click.option(
+    "--account", "accounts", multiple=True, help="Account the role applies to; repeatable."
+)
+
+
+def _principal_rows(records: list[PrincipalRecord]) -> list[list[object]]:
+    return [
+        [r.login, r.role, list(r.account_names), r.disabled_at is not None, r.created_at]
+        for r in records
+    ]
+
+
+PRINCIPAL_HEADERS = ["NAME", "ROLE", "ACCOUNTS", "DISABLED", "CREATED"]
+
+
+@cli.group()
+def client() -> None:
+    """Admin API clients (OAuth client credentials)."""
+
+
+@client.command("list")
+@json_option
+@pass_cli
+def client_list(obj: CliContext, as_json: bool) -> None:
+    """List API clients."""
+    records = obj.run(lambda s: s.principals.list_principals(obj.operator, "client"))
+    emit(
+        as_json,
+        wire.PrincipalList(items=[principal_out(r) for r in records]),
+        PRINCIPAL_HEADERS,
+        _principal_rows(records),
+    )
+
+
+@client.command("create")
+@role_option
+@accounts_option
+@click.option("--description", default="")
+@json_option
+@pass_cli
+def client_create(
+    obj: CliContext, role: Role, accounts: tuple[str, ...], description: str, as_json: bool
+) -> None:
+    """Create an API client; its secret is printed once."""
+    new = obj.run(
+        lambda s: s.principals.create_client(obj.operator, role, list(accounts), description)
+    )
+    emit_one(
+        as_json,
+        wire.ClientCreated(
+            client_id=new.client_id,
+            client_secret=new.client_secret,
+            client=principal_out(new.record),
+        ),
+        [("client_id", new.client_id), ("client_secret", new.client_secret), ("role", role)],
+    )
+
+
+@client.command("disable")
+@click.argument("client_id")
+@pass_cli
+def client_disable(obj: CliContext, client_id: str) -> None:
+    """Disable an API client and revoke its access tokens."""
+    obj.run(lambda s: s.principals.disable(obj.operator, "client", client_id))
+    click.echo(f"client {client_id} disabled; its access tokens are revoked")
+
+
+@cli.group()
+def user() -> None:
+    """Admin API users (OAuth password grant)."""
+
+
+@user.command("list")
+@json_option
+@pass_cli
+def user_list(obj: CliContext, as_json: bool) -> None:
+    """List users."""
+    records = obj.run(lambda s: s.principals.list_principals(obj.operator, "user"))
+    emit(
+        as_json,
+        wire.PrincipalList(items=[principal_out(r) for r in records]),
+        PRINCIPAL_HEADERS,
+        _principal_rows(records),
+    )
+
+
+password_option = click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    envvar="SATELLITE_PASSWORD",
+    help="Prompted for when not given (or taken from $SATELLITE_PASSWORD).",
+)
+
+
+@user.command("create")
+@click.argument("username")
+@role_option
+@accounts_option
+@password_option
+@json_option
+@pass_cli
+def user_create(
+    obj: CliContext,
+    username: str,
+    role: Role,
+    accounts: tuple[str, ...],
+    password: str,
+    as_json: bool,
+) -> None:
+    """Create a user."""
+    record = obj.run(
+        lambda s: s.principals.create_user(obj.operator, username, password, role, list(accounts))
+    )
+    out = principal_out(record)
+    emit_one(
+        as_json,
+        wire.PrincipalOne(item=out),
+        [("name", out.name), ("role", out.role), ("accounts", out.accounts)],
+    )
+
+
+@user.command("password")
+@click.argument("username")
+@password_option
+@pass_cli
+def user_password(obj: CliContext, username: str, password: str) -> None:
+    """Set a user's password (and revoke the user's access tokens)."""
+    obj.run(lambda s: s.principals.set_password(obj.operator, username, password))
+    click.echo(f"password of user {username} set")
+
+
+@user.command("disable")
+@click.argument("username")
+@pass_cli
+def user_disable(obj: CliContext, username: str) -> None:
+    """Disable a user and revoke the user's access tokens."""
+    obj.run(lambda s: s.principals.disable(obj.operator, "user", username))
+    click.echo(f"user {username} disabled; its access tokens are revoked")
+
+
+# --- events and alerts ---------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--account", default=None)
+@click.option("--action", default=None, help="e.g. token.created, or a prefix such as token")
+@click.option("--actor", default=None, help="e.g. client:sat-0123 or user:alice")
+@click.option("--since", type=click.DateTime(), default=None)
+@click.option("--until", type=click.DateTime(), default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@json_option
+@pass_cli
+def events(
+    obj: CliContext,
+    account: str | None,
+    action: str | None,
+    actor: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """The audit log, newest first."""
+
+    def utc(value: dt.datetime | None) -> dt.datetime | None:
+        return value.replace(tzinfo=dt.UTC) if value and value.tzinfo is None else value
+
+    query = EventFilter(account, action, actor, utc(since), utc(until), limit, offset)
+    total, found = obj.run(lambda s: s.events.list_events(obj.operator, query))
+    emit(
+        as_json,
+        wire.EventList(total_records=total, events=[event_out(e) for e in found]),
+        ["TIME", "ACCOUNT", "ACTOR", "ACTION", "TARGET"],
+        [[e.occurred_at, e.account, e.actor, e.action, e.target] for e in found],
+    )
+
+
+@cli.group()
+def alert() -> None:
+    """Alerts."""
+
+
+@alert.command("list")
+@click.argument("account")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--all", "include_cleared", is_flag=True, help="Include cleared alerts.")
+@json_option
+@pass_cli
+def alert_list(
+    obj: CliContext, account: str, limit: int, include_cleared: bool, as_json: bool
+) -> None:
+    """Alerts of ACCOUNT, newest first."""
+    found = obj.run(lambda s: s.alerts.list_alerts(obj.operator, account, limit, include_cleared))
+    emit(
+        as_json,
+        wire.AlertList(alerts=[alert_out(a) for a in found]),
+        ["CREATED", "SEVERITY", "TYPE", "SOURCE", "MESSAGE", "CLEARED"],
+        [
+            [a.created_at, a.severity, a.message_type, a.source, a.message, a.cleared_at]
+            for a in found
+        ],
+    )

@@ -1,0 +1,133 @@
+"""``serve``, ``migrate`` and ``init``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from satellite.cli import QUIET_LOGS, CliContext, cli, pass_cli
+from satellite.config import Settings
+from satellite.daemon import serve as run_daemon
+from satellite.errors import SchemaMismatch
+from satellite.logging import configure_logging
+from satellite.runtime import (
+    InitResult,
+    Runtime,
+    apply_migrations,
+    create_key_material,
+    database_server,
+    initialize,
+    load_runtime,
+)
+from satellite.services import health
+from satellite.storage.db import Database
+
+state_dir_option = click.option(
+    "--state-dir",
+    "state_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="State directory (overrides the config).",
+)
+listen_option = click.option(
+    "--listen",
+    multiple=True,
+    metavar="ADDR",
+    help="Address to listen on, HOST:PORT or [IPV6]:PORT; repeat for several.",
+)
+
+
+def _report_init(settings: Settings, created: list[Path], result: InitResult) -> None:
+    click.echo(f"state directory: {settings.state_path}")
+    for path in created:
+        click.echo(f"created: {path}")
+    for migration in result.applied:
+        click.echo(f"migration applied: {migration.version:03d}_{migration.name}")
+    if result.first_client is not None:
+        click.echo("first system-admin API client (the secret is shown only this once):")
+        click.echo(f"client_id: {result.first_client.client_id}")
+        click.echo(f"client_secret: {result.first_client.client_secret}")
+    else:
+        click.echo("a system-admin client exists already; no new credentials")
+
+
+@cli.command()
+@state_dir_option
+@listen_option
+@click.option(
+    "--tls-hostname",
+    "tls_hostnames",
+    multiple=True,
+    metavar="NAME",
+    help="Create a self-signed TLS certificate for these host names or IPs.",
+)
+@pass_cli
+def init(
+    obj: CliContext, state_dir: Path | None, listen: tuple[str, ...], tls_hostnames: tuple[str, ...]
+) -> None:
+    """Create the state directory, server keys and schema, and the first admin client.
+
+    Running it again never overwrites a key.
+    """
+    settings = obj.settings(state_dir, listen)
+    configure_logging(QUIET_LOGS)
+    created = create_key_material(settings, list(tls_hostnames))
+    with database_server(settings) as dsn:
+        result = asyncio.run(initialize(load_runtime(settings, dsn), obj.operator.login))
+    _report_init(settings, created, result)
+    scheme = "https" if tls_hostnames or settings.tls.certificate else "http"
+    click.echo(
+        f"serve with: satellite serve  (listening on {', '.join(settings.listen)}, {scheme})"
+    )
+
+
+@cli.command()
+@state_dir_option
+@pass_cli
+def migrate(obj: CliContext, state_dir: Path | None) -> None:
+    """Apply the pending schema migrations."""
+    settings = obj.settings(state_dir)
+    configure_logging(QUIET_LOGS)
+    with database_server(settings) as dsn:
+        applied, version = asyncio.run(apply_migrations(settings, dsn))
+    for migration in applied:
+        click.echo(f"migration applied: {migration.version:03d}_{migration.name}")
+    click.echo(f"schema is at version {version}")
+
+
+async def _check_schema(runtime: Runtime) -> None:
+    db = await Database.connect(runtime.dsn, runtime.settings.database)
+    try:
+        await health.check_ready(db, runtime.migrations)
+    finally:
+        await db.close()
+
+
+@cli.command()
+@state_dir_option
+@listen_option
+@click.option("--no-migrate", is_flag=True, help="Refuse to start rather than migrate.")
+@pass_cli
+def serve(
+    obj: CliContext, state_dir: Path | None, listen: tuple[str, ...], no_migrate: bool
+) -> None:
+    """Run the daemon (on the embedded PostgreSQL unless database.dsn is set).
+
+    An empty state directory is initialized first, as 'satellite init' would.
+    """
+    settings = obj.settings(state_dir, listen)
+    configure_logging(settings.log)
+    created = create_key_material(settings, [])
+    with database_server(settings) as dsn:
+        runtime = load_runtime(settings, dsn)
+        if no_migrate:
+            try:
+                asyncio.run(_check_schema(runtime))
+            except SchemaMismatch as exc:
+                raise SchemaMismatch(f"{exc.detail} (started with --no-migrate)") from exc
+        else:
+            result = asyncio.run(initialize(runtime, obj.operator.login))
+            if created or result.first_client is not None:
+                _report_init(settings, created, result)
+        asyncio.run(run_daemon(runtime))
