@@ -1,0 +1,217 @@
+"""Shared fixtures: a real PostgreSQL, a migrated template database, a database per test.
+
+PostgreSQL is the embedded server (started once per session in a temporary directory)
+or the server named by ``SATELLITE_TEST_DSN``. Each test gets its own database, cloned
+from a template that has every migration applied, so tests are isolated and fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import msgspec
+import pytest
+from aiohttp.test_utils import TestClient
+
+from satellite.app import create_app
+from satellite.config import DatabaseSettings, Settings
+from satellite.crypto.keys import KeyPaths, ensure_server_keys
+from satellite.domain.access import host_operator
+from satellite.resources import migrations_dir
+from satellite.runtime import Runtime, load_runtime, open_services
+from satellite.storage.embedded import EmbeddedPostgres
+from satellite.storage.migrations import load_migrations, migrate
+
+AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+_counter = itertools.count()
+
+
+def dsn_for(server_dsn: str, database: str) -> str:
+    parts = urlsplit(server_dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def _admin(server_dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn_for(server_dsn, "postgres"))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DSN of a PostgreSQL server the tests may create databases on."""
+    configured = os.environ.get("SATELLITE_TEST_DSN")
+    if configured:
+        yield configured
+        return
+    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    dsn = embedded.start()
+    try:
+        yield dsn_for(dsn, "postgres")
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: str) -> str:
+    """A database with every migration applied, to clone per test."""
+    name = f"satellite_template_{os.getpid()}"
+
+    async def build() -> None:
+        await _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+        conn = await asyncpg.connect(dsn_for(pg_server, name))
+        try:
+            await migrate(conn, load_migrations(migrations_dir()))
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    return name
+
+
+@pytest.fixture
+def fresh_db(pg_server: str) -> Iterator[str]:
+    """DSN of a new empty database, dropped after the test."""
+    name = f"satellite_test_{os.getpid()}_{next(_counter)}"
+    asyncio.run(_admin(pg_server, f'CREATE DATABASE "{name}"'))
+    yield dsn_for(pg_server, name)
+    asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def db_dsn(pg_server: str, template_db: str) -> Iterator[str]:
+    """DSN of a migrated database of this test's own, dropped after the test."""
+    name = f"satellite_test_{os.getpid()}_{next(_counter)}"
+    asyncio.run(_admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+    yield dsn_for(pg_server, name)
+    asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state directory with server keys (shared: keys are read-only for the tests)."""
+    path = tmp_path_factory.mktemp("state")
+    ensure_server_keys(KeyPaths(path))
+    return path
+
+
+@pytest.fixture
+def settings(state_dir: Path, db_dsn: str) -> Settings:
+    return Settings(
+        state_dir=str(state_dir),
+        listen=["127.0.0.1:0"],
+        database=DatabaseSettings(dsn=db_dsn, pool_min_size=1, pool_max_size=5),
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings, db_dsn: str) -> Runtime:
+    return load_runtime(settings, db_dsn)
+
+
+@pytest.fixture
+async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the test's database, to look at what the API stored."""
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Api:
+    """A test client that speaks JSON and carries a bearer token."""
+
+    client: TestClient[Any, Any]
+    token: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def _headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    async def call(
+        self, method: str, path: str, body: Any = None, *, raw: bytes | None = None
+    ) -> tuple[int, Any]:
+        data = raw if raw is not None else (None if body is None else msgspec.json.encode(body))
+        headers = self._headers()
+        if data is not None:
+            headers.setdefault("Content-Type", "application/json")
+        async with self.client.request(method, path, data=data, headers=headers) as response:
+            text = await response.read()
+            return response.status, (msgspec.json.decode(text) if text else None)
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        return await self.call("GET", path)
+
+    async def post(self, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
+        return await self.call("POST", path, body, **kw)
+
+    def as_token(self, token: str | None) -> Api:
+        return Api(self.client, token, dict(self.headers))
+
+
+@dataclass
+class Credentials:
+    client_id: str
+    client_secret: str
+
+
+@pytest.fixture
+async def system_admin(runtime: Runtime) -> Credentials:
+    """The first system-admin client, as init creates it."""
+    async with open_services(runtime) as services:
+        new = await services.principals.bootstrap_client(host_operator("pytest"))
+    assert new is not None
+    return Credentials(new.client_id, new.client_secret)
+
+
+@pytest.fixture
+async def anon(aiohttp_client: AiohttpClient, runtime: Runtime) -> Api:
+    """An unauthenticated client of a fresh app."""
+    return Api(await aiohttp_client(create_app(runtime)))
+
+
+async def login(api: Api, creds: Credentials) -> Api:
+    status, body = await api.post(
+        "/backend/oauth/token",
+        {
+            "grant_type": "client_credentials",
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+        },
+    )
+    assert status == 200, body
+    return api.as_token(body["access_token"])
+
+
+@pytest.fixture
+async def admin(anon: Api, system_admin: Credentials) -> Api:
+    """A system admin's client."""
+    return await login(anon, system_admin)
+
+
+async def new_client(admin: Api, role: str, accounts: list[str]) -> Api:
+    status, body = await admin.post("/api/v1/clients", {"role": role, "accounts": accounts})
+    assert status == 201, body
+    return await login(admin, Credentials(body["clientId"], body["clientSecret"]))
+
+
+ENHANCED = "regid.2016-07.com.cisco.UCM_Enhanced_12.0_66d0d1cf-4863-4761-91d0-d01d3eb1949a"
+BASIC = "regid.2016-07.com.cisco.UCM_Basic_12.0_3b9d7c41-6a2f-4f1e-8c55-0e7a2d9b4c12"
+CUWL = "regid.2017-02.com.cisco.UCM_CUWL_12.0_cc59375a-1cd8-4b36-8366-6f4d2abba965"
