@@ -1,0 +1,143 @@
+"""License positions: what counts, and borrowing from higher tiers (pure rules)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from satellite.domain.catalog import Catalog, load_catalog, parse_catalog
+from satellite.domain.compliance import LicenseType, PoolLine, positions_for_virtual_account
+from satellite.errors import ConfigError
+from satellite.resources import config_dir
+from tests.conftest import BASIC, CUWL, ENHANCED
+
+TODAY = dt.date(2026, 11, 28)
+ESSENTIAL = "regid.2016-07.com.cisco.UCM_Essential_12.0_8c3a1f2e-2d8b-4e57-9d0e-5b1f3c6a7e01"
+ENHANCED_PLUS = "regid.2016-07.com.cisco.UCM_EnhancedPlus_12.0_5e2c8a90-7b14-4d3f-a6c2-9f81e0d4b723"
+ROOM = "regid.2016-07.com.cisco.UCM_TelePresenceRoom_12.0_a4f7e3d2-1c9b-4a68-b0e5-7d2c6f8e9a34"
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog(config_dir() / "catalog.toml")
+
+
+def line(
+    tag: str,
+    quantity: int,
+    license_type: LicenseType = "PERPETUAL",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> PoolLine:
+    return PoolLine(
+        id=1,
+        virtual_account="Voice",
+        tag=tag,
+        quantity=quantity,
+        license_type=license_type,
+        start_date=start,
+        end_date=end,
+        subscription_id=None,
+        export_restricted=False,
+        source="local",
+    )
+
+
+def test_default_catalog_orders_the_uc_tiers(catalog: Catalog) -> None:
+    assert catalog.higher_tiers(ESSENTIAL) == [BASIC, ENHANCED, ENHANCED_PLUS, CUWL]
+    assert catalog.higher_tiers(ENHANCED) == [ENHANCED_PLUS, CUWL]
+    assert catalog.higher_tiers(CUWL) == []
+    assert catalog.higher_tiers(ROOM) == []  # another family: never stands in for users
+
+
+def test_term_lines_count_only_between_their_dates(catalog: Catalog) -> None:
+    positions = positions_for_virtual_account(
+        "Voice",
+        catalog,
+        [
+            line(ENHANCED, 10),
+            line(ENHANCED, 5, "TERM", TODAY - dt.timedelta(days=30), TODAY),  # last day: counts
+            line(ENHANCED, 7, "TERM", None, TODAY - dt.timedelta(days=1)),  # expired
+            line(ENHANCED, 3, "TERM", TODAY + dt.timedelta(days=1), TODAY + dt.timedelta(days=9)),
+        ],
+        TODAY,
+    )
+    (enhanced,) = positions
+    assert enhanced.purchased == 15
+    assert enhanced.available == 15
+    assert enhanced.status == "In Compliance"
+
+
+def test_shortage_borrows_from_the_nearest_higher_tier_with_spare(catalog: Catalog) -> None:
+    positions = positions_for_virtual_account(
+        "Voice",
+        catalog,
+        [line(BASIC, 10), line(ENHANCED, 4), line(CUWL, 20)],
+        TODAY,
+        in_use={BASIC: 16, ENHANCED: 2, CUWL: 5},
+    )
+    got = {p.tag: p for p in positions}
+    # Basic is 6 short: Enhanced has 2 to spare, CUWL covers the other 4.
+    assert got[BASIC].borrowed == {ENHANCED: 2, CUWL: 4}
+    assert got[BASIC].available == 0
+    assert got[BASIC].status == "In Compliance"
+    assert got[ENHANCED].lent == {BASIC: 2}
+    assert got[ENHANCED].available == 0
+    assert got[CUWL].lent == {BASIC: 4}
+    assert got[CUWL].available == 20 - 5 - 4
+    assert [p.tag for p in positions] == [BASIC, ENHANCED, CUWL]
+
+
+def test_shortage_beyond_every_higher_tier_is_out_of_compliance(catalog: Catalog) -> None:
+    got = {
+        p.tag: p
+        for p in positions_for_virtual_account(
+            "Voice",
+            catalog,
+            [line(ENHANCED, 5), line(CUWL, 2)],
+            TODAY,
+            in_use={ENHANCED: 9},
+        )
+    }
+    assert got[ENHANCED].borrowed == {CUWL: 2}
+    assert got[ENHANCED].available == -2
+    assert got[ENHANCED].status == "Out Of Compliance"
+    assert got[CUWL].available == 0
+
+
+def test_a_higher_tier_never_borrows_from_a_lower_one(catalog: Catalog) -> None:
+    got = {
+        p.tag: p
+        for p in positions_for_virtual_account(
+            "Voice", catalog, [line(BASIC, 50)], TODAY, in_use={CUWL: 1}
+        )
+    }
+    assert got[CUWL].available == -1
+    assert got[CUWL].borrowed == {}
+    assert got[BASIC].lent == {}
+
+
+def test_reserved_licenses_leave_the_pool(catalog: Catalog) -> None:
+    (enhanced,) = positions_for_virtual_account(
+        "Voice", catalog, [line(ENHANCED, 10)], TODAY, reserved={ENHANCED: 4}, in_use={ENHANCED: 6}
+    )
+    assert (enhanced.purchased, enhanced.reserved, enhanced.in_use) == (10, 4, 6)
+    assert enhanced.available == 0
+
+
+def test_catalog_refuses_a_duplicate_tag() -> None:
+    text = b"""
+[[families]]
+name = "a"
+[[families.licenses]]
+tag = "t"
+display_name = "T"
+[[families]]
+name = "b"
+[[families.licenses]]
+tag = "t"
+display_name = "T again"
+"""
+    with pytest.raises(ConfigError, match="appears twice"):
+        parse_catalog(text, "catalog.toml")
