@@ -66,10 +66,17 @@ class PrincipalRecord:
     login: str
     role: Role
     description: str
-    account_ids: frozenset[int]
-    account_names: tuple[str, ...]
+    accounts: tuple[tuple[int, str], ...]  # (id, name) of its scope, by name
     created_at: dt.datetime
     disabled_at: dt.datetime | None
+
+    @property
+    def account_ids(self) -> frozenset[int]:
+        return frozenset(account_id for account_id, _ in self.accounts)
+
+    @property
+    def account_names(self) -> tuple[str, ...]:
+        return tuple(name for _, name in self.accounts)
 
 
 @dataclass(frozen=True)

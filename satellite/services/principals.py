@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from satellite.crypto.secrets import hash_password, new_client_id, random_secret, secret_digest
@@ -15,6 +15,10 @@ from satellite.storage.db import Connection, Database
 
 Kind = Literal["client", "user"]
 MIN_PASSWORD_LENGTH = 12
+
+
+def _visible_part(record: PrincipalRecord, viewer: Principal) -> PrincipalRecord:
+    return replace(record, accounts=tuple(a for a in record.accounts if viewer.sees(a[0])))
 
 
 @dataclass(frozen=True)
@@ -114,10 +118,14 @@ class PrincipalService:
         return record
 
     async def list_principals(self, principal: Principal, kind: Kind) -> list[PrincipalRecord]:
-        """A system admin sees everyone; others see those scoped to their own accounts."""
-        only = None if principal.is_system_admin else principal.account_ids
+        """A system admin sees everyone; others see those scoped to their own accounts,
+        and of their scopes only the accounts they may see themselves."""
+        if principal.is_system_admin:
+            async with self._db.connection() as conn:
+                return await principals.list_principals(conn, kind, None)
         async with self._db.connection() as conn:
-            return await principals.list_principals(conn, kind, only)
+            records = await principals.list_principals(conn, kind, principal.account_ids)
+        return [_visible_part(record, principal) for record in records]
 
     async def disable(self, principal: Principal, kind: Kind, login: str) -> PrincipalRecord:
         """Disable a client or user and revoke its access tokens at once."""

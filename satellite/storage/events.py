@@ -46,7 +46,7 @@ async def list_events(
     """Newest first. ``account_ids`` None means every event, account or not."""
     where = (
         "($1::bigint[] IS NULL OR e.account_id = ANY($1::bigint[])) "
-        "AND ($2::text IS NULL OR e.action = $2 OR e.action LIKE $2 || '.%') "
+        "AND ($2::text IS NULL OR e.action = $2 OR starts_with(e.action, $2 || '.')) "
         "AND ($3::text IS NULL OR e.actor = $3) "
         "AND ($4::timestamptz IS NULL OR e.occurred_at >= $4) "
         "AND ($5::timestamptz IS NULL OR e.occurred_at < $5)"

@@ -31,8 +31,7 @@ def _principal(row: asyncpg.Record) -> PrincipalRecord:
         login=row["login"],
         role=row["role"],
         description=row["description"],
-        account_ids=frozenset(row["acc_ids"]),
-        account_names=tuple(row["acc_names"]),
+        accounts=tuple(zip(row["acc_ids"], row["acc_names"], strict=True)),
         created_at=row["created_at"],
         disabled_at=row["disabled_at"],
     )
@@ -179,7 +178,3 @@ async def revoke_principal_tokens(conn: asyncpg.Connection, principal_id: int) -
         principal_id,
     )
     return int(result.split()[-1])
-
-
-async def delete_expired_access_tokens(conn: asyncpg.Connection, older_than: dt.datetime) -> None:
-    await conn.execute("DELETE FROM access_tokens WHERE expires_at < $1", older_than)
