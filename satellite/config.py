@@ -6,6 +6,7 @@ Unknown keys and wrong types are refused with one line that names the key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from satellite.errors import ConfigError
 Role = Literal["satellite", "upstream"]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
+_HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _LISTEN_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]:]*)):(?P<port>\d{1,5})$")
 
 
@@ -40,9 +42,17 @@ def parse_listen(text: str) -> ListenAddress:
     port = int(match["port"])
     if not 0 <= port <= 65535:
         raise ValueError(f"listen address {text!r} has a port outside 0-65535")
-    host = match["v6"] if match["v6"] is not None else match["host"]
-    if not host:
-        raise ValueError(f"listen address {text!r} has no host")
+    if match["v6"] is not None:
+        try:
+            ipaddress.IPv6Address(match["v6"])
+        except ValueError:
+            raise ValueError(
+                f"listen address {text!r}: {match['v6']!r} is not an IPv6 address"
+            ) from None
+        return ListenAddress(match["v6"], port)
+    host = match["host"]
+    if not _HOST_RE.match(host):
+        raise ValueError(f"listen address {text!r}: {host!r} is not an IPv4 address or host name")
     return ListenAddress(host, port)
 
 
@@ -107,7 +117,10 @@ class Settings(_Section):
         if not self.listen:
             raise ValueError("listen needs at least one address")
         for address in self.listen:
-            parse_listen(address)
+            try:
+                parse_listen(address)
+            except ValueError as exc:
+                raise ValueError(f"listen: {exc}") from exc
 
     @property
     def listen_addresses(self) -> list[ListenAddress]:

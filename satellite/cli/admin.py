@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, get_args
 
@@ -567,12 +568,19 @@ def user_list(obj: CliContext, as_json: bool) -> None:
 
 password_option = click.option(
     "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
     envvar="SATELLITE_PASSWORD",
-    help="Prompted for when not given (or taken from $SATELLITE_PASSWORD).",
+    help="The password; else $SATELLITE_PASSWORD, else asked for on the terminal.",
 )
+
+
+def _password(given: str | None) -> str:
+    """The given password, or one typed twice on the terminal; never a prompt on a pipe."""
+    if given is not None:
+        return given
+    if not sys.stdin.isatty():
+        raise click.UsageError("--password or $SATELLITE_PASSWORD is needed without a terminal")
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
 
 
 @user.command("create")
@@ -587,10 +595,11 @@ def user_create(
     username: str,
     role: Role,
     accounts: tuple[str, ...],
-    password: str,
+    password: str | None,
     as_json: bool,
 ) -> None:
     """Create a user."""
+    password = _password(password)
     record = obj.run(
         lambda s: s.principals.create_user(obj.operator, username, password, role, list(accounts))
     )
@@ -606,8 +615,9 @@ def user_create(
 @click.argument("username")
 @password_option
 @pass_cli
-def user_password(obj: CliContext, username: str, password: str) -> None:
+def user_password(obj: CliContext, username: str, password: str | None) -> None:
     """Set a user's password (and revoke the user's access tokens)."""
+    password = _password(password)
     obj.run(lambda s: s.principals.set_password(obj.operator, username, password))
     click.echo(f"password of user {username} set")
 

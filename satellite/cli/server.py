@@ -10,7 +10,7 @@ import click
 from satellite.cli import QUIET_LOGS, CliContext, cli, pass_cli
 from satellite.config import Settings
 from satellite.daemon import serve as run_daemon
-from satellite.errors import SchemaMismatch
+from satellite.errors import SchemaMismatch, StateDirError
 from satellite.logging import configure_logging
 from satellite.runtime import (
     InitResult,
@@ -19,6 +19,7 @@ from satellite.runtime import (
     create_key_material,
     database_server,
     initialize,
+    is_initialized,
     load_runtime,
 )
 from satellite.services import health
@@ -118,6 +119,11 @@ def serve(
     """
     settings = obj.settings(state_dir, listen)
     configure_logging(settings.log)
+    if no_migrate and not is_initialized(settings):
+        raise StateDirError(
+            f"{settings.state_path} is not initialized (started with --no-migrate): "
+            "run 'satellite init' first"
+        )
     created = create_key_material(settings, [])
     with database_server(settings) as dsn:
         runtime = load_runtime(settings, dsn)

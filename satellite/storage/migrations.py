@@ -57,6 +57,7 @@ def load_migrations(directory: Path) -> list[Migration]:
         if match is None:
             raise MigrationError(f"{path.name}: migration files are named NNN_name.sql")
         migrations.append(Migration(int(match[1]), match[2], path.read_text("utf-8")))
+    migrations.sort(key=lambda m: m.version)
     versions = [m.version for m in migrations]
     if len(set(versions)) != len(versions):
         raise MigrationError(f"{directory}: two migrations share a number")

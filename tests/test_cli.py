@@ -1,0 +1,365 @@
+"""The real ``satellite`` console script, in subprocesses, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import ipaddress
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from satellite.resources import migrations_dir
+from tests.conftest import ENHANCED
+
+SCHEMA_VERSION = len(list(migrations_dir().glob("*.sql")))
+TIMEOUT = 60
+
+
+def satellite_exe() -> str:
+    beside = Path(sys.executable).parent / "satellite"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("satellite")
+    assert found, "the satellite console script is not installed"
+    return found
+
+
+@dataclass
+class Result:
+    args: Sequence[str]
+    code: int
+    out: str
+    err: str
+
+    def ok(self) -> Result:
+        assert self.code == 0, f"satellite {' '.join(self.args)} failed: {self.err}"
+        return self
+
+    def json(self) -> Any:
+        return json.loads(self.ok().out)
+
+    def one_error_line(self) -> str:
+        assert self.code != 0, f"satellite {' '.join(self.args)} should have failed: {self.out}"
+        lines = self.err.splitlines()
+        assert len(lines) == 1, f"expected one line on stderr, got: {self.err!r}"
+        assert lines[0].startswith("error: "), lines[0]
+        return lines[0]
+
+
+@dataclass
+class Cli:
+    """Runs ``satellite --config FILE ...``; several commands at once when they are independent."""
+
+    config: Path
+    home: Path
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"SATELLITE_CONFIG", "STATE_DIRECTORY", "NOTIFY_SOCKET"}
+            and not k.startswith("SATELLITE_PASSWORD")
+        }
+        # Whatever goes wrong, nothing lands in the real user's state directory.
+        env["XDG_STATE_HOME"] = str(self.home / "xdg-state")
+        env.update(extra or {})
+        return env
+
+    def many(self, *commands: Sequence[str], env: dict[str, str] | None = None) -> list[Result]:
+        procs = [
+            (
+                args,
+                subprocess.Popen(
+                    [satellite_exe(), "--config", str(self.config), *args],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                    env=self.env(env),
+                ),
+            )
+            for args in commands
+        ]
+        results = []
+        for args, proc in procs:
+            try:
+                out, err = proc.communicate(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise
+            results.append(Result(args, proc.returncode, out, err))
+        return results
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        return self.many(args, env=env)[0]
+
+
+def _toml_config(path: Path, state_dir: Path | None, dsn: str | None, extra: str = "") -> Path:
+    lines = []
+    if state_dir is not None:
+        lines.append(f"state_dir = {json.dumps(str(state_dir))}")
+    lines.append('listen = ["127.0.0.1:0"]')
+    if dsn is not None:
+        lines += ["[database]", f"dsn = {json.dumps(dsn)}"]
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path
+
+
+def _query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for sub in ("keys", "tls")
+        for p in sorted((root / sub).rglob("*"))
+        if p.is_file()
+    }
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _values(out: str, name: str) -> list[str]:
+    prefix = f"{name}: "
+    return [line[len(prefix) :].strip() for line in out.splitlines() if line.startswith(prefix)]
+
+
+# --- init and migrate ----------------------------------------------------------------------
+
+
+def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fresh_db: str) -> None:
+    state = tmp_path / "state"
+    cli = Cli(_toml_config(tmp_path / "satellite.toml", state, fresh_db), tmp_path)
+
+    first = cli("init", "--tls-hostname", "localhost", "--tls-hostname", "127.0.0.1").ok()
+    client_ids = _values(first.out, "client_id")
+    secrets = _values(first.out, "client_secret")
+    assert len(client_ids) == 1, first.out
+    assert client_ids[0]
+    assert len(secrets) == 1, first.out
+    assert len(secrets[0]) >= 20
+    assert "migration applied: 001_init" in first.out
+
+    keys = state / "keys"
+    for name in ("ca.key", "signing.key", "token.key"):
+        assert _mode(keys / name) == 0o600, name
+    assert (keys / "ca.crt").is_file()
+    for name in ("ca.key", "signing.key"):
+        key = serialization.load_pem_private_key((keys / name).read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        assert key.curve.name == "secp256r1"
+    ca = x509.load_pem_x509_certificate((keys / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((keys / "ca.key").read_bytes(), password=None)
+    assert ca.public_key() == ca_key.public_key()
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+    assert _mode(state / "tls" / "server.key") == 0o600
+    tls = x509.load_pem_x509_certificate((state / "tls" / "server.crt").read_bytes())
+    sans = tls.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+
+    rows = _query(fresh_db, "SELECT login, role, secret_digest FROM principals")
+    assert [(r["login"], r["role"]) for r in rows] == [(client_ids[0], "system-admin")]
+    assert secrets[0].encode() not in bytes(rows[0]["secret_digest"])
+
+    before = _snapshot(state)
+    # Again, this time naming the state directory on the command line instead of the config.
+    cli.config = _toml_config(tmp_path / "no-state-dir.toml", None, fresh_db)
+    second, migrated = cli.many(
+        ["init", "--state-dir", str(state), "--tls-hostname", "other.example.net"],
+        ["--state-dir", str(state), "migrate"],
+    )
+    second.ok()
+    assert f"state directory: {state}" in second.out
+    assert "client_secret" not in second.out
+    assert "client_id" not in second.out
+    assert "migration applied" not in second.out
+    assert _snapshot(state) == before
+    assert len(_query(fresh_db, "SELECT 1 FROM principals")) == 1
+
+    migrated.ok()
+    assert f"schema is at version {SCHEMA_VERSION}" in migrated.out
+    assert "migration applied" not in migrated.out
+
+
+def test_migrate_applies_the_schema_and_reports_its_version(tmp_path: Path, fresh_db: str) -> None:
+    cli = Cli(_toml_config(tmp_path / "satellite.toml", tmp_path / "state", fresh_db), tmp_path)
+    result = cli("migrate").ok()
+    assert "migration applied: 001_init" in result.out
+    assert f"schema is at version {SCHEMA_VERSION}" in result.out
+    rows = _query(fresh_db, "SELECT version FROM schema_migrations ORDER BY version")
+    assert [r["version"] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
+
+
+# --- administration ------------------------------------------------------------------------
+
+
+def test_administration_commands(tmp_path: Path, db_dsn: str, state_dir: Path) -> None:
+    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    operator = f"host:{getpass.getuser()}"
+
+    created = cli("account", "create", "Acme", "--export-controlled", "--json").json()
+    assert created["account"]["name"] == "Acme"
+    assert created["account"]["exportControlledAllowed"] is True
+
+    accounts, va_created, client, user, duplicate = cli.many(
+        ["account", "list", "--json"],
+        ["va", "create", "Acme", "Lab", "--description", "the lab", "--json"],
+        ["client", "create", "--role", "account-viewer", "--account", "Acme", "--json"],
+        ["user", "create", "alice", "--role", "account-admin", "--account", "Acme", "--json"],
+        ["account", "create", "Acme"],
+        env={"SATELLITE_PASSWORD": "correct horse battery"},
+    )
+    listed = accounts.json()
+    assert set(listed) == {"accounts"}
+    assert [a["name"] for a in listed["accounts"]] == ["Acme"]
+    assert va_created.json()["virtualAccounts"][0]["name"] == "Lab"
+    assert "Acme" in duplicate.one_error_line()
+
+    new_client = client.json()
+    assert new_client["client"]["role"] == "account-viewer"
+    assert new_client["client"]["accounts"] == ["Acme"]
+    assert new_client["clientId"]
+    assert new_client["clientSecret"]
+    new_user = user.json()["item"]
+    assert (new_user["name"], new_user["role"], new_user["accounts"]) == (
+        "alice",
+        "account-admin",
+        ["Acme"],
+    )
+    stored = _query(db_dsn, "SELECT password_hash FROM principals WHERE login = 'alice'")
+    assert stored[0]["password_hash"].startswith("$argon2")
+    assert "correct horse" not in stored[0]["password_hash"]
+
+    added, token_created, vas = cli.many(
+        ["license", "add", "Acme", "Lab", "--tag", ENHANCED, "--quantity", "10", "--json"],
+        ["token", "create", "Acme", "Lab", "--description", "ci", "--expires-after-days", "7",
+         "--json"],
+        ["va", "list", "Acme", "--json"],
+    )  # fmt: skip
+    line = added.json()["license"]
+    assert (line["entitlementTag"], line["quantity"], line["licenseType"]) == (
+        ENHANCED,
+        10,
+        "PERPETUAL",
+    )
+    info = token_created.json()["tokenInfo"]
+    token = info["token"]
+    assert info["description"] == "ci"
+    assert info["exportControlled"] == "Allowed"  # the account may use it: on by default
+    assert {v["name"] for v in vas.json()["virtualAccounts"]} == {"DEFAULT", "Lab"}
+    ciphertexts = _query(db_dsn, "SELECT token_ciphertext FROM registration_tokens")
+    assert len(ciphertexts) == 1
+    assert token.encode() not in bytes(ciphertexts[0]["token_ciphertext"])
+
+    pool, positions, revoked, refused = cli.many(
+        ["license", "pool", "Acme", "Lab", "--json"],
+        ["license", "list", "Acme"],
+        ["token", "revoke", "Acme", "Lab", token],
+        ["va", "delete", "Acme", "Lab"],
+    )
+    assert [(p["id"], p["quantity"]) for p in pool.json()["licenses"]] == [(line["id"], 10)]
+    table = positions.ok().out.splitlines()
+    assert table[0].split()[:2] == ["VIRTUAL", "ACCOUNT"]
+    assert len(table) == 2
+    assert "UC Manager Enhanced License (12.x)" in table[1]
+    assert "In Compliance" in table[1]
+    assert table[1].split()[:2] == ["Lab", "UC"]
+    assert "  10  " in table[1]  # quantity
+    assert "1 token(s) revoked" in revoked.ok().out
+    assert "Lab" in refused.one_error_line()  # still holds licenses
+
+    tokens, removed = cli.many(
+        ["token", "list", "Acme", "Lab", "--json"],
+        ["license", "remove", "Acme", "Lab", str(line["id"])],
+    )
+    assert [(t["token"], t["status"]) for t in tokens.json()["tokens"]] == [(token, "Revoked")]
+    removed.ok()
+    assert _query(db_dsn, "SELECT 1 FROM license_lines") == []
+
+    cli("va", "delete", "Acme", "Lab").ok()
+    remaining = _query(
+        db_dsn,
+        "SELECT v.name FROM virtual_accounts v JOIN accounts a ON a.id = v.account_id "
+        "WHERE a.name = 'Acme'",
+    )
+    assert [r["name"] for r in remaining] == ["DEFAULT"]
+
+    log = cli("events", "--json").json()
+    actions = {e["action"] for e in log["events"]}
+    assert {
+        "account.created",
+        "virtual_account.created",
+        "virtual_account.deleted",
+        "license.added",
+        "license.removed",
+        "token.created",
+        "token.revoked",
+        "client.created",
+        "user.created",
+    } <= actions
+    assert log["totalRecords"] == len(log["events"])
+    assert {e["actor"] for e in log["events"]} == {operator}
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def test_errors_are_one_line_with_a_non_zero_exit(
+    tmp_path: Path, db_dsn: str, state_dir: Path
+) -> None:
+    good = Cli(_toml_config(tmp_path / "good.toml", state_dir, db_dsn), tmp_path)
+    bad_config = _toml_config(tmp_path / "bad.toml", state_dir, db_dsn, "foo = 1\n")
+    empty = tmp_path / "never-initialized"
+    uninitialized = _toml_config(tmp_path / "uninit.toml", empty, None)
+    no_keys = _toml_config(tmp_path / "nokeys.toml", tmp_path / "no-keys", db_dsn)
+
+    unknown, usage, config_error, uninit_error, no_keys_error = good.many(
+        ["va", "list", "NoSuchAccount"],
+        ["account", "frobnicate"],
+        ["--config", str(bad_config), "account", "list"],
+        ["--config", str(uninitialized), "account", "list"],
+        ["--config", str(no_keys), "account", "list"],
+    )
+    assert "NoSuchAccount" in unknown.one_error_line()
+    assert unknown.out == ""
+    assert "frobnicate" in usage.one_error_line()
+    assert "database.foo" in config_error.one_error_line()
+    assert "satellite init" in uninit_error.one_error_line()
+    assert not (empty / "pgdata").exists()  # no embedded server started for nothing
+    assert "satellite init" in no_keys_error.one_error_line()
+
+
+def test_user_create_without_password_or_terminal_is_one_line(
+    tmp_path: Path, db_dsn: str, state_dir: Path
+) -> None:
+    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    result = cli("user", "create", "bob", "--role", "system-admin")
+    # No --password, no $SATELLITE_PASSWORD and no terminal to ask on: refused, readably.
+    assert _query(db_dsn, "SELECT 1 FROM principals WHERE login = 'bob'") == []
+    assert "password" in result.one_error_line().lower()

@@ -1,0 +1,381 @@
+"""The real daemon in a subprocess: embedded PostgreSQL, IPv4 and IPv6, sd_notify, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+START_TIMEOUT = 60.0  # a first start runs initdb for the embedded PostgreSQL
+STOP_TIMEOUT = 30.0
+POLL = 0.1
+
+# Plain HTTP straight to the daemon, whatever proxy the environment names.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def satellite_exe() -> str:
+    beside = Path(sys.executable).parent / "satellite"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("satellite")
+    assert found, "the satellite console script is not installed"
+    return found
+
+
+def free_port(family: socket.AddressFamily, host: str) -> int:
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http only
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with _opener.open(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, json.loads(raw) if raw else None
+
+
+@contextlib.contextmanager
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    """A unix datagram socket standing in for systemd's, on a short path."""
+    directory = tempfile.mkdtemp(prefix="sat-notify-")
+    path = os.path.join(directory, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(path)
+        sock.settimeout(POLL)
+        yield sock, path
+    finally:
+        sock.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen[bytes]
+    out_path: Path
+    err_path: Path
+    notify: socket.socket | None = None
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def out(self) -> str:
+        return self.out_path.read_text("utf-8", errors="replace")
+
+    @property
+    def err(self) -> str:
+        return self.err_path.read_text("utf-8", errors="replace")
+
+    def _receive(self) -> None:
+        assert self.notify is not None
+        try:
+            data = self.notify.recv(4096)
+        except TimeoutError:
+            return
+        self.messages += data.decode().splitlines()
+
+    def wait_for_notify(self, message: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for _ in range(int(timeout / POLL) + 1):
+            if message in self.messages:
+                return
+            if self.proc.poll() is not None:
+                self._drain()
+                break
+            if time.monotonic() > deadline:
+                break
+            self._receive()
+        assert message in self.messages, (
+            f"no {message} (got {self.messages}); exit={self.proc.poll()}\n"
+            f"stdout: {self.out}\nstderr: {self.err}"
+        )
+
+    def _drain(self) -> None:
+        if self.notify is not None:
+            for _ in range(10):
+                before = len(self.messages)
+                self._receive()
+                if len(self.messages) == before:
+                    return
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=STOP_TIMEOUT)
+        self._drain()
+        return code
+
+
+def start(
+    args: list[str], logs: Path, env: dict[str, str], notify: socket.socket | None = None
+) -> Daemon:
+    logs.mkdir(parents=True, exist_ok=True)
+    run = len(list(logs.glob("*.out")))
+    out_path, err_path = logs / f"{run}.out", logs / f"{run}.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [satellite_exe(), *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env
+        )
+    return Daemon(proc, out_path, err_path, notify)
+
+
+def base_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SATELLITE_CONFIG", "STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC"}
+    }
+    env["XDG_STATE_HOME"] = str(tmp_path / "xdg-state")
+    return env
+
+
+def _kill(daemon: Daemon | None) -> None:
+    if daemon is not None and daemon.proc.poll() is None:
+        daemon.proc.kill()
+        daemon.proc.wait(timeout=STOP_TIMEOUT)
+
+
+def _stop_orphaned_postgres(pgdata: Path) -> None:
+    """If a daemon died without stopping its embedded PostgreSQL, stop that server by its pid."""
+    pidfile = pgdata / "postmaster.pid"
+    with contextlib.suppress(ValueError, OSError, IndexError):
+        pid = int(pidfile.read_text().splitlines()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"postgres" not in cmdline or str(pgdata).encode() not in cmdline:
+            return  # a stale pid file: that pid is someone else's now
+        os.kill(pid, signal.SIGINT)  # fast shutdown
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(POLL)
+
+
+def _values(out: str, name: str) -> list[str]:
+    prefix = f"{name}: "
+    return [line[len(prefix) :].strip() for line in out.splitlines() if line.startswith(prefix)]
+
+
+def _login(base: str, client_id: str, client_secret: str) -> str:
+    status, body = http(
+        "POST",
+        f"{base}/backend/oauth/token",
+        {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+        },
+    )
+    assert status == 200, body
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] > 0
+    token: str = body["access_token"]
+    return token
+
+
+def test_daemon_on_embedded_postgres_serves_stops_and_restarts(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    port4 = free_port(socket.AF_INET, "127.0.0.1")
+    port6 = free_port(socket.AF_INET6, "::1")
+    args = [
+        "serve",
+        "--state-dir",
+        str(state),
+        "--listen",
+        f"127.0.0.1:{port4}",
+        "--listen",
+        f"[::1]:{port6}",
+    ]
+    v4, v6 = f"http://127.0.0.1:{port4}", f"http://[::1]:{port6}"
+    daemon: Daemon | None = None
+    with notify_socket() as (sock, path):
+        env = base_env(tmp_path) | {"NOTIFY_SOCKET": path}
+        try:
+            # First start: an empty state directory is initialized and the credentials shown.
+            daemon = start(args, tmp_path / "logs", env, sock)
+            daemon.wait_for_notify("READY=1", START_TIMEOUT)
+            client_ids = _values(daemon.out, "client_id")
+            secrets = _values(daemon.out, "client_secret")
+            assert len(client_ids) == 1, daemon.out
+            assert len(secrets) == 1, daemon.out
+            assert (state / "keys" / "ca.key").is_file()
+            assert (state / "pgdata" / "PG_VERSION").is_file()
+
+            for base in (v4, v6):
+                assert http("GET", f"{base}/healthz")[0] == 200, base
+                status, body = http("GET", f"{base}/readyz")
+                assert status == 200, (base, body)
+
+            token = _login(v4, client_ids[0], secrets[0])
+            status, body = http("POST", f"{v4}/api/v1/accounts", {"name": "Acme"}, token)
+            assert status == 201, body
+            status, body = http("POST", f"{v6}/api/v1/upstream_satellites/accounts", None, token)
+            assert status == 200, body
+            assert [a["name"] for a in body["accounts"]] == ["Acme"]
+
+            assert "STOPPING=1" not in daemon.messages
+            started = time.monotonic()
+            assert daemon.stop() == 0, daemon.err
+            assert time.monotonic() - started < STOP_TIMEOUT
+            assert "STOPPING=1" in daemon.messages, daemon.messages
+            assert daemon.messages.count("READY=1") == 1
+            # The embedded PostgreSQL stopped with the daemon.
+            assert not (state / "pgdata" / "postmaster.pid").exists()
+            with contextlib.suppress(urllib.error.URLError):
+                http("GET", f"{v4}/healthz")
+                raise AssertionError("still answering after SIGTERM")
+
+            # Second start on the same state directory: same data, no new credentials.
+            # This time systemd asks for a watchdog every 0.2 s.
+            watchdog_env = env | {"WATCHDOG_USEC": "200000"}
+            daemon = start(args, tmp_path / "logs", watchdog_env, sock)
+            daemon.wait_for_notify("READY=1", START_TIMEOUT)
+            daemon.wait_for_notify("WATCHDOG=1", 5.0)
+            daemon.proc.send_signal(signal.SIGHUP)  # reload: keeps serving
+            assert "client_secret" not in daemon.out
+            assert "client_id" not in daemon.out
+            token = _login(v6, client_ids[0], secrets[0])
+            status, body = http("POST", f"{v4}/api/v1/upstream_satellites/accounts", None, token)
+            assert status == 200, body
+            assert [a["name"] for a in body["accounts"]] == ["Acme"]
+            assert daemon.stop() == 0, daemon.err
+            assert "STOPPING=1" in daemon.messages
+        finally:
+            _kill(daemon)
+            _stop_orphaned_postgres(state / "pgdata")
+
+
+def test_daemon_logs_are_json_lines(tmp_path: Path, db_dsn: str, state_dir: Path) -> None:
+    port = free_port(socket.AF_INET, "127.0.0.1")
+    config = tmp_path / "satellite.toml"
+    config.write_text(f"[database]\ndsn = {json.dumps(db_dsn)}\n", encoding="utf-8")
+    args = [
+        "--config",
+        str(config),
+        "serve",
+        "--state-dir",
+        str(state_dir),
+        "--listen",
+        f"127.0.0.1:{port}",
+    ]
+    daemon: Daemon | None = None
+    try:
+        daemon = start(args, tmp_path / "logs", base_env(tmp_path))
+        deadline = time.monotonic() + START_TIMEOUT
+        for _ in range(int(START_TIMEOUT / POLL)):
+            assert daemon.proc.poll() is None, daemon.err
+            with contextlib.suppress(OSError):
+                if http("GET", f"http://127.0.0.1:{port}/healthz")[0] == 200:
+                    break
+            assert time.monotonic() < deadline, daemon.err
+            time.sleep(POLL)
+        status, _ = http(
+            "GET",
+            f"http://127.0.0.1:{port}/api/v1/openapi.json",
+            headers={"X-Request-ID": "test-request-42"},
+        )
+        assert status == 200
+        assert daemon.stop() == 0, daemon.err
+    finally:
+        _kill(daemon)
+    lines = [line for line in daemon.err.splitlines() if line.strip()]
+    assert lines, "the daemon logged nothing"
+    records = [json.loads(line) for line in lines]
+    events = [r.get("event") for r in records]
+    assert "daemon.listening" in events
+    assert "daemon.stopped" in events
+    listening = records[events.index("daemon.listening")]
+    assert listening["addresses"] == [f"http://127.0.0.1:{port}"]
+    requests = [r for r in records if r.get("request_id") == "test-request-42"]
+    assert [(r["event"], r["path"], r["status"]) for r in requests] == [
+        ("http.request", "/api/v1/openapi.json", 200)
+    ]
+
+
+def test_serve_refuses_a_database_it_may_not_or_cannot_use(
+    tmp_path: Path, fresh_db: str, db_dsn: str
+) -> None:
+    async def from_the_future() -> None:
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) "
+                "VALUES (999, 'future', 'x')"
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(from_the_future())
+    runs = []
+    for name, dsn, extra in (
+        ("unmigrated", fresh_db, ["--no-migrate"]),
+        ("newer", db_dsn, []),
+    ):
+        config = tmp_path / f"{name}.toml"
+        config.write_text(
+            f"state_dir = {json.dumps(str(tmp_path / name))}\n"
+            f"[database]\ndsn = {json.dumps(dsn)}\n",
+            encoding="utf-8",
+        )
+        port = free_port(socket.AF_INET, "127.0.0.1")
+        args = ["--config", str(config), "serve", "--listen", f"127.0.0.1:{port}", *extra]
+        runs.append((port, start(args, tmp_path / name / "logs", base_env(tmp_path))))
+    try:
+        for port, daemon in runs:
+            try:
+                code = daemon.proc.wait(timeout=START_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    http("GET", f"http://127.0.0.1:{port}/healthz")
+                raise AssertionError(f"still running: {daemon.err}") from None
+            assert code != 0
+            lines = daemon.err.splitlines()
+            assert len(lines) == 1, daemon.err
+            assert lines[0].startswith("error: ")
+        unmigrated, newer = (d.err for _, d in runs)
+        assert "migrate" in unmigrated
+        assert "newer" in newer
+    finally:
+        for _, daemon in runs:
+            _kill(daemon)
+
+    async def untouched() -> bool:
+        conn = await asyncpg.connect(fresh_db)
+        try:
+            return bool(await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(untouched()), "--no-migrate must not migrate"
