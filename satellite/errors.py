@@ -45,8 +45,26 @@ class NotAuthenticated(SatelliteError):
     """Authentication is required."""
 
 
-class InvalidGrant(SatelliteError):
+class InvalidToken(NotAuthenticated):
+    """The access token is unknown, expired or revoked."""
+
+
+class OAuthRequestError(SatelliteError):
+    """The token request is not valid (RFC 6749 ``invalid_request``)."""
+
+    oauth_error = "invalid_request"
+
+
+class UnsupportedGrantType(OAuthRequestError):
+    """Only the client_credentials and password grants are supported."""
+
+    oauth_error = "unsupported_grant_type"
+
+
+class InvalidGrant(OAuthRequestError):
     """The credentials are not valid."""
+
+    oauth_error = "invalid_grant"
 
 
 class Forbidden(SatelliteError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from satellite.domain.access import Principal
-from satellite.errors import NotAuthenticated
+from satellite.errors import InvalidToken, NotAuthenticated
 from satellite.http.keys import SERVICES
 
 MAX_TOKEN_LENGTH = 512
@@ -18,7 +18,7 @@ def bearer_token(request: web.Request) -> str:
     if scheme.lower() != "bearer" or not token:
         raise NotAuthenticated("send an access token: 'Authorization: Bearer <token>'")
     if len(token) > MAX_TOKEN_LENGTH:
-        raise NotAuthenticated("the access token is unknown, expired or revoked")
+        raise InvalidToken()
     return token
 
 

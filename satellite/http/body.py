@@ -31,6 +31,8 @@ def validation_error(exc: msgspec.ValidationError) -> InvalidInput:
             break
     if _UNKNOWN_RE.match(reason):
         reason = f"unknown field `{path}`"
+    elif path and not _MISSING_RE.match(reason):
+        reason = f"`{path}`: {reason}"
     return InvalidInput(reason, field=path or None)
 
 

@@ -17,6 +17,8 @@ _DOMAIN: dict[type[errors.SatelliteError], tuple[int, str, str]] = {
     errors.InvalidInput: (422, "invalid-input", "Invalid input"),
     errors.NotAuthenticated: (401, "not-authenticated", "Not authenticated"),
     errors.InvalidGrant: (400, "invalid-grant", "Invalid credentials"),
+    errors.UnsupportedGrantType: (400, "unsupported-grant-type", "Unsupported grant type"),
+    errors.OAuthRequestError: (400, "invalid-request", "Invalid token request"),
     errors.Forbidden: (403, "forbidden", "Forbidden"),
     errors.NotFound: (404, "not-found", "Not found"),
     errors.Conflict: (409, "conflict", "Conflict"),
@@ -69,8 +71,12 @@ def from_domain_error(exc: errors.SatelliteError) -> web.Response:
             break
     else:
         status, slug, title = 500, "internal", "Internal error"
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    error = "invalid_grant" if isinstance(exc, errors.InvalidGrant) else None
+    headers = None
+    if isinstance(exc, errors.InvalidToken):
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    elif status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    error = exc.oauth_error if isinstance(exc, errors.OAuthRequestError) else None
     return problem_response(
         status, slug, title, exc.detail, field=exc.field, error=error, headers=headers
     )

@@ -50,9 +50,9 @@ class AccountService:
         description: str | None,
         export_controlled_allowed: bool | None,
     ) -> Account:
-        scope.require_system_admin(principal)
         async with self._db.transaction() as conn:
             account = await scope.writable_account(conn, principal, name, lock=True)
+            scope.require_system_admin(principal)
             updated = await accounts.update_account(
                 conn, account.id, description, export_controlled_allowed
             )

@@ -14,7 +14,7 @@ from satellite.crypto.secrets import (
 )
 from satellite.domain.access import Principal
 from satellite.domain.models import PrincipalRecord
-from satellite.errors import InvalidGrant, NotAuthenticated
+from satellite.errors import InvalidGrant, InvalidToken
 from satellite.services import audit
 from satellite.storage import principals
 from satellite.storage.db import Database
@@ -82,7 +82,7 @@ class AuthService:
         async with self._db.connection() as conn:
             record = await principals.principal_for_access_token(conn, secret_digest(access_token))
         if record is None:
-            raise NotAuthenticated("the access token is unknown, expired or revoked")
+            raise InvalidToken()
         return as_principal(record)
 
     async def revoke(self, principal: Principal, access_token: str) -> None:

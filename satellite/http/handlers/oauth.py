@@ -2,27 +2,59 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+from urllib.parse import unquote
+
 from aiohttp import web
 
-from satellite.errors import InvalidInput
+from satellite.errors import InvalidInput, OAuthRequestError, UnsupportedGrantType
 from satellite.http.auth import caller
 from satellite.http.body import read_json, render
 from satellite.http.keys import SERVICES
 from satellite.http.wire import Empty, RevokeRequest, TokenRequest, TokenResponse
 
 
+def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    """Client id and secret from ``Authorization: Basic`` (RFC 6749 section 2.3.1)."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise OAuthRequestError("the Basic authorization header is not valid") from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise OAuthRequestError("the Basic authorization header is not client_id:secret")
+    return unquote(client_id), unquote(secret)
+
+
+async def _token_request(request: web.Request) -> TokenRequest:
+    try:
+        return await read_json(request, TokenRequest, allow_form=True)
+    except InvalidInput as exc:
+        if exc.field == "grant_type" and "Invalid enum value" in exc.detail:
+            raise UnsupportedGrantType(field="grant_type") from exc
+        raise OAuthRequestError(exc.detail, field=exc.field) from exc
+
+
 async def issue_token(request: web.Request) -> web.Response:
-    body = await read_json(request, TokenRequest, allow_form=True)
+    body = await _token_request(request)
     auth = request.app[SERVICES].auth
     if body.grant_type == "client_credentials":
-        if body.client_id is None or body.client_secret is None:
-            raise InvalidInput(
+        basic = _basic_credentials(request)
+        client_id, client_secret = basic or (body.client_id, body.client_secret)
+        if client_id is None or client_secret is None:
+            raise OAuthRequestError(
                 "client_credentials needs client_id and client_secret", field="client_id"
             )
-        issued = await auth.client_credentials(body.client_id, body.client_secret)
+        issued = await auth.client_credentials(client_id, client_secret)
     else:
         if body.username is None or body.password is None:
-            raise InvalidInput("the password grant needs username and password", field="username")
+            raise OAuthRequestError(
+                "the password grant needs username and password", field="username"
+            )
         issued = await auth.password(body.username, body.password)
     response = render(TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in))
     response.headers["Cache-Control"] = "no-store"
