@@ -180,6 +180,15 @@ async def test_update_of_description_keeps_the_flag(admin: Api) -> None:
     assert body["account"]["exportControlledAllowed"] is True
 
 
+async def test_update_without_changes_records_nothing(admin: Api, db: asyncpg.Connection) -> None:
+    await create_account(admin, "Acme", export=True)
+    before = await event_count(db)
+    status, body = await admin.post("/api/v1/accounts/Acme/update", {})
+    assert status == 200, body
+    assert body["account"]["exportControlledAllowed"] is True
+    assert await event_count(db) == before
+
+
 async def test_update_refusals(admin: Api, db: asyncpg.Connection) -> None:
     await create_account(admin, "Acme")
     account_admin = await new_client(admin, "account-admin", ["Acme"])

@@ -125,7 +125,16 @@ async def test_line_defaults(admin: Api) -> None:
     assert line["endDate"] is None
     assert line["subscriptionId"] is None
     assert line["exportRestricted"] is False
-    # The catalog says which tags are export restricted.
+    # The catalog says which tags are export restricted; only an account allowed
+    # export-controlled functionality may hold them.
+    status, body = await admin.post(POOL, {"entitlementTag": EXPORT_KEY, "quantity": 1})
+    assert status == 422, body
+    assert body["field"] == "exportRestricted"
+    assert await pool(admin) == [line]
+    status, body = await admin.post(
+        "/api/v1/accounts/Acme/update", {"exportControlledAllowed": True}
+    )
+    assert status == 200, body
     key = await add_line(admin, entitlementTag=EXPORT_KEY, quantity=1)
     assert key["exportRestricted"] is True
 

@@ -149,6 +149,21 @@ async def test_revoke_marks_tokens_revoked(admin: Api) -> None:
     assert statuses == {a: "Revoked", b: "Revoked", keep: "Active"}
 
 
+async def test_revoking_again_changes_and_records_nothing(
+    admin: Api, db: asyncpg.Connection
+) -> None:
+    await create_account(admin)
+    token = (await create_token(admin))["token"]
+    assert (await admin.post(TOKENS + "/revoke", {"tokens": [token]}))[0] == 200
+    revoked_at = await db.fetchval("SELECT revoked_at FROM registration_tokens")
+    before = await event_count(db)
+    status, body = await admin.post(TOKENS + "/revoke", {"tokens": [token]})
+    assert status == 200, body
+    assert body["tokens"][0]["status"] == "Revoked"
+    assert await db.fetchval("SELECT revoked_at FROM registration_tokens") == revoked_at
+    assert await event_count(db) == before
+
+
 async def test_revoke_with_an_unknown_token_revokes_nothing(
     admin: Api, db: asyncpg.Connection
 ) -> None:

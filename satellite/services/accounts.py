@@ -53,6 +53,8 @@ class AccountService:
         async with self._db.transaction() as conn:
             account = await scope.writable_account(conn, principal, name, lock=True)
             scope.require_system_admin(principal)
+            if description is None and export_controlled_allowed is None:
+                return account  # nothing to change, nothing to record
             updated = await accounts.update_account(
                 conn, account.id, description, export_controlled_allowed
             )

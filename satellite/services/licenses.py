@@ -15,7 +15,7 @@ from satellite.domain.compliance import (
     line_status,
     positions_for_virtual_account,
 )
-from satellite.domain.models import Severity
+from satellite.domain.models import Account, Severity
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
 from satellite.storage import accounts, alerts, licenses
@@ -27,6 +27,15 @@ EXPIRY_WARNING = dt.timedelta(days=30)
 
 def today_utc() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
+
+
+def _require_export_allowed(account: Account, values: LineValues) -> None:
+    if values.export_restricted and not account.export_controlled_allowed:
+        raise InvalidInput(
+            f"account {account.name!r} is not allowed export-controlled functionality, "
+            "so it cannot hold export-restricted licenses",
+            field="exportRestricted",
+        )
 
 
 class LicenseService:
@@ -68,6 +77,7 @@ class LicenseService:
         values = self._validate(values)
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
+            _require_export_allowed(acc, values)
             vacc = await scope.virtual_account(conn, acc, va, lock=True)
             line = await licenses.insert_line(conn, vacc.id, values)
             await audit.record(
@@ -103,6 +113,7 @@ class LicenseService:
         values = self._validate(values)
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
+            _require_export_allowed(acc, values)
             vacc = await scope.virtual_account(conn, acc, va, lock=True)
             before = await self._local_line(conn, acc.id, vacc.id, line_id)
             line = await licenses.update_line(conn, vacc.id, line_id, values)

@@ -56,7 +56,7 @@ class TokenService:
         days = expires_after_days or self._timers.token_expiry_days
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await scope.virtual_account(conn, acc, va)
+            vacc = await scope.virtual_account(conn, acc, va, lock=True)
             if export_controlled is None:
                 export_controlled = acc.export_controlled_allowed
             if export_controlled and not acc.export_controlled_allowed:
@@ -113,8 +113,9 @@ class TokenService:
                         f"token {index + 1} of the list is not a token of virtual account {va!r}",
                         field=f"tokens[{index}]",
                     )
-            await tokens.revoke_tokens(conn, [row.id for row in rows])
-            for row in rows:
+            live = [row for row in rows if row.revoked_at is None]
+            await tokens.revoke_tokens(conn, [row.id for row in live])
+            for row in live:
                 await audit.record(
                     conn, principal, "token.revoked", f"{account}/{va}/{row.id}", account_id=acc.id
                 )

@@ -18,11 +18,17 @@ async def raise_alert(
     source: str,
     message: str,
 ) -> bool:
-    """Open an alert unless one with the same key is open; return True when a new one opened."""
-    result = await conn.execute(
+    """Open an alert, or bring the open one with the same key up to date.
+
+    Return True when a new alert opened.
+    """
+    inserted: bool = await conn.fetchval(
         "INSERT INTO alerts (account_id, virtual_account_id, dedupe_key, message_type, severity, "
         "source, message) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-        "ON CONFLICT (account_id, dedupe_key) WHERE cleared_at IS NULL DO NOTHING",
+        "ON CONFLICT (account_id, dedupe_key) WHERE cleared_at IS NULL DO UPDATE SET "
+        "message_type = EXCLUDED.message_type, severity = EXCLUDED.severity, "
+        "source = EXCLUDED.source, message = EXCLUDED.message "
+        "RETURNING (xmax = 0) AS inserted",
         account_id,
         virtual_account_id,
         dedupe_key,
@@ -31,7 +37,7 @@ async def raise_alert(
         source,
         message,
     )
-    return result.endswith(" 1")
+    return inserted
 
 
 async def clear_alerts_except(
