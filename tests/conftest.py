@@ -58,6 +58,16 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
     dsn = embedded.start()
+    # A throwaway server: durability buys nothing here and costs seconds per run.
+    asyncio.run(
+        _admin(
+            dsn,
+            "ALTER SYSTEM SET fsync = off",
+            "ALTER SYSTEM SET synchronous_commit = off",
+            "ALTER SYSTEM SET full_page_writes = off",
+            "SELECT pg_reload_conf()",
+        )
+    )
     try:
         yield dsn_for(dsn, "postgres")
     finally:
