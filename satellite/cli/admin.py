@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import click
 
@@ -13,8 +13,7 @@ from satellite.cli import CliContext, cli, json_option, pass_cli
 from satellite.cli.output import emit, emit_one
 from satellite.domain.access import ROLES, Role
 from satellite.domain.catalog import Catalog, CatalogEntry
-from satellite.domain.compliance import LicenseType, PoolLine, Position, line_status
-from satellite.domain.models import PrincipalRecord
+from satellite.domain.compliance import LicenseType, LineValues, PoolLine, Position, line_status
 from satellite.http import wire
 from satellite.http.views import (
     account_out,
@@ -30,7 +29,6 @@ from satellite.http.views import (
 from satellite.services.events import EventFilter
 from satellite.services.licenses import today_utc
 from satellite.services.registry import Services
-from satellite.storage.licenses import LineValues
 
 F = TypeVar("F", bound=Callable[..., Any])
 DATE = click.DateTime(formats=["%Y-%m-%d"])
@@ -485,14 +483,17 @@ accounts_option = click.option(
 )
 
 
-def _principal_rows(records: list[PrincipalRecord]) -> list[list[object]]:
-    return [
-        [r.login, r.role, list(r.account_names), r.disabled_at is not None, r.created_at]
-        for r in records
-    ]
-
-
-PRINCIPAL_HEADERS = ["NAME", "ROLE", "ACCOUNTS", "DISABLED", "CREATED"]
+def _list_principals(obj: CliContext, kind: Literal["client", "user"], as_json: bool) -> None:
+    records = obj.run(lambda s: s.principals.list_principals(obj.operator, kind))
+    emit(
+        as_json,
+        wire.PrincipalList(items=[principal_out(r) for r in records]),
+        ["NAME", "ROLE", "ACCOUNTS", "DISABLED", "CREATED"],
+        [
+            [r.login, r.role, list(r.account_names), r.disabled_at is not None, r.created_at]
+            for r in records
+        ],
+    )
 
 
 @cli.group()
@@ -505,13 +506,7 @@ def client() -> None:
 @pass_cli
 def client_list(obj: CliContext, as_json: bool) -> None:
     """List API clients."""
-    records = obj.run(lambda s: s.principals.list_principals(obj.operator, "client"))
-    emit(
-        as_json,
-        wire.PrincipalList(items=[principal_out(r) for r in records]),
-        PRINCIPAL_HEADERS,
-        _principal_rows(records),
-    )
+    _list_principals(obj, "client", as_json)
 
 
 @client.command("create")
@@ -557,13 +552,7 @@ def user() -> None:
 @pass_cli
 def user_list(obj: CliContext, as_json: bool) -> None:
     """List users."""
-    records = obj.run(lambda s: s.principals.list_principals(obj.operator, "user"))
-    emit(
-        as_json,
-        wire.PrincipalList(items=[principal_out(r) for r in records]),
-        PRINCIPAL_HEADERS,
-        _principal_rows(records),
-    )
+    _list_principals(obj, "user", as_json)
 
 
 password_option = click.option(

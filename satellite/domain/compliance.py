@@ -35,6 +35,19 @@ class PoolLine:
     source: Literal["local", "upstream"]
 
 
+@dataclass(frozen=True)
+class LineValues:
+    """What an operator sets on a pool line."""
+
+    tag: str
+    quantity: int
+    license_type: LicenseType
+    start_date: dt.date | None
+    end_date: dt.date | None
+    subscription_id: str | None
+    export_restricted: bool | None  # None: as the catalog says for the tag
+
+
 def line_status(line: PoolLine, today: dt.date) -> LineStatus:
     if line.start_date is not None and today < line.start_date:
         return "Pending"

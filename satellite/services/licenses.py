@@ -10,6 +10,7 @@ from itertools import groupby
 from satellite.domain.access import Principal
 from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import (
+    LineValues,
     PoolLine,
     Position,
     line_status,
@@ -20,7 +21,6 @@ from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
 from satellite.storage import accounts, alerts, licenses
 from satellite.storage.db import Connection, Database
-from satellite.storage.licenses import LineValues
 
 EXPIRY_WARNING = dt.timedelta(days=30)
 

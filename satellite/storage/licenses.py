@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-
 import asyncpg
 
-from satellite.domain.compliance import LicenseType, PoolLine
+from satellite.domain.compliance import LineValues, PoolLine
 
 _COLUMNS = (
     "l.id, va.name AS virtual_account, l.tag, l.quantity, l.license_type, l.start_date, "
@@ -17,17 +14,6 @@ _COLUMNS = (
 
 def _line(row: asyncpg.Record) -> PoolLine:
     return PoolLine(**dict(row))
-
-
-@dataclass(frozen=True)
-class LineValues:
-    tag: str
-    quantity: int
-    license_type: LicenseType
-    start_date: dt.date | None
-    end_date: dt.date | None
-    subscription_id: str | None
-    export_restricted: bool | None  # None: as the catalog says for the tag
 
 
 async def insert_line(

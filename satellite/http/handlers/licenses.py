@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from satellite.domain.compliance import LineValues
 from satellite.errors import InvalidInput
 from satellite.http.auth import caller
 from satellite.http.body import read_json, render
@@ -19,7 +20,6 @@ from satellite.http.wire import (
     PoolLineOne,
     StatusResponse,
 )
-from satellite.storage.licenses import LineValues
 
 
 def _line_values(body: PoolLineIn) -> LineValues:
