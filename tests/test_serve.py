@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -17,10 +18,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http import client as http_client
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
+
+from satellite.crypto.keys import KeyPaths, ensure_tls_certificate
 
 START_TIMEOUT = 60.0  # a first start runs initdb for the embedded PostgreSQL
 STOP_TIMEOUT = 30.0
@@ -379,3 +384,70 @@ def test_serve_refuses_a_database_it_may_not_or_cannot_use(
             await conn.close()
 
     assert asyncio.run(untouched()), "--no-migrate must not migrate"
+
+
+def _served_certificate(port: int, context: ssl.SSLContext) -> bytes:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def test_https_with_the_init_certificate_and_reload_on_sighup(tmp_path: Path, db_dsn: str) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "satellite.toml"
+    config.write_text(f'state_dir = "{state}"\n[database]\ndsn = "{db_dsn}"\n')
+    env = base_env(tmp_path) | {"SATELLITE_CONFIG": str(config)}
+    init = subprocess.run(
+        [satellite_exe(), "init", "--tls-hostname", "127.0.0.1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+    assert init.returncode == 0, init.stderr
+    cert_path = state / "tls" / "server.crt"
+    trusted = ssl.create_default_context(cafile=str(cert_path))
+    port = free_port(socket.AF_INET, "127.0.0.1")
+    daemon: Daemon | None = None
+    with notify_socket() as (sock, path):
+        try:
+            daemon = start(
+                ["serve", "--listen", f"127.0.0.1:{port}"],
+                tmp_path / "logs",
+                env | {"NOTIFY_SOCKET": path},
+                sock,
+            )
+            daemon.wait_for_notify("READY=1", START_TIMEOUT)
+            first = _served_certificate(port, trusted)
+            assert first == ssl.PEM_cert_to_DER_cert(cert_path.read_text())
+            request = urllib.request.Request(f"https://127.0.0.1:{port}/healthz")
+            with urllib.request.urlopen(request, context=trusted, timeout=10) as response:  # noqa: S310
+                assert response.status == 200
+            # Plain HTTP is not served on a TLS port.
+            with pytest.raises((urllib.error.URLError, ConnectionError, http_client.HTTPException)):
+                http("GET", f"http://127.0.0.1:{port}/healthz")
+
+            # A renewed certificate in place, then SIGHUP: new connections get it.
+            renewed = tmp_path / "renewed"
+            ensure_tls_certificate(KeyPaths(renewed), ["127.0.0.1"])
+            shutil.copyfile(renewed / "tls" / "server.key", state / "tls" / "server.key")
+            shutil.copyfile(renewed / "tls" / "server.crt", cert_path)
+            daemon.proc.send_signal(signal.SIGHUP)
+            unverified = ssl.create_default_context()
+            unverified.check_hostname = False
+            unverified.verify_mode = ssl.CERT_NONE
+            expected = ssl.PEM_cert_to_DER_cert(cert_path.read_text())
+            deadline = time.monotonic() + 10
+            served = first
+            while served != expected and time.monotonic() < deadline:
+                time.sleep(POLL)
+                served = _served_certificate(port, unverified)
+            assert served == expected
+            assert daemon.stop() == 0, daemon.err
+        finally:
+            _kill(daemon)
