@@ -61,6 +61,12 @@ class UnsupportedGrantType(OAuthRequestError):
     oauth_error = "unsupported_grant_type"
 
 
+class InvalidClient(OAuthRequestError):
+    """The client id or secret is wrong, or the client is disabled."""
+
+    oauth_error = "invalid_client"
+
+
 class InvalidGrant(OAuthRequestError):
     """The credentials are not valid."""
 

@@ -20,8 +20,8 @@ from satellite.crypto.keys import (
     load_server_keys,
 )
 from satellite.domain.access import host_operator
-from satellite.domain.catalog import Catalog, load_catalog
-from satellite.errors import StateDirError
+from satellite.domain.catalog import Catalog, parse_catalog
+from satellite.errors import ConfigError, StateDirError
 from satellite.resources import config_dir, migrations_dir
 from satellite.services.principals import NewClient
 from satellite.services.registry import Services, build_services
@@ -76,6 +76,14 @@ def database_server(settings: Settings) -> Iterator[str]:
         yield embedded.start()
     finally:
         embedded.stop()
+
+
+def load_catalog(path: Path) -> Catalog:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the license catalog: {exc.strerror}") from exc
+    return parse_catalog(data, str(path))
 
 
 def load_runtime(settings: Settings, dsn: str) -> Runtime:

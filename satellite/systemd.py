@@ -19,6 +19,17 @@ def notify(state: str) -> bool:
     return True
 
 
+def stdout_is_journal() -> bool:
+    """True when standard output is connected to the journal (systemd sets JOURNAL_STREAM)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = stream.partition(":")
+    try:
+        info = os.fstat(1)
+    except OSError:
+        return False
+    return bool(stream) and (str(info.st_dev), str(info.st_ino)) == (device, inode)
+
+
 def watchdog_interval() -> float | None:
     """Half the watchdog period systemd asked for, in seconds, or None."""
     usec = os.environ.get("WATCHDOG_USEC")

@@ -6,8 +6,12 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import pytest
 
+from satellite.domain.access import host_operator
+from satellite.errors import InvalidInput
 from satellite.http.routes import ROUTES
+from satellite.runtime import Runtime, open_services
 from tests.conftest import BASIC, ENHANCED, Api, Credentials, new_client
 
 PREFIXES = ("/api/v1", "/backend/api/v1")
@@ -163,7 +167,19 @@ async def test_update_changes_export_controlled_allowed(admin: Api, db: asyncpg.
         "/api/v1/accounts/Acme/virtual-accounts/DEFAULT/tokens", {"exportControlled": "Allowed"}
     )
     assert status == 201, body
-    # And back.
+    token = body["tokenInfo"]["token"]
+    # And back: refused while that token could still register export-controlled products.
+    status, body = await admin.post(
+        "/api/v1/accounts/Acme/update", {"exportControlledAllowed": False}
+    )
+    assert status == 409, body
+    assert body["field"] == "exportControlledAllowed"
+    assert "1 active export-controlled token" in body["detail"]
+    assert await db.fetchval("SELECT export_controlled_allowed FROM accounts") is True
+    status, body = await admin.post(
+        "/api/v1/accounts/Acme/virtual-accounts/DEFAULT/tokens/revoke", {"tokens": [token]}
+    )
+    assert status == 200, body
     status, body = await admin.post(
         "/api/v1/accounts/Acme/update", {"exportControlledAllowed": False}
     )
@@ -340,6 +356,42 @@ async def test_delete_of_virtual_account_holding_licenses_is_refused(
     assert await va_names(admin, "Acme") == ["DEFAULT", "Lab"]
     assert await db.fetchval("SELECT count(*) FROM license_lines") == 2
     assert await event_count(db) == events_before
+
+
+async def test_delete_of_virtual_account_with_a_live_token_is_refused(
+    admin: Api, db: asyncpg.Connection
+) -> None:
+    await create_account(admin, "Acme")
+    await create_va(admin, "Acme", "Lab")
+    tokens = "/api/v1/accounts/Acme/virtual-accounts/Lab/tokens"
+    status, body = await admin.post(tokens, {"description": "rack 4"})
+    assert status == 201, body
+    token = body["tokenInfo"]["token"]
+    status, body = await admin.post("/api/v1/accounts/Acme/virtual-accounts/Lab/delete")
+    assert status == 409, body
+    assert "1 active registration token" in body["detail"]
+    assert await va_names(admin, "Acme") == ["DEFAULT", "Lab"]
+    # Once revoked (an audited change of its own) the token no longer holds the account.
+    assert (await admin.post(tokens + "/revoke", {"tokens": [token]}))[0] == 200
+    status, body = await admin.post("/api/v1/accounts/Acme/virtual-accounts/Lab/delete")
+    assert status == 200, body
+    assert await va_names(admin, "Acme") == ["DEFAULT"]
+
+
+async def test_names_are_checked_whatever_the_caller(runtime: Runtime) -> None:
+    """The host CLI calls the services directly: they refuse what the API would refuse."""
+    async with open_services(runtime) as services:
+        operator = host_operator("pytest")
+        for bad in ("a/b", "", " padded", "tab\there", "x" * 101):
+            with pytest.raises(InvalidInput) as caught:
+                await services.accounts.create_account(operator, bad, "", False)
+            assert caught.value.field == "name"
+        with pytest.raises(InvalidInput):
+            await services.accounts.create_account(operator, "Acme", "x" * 501, False)
+        await services.accounts.create_account(operator, "Acme Corp", "", False)
+        with pytest.raises(InvalidInput):
+            await services.accounts.create_virtual_account(operator, "Acme Corp", "a/b", "")
+        assert [a.name for a in await services.accounts.visible_accounts(operator)] == ["Acme Corp"]
 
 
 async def test_default_virtual_account_cannot_be_deleted(

@@ -127,9 +127,11 @@ async def test_wrong_secret_and_unknown_client_look_the_same(
     answers = []
     for path, body in itertools.product(TOKEN_PATHS, (wrong_secret, unknown_client)):
         status, headers, problem = await raw(anon, "POST", path, json=body)
-        assert status == 400, problem
-        assert_problem(headers, problem, 400)
-        assert problem["error"] == "invalid_grant"
+        # RFC 6749 section 5.2: a client that fails to authenticate is invalid_client, 401.
+        assert status == 401, problem
+        assert_problem(headers, problem, 401)
+        assert problem["error"] == "invalid_client"
+        assert headers["WWW-Authenticate"].startswith("Basic")
         assert "access_token" not in problem
         problem.pop("requestId", None)
         problem.pop("instance", None)
@@ -180,8 +182,8 @@ async def test_client_credentials_in_a_basic_authorization_header(
         json={"grant_type": "client_credentials"},
         headers={"Authorization": f"Basic {wrong}"},
     )
-    assert status == 400
-    assert body["error"] == "invalid_grant"
+    assert status == 401
+    assert body["error"] == "invalid_client"
 
 
 # --- password grant ------------------------------------------------------------------------
@@ -448,8 +450,8 @@ async def test_disabling_a_client_revokes_tokens_and_refuses_grants(
             "client_secret": creds.client_secret,
         },
     )
-    assert status == 400, problem
-    assert problem["error"] == "invalid_grant"
+    assert status == 401, problem
+    assert problem["error"] == "invalid_client"
 
     status, body = await admin.get("/api/v1/clients")
     assert status == 200

@@ -207,6 +207,34 @@ def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fres
     assert "migration applied" not in migrated.out
 
 
+def test_first_credentials_never_go_to_the_journal(tmp_path: Path, fresh_db: str) -> None:
+    """Under systemd stdout is the journal: the secret goes to a private file instead."""
+    state = tmp_path / "state"
+    config = _toml_config(tmp_path / "satellite.toml", state, fresh_db)
+    journal = tmp_path / "journal"
+    with journal.open("w") as out:
+        info = os.fstat(out.fileno())
+        env = Cli(config, tmp_path).env({"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"})
+        result = subprocess.run(
+            [satellite_exe(), "--config", str(config), "init"],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    logged = journal.read_text()
+    assert "client_secret" not in logged
+    saved = state / "first-client.txt"
+    assert str(saved) in logged
+    assert _mode(saved) == 0o600
+    assert len(_values(saved.read_text(), "client_secret")) == 1
+    assert len(_values(saved.read_text(), "client_id")) == 1
+
+
 def test_migrate_applies_the_schema_and_reports_its_version(tmp_path: Path, fresh_db: str) -> None:
     cli = Cli(_toml_config(tmp_path / "satellite.toml", tmp_path / "state", fresh_db), tmp_path)
     result = cli("migrate").ok()

@@ -6,10 +6,11 @@ import datetime as dt
 
 import pytest
 
-from satellite.domain.catalog import Catalog, load_catalog, parse_catalog
+from satellite.domain.catalog import Catalog, parse_catalog
 from satellite.domain.compliance import LicenseType, PoolLine, positions_for_virtual_account
 from satellite.errors import ConfigError
 from satellite.resources import config_dir
+from satellite.runtime import load_catalog
 from tests.conftest import BASIC, CUWL, ENHANCED
 
 TODAY = dt.date(2026, 11, 28)

@@ -337,7 +337,7 @@ async def test_account_admin_writes_in_own_account(world: World) -> None:
     base = f"/api/v1/accounts/{ALPHA}"
     _, vas = await a.viewer.get(f"{base}/virtual-accounts")
     assert {v["name"] for v in vas["virtualAccounts"]} == {"DEFAULT", "Main", "Fresh"}
-    _, tokens = await a.viewer.get(f"{base}/virtual-accounts/Main/tokens")
+    _, tokens = await a.admin.get(f"{base}/virtual-accounts/Main/tokens")
     by_token = {t["token"]: t["status"] for t in tokens["tokens"]}
     assert by_token.pop(a.token) == "Revoked"
     assert list(by_token.values()) == ["Active"]

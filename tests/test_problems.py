@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
@@ -340,7 +341,7 @@ async def test_readyz_503_when_the_schema_is_behind(
     api = Api(await aiohttp_client(create_app(fresh_runtime)))
     status, _, body = await raw(api, "GET", "/readyz")
     assert status == 503, body
-    assert body["status"] != "ready"
+    assert body == {"status": "unavailable", "reason": "schema"}
     # The process is up all the same.
     status, _, body = await raw(api, "GET", "/healthz")
     assert status == 200
@@ -361,7 +362,23 @@ async def test_readyz_503_when_the_schema_is_newer(anon: Api, db: asyncpg.Connec
     )
     status, _, body = await raw(anon, "GET", "/readyz")
     assert status == 503, body
-    assert body["status"] != "ready"
+    assert body == {"status": "unavailable", "reason": "schema"}
+
+
+async def test_readyz_tells_no_database_details(
+    aiohttp_client: AiohttpClient, anon: Api, db_dsn: str, pg_server: str
+) -> None:
+    """Unauthenticated callers learn that the database is down, not where or who it is."""
+    assert (await raw(anon, "GET", "/readyz"))[0] == 200
+    name = urlsplit(db_dsn).path.lstrip("/")
+    conn = await asyncpg.connect(pg_server)
+    try:
+        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    status, _, body = await raw(anon, "GET", "/readyz")
+    assert status == 503, body
+    assert body == {"status": "unavailable", "reason": "database"}
 
 
 # --- the OpenAPI document ------------------------------------------------------------------

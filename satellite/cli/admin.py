@@ -27,7 +27,6 @@ from satellite.http.views import (
     virtual_account_out,
 )
 from satellite.services.events import EventFilter
-from satellite.services.licenses import today_utc
 from satellite.services.registry import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -181,14 +180,16 @@ def license() -> None:
 def license_list(obj: CliContext, account: str, vas: tuple[str, ...], as_json: bool) -> None:
     """License positions of ACCOUNT per virtual account and tag."""
 
-    async def action(s: Services) -> tuple[list[Position], Catalog]:
-        return await s.licenses.positions(obj.operator, account, list(vas) or None), s.catalog
+    async def action(s: Services) -> tuple[list[Position], Catalog, dt.date]:
+        _, positions = await s.licenses.positions(obj.operator, account, list(vas) or None)
+        return positions, s.catalog, s.licenses.today()
 
-    positions, catalog = obj.run(action)
+    positions, catalog, today = obj.run(action)
     emit(
         as_json,
         wire.LicenseList(
-            total_records=len(positions), licenses=[license_out(p, catalog) for p in positions]
+            total_records=len(positions),
+            licenses=[license_out(p, catalog, today) for p in positions],
         ),
         ["VIRTUAL ACCOUNT", "LICENSE", "QUANTITY", "IN USE", "RESERVED", "AVAILABLE", "STATUS"],
         [
@@ -214,14 +215,13 @@ def license_list(obj: CliContext, account: str, vas: tuple[str, ...], as_json: b
 def license_pool(obj: CliContext, account: str, va_name: str, as_json: bool) -> None:
     """Pool lines of virtual account VA."""
 
-    async def action(s: Services) -> tuple[list[PoolLine], Catalog]:
-        return await s.licenses.pool(obj.operator, account, va_name), s.catalog
+    async def action(s: Services) -> tuple[list[PoolLine], Catalog, dt.date]:
+        return await s.licenses.pool(obj.operator, account, va_name), s.catalog, s.licenses.today()
 
-    lines, catalog = obj.run(action)
-    today = today_utc()
+    lines, catalog, today = obj.run(action)
     emit(
         as_json,
-        wire.PoolLineList(licenses=[pool_line_out(line, catalog) for line in lines]),
+        wire.PoolLineList(licenses=[pool_line_out(line, catalog, today) for line in lines]),
         ["ID", "LICENSE", "QUANTITY", "TYPE", "START", "END", "STATUS", "SOURCE"],
         [
             [
@@ -302,11 +302,11 @@ def license_add(
     """Add a pool line to virtual account VA."""
     values = _values(tag, quantity, license_type, start, end, subscription_id, export_restricted)
 
-    async def action(s: Services) -> tuple[PoolLine, Catalog]:
-        return await s.licenses.add_line(obj.operator, account, va_name, values), s.catalog
+    async def action(s: Services) -> wire.PoolLineOut:
+        line = await s.licenses.add_line(obj.operator, account, va_name, values)
+        return pool_line_out(line, s.catalog, s.licenses.today())
 
-    line, catalog = obj.run(action)
-    out = pool_line_out(line, catalog)
+    out = obj.run(action)
     emit_one(
         as_json,
         wire.PoolLineOne(license=out),
@@ -338,12 +338,11 @@ def license_update(
     """Replace pool line LINE of virtual account VA."""
     values = _values(tag, quantity, license_type, start, end, subscription_id, export_restricted)
 
-    async def action(s: Services) -> tuple[PoolLine, Catalog]:
+    async def action(s: Services) -> wire.PoolLineOut:
         line = await s.licenses.update_line(obj.operator, account, va_name, line_id, values)
-        return line, s.catalog
+        return pool_line_out(line, s.catalog, s.licenses.today())
 
-    line, catalog = obj.run(action)
-    out = pool_line_out(line, catalog)
+    out = obj.run(action)
     emit_one(
         as_json,
         wire.PoolLineOne(license=out),

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
+from satellite import systemd
 from satellite.cli import QUIET_LOGS, CliContext, cli, pass_cli
 from satellite.config import Settings
+from satellite.crypto.keys import write_new
 from satellite.daemon import serve as run_daemon
 from satellite.errors import SchemaMismatch, StateDirError
 from satellite.logging import configure_logging
@@ -21,9 +23,9 @@ from satellite.runtime import (
     initialize,
     is_initialized,
     load_runtime,
+    open_services,
 )
 from satellite.services import health
-from satellite.storage.db import Database
 
 state_dir_option = click.option(
     "--state-dir",
@@ -46,9 +48,21 @@ def _report_init(settings: Settings, created: list[Path], result: InitResult) ->
     for migration in result.applied:
         click.echo(f"migration applied: {migration.version:03d}_{migration.name}")
     if result.first_client is not None:
-        click.echo("first system-admin API client (the secret is shown only this once):")
-        click.echo(f"client_id: {result.first_client.client_id}")
-        click.echo(f"client_secret: {result.first_client.client_secret}")
+        lines = (
+            f"client_id: {result.first_client.client_id}\n"
+            f"client_secret: {result.first_client.client_secret}\n"
+        )
+        if systemd.stdout_is_journal():
+            # The journal keeps what it is given, readable by its readers: not for a secret.
+            path = settings.state_path / "first-client.txt"
+            write_new(path, lines.encode(), 0o600)
+            click.echo(
+                f"first system-admin API client written to {path} (mode 0600): "
+                "store it elsewhere and delete the file"
+            )
+        else:
+            click.echo("first system-admin API client (the secret is shown only this once):")
+            click.echo(lines, nl=False)
     else:
         click.echo("a system-admin client exists already; no new credentials")
 
@@ -98,11 +112,8 @@ def migrate(obj: CliContext, state_dir: Path | None) -> None:
 
 
 async def _check_schema(runtime: Runtime) -> None:
-    db = await Database.connect(runtime.dsn, runtime.settings.database)
-    try:
-        await health.check_ready(db, runtime.migrations)
-    finally:
-        await db.close()
+    async with open_services(runtime) as services:
+        await health.check_ready(services.db, runtime.migrations)
 
 
 @cli.command()

@@ -80,8 +80,8 @@ class ServerKeys:
         )
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> bool:
-    """Create ``path`` with ``data``; return False (and leave it alone) when it exists."""
+def write_new(path: Path, data: bytes, mode: int) -> bool:
+    """Create ``path`` with ``data`` and ``mode``; return False (leaving it alone) if it exists."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -145,29 +145,42 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, common_name: str) -> x509.C
 
 
 def ensure_server_keys(paths: KeyPaths, common_name: str = "satellite CA") -> list[Path]:
-    """Create whatever key material is missing; return the files created."""
+    """Create the key material of a new state directory; return the files created.
+
+    Keys are made together or not at all: a lost key cannot be made again without
+    orphaning what it protects (tokens pin the CA, stored tokens need the token key),
+    so a state directory missing some of them is refused, never silently repaired.
+    """
+    essential = [paths.ca_key, paths.ca_cert, paths.signing_key, paths.token_key]
+    present = [p for p in essential if p.exists()]
+    if present and len(present) < len(essential):
+        missing = ", ".join(p.name for p in essential if not p.exists())
+        raise StateDirError(
+            f"{paths.keys_dir} is missing {missing}: restore it from a backup of the state "
+            "directory (new keys would not match what the others protect)"
+        )
     created: list[Path] = []
     if not paths.ca_key.exists():
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        if _write_new(paths.ca_key, _private_pem(ca_key), 0o600):
+        if write_new(paths.ca_key, _private_pem(ca_key), 0o600):
             created.append(paths.ca_key)
     ca_key = _load_private(paths.ca_key)
     if not paths.ca_cert.exists():
         cert = _ca_certificate(ca_key, common_name)
-        if _write_new(paths.ca_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644):
+        if write_new(paths.ca_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644):
             created.append(paths.ca_cert)
     if not paths.signing_key.exists():
         signing = ec.generate_private_key(ec.SECP256R1())
-        if _write_new(paths.signing_key, _private_pem(signing), 0o600):
+        if write_new(paths.signing_key, _private_pem(signing), 0o600):
             created.append(paths.signing_key)
     if not paths.signing_public.exists():
         public = _load_private(paths.signing_key).public_key()
         pem = public.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        if _write_new(paths.signing_public, pem, 0o644):
+        if write_new(paths.signing_public, pem, 0o644):
             created.append(paths.signing_public)
-    if _write_new(paths.token_key, new_symmetric_key(), 0o600):
+    if write_new(paths.token_key, new_symmetric_key(), 0o600):
         created.append(paths.token_key)
     return created
 
@@ -221,6 +234,6 @@ def ensure_tls_certificate(paths: KeyPaths, hostnames: list[str]) -> bool:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_new(paths.tls_key, _private_pem(key), 0o600)
-    _write_new(paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_new(paths.tls_key, _private_pem(key), 0o600)
+    write_new(paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -37,11 +38,7 @@ def digests_equal(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
 
 
-def hash_password(password: str) -> str:
-    return _password_hasher.hash(password)
-
-
-def verify_password(password_hash: str, password: str) -> bool:
+def _verify_password(password_hash: str, password: str) -> bool:
     try:
         return _password_hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
@@ -51,6 +48,29 @@ def verify_password(password_hash: str, password: str) -> bool:
 # A fixed argon2 hash to verify against when a user does not exist, so that an unknown
 # user name takes as long to refuse as a wrong password.
 DUMMY_PASSWORD_HASH = _password_hasher.hash(secrets.token_urlsafe(16))
+
+
+class Passwords:
+    """argon2 hashing and checking in worker threads, a bounded number at a time.
+
+    Each costs about a tenth of a second of CPU: on the event loop, a few unauthenticated
+    password grants a second would stall every other request.
+    """
+
+    def __init__(self, concurrency: int = 2) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def hash(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(_password_hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Check ``password``; with no hash (unknown user), spend the same time and fail."""
+        async with self._slots:
+            ok = await asyncio.to_thread(
+                _verify_password, password_hash or DUMMY_PASSWORD_HASH, password
+            )
+        return ok and password_hash is not None
 
 
 def encrypt(key: bytes, plaintext: str, associated_data: bytes) -> bytes:

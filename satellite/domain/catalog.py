@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import msgspec
 
@@ -99,11 +98,3 @@ def parse_catalog(data: bytes, source: str) -> Catalog:
                 )
             )
     return Catalog(entries)
-
-
-def load_catalog(path: Path) -> Catalog:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the license catalog: {exc.strerror}") from exc
-    return parse_catalog(data, str(path))

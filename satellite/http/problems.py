@@ -17,6 +17,7 @@ _DOMAIN: dict[type[errors.SatelliteError], tuple[int, str, str]] = {
     errors.InvalidInput: (422, "invalid-input", "Invalid input"),
     errors.NotAuthenticated: (401, "not-authenticated", "Not authenticated"),
     errors.InvalidGrant: (400, "invalid-grant", "Invalid credentials"),
+    errors.InvalidClient: (401, "invalid-client", "Invalid client credentials"),
     errors.UnsupportedGrantType: (400, "unsupported-grant-type", "Unsupported grant type"),
     errors.OAuthRequestError: (400, "invalid-request", "Invalid token request"),
     errors.Forbidden: (403, "forbidden", "Forbidden"),
@@ -74,6 +75,8 @@ def from_domain_error(exc: errors.SatelliteError) -> web.Response:
     headers = None
     if isinstance(exc, errors.InvalidToken):
         headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    elif isinstance(exc, errors.InvalidClient):
+        headers = {"WWW-Authenticate": 'Basic realm="satellite"'}
     elif status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     error = exc.oauth_error if isinstance(exc, errors.OAuthRequestError) else None

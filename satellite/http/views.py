@@ -20,7 +20,6 @@ from satellite.http.wire import (
     TokenInfo,
     VirtualAccountOut,
 )
-from satellite.services.licenses import today_utc
 from satellite.services.tokens import TokenView
 
 
@@ -71,8 +70,7 @@ def _substitutions(position: Position, catalog: Catalog) -> list[LicenseSubstitu
     return out
 
 
-def license_out(position: Position, catalog: Catalog) -> LicenseOut:
-    today = today_utc()
+def license_out(position: Position, catalog: Catalog, today: dt.date) -> LicenseOut:
     return LicenseOut(
         license=catalog.display_name(position.tag),
         entitlement_tag=position.tag,
@@ -97,7 +95,7 @@ def license_out(position: Position, catalog: Catalog) -> LicenseOut:
     )
 
 
-def pool_line_out(line: PoolLine, catalog: Catalog) -> PoolLineOut:
+def pool_line_out(line: PoolLine, catalog: Catalog, today: dt.date) -> PoolLineOut:
     return PoolLineOut(
         id=line.id,
         entitlement_tag=line.tag,
@@ -109,7 +107,7 @@ def pool_line_out(line: PoolLine, catalog: Catalog) -> PoolLineOut:
         subscription_id=line.subscription_id,
         export_restricted=line.export_restricted,
         source=line.source,
-        status=line_status(line, today_utc()),
+        status=line_status(line, today),
     )
 
 

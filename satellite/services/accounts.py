@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from satellite.domain.access import Principal
 from satellite.domain.models import Account, VirtualAccount
+from satellite.domain.names import check_description, check_name
 from satellite.errors import Conflict
 from satellite.services import audit, scope
 from satellite.storage import accounts
@@ -26,6 +27,8 @@ class AccountService:
     ) -> Account:
         """A new account with its DEFAULT virtual account, as every smart account has one."""
         scope.require_system_admin(principal)
+        check_name(name)
+        check_description(description)
         async with self._db.transaction() as conn:
             account = await accounts.insert_account(
                 conn, name, description, export_controlled_allowed
@@ -50,11 +53,22 @@ class AccountService:
         description: str | None,
         export_controlled_allowed: bool | None,
     ) -> Account:
+        if description is not None:
+            check_description(description)
         async with self._db.transaction() as conn:
-            account = await scope.writable_account(conn, principal, name, lock=True)
+            account = await scope.writable_account(conn, principal, name, lock="update")
             scope.require_system_admin(principal)
             if description is None and export_controlled_allowed is None:
                 return account  # nothing to change, nothing to record
+            if export_controlled_allowed is False and account.export_controlled_allowed:
+                tokens, lines = await accounts.export_controlled_holdings(conn, account.id)
+                if tokens or lines:
+                    raise Conflict(
+                        f"account {name!r} still has {tokens} active export-controlled "
+                        f"token(s) and {lines} export-restricted license line(s); revoke and "
+                        "remove them before disallowing export-controlled functionality",
+                        field="exportControlledAllowed",
+                    )
             updated = await accounts.update_account(
                 conn, account.id, description, export_controlled_allowed
             )
@@ -77,6 +91,8 @@ class AccountService:
     async def create_virtual_account(
         self, principal: Principal, account: str, name: str, description: str
     ) -> VirtualAccount:
+        check_name(name)
+        check_description(description)
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             va = await accounts.insert_virtual_account(conn, acc.id, name, description, False)
@@ -88,17 +104,17 @@ class AccountService:
     async def delete_virtual_account(self, principal: Principal, account: str, name: str) -> None:
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            va = await scope.virtual_account(conn, acc, name, lock=True)
+            va = await scope.virtual_account(conn, acc, name, lock="update")
             if va.is_default:
                 raise Conflict(
                     f"virtual account {name!r} is the account's default and cannot be deleted",
                     field="virtualAccount",
                 )
-            held = await accounts.virtual_account_holdings(conn, va.id)
-            if held:
+            lines, tokens = await accounts.virtual_account_holdings(conn, va.id)
+            if lines or tokens:
                 raise Conflict(
-                    f"virtual account {name!r} still holds {held} license line(s); "
-                    "remove or move them first",
+                    f"virtual account {name!r} still holds {lines} license line(s) and "
+                    f"{tokens} active registration token(s); remove, move or revoke them first",
                     field="virtualAccount",
                 )
             await accounts.delete_virtual_account(conn, va.id)

@@ -5,16 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from satellite.crypto.secrets import (
-    DUMMY_PASSWORD_HASH,
-    digests_equal,
-    random_secret,
-    secret_digest,
-    verify_password,
-)
+from satellite.crypto.secrets import Passwords, digests_equal, random_secret, secret_digest
 from satellite.domain.access import Principal
 from satellite.domain.models import PrincipalRecord
-from satellite.errors import InvalidGrant, InvalidToken
+from satellite.errors import InvalidClient, InvalidGrant, InvalidToken
 from satellite.services import audit
 from satellite.storage import principals
 from satellite.storage.db import Database
@@ -40,8 +34,9 @@ def as_principal(record: PrincipalRecord) -> Principal:
 
 
 class AuthService:
-    def __init__(self, db: Database, token_ttl_seconds: int) -> None:
+    def __init__(self, db: Database, passwords: Passwords, token_ttl_seconds: int) -> None:
         self._db = db
+        self._passwords = passwords
         self._ttl = token_ttl_seconds
 
     async def _issue(self, record: PrincipalRecord, grant: str) -> IssuedToken:
@@ -66,14 +61,13 @@ class AuthService:
         stored = creds.secret_digest if creds and creds.secret_digest else bytes(32)
         ok = digests_equal(presented, stored)
         if creds is None or not ok or creds.principal.disabled_at is not None:
-            raise InvalidGrant(_WRONG, field="client_secret")
+            raise InvalidClient(_WRONG, field="client_secret")
         return await self._issue(creds.principal, "client_credentials")
 
     async def password(self, username: str, password: str) -> IssuedToken:
         async with self._db.connection() as conn:
             creds = await principals.get_credentials(conn, "user", username)
-        stored = creds.password_hash if creds and creds.password_hash else DUMMY_PASSWORD_HASH
-        ok = verify_password(stored, password)
+        ok = await self._passwords.verify(creds.password_hash if creds else None, password)
         if creds is None or not ok or creds.principal.disabled_at is not None:
             raise InvalidGrant(_WRONG_USER, field="password")
         return await self._issue(creds.principal, "password")

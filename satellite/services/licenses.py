@@ -46,6 +46,10 @@ class LicenseService:
         self._catalog = catalog
         self._today = today
 
+    def today(self) -> dt.date:
+        """The date license lines are judged at (TERM start and end dates)."""
+        return self._today()
+
     def _validate(self, values: LineValues) -> LineValues:
         """Check a line against the catalog and the type rules; fill in catalog defaults."""
         entry = self._catalog.get(values.tag)
@@ -78,7 +82,7 @@ class LicenseService:
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             _require_export_allowed(acc, values)
-            vacc = await scope.virtual_account(conn, acc, va, lock=True)
+            vacc = await scope.virtual_account(conn, acc, va, lock="share")
             line = await licenses.insert_line(conn, vacc.id, values)
             await audit.record(
                 conn,
@@ -93,9 +97,7 @@ class LicenseService:
             await self._refresh_alerts(conn, acc.id, vacc.id)
             return line
 
-    async def _local_line(
-        self, conn: Connection, account_id: int, va_id: int, line_id: int
-    ) -> PoolLine:
+    async def _local_line(self, conn: Connection, va_id: int, line_id: int) -> PoolLine:
         line = await licenses.get_line(conn, va_id, line_id, for_update=True)
         if line is None:
             raise NotFound(f"license line {line_id} not found", field="lineId")
@@ -114,8 +116,8 @@ class LicenseService:
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             _require_export_allowed(acc, values)
-            vacc = await scope.virtual_account(conn, acc, va, lock=True)
-            before = await self._local_line(conn, acc.id, vacc.id, line_id)
+            vacc = await scope.virtual_account(conn, acc, va, lock="share")
+            before = await self._local_line(conn, vacc.id, line_id)
             line = await licenses.update_line(conn, vacc.id, line_id, values)
             await audit.record(
                 conn,
@@ -133,8 +135,8 @@ class LicenseService:
     async def remove_line(self, principal: Principal, account: str, va: str, line_id: int) -> None:
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await scope.virtual_account(conn, acc, va, lock=True)
-            line = await self._local_line(conn, acc.id, vacc.id, line_id)
+            vacc = await scope.virtual_account(conn, acc, va, lock="share")
+            line = await self._local_line(conn, vacc.id, line_id)
             await licenses.delete_line(conn, vacc.id, line_id)
             await audit.record(
                 conn,
@@ -152,8 +154,12 @@ class LicenseService:
         principal: Principal,
         account: str,
         va_names: list[str] | None,
-    ) -> list[Position]:
-        """Every (virtual account, tag) position of the account, in a stable order."""
+        *,
+        limit: int = -1,
+        offset: int = 0,
+    ) -> tuple[int, list[Position]]:
+        """The account's (virtual account, tag) positions in a stable order: the total, and
+        the page of ``limit`` (-1: all) from ``offset``."""
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             if va_names is not None:
@@ -171,7 +177,8 @@ class LicenseService:
             result.extend(
                 positions_for_virtual_account(va_name, self._catalog, list(va_lines), today)
             )
-        return result
+        end = None if limit == -1 else offset + limit
+        return len(result), result[offset:end]
 
     async def _refresh_alerts(self, conn: Connection, account_id: int, va_id: int) -> None:
         """Raise and clear the pool alerts of one virtual account to match its positions."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from satellite.crypto.secrets import hash_password, new_client_id, random_secret, secret_digest
+from satellite.crypto.secrets import Passwords, new_client_id, random_secret, secret_digest
 from satellite.domain.access import Principal, Role
 from satellite.domain.models import PrincipalRecord
+from satellite.domain.names import check_description, check_name
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
 from satellite.storage import accounts, principals
@@ -29,8 +30,9 @@ class NewClient:
 
 
 class PrincipalService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, passwords: Passwords) -> None:
         self._db = db
+        self._passwords = passwords
 
     async def _account_ids(self, conn: Connection, role: Role, names: list[str]) -> list[int]:
         if role == "system-admin":
@@ -79,9 +81,17 @@ class PrincipalService:
         self, principal: Principal, role: Role, account_names: list[str], description: str
     ) -> NewClient:
         scope.require_system_admin(principal)
+        check_description(description)
         async with self._db.transaction() as conn:
             account_ids = await self._account_ids(conn, role, account_names)
             return await self._insert_client(conn, principal, role, account_ids, description)
+
+    async def _password_hash(self, password: str) -> str:
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise InvalidInput(
+                f"the password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
+            )
+        return await self._passwords.hash(password)
 
     async def create_user(
         self,
@@ -92,10 +102,8 @@ class PrincipalService:
         account_names: list[str],
     ) -> PrincipalRecord:
         scope.require_system_admin(principal)
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise InvalidInput(
-                f"the password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
-            )
+        check_name(username, "username")
+        password_hash = await self._password_hash(password)
         async with self._db.transaction() as conn:
             record = await principals.insert_principal(
                 conn,
@@ -104,7 +112,7 @@ class PrincipalService:
                 role=role,
                 description="",
                 account_ids=await self._account_ids(conn, role, account_names),
-                password_hash=hash_password(password),
+                password_hash=password_hash,
             )
             await audit.record(
                 conn,
@@ -131,6 +139,7 @@ class PrincipalService:
         """Disable a client or user and revoke its access tokens at once."""
         scope.require_system_admin(principal)
         async with self._db.transaction() as conn:
+            await principals.lock_principals(conn)  # two disables must not both pass the count
             record = await principals.get_principal(conn, kind, login)
             if record is None:
                 raise NotFound(f"{kind} {login!r} not found", field="name")
@@ -151,15 +160,12 @@ class PrincipalService:
 
     async def set_password(self, principal: Principal, username: str, password: str) -> None:
         scope.require_system_admin(principal)
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise InvalidInput(
-                f"the password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
-            )
+        password_hash = await self._password_hash(password)
         async with self._db.transaction() as conn:
             record = await principals.get_principal(conn, "user", username)
             if record is None:
                 raise NotFound(f"user {username!r} not found", field="name")
-            await principals.set_password(conn, record.id, hash_password(password))
+            await principals.set_password(conn, record.id, password_hash)
             await principals.revoke_principal_tokens(conn, record.id)
             await audit.record(conn, principal, "user.password_set", username, account_id=None)
 

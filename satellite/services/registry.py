@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from satellite.config import Settings
 from satellite.crypto.keys import ServerKeys
+from satellite.crypto.secrets import Passwords
 from satellite.domain.catalog import Catalog
 from satellite.services.accounts import AccountService
 from satellite.services.alerts import AlertService
@@ -33,14 +34,15 @@ class Services:
 def build_services(
     settings: Settings, db: Database, keys: ServerKeys, catalog: Catalog
 ) -> Services:
+    passwords = Passwords()
     return Services(
         db=db,
         catalog=catalog,
         accounts=AccountService(db),
         licenses=LicenseService(db, catalog),
         tokens=TokenService(db, keys, settings.timers),
-        auth=AuthService(db, settings.api.access_token_ttl_seconds),
-        principals=PrincipalService(db),
+        auth=AuthService(db, passwords, settings.api.access_token_ttl_seconds),
+        principals=PrincipalService(db, passwords),
         events=EventService(db),
         alerts=AlertService(db),
     )

@@ -10,20 +10,22 @@ from satellite.domain.access import Principal
 from satellite.domain.models import Account, VirtualAccount
 from satellite.errors import Forbidden, NotFound
 from satellite.storage import accounts
-from satellite.storage.db import Connection
+from satellite.storage.db import Connection, RowLock
 
 
 async def readable_account(conn: Connection, principal: Principal, name: str) -> Account:
-    account = await accounts.get_account(conn, name)
+    account = await accounts.get_account(conn, name, lock=None)
     if account is None or not principal.sees(account.id):
         raise NotFound(f"account {name!r} not found", field="account")
     return account
 
 
 async def writable_account(
-    conn: Connection, principal: Principal, name: str, *, lock: bool = False
+    conn: Connection, principal: Principal, name: str, *, lock: RowLock = "share"
 ) -> Account:
-    account = await accounts.get_account(conn, name, for_update=lock)
+    """The account, locked until the transaction ends: by default against changes to the
+    account itself (its flags), so that a change checked against them stays valid."""
+    account = await accounts.get_account(conn, name, lock=lock)
     if account is None or not principal.sees(account.id):
         raise NotFound(f"account {name!r} not found", field="account")
     if not principal.may_write(account.id):
@@ -32,9 +34,10 @@ async def writable_account(
 
 
 async def virtual_account(
-    conn: Connection, account: Account, name: str, *, lock: bool = False
+    conn: Connection, account: Account, name: str, *, lock: RowLock = None
 ) -> VirtualAccount:
-    va = await accounts.get_virtual_account(conn, account.id, name, for_update=lock)
+    """The virtual account; ``share`` keeps it from being deleted until the transaction ends."""
+    va = await accounts.get_virtual_account(conn, account.id, name, lock=lock)
     if va is None:
         raise NotFound(
             f"virtual account {name!r} not found in account {account.name!r}",

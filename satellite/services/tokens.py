@@ -16,6 +16,7 @@ from satellite.crypto.keys import ServerKeys
 from satellite.crypto.secrets import decrypt, encrypt, random_secret, secret_digest
 from satellite.domain.access import Principal
 from satellite.domain.models import RegistrationToken
+from satellite.domain.names import check_description
 from satellite.errors import InvalidInput, NotFound
 from satellite.services import audit, scope
 from satellite.storage import tokens
@@ -36,8 +37,11 @@ class TokenService:
         self._keys = keys
         self._timers = timers
 
-    def _view(self, row: RegistrationToken) -> TokenView:
-        return TokenView(row, decrypt(self._keys.token_key, row.ciphertext, row.digest))
+    def _view(self, row: RegistrationToken, *, reveal: bool = True) -> TokenView:
+        """The row with its token: whole for those who may register products with it,
+        a recognizable prefix for viewers (a token is a write permission)."""
+        token = decrypt(self._keys.token_key, row.ciphertext, row.digest)
+        return TokenView(row, token if reveal else f"{token[:6]}…")
 
     async def create(
         self,
@@ -51,12 +55,13 @@ class TokenService:
         max_uses: int | None,
     ) -> TokenView:
         """A new token; ``export_controlled`` None means: allowed where the account allows it."""
+        check_description(description)
         token = f"{random_secret(32)}.{self._keys.ca_fingerprint}"
         digest = secret_digest(token)
         days = expires_after_days or self._timers.token_expiry_days
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await scope.virtual_account(conn, acc, va, lock=True)
+            vacc = await scope.virtual_account(conn, acc, va, lock="share")
             if export_controlled is None:
                 export_controlled = acc.export_controlled_allowed
             if export_controlled and not acc.export_controlled_allowed:
@@ -93,7 +98,8 @@ class TokenService:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
             rows = await tokens.tokens_of_virtual_account(conn, vacc.id)
-        return [self._view(row) for row in rows]
+        reveal = principal.may_write(acc.id)
+        return [self._view(row, reveal=reveal) for row in rows]
 
     async def revoke(
         self, principal: Principal, account: str, va: str, token_values: list[str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from satellite.domain.models import Account, VirtualAccount
+from satellite.storage.db import RowLock, lock_clause
 from satellite.storage.errors import unique_as_conflict
 
 _ACCOUNT_COLUMNS = "id, name, description, export_controlled_allowed, created_at"
@@ -52,12 +53,9 @@ async def update_account(
     return _account(row)
 
 
-async def get_account(
-    conn: asyncpg.Connection, name: str, *, for_update: bool = False
-) -> Account | None:
-    lock = " FOR UPDATE" if for_update else ""
+async def get_account(conn: asyncpg.Connection, name: str, *, lock: RowLock) -> Account | None:
     row = await conn.fetchrow(
-        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE name = $1{lock}", name
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE name = $1{lock_clause(lock)}", name
     )
     return _account(row) if row else None
 
@@ -96,11 +94,11 @@ async def insert_virtual_account(
 
 
 async def get_virtual_account(
-    conn: asyncpg.Connection, account_id: int, name: str, *, for_update: bool = False
+    conn: asyncpg.Connection, account_id: int, name: str, *, lock: RowLock
 ) -> VirtualAccount | None:
-    lock = " FOR UPDATE" if for_update else ""
     row = await conn.fetchrow(
-        f"SELECT {_VA_COLUMNS} FROM virtual_accounts WHERE account_id = $1 AND name = $2{lock}",
+        f"SELECT {_VA_COLUMNS} FROM virtual_accounts "
+        f"WHERE account_id = $1 AND name = $2{lock_clause(lock)}",
         account_id,
         name,
     )
@@ -116,15 +114,34 @@ async def list_virtual_accounts(conn: asyncpg.Connection, account_id: int) -> li
     return [_va(r) for r in rows]
 
 
-async def virtual_account_holdings(conn: asyncpg.Connection, va_id: int) -> int:
-    """How many license lines the virtual account still holds.
+async def virtual_account_holdings(conn: asyncpg.Connection, va_id: int) -> tuple[int, int]:
+    """License lines and active (unrevoked, unexpired) tokens the virtual account holds.
 
     Product instances join this count when they exist.
     """
-    count = await conn.fetchval(
-        "SELECT count(*) FROM license_lines WHERE virtual_account_id = $1", va_id
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM license_lines WHERE virtual_account_id = $1) AS lines, "
+        "(SELECT count(*) FROM registration_tokens WHERE virtual_account_id = $1 "
+        " AND revoked_at IS NULL AND expires_at > now()) AS tokens",
+        va_id,
     )
-    return int(count)
+    assert row is not None
+    return int(row["lines"]), int(row["tokens"])
+
+
+async def export_controlled_holdings(conn: asyncpg.Connection, account_id: int) -> tuple[int, int]:
+    """Active export-controlled tokens and export-restricted lines of an account."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM registration_tokens t JOIN virtual_accounts va "
+        " ON va.id = t.virtual_account_id WHERE va.account_id = $1 AND t.export_controlled "
+        " AND t.revoked_at IS NULL AND t.expires_at > now()) AS tokens, "
+        "(SELECT count(*) FROM license_lines l JOIN virtual_accounts va "
+        " ON va.id = l.virtual_account_id WHERE va.account_id = $1 AND l.export_restricted) "
+        " AS lines",
+        account_id,
+    )
+    assert row is not None
+    return int(row["tokens"]), int(row["lines"])
 
 
 async def delete_virtual_account(conn: asyncpg.Connection, va_id: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
+from typing import Literal, cast
 
 import asyncpg
 
@@ -13,6 +13,12 @@ from satellite.config import DatabaseSettings
 from satellite.errors import DatabaseUnavailable
 
 Connection = asyncpg.Connection  # re-exported so services can type their arguments
+RowLock = Literal["share", "update"] | None
+_LOCK_CLAUSES = {None: "", "share": " FOR SHARE", "update": " FOR UPDATE"}
+
+
+def lock_clause(lock: RowLock) -> str:
+    return _LOCK_CLAUSES[lock]
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -108,7 +108,7 @@ async def list_principals(
 
 
 async def lock_principals(conn: asyncpg.Connection) -> None:
-    """Serialize concurrent first starts on one database until the transaction ends."""
+    """Serialize changes to who is a system admin until the transaction ends."""
     await conn.execute("LOCK TABLE principals IN SHARE ROW EXCLUSIVE MODE")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from satellite.domain.compliance import LineValues
+from satellite.domain.compliance import LineValues, PoolLine
 from satellite.errors import InvalidInput
 from satellite.http.auth import caller
 from satellite.http.body import read_json, render
@@ -18,8 +18,10 @@ from satellite.http.wire import (
     PoolLineIn,
     PoolLineList,
     PoolLineOne,
+    PoolLineOut,
     StatusResponse,
 )
+from satellite.services.registry import Services
 
 
 def _line_values(body: PoolLineIn) -> LineValues:
@@ -34,6 +36,10 @@ def _line_values(body: PoolLineIn) -> LineValues:
     )
 
 
+def _line_out(services: Services, line: PoolLine) -> PoolLineOut:
+    return pool_line_out(line, services.catalog, services.licenses.today())
+
+
 def _line_id(request: web.Request) -> int:
     text = request.match_info["line"]
     if not text.isdigit() or len(text) > 18:
@@ -45,15 +51,18 @@ async def licenses_view(request: web.Request) -> web.Response:
     principal = await caller(request)
     body = await read_json(request, LicensesQuery)
     services = request.app[SERVICES]
-    positions = await services.licenses.positions(
-        principal, request.match_info["account"], body.virtual_accounts
+    total, page = await services.licenses.positions(
+        principal,
+        request.match_info["account"],
+        body.virtual_accounts,
+        limit=body.limit,
+        offset=body.offset,
     )
-    end = None if body.limit == -1 else body.offset + body.limit
-    page = positions[body.offset : end]
+    today = services.licenses.today()
     return render(
         LicenseList(
-            total_records=len(positions),
-            licenses=[license_out(p, services.catalog) for p in page],
+            total_records=total,
+            licenses=[license_out(p, services.catalog, today) for p in page],
         )
     )
 
@@ -64,7 +73,7 @@ async def list_pool(request: web.Request) -> web.Response:
     lines = await services.licenses.pool(
         principal, request.match_info["account"], request.match_info["va"]
     )
-    return render(PoolLineList(licenses=[pool_line_out(line, services.catalog) for line in lines]))
+    return render(PoolLineList(licenses=[_line_out(services, line) for line in lines]))
 
 
 async def add_pool_line(request: web.Request) -> web.Response:
@@ -77,7 +86,10 @@ async def add_pool_line(request: web.Request) -> web.Response:
         request.match_info["va"],
         _line_values(body),
     )
-    return render(PoolLineOne(license=pool_line_out(line, services.catalog)), status=201)
+    return render(
+        PoolLineOne(license=_line_out(services, line)),
+        status=201,
+    )
 
 
 async def update_pool_line(request: web.Request) -> web.Response:
@@ -92,7 +104,7 @@ async def update_pool_line(request: web.Request) -> web.Response:
         line_id,
         _line_values(body),
     )
-    return render(PoolLineOne(license=pool_line_out(line, services.catalog)))
+    return render(PoolLineOne(license=_line_out(services, line)))
 
 
 async def remove_pool_line(request: web.Request) -> web.Response:

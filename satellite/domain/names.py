@@ -1,0 +1,31 @@
+"""What a name or a description may be, wherever it comes from (API or CLI)."""
+
+from __future__ import annotations
+
+import re
+
+from satellite.errors import InvalidInput
+
+NAME_MAX = 100
+DESCRIPTION_MAX = 500
+# Names travel in URL paths: no slash, no control characters, no surrounding blanks.
+_NAME_RE = re.compile(r"^[^/\s\x00-\x1f\x7f](?:[^/\x00-\x1f\x7f]*[^/\s\x00-\x1f\x7f])?$")
+
+
+def check_name(value: str, field: str = "name") -> str:
+    if not _NAME_RE.match(value) or len(value) > NAME_MAX:
+        raise InvalidInput(
+            f"{field} must be 1 to {NAME_MAX} characters without '/', control characters "
+            "or blanks at either end",
+            field=field,
+        )
+    return value
+
+
+def check_description(value: str, field: str = "description") -> str:
+    if len(value) > DESCRIPTION_MAX or any(ord(c) < 32 and c not in "\t\n" for c in value):
+        raise InvalidInput(
+            f"{field} must be at most {DESCRIPTION_MAX} characters of printable text",
+            field=field,
+        )
+    return value
