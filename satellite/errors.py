@@ -73,6 +73,14 @@ class InvalidGrant(OAuthRequestError):
     oauth_error = "invalid_grant"
 
 
+class TooManyAttempts(SatelliteError):
+    """Too many failed attempts: wait before trying again."""
+
+    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Forbidden(SatelliteError):
     """The caller may not do this."""
 

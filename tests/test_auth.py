@@ -189,6 +189,34 @@ async def test_client_credentials_in_a_basic_authorization_header(
 # --- password grant ------------------------------------------------------------------------
 
 
+async def test_password_guessing_is_slowed_down(admin: Api, anon: Api) -> None:
+    status, body = await admin.post(
+        "/api/v1/users",
+        {"username": "carol", "password": "a long enough password", "role": "system-admin"},
+    )
+    assert status == 201, body
+    guess = {"grant_type": "password", "username": "carol", "password": "wrong guess!"}
+    for _ in range(5):
+        status, _, body = await raw(anon, "POST", "/backend/oauth/token", json=guess)
+        assert status == 400, body
+        assert body["error"] == "invalid_grant"
+    # Even the right password must wait now: a guesser cannot tell it was right.
+    right = guess | {"password": "a long enough password"}
+    status, headers, body = await raw(anon, "POST", "/backend/oauth/token", json=right)
+    assert status == 429, body
+    assert int(headers["Retry-After"]) >= 1
+    assert_problem(headers, body, 429)
+    # Other users are not held up.
+    status, body = await admin.post(
+        "/api/v1/users",
+        {"username": "dave", "password": "another long password", "role": "system-admin"},
+    )
+    assert status == 201, body
+    dave = {"grant_type": "password", "username": "dave", "password": "another long password"}
+    status, _, body = await raw(anon, "POST", "/backend/oauth/token", json=dave)
+    assert status == 200, body
+
+
 async def test_password_grant_for_a_user(admin: Api, db: asyncpg.Connection) -> None:
     await make_account(admin, "Acme")
     await make_account(admin, "Other")

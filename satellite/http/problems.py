@@ -21,6 +21,7 @@ _DOMAIN: dict[type[errors.SatelliteError], tuple[int, str, str]] = {
     errors.UnsupportedGrantType: (400, "unsupported-grant-type", "Unsupported grant type"),
     errors.OAuthRequestError: (400, "invalid-request", "Invalid token request"),
     errors.Forbidden: (403, "forbidden", "Forbidden"),
+    errors.TooManyAttempts: (429, "too-many-attempts", "Too many attempts"),
     errors.NotFound: (404, "not-found", "Not found"),
     errors.Conflict: (409, "conflict", "Conflict"),
     errors.SchemaMismatch: (503, "schema-mismatch", "Database schema mismatch"),
@@ -79,6 +80,8 @@ def from_domain_error(exc: errors.SatelliteError) -> web.Response:
         headers = {"WWW-Authenticate": 'Basic realm="satellite"'}
     elif status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, errors.TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after)}
     error = exc.oauth_error if isinstance(exc, errors.OAuthRequestError) else None
     return problem_response(
         status, slug, title, exc.detail, field=exc.field, error=error, headers=headers

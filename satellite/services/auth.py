@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
+
+import structlog
 
 from satellite.crypto.secrets import Passwords, digests_equal, random_secret, secret_digest
 from satellite.domain.access import Principal
 from satellite.domain.models import PrincipalRecord
-from satellite.errors import InvalidClient, InvalidGrant, InvalidToken
+from satellite.domain.throttle import LoginThrottle
+from satellite.errors import InvalidClient, InvalidGrant, InvalidToken, TooManyAttempts
 from satellite.services import audit
 from satellite.storage import principals
 from satellite.storage.db import Database
+
+log = structlog.get_logger(__name__)
 
 _WRONG = "the client id or secret is wrong, or the client is disabled"
 _WRONG_USER = "the user name or password is wrong, or the user is disabled"
@@ -38,6 +44,7 @@ class AuthService:
         self._db = db
         self._passwords = passwords
         self._ttl = token_ttl_seconds
+        self._throttle = LoginThrottle()
 
     async def _issue(self, record: PrincipalRecord, grant: str) -> IssuedToken:
         token = random_secret(32)
@@ -65,11 +72,21 @@ class AuthService:
         return await self._issue(creds.principal, "client_credentials")
 
     async def password(self, username: str, password: str) -> IssuedToken:
+        wait = self._throttle.retry_after(username)
+        if wait > 0:
+            seconds = math.ceil(wait)
+            raise TooManyAttempts(
+                f"too many failed logins for this user name; try again in {seconds} s",
+                retry_after=seconds,
+            )
         async with self._db.connection() as conn:
             creds = await principals.get_credentials(conn, "user", username)
         ok = await self._passwords.verify(creds.password_hash if creds else None, password)
         if creds is None or not ok or creds.principal.disabled_at is not None:
+            self._throttle.failed(username)
+            log.warning("auth.password_refused", username=username)
             raise InvalidGrant(_WRONG_USER, field="password")
+        self._throttle.succeeded(username)
         return await self._issue(creds.principal, "password")
 
     async def authenticate(self, access_token: str) -> Principal:
