@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sys
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, get_args
 
 import click
 
@@ -29,7 +30,6 @@ from satellite.http.views import (
 from satellite.services.events import EventFilter
 from satellite.services.registry import Services
 
-F = TypeVar("F", bound=Callable[..., Any])
 DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
@@ -239,7 +239,32 @@ def license_pool(obj: CliContext, account: str, va_name: str, as_json: bool) -> 
     )
 
 
-def _line_options(command: F) -> F:
+def _line_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The pool line options, handed to ``command`` as one ``values: LineValues``."""
+
+    @functools.wraps(command)
+    def with_values(
+        *args: Any,
+        tag: str,
+        quantity: int,
+        license_type: LicenseType,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+        subscription_id: str | None,
+        export_restricted: bool | None,
+        **kwargs: Any,
+    ) -> None:
+        values = LineValues(
+            tag=tag,
+            quantity=quantity,
+            license_type=license_type,
+            start_date=_date(start),
+            end_date=_date(end),
+            subscription_id=subscription_id,
+            export_restricted=export_restricted,
+        )
+        command(*args, values=values, **kwargs)
+
     options = [
         click.option("--tag", required=True, help="Entitlement tag (see 'license catalog')."),
         click.option("--quantity", required=True, type=click.IntRange(1, 10_000_000)),
@@ -255,28 +280,17 @@ def _line_options(command: F) -> F:
         click.option("--subscription-id", default=None),
         click.option("--export-restricted/--not-export-restricted", default=None),
     ]
+    decorated: Callable[..., None] = with_values
     for option in reversed(options):
-        command = option(command)
-    return command
+        decorated = option(decorated)
+    return decorated
 
 
-def _values(
-    tag: str,
-    quantity: int,
-    license_type: LicenseType,
-    start: dt.datetime | None,
-    end: dt.datetime | None,
-    subscription_id: str | None,
-    export_restricted: bool | None,
-) -> LineValues:
-    return LineValues(
-        tag=tag,
-        quantity=quantity,
-        license_type=license_type,
-        start_date=_date(start),
-        end_date=_date(end),
-        subscription_id=subscription_id,
-        export_restricted=export_restricted,
+def _emit_line(as_json: bool, out: wire.PoolLineOut) -> None:
+    emit_one(
+        as_json,
+        wire.PoolLineOne(license=out),
+        [("id", out.id), ("license", out.license), ("quantity", out.quantity)],
     )
 
 
@@ -287,31 +301,15 @@ def _values(
 @json_option
 @pass_cli
 def license_add(
-    obj: CliContext,
-    account: str,
-    va_name: str,
-    tag: str,
-    quantity: int,
-    license_type: LicenseType,
-    start: dt.datetime | None,
-    end: dt.datetime | None,
-    subscription_id: str | None,
-    export_restricted: bool | None,
-    as_json: bool,
+    obj: CliContext, account: str, va_name: str, values: LineValues, as_json: bool
 ) -> None:
     """Add a pool line to virtual account VA."""
-    values = _values(tag, quantity, license_type, start, end, subscription_id, export_restricted)
 
     async def action(s: Services) -> wire.PoolLineOut:
         line = await s.licenses.add_line(obj.operator, account, va_name, values)
         return pool_line_out(line, s.catalog, s.licenses.today())
 
-    out = obj.run(action)
-    emit_one(
-        as_json,
-        wire.PoolLineOne(license=out),
-        [("id", out.id), ("license", out.license), ("quantity", out.quantity)],
-    )
+    _emit_line(as_json, obj.run(action))
 
 
 @license.command("update")
@@ -322,32 +320,15 @@ def license_add(
 @json_option
 @pass_cli
 def license_update(
-    obj: CliContext,
-    account: str,
-    va_name: str,
-    line_id: int,
-    tag: str,
-    quantity: int,
-    license_type: LicenseType,
-    start: dt.datetime | None,
-    end: dt.datetime | None,
-    subscription_id: str | None,
-    export_restricted: bool | None,
-    as_json: bool,
+    obj: CliContext, account: str, va_name: str, line_id: int, values: LineValues, as_json: bool
 ) -> None:
     """Replace pool line LINE of virtual account VA."""
-    values = _values(tag, quantity, license_type, start, end, subscription_id, export_restricted)
 
     async def action(s: Services) -> wire.PoolLineOut:
         line = await s.licenses.update_line(obj.operator, account, va_name, line_id, values)
         return pool_line_out(line, s.catalog, s.licenses.today())
 
-    out = obj.run(action)
-    emit_one(
-        as_json,
-        wire.PoolLineOne(license=out),
-        [("id", out.id), ("license", out.license), ("quantity", out.quantity)],
-    )
+    _emit_line(as_json, obj.run(action))
 
 
 @license.command("remove")
