@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,15 @@ from satellite.storage.migrations import load_migrations, migrate
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 _counter = itertools.count()
+
+
+def satellite_exe() -> str:
+    beside = Path(sys.executable).parent / "satellite"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("satellite")
+    assert found, "the satellite console script is not installed"
+    return found
 
 
 def dsn_for(server_dsn: str, database: str) -> str:

@@ -7,10 +7,8 @@ import getpass
 import ipaddress
 import json
 import os
-import shutil
 import stat
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,19 +20,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from satellite.resources import migrations_dir
-from tests.conftest import ENHANCED
+from tests.conftest import ENHANCED, satellite_exe
 
 SCHEMA_VERSION = len(list(migrations_dir().glob("*.sql")))
 TIMEOUT = 60
-
-
-def satellite_exe() -> str:
-    beside = Path(sys.executable).parent / "satellite"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("satellite")
-    assert found, "the satellite console script is not installed"
-    return found
 
 
 @dataclass

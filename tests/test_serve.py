@@ -11,7 +11,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -26,6 +25,7 @@ import asyncpg
 import pytest
 
 from satellite.crypto.keys import KeyPaths, ensure_tls_certificate
+from tests.conftest import satellite_exe
 
 START_TIMEOUT = 60.0  # a first start runs initdb for the embedded PostgreSQL
 STOP_TIMEOUT = 30.0
@@ -33,15 +33,6 @@ POLL = 0.1
 
 # Plain HTTP straight to the daemon, whatever proxy the environment names.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def satellite_exe() -> str:
-    beside = Path(sys.executable).parent / "satellite"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("satellite")
-    assert found, "the satellite console script is not installed"
-    return found
 
 
 def free_port(family: socket.AddressFamily, host: str) -> int:
