@@ -6,7 +6,6 @@ Key files are created with mode 0600 and ``O_EXCL``: an existing key is never ov
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from satellite.crypto.secrets import b64url, new_symmetric_key
+from satellite.crypto.pki import certificate_fingerprint, issue_certificate
+from satellite.crypto.secrets import new_symmetric_key
 from satellite.errors import StateDirError
 
 CA_VALIDITY = dt.timedelta(days=3650)
@@ -49,6 +49,10 @@ class KeyPaths:
         return self.keys_dir / "signing.pub"
 
     @property
+    def signing_cert(self) -> Path:
+        return self.keys_dir / "signing.crt"
+
+    @property
     def token_key(self) -> Path:
         return self.keys_dir / "token.key"
 
@@ -70,14 +74,13 @@ class ServerKeys:
     ca_key: ec.EllipticCurvePrivateKey
     ca_cert: x509.Certificate
     signing_key: ec.EllipticCurvePrivateKey
+    signing_cert: x509.Certificate  # issued by the CA: products verify signed answers with it
     token_key: bytes
 
     @property
     def ca_fingerprint(self) -> str:
-        """SHA-256 of the CA certificate (DER), URL-safe base64: what a token pins."""
-        return b64url(
-            hashlib.sha256(self.ca_cert.public_bytes(serialization.Encoding.DER)).digest()
-        )
+        """What a registration token pins (see ``certificate_fingerprint``)."""
+        return certificate_fingerprint(self.ca_cert)
 
 
 def write_new(path: Path, data: bytes, mode: int) -> bool:
@@ -182,6 +185,23 @@ def ensure_server_keys(paths: KeyPaths, common_name: str = "satellite CA") -> li
             created.append(paths.signing_public)
     if write_new(paths.token_key, new_symmetric_key(), 0o600):
         created.append(paths.token_key)
+    if not paths.signing_cert.exists():
+        # Derived from keys that exist: safe to make again.
+        ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
+        signing_cert = issue_certificate(
+            ca_key,
+            ca_cert,
+            _load_private(paths.signing_key).public_key(),
+            "satellite answer signing",
+            "signing",
+            CA_VALIDITY,
+            _now(),
+            usage=ExtendedKeyUsageOID.CODE_SIGNING,
+        )
+        if write_new(
+            paths.signing_cert, signing_cert.public_bytes(serialization.Encoding.PEM), 0o644
+        ):
+            created.append(paths.signing_cert)
     return created
 
 
@@ -193,6 +213,7 @@ def load_server_keys(paths: KeyPaths) -> ServerKeys:
             ca_key=_load_private(paths.ca_key),
             ca_cert=ca_cert,
             signing_key=_load_private(paths.signing_key),
+            signing_cert=x509.load_pem_x509_certificate(paths.signing_cert.read_bytes()),
             token_key=token_key,
         )
     except FileNotFoundError as exc:
