@@ -81,6 +81,18 @@ class TooManyAttempts(SatelliteError):
         self.retry_after = retry_after
 
 
+class BadNonce(SatelliteError):
+    """The request's nonce is unknown, stale or used already: fetch a new one and retry."""
+
+
+class BadSignature(SatelliteError):
+    """The request is not a valid JWS from the product it names."""
+
+
+class ProductEnded(SatelliteError):
+    """The product instance is deregistered or was removed: register it again."""
+
+
 class Forbidden(SatelliteError):
     """The caller may not do this."""
 

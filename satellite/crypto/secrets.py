@@ -94,3 +94,43 @@ def new_symmetric_key() -> bytes:
 def new_client_id() -> str:
     """A public identifier for an API client: short, random, recognizable."""
     return f"sat-{secrets.token_hex(8)}"
+
+
+def _nonce_key(server_key: bytes) -> bytes:
+    return hmac.new(server_key, b"satellite device nonce v1", hashlib.sha256).digest()
+
+
+def issue_nonce(server_key: bytes, now: float) -> str:
+    """A server nonce that needs no storage until used: time, randomness and a MAC."""
+    body = f"{int(now)}.{secrets.token_urlsafe(12)}"
+    mac = hmac.new(_nonce_key(server_key), body.encode(), hashlib.sha256).digest()[:16]
+    return f"{body}.{b64url(mac)}"
+
+
+def nonce_is_fresh(server_key: bytes, nonce: str, now: float, lifetime: float) -> bool:
+    """True when this server issued ``nonce`` less than ``lifetime`` seconds ago.
+
+    Whether it was used already is the caller's business (it records used ones).
+    """
+    body, _, mac = nonce.rpartition(".")
+    issued, _, _ = body.partition(".")
+    expected = b64url(hmac.new(_nonce_key(server_key), body.encode(), hashlib.sha256).digest()[:16])
+    if not hmac.compare_digest(mac, expected) or not issued.isdigit():
+        return False
+    return 0 <= now - int(issued) <= lifetime
+
+
+def token_id(token: str) -> str:
+    """How a product names its registration token on the wire: the digest the server
+    looks tokens up by. The token itself never travels."""
+    return b64url(secret_digest(token))
+
+
+def token_proof(token: str, nonce: str, key_thumbprint: str) -> str:
+    """Proof that the sender holds ``token``, bound to this request's nonce and key."""
+    message = f"satellite-register|{nonce}|{key_thumbprint}".encode()
+    return b64url(hmac.new(token.encode("utf-8"), message, hashlib.sha256).digest())
+
+
+def token_proof_is_valid(token: str, nonce: str, key_thumbprint: str, proof: str) -> bool:
+    return hmac.compare_digest(token_proof(token, nonce, key_thumbprint), proof)

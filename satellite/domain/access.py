@@ -13,7 +13,7 @@ ROLES: tuple[Role, ...] = get_args(Role)
 class Principal:
     """An authenticated caller: an API client, a user, or the operator on the host (CLI)."""
 
-    kind: Literal["client", "user", "host"]
+    kind: Literal["client", "user", "host", "product"]
     login: str
     role: Role
     account_ids: frozenset[int] = field(default_factory=frozenset)

@@ -102,3 +102,29 @@ class Alert:
     message: str
     created_at: dt.datetime
     cleared_at: dt.datetime | None
+
+
+ProductStatus = Literal["registered", "deregistered", "removed"]
+
+
+@dataclass(frozen=True)
+class ProductInstance:
+    id: str
+    virtual_account_id: int
+    virtual_account: str
+    account_id: int
+    udi_pid: str
+    udi_serial: str
+    udi_uuid: str
+    product_type: str
+    product_version: str
+    hostname: str | None
+    ip_address: str | None
+    public_jwk: dict[str, Any]
+    export_controlled: bool
+    status: ProductStatus
+    registered_at: dt.datetime
+    last_contact_at: dt.datetime
+    certificate_expires_at: dt.datetime
+    authorization_expires_at: dt.datetime
+    ended_at: dt.datetime | None

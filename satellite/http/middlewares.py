@@ -12,6 +12,9 @@ from aiohttp.typedefs import Handler
 
 from satellite.errors import SatelliteError
 from satellite.http import problems
+from satellite.http.keys import SERVICES
+from satellite.protocol.device import NONCE_HEADER
+from satellite.protocol.device import PREFIX as DEVICE_PREFIX
 
 log = structlog.get_logger("satellite.http")
 
@@ -35,6 +38,16 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
         remote=request.remote,
     )
+    return response
+
+
+@web.middleware
+async def device_nonces(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every device API answer, success or problem, hands out the next nonce."""
+    response = await handler(request)
+    if request.path.startswith(DEVICE_PREFIX):
+        response.headers[NONCE_HEADER] = request.app[SERVICES].devices.new_nonce()
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 

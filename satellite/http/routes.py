@@ -8,7 +8,17 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from satellite.http import wire
-from satellite.http.handlers import accounts, activity, health, licenses, oauth, principals, tokens
+from satellite.http.handlers import (
+    accounts,
+    activity,
+    device,
+    health,
+    licenses,
+    oauth,
+    principals,
+    tokens,
+)
+from satellite.protocol.device import PREFIX as DEVICE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -296,6 +306,71 @@ ROUTES: tuple[Route, ...] = (
         "access",
         wire.PasswordSet,
         wire.StatusResponse,
+    ),
+    # device API (JWS-signed by the product; answers JWS-signed by the server)
+    Route(
+        "GET",
+        DEVICE + "/nonce",
+        device.nonce,
+        "A fresh nonce (in Replay-Nonce)",
+        "device",
+        public=True,
+        api=False,
+    ),
+    Route(
+        "POST",
+        DEVICE + "/register",
+        device.register,
+        "Register with a token",
+        "device",
+        wire.SignedMessage,
+        wire.SignedMessage,
+        public=True,
+        api=False,
+    ),
+    Route(
+        "POST",
+        DEVICE + "/products/{product}/usage",
+        device.report_usage,
+        "Report usage",
+        "device",
+        wire.SignedMessage,
+        wire.SignedMessage,
+        public=True,
+        api=False,
+    ),
+    Route(
+        "POST",
+        DEVICE + "/products/{product}/authorization",
+        device.renew_authorization,
+        "Renew the authorization",
+        "device",
+        wire.SignedMessage,
+        wire.SignedMessage,
+        public=True,
+        api=False,
+    ),
+    Route(
+        "POST",
+        DEVICE + "/products/{product}/registration",
+        device.renew_registration,
+        "Renew the registration (new key, new certificate)",
+        "device",
+        wire.SignedMessage,
+        wire.SignedMessage,
+        public=True,
+        api=False,
+    ),
+    Route(
+        "POST",
+        DEVICE + "/products/{product}/deregister",
+        device.deregister,
+        "Deregister",
+        "device",
+        wire.SignedMessage,
+        wire.SignedMessage,
+        public=True,
+        api=False,
     ),
     # operations
     Route(

@@ -330,6 +330,17 @@ class PrincipalOne(Response):
     item: PrincipalOut
 
 
+# --- device API ---------------------------------------------------------------------------
+
+
+class SignedMessage(msgspec.Struct, kw_only=True):
+    """A flattened JWS (RFC 7515): ES256, ``nonce`` and ``url`` in the protected header."""
+
+    protected: str
+    payload: str
+    signature: str
+
+
 # --- problems ------------------------------------------------------------------------------
 
 

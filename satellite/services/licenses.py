@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import replace
-from itertools import groupby
 
 from satellite.domain.access import Principal
 from satellite.domain.catalog import Catalog
@@ -19,7 +18,7 @@ from satellite.domain.compliance import (
 from satellite.domain.models import Account, Severity
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
-from satellite.storage import accounts, alerts, licenses
+from satellite.storage import accounts, alerts, devices, licenses
 from satellite.storage.db import Connection, Database
 
 EXPIRY_WARNING = dt.timedelta(days=30)
@@ -160,25 +159,50 @@ class LicenseService:
     ) -> tuple[int, list[Position]]:
         """The account's (virtual account, tag) positions in a stable order: the total, and
         the page of ``limit`` (-1: all) from ``offset``."""
+        today = self._today()
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
+            vas = await accounts.list_virtual_accounts(conn, acc.id)
             if va_names is not None:
-                known = {va.name for va in await accounts.list_virtual_accounts(conn, acc.id)}
+                known = {va.name for va in vas}
                 for name in va_names:
                     if name not in known:
                         raise NotFound(
                             f"virtual account {name!r} not found in account {account!r}",
                             field="virtualAccounts",
                         )
-            lines = await licenses.lines_of_account(conn, acc.id, va_names)
-        today = self._today()
+                vas = [va for va in vas if va.name in va_names]
+            vas.sort(key=lambda va: va.name)
+            lines = await licenses.lines_of_account(conn, acc.id, [va.name for va in vas])
+            in_use = await devices.in_use_by_virtual_account(
+                conn, [va.id for va in vas], dt.datetime.now(dt.UTC)
+            )
+        lines_by_va: dict[str, list[PoolLine]] = {}
+        for line in lines:
+            lines_by_va.setdefault(line.virtual_account, []).append(line)
         result: list[Position] = []
-        for va_name, va_lines in groupby(lines, key=lambda line: line.virtual_account):
+        for va in vas:
             result.extend(
-                positions_for_virtual_account(va_name, self._catalog, list(va_lines), today)
+                positions_for_virtual_account(
+                    va.name,
+                    self._catalog,
+                    lines_by_va.get(va.name, []),
+                    today,
+                    in_use=in_use.get(va.id, {}),
+                )
             )
         end = None if limit == -1 else offset + limit
         return len(result), result[offset:end]
+
+    async def virtual_account_positions(
+        self, conn: Connection, va_id: int, va_name: str
+    ) -> list[Position]:
+        """One virtual account's positions, within the caller's transaction."""
+        lines = await licenses.lines_of_virtual_account(conn, va_id)
+        in_use = await devices.in_use_by_virtual_account(conn, [va_id], dt.datetime.now(dt.UTC))
+        return positions_for_virtual_account(
+            va_name, self._catalog, lines, self._today(), in_use=in_use.get(va_id, {})
+        )
 
     async def _refresh_alerts(self, conn: Connection, account_id: int, va_id: int) -> None:
         """Raise and clear the pool alerts of one virtual account to match its positions."""

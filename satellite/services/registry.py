@@ -11,6 +11,7 @@ from satellite.domain.catalog import Catalog
 from satellite.services.accounts import AccountService
 from satellite.services.alerts import AlertService
 from satellite.services.auth import AuthService
+from satellite.services.devices import DeviceService
 from satellite.services.events import EventService
 from satellite.services.licenses import LicenseService
 from satellite.services.principals import PrincipalService
@@ -24,6 +25,7 @@ class Services:
     catalog: Catalog
     accounts: AccountService
     licenses: LicenseService
+    devices: DeviceService
     tokens: TokenService
     auth: AuthService
     principals: PrincipalService
@@ -35,11 +37,13 @@ def build_services(
     settings: Settings, db: Database, keys: ServerKeys, catalog: Catalog
 ) -> Services:
     passwords = Passwords()
+    licenses = LicenseService(db, catalog)
     return Services(
         db=db,
         catalog=catalog,
         accounts=AccountService(db),
-        licenses=LicenseService(db, catalog),
+        licenses=licenses,
+        devices=DeviceService(db, keys, catalog, licenses, settings.timers),
         tokens=TokenService(db, keys, settings.timers),
         auth=AuthService(db, passwords, settings.api.access_token_ttl_seconds),
         principals=PrincipalService(db, passwords),

@@ -78,3 +78,24 @@ async def revoke_tokens(conn: asyncpg.Connection, token_ids: list[int]) -> None:
         "WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL",
         token_ids,
     )
+
+
+async def token_for_registration(
+    conn: asyncpg.Connection, digest: bytes
+) -> tuple[RegistrationToken, int, bool] | None:
+    """The token (locked until the transaction ends), its account id and export flag."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS}, a.id AS account_id, a.export_controlled_allowed {_FROM} "
+        f"JOIN accounts a ON a.id = va.account_id WHERE t.token_digest = $1 FOR UPDATE OF t",
+        digest,
+    )
+    if row is None:
+        return None
+    values = dict(row)
+    account_id = values.pop("account_id")
+    allowed = values.pop("export_controlled_allowed")
+    return RegistrationToken(**values), account_id, allowed
+
+
+async def consume_token(conn: asyncpg.Connection, token_id: int) -> None:
+    await conn.execute("UPDATE registration_tokens SET uses = uses + 1 WHERE id = $1", token_id)

@@ -1,0 +1,1 @@
+"""The product side: a library (``Agent``) and the ``satellite-agent`` command."""

@@ -1,0 +1,354 @@
+"""The product side of the device API: what a licensed product does, as a library.
+
+Trust: a registration token ends with the SHA-256 fingerprint of the server's CA. The
+agent accepts a registration answer only if its CA certificate has that fingerprint, its
+signing certificate is issued by that CA, and the answer is signed by that certificate's
+key for this very request (nonce and path). From then on the CA and signing certificate
+are pinned in the agent's state, so a gateway or proxy in between can neither read a
+secret (there is none on the wire after the token) nor change an answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from satellite.agent.state import AgentState, Identity, StateDir
+from satellite.crypto import jose
+from satellite.crypto.pki import (
+    CertificateError,
+    certificate_fingerprint,
+    check_issued_by,
+    load_pem_certificate,
+    make_csr,
+)
+from satellite.crypto.secrets import token_id, token_proof
+from satellite.protocol import device as wire
+
+T = TypeVar("T")
+MAX_ANSWER_BYTES = 1_048_576
+
+
+class AgentError(Exception):
+    """Something the operator must read: one line, no traceback."""
+
+
+class ServerUnreachable(AgentError):
+    """The server (or the proxy) could not be reached."""
+
+
+class RequestRefused(AgentError):
+    """The server refused the request; the message says why."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        detail = problem.get("detail") or problem.get("title") or f"HTTP {status}"
+        super().__init__(f"the server refused the request ({status}): {detail}")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def split_token(token: str) -> tuple[str, str]:
+    """``<secret>.<CA fingerprint>``; refuse anything else before sending it anywhere."""
+    secret, dot, fingerprint = token.strip().rpartition(".")
+    if not dot or not secret or len(fingerprint) != 43:
+        raise AgentError(
+            "this is not a registration token of this kind (<secret>.<CA fingerprint>)"
+        )
+    return secret, fingerprint
+
+
+class Agent:
+    """One product instance: its state directory and its conversation with the server."""
+
+    def __init__(self, state_dir: Path, clock: Any = _now) -> None:
+        self.dir = StateDir(state_dir)
+        self._clock = clock
+        self._nonce: str | None = None
+
+    # --- state -----------------------------------------------------------------------------
+
+    def init(self, identity: Identity) -> AgentState:
+        if self.dir.exists():
+            raise AgentError(f"{self.dir.path} holds an agent state already")
+        return self.dir.create(identity, self._clock())
+
+    @property
+    def state(self) -> AgentState:
+        return self.dir.load()
+
+    def save(self, state: AgentState) -> None:
+        self.dir.save(state)
+
+    # --- transport -------------------------------------------------------------------------
+
+    def _session(self, state: AgentState) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30, connect=10),
+            trust_env=False,  # the proxy is what the transport settings say, nothing else
+        )
+
+    def _proxy(self, state: AgentState) -> tuple[str | None, aiohttp.BasicAuth | None]:
+        transport = state.transport
+        auth = None
+        if transport.proxy_user is not None:
+            auth = aiohttp.BasicAuth(transport.proxy_user, transport.proxy_password or "")
+        return transport.proxy_url, auth
+
+    async def _fetch_nonce(self, session: aiohttp.ClientSession, state: AgentState) -> str:
+        proxy, proxy_auth = self._proxy(state)
+        url = state.transport.url.rstrip("/") + wire.PREFIX + "/nonce"
+        try:
+            async with session.get(url, proxy=proxy, proxy_auth=proxy_auth) as response:
+                if response.status == 407:
+                    raise AgentError("the proxy refused the credentials (407)")
+                nonce = response.headers.get(wire.NONCE_HEADER)
+        except aiohttp.ClientError as exc:
+            raise ServerUnreachable(f"cannot reach {state.transport.url}: {exc}") from exc
+        if not nonce:
+            raise AgentError(f"{state.transport.url} did not answer as a satellite server")
+        return nonce
+
+    async def _post(
+        self,
+        state: AgentState,
+        path: str,
+        payload: msgspec.Struct | Callable[[str], msgspec.Struct],
+        key: ec.EllipticCurvePrivateKey,
+        header: dict[str, Any],
+        signing_certificate: str | None,
+        answer_type: type[T],
+        *,
+        verify_with: ec.EllipticCurvePublicKey | None = None,
+    ) -> tuple[T, dict[str, Any]]:
+        """Sign, send, verify the signed answer; one retry when the nonce went stale.
+
+        ``payload`` may be a function of the nonce, for messages that must bind it.
+        """
+        proxy, proxy_auth = self._proxy(state)
+        url = state.transport.url.rstrip("/") + path
+        async with self._session(state) as session:
+            for attempt in (1, 2):
+                nonce = self._nonce or await self._fetch_nonce(session, state)
+                self._nonce = None
+                body = msgspec.json.encode(payload(nonce) if callable(payload) else payload)
+                message = jose.sign(key, body, {**header, "nonce": nonce, "url": path})
+                try:
+                    async with session.post(
+                        url,
+                        data=msgspec.json.encode(message),
+                        headers={"Content-Type": "application/jose+json"},
+                        proxy=proxy,
+                        proxy_auth=proxy_auth,
+                    ) as response:
+                        self._nonce = response.headers.get(wire.NONCE_HEADER)
+                        raw = await response.content.read(MAX_ANSWER_BYTES + 1)
+                        status = response.status
+                except aiohttp.ClientError as exc:
+                    raise ServerUnreachable(f"cannot reach {state.transport.url}: {exc}") from exc
+                if status == 407:
+                    raise AgentError("the proxy refused the credentials (407)")
+                if len(raw) > MAX_ANSWER_BYTES:
+                    raise AgentError("the answer is too large")
+                if status != 200:
+                    problem = _problem(raw)
+                    if attempt == 1 and problem.get("type", "").endswith(":bad-nonce"):
+                        continue
+                    raise RequestRefused(status, problem)
+                return self._verified(raw, nonce, path, signing_certificate, answer_type, state)
+        raise AssertionError("unreachable")
+
+    def _verified(
+        self,
+        raw: bytes,
+        nonce: str,
+        path: str,
+        signing_certificate: str | None,
+        answer_type: type[T],
+        state: AgentState,
+    ) -> tuple[T, dict[str, Any]]:
+        try:
+            message = msgspec.json.decode(raw, type=dict[str, Any])
+        except msgspec.DecodeError as exc:
+            raise AgentError("the answer is not a signed message") from exc
+        certificate_pem = signing_certificate or _unverified_field(message, "signingCertificate")
+        signing_key = load_pem_certificate(certificate_pem).public_key()
+        assert isinstance(signing_key, ec.EllipticCurvePublicKey)
+        try:
+            header, payload = jose.verify(message, signing_key)
+        except jose.InvalidSignature as exc:
+            raise AgentError(f"the answer's signature does not verify: {exc}") from exc
+        if header.get("nonce") != nonce or header.get("url") != path:
+            raise AgentError("the answer is not for this request (nonce or path differ)")
+        try:
+            decoded = msgspec.json.decode(payload, type=answer_type)
+        except msgspec.MsgspecError as exc:
+            raise AgentError(f"the answer is not understood: {exc}") from exc
+        return decoded, msgspec.json.decode(payload)
+
+    # --- commands --------------------------------------------------------------------------
+
+    async def register(self, token: str) -> AgentState:
+        """Register (or re-register) with a token; the token pins the server's CA."""
+        state = self.state
+        _, fingerprint = split_token(token)
+        key = self.dir.new_key()
+        jwk = jose.public_jwk(key.public_key())
+        thumbprint = jose.jwk_thumbprint(jwk)
+        csr = make_csr(key, f"{state.identity.pid}:{state.identity.serial_number}")
+        share = state.share_host_identity
+
+        def request_for(nonce: str) -> wire.RegisterRequest:
+            return wire.RegisterRequest(
+                token_id=token_id(token),
+                token_proof=token_proof(token, nonce, thumbprint),
+                udi=wire.Udi(
+                    pid=state.identity.pid,
+                    serial_number=state.identity.serial_number,
+                    uuid=state.identity.uuid,
+                ),
+                csr=csr,
+                product_type=state.identity.product_type,
+                product_version=state.identity.product_version,
+                hostname=socket.gethostname() if share else None,
+                ip_address=_local_address() if share else None,
+            )
+
+        path = wire.PREFIX + "/register"
+        self._nonce = None
+        answer, _ = await self._post(
+            state,
+            path,
+            request_for,
+            key,
+            {"jwk": jwk},
+            None,
+            wire.RegisterAnswer,
+        )
+        # Trust only what the token pinned.
+        now = self._clock()
+        try:
+            ca = load_pem_certificate(answer.ca_certificate)
+            if certificate_fingerprint(ca) != fingerprint:
+                raise AgentError(
+                    "the server's CA does not match the token: this is not the server that "
+                    "issued the token (or someone is in between); nothing was changed"
+                )
+            check_issued_by(load_pem_certificate(answer.signing_certificate), ca, now)
+            check_issued_by(load_pem_certificate(answer.registration.certificate), ca, now)
+        except CertificateError as exc:
+            raise AgentError(f"the server's certificates do not check out: {exc}") from exc
+        self.dir.save_key(key)
+        state.registration = "registered"
+        state.product_instance_id = answer.registration.product_instance_id
+        state.virtual_account = answer.registration.virtual_account
+        state.export_controlled = answer.registration.export_controlled
+        state.ca_certificate = answer.ca_certificate
+        state.signing_certificate = answer.signing_certificate
+        state.certificate = answer.registration.certificate
+        state.certificate_expires_at = answer.registration.certificate_expires_at
+        state.renew_registration_after = answer.registration.renew_registration_after
+        state.authorization = msgspec.to_builtins(answer.authorization)
+        state.last_error = None
+        self.save(state)
+        return state
+
+    def _registered(self) -> tuple[AgentState, str, str]:
+        state = self.state
+        if (
+            state.registration != "registered"
+            or state.product_instance_id is None
+            or state.signing_certificate is None
+        ):
+            raise AgentError("this product is not registered: run 'register TOKEN' first")
+        return state, state.product_instance_id, state.signing_certificate
+
+    async def _signed_request(
+        self, what: str, payload: msgspec.Struct, answer_type: type[T]
+    ) -> tuple[AgentState, T]:
+        state, product_id, signing = self._registered()
+        path = f"{wire.PREFIX}/products/{product_id}/{what}"
+        answer, _ = await self._post(
+            state, path, payload, self.dir.load_key(), {"kid": product_id}, signing, answer_type
+        )
+        return state, answer
+
+    async def report_usage(self, usage: dict[str, int]) -> AgentState:
+        report = wire.UsageReport(
+            usage=[wire.UsageEntry(tag=tag, count=count) for tag, count in sorted(usage.items())]
+        )
+        state, authorization = await self._signed_request("usage", report, wire.Authorization)
+        state.usage = dict(usage)
+        state.authorization = msgspec.to_builtins(authorization)
+        self.save(state)
+        return state
+
+    async def renew_authorization(self) -> AgentState:
+        state, authorization = await self._signed_request(
+            "authorization", wire.NoParameters(), wire.Authorization
+        )
+        state.authorization = msgspec.to_builtins(authorization)
+        self.save(state)
+        return state
+
+    async def deregister(self) -> AgentState:
+        state, _ = await self._signed_request("deregister", wire.NoParameters(), wire.Deregistered)
+        return self._forget_registration(state)
+
+    def deregister_locally(self) -> AgentState:
+        """When the server cannot be reached: the product must then be removed there by hand."""
+        state, _, _ = self._registered()
+        return self._forget_registration(state)
+
+    def _forget_registration(self, state: AgentState) -> AgentState:
+        state.registration = "deregistered"
+        state.product_instance_id = None
+        state.virtual_account = None
+        state.certificate = None
+        state.certificate_expires_at = None
+        state.renew_registration_after = None
+        state.authorization = None
+        state.export_controlled = False
+        self.save(state)
+        self.dir.key_file.unlink(missing_ok=True)
+        return state
+
+
+def _problem(raw: bytes) -> dict[str, Any]:
+    try:
+        problem = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return {"detail": raw[:200].decode("utf-8", "replace")}
+    return problem if isinstance(problem, dict) else {"detail": str(problem)}
+
+
+def _unverified_field(message: dict[str, Any], name: str) -> str:
+    """A field of a not-yet-verified payload: only to find the key it must verify with."""
+    encoded = str(message.get("payload", ""))
+    try:
+        payload = msgspec.json.decode(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, msgspec.DecodeError) as exc:
+        raise AgentError("the answer is not a signed message") from exc
+    value = payload.get(name) if isinstance(payload, dict) else None
+    if not isinstance(value, str):
+        raise AgentError("the registration answer carries no signing certificate")
+    return value
+
+
+def _local_address() -> str | None:
+    """The address the host name resolves to, if it resolves."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return None

@@ -1,0 +1,131 @@
+"""The agent's local state: one JSON file and one private key, written atomically.
+
+A write goes to a temporary file in the same directory, is flushed to disk, then renamed
+over the old file: a crash leaves either the old state or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+RegistrationState = Literal["unregistered", "registered", "deregistered"]
+
+
+class Identity(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pid: str
+    serial_number: str
+    uuid: str
+    product_type: str
+    product_version: str
+
+
+class Transport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where the product talks to: the server URL, and optionally an HTTP(S) proxy."""
+
+    url: str = "http://127.0.0.1:8443"
+    proxy_url: str | None = None  # http://host:port or https://host:port
+    proxy_user: str | None = None
+    proxy_password: str | None = None
+
+
+class AgentState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    identity: Identity
+    transport: Transport = msgspec.field(default_factory=Transport)
+    share_host_identity: bool = True  # "do not share my hostname or IP address" when False
+    first_start: dt.datetime
+    registration: RegistrationState = "unregistered"
+    product_instance_id: str | None = None
+    virtual_account: str | None = None
+    export_controlled: bool = False
+    ca_certificate: str | None = None  # pinned at registration (the token's fingerprint)
+    signing_certificate: str | None = None
+    certificate: str | None = None
+    certificate_expires_at: dt.datetime | None = None
+    renew_registration_after: dt.datetime | None = None
+    authorization: dict[str, Any] | None = None  # the last signed authorization's content
+    usage: dict[str, int] = msgspec.field(default_factory=dict)
+    last_error: str | None = None
+
+
+class StateDir:
+    """``state.json`` and ``key.pem`` (mode 0600) in a directory of the product's own."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def key_file(self) -> Path:
+        return self.path / "key.pem"
+
+    def exists(self) -> bool:
+        return self.state_file.exists()
+
+    def load(self) -> AgentState:
+        try:
+            return msgspec.json.decode(self.state_file.read_bytes(), type=AgentState)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"{self.path} holds no agent state: run 'satellite-agent init' first"
+            ) from exc
+
+    def save(self, state: AgentState) -> None:
+        self._write_atomically(self.state_file, msgspec.json.format(msgspec.json.encode(state)))
+
+    def create(self, identity: Identity, now: dt.datetime) -> AgentState:
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state = AgentState(identity=identity, first_start=now)
+        self.save(state)
+        return state
+
+    def load_key(self) -> ec.EllipticCurvePrivateKey:
+        key = serialization.load_pem_private_key(self.key_file.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return key
+
+    def new_key(self) -> ec.EllipticCurvePrivateKey:
+        """A new key for a (re)registration, stored only once the server accepted it."""
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def save_key(self, key: ec.EllipticCurvePrivateKey) -> None:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        self._write_atomically(self.key_file, pem)
+
+    def _write_atomically(self, target: Path, data: bytes) -> None:
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, temp = tempfile.mkstemp(dir=self.path, prefix=f".{target.name}.")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+            directory = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())

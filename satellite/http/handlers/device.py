@@ -1,0 +1,51 @@
+"""The device API: signed requests in, signed answers out (see satellite.protocol.device)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from satellite.http.body import read_json
+from satellite.http.keys import SERVICES
+
+
+def _signed(answer: dict[str, str]) -> web.Response:
+    return web.Response(body=msgspec.json.encode(answer), content_type="application/jose+json")
+
+
+async def nonce(request: web.Request) -> web.Response:
+    # The nonce travels in the Replay-Nonce header that every device answer carries.
+    return web.Response(status=204)
+
+
+async def register(request: web.Request) -> web.Response:
+    message = await read_json(request, dict[str, Any])
+    return _signed(await request.app[SERVICES].devices.register(message, request.path))
+
+
+async def report_usage(request: web.Request) -> web.Response:
+    message = await read_json(request, dict[str, Any])
+    devices = request.app[SERVICES].devices
+    return _signed(await devices.report_usage(request.match_info["product"], message, request.path))
+
+
+async def renew_authorization(request: web.Request) -> web.Response:
+    message = await read_json(request, dict[str, Any])
+    devices = request.app[SERVICES].devices
+    product = request.match_info["product"]
+    return _signed(await devices.renew_authorization(product, message, request.path))
+
+
+async def renew_registration(request: web.Request) -> web.Response:
+    message = await read_json(request, dict[str, Any])
+    devices = request.app[SERVICES].devices
+    product = request.match_info["product"]
+    return _signed(await devices.renew_registration(product, message, request.path))
+
+
+async def deregister(request: web.Request) -> web.Response:
+    message = await read_json(request, dict[str, Any])
+    devices = request.app[SERVICES].devices
+    return _signed(await devices.deregister(request.match_info["product"], message, request.path))

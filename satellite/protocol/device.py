@@ -1,0 +1,106 @@
+"""The device API's messages (``/device/v1``).
+
+A product signs every request as a flattened JWS (ES256) whose protected header carries
+the server ``nonce`` and the request path as ``url``; registration carries the product's
+public key as ``jwk``, later requests name it by ``kid`` = product instance id. The server
+answers with a JWS signed by its answer-signing key, whose payload is an ``Answer``: the
+answer proper plus the nonce of the request it answers, so an answer cannot be replayed
+for another request. Every response carries the next nonce in ``Replay-Nonce``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+PREFIX = "/device/v1"
+NONCE_HEADER = "Replay-Nonce"
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+TagState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]
+AuthorizationState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]
+
+
+class _Message(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    pass
+
+
+class Udi(_Message):
+    pid: Text
+    serial_number: Text
+    uuid: Text
+
+
+class RegisterRequest(_Message):
+    # The token never travels: its id (SHA-256, base64url) and a proof of possession,
+    # HMAC-SHA256 keyed with the token over "satellite-register|<nonce>|<jwk thumbprint>".
+    token_id: Annotated[str, msgspec.Meta(min_length=43, max_length=43)]
+    token_proof: Annotated[str, msgspec.Meta(min_length=43, max_length=43)]
+    udi: Udi
+    csr: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
+    product_type: Text
+    product_version: Text
+    hostname: Text | None = None  # absent when the product does not share it
+    ip_address: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+class UsageEntry(_Message):
+    tag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    count: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+
+
+class UsageReport(_Message):
+    usage: Annotated[list[UsageEntry], msgspec.Meta(max_length=1000)]
+
+
+class RenewRegistrationRequest(_Message):
+    csr: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
+
+
+class NoParameters(_Message):
+    pass
+
+
+class TagAuthorization(_Message):
+    tag: str
+    display_name: str
+    count: int
+    state: TagState
+
+
+class Authorization(_Message):
+    state: AuthorizationState
+    tags: list[TagAuthorization]
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    renew_after: dt.datetime
+
+
+class Registration(_Message):
+    product_instance_id: str
+    virtual_account: str
+    certificate: str  # PEM, issued by the CA the token pinned
+    certificate_expires_at: dt.datetime
+    renew_registration_after: dt.datetime
+    export_controlled: bool
+
+
+class RegisterAnswer(_Message):
+    registration: Registration
+    authorization: Authorization
+    ca_certificate: str  # PEM: its fingerprint must be the one in the token
+    signing_certificate: str  # PEM, issued by that CA: it signs every answer
+
+
+class Deregistered(_Message):
+    product_instance_id: str
+    deregistered_at: dt.datetime
+
+
+class Answer(_Message):
+    """The signed payload of every successful device API answer."""
+
+    request_nonce: str
+    body: dict[str, Any]

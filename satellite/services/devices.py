@@ -1,0 +1,399 @@
+"""The device API: products register with a token, report usage, renew, deregister.
+
+Every request is a JWS checked here before anything is read: the signature (against the
+key embedded at registration, later against the product's stored key), the server nonce
+(issued by this server, fresh, used once) and the request path. A refused request changes
+nothing: the nonce is recorded as used in the same transaction as the change it allows.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from satellite.config import TimerSettings
+from satellite.crypto import jose
+from satellite.crypto.keys import ServerKeys
+from satellite.crypto.pki import CertificateError, csr_public_key, issue_certificate, to_pem
+from satellite.crypto.secrets import (
+    decrypt,
+    issue_nonce,
+    nonce_is_fresh,
+    token_proof_is_valid,
+)
+from satellite.domain.access import Principal
+from satellite.domain.catalog import Catalog
+from satellite.domain.models import ProductInstance
+from satellite.errors import (
+    BadNonce,
+    BadSignature,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    ProductEnded,
+)
+from satellite.protocol import device as wire
+from satellite.protocol.validation import validation_error
+from satellite.services import audit
+from satellite.services.licenses import LicenseService
+from satellite.storage import devices, tokens
+from satellite.storage.db import Connection, Database
+
+T = TypeVar("T")
+NONCE_LIFETIME = 15 * 60.0  # seconds a nonce stays good; longer is "stale"
+_STATE_ORDER: dict[wire.TagState, int] = {
+    "AUTHORIZED": 0,
+    "OUT_OF_COMPLIANCE": 1,
+    "NOT_AUTHORIZED": 2,
+}
+
+
+def _digest(token_id: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(token_id + "=")
+    except ValueError:
+        return b""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _product_actor(product_id: str) -> Principal:
+    return Principal(kind="product", login=product_id, role="account-viewer")
+
+
+class DeviceService:
+    def __init__(
+        self,
+        db: Database,
+        keys: ServerKeys,
+        catalog: Catalog,
+        licenses: LicenseService,
+        timers: TimerSettings,
+        clock: Callable[[], dt.datetime] = _now,
+    ) -> None:
+        self._db = db
+        self._keys = keys
+        self._catalog = catalog
+        self._licenses = licenses
+        self._timers = timers
+        self._clock = clock
+
+    # --- nonces, signatures, answers -------------------------------------------------------
+
+    def new_nonce(self) -> str:
+        return issue_nonce(self._keys.token_key, time.time())
+
+    async def _use_nonce(self, conn: Connection, header: dict[str, Any], path: str) -> str:
+        nonce = header.get("nonce")
+        if not isinstance(nonce, str) or not nonce_is_fresh(
+            self._keys.token_key, nonce, time.time(), NONCE_LIFETIME
+        ):
+            raise BadNonce("the nonce is not one of this server's, or is stale")
+        if header.get("url") != path:
+            raise BadSignature("the signed url is not this request's path")
+        if not await devices.use_nonce(conn, nonce):
+            raise BadNonce("the nonce was used already (a replayed request)")
+        if random.random() < 0.01:  # noqa: S311 - housekeeping, not security
+            stale = self._clock() - dt.timedelta(seconds=NONCE_LIFETIME * 2)
+            await devices.forget_used_nonces(conn, stale)
+        return nonce
+
+    def _answer(self, nonce: str, path: str, body: msgspec.Struct) -> dict[str, str]:
+        """The server-signed answer, bound to the request by its nonce and path."""
+        return jose.sign(
+            self._keys.signing_key, msgspec.json.encode(body), {"nonce": nonce, "url": path}
+        )
+
+    @staticmethod
+    def _decode(payload: bytes, type_: type[T]) -> T:
+        try:
+            return msgspec.json.decode(payload or b"{}", type=type_)
+        except msgspec.ValidationError as exc:
+            raise validation_error(exc) from exc
+        except msgspec.DecodeError as exc:
+            raise InvalidInput(f"the signed payload is not JSON: {exc}") from exc
+
+    async def _signed_by_product(
+        self, conn: Connection, product_id: str, message: dict[str, Any], path: str
+    ) -> tuple[ProductInstance, bytes, str]:
+        """The product named in the path, after its request proved itself; locked."""
+        try:
+            header = jose.protected_header(message)
+        except jose.InvalidSignature as exc:
+            raise BadSignature(str(exc)) from exc
+        if header.get("kid") != product_id:
+            raise BadSignature("the request is not signed as the product in its path")
+        product = await devices.get_product(conn, product_id, for_update=True)
+        if product is None:
+            raise BadSignature("no such product instance")
+        try:
+            _, payload = jose.verify(message, jose.key_from_jwk(product.public_jwk))
+        except jose.InvalidSignature as exc:
+            raise BadSignature(str(exc)) from exc
+        nonce = await self._use_nonce(conn, header, path)
+        if product.status != "registered":
+            raise ProductEnded(f"product instance {product_id} is {product.status}")
+        return product, payload, nonce
+
+    # --- authorization -------------------------------------------------------------------
+
+    async def _authorization(
+        self, conn: Connection, product: ProductInstance, expires_at: dt.datetime
+    ) -> wire.Authorization:
+        usage = await devices.usage_of(conn, product.id)
+        positions = {
+            p.tag: p
+            for p in await self._licenses.virtual_account_positions(
+                conn, product.virtual_account_id, product.virtual_account
+            )
+        }
+        tags = []
+        for tag, count in usage.items():
+            if tag not in self._catalog:
+                state: wire.TagState = "NOT_AUTHORIZED"
+            elif positions[tag].status == "In Compliance":
+                state = "AUTHORIZED"
+            else:
+                state = "OUT_OF_COMPLIANCE"
+            tags.append(
+                wire.TagAuthorization(
+                    tag=tag, display_name=self._catalog.display_name(tag), count=count, state=state
+                )
+            )
+        overall: wire.AuthorizationState = max(
+            (t.state for t in tags), key=_STATE_ORDER.__getitem__, default="AUTHORIZED"
+        )
+        now = self._clock()
+        return wire.Authorization(
+            state=overall,
+            tags=tags,
+            issued_at=now,
+            expires_at=expires_at,
+            renew_after=now + dt.timedelta(days=self._timers.authorization_renewal_days),
+        )
+
+    def _certificate(self, product_id: str, udi: wire.Udi, csr: str) -> tuple[str, dt.datetime]:
+        try:
+            key = csr_public_key(csr)
+        except CertificateError as exc:
+            raise InvalidInput(str(exc), field="csr") from exc
+        now = self._clock()
+        validity = dt.timedelta(days=self._timers.certificate_validity_days)
+        cert = issue_certificate(
+            self._keys.ca_key,
+            self._keys.ca_cert,
+            key,
+            product_id,
+            f"PID:{udi.pid} SN:{udi.serial_number}",
+            validity,
+            now,
+        )
+        return to_pem(cert), cert.not_valid_after_utc
+
+    # --- requests ------------------------------------------------------------------------
+
+    async def register(self, message: dict[str, Any], path: str) -> dict[str, str]:
+        """Register (or re-register, moving it) a product with a token; consume one use."""
+        try:
+            header = jose.protected_header(message)
+            key = jose.key_from_jwk(header.get("jwk") or {})
+            _, payload = jose.verify(message, key)
+        except jose.InvalidSignature as exc:
+            raise BadSignature(str(exc)) from exc
+        request = self._decode(payload, wire.RegisterRequest)
+        try:
+            csr_key = csr_public_key(request.csr)
+        except CertificateError as exc:
+            raise InvalidInput(str(exc), field="csr") from exc
+        if csr_key.public_numbers() != key.public_numbers():
+            raise InvalidInput("the CSR is not for the key that signed the request", field="csr")
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            nonce = await self._use_nonce(conn, header, path)
+            found = await tokens.token_for_registration(conn, _digest(request.token_id))
+            if found is None:
+                raise NotAuthenticated("the registration token is not known here")
+            token, account_id, export_allowed = found
+            secret = decrypt(self._keys.token_key, token.ciphertext, token.digest)
+            if not token_proof_is_valid(
+                secret, nonce, jose.jwk_thumbprint(jose.public_jwk(key)), request.token_proof
+            ):
+                raise NotAuthenticated("the proof of the registration token does not verify")
+            status = token.status(now)
+            if status != "Active":
+                raise Forbidden(f"the registration token is {status.lower()}")
+            await tokens.consume_token(conn, token.id)
+            authorization_expires = now + dt.timedelta(
+                days=self._timers.authorization_validity_days
+            )
+            fields: dict[str, Any] = {
+                "va_id": token.virtual_account_id,
+                "product_type": request.product_type,
+                "product_version": request.product_version,
+                "hostname": request.hostname,
+                "ip_address": request.ip_address,
+                "public_jwk": jose.public_jwk(key),
+                "export_controlled": token.export_controlled and export_allowed,
+                "now": now,
+                "authorization_expires_at": authorization_expires,
+            }
+            udi = request.udi
+            existing = await devices.live_product_by_udi(conn, udi.pid, udi.serial_number)
+            product_id = existing.id if existing else None
+            certificate_expires = now + dt.timedelta(days=self._timers.certificate_validity_days)
+            if product_id is None:
+                product_id = await devices.insert_product(
+                    conn,
+                    udi=(udi.pid, udi.serial_number, udi.uuid),
+                    certificate_expires_at=certificate_expires,
+                    **fields,
+                )
+            else:
+                await devices.reregister_product(
+                    conn,
+                    product_id,
+                    udi_uuid=udi.uuid,
+                    certificate_expires_at=certificate_expires,
+                    **fields,
+                )
+            certificate, certificate_expires = self._certificate(product_id, udi, request.csr)
+            await devices.touch(conn, product_id, now, certificate_expires_at=certificate_expires)
+            product = await devices.get_product(conn, product_id)
+            assert product is not None
+            await audit.record(
+                conn,
+                _product_actor(product_id),
+                "product.reregistered" if existing else "product.registered",
+                f"{product.virtual_account}/{product_id}",
+                account_id=account_id,
+                udi=f"PID:{udi.pid} SN:{udi.serial_number}",
+                token_id=token.id,
+                **(
+                    {"from_virtual_account": existing.virtual_account}
+                    if existing and existing.virtual_account != product.virtual_account
+                    else {}
+                ),
+            )
+            if existing and existing.account_id != account_id:
+                await audit.record(
+                    conn,
+                    _product_actor(product_id),
+                    "product.moved_out",
+                    f"{existing.virtual_account}/{product_id}",
+                    account_id=existing.account_id,
+                )
+            authorization = await self._authorization(conn, product, authorization_expires)
+        answer = wire.RegisterAnswer(
+            registration=wire.Registration(
+                product_instance_id=product_id,
+                virtual_account=product.virtual_account,
+                certificate=certificate,
+                certificate_expires_at=certificate_expires,
+                renew_registration_after=now
+                + dt.timedelta(days=self._timers.registration_renewal_days),
+                export_controlled=product.export_controlled,
+            ),
+            authorization=authorization,
+            ca_certificate=to_pem(self._keys.ca_cert),
+            signing_certificate=to_pem(self._keys.signing_cert),
+        )
+        return self._answer(nonce, path, answer)
+
+    async def report_usage(
+        self, product_id: str, message: dict[str, Any], path: str
+    ) -> dict[str, str]:
+        """The product's usage becomes what it reports; the answer says what is authorized."""
+        async with self._db.transaction() as conn:
+            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
+            report = self._decode(payload, wire.UsageReport)
+            usage: dict[str, int] = {}
+            for index, entry in enumerate(report.usage):
+                if entry.tag in usage:
+                    raise InvalidInput(
+                        f"tag {entry.tag} is reported twice", field=f"usage[{index}].tag"
+                    )
+                usage[entry.tag] = entry.count
+            now = self._clock()
+            await devices.replace_usage(conn, product_id, usage, now)
+            await devices.touch(conn, product_id, now)
+            authorization = await self._authorization(
+                conn, product, product.authorization_expires_at
+            )
+        return self._answer(nonce, path, authorization)
+
+    async def renew_authorization(
+        self, product_id: str, message: dict[str, Any], path: str
+    ) -> dict[str, str]:
+        async with self._db.transaction() as conn:
+            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
+            self._decode(payload, wire.NoParameters)
+            now = self._clock()
+            expires = now + dt.timedelta(days=self._timers.authorization_validity_days)
+            await devices.touch(conn, product_id, now, authorization_expires_at=expires)
+            authorization = await self._authorization(conn, product, expires)
+        return self._answer(nonce, path, authorization)
+
+    async def renew_registration(
+        self, product_id: str, message: dict[str, Any], path: str
+    ) -> dict[str, str]:
+        """A new ID certificate for a new key; later requests must be signed with that key."""
+        async with self._db.transaction() as conn:
+            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
+            request = self._decode(payload, wire.RenewRegistrationRequest)
+            udi = wire.Udi(
+                pid=product.udi_pid, serial_number=product.udi_serial, uuid=product.udi_uuid
+            )
+            certificate, expires = self._certificate(product_id, udi, request.csr)
+            now = self._clock()
+            await devices.touch(
+                conn,
+                product_id,
+                now,
+                certificate_expires_at=expires,
+                public_jwk=jose.public_jwk(csr_public_key(request.csr)),
+            )
+            await audit.record(
+                conn,
+                _product_actor(product_id),
+                "product.registration_renewed",
+                f"{product.virtual_account}/{product_id}",
+                account_id=product.account_id,
+            )
+        answer = wire.Registration(
+            product_instance_id=product_id,
+            virtual_account=product.virtual_account,
+            certificate=certificate,
+            certificate_expires_at=expires,
+            renew_registration_after=now
+            + dt.timedelta(days=self._timers.registration_renewal_days),
+            export_controlled=product.export_controlled,
+        )
+        return self._answer(nonce, path, answer)
+
+    async def deregister(
+        self, product_id: str, message: dict[str, Any], path: str
+    ) -> dict[str, str]:
+        """The product leaves: all its usage is released at once."""
+        async with self._db.transaction() as conn:
+            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
+            self._decode(payload, wire.NoParameters)
+            now = self._clock()
+            await devices.end_product(conn, product_id, "deregistered", now)
+            await audit.record(
+                conn,
+                _product_actor(product_id),
+                "product.deregistered",
+                f"{product.virtual_account}/{product_id}",
+                account_id=product.account_id,
+            )
+        return self._answer(
+            nonce, path, wire.Deregistered(product_instance_id=product_id, deregistered_at=now)
+        )

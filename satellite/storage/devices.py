@@ -1,0 +1,215 @@
+"""Product instances, their usage and its history, and used device nonces."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+
+from satellite.domain.models import ProductInstance
+
+_COLUMNS = (
+    "p.id::text AS id, p.virtual_account_id, va.name AS virtual_account, va.account_id, "
+    "p.udi_pid, p.udi_serial, p.udi_uuid, p.product_type, p.product_version, p.hostname, "
+    "p.ip_address, p.public_jwk, p.export_controlled, p.status, p.registered_at, "
+    "p.last_contact_at, p.certificate_expires_at, p.authorization_expires_at, p.ended_at"
+)
+_FROM = "FROM product_instances p JOIN virtual_accounts va ON va.id = p.virtual_account_id"
+
+
+def _product(row: asyncpg.Record) -> ProductInstance:
+    return ProductInstance(**dict(row))
+
+
+async def use_nonce(conn: asyncpg.Connection, nonce: str) -> bool:
+    """Record ``nonce`` as used; False when it was used before (a replay)."""
+    result = await conn.execute(
+        "INSERT INTO used_nonces (nonce) VALUES ($1) ON CONFLICT DO NOTHING", nonce
+    )
+    return result.endswith(" 1")
+
+
+async def forget_used_nonces(conn: asyncpg.Connection, before: dt.datetime) -> None:
+    """Nonces issued before ``before`` are refused as stale anyway: no need to keep them."""
+    await conn.execute("DELETE FROM used_nonces WHERE used_at < $1", before)
+
+
+async def get_product(
+    conn: asyncpg.Connection, product_id: str, *, for_update: bool = False
+) -> ProductInstance | None:
+    try:
+        key = uuid.UUID(product_id)
+    except ValueError:
+        return None
+    lock = " FOR UPDATE OF p" if for_update else ""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} {_FROM} WHERE p.id = $1{lock}", key)
+    return _product(row) if row else None
+
+
+async def live_product_by_udi(
+    conn: asyncpg.Connection, pid: str, serial: str
+) -> ProductInstance | None:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} {_FROM} WHERE p.udi_pid = $1 AND p.udi_serial = $2 "
+        f"AND p.status = 'registered' FOR UPDATE OF p",
+        pid,
+        serial,
+    )
+    return _product(row) if row else None
+
+
+async def insert_product(
+    conn: asyncpg.Connection,
+    *,
+    va_id: int,
+    udi: tuple[str, str, str],
+    product_type: str,
+    product_version: str,
+    hostname: str | None,
+    ip_address: str | None,
+    public_jwk: dict[str, Any],
+    export_controlled: bool,
+    now: dt.datetime,
+    certificate_expires_at: dt.datetime,
+    authorization_expires_at: dt.datetime,
+) -> str:
+    product_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO product_instances (id, virtual_account_id, udi_pid, udi_serial, udi_uuid, "
+        "product_type, product_version, hostname, ip_address, public_jwk, export_controlled, "
+        "status, registered_at, last_contact_at, certificate_expires_at, "
+        "authorization_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+        "'registered', $12, $12, $13, $14)",
+        product_id,
+        va_id,
+        *udi,
+        product_type,
+        product_version,
+        hostname,
+        ip_address,
+        public_jwk,
+        export_controlled,
+        now,
+        certificate_expires_at,
+        authorization_expires_at,
+    )
+    return str(product_id)
+
+
+async def reregister_product(
+    conn: asyncpg.Connection,
+    product_id: str,
+    *,
+    va_id: int,
+    udi_uuid: str,
+    product_type: str,
+    product_version: str,
+    hostname: str | None,
+    ip_address: str | None,
+    public_jwk: dict[str, Any],
+    export_controlled: bool,
+    now: dt.datetime,
+    certificate_expires_at: dt.datetime,
+    authorization_expires_at: dt.datetime,
+) -> None:
+    await conn.execute(
+        "UPDATE product_instances SET virtual_account_id = $2, udi_uuid = $3, product_type = $4, "
+        "product_version = $5, hostname = $6, ip_address = $7, public_jwk = $8, "
+        "export_controlled = $9, registered_at = $10, last_contact_at = $10, "
+        "certificate_expires_at = $11, authorization_expires_at = $12 WHERE id = $1",
+        uuid.UUID(product_id),
+        va_id,
+        udi_uuid,
+        product_type,
+        product_version,
+        hostname,
+        ip_address,
+        public_jwk,
+        export_controlled,
+        now,
+        certificate_expires_at,
+        authorization_expires_at,
+    )
+
+
+async def touch(
+    conn: asyncpg.Connection,
+    product_id: str,
+    now: dt.datetime,
+    *,
+    authorization_expires_at: dt.datetime | None = None,
+    certificate_expires_at: dt.datetime | None = None,
+    public_jwk: dict[str, Any] | None = None,
+) -> None:
+    """Record contact, and whatever the request renewed."""
+    await conn.execute(
+        "UPDATE product_instances SET last_contact_at = $2, "
+        "authorization_expires_at = coalesce($3, authorization_expires_at), "
+        "certificate_expires_at = coalesce($4, certificate_expires_at), "
+        "public_jwk = coalesce($5, public_jwk) WHERE id = $1",
+        uuid.UUID(product_id),
+        now,
+        authorization_expires_at,
+        certificate_expires_at,
+        public_jwk,
+    )
+
+
+async def replace_usage(
+    conn: asyncpg.Connection, product_id: str, usage: dict[str, int], now: dt.datetime
+) -> None:
+    """The product's usage becomes ``usage``; the report joins the history."""
+    key = uuid.UUID(product_id)
+    await conn.execute("DELETE FROM product_usage WHERE product_id = $1", key)
+    await conn.executemany(
+        "INSERT INTO product_usage (product_id, tag, count) VALUES ($1, $2, $3)",
+        [(key, tag, count) for tag, count in usage.items()],
+    )
+    await conn.execute(
+        "INSERT INTO usage_reports (product_id, reported_at, usage) VALUES ($1, $2, $3)",
+        key,
+        now,
+        usage,
+    )
+
+
+async def usage_of(conn: asyncpg.Connection, product_id: str) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT tag, count FROM product_usage WHERE product_id = $1 ORDER BY tag",
+        uuid.UUID(product_id),
+    )
+    return {row["tag"]: row["count"] for row in rows}
+
+
+async def end_product(
+    conn: asyncpg.Connection, product_id: str, status: str, now: dt.datetime
+) -> None:
+    """Deregistered or removed: its usage is released at once."""
+    key = uuid.UUID(product_id)
+    await conn.execute("DELETE FROM product_usage WHERE product_id = $1", key)
+    await conn.execute(
+        "UPDATE product_instances SET status = $2, ended_at = $3 WHERE id = $1",
+        key,
+        status,
+        now,
+    )
+
+
+async def in_use_by_virtual_account(
+    conn: asyncpg.Connection, va_ids: list[int], now: dt.datetime
+) -> dict[int, dict[str, int]]:
+    """Per virtual account and tag: usage of registered products whose authorization holds."""
+    rows = await conn.fetch(
+        "SELECT p.virtual_account_id AS va, u.tag, sum(u.count)::bigint AS total "
+        "FROM product_usage u JOIN product_instances p ON p.id = u.product_id "
+        "WHERE p.virtual_account_id = ANY($1::bigint[]) AND p.status = 'registered' "
+        "AND p.authorization_expires_at > $2 GROUP BY p.virtual_account_id, u.tag",
+        va_ids,
+        now,
+    )
+    result: dict[int, dict[str, int]] = {}
+    for row in rows:
+        result.setdefault(row["va"], {})[row["tag"]] = int(row["total"])
+    return result
