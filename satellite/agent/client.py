@@ -72,7 +72,7 @@ def split_token(token: str) -> tuple[str, str]:
 class Agent:
     """One product instance: its state directory and its conversation with the server."""
 
-    def __init__(self, state_dir: Path, clock: Any = _now) -> None:
+    def __init__(self, state_dir: Path, clock: Callable[[], dt.datetime] = _now) -> None:
         self.dir = StateDir(state_dir)
         self._clock = clock
         self._nonce: str | None = None
@@ -301,6 +301,57 @@ class Agent:
         state.authorization = msgspec.to_builtins(authorization)
         self.save(state)
         return state
+
+    async def renew_registration(self) -> AgentState:
+        """A new key and a new ID certificate; the old key signs the request for the new."""
+        state, product_id, signing = self._registered()
+        key = self.dir.new_key()
+        request = wire.RenewRegistrationRequest(
+            csr=make_csr(key, f"{state.identity.pid}:{state.identity.serial_number}")
+        )
+        path = f"{wire.PREFIX}/products/{product_id}/registration"
+        answer, _ = await self._post(
+            state,
+            path,
+            request,
+            self.dir.load_key(),
+            {"kid": product_id},
+            signing,
+            wire.Registration,
+        )
+        try:
+            check_issued_by(
+                load_pem_certificate(answer.certificate),
+                load_pem_certificate(state.ca_certificate or ""),
+                self._clock(),
+            )
+        except CertificateError as exc:
+            raise AgentError(f"the new certificate does not check out: {exc}") from exc
+        self.dir.save_key(key)
+        state.certificate = answer.certificate
+        state.certificate_expires_at = answer.certificate_expires_at
+        state.renew_registration_after = answer.renew_registration_after
+        self.save(state)
+        return state
+
+    # --- evaluation ------------------------------------------------------------------------
+
+    def evaluation_ends(self, state: AgentState | None = None) -> dt.datetime:
+        state = state or self.state
+        return state.first_start + dt.timedelta(days=state.evaluation_days)
+
+    def may_add_users(self) -> bool:
+        """What the product asks before adding users or devices.
+
+        Registered with a valid authorization: yes. Unregistered: only during the evaluation
+        period counted from the first start; after it, no until the product registers.
+        """
+        state = self.state
+        now = self._clock()
+        if state.registration == "registered":
+            expires = (state.authorization or {}).get("expiresAt")
+            return expires is None or dt.datetime.fromisoformat(str(expires)) > now
+        return now < self.evaluation_ends(state)
 
     async def deregister(self) -> AgentState:
         state, _ = await self._signed_request("deregister", wire.NoParameters(), wire.Deregistered)

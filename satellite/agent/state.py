@@ -41,7 +41,8 @@ class AgentState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     identity: Identity
     transport: Transport = msgspec.field(default_factory=Transport)
     share_host_identity: bool = True  # "do not share my hostname or IP address" when False
-    first_start: dt.datetime
+    first_start: dt.datetime  # the evaluation period counts from here
+    evaluation_days: int = 90
     registration: RegistrationState = "unregistered"
     product_instance_id: str | None = None
     virtual_account: str | None = None

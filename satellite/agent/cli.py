@@ -1,0 +1,290 @@
+"""``satellite-agent``: what a licensed product does, from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+import platformdirs
+
+from satellite.agent.client import Agent, AgentError, ServerUnreachable
+from satellite.agent.state import AgentState, Identity, new_uuid
+
+T = TypeVar("T")
+
+
+def _run(action: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(action())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="SATELLITE_AGENT_STATE",
+    default=lambda: platformdirs.user_state_dir("satellite-agent"),
+    show_default="the user's state directory",
+    help="Where the product keeps its registration and key.",
+)
+@click.pass_context
+def cli(ctx: click.Context, state_dir: Path) -> None:
+    """The product side of satellite: register, report usage, renew, deregister."""
+    ctx.obj = Agent(Path(state_dir))
+
+
+pass_agent = click.make_pass_decorator(Agent)
+
+
+@cli.command()
+@click.option("--pid", required=True, help="Product ID of the UDI.")
+@click.option("--serial", "serial_number", required=True, help="Serial number of the UDI.")
+@click.option("--uuid", "uuid_", default=None, help="UUID of the UDI (default: a new one).")
+@click.option("--product-type", default="UCM", show_default=True)
+@click.option("--product-version", default="15.0", show_default=True)
+@click.option("--url", default=None, help="Server URL (default: http://127.0.0.1:8443).")
+@pass_agent
+def init(
+    agent: Agent,
+    pid: str,
+    serial_number: str,
+    uuid_: str | None,
+    product_type: str,
+    product_version: str,
+    url: str | None,
+) -> None:
+    """Create the product's state; its evaluation period starts now."""
+    state = agent.init(
+        Identity(
+            pid=pid,
+            serial_number=serial_number,
+            uuid=uuid_ or new_uuid(),
+            product_type=product_type,
+            product_version=product_version,
+        )
+    )
+    if url:
+        state.transport.url = url
+        agent.save(state)
+    click.echo(
+        f"product {pid}:{serial_number} in evaluation until {agent.evaluation_ends():%Y-%m-%d}"
+    )
+
+
+@cli.command()
+@click.argument("token")
+@pass_agent
+def register(agent: Agent, token: str) -> None:
+    """Register with a token from the server's virtual account."""
+    if agent.state.registration == "registered":
+        raise AgentError("already registered: use 'reregister TOKEN' to move to another account")
+    state = _run(lambda: agent.register(token))
+    click.echo(f"registered as {state.product_instance_id} in {state.virtual_account}")
+
+
+@cli.command()
+@click.argument("token")
+@pass_agent
+def reregister(agent: Agent, token: str) -> None:
+    """Register again, e.g. with a token of another virtual account (the product moves)."""
+    state = _run(lambda: agent.register(token))
+    click.echo(f"registered as {state.product_instance_id} in {state.virtual_account}")
+
+
+@cli.group()
+def renew() -> None:
+    """Renew the authorization or the registration now."""
+
+
+@renew.command("authorization")
+@pass_agent
+def renew_authorization(agent: Agent) -> None:
+    state = _run(agent.renew_authorization)
+    click.echo(
+        f"authorization {(state.authorization or {}).get('state')}, "
+        f"expires {(state.authorization or {}).get('expiresAt')}"
+    )
+
+
+@renew.command("registration")
+@pass_agent
+def renew_registration(agent: Agent) -> None:
+    state = _run(agent.renew_registration)
+    click.echo(f"registration renewed, certificate expires {state.certificate_expires_at}")
+
+
+def _parse_usage(pairs: tuple[str, ...], file: Path | None) -> dict[str, int]:
+    usage: dict[str, int] = {}
+    lines = list(pairs)
+    if file is not None:
+        lines += [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    for pair in lines:
+        tag, sep, count = pair.partition("=")
+        if not sep or not tag or not count.strip().isdigit():
+            raise click.BadParameter(f"{pair!r} is not TAG=COUNT", param_hint="--usage")
+        usage[tag.strip()] = int(count)
+    return usage
+
+
+@cli.group()
+def usage() -> None:
+    """Usage reports."""
+
+
+@usage.command("update")
+@click.option("--usage", "pairs", multiple=True, metavar="TAG=COUNT", help="Repeatable.")
+@click.option(
+    "--file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A file of TAG=COUNT lines.",
+)
+@pass_agent
+def usage_update(agent: Agent, pairs: tuple[str, ...], file: Path | None) -> None:
+    """Report the product's current usage (it replaces the last report)."""
+    report = _parse_usage(pairs, file)
+    state = _run(lambda: agent.report_usage(report))
+    _echo_authorization(state)
+
+
+@cli.command()
+@pass_agent
+def deregister(agent: Agent) -> None:
+    """Leave the server; all usage is released there at once."""
+    try:
+        _run(agent.deregister)
+    except ServerUnreachable as exc:
+        agent.deregister_locally()
+        click.echo(
+            f"warning: {exc}; deregistered locally only: remove this product on the server by hand",
+            err=True,
+        )
+        return
+    click.echo("deregistered")
+
+
+def _echo_authorization(state: AgentState) -> None:
+    authorization = state.authorization or {}
+    click.echo(f"authorization: {authorization.get('state', '-')}")
+    for tag in authorization.get("tags", []):
+        click.echo(f"  {tag['displayName']}: {tag['count']} {tag['state']}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_agent
+def status(agent: Agent, as_json: bool) -> None:
+    """Registration state, authorization per tag, and every expiry date."""
+    state = agent.state
+    evaluation_ends = agent.evaluation_ends(state)
+    now = dt.datetime.now(dt.UTC)
+    if state.registration == "registered":
+        registration = "registered"
+    elif now < evaluation_ends:
+        registration = "evaluation"
+    else:
+        registration = "evaluation expired"
+    summary: dict[str, Any] = {
+        "registration": registration,
+        "productInstanceId": state.product_instance_id,
+        "virtualAccount": state.virtual_account,
+        "exportControlled": state.export_controlled,
+        "evaluationEnds": evaluation_ends,
+        "certificateExpiresAt": state.certificate_expires_at,
+        "renewRegistrationAfter": state.renew_registration_after,
+        "authorization": state.authorization,
+        "mayAddUsers": agent.may_add_users(),
+        "transport": msgspec.to_builtins(state.transport) | {"proxyPassword": None},
+        "shareHostIdentity": state.share_host_identity,
+    }
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(summary)).decode())
+        return
+    click.echo(f"registration: {registration}")
+    for key in ("productInstanceId", "virtualAccount", "certificateExpiresAt", "evaluationEnds"):
+        if summary[key] is not None:
+            click.echo(f"{key}: {summary[key]}")
+    if state.authorization:
+        click.echo(f"authorization expires: {state.authorization.get('expiresAt')}")
+    _echo_authorization(state)
+    click.echo(f"may add users: {'yes' if summary['mayAddUsers'] else 'no'}")
+
+
+@cli.group()
+def transport() -> None:
+    """How the product reaches the server."""
+
+
+@transport.command("url")
+@click.argument("url")
+@pass_agent
+def transport_url(agent: Agent, url: str) -> None:
+    """The satellite (or transport gateway) URL, e.g. https://satellite.example:8443."""
+    if not url.startswith(("http://", "https://")):
+        raise click.BadParameter("the URL starts with http:// or https://", param_hint="URL")
+    state = agent.state
+    state.transport.url = url
+    agent.save(state)
+    click.echo(f"server: {url}")
+
+
+@transport.command("proxy")
+@click.option("--host", required=True)
+@click.option("--port", required=True, type=click.IntRange(1, 65535))
+@click.option("--https", "use_https", is_flag=True, help="The proxy itself speaks TLS.")
+@click.option("--user", default=None)
+@click.option("--password", default=None, envvar="SATELLITE_AGENT_PROXY_PASSWORD")
+@pass_agent
+def transport_proxy(
+    agent: Agent, host: str, port: int, use_https: bool, user: str | None, password: str | None
+) -> None:
+    """Go through an HTTP or HTTPS proxy, optionally with basic authentication."""
+    state = agent.state
+    state.transport.proxy_url = f"{'https' if use_https else 'http'}://{host}:{port}"
+    state.transport.proxy_user = user
+    state.transport.proxy_password = password
+    agent.save(state)
+    click.echo(f"proxy: {state.transport.proxy_url}{' with credentials' if user else ''}")
+
+
+@transport.command("direct")
+@pass_agent
+def transport_direct(agent: Agent) -> None:
+    """No proxy."""
+    state = agent.state
+    state.transport.proxy_url = state.transport.proxy_user = None
+    state.transport.proxy_password = None
+    agent.save(state)
+    click.echo("direct (no proxy)")
+
+
+@cli.command()
+@click.argument("setting", type=click.Choice(["on", "off"]))
+@pass_agent
+def privacy(agent: Agent, setting: str) -> None:
+    """'on': do not share this host's name or IP address with the server."""
+    state = agent.state
+    state.share_host_identity = setting == "off"
+    agent.save(state)
+    click.echo(f"privacy {setting}")
+
+
+def main() -> None:
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except (AgentError, FileNotFoundError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)

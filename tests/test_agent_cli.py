@@ -1,0 +1,168 @@
+"""The ``satellite-agent`` command against the real daemon (the daemon runs in this process,
+the agent in a subprocess, so the event loop must not block while the agent runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from satellite.agent.client import Agent
+from satellite.agent.state import Identity
+from satellite.app import create_app
+from satellite.runtime import Runtime
+from tests.conftest import ENHANCED, Api
+
+TIMEOUT = 60
+ACCOUNT = "/api/v1/accounts/Acme"
+
+
+def agent_exe() -> str:
+    return str(Path(sys.executable).parent / "satellite-agent")
+
+
+class AgentCli:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    async def __call__(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            agent_exe(),
+            "--state-dir",
+            str(self.state_dir),
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
+            env={k: v for k, v in os.environ.items() if not k.startswith("SATELLITE")}
+            | (env or {}),
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def ok(self, *args: str) -> str:
+        code, out, err = await self(*args)
+        assert code == 0, (args, out, err)
+        return out
+
+
+@pytest.fixture
+async def server(runtime: Runtime) -> Any:
+    test_server = TestServer(create_app(runtime), host="127.0.0.1")
+    await test_server.start_server()
+    yield test_server
+    await test_server.close()
+
+
+async def token_for(admin: Api, pool: int = 10) -> str:
+    assert (await admin.post("/api/v1/accounts", {"name": "Acme"}))[0] == 201
+    assert (await admin.post(ACCOUNT + "/virtual-accounts", {"name": "Voice"}))[0] == 201
+    status, body = await admin.post(
+        ACCOUNT + "/virtual-accounts/Voice/license-pool",
+        {"entitlementTag": ENHANCED, "quantity": pool},
+    )
+    assert status == 201, body
+    status, body = await admin.post(ACCOUNT + "/virtual-accounts/Voice/tokens", {})
+    assert status == 201, body
+    token: str = body["tokenInfo"]["token"]
+    return token
+
+
+async def test_every_command_end_to_end(
+    admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    token = await token_for(admin)
+    agent = AgentCli(tmp_path / "product")
+    url = str(server.make_url("")).rstrip("/")
+    out = await agent.ok("init", "--pid", "UCM", "--serial", "FCH2201A0B1", "--url", url)
+    assert "in evaluation until" in out
+    status = json.loads(await agent.ok("status", "--json"))
+    assert status["registration"] == "evaluation"
+    assert status["mayAddUsers"] is True
+
+    await agent.ok("privacy", "on")
+    out = await agent.ok("register", token)
+    assert "registered as" in out
+    row = await db.fetchrow("SELECT hostname, ip_address FROM product_instances")
+    assert row is not None
+    assert (row["hostname"], row["ip_address"]) == (None, None)  # privacy: neither sent
+
+    usage_file = tmp_path / "usage.txt"
+    usage_file.write_text(f"{ENHANCED}=4\n")
+    out = await agent.ok("usage", "update", "--file", str(usage_file))
+    assert "AUTHORIZED" in out
+    out = await agent.ok("usage", "update", "--usage", f"{ENHANCED}=12")
+    assert "OUT_OF_COMPLIANCE" in out
+    await agent.ok("renew", "authorization")
+    old_key = (tmp_path / "product" / "key.pem").read_bytes()
+    out = await agent.ok("renew", "registration")
+    assert "certificate expires" in out
+    assert (tmp_path / "product" / "key.pem").read_bytes() != old_key
+    # The new key signs from now on.
+    await agent.ok("usage", "update", "--usage", f"{ENHANCED}=3")
+
+    status = json.loads(await agent.ok("status", "--json"))
+    assert status["registration"] == "registered"
+    assert status["virtualAccount"] == "Voice"
+    assert status["authorization"]["state"] == "AUTHORIZED"
+    assert status["certificateExpiresAt"]
+    assert status["mayAddUsers"] is True
+
+    out = await agent.ok("deregister")
+    assert "deregistered" in out
+    status, body = await admin.post(ACCOUNT + "/licenses", {})
+    assert body["licenses"][0]["inUse"] == 0
+
+
+async def test_errors_are_one_line(admin: Api, server: TestServer, tmp_path: Path) -> None:
+    agent = AgentCli(tmp_path / "product")
+    code, _, err = await agent("status")
+    assert code != 0
+    assert err.count("\n") == 1
+    assert err.startswith("error:")
+    await agent.ok("init", "--pid", "UCM", "--serial", "FCH1", "--url", "http://127.0.0.1:9")
+    code, _, err = await agent("register", "x" * 43 + "." + "y" * 43)
+    assert code != 0
+    assert err.startswith("error: cannot reach")
+    assert err.count("\n") == 1
+    code, _, err = await agent("usage", "update", "--usage", "nonsense")
+    assert code != 0
+    assert "TAG=COUNT" in err
+
+
+async def test_deregister_without_the_server_warns_and_forgets_locally(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    token = await token_for(admin)
+    agent = AgentCli(tmp_path / "product")
+    url = str(server.make_url("")).rstrip("/")
+    await agent.ok("init", "--pid", "UCM", "--serial", "FCH9", "--url", url)
+    await agent.ok("register", token)
+    await agent.ok("transport", "url", "http://127.0.0.1:9")
+    code, _, err = await agent("deregister")
+    assert code == 0, err
+    assert "remove this product on the server by hand" in err
+    status = json.loads(await agent.ok("status", "--json"))
+    assert status["registration"] != "registered"
+
+
+def test_evaluation_expires_after_90_days(tmp_path: Path) -> None:
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    now = [start]
+    agent = Agent(tmp_path / "product", clock=lambda: now[0])
+    agent.init(
+        Identity(pid="UCM", serial_number="E1", uuid="u", product_type="UCM", product_version="15")
+    )
+    now[0] = start + dt.timedelta(days=89, hours=23)
+    assert agent.may_add_users() is True
+    now[0] = start + dt.timedelta(days=90)
+    assert agent.may_add_users() is False
