@@ -93,24 +93,37 @@ class Agent:
 
     # --- transport -------------------------------------------------------------------------
 
-    def _session(self, state: AgentState) -> aiohttp.ClientSession:
+    def _session(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=30, connect=10),
             trust_env=False,  # the proxy is what the transport settings say, nothing else
         )
 
-    def _proxy(self, state: AgentState) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    def _proxy(self, state: AgentState) -> dict[str, Any]:
+        """aiohttp arguments for the configured proxy, if any.
+
+        Basic credentials go where the proxy reads them: in the CONNECT request for an
+        https:// server (never inside the tunnel, where the server would see them), in the
+        request itself for an http:// server.
+        """
         transport = state.transport
-        auth = None
+        if not transport.proxy_url:
+            return {}
+        arguments: dict[str, Any] = {"proxy": transport.proxy_url}
         if transport.proxy_user is not None:
-            auth = aiohttp.BasicAuth(transport.proxy_user, transport.proxy_password or "")
-        return transport.proxy_url, auth
+            credentials = {
+                "Proxy-Authorization": aiohttp.encode_basic_auth(
+                    transport.proxy_user, transport.proxy_password or ""
+                )
+            }
+            tunnel = transport.url.startswith("https://")
+            arguments["proxy_headers" if tunnel else "headers"] = credentials
+        return arguments
 
     async def _fetch_nonce(self, session: aiohttp.ClientSession, state: AgentState) -> str:
-        proxy, proxy_auth = self._proxy(state)
         url = state.transport.url.rstrip("/") + wire.PREFIX + "/nonce"
         try:
-            async with session.get(url, proxy=proxy, proxy_auth=proxy_auth) as response:
+            async with session.get(url, **self._proxy(state)) as response:
                 if response.status == 407:
                     raise AgentError("the proxy refused the credentials (407)")
                 nonce = response.headers.get(wire.NONCE_HEADER)
@@ -136,9 +149,10 @@ class Agent:
 
         ``payload`` may be a function of the nonce, for messages that must bind it.
         """
-        proxy, proxy_auth = self._proxy(state)
+        proxy = self._proxy(state)
+        headers = {"Content-Type": "application/jose+json", **proxy.pop("headers", {})}
         url = state.transport.url.rstrip("/") + path
-        async with self._session(state) as session:
+        async with self._session() as session:
             for attempt in (1, 2):
                 nonce = self._nonce or await self._fetch_nonce(session, state)
                 self._nonce = None
@@ -148,9 +162,8 @@ class Agent:
                     async with session.post(
                         url,
                         data=msgspec.json.encode(message),
-                        headers={"Content-Type": "application/jose+json"},
-                        proxy=proxy,
-                        proxy_auth=proxy_auth,
+                        headers=headers,
+                        **proxy,
                     ) as response:
                         self._nonce = response.headers.get(wire.NONCE_HEADER)
                         raw = await response.content.read(MAX_ANSWER_BYTES + 1)

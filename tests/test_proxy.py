@@ -1,0 +1,91 @@
+"""The agent through a real HTTP proxy (proxy.py), with and without basic authentication."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import proxy
+import pytest
+from aiohttp.test_utils import TestServer
+
+from satellite.agent.client import Agent, AgentError
+from satellite.app import create_app
+from satellite.runtime import Runtime
+from tests.conftest import ENHANCED, Api
+from tests.test_device import new_agent, new_token, setup_voice
+
+
+@pytest.fixture
+async def server(runtime: Runtime) -> Any:
+    test_server = TestServer(create_app(runtime), host="127.0.0.1")
+    await test_server.start_server()
+    yield test_server
+    await test_server.close()
+
+
+def _proxy(basic_auth: str | None) -> Iterator[int]:
+    options: dict[str, Any] = {
+        "hostname": ipaddress.ip_address("127.0.0.1"),
+        "port": 0,
+        "num_workers": 1,
+        "num_acceptors": 1,
+    }
+    if basic_auth:
+        options["basic_auth"] = basic_auth
+    with proxy.Proxy(**options) as running:
+        yield int(running.flags.port)
+
+
+@pytest.fixture
+def open_proxy() -> Iterator[int]:
+    yield from _proxy(None)
+
+
+@pytest.fixture
+def auth_proxy() -> Iterator[int]:
+    yield from _proxy("product:s3cret")
+
+
+def through(agent: Agent, port: int, user: str | None = None, password: str | None = None) -> None:
+    state = agent.state
+    state.transport.proxy_url = f"http://127.0.0.1:{port}"
+    state.transport.proxy_user = user
+    state.transport.proxy_password = password
+    agent.save(state)
+
+
+async def test_through_a_proxy_without_credentials(
+    admin: Api, server: TestServer, tmp_path: Path, open_proxy: int
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    agent = new_agent(tmp_path, server)
+    through(agent, open_proxy)
+    state = await agent.register(await new_token(admin))
+    assert state.registration == "registered"
+    state = await agent.report_usage({ENHANCED: 2})
+    assert state.authorization is not None
+    assert state.authorization["state"] == "AUTHORIZED"
+
+
+async def test_through_a_proxy_with_basic_auth(
+    admin: Api, server: TestServer, tmp_path: Path, auth_proxy: int
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    token = await new_token(admin)
+    agent = new_agent(tmp_path, server)
+
+    through(agent, auth_proxy, "product", "wrong")
+    with pytest.raises(AgentError, match="proxy refused the credentials"):
+        await agent.register(token)
+    through(agent, auth_proxy)
+    with pytest.raises(AgentError, match="proxy refused the credentials"):
+        await agent.register(token)
+    assert agent.state.registration == "unregistered"
+
+    through(agent, auth_proxy, "product", "s3cret")
+    state = await agent.register(token)
+    assert state.registration == "registered"
+    await agent.report_usage({ENHANCED: 1})
