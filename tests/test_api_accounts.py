@@ -228,7 +228,14 @@ async def test_update_refusals(admin: Api, db: asyncpg.Connection) -> None:
 
 
 def _api_routes() -> list[tuple[str, str]]:
-    fill = {"{account}": "Acme", "{va}": "DEFAULT", "{line}": "1", "{client}": "c", "{user}": "u"}
+    fill = {
+        "{account}": "Acme",
+        "{va}": "DEFAULT",
+        "{line}": "1",
+        "{product}": "p",
+        "{client}": "c",
+        "{user}": "u",
+    }
     routes = []
     for route in ROUTES:
         if not route.api:

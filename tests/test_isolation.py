@@ -7,13 +7,16 @@ Every account-scoped route is driven from ``TABLE``. A route added under
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestServer
 
 from satellite.http.routes import ACCOUNT, API_PREFIXES, ROUTES, VA
 from tests.conftest import ENHANCED, Api, Credentials, login
+from tests.test_device import new_agent
 
 PROBLEM = "application/problem+json"
 ALPHA, BRAVO, GHOST = "acct-alpha", "acct-bravo", "acct-ghost"
@@ -39,6 +42,8 @@ class Call:
 
 
 POOL_LINE = {"entitlementTag": ENHANCED, "quantity": 5}
+MOVING = {"udiPid": "UCM", "udiSerialNumber": "{moving}"}
+DOOMED = {"udiPid": "UCM", "udiSerialNumber": "{doomed}"}
 
 TABLE: tuple[Call, ...] = (
     Call("POST", ACCOUNT + "/update", {"description": "changed"}, True, writer="system-admin"),
@@ -71,6 +76,24 @@ TABLE: tuple[Call, ...] = (
     ),
     Call("POST", VA + "/license-pool/{line}/delete", {}, True, fill={"line": "spare_line"}),
     Call("POST", ACCOUNT + "/alerts", {"limit": 10}, False),
+    Call("GET", VA + "/devices", None, False),
+    Call("GET", VA + "/devices/{product}", None, False),
+    Call(
+        "POST",
+        VA + "/devices/transfer",
+        {
+            "productInstances": [
+                {"sudi": MOVING, "productTagName": "UCM", "targetVirtualAccount": "DEFAULT"}
+            ]
+        },
+        True,
+    ),
+    Call(
+        "POST",
+        VA + "/devices/remove",
+        {"productInstacesRemoveRequests": [{"sudi": DOOMED, "productTagName": "UCM"}]},
+        True,
+    ),
 )
 
 
@@ -88,6 +111,9 @@ class Tenant:
     line: int
     spare_line: int
     token: str
+    product: str  # id of a registered product of the tenant's Main
+    moving: str  # serial numbers of two more: one to transfer, one to remove
+    doomed: str
     va: str = "Main"
     spare_va: str = "Spare"
 
@@ -99,6 +125,9 @@ class Tenant:
             "line": str(self.line),
             "spare_line": str(self.spare_line),
             "token": self.token,
+            "product": self.product,
+            "moving": self.moving,
+            "doomed": self.doomed,
         }
 
 
@@ -152,7 +181,7 @@ async def _ok(api: Api, path: str, body: Any = None, status: int = 201) -> Any:
     return answer
 
 
-async def make_tenant(admin: Api, account: str) -> Tenant:
+async def make_tenant(admin: Api, account: str, server: TestServer, tmp_path: Path) -> Tenant:
     base = f"/api/v1/accounts/{account}"
     await _ok(admin, "/api/v1/accounts", {"name": account, "exportControlledAllowed": True})
     await _ok(admin, f"{base}/virtual-accounts", {"name": "Main"})
@@ -165,6 +194,15 @@ async def make_tenant(admin: Api, account: str) -> Tenant:
         created = await _ok(admin, "/api/v1/clients", {"role": role, "accounts": [account]})
         creds = Credentials(created["clientId"], created["clientSecret"])
         clients[role] = (creds.client_id, await login(admin, creds))
+    # Three products registered by the real agent (UDIs are unique across accounts).
+    serials = [f"{account.upper()}-{n}" for n in range(3)]
+    products = []
+    for serial in serials:
+        agent = new_agent(tmp_path, server, serial)
+        state = await agent.register(token["tokenInfo"]["token"])
+        await agent.report_usage({ENHANCED: 1})
+        assert state.product_instance_id is not None
+        products.append(state.product_instance_id)
     return Tenant(
         account=account,
         admin=clients["account-admin"][1],
@@ -174,6 +212,9 @@ async def make_tenant(admin: Api, account: str) -> Tenant:
         line=line["license"]["id"],
         spare_line=spare["license"]["id"],
         token=token["tokenInfo"]["token"],
+        product=products[0],
+        moving=serials[1],
+        doomed=serials[2],
     )
 
 
@@ -185,8 +226,14 @@ class World:
 
 
 @pytest.fixture
-async def world(admin: Api) -> World:
-    return World(admin, await make_tenant(admin, ALPHA), await make_tenant(admin, BRAVO))
+async def world(admin: Api, tmp_path: Path) -> World:
+    server = admin.client.server
+    assert isinstance(server, TestServer)
+    return World(
+        admin,
+        await make_tenant(admin, ALPHA, server, tmp_path),
+        await make_tenant(admin, BRAVO, server, tmp_path),
+    )
 
 
 _SNAPSHOT = {
@@ -200,6 +247,8 @@ _SNAPSHOT = {
         "principal_accounts",
         "alerts",
         "events",
+        "product_instances",
+        "product_usage",
     )
 }
 
@@ -218,6 +267,8 @@ async def account_view(admin: Api, account: str) -> dict[str, Any]:
         "pool": (await admin.get(f"{base}/virtual-accounts/Main/license-pool"))[1],
         "licenses": (await admin.post(f"{base}/licenses", {}))[1],
         "alerts": (await admin.post(f"{base}/alerts", {}))[1],
+        "devices": (await admin.get(f"{base}/virtual-accounts/Main/devices?status=all"))[1],
+        "moved": (await admin.get(f"{base}/virtual-accounts/DEFAULT/devices?status=all"))[1],
     }
     view["accounts"] = [a for a in view["accounts"] if a["name"] == account]
     return view
@@ -283,19 +334,45 @@ async def test_foreign_account_is_not_found(world: World, db: asyncpg.Connection
 async def test_objects_of_b_through_own_account_are_not_found(
     world: World, db: asyncpg.Connection
 ) -> None:
-    """B's pool lines and tokens are not reachable under A's account either."""
+    """B's pool lines, tokens and products are not reachable under A's account either."""
     a, b = world.a, world.b
     base = f"/api/v1/accounts/{ALPHA}/virtual-accounts/Main"
     before = await snapshot(db)
+    b_product = {"udiPid": "UCM", "udiSerialNumber": b.moving}
+    a_product = {"udiPid": "UCM", "udiSerialNumber": a.moving}
     for path, body in (
         (f"{base}/license-pool/{b.line}/update", {"entitlementTag": ENHANCED, "quantity": 1}),
         (f"{base}/license-pool/{b.line}/delete", {}),
         (f"{base}/tokens/revoke", {"tokens": [b.token]}),
         (f"{base}/tokens/revoke", {"tokens": [a.token, b.token]}),
+        (
+            f"{base}/devices/transfer",
+            {"productInstances": [{"sudi": b_product, "targetVirtualAccount": "DEFAULT"}]},
+        ),
+        (
+            f"{base}/devices/transfer",
+            {
+                "productInstances": [
+                    {"sudi": a_product, "targetVirtualAccount": "DEFAULT"},
+                    {"sudi": b_product, "targetVirtualAccount": "DEFAULT"},
+                ]
+            },
+        ),
+        (f"{base}/devices/remove", {"productInstacesRemoveRequests": [{"sudi": b_product}]}),
     ):
         status, problem = await a.admin.post(path, body)
         assert status == 404, (path, problem)
         assert problem["status"] == 404
+    status, problem = await a.admin.get(f"{base}/devices/{b.product}")
+    assert status == 404, problem
+    assert problem["field"] == "productInstanceId"
+    # A's own products only, even with every status.
+    status, listing = await a.viewer.get(f"{base}/devices?status=all")
+    assert status == 200, listing
+    assert listing["totalRecords"] == 3
+    assert {d["sudi"]["udiSerialNumber"] for d in listing["devices"]} == {
+        f"{ALPHA.upper()}-{n}" for n in range(3)
+    }
     assert await snapshot(db) == before
     # A's own token was not revoked by the refused mixed list either.
     status, tokens = await a.viewer.get(f"{base}/tokens")
@@ -346,6 +423,11 @@ async def test_account_admin_writes_in_own_account(world: World) -> None:
     assert a.spare_line not in quantities
     assert quantities.pop(a.line) == 7
     assert list(quantities.values()) == [5]
+    _, main = await a.viewer.get(f"{base}/virtual-accounts/Main/devices?status=all")
+    states = {d["sudi"]["udiSerialNumber"]: d["status"] for d in main["devices"]}
+    assert states == {f"{ALPHA.upper()}-0": "Registered", a.doomed: "Removed"}
+    _, moved = await a.viewer.get(f"{base}/virtual-accounts/DEFAULT/devices")
+    assert [d["sudi"]["udiSerialNumber"] for d in moved["devices"]] == [a.moving]
     # ...and nothing changed in B.
     assert await account_view(world.admin, BRAVO) == b_before
 

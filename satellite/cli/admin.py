@@ -11,7 +11,7 @@ from typing import Any, Literal, get_args
 import click
 
 from satellite.cli import CliContext, cli, json_option, pass_cli
-from satellite.cli.output import emit, emit_one
+from satellite.cli.output import emit, emit_one, table
 from satellite.domain.access import ROLES, Role
 from satellite.domain.catalog import Catalog, CatalogEntry
 from satellite.domain.compliance import LicenseType, LineValues, PoolLine, Position, line_status
@@ -20,6 +20,9 @@ from satellite.http.views import (
     account_out,
     alert_out,
     catalog_entry_out,
+    device_change,
+    device_detail,
+    device_out,
     event_out,
     license_out,
     pool_line_out,
@@ -28,6 +31,14 @@ from satellite.http.views import (
     virtual_account_out,
 )
 from satellite.services.events import EventFilter
+from satellite.services.products import (
+    ById,
+    ProductDetail,
+    ProductFilter,
+    ProductRef,
+    ProductView,
+    Transfer,
+)
 from satellite.services.registry import Services
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
@@ -453,6 +464,189 @@ def token_revoke(obj: CliContext, account: str, va_name: str, tokens: tuple[str,
     """Revoke TOKENS of virtual account VA."""
     views = obj.run(lambda s: s.tokens.revoke(obj.operator, account, va_name, list(tokens)))
     click.echo(f"{len(views)} token(s) revoked")
+
+
+# --- product instances ---------------------------------------------------------------------
+
+
+@cli.group()
+def device() -> None:
+    """Product instances (devices) registered to virtual accounts."""
+
+
+def _device_rows(devices: list[wire.DeviceOut]) -> list[list[object]]:
+    return [
+        [
+            d.product_instance_id,
+            d.display_name,
+            d.product_name,
+            d.sudi.udi_pid,
+            d.sudi.udi_serial_number,
+            d.status,
+            d.authorization_status,
+            d.last_contact_date,
+        ]
+        for d in devices
+    ]
+
+
+_DEVICE_HEADERS = ["ID", "NAME", "PRODUCT", "PID", "SERIAL", "STATUS", "AUTHORIZATION", "CONTACT"]
+
+
+def _change(verb: str, views: list[ProductView], s: Services) -> wire.DeviceChange:
+    return device_change(verb, views, s.catalog, s.products.now())
+
+
+def _emit_change(as_json: bool, document: wire.DeviceChange) -> None:
+    if as_json:
+        emit(True, document, [], [])
+    else:
+        click.echo(document.message)
+        click.echo(table(_DEVICE_HEADERS, _device_rows(document.devices)))
+
+
+@device.command("list")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.option(
+    "--status",
+    default="registered",
+    show_default=True,
+    help="A product status (registered, deregistered, removed, ...) or all.",
+)
+@click.option("--pid", default=None, help="Only this UDI product id.")
+@click.option("--serial", default=None, help="Only this UDI serial number.")
+@click.option("--hostname", default=None, help="Only host names containing this.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@json_option
+@pass_cli
+def device_list(
+    obj: CliContext,
+    account: str,
+    va_name: str,
+    status: str,
+    pid: str | None,
+    serial: str | None,
+    hostname: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """Product instances of virtual account VA."""
+    query = ProductFilter(
+        status=status,
+        udi_pid=pid,
+        udi_serial=serial,
+        hostname=hostname,
+        limit=limit,
+        offset=offset,
+    )
+
+    async def action(s: Services) -> wire.DeviceList:
+        total, views = await s.products.list_products(obj.operator, account, va_name, query)
+        now = s.products.now()
+        return wire.DeviceList(
+            total_records=total, devices=[device_out(v, s.catalog, now) for v in views]
+        )
+
+    listing = obj.run(action)
+    emit(as_json, listing, _DEVICE_HEADERS, _device_rows(listing.devices))
+
+
+@device.command("show")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.argument("product_id", metavar="ID")
+@json_option
+@pass_cli
+def device_show(
+    obj: CliContext, account: str, va_name: str, product_id: str, as_json: bool
+) -> None:
+    """Product instance ID of virtual account VA, with its recent usage reports."""
+
+    async def action(s: Services) -> wire.DeviceDetail:
+        detail: ProductDetail = await s.products.product(obj.operator, account, va_name, product_id)
+        return device_detail(detail, s.catalog, s.products.now())
+
+    d = obj.run(action)
+    emit_one(
+        as_json,
+        d,
+        [
+            ("id", d.product_instance_id),
+            ("name", d.display_name),
+            ("product", d.product_name),
+            ("udi", f"PID:{d.sudi.udi_pid} SN:{d.sudi.udi_serial_number} UUID:{d.sudi.uuid}"),
+            ("host name", d.host_name),
+            ("ip address", d.ip_address),
+            ("virtual account", d.virtual_account),
+            ("status", d.status),
+            ("registered", d.registration_date),
+            ("last contact", d.last_contact_date),
+            ("ended", d.ended_at),
+            ("certificate expires", d.certificate_expires_at),
+            ("authorization", d.authorization_status),
+            ("authorization expires", d.authorization_expires_at),
+            ("export-controlled", d.export_controlled),
+            *((f"usage: {u.license}", u.quantity) for u in d.license_usage),
+        ],
+    )
+    if not as_json and d.usage_history:
+        click.echo()
+        click.echo(
+            table(
+                ["REPORTED", "USAGE"],
+                [
+                    [r.reported_at, [f"{u.license}={u.quantity}" for u in r.license_usage]]
+                    for r in d.usage_history
+                ],
+            )
+        )
+
+
+@device.command("transfer")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.argument("product_ids", metavar="ID...", nargs=-1, required=True)
+@click.option("--to", "target", required=True, help="The virtual account to move them to.")
+@json_option
+@pass_cli
+def device_transfer(
+    obj: CliContext,
+    account: str,
+    va_name: str,
+    product_ids: tuple[str, ...],
+    target: str,
+    as_json: bool,
+) -> None:
+    """Move product instances of VA, with their usage, to another virtual account."""
+    moves = [Transfer(ById(product_id), target) for product_id in product_ids]
+
+    async def action(s: Services) -> wire.DeviceChange:
+        views = await s.products.transfer(obj.operator, account, va_name, moves)
+        return _change("transferred", views, s)
+
+    _emit_change(as_json, obj.run(action))
+
+
+@device.command("remove")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.argument("product_ids", metavar="ID...", nargs=-1, required=True)
+@json_option
+@pass_cli
+def device_remove(
+    obj: CliContext, account: str, va_name: str, product_ids: tuple[str, ...], as_json: bool
+) -> None:
+    """Remove product instances of VA: their usage is released at once."""
+    refs: list[ProductRef] = [ById(product_id) for product_id in product_ids]
+
+    async def action(s: Services) -> wire.DeviceChange:
+        views = await s.products.remove(obj.operator, account, va_name, refs)
+        return _change("removed", views, s)
+
+    _emit_change(as_json, obj.run(action))
 
 
 # --- clients and users ---------------------------------------------------------------------

@@ -105,6 +105,7 @@ class Alert:
 
 
 ProductStatus = Literal["registered", "deregistered", "removed"]
+AuthorizationStatus = Literal["Authorized", "Expired"]
 
 
 @dataclass(frozen=True)
@@ -128,3 +129,18 @@ class ProductInstance:
     certificate_expires_at: dt.datetime
     authorization_expires_at: dt.datetime
     ended_at: dt.datetime | None
+
+    def authorization_status(self, now: dt.datetime) -> AuthorizationStatus:
+        """Authorized while the last authorization holds; ending the product ends it too."""
+        if self.status == "registered" and now < self.authorization_expires_at:
+            return "Authorized"
+        return "Expired"
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One usage report of a product, as it was received."""
+
+    id: int
+    reported_at: dt.datetime
+    usage: dict[str, int]

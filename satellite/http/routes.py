@@ -16,6 +16,7 @@ from satellite.http.handlers import (
     licenses,
     oauth,
     principals,
+    products,
     tokens,
 )
 from satellite.protocol.device import PREFIX as DEVICE
@@ -164,6 +165,43 @@ ROUTES: tuple[Route, ...] = (
         "tokens",
         wire.TokenRevoke,
         wire.TokenList,
+    ),
+    # product instances
+    Route(
+        "GET",
+        VA + "/devices",
+        products.list_devices,
+        "Product instances (query parameters filter and page)",
+        "devices",
+        None,
+        wire.DeviceList,
+    ),
+    Route(
+        "GET",
+        VA + "/devices/{product}",
+        products.show_device,
+        "A product instance with its usage history",
+        "devices",
+        None,
+        wire.DeviceDetail,
+    ),
+    Route(
+        "POST",
+        VA + "/devices/transfer",
+        products.transfer_devices,
+        "Move product instances to other virtual accounts",
+        "devices",
+        wire.DeviceTransfer,
+        wire.DeviceChange,
+    ),
+    Route(
+        "POST",
+        VA + "/devices/remove",
+        products.remove_devices,
+        "Remove product instances (their usage is released)",
+        "devices",
+        wire.DeviceRemove,
+        wire.DeviceChange,
     ),
     # licenses
     Route(

@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from satellite.domain.catalog import Catalog, CatalogEntry
 from satellite.domain.compliance import PoolLine, Position, line_status
-from satellite.domain.models import Account, Alert, Event, PrincipalRecord, VirtualAccount
+from satellite.domain.models import (
+    Account,
+    Alert,
+    Event,
+    PrincipalRecord,
+    ProductStatus,
+    VirtualAccount,
+)
 from satellite.http.wire import (
     AccountOut,
     AlertOut,
     CatalogEntryOut,
+    DeviceChange,
+    DeviceDetail,
+    DeviceOut,
     EventOut,
     LicenseDetail,
     LicenseOut,
     LicenseSubstitution,
+    LicenseUsage,
     PoolLineOut,
     PrincipalOut,
+    Sudi,
     TokenInfo,
+    UsageReportOut,
     VirtualAccountOut,
 )
+from satellite.services.products import ProductDetail, ProductView
 from satellite.services.tokens import TokenView
 
 
@@ -155,4 +170,65 @@ def catalog_entry_out(entry: CatalogEntry) -> CatalogEntryOut:
         family=entry.family,
         tier=entry.tier,
         export_restricted=entry.export_restricted,
+    )
+
+
+def device_status(status: ProductStatus) -> str:
+    """The status as the API shows it: Registered, Deregistered, Removed, ..."""
+    return status.replace("_", " ").title()
+
+
+def license_usage(usage: dict[str, int], catalog: Catalog) -> list[LicenseUsage]:
+    return [
+        LicenseUsage(license=catalog.display_name(tag), entitlement_tag=tag, quantity=count)
+        for tag, count in sorted(usage.items())
+    ]
+
+
+def _device_fields(view: ProductView, catalog: Catalog, now: dt.datetime) -> dict[str, Any]:
+    p = view.product
+    return {
+        "product_tag_name": p.product_type,
+        "product_name": f"{p.product_type} {p.product_version}",
+        "display_name": p.hostname or f"PID:{p.udi_pid} SN:{p.udi_serial}",
+        "host_name": p.hostname,
+        "sudi": Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
+        "registration_date": p.registered_at,
+        "last_contact_date": p.last_contact_at,
+        "status": device_status(p.status),
+        "license_usage": license_usage(view.usage, catalog),
+        "virtual_account": p.virtual_account,
+        "product_instance_id": p.id,
+        "ip_address": p.ip_address,
+        "export_controlled": p.export_controlled,
+        "certificate_expires_at": p.certificate_expires_at,
+        "authorization_expires_at": p.authorization_expires_at,
+        "authorization_status": p.authorization_status(now),
+        "ended_at": p.ended_at,
+    }
+
+
+def device_out(view: ProductView, catalog: Catalog, now: dt.datetime) -> DeviceOut:
+    return DeviceOut(**_device_fields(view, catalog, now))
+
+
+def device_detail(detail: ProductDetail, catalog: Catalog, now: dt.datetime) -> DeviceDetail:
+    return DeviceDetail(
+        **_device_fields(detail.view, catalog, now),
+        usage_history=[
+            UsageReportOut(
+                reported_at=record.reported_at, license_usage=license_usage(record.usage, catalog)
+            )
+            for record in detail.history
+        ],
+    )
+
+
+def device_change(
+    verb: str, views: list[ProductView], catalog: Catalog, now: dt.datetime
+) -> DeviceChange:
+    """The answer to a transfer or removal: the products as they are now."""
+    return DeviceChange(
+        message=f"{len(views)} product instance(s) {verb}",
+        devices=[device_out(v, catalog, now) for v in views],
     )

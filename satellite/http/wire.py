@@ -330,6 +330,116 @@ class PrincipalOne(Response):
     item: PrincipalOut
 
 
+# --- product instances (devices) -----------------------------------------------------------
+
+UdiText = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+OptionalText = Annotated[str, msgspec.Meta(max_length=256)] | None
+
+
+class DevicesQuery(Request):
+    """Query parameters of the device list."""
+
+    status: Annotated[str, msgspec.Meta(max_length=20)] = "Registered"  # or "all"
+    udi_pid: UdiText | None = None
+    udi_serial_number: UdiText | None = None
+    host_name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    product_tag_name: UdiText | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    offset: Offset = 0
+
+
+class Sudi(Response):
+    udi_pid: str
+    udi_serial_number: str
+    uuid: str
+
+
+class LicenseUsage(Response):
+    license: str
+    entitlement_tag: str
+    quantity: int
+
+
+class DeviceOut(Response):
+    product_tag_name: str
+    product_name: str
+    display_name: str
+    host_name: str | None
+    sudi: Sudi
+    registration_date: dt.datetime
+    last_contact_date: dt.datetime
+    status: str  # "Registered", "Deregistered", "Removed", ...
+    license_usage: list[LicenseUsage]
+    virtual_account: str
+    # extensions
+    product_instance_id: str
+    ip_address: str | None
+    export_controlled: bool
+    certificate_expires_at: dt.datetime
+    authorization_expires_at: dt.datetime
+    authorization_status: Literal["Authorized", "Expired"]
+    ended_at: dt.datetime | None
+
+
+class DeviceList(Response):
+    total_records: int
+    devices: list[DeviceOut]
+
+
+class UsageReportOut(Response):
+    reported_at: dt.datetime
+    license_usage: list[LicenseUsage]
+
+
+class DeviceDetail(DeviceOut):
+    usage_history: list[UsageReportOut]  # the last 50 reports, newest first
+
+
+class SudiIn(Request):
+    """A product's identity as public clients send it; PID and serial number name it."""
+
+    udi_pid: UdiText
+    udi_serial_number: UdiText
+    uuid: UdiText | None = None  # when given, it must match too
+    udi_vid: OptionalText = None
+    suvi: OptionalText = None
+    host_identifier: OptionalText = None
+    mac_address: OptionalText = None
+
+
+class DeviceTransferItem(Request):
+    sudi: SudiIn
+    target_virtual_account: Name
+    product_tag_name: UdiText | None = None  # when given, it must match the product's type
+
+
+class DeviceTransfer(Request):
+    product_instances: Annotated[
+        list[DeviceTransferItem], msgspec.Meta(min_length=1, max_length=1000)
+    ]
+
+
+class DeviceRemoveItem(Request):
+    sudi: SudiIn
+    product_tag_name: UdiText | None = None
+    return_code: Annotated[str, msgspec.Meta(max_length=4096)] | None = None  # SLR; not used
+
+
+DeviceRemoveList = Annotated[list[DeviceRemoveItem], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class DeviceRemove(Request):
+    # Public clients send the first spelling (sic); the second is accepted as well.
+    product_instaces_remove_requests: DeviceRemoveList | None = None
+    product_instances_remove_requests: DeviceRemoveList | None = None
+
+
+class DeviceChange(Response, kw_only=True):
+    status: Literal["SUCCESS"] = "SUCCESS"
+    message: str
+    devices: list[DeviceOut]
+
+
 # --- device API ---------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from satellite.domain.models import Account, VirtualAccount
 from satellite.domain.names import check_description, check_name
 from satellite.errors import Conflict
 from satellite.services import audit, scope
-from satellite.storage import accounts
+from satellite.storage import accounts, devices
 from satellite.storage.db import Database
 
 DEFAULT_VIRTUAL_ACCOUNT = "DEFAULT"
@@ -110,14 +110,22 @@ class AccountService:
                     f"virtual account {name!r} is the account's default and cannot be deleted",
                     field="virtualAccount",
                 )
-            lines, tokens = await accounts.virtual_account_holdings(conn, va.id)
-            if lines or tokens:
+            lines, tokens, products = await accounts.virtual_account_holdings(conn, va.id)
+            if lines or tokens or products:
                 raise Conflict(
-                    f"virtual account {name!r} still holds {lines} license line(s) and "
-                    f"{tokens} active registration token(s); remove, move or revoke them first",
+                    f"virtual account {name!r} still holds {lines} license line(s), "
+                    f"{tokens} active registration token(s) and {products} registered "
+                    "product(s); remove, move or revoke them first",
                     field="virtualAccount",
                 )
+            # Deregistered and removed products go with it; the audit log keeps their story.
+            forgotten = await devices.forget_ended_products(conn, va.id)
             await accounts.delete_virtual_account(conn, va.id)
             await audit.record(
-                conn, principal, "virtual_account.deleted", f"{account}/{name}", account_id=acc.id
+                conn,
+                principal,
+                "virtual_account.deleted",
+                f"{account}/{name}",
+                account_id=acc.id,
+                **({"ended_products_deleted": forgotten} if forgotten else {}),
             )

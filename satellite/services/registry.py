@@ -15,6 +15,7 @@ from satellite.services.devices import DeviceService
 from satellite.services.events import EventService
 from satellite.services.licenses import LicenseService
 from satellite.services.principals import PrincipalService
+from satellite.services.products import ProductService
 from satellite.services.tokens import TokenService
 from satellite.storage.db import Database
 
@@ -26,6 +27,7 @@ class Services:
     accounts: AccountService
     licenses: LicenseService
     devices: DeviceService
+    products: ProductService
     tokens: TokenService
     auth: AuthService
     principals: PrincipalService
@@ -44,6 +46,7 @@ def build_services(
         accounts=AccountService(db),
         licenses=licenses,
         devices=DeviceService(db, keys, catalog, licenses, settings.timers),
+        products=ProductService(db),
         tokens=TokenService(db, keys, settings.timers),
         auth=AuthService(db, passwords, settings.api.access_token_ttl_seconds),
         principals=PrincipalService(db, passwords),

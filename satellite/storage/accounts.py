@@ -114,19 +114,19 @@ async def list_virtual_accounts(conn: asyncpg.Connection, account_id: int) -> li
     return [_va(r) for r in rows]
 
 
-async def virtual_account_holdings(conn: asyncpg.Connection, va_id: int) -> tuple[int, int]:
-    """License lines and active (unrevoked, unexpired) tokens the virtual account holds.
-
-    Product instances join this count when they exist.
-    """
+async def virtual_account_holdings(conn: asyncpg.Connection, va_id: int) -> tuple[int, int, int]:
+    """License lines, active (unrevoked, unexpired) tokens and registered products the
+    virtual account holds."""
     row = await conn.fetchrow(
         "SELECT (SELECT count(*) FROM license_lines WHERE virtual_account_id = $1) AS lines, "
         "(SELECT count(*) FROM registration_tokens WHERE virtual_account_id = $1 "
-        " AND revoked_at IS NULL AND expires_at > now()) AS tokens",
+        " AND revoked_at IS NULL AND expires_at > now()) AS tokens, "
+        "(SELECT count(*) FROM product_instances WHERE virtual_account_id = $1 "
+        " AND status = 'registered') AS products",
         va_id,
     )
     assert row is not None
-    return int(row["lines"]), int(row["tokens"])
+    return int(row["lines"]), int(row["tokens"]), int(row["products"])
 
 
 async def export_controlled_holdings(conn: asyncpg.Connection, account_id: int) -> tuple[int, int]:

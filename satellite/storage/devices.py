@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from satellite.domain.models import ProductInstance
+from satellite.domain.models import ProductInstance, ProductStatus, UsageRecord
 
 _COLUMNS = (
     "p.id::text AS id, p.virtual_account_id, va.name AS virtual_account, va.account_id, "
@@ -213,3 +213,118 @@ async def in_use_by_virtual_account(
     for row in rows:
         result.setdefault(row["va"], {})[row["tag"]] = int(row["total"])
     return result
+
+
+# --- administration ------------------------------------------------------------------------
+
+
+def _uuids(product_ids: list[str]) -> list[uuid.UUID]:
+    """The ids that are UUIDs at all (no other can name a product)."""
+    keys = []
+    for product_id in product_ids:
+        try:
+            keys.append(uuid.UUID(product_id))
+        except ValueError:
+            continue
+    return keys
+
+
+async def list_products(
+    conn: asyncpg.Connection,
+    va_id: int,
+    *,
+    status: ProductStatus | None,
+    udi_pid: str | None,
+    udi_serial: str | None,
+    hostname: str | None,
+    product_type: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[ProductInstance]]:
+    """Products of a virtual account in order of registration: the total and one page.
+
+    ``status`` None means every status; ``hostname`` matches a part, ignoring case.
+    """
+    where = (
+        "p.virtual_account_id = $1 AND ($2::text IS NULL OR p.status = $2) "
+        "AND ($3::text IS NULL OR p.udi_pid = $3) AND ($4::text IS NULL OR p.udi_serial = $4) "
+        "AND ($5::text IS NULL OR strpos(lower(p.hostname), lower($5)) > 0) "
+        "AND ($6::text IS NULL OR p.product_type = $6)"
+    )
+    args = (va_id, status, udi_pid, udi_serial, hostname, product_type)
+    total = await conn.fetchval(f"SELECT count(*) FROM product_instances p WHERE {where}", *args)
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} {_FROM} WHERE {where} ORDER BY p.registered_at, p.id "
+        f"LIMIT $7 OFFSET $8",
+        *args,
+        limit,
+        offset,
+    )
+    return int(total), [_product(r) for r in rows]
+
+
+async def usage_of_products(
+    conn: asyncpg.Connection, product_ids: list[str]
+) -> dict[str, dict[str, int]]:
+    """Current usage per product (products without usage are absent)."""
+    rows = await conn.fetch(
+        "SELECT product_id::text AS product, tag, count FROM product_usage "
+        "WHERE product_id = ANY($1::uuid[]) ORDER BY product_id, tag",
+        _uuids(product_ids),
+    )
+    result: dict[str, dict[str, int]] = {}
+    for row in rows:
+        result.setdefault(row["product"], {})[row["tag"]] = row["count"]
+    return result
+
+
+async def usage_history(conn: asyncpg.Connection, product_id: str, limit: int) -> list[UsageRecord]:
+    """The product's last ``limit`` usage reports, newest first."""
+    rows = await conn.fetch(
+        "SELECT id, reported_at, usage FROM usage_reports WHERE product_id = $1 "
+        "ORDER BY id DESC LIMIT $2",
+        uuid.UUID(product_id),
+        limit,
+    )
+    return [UsageRecord(**dict(r)) for r in rows]
+
+
+async def registered_products_of_virtual_account(
+    conn: asyncpg.Connection,
+    va_id: int,
+    *,
+    ids: list[str],
+    udis: list[tuple[str, str]],
+) -> list[ProductInstance]:
+    """Registered products of the virtual account named by id or by (PID, serial number),
+    locked for update in one order (so that two such requests cannot deadlock)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} {_FROM} WHERE p.virtual_account_id = $1 "
+        f"AND p.status = 'registered' AND (p.id = ANY($2::uuid[]) "
+        f"OR (p.udi_pid, p.udi_serial) IN (SELECT * FROM unnest($3::text[], $4::text[]))) "
+        f"ORDER BY p.id FOR UPDATE OF p",
+        va_id,
+        _uuids(ids),
+        [pid for pid, _ in udis],
+        [serial for _, serial in udis],
+    )
+    return [_product(r) for r in rows]
+
+
+async def move_products(conn: asyncpg.Connection, product_ids: list[str], va_id: int) -> None:
+    """The products (and so their usage) now belong to virtual account ``va_id``."""
+    await conn.execute(
+        "UPDATE product_instances SET virtual_account_id = $2 WHERE id = ANY($1::uuid[])",
+        _uuids(product_ids),
+        va_id,
+    )
+
+
+async def forget_ended_products(conn: asyncpg.Connection, va_id: int) -> int:
+    """Delete the deregistered and removed products of a virtual account, with their usage
+    history; the number deleted. (Registered products are never forgotten.)"""
+    result = await conn.execute(
+        "DELETE FROM product_instances WHERE virtual_account_id = $1 AND status <> 'registered'",
+        va_id,
+    )
+    return int(result.rsplit(" ", 1)[1])

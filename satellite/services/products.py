@@ -1,0 +1,287 @@
+"""Product instances as administrators see them: listed, shown, transferred, removed.
+
+Products register, report and leave through the device API (``services.devices``); here an
+account's admins look at them, move them to another virtual account of the same account
+(their usage goes with them) or remove them (their usage is released at once, and the
+product's next device request is refused as ended). A change names its products by UDI
+(as public clients do) or by product instance id (as the CLI does), and is all or nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import get_args
+
+from satellite.domain.access import Principal
+from satellite.domain.models import (
+    Account,
+    ProductInstance,
+    ProductStatus,
+    UsageRecord,
+    VirtualAccount,
+)
+from satellite.errors import InvalidInput, NotFound
+from satellite.services import audit, scope
+from satellite.storage import accounts, devices
+from satellite.storage.db import Connection, Database
+
+HISTORY_LENGTH = 50  # usage reports shown with a product
+ALL_STATUSES = "all"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _udi(product: ProductInstance) -> str:
+    return f"PID:{product.udi_pid} SN:{product.udi_serial}"
+
+
+@dataclass(frozen=True)
+class ProductFilter:
+    """Which products of a virtual account to list, and which page of them."""
+
+    status: str = "registered"  # a product status (any case), or "all"
+    udi_pid: str | None = None
+    udi_serial: str | None = None
+    hostname: str | None = None  # a part of the host name, any case
+    product_type: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class ProductView:
+    product: ProductInstance
+    usage: dict[str, int]  # tag -> count, as last reported (empty once it ended)
+
+
+@dataclass(frozen=True)
+class ProductDetail:
+    view: ProductView
+    history: list[UsageRecord]  # newest first
+
+
+@dataclass(frozen=True)
+class ById:
+    """A product named by its product instance id."""
+
+    product_id: str
+
+    def describe(self) -> str:
+        return f"product instance {self.product_id}"
+
+
+@dataclass(frozen=True)
+class ByUdi:
+    """A product named by its UDI; its UUID and type, when given, must match too."""
+
+    pid: str
+    serial: str
+    uuid: str | None = None
+    product_type: str | None = None
+
+    def describe(self) -> str:
+        return f"product PID:{self.pid} SN:{self.serial}"
+
+
+ProductRef = ById | ByUdi
+
+
+@dataclass(frozen=True)
+class Transfer:
+    product: ProductRef
+    target: str  # name of a virtual account of the same account
+
+
+def parse_status(text: str) -> ProductStatus | None:
+    """A status filter: one product status (any case, "_" or " "), or None for "all"."""
+    value = text.strip().lower().replace(" ", "_")
+    if value == ALL_STATUSES:
+        return None
+    statuses: tuple[ProductStatus, ...] = get_args(ProductStatus)
+    for status in statuses:
+        if value == status:
+            return status
+    choices = ", ".join([s.replace("_", " ").title() for s in statuses] + [ALL_STATUSES])
+    raise InvalidInput(f"status {text!r} is not one of {choices}", field="status")
+
+
+class ProductService:
+    def __init__(self, db: Database, clock: Callable[[], dt.datetime] = _now) -> None:
+        self._db = db
+        self._clock = clock
+
+    def now(self) -> dt.datetime:
+        """The time authorizations are judged at."""
+        return self._clock()
+
+    @staticmethod
+    async def _views(conn: Connection, products: list[ProductInstance]) -> list[ProductView]:
+        usage = await devices.usage_of_products(conn, [p.id for p in products])
+        return [ProductView(p, usage.get(p.id, {})) for p in products]
+
+    async def list_products(
+        self, principal: Principal, account: str, va: str, query: ProductFilter
+    ) -> tuple[int, list[ProductView]]:
+        """The virtual account's products that match: the total and the requested page."""
+        status = parse_status(query.status)
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            vacc = await scope.virtual_account(conn, acc, va)
+            total, products = await devices.list_products(
+                conn,
+                vacc.id,
+                status=status,
+                udi_pid=query.udi_pid,
+                udi_serial=query.udi_serial,
+                hostname=query.hostname,
+                product_type=query.product_type,
+                limit=query.limit,
+                offset=query.offset,
+            )
+            return total, await self._views(conn, products)
+
+    async def product(
+        self, principal: Principal, account: str, va: str, product_id: str
+    ) -> ProductDetail:
+        """One product of the virtual account, whatever its status, with its usage history."""
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            vacc = await scope.virtual_account(conn, acc, va)
+            product = await devices.get_product(conn, product_id)
+            if product is None or product.virtual_account_id != vacc.id:
+                raise NotFound(
+                    f"product instance {product_id!r} not found in virtual account {va!r}",
+                    field="productInstanceId",
+                )
+            [view] = await self._views(conn, [product])
+            history = await devices.usage_history(conn, product.id, HISTORY_LENGTH)
+        return ProductDetail(view, history)
+
+    async def _resolve(
+        self, conn: Connection, va: VirtualAccount, refs: list[ProductRef], field: str
+    ) -> list[ProductInstance]:
+        """The registered products of ``va`` that ``refs`` name, locked, in the order named;
+        NotFound naming the first that names none."""
+        found = await devices.registered_products_of_virtual_account(
+            conn,
+            va.id,
+            ids=[r.product_id for r in refs if isinstance(r, ById)],
+            udis=[(r.pid, r.serial) for r in refs if isinstance(r, ByUdi)],
+        )
+        by_id = {p.id: p for p in found}
+        by_udi = {(p.udi_pid, p.udi_serial): p for p in found}
+        result: list[ProductInstance] = []
+        for index, ref in enumerate(refs):
+            where = f"{field}[{index}]"
+            missing = f"{ref.describe()} is not a registered product of virtual account {va.name!r}"
+            if isinstance(ref, ById):
+                product = by_id.get(ref.product_id)
+                if product is None:
+                    raise NotFound(missing, field=where)
+            else:
+                product = by_udi.get((ref.pid, ref.serial))
+                if product is None:
+                    raise NotFound(missing, field=f"{where}.sudi")
+                if ref.uuid is not None and ref.uuid != product.udi_uuid:
+                    raise NotFound(f"{missing} with UUID {ref.uuid!r}", field=f"{where}.sudi.uuid")
+                if ref.product_type is not None and ref.product_type != product.product_type:
+                    raise NotFound(
+                        f"{ref.describe()} of virtual account {va.name!r} is a "
+                        f"{product.product_type!r}, not a {ref.product_type!r}",
+                        field=f"{where}.productTagName",
+                    )
+            if any(p.id == product.id for p in result):
+                raise InvalidInput(f"{ref.describe()} is named twice", field=where)
+            result.append(product)
+        return result
+
+    async def _target(
+        self, conn: Connection, account: Account, source: VirtualAccount, name: str, field: str
+    ) -> VirtualAccount:
+        va = await accounts.get_virtual_account(conn, account.id, name, lock="share")
+        if va is None:
+            raise NotFound(
+                f"virtual account {name!r} not found in account {account.name!r}", field=field
+            )
+        if va.id == source.id:
+            raise InvalidInput(
+                f"the product is in virtual account {name!r} already; name another one",
+                field=field,
+            )
+        return va
+
+    async def transfer(
+        self,
+        principal: Principal,
+        account: str,
+        va: str,
+        moves: list[Transfer],
+        *,
+        field: str = "productInstances",
+    ) -> list[ProductView]:
+        """Move each named registered product of ``va`` to its target virtual account of the
+        same account, with its usage; all of them or, if one cannot move, none."""
+        if not moves:
+            raise InvalidInput("name at least one product to transfer", field=field)
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            source = await scope.virtual_account(conn, acc, va, lock="share")
+            products = await self._resolve(conn, source, [m.product for m in moves], field)
+            targets: dict[str, VirtualAccount] = {}
+            for index, move in enumerate(moves):
+                if move.target not in targets:
+                    targets[move.target] = await self._target(
+                        conn, acc, source, move.target, f"{field}[{index}].targetVirtualAccount"
+                    )
+            for product, move in zip(products, moves, strict=True):
+                target = targets[move.target]
+                await devices.move_products(conn, [product.id], target.id)
+                await audit.record(
+                    conn,
+                    principal,
+                    "product.transferred",
+                    f"{account}/{target.name}/{product.id}",
+                    account_id=acc.id,
+                    udi=_udi(product),
+                    from_virtual_account=source.name,
+                    to_virtual_account=target.name,
+                )
+            moved = [await devices.get_product(conn, p.id) for p in products]
+            return await self._views(conn, [p for p in moved if p is not None])
+
+    async def remove(
+        self,
+        principal: Principal,
+        account: str,
+        va: str,
+        refs: list[ProductRef],
+        *,
+        field: str = "productInstancesRemoveRequests",
+    ) -> list[ProductView]:
+        """End each named registered product of ``va``: its usage is released at once and
+        its next device request is refused. All of them or, if one is unknown, none."""
+        if not refs:
+            raise InvalidInput("name at least one product to remove", field=field)
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            vacc = await scope.virtual_account(conn, acc, va, lock="share")
+            products = await self._resolve(conn, vacc, refs, field)
+            released = await devices.usage_of_products(conn, [p.id for p in products])
+            for product in products:
+                await devices.end_product(conn, product.id, "removed", now)
+                await audit.record(
+                    conn,
+                    principal,
+                    "product.removed",
+                    f"{account}/{va}/{product.id}",
+                    account_id=acc.id,
+                    udi=_udi(product),
+                    released_usage=released.get(product.id, {}),
+                )
+            ended = [await devices.get_product(conn, p.id) for p in products]
+            return await self._views(conn, [p for p in ended if p is not None])
