@@ -7,7 +7,10 @@ import asyncio
 import datetime as dt
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +169,89 @@ def test_evaluation_expires_after_90_days(tmp_path: Path) -> None:
     assert agent.may_add_users() is True
     now[0] = start + dt.timedelta(days=90)
     assert agent.may_add_users() is False
+
+
+async def test_run_reports_on_schedule_and_stops_on_sigterm(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    token = await token_for(admin)
+    agent = AgentCli(tmp_path / "product")
+    url = str(server.make_url("")).rstrip("/")
+    await agent.ok("init", "--pid", "UCM", "--serial", "FCH7", "--url", url)
+    await agent.ok("register", token)
+    usage_file = tmp_path / "usage.txt"
+    usage_file.write_text(f"{ENHANCED}=2\n")
+    proc = await asyncio.create_subprocess_exec(
+        agent_exe(),
+        "--state-dir",
+        str(tmp_path / "product"),
+        "run",
+        "--usage-file",
+        str(usage_file),
+        "--usage-every",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    try:
+
+        async def in_use() -> int:
+            status, body = await admin.post(ACCOUNT + "/licenses", {})
+            assert status == 200, body
+            count: int = body["licenses"][0]["inUse"]
+            return count
+
+        for expected in (2, 5):
+            usage_file.write_text(f"{ENHANCED}={expected}\n")
+            for _ in range(150):  # at most 15 s
+                if await in_use() == expected:
+                    break
+                await asyncio.sleep(0.1)
+            assert await in_use() == expected
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+        assert proc.returncode == 0, err
+        assert b"stopped" in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+_WRITER = """
+import datetime as dt, sys
+from pathlib import Path
+from satellite.agent.state import Identity, StateDir
+state_dir = StateDir(Path(sys.argv[1]))
+state = state_dir.load()
+n = 0
+while True:
+    n += 1
+    state.usage = {f"tag-{i}": n for i in range(200)}
+    state_dir.save(state)
+"""
+
+
+def test_agent_state_survives_a_crash_mid_write(tmp_path: Path) -> None:
+    """SIGKILL while the state is being rewritten: it is the old or the new, never broken."""
+    agent = Agent(tmp_path / "product")
+    agent.init(
+        Identity(pid="UCM", serial_number="K1", uuid="u", product_type="UCM", product_version="15")
+    )
+    for attempt in range(12):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(tmp_path / "product")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.3 + 0.05 * attempt)
+        proc.kill()
+        proc.wait(timeout=10)
+        state = agent.state  # parses, or this raises
+        assert state.identity.serial_number == "K1"
+        counts = set(state.usage.values())
+        assert len(counts) <= 1  # one write, whole
+    leftovers = [p.name for p in (tmp_path / "product").iterdir() if p.name.startswith(".")]
+    # A killed writer may leave its temporary file behind; never a torn state.json.
+    assert all(name.startswith(".state.json.") for name in leftovers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -14,6 +15,7 @@ import msgspec
 import platformdirs
 
 from satellite.agent.client import Agent, AgentError, ServerUnreachable
+from satellite.agent.runner import Runner, Schedule
 from satellite.agent.state import AgentState, Identity, new_uuid
 
 T = TypeVar("T")
@@ -272,6 +274,46 @@ def privacy(agent: Agent, setting: str) -> None:
     state.share_host_identity = setting == "off"
     agent.save(state)
     click.echo(f"privacy {setting}")
+
+
+@cli.command()
+@click.option(
+    "--usage-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="TAG=COUNT lines, read again for every report (default: the last usage reported).",
+)
+@click.option(
+    "--usage-every",
+    type=click.IntRange(1),
+    default=6 * 3600,
+    show_default=True,
+    help="Seconds between usage reports.",
+)
+@pass_agent
+def run(agent: Agent, usage_file: Path | None, usage_every: int) -> None:
+    """Keep the product licensed: report usage, renew on time, retry while unreachable.
+
+    Stops cleanly on SIGTERM or SIGINT.
+    """
+
+    def usage() -> dict[str, int]:
+        if usage_file is not None:
+            return _parse_usage((), usage_file)
+        return dict(agent.state.usage)
+
+    schedule = Schedule(usage_every=dt.timedelta(seconds=usage_every))
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        click.echo("running; SIGTERM stops", err=True)
+        await Runner(agent, usage, schedule).run(stop)
+
+    asyncio.run(go())
+    click.echo("stopped", err=True)
 
 
 def main() -> None:

@@ -56,7 +56,8 @@ class TokenService:
     ) -> TokenView:
         """A new token; ``export_controlled`` None means: allowed where the account allows it."""
         check_description(description)
-        token = f"{random_secret(32)}.{self._keys.ca_fingerprint}"
+        # A letter first: a token must never look like a command-line option ("-x...").
+        token = f"T{random_secret(32)}.{self._keys.ca_fingerprint}"
         digest = secret_digest(token)
         days = expires_after_days or self._timers.token_expiry_days
         async with self._db.transaction() as conn:

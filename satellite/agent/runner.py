@@ -1,0 +1,80 @@
+"""The product's automatic timers: usage reports, authorization and registration renewal.
+
+Each duty runs when it is due; while the server cannot be reached the runner retries with
+a doubling wait (30 s up to an hour), and it stops at once when asked to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from satellite.agent.client import Agent, AgentError, ServerUnreachable
+
+log = structlog.get_logger("satellite.agent")
+
+UsageSource = Callable[[], dict[str, int]]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    usage_every: dt.timedelta = dt.timedelta(hours=6)
+    first_retry: dt.timedelta = dt.timedelta(seconds=30)
+    longest_retry: dt.timedelta = dt.timedelta(hours=1)
+    idle_check: dt.timedelta = dt.timedelta(minutes=5)  # how often to look for due work
+
+
+class Runner:
+    def __init__(self, agent: Agent, usage: UsageSource, schedule: Schedule | None = None) -> None:
+        self._agent = agent
+        self._usage = usage
+        self._schedule = schedule or Schedule()
+        self._last_report: dt.datetime | None = None
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    async def run_due(self) -> list[str]:
+        """Do whatever is due now; return what was done."""
+        state = self._agent.state
+        if state.registration != "registered":
+            return []
+        done: list[str] = []
+        now = self._now()
+        if state.renew_registration_after and now >= state.renew_registration_after:
+            await self._agent.renew_registration()
+            done.append("registration renewed")
+        renew_after = (state.authorization or {}).get("renewAfter")
+        if renew_after and now >= dt.datetime.fromisoformat(str(renew_after)):
+            await self._agent.renew_authorization()
+            done.append("authorization renewed")
+        if self._last_report is None or now - self._last_report >= self._schedule.usage_every:
+            await self._agent.report_usage(self._usage())
+            self._last_report = now
+            done.append("usage reported")
+        return done
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set: do what is due, then sleep until more may be."""
+        retry = self._schedule.first_retry
+        while not stop.is_set():
+            wait = min(self._schedule.idle_check, self._schedule.usage_every)
+            try:
+                for what in await self.run_due():
+                    log.info("agent.duty_done", duty=what)
+                retry = self._schedule.first_retry
+            except ServerUnreachable as exc:
+                log.warning("agent.server_unreachable", error=str(exc), retry_in=str(retry))
+                wait = retry
+                retry = min(retry * 2, self._schedule.longest_retry)
+            except AgentError as exc:
+                log.error("agent.request_refused", error=str(exc))
+                wait = retry
+                retry = min(retry * 2, self._schedule.longest_retry)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait.total_seconds())
