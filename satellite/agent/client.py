@@ -142,8 +142,6 @@ class Agent:
         header: dict[str, Any],
         signing_certificate: str | None,
         answer_type: type[T],
-        *,
-        verify_with: ec.EllipticCurvePublicKey | None = None,
     ) -> tuple[T, dict[str, Any]]:
         """Sign, send, verify the signed answer; one retry when the nonce went stale.
 
