@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -11,9 +12,14 @@ from satellite.http.middlewares import device_nonces, problem_documents, request
 from satellite.http.openapi import openapi_routes
 from satellite.http.routes import setup_routes
 from satellite.runtime import Runtime, open_services
+from satellite.scheduler import JobScheduler
+
+SCHEDULER = web.AppKey("scheduler", JobScheduler)
 
 
-def create_app(runtime: Runtime) -> web.Application:
+def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
+    """The application; with ``scheduler`` it also runs the scheduled jobs while it runs
+    (``serve`` does; tests and tools that only need the HTTP side leave it off)."""
     app = web.Application(
         middlewares=[request_context, device_nonces, problem_documents],
         client_max_size=runtime.settings.api.max_body_bytes,
@@ -26,6 +32,16 @@ def create_app(runtime: Runtime) -> web.Application:
             app[SERVICES] = services
             yield
 
+    async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+        interval = dt.timedelta(minutes=runtime.settings.timers.jobs_interval_minutes)
+        jobs = JobScheduler(app[SERVICES], interval)
+        jobs.start()
+        app[SCHEDULER] = jobs
+        yield
+        await jobs.stop()
+
     app.cleanup_ctx.append(services_ctx)
+    if scheduler:
+        app.cleanup_ctx.append(scheduler_ctx)
     setup_routes(app, openapi_routes())
     return app

@@ -90,6 +90,7 @@ class TimerSettings(_Section):
     token_expiry_days: PositiveInt = 30
     sync_interval_minutes: PositiveInt = 1440
     sync_horizon_days: PositiveInt = 90
+    jobs_interval_minutes: PositiveInt = 60
 
 
 class LogSettings(_Section):

@@ -43,7 +43,7 @@ async def serve(runtime: Runtime) -> None:
     settings = runtime.settings
     files = tls_files(settings)
     ssl_context = _ssl_context(files) if files else None
-    app = create_app(runtime)
+    app = create_app(runtime, scheduler=True)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
     stop = asyncio.Event()

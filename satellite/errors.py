@@ -93,6 +93,10 @@ class ProductEnded(SatelliteError):
     """The product instance is deregistered or was removed: register it again."""
 
 
+class RegistrationExpired(ProductEnded):
+    """The product instance's registration (its ID certificate) expired: register it again."""
+
+
 class Forbidden(SatelliteError):
     """The caller may not do this."""
 

@@ -11,9 +11,10 @@ ROLES: tuple[Role, ...] = get_args(Role)
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: an API client, a user, or the operator on the host (CLI)."""
+    """An authenticated caller: an API client, a user, the operator on the host (CLI), a
+    product, or the daemon itself (its scheduled jobs)."""
 
-    kind: Literal["client", "user", "host", "product"]
+    kind: Literal["client", "user", "host", "product", "system"]
     login: str
     role: Role
     account_ids: frozenset[int] = field(default_factory=frozenset)
@@ -37,3 +38,8 @@ class Principal:
 def host_operator(user: str) -> Principal:
     """The operator running the CLI on the host: full rights, as the database owner has."""
     return Principal(kind="host", login=user, role="system-admin")
+
+
+def system_actor(name: str) -> Principal:
+    """The daemon acting on its own (``system:scheduler``): the audit log's actor."""
+    return Principal(kind="system", login=name, role="system-admin")

@@ -24,6 +24,7 @@ _DOMAIN: dict[type[errors.SatelliteError], tuple[int, str, str]] = {
     errors.BadNonce: (400, "bad-nonce", "Bad nonce"),
     errors.BadSignature: (401, "bad-signature", "Bad signature"),
     errors.ProductEnded: (403, "product-ended", "Product deregistered"),
+    errors.RegistrationExpired: (403, "registration-expired", "Registration expired"),
     errors.TooManyAttempts: (429, "too-many-attempts", "Too many attempts"),
     errors.NotFound: (404, "not-found", "Not found"),
     errors.Conflict: (409, "conflict", "Conflict"),

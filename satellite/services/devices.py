@@ -37,6 +37,7 @@ from satellite.errors import (
     InvalidInput,
     NotAuthenticated,
     ProductEnded,
+    RegistrationExpired,
 )
 from satellite.protocol import device as wire
 from satellite.protocol.validation import validation_error
@@ -139,6 +140,14 @@ class DeviceService:
         except jose.InvalidSignature as exc:
             raise BadSignature(str(exc)) from exc
         nonce = await self._use_nonce(conn, header, path)
+        if product.status == "registration_expired" or (
+            product.status == "registered" and product.certificate_expires_at <= self._clock()
+        ):
+            raise RegistrationExpired(
+                f"the registration of product instance {product_id} expired on "
+                f"{product.certificate_expires_at:%Y-%m-%d} with its ID certificate: "
+                "register it again with a token"
+            )
         if product.status != "registered":
             raise ProductEnded(f"product instance {product_id} is {product.status}")
         return product, payload, nonce

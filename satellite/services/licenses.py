@@ -93,7 +93,7 @@ class LicenseService:
                 quantity=line.quantity,
                 license_type=line.license_type,
             )
-            await self._refresh_alerts(conn, acc.id, vacc.id)
+            await self.refresh_alerts(conn, acc.id, vacc.id, vacc.name)
             return line
 
     async def _local_line(self, conn: Connection, va_id: int, line_id: int) -> PoolLine:
@@ -128,7 +128,7 @@ class LicenseService:
                 quantity_before=before.quantity,
                 quantity=line.quantity,
             )
-            await self._refresh_alerts(conn, acc.id, vacc.id)
+            await self.refresh_alerts(conn, acc.id, vacc.id, vacc.name)
             return line
 
     async def remove_line(self, principal: Principal, account: str, va: str, line_id: int) -> None:
@@ -146,7 +146,7 @@ class LicenseService:
                 tag=line.tag,
                 quantity=line.quantity,
             )
-            await self._refresh_alerts(conn, acc.id, vacc.id)
+            await self.refresh_alerts(conn, acc.id, vacc.id, vacc.name)
 
     async def positions(
         self,
@@ -194,24 +194,35 @@ class LicenseService:
         end = None if limit == -1 else offset + limit
         return len(result), result[offset:end]
 
+    def _date(self, now: dt.datetime | None) -> dt.date:
+        return self._today() if now is None else now.astimezone(dt.UTC).date()
+
     async def virtual_account_positions(
-        self, conn: Connection, va_id: int, va_name: str
+        self, conn: Connection, va_id: int, va_name: str, now: dt.datetime | None = None
     ) -> list[Position]:
-        """One virtual account's positions, within the caller's transaction."""
+        """One virtual account's positions at ``now`` (None: this moment), within the
+        caller's transaction."""
         lines = await licenses.lines_of_virtual_account(conn, va_id)
-        in_use = await devices.in_use_by_virtual_account(conn, [va_id], dt.datetime.now(dt.UTC))
+        in_use = await devices.in_use_by_virtual_account(
+            conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
+        )
         return positions_for_virtual_account(
-            va_name, self._catalog, lines, self._today(), in_use=in_use.get(va_id, {})
+            va_name, self._catalog, lines, self._date(now), in_use=in_use.get(va_id, {})
         )
 
-    async def _refresh_alerts(self, conn: Connection, account_id: int, va_id: int) -> None:
-        """Raise and clear the pool alerts of one virtual account to match its positions."""
-        lines = await licenses.lines_of_virtual_account(conn, va_id)
-        if not lines:
-            await alerts.clear_alerts_except(conn, account_id, f"pool:{va_id}:", [])
-            return
-        today = self._today()
-        va_name = lines[0].virtual_account
+    async def refresh_alerts(
+        self,
+        conn: Connection,
+        account_id: int,
+        va_id: int,
+        va_name: str,
+        now: dt.datetime | None = None,
+    ) -> None:
+        """Raise and clear the pool alerts of one virtual account to match its positions at
+        ``now`` (None: this moment): licenses short (what is in use and reserved counts),
+        TERM lines expiring or expired."""
+        positions = await self.virtual_account_positions(conn, va_id, va_name, now)
+        today = self._date(now)
         keep: list[str] = []
 
         async def open_alert(key: str, message_type: str, severity: Severity, message: str) -> None:
@@ -227,7 +238,7 @@ class LicenseService:
                 message=message,
             )
 
-        for position in positions_for_virtual_account(va_name, self._catalog, lines, today):
+        for position in positions:
             if position.status == "Out Of Compliance":
                 await open_alert(
                     f"pool:{va_id}:shortage:{position.tag}",
@@ -236,6 +247,7 @@ class LicenseService:
                     f"{self._catalog.display_name(position.tag)}: "
                     f"{-position.available} more in use or reserved than available",
                 )
+        lines = sorted((line for p in positions for line in p.lines), key=lambda x: (x.tag, x.id))
         for line in lines:
             status = line_status(line, today)
             if line.end_date is None or status == "Pending":

@@ -14,6 +14,7 @@ from satellite.services.auth import AuthService
 from satellite.services.devices import DeviceService
 from satellite.services.events import EventService
 from satellite.services.licenses import LicenseService
+from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import PrincipalService
 from satellite.services.products import ProductService
 from satellite.services.tokens import TokenService
@@ -33,6 +34,7 @@ class Services:
     principals: PrincipalService
     events: EventService
     alerts: AlertService
+    maintenance: MaintenanceService
 
 
 def build_services(
@@ -52,4 +54,5 @@ def build_services(
         principals=PrincipalService(db, passwords),
         events=EventService(db),
         alerts=AlertService(db),
+        maintenance=MaintenanceService(db, licenses),
     )

@@ -68,3 +68,13 @@ async def list_alerts(
         limit,
     )
     return [Alert(**dict(r)) for r in rows]
+
+
+async def accounts_with_open_alerts(conn: asyncpg.Connection, key_prefix: str) -> list[int]:
+    """Ids of the accounts with an open alert whose key starts with ``key_prefix``."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT account_id FROM alerts WHERE cleared_at IS NULL "
+        "AND starts_with(dedupe_key, $1) ORDER BY account_id",
+        key_prefix,
+    )
+    return [row["account_id"] for row in rows]

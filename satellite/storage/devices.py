@@ -31,9 +31,13 @@ async def use_nonce(conn: asyncpg.Connection, nonce: str) -> bool:
     return result.endswith(" 1")
 
 
-async def forget_used_nonces(conn: asyncpg.Connection, before: dt.datetime) -> None:
-    """Nonces issued before ``before`` are refused as stale anyway: no need to keep them."""
-    await conn.execute("DELETE FROM used_nonces WHERE used_at < $1", before)
+async def forget_used_nonces(conn: asyncpg.Connection, before: dt.datetime) -> int:
+    """Nonces issued before ``before`` are refused as stale anyway: no need to keep them.
+
+    Return how many were forgotten.
+    """
+    result = await conn.execute("DELETE FROM used_nonces WHERE used_at < $1", before)
+    return int(result.rsplit(" ", 1)[1])
 
 
 async def get_product(
@@ -200,12 +204,14 @@ async def end_product(
 async def in_use_by_virtual_account(
     conn: asyncpg.Connection, va_ids: list[int], now: dt.datetime
 ) -> dict[int, dict[str, int]]:
-    """Per virtual account and tag: usage of registered products whose authorization holds."""
+    """Per virtual account and tag: usage of registered products whose authorization and
+    ID certificate hold (an expired one stops counting before the job ends it)."""
     rows = await conn.fetch(
         "SELECT p.virtual_account_id AS va, u.tag, sum(u.count)::bigint AS total "
         "FROM product_usage u JOIN product_instances p ON p.id = u.product_id "
         "WHERE p.virtual_account_id = ANY($1::bigint[]) AND p.status = 'registered' "
-        "AND p.authorization_expires_at > $2 GROUP BY p.virtual_account_id, u.tag",
+        "AND p.authorization_expires_at > $2 AND p.certificate_expires_at > $2 "
+        "GROUP BY p.virtual_account_id, u.tag",
         va_ids,
         now,
     )

@@ -1,0 +1,74 @@
+"""The scheduled jobs: each asks one service to do one run as at the clock's time.
+
+A job takes the time from the clock it is given, so a test can run it "at" any date. When
+another node holds the job's lock the run is skipped (that node does the work).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from satellite.services.maintenance import JobReport, MaintenanceService
+from satellite.services.registry import Services
+
+log = structlog.get_logger("satellite.scheduler")
+
+Clock = Callable[[], dt.datetime]
+Job = Callable[[Services, Clock], Awaitable[JobReport | None]]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def _run(
+    name: str,
+    run: Callable[[MaintenanceService, dt.datetime], Awaitable[JobReport | None]],
+    services: Services,
+    clock: Clock,
+) -> JobReport | None:
+    now = clock()
+    report = await run(services.maintenance, now)
+    if report is None:
+        log.info("job.skipped", job=name, reason="another node holds the job's lock")
+    else:
+        log.info("job.done", job=name, at=now.isoformat(), **report.counts)
+    return report
+
+
+async def expire_registrations(services: Services, clock: Clock) -> JobReport | None:
+    return await _run(
+        "expire-registrations", MaintenanceService.expire_registrations, services, clock
+    )
+
+
+async def expire_authorizations(services: Services, clock: Clock) -> JobReport | None:
+    return await _run(
+        "expire-authorizations", MaintenanceService.expire_authorizations, services, clock
+    )
+
+
+async def certificate_alerts(services: Services, clock: Clock) -> JobReport | None:
+    return await _run("certificate-alerts", MaintenanceService.certificate_alerts, services, clock)
+
+
+async def pool_alerts(services: Services, clock: Clock) -> JobReport | None:
+    return await _run("pool-alerts", MaintenanceService.pool_alerts, services, clock)
+
+
+async def forget_nonces(services: Services, clock: Clock) -> JobReport | None:
+    return await _run("forget-nonces", MaintenanceService.forget_nonces, services, clock)
+
+
+# In the order a run of all of them makes sense: registrations end before authorizations are
+# looked at, and pool alerts see both.
+JOBS: dict[str, Job] = {
+    "expire-registrations": expire_registrations,
+    "expire-authorizations": expire_authorizations,
+    "certificate-alerts": certificate_alerts,
+    "pool-alerts": pool_alerts,
+    "forget-nonces": forget_nonces,
+}

@@ -1,0 +1,96 @@
+"""APScheduler's asyncio scheduler, started and stopped with the daemon.
+
+Every job runs at start and then every ``interval``; a run never overlaps the previous
+run of the same job, and runs missed while the event loop was busy collapse into one.
+Stopping lets a running job finish (for a bounded time) before it is cancelled: a
+cancelled run rolls back and the next one does its work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Mapping
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from satellite.scheduler.jobs import JOBS, Clock, Job, utc_now
+from satellite.services.registry import Services
+
+log = structlog.get_logger("satellite.scheduler")
+
+
+class JobScheduler:
+    def __init__(
+        self,
+        services: Services,
+        interval: dt.timedelta,
+        clock: Clock = utc_now,
+        stop_timeout: float = 5.0,
+        jobs: Mapping[str, Job] = JOBS,
+    ) -> None:
+        self._services = services
+        self._interval = interval
+        self._clock = clock
+        self._stop_timeout = stop_timeout
+        self._jobs = dict(jobs)
+        self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
+        self._runs: dict[asyncio.Task[object], str] = {}  # running job -> its name
+
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    def job_names(self) -> list[str]:
+        return [job.id for job in self._scheduler.get_jobs()]
+
+    def start(self) -> None:
+        first = utc_now()
+        for name, job in self._jobs.items():
+            self._scheduler.add_job(
+                self._run,
+                IntervalTrigger(seconds=self._interval.total_seconds(), timezone=dt.UTC),
+                args=(name, job),
+                id=name,
+                name=name,
+                next_run_time=first,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        self._scheduler.start()
+        log.info(
+            "scheduler.started",
+            jobs=list(self._jobs),
+            interval_seconds=self._interval.total_seconds(),
+        )
+
+    async def _run(self, name: str, job: Job) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._runs[task] = name
+        try:
+            await job(self._services, self._clock)
+        except Exception:
+            log.exception("job.failed", job=name)
+        finally:
+            if task is not None:
+                self._runs.pop(task, None)
+
+    async def stop(self) -> None:
+        """No new runs; wait for the running ones (bounded), then shut down."""
+        if not self.running:
+            return
+        self._scheduler.pause()
+        if self._runs:
+            _, late = await asyncio.wait(set(self._runs), timeout=self._stop_timeout)
+            for task in late:
+                log.warning("job.cancelled", job=self._runs.get(task), reason="stopping")
+        self._scheduler.shutdown(wait=False)  # cancels what still runs
+        # The asyncio scheduler shuts down in a loop callback; let it run.
+        await asyncio.sleep(0)
+        if self._runs:
+            await asyncio.wait(set(self._runs), timeout=self._stop_timeout)
+        log.info("scheduler.stopped")

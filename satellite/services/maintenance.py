@@ -1,0 +1,215 @@
+"""What the scheduled jobs do as time passes: the rules behind each run.
+
+Each public method is one run of one job as at ``now``. It takes the job's PostgreSQL
+advisory lock in its transaction, so with several daemons on one database one node runs
+the job each time; the others find the lock taken and get None back. A run records what
+changed with its audit events in that same transaction, and is idempotent: a second run
+at the same time finds nothing new to record.
+
+Virtual accounts are always refreshed in id order and products locked in id order, so
+two jobs (or a job and a request) cannot deadlock on the same rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from satellite.domain.access import system_actor
+from satellite.domain.expiry import CERTIFICATE_WARNING, ProductTimers
+from satellite.services import audit
+from satellite.services.devices import NONCE_LIFETIME
+from satellite.services.licenses import LicenseService
+from satellite.storage import accounts, alerts, devices, expiry, locks
+from satellite.storage.db import Connection, Database
+
+JobName = Literal[
+    "expire-registrations",
+    "expire-authorizations",
+    "certificate-alerts",
+    "pool-alerts",
+    "forget-nonces",
+]
+# One advisory lock key per job, shared by every satellite process on the database
+# (the migration lock is 0x5A7E_0001).
+LOCK_KEYS: dict[JobName, int] = {
+    "expire-registrations": 0x5A7E_1001,
+    "expire-authorizations": 0x5A7E_1002,
+    "certificate-alerts": 0x5A7E_1003,
+    "pool-alerts": 0x5A7E_1004,
+    "forget-nonces": 0x5A7E_1005,
+}
+AUTHORIZATION_EXPIRED = "authorization-expired:"  # alert key prefix, + product id
+CERTIFICATE_EXPIRING = "certificate-expiring:"  # alert key prefix, + product id
+SCHEDULER = system_actor("scheduler")
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What one run did (for the log): counts by what they count."""
+
+    job: JobName
+    counts: dict[str, int]
+
+
+def _date(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).date().isoformat()
+
+
+class MaintenanceService:
+    def __init__(self, db: Database, licenses: LicenseService) -> None:
+        self._db = db
+        self._licenses = licenses
+
+    async def _run(
+        self, job: JobName, work: Callable[[Connection], Awaitable[dict[str, int]]]
+    ) -> JobReport | None:
+        async with self._db.transaction() as conn:
+            if not await locks.try_transaction_lock(conn, LOCK_KEYS[job]):
+                return None
+            return JobReport(job, await work(conn))
+
+    async def _refresh_pools(
+        self, conn: Connection, products: list[ProductTimers], now: dt.datetime
+    ) -> None:
+        """Refresh the pool alerts of the virtual accounts these products are in."""
+        vas = {(p.virtual_account_id, p.account_id, p.virtual_account) for p in products}
+        for va_id, account_id, va_name in sorted(vas):
+            await self._licenses.refresh_alerts(conn, account_id, va_id, va_name, now)
+
+    async def _sync_product_alerts(
+        self,
+        conn: Connection,
+        prefix: str,
+        products: list[ProductTimers],
+        raise_one: Callable[[ProductTimers, str], Awaitable[None]],
+    ) -> None:
+        """One open alert per product listed (key: prefix + product id); the others with
+        that prefix, whose cause is gone, are cleared."""
+        by_account: dict[int, list[ProductTimers]] = {}
+        for product in products:
+            by_account.setdefault(product.account_id, []).append(product)
+        open_before = await alerts.accounts_with_open_alerts(conn, prefix)
+        for account_id in sorted(set(by_account) | set(open_before)):
+            keep = []
+            for product in by_account.get(account_id, []):
+                key = prefix + product.id
+                keep.append(key)
+                await raise_one(product, key)
+            await alerts.clear_alerts_except(conn, account_id, prefix, keep)
+
+    async def expire_registrations(self, now: dt.datetime) -> JobReport | None:
+        """Registrations whose ID certificate expired end as 'registration_expired': their
+        usage stops counting and their next request is refused."""
+
+        async def work(conn: Connection) -> dict[str, int]:
+            ended = await expiry.end_expired_registrations(conn, now)
+            for product in ended:
+                await audit.record(
+                    conn,
+                    SCHEDULER,
+                    "product.registration_expired",
+                    product.target,
+                    account_id=product.account_id,
+                    udi=f"PID:{product.udi_pid} SN:{product.udi_serial}",
+                    certificate_expired_at=product.certificate_expires_at.isoformat(),
+                )
+            await self._refresh_pools(conn, ended, now)
+            return {"expired": len(ended)}
+
+        return await self._run("expire-registrations", work)
+
+    async def expire_authorizations(self, now: dt.datetime) -> JobReport | None:
+        """Record each authorization not renewed within its validity (its usage stopped
+        counting when it expired) and keep an "Authorization Expired" alert open per such
+        product until it renews, deregisters or ends."""
+
+        async def work(conn: Connection) -> dict[str, int]:
+            lapsed = await expiry.lapsed_authorizations(conn, now)
+            new = [p for p in lapsed if not p.lapse_is_recorded]
+            for product in new:
+                await audit.record(
+                    conn,
+                    SCHEDULER,
+                    "product.authorization_expired",
+                    product.target,
+                    account_id=product.account_id,
+                    udi=f"PID:{product.udi_pid} SN:{product.udi_serial}",
+                    authorization_expired_at=product.authorization_expires_at.isoformat(),
+                )
+            await expiry.record_authorization_lapses(conn, [p.id for p in new])
+
+            async def raise_one(product: ProductTimers, key: str) -> None:
+                await alerts.raise_alert(
+                    conn,
+                    account_id=product.account_id,
+                    virtual_account_id=product.virtual_account_id,
+                    dedupe_key=key,
+                    message_type="Authorization Expired",
+                    severity="Major",
+                    source=product.name,
+                    message=f"{product.name} has not renewed its authorization, which expired "
+                    f"on {_date(product.authorization_expires_at)}: its license usage no "
+                    "longer counts until it renews",
+                )
+
+            await self._sync_product_alerts(conn, AUTHORIZATION_EXPIRED, lapsed, raise_one)
+            await self._refresh_pools(conn, new, now)
+            return {"expired": len(new), "lapsed": len(lapsed)}
+
+        return await self._run("expire-authorizations", work)
+
+    async def certificate_alerts(self, now: dt.datetime) -> JobReport | None:
+        """A "Certificate Expiring" alert per product whose ID certificate expires within
+        the warning period; cleared once it renews its registration (or ends)."""
+
+        async def work(conn: Connection) -> dict[str, int]:
+            expiring = await expiry.certificates_expiring(conn, now, now + CERTIFICATE_WARNING)
+
+            async def raise_one(product: ProductTimers, key: str) -> None:
+                await alerts.raise_alert(
+                    conn,
+                    account_id=product.account_id,
+                    virtual_account_id=product.virtual_account_id,
+                    dedupe_key=key,
+                    message_type="Certificate Expiring",
+                    severity="Minor",
+                    source=product.name,
+                    message=f"the ID certificate of {product.name} expires on "
+                    f"{_date(product.certificate_expires_at)}: unless the product renews its "
+                    "registration by then, it must register again with a token",
+                )
+
+            await self._sync_product_alerts(conn, CERTIFICATE_EXPIRING, expiring, raise_one)
+            return {"expiring": len(expiring)}
+
+        return await self._run("certificate-alerts", work)
+
+    async def pool_alerts(self, now: dt.datetime) -> JobReport | None:
+        """Refresh the pool alerts of every virtual account as at ``now``: TERM lines and
+        authorizations expire with time, not only when something changes."""
+
+        async def work(conn: Connection) -> dict[str, int]:
+            vas = [
+                va
+                for account in await accounts.list_accounts(conn, None)
+                for va in await accounts.list_virtual_accounts(conn, account.id)
+            ]
+            vas.sort(key=lambda va: va.id)
+            for va in vas:
+                await self._licenses.refresh_alerts(conn, va.account_id, va.id, va.name, now)
+            return {"virtual_accounts": len(vas)}
+
+        return await self._run("pool-alerts", work)
+
+    async def forget_nonces(self, now: dt.datetime) -> JobReport | None:
+        """Forget used device nonces older than twice their lifetime (refused as stale
+        anyway, so no replay can come through)."""
+
+        async def work(conn: Connection) -> dict[str, int]:
+            before = now - dt.timedelta(seconds=2 * NONCE_LIFETIME)
+            return {"forgotten": await devices.forget_used_nonces(conn, before)}
+
+        return await self._run("forget-nonces", work)
