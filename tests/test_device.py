@@ -145,6 +145,7 @@ async def test_an_ended_product_is_refused(admin: Api, server: TestServer, tmp_p
         await agent.report_usage({ENHANCED: 1})
     assert refused.value.status == 403
     assert "deregistered" in str(refused.value)
+    assert agent.state.registration == "removed"
 
 
 async def test_token_exhaustion_race_has_one_winner(

@@ -187,6 +187,10 @@ def status(agent: Agent, as_json: bool) -> None:
     now = dt.datetime.now(dt.UTC)
     if state.registration == "registered":
         registration = "registered"
+    elif state.registration == "registration_expired":
+        registration = "registration expired: register again"
+    elif state.registration == "removed":
+        registration = "ended by the server (removed or deregistered there): register again"
     elif now < evaluation_ends:
         registration = "evaluation"
     else:

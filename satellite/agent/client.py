@@ -290,9 +290,21 @@ class Agent:
     ) -> tuple[AgentState, T]:
         state, product_id, signing = self._registered()
         path = f"{wire.PREFIX}/products/{product_id}/{what}"
-        answer, _ = await self._post(
-            state, path, payload, self.dir.load_key(), {"kid": product_id}, signing, answer_type
-        )
+        try:
+            answer, _ = await self._post(
+                state, path, payload, self.dir.load_key(), {"kid": product_id}, signing, answer_type
+            )
+        except RequestRefused as refused:
+            # The server ended this registration (removed by an admin, or expired): say so
+            # in the product's state, so that 'status' shows it and 'register' is offered.
+            kind = str(refused.problem.get("type", ""))
+            if kind.endswith(":registration-expired"):
+                state.registration = "registration_expired"
+                self.save(state)
+            elif kind.endswith(":product-ended"):
+                state.registration = "removed"
+                self.save(state)
+            raise
         return state, answer
 
     async def report_usage(self, usage: dict[str, int]) -> AgentState:

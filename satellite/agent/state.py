@@ -17,7 +17,9 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-RegistrationState = Literal["unregistered", "registered", "deregistered"]
+RegistrationState = Literal[
+    "unregistered", "registered", "deregistered", "removed", "registration_expired"
+]
 
 
 class Identity(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
