@@ -203,6 +203,23 @@ class DeviceService:
         )
         return to_pem(cert), cert.not_valid_after_utc
 
+    def _registration(
+        self,
+        product: ProductInstance,
+        certificate: str,
+        expires: dt.datetime,
+        now: dt.datetime,
+    ) -> wire.Registration:
+        return wire.Registration(
+            product_instance_id=product.id,
+            virtual_account=product.virtual_account,
+            certificate=certificate,
+            certificate_expires_at=expires,
+            renew_registration_after=now
+            + dt.timedelta(days=self._timers.registration_renewal_days),
+            export_controlled=product.export_controlled,
+        )
+
     # --- requests ------------------------------------------------------------------------
 
     async def register(self, message: dict[str, Any], path: str) -> dict[str, str]:
@@ -297,15 +314,7 @@ class DeviceService:
                 )
             authorization = await self._authorization(conn, product, authorization_expires)
         answer = wire.RegisterAnswer(
-            registration=wire.Registration(
-                product_instance_id=product_id,
-                virtual_account=product.virtual_account,
-                certificate=certificate,
-                certificate_expires_at=certificate_expires,
-                renew_registration_after=now
-                + dt.timedelta(days=self._timers.registration_renewal_days),
-                export_controlled=product.export_controlled,
-            ),
+            registration=self._registration(product, certificate, certificate_expires, now),
             authorization=authorization,
             ca_certificate=to_pem(self._keys.ca_cert),
             signing_certificate=to_pem(self._keys.signing_cert),
@@ -372,15 +381,7 @@ class DeviceService:
                 f"{product.virtual_account}/{product_id}",
                 account_id=product.account_id,
             )
-        answer = wire.Registration(
-            product_instance_id=product_id,
-            virtual_account=product.virtual_account,
-            certificate=certificate,
-            certificate_expires_at=expires,
-            renew_registration_after=now
-            + dt.timedelta(days=self._timers.registration_renewal_days),
-            export_controlled=product.export_controlled,
-        )
+        answer = self._registration(product, certificate, expires, now)
         return self._answer(nonce, path, answer)
 
     async def deregister(
