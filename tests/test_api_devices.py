@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import Agent, RequestRefused
+from satellite.agent.client import Agent, AgentError, RequestRefused
 from satellite.app import create_app
 from satellite.runtime import Runtime
 from tests.conftest import BASIC, ENHANCED, Api, new_client
@@ -420,7 +420,9 @@ async def test_removal_releases_usage_and_refuses_the_product(
     assert refused.value.status == 403
     assert refused.value.problem["type"].endswith("product-ended")
     assert "removed" in str(refused.value)
-    with pytest.raises(RequestRefused):
+    # The agent took note: it no longer claims a registration.
+    assert first.state.registration == "removed"
+    with pytest.raises(AgentError, match="not registered"):
         await first.renew_authorization()
     assert (await licenses(admin))[ENHANCED]["inUse"] == 1
 
