@@ -8,6 +8,7 @@ from a template that has every migration applied, so tests are isolated and fast
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import os
 import shutil
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
+import proxy
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -231,6 +233,32 @@ async def new_client(admin: Api, role: str, accounts: list[str]) -> Api:
     status, body = await admin.post("/api/v1/clients", {"role": role, "accounts": accounts})
     assert status == 201, body
     return await login(admin, Credentials(body["clientId"], body["clientSecret"]))
+
+
+# --- a real HTTP proxy (proxy.py) on 127.0.0.1 ---------------------------------------------
+
+
+def _run_proxy(basic_auth: str | None) -> Iterator[int]:
+    options: dict[str, Any] = {
+        "hostname": ipaddress.ip_address("127.0.0.1"),
+        "port": 0,
+        "num_workers": 1,
+        "num_acceptors": 1,
+    }
+    if basic_auth:
+        options["basic_auth"] = basic_auth
+    with proxy.Proxy(**options) as running:
+        yield int(running.flags.port)
+
+
+@pytest.fixture
+def open_proxy() -> Iterator[int]:
+    yield from _run_proxy(None)
+
+
+@pytest.fixture
+def auth_proxy() -> Iterator[int]:
+    yield from _run_proxy("product:s3cret")
 
 
 ENHANCED = "regid.2016-07.com.cisco.UCM_Enhanced_12.0_66d0d1cf-4863-4761-91d0-d01d3eb1949a"

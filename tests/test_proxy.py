@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import proxy
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -24,29 +21,6 @@ async def server(runtime: Runtime) -> Any:
     await test_server.start_server()
     yield test_server
     await test_server.close()
-
-
-def _proxy(basic_auth: str | None) -> Iterator[int]:
-    options: dict[str, Any] = {
-        "hostname": ipaddress.ip_address("127.0.0.1"),
-        "port": 0,
-        "num_workers": 1,
-        "num_acceptors": 1,
-    }
-    if basic_auth:
-        options["basic_auth"] = basic_auth
-    with proxy.Proxy(**options) as running:
-        yield int(running.flags.port)
-
-
-@pytest.fixture
-def open_proxy() -> Iterator[int]:
-    yield from _proxy(None)
-
-
-@pytest.fixture
-def auth_proxy() -> Iterator[int]:
-    yield from _proxy("product:s3cret")
 
 
 def through(agent: Agent, port: int, user: str | None = None, password: str | None = None) -> None:

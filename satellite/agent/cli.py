@@ -228,15 +228,22 @@ def transport() -> None:
 
 @transport.command("url")
 @click.argument("url")
+@click.option(
+    "--ca-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="PEM certificates to verify an https:// server with (default: the system's).",
+)
 @pass_agent
-def transport_url(agent: Agent, url: str) -> None:
+def transport_url(agent: Agent, url: str, ca_file: Path | None) -> None:
     """The satellite (or transport gateway) URL, e.g. https://satellite.example:8443."""
     if not url.startswith(("http://", "https://")):
         raise click.BadParameter("the URL starts with http:// or https://", param_hint="URL")
     state = agent.state
     state.transport.url = url
+    state.transport.ca_file = str(ca_file.resolve()) if ca_file else None
     agent.save(state)
-    click.echo(f"server: {url}")
+    click.echo(f"server: {url}{f' (trusting {ca_file})' if ca_file else ''}")
 
 
 @transport.command("proxy")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,8 +94,16 @@ class Agent:
 
     # --- transport -------------------------------------------------------------------------
 
-    def _session(self) -> aiohttp.ClientSession:
+    def _session(self, state: AgentState) -> aiohttp.ClientSession:
+        connector = None
+        if state.transport.ca_file:
+            try:
+                context = ssl.create_default_context(cafile=state.transport.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise AgentError(f"cannot use {state.transport.ca_file}: {exc}") from exc
+            connector = aiohttp.TCPConnector(ssl=context)
         return aiohttp.ClientSession(
+            connector=connector,
             timeout=aiohttp.ClientTimeout(total=30, connect=10),
             trust_env=False,  # the proxy is what the transport settings say, nothing else
         )
@@ -150,7 +159,7 @@ class Agent:
         proxy = self._proxy(state)
         headers = {"Content-Type": "application/jose+json", **proxy.pop("headers", {})}
         url = state.transport.url.rstrip("/") + path
-        async with self._session() as session:
+        async with self._session(state) as session:
             for attempt in (1, 2):
                 nonce = self._nonce or await self._fetch_nonce(session, state)
                 self._nonce = None
