@@ -151,9 +151,15 @@ class DeviceService:
     # --- authorization -------------------------------------------------------------------
 
     async def _authorization(
-        self, conn: Connection, product: ProductInstance, expires_at: dt.datetime
+        self,
+        conn: Connection,
+        product: ProductInstance,
+        expires_at: dt.datetime,
+        usage: dict[str, int] | None = None,
     ) -> wire.Authorization:
-        usage = await devices.usage_of(conn, product.id)
+        """``usage``: the product's usage when the caller has it at hand (saves a query)."""
+        if usage is None:
+            usage = await devices.usage_of(conn, product.id)
         positions = {
             p.tag: p
             for p in await self._licenses.virtual_account_positions(
@@ -161,7 +167,7 @@ class DeviceService:
             )
         }
         tags = []
-        for tag, count in usage.items():
+        for tag, count in sorted(usage.items()):
             if tag not in self._catalog:
                 state: wire.TagState = "NOT_AUTHORIZED"
             elif positions[tag].status == "In Compliance":
@@ -337,9 +343,8 @@ class DeviceService:
                 usage[entry.tag] = entry.count
             now = self._clock()
             await devices.replace_usage(conn, product_id, usage, now)
-            await devices.touch(conn, product_id, now)
             authorization = await self._authorization(
-                conn, product, product.authorization_expires_at
+                conn, product, product.authorization_expires_at, usage
             )
         return self._answer(nonce, path, authorization)
 

@@ -164,16 +164,20 @@ async def touch(
 async def replace_usage(
     conn: asyncpg.Connection, product_id: str, usage: dict[str, int], now: dt.datetime
 ) -> None:
-    """The product's usage becomes ``usage``; the report joins the history."""
-    key = uuid.UUID(product_id)
-    await conn.execute("DELETE FROM product_usage WHERE product_id = $1", key)
-    await conn.executemany(
-        "INSERT INTO product_usage (product_id, tag, count) VALUES ($1, $2, $3)",
-        [(key, tag, count) for tag, count in usage.items()],
-    )
+    """The product's usage becomes ``usage``, the report joins the history, and the
+    contact is recorded: one statement, one round trip (this is the busiest request)."""
     await conn.execute(
-        "INSERT INTO usage_reports (product_id, reported_at, usage) VALUES ($1, $2, $3)",
-        key,
+        "WITH gone AS (DELETE FROM product_usage WHERE product_id = $1 "
+        "  AND NOT (tag = ANY($2::text[]))), "
+        "set AS (INSERT INTO product_usage (product_id, tag, count) "
+        "  SELECT $1, u.tag, u.count FROM unnest($2::text[], $3::int[]) AS u(tag, count) "
+        "  ON CONFLICT (product_id, tag) DO UPDATE SET count = EXCLUDED.count), "
+        "history AS (INSERT INTO usage_reports (product_id, reported_at, usage) "
+        "  VALUES ($1, $4, $5)) "
+        "UPDATE product_instances SET last_contact_at = $4 WHERE id = $1",
+        uuid.UUID(product_id),
+        list(usage),
+        list(usage.values()),
         now,
         usage,
     )
