@@ -10,7 +10,6 @@ secret (there is none on the wire after the token) nor change an answer.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import socket
 import ssl
@@ -418,12 +417,10 @@ def _problem(raw: bytes) -> dict[str, Any]:
 
 def _unverified_field(message: dict[str, Any], name: str) -> str:
     """A field of a not-yet-verified payload: only to find the key it must verify with."""
-    encoded = str(message.get("payload", ""))
     try:
-        payload = msgspec.json.decode(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-    except (ValueError, msgspec.DecodeError) as exc:
+        value = jose.unverified_payload(message).get(name)
+    except jose.InvalidSignature as exc:
         raise AgentError("the answer is not a signed message") from exc
-    value = payload.get(name) if isinstance(payload, dict) else None
     if not isinstance(value, str):
         raise AgentError("the registration answer carries no signing certificate")
     return value

@@ -61,16 +61,25 @@ def sign(key: ec.EllipticCurvePrivateKey, payload: bytes, header: dict[str, Any]
     return cast(dict[str, str], signed)
 
 
-def protected_header(message: dict[str, Any]) -> dict[str, Any]:
-    """The protected header, NOT verified: only to find which key to verify with."""
+def _unverified_part(message: dict[str, Any], part: str) -> dict[str, Any]:
     try:
-        encoded = message["protected"]
-        header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+        encoded = message[part]
+        value = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
     except (ValueError, TypeError, KeyError) as exc:
         raise InvalidSignature(f"not a flattened JWS: {exc}") from exc
-    if not isinstance(header, dict):
-        raise InvalidSignature("not a flattened JWS: the protected header is not an object")
-    return header
+    if not isinstance(value, dict):
+        raise InvalidSignature(f"not a flattened JWS: the {part} is not an object")
+    return value
+
+
+def protected_header(message: dict[str, Any]) -> dict[str, Any]:
+    """The protected header, NOT verified: only to find which key to verify with."""
+    return _unverified_part(message, "protected")
+
+
+def unverified_payload(message: dict[str, Any]) -> dict[str, Any]:
+    """The payload, NOT verified: only to find the certificate it must verify with."""
+    return _unverified_part(message, "payload")
 
 
 def verify(message: dict[str, Any], key: ec.EllipticCurvePublicKey) -> tuple[dict[str, Any], bytes]:

@@ -126,6 +126,14 @@ def token_id(token: str) -> str:
     return b64url(secret_digest(token))
 
 
+def digest_of_token_id(value: str) -> bytes:
+    """The lookup digest a ``token_id`` names (empty when it is not base64url)."""
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        return b""
+
+
 def token_proof(token: str, nonce: str, key_thumbprint: str) -> str:
     """Proof that the sender holds ``token``, bound to this request's nonce and key."""
     message = f"satellite-register|{nonce}|{key_thumbprint}".encode()

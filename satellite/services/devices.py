@@ -8,7 +8,6 @@ nothing: the nonce is recorded as used in the same transaction as the change it 
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from satellite.crypto.keys import ServerKeys
 from satellite.crypto.pki import CertificateError, csr_public_key, issue_certificate, to_pem
 from satellite.crypto.secrets import (
     decrypt,
+    digest_of_token_id,
     issue_nonce,
     nonce_is_fresh,
     token_proof_is_valid,
@@ -52,13 +52,6 @@ _STATE_ORDER: dict[wire.TagState, int] = {
     "OUT_OF_COMPLIANCE": 1,
     "NOT_AUTHORIZED": 2,
 }
-
-
-def _digest(token_id: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(token_id + "=")
-    except ValueError:
-        return b""
 
 
 def _now() -> dt.datetime:
@@ -246,7 +239,7 @@ class DeviceService:
         now = self._clock()
         async with self._db.transaction() as conn:
             nonce = await self._use_nonce(conn, header, path)
-            found = await tokens.token_for_registration(conn, _digest(request.token_id))
+            found = await tokens.token_for_registration(conn, digest_of_token_id(request.token_id))
             if found is None:
                 raise NotAuthenticated("the registration token is not known here")
             token, account_id, export_allowed = found
