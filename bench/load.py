@@ -3,12 +3,15 @@
 Starts a daemon (``satellite serve``) on the embedded PostgreSQL in a temporary state
 directory, bound to 127.0.0.1, then:
   1. registers N products at a given concurrency (registrations/s),
-  2. drives usage reports from C products for T seconds (reports/s, p50/p99 latency),
-  3. runs ``pgbench -N`` (shipped with the embedded wheel) on the same PostgreSQL for the
-     same T and prints reports/s divided by pgbench TPS.
-Every loop is bounded in count and time; everything stops by itself.
+  2. closed loop: C products report back to back for T seconds (the most reports/s,
+     p50/p99 latency),
+  3. open loop: the same products report at a fixed total rate for T seconds, latency
+     counted from when each report was due,
+  4. runs ``pgbench -N`` (shipped with the embedded wheel) on the same PostgreSQL for the
+     same T and prints reports/s (closed loop) divided by pgbench TPS.
+Every loop is bounded in count and time; everything stops by itself. See bench/README.md.
 
-    python bench/load.py --products 500 --concurrency 500 --seconds 20
+    python bench/load.py --products 500 --concurrency 500 --seconds 20 --rate 2000
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import uvloop
 
 from satellite.agent.client import Agent
 from satellite.agent.state import Identity
@@ -70,7 +75,7 @@ async def register_all(agents: list[Agent], token: str, concurrency: int) -> flo
     gate = asyncio.Semaphore(concurrency)
 
     async def one(agent: Agent) -> None:
-        async with gate:
+        async with gate, agent.connected():
             await agent.register(token)
 
     started = time.perf_counter()
@@ -78,28 +83,72 @@ async def register_all(agents: list[Agent], token: str, concurrency: int) -> flo
     return time.perf_counter() - started
 
 
-async def drive_reports(
-    agents: list[Agent], concurrency: int, seconds: float
-) -> tuple[int, list[float], int]:
-    latencies: list[float] = []
-    errors = 0
+class Tally:
+    """Latencies of the reports that succeeded, and the failures."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.first_error: str | None = None
+
+    async def report(self, agent: Agent, count: int, since: float) -> None:
+        try:
+            await agent.report_usage({TAG: count % 7})
+        except Exception as exc:  # a benchmark counts failures, it does not stop on them
+            self.errors += 1
+            self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"
+            return
+        self.latencies.append(time.perf_counter() - since)
+
+    def line(self, what: str, seconds: float) -> str:
+        rate = len(self.latencies) / seconds
+        mean = statistics.fmean(self.latencies) * 1000 if self.latencies else float("nan")
+        text = (
+            f"{what}: {len(self.latencies)} in {seconds:.0f} s = {rate:.0f}/s; "
+            f"p50 {percentile(self.latencies, 0.5) * 1000:.1f} ms, "
+            f"p99 {percentile(self.latencies, 0.99) * 1000:.1f} ms, mean {mean:.1f} ms, "
+            f"errors {self.errors}"
+        )
+        return text + (f" (first: {self.first_error})" if self.first_error else "")
+
+
+async def closed_loop(agents: list[Agent], seconds: float) -> Tally:
+    """Every product reports again as soon as its answer arrives: the most the server takes."""
+    tally = Tally()
     deadline = time.perf_counter() + seconds
 
-    async def worker(agent: Agent, n: int) -> None:
-        nonlocal errors
-        count = 0
-        while time.perf_counter() < deadline and count < 1_000_000:
-            count += 1
-            started = time.perf_counter()
-            try:
-                await agent.report_usage({TAG: (n + count) % 7})
-            except Exception:  # a benchmark counts failures, it does not stop on them
-                errors += 1
-                continue
-            latencies.append(time.perf_counter() - started)
+    async def product(agent: Agent, n: int) -> None:
+        async with agent.connected():
+            for count in range(n, n + 10_000_000):
+                if time.perf_counter() >= deadline:
+                    return
+                await tally.report(agent, count, time.perf_counter())
 
-    await asyncio.gather(*(worker(agents[i % len(agents)], i) for i in range(concurrency)))
-    return len(latencies), latencies, errors
+    await asyncio.gather(*(product(agent, n) for n, agent in enumerate(agents)))
+    return tally
+
+
+async def open_loop(agents: list[Agent], rate: float, seconds: float) -> Tally:
+    """Reports at a fixed total ``rate``, each product on its own evenly spaced schedule.
+
+    A report's latency counts from when it was due, not from when it was sent, so a client
+    or server that falls behind shows as latency (no coordinated omission).
+    """
+    tally = Tally()
+    period = len(agents) / rate
+    started = time.perf_counter()
+    rounds = max(1, int(seconds / period))
+
+    async def product(agent: Agent, n: int) -> None:
+        offset = period * n / len(agents)
+        async with agent.connected():
+            for k in range(rounds):
+                due = started + offset + k * period
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                await tally.report(agent, n + k, due)
+
+    await asyncio.gather(*(product(agent, n) for n, agent in enumerate(agents)))
+    return tally
 
 
 def pgbench(pgdata: Path, seconds: int) -> float:
@@ -130,6 +179,10 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument(
+        "--rate", type=float, default=2000, help="open-loop reports/s (0: closed loop only)"
+    )
+    parser.add_argument("--register-concurrency", type=int, default=100)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="satellite-bench-", dir="/dev/shm"))
     state = work / "state"
@@ -200,20 +253,21 @@ def main() -> None:
             agent.save(state_)
             agents.append(agent)
 
-        took = asyncio.run(register_all(agents, product_token, min(args.concurrency, 100)))
+        took = uvloop.run(register_all(agents, product_token, args.register_concurrency))
         print(f"registrations: {args.products} in {took:.1f} s = {args.products / took:.0f}/s")
 
-        count, latencies, errors = asyncio.run(
-            drive_reports(agents, args.concurrency, args.seconds)
-        )
-        rate = count / args.seconds
-        print(
-            f"usage reports: {count} in {args.seconds} s = {rate:.0f}/s at concurrency "
-            f"{args.concurrency}; p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
-            f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, mean "
-            f"{statistics.fmean(latencies) * 1000 if latencies else float('nan'):.1f} ms, "
-            f"errors {errors}"
-        )
+        reporting = agents[: args.concurrency]
+        tally = uvloop.run(closed_loop(reporting, args.seconds))
+        print(tally.line(f"usage reports, closed loop, {len(reporting)} products", args.seconds))
+        rate = len(tally.latencies) / args.seconds
+        if args.rate:
+            fixed = uvloop.run(open_loop(reporting, args.rate, args.seconds))
+            print(
+                fixed.line(
+                    f"usage reports, open loop at {args.rate:.0f}/s, {len(reporting)} products",
+                    args.seconds,
+                )
+            )
         tps = pgbench(state / "pgdata", args.seconds)
         print(f"pgbench -N: {tps:.0f} tps; reports/s / pgbench tps = {rate / tps:.3f}")
     finally:

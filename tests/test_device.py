@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import Agent, AgentError, RequestRefused
@@ -321,3 +323,51 @@ async def test_unknown_tags_are_not_authorized(
     states = {t["tag"]: t["state"] for t in state.authorization["tags"]}
     assert states == {ENHANCED: "AUTHORIZED", "regid.2099-01.com.example.Nothing": "NOT_AUTHORIZED"}
     assert state.authorization["state"] == "NOT_AUTHORIZED"
+
+
+async def test_answers_arriving_in_pieces_are_read_whole(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    """A gateway in between may pass an answer on in several pieces: the agent reads it to
+    its end (a registration answer carries three certificates, several kilobytes)."""
+    upstream = base_url(server)
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                upstream + request.path_qs,
+                data=await request.read(),
+                headers={"Content-Type": request.content_type},
+            ) as answer,
+        ):
+            body = await answer.read()
+            headers = {k: v for k, v in answer.headers.items() if k.lower() == "replay-nonce"}
+            status = answer.status
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_type = "application/json"
+        await response.prepare(request)
+        for start in range(0, len(body), 700):  # in 700-byte pieces, a moment apart
+            await response.write(body[start : start + 700])
+            await asyncio.sleep(0.01)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", relay)
+    gateway = TestServer(app, host="127.0.0.1")
+    await gateway.start_server()
+    try:
+        await setup_voice(admin, enhanced=5)
+        agent = new_agent(tmp_path, server)
+        state = agent.state
+        state.transport.url = str(gateway.make_url("")).rstrip("/")
+        agent.save(state)
+        state = await agent.register(await new_token(admin))
+        assert state.registration == "registered"
+        state = await agent.report_usage({ENHANCED: 2})
+        assert state.authorization is not None
+        assert state.authorization["state"] == "AUTHORIZED"
+    finally:
+        await gateway.close()

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,6 +77,8 @@ class Agent:
         self.dir = StateDir(state_dir)
         self._clock = clock
         self._nonce: str | None = None
+        self._kept_session: tuple[str | None, aiohttp.ClientSession] | None = None
+        self._certificate_keys: dict[str, ec.EllipticCurvePublicKey] = {}
 
     # --- state -----------------------------------------------------------------------------
 
@@ -93,7 +96,31 @@ class Agent:
 
     # --- transport -------------------------------------------------------------------------
 
-    def _session(self, state: AgentState) -> aiohttp.ClientSession:
+    @asynccontextmanager
+    async def connected(self) -> AsyncIterator[None]:
+        """Keep one HTTP session (and its keep-alive connections) for the requests made
+        inside; without it every request opens and closes a session of its own."""
+        if self._kept_session is not None:
+            raise AgentError("this agent keeps a session already")
+        state = self.state
+        session = self._new_session(state)
+        self._kept_session = (state.transport.ca_file, session)
+        try:
+            yield
+        finally:
+            self._kept_session = None
+            await session.close()
+
+    @asynccontextmanager
+    async def _session(self, state: AgentState) -> AsyncIterator[aiohttp.ClientSession]:
+        kept = self._kept_session
+        if kept is not None and kept[0] == state.transport.ca_file:
+            yield kept[1]
+            return
+        async with self._new_session(state) as session:
+            yield session
+
+    def _new_session(self, state: AgentState) -> aiohttp.ClientSession:
         connector = None
         if state.transport.ca_file:
             try:
@@ -172,7 +199,7 @@ class Agent:
                         **proxy,
                     ) as response:
                         self._nonce = response.headers.get(wire.NONCE_HEADER)
-                        raw = await response.content.read(MAX_ANSWER_BYTES + 1)
+                        raw = await _read_at_most(response.content, MAX_ANSWER_BYTES + 1)
                         status = response.status
                 except aiohttp.ClientError as exc:
                     raise ServerUnreachable(f"cannot reach {state.transport.url}: {exc}") from exc
@@ -202,10 +229,8 @@ class Agent:
         except msgspec.DecodeError as exc:
             raise AgentError("the answer is not a signed message") from exc
         certificate_pem = signing_certificate or _unverified_field(message, "signingCertificate")
-        signing_key = load_pem_certificate(certificate_pem).public_key()
-        assert isinstance(signing_key, ec.EllipticCurvePublicKey)
         try:
-            header, payload = jose.verify(message, signing_key)
+            header, payload = jose.verify(message, self._certificate_key(certificate_pem))
         except jose.InvalidSignature as exc:
             raise AgentError(f"the answer's signature does not verify: {exc}") from exc
         if header.get("nonce") != nonce or header.get("url") != path:
@@ -215,6 +240,20 @@ class Agent:
         except msgspec.MsgspecError as exc:
             raise AgentError(f"the answer is not understood: {exc}") from exc
         return decoded, msgspec.json.decode(payload)
+
+    def _certificate_key(self, certificate_pem: str) -> ec.EllipticCurvePublicKey:
+        """The public key of a signing certificate, parsed once per certificate."""
+        key = self._certificate_keys.get(certificate_pem)
+        if key is None:
+            try:
+                public = load_pem_certificate(certificate_pem).public_key()
+            except CertificateError as exc:
+                raise AgentError(f"the signing certificate is not usable: {exc}") from exc
+            if not isinstance(public, ec.EllipticCurvePublicKey):
+                raise AgentError("the signing certificate does not hold an EC key")
+            self._certificate_keys = {certificate_pem: public}  # the current one is enough
+            key = public
+        return key
 
     # --- commands --------------------------------------------------------------------------
 
@@ -405,6 +444,20 @@ class Agent:
         self.save(state)
         self.dir.key_file.unlink(missing_ok=True)
         return state
+
+
+async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to ``limit`` bytes. (``read(n)`` alone returns what has arrived so far,
+    which for an answer in several TCP segments is only its beginning.)"""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _problem(raw: bytes) -> dict[str, Any]:

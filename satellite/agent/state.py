@@ -67,6 +67,9 @@ class StateDir:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # The parsed key and the file identity it was read from: parsing PEM on every
+        # request costs more than signing it; a changed file is read again.
+        self._key: tuple[tuple[int, int, int], ec.EllipticCurvePrivateKey] | None = None
 
     @property
     def state_file(self) -> Path:
@@ -97,8 +100,15 @@ class StateDir:
         return state
 
     def load_key(self) -> ec.EllipticCurvePrivateKey:
-        key = serialization.load_pem_private_key(self.key_file.read_bytes(), password=None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        with self.key_file.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            identity = (info.st_ino, info.st_mtime_ns, info.st_size)
+            if self._key is not None and self._key[0] == identity:
+                return self._key[1]
+            key = serialization.load_pem_private_key(handle.read(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{self.key_file} does not hold an EC private key")
+        self._key = (identity, key)
         return key
 
     def new_key(self) -> ec.EllipticCurvePrivateKey:

@@ -28,6 +28,7 @@ from satellite.crypto.secrets import (
 )
 from satellite.domain.access import Principal
 from satellite.domain.catalog import Catalog
+from satellite.domain.compliance import Position
 from satellite.domain.models import ProductInstance
 from satellite.errors import (
     BadNonce,
@@ -47,6 +48,7 @@ from satellite.storage.db import Connection, Database
 
 T = TypeVar("T")
 NONCE_LIFETIME = 15 * 60.0  # seconds a nonce stays good; longer is "stale"
+PRODUCT_KEYS_KEPT = 65_536  # parsed product keys kept in memory (about 30 MB at most)
 _STATE_ORDER: dict[wire.TagState, int] = {
     "AUTHORIZED": 0,
     "OUT_OF_COMPLIANCE": 1,
@@ -56,6 +58,10 @@ _STATE_ORDER: dict[wire.TagState, int] = {
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _replayed() -> BadNonce:
+    return BadNonce("the nonce was used already (a replayed request)")
 
 
 def _product_actor(product_id: str) -> Principal:
@@ -78,13 +84,16 @@ class DeviceService:
         self._licenses = licenses
         self._timers = timers
         self._clock = clock
+        self._product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
 
     # --- nonces, signatures, answers -------------------------------------------------------
 
     def new_nonce(self) -> str:
         return issue_nonce(self._keys.token_key, time.time())
 
-    async def _use_nonce(self, conn: Connection, header: dict[str, Any], path: str) -> str:
+    def _check_nonce(self, header: dict[str, Any], path: str) -> str:
+        """The nonce of a request whose signature verified: one of ours, fresh, for this
+        path. (Whether it was used before, the database says.)"""
         nonce = header.get("nonce")
         if not isinstance(nonce, str) or not nonce_is_fresh(
             self._keys.token_key, nonce, time.time(), NONCE_LIFETIME
@@ -92,8 +101,12 @@ class DeviceService:
             raise BadNonce("the nonce is not one of this server's, or is stale")
         if header.get("url") != path:
             raise BadSignature("the signed url is not this request's path")
+        return nonce
+
+    async def _use_nonce(self, conn: Connection, header: dict[str, Any], path: str) -> str:
+        nonce = self._check_nonce(header, path)
         if not await devices.use_nonce(conn, nonce):
-            raise BadNonce("the nonce was used already (a replayed request)")
+            raise _replayed()
         return nonce
 
     def _answer(self, nonce: str, path: str, body: msgspec.Struct) -> dict[str, str]:
@@ -121,14 +134,19 @@ class DeviceService:
             raise BadSignature(str(exc)) from exc
         if header.get("kid") != product_id:
             raise BadSignature("the request is not signed as the product in its path")
-        product = await devices.get_product(conn, product_id, for_update=True)
+        nonce = header.get("nonce")
+        product, nonce_was_unused = await devices.lock_product_using_nonce(
+            conn, product_id, nonce if isinstance(nonce, str) else ""
+        )
         if product is None:
             raise BadSignature("no such product instance")
         try:
-            _, payload = jose.verify(message, jose.key_from_jwk(product.public_jwk))
+            _, payload = jose.verify(message, self._product_keys.key(product.public_jwk))
         except jose.InvalidSignature as exc:
             raise BadSignature(str(exc)) from exc
-        nonce = await self._use_nonce(conn, header, path)
+        nonce = self._check_nonce(header, path)
+        if not nonce_was_unused:
+            raise _replayed()
         if product.status == "registration_expired" or (
             product.status == "registered" and product.certificate_expires_at <= self._clock()
         ):
@@ -148,22 +166,32 @@ class DeviceService:
         conn: Connection,
         product: ProductInstance,
         expires_at: dt.datetime,
+        *,
         usage: dict[str, int] | None = None,
+        in_use: dict[str, int] | None = None,
     ) -> wire.Authorization:
-        """``usage``: the product's usage when the caller has it at hand (saves a query)."""
+        """``usage``: the product's usage, and ``in_use``: its virtual account's, when the
+        caller has them at hand (each saves a query)."""
         if usage is None:
             usage = await devices.usage_of(conn, product.id)
-        positions = {
-            p.tag: p
-            for p in await self._licenses.virtual_account_positions(
-                conn, product.virtual_account_id, product.virtual_account
-            )
-        }
+        positions: dict[str, Position] = {}
+        if usage:  # (a new registration has none: no need to read the pool)
+            positions = {
+                p.tag: p
+                for p in await self._licenses.virtual_account_positions(
+                    conn,
+                    product.virtual_account_id,
+                    product.virtual_account,
+                    self._clock(),
+                    in_use=in_use,
+                )
+            }
         tags = []
         for tag, count in sorted(usage.items()):
+            position = positions.get(tag)  # none: nothing purchased, nothing in use
             if tag not in self._catalog:
                 state: wire.TagState = "NOT_AUTHORIZED"
-            elif positions[tag].status == "In Compliance":
+            elif position is None or position.status == "In Compliance":
                 state = "AUTHORIZED"
             else:
                 state = "OUT_OF_COMPLIANCE"
@@ -334,10 +362,11 @@ class DeviceService:
                         f"tag {entry.tag} is reported twice", field=f"usage[{index}].tag"
                     )
                 usage[entry.tag] = entry.count
-            now = self._clock()
-            await devices.replace_usage(conn, product_id, usage, now)
+            in_use = await devices.replace_usage(
+                conn, product_id, product.virtual_account_id, usage, self._clock()
+            )
             authorization = await self._authorization(
-                conn, product, product.authorization_expires_at, usage
+                conn, product, product.authorization_expires_at, usage=usage, in_use=in_use
             )
         return self._answer(nonce, path, authorization)
 

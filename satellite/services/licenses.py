@@ -198,16 +198,25 @@ class LicenseService:
         return self._today() if now is None else now.astimezone(dt.UTC).date()
 
     async def virtual_account_positions(
-        self, conn: Connection, va_id: int, va_name: str, now: dt.datetime | None = None
+        self,
+        conn: Connection,
+        va_id: int,
+        va_name: str,
+        now: dt.datetime | None = None,
+        *,
+        in_use: dict[str, int] | None = None,
     ) -> list[Position]:
         """One virtual account's positions at ``now`` (None: this moment), within the
-        caller's transaction."""
+        caller's transaction. ``in_use``: what is in use per tag, when the caller has just
+        counted it (saves a query)."""
         lines = await licenses.lines_of_virtual_account(conn, va_id)
-        in_use = await devices.in_use_by_virtual_account(
-            conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
-        )
+        if in_use is None:
+            counted = await devices.in_use_by_virtual_account(
+                conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
+            )
+            in_use = counted.get(va_id, {})
         return positions_for_virtual_account(
-            va_name, self._catalog, lines, self._date(now), in_use=in_use.get(va_id, {})
+            va_name, self._catalog, lines, self._date(now), in_use=in_use
         )
 
     async def refresh_alerts(

@@ -122,8 +122,8 @@ class MaintenanceService:
         return await self._run("expire-registrations", work)
 
     async def expire_authorizations(self, now: dt.datetime) -> JobReport | None:
-        """Record each authorization not renewed within its validity (its usage stopped
-        counting when it expired) and keep an "Authorization Expired" alert open per such
+        """Record each authorization not renewed within its validity (its usage stops
+        counting) and keep an "Authorization Expired" alert open per such
         product until it renews, deregisters or ends."""
 
         async def work(conn: Connection) -> dict[str, int]:
@@ -139,7 +139,7 @@ class MaintenanceService:
                     udi=f"PID:{product.udi_pid} SN:{product.udi_serial}",
                     authorization_expired_at=product.authorization_expires_at.isoformat(),
                 )
-            await expiry.record_authorization_lapses(conn, [p.id for p in new])
+            await expiry.record_authorization_lapses(conn, [p.id for p in new], now)
 
             async def raise_one(product: ProductTimers, key: str) -> None:
                 await alerts.raise_alert(

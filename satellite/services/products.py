@@ -227,6 +227,7 @@ class ProductService:
         same account, with its usage; all of them or, if one cannot move, none."""
         if not moves:
             raise InvalidInput("name at least one product to transfer", field=field)
+        now = self._clock()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             source = await scope.virtual_account(conn, acc, va, lock="share")
@@ -239,7 +240,7 @@ class ProductService:
                     )
             for product, move in zip(products, moves, strict=True):
                 target = targets[move.target]
-                await devices.move_products(conn, [product.id], target.id)
+                await devices.move_products(conn, [product.id], target.id, now)
                 await audit.record(
                     conn,
                     principal,

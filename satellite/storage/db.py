@@ -21,6 +21,14 @@ def lock_clause(lock: RowLock) -> str:
     return _LOCK_CLAUSES[lock]
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Reset a connection returned to the pool: nothing to do beyond what asyncpg always
+    does (roll back an open transaction). The satellite changes no session state (no SET,
+    LISTEN or cursor outside a transaction; its one session advisory lock, the migrations',
+    is released in a finally), so asyncpg's default reset query would be one more round
+    trip per request for nothing."""
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -40,6 +48,7 @@ class Database:
                 max_size=settings.pool_max_size,
                 timeout=settings.connect_timeout_seconds,
                 init=_init_connection,
+                reset=_keep_session,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc

@@ -10,13 +10,66 @@ import asyncpg
 
 from satellite.domain.models import ProductInstance, ProductStatus, UsageRecord
 
+# The virtual account's name and account come from scalar subqueries, not a join: when a
+# row locked FOR UPDATE was changed meanwhile (moved to another virtual account, say),
+# PostgreSQL re-evaluates the projection on the new row version, whereas a joined row
+# would stay the old one and the join would drop the product.
 _COLUMNS = (
-    "p.id::text AS id, p.virtual_account_id, va.name AS virtual_account, va.account_id, "
+    "p.id::text AS id, p.virtual_account_id, "
+    "(SELECT name FROM virtual_accounts WHERE id = p.virtual_account_id) AS virtual_account, "
+    "(SELECT account_id FROM virtual_accounts WHERE id = p.virtual_account_id) AS account_id, "
     "p.udi_pid, p.udi_serial, p.udi_uuid, p.product_type, p.product_version, p.hostname, "
     "p.ip_address, p.public_jwk, p.export_controlled, p.status, p.registered_at, "
     "p.last_contact_at, p.certificate_expires_at, p.authorization_expires_at, p.ended_at"
 )
-_FROM = "FROM product_instances p JOIN virtual_accounts va ON va.id = p.virtual_account_id"
+_FROM = "FROM product_instances p"
+# The shard of the usage totals a product's usage is added to (sql/004_usage_totals.sql).
+_SHARD = "get_byte(uuid_send({id}), 15) % 16"
+# Adds the rows (virtual_account_id, tag, shard, d) of the query before it to the totals,
+# in key order, so that two transactions adding to the same rows cannot deadlock.
+_ADD_TO_TOTALS = (
+    "INSERT INTO virtual_account_usage (virtual_account_id, tag, shard, in_use) "
+    "SELECT va, tag, shard, sum(d) FROM deltas GROUP BY va, tag, shard HAVING sum(d) <> 0 "
+    "ORDER BY va, tag, shard "
+    "ON CONFLICT (virtual_account_id, tag, shard) "
+    "DO UPDATE SET in_use = virtual_account_usage.in_use + EXCLUDED.in_use"
+)
+
+# Usage still in the totals although it stopped counting: products whose authorization or
+# certificate ran out since they were last recounted (the job recounts them within the
+# hour). Read through the expiry indexes, this is usually nothing; subtracting it keeps
+# what is in use exact at every moment. Parameters: {vas} (bigint[]), {now}.
+_LAPSED_USAGE = (
+    "SELECT p.counted_in AS va, u.tag, -u.count AS n "
+    "FROM product_instances p JOIN product_usage u ON u.product_id = p.id "
+    "WHERE p.status = 'registered' AND p.counted_in = ANY({vas}) "
+    "AND (p.authorization_expires_at <= {now} OR p.certificate_expires_at <= {now})"
+)
+
+
+async def recount(conn: asyncpg.Connection, product_ids: list[str], now: dt.datetime) -> None:
+    """Bring the usage totals in line with these products as they are now (the caller
+    holds their rows locked): a product's usage counts in its virtual account while it is
+    registered and its authorization and ID certificate hold, and in no other.
+
+    Every change that can start or stop a product counting, or move it, ends with this."""
+    await conn.execute(
+        "WITH target AS (SELECT id, counted_in AS was, CASE WHEN status = 'registered' "
+        "  AND authorization_expires_at > $2 AND certificate_expires_at > $2 "
+        "  THEN virtual_account_id END AS now_in "
+        "  FROM product_instances WHERE id = ANY($1::uuid[])), "
+        "changed AS (UPDATE product_instances p SET counted_in = t.now_in FROM target t "
+        "  WHERE p.id = t.id AND t.was IS DISTINCT FROM t.now_in "
+        "  RETURNING p.id, t.was, t.now_in), "
+        "deltas AS ("
+        f"  SELECT c.was AS va, u.tag, {_SHARD.format(id='c.id')} AS shard, -u.count AS d "
+        "  FROM changed c JOIN product_usage u ON u.product_id = c.id WHERE c.was IS NOT NULL "
+        f"  UNION ALL SELECT c.now_in, u.tag, {_SHARD.format(id='c.id')}, u.count "
+        "  FROM changed c JOIN product_usage u ON u.product_id = c.id "
+        "  WHERE c.now_in IS NOT NULL) " + _ADD_TO_TOTALS,
+        _uuids(product_ids),
+        now,
+    )
 
 
 def _product(row: asyncpg.Record) -> ProductInstance:
@@ -40,6 +93,30 @@ async def forget_used_nonces(conn: asyncpg.Connection, before: dt.datetime) -> i
     return int(result.rsplit(" ", 1)[1])
 
 
+async def lock_product_using_nonce(
+    conn: asyncpg.Connection, product_id: str, nonce: str
+) -> tuple[ProductInstance | None, bool]:
+    """The product, locked for update, and whether ``nonce`` was still unused; it is used
+    now (the caller's transaction undoes that if the request is refused). One round trip:
+    every signed device request starts here."""
+    try:
+        key = uuid.UUID(product_id)
+    except ValueError:
+        return None, False
+    row = await conn.fetchrow(
+        f"WITH used AS (INSERT INTO used_nonces (nonce) VALUES ($2) ON CONFLICT DO NOTHING "
+        f"RETURNING 1) SELECT {_COLUMNS}, EXISTS (SELECT 1 FROM used) AS nonce_was_unused "
+        f"{_FROM} WHERE p.id = $1 FOR UPDATE",
+        key,
+        nonce,
+    )
+    if row is None:
+        return None, False
+    fields = dict(row)
+    unused = bool(fields.pop("nonce_was_unused"))
+    return ProductInstance(**fields), unused
+
+
 async def get_product(
     conn: asyncpg.Connection, product_id: str, *, for_update: bool = False
 ) -> ProductInstance | None:
@@ -47,7 +124,7 @@ async def get_product(
         key = uuid.UUID(product_id)
     except ValueError:
         return None
-    lock = " FOR UPDATE OF p" if for_update else ""
+    lock = " FOR UPDATE" if for_update else ""
     row = await conn.fetchrow(f"SELECT {_COLUMNS} {_FROM} WHERE p.id = $1{lock}", key)
     return _product(row) if row else None
 
@@ -57,7 +134,7 @@ async def live_product_by_udi(
 ) -> ProductInstance | None:
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} {_FROM} WHERE p.udi_pid = $1 AND p.udi_serial = $2 "
-        f"AND p.status = 'registered' FOR UPDATE OF p",
+        f"AND p.status = 'registered' FOR UPDATE",
         pid,
         serial,
     )
@@ -99,6 +176,7 @@ async def insert_product(
         certificate_expires_at,
         authorization_expires_at,
     )
+    await recount(conn, [str(product_id)], now)
     return str(product_id)
 
 
@@ -136,6 +214,7 @@ async def reregister_product(
         certificate_expires_at,
         authorization_expires_at,
     )
+    await recount(conn, [product_id], now)
 
 
 async def touch(
@@ -147,7 +226,8 @@ async def touch(
     certificate_expires_at: dt.datetime | None = None,
     public_jwk: dict[str, Any] | None = None,
 ) -> None:
-    """Record contact, and whatever the request renewed."""
+    """Record contact, and whatever the request renewed (a renewed authorization counts
+    the product's usage again)."""
     await conn.execute(
         "UPDATE product_instances SET last_contact_at = $2, "
         "authorization_expires_at = coalesce($3, authorization_expires_at), "
@@ -159,28 +239,61 @@ async def touch(
         certificate_expires_at,
         public_jwk,
     )
+    if authorization_expires_at is not None or certificate_expires_at is not None:
+        await recount(conn, [product_id], now)
 
 
 async def replace_usage(
-    conn: asyncpg.Connection, product_id: str, usage: dict[str, int], now: dt.datetime
-) -> None:
-    """The product's usage becomes ``usage``, the report joins the history, and the
-    contact is recorded: one statement, one round trip (this is the busiest request)."""
-    await conn.execute(
-        "WITH gone AS (DELETE FROM product_usage WHERE product_id = $1 "
+    conn: asyncpg.Connection,
+    product_id: str,
+    va_id: int,
+    usage: dict[str, int],
+    now: dt.datetime,
+) -> dict[str, int]:
+    """The product's usage becomes ``usage`` (the caller holds its row locked), the report
+    joins the history, the contact is recorded, the difference goes to the totals if its
+    usage is in them; return what is in use per tag in virtual account ``va_id`` after.
+
+    One statement, one round trip: this is the busiest request. The statement cannot see
+    its own changes, so the answer is computed from the totals it started from, the
+    difference it adds, and the usage that stopped counting (the product's own new usage,
+    if that is the case)."""
+    rows = await conn.fetch(
+        "WITH new AS (SELECT tag, count FROM unnest($2::text[], $3::int[]) AS n(tag, count)), "
+        "old AS (SELECT tag, count FROM product_usage WHERE product_id = $1), "
+        "counted AS (SELECT counted_in AS va, (authorization_expires_at <= $4 "
+        "  OR certificate_expires_at <= $4) AS lapsed FROM product_instances "
+        "  WHERE id = $1 AND counted_in IS NOT NULL), "
+        "deltas AS (SELECT counted.va, coalesce(new.tag, old.tag) AS tag, "
+        f"  {_SHARD.format(id='$1::uuid')} AS shard, "
+        "  coalesce(new.count, 0) - coalesce(old.count, 0) AS d "
+        "  FROM new FULL JOIN old ON old.tag = new.tag CROSS JOIN counted), "
+        "gone AS (DELETE FROM product_usage WHERE product_id = $1 "
         "  AND NOT (tag = ANY($2::text[]))), "
         "set AS (INSERT INTO product_usage (product_id, tag, count) "
-        "  SELECT $1, u.tag, u.count FROM unnest($2::text[], $3::int[]) AS u(tag, count) "
+        "  SELECT $1, tag, count FROM new "
         "  ON CONFLICT (product_id, tag) DO UPDATE SET count = EXCLUDED.count), "
         "history AS (INSERT INTO usage_reports (product_id, reported_at, usage) "
-        "  VALUES ($1, $4, $5)) "
-        "UPDATE product_instances SET last_contact_at = $4 WHERE id = $1",
+        "  VALUES ($1, $4, $5)), "
+        "contact AS (UPDATE product_instances SET last_contact_at = $4 WHERE id = $1), "
+        f"totals AS ({_ADD_TO_TOTALS}) "
+        "SELECT tag, sum(n)::bigint AS total FROM ("
+        "  SELECT tag, in_use AS n FROM virtual_account_usage WHERE virtual_account_id = $6 "
+        "  UNION ALL SELECT tag, d FROM deltas WHERE va = $6 "
+        "  UNION ALL SELECT tag, n FROM ("
+        + _LAPSED_USAGE.format(vas="ARRAY[$6::bigint]", now="$4")
+        + " AND p.id <> $1) AS others "
+        "  UNION ALL SELECT new.tag, -new.count FROM new CROSS JOIN counted "
+        "    WHERE counted.lapsed AND counted.va = $6"
+        ") AS after GROUP BY tag",
         uuid.UUID(product_id),
         list(usage),
         list(usage.values()),
         now,
         usage,
+        va_id,
     )
+    return {row["tag"]: int(row["total"]) for row in rows if row["total"]}
 
 
 async def usage_of(conn: asyncpg.Connection, product_id: str) -> dict[str, int]:
@@ -196,26 +309,27 @@ async def end_product(
 ) -> None:
     """Deregistered or removed: its usage is released at once."""
     key = uuid.UUID(product_id)
-    await conn.execute("DELETE FROM product_usage WHERE product_id = $1", key)
     await conn.execute(
         "UPDATE product_instances SET status = $2, ended_at = $3 WHERE id = $1",
         key,
         status,
         now,
     )
+    await recount(conn, [product_id], now)
+    await conn.execute("DELETE FROM product_usage WHERE product_id = $1", key)
 
 
 async def in_use_by_virtual_account(
     conn: asyncpg.Connection, va_ids: list[int], now: dt.datetime
 ) -> dict[int, dict[str, int]]:
-    """Per virtual account and tag: usage of registered products whose authorization and
-    ID certificate hold (an expired one stops counting before the job ends it)."""
+    """Per virtual account and tag: the usage that counts at ``now`` (tags with none are
+    absent)."""
     rows = await conn.fetch(
-        "SELECT p.virtual_account_id AS va, u.tag, sum(u.count)::bigint AS total "
-        "FROM product_usage u JOIN product_instances p ON p.id = u.product_id "
-        "WHERE p.virtual_account_id = ANY($1::bigint[]) AND p.status = 'registered' "
-        "AND p.authorization_expires_at > $2 AND p.certificate_expires_at > $2 "
-        "GROUP BY p.virtual_account_id, u.tag",
+        "SELECT va, tag, sum(n)::bigint AS total FROM ("
+        "  SELECT virtual_account_id AS va, tag, in_use AS n FROM virtual_account_usage "
+        "  WHERE virtual_account_id = ANY($1::bigint[]) "
+        f"  UNION ALL {_LAPSED_USAGE.format(vas='$1::bigint[]', now='$2')}"
+        ") AS counted GROUP BY va, tag HAVING sum(n) <> 0",
         va_ids,
         now,
     )
@@ -312,7 +426,7 @@ async def registered_products_of_virtual_account(
         f"SELECT {_COLUMNS} {_FROM} WHERE p.virtual_account_id = $1 "
         f"AND p.status = 'registered' AND (p.id = ANY($2::uuid[]) "
         f"OR (p.udi_pid, p.udi_serial) IN (SELECT * FROM unnest($3::text[], $4::text[]))) "
-        f"ORDER BY p.id FOR UPDATE OF p",
+        f"ORDER BY p.id FOR UPDATE",
         va_id,
         _uuids(ids),
         [pid for pid, _ in udis],
@@ -321,13 +435,16 @@ async def registered_products_of_virtual_account(
     return [_product(r) for r in rows]
 
 
-async def move_products(conn: asyncpg.Connection, product_ids: list[str], va_id: int) -> None:
+async def move_products(
+    conn: asyncpg.Connection, product_ids: list[str], va_id: int, now: dt.datetime
+) -> None:
     """The products (and so their usage) now belong to virtual account ``va_id``."""
     await conn.execute(
         "UPDATE product_instances SET virtual_account_id = $2 WHERE id = ANY($1::uuid[])",
         _uuids(product_ids),
         va_id,
     )
+    await recount(conn, product_ids, now)
 
 
 async def forget_ended_products(conn: asyncpg.Connection, va_id: int) -> int:

@@ -11,13 +11,18 @@ import uuid
 import asyncpg
 
 from satellite.domain.expiry import ProductTimers
+from satellite.storage.devices import recount
 
+# Scalar subqueries rather than a join, for rows locked FOR UPDATE: see storage.devices.
 _COLUMNS = (
-    "p.id::text AS id, va.account_id, p.virtual_account_id, va.name AS virtual_account, "
+    "p.id::text AS id, "
+    "(SELECT account_id FROM virtual_accounts WHERE id = p.virtual_account_id) AS account_id, "
+    "p.virtual_account_id, "
+    "(SELECT name FROM virtual_accounts WHERE id = p.virtual_account_id) AS virtual_account, "
     "p.udi_pid, p.udi_serial, p.hostname, p.certificate_expires_at, "
     "p.authorization_expires_at, p.authorization_lapse_recorded"
 )
-_FROM = "FROM product_instances p JOIN virtual_accounts va ON va.id = p.virtual_account_id"
+_FROM = "FROM product_instances p"
 
 
 def _timers(row: asyncpg.Record) -> ProductTimers:
@@ -32,14 +37,18 @@ async def lapsed_authorizations(conn: asyncpg.Connection, now: dt.datetime) -> l
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} {_FROM} WHERE p.status = 'registered' "
         f"AND p.authorization_expires_at <= $1 AND p.certificate_expires_at > $1 "
-        f"ORDER BY p.id FOR UPDATE OF p",
+        f"ORDER BY p.id FOR UPDATE",
         now,
     )
     return [_timers(r) for r in rows]
 
 
-async def record_authorization_lapses(conn: asyncpg.Connection, product_ids: list[str]) -> None:
-    """Remember that the current authorization of these products lapsed (and was recorded)."""
+async def record_authorization_lapses(
+    conn: asyncpg.Connection, product_ids: list[str], now: dt.datetime
+) -> None:
+    """Remember that the current authorization of these products lapsed (and was recorded);
+    their usage stops counting."""
+    await recount(conn, product_ids, now)
     await conn.execute(
         "UPDATE product_instances SET authorization_lapse_recorded = authorization_expires_at "
         "WHERE id = ANY($1::uuid[])",
@@ -51,17 +60,20 @@ async def end_expired_registrations(
     conn: asyncpg.Connection, now: dt.datetime
 ) -> list[ProductTimers]:
     """Registered products whose certificate expired at or before ``now`` become
-    'registration_expired', ended when their certificate expired; the products ended."""
+    'registration_expired', ended when their certificate expired, and their usage stops
+    counting; the products ended."""
     rows = await conn.fetch(
         f"WITH ended AS (UPDATE product_instances SET status = 'registration_expired', "
         f"ended_at = certificate_expires_at WHERE id IN (SELECT id FROM product_instances "
         f"WHERE status = 'registered' AND certificate_expires_at <= $1 ORDER BY id FOR UPDATE) "
         f"RETURNING *) "
-        f"SELECT {_COLUMNS} FROM ended p JOIN virtual_accounts va ON va.id = p.virtual_account_id "
+        f"SELECT {_COLUMNS} FROM ended p "
         f"ORDER BY p.id",
         now,
     )
-    return [_timers(r) for r in rows]
+    ended = [_timers(r) for r in rows]
+    await recount(conn, [product.id for product in ended], now)
+    return ended
 
 
 async def certificates_expiring(
