@@ -47,7 +47,8 @@ def test_the_shipped_migrations_are_numbered_files() -> None:
     assert SQL_FILES, f"no migrations in {SQL_DIR}"
     assert SQL_FILES[0].name == "001_init.sql"
     migrations = load_migrations(SQL_DIR)
-    assert [m.version for m in migrations] == list(range(1, len(SQL_FILES) + 1))
+    # Numbers may leave gaps while branches each hold some (merged, they close up).
+    assert [m.version for m in migrations] == [int(f.name.split("_")[0]) for f in SQL_FILES]
 
 
 async def test_migrate_empty_database_applies_everything_and_records_it(

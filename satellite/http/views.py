@@ -15,6 +15,7 @@ from satellite.domain.models import (
     ProductStatus,
     VirtualAccount,
 )
+from satellite.domain.reservation import Reservation, ReservedLine
 from satellite.http.wire import (
     AccountOut,
     AlertOut,
@@ -29,6 +30,8 @@ from satellite.http.wire import (
     LicenseUsage,
     PoolLineOut,
     PrincipalOut,
+    ReservationOut,
+    ReservedLicenseOut,
     Sudi,
     TokenInfo,
     UsageReportOut,
@@ -185,6 +188,32 @@ def license_usage(usage: dict[str, int], catalog: Catalog) -> list[LicenseUsage]
     ]
 
 
+def _reserved_lines(lines: tuple[ReservedLine, ...], catalog: Catalog) -> list[ReservedLicenseOut]:
+    return [
+        ReservedLicenseOut(
+            license=catalog.display_name(line.tag),
+            entitlement_tag=line.tag,
+            quantity=line.quantity,
+            license_type=line.license_type,
+            start_date=line.start_date,
+            end_date=line.end_date,
+            subscription_id=line.subscription_id,
+        )
+        for line in lines
+    ]
+
+
+def reservation_out(reservation: Reservation, catalog: Catalog, now: dt.datetime) -> ReservationOut:
+    return ReservationOut(
+        status=reservation.state,
+        authorization_code_timestamp=reservation.latest_timestamp or None,
+        reserved_licenses=license_usage(reservation.held(now.date()), catalog),
+        confirmed_licenses=_reserved_lines(reservation.current, catalog),
+        pending_licenses=_reserved_lines(reservation.pending, catalog),
+        created_at=reservation.created_at,
+    )
+
+
 def _device_fields(view: ProductView, catalog: Catalog, now: dt.datetime) -> dict[str, Any]:
     p = view.product
     return {
@@ -205,6 +234,9 @@ def _device_fields(view: ProductView, catalog: Catalog, now: dt.datetime) -> dic
         "authorization_expires_at": p.authorization_expires_at,
         "authorization_status": p.authorization_status(now),
         "ended_at": p.ended_at,
+        "reservation": (
+            reservation_out(view.reservation, catalog, now) if view.reservation else None
+        ),
     }
 
 
