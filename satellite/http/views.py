@@ -19,6 +19,7 @@ from satellite.domain.reservation import Reservation, ReservedLine
 from satellite.http.wire import (
     AccountOut,
     AlertOut,
+    AuthorizationCodeOut,
     CatalogEntryOut,
     DeviceChange,
     DeviceDetail,
@@ -30,6 +31,7 @@ from satellite.http.wire import (
     LicenseUsage,
     PoolLineOut,
     PrincipalOut,
+    ReservationChange,
     ReservationOut,
     ReservedLicenseOut,
     Sudi,
@@ -38,6 +40,7 @@ from satellite.http.wire import (
     VirtualAccountOut,
 )
 from satellite.services.products import ProductDetail, ProductView
+from satellite.services.reservations import Ended, Issued
 from satellite.services.tokens import TokenView
 
 
@@ -263,4 +266,27 @@ def device_change(
     return DeviceChange(
         message=f"{len(views)} product instance(s) {verb}",
         devices=[device_out(v, catalog, now) for v in views],
+    )
+
+
+def issued_out(issued: Issued, catalog: Catalog, now: dt.datetime) -> AuthorizationCodeOut:
+    p = issued.product
+    return AuthorizationCodeOut(
+        authorization_code=issued.code.text,
+        reservation_code=issued.reservation.request_code,
+        product_instance_id=p.id,
+        sudi=Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
+        timestamp=issued.code.timestamp,
+        reservation=reservation_out(issued.reservation, catalog, now),
+    )
+
+
+def reservation_ended(
+    verb: str, ended: Ended, catalog: Catalog, now: dt.datetime
+) -> ReservationChange:
+    """The answer to a return or forced removal: the product as it is now, what went back."""
+    released = ", ".join(f"{catalog.display_name(t)}={n}" for t, n in ended.released.items())
+    return ReservationChange(
+        message=f"product instance {ended.product.id} {verb}; released: {released or '-'}",
+        device=device_out(ProductView(ended.product, {}), catalog, now),
     )

@@ -27,6 +27,7 @@ from satellite.crypto.slr import (
     decode_product_code,
     decode_request_code,
     issue_authorization_code,
+    public_key_pem,
     udi_text,
 )
 from satellite.domain.access import Principal
@@ -98,6 +99,10 @@ class ReservationService:
 
     def now(self) -> dt.datetime:
         return self._clock()
+
+    def signing_public_key(self) -> str:
+        """PEM of the key authorization codes are signed with (what products trust)."""
+        return public_key_pem(self._keys.signing_key.public_key())
 
     # --- helpers ---------------------------------------------------------------------------
 

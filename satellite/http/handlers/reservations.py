@@ -8,7 +8,7 @@ from aiohttp import web
 from satellite.http.auth import caller
 from satellite.http.body import read_json, render
 from satellite.http.keys import SERVICES
-from satellite.http.views import device_out, reservation_out
+from satellite.http.views import device_out, issued_out, reservation_ended
 from satellite.http.wire import (
     AuthorizationCodeOut,
     ConfirmationCodeIn,
@@ -19,7 +19,6 @@ from satellite.http.wire import (
     ReserveLicenses,
     ReserveLicensesOut,
     ReturnCodeIn,
-    Sudi,
 )
 from satellite.services.products import ProductView
 from satellite.services.registry import Services
@@ -31,30 +30,11 @@ def _wanted(licenses: list[ReservationLicenseIn]) -> list[LicenseRequest]:
 
 
 def _issued_out(services: Services, issued: Issued) -> AuthorizationCodeOut:
-    p = issued.product
-    return AuthorizationCodeOut(
-        authorization_code=issued.code.text,
-        reservation_code=issued.reservation.request_code,
-        product_instance_id=p.id,
-        sudi=Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
-        timestamp=issued.code.timestamp,
-        reservation=reservation_out(
-            issued.reservation, services.catalog, services.reservations.now()
-        ),
-    )
+    return issued_out(issued, services.catalog, services.reservations.now())
 
 
 def _ended(services: Services, verb: str, ended: Ended) -> web.Response:
-    view = ProductView(ended.product, {})
-    released = ", ".join(
-        f"{services.catalog.display_name(t)}={n}" for t, n in ended.released.items()
-    )
-    return render(
-        ReservationChange(
-            message=f"product instance {ended.product.id} {verb}; released: {released or '-'}",
-            device=device_out(view, services.catalog, services.reservations.now()),
-        )
-    )
+    return render(reservation_ended(verb, ended, services.catalog, services.reservations.now()))
 
 
 async def reserve_licenses(request: web.Request) -> web.Response:
