@@ -33,7 +33,7 @@ from satellite.crypto.slr import (
 from satellite.domain.access import Principal
 from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import Position
-from satellite.domain.models import ProductInstance, VirtualAccount
+from satellite.domain.models import Account, ProductInstance, VirtualAccount
 from satellite.domain.reservation import Precedence, Reservation, ReservedLine, allocate
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
@@ -105,6 +105,20 @@ class ReservationService:
         return public_key_pem(self._keys.signing_key.public_key())
 
     # --- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _locked_virtual_account(
+        conn: Connection, account: Account, name: str
+    ) -> VirtualAccount:
+        """The virtual account, locked for changes to its reservations until the transaction
+        ends (not share-locked first: two transactions upgrading it would deadlock)."""
+        va = await scope.virtual_account(conn, account, name)
+        if not await reservations.lock_virtual_account(conn, va.id):
+            raise NotFound(
+                f"virtual account {name!r} not found in account {account.name!r}",
+                field="virtualAccount",
+            )
+        return va
 
     def _check_licenses(self, wanted: list[LicenseRequest], field: str) -> None:
         if not wanted:
@@ -268,8 +282,7 @@ class ReservationService:
         issued: list[Issued] = []
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await scope.virtual_account(conn, acc, va, lock="share")
-            await reservations.lock_virtual_account(conn, vacc.id)
+            vacc = await self._locked_virtual_account(conn, acc, va)
             for index, (request, code) in enumerate(zip(requests, decoded, strict=True)):
                 where = f"{field}[{index}]"
                 if await reservations.product_id_taken(conn, code.nonce):
@@ -336,8 +349,7 @@ class ReservationService:
         now = self._clock()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await scope.virtual_account(conn, acc, va, lock="share")
-            await reservations.lock_virtual_account(conn, vacc.id)
+            vacc = await self._locked_virtual_account(conn, acc, va)
             product, reservation = await self._reserved_product(
                 conn, vacc, product_id, "productInstanceId"
             )
@@ -379,8 +391,7 @@ class ReservationService:
         now = self._clock()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await scope.virtual_account(conn, acc, va, lock="share")
-            await reservations.lock_virtual_account(conn, vacc.id)
+            vacc = await self._locked_virtual_account(conn, acc, va)
             product, reservation, confirmation = await self._product_code(
                 conn, vacc, "confirmation", code, field
             )
@@ -454,8 +465,7 @@ class ReservationService:
         now = self._clock()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await scope.virtual_account(conn, acc, va, lock="share")
-            await reservations.lock_virtual_account(conn, vacc.id)
+            vacc = await self._locked_virtual_account(conn, acc, va)
             product, reservation, returned = await self._product_code(
                 conn, vacc, "return", code, field
             )
@@ -530,8 +540,7 @@ class ReservationService:
         now = self._clock()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await scope.virtual_account(conn, acc, va, lock="share")
-            await reservations.lock_virtual_account(conn, vacc.id)
+            vacc = await self._locked_virtual_account(conn, acc, va)
             product, reservation = await self._reserved_product(
                 conn, vacc, product_id, "productInstanceId"
             )

@@ -27,10 +27,14 @@ def _key(product_id: str) -> uuid.UUID | None:
         return None
 
 
-async def lock_virtual_account(conn: asyncpg.Connection, va_id: int) -> None:
+async def lock_virtual_account(conn: asyncpg.Connection, va_id: int) -> bool:
     """Serialize changes to the virtual account's reservations (and its pool: pool changes
-    take a share lock on the same row). Inserting its products is not blocked."""
-    await conn.execute("SELECT 1 FROM virtual_accounts WHERE id = $1 FOR NO KEY UPDATE", va_id)
+    take a share lock on the same row). Inserting its products is not blocked. False when
+    the virtual account is gone."""
+    found = await conn.fetchval(
+        "SELECT id FROM virtual_accounts WHERE id = $1 FOR NO KEY UPDATE", va_id
+    )
+    return found is not None
 
 
 async def product_id_taken(conn: asyncpg.Connection, product_id: str) -> bool:
