@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import uuid
 from pathlib import Path
@@ -18,6 +19,7 @@ from satellite.agent.reservation import Reservations
 from satellite.agent.state import Identity
 from satellite.crypto.keys import KeyPaths
 from satellite.crypto.slr import format_date
+from satellite.domain.access import host_operator
 from satellite.runtime import Runtime, open_services
 from satellite.services.licenses import LicenseService
 from tests.conftest import BASIC, CUWL, ENHANCED, Api
@@ -35,6 +37,10 @@ async def setup_pool(admin: Api, *lines: dict[str, Any]) -> None:
     for line in lines:
         status, body = await admin.post(VOICE + "/license-pool", line)
         assert status == 201, body
+
+
+def id_(day: dt.date) -> dt.date:
+    return day
 
 
 def product_uuid(serial: str) -> str:
@@ -594,11 +600,11 @@ async def test_term_end_dates_and_no_borrowing(
     assert product.check_usage({CUWL: 4}) == {CUWL: "OUT_OF_COMPLIANCE"}
 
     # The server counts the reserved TERM licenses to their end date too.
-    from satellite.domain.access import host_operator
-
     async with open_services(runtime) as services:
         for day, reserved, purchased in ((end, 4, 5), (end + dt.timedelta(days=1), 2, 3)):
-            judged = LicenseService(services.db, services.catalog, today=lambda d=day: d)
+            judged = LicenseService(
+                services.db, services.catalog, today=functools.partial(id_, day)
+            )
             _, lines = await judged.positions(host_operator("pytest"), "Acme", ["Voice"])
             cuwl = next(p for p in lines if p.tag == CUWL)
             assert (cuwl.reserved, cuwl.purchased) == (reserved, purchased)
