@@ -13,8 +13,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import Agent, AgentError
+from satellite.agent.client import Agent, AgentError, RequestRefused
 from satellite.agent.reservation import Reservations
 from satellite.agent.state import Identity
 from satellite.crypto.keys import KeyPaths
@@ -23,6 +24,7 @@ from satellite.domain.access import host_operator
 from satellite.runtime import Runtime, open_services
 from satellite.services.licenses import LicenseService
 from tests.conftest import BASIC, CUWL, ENHANCED, Api
+from tests.test_device import new_agent
 
 ACCOUNT = "/api/v1/accounts/Acme"
 VOICE = ACCOUNT + "/virtual-accounts/Voice"
@@ -496,6 +498,13 @@ async def test_removal_paths(
         {"productInstances": [{"sudi": sudi("DEAD1"), "targetVirtualAccount": "Lab"}]},
     )
     assert status == 409, problem
+    # Nor does a token registration take it over.
+    server = admin.client.server
+    assert isinstance(server, TestServer)
+    status, body = await admin.post(VOICE + "/tokens", {})
+    assert status == 201, body
+    with pytest.raises(RequestRefused, match="holds a specific license reservation"):
+        await new_agent(tmp_path, server, "DEAD1").register(body["tokenInfo"]["token"])
     # The failed product: force-removed with a reason, in the audit log.
     dead_id = products["DEAD1"][1]
     status, body = await admin.post(

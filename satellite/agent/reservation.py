@@ -106,7 +106,10 @@ class Reservations:
                 "no trusted server key: run 'license smart reservation trust FILE' with the "
                 "server's keys/signing.pub (or signing.crt) first"
             )
-        return load_trusted_key(state.reservation.trusted_key.encode("ascii"))
+        try:
+            return load_trusted_key(state.reservation.trusted_key.encode("ascii"))
+        except CodeError as exc:
+            raise AgentError(f"the trusted server key in the state is unusable: {exc}") from exc
 
     def _require_enabled(self, state: AgentState) -> None:
         if not state.reservation.enabled:
@@ -323,6 +326,8 @@ async def fetch_code_file(url: str, sftp: SftpOptions) -> str:
     ``sftp://[user@]host:port/path`` (key or password; the host key must be known)."""
     parts = urlsplit(url)
     if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path:
+            raise AgentError("a file URL is file:///absolute/path/to/code")
         data = _read_local(Path(unquote(parts.path)))
     elif parts.scheme == "sftp":
         data = await _sftp_read(url, sftp)
