@@ -127,6 +127,7 @@ async def test_device_list_in_the_cisco_shape(
         "authorizationExpiresAt": one["authorizationExpiresAt"],
         "authorizationStatus": "Authorized",
         "endedAt": None,
+        "reservation": None,
     }
     assert one["registrationDate"] <= one["lastContactDate"]
     assert one["authorizationExpiresAt"] < one["certificateExpiresAt"]

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from satellite.http.routes import ACCOUNT, API_PREFIXES, ROUTES, VA
 from tests.conftest import ENHANCED, Api, Credentials, login
 from tests.test_device import new_agent
+from tests.test_reservation import new_product
 
 PROBLEM = "application/problem+json"
 ALPHA, BRAVO, GHOST = "acct-alpha", "acct-bravo", "acct-ghost"
@@ -44,6 +45,7 @@ class Call:
 POOL_LINE = {"entitlementTag": ENHANCED, "quantity": 5}
 MOVING = {"udiPid": "UCM", "udiSerialNumber": "{moving}"}
 DOOMED = {"udiPid": "UCM", "udiSerialNumber": "{doomed}"}
+SLR_LICENSES = [{"entitlementTag": ENHANCED, "quantity": 1}]
 
 TABLE: tuple[Call, ...] = (
     Call("POST", ACCOUNT + "/update", {"description": "changed"}, True, writer="system-admin"),
@@ -94,6 +96,43 @@ TABLE: tuple[Call, ...] = (
         {"productInstacesRemoveRequests": [{"sudi": DOOMED, "productTagName": "UCM"}]},
         True,
     ),
+    Call(
+        "POST",
+        VA + "/reserve-licenses",
+        {
+            "reservationRequests": [
+                {
+                    "reservationCode": "{request}",
+                    "reservationType": "SPECIFIC",
+                    "licenses": SLR_LICENSES,
+                }
+            ]
+        },
+        True,
+    ),
+    Call(
+        "POST",
+        VA + "/reservations/{product}/update",
+        {"licenses": SLR_LICENSES},
+        True,
+        fill={"product": "settled"},
+    ),
+    Call(
+        "GET",
+        VA + "/reservations/{product}/authorization-code",
+        None,
+        False,
+        fill={"product": "settled"},
+    ),
+    Call("POST", VA + "/reservations/confirm", {"confirmationCode": "{confirmation}"}, True),
+    Call("POST", VA + "/reservations/return", {"returnCode": "{return_code}"}, True),
+    Call(
+        "POST",
+        VA + "/reservations/{product}/force-remove",
+        {"reason": "failed board"},
+        True,
+        fill={"product": "forced"},
+    ),
 )
 
 
@@ -114,6 +153,14 @@ class Tenant:
     product: str  # id of a registered product of the tenant's Main
     moving: str  # serial numbers of two more: one to transfer, one to remove
     doomed: str
+    # Specific license reservation: an open request code; reserved products (one settled,
+    # one awaiting its confirmation code, one to return by its return code, one to force
+    # out).
+    request: str
+    settled: str
+    confirmation: str
+    return_code: str
+    forced: str
     va: str = "Main"
     spare_va: str = "Spare"
 
@@ -128,6 +175,11 @@ class Tenant:
             "product": self.product,
             "moving": self.moving,
             "doomed": self.doomed,
+            "request": self.request,
+            "settled": self.settled,
+            "confirmation": self.confirmation,
+            "return_code": self.return_code,
+            "forced": self.forced,
         }
 
 
@@ -161,7 +213,10 @@ async def perform(
         headers={"Authorization": f"Bearer {api.token}"},
     ) as response:
         content_type = response.headers.get("Content-Type", "")
-        payload = await response.json(content_type=None)
+        if content_type.startswith("application/xml"):  # an authorization code file
+            payload = await response.text()
+        else:
+            payload = await response.json(content_type=None)
         return response.status, payload, content_type
 
 
@@ -181,7 +236,43 @@ async def _ok(api: Api, path: str, body: Any = None, status: int = 201) -> Any:
     return answer
 
 
-async def make_tenant(admin: Api, account: str, server: TestServer, tmp_path: Path) -> Tenant:
+async def make_reservations(
+    admin: Api, account: str, state_dir: Path, tmp_path: Path
+) -> dict[str, str]:
+    """Reserved products of the tenant's Main, by the real agent library."""
+    va = f"/api/v1/accounts/{account}/virtual-accounts/Main"
+    made: dict[str, str] = {}
+    products = {}
+    for role in ("settled", "pending", "returning", "forced"):
+        product = new_product(tmp_path, state_dir, f"{account.upper()}-{role}")
+        product.enable()
+        answer = await _ok(
+            admin,
+            f"{va}/reserve-licenses",
+            {
+                "reservationRequests": [
+                    {"reservationCode": product.request(), "licenses": SLR_LICENSES}
+                ]
+            },
+            200,
+        )
+        [issued] = answer["authorizationCodes"]
+        made[role] = issued["productInstanceId"]
+        products[role] = (product, product.install(issued["authorizationCode"]))
+    await _ok(
+        admin, f"{va}/reservations/confirm", {"confirmationCode": products["settled"][1]}, 200
+    )
+    made["confirmation"] = products["pending"][1]
+    made["return_code"] = products["returning"][0].give_back()
+    asking = new_product(tmp_path, state_dir, f"{account.upper()}-asking")
+    asking.enable()
+    made["request"] = asking.request()
+    return made
+
+
+async def make_tenant(
+    admin: Api, account: str, server: TestServer, tmp_path: Path, state_dir: Path
+) -> Tenant:
     base = f"/api/v1/accounts/{account}"
     await _ok(admin, "/api/v1/accounts", {"name": account, "exportControlledAllowed": True})
     await _ok(admin, f"{base}/virtual-accounts", {"name": "Main"})
@@ -203,6 +294,7 @@ async def make_tenant(admin: Api, account: str, server: TestServer, tmp_path: Pa
         await agent.report_usage({ENHANCED: 1})
         assert state.product_instance_id is not None
         products.append(state.product_instance_id)
+    slr = await make_reservations(admin, account, state_dir, tmp_path)
     return Tenant(
         account=account,
         admin=clients["account-admin"][1],
@@ -215,6 +307,11 @@ async def make_tenant(admin: Api, account: str, server: TestServer, tmp_path: Pa
         product=products[0],
         moving=serials[1],
         doomed=serials[2],
+        request=slr["request"],
+        settled=slr["settled"],
+        confirmation=slr["confirmation"],
+        return_code=slr["return_code"],
+        forced=slr["forced"],
     )
 
 
@@ -226,13 +323,13 @@ class World:
 
 
 @pytest.fixture
-async def world(admin: Api, tmp_path: Path) -> World:
+async def world(admin: Api, tmp_path: Path, state_dir: Path) -> World:
     server = admin.client.server
     assert isinstance(server, TestServer)
     return World(
         admin,
-        await make_tenant(admin, ALPHA, server, tmp_path),
-        await make_tenant(admin, BRAVO, server, tmp_path),
+        await make_tenant(admin, ALPHA, server, tmp_path, state_dir),
+        await make_tenant(admin, BRAVO, server, tmp_path, state_dir),
     )
 
 
@@ -249,6 +346,8 @@ _SNAPSHOT = {
         "events",
         "product_instances",
         "product_usage",
+        "reservations",
+        "reservation_licenses",
     )
 }
 
@@ -369,10 +468,11 @@ async def test_objects_of_b_through_own_account_are_not_found(
     # A's own products only, even with every status.
     status, listing = await a.viewer.get(f"{base}/devices?status=all")
     assert status == 200, listing
-    assert listing["totalRecords"] == 3
+    reserved = {f"{ALPHA.upper()}-{role}" for role in ("settled", "pending", "returning", "forced")}
+    assert listing["totalRecords"] == 3 + len(reserved)
     assert {d["sudi"]["udiSerialNumber"] for d in listing["devices"]} == {
         f"{ALPHA.upper()}-{n}" for n in range(3)
-    }
+    } | reserved
     assert await snapshot(db) == before
     # A's own token was not revoked by the refused mixed list either.
     status, tokens = await a.viewer.get(f"{base}/tokens")
@@ -425,7 +525,28 @@ async def test_account_admin_writes_in_own_account(world: World) -> None:
     assert list(quantities.values()) == [5]
     _, main = await a.viewer.get(f"{base}/virtual-accounts/Main/devices?status=all")
     states = {d["sudi"]["udiSerialNumber"]: d["status"] for d in main["devices"]}
-    assert states == {f"{ALPHA.upper()}-0": "Registered", a.doomed: "Removed"}
+    prefix = ALPHA.upper()
+    assert states == {
+        f"{prefix}-0": "Registered",
+        a.doomed: "Removed",
+        f"{prefix}-settled": "Registered",
+        f"{prefix}-pending": "Registered",
+        f"{prefix}-returning": "Removed",  # by its return code
+        f"{prefix}-forced": "Removed",
+        f"{prefix}-asking": "Registered",  # reserved by the table's request
+    }
+    reservations = {
+        d["sudi"]["udiSerialNumber"]: d["reservation"]["status"]
+        for d in main["devices"]
+        if d["reservation"]
+    }
+    assert reservations == {
+        f"{prefix}-settled": "In Transition",  # updated
+        f"{prefix}-pending": "Reserved",  # confirmed
+        f"{prefix}-returning": "Returned",
+        f"{prefix}-forced": "Removed",
+        f"{prefix}-asking": "Pending Confirmation",
+    }
     _, moved = await a.viewer.get(f"{base}/virtual-accounts/DEFAULT/devices")
     assert [d["sudi"]["udiSerialNumber"] for d in moved["devices"]] == [a.moving]
     # ...and nothing changed in B.

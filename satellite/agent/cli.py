@@ -15,6 +15,7 @@ import msgspec
 import platformdirs
 
 from satellite.agent.client import Agent, AgentError, ServerUnreachable
+from satellite.agent.reservation import Reservations
 from satellite.agent.runner import Runner, Schedule
 from satellite.agent.state import AgentState, Identity, new_uuid
 
@@ -85,6 +86,10 @@ def register(agent: Agent, token: str) -> None:
     """Register with a token from the server's virtual account."""
     if agent.state.registration == "registered":
         raise AgentError("already registered: use 'reregister TOKEN' to move to another account")
+    if agent.state.reservation.enabled:
+        raise AgentError(
+            "specific license reservation is enabled: return and disable it before registering"
+        )
     state = _run(lambda: agent.register(token))
     click.echo(f"registered as {state.product_instance_id} in {state.virtual_account}")
 
@@ -150,6 +155,13 @@ def usage() -> None:
 def usage_update(agent: Agent, pairs: tuple[str, ...], file: Path | None) -> None:
     """Report the product's current usage (it replaces the last report)."""
     report = _parse_usage(pairs, file)
+    reservations = Reservations(agent.dir.path)
+    if reservations.installed(agent.state):
+        # Under a reservation nothing is sent: the reserved counts are all there is.
+        click.echo("authorization: specific license reservation (checked here, nothing sent)")
+        for tag, tag_state in reservations.check_usage(report).items():
+            click.echo(f"  {tag}: {report[tag]} {tag_state}")
+        return
     state = _run(lambda: agent.report_usage(report))
     _echo_authorization(state)
 
@@ -185,7 +197,11 @@ def status(agent: Agent, as_json: bool) -> None:
     state = agent.state
     evaluation_ends = agent.evaluation_ends(state)
     now = dt.datetime.now(dt.UTC)
-    if state.registration == "registered":
+    reservations = Reservations(agent.dir.path)
+    reserved = reservations.describe(state)
+    if reserved is not None:
+        registration = reserved
+    elif state.registration == "registered":
         registration = "registered"
     elif state.registration == "registration_expired":
         registration = "registration expired: register again"
@@ -207,6 +223,17 @@ def status(agent: Agent, as_json: bool) -> None:
         "mayAddUsers": agent.may_add_users(),
         "transport": msgspec.to_builtins(state.transport) | {"proxyPassword": None},
         "shareHostIdentity": state.share_host_identity,
+        "reservation": {
+            "enabled": state.reservation.enabled,
+            "requestOpen": state.reservation.request_nonce is not None,
+            "installedAt": state.reservation.installed_at,
+            "authorizationCodeTimestamp": state.reservation.timestamp,
+            "entitlements": msgspec.to_builtins(state.reservation.entitlements),
+            "authorized": reservations.authorized(state),
+            "confirmationCode": state.reservation.confirmation_code,
+            "returnCode": state.reservation.return_code,
+            "trustedKey": state.reservation.trusted_key is not None,
+        },
     }
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(summary)).decode())
@@ -218,6 +245,17 @@ def status(agent: Agent, as_json: bool) -> None:
     if state.authorization:
         click.echo(f"authorization expires: {state.authorization.get('expiresAt')}")
     _echo_authorization(state)
+    if reservations.installed(state):
+        authorized = reservations.authorized(state)
+        click.echo("reserved licenses:")
+        for entitlement in state.reservation.entitlements:
+            dates = f" until {entitlement.end_date}" if entitlement.end_date else ""
+            live = "" if entitlement.tag in authorized else " (not in force today)"
+            click.echo(
+                f"  {entitlement.display_name or entitlement.tag}: {entitlement.count} "
+                f"{entitlement.license_type}{dates}{live}"
+            )
+        click.echo(f"confirmation code: {state.reservation.confirmation_code}")
     click.echo(f"may add users: {'yes' if summary['mayAddUsers'] else 'no'}")
 
 
@@ -328,6 +366,8 @@ def run(agent: Agent, usage_file: Path | None, usage_every: int) -> None:
 
 
 def main() -> None:
+    from satellite.agent import reservation_cli  # noqa: F401 - registers 'license smart reservation'
+
     try:
         code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:

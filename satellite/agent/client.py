@@ -418,6 +418,8 @@ class Agent:
         """
         state = self.state
         now = self._clock()
+        if state.reservation.authorization_code is not None:
+            return True  # specific license reservation: what it grants is checked per tag
         if state.registration == "registered":
             expires = (state.authorization or {}).get("expiresAt")
             return expires is None or dt.datetime.fromisoformat(str(expires)) > now

@@ -42,6 +42,41 @@ class Transport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     proxy_password: str | None = None
 
 
+class ReservedEntitlement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One entitlement of the installed authorization code (specific license reservation)."""
+
+    tag: str
+    count: int
+    license_type: str
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    display_name: str = ""
+    subscription_id: str = ""
+
+    def counts_on(self, day: dt.date) -> bool:
+        """TERM licenses count from their start date to their end date, inclusive."""
+        if self.start_date is not None and day < self.start_date:
+            return False
+        return self.end_date is None or day <= self.end_date
+
+
+class ReservationState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Specific license reservation: enabled, an open request, an installed code."""
+
+    enabled: bool = False
+    # PEM public key (or certificate) that authorization codes must be signed with.
+    trusted_key: str | None = None
+    request_nonce: str | None = None  # the open request (None: no request open)
+    requested_at: dt.datetime | None = None
+    authorization_code: str | None = None  # installed, verified when it was installed
+    piid: str | None = None
+    timestamp: int | None = None
+    installed_at: dt.datetime | None = None
+    entitlements: list[ReservedEntitlement] = msgspec.field(default_factory=list)
+    confirmation_code: str | None = None  # for the installed code
+    return_code: str | None = None  # the last one made
+
+
 class AgentState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     identity: Identity
     transport: Transport = msgspec.field(default_factory=Transport)
@@ -60,6 +95,7 @@ class AgentState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     authorization: dict[str, Any] | None = None  # the last signed authorization's content
     usage: dict[str, int] = msgspec.field(default_factory=dict)
     last_error: str | None = None
+    reservation: ReservationState = msgspec.field(default_factory=ReservationState)
 
 
 class StateDir:
@@ -78,6 +114,16 @@ class StateDir:
     @property
     def key_file(self) -> Path:
         return self.path / "key.pem"
+
+    @property
+    def reservation_key_file(self) -> Path:
+        """The key that signs reservation confirmation and return codes (kept for good:
+        a return code for any code ever issued to this product must verify)."""
+        return self.path / "reservation-key.pem"
+
+    def write_private(self, target: Path, data: bytes) -> None:
+        """Write ``data`` to ``target`` in this directory atomically, mode 0600."""
+        self._write_atomically(target, data)
 
     def exists(self) -> bool:
         return self.state_file.exists()

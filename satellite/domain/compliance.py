@@ -78,6 +78,12 @@ class Position:
         )
 
     @property
+    def free(self) -> int:
+        """What a reservation may still take: not reserved, not in use, not lent to a lower
+        tier; never anything borrowed (SLR does not borrow)."""
+        return max(0, self.purchased - self.reserved - self.in_use - sum(self.lent.values()))
+
+    @property
     def status(self) -> ComplianceStatus:
         return "In Compliance" if self.available >= 0 else "Out Of Compliance"
 

@@ -17,6 +17,7 @@ from satellite.http.handlers import (
     oauth,
     principals,
     products,
+    reservations,
     tokens,
 )
 from satellite.protocol.device import PREFIX as DEVICE
@@ -202,6 +203,59 @@ ROUTES: tuple[Route, ...] = (
         "devices",
         wire.DeviceRemove,
         wire.DeviceChange,
+    ),
+    # specific license reservation (SLR)
+    Route(
+        "POST",
+        VA + "/reserve-licenses",
+        reservations.reserve_licenses,
+        "Reserve licenses for products by their request codes (authorization codes back)",
+        "reservations",
+        wire.ReserveLicenses,
+        wire.ReserveLicensesOut,
+    ),
+    Route(
+        "POST",
+        VA + "/reservations/{product}/update",
+        reservations.update_reservation,
+        "Change a product's reserved licenses (a new authorization code)",
+        "reservations",
+        wire.ReservationUpdate,
+        wire.ReserveLicensesOut,
+    ),
+    Route(
+        "GET",
+        VA + "/reservations/{product}/authorization-code",
+        reservations.download_authorization_code,
+        "The latest authorization code of a reservation, as a file (application/xml)",
+        "reservations",
+    ),
+    Route(
+        "POST",
+        VA + "/reservations/confirm",
+        reservations.confirm_reservation,
+        "Enter a product's confirmation code (the reservation settles)",
+        "reservations",
+        wire.ConfirmationCodeIn,
+        wire.ReservationChange,
+    ),
+    Route(
+        "POST",
+        VA + "/reservations/return",
+        reservations.return_reservation,
+        "Enter a product's return code (licenses released, product removed)",
+        "reservations",
+        wire.ReturnCodeIn,
+        wire.ReservationChange,
+    ),
+    Route(
+        "POST",
+        VA + "/reservations/{product}/force-remove",
+        reservations.force_remove,
+        "Remove a reserved product that cannot return its licenses (reason audited)",
+        "reservations",
+        wire.ForceRemoveIn,
+        wire.ReservationChange,
     ),
     # licenses
     Route(

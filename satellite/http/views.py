@@ -15,9 +15,11 @@ from satellite.domain.models import (
     ProductStatus,
     VirtualAccount,
 )
+from satellite.domain.reservation import Reservation, ReservedLine
 from satellite.http.wire import (
     AccountOut,
     AlertOut,
+    AuthorizationCodeOut,
     CatalogEntryOut,
     DeviceChange,
     DeviceDetail,
@@ -29,12 +31,16 @@ from satellite.http.wire import (
     LicenseUsage,
     PoolLineOut,
     PrincipalOut,
+    ReservationChange,
+    ReservationOut,
+    ReservedLicenseOut,
     Sudi,
     TokenInfo,
     UsageReportOut,
     VirtualAccountOut,
 )
 from satellite.services.products import ProductDetail, ProductView
+from satellite.services.reservations import Ended, Issued
 from satellite.services.tokens import TokenView
 
 
@@ -185,6 +191,32 @@ def license_usage(usage: dict[str, int], catalog: Catalog) -> list[LicenseUsage]
     ]
 
 
+def _reserved_lines(lines: tuple[ReservedLine, ...], catalog: Catalog) -> list[ReservedLicenseOut]:
+    return [
+        ReservedLicenseOut(
+            license=catalog.display_name(line.tag),
+            entitlement_tag=line.tag,
+            quantity=line.quantity,
+            license_type=line.license_type,
+            start_date=line.start_date,
+            end_date=line.end_date,
+            subscription_id=line.subscription_id,
+        )
+        for line in lines
+    ]
+
+
+def reservation_out(reservation: Reservation, catalog: Catalog, now: dt.datetime) -> ReservationOut:
+    return ReservationOut(
+        status=reservation.state,
+        authorization_code_timestamp=reservation.latest_timestamp or None,
+        reserved_licenses=license_usage(reservation.held(now.date()), catalog),
+        confirmed_licenses=_reserved_lines(reservation.current, catalog),
+        pending_licenses=_reserved_lines(reservation.pending, catalog),
+        created_at=reservation.created_at,
+    )
+
+
 def _device_fields(view: ProductView, catalog: Catalog, now: dt.datetime) -> dict[str, Any]:
     p = view.product
     return {
@@ -205,6 +237,9 @@ def _device_fields(view: ProductView, catalog: Catalog, now: dt.datetime) -> dic
         "authorization_expires_at": p.authorization_expires_at,
         "authorization_status": p.authorization_status(now),
         "ended_at": p.ended_at,
+        "reservation": (
+            reservation_out(view.reservation, catalog, now) if view.reservation else None
+        ),
     }
 
 
@@ -231,4 +266,27 @@ def device_change(
     return DeviceChange(
         message=f"{len(views)} product instance(s) {verb}",
         devices=[device_out(v, catalog, now) for v in views],
+    )
+
+
+def issued_out(issued: Issued, catalog: Catalog, now: dt.datetime) -> AuthorizationCodeOut:
+    p = issued.product
+    return AuthorizationCodeOut(
+        authorization_code=issued.code.text,
+        reservation_code=issued.reservation.request_code,
+        product_instance_id=p.id,
+        sudi=Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
+        timestamp=issued.code.timestamp,
+        reservation=reservation_out(issued.reservation, catalog, now),
+    )
+
+
+def reservation_ended(
+    verb: str, ended: Ended, catalog: Catalog, now: dt.datetime
+) -> ReservationChange:
+    """The answer to a return or forced removal: the product as it is now, what went back."""
+    released = ", ".join(f"{catalog.display_name(t)}={n}" for t, n in ended.released.items())
+    return ReservationChange(
+        message=f"product instance {ended.product.id} {verb}; released: {released or '-'}",
+        device=device_out(ProductView(ended.product, {}), catalog, now),
     )

@@ -360,6 +360,29 @@ class LicenseUsage(Response):
     quantity: int
 
 
+class ReservedLicenseOut(Response):
+    """Licenses of one pool line held by a specific license reservation."""
+
+    license: str
+    entitlement_tag: str
+    quantity: int
+    license_type: str
+    start_date: dt.date | None
+    end_date: dt.date | None
+    subscription_id: str | None
+
+
+class ReservationOut(Response):
+    # "Pending Confirmation" (first code issued), "Reserved" (settled), "In Transition"
+    # (an updated code awaits the product's confirmation code), "Returned", "Removed"
+    status: str
+    authorization_code_timestamp: int | None  # of the latest code issued
+    reserved_licenses: list[LicenseUsage]  # held out of the pool now (the larger in transition)
+    confirmed_licenses: list[ReservedLicenseOut]
+    pending_licenses: list[ReservedLicenseOut]
+    created_at: dt.datetime
+
+
 class DeviceOut(Response):
     product_tag_name: str
     product_name: str
@@ -379,6 +402,7 @@ class DeviceOut(Response):
     authorization_expires_at: dt.datetime
     authorization_status: Literal["Authorized", "Expired"]
     ended_at: dt.datetime | None
+    reservation: ReservationOut | None  # specific license reservation (SLR), if any
 
 
 class DeviceList(Response):
@@ -422,7 +446,8 @@ class DeviceTransfer(Request):
 class DeviceRemoveItem(Request):
     sudi: SudiIn
     product_tag_name: UdiText | None = None
-    return_code: Annotated[str, msgspec.Meta(max_length=4096)] | None = None  # SLR; not used
+    # A product holding a specific license reservation is removed by its return code.
+    return_code: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
 
 
 DeviceRemoveList = Annotated[list[DeviceRemoveItem], msgspec.Meta(min_length=1, max_length=1000)]
@@ -438,6 +463,70 @@ class DeviceChange(Response, kw_only=True):
     status: Literal["SUCCESS"] = "SUCCESS"
     message: str
     devices: list[DeviceOut]
+
+
+# --- specific license reservation (SLR) ----------------------------------------------------
+
+CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+
+
+class ReservationLicenseIn(Request):
+    entitlement_tag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+    precedence: Literal["LONGEST_TERM_FIRST", "SHORTEST_TERM_FIRST"] = "LONGEST_TERM_FIRST"
+
+
+ReservationLicenses = Annotated[
+    list[ReservationLicenseIn], msgspec.Meta(min_length=1, max_length=1000)
+]
+
+
+class ReservationRequestIn(Request):
+    reservation_code: CodeText  # the product's request code
+    licenses: ReservationLicenses
+    reservation_type: Literal["SPECIFIC"] = "SPECIFIC"
+
+
+class ReserveLicenses(Request):
+    reservation_requests: Annotated[
+        list[ReservationRequestIn], msgspec.Meta(min_length=1, max_length=100)
+    ]
+
+
+class AuthorizationCodeOut(Response):
+    authorization_code: str  # the <specificPLR> XML to install on the product
+    reservation_code: str
+    product_instance_id: str
+    sudi: Sudi
+    timestamp: int
+    reservation: ReservationOut
+
+
+class ReserveLicensesOut(Response, kw_only=True):
+    status: Literal["SUCCESS"] = "SUCCESS"
+    authorization_codes: list[AuthorizationCodeOut]
+
+
+class ReservationUpdate(Request):
+    licenses: ReservationLicenses  # the product's reserved licenses from now on
+
+
+class ConfirmationCodeIn(Request):
+    confirmation_code: CodeText
+
+
+class ReturnCodeIn(Request):
+    return_code: CodeText
+
+
+class ForceRemoveIn(Request):
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class ReservationChange(Response, kw_only=True):
+    status: Literal["SUCCESS"] = "SUCCESS"
+    message: str
+    device: DeviceOut
 
 
 # --- device API ---------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from satellite.domain.models import ProductInstance
 from satellite.errors import (
     BadNonce,
     BadSignature,
+    Conflict,
     Forbidden,
     InvalidInput,
     NotAuthenticated,
@@ -43,7 +44,7 @@ from satellite.protocol import device as wire
 from satellite.protocol.validation import validation_error
 from satellite.services import audit
 from satellite.services.licenses import LicenseService
-from satellite.storage import devices, tokens
+from satellite.storage import devices, reservations, tokens
 from satellite.storage.db import Connection, Database
 
 T = TypeVar("T")
@@ -296,6 +297,11 @@ class DeviceService:
             }
             udi = request.udi
             existing = await devices.live_product_by_udi(conn, udi.pid, udi.serial_number)
+            if existing and await reservations.get_reservation(conn, existing.id) is not None:
+                raise Conflict(
+                    f"PID:{udi.pid} SN:{udi.serial_number} holds a specific license "
+                    "reservation: return it (return code) before registering with a token"
+                )
             product_id = existing.id if existing else None
             certificate_expires = now + dt.timedelta(days=self._timers.certificate_validity_days)
             if product_id is None:

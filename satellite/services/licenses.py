@@ -18,7 +18,7 @@ from satellite.domain.compliance import (
 from satellite.domain.models import Account, Severity
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
-from satellite.storage import accounts, alerts, devices, licenses
+from satellite.storage import accounts, alerts, devices, licenses, reservations
 from satellite.storage.db import Connection, Database
 
 EXPIRY_WARNING = dt.timedelta(days=30)
@@ -177,6 +177,9 @@ class LicenseService:
             in_use = await devices.in_use_by_virtual_account(
                 conn, [va.id for va in vas], dt.datetime.now(dt.UTC)
             )
+            reserved = await reservations.reserved_by_virtual_account(
+                conn, [va.id for va in vas], today
+            )
         lines_by_va: dict[str, list[PoolLine]] = {}
         for line in lines:
             lines_by_va.setdefault(line.virtual_account, []).append(line)
@@ -188,6 +191,7 @@ class LicenseService:
                     self._catalog,
                     lines_by_va.get(va.name, []),
                     today,
+                    reserved=reserved.get(va.id, {}),
                     in_use=in_use.get(va.id, {}),
                 )
             )
@@ -215,8 +219,15 @@ class LicenseService:
                 conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
             )
             in_use = counted.get(va_id, {})
+        day = self._date(now)
+        reserved = await reservations.reserved_by_virtual_account(conn, [va_id], day)
         return positions_for_virtual_account(
-            va_name, self._catalog, lines, self._date(now), in_use=in_use
+            va_name,
+            self._catalog,
+            lines,
+            day,
+            reserved=reserved.get(va_id, {}),
+            in_use=in_use,
         )
 
     async def refresh_alerts(

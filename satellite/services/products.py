@@ -22,9 +22,11 @@ from satellite.domain.models import (
     UsageRecord,
     VirtualAccount,
 )
-from satellite.errors import InvalidInput, NotFound
+from satellite.domain.reservation import Reservation
+from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
-from satellite.storage import accounts, devices
+from satellite.services.reservations import ReservationService
+from satellite.storage import accounts, devices, reservations
 from satellite.storage.db import Connection, Database
 
 HISTORY_LENGTH = 50  # usage reports shown with a product
@@ -56,6 +58,7 @@ class ProductFilter:
 class ProductView:
     product: ProductInstance
     usage: dict[str, int]  # tag -> count, as last reported (empty once it ended)
+    reservation: Reservation | None = None  # its specific license reservation, if any
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class ByUdi:
     serial: str
     uuid: str | None = None
     product_type: str | None = None
+    return_code: str | None = None  # a reserved product is removed by its return code
 
     def describe(self) -> str:
         return f"product PID:{self.pid} SN:{self.serial}"
@@ -110,8 +114,14 @@ def parse_status(text: str) -> ProductStatus | None:
 
 
 class ProductService:
-    def __init__(self, db: Database, clock: Callable[[], dt.datetime] = _now) -> None:
+    def __init__(
+        self,
+        db: Database,
+        reservations: ReservationService,
+        clock: Callable[[], dt.datetime] = _now,
+    ) -> None:
         self._db = db
+        self._reservations = reservations
         self._clock = clock
 
     def now(self) -> dt.datetime:
@@ -120,8 +130,10 @@ class ProductService:
 
     @staticmethod
     async def _views(conn: Connection, products: list[ProductInstance]) -> list[ProductView]:
-        usage = await devices.usage_of_products(conn, [p.id for p in products])
-        return [ProductView(p, usage.get(p.id, {})) for p in products]
+        ids = [p.id for p in products]
+        usage = await devices.usage_of_products(conn, ids)
+        held = await reservations.reservations_of_products(conn, ids)
+        return [ProductView(p, usage.get(p.id, {}), held.get(p.id)) for p in products]
 
     async def list_products(
         self, principal: Principal, account: str, va: str, query: ProductFilter
@@ -238,6 +250,14 @@ class ProductService:
                     targets[move.target] = await self._target(
                         conn, acc, source, move.target, f"{field}[{index}].targetVirtualAccount"
                     )
+            held = await reservations.reservations_of_products(conn, [p.id for p in products])
+            for index, product in enumerate(products):
+                if product.id in held and held[product.id].status == "active":
+                    raise Conflict(
+                        f"{_udi(product)} holds a specific license reservation out of this "
+                        "virtual account's pool: return it before moving the product",
+                        field=f"{field}[{index}]",
+                    )
             for product, move in zip(products, moves, strict=True):
                 target = targets[move.target]
                 await devices.move_products(conn, [product.id], target.id, now)
@@ -273,7 +293,32 @@ class ProductService:
             vacc = await scope.virtual_account(conn, acc, va, lock="share")
             products = await self._resolve(conn, vacc, refs, field)
             released = await devices.usage_of_products(conn, [p.id for p in products])
-            for product in products:
+            held = await reservations.reservations_of_products(conn, [p.id for p in products])
+            for index, (product, ref) in enumerate(zip(products, refs, strict=True)):
+                return_code = ref.return_code if isinstance(ref, ByUdi) else None
+                where = f"{field}[{index}].returnCode"
+                if return_code is not None:
+                    reservation, code = await self._reservations.verified_return_code(
+                        conn, product, return_code, where
+                    )
+                    await self._reservations.end_with_return_code(
+                        conn,
+                        principal,
+                        acc.id,
+                        f"{account}/{va}",
+                        product,
+                        reservation,
+                        code,
+                        now,
+                        where,
+                    )
+                    continue
+                if product.id in held and held[product.id].status == "active":
+                    raise Conflict(
+                        f"{_udi(product)} holds a specific license reservation: send the "
+                        "product's returnCode, or force-remove it with a reason",
+                        field=where,
+                    )
                 await devices.end_product(conn, product.id, "removed", now)
                 await audit.record(
                     conn,

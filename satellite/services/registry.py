@@ -17,6 +17,7 @@ from satellite.services.licenses import LicenseService
 from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import PrincipalService
 from satellite.services.products import ProductService
+from satellite.services.reservations import ReservationService
 from satellite.services.tokens import TokenService
 from satellite.storage.db import Database
 
@@ -29,6 +30,7 @@ class Services:
     licenses: LicenseService
     devices: DeviceService
     products: ProductService
+    reservations: ReservationService
     tokens: TokenService
     auth: AuthService
     principals: PrincipalService
@@ -42,13 +44,15 @@ def build_services(
 ) -> Services:
     passwords = Passwords()
     licenses = LicenseService(db, catalog)
+    reservations = ReservationService(db, keys, catalog, licenses)
     return Services(
         db=db,
         catalog=catalog,
         accounts=AccountService(db),
         licenses=licenses,
         devices=DeviceService(db, keys, catalog, licenses, settings.timers),
-        products=ProductService(db),
+        products=ProductService(db, reservations),
+        reservations=reservations,
         tokens=TokenService(db, keys, settings.timers),
         auth=AuthService(db, passwords, settings.api.access_token_ttl_seconds),
         principals=PrincipalService(db, passwords),

@@ -24,12 +24,13 @@ MISSPELLED = "productInstacesRemoveRequests"  # sic: what public clients send
 SPELLED = "productInstancesRemoveRequests"
 
 
-def _by_udi(sudi: SudiIn, product_tag_name: str | None) -> ByUdi:
+def _by_udi(sudi: SudiIn, product_tag_name: str | None, return_code: str | None = None) -> ByUdi:
     return ByUdi(
         pid=sudi.udi_pid,
         serial=sudi.udi_serial_number,
         uuid=sudi.uuid,
         product_type=product_tag_name,
+        return_code=return_code,
     )
 
 
@@ -111,7 +112,7 @@ async def remove_devices(request: web.Request) -> web.Response:
         principal,
         request.match_info["account"],
         request.match_info["va"],
-        [_by_udi(item.sudi, item.product_tag_name) for item in items],
+        [_by_udi(item.sudi, item.product_tag_name, item.return_code) for item in items],
         field=field,
     )
     return _changed(services, "removed", views)

@@ -1,0 +1,256 @@
+"""``satellite reservation ...``: specific license reservation (SLR) from the host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from satellite.cli import CliContext, cli, json_option, pass_cli
+from satellite.cli.output import emit, emit_one
+from satellite.domain.reservation import Precedence
+from satellite.http import wire
+from satellite.http.views import device_out, issued_out, reservation_ended
+from satellite.services.products import ProductView
+from satellite.services.registry import Services
+from satellite.services.reservations import LicenseRequest, ReservationRequest
+
+
+@cli.group()
+def reservation() -> None:
+    """Specific license reservation: reserve licenses for a product by its request code,
+    update, confirm, return, force-remove."""
+
+
+def _licenses(pairs: tuple[str, ...], precedence: Precedence) -> list[LicenseRequest]:
+    wanted = []
+    for pair in pairs:
+        tag, sep, count = pair.partition("=")
+        if not sep or not tag.strip() or not count.strip().isdigit() or int(count) < 1:
+            raise click.BadParameter(f"{pair!r} is not TAG=COUNT", param_hint="--license")
+        wanted.append(LicenseRequest(tag.strip(), int(count), precedence))
+    return wanted
+
+
+license_option = click.option(
+    "--license",
+    "pairs",
+    multiple=True,
+    required=True,
+    metavar="TAG=COUNT",
+    help="Licenses to reserve; repeatable. An update names them all.",
+)
+precedence_option = click.option(
+    "--precedence",
+    type=click.Choice(["LONGEST_TERM_FIRST", "SHORTEST_TERM_FIRST"]),
+    default="LONGEST_TERM_FIRST",
+    show_default=True,
+    help="Which pool lines to take from first (PERPETUAL counts as the longest term).",
+)
+out_option = click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the authorization code to this file (for install-file).",
+)
+
+
+def _emit_codes(as_json: bool, document: wire.ReserveLicensesOut, out: Path | None) -> None:
+    if out is not None:
+        [issued] = document.authorization_codes
+        out.write_text(issued.authorization_code + "\n")
+    if as_json:
+        emit(True, document, [], [])
+        return
+    for issued in document.authorization_codes:
+        click.echo(
+            f"product instance {issued.product_instance_id} "
+            f"(PID:{issued.sudi.udi_pid} SN:{issued.sudi.udi_serial_number}): "
+            f"{issued.reservation.status}"
+        )
+        for held in issued.reservation.reserved_licenses:
+            click.echo(f"  reserved: {held.license} = {held.quantity}")
+        click.echo("authorization code (install it on the product):")
+        click.echo(issued.authorization_code)
+
+
+@reservation.command("reserve")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.option("--code", "request_code", required=True, help="The product's request code.")
+@license_option
+@precedence_option
+@out_option
+@json_option
+@pass_cli
+def reservation_reserve(
+    obj: CliContext,
+    account: str,
+    va_name: str,
+    request_code: str,
+    pairs: tuple[str, ...],
+    precedence: Precedence,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Reserve licenses of VA for the product whose request code is given; print the
+    authorization code."""
+    request = ReservationRequest(request_code, _licenses(pairs, precedence))
+
+    async def action(s: Services) -> wire.ReserveLicensesOut:
+        issued = await s.reservations.reserve(obj.operator, account, va_name, [request])
+        now = s.reservations.now()
+        return wire.ReserveLicensesOut(
+            authorization_codes=[issued_out(i, s.catalog, now) for i in issued]
+        )
+
+    _emit_codes(as_json, obj.run(action), out)
+
+
+@reservation.command("update")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.argument("product_id", metavar="ID")
+@license_option
+@precedence_option
+@out_option
+@json_option
+@pass_cli
+def reservation_update(
+    obj: CliContext,
+    account: str,
+    va_name: str,
+    product_id: str,
+    pairs: tuple[str, ...],
+    precedence: Precedence,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Change the reserved licenses of product instance ID (a new authorization code; in
+    transition until its confirmation code is entered)."""
+    wanted = _licenses(pairs, precedence)
+
+    async def action(s: Services) -> wire.ReserveLicensesOut:
+        issued = await s.reservations.update(obj.operator, account, va_name, product_id, wanted)
+        return wire.ReserveLicensesOut(
+            authorization_codes=[issued_out(issued, s.catalog, s.reservations.now())]
+        )
+
+    _emit_codes(as_json, obj.run(action), out)
+
+
+@reservation.command("code")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.argument("product_id", metavar="ID")
+@out_option
+@pass_cli
+def reservation_code(
+    obj: CliContext, account: str, va_name: str, product_id: str, out: Path | None
+) -> None:
+    """Print (or write to a file) the latest authorization code of product instance ID."""
+    _, code = obj.run(
+        lambda s: s.reservations.authorization_code(obj.operator, account, va_name, product_id)
+    )
+    if out is not None:
+        out.write_text(code + "\n")
+        click.echo(f"authorization code written to {out}")
+    else:
+        click.echo(code)
+
+
+def _emit_change(as_json: bool, document: wire.ReservationChange) -> None:
+    if as_json:
+        emit(True, document, [], [])
+        return
+    device = document.device
+    fields: list[tuple[str, object]] = [
+        ("result", document.message),
+        ("product instance", device.product_instance_id),
+        ("status", device.status),
+    ]
+    if device.reservation is not None:
+        fields.append(("reservation", device.reservation.status))
+        fields += [
+            (f"reserved: {u.license}", u.quantity) for u in device.reservation.reserved_licenses
+        ]
+    emit_one(False, document, fields)
+
+
+@reservation.command("confirm")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.argument("confirmation_code", metavar="CODE")
+@json_option
+@pass_cli
+def reservation_confirm(
+    obj: CliContext, account: str, va_name: str, confirmation_code: str, as_json: bool
+) -> None:
+    """Enter a product's confirmation code: its reservation settles on the installed code."""
+
+    async def action(s: Services) -> wire.ReservationChange:
+        product, settled = await s.reservations.confirm(
+            obj.operator, account, va_name, confirmation_code, field="CODE"
+        )
+        now = s.reservations.now()
+        return wire.ReservationChange(
+            message=f"reservation of product instance {product.id} confirmed",
+            device=device_out(ProductView(product, {}, settled), s.catalog, now),
+        )
+
+    _emit_change(as_json, obj.run(action))
+
+
+@reservation.command("return")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.argument("return_code", metavar="CODE")
+@json_option
+@pass_cli
+def reservation_return(
+    obj: CliContext, account: str, va_name: str, return_code: str, as_json: bool
+) -> None:
+    """Enter a product's return code: its licenses go back, the product is removed."""
+
+    async def action(s: Services) -> wire.ReservationChange:
+        ended = await s.reservations.return_licenses(
+            obj.operator, account, va_name, return_code, field="CODE"
+        )
+        return reservation_ended(
+            "returned its reservation and was removed", ended, s.catalog, s.reservations.now()
+        )
+
+    _emit_change(as_json, obj.run(action))
+
+
+@reservation.command("force-remove")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.argument("product_id", metavar="ID")
+@click.option("--reason", required=True, help="Why (kept in the audit log), e.g. an RMA case.")
+@json_option
+@pass_cli
+def reservation_force_remove(
+    obj: CliContext, account: str, va_name: str, product_id: str, reason: str, as_json: bool
+) -> None:
+    """Remove a reserved product that cannot make a return code (failed, destroyed)."""
+
+    async def action(s: Services) -> wire.ReservationChange:
+        ended = await s.reservations.force_remove(
+            obj.operator, account, va_name, product_id, reason
+        )
+        return reservation_ended("force-removed", ended, s.catalog, s.reservations.now())
+
+    _emit_change(as_json, obj.run(action))
+
+
+@reservation.command("signing-key")
+@pass_cli
+def reservation_signing_key(obj: CliContext) -> None:
+    """The public key authorization codes are signed with: give it to products
+    ('satellite-agent license smart reservation trust FILE')."""
+
+    async def action(s: Services) -> str:
+        return s.reservations.signing_public_key()
+
+    click.echo(obj.run(action).rstrip())

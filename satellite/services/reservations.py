@@ -1,0 +1,586 @@
+"""Specific license reservation (SLR), the server's side.
+
+An admin enters a product's request code and the licenses to reserve; the counts leave
+the virtual account's pool at once (refused beyond what is free; two reservations racing
+for the last licenses are serialized on the virtual account's row, so one of them wins),
+and the answer is a signed authorization code for the product. Updating a reservation
+issues a new code and keeps the larger of the old and new counts until the product's
+confirmation code is entered. A return code, from the product that gave its licenses back
+(or never installed its code), releases everything and removes the product instance; a
+product that cannot make one (failed, destroyed) may be force-removed with a reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from satellite.crypto.keys import ServerKeys
+from satellite.crypto.slr import (
+    AuthorizationCode,
+    CodeError,
+    Entitlement,
+    ProductCode,
+    decode_product_code,
+    decode_request_code,
+    issue_authorization_code,
+    public_key_pem,
+    udi_text,
+)
+from satellite.domain.access import Principal
+from satellite.domain.catalog import Catalog
+from satellite.domain.compliance import Position
+from satellite.domain.models import Account, ProductInstance, VirtualAccount
+from satellite.domain.reservation import Precedence, Reservation, ReservedLine, allocate
+from satellite.errors import Conflict, InvalidInput, NotFound
+from satellite.services import audit, scope
+from satellite.services.licenses import LicenseService
+from satellite.storage import devices, licenses, reservations
+from satellite.storage.db import Connection, Database
+
+log = structlog.get_logger(__name__)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class LicenseRequest:
+    tag: str
+    quantity: int
+    precedence: Precedence = "LONGEST_TERM_FIRST"
+
+
+@dataclass(frozen=True)
+class ReservationRequest:
+    request_code: str
+    licenses: list[LicenseRequest]
+
+
+@dataclass(frozen=True)
+class Issued:
+    """An authorization code issued for a product's reservation."""
+
+    product: ProductInstance
+    reservation: Reservation
+    code: AuthorizationCode
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A reservation ended: by a return code or by force."""
+
+    product: ProductInstance
+    released: dict[str, int]
+
+
+def _udi(product: ProductInstance) -> str:
+    return f"PID:{product.udi_pid} SN:{product.udi_serial}"
+
+
+class ReservationService:
+    def __init__(
+        self,
+        db: Database,
+        keys: ServerKeys,
+        catalog: Catalog,
+        licenses: LicenseService,
+        clock: Callable[[], dt.datetime] = _now,
+    ) -> None:
+        self._db = db
+        self._keys = keys
+        self._catalog = catalog
+        self._licenses = licenses
+        self._clock = clock
+
+    def now(self) -> dt.datetime:
+        return self._clock()
+
+    def signing_public_key(self) -> str:
+        """PEM of the key authorization codes are signed with (what products trust)."""
+        return public_key_pem(self._keys.signing_key.public_key())
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _locked_virtual_account(
+        conn: Connection, account: Account, name: str
+    ) -> VirtualAccount:
+        """The virtual account, locked for changes to its reservations until the transaction
+        ends (not share-locked first: two transactions upgrading it would deadlock)."""
+        va = await scope.virtual_account(conn, account, name)
+        if not await reservations.lock_virtual_account(conn, va.id):
+            raise NotFound(
+                f"virtual account {name!r} not found in account {account.name!r}",
+                field="virtualAccount",
+            )
+        return va
+
+    def _check_licenses(self, wanted: list[LicenseRequest], field: str) -> None:
+        if not wanted:
+            raise InvalidInput("name at least one license to reserve", field=field)
+        seen: set[str] = set()
+        for index, item in enumerate(wanted):
+            where = f"{field}[{index}].entitlementTag"
+            if item.tag not in self._catalog:
+                raise InvalidInput(f"tag {item.tag!r} is not in the license catalog", field=where)
+            if item.tag in seen:
+                raise InvalidInput(f"tag {item.tag!r} is named twice", field=where)
+            seen.add(item.tag)
+
+    async def _plan(
+        self,
+        conn: Connection,
+        va: VirtualAccount,
+        wanted: list[LicenseRequest],
+        current: dict[str, int],
+        product_id: str | None,
+        field: str,
+        now: dt.datetime,
+    ) -> list[ReservedLine]:
+        """The pool lines that ``wanted`` takes; Conflict naming the first license that is
+        not free. ``current``: what the product holds already (an update only adds the
+        difference); ``product_id``: its own holdings on lines do not count against it."""
+        today = now.date()
+        positions: dict[str, Position] = {
+            p.tag: p
+            for p in await self._licenses.virtual_account_positions(conn, va.id, va.name, now)
+        }
+        lines = await licenses.lines_of_virtual_account(conn, va.id)
+        held_on_lines: dict[int, int] = {}
+        for other in await reservations.active_reservations_of_virtual_account(conn, va.id):
+            if other.product_id == product_id:
+                continue
+            for line_id, quantity in other.held_on_lines().items():
+                held_on_lines[line_id] = held_on_lines.get(line_id, 0) + quantity
+        taken: list[ReservedLine] = []
+        for index, item in enumerate(wanted):
+            position = positions.get(item.tag)
+            free = position.free if position else 0
+            more = item.quantity - current.get(item.tag, 0)
+            if more > free:
+                raise Conflict(
+                    f"{self._catalog.display_name(item.tag)}: {item.quantity} asked, "
+                    f"{free + current.get(item.tag, 0)} free to reserve in virtual account "
+                    f"{va.name!r} (reservations never borrow from a higher tier)",
+                    field=f"{field}[{index}].quantity",
+                )
+            lines_taken = allocate(
+                item.tag, item.quantity, lines, held_on_lines, today, item.precedence
+            )
+            if lines_taken is None:
+                raise Conflict(
+                    f"{self._catalog.display_name(item.tag)}: the active pool lines cannot "
+                    f"hold {item.quantity} more reserved licenses",
+                    field=f"{field}[{index}].quantity",
+                )
+            taken.extend(lines_taken)
+        return taken
+
+    def _issue(
+        self,
+        product: ProductInstance,
+        lines: list[ReservedLine],
+        after: int,
+        now: dt.datetime,
+    ) -> AuthorizationCode:
+        """A signed code for ``lines``, its timestamp later than ``after`` (codes of one
+        product are ordered: the product refuses an older one)."""
+        entitlements = []
+        for line in lines:
+            entry = self._catalog.get(line.tag)
+            entitlements.append(
+                Entitlement(
+                    tag=line.tag,
+                    count=line.quantity,
+                    start_date=line.start_date,
+                    end_date=line.end_date,
+                    license_type=line.license_type,
+                    display_name=entry.display_name if entry else line.tag,
+                    tag_description=entry.description if entry else line.tag,
+                    subscription_id=line.subscription_id or "",
+                )
+            )
+        timestamp = max(int(now.timestamp() * 1000), after + 1)
+        return issue_authorization_code(
+            self._keys.signing_key,
+            product.id,
+            timestamp,
+            tuple(entitlements),
+            udi_text(product.udi_pid, product.udi_serial, product.udi_uuid),
+        )
+
+    async def _reserved_product(
+        self, conn: Connection, va: VirtualAccount, product_id: str, field: str
+    ) -> tuple[ProductInstance, Reservation]:
+        """The live reserved product of ``va``, locked."""
+        product = await devices.get_product(conn, product_id, for_update=True)
+        reservation = await reservations.get_reservation(conn, product_id, for_update=True)
+        if (
+            product is None
+            or product.virtual_account_id != va.id
+            or reservation is None
+            or reservation.status != "active"
+            or product.status != "registered"
+        ):
+            raise NotFound(
+                f"product instance {product_id!r} holds no reservation in virtual account "
+                f"{va.name!r}",
+                field=field,
+            )
+        return product, reservation
+
+    async def _product_code(
+        self,
+        conn: Connection,
+        va: VirtualAccount,
+        kind: str,
+        text: str,
+        field: str,
+    ) -> tuple[ProductInstance, Reservation, ProductCode]:
+        """A confirmation or return code, verified with its product's key before use."""
+        try:
+            code = decode_product_code("confirmation" if kind == "confirmation" else "return", text)
+        except CodeError as exc:
+            raise InvalidInput(f"the {kind} code is not valid: {exc}", field=field) from exc
+        product, reservation = await self._reserved_product(conn, va, code.piid, field)
+        try:
+            code.verify(reservation.public_key)
+        except CodeError as exc:
+            raise InvalidInput(str(exc), field=field) from exc
+        return product, reservation, code
+
+    # --- requests --------------------------------------------------------------------------
+
+    async def reserve(
+        self,
+        principal: Principal,
+        account: str,
+        va: str,
+        requests: list[ReservationRequest],
+        *,
+        field: str = "reservationRequests",
+    ) -> list[Issued]:
+        """Reserve licenses for each request code: all of them, or none."""
+        if not requests:
+            raise InvalidInput("send at least one reservation request", field=field)
+        decoded = []
+        for index, request in enumerate(requests):
+            try:
+                decoded.append(decode_request_code(request.request_code))
+            except CodeError as exc:
+                raise InvalidInput(
+                    f"the reservation code is not valid: {exc}",
+                    field=f"{field}[{index}].reservationCode",
+                ) from exc
+            self._check_licenses(request.licenses, f"{field}[{index}].licenses")
+        now = self._clock()
+        issued: list[Issued] = []
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            vacc = await self._locked_virtual_account(conn, acc, va)
+            for index, (request, code) in enumerate(zip(requests, decoded, strict=True)):
+                where = f"{field}[{index}]"
+                if await reservations.product_id_taken(conn, code.nonce):
+                    raise Conflict(
+                        "this request code was used already: request a new one on the product",
+                        field=f"{where}.reservationCode",
+                    )
+                live = await devices.live_product_by_udi(conn, code.pid, code.serial)
+                if live is not None:
+                    raise Conflict(
+                        f"product PID:{code.pid} SN:{code.serial} is registered already (in "
+                        f"virtual account {live.virtual_account!r}): return or remove it first",
+                        field=f"{where}.reservationCode",
+                    )
+                lines = await self._plan(
+                    conn, vacc, request.licenses, {}, None, f"{where}.licenses", now
+                )
+                await reservations.insert_reserved_product(
+                    conn,
+                    product_id=code.nonce,
+                    va_id=vacc.id,
+                    udi=(code.pid, code.serial, code.uuid),
+                    product_type=code.product_type,
+                    public_key=code.public_key,
+                    request_code=request.request_code.strip(),
+                    now=now,
+                )
+                product = await devices.get_product(conn, code.nonce)
+                assert product is not None
+                authorization = self._issue(product, lines, 0, now)
+                await reservations.set_pending(
+                    conn, product.id, authorization.timestamp, authorization.text, lines, now
+                )
+                reservation = await reservations.get_reservation(conn, product.id)
+                assert reservation is not None
+                await audit.record(
+                    conn,
+                    principal,
+                    "reservation.created",
+                    f"{account}/{va}/{product.id}",
+                    account_id=acc.id,
+                    udi=_udi(product),
+                    reserved=reservation.held(),
+                    authorization_code_timestamp=authorization.timestamp,
+                )
+                issued.append(Issued(product, reservation, authorization))
+            await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
+        log.info("reservation.created", account=account, virtual_account=va, count=len(issued))
+        return issued
+
+    async def update(
+        self,
+        principal: Principal,
+        account: str,
+        va: str,
+        product_id: str,
+        wanted: list[LicenseRequest],
+        *,
+        field: str = "licenses",
+    ) -> Issued:
+        """A new authorization code with ``wanted`` as the product's reserved licenses; the
+        reservation is in transition (holding the larger counts) until it is confirmed."""
+        self._check_licenses(wanted, field)
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            vacc = await self._locked_virtual_account(conn, acc, va)
+            product, reservation = await self._reserved_product(
+                conn, vacc, product_id, "productInstanceId"
+            )
+            if reservation.in_transition:
+                raise Conflict(
+                    f"the reservation of product instance {product_id} is in transition: enter "
+                    "the product's confirmation code for the last authorization code first "
+                    "(or download that code again)",
+                    field="productInstanceId",
+                )
+            lines = await self._plan(
+                conn, vacc, wanted, reservation.confirmed(now.date()), product.id, field, now
+            )
+            authorization = self._issue(product, lines, reservation.latest_timestamp, now)
+            await reservations.set_pending(
+                conn, product.id, authorization.timestamp, authorization.text, lines, now
+            )
+            updated = await reservations.get_reservation(conn, product.id)
+            assert updated is not None
+            await audit.record(
+                conn,
+                principal,
+                "reservation.updated",
+                f"{account}/{va}/{product.id}",
+                account_id=acc.id,
+                udi=_udi(product),
+                confirmed=reservation.confirmed(),
+                requested=updated.requested(),
+                authorization_code_timestamp=authorization.timestamp,
+            )
+            await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
+        log.info("reservation.updated", account=account, virtual_account=va, product=product.id)
+        return Issued(product, updated, authorization)
+
+    async def confirm(
+        self, principal: Principal, account: str, va: str, code: str, *, field: str
+    ) -> tuple[ProductInstance, Reservation]:
+        """The product installed the pending code: the reservation settles on it."""
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            vacc = await self._locked_virtual_account(conn, acc, va)
+            product, reservation, confirmation = await self._product_code(
+                conn, vacc, "confirmation", code, field
+            )
+            if confirmation.timestamp == reservation.current_timestamp:
+                raise Conflict(
+                    "this confirmation code was entered already: the reservation is settled",
+                    field=field,
+                )
+            if confirmation.timestamp != reservation.pending_timestamp:
+                raise Conflict(
+                    "this confirmation code is for an authorization code that is not the one "
+                    "awaiting confirmation (an older one?)",
+                    field=field,
+                )
+            await reservations.settle(conn, product.id, now)
+            settled = await reservations.get_reservation(conn, product.id)
+            assert settled is not None
+            await audit.record(
+                conn,
+                principal,
+                "reservation.confirmed",
+                f"{account}/{va}/{product.id}",
+                account_id=acc.id,
+                udi=_udi(product),
+                reserved=settled.held(),
+                released={
+                    tag: n - settled.held().get(tag, 0)
+                    for tag, n in reservation.held().items()
+                    if n > settled.held().get(tag, 0)
+                },
+                authorization_code_timestamp=confirmation.timestamp,
+            )
+            await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
+        log.info("reservation.confirmed", account=account, virtual_account=va, product=product.id)
+        return product, settled
+
+    async def _end(
+        self,
+        conn: Connection,
+        principal: Principal,
+        account_id: int,
+        target: str,
+        product: ProductInstance,
+        reservation: Reservation,
+        action: str,
+        status: str,
+        now: dt.datetime,
+        **details: object,
+    ) -> Ended:
+        released = reservation.held()
+        await reservations.end_reservation(conn, product.id, status, now)
+        await devices.end_product(conn, product.id, "removed", now)
+        await audit.record(
+            conn,
+            principal,
+            action,
+            target,
+            account_id=account_id,
+            udi=_udi(product),
+            released=released,
+            **details,
+        )
+        ended = await devices.get_product(conn, product.id)
+        assert ended is not None
+        return Ended(ended, released)
+
+    async def return_licenses(
+        self, principal: Principal, account: str, va: str, code: str, *, field: str
+    ) -> Ended:
+        """A return code from the product: its licenses go back, the product is removed."""
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            vacc = await self._locked_virtual_account(conn, acc, va)
+            product, reservation, returned = await self._product_code(
+                conn, vacc, "return", code, field
+            )
+            ended = await self.end_with_return_code(
+                conn, principal, acc.id, f"{account}/{va}", product, reservation, returned, now
+            )
+            await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
+        log.info("reservation.returned", account=account, virtual_account=va, product=product.id)
+        return ended
+
+    async def end_with_return_code(
+        self,
+        conn: Connection,
+        principal: Principal,
+        account_id: int,
+        where: str,
+        product: ProductInstance,
+        reservation: Reservation,
+        returned: ProductCode,
+        now: dt.datetime,
+        field: str = "returnCode",
+    ) -> Ended:
+        """Within the caller's transaction: the verified return code ``returned`` ends the
+        reservation of ``product`` (locked by the caller)."""
+        if not reservation.issued(returned.timestamp):
+            raise Conflict(
+                "this return code is for an authorization code that was replaced: make one "
+                "on the product for its current code",
+                field=field,
+            )
+        return await self._end(
+            conn,
+            principal,
+            account_id,
+            f"{where}/{product.id}",
+            product,
+            reservation,
+            "reservation.returned",
+            "returned",
+            now,
+            authorization_code_timestamp=returned.timestamp,
+        )
+
+    async def verified_return_code(
+        self, conn: Connection, product: ProductInstance, text: str, field: str
+    ) -> tuple[Reservation, ProductCode]:
+        """For a removal that names ``product`` (locked by the caller) with a return code:
+        the product's reservation and the code, verified with the product's key."""
+        reservation = await reservations.get_reservation(conn, product.id, for_update=True)
+        if reservation is None or reservation.status != "active":
+            raise InvalidInput(
+                f"{_udi(product)} holds no reservation: it takes no return code", field=field
+            )
+        try:
+            returned = decode_product_code("return", text)
+            if returned.piid != product.id:
+                raise CodeError("it was made for another product instance")
+            returned.verify(reservation.public_key)
+        except CodeError as exc:
+            raise InvalidInput(f"the return code is not valid: {exc}", field=field) from exc
+        return reservation, returned
+
+    async def force_remove(
+        self, principal: Principal, account: str, va: str, product_id: str, reason: str
+    ) -> Ended:
+        """A reserved product that cannot make a return code (failed, destroyed): its
+        licenses go back and it is removed; the reason is kept in the audit log."""
+        if not reason.strip():
+            raise InvalidInput(
+                "say why the product is removed without a return code", field="reason"
+            )
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            vacc = await self._locked_virtual_account(conn, acc, va)
+            product, reservation = await self._reserved_product(
+                conn, vacc, product_id, "productInstanceId"
+            )
+            ended = await self._end(
+                conn,
+                principal,
+                acc.id,
+                f"{account}/{va}/{product.id}",
+                product,
+                reservation,
+                "reservation.force_removed",
+                "removed",
+                now,
+                reason=reason.strip(),
+            )
+            await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
+        log.info(
+            "reservation.force_removed", account=account, virtual_account=va, product=product_id
+        )
+        return ended
+
+    async def authorization_code(
+        self, principal: Principal, account: str, va: str, product_id: str
+    ) -> tuple[ProductInstance, str]:
+        """The latest authorization code of a reservation (the pending one if any)."""
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            vacc = await scope.virtual_account(conn, acc, va)
+            product = await devices.get_product(conn, product_id)
+            reservation = await reservations.get_reservation(conn, product_id)
+            if (
+                product is None
+                or product.virtual_account_id != vacc.id
+                or reservation is None
+                or reservation.status != "active"
+                or reservation.latest_code is None
+            ):
+                raise NotFound(
+                    f"product instance {product_id!r} holds no reservation in virtual account "
+                    f"{va!r}",
+                    field="productInstanceId",
+                )
+            return product, reservation.latest_code

@@ -1,0 +1,262 @@
+"""Specific license reservations and the pool lines their licenses come from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+
+from satellite.domain.reservation import FAR_FUTURE, Reservation, ReservedLine
+from satellite.storage.devices import recount
+
+_COLUMNS = (
+    "r.product_id::text AS product_id, r.public_key, r.request_code, r.status, "
+    "r.current_timestamp_ms, r.current_code, r.pending_timestamp_ms, r.pending_code, "
+    "r.created_at"
+)
+_LINE_COLUMNS = (
+    "product_id::text AS product_id, stage, line_id, tag, quantity, license_type, start_date, "
+    "end_date, subscription_id"
+)
+
+
+def _key(product_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(product_id)
+    except ValueError:
+        return None
+
+
+async def lock_virtual_account(conn: asyncpg.Connection, va_id: int) -> bool:
+    """Serialize changes to the virtual account's reservations (and its pool: pool changes
+    take a share lock on the same row). Inserting its products is not blocked. False when
+    the virtual account is gone."""
+    found = await conn.fetchval(
+        "SELECT id FROM virtual_accounts WHERE id = $1 FOR NO KEY UPDATE", va_id
+    )
+    return found is not None
+
+
+async def product_id_taken(conn: asyncpg.Connection, product_id: str) -> bool:
+    key = _key(product_id)
+    return key is not None and bool(
+        await conn.fetchval("SELECT EXISTS (SELECT 1 FROM product_instances WHERE id = $1)", key)
+    )
+
+
+async def insert_reserved_product(
+    conn: asyncpg.Connection,
+    *,
+    product_id: str,
+    va_id: int,
+    udi: tuple[str, str, str],
+    product_type: str,
+    public_key: str,
+    request_code: str,
+    now: dt.datetime,
+) -> None:
+    """The product instance of a reservation (it never talks to the server: no key for the
+    device API, and timers that do not run out) and its reservation row."""
+    key = uuid.UUID(product_id)
+    await conn.execute(
+        "INSERT INTO product_instances (id, virtual_account_id, udi_pid, udi_serial, udi_uuid, "
+        "product_type, product_version, public_jwk, export_controlled, status, registered_at, "
+        "last_contact_at, certificate_expires_at, authorization_expires_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, '', '{}'::jsonb, false, 'registered', $7, $7, $8, $8)",
+        key,
+        va_id,
+        *udi,
+        product_type,
+        now,
+        FAR_FUTURE,
+    )
+    await recount(conn, [product_id], now)  # (no usage: keeps counted_in in step)
+    await conn.execute(
+        "INSERT INTO reservations (product_id, public_key, request_code, status, created_at, "
+        "updated_at) VALUES ($1, $2, $3, 'active', $4, $4)",
+        key,
+        public_key,
+        request_code,
+        now,
+    )
+
+
+async def set_pending(
+    conn: asyncpg.Connection,
+    product_id: str,
+    timestamp: int,
+    code: str,
+    lines: list[ReservedLine],
+    now: dt.datetime,
+) -> None:
+    key = uuid.UUID(product_id)
+    await conn.execute(
+        "DELETE FROM reservation_licenses WHERE product_id = $1 AND stage = 'pending'", key
+    )
+    await conn.executemany(
+        "INSERT INTO reservation_licenses (product_id, stage, line_id, tag, quantity, "
+        "license_type, start_date, end_date, subscription_id) "
+        "VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8)",
+        [
+            (
+                key,
+                line.line_id,
+                line.tag,
+                line.quantity,
+                line.license_type,
+                line.start_date,
+                line.end_date,
+                line.subscription_id,
+            )
+            for line in lines
+        ],
+    )
+    await conn.execute(
+        "UPDATE reservations SET pending_timestamp_ms = $2, pending_code = $3, updated_at = $4 "
+        "WHERE product_id = $1",
+        key,
+        timestamp,
+        code,
+        now,
+    )
+
+
+async def settle(conn: asyncpg.Connection, product_id: str, now: dt.datetime) -> None:
+    """The pending code becomes the current one: what it does not name goes back."""
+    key = uuid.UUID(product_id)
+    await conn.execute(
+        "DELETE FROM reservation_licenses WHERE product_id = $1 AND stage = 'current'", key
+    )
+    await conn.execute(
+        "UPDATE reservation_licenses SET stage = 'current' WHERE product_id = $1", key
+    )
+    await conn.execute(
+        "UPDATE reservations SET current_timestamp_ms = pending_timestamp_ms, "
+        "current_code = pending_code, pending_timestamp_ms = NULL, pending_code = NULL, "
+        "updated_at = $2 WHERE product_id = $1",
+        key,
+        now,
+    )
+
+
+async def end_reservation(
+    conn: asyncpg.Connection, product_id: str, status: str, now: dt.datetime
+) -> None:
+    """Every license it held goes back to the pool."""
+    key = uuid.UUID(product_id)
+    await conn.execute("DELETE FROM reservation_licenses WHERE product_id = $1", key)
+    await conn.execute(
+        "UPDATE reservations SET status = $2, ended_at = $3, updated_at = $3 WHERE product_id = $1",
+        key,
+        status,
+        now,
+    )
+
+
+def _line(row: asyncpg.Record) -> ReservedLine:
+    return ReservedLine(
+        line_id=row["line_id"],
+        tag=row["tag"],
+        quantity=row["quantity"],
+        license_type=row["license_type"],
+        start_date=row["start_date"],
+        end_date=row["end_date"],
+        subscription_id=row["subscription_id"],
+    )
+
+
+async def _with_lines(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[Reservation]:
+    keys = [uuid.UUID(r["product_id"]) for r in rows]
+    line_rows = await conn.fetch(
+        f"SELECT {_LINE_COLUMNS} FROM reservation_licenses WHERE product_id = ANY($1::uuid[]) "
+        f"ORDER BY tag, line_id",
+        keys,
+    )
+    lines: dict[tuple[str, str], list[ReservedLine]] = {}
+    for row in line_rows:
+        lines.setdefault((row["product_id"], row["stage"]), []).append(_line(row))
+    return [
+        Reservation(
+            product_id=r["product_id"],
+            public_key=r["public_key"],
+            request_code=r["request_code"],
+            status=r["status"],
+            current_timestamp=r["current_timestamp_ms"],
+            current_code=r["current_code"],
+            pending_timestamp=r["pending_timestamp_ms"],
+            pending_code=r["pending_code"],
+            current=tuple(lines.get((r["product_id"], "current"), [])),
+            pending=tuple(lines.get((r["product_id"], "pending"), [])),
+            created_at=r["created_at"],
+        )
+        for r in rows
+    ]
+
+
+async def get_reservation(
+    conn: asyncpg.Connection, product_id: str, *, for_update: bool = False
+) -> Reservation | None:
+    key = _key(product_id)
+    if key is None:
+        return None
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM reservations r WHERE r.product_id = $1{lock}", key
+    )
+    if row is None:
+        return None
+    [reservation] = await _with_lines(conn, [row])
+    return reservation
+
+
+async def reservations_of_products(
+    conn: asyncpg.Connection, product_ids: list[str]
+) -> dict[str, Reservation]:
+    keys = [k for k in (_key(p) for p in product_ids) if k is not None]
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM reservations r WHERE r.product_id = ANY($1::uuid[])", keys
+    )
+    return {r.product_id: r for r in await _with_lines(conn, list(rows))}
+
+
+async def active_reservations_of_virtual_account(
+    conn: asyncpg.Connection, va_id: int
+) -> list[Reservation]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM reservations r JOIN product_instances p ON p.id = r.product_id "
+        f"WHERE p.virtual_account_id = $1 AND r.status = 'active' ORDER BY r.product_id",
+        va_id,
+    )
+    return await _with_lines(conn, list(rows))
+
+
+async def reserved_by_virtual_account(
+    conn: asyncpg.Connection, va_ids: list[int], day: dt.date
+) -> dict[int, dict[str, int]]:
+    """Per virtual account and tag: what active reservations hold on ``day`` (per product
+    and tag the larger of the confirmed and the pending code; TERM lines count to their
+    end date)."""
+    rows = await conn.fetch(
+        # (The virtual accounts are filtered before the grouping: every usage report asks
+        # this of its virtual account, and it must not grow with the other accounts.)
+        "SELECT va, tag, sum(held)::bigint AS total FROM ("
+        "  SELECT p.virtual_account_id AS va, l.product_id, l.tag, greatest("
+        "    sum(l.quantity) FILTER (WHERE l.stage = 'current'),"
+        "    sum(l.quantity) FILTER (WHERE l.stage = 'pending')) AS held"
+        "  FROM reservation_licenses l"
+        "  JOIN reservations r ON r.product_id = l.product_id"
+        "  JOIN product_instances p ON p.id = l.product_id"
+        "  WHERE r.status = 'active' AND p.status = 'registered'"
+        "  AND p.virtual_account_id = ANY($1::bigint[])"
+        "  AND (l.start_date IS NULL OR l.start_date <= $2)"
+        "  AND (l.end_date IS NULL OR l.end_date >= $2)"
+        "  GROUP BY p.virtual_account_id, l.product_id, l.tag) AS held "
+        "GROUP BY va, tag",
+        va_ids,
+        day,
+    )
+    result: dict[int, dict[str, int]] = {}
+    for row in rows:
+        result.setdefault(row["va"], {})[row["tag"]] = int(row["total"])
+    return result

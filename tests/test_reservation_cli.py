@@ -1,0 +1,261 @@
+"""SLR with the real command lines: ``satellite-agent license smart reservation ...`` (the
+reference's grammar) and ``satellite reservation ...``, codes carried between them; and
+``install-file`` from file:// and from an in-process SFTP server (password and key)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from satellite.agent.client import AgentError
+from satellite.agent.reservation import SftpOptions, fetch_code_file
+from satellite.crypto.keys import KeyPaths
+from satellite.domain.access import host_operator
+from satellite.domain.compliance import LineValues
+from satellite.runtime import Runtime, open_services
+from tests.conftest import ENHANCED, Api, satellite_exe
+from tests.test_reservation import new_product, positions, reserved_code, setup_pool
+
+TIMEOUT = 60
+
+
+async def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SATELLITE")} | (env or {}),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@dataclass
+class Clis:
+    product: Path
+    config: Path
+
+    async def agent(self, *args: str, ok: bool = True, **env: str) -> tuple[int, str, str]:
+        exe = str(Path(sys.executable).parent / "satellite-agent")
+        result = await run(exe, "--state-dir", str(self.product), *args, env=env)
+        if ok:
+            assert result[0] == 0, (args, result)
+        return result
+
+    async def admin(self, *args: str, ok: bool = True) -> tuple[int, str, str]:
+        result = await run(satellite_exe(), "--config", str(self.config), *args)
+        if ok:
+            assert result[0] == 0, (args, result)
+        return result
+
+
+def one_error(result: tuple[int, str, str]) -> str:
+    code, _, err = result
+    assert code != 0
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.fixture
+def clis(tmp_path: Path, state_dir: Path, db_dsn: str) -> Clis:
+    config = tmp_path / "satellite.toml"
+    config.write_text(
+        f"state_dir = {json.dumps(str(state_dir))}\n[database]\ndsn = {json.dumps(db_dsn)}\n"
+    )
+    return Clis(tmp_path / "product", config)
+
+
+async def test_both_command_lines_end_to_end(clis: Clis, tmp_path: Path, runtime: Runtime) -> None:
+    operator = host_operator("pytest")
+    async with open_services(runtime) as services:
+        await services.accounts.create_account(operator, "Acme", "", False)
+        await services.accounts.create_virtual_account(operator, "Acme", "Voice", "")
+        await services.licenses.add_line(
+            operator, "Acme", "Voice", LineValues(ENHANCED, 4, "PERPETUAL", None, None, None, None)
+        )
+
+        async def reserved() -> int:
+            _, lines = await services.licenses.positions(operator, "Acme", None)
+            return lines[0].reserved
+
+        (_, key, _), (_, _, _), (_, grammar, _) = await asyncio.gather(
+            clis.admin("reservation", "signing-key"),
+            clis.agent("init", "--pid", "UCM", "--serial", "CLI0001"),
+            run(str(Path(sys.executable).parent / "satellite-agent"),
+                "license", "smart", "reservation", "--help"),
+        )  # fmt: skip
+        for command in (
+            "enable", "disable", "request", "install", "install-file", "cancel", "return",
+            "return-authorization", "trust",
+        ):  # fmt: skip
+            assert f"  {command} " in grammar, grammar
+        (tmp_path / "server.pub").write_text(key)
+        await clis.agent("license", "smart", "reservation", "trust", str(tmp_path / "server.pub"))
+        _, out, _ = await clis.agent("license", "smart", "reservation", "enable")
+        assert "reservation in progress" in out
+        _, request, _ = await clis.agent("license", "smart", "reservation", "request")
+        code_file = tmp_path / "code.xml"
+        _, out, _ = await clis.admin(
+            "reservation", "reserve", "Acme", "Voice", "--code", request.strip(),
+            "--license", f"{ENHANCED}=3", "--out", str(code_file), "--json",
+        )  # fmt: skip
+        issued = json.loads(out)["authorizationCodes"][0]
+        assert issued["reservation"]["status"] == "Pending Confirmation"
+        assert await reserved() == 3
+
+        # A tampered code is refused with one line; then the file, by file://.
+        tampered = code_file.read_text().replace("<count>3</count>", "<count>4</count>")
+        error = one_error(
+            await clis.agent("license", "smart", "reservation", "install", tampered, ok=False)
+        )
+        assert "signature does not verify" in error
+        _, out, _ = await clis.agent(
+            "license", "smart", "reservation", "install-file", code_file.as_uri()
+        )
+        assert "Authorization code installed successfully." in out
+        confirmation = out.strip().splitlines()[-1]
+        (_, out, _), (_, usage, _) = await asyncio.gather(
+            clis.agent("status", "--json"),
+            clis.agent("usage", "update", "--usage", f"{ENHANCED}=4"),
+        )
+        status = json.loads(out)
+        assert status["registration"] == "registered - specific license reservation"
+        assert status["reservation"]["authorized"] == {ENHANCED: 3}
+        assert status["mayAddUsers"] is True
+        assert "OUT_OF_COMPLIANCE" in usage  # checked on the product, nothing sent
+
+        (_, confirmed, _), (_, out, _) = await asyncio.gather(
+            clis.admin("reservation", "confirm", "Acme", "Voice", confirmation),
+            clis.agent("license", "smart", "reservation", "return"),
+        )
+        assert "Reserved" in confirmed
+        return_code = out.strip().splitlines()[-1]
+        _, out, _ = await clis.admin(
+            "reservation", "return", "Acme", "Voice", return_code, "--json"
+        )
+        assert json.loads(out)["device"]["status"] == "Removed"
+        assert await reserved() == 0
+
+
+# --- install-file over SFTP ----------------------------------------------------------------
+
+
+@dataclass
+class SftpServer:
+    port: int
+    known_hosts: Path
+    client_key: Path
+
+
+@pytest.fixture
+async def sftp_server(tmp_path: Path) -> AsyncIterator[SftpServer]:
+    """An SFTP server on 127.0.0.1: user 'ops' with password 'pass-w0rd' or a key."""
+    root = tmp_path / "sftp-root"
+    root.mkdir()
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    client_key = asyncssh.generate_private_key("ssh-ed25519")
+    client_key_file = tmp_path / "id_ed25519"
+    client_key.write_private_key(str(client_key_file))
+
+    class Server(asyncssh.SSHServer):
+        def begin_auth(self, username: str) -> bool:
+            return True
+
+        def password_auth_supported(self) -> bool:
+            return True
+
+        def validate_password(self, username: str, password: str) -> bool:
+            return username == "ops" and password == "pass-w0rd"
+
+    class Root(asyncssh.SFTPServer):
+        def __init__(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+            super().__init__(chan, chroot=str(root).encode())
+
+    server = await asyncssh.listen(
+        "127.0.0.1",
+        0,
+        server_factory=Server,
+        server_host_keys=[host_key],
+        authorized_client_keys=asyncssh.import_authorized_keys(
+            client_key.export_public_key().decode()
+        ),
+        sftp_factory=Root,
+        allow_scp=False,
+    )
+    port = server.sockets[0].getsockname()[1]
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_key.export_public_key().decode()}")
+    try:
+        yield SftpServer(port, known_hosts, client_key_file)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_install_file_over_sftp_with_password_and_key(
+    admin: Api, state_dir: Path, tmp_path: Path, sftp_server: SftpServer
+) -> None:
+    await setup_pool(admin, {"entitlementTag": ENHANCED, "quantity": 5})
+    by_password = new_product(tmp_path, state_dir, "SFTP01")
+    by_key = new_product(tmp_path, state_dir, "SFTP02")
+    for number, product in enumerate((by_password, by_key), start=1):
+        product.enable()
+        code, _ = await reserved_code(admin, product.request(), enhanced=number)
+        (tmp_path / "sftp-root" / f"code{number}.txt").write_text(code)
+    base = f"sftp://ops@127.0.0.1:{sftp_server.port}"
+
+    code = await fetch_code_file(
+        f"{base}/code1.txt",
+        SftpOptions(password="pass-w0rd", known_hosts=sftp_server.known_hosts),
+    )
+    assert by_password.install(code).startswith("SLRC-")
+    assert by_password.authorized() == {ENHANCED: 1}
+
+    impostor = tmp_path / "impostor_known_hosts"
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    impostor.write_text(f"[127.0.0.1]:{sftp_server.port} {other}")
+    for options, reason in (
+        (SftpOptions(password="wrong", known_hosts=sftp_server.known_hosts), "refused"),
+        (SftpOptions(password="pass-w0rd", known_hosts=impostor), "host key"),
+    ):
+        with pytest.raises(AgentError, match=reason):
+            await fetch_code_file(f"{base}/code2.txt", options)
+    with pytest.raises(AgentError, match="cannot read"):
+        await fetch_code_file(
+            f"{base}/missing.txt",
+            SftpOptions(identity=sftp_server.client_key, known_hosts=sftp_server.known_hosts),
+        )
+
+    # With a key, through the agent's command line.
+    exe = str(Path(sys.executable).parent / "satellite-agent")
+    code_, out, err = await run(
+        exe,
+        "--state-dir",
+        str(by_key.dir.path),
+        "license",
+        "smart",
+        "reservation",
+        "install-file",
+        f"{base}/code2.txt",
+        "--identity",
+        str(sftp_server.client_key),
+        "--known-hosts",
+        str(sftp_server.known_hosts),
+    )
+    assert code_ == 0, err
+    assert "Authorization code installed successfully." in out
+    assert by_key.authorized() == {ENHANCED: 2}
+    assert (await positions(admin))[ENHANCED]["reserved"] == 3
+    assert KeyPaths(state_dir).signing_public.exists()
