@@ -23,7 +23,7 @@ from satellite.crypto.slr import format_date
 from satellite.domain.access import host_operator
 from satellite.runtime import Runtime, open_services
 from satellite.services.licenses import LicenseService
-from tests.conftest import BASIC, CUWL, ENHANCED, Api
+from tests.conftest import BASIC, CUWL, ENHANCED, Api, new_client
 from tests.test_device import new_agent
 
 ACCOUNT = "/api/v1/accounts/Acme"
@@ -617,3 +617,123 @@ async def test_term_end_dates_and_no_borrowing(
             _, lines = await judged.positions(host_operator("pytest"), "Acme", ["Voice"])
             cuwl = next(p for p in lines if p.tag == CUWL)
             assert (cuwl.reserved, cuwl.purchased) == (reserved, purchased)
+
+
+SECRET_VA = "/api/v1/accounts/Other/virtual-accounts/SecretVA"
+
+
+async def setup_other_account(admin: Api) -> None:
+    """A second account, its virtual account named like a secret, with a pool."""
+    assert (await admin.post("/api/v1/accounts", {"name": "Other"}))[0] == 201
+    assert (await admin.post("/api/v1/accounts/Other/virtual-accounts", {"name": "SecretVA"}))[
+        0
+    ] == 201
+    status, body = await admin.post(
+        SECRET_VA + "/license-pool", {"entitlementTag": ENHANCED, "quantity": 5}
+    )
+    assert status == 201, body
+
+
+async def reserve_in(admin: Api, va: str, code: str, quantity: int = 1) -> tuple[int, Any]:
+    return await admin.post(
+        va + "/reserve-licenses",
+        {
+            "reservationRequests": [
+                {
+                    "reservationCode": code,
+                    "licenses": [{"entitlementTag": ENHANCED, "quantity": quantity}],
+                }
+            ]
+        },
+    )
+
+
+async def test_conflicts_name_no_virtual_account_of_another_account(
+    admin: Api, state_dir: Path, tmp_path: Path
+) -> None:
+    await setup_pool(admin, {"entitlementTag": ENHANCED, "quantity": 5})
+    assert (await admin.post(ACCOUNT + "/virtual-accounts", {"name": "Lab"}))[0] == 201
+    await setup_other_account(admin)
+    product = new_product(tmp_path, state_dir, trust=False)
+    product.enable()
+    request = product.request()
+    status, body = await reserve_in(admin, SECRET_VA, request)
+    assert status == 200, body
+    account_admin = await new_client(admin, "account-admin", ["Acme"])
+    for api in (admin, account_admin):
+        # The same request code, and (after a new request) the same UDI, under Acme.
+        status, problem = await reserve_in(api, VOICE, request)
+        assert status == 409, problem
+        assert problem["field"] == "reservationRequests[0].reservationCode"
+        assert "Secret" not in problem["detail"]
+        assert "Other" not in problem["detail"]
+        assert "virtual account" not in problem["detail"]
+    product.cancel()
+    status, problem = await reserve_in(account_admin, VOICE, product.request())
+    assert status == 409, problem
+    assert "registered already" in problem["detail"]
+    assert "Secret" not in problem["detail"]
+    assert "virtual account" not in problem["detail"]
+    # Within the caller's own account the virtual account is named.
+    mine = new_product(tmp_path, state_dir, "SLR0002", trust=False)
+    mine.enable()
+    own_request = mine.request()
+    status, body = await reserve_in(account_admin, VOICE, own_request)
+    assert status == 200, body
+    lab = ACCOUNT + "/virtual-accounts/Lab"
+    status, problem = await reserve_in(account_admin, lab, own_request)
+    assert status == 409, problem
+    assert "used already (in virtual account 'Voice')" in problem["detail"]
+    mine.cancel()
+    status, problem = await reserve_in(account_admin, lab, mine.request())
+    assert status == 409, problem
+    assert "registered already (in virtual account 'Voice')" in problem["detail"]
+
+
+async def test_same_product_reserved_or_registered_concurrently_is_a_conflict(
+    admin: Api, state_dir: Path, tmp_path: Path
+) -> None:
+    await setup_pool(admin, {"entitlementTag": ENHANCED, "quantity": 10})
+    await setup_other_account(admin)
+    server = admin.client.server
+    assert isinstance(server, TestServer)
+    for n in range(3):
+        # The same request code in two virtual accounts (two accounts) at once.
+        product = new_product(tmp_path, state_dir, f"TWICE{n}", trust=False)
+        product.enable()
+        request = product.request()
+        results = await asyncio.gather(
+            reserve_in(admin, VOICE, request), reserve_in(admin, SECRET_VA, request)
+        )
+        assert sorted(status for status, _ in results) == [200, 409], results
+        # One UDI, two request codes (two state directories of one product) at once.
+        twins = [new_product(tmp_path / side, state_dir, f"TWIN{n}", trust=False) for side in "ab"]
+        for twin in twins:
+            twin.enable()
+        results = await asyncio.gather(
+            reserve_in(admin, VOICE, twins[0].request()),
+            reserve_in(admin, SECRET_VA, twins[1].request()),
+        )
+        assert sorted(status for status, _ in results) == [200, 409], results
+    # A token registration racing a reservation of the same UDI: one of them wins.
+    status, body = await admin.post(VOICE + "/tokens", {})
+    assert status == 201, body
+    token = body["tokenInfo"]["token"]
+    outcomes: list[list[int]] = []
+    for n in range(3):
+        product = new_product(tmp_path, state_dir, f"RACER{n}", trust=False)
+        product.enable()
+        agent = new_agent(tmp_path, server, f"RACER{n}")
+
+        async def register(agent: Agent = agent) -> int:
+            try:
+                await agent.register(token)
+            except RequestRefused as exc:
+                return exc.status
+            return 200
+
+        (reserved, _), registered = await asyncio.gather(
+            reserve_in(admin, SECRET_VA, product.request()), register()
+        )
+        outcomes.append(sorted([reserved, registered]))
+    assert outcomes == [[200, 409]] * 3, outcomes

@@ -181,6 +181,39 @@ class ReservationService:
             taken.extend(lines_taken)
         return taken
 
+    @staticmethod
+    async def _check_unused(
+        conn: Connection, account: Account, nonce: str, pid: str, serial: str, where: str
+    ) -> None:
+        """Conflict when the request code was used already or the UDI is live; a virtual
+        account is named only when it is one of ``account``'s (nothing of other accounts
+        shows through)."""
+        field = f"{where}.reservationCode"
+        used = await devices.get_product(conn, nonce)
+        if used is not None:
+            if used.account_id == account.id:
+                raise Conflict(
+                    f"this request code was used already (in virtual account "
+                    f"{used.virtual_account!r}): request a new one on the product",
+                    field=field,
+                )
+            raise Conflict(
+                "this request code cannot be used: request a new one on the product",
+                field=field,
+            )
+        live = await devices.live_product_by_udi(conn, pid, serial)
+        if live is not None:
+            where_live = (
+                f" (in virtual account {live.virtual_account!r})"
+                if live.account_id == account.id
+                else ""
+            )
+            raise Conflict(
+                f"product PID:{pid} SN:{serial} is registered already{where_live}: return or "
+                "remove it first",
+                field=field,
+            )
+
     def _issue(
         self,
         product: ProductInstance,
@@ -285,23 +318,18 @@ class ReservationService:
             vacc = await self._locked_virtual_account(conn, acc, va)
             for index, (request, code) in enumerate(zip(requests, decoded, strict=True)):
                 where = f"{field}[{index}]"
-                if await reservations.product_id_taken(conn, code.nonce):
-                    raise Conflict(
-                        "this request code was used already: request a new one on the product",
-                        field=f"{where}.reservationCode",
-                    )
-                live = await devices.live_product_by_udi(conn, code.pid, code.serial)
-                if live is not None:
-                    raise Conflict(
-                        f"product PID:{code.pid} SN:{code.serial} is registered already (in "
-                        f"virtual account {live.virtual_account!r}): return or remove it first",
-                        field=f"{where}.reservationCode",
-                    )
+                await self._check_unused(conn, acc, code.nonce, code.pid, code.serial, where)
                 lines = await self._plan(
                     conn, vacc, request.licenses, {}, None, f"{where}.licenses", now
                 )
                 await reservations.insert_reserved_product(
                     conn,
+                    conflict=(
+                        f"product PID:{code.pid} SN:{code.serial} (or its request code) was "
+                        "reserved or registered at the same time: look it up, or request a new "
+                        "code on the product",
+                        f"{where}.reservationCode",
+                    ),
                     product_id=code.nonce,
                     va_id=vacc.id,
                     udi=(code.pid, code.serial, code.uuid),

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from satellite.domain.models import ProductInstance, ProductStatus, UsageRecord
+from satellite.storage.errors import unique_as_conflict
 
 # The virtual account's name and account come from scalar subqueries, not a join: when a
 # row locked FOR UPDATE was changed meanwhile (moved to another virtual account, say),
@@ -157,25 +158,29 @@ async def insert_product(
     authorization_expires_at: dt.datetime,
 ) -> str:
     product_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO product_instances (id, virtual_account_id, udi_pid, udi_serial, udi_uuid, "
-        "product_type, product_version, hostname, ip_address, public_jwk, export_controlled, "
-        "status, registered_at, last_contact_at, certificate_expires_at, "
-        "authorization_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-        "'registered', $12, $12, $13, $14)",
-        product_id,
-        va_id,
-        *udi,
-        product_type,
-        product_version,
-        hostname,
-        ip_address,
-        public_jwk,
-        export_controlled,
-        now,
-        certificate_expires_at,
-        authorization_expires_at,
-    )
+    # A concurrent registration or reservation of the same UDI committed first.
+    with unique_as_conflict(
+        f"PID:{udi[0]} SN:{udi[1]} was registered or reserved at the same time: try again"
+    ):
+        await conn.execute(
+            "INSERT INTO product_instances (id, virtual_account_id, udi_pid, udi_serial, "
+            "udi_uuid, product_type, product_version, hostname, ip_address, public_jwk, "
+            "export_controlled, status, registered_at, last_contact_at, certificate_expires_at, "
+            "authorization_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+            "'registered', $12, $12, $13, $14)",
+            product_id,
+            va_id,
+            *udi,
+            product_type,
+            product_version,
+            hostname,
+            ip_address,
+            public_jwk,
+            export_controlled,
+            now,
+            certificate_expires_at,
+            authorization_expires_at,
+        )
     await recount(conn, [str(product_id)], now)
     return str(product_id)
 

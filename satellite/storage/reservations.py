@@ -9,6 +9,7 @@ import asyncpg
 
 from satellite.domain.reservation import FAR_FUTURE, Reservation, ReservedLine
 from satellite.storage.devices import recount
+from satellite.storage.errors import unique_as_conflict
 
 _COLUMNS = (
     "r.product_id::text AS product_id, r.public_key, r.request_code, r.status, "
@@ -38,13 +39,6 @@ async def lock_virtual_account(conn: asyncpg.Connection, va_id: int) -> bool:
     return found is not None
 
 
-async def product_id_taken(conn: asyncpg.Connection, product_id: str) -> bool:
-    key = _key(product_id)
-    return key is not None and bool(
-        await conn.fetchval("SELECT EXISTS (SELECT 1 FROM product_instances WHERE id = $1)", key)
-    )
-
-
 async def insert_reserved_product(
     conn: asyncpg.Connection,
     *,
@@ -55,22 +49,27 @@ async def insert_reserved_product(
     public_key: str,
     request_code: str,
     now: dt.datetime,
+    conflict: tuple[str, str],
 ) -> None:
     """The product instance of a reservation (it never talks to the server: no key for the
-    device API, and timers that do not run out) and its reservation row."""
+    device API, and timers that do not run out) and its reservation row. ``conflict``:
+    the detail and field of the Conflict raised when the product id or its UDI was taken
+    by a concurrent transaction (a reservation elsewhere, a token registration)."""
     key = uuid.UUID(product_id)
-    await conn.execute(
-        "INSERT INTO product_instances (id, virtual_account_id, udi_pid, udi_serial, udi_uuid, "
-        "product_type, product_version, public_jwk, export_controlled, status, registered_at, "
-        "last_contact_at, certificate_expires_at, authorization_expires_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, '', '{}'::jsonb, false, 'registered', $7, $7, $8, $8)",
-        key,
-        va_id,
-        *udi,
-        product_type,
-        now,
-        FAR_FUTURE,
-    )
+    with unique_as_conflict(*conflict):
+        await conn.execute(
+            "INSERT INTO product_instances (id, virtual_account_id, udi_pid, udi_serial, "
+            "udi_uuid, product_type, product_version, public_jwk, export_controlled, status, "
+            "registered_at, last_contact_at, certificate_expires_at, authorization_expires_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, '', '{}'::jsonb, false, 'registered', $7, $7, "
+            "$8, $8)",
+            key,
+            va_id,
+            *udi,
+            product_type,
+            now,
+            FAR_FUTURE,
+        )
     await recount(conn, [product_id], now)  # (no usage: keeps counted_in in step)
     await conn.execute(
         "INSERT INTO reservations (product_id, public_key, request_code, status, created_at, "
