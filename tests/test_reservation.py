@@ -737,3 +737,47 @@ async def test_same_product_reserved_or_registered_concurrently_is_a_conflict(
         )
         outcomes.append(sorted([reserved, registered]))
     assert outcomes == [[200, 409]] * 3, outcomes
+
+
+async def test_update_keeps_its_lines_so_the_rest_stays_reservable(
+    admin: Api, state_dir: Path, tmp_path: Path
+) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    await setup_pool(
+        admin,
+        {"entitlementTag": ENHANCED, "quantity": 5},
+        {
+            "entitlementTag": ENHANCED,
+            "quantity": 5,
+            "licenseType": "TERM",
+            "startDate": (today - dt.timedelta(days=1)).isoformat(),
+            "endDate": (today + dt.timedelta(days=300)).isoformat(),
+        },
+    )
+    product = new_product(tmp_path, state_dir)
+    product.enable()
+    first, product_id = await reserved_code(admin, product.request(), enhanced=5)
+    assert "<licenseType>PERPETUAL</licenseType>" in first  # longest term first
+    status, body = await admin.post(CONFIRM, {"confirmationCode": product.install(first)})
+    assert status == 200, body
+    status, body = await admin.post(
+        f"{VOICE}/reservations/{product_id}/update",
+        {
+            "licenses": [
+                {"entitlementTag": ENHANCED, "quantity": 5, "precedence": "SHORTEST_TERM_FIRST"}
+            ]
+        },
+    )
+    assert status == 200, body
+    [issued] = body["authorizationCodes"]
+    assert issued["reservation"]["status"] == "In Transition"
+    # Its licenses stay on the PERPETUAL line: the TERM line is all free.
+    assert "<licenseType>TERM</licenseType>" not in issued["authorizationCode"]
+    line = (await positions(admin))[ENHANCED]
+    assert (line["reserved"], line["available"]) == (5, 5)
+    other = new_product(tmp_path, state_dir, "SLR0002")
+    other.enable()
+    status, body = await reserve(admin, other.request(), enhanced=5)
+    assert status == 200, body
+    line = (await positions(admin))[ENHANCED]
+    assert (line["reserved"], line["available"]) == (10, 0)

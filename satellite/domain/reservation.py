@@ -121,32 +121,49 @@ def allocate(
     held_by_others: dict[int, int],
     today: dt.date,
     precedence: Precedence,
+    kept: dict[int, int] | None = None,
 ) -> list[ReservedLine] | None:
     """Take ``quantity`` of ``tag`` from the active pool lines, in the order ``precedence``
-    says (PERPETUAL counts as the longest term); None when the lines cannot hold it."""
+    says (PERPETUAL counts as the longest term); None when the lines cannot hold it.
+
+    ``kept``: per pool line, what the product holds already (an update). Those licenses
+    stay where they are, up to ``quantity``, and only the increase comes from other room:
+    while the update is in transition the product then holds, on each line, the larger of
+    its old and new counts, and these add up to the larger of its old and new totals.
+    """
+    kept = kept or {}
     candidates = [
         line for line in lines if line.tag == tag and line_status(line, today) == "Active"
     ]
     candidates.sort(key=_term_key, reverse=precedence == "LONGEST_TERM_FIRST")
-    taken: list[ReservedLine] = []
+    taking: dict[int, int] = {}
     remaining = quantity
+    for line in candidates:
+        room = line.quantity - held_by_others.get(line.id, 0)
+        take = min(kept.get(line.id, 0), room, remaining)
+        if take > 0:
+            taking[line.id] = take
+            remaining -= take
     for line in candidates:
         if remaining <= 0:
             break
-        room = line.quantity - held_by_others.get(line.id, 0)
+        room = line.quantity - held_by_others.get(line.id, 0) - taking.get(line.id, 0)
         take = min(room, remaining)
-        if take <= 0:
-            continue
-        taken.append(
-            ReservedLine(
-                line_id=line.id,
-                tag=tag,
-                quantity=take,
-                license_type=line.license_type,
-                start_date=line.start_date,
-                end_date=line.end_date,
-                subscription_id=line.subscription_id,
-            )
+        if take > 0:
+            taking[line.id] = taking.get(line.id, 0) + take
+            remaining -= take
+    if remaining > 0:
+        return None
+    return [
+        ReservedLine(
+            line_id=line.id,
+            tag=tag,
+            quantity=taking[line.id],
+            license_type=line.license_type,
+            start_date=line.start_date,
+            end_date=line.end_date,
+            subscription_id=line.subscription_id,
         )
-        remaining -= take
-    return taken if remaining <= 0 else None
+        for line in candidates
+        if taking.get(line.id, 0) > 0
+    ]

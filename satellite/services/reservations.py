@@ -137,15 +137,20 @@ class ReservationService:
         conn: Connection,
         va: VirtualAccount,
         wanted: list[LicenseRequest],
-        current: dict[str, int],
-        product_id: str | None,
+        updated: Reservation | None,
         field: str,
         now: dt.datetime,
     ) -> list[ReservedLine]:
         """The pool lines that ``wanted`` takes; Conflict naming the first license that is
-        not free. ``current``: what the product holds already (an update only adds the
-        difference); ``product_id``: its own holdings on lines do not count against it."""
+        not free. ``updated``: the settled reservation being updated (its licenses stay on
+        their lines up to the new counts; only an increase takes more, and is checked)."""
         today = now.date()
+        product_id = updated.product_id if updated else None
+        current = updated.confirmed(today) if updated else {}
+        kept: dict[int, int] = {}
+        for line in updated.current if updated else ():
+            if line.counts_on(today):
+                kept[line.line_id] = kept.get(line.line_id, 0) + line.quantity
         positions: dict[str, Position] = {
             p.tag: p
             for p in await self._licenses.virtual_account_positions(conn, va.id, va.name, now)
@@ -170,7 +175,7 @@ class ReservationService:
                     field=f"{field}[{index}].quantity",
                 )
             lines_taken = allocate(
-                item.tag, item.quantity, lines, held_on_lines, today, item.precedence
+                item.tag, item.quantity, lines, held_on_lines, today, item.precedence, kept
             )
             if lines_taken is None:
                 raise Conflict(
@@ -320,7 +325,7 @@ class ReservationService:
                 where = f"{field}[{index}]"
                 await self._check_unused(conn, acc, code.nonce, code.pid, code.serial, where)
                 lines = await self._plan(
-                    conn, vacc, request.licenses, {}, None, f"{where}.licenses", now
+                    conn, vacc, request.licenses, None, f"{where}.licenses", now
                 )
                 await reservations.insert_reserved_product(
                     conn,
@@ -388,9 +393,7 @@ class ReservationService:
                     "(or download that code again)",
                     field="productInstanceId",
                 )
-            lines = await self._plan(
-                conn, vacc, wanted, reservation.confirmed(now.date()), product.id, field, now
-            )
+            lines = await self._plan(conn, vacc, wanted, reservation, field, now)
             authorization = self._issue(product, lines, reservation.latest_timestamp, now)
             await reservations.set_pending(
                 conn, product.id, authorization.timestamp, authorization.text, lines, now
