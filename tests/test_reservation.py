@@ -781,3 +781,41 @@ async def test_update_keeps_its_lines_so_the_rest_stays_reservable(
     assert status == 200, body
     line = (await positions(admin))[ENHANCED]
     assert (line["reserved"], line["available"]) == (10, 0)
+
+
+async def test_device_remove_with_return_code_clears_a_shortage_alert(
+    admin: Api, state_dir: Path, tmp_path: Path
+) -> None:
+    await setup_pool(admin, {"entitlementTag": ENHANCED, "quantity": 3})
+    product = new_product(tmp_path, state_dir)
+    product.enable()
+    code, _ = await reserved_code(admin, product.request(), enhanced=3)
+    product.install(code)
+    # The pool shrinks under the reservation: out of compliance, an alert.
+    status, pool = await admin.get(VOICE + "/license-pool")
+    assert status == 200, pool
+    [line] = pool["licenses"]
+    status, body = await admin.post(
+        f"{VOICE}/license-pool/{line['id']}/update", {"entitlementTag": ENHANCED, "quantity": 2}
+    )
+    assert status == 200, body
+
+    async def open_alerts() -> list[str]:
+        status, body = await admin.post(ACCOUNT + "/alerts", {})
+        assert status == 200, body
+        return [a["messageType"] for a in body["alerts"]]
+
+    assert await open_alerts() == ["Insufficient Licenses"]
+    status, body = await admin.post(
+        VOICE + "/devices/remove",
+        {
+            "productInstacesRemoveRequests": [
+                {
+                    "sudi": {"udiPid": "UCM", "udiSerialNumber": "SLR0001"},
+                    "returnCode": product.give_back(),
+                }
+            ]
+        },
+    )
+    assert status == 200, body
+    assert await open_alerts() == []

@@ -25,6 +25,7 @@ from satellite.domain.models import (
 from satellite.domain.reservation import Reservation
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
+from satellite.services.licenses import LicenseService
 from satellite.services.reservations import ReservationService
 from satellite.storage import accounts, devices, reservations
 from satellite.storage.db import Connection, Database
@@ -118,10 +119,12 @@ class ProductService:
         self,
         db: Database,
         reservations: ReservationService,
+        licenses: LicenseService,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._db = db
         self._reservations = reservations
+        self._licenses = licenses
         self._clock = clock
 
     def now(self) -> dt.datetime:
@@ -329,5 +332,7 @@ class ProductService:
                     udi=_udi(product),
                     released_usage=released.get(product.id, {}),
                 )
+            # Released usage and returned reservations may end a shortage (or its alert).
+            await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
             ended = [await devices.get_product(conn, p.id) for p in products]
             return await self._views(conn, [p for p in ended if p is not None])

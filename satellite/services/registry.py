@@ -51,7 +51,7 @@ def build_services(
         accounts=AccountService(db),
         licenses=licenses,
         devices=DeviceService(db, keys, catalog, licenses, settings.timers),
-        products=ProductService(db, reservations),
+        products=ProductService(db, reservations, licenses),
         reservations=reservations,
         tokens=TokenService(db, keys, settings.timers),
         auth=AuthService(db, passwords, settings.api.access_token_ttl_seconds),
