@@ -280,7 +280,6 @@ class DeviceService:
             status = token.status(now)
             if status != "Active":
                 raise Forbidden(f"the registration token is {status.lower()}")
-            await tokens.consume_token(conn, token.id)
             authorization_expires = now + dt.timedelta(
                 days=self._timers.authorization_validity_days
             )
@@ -346,6 +345,10 @@ class DeviceService:
                     account_id=existing.account_id,
                 )
             authorization = await self._authorization(conn, product, authorization_expires)
+            # The token's use last, so that it stays locked only for the commit: the
+            # registrations of a whole site share one token.
+            if not await tokens.use_token(conn, token.id, now):
+                raise Forbidden("the registration token was used up, expired or revoked meanwhile")
         answer = wire.RegisterAnswer(
             registration=self._registration(product, certificate, certificate_expires, now),
             authorization=authorization,

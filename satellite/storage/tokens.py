@@ -83,10 +83,12 @@ async def revoke_tokens(conn: asyncpg.Connection, token_ids: list[int]) -> None:
 async def token_for_registration(
     conn: asyncpg.Connection, digest: bytes
 ) -> tuple[RegistrationToken, int, bool] | None:
-    """The token (locked until the transaction ends), its account id and export flag."""
+    """The token, its account id and export flag. Not locked: a registration takes its use
+    with ``use_token``, last in its transaction, so that registrations with one token do
+    not wait on each other for longer than that."""
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS}, a.id AS account_id, a.export_controlled_allowed {_FROM} "
-        f"JOIN accounts a ON a.id = va.account_id WHERE t.token_digest = $1 FOR UPDATE OF t",
+        f"JOIN accounts a ON a.id = va.account_id WHERE t.token_digest = $1",
         digest,
     )
     if row is None:
@@ -97,5 +99,14 @@ async def token_for_registration(
     return RegistrationToken(**values), account_id, allowed
 
 
-async def consume_token(conn: asyncpg.Connection, token_id: int) -> None:
-    await conn.execute("UPDATE registration_tokens SET uses = uses + 1 WHERE id = $1", token_id)
+async def use_token(conn: asyncpg.Connection, token_id: int, now: dt.datetime) -> bool:
+    """Take one use of the token if it is still active at ``now``; False when it is not (its
+    last use was taken meanwhile, or it expired or was revoked). Locks the token until the
+    transaction ends: of two registrations racing for its last use, one gets it."""
+    used = await conn.fetchval(
+        "UPDATE registration_tokens SET uses = uses + 1 WHERE id = $1 AND revoked_at IS NULL "
+        "AND expires_at > $2 AND (max_uses IS NULL OR uses < max_uses) RETURNING uses",
+        token_id,
+        now,
+    )
+    return used is not None
