@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from satellite.agent.client import AgentError
+from satellite.agent.client import Agent, AgentError
 from satellite.agent.reservation import SftpOptions, fetch_code_file
 from satellite.crypto.keys import KeyPaths
 from satellite.domain.access import host_operator
@@ -259,3 +259,21 @@ async def test_install_file_over_sftp_with_password_and_key(
     assert by_key.authorized() == {ENHANCED: 2}
     assert (await positions(admin))[ENHANCED]["reserved"] == 3
     assert KeyPaths(state_dir).signing_public.exists()
+
+
+async def test_register_and_reregister_refused_while_reservation_is_enabled(
+    clis: Clis, tmp_path: Path, state_dir: Path
+) -> None:
+    await clis.agent("init", "--pid", "UCM", "--serial", "CLI0002")
+    await clis.agent("license", "smart", "reservation", "enable")
+    token = "s3cret." + "A" * 43  # well-formed: refused for the reservation, not its form
+    for command in ("register", "reregister"):
+        error = one_error(await clis.agent(command, token, ok=False))
+        assert "specific license reservation is enabled" in error, command
+    # The library refuses it too (what both commands call), before any request is made.
+    product = new_product(tmp_path, state_dir, "LIB0001", trust=False)
+    product.enable()
+    agent = Agent(product.dir.path)
+    with pytest.raises(AgentError, match="specific license reservation is enabled"):
+        await agent.register(token)
+    assert agent.state.registration == "unregistered"

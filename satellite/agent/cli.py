@@ -86,10 +86,6 @@ def register(agent: Agent, token: str) -> None:
     """Register with a token from the server's virtual account."""
     if agent.state.registration == "registered":
         raise AgentError("already registered: use 'reregister TOKEN' to move to another account")
-    if agent.state.reservation.enabled:
-        raise AgentError(
-            "specific license reservation is enabled: return and disable it before registering"
-        )
     state = _run(lambda: agent.register(token))
     click.echo(f"registered as {state.product_instance_id} in {state.virtual_account}")
 

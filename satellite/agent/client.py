@@ -258,8 +258,13 @@ class Agent:
     # --- commands --------------------------------------------------------------------------
 
     async def register(self, token: str) -> AgentState:
-        """Register (or re-register) with a token; the token pins the server's CA."""
+        """Register (or re-register) with a token; the token pins the server's CA. Refused
+        while specific license reservation is enabled (the product is then never online)."""
         state = self.state
+        if state.reservation.enabled:
+            raise AgentError(
+                "specific license reservation is enabled: return and disable it before registering"
+            )
         _, fingerprint = split_token(token)
         key = self.dir.new_key()
         jwk = jose.public_jwk(key.public_key())
