@@ -819,3 +819,26 @@ async def test_device_remove_with_return_code_clears_a_shortage_alert(
     )
     assert status == 200, body
     assert await open_alerts() == []
+
+
+async def test_enable_only_while_unregistered(state_dir: Path, tmp_path: Path) -> None:
+    product = new_product(tmp_path, state_dir, trust=False)
+    for registration, reason in (
+        ("registered", "deregister it"),
+        ("registration_expired", "expired"),
+        ("removed", "removed on the server"),
+    ):
+        state = product.state
+        state.registration = registration  # type: ignore[assignment] # each state in turn
+        product.dir.save(state)
+        before = product.dir.state_file.read_bytes()
+        with pytest.raises(AgentError, match=reason):
+            product.enable()
+        assert product.dir.state_file.read_bytes() == before
+        assert not product.state.reservation.enabled
+    for registration in ("deregistered", "unregistered"):
+        state = product.state
+        state.registration = registration  # type: ignore[assignment] # each state in turn
+        state.reservation.enabled = False
+        product.dir.save(state)
+        assert product.enable().reservation.enabled

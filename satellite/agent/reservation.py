@@ -4,7 +4,7 @@ The operator carries codes by hand: the product's request code to the server, th
 server's authorization code back (verified here, offline, against the server key the
 product trusts), then the product's confirmation or return code to the server. States:
 
-    unregistered --enable--> reservation in progress --request--> (request open)
+    unregistered (or deregistered) --enable--> reservation in progress --request--> (request open)
     (request open) --install--> registered - specific license reservation
     (request open) --cancel--> reservation in progress
     registered - SLR --install (a newer code for this reservation)--> registered - SLR
@@ -138,6 +138,12 @@ class Reservations:
             raise AgentError(
                 "this product is registered: deregister it before enabling specific license "
                 "reservation"
+            )
+        if state.registration not in ("unregistered", "deregistered"):
+            ended = "was removed on the server" if state.registration == "removed" else "expired"
+            raise AgentError(
+                f"this product's registration {ended}, it is not unregistered: register it "
+                "again and deregister it before enabling specific license reservation"
             )
         state.reservation.enabled = True
         self.dir.save(state)
