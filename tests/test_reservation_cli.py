@@ -5,19 +5,29 @@ reference's grammar) and ``satellite reservation ...``, codes carried between th
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from satellite.agent.client import Agent, AgentError
 from satellite.agent.reservation import SftpOptions, fetch_code_file
 from satellite.crypto.keys import KeyPaths
+from satellite.crypto.slr import (
+    CodeError,
+    Entitlement,
+    issue_authorization_code,
+    verify_authorization_code,
+)
 from satellite.domain.access import host_operator
 from satellite.domain.compliance import LineValues
 from satellite.runtime import Runtime, open_services
@@ -277,3 +287,45 @@ async def test_register_and_reregister_refused_while_reservation_is_enabled(
     with pytest.raises(AgentError, match="specific license reservation is enabled"):
         await agent.register(token)
     assert agent.state.registration == "unregistered"
+
+
+async def test_non_ascii_digits_are_refused_not_a_traceback(clis: Clis, admin: Api) -> None:
+    # '²' is a digit to str.isdigit() but not to int(): a count, refused with one line.
+    error = one_error(
+        await clis.admin(
+            "reservation",
+            "reserve",
+            "Acme",
+            "Voice",
+            "--code",
+            "SLR1-X",
+            "--license",
+            f"{ENHANCED}=²",
+            ok=False,
+        )
+    )
+    assert "is not TAG=COUNT" in error
+    await clis.agent("init", "--pid", "UCM", "--serial", "CLI0003")
+    error = one_error(await clis.agent("usage", "update", "--usage", f"{ENHANCED}=²", ok=False))
+    assert "is not TAG=COUNT" in error
+    # A pool line id in a path: a 422 naming it, not a 500.
+    status, problem = await admin.post(
+        "/api/v1/accounts/Acme/virtual-accounts/Voice/license-pool/%C2%B2/delete", {}
+    )
+    assert status == 422, problem
+    assert problem["field"] == "lineId"
+    # In a (validly signed) authorization code: refused as not valid.
+    key = ec.generate_private_key(ec.SECP256R1())
+    entitlement = Entitlement(ENHANCED, 2, None, None, "PERPETUAL", "E", "E", "")
+    issued = issue_authorization_code(key, str(uuid.uuid4()), 1, (entitlement,), "P:UCM,S:X,U:u")
+    for old, new in (("<count>2</count>", "<count>²</count>"), ("<timestamp>1<", "<timestamp>¹<")):
+        element = issued.text.split("<signature>")[0].removeprefix("<specificPLR>")
+        assert old in element
+        element = element.replace(old, new)
+        signature = base64.b64encode(key.sign(element.encode(), ec.ECDSA(hashes.SHA256())))
+        forged = (
+            f"<specificPLR>{element}<signature>{signature.decode()}</signature>"
+            "<udi>P:UCM,S:X,U:u</udi></specificPLR>"
+        )
+        with pytest.raises(CodeError, match="not"):
+            verify_authorization_code(forged, key.public_key())

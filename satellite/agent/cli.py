@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -128,7 +129,7 @@ def _parse_usage(pairs: tuple[str, ...], file: Path | None) -> dict[str, int]:
         lines += [line.strip() for line in file.read_text().splitlines() if line.strip()]
     for pair in lines:
         tag, sep, count = pair.partition("=")
-        if not sep or not tag or not count.strip().isdigit():
+        if not sep or not tag or not re.fullmatch(r"[0-9]+", count.strip()):
             raise click.BadParameter(f"{pair!r} is not TAG=COUNT", param_hint="--usage")
         usage[tag.strip()] = int(count)
     return usage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -26,7 +27,12 @@ def _licenses(pairs: tuple[str, ...], precedence: Precedence) -> list[LicenseReq
     wanted = []
     for pair in pairs:
         tag, sep, count = pair.partition("=")
-        if not sep or not tag.strip() or not count.strip().isdigit() or int(count) < 1:
+        if (
+            not sep
+            or not tag.strip()
+            or not re.fullmatch(r"[0-9]+", count.strip())
+            or int(count) < 1
+        ):
             raise click.BadParameter(f"{pair!r} is not TAG=COUNT", param_hint="--license")
         wanted.append(LicenseRequest(tag.strip(), int(count), precedence))
     return wanted

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 
 from argon2 import PasswordHasher
@@ -115,7 +116,7 @@ def nonce_is_fresh(server_key: bytes, nonce: str, now: float, lifetime: float) -
     body, _, mac = nonce.rpartition(".")
     issued, _, _ = body.partition(".")
     expected = b64url(hmac.new(_nonce_key(server_key), body.encode(), hashlib.sha256).digest()[:16])
-    if not hmac.compare_digest(mac, expected) or not issued.isdigit():
+    if not hmac.compare_digest(mac, expected) or not re.fullmatch(r"[0-9]+", issued):
         return False
     return 0 <= now - int(issued) <= lifetime
 

@@ -307,7 +307,7 @@ def verify_authorization_code(code: str, trusted: ec.EllipticCurvePublicKey) -> 
     if _text(signed, "flag") != "A" or _text(signed, "version") != "C":
         raise CodeError("it is not an authorization code of a version this product knows")
     timestamp_text = _text(signed, "timestamp", 20)
-    if not timestamp_text.isdigit():
+    if not re.fullmatch(r"[0-9]+", timestamp_text):
         raise CodeError("its <timestamp> is not a number")
     lists = signed.findall("entitlements")
     if len(lists) != 1:
@@ -316,7 +316,11 @@ def verify_authorization_code(code: str, trusted: ec.EllipticCurvePublicKey) -> 
     for item in lists[0].findall("entitlement"):
         count = _text(item, "count", 9)
         license_type = _text(item, "licenseType", 20)
-        if not count.isdigit() or license_type not in ("PERPETUAL", "TERM", "SUBSCRIPTION"):
+        if not re.fullmatch(r"[0-9]+", count) or license_type not in (
+            "PERPETUAL",
+            "TERM",
+            "SUBSCRIPTION",
+        ):
             raise CodeError("an entitlement's <count> or <licenseType> is not valid")
         entitlements.append(
             Entitlement(

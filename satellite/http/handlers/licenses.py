@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from satellite.domain.compliance import LineValues, PoolLine
@@ -42,7 +44,7 @@ def _line_out(services: Services, line: PoolLine) -> PoolLineOut:
 
 def _line_id(request: web.Request) -> int:
     text = request.match_info["line"]
-    if not text.isdigit() or len(text) > 18:
+    if not re.fullmatch(r"[0-9]{1,18}", text):
         raise InvalidInput(f"license line id {text!r} is not a number", field="lineId")
     return int(text)
 
