@@ -842,3 +842,80 @@ async def test_enable_only_while_unregistered(state_dir: Path, tmp_path: Path) -
         state.reservation.enabled = False
         product.dir.save(state)
         assert product.enable().reservation.enabled
+
+
+async def test_forged_and_replaced_product_codes_are_refused(
+    admin: Api, state_dir: Path, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from satellite.crypto.slr import make_product_code
+
+    await setup_pool(admin, {"entitlementTag": ENHANCED, "quantity": 5})
+    product = new_product(tmp_path, state_dir)
+    product.enable()
+    first, product_id = await reserved_code(admin, product.request(), enhanced=2)
+    product.install(first)
+    piid, first_timestamp = product.state.reservation.piid, product.state.reservation.timestamp
+    assert piid == product_id
+    assert first_timestamp is not None
+    # Installed: no cancel, no return code for a code "never installed".
+    for action in (product.cancel, lambda: product.return_authorization(first)):
+        on_disk = product.dir.state_file.read_bytes()
+        with pytest.raises(AgentError, match="a reservation is installed"):
+            action()
+        assert product.dir.state_file.read_bytes() == on_disk
+
+    # Right piid and timestamp, signed with another key: refused, nothing changes.
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    rows = await db.fetch("SELECT * FROM reservations")
+    for path, body in (
+        (
+            CONFIRM,
+            {
+                "confirmationCode": make_product_code(
+                    "confirmation", stranger, piid, first_timestamp
+                )
+            },
+        ),
+        (RETURN, {"returnCode": make_product_code("return", stranger, piid, first_timestamp)}),
+        (
+            VOICE + "/devices/remove",
+            {
+                "productInstacesRemoveRequests": [
+                    {
+                        "sudi": {"udiPid": "UCM", "udiSerialNumber": "SLR0001"},
+                        "returnCode": make_product_code("return", stranger, piid, first_timestamp),
+                    }
+                ]
+            },
+        ),
+    ):
+        status, problem = await admin.post(path, body)
+        assert status == 422, (path, problem)
+        assert "not made by this product" in problem["detail"], problem
+    assert await db.fetch("SELECT * FROM reservations") == rows
+    assert (await positions(admin))[ENHANCED]["reserved"] == 2
+
+    # Confirmed, updated, the new code installed and confirmed: the first code is replaced.
+    status, body = await admin.post(
+        CONFIRM, {"confirmationCode": product.state.reservation.confirmation_code}
+    )
+    assert status == 200, body
+    status, body = await admin.post(
+        f"{VOICE}/reservations/{product_id}/update",
+        {"licenses": [{"entitlementTag": ENHANCED, "quantity": 3}]},
+    )
+    assert status == 200, body
+    status, body = await admin.post(
+        CONFIRM,
+        {"confirmationCode": product.install(body["authorizationCodes"][0]["authorizationCode"])},
+    )
+    assert status == 200, body
+    stale = make_product_code("return", product._key(), piid, first_timestamp)
+    rows = await db.fetch("SELECT * FROM reservations")
+    status, problem = await admin.post(RETURN, {"returnCode": stale})
+    assert status == 409, problem
+    assert "replaced" in problem["detail"]
+    assert await db.fetch("SELECT * FROM reservations") == rows
+    assert (await positions(admin))[ENHANCED]["reserved"] == 3
