@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -301,27 +302,25 @@ class DeviceService:
                     f"PID:{udi.pid} SN:{udi.serial_number} holds a specific license "
                     "reservation: return it (return code) before registering with a token"
                 )
-            product_id = existing.id if existing else None
-            certificate_expires = now + dt.timedelta(days=self._timers.certificate_validity_days)
-            if product_id is None:
-                product_id = await devices.insert_product(
+            # The ID certificate first: its expiry is what the product row records.
+            product_id = existing.id if existing else str(uuid.uuid4())
+            certificate, certificate_expires = self._certificate(product_id, udi, request.csr)
+            if existing is None:
+                product = await devices.insert_product(
                     conn,
+                    product_id,
                     udi=(udi.pid, udi.serial_number, udi.uuid),
                     certificate_expires_at=certificate_expires,
                     **fields,
                 )
             else:
-                await devices.reregister_product(
+                product = await devices.reregister_product(
                     conn,
                     product_id,
                     udi_uuid=udi.uuid,
                     certificate_expires_at=certificate_expires,
                     **fields,
                 )
-            certificate, certificate_expires = self._certificate(product_id, udi, request.csr)
-            await devices.touch(conn, product_id, now, certificate_expires_at=certificate_expires)
-            product = await devices.get_product(conn, product_id)
-            assert product is not None
             await audit.record(
                 conn,
                 _product_actor(product_id),

@@ -144,6 +144,7 @@ async def live_product_by_udi(
 
 async def insert_product(
     conn: asyncpg.Connection,
+    product_id: str,
     *,
     va_id: int,
     udi: tuple[str, str, str],
@@ -156,19 +157,20 @@ async def insert_product(
     now: dt.datetime,
     certificate_expires_at: dt.datetime,
     authorization_expires_at: dt.datetime,
-) -> str:
-    product_id = uuid.uuid4()
+) -> ProductInstance:
+    """A newly registered product. Its usage counts in its virtual account from now on
+    (it has none yet, so the totals do not change: counted_in is set right away)."""
     # A concurrent registration or reservation of the same UDI committed first.
     with unique_as_conflict(
         f"PID:{udi[0]} SN:{udi[1]} was registered or reserved at the same time: try again"
     ):
-        await conn.execute(
-            "INSERT INTO product_instances (id, virtual_account_id, udi_pid, udi_serial, "
+        row = await conn.fetchrow(
+            "INSERT INTO product_instances AS p (id, virtual_account_id, udi_pid, udi_serial, "
             "udi_uuid, product_type, product_version, hostname, ip_address, public_jwk, "
             "export_controlled, status, registered_at, last_contact_at, certificate_expires_at, "
-            "authorization_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-            "'registered', $12, $12, $13, $14)",
-            product_id,
+            "authorization_expires_at, counted_in) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+            f"$10, $11, 'registered', $12, $12, $13, $14, $2) RETURNING {_COLUMNS}",
+            uuid.UUID(product_id),
             va_id,
             *udi,
             product_type,
@@ -181,8 +183,8 @@ async def insert_product(
             certificate_expires_at,
             authorization_expires_at,
         )
-    await recount(conn, [str(product_id)], now)
-    return str(product_id)
+    assert row is not None
+    return _product(row)
 
 
 async def reregister_product(
@@ -200,7 +202,9 @@ async def reregister_product(
     now: dt.datetime,
     certificate_expires_at: dt.datetime,
     authorization_expires_at: dt.datetime,
-) -> None:
+) -> ProductInstance:
+    """The live product registered anew (the caller holds its row locked), maybe into
+    another virtual account, where its usage then counts."""
     await conn.execute(
         "UPDATE product_instances SET virtual_account_id = $2, udi_uuid = $3, product_type = $4, "
         "product_version = $5, hostname = $6, ip_address = $7, public_jwk = $8, "
@@ -220,6 +224,9 @@ async def reregister_product(
         authorization_expires_at,
     )
     await recount(conn, [product_id], now)
+    product = await get_product(conn, product_id)
+    assert product is not None
+    return product
 
 
 async def touch(
