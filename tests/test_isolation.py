@@ -6,6 +6,7 @@ Every account-scoped route is driven from ``TABLE``. A route added under
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -458,13 +459,36 @@ async def test_objects_of_b_through_own_account_are_not_found(
             },
         ),
         (f"{base}/devices/remove", {"productInstacesRemoveRequests": [{"sudi": b_product}]}),
+        # B's specific license reservations: its reserved products by id, its codes.
+        (f"{base}/reservations/{b.settled}/update", {"licenses": SLR_LICENSES}),
+        (f"{base}/reservations/{b.forced}/force-remove", {"reason": "not A's"}),
+        (f"{base}/reservations/confirm", {"confirmationCode": b.confirmation}),
+        (f"{base}/reservations/return", {"returnCode": b.return_code}),
+        (
+            f"{base}/devices/remove",
+            {
+                "productInstacesRemoveRequests": [
+                    {
+                        "sudi": {"udiPid": "UCM", "udiSerialNumber": f"{BRAVO.upper()}-returning"},
+                        "returnCode": b.return_code,
+                    }
+                ]
+            },
+        ),
     ):
         status, problem = await a.admin.post(path, body)
         assert status == 404, (path, problem)
         assert problem["status"] == 404
-    status, problem = await a.admin.get(f"{base}/devices/{b.product}")
-    assert status == 404, problem
-    assert problem["field"] == "productInstanceId"
+        assert BRAVO not in json.dumps(problem), problem
+    for path in (
+        f"{base}/devices/{b.product}",
+        f"{base}/devices/{b.settled}",
+        f"{base}/reservations/{b.settled}/authorization-code",
+        f"{base}/reservations/{b.forced}/authorization-code",
+    ):
+        status, problem = await a.admin.get(path)
+        assert status == 404, (path, problem)
+        assert problem["field"] == "productInstanceId"
     # A's own products only, even with every status.
     status, listing = await a.viewer.get(f"{base}/devices?status=all")
     assert status == 200, listing
