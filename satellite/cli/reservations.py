@@ -11,8 +11,11 @@ from satellite.cli import CliContext, cli, json_option, pass_cli
 from satellite.cli.output import emit, emit_one
 from satellite.domain.reservation import Precedence
 from satellite.http import wire
-from satellite.http.views import device_out, issued_out, reservation_ended
-from satellite.services.products import ProductView
+from satellite.http.views import (
+    issued_out,
+    reservation_confirmed,
+    reservation_ended,
+)
 from satellite.services.registry import Services
 from satellite.services.reservations import LicenseRequest, ReservationRequest
 
@@ -198,11 +201,7 @@ def reservation_confirm(
         product, settled = await s.reservations.confirm(
             obj.operator, account, va_name, confirmation_code, field="CODE"
         )
-        now = s.reservations.now()
-        return wire.ReservationChange(
-            message=f"reservation of product instance {product.id} confirmed",
-            device=device_out(ProductView(product, {}, settled), s.catalog, now),
-        )
+        return reservation_confirmed(product, settled, s.catalog, s.reservations.now())
 
     _emit_change(as_json, obj.run(action))
 

@@ -12,6 +12,7 @@ from satellite.domain.models import (
     Alert,
     Event,
     PrincipalRecord,
+    ProductInstance,
     ProductStatus,
     VirtualAccount,
 )
@@ -278,6 +279,16 @@ def issued_out(issued: Issued, catalog: Catalog, now: dt.datetime) -> Authorizat
         sudi=Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
         timestamp=issued.code.timestamp,
         reservation=reservation_out(issued.reservation, catalog, now),
+    )
+
+
+def reservation_confirmed(
+    product: ProductInstance, reservation: Reservation, catalog: Catalog, now: dt.datetime
+) -> ReservationChange:
+    """The answer to a confirmation code: the product with its settled reservation."""
+    return ReservationChange(
+        message=f"reservation of product instance {product.id} confirmed",
+        device=device_out(ProductView(product, {}, reservation), catalog, now),
     )
 
 

@@ -252,6 +252,24 @@ class ReservationService:
             udi_text(product.udi_pid, product.udi_serial, product.udi_uuid),
         )
 
+    async def _issue_pending(
+        self,
+        conn: Connection,
+        product: ProductInstance,
+        lines: list[ReservedLine],
+        after: int,
+        now: dt.datetime,
+    ) -> tuple[AuthorizationCode, Reservation]:
+        """A new code for ``lines``, recorded as the product's pending one; the reservation
+        as it now stands (in transition until the code is confirmed)."""
+        authorization = self._issue(product, lines, after, now)
+        await reservations.set_pending(
+            conn, product.id, authorization.timestamp, authorization.text, lines, now
+        )
+        reservation = await reservations.get_reservation(conn, product.id)
+        assert reservation is not None
+        return authorization, reservation
+
     async def _reserved_product(
         self, conn: Connection, va: VirtualAccount, product_id: str, field: str
     ) -> tuple[ProductInstance, Reservation]:
@@ -345,12 +363,7 @@ class ReservationService:
                 )
                 product = await devices.get_product(conn, code.nonce)
                 assert product is not None
-                authorization = self._issue(product, lines, 0, now)
-                await reservations.set_pending(
-                    conn, product.id, authorization.timestamp, authorization.text, lines, now
-                )
-                reservation = await reservations.get_reservation(conn, product.id)
-                assert reservation is not None
+                authorization, reservation = await self._issue_pending(conn, product, lines, 0, now)
                 await audit.record(
                     conn,
                     principal,
@@ -394,12 +407,9 @@ class ReservationService:
                     field="productInstanceId",
                 )
             lines = await self._plan(conn, vacc, wanted, reservation, field, now)
-            authorization = self._issue(product, lines, reservation.latest_timestamp, now)
-            await reservations.set_pending(
-                conn, product.id, authorization.timestamp, authorization.text, lines, now
+            authorization, updated = await self._issue_pending(
+                conn, product, lines, reservation.latest_timestamp, now
             )
-            updated = await reservations.get_reservation(conn, product.id)
-            assert updated is not None
             await audit.record(
                 conn,
                 principal,

@@ -8,19 +8,21 @@ from aiohttp import web
 from satellite.http.auth import caller
 from satellite.http.body import read_json, render
 from satellite.http.keys import SERVICES
-from satellite.http.views import device_out, issued_out, reservation_ended
+from satellite.http.views import (
+    issued_out,
+    reservation_confirmed,
+    reservation_ended,
+)
 from satellite.http.wire import (
     AuthorizationCodeOut,
     ConfirmationCodeIn,
     ForceRemoveIn,
-    ReservationChange,
     ReservationLicenseIn,
     ReservationUpdate,
     ReserveLicenses,
     ReserveLicensesOut,
     ReturnCodeIn,
 )
-from satellite.services.products import ProductView
 from satellite.services.registry import Services
 from satellite.services.reservations import Ended, Issued, LicenseRequest, ReservationRequest
 
@@ -98,14 +100,7 @@ async def confirm_reservation(request: web.Request) -> web.Response:
         field="confirmationCode",
     )
     return render(
-        ReservationChange(
-            message=f"reservation of product instance {product.id} confirmed",
-            device=device_out(
-                ProductView(product, {}, reservation),
-                services.catalog,
-                services.reservations.now(),
-            ),
-        )
+        reservation_confirmed(product, reservation, services.catalog, services.reservations.now())
     )
 
 
