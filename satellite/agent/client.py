@@ -78,7 +78,7 @@ class Agent:
         self._clock = clock
         self._nonce: str | None = None
         self._kept_session: tuple[str | None, aiohttp.ClientSession] | None = None
-        self._certificate_keys: dict[str, ec.EllipticCurvePublicKey] = {}
+        self._signing_key: tuple[str, ec.EllipticCurvePublicKey] | None = None
 
     # --- state -----------------------------------------------------------------------------
 
@@ -242,17 +242,16 @@ class Agent:
         return decoded, msgspec.json.decode(payload)
 
     def _certificate_key(self, certificate_pem: str) -> ec.EllipticCurvePublicKey:
-        """The public key of a signing certificate, parsed once per certificate."""
-        key = self._certificate_keys.get(certificate_pem)
-        if key is None:
-            try:
-                public = load_pem_certificate(certificate_pem).public_key()
-            except CertificateError as exc:
-                raise AgentError(f"the signing certificate is not usable: {exc}") from exc
-            if not isinstance(public, ec.EllipticCurvePublicKey):
-                raise AgentError("the signing certificate does not hold an EC key")
-            self._certificate_keys = {certificate_pem: public}  # the current one is enough
-            key = public
+        """The public key of a signing certificate; the last one's is kept parsed."""
+        if self._signing_key is not None and self._signing_key[0] == certificate_pem:
+            return self._signing_key[1]
+        try:
+            key = load_pem_certificate(certificate_pem).public_key()
+        except CertificateError as exc:
+            raise AgentError(f"the signing certificate is not usable: {exc}") from exc
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise AgentError("the signing certificate does not hold an EC key")
+        self._signing_key = (certificate_pem, key)
         return key
 
     # --- commands --------------------------------------------------------------------------
