@@ -23,7 +23,7 @@ import asyncpg
 import msgspec
 import proxy
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from satellite.app import create_app
 from satellite.config import DatabaseSettings, Settings
@@ -31,6 +31,7 @@ from satellite.crypto.keys import KeyPaths, ensure_server_keys
 from satellite.domain.access import host_operator
 from satellite.resources import migrations_dir
 from satellite.runtime import Runtime, load_runtime, open_services
+from satellite.services.registry import Services
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.migrations import load_migrations, migrate
 
@@ -233,6 +234,23 @@ async def new_client(admin: Api, role: str, accounts: list[str]) -> Api:
     status, body = await admin.post("/api/v1/clients", {"role": role, "accounts": accounts})
     assert status == 201, body
     return await login(admin, Credentials(body["clientId"], body["clientSecret"]))
+
+
+@pytest.fixture
+async def server(runtime: Runtime) -> AsyncIterator[TestServer]:
+    """The daemon's app (no scheduler: tests run the jobs themselves) on a real TCP port of
+    127.0.0.1, for agents to talk to."""
+    test_server = TestServer(create_app(runtime), host="127.0.0.1")
+    await test_server.start_server()
+    yield test_server
+    await test_server.close()
+
+
+@pytest.fixture
+async def services(runtime: Runtime) -> AsyncIterator[Services]:
+    """The services on the test database, for what the host CLI and the jobs do."""
+    async with open_services(runtime) as opened:
+        yield opened
 
 
 # --- a real HTTP proxy (proxy.py) on 127.0.0.1 ---------------------------------------------

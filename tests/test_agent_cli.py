@@ -12,16 +12,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-import pytest
 from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import Agent
 from satellite.agent.state import Identity
-from satellite.app import create_app
-from satellite.runtime import Runtime
 from tests.conftest import ENHANCED, Api
 
 TIMEOUT = 60
@@ -56,14 +52,6 @@ class AgentCli:
         code, out, err = await self(*args)
         assert code == 0, (args, out, err)
         return out
-
-
-@pytest.fixture
-async def server(runtime: Runtime) -> Any:
-    test_server = TestServer(create_app(runtime), host="127.0.0.1")
-    await test_server.start_server()
-    yield test_server
-    await test_server.close()
 
 
 async def token_for(admin: Api, pool: int = 10) -> str:

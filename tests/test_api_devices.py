@@ -14,8 +14,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import Agent, AgentError, RequestRefused
-from satellite.app import create_app
-from satellite.runtime import Runtime
 from tests.conftest import BASIC, ENHANCED, Api, new_client
 from tests.test_cli import Cli, _toml_config
 from tests.test_device import (
@@ -30,15 +28,6 @@ from tests.test_device import (
 LAB = ACCOUNT + "/virtual-accounts/Lab"
 ENHANCED_NAME = "UC Manager Enhanced License (12.x)"
 BASIC_NAME = "UC Manager Basic License (12.x)"
-
-
-@pytest.fixture
-async def server(runtime: Runtime) -> Any:
-    """The daemon's app on a real TCP port of 127.0.0.1, for the agent."""
-    test_server = TestServer(create_app(runtime), host="127.0.0.1")
-    await test_server.start_server()
-    yield test_server
-    await test_server.close()
 
 
 async def register(

@@ -16,22 +16,11 @@ from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import Agent, AgentError, RequestRefused
 from satellite.agent.state import Identity
-from satellite.app import create_app
 from satellite.crypto import jose
-from satellite.runtime import Runtime
 from tests.conftest import BASIC, CUWL, ENHANCED, Api
 
 ACCOUNT = "/api/v1/accounts/Acme"
 VOICE = ACCOUNT + "/virtual-accounts/Voice"
-
-
-@pytest.fixture
-async def server(runtime: Runtime) -> Any:
-    """The daemon's app on a real TCP port of 127.0.0.1."""
-    test_server = TestServer(create_app(runtime), host="127.0.0.1")
-    await test_server.start_server()
-    yield test_server
-    await test_server.close()
 
 
 def base_url(server: TestServer) -> str:

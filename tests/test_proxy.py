@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import Agent, AgentError
-from satellite.app import create_app
-from satellite.runtime import Runtime
 from tests.conftest import ENHANCED, Api
 from tests.test_device import new_agent, new_token, setup_voice
-
-
-@pytest.fixture
-async def server(runtime: Runtime) -> Any:
-    test_server = TestServer(create_app(runtime), host="127.0.0.1")
-    await test_server.start_server()
-    yield test_server
-    await test_server.close()
 
 
 def through(agent: Agent, port: int, user: str | None = None, password: str | None = None) -> None:

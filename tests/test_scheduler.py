@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +28,6 @@ ACCOUNT = "/api/v1/accounts/Acme"
 VOICE = ACCOUNT + "/virtual-accounts/Voice"
 DAY = dt.timedelta(days=1)
 PRODUCT = "PID:UCM SN:FCH0001"
-
-
-@pytest.fixture
-async def server(runtime: Runtime) -> AsyncIterator[TestServer]:
-    """The daemon's app (no scheduler: the tests run the jobs themselves) on a real port."""
-    test_server = TestServer(create_app(runtime), host="127.0.0.1")
-    await test_server.start_server()
-    yield test_server
-    await test_server.close()
-
-
-@pytest.fixture
-async def services(runtime: Runtime) -> AsyncIterator[Services]:
-    async with open_services(runtime) as opened:
-        yield opened
 
 
 def at(moment: dt.datetime) -> Callable[[], dt.datetime]:

@@ -8,21 +8,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import Agent
-from satellite.runtime import Runtime, open_services
 from satellite.scheduler import jobs
 from satellite.services.registry import Services
 from tests.conftest import BASIC, ENHANCED, Api
-from tests.test_device import ACCOUNT, new_agent, new_token, server, setup_voice
-
-__all__ = ["server"]  # the fixture, imported to be used here
+from tests.test_device import ACCOUNT, new_agent, new_token, setup_voice
 
 # From scratch: usage of registered products whose authorization and certificate hold.
 COUNTED = (
@@ -43,12 +38,6 @@ MISCOUNTED = (
     "(CASE WHEN status = 'registered' AND authorization_expires_at > now() "
     "AND certificate_expires_at > now() THEN virtual_account_id END)"
 )
-
-
-@pytest.fixture
-async def services(runtime: Runtime) -> AsyncIterator[Services]:
-    async with open_services(runtime) as opened:
-        yield opened
 
 
 async def counted(db: asyncpg.Connection, query: str) -> dict[tuple[str, str], int]:
