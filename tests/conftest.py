@@ -256,12 +256,15 @@ async def services(runtime: Runtime) -> AsyncIterator[Services]:
 # --- a real HTTP proxy (proxy.py) on 127.0.0.1 ---------------------------------------------
 
 
-def _run_proxy(basic_auth: str | None) -> Iterator[int]:
+def run_proxy(basic_auth: str | None, **tls: str) -> Iterator[int]:
+    """proxy.py on 127.0.0.1 until the generator closes; its port. ``tls``: cert_file and
+    key_file make the proxy itself speak TLS (an HTTPS proxy)."""
     options: dict[str, Any] = {
         "hostname": ipaddress.ip_address("127.0.0.1"),
         "port": 0,
         "num_workers": 1,
         "num_acceptors": 1,
+        **tls,
     }
     if basic_auth:
         options["basic_auth"] = basic_auth
@@ -271,12 +274,12 @@ def _run_proxy(basic_auth: str | None) -> Iterator[int]:
 
 @pytest.fixture
 def open_proxy() -> Iterator[int]:
-    yield from _run_proxy(None)
+    yield from run_proxy(None)
 
 
 @pytest.fixture
 def auth_proxy() -> Iterator[int]:
-    yield from _run_proxy("product:s3cret")
+    yield from run_proxy("product:s3cret")
 
 
 ENHANCED = "regid.2016-07.com.cisco.UCM_Enhanced_12.0_66d0d1cf-4863-4761-91d0-d01d3eb1949a"

@@ -267,7 +267,8 @@ def transport() -> None:
     "--ca-file",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
-    help="PEM certificates to verify an https:// server with (default: the system's).",
+    help="PEM certificates to verify TLS peers with: an https:// server, an HTTPS proxy "
+    "(one bundle for both; default: the system's).",
 )
 @pass_agent
 def transport_url(agent: Agent, url: str, ca_file: Path | None) -> None:
@@ -287,12 +288,27 @@ def transport_url(agent: Agent, url: str, ca_file: Path | None) -> None:
 @click.option("--https", "use_https", is_flag=True, help="The proxy itself speaks TLS.")
 @click.option("--user", default=None)
 @click.option("--password", default=None, envvar="SATELLITE_AGENT_PROXY_PASSWORD")
+@click.option(
+    "--ca-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="PEM certificates to verify an HTTPS proxy (and an https:// server) with; "
+    "replaces the bundle 'transport url --ca-file' set.",
+)
 @pass_agent
 def transport_proxy(
-    agent: Agent, host: str, port: int, use_https: bool, user: str | None, password: str | None
+    agent: Agent,
+    host: str,
+    port: int,
+    use_https: bool,
+    user: str | None,
+    password: str | None,
+    ca_file: Path | None,
 ) -> None:
     """Go through an HTTP or HTTPS proxy, optionally with basic authentication."""
     state = agent.state
+    if ca_file is not None:
+        state.transport.ca_file = str(ca_file.resolve())
     state.transport.proxy_url = f"{'https' if use_https else 'http'}://{host}:{port}"
     state.transport.proxy_user = user
     state.transport.proxy_password = password

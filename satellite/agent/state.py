@@ -34,8 +34,8 @@ class Transport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Where the product talks to: the server URL, and optionally an HTTP(S) proxy."""
 
     url: str = "http://127.0.0.1:8443"
-    # PEM bundle to verify an https:// server with (e.g. its self-signed certificate);
-    # None: the system's trust store.
+    # PEM bundle to verify TLS peers with: an https:// server (e.g. its self-signed
+    # certificate) and an HTTPS proxy; None: the system's trust store.
     ca_file: str | None = None
     proxy_url: str | None = None  # http://host:port or https://host:port
     proxy_user: str | None = None
