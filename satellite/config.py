@@ -91,6 +91,7 @@ class TimerSettings(_Section):
     sync_interval_minutes: PositiveInt = 1440
     sync_horizon_days: PositiveInt = 90
     jobs_interval_minutes: PositiveInt = 60
+    usage_history_days: PositiveInt = 400
 
 
 class LogSettings(_Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -349,6 +350,35 @@ async def test_used_nonces_are_forgotten_after_twice_their_lifetime(
     assert report.counts == {"forgotten": 2}
 
 
+# --- usage history ---------------------------------------------------------------------------
+
+
+async def test_usage_reports_older_than_the_history_keeps_are_forgotten(
+    admin: Api, server: TestServer, tmp_path: Path, services: Services, db: asyncpg.Connection
+) -> None:
+    await setup_voice(admin, [{"entitlementTag": ENHANCED, "quantity": 5}])
+    agent = await registered_agent(admin, server, tmp_path, "FCH0001")
+    for count in (1, 2, 3):
+        await agent.report_usage({ENHANCED: count})
+    # The first two reports were made long ago (time passes for them only).
+    await db.execute(
+        "UPDATE usage_reports SET reported_at = reported_at - interval '401 days' "
+        "WHERE id IN (SELECT id FROM usage_reports ORDER BY id LIMIT 2)"
+    )
+    report = await jobs.forget_usage_history(services, at(now()))
+    assert report is not None
+    assert report.counts == {"forgotten": 2}
+    history = await db.fetch("SELECT usage FROM usage_reports")
+    assert [json.loads(row["usage"]) for row in history] == [{ENHANCED: 3}]
+    # The current usage is not history: it stays, and still counts.
+    assert await in_use(admin) == 3
+    # 400 days on, the last report goes too; the current usage still stays.
+    report = await jobs.forget_usage_history(services, at(now() + 401 * DAY))
+    assert report is not None
+    assert report.counts == {"forgotten": 1}
+    assert await db.fetchval("SELECT count(*) FROM product_usage") == 1
+
+
 # --- one node at a time ----------------------------------------------------------------------
 
 
@@ -381,6 +411,7 @@ WORK_AT = {
     "certificate-alerts": 340 * DAY,
     "pool-alerts": DAY,
     "forget-nonces": DAY,
+    "forget-usage-history": 401 * DAY,
 }
 
 
@@ -448,6 +479,9 @@ async def test_concurrent_runs_of_a_job_from_two_nodes_do_the_work_once(
             )
             == 1
         )
+    elif job == "forget-usage-history":
+        assert sum(c["forgotten"] for c in counts) == 3, counts
+        assert await db.fetchval("SELECT count(*) FROM usage_reports") == 0
     else:
         assert sum(c["forgotten"] for c in counts) == used, counts
         assert await db.fetchval("SELECT count(*) FROM used_nonces") == 0

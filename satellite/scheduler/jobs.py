@@ -63,6 +63,12 @@ async def forget_nonces(services: Services, clock: Clock) -> JobReport | None:
     return await _run("forget-nonces", MaintenanceService.forget_nonces, services, clock)
 
 
+async def forget_usage_history(services: Services, clock: Clock) -> JobReport | None:
+    return await _run(
+        "forget-usage-history", MaintenanceService.forget_usage_history, services, clock
+    )
+
+
 # In the order a run of all of them makes sense: registrations end before authorizations are
 # looked at, and pool alerts see both.
 JOBS: dict[str, Job] = {
@@ -71,4 +77,5 @@ JOBS: dict[str, Job] = {
     "certificate-alerts": certificate_alerts,
     "pool-alerts": pool_alerts,
     "forget-nonces": forget_nonces,
+    "forget-usage-history": forget_usage_history,
 }

@@ -31,6 +31,7 @@ JobName = Literal[
     "certificate-alerts",
     "pool-alerts",
     "forget-nonces",
+    "forget-usage-history",
 ]
 # One advisory lock key per job, shared by every satellite process on the database
 # (the migration lock is 0x5A7E_0001).
@@ -40,7 +41,11 @@ LOCK_KEYS: dict[JobName, int] = {
     "certificate-alerts": 0x5A7E_1003,
     "pool-alerts": 0x5A7E_1004,
     "forget-nonces": 0x5A7E_1005,
+    "forget-usage-history": 0x5A7E_1006,
 }
+# Usage reports forgotten per run at most, so that one run stays a short transaction; at
+# one run an hour that is far more than products report.
+USAGE_REPORTS_FORGOTTEN_PER_RUN = 100_000
 AUTHORIZATION_EXPIRED = "authorization-expired:"  # alert key prefix, + product id
 CERTIFICATE_EXPIRING = "certificate-expiring:"  # alert key prefix, + product id
 SCHEDULER = system_actor("scheduler")
@@ -59,9 +64,10 @@ def _date(moment: dt.datetime) -> str:
 
 
 class MaintenanceService:
-    def __init__(self, db: Database, licenses: LicenseService) -> None:
+    def __init__(self, db: Database, licenses: LicenseService, usage_history_days: int) -> None:
         self._db = db
         self._licenses = licenses
+        self._usage_history = dt.timedelta(days=usage_history_days)
 
     async def _run(
         self, job: JobName, work: Callable[[Connection], Awaitable[dict[str, int]]]
@@ -213,3 +219,15 @@ class MaintenanceService:
             return {"forgotten": await devices.forget_used_nonces(conn, before)}
 
         return await self._run("forget-nonces", work)
+
+    async def forget_usage_history(self, now: dt.datetime) -> JobReport | None:
+        """Forget usage reports older than the history keeps (a product's current usage is
+        not history: it stays)."""
+
+        async def work(conn: Connection) -> dict[str, int]:
+            forgotten = await devices.forget_usage_reports(
+                conn, now - self._usage_history, USAGE_REPORTS_FORGOTTEN_PER_RUN
+            )
+            return {"forgotten": forgotten}
+
+        return await self._run("forget-usage-history", work)

@@ -58,5 +58,5 @@ def build_services(
         principals=PrincipalService(db, passwords),
         events=EventService(db),
         alerts=AlertService(db),
-        maintenance=MaintenanceService(db, licenses),
+        maintenance=MaintenanceService(db, licenses, settings.timers.usage_history_days),
     )

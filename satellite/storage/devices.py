@@ -118,6 +118,18 @@ async def lock_product_using_nonce(
     return ProductInstance(**fields), unused
 
 
+async def forget_usage_reports(conn: asyncpg.Connection, before: dt.datetime, limit: int) -> int:
+    """Delete up to ``limit`` usage reports made before ``before``, oldest first; the number
+    deleted."""
+    result = await conn.execute(
+        "DELETE FROM usage_reports WHERE id IN (SELECT id FROM usage_reports "
+        "WHERE reported_at < $1 ORDER BY reported_at LIMIT $2)",
+        before,
+        limit,
+    )
+    return int(result.rsplit(" ", 1)[1])
+
+
 async def get_product(
     conn: asyncpg.Connection, product_id: str, *, for_update: bool = False
 ) -> ProductInstance | None:
