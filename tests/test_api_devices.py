@@ -642,3 +642,45 @@ async def test_racing_transfer_and_removal_have_one_winner(
         await db.execute("DELETE FROM product_instances")
         (tmp_path / str(round_)).mkdir()
         agent = await register(admin, tmp_path / str(round_), server, "FCH0001")
+
+
+async def test_transfer_moves_the_shortage_alert_with_the_usage(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    await setup_voice(admin, enhanced=10)
+    status, body = await admin.post(ACCOUNT + "/virtual-accounts", {"name": "Lab"})
+    assert status == 201, body
+    first = await register(admin, tmp_path, server, "FCH0001")
+    second = await register(admin, tmp_path, server, "FCH0002")
+    await first.report_usage({ENHANCED: 4})
+    await second.report_usage({ENHANCED: 3})
+    # The pool shrinks under the usage (7 of 5): Voice is short, an alert says so.
+    status, pool = await admin.get(VOICE + "/license-pool")
+    assert status == 200, pool
+    [line] = pool["licenses"]
+    status, body = await admin.post(
+        f"{VOICE}/license-pool/{line['id']}/update", {"entitlementTag": ENHANCED, "quantity": 5}
+    )
+    assert status == 200, body
+
+    async def shortages() -> list[str]:
+        status, body = await admin.post(ACCOUNT + "/alerts", {})
+        assert status == 200, body
+        return sorted(
+            a["virtualAccount"]
+            for a in body["alerts"]
+            if a["messageType"] == "Insufficient Licenses"
+        )
+
+    assert await shortages() == ["Voice"]
+    status, body = await admin.post(
+        f"{VOICE}/devices/transfer",
+        {
+            "productInstances": [
+                {"sudi": sudi("FCH0001"), "productTagName": "UCM", "targetVirtualAccount": "Lab"}
+            ]
+        },
+    )
+    assert status == 200, body
+    # Voice now uses 3 of 5; Lab uses 4 of none: the alert moved with the usage, at once.
+    assert await shortages() == ["Lab"]

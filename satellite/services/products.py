@@ -274,6 +274,9 @@ class ProductService:
                     from_virtual_account=source.name,
                     to_virtual_account=target.name,
                 )
+            # Usage left one pool and joined others: their shortage alerts follow at once.
+            for vacc in (source, *targets.values()):
+                await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
             moved = [await devices.get_product(conn, p.id) for p in products]
             return await self._views(conn, [p for p in moved if p is not None])
 
