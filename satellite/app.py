@@ -33,8 +33,13 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
             yield
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-        interval = dt.timedelta(minutes=runtime.settings.timers.jobs_interval_minutes)
-        jobs = JobScheduler(app[SERVICES], interval)
+        timers = runtime.settings.timers
+        jobs = JobScheduler(
+            app[SERVICES],
+            dt.timedelta(minutes=timers.jobs_interval_minutes),
+            intervals={"sync": dt.timedelta(minutes=timers.sync_interval_minutes)},
+            jitter={"sync": runtime.settings.sync.jitter_seconds},
+        )
         jobs.start()
         app[SCHEDULER] = jobs
         yield

@@ -104,6 +104,27 @@ class ApiSettings(_Section):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
 
 
+class SyncSettings(_Section):
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    attempts: PositiveInt = 3
+    retry_backoff_seconds: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    jitter_seconds: Annotated[int, msgspec.Meta(ge=0)] = 300
+    proxy_url: str | None = None
+    proxy_username: str | None = None
+    proxy_password_file: str | None = None
+    ca_file: str | None = None
+    max_bundle_bytes: Annotated[int, msgspec.Meta(ge=65_536)] = 4 * 1024**3
+    horizon_warning_days: PositiveInt = 15
+    spool_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.proxy_url is not None and not re.match(r"^https?://[^/\s]+/?$", self.proxy_url):
+            raise ValueError("sync.proxy_url must be http://HOST:PORT or https://HOST:PORT")
+        if self.proxy_password_file is not None and self.proxy_username is None:
+            raise ValueError("sync.proxy_password_file needs sync.proxy_username")
+
+
 class Settings(_Section):
     role: Role = "satellite"
     listen: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:8443", "[::]:8443"])
@@ -114,6 +135,7 @@ class Settings(_Section):
     timers: TimerSettings = msgspec.field(default_factory=TimerSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
 
     def __post_init__(self) -> None:
         if not self.listen:

@@ -107,3 +107,11 @@ class NotFound(SatelliteError):
 
 class Conflict(SatelliteError):
     """The request conflicts with the current state."""
+
+
+class UpstreamError(SatelliteError):
+    """The upstream could not be reached, or refused what this satellite sent."""
+
+
+class SyncHorizonPassed(Forbidden):
+    """This satellite has not synced with its upstream for too long to grant authorizations."""

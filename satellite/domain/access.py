@@ -12,9 +12,9 @@ ROLES: tuple[Role, ...] = get_args(Role)
 @dataclass(frozen=True)
 class Principal:
     """An authenticated caller: an API client, a user, the operator on the host (CLI), a
-    product, or the daemon itself (its scheduled jobs)."""
+    product, a satellite (at its upstream), or the daemon itself (its scheduled jobs)."""
 
-    kind: Literal["client", "user", "host", "product", "system"]
+    kind: Literal["client", "user", "host", "product", "satellite", "system"]
     login: str
     role: Role
     account_ids: frozenset[int] = field(default_factory=frozenset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -51,4 +52,26 @@ def read_query(request: web.Request, type_: type[T]) -> T:
 def render(body: msgspec.Struct, status: int = 200) -> web.Response:
     return web.Response(
         status=status, body=msgspec.json.encode(body), content_type="application/json"
+    )
+
+
+async def spool_body(request: web.Request, path: Path, limit: int) -> None:
+    """Stream the body to ``path`` (a sync bundle may be far larger than a JSON body)."""
+    written = 0
+    with path.open("wb") as out:
+        async for chunk in request.content.iter_chunked(256 * 1024):
+            written += len(chunk)
+            if written > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=written)
+            out.write(chunk)
+
+
+def file_response(request: web.Request, path: Path, filename: str) -> web.FileResponse:
+    """A bundle as a download (streamed from its file)."""
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "application/x-satellite-sync",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
     )

@@ -28,6 +28,8 @@ _DOMAIN: dict[type[errors.SatelliteError], tuple[int, str, str]] = {
     errors.TooManyAttempts: (429, "too-many-attempts", "Too many attempts"),
     errors.NotFound: (404, "not-found", "Not found"),
     errors.Conflict: (409, "conflict", "Conflict"),
+    errors.UpstreamError: (502, "upstream-error", "Upstream error"),
+    errors.SyncHorizonPassed: (403, "sync-horizon-passed", "Sync horizon passed"),
     errors.SchemaMismatch: (503, "schema-mismatch", "Database schema mismatch"),
     errors.DatabaseUnavailable: (503, "database-unavailable", "Database unavailable"),
 }

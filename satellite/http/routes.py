@@ -18,9 +18,12 @@ from satellite.http.handlers import (
     principals,
     products,
     reservations,
+    sync,
     tokens,
 )
 from satellite.protocol.device import PREFIX as DEVICE
+from sync.transport import EXCHANGE_PATH as SYNC_EXCHANGE
+from sync.transport import REGISTER_PATH as SYNC_REGISTER
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -398,6 +401,105 @@ ROUTES: tuple[Route, ...] = (
         "access",
         wire.PasswordSet,
         wire.StatusResponse,
+    ),
+    # sync with the upstream: the satellite's side
+    Route(
+        "GET",
+        ACCOUNT + "/sync",
+        sync.sync_status,
+        "Sync status and history",
+        "sync",
+        response=wire.SyncStatusOut,
+    ),
+    Route(
+        "POST",
+        ACCOUNT + "/sync/register",
+        sync.sync_register,
+        "Register the account with an upstream (connected mode)",
+        "sync",
+        wire.SyncRegister,
+        wire.SyncStatusOut,
+    ),
+    Route(
+        "POST",
+        ACCOUNT + "/sync/now",
+        sync.sync_now,
+        "Sync with the upstream now",
+        "sync",
+        wire.NoBody,
+        wire.SyncResultOut,
+    ),
+    Route(
+        "GET",
+        ACCOUNT + "/sync/request",
+        sync.download_request,
+        "Export a sync request bundle (disconnected mode; a file download)",
+        "sync",
+    ),
+    Route(
+        "POST",
+        ACCOUNT + "/sync/answer",
+        sync.upload_answer,
+        "Import the upstream's answer bundle (disconnected mode; the file as the body)",
+        "sync",
+        response=wire.SyncResultOut,
+    ),
+    # sync with the upstream: the upstream's side
+    Route(
+        "POST",
+        ACCOUNT + "/satellite-tokens",
+        sync.create_satellite_token,
+        "Create a satellite registration token",
+        "sync",
+        wire.SatelliteTokenCreate,
+        wire.SatelliteTokenOut,
+        201,
+    ),
+    Route(
+        "GET",
+        ACCOUNT + "/satellite-tokens",
+        sync.list_satellite_tokens,
+        "List satellite registration tokens",
+        "sync",
+        response=wire.SatelliteTokenList,
+    ),
+    Route(
+        "DELETE",
+        ACCOUNT + "/satellite-tokens/{token}",
+        sync.revoke_satellite_token,
+        "Revoke a satellite registration token",
+        "sync",
+        status=204,
+    ),
+    Route(
+        "GET",
+        ACCOUNT + "/satellites",
+        sync.list_satellites,
+        "Satellites registered with this upstream",
+        "sync",
+        response=wire.SatelliteList,
+    ),
+    Route(
+        "GET",
+        ACCOUNT + "/satellites/{satellite}/products",
+        sync.satellite_products,
+        "A satellite's products and usage as its last sync left them",
+        "sync",
+        response=wire.SatelliteMirrorOut,
+    ),
+    Route(
+        "POST",
+        "/sync/answer",
+        sync.answer_upload,
+        "Answer a satellite's request bundle (disconnected mode; the file in, the answer out)",
+        "sync",
+    ),
+    *(
+        Route("POST", path, handler, summary, "sync", public=True, api=False)
+        for path, handler, summary in (
+            (SYNC_REGISTER, sync.satellite_exchange, "A satellite registers (signed bundle)"),
+            (SYNC_EXCHANGE, sync.satellite_exchange, "A satellite syncs (signed bundle)"),
+        )
     ),
     # device API (JWS-signed by the product; answers JWS-signed by the server)
     Route(

@@ -17,6 +17,7 @@ from satellite.domain.models import (
     VirtualAccount,
 )
 from satellite.domain.reservation import Reservation, ReservedLine
+from satellite.domain.sync import RegisteredSatellite, SatelliteToken
 from satellite.http.wire import (
     AccountOut,
     AlertOut,
@@ -30,12 +31,20 @@ from satellite.http.wire import (
     LicenseOut,
     LicenseSubstitution,
     LicenseUsage,
+    MirroredProductOut,
+    MirroredUsageOut,
     PoolLineOut,
     PrincipalOut,
     ReservationChange,
     ReservationOut,
     ReservedLicenseOut,
+    SatelliteMirrorOut,
+    SatelliteOut,
+    SatelliteTokenOut,
     Sudi,
+    SyncHistoryOut,
+    SyncResultOut,
+    SyncStatusOut,
     TokenInfo,
     UsageReportOut,
     VirtualAccountOut,
@@ -43,6 +52,7 @@ from satellite.http.wire import (
 from satellite.services.products import ProductDetail, ProductView
 from satellite.services.reservations import Ended, Issued
 from satellite.services.tokens import TokenView
+from sync.satellite import Imported, SyncStatus
 
 
 def account_out(account: Account) -> AccountOut:
@@ -300,4 +310,119 @@ def reservation_ended(
     return ReservationChange(
         message=f"product instance {ended.product.id} {verb}; released: {released or '-'}",
         device=device_out(ProductView(ended.product, {}), catalog, now),
+    )
+
+
+# --- sync ----------------------------------------------------------------------------------
+
+
+def sync_status_out(status: SyncStatus) -> SyncStatusOut:
+    history = [
+        SyncHistoryOut(
+            mode=h.mode,
+            operation=h.operation,
+            started_at=h.started_at,
+            finished_at=h.finished_at,
+            outcome=h.outcome,
+            sequence=h.sequence,
+            counts=h.counts,
+            error=h.error,
+        )
+        for h in status.history
+    ]
+    link = status.link
+    if link is None:
+        return SyncStatusOut(
+            account=status.account,
+            registered=False,
+            registration_pending=status.pending_registration,
+            history=history,
+        )
+    return SyncStatusOut(
+        account=status.account,
+        registered=True,
+        registration_pending=status.pending_registration,
+        mode=link.mode,
+        satellite_id=link.satellite_id,
+        upstream=link.upstream_url,
+        upstream_account=link.upstream_account,
+        registered_at=link.registered_at,
+        last_success=link.last_success_at,
+        last_attempt=link.last_attempt_at,
+        last_error=link.last_error,
+        last_error_at=link.last_error_at,
+        next_run=link.next_run_at,
+        request_sequence=link.request_sequence,
+        applied_sequence=link.applied_sequence,
+        authorizations_until=status.authorizations_until,
+        horizon_passed=status.horizon_passed,
+        history=history,
+    )
+
+
+def sync_result_out(imported: Imported) -> SyncResultOut:
+    return SyncResultOut(
+        account=imported.account,
+        sequence=imported.sequence,
+        repeated=imported.repeated,
+        counts=imported.counts,
+    )
+
+
+def satellite_token_out(
+    token: SatelliteToken, now: dt.datetime, secret: str | None = None
+) -> SatelliteTokenOut:
+    return SatelliteTokenOut(
+        id=token.id,
+        description=token.description,
+        status=token.status(now),
+        created_by=token.created_by,
+        created_at=token.created_at,
+        expires_at=token.expires_at,
+        used_at=token.used_at,
+        token=secret,
+    )
+
+
+def satellite_out(sat: RegisteredSatellite) -> SatelliteOut:
+    return SatelliteOut(
+        satellite_id=sat.id,
+        name=sat.name,
+        registered_at=sat.registered_at,
+        last_sequence=sat.last_sequence,
+        last_sync=sat.last_sync_at,
+        products=sat.products,
+    )
+
+
+def satellite_mirror_out(
+    sat: RegisteredSatellite, products: list[dict[str, Any]], usage: list[dict[str, Any]]
+) -> SatelliteMirrorOut:
+    return SatelliteMirrorOut(
+        satellite=satellite_out(sat),
+        products=[
+            MirroredProductOut(
+                product_instance_id=p["id"],
+                virtual_account=p["virtual_account"],
+                sudi=Sudi(
+                    udi_pid=p["udi_pid"], udi_serial_number=p["udi_serial"], uuid=p["udi_uuid"]
+                ),
+                product_type=p["product_type"],
+                product_version=p["product_version"],
+                hostname=p["hostname"],
+                ip_address=p["ip_address"],
+                export_controlled=p["export_controlled"],
+                status=p["status"],
+                registered_at=p["registered_at"],
+                ended_at=p["ended_at"],
+                reservation=p["reservation"],
+            )
+            for p in products
+        ],
+        usage=[
+            MirroredUsageOut(
+                virtual_account=u["virtual_account"], entitlement_tag=u["tag"], in_use=u["in_use"]
+            )
+            for u in usage
+        ],
     )

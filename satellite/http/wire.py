@@ -554,3 +554,118 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     field: str | None = None
     request_id: str | None = msgspec.field(default=None, name="requestId")
     error: str | None = None  # OAuth error code (RFC 6749) on the token endpoints
+
+
+# --- sync with the upstream ----------------------------------------------------------------
+
+Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000, pattern=r"^https?://")]
+
+
+class SyncRegister(Request):
+    upstream: Url
+    token: Secret
+    name: Name | None = None  # how the upstream lists this satellite (default: the host name)
+
+
+class SyncHistoryOut(Response):
+    mode: str
+    operation: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    outcome: str
+    sequence: int | None
+    counts: dict[str, Any]
+    error: str | None
+
+
+class SyncStatusOut(Response):
+    account: str
+    registered: bool
+    registration_pending: bool
+    mode: str | None = None  # "connected" or "disconnected"
+    satellite_id: str | None = None
+    upstream: str | None = None
+    upstream_account: str | None = None
+    registered_at: dt.datetime | None = None
+    last_success: dt.datetime | None = None
+    last_attempt: dt.datetime | None = None
+    last_error: str | None = None
+    last_error_at: dt.datetime | None = None
+    next_run: dt.datetime | None = None
+    request_sequence: int = 0
+    applied_sequence: int = 0
+    authorizations_until: dt.datetime | None = None
+    horizon_passed: bool = False
+    history: list[SyncHistoryOut] = msgspec.field(default_factory=list)
+
+
+class SyncResultOut(Response):
+    account: str
+    sequence: int
+    repeated: bool  # the answer had been applied before: nothing changed
+    counts: dict[str, int]
+
+
+class SatelliteTokenCreate(Request):
+    description: Description = ""
+    expires_days: Annotated[int, msgspec.Meta(ge=1, le=365)] | None = None
+
+
+class SatelliteTokenOut(Response):
+    id: int
+    description: str
+    status: str
+    created_by: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    used_at: dt.datetime | None
+    token: str | None = None  # only when created
+
+
+class SatelliteTokenList(Response):
+    satellite_tokens: list[SatelliteTokenOut]
+
+
+class SatelliteOut(Response):
+    satellite_id: str
+    name: str
+    registered_at: dt.datetime
+    last_sequence: int
+    last_sync: dt.datetime | None
+    products: int
+
+
+class SatelliteList(Response):
+    satellites: list[SatelliteOut]
+
+
+class MirroredProductOut(Response):
+    product_instance_id: str
+    virtual_account: str
+    sudi: Sudi
+    product_type: str
+    product_version: str
+    hostname: str | None
+    ip_address: str | None
+    export_controlled: bool
+    status: str
+    registered_at: dt.datetime
+    ended_at: dt.datetime | None
+    reservation: dict[str, Any] | None
+
+
+class MirroredUsageOut(Response):
+    virtual_account: str
+    entitlement_tag: str
+    in_use: int
+
+
+class SatelliteProductsQuery(Request):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    offset: Offset = 0
+
+
+class SatelliteMirrorOut(Response):
+    satellite: SatelliteOut
+    products: list[MirroredProductOut]
+    usage: list[MirroredUsageOut]

@@ -69,6 +69,19 @@ async def forget_usage_history(services: Services, clock: Clock) -> JobReport | 
     )
 
 
+async def sync_with_upstream(services: Services, clock: Clock) -> JobReport | None:
+    """Connected mode: every linked account syncs (its own lock; a busy one is skipped)."""
+    report = await services.sync.run_scheduled()
+    log.info("job.done", job="sync", **report.counts)
+    return report
+
+
+async def sync_alerts(services: Services, clock: Clock) -> JobReport | None:
+    return await _run(
+        "sync-alerts", lambda _, now: services.sync.horizon_alerts(now), services, clock
+    )
+
+
 # In the order a run of all of them makes sense: registrations end before authorizations are
 # looked at, and pool alerts see both.
 JOBS: dict[str, Job] = {
@@ -78,4 +91,6 @@ JOBS: dict[str, Job] = {
     "pool-alerts": pool_alerts,
     "forget-nonces": forget_nonces,
     "forget-usage-history": forget_usage_history,
+    "sync-alerts": sync_alerts,
+    "sync": sync_with_upstream,
 }

@@ -30,12 +30,16 @@ class JobScheduler:
         clock: Clock = utc_now,
         stop_timeout: float = 5.0,
         jobs: Mapping[str, Job] = JOBS,
+        intervals: Mapping[str, dt.timedelta] | None = None,
+        jitter: Mapping[str, float] | None = None,
     ) -> None:
         self._services = services
         self._interval = interval
         self._clock = clock
         self._stop_timeout = stop_timeout
         self._jobs = dict(jobs)
+        self._intervals = dict(intervals or {})  # a job's own interval, else ``interval``
+        self._jitter = dict(jitter or {})  # seconds a run of the job may start late, at random
         self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
         self._runs: dict[asyncio.Task[object], str] = {}  # running job -> its name
 
@@ -49,9 +53,14 @@ class JobScheduler:
     def start(self) -> None:
         first = utc_now()
         for name, job in self._jobs.items():
+            interval = self._intervals.get(name, self._interval)
             self._scheduler.add_job(
                 self._run,
-                IntervalTrigger(seconds=self._interval.total_seconds(), timezone=dt.UTC),
+                IntervalTrigger(
+                    seconds=interval.total_seconds(),
+                    timezone=dt.UTC,
+                    jitter=self._jitter.get(name) or None,
+                ),
                 args=(name, job),
                 id=name,
                 name=name,

@@ -31,6 +31,7 @@ from satellite.domain.access import Principal
 from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import Position
 from satellite.domain.models import ProductInstance
+from satellite.domain.sync import horizon_passed
 from satellite.errors import (
     BadNonce,
     BadSignature,
@@ -40,12 +41,14 @@ from satellite.errors import (
     NotAuthenticated,
     ProductEnded,
     RegistrationExpired,
+    SyncHorizonPassed,
 )
 from satellite.protocol import device as wire
 from satellite.protocol.validation import validation_error
 from satellite.services import audit
 from satellite.services.licenses import LicenseService
 from satellite.storage import devices, reservations, tokens
+from satellite.storage import sync as sync_links
 from satellite.storage.db import Connection, Database
 
 T = TypeVar("T")
@@ -162,6 +165,17 @@ class DeviceService:
         return product, payload, nonce
 
     # --- authorization -------------------------------------------------------------------
+
+    async def _check_horizon(self, conn: Connection, account_id: int, now: dt.datetime) -> None:
+        """An account linked to an upstream gets no new authorizations once it has been out
+        of step with it for longer than the horizon (its pools may no longer be true)."""
+        since = await sync_links.in_step_since(conn, account_id)
+        if since is not None and horizon_passed(since, now, self._timers.sync_horizon_days):
+            raise SyncHorizonPassed(
+                f"this satellite has not synced with its upstream since {since:%Y-%m-%d} "
+                f"(more than {self._timers.sync_horizon_days} days), so it grants no new "
+                "authorizations until it syncs: ask its operator to sync it"
+            )
 
     async def _authorization(
         self,
@@ -281,6 +295,7 @@ class DeviceService:
             status = token.status(now)
             if status != "Active":
                 raise Forbidden(f"the registration token is {status.lower()}")
+            await self._check_horizon(conn, account_id, now)
             authorization_expires = now + dt.timedelta(
                 days=self._timers.authorization_validity_days
             )
@@ -385,6 +400,7 @@ class DeviceService:
             product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
             self._decode(payload, wire.NoParameters)
             now = self._clock()
+            await self._check_horizon(conn, product.account_id, now)
             expires = now + dt.timedelta(days=self._timers.authorization_validity_days)
             await devices.touch(conn, product_id, now, authorization_expires_at=expires)
             authorization = await self._authorization(conn, product, expires)

@@ -32,6 +32,8 @@ JobName = Literal[
     "pool-alerts",
     "forget-nonces",
     "forget-usage-history",
+    "sync",
+    "sync-alerts",
 ]
 # One advisory lock key per job, shared by every satellite process on the database
 # (the migration lock is 0x5A7E_0001).
@@ -42,6 +44,8 @@ LOCK_KEYS: dict[JobName, int] = {
     "pool-alerts": 0x5A7E_1004,
     "forget-nonces": 0x5A7E_1005,
     "forget-usage-history": 0x5A7E_1006,
+    "sync-alerts": 0x5A7E_1007,
+    # "sync" locks per account (sync.satellite.LOCK_BASE), for as long as the exchange takes.
 }
 # Usage reports forgotten per run at most, so that one run stays a short transaction; at
 # one run an hour that is far more than products report.

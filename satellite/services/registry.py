@@ -20,6 +20,8 @@ from satellite.services.products import ProductService
 from satellite.services.reservations import ReservationService
 from satellite.services.tokens import TokenService
 from satellite.storage.db import Database
+from sync.satellite import SatelliteSync
+from sync.upstream import UpstreamSync
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Services:
     events: EventService
     alerts: AlertService
     maintenance: MaintenanceService
+    sync: SatelliteSync
+    upstream: UpstreamSync
 
 
 def build_services(
@@ -59,4 +63,6 @@ def build_services(
         events=EventService(db),
         alerts=AlertService(db),
         maintenance=MaintenanceService(db, licenses, settings.timers.usage_history_days),
+        sync=SatelliteSync(db, keys, licenses, settings),
+        upstream=UpstreamSync(db, keys, settings),
     )

@@ -24,9 +24,9 @@ def lock_clause(lock: RowLock) -> str:
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Reset a connection returned to the pool: nothing to do beyond what asyncpg always
     does (roll back an open transaction). The satellite changes no session state (no SET,
-    LISTEN or cursor outside a transaction; its one session advisory lock, the migrations',
-    is released in a finally), so asyncpg's default reset query would be one more round
-    trip per request for nothing."""
+    LISTEN or cursor outside a transaction; its session advisory locks, the migrations' and
+    each sync run's, are released in a finally), so asyncpg's default reset query would be
+    one more round trip per request for nothing."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -63,6 +63,15 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         async with self._pool.acquire() as conn, conn.transaction():
+            yield cast(asyncpg.Connection, conn)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        """A read-only transaction that sees one snapshot throughout (long reads)."""
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             yield cast(asyncpg.Connection, conn)
 
     async def close(self) -> None:

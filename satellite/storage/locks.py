@@ -12,3 +12,14 @@ async def try_transaction_lock(conn: asyncpg.Connection, key: int) -> bool:
     """
     taken: bool = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1::bigint)", key)
     return taken
+
+
+async def try_session_lock(conn: asyncpg.Connection, key: int) -> bool:
+    """Take the advisory lock ``key`` for this connection's session, if it is free; the
+    caller must ``release_session_lock`` in a finally (before the connection goes back)."""
+    taken: bool = await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", key)
+    return taken
+
+
+async def release_session_lock(conn: asyncpg.Connection, key: int) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1::bigint)", key)

@@ -1,0 +1,354 @@
+"""``satellite sync ...``: sync with the upstream, from the host.
+
+On a satellite: register with an upstream (online, or by files), sync now, export a
+request and import an answer (disconnected mode), status. On an upstream: satellite
+tokens, the satellites registered, and answering a request carried in.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import click
+
+from satellite.cli import CliContext, cli, json_option, pass_cli
+from satellite.cli.output import emit, emit_one
+from satellite.http import wire
+from satellite.http.views import (
+    satellite_out,
+    satellite_token_out,
+    sync_result_out,
+    sync_status_out,
+)
+from satellite.services.registry import Services
+
+account_option = click.option(
+    "--account",
+    default=None,
+    help="The local account (may be left out when there is only one).",
+)
+
+
+@cli.group()
+def sync() -> None:
+    """Sync with the upstream: connected mode (register --upstream, now) or disconnected
+    mode (register --out / --answer, export, import); on an upstream: token, answer."""
+
+
+def _print_result(as_json: bool, result: wire.SyncResultOut) -> None:
+    if as_json:
+        emit(True, result, [], [])
+    elif result.repeated:
+        click.echo(
+            f"account {result.account}: the answer to request {result.sequence} was imported "
+            "before; nothing changed"
+        )
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
+        click.echo(f"account {result.account}: synced (request {result.sequence}): {counts}")
+
+
+@sync.command("register")
+@account_option
+@click.option("--upstream", default=None, help="The upstream's URL (connected mode).")
+@click.option("--token", default=None, help="The satellite token from the upstream.")
+@click.option("--name", default=None, help="How the upstream lists this satellite.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write a registration request to this file instead (to carry to the upstream).",
+)
+@click.option(
+    "--answer",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Complete a registration with the upstream's answer file.",
+)
+@pass_cli
+def sync_register(
+    obj: CliContext,
+    account: str | None,
+    upstream: str | None,
+    token: str | None,
+    name: str | None,
+    out: Path | None,
+    answer: Path | None,
+) -> None:
+    """Register an account with its upstream.
+
+    Online: --upstream URL --token T. By files: --token T --out REQUEST (optionally with
+    --upstream, for connected mode afterwards), carry REQUEST to the upstream ('satellite
+    sync answer' there), then --answer ANSWER here.
+    """
+    if answer is not None:
+        if token or out:
+            raise click.UsageError("--answer completes a registration: give it alone")
+
+        async def complete(s: Services) -> str:
+            name_ = await s.sync.account_or_only(obj.operator, account)
+            link = await s.sync.complete_registration(obj.operator, name_, answer)
+            return f"account {name_}: registered as satellite {link.satellite_id} ({link.mode})"
+
+        click.echo(obj.run(complete))
+        return
+    if not token:
+        raise click.UsageError("--token is required (or --answer FILE to complete)")
+    label = name or socket.gethostname()
+    if out is not None:
+
+        async def request(s: Services) -> str:
+            name_ = await s.sync.account_or_only(obj.operator, account)
+            await s.sync.request_registration(
+                obj.operator, name_, token=token, name=label, upstream_url=upstream, out=out
+            )
+            return (
+                f"account {name_}: registration request written to {out}; carry it to the "
+                "upstream ('satellite sync answer --in FILE --out ANSWER' there), then run "
+                "'satellite sync register --answer ANSWER' here"
+            )
+
+        click.echo(obj.run(request))
+        return
+    if upstream is None:
+        raise click.UsageError("--upstream URL is required (or --out FILE to register by files)")
+
+    async def online(s: Services) -> str:
+        name_ = await s.sync.account_or_only(obj.operator, account)
+        link = await s.sync.register_online(
+            obj.operator, name_, upstream_url=upstream, token=token, name=label
+        )
+        return f"account {name_}: registered as satellite {link.satellite_id} with {upstream}"
+
+    click.echo(obj.run(online))
+
+
+@sync.command("connect")
+@account_option
+@click.option("--upstream", default=None, help="The upstream's URL; leave out to go disconnected.")
+@pass_cli
+def sync_connect(obj: CliContext, account: str | None, upstream: str | None) -> None:
+    """Switch a registered account to connected mode (with --upstream) or disconnected."""
+
+    async def action(s: Services) -> str:
+        name_ = await s.sync.account_or_only(obj.operator, account)
+        await s.sync.set_upstream_url(obj.operator, name_, upstream)
+        mode = f"connected to {upstream}" if upstream else "disconnected (files only)"
+        return f"account {name_}: {mode}"
+
+    click.echo(obj.run(action))
+
+
+@sync.command("now")
+@account_option
+@json_option
+@pass_cli
+def sync_now(obj: CliContext, account: str | None, as_json: bool) -> None:
+    """Sync with the upstream now (connected mode)."""
+
+    async def action(s: Services) -> wire.SyncResultOut:
+        name_ = await s.sync.account_or_only(obj.operator, account)
+        return sync_result_out(await s.sync.sync_now(obj.operator, name_))
+
+    _print_result(as_json, obj.run(action))
+
+
+@sync.command("export")
+@account_option
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Request file."
+)
+@pass_cli
+def sync_export(obj: CliContext, account: str | None, out: Path) -> None:
+    """Disconnected mode: write a request to carry to the upstream."""
+
+    async def action(s: Services) -> str:
+        name_ = await s.sync.account_or_only(obj.operator, account)
+        exported = await s.sync.export_request(obj.operator, name_, out)
+        return (
+            f"account {name_}: request {exported.sequence} written to {out}; answer it at the "
+            "upstream ('satellite sync answer'), then 'satellite sync import ANSWER' here"
+        )
+
+    click.echo(obj.run(action))
+
+
+@sync.command("import")
+@click.argument("answer", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@json_option
+@pass_cli
+def sync_import(obj: CliContext, answer: Path, as_json: bool) -> None:
+    """Disconnected mode: apply the upstream's answer file."""
+    _print_result(as_json, obj.run(lambda s: _imported(s, obj, answer)))
+
+
+async def _imported(s: Services, obj: CliContext, answer: Path) -> wire.SyncResultOut:
+    return sync_result_out(await s.sync.import_answer(obj.operator, answer))
+
+
+@sync.command("status")
+@account_option
+@json_option
+@pass_cli
+def sync_status(obj: CliContext, account: str | None, as_json: bool) -> None:
+    """Mode, last success, last error, next run, sequence numbers and recent history."""
+
+    async def action(s: Services) -> wire.SyncStatusOut:
+        name_ = await s.sync.account_or_only(obj.operator, account)
+        return sync_status_out(await s.sync.status(obj.operator, name_))
+
+    status = obj.run(action)
+    if as_json:
+        emit(True, status, [], [])
+        return
+    emit_one(
+        False,
+        status,
+        [
+            ("account", status.account),
+            ("registered", status.registered),
+            ("registration pending", status.registration_pending),
+            ("mode", status.mode),
+            ("satellite id", status.satellite_id),
+            ("upstream", status.upstream),
+            ("upstream account", status.upstream_account),
+            ("last success", status.last_success),
+            ("last attempt", status.last_attempt),
+            ("last error", status.last_error),
+            ("last error at", status.last_error_at),
+            ("next run", status.next_run),
+            ("request sequence", status.request_sequence),
+            ("applied sequence", status.applied_sequence),
+            ("authorizations until", status.authorizations_until),
+            ("horizon passed", status.horizon_passed),
+        ],
+    )
+    if status.history:
+        click.echo("")
+        emit(
+            False,
+            status,
+            ["FINISHED", "MODE", "OPERATION", "OUTCOME", "SEQUENCE", "DETAIL"],
+            [
+                (
+                    h.finished_at,
+                    h.mode,
+                    h.operation,
+                    h.outcome,
+                    h.sequence,
+                    h.error or ", ".join(f"{k} {v}" for k, v in sorted(h.counts.items())),
+                )
+                for h in status.history
+            ],
+        )
+
+
+# --- upstream side -------------------------------------------------------------------------
+
+
+@sync.command("answer")
+@click.option(
+    "--in",
+    "request",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="A satellite's request file (registration or sync).",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Answer file."
+)
+@pass_cli
+def sync_answer(obj: CliContext, request: Path, out: Path) -> None:
+    """On the upstream: answer a request a satellite's operator carried in."""
+
+    async def action(s: Services) -> str:
+        answered = await s.upstream.answer(request, out, obj.operator)
+        what = "registration" if answered.kind == "registration" else f"request {answered.sequence}"
+        again = " (answered before: the same answer again)" if answered.repeated else ""
+        return (
+            f"satellite {answered.satellite_id} of account {answered.account}: {what} "
+            f"answered in {out}{again}; import it at the satellite"
+        )
+
+    click.echo(obj.run(action))
+
+
+@sync.group("token")
+def sync_token() -> None:
+    """On the upstream: satellite registration tokens."""
+
+
+@sync_token.command("create")
+@click.option("--account", required=True)
+@click.option("--description", default="")
+@click.option("--expires-days", type=click.IntRange(1, 365), default=None)
+@json_option
+@pass_cli
+def token_create(
+    obj: CliContext, account: str, description: str, expires_days: int | None, as_json: bool
+) -> None:
+    """Create a token a satellite registers with (shown once)."""
+
+    async def action(s: Services) -> wire.SatelliteTokenOut:
+        created = await s.upstream.create_token(obj.operator, account, description, expires_days)
+        return satellite_token_out(created.token, s.upstream.now(), created.secret)
+
+    out = obj.run(action)
+    if as_json:
+        emit(True, out, [], [])
+    else:
+        click.echo(out.token)
+
+
+@sync_token.command("list")
+@click.option("--account", required=True)
+@json_option
+@pass_cli
+def token_list(obj: CliContext, account: str, as_json: bool) -> None:
+    async def action(s: Services) -> wire.SatelliteTokenList:
+        tokens = await s.upstream.list_tokens(obj.operator, account)
+        now = s.upstream.now()
+        return wire.SatelliteTokenList(
+            satellite_tokens=[satellite_token_out(t, now) for t in tokens]
+        )
+
+    out = obj.run(action)
+    emit(
+        as_json,
+        out,
+        ["ID", "STATUS", "EXPIRES", "DESCRIPTION"],
+        [(t.id, t.status, t.expires_at, t.description) for t in out.satellite_tokens],
+    )
+
+
+@sync_token.command("revoke")
+@click.option("--account", required=True)
+@click.argument("token_id", type=int)
+@pass_cli
+def token_revoke(obj: CliContext, account: str, token_id: int) -> None:
+    obj.run(lambda s: s.upstream.revoke_token(obj.operator, account, token_id))
+    click.echo(f"satellite token {token_id} revoked")
+
+
+@sync.command("satellites")
+@click.option("--account", required=True)
+@json_option
+@pass_cli
+def sync_satellites(obj: CliContext, account: str, as_json: bool) -> None:
+    """On the upstream: the satellites registered for an account."""
+
+    async def action(s: Services) -> wire.SatelliteList:
+        found = await s.upstream.satellites(obj.operator, account)
+        return wire.SatelliteList(satellites=[satellite_out(x) for x in found])
+
+    out = obj.run(action)
+    emit(
+        as_json,
+        out,
+        ["SATELLITE", "NAME", "REGISTERED", "LAST SYNC", "SEQUENCE", "PRODUCTS"],
+        [
+            (x.satellite_id, x.name, x.registered_at, x.last_sync, x.last_sequence, x.products)
+            for x in out.satellites
+        ],
+    )

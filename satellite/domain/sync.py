@@ -1,0 +1,106 @@
+"""Sync with the upstream: the records both sides keep, and the authorization horizon."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+SyncMode = Literal["connected", "disconnected"]
+Outcome = Literal["success", "failure"]
+
+
+@dataclass(frozen=True)
+class SyncLink:
+    """A local account's link to its smart account at the upstream (satellite side)."""
+
+    account_id: int
+    account: str
+    satellite_id: str
+    upstream_url: str | None
+    upstream_account: str
+    upstream_key: str
+    private_key: bytes  # encrypted
+    certificate: str
+    registered_at: dt.datetime
+    request_sequence: int
+    applied_sequence: int
+    applied_digest: bytes | None
+    acknowledged_xid: int
+    last_success_at: dt.datetime | None
+    last_attempt_at: dt.datetime | None
+    last_error: str | None
+    last_error_at: dt.datetime | None
+    next_run_at: dt.datetime | None
+
+    @property
+    def mode(self) -> SyncMode:
+        return "connected" if self.upstream_url else "disconnected"
+
+    def in_step_since(self) -> dt.datetime:
+        """From when the horizon counts: the last successful sync, else the registration."""
+        return self.last_success_at or self.registered_at
+
+
+@dataclass(frozen=True)
+class ExportedRequest:
+    sequence: int
+    digest: bytes
+    through_xid: int
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    id: int
+    mode: SyncMode
+    operation: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    outcome: Outcome
+    sequence: int | None
+    counts: dict[str, Any]
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SatelliteToken:
+    id: int
+    account_id: int
+    description: str
+    created_by: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+    def status(self, now: dt.datetime) -> str:
+        if self.revoked_at is not None:
+            return "Revoked"
+        if self.used_at is not None:
+            return "Used"
+        if now >= self.expires_at:
+            return "Expired"
+        return "Active"
+
+
+@dataclass(frozen=True)
+class RegisteredSatellite:
+    """A satellite as its upstream knows it."""
+
+    id: str
+    account_id: int
+    account: str
+    name: str
+    public_key: str
+    registered_at: dt.datetime
+    last_sequence: int
+    last_digest: bytes | None
+    last_answer: bytes | None
+    last_sync_at: dt.datetime | None
+    products: int = 0
+
+
+def horizon_passed(in_step_since: dt.datetime, now: dt.datetime, horizon_days: int) -> bool:
+    """A satellite out of step with its upstream for longer than the horizon grants no new
+    authorizations: what it knows of the pools may no longer be true."""
+    return now - in_step_since > dt.timedelta(days=horizon_days)

@@ -1,0 +1,263 @@
+"""The upstream's side of sync: satellite tokens, registered satellites, their mirror."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import asyncpg
+
+from satellite.domain.sync import RegisteredSatellite, SatelliteToken
+from satellite.storage.db import RowLock, lock_clause
+
+# --- satellite tokens ----------------------------------------------------------------------
+
+_ISSUED_COLUMNS = (
+    "id, account_id, description, created_by, created_at, expires_at, used_at, revoked_at"
+)
+
+
+async def insert_token(
+    conn: asyncpg.Connection,
+    account_id: int,
+    digest: bytes,
+    description: str,
+    created_by: str,
+    expires_at: dt.datetime,
+) -> SatelliteToken:
+    row = await conn.fetchrow(
+        "INSERT INTO satellite_tokens (account_id, token_digest, description, created_by, "
+        f"expires_at) VALUES ($1, $2, $3, $4, $5) RETURNING {_ISSUED_COLUMNS}",
+        account_id,
+        digest,
+        description,
+        created_by,
+        expires_at,
+    )
+    assert row is not None
+    return SatelliteToken(**dict(row))
+
+
+async def tokens_of_account(conn: asyncpg.Connection, account_id: int) -> list[SatelliteToken]:
+    rows = await conn.fetch(
+        f"SELECT {_ISSUED_COLUMNS} FROM satellite_tokens WHERE account_id = $1 ORDER BY id",
+        account_id,
+    )
+    return [SatelliteToken(**dict(r)) for r in rows]
+
+
+async def revoke_token(conn: asyncpg.Connection, account_id: int, token_id: int) -> bool:
+    result = await conn.execute(
+        "UPDATE satellite_tokens SET revoked_at = now() "
+        "WHERE account_id = $1 AND id = $2 AND revoked_at IS NULL",
+        account_id,
+        token_id,
+    )
+    return result != "UPDATE 0"
+
+
+async def use_token(
+    conn: asyncpg.Connection, digest: bytes, now: dt.datetime
+) -> tuple[int, str] | None:
+    """Spend an active token once: (its account's id, name), or None."""
+    row = await conn.fetchrow(
+        "UPDATE satellite_tokens t SET used_at = $2 FROM accounts a "
+        "WHERE t.token_digest = $1 AND a.id = t.account_id AND t.used_at IS NULL "
+        "AND t.revoked_at IS NULL AND t.expires_at > $2 RETURNING a.id, a.name",
+        digest,
+        now,
+    )
+    return (int(row["id"]), row["name"]) if row else None
+
+
+# --- satellites ----------------------------------------------------------------------------
+
+_SATELLITE_COLUMNS = (
+    "s.id::text AS id, s.account_id, (SELECT name FROM accounts WHERE id = s.account_id) "
+    "AS account, s.name, s.public_key, s.registered_at, s.last_sequence, s.last_digest, "
+    "s.last_answer, s.last_sync_at"
+)
+
+
+async def registration_answer(
+    conn: asyncpg.Connection, request_digest: bytes
+) -> tuple[str, bytes] | None:
+    """The satellite registered by this request, and the answer it was given."""
+    row = await conn.fetchrow(
+        "SELECT id::text AS id, registration_answer FROM satellites WHERE registration_digest = $1",
+        request_digest,
+    )
+    return (row["id"], row["registration_answer"]) if row else None
+
+
+async def insert_satellite(
+    conn: asyncpg.Connection,
+    *,
+    satellite_id: str,
+    account_id: int,
+    name: str,
+    public_key: str,
+    request_digest: bytes,
+    answer: bytes,
+    now: dt.datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO satellites (id, account_id, name, public_key, registration_digest, "
+        "registration_answer, registered_at) VALUES ($1::uuid, $2, $3, $4, $5, $6, $7)",
+        satellite_id,
+        account_id,
+        name,
+        public_key,
+        request_digest,
+        answer,
+        now,
+    )
+
+
+async def get_satellite(
+    conn: asyncpg.Connection, satellite_id: str, *, lock: RowLock
+) -> RegisteredSatellite | None:
+    try:
+        row = await conn.fetchrow(
+            f"SELECT {_SATELLITE_COLUMNS} FROM satellites s "
+            f"WHERE s.id = $1::uuid{lock_clause(lock)}",
+            satellite_id,
+        )
+    except asyncpg.DataError:  # not a UUID: no such satellite
+        return None
+    return RegisteredSatellite(**dict(row)) if row else None
+
+
+async def satellites_of_account(
+    conn: asyncpg.Connection, account_id: int
+) -> list[RegisteredSatellite]:
+    rows = await conn.fetch(
+        f"SELECT {_SATELLITE_COLUMNS}, (SELECT count(*) FROM satellite_products p "
+        "WHERE p.satellite_id = s.id AND p.status = 'registered') AS products "
+        "FROM satellites s WHERE s.account_id = $1 ORDER BY s.registered_at",
+        account_id,
+    )
+    return [RegisteredSatellite(**dict(r)) for r in rows]
+
+
+async def record_answer(
+    conn: asyncpg.Connection,
+    satellite_id: str,
+    sequence: int,
+    digest: bytes,
+    answer: bytes,
+    now: dt.datetime,
+) -> None:
+    await conn.execute(
+        "UPDATE satellites SET last_sequence = $2, last_digest = $3, last_answer = $4, "
+        "last_sync_at = $5 WHERE id = $1::uuid",
+        satellite_id,
+        sequence,
+        digest,
+        answer,
+        now,
+    )
+
+
+# --- the mirror ----------------------------------------------------------------------------
+
+_PRODUCT_COLUMNS = (
+    "product_id",
+    "virtual_account_id",
+    "udi_pid",
+    "udi_serial",
+    "udi_uuid",
+    "product_type",
+    "product_version",
+    "hostname",
+    "ip_address",
+    "export_controlled",
+    "status",
+    "registered_at",
+    "ended_at",
+    "reservation",
+)
+ProductRow = tuple[object, ...]  # in the order of _PRODUCT_COLUMNS
+
+
+async def start_product_batch(conn: asyncpg.Connection) -> None:
+    """A temporary table for the products of one request (gone at commit)."""
+    await conn.execute(
+        "CREATE TEMPORARY TABLE incoming_products "
+        "(LIKE satellite_products INCLUDING DEFAULTS) ON COMMIT DROP"
+    )
+    await conn.execute("ALTER TABLE incoming_products DROP COLUMN satellite_id")
+
+
+async def stage_products(conn: asyncpg.Connection, rows: Sequence[ProductRow]) -> None:
+    await conn.copy_records_to_table("incoming_products", records=rows, columns=_PRODUCT_COLUMNS)
+
+
+async def merge_products(conn: asyncpg.Connection, satellite_id: str) -> int:
+    """Upsert the staged products into the satellite's mirror; the number merged."""
+    columns = ", ".join(_PRODUCT_COLUMNS)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _PRODUCT_COLUMNS[1:])
+    result = await conn.execute(
+        f"INSERT INTO satellite_products (satellite_id, {columns}) "
+        f"SELECT $1::uuid, {columns} FROM incoming_products "
+        f"ON CONFLICT (satellite_id, product_id) DO UPDATE SET {updates}",
+        satellite_id,
+    )
+    return int(result.rsplit(" ", 1)[1])
+
+
+async def replace_usage(
+    conn: asyncpg.Connection, satellite_id: str, usage: Sequence[tuple[int, str, int]]
+) -> list[int]:
+    """The satellite's usage becomes ``usage`` (virtual account id, tag, in use); the
+    upstream's totals follow (shard 16: the sum over satellites). Returns the virtual
+    accounts whose totals were recounted."""
+    old = await conn.fetch(
+        "DELETE FROM satellite_usage WHERE satellite_id = $1::uuid RETURNING virtual_account_id",
+        satellite_id,
+    )
+    await conn.executemany(
+        "INSERT INTO satellite_usage (satellite_id, virtual_account_id, tag, in_use) "
+        "VALUES ($1::uuid, $2, $3, $4)",
+        [(satellite_id, va, tag, n) for va, tag, n in usage],
+    )
+    va_ids = sorted({int(r["virtual_account_id"]) for r in old} | {va for va, _, _ in usage})
+    await conn.execute(
+        "DELETE FROM virtual_account_usage WHERE shard = 16 "
+        "AND virtual_account_id = ANY($1::bigint[])",
+        va_ids,
+    )
+    await conn.execute(
+        "INSERT INTO virtual_account_usage (virtual_account_id, tag, shard, in_use) "
+        "SELECT virtual_account_id, tag, 16, sum(in_use) FROM satellite_usage "
+        "WHERE virtual_account_id = ANY($1::bigint[]) GROUP BY 1, 2 HAVING sum(in_use) > 0 "
+        "ORDER BY 1, 2",
+        va_ids,
+    )
+    return va_ids
+
+
+async def mirrored_products(
+    conn: asyncpg.Connection, satellite_id: str, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    result: list[asyncpg.Record] = await conn.fetch(
+        "SELECT p.product_id::text AS id, va.name AS virtual_account, p.udi_pid, p.udi_serial, "
+        "p.udi_uuid, p.product_type, p.product_version, p.hostname, p.ip_address, "
+        "p.export_controlled, p.status, p.registered_at, p.ended_at, p.reservation "
+        "FROM satellite_products p JOIN virtual_accounts va ON va.id = p.virtual_account_id "
+        "WHERE p.satellite_id = $1::uuid ORDER BY p.product_id LIMIT $2 OFFSET $3",
+        satellite_id,
+        limit,
+        offset,
+    )
+    return result
+
+
+async def mirrored_usage(conn: asyncpg.Connection, satellite_id: str) -> list[asyncpg.Record]:
+    result: list[asyncpg.Record] = await conn.fetch(
+        "SELECT va.name AS virtual_account, u.tag, u.in_use FROM satellite_usage u "
+        "JOIN virtual_accounts va ON va.id = u.virtual_account_id "
+        "WHERE u.satellite_id = $1::uuid ORDER BY 1, 2",
+        satellite_id,
+    )
+    return result

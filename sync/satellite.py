@@ -1,0 +1,794 @@
+"""The satellite's side of sync: registration with an upstream, then requests and answers.
+
+One code path for both modes: a request bundle is exported to a file, and an answer bundle
+is imported from a file. Connected mode only adds the transport in between (``sync now``
+and the scheduled job); disconnected mode leaves the carrying to an operator.
+
+* A request carries the account's virtual accounts, its usage per virtual account and tag,
+  and every product changed since the upstream acknowledged (sql/008_sync.sql).
+* An answer is verified with the upstream key pinned at registration before anything in it
+  is read, must answer a request this satellite exported (the request's digest is in it),
+  and is applied in one transaction: the upstream's pool lines, account flags, and the
+  acknowledgement. The same answer imported twice changes nothing; an older one is stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from satellite.config import Settings
+from satellite.crypto import bundles
+from satellite.crypto.keys import ServerKeys
+from satellite.crypto.secrets import decrypt, encrypt
+from satellite.domain.access import Principal, system_actor
+from satellite.domain.compliance import LineValues
+from satellite.domain.models import Account, Severity
+from satellite.domain.sync import (
+    ExportedRequest,
+    HistoryEntry,
+    SyncLink,
+    SyncMode,
+    horizon_passed,
+)
+from satellite.errors import Conflict, InvalidInput, NotFound, SatelliteError
+from satellite.services import audit, scope
+from satellite.services.licenses import LicenseService
+from satellite.services.maintenance import LOCK_KEYS, JobReport
+from satellite.storage import accounts, alerts, devices, locks
+from satellite.storage import sync as storage
+from satellite.storage.db import Connection, Database
+from sync import bundle
+from sync.bundle import (
+    BundleError,
+    LicenseRecord,
+    ProductRecord,
+    RegistrationAnswer,
+    RegistrationRequest,
+    ReservedLicense,
+    SyncAnswer,
+    SyncRequest,
+    UsageRecord,
+    VirtualAccountRecord,
+)
+from sync.transport import (
+    EXCHANGE_PATH,
+    REGISTER_PATH,
+    UpstreamClient,
+    UpstreamRefused,
+    UpstreamUnreachable,
+)
+
+log = structlog.get_logger("sync.satellite")
+LOCK_BASE = 0x5A7E_2000_0000  # + account id: one sync of an account at a time, cluster-wide
+HISTORY_SHOWN = 20
+FAILED_ALERT = "sync-failed"
+HORIZON_ALERT = "sync-horizon"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _key_context(account_id: int) -> bytes:
+    return f"sync-key:{account_id}".encode()
+
+
+@dataclass(frozen=True)
+class Imported:
+    account: str
+    sequence: int
+    repeated: bool  # the answer was applied before: nothing changed
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    account: str
+    link: SyncLink | None
+    pending_registration: bool
+    history: list[HistoryEntry]
+    authorizations_until: dt.datetime | None  # the horizon, for a linked account
+    horizon_passed: bool
+
+
+class SyncInProgress(Conflict):
+    """A sync of this account is running (here or on another node): try again later."""
+
+
+class SatelliteSync:
+    def __init__(
+        self,
+        db: Database,
+        keys: ServerKeys,
+        licenses: LicenseService,
+        settings: Settings,
+        client: UpstreamClient | None = None,
+        clock: Callable[[], dt.datetime] = _now,
+    ) -> None:
+        self._db = db
+        self._keys = keys
+        self._licenses = licenses
+        self._settings = settings
+        self._client = client or UpstreamClient(settings.sync)
+        self._clock = clock
+        self._sleep = asyncio.sleep
+
+    # --- files in transit ------------------------------------------------------------------
+
+    @property
+    def spool(self) -> Path:
+        path = (
+            Path(self._settings.sync.spool_dir)
+            if self._settings.sync.spool_dir
+            else self._settings.state_path / "sync"
+        )
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    @contextlib.contextmanager
+    def spooled(self, *names: str) -> Iterator[list[Path]]:
+        """Files for bundles in transit, removed afterwards."""
+        directory = Path(tempfile.mkdtemp(dir=self.spool, prefix="run-"))
+        try:
+            yield [directory / name for name in names]
+        finally:
+            for child in directory.iterdir():
+                child.unlink()
+            directory.rmdir()
+
+    def _require_satellite(self) -> None:
+        if self._settings.role != "satellite":
+            raise Conflict(
+                'this server\'s role is "upstream": only a satellite registers and syncs '
+                "with an upstream"
+            )
+
+    # --- registration ----------------------------------------------------------------------
+
+    async def request_registration(
+        self,
+        principal: Principal,
+        account: str,
+        *,
+        token: str,
+        name: str,
+        upstream_url: str | None,
+        out: Path,
+    ) -> None:
+        """Write a registration request for the account to ``out`` (to carry to the
+        upstream, or to send it); its key waits here for the answer."""
+        self._require_satellite()
+        if not token.strip():
+            raise InvalidInput("the satellite token is empty", field="token")
+        key = bundles.new_key()
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account, lock="update")
+            link = await storage.get_link(conn, acc.id, lock=None)
+            if link is not None:
+                raise Conflict(
+                    f"account {acc.name!r} is registered with its upstream already "
+                    f"(satellite {link.satellite_id})",
+                    field="account",
+                )
+            request = RegistrationRequest(
+                name=name,
+                local_account=acc.name,
+                token=token.strip(),
+                public_key=bundles.public_pem(key.public_key()),
+                created_at=now,
+            )
+            with out.open("wb") as handle:
+                digest = bundle.BundleWriter(handle, request).finish(key)
+            sealed = encrypt(
+                self._keys.token_key,
+                bundles.private_key_pem(key).decode("ascii"),
+                _key_context(acc.id),
+            )
+            await storage.put_pending_registration(conn, acc.id, sealed, digest, upstream_url, now)
+            await audit.record(
+                conn,
+                principal,
+                "sync.registration_requested",
+                f"{acc.name}/sync",
+                account_id=acc.id,
+                upstream_url=upstream_url,
+            )
+
+    async def complete_registration(
+        self, principal: Principal, account: str, answer: Path
+    ) -> SyncLink:
+        """Apply the upstream's answer to the pending registration: the link is made and the
+        upstream's key pinned."""
+        self._require_satellite()
+        header = bundle.read_header(answer)
+        if not isinstance(header, RegistrationAnswer):
+            raise BundleError(
+                "this file is not the answer to a registration request (for a sync answer, "
+                "use 'satellite sync import')"
+            )
+        try:
+            upstream_key = bundles.public_key_from_pem(header.upstream_key)
+        except ValueError as exc:
+            raise BundleError(f"the upstream key in the answer is not usable: {exc}") from exc
+        # Signed with the key it pins: what this satellite trusts from now on.
+        verified = await asyncio.to_thread(
+            bundle.verify, answer, upstream_key, self._settings.sync.max_bundle_bytes
+        )
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account, lock="update")
+            pending = await storage.take_pending_registration(conn, acc.id)
+            if pending is None:
+                raise Conflict(
+                    f"no registration of account {acc.name!r} is waiting for an answer: "
+                    "write a registration request first ('satellite sync register')",
+                    field="account",
+                )
+            sealed, request_digest, upstream_url = pending
+            if header.request_digest != request_digest.hex():
+                raise BundleError(
+                    "this answer is for another registration request (an older one, or "
+                    "another satellite's): carry the latest request to the upstream and "
+                    "import its answer"
+                )
+            await storage.insert_link(
+                conn,
+                account_id=acc.id,
+                satellite_id=header.satellite_id,
+                upstream_url=upstream_url,
+                upstream_account=header.upstream_account,
+                upstream_key=header.upstream_key,
+                private_key=sealed,
+                certificate=header.certificate,
+                now=now,
+            )
+            await audit.record(
+                conn,
+                principal,
+                "sync.registered",
+                f"{acc.name}/sync",
+                account_id=acc.id,
+                satellite_id=header.satellite_id,
+                upstream_account=header.upstream_account,
+                upstream_url=upstream_url,
+                answer=verified.digest_hex,
+            )
+            link = await storage.get_link(conn, acc.id, lock=None)
+        assert link is not None
+        log.info("sync.registered", account=acc.name, satellite=link.satellite_id)
+        return link
+
+    async def register_online(
+        self, principal: Principal, account: str, *, upstream_url: str, token: str, name: str
+    ) -> SyncLink:
+        if not upstream_url.startswith(("http://", "https://")):
+            raise InvalidInput(
+                "the upstream URL must start with http:// or https://", field="upstream"
+            )
+        with self.spooled("registration.request", "registration.answer") as (request, answer):
+            await self.request_registration(
+                principal, account, token=token, name=name, upstream_url=upstream_url, out=request
+            )
+            await self._client.post_bundle(upstream_url, REGISTER_PATH, request, answer)
+            return await self.complete_registration(principal, account, answer)
+
+    async def set_upstream_url(self, principal: Principal, account: str, url: str | None) -> None:
+        """Connected mode (a URL) or disconnected mode (None) for a registered account."""
+        self._require_satellite()
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise InvalidInput(
+                "the upstream URL must start with http:// or https://", field="upstream"
+            )
+        async with self._db.transaction() as conn:
+            acc, _ = await self._link(conn, principal, account)
+            await storage.set_upstream_url(conn, acc.id, url)
+            await audit.record(
+                conn,
+                principal,
+                "sync.upstream_set",
+                f"{acc.name}/sync",
+                account_id=acc.id,
+                upstream_url=url,
+            )
+
+    async def account_or_only(self, principal: Principal, account: str | None) -> str:
+        """``account``, or the one account the caller sees when it is left out."""
+        if account is not None:
+            return account
+        async with self._db.connection() as conn:
+            visible = await accounts.list_accounts(
+                conn, None if principal.is_system_admin else principal.account_ids
+            )
+        if len(visible) != 1:
+            raise InvalidInput(
+                f"there are {len(visible)} accounts: name one with --account", field="account"
+            )
+        return visible[0].name
+
+    # --- requests --------------------------------------------------------------------------
+
+    async def _link(
+        self, conn: Connection, principal: Principal, account: str
+    ) -> tuple[Account, SyncLink]:
+        acc = await scope.writable_account(conn, principal, account)
+        link = await storage.get_link(conn, acc.id, lock=None)
+        if link is None:
+            raise Conflict(
+                f"account {acc.name!r} is not registered with an upstream: run "
+                "'satellite sync register' first",
+                field="account",
+            )
+        return acc, link
+
+    async def export_request(
+        self, principal: Principal, account: str, out: Path
+    ) -> ExportedRequest:
+        """Disconnected mode, step one: the request, to carry to the upstream."""
+        self._require_satellite()
+        async with self._db.connection() as conn:
+            _, link = await self._link(conn, principal, account)
+        started = self._clock()
+        try:
+            request = await self._export(link, out)
+        except SatelliteError as exc:
+            await self._record_failure(link, "disconnected", "export", started, exc)
+            raise
+        await self._record_history(link, "disconnected", "export", started, request.sequence, {})
+        return request
+
+    async def _export(self, link: SyncLink, out: Path) -> ExportedRequest:
+        async with self._db.transaction() as conn:
+            sequence, since = await storage.next_request_sequence(conn, link.account_id)
+        key = bundles.load_private_key(
+            decrypt(self._keys.token_key, link.private_key, _key_context(link.account_id)).encode(
+                "ascii"
+            )
+        )
+        now = self._clock()
+        products = 0
+        async with self._db.snapshot() as conn:
+            through = await storage.snapshot_watermark(conn)
+            header = SyncRequest(
+                satellite_id=link.satellite_id,
+                sequence=sequence,
+                local_account=link.account,
+                since=since,
+                through=through,
+                created_at=now,
+            )
+            with out.open("wb") as handle:
+                writer = bundle.BundleWriter(handle, header)
+                vas = await accounts.list_virtual_accounts(conn, link.account_id)
+                for va in vas:
+                    writer.write(VirtualAccountRecord(name=va.name, description=va.description))
+                in_use = await devices.in_use_by_virtual_account(conn, [v.id for v in vas], now)
+                for va in vas:
+                    for tag, count in sorted(in_use.get(va.id, {}).items()):
+                        writer.write(UsageRecord(virtual_account=va.name, tag_=tag, in_use=count))
+                async for row in storage.changed_products(conn, link.account_id, since):
+                    writer.write(_product_record(row))
+                    products += 1
+                digest = writer.finish(key)
+        request = ExportedRequest(sequence=sequence, digest=digest, through_xid=through)
+        async with self._db.transaction() as conn:
+            await storage.record_request(conn, link.account_id, request, now)
+        log.info(
+            "sync.exported",
+            account=link.account,
+            sequence=sequence,
+            products=products,
+            since=since,
+            through=through,
+        )
+        return request
+
+    # --- answers ---------------------------------------------------------------------------
+
+    async def import_answer(self, principal: Principal, path: Path) -> Imported:
+        """Disconnected mode, last step: apply the upstream's answer."""
+        self._require_satellite()
+        return await self._import(principal, path, "disconnected", "import", expected=None)
+
+    async def _import(
+        self,
+        principal: Principal,
+        path: Path,
+        mode: SyncMode,
+        operation: str,
+        expected: SyncLink | None,
+    ) -> Imported:
+        header = bundle.read_header(path)
+        if isinstance(header, RegistrationAnswer):
+            raise BundleError(
+                "this file answers a registration request: complete the registration with "
+                "'satellite sync register --answer FILE'"
+            )
+        if not isinstance(header, SyncAnswer):
+            raise BundleError(
+                "this file is a request, not an upstream's answer: carry it to the upstream "
+                "('satellite sync answer' there)"
+            )
+        async with self._db.connection() as conn:
+            link = await storage.link_of_satellite(conn, header.satellite_id, lock=None)
+            if link is None or (expected is not None and link.account_id != expected.account_id):
+                raise BundleError(
+                    f"this answer is for satellite {header.satellite_id} (account "
+                    f"{header.upstream_account!r} at the upstream), not for this satellite: "
+                    "import the answer to a request exported here"
+                )
+            await scope.writable_account(conn, principal, link.account, lock=None)
+        started = self._clock()
+        try:
+            imported = await self._apply(link, path, mode, operation, started)
+        except SatelliteError as exc:
+            await self._record_failure(link, mode, operation, started, exc)
+            raise
+        log.info(
+            "sync.imported",
+            account=link.account,
+            sequence=imported.sequence,
+            repeated=imported.repeated,
+            **imported.counts,
+        )
+        return imported
+
+    async def _apply(
+        self, link: SyncLink, path: Path, mode: SyncMode, operation: str, started: dt.datetime
+    ) -> Imported:
+        try:
+            key = bundles.public_key_from_pem(link.upstream_key)
+        except ValueError as exc:  # pinned at registration; cannot happen unless edited
+            raise BundleError(f"the pinned upstream key is not usable: {exc}") from exc
+        verified = await asyncio.to_thread(
+            bundle.verify, path, key, self._settings.sync.max_bundle_bytes
+        )
+        header = verified.header
+        assert isinstance(header, SyncAnswer)
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            link = await self._locked_link(conn, link.account_id)
+            if header.sequence == link.applied_sequence and verified.digest == link.applied_digest:
+                return Imported(link.account, header.sequence, True)
+            if header.sequence <= link.applied_sequence:
+                raise Conflict(
+                    f"stale answer: it answers request {header.sequence}, and the answer to "
+                    f"request {link.applied_sequence} was imported already (an old or replayed "
+                    "file): export a new request and import its answer"
+                )
+            request = await storage.exported_request(conn, link.account_id, header.sequence)
+            if request is None or request.digest.hex() != header.request_digest:
+                raise Conflict(
+                    f"this answer is for a request {header.sequence} that this satellite did "
+                    f"not export (its last request is {link.request_sequence}): answer the "
+                    "latest request exported here"
+                )
+            counts = await self._apply_pools(conn, link, verified, header)
+            await storage.record_applied(
+                conn, link.account_id, header.sequence, verified.digest, request.through_xid, now
+            )
+            await storage.insert_history(
+                conn,
+                link.account_id,
+                mode=mode,
+                operation=operation,
+                started_at=started,
+                finished_at=self._clock(),
+                outcome="success",
+                sequence=header.sequence,
+                counts=counts,
+                error=None,
+            )
+            await alerts.clear_alerts_except(conn, link.account_id, FAILED_ALERT, [])
+            await audit.record(
+                conn,
+                system_actor("sync"),
+                "sync.applied",
+                f"{link.account}/sync",
+                account_id=link.account_id,
+                sequence=header.sequence,
+                mode=mode,
+                **counts,
+            )
+        return Imported(link.account, header.sequence, False, counts)
+
+    @staticmethod
+    async def _locked_link(conn: Connection, account_id: int) -> SyncLink:
+        link = await storage.get_link(conn, account_id, lock="update")
+        if link is None:
+            raise NotFound("the account is no longer registered with an upstream")
+        return link
+
+    async def _apply_pools(
+        self,
+        conn: Connection,
+        link: SyncLink,
+        verified: bundle.VerifiedBundle,
+        header: SyncAnswer,
+    ) -> dict[str, int]:
+        """The upstream's lines replace the lines that came from it; local lines stay."""
+        wanted: dict[str, dict[int, LineValues]] = {}
+        descriptions: dict[str, str] = {}
+        for batch in bundle.records(verified):
+            for record in batch:
+                if isinstance(record, VirtualAccountRecord):
+                    descriptions[record.name] = record.description
+                    wanted.setdefault(record.name, {})
+                elif isinstance(record, LicenseRecord):
+                    wanted.setdefault(record.virtual_account, {})[record.id] = LineValues(
+                        tag=record.tag_,
+                        quantity=record.quantity,
+                        license_type=record.license_type,
+                        start_date=record.start_date,
+                        end_date=record.end_date,
+                        subscription_id=record.subscription_id,
+                        export_restricted=record.export_restricted,
+                    )
+                else:
+                    raise BundleError("an answer carries only virtual accounts and licenses")
+        counts = {"added": 0, "changed": 0, "removed": 0, "virtualAccountsCreated": 0}
+        if await storage.set_export_controlled_allowed(
+            conn, link.account_id, header.export_controlled_allowed
+        ):
+            counts["flagsChanged"] = 1
+        existing = {v.name: v for v in await accounts.list_virtual_accounts(conn, link.account_id)}
+        for name in sorted(set(wanted) - set(existing)):
+            existing[name] = await accounts.insert_virtual_account(
+                conn, link.account_id, name, descriptions.get(name, ""), False
+            )
+            counts["virtualAccountsCreated"] += 1
+        for name, va in sorted(existing.items()):
+            lines = wanted.get(name, {})
+            have = await storage.upstream_lines(conn, va.id)
+            changed = False
+            for line_id, values in lines.items():
+                if have.get(line_id) != values:
+                    await storage.put_upstream_line(conn, va.id, line_id, values)
+                    counts["added" if line_id not in have else "changed"] += 1
+                    changed = True
+            gone = sorted(set(have) - set(lines))
+            if gone:
+                await storage.delete_upstream_lines(conn, va.id, gone)
+                counts["removed"] += len(gone)
+                changed = True
+            if changed:
+                await self._licenses.refresh_alerts(conn, link.account_id, va.id, va.name)
+        return counts
+
+    # --- connected mode --------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, link: SyncLink) -> AsyncIterator[None]:
+        """One sync of an account at a time among every node on the database."""
+        key = LOCK_BASE + link.account_id
+        async with self._db.connection() as conn:
+            if not await locks.try_session_lock(conn, key):
+                raise SyncInProgress(
+                    f"a sync of account {link.account!r} is running already: try again later"
+                )
+            try:
+                yield
+            finally:
+                await locks.release_session_lock(conn, key)
+
+    async def sync_now(self, principal: Principal, account: str) -> Imported:
+        """Connected mode, at once: export, send, import the answer."""
+        self._require_satellite()
+        async with self._db.connection() as conn:
+            _, link = await self._link(conn, principal, account)
+        if link.upstream_url is None:
+            raise Conflict(
+                f"account {link.account!r} syncs in disconnected mode (it was registered by "
+                "file): export a request with 'satellite sync export', or set the upstream "
+                "URL with 'satellite sync connect'",
+                field="account",
+            )
+        return await self._connected(principal, link, "sync-now")
+
+    async def _connected(self, principal: Principal, link: SyncLink, operation: str) -> Imported:
+        assert link.upstream_url is not None
+        started = self._clock()
+        async with self._exclusive(link):
+            with self.spooled("request", "answer") as (request_path, answer_path):
+                try:
+                    await self._export(link, request_path)
+                    await self._send(link.upstream_url, request_path, answer_path)
+                except SatelliteError as exc:
+                    await self._record_failure(link, "connected", operation, started, exc)
+                    raise
+                return await self._import(principal, answer_path, "connected", operation, link)
+
+    async def _send(self, url: str, request: Path, answer: Path) -> None:
+        """POST the request; transient failures are retried with a doubling wait."""
+        settings = self._settings.sync
+        wait = settings.retry_backoff_seconds
+        for attempt in range(1, settings.attempts + 1):
+            try:
+                await self._client.post_bundle(url, EXCHANGE_PATH, request, answer)
+                return
+            except (UpstreamUnreachable, UpstreamRefused) as exc:
+                transient = isinstance(exc, UpstreamUnreachable) or exc.status >= 500
+                if not transient or attempt == settings.attempts:
+                    raise
+                log.warning("sync.retrying", attempt=attempt, wait_seconds=wait, error=exc.detail)
+                await self._sleep(wait * random.uniform(0.8, 1.2))  # noqa: S311 - jitter only
+                wait *= 2
+
+    async def run_scheduled(self) -> JobReport:
+        """The scheduled job: every account linked in connected mode syncs."""
+        if self._settings.role != "satellite":
+            return JobReport("sync", {})
+        async with self._db.connection() as conn:
+            linked = await storage.links(conn)
+        done = {"synced": 0, "failed": 0, "skipped": 0}
+        next_run = self._clock() + dt.timedelta(minutes=self._settings.timers.sync_interval_minutes)
+        for link in linked:
+            if link.upstream_url is None:
+                continue
+            try:
+                await self._connected(system_actor("scheduler"), link, "scheduled")
+                done["synced"] += 1
+            except SyncInProgress:
+                done["skipped"] += 1
+            except SatelliteError:
+                done["failed"] += 1  # recorded in the link's status, history and alerts
+            async with self._db.transaction() as conn:
+                await storage.record_attempt(conn, link.account_id, self._clock(), None, next_run)
+        return JobReport("sync", done)
+
+    # --- status ----------------------------------------------------------------------------
+
+    async def _record_history(
+        self,
+        link: SyncLink,
+        mode: SyncMode,
+        operation: str,
+        started: dt.datetime,
+        sequence: int | None,
+        counts: dict[str, Any],
+    ) -> None:
+        async with self._db.transaction() as conn:
+            await storage.insert_history(
+                conn,
+                link.account_id,
+                mode=mode,
+                operation=operation,
+                started_at=started,
+                finished_at=self._clock(),
+                outcome="success",
+                sequence=sequence,
+                counts=counts,
+                error=None,
+            )
+
+    async def _record_failure(
+        self,
+        link: SyncLink,
+        mode: SyncMode,
+        operation: str,
+        started: dt.datetime,
+        error: SatelliteError,
+    ) -> None:
+        """What went wrong, where the operator looks: status, history, an alert."""
+        now = self._clock()
+        async with self._db.transaction() as conn:
+            await storage.record_attempt(conn, link.account_id, now, error.detail, None)
+            await storage.insert_history(
+                conn,
+                link.account_id,
+                mode=mode,
+                operation=operation,
+                started_at=started,
+                finished_at=now,
+                outcome="failure",
+                sequence=None,
+                counts={},
+                error=error.detail,
+            )
+            await alerts.raise_alert(
+                conn,
+                account_id=link.account_id,
+                virtual_account_id=None,
+                dedupe_key=FAILED_ALERT,
+                message_type="SyncFailed",
+                severity="Major",
+                source="sync",
+                message=f"sync with the upstream failed ({operation}): {error.detail}",
+            )
+        log.warning("sync.failed", account=link.account, operation=operation, error=error.detail)
+
+    async def status(self, principal: Principal, account: str) -> SyncStatus:
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            link = await storage.get_link(conn, acc.id, lock=None)
+            pending = await storage.has_pending_registration(conn, acc.id)
+            history = await storage.history(conn, acc.id, HISTORY_SHOWN)
+        until = None
+        passed = False
+        if link is not None:
+            horizon = self._settings.timers.sync_horizon_days
+            until = link.in_step_since() + dt.timedelta(days=horizon)
+            passed = horizon_passed(link.in_step_since(), self._clock(), horizon)
+        return SyncStatus(acc.name, link, pending, history, until, passed)
+
+    async def horizon_alerts(self, now: dt.datetime) -> JobReport | None:
+        """Warn before the horizon and when it has passed; clear when in step again."""
+        horizon = self._settings.timers.sync_horizon_days
+        warning = self._settings.sync.horizon_warning_days
+        raised = 0
+        async with self._db.transaction() as conn:
+            if not await locks.try_transaction_lock(conn, LOCK_KEYS["sync-alerts"]):
+                return None
+            linked = await storage.links(conn)
+            for link in linked:
+                since = link.in_step_since()
+                keep: list[str] = []
+                severity: Severity
+                if horizon_passed(since, now, horizon):
+                    keep = [HORIZON_ALERT]
+                    severity, kind = "Critical", "SyncHorizonPassed"
+                    message = (
+                        f"no sync with the upstream since {since:%Y-%m-%d}: more than "
+                        f"{horizon} days, so this satellite grants no new authorizations; "
+                        "sync now (or import an answer) to resume"
+                    )
+                elif horizon_passed(since, now, max(horizon - warning, 0)):
+                    keep = [HORIZON_ALERT]
+                    severity, kind = "Major", "SyncOverdue"
+                    until = since + dt.timedelta(days=horizon)
+                    message = (
+                        f"no sync with the upstream since {since:%Y-%m-%d}: from "
+                        f"{until:%Y-%m-%d} this satellite grants no new authorizations "
+                        "unless it syncs"
+                    )
+                if keep:
+                    raised += await alerts.raise_alert(
+                        conn,
+                        account_id=link.account_id,
+                        virtual_account_id=None,
+                        dedupe_key=HORIZON_ALERT,
+                        message_type=kind,
+                        severity=severity,
+                        source="sync",
+                        message=message,
+                    )
+                await alerts.clear_alerts_except(conn, link.account_id, HORIZON_ALERT, keep)
+        return JobReport("sync-alerts", {"linked": len(linked), "raised": raised})
+
+
+def _product_record(row: Any) -> ProductRecord:
+    return ProductRecord(
+        id=row["id"],
+        virtual_account=row["virtual_account"],
+        pid=row["udi_pid"],
+        serial_number=row["udi_serial"],
+        uuid=row["udi_uuid"],
+        product_type=row["product_type"],
+        product_version=row["product_version"],
+        hostname=row["hostname"],
+        ip_address=row["ip_address"],
+        export_controlled=row["export_controlled"],
+        status=row["status"],
+        registered_at=row["registered_at"],
+        ended_at=row["ended_at"],
+        reservation=row["reservation"],
+        reserved=[
+            ReservedLicense(
+                tag=r["tag"],
+                quantity=r["quantity"],
+                license_type=r["licenseType"],
+                end_date=dt.date.fromisoformat(r["endDate"]) if r["endDate"] else None,
+            )
+            for r in row["reserved"]
+        ],
+    )
