@@ -114,13 +114,20 @@ def fresh_db(pg_server: str) -> Iterator[str]:
     asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def clone_database(pg_server: str, template_db: str) -> Iterator[str]:
+    """DSN of a new migrated database, dropped when the generator closes."""
+    name = f"satellite_test_{os.getpid()}_{next(_counter)}"
+    asyncio.run(_admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+    try:
+        yield dsn_for(pg_server, name)
+    finally:
+        asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture
 def db_dsn(pg_server: str, template_db: str) -> Iterator[str]:
     """DSN of a migrated database of this test's own, dropped after the test."""
-    name = f"satellite_test_{os.getpid()}_{next(_counter)}"
-    asyncio.run(_admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
-    yield dsn_for(pg_server, name)
-    asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from clone_database(pg_server, template_db)
 
 
 @pytest.fixture(scope="session")

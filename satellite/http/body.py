@@ -66,12 +66,19 @@ async def spool_body(request: web.Request, path: Path, limit: int) -> None:
             out.write(chunk)
 
 
-def file_response(request: web.Request, path: Path, filename: str) -> web.FileResponse:
-    """A bundle as a download (streamed from its file)."""
-    return web.FileResponse(
-        path,
+async def send_file(request: web.Request, path: Path, filename: str) -> web.StreamResponse:
+    """Stream a bundle file as a download; the response is sent when this returns (so the
+    caller may remove the file)."""
+    response = web.StreamResponse(
         headers={
             "Content-Type": "application/x-satellite-sync",
             "Content-Disposition": f'attachment; filename="{filename}"',
-        },
+        }
     )
+    response.content_length = path.stat().st_size  # noqa: ASYNC240 - a stat
+    await response.prepare(request)
+    with path.open("rb") as handle:
+        while chunk := handle.read(256 * 1024):
+            await response.write(chunk)
+    await response.write_eof()
+    return response

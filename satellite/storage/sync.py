@@ -221,7 +221,8 @@ async def upstream_lines(conn: asyncpg.Connection, va_id: int) -> dict[int, Line
     lines: dict[int, LineValues] = {}
     for row in rows:
         values = dict(row)
-        lines[int(values.pop("upstream_line_id"))] = LineValues(**values)
+        upstream_id = int(values.pop("upstream_line_id"))
+        lines[upstream_id] = LineValues(**values)
     return lines
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 
 import asyncpg
@@ -186,11 +187,16 @@ async def start_product_batch(conn: asyncpg.Connection) -> None:
         "CREATE TEMPORARY TABLE incoming_products "
         "(LIKE satellite_products INCLUDING DEFAULTS) ON COMMIT DROP"
     )
-    await conn.execute("ALTER TABLE incoming_products DROP COLUMN satellite_id")
+    await conn.execute(
+        "ALTER TABLE incoming_products DROP COLUMN satellite_id, "
+        "ALTER COLUMN reservation TYPE text"  # COPY's binary format has no jsonb encoder here
+    )
 
 
 async def stage_products(conn: asyncpg.Connection, rows: Sequence[ProductRow]) -> None:
-    await conn.copy_records_to_table("incoming_products", records=rows, columns=_PRODUCT_COLUMNS)
+    """Stage rows whose last value (the reservation) is a JSON-able value or None."""
+    records = [(*row[:-1], None if row[-1] is None else json.dumps(row[-1])) for row in rows]
+    await conn.copy_records_to_table("incoming_products", records=records, columns=_PRODUCT_COLUMNS)
 
 
 async def merge_products(conn: asyncpg.Connection, satellite_id: str) -> int:
@@ -199,7 +205,8 @@ async def merge_products(conn: asyncpg.Connection, satellite_id: str) -> int:
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _PRODUCT_COLUMNS[1:])
     result = await conn.execute(
         f"INSERT INTO satellite_products (satellite_id, {columns}) "
-        f"SELECT $1::uuid, {columns} FROM incoming_products "
+        f"SELECT $1::uuid, {columns.replace('reservation', 'reservation::jsonb')} "
+        "FROM incoming_products "
         f"ON CONFLICT (satellite_id, product_id) DO UPDATE SET {updates}",
         satellite_id,
     )

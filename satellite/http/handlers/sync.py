@@ -10,7 +10,7 @@ from aiohttp import web
 
 from satellite.domain.access import Principal
 from satellite.http.auth import caller
-from satellite.http.body import file_response, read_json, read_query, render, spool_body
+from satellite.http.body import read_json, read_query, render, send_file, spool_body
 from satellite.http.keys import SERVICES, SETTINGS
 from satellite.http.views import (
     satellite_mirror_out,
@@ -69,12 +69,9 @@ async def download_request(request: web.Request) -> web.StreamResponse:
     sync = request.app[SERVICES].sync
     with sync.spooled("request") as (path,):
         exported = await sync.export_request(principal, _account(request), path)
-        response = file_response(
+        return await send_file(
             request, path, f"sync-request-{_account(request)}-{exported.sequence}.bundle"
         )
-        await response.prepare(request)  # sent before the spool file goes
-        await response.write_eof()
-        return response
 
 
 async def upload_answer(request: web.Request) -> web.Response:
@@ -151,9 +148,6 @@ async def _answer(request: web.Request, principal: Principal | None) -> web.Stre
     with services.sync.spooled("request", "answer") as (incoming, outgoing):
         await spool_body(request, incoming, request.app[SETTINGS].sync.max_bundle_bytes)
         answered = await services.upstream.answer(incoming, outgoing, principal)
-        response = file_response(
+        return await send_file(
             request, outgoing, f"sync-answer-{answered.account}-{answered.sequence}.bundle"
         )
-        await response.prepare(request)
-        await response.write_eof()
-        return response

@@ -1,0 +1,630 @@
+"""Sync between a satellite and its upstream: two real daemons, each with its own database.
+
+The upstream runs on a real TCP port of 127.0.0.1 with role "upstream"; the satellite is
+the usual test daemon. The satellite's side is driven through its services (what the CLI
+does) and its admin API; products are real agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from satellite.app import create_app
+from satellite.config import DatabaseSettings, Settings, SyncSettings
+from satellite.crypto.keys import KeyPaths, ensure_server_keys
+from satellite.domain.access import host_operator
+from satellite.errors import Conflict, SyncHorizonPassed
+from satellite.runtime import Runtime, load_runtime, open_services
+from satellite.services.registry import Services
+from sync.bundle import BundleError
+from sync.transport import UpstreamUnreachable
+from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, clone_database, login
+from tests.test_device import base_url, new_agent
+
+OPERATOR = host_operator("pytest")
+UP_ACCOUNT = "/api/v1/accounts/Acme"
+SITE = "/api/v1/accounts/Site"
+
+
+# --- two daemons ---------------------------------------------------------------------------
+
+
+def sync_settings(tmp_path: Path, **changes: Any) -> SyncSettings:
+    values: dict[str, Any] = {
+        "attempts": 2,
+        "retry_backoff_seconds": 0.0,
+        "timeout_seconds": 30.0,
+        "connect_timeout_seconds": 5.0,
+        "spool_dir": str(tmp_path / "spool"),
+        **changes,
+    }
+    return SyncSettings(**values)
+
+
+@pytest.fixture
+def settings(state_dir: Path, db_dsn: str, tmp_path: Path) -> Settings:
+    """The satellite's settings: retries without waiting, bundles in the test's directory."""
+    return Settings(
+        state_dir=str(state_dir),
+        listen=["127.0.0.1:0"],
+        database=DatabaseSettings(dsn=db_dsn, pool_min_size=1, pool_max_size=5),
+        sync=sync_settings(tmp_path),
+    )
+
+
+@pytest.fixture(scope="session")
+def upstream_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The upstream's own keys (not the satellite's)."""
+    path = tmp_path_factory.mktemp("upstream-state")
+    ensure_server_keys(KeyPaths(path), common_name="upstream CA")
+    return path
+
+
+@pytest.fixture
+def upstream_dsn(pg_server: str, template_db: str) -> Iterator[str]:
+    yield from clone_database(pg_server, template_db)
+
+
+@pytest.fixture
+def other_dsn(pg_server: str, template_db: str) -> Iterator[str]:
+    """A second satellite's database."""
+    yield from clone_database(pg_server, template_db)
+
+
+@dataclass
+class Upstream:
+    runtime: Runtime
+    services: Services
+    server: TestServer
+    admin: Api
+    db: asyncpg.Connection
+
+    @property
+    def url(self) -> str:
+        return base_url(self.server)
+
+
+@pytest.fixture
+async def upstream(
+    upstream_state_dir: Path, upstream_dsn: str, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Upstream]:
+    settings = Settings(
+        role="upstream",
+        state_dir=str(upstream_state_dir),
+        listen=["127.0.0.1:0"],
+        database=DatabaseSettings(dsn=upstream_dsn, pool_min_size=1, pool_max_size=5),
+        sync=sync_settings(tmp_path / "upstream"),
+    )
+    runtime = load_runtime(settings, upstream_dsn)
+    server = TestServer(create_app(runtime), host="127.0.0.1")
+    await server.start_server()
+    async with open_services(runtime) as services:
+        first = await services.principals.bootstrap_client(OPERATOR)
+        assert first is not None
+        api = await login(
+            Api(await aiohttp_client(server)), Credentials(first.client_id, first.client_secret)
+        )
+        conn = await asyncpg.connect(upstream_dsn)
+        up = Upstream(runtime, services, server, api, conn)
+        try:
+            yield up
+        finally:
+            await conn.close()
+    await up.server.close()  # (a test may have restarted it)
+
+
+async def ok(call: Any, expected: int = 200) -> Any:
+    status, body = await call
+    assert status == expected, body
+    return body
+
+
+async def setup_upstream(up: Upstream, enhanced: int = 10, export: bool = False) -> None:
+    await ok(
+        up.admin.post("/api/v1/accounts", {"name": "Acme", "exportControlledAllowed": export}), 201
+    )
+    await ok(up.admin.post(UP_ACCOUNT + "/virtual-accounts", {"name": "Voice"}), 201)
+    if enhanced:
+        await buy(up, enhanced)
+
+
+async def buy(up: Upstream, quantity: int, va: str = "Voice") -> int:
+    line = await ok(
+        up.admin.post(
+            f"{UP_ACCOUNT}/virtual-accounts/{va}/license-pool",
+            {"entitlementTag": ENHANCED, "quantity": quantity},
+        ),
+        201,
+    )
+    return int(line["license"]["id"])
+
+
+async def setup_site(admin: Api) -> None:
+    await ok(admin.post("/api/v1/accounts", {"name": "Site"}), 201)
+    await ok(admin.post(SITE + "/virtual-accounts", {"name": "Voice"}), 201)
+
+
+async def satellite_token(up: Upstream) -> str:
+    return (await up.services.upstream.create_token(OPERATOR, "Acme", "site", None)).secret
+
+
+async def register_online(up: Upstream, services: Services) -> str:
+    link = await services.sync.register_online(
+        OPERATOR, "Site", upstream_url=up.url, token=await satellite_token(up), name="site-1"
+    )
+    return link.satellite_id
+
+
+async def pool(admin: Api, base: str, va: str = "Voice") -> list[dict[str, Any]]:
+    body = await ok(admin.get(f"{base}/virtual-accounts/{va}/license-pool"))
+    lines: list[dict[str, Any]] = body["licenses"]
+    return lines
+
+
+async def in_use(admin: Api, base: str) -> dict[tuple[str, str], int]:
+    body = await ok(admin.post(base + "/licenses", {}))
+    return {
+        (line["virtualAccount"], line["entitlementTag"]): line["inUse"]
+        for line in body["licenses"]
+        if line["inUse"]
+    }
+
+
+async def satellite_products(db: asyncpg.Connection) -> set[tuple[Any, ...]]:
+    rows = await db.fetch(
+        "SELECT p.id::text, va.name, p.udi_pid, p.udi_serial, p.status, p.export_controlled "
+        "FROM product_instances p JOIN virtual_accounts va ON va.id = p.virtual_account_id"
+    )
+    return {tuple(r) for r in rows}
+
+
+async def mirrored_products(up: Upstream, satellite_id: str) -> set[tuple[Any, ...]]:
+    rows = await up.db.fetch(
+        "SELECT p.product_id::text, va.name, p.udi_pid, p.udi_serial, p.status, "
+        "p.export_controlled FROM satellite_products p "
+        "JOIN virtual_accounts va ON va.id = p.virtual_account_id WHERE p.satellite_id = $1",
+        satellite_id,
+    )
+    return {tuple(r) for r in rows}
+
+
+async def site_token(admin: Api) -> str:
+    body = await ok(admin.post(SITE + "/virtual-accounts/Voice/tokens", {}), 201)
+    token: str = body["tokenInfo"]["token"]
+    return token
+
+
+# --- connected mode ------------------------------------------------------------------------
+
+
+async def test_connected_cycle_brings_pools_down_and_products_up(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    server: TestServer,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:
+    await setup_upstream(upstream, enhanced=10)
+    await setup_site(admin)
+    added = await ok(
+        admin.post(
+            SITE + "/virtual-accounts/Voice/license-pool",
+            {"entitlementTag": ENHANCED, "quantity": 2},
+        ),
+        201,
+    )
+    local_line = added["license"]
+    satellite_id = await register_online(upstream, services)
+
+    # Products register and report at the satellite.
+    token = await site_token(admin)
+    agents = [new_agent(tmp_path, server, f"FCH{n:04d}") for n in range(3)]
+    for n, agent in enumerate(agents):
+        await agent.register(token)
+        await agent.report_usage({ENHANCED: n + 1})
+
+    result = await services.sync.sync_now(OPERATOR, "Site")
+    assert not result.repeated
+    assert result.counts["added"] == 1
+
+    # Pools: the upstream's line arrived, read-only; the local line is still there.
+    lines = {line["id"]: line for line in await pool(admin, SITE)}
+    upstream_lines = [line for line in lines.values() if line["source"] == "upstream"]
+    assert [line["quantity"] for line in upstream_lines] == [10]
+    assert lines[local_line["id"]]["quantity"] == 2
+    status, problem = await admin.post(
+        f"{SITE}/virtual-accounts/Voice/license-pool/{upstream_lines[0]['id']}/update",
+        {"entitlementTag": ENHANCED, "quantity": 99},
+    )
+    assert status == 409
+    assert "upstream" in problem["detail"]
+    await ok(
+        admin.post(
+            f"{SITE}/virtual-accounts/Voice/license-pool/{local_line['id']}/update",
+            {"entitlementTag": ENHANCED, "quantity": 3},
+        )
+    )
+
+    # Products and usage: the upstream's view equals the satellite's.
+    assert await mirrored_products(upstream, satellite_id) == await satellite_products(db)
+    assert (
+        await in_use(upstream.admin, UP_ACCOUNT)
+        == await in_use(admin, SITE)
+        == {("Voice", ENHANCED): 6}
+    )
+
+    # A change at each end: the next sync carries it.
+    await agents[0].deregister()
+    await buy(upstream, 5)
+    result = await services.sync.sync_now(OPERATOR, "Site")
+    assert result.counts["added"] == 1
+    assert sorted(x["quantity"] for x in await pool(admin, SITE)) == [3, 5, 10]
+    assert await mirrored_products(upstream, satellite_id) == await satellite_products(db)
+    assert await in_use(upstream.admin, UP_ACCOUNT) == {("Voice", ENHANCED): 5}
+
+    # Only what changed travels: nothing changed, no product is sent.
+    assert (await services.sync.sync_now(OPERATOR, "Site")).counts == {
+        "added": 0,
+        "changed": 0,
+        "removed": 0,
+        "virtualAccountsCreated": 0,
+    }
+    answered = await upstream.db.fetchval(
+        "SELECT details->>'products' FROM events WHERE action = 'satellite.synced' "
+        "ORDER BY id DESC LIMIT 1"
+    )
+    assert answered == "0"
+
+    status_body = await ok(admin.get(SITE + "/sync"))
+    assert status_body["registered"]
+    assert status_body["mode"] == "connected"
+    assert status_body["appliedSequence"] == status_body["requestSequence"] == 3
+    assert status_body["lastError"] is None
+    assert [h["outcome"] for h in status_body["history"]] == ["success"] * 3
+
+
+async def test_a_purchase_at_the_upstream_reaches_a_products_authorization(
+    upstream: Upstream, admin: Api, services: Services, server: TestServer, tmp_path: Path
+) -> None:
+    await setup_upstream(upstream, enhanced=0)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    agent = new_agent(tmp_path, server)
+    await agent.register(await site_token(admin))
+    state = await agent.report_usage({ENHANCED: 4})
+    assert state.authorization is not None
+    assert state.authorization["state"] == "OUT_OF_COMPLIANCE"
+
+    await buy(upstream, 4)
+    await ok(admin.post(SITE + "/sync/now", {}))
+    state = await agent.report_usage({ENHANCED: 4})
+    assert state.authorization is not None
+    assert state.authorization["state"] == "AUTHORIZED"
+
+
+async def test_the_same_request_twice_gets_the_same_answer_and_changes_nothing(
+    upstream: Upstream, admin: Api, services: Services, tmp_path: Path
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    request = tmp_path / "request.bundle"
+    await services.sync.export_request(OPERATOR, "Site", request)
+    first, again = tmp_path / "a1.bundle", tmp_path / "a2.bundle"
+    answered = await upstream.services.upstream.answer(request, first, OPERATOR)
+    assert not answered.repeated
+    before = await upstream.db.fetch("SELECT * FROM satellites")
+    events = await upstream.db.fetchval("SELECT count(*) FROM events")
+    answered = await upstream.services.upstream.answer(request, again, OPERATOR)
+    assert answered.repeated
+    assert first.read_bytes() == again.read_bytes()
+    assert await upstream.db.fetch("SELECT * FROM satellites") == before
+    assert await upstream.db.fetchval("SELECT count(*) FROM events") == events
+
+    # And at the satellite: the same answer imported twice applies once.
+    assert not (await services.sync.import_answer(OPERATOR, first)).repeated
+    lines = await pool(admin, SITE)
+    assert (await services.sync.import_answer(OPERATOR, again)).repeated
+    assert await pool(admin, SITE) == lines
+
+
+async def test_replayed_old_bundles_are_refused_at_both_ends(
+    upstream: Upstream, admin: Api, services: Services, tmp_path: Path
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    old_request, old_answer = tmp_path / "r1", tmp_path / "a1"
+    await services.sync.export_request(OPERATOR, "Site", old_request)
+    await upstream.services.upstream.answer(old_request, old_answer, OPERATOR)
+    await services.sync.import_answer(OPERATOR, old_answer)
+    await services.sync.sync_now(OPERATOR, "Site")  # request 2, answered and applied
+
+    with pytest.raises(Conflict, match="stale request: this is request 1"):
+        await upstream.services.upstream.answer(old_request, tmp_path / "x", OPERATOR)
+    await buy(upstream, 7)
+    await services.sync.sync_now(OPERATOR, "Site")
+    lines = await pool(admin, SITE)
+    with pytest.raises(Conflict, match="stale answer: it answers request 1"):
+        await services.sync.import_answer(OPERATOR, old_answer)
+    assert await pool(admin, SITE) == lines  # the purchase stays
+
+
+async def test_a_bundle_for_another_satellite_is_refused(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    tmp_path: Path,
+    other_dsn: str,
+    state_dir: Path,
+) -> None:
+    """Two satellites of one upstream: neither can apply what is meant for the other."""
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    if True:
+        other = load_runtime(
+            Settings(
+                state_dir=str(state_dir),
+                database=DatabaseSettings(dsn=other_dsn, pool_min_size=1, pool_max_size=2),
+                sync=sync_settings(tmp_path / "other"),
+            ),
+            other_dsn,
+        )
+        async with open_services(other) as other_services:
+            await other_services.accounts.create_account(OPERATOR, "Site", "", False)
+            await other_services.sync.register_online(
+                OPERATOR,
+                "Site",
+                upstream_url=upstream.url,
+                token=await satellite_token(upstream),
+                name="site-2",
+            )
+            theirs_request, theirs_answer = tmp_path / "r-other", tmp_path / "a-other"
+            await other_services.sync.export_request(OPERATOR, "Site", theirs_request)
+            await upstream.services.upstream.answer(theirs_request, theirs_answer, OPERATOR)
+        with pytest.raises(BundleError, match="not for this satellite"):
+            await services.sync.import_answer(OPERATOR, theirs_answer)
+
+        # A request signed by the other satellite, claiming to be this one: altered.
+        ours = tmp_path / "r-ours"
+        await services.sync.export_request(OPERATOR, "Site", ours)
+        our_id = (await services.sync.status(OPERATOR, "Site")).link.satellite_id  # type: ignore[union-attr]
+        forged = theirs_request.read_bytes().replace(
+            theirs_request.read_bytes().split(b'"satelliteId":"')[1].split(b'"')[0],
+            our_id.encode(),
+            1,
+        )
+        forged_path = tmp_path / "forged"
+        forged_path.write_bytes(forged)
+        with pytest.raises(BundleError, match="signature does not verify"):
+            await upstream.services.upstream.answer(forged_path, tmp_path / "x", None)
+
+
+@pytest.mark.parametrize("where", ["request", "answer"])
+async def test_a_flipped_byte_is_refused_and_changes_nothing(
+    upstream: Upstream, admin: Api, services: Services, tmp_path: Path, where: str
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    satellite_id = await register_online(upstream, services)
+    request, answer = tmp_path / "request", tmp_path / "answer"
+    await services.sync.export_request(OPERATOR, "Site", request)
+    target = request
+    if where == "answer":
+        await upstream.services.upstream.answer(request, answer, OPERATOR)
+        target = answer
+    data = bytearray(target.read_bytes())
+    position = data.index(b'"Voice"') + 2  # a byte in a record, not the header
+    data[position] ^= 0x01
+    target.write_bytes(bytes(data))
+    before = await pool(admin, SITE)
+    mirror = await upstream.db.fetchval(
+        "SELECT last_sequence FROM satellites WHERE id = $1", satellite_id
+    )
+    with pytest.raises(BundleError, match="signature does not verify"):
+        if where == "request":
+            await upstream.services.upstream.answer(request, answer, OPERATOR)
+        else:
+            await services.sync.import_answer(OPERATOR, answer)
+    assert await pool(admin, SITE) == before == []
+    assert (
+        await upstream.db.fetchval(
+            "SELECT last_sequence FROM satellites WHERE id = $1", satellite_id
+        )
+        == mirror
+    )
+
+
+async def test_upstream_down_shows_the_error_and_the_next_run_succeeds(
+    upstream: Upstream, admin: Api, services: Services
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    port = upstream.server.port
+    await upstream.server.close()
+
+    with pytest.raises(UpstreamUnreachable, match="cannot reach the upstream"):
+        await services.sync.sync_now(OPERATOR, "Site")
+    status = await ok(admin.get(SITE + "/sync"))
+    assert "cannot reach the upstream" in status["lastError"]
+    assert status["appliedSequence"] == 0
+    assert status["lastSuccess"] is None
+    assert status["history"][0]["outcome"] == "failure"
+    assert await pool(admin, SITE) == []
+    alerts = await ok(admin.post(SITE + "/alerts", {}))
+    assert [a["messageType"] for a in alerts["alerts"]] == ["SyncFailed"]
+
+    # Back on the same port.
+    upstream.server = TestServer(create_app(upstream.runtime), host="127.0.0.1", port=port)
+    await upstream.server.start_server()
+    report = await services.sync.run_scheduled()
+    assert report.counts == {"synced": 1, "failed": 0, "skipped": 0}
+    status = await ok(admin.get(SITE + "/sync"))
+    assert status["lastError"] is None
+    assert status["lastSuccess"] is not None
+    assert status["nextRun"] is not None
+    assert [x["quantity"] for x in await pool(admin, SITE)] == [10]
+    alerts = await ok(admin.post(SITE + "/alerts", {}))
+    assert alerts["alerts"] == []
+
+
+async def test_one_sync_of_an_account_at_a_time_across_nodes(
+    upstream: Upstream, admin: Api, services: Services, runtime: Runtime
+) -> None:
+    """Two nodes on one database: their scheduled runs at once sync the account once."""
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    async with open_services(runtime) as second_node:
+        reports = await asyncio.gather(
+            services.sync.run_scheduled(), second_node.sync.run_scheduled()
+        )
+    counts = sorted((r.counts["synced"], r.counts["skipped"]) for r in reports)
+    assert counts in ([(0, 1), (1, 0)], [(1, 0), (1, 0)])  # the second may start after
+    synced = await upstream.db.fetchval("SELECT last_sequence FROM satellites")
+    assert synced == sum(r.counts["synced"] for r in reports)
+
+
+# --- disconnected mode ---------------------------------------------------------------------
+
+
+async def test_registration_and_sync_by_files(
+    upstream: Upstream, admin: Api, services: Services, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    await setup_upstream(upstream, enhanced=3, export=True)
+    await setup_site(admin)
+    token = await satellite_token(upstream)
+    request, answer = tmp_path / "reg-request", tmp_path / "reg-answer"
+    await services.sync.request_registration(
+        OPERATOR, "Site", token=token, name="dark-site", upstream_url=None, out=request
+    )
+    status = await services.sync.status(OPERATOR, "Site")
+    assert status.link is None
+    assert status.pending_registration
+    answered = await upstream.services.upstream.answer(request, answer, OPERATOR)
+    assert answered.kind == "registration"
+    # The same registration request again: the same answer (the token was spent once).
+    again = tmp_path / "reg-answer-2"
+    assert (await upstream.services.upstream.answer(request, again, OPERATOR)).repeated
+    link = await services.sync.complete_registration(OPERATOR, "Site", answer)
+    assert link.mode == "disconnected"
+    assert link.upstream_account == "Acme"
+    with pytest.raises(Conflict, match="disconnected mode"):
+        await services.sync.sync_now(OPERATOR, "Site")
+
+    # The cycle through the admin APIs, as the web console would do it.
+    async with admin.client.get(SITE + "/sync/request", headers=admin._headers()) as response:
+        assert response.status == 200, await response.text()
+        assert "attachment" in response.headers["Content-Disposition"]
+        request_bytes = await response.read()
+    async with upstream.admin.client.post(
+        "/api/v1/sync/answer", data=request_bytes, headers=upstream.admin._headers()
+    ) as response:
+        assert response.status == 200, await response.text()
+        answer_bytes = await response.read()
+    result = await ok(admin.post(SITE + "/sync/answer", raw=answer_bytes))
+    assert result["counts"]["added"] == 1
+    assert result["counts"]["flagsChanged"] == 1
+    assert [x["quantity"] for x in await pool(admin, SITE)] == [3]
+    assert await db.fetchval("SELECT export_controlled_allowed FROM accounts WHERE name = 'Site'")
+    status_body = await ok(admin.get(SITE + "/sync"))
+    assert status_body["mode"] == "disconnected"
+    assert [h["operation"] for h in status_body["history"]] == ["import", "export"]
+
+
+async def test_an_answer_to_another_registration_request_is_refused(
+    upstream: Upstream, admin: Api, services: Services, tmp_path: Path
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    first, answer = tmp_path / "first", tmp_path / "answer"
+    await services.sync.request_registration(
+        OPERATOR,
+        "Site",
+        token=await satellite_token(upstream),
+        name="a",
+        upstream_url=None,
+        out=first,
+    )
+    await upstream.services.upstream.answer(first, answer, OPERATOR)
+    await services.sync.request_registration(  # a newer request replaces the first
+        OPERATOR,
+        "Site",
+        token=await satellite_token(upstream),
+        name="a",
+        upstream_url=None,
+        out=tmp_path / "second",
+    )
+    with pytest.raises(BundleError, match="another registration request"):
+        await services.sync.complete_registration(OPERATOR, "Site", answer)
+    assert (await services.sync.status(OPERATOR, "Site")).link is None
+
+
+async def test_a_spent_or_unknown_satellite_token_is_refused(
+    upstream: Upstream, admin: Api, services: Services
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    with pytest.raises(Exception, match="satellite token is not known here"):
+        await services.sync.register_online(
+            OPERATOR, "Site", upstream_url=upstream.url, token="sat-nonsense", name="x"
+        )
+    assert (await services.sync.status(OPERATOR, "Site")).link is None
+
+
+# --- the authorization horizon -------------------------------------------------------------
+
+
+async def test_no_new_authorizations_beyond_the_horizon(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    server: TestServer,
+    tmp_path: Path,
+    db: asyncpg.Connection,
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    await services.sync.sync_now(OPERATOR, "Site")
+    agent = new_agent(tmp_path, server)
+    await agent.register(await site_token(admin))
+
+    # 80 days without a sync: a warning, authorizations still granted.
+    await db.execute("UPDATE sync_links SET last_success_at = now() - interval '80 days'")
+    report = await services.sync.horizon_alerts(dt.datetime.now(dt.UTC))
+    assert report is not None
+    assert report.counts["raised"] == 1
+    alerts = await ok(admin.post(SITE + "/alerts", {}))
+    assert [a["messageType"] for a in alerts["alerts"]] == ["SyncOverdue"]
+    await agent.renew_authorization()
+
+    # 91 days: refused, and the answer says why.
+    await db.execute("UPDATE sync_links SET last_success_at = now() - interval '91 days'")
+    with pytest.raises(Exception, match="has not synced with its upstream since"):
+        await agent.renew_authorization()
+    other = new_agent(tmp_path, server, "FCH0099")
+    with pytest.raises(Exception, match="grants no new authorizations"):
+        await other.register(await site_token(admin))
+    await services.sync.horizon_alerts(dt.datetime.now(dt.UTC))
+    alerts = await ok(admin.post(SITE + "/alerts", {}))
+    assert [a["messageType"] for a in alerts["alerts"]] == ["SyncHorizonPassed"]
+
+    # A sync puts it back in step.
+    await services.sync.sync_now(OPERATOR, "Site")
+    await agent.renew_authorization()
+    await services.sync.horizon_alerts(dt.datetime.now(dt.UTC))
+    assert (await ok(admin.post(SITE + "/alerts", {})))["alerts"] == []
+    assert SyncHorizonPassed.__doc__
