@@ -432,11 +432,13 @@ async def test_a_flipped_byte_is_refused_and_changes_nothing(
     mirror = await upstream.db.fetchval(
         "SELECT last_sequence FROM satellites WHERE id = $1", satellite_id
     )
+    refused = (
+        upstream.services.upstream.answer(request, answer, OPERATOR)
+        if where == "request"
+        else services.sync.import_answer(OPERATOR, answer)
+    )
     with pytest.raises(BundleError, match="signature does not verify"):
-        if where == "request":
-            await upstream.services.upstream.answer(request, answer, OPERATOR)
-        else:
-            await services.sync.import_answer(OPERATOR, answer)
+        await refused
     assert await pool(admin, SITE) == before == []
     assert (
         await upstream.db.fetchval(
