@@ -111,7 +111,7 @@ ALTER TABLE license_lines ADD COLUMN upstream_line_id bigint;
 CREATE UNIQUE INDEX license_lines_upstream ON license_lines (virtual_account_id, upstream_line_id)
     WHERE upstream_line_id IS NOT NULL;
 ALTER TABLE license_lines ADD CONSTRAINT license_lines_upstream_source
-    CHECK ((source = 'upstream') = (upstream_line_id IS NOT NULL));
+    CHECK (upstream_line_id IS NULL OR source = 'upstream');
 
 -- Upstream side.
 

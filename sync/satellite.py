@@ -147,6 +147,7 @@ class SatelliteSync:
             directory.rmdir()
 
     def _require_satellite(self) -> None:
+        """(Checked after the account: to a caller who may not see it, it does not exist.)"""
         if self._settings.role != "satellite":
             raise Conflict(
                 'this server\'s role is "upstream": only a satellite registers and syncs '
@@ -167,13 +168,13 @@ class SatelliteSync:
     ) -> None:
         """Write a registration request for the account to ``out`` (to carry to the
         upstream, or to send it); its key waits here for the answer."""
-        self._require_satellite()
         if not token.strip():
             raise InvalidInput("the satellite token is empty", field="token")
         key = bundles.new_key()
         now = self._clock()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account, lock="update")
+            self._require_satellite()
             link = await storage.get_link(conn, acc.id, lock=None)
             if link is not None:
                 raise Conflict(
@@ -285,7 +286,6 @@ class SatelliteSync:
 
     async def set_upstream_url(self, principal: Principal, account: str, url: str | None) -> None:
         """Connected mode (a URL) or disconnected mode (None) for a registered account."""
-        self._require_satellite()
         if url is not None and not url.startswith(("http://", "https://")):
             raise InvalidInput(
                 "the upstream URL must start with http:// or https://", field="upstream"
@@ -322,6 +322,7 @@ class SatelliteSync:
         self, conn: Connection, principal: Principal, account: str
     ) -> tuple[Account, SyncLink]:
         acc = await scope.writable_account(conn, principal, account)
+        self._require_satellite()
         link = await storage.get_link(conn, acc.id, lock=None)
         if link is None:
             raise Conflict(
@@ -335,7 +336,6 @@ class SatelliteSync:
         self, principal: Principal, account: str, out: Path
     ) -> ExportedRequest:
         """Disconnected mode, step one: the request, to carry to the upstream."""
-        self._require_satellite()
         async with self._db.connection() as conn:
             _, link = await self._link(conn, principal, account)
         started = self._clock()
@@ -395,10 +395,17 @@ class SatelliteSync:
 
     # --- answers ---------------------------------------------------------------------------
 
-    async def import_answer(self, principal: Principal, path: Path) -> Imported:
-        """Disconnected mode, last step: apply the upstream's answer."""
+    async def import_answer(
+        self, principal: Principal, path: Path, account: str | None = None
+    ) -> Imported:
+        """Disconnected mode, last step: apply the upstream's answer (for ``account``, when
+        the caller names it: the admin API does, the host CLI need not)."""
+        expected = None
+        if account is not None:
+            async with self._db.connection() as conn:
+                _, expected = await self._link(conn, principal, account)
         self._require_satellite()
-        return await self._import(principal, path, "disconnected", "import", expected=None)
+        return await self._import(principal, path, "disconnected", "import", expected)
 
     async def _import(
         self,
@@ -583,7 +590,6 @@ class SatelliteSync:
 
     async def sync_now(self, principal: Principal, account: str) -> Imported:
         """Connected mode, at once: export, send, import the answer."""
-        self._require_satellite()
         async with self._db.connection() as conn:
             _, link = await self._link(conn, principal, account)
         if link.upstream_url is None:

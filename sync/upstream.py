@@ -84,8 +84,9 @@ class UpstreamSync:
         return self._clock()
 
     def _require_upstream(self) -> None:
+        """(Checked after the account: to a caller who may not see it, it does not exist.)"""
         if self._settings.role != "upstream":
-            raise Forbidden(
+            raise Conflict(
                 "this server's role is satellite: satellites register and sync with a server "
                 'whose role is "upstream"'
             )
@@ -95,13 +96,13 @@ class UpstreamSync:
     async def create_token(
         self, principal: Principal, account: str, description: str, expires_days: int | None
     ) -> NewSatelliteToken:
-        self._require_upstream()
         days = expires_days or self._settings.timers.token_expiry_days
         if not 1 <= days <= 365:
             raise InvalidInput("a satellite token expires after 1 to 365 days", field="expiresDays")
         secret = "sat-" + random_secret()  # "sat-": tells it from a product token
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
+            self._require_upstream()
             token = await upstream.insert_token(
                 conn,
                 acc.id,
@@ -124,10 +125,15 @@ class UpstreamSync:
             acc = await scope.readable_account(conn, principal, account)
             return await upstream.tokens_of_account(conn, acc.id)
 
-    async def revoke_token(self, principal: Principal, account: str, token_id: int) -> None:
+    async def revoke_token(self, principal: Principal, account: str, token_id: str) -> None:
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            if not await upstream.revoke_token(conn, acc.id, token_id):
+            self._require_upstream()
+            if not (
+                token_id.isascii()
+                and token_id.isdigit()
+                and await upstream.revoke_token(conn, acc.id, int(token_id))
+            ):
                 raise NotFound(f"no active satellite token {token_id}", field="tokenId")
             await audit.record(
                 conn,

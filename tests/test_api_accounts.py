@@ -235,6 +235,8 @@ def _api_routes() -> list[tuple[str, str]]:
         "{product}": "p",
         "{client}": "c",
         "{user}": "u",
+        "{token}": "1",
+        "{satellite}": "s",
     }
     routes = []
     for route in ROUTES:

@@ -134,6 +134,38 @@ TABLE: tuple[Call, ...] = (
         True,
         fill={"product": "forced"},
     ),
+    # Sync, on this satellite whose accounts are not registered with an upstream: past the
+    # account's checks, each request meets the next rule (which tests/test_sync.py covers).
+    Call("GET", ACCOUNT + "/sync", None, False),
+    Call(
+        "POST",
+        ACCOUNT + "/sync/register",
+        {"upstream": "http://127.0.0.1:9", "token": "sat-none"},
+        True,
+        status=502,  # nothing listens there
+    ),
+    Call("POST", ACCOUNT + "/sync/now", {}, True, status=409),  # not registered
+    Call("GET", ACCOUNT + "/sync/request", None, True, status=409),
+    Call("POST", ACCOUNT + "/sync/answer", None, True, status=409),
+    # The upstream's side, on a satellite: lists are empty, changes are refused (409).
+    Call("GET", ACCOUNT + "/satellite-tokens", None, False),
+    Call("POST", ACCOUNT + "/satellite-tokens", {"description": "s"}, True, status=409),
+    Call(
+        "POST",
+        ACCOUNT + "/satellite-tokens/{token}/revoke",
+        {},
+        True,
+        status=409,
+        fill={"token": "line"},
+    ),
+    Call("GET", ACCOUNT + "/satellites", None, False),
+    Call(
+        "GET",
+        ACCOUNT + "/satellites/{satellite}/products",
+        None,
+        False,
+        status=404,  # (field satelliteId: there is none)
+    ),
 )
 
 
@@ -181,6 +213,7 @@ class Tenant:
             "confirmation": self.confirmation,
             "return_code": self.return_code,
             "forced": self.forced,
+            "satellite": "5a7e0000-0000-4000-8000-000000000000",
         }
 
 

@@ -324,9 +324,9 @@ def token_list(obj: CliContext, account: str, as_json: bool) -> None:
 
 @sync_token.command("revoke")
 @click.option("--account", required=True)
-@click.argument("token_id", type=int)
+@click.argument("token_id")
 @pass_cli
-def token_revoke(obj: CliContext, account: str, token_id: int) -> None:
+def token_revoke(obj: CliContext, account: str, token_id: str) -> None:
     obj.run(lambda s: s.upstream.revoke_token(obj.operator, account, token_id))
     click.echo(f"satellite token {token_id} revoked")
 

@@ -464,12 +464,13 @@ ROUTES: tuple[Route, ...] = (
         response=wire.SatelliteTokenList,
     ),
     Route(
-        "DELETE",
-        ACCOUNT + "/satellite-tokens/{token}",
+        "POST",
+        ACCOUNT + "/satellite-tokens/{token}/revoke",
         sync.revoke_satellite_token,
         "Revoke a satellite registration token",
         "sync",
-        status=204,
+        wire.NoBody,
+        wire.StatusResponse,
     ),
     Route(
         "GET",

@@ -25,6 +25,7 @@ from satellite.http.wire import (
     SatelliteProductsQuery,
     SatelliteTokenCreate,
     SatelliteTokenList,
+    StatusResponse,
     SyncRegister,
 )
 
@@ -80,7 +81,7 @@ async def upload_answer(request: web.Request) -> web.Response:
     sync = request.app[SERVICES].sync
     with sync.spooled("answer") as (path,):
         await spool_body(request, path, request.app[SETTINGS].sync.max_bundle_bytes)
-        imported = await sync.import_answer(principal, path)
+        imported = await sync.import_answer(principal, path, _account(request))
     return render(sync_result_out(imported))
 
 
@@ -109,12 +110,10 @@ async def list_satellite_tokens(request: web.Request) -> web.Response:
 
 async def revoke_satellite_token(request: web.Request) -> web.Response:
     principal = await caller(request)
-    try:
-        token_id = int(request.match_info["token"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    await request.app[SERVICES].upstream.revoke_token(principal, _account(request), token_id)
-    return web.Response(status=204)
+    await read_json(request, NoBody)
+    token = request.match_info["token"]
+    await request.app[SERVICES].upstream.revoke_token(principal, _account(request), token)
+    return render(StatusResponse(message=f"satellite token {token} revoked"))
 
 
 async def list_satellites(request: web.Request) -> web.Response:
