@@ -43,7 +43,7 @@ from satellite.errors import (
 )
 from satellite.protocol import device as wire
 from satellite.protocol.validation import validation_error
-from satellite.services import audit
+from satellite.services import audit, exports
 from satellite.services.licenses import LicenseService
 from satellite.storage import devices, reservations, tokens
 from satellite.storage.db import Connection, Database
@@ -88,6 +88,9 @@ class DeviceService:
         self._clock = clock
         self._product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
 
+    def now(self) -> dt.datetime:
+        return self._clock()
+
     # --- nonces, signatures, answers -------------------------------------------------------
 
     def new_nonce(self) -> str:
@@ -111,14 +114,14 @@ class DeviceService:
             raise _replayed()
         return nonce
 
-    def _answer(self, nonce: str, path: str, body: msgspec.Struct) -> dict[str, str]:
+    def answer(self, nonce: str, path: str, body: msgspec.Struct) -> dict[str, str]:
         """The server-signed answer, bound to the request by its nonce and path."""
         return jose.sign(
             self._keys.signing_key, msgspec.json.encode(body), {"nonce": nonce, "url": path}
         )
 
     @staticmethod
-    def _decode(payload: bytes, type_: type[T]) -> T:
+    def decode(payload: bytes, type_: type[T]) -> T:
         try:
             return msgspec.json.decode(payload or b"{}", type=type_)
         except msgspec.ValidationError as exc:
@@ -126,7 +129,7 @@ class DeviceService:
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"the signed payload is not JSON: {exc}") from exc
 
-    async def _signed_by_product(
+    async def signed_by_product(
         self, conn: Connection, product_id: str, message: dict[str, Any], path: str
     ) -> tuple[ProductInstance, bytes, str]:
         """The product named in the path, after its request proved itself; locked."""
@@ -259,7 +262,7 @@ class DeviceService:
             _, payload = jose.verify(message, key)
         except jose.InvalidSignature as exc:
             raise BadSignature(str(exc)) from exc
-        request = self._decode(payload, wire.RegisterRequest)
+        request = self.decode(payload, wire.RegisterRequest)
         try:
             csr_key = csr_public_key(request.csr)
         except CertificateError as exc:
@@ -314,6 +317,19 @@ class DeviceService:
                     **fields,
                 )
             else:
+                if (
+                    existing.virtual_account_id != token.virtual_account_id
+                    or not (fields["export_controlled"])
+                ):
+                    # Its export keys came from the old pool, or the new registration
+                    # does not allow them: they go back.
+                    await exports.release(
+                        conn,
+                        _product_actor(product_id),
+                        existing,
+                        "re-registered",
+                        now,
+                    )
                 product = await devices.reregister_product(
                     conn,
                     product_id,
@@ -354,15 +370,15 @@ class DeviceService:
             ca_certificate=to_pem(self._keys.ca_cert),
             signing_certificate=to_pem(self._keys.signing_cert),
         )
-        return self._answer(nonce, path, answer)
+        return self.answer(nonce, path, answer)
 
     async def report_usage(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """The product's usage becomes what it reports; the answer says what is authorized."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
-            report = self._decode(payload, wire.UsageReport)
+            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
+            report = self.decode(payload, wire.UsageReport)
             usage: dict[str, int] = {}
             for index, entry in enumerate(report.usage):
                 if entry.tag in usage:
@@ -376,27 +392,27 @@ class DeviceService:
             authorization = await self._authorization(
                 conn, product, product.authorization_expires_at, usage=usage, in_use=in_use
             )
-        return self._answer(nonce, path, authorization)
+        return self.answer(nonce, path, authorization)
 
     async def renew_authorization(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
-            self._decode(payload, wire.NoParameters)
+            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
+            self.decode(payload, wire.NoParameters)
             now = self._clock()
             expires = now + dt.timedelta(days=self._timers.authorization_validity_days)
             await devices.touch(conn, product_id, now, authorization_expires_at=expires)
             authorization = await self._authorization(conn, product, expires)
-        return self._answer(nonce, path, authorization)
+        return self.answer(nonce, path, authorization)
 
     async def renew_registration(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """A new ID certificate for a new key; later requests must be signed with that key."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
-            request = self._decode(payload, wire.RenewRegistrationRequest)
+            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
+            request = self.decode(payload, wire.RenewRegistrationRequest)
             udi = wire.Udi(
                 pid=product.udi_pid, serial_number=product.udi_serial, uuid=product.udi_uuid
             )
@@ -417,16 +433,19 @@ class DeviceService:
                 account_id=product.account_id,
             )
         answer = self._registration(product, certificate, expires, now)
-        return self._answer(nonce, path, answer)
+        return self.answer(nonce, path, answer)
 
     async def deregister(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """The product leaves: all its usage is released at once."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
-            self._decode(payload, wire.NoParameters)
+            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
+            self.decode(payload, wire.NoParameters)
             now = self._clock()
+            released = await exports.release(
+                conn, _product_actor(product_id), product, "deregistered", now
+            )
             await devices.end_product(conn, product_id, "deregistered", now)
             await audit.record(
                 conn,
@@ -435,6 +454,12 @@ class DeviceService:
                 f"{product.virtual_account}/{product_id}",
                 account_id=product.account_id,
             )
-        return self._answer(
-            nonce, path, wire.Deregistered(product_instance_id=product_id, deregistered_at=now)
+        return self.answer(
+            nonce,
+            path,
+            wire.Deregistered(
+                product_instance_id=product_id,
+                deregistered_at=now,
+                released_export_features=[key.feature for key in released],
+            ),
         )
