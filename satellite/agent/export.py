@@ -201,7 +201,7 @@ class ExportControl:
 
     def _backoff(self, attempts: int) -> dt.timedelta:
         """Doubling from the first retry, at most the longest, jittered by up to -50 %."""
-        doubled: dt.timedelta = self._first_retry * 2 ** max(0, attempts - 1)
+        doubled: dt.timedelta = self._first_retry * 2 ** min(max(0, attempts - 1), 30)
         base = min(doubled, self._longest_retry)
         return base * (0.5 + self._jitter() / 2)
 
