@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from satellite.crypto import jose
 from satellite.crypto.keys import KeyPaths, load_server_keys
 from satellite.protocol import device as wire
 from tests.conftest import ENHANCED, Api
+from tests.test_agent_cli import AgentCli
+from tests.test_cli import Cli, _toml_config
 from tests.test_device import new_agent, new_token
 from tests.test_reservation import new_product
 
@@ -556,3 +559,57 @@ async def test_an_account_not_allowed_cannot_reserve_an_export_key(
     assert status == 403, body
     assert body["type"].endswith(":export-account-not-allowed")
     assert body["field"] == "reservationRequests[0].licenses[0].entitlementTag"
+
+
+# --- the command lines --------------------------------------------------------------------
+
+
+async def test_agent_and_host_command_lines(
+    admin: Api, server: TestServer, tmp_path: Path, db_dsn: str, state_dir: Path
+) -> None:
+    await setup_acme(admin, keys=1)
+    token = await new_token(admin)
+    agent = AgentCli(tmp_path / "product")
+    url = str(server.make_url("")).rstrip("/")
+    await agent.ok("init", "--pid", "UCM", "--serial", "CLIEXP1", "--url", url)
+    code, out, err = await agent("license", "smart", "export", "request", "local", FEATURE)
+    assert code != 0
+    assert err.startswith("error: export-controlled features are not available in evaluation")
+    assert err.count("\n") == 1
+
+    await agent.ok("register", token)
+    out = await agent.ok("license", "smart", "export", "request", "local", FEATURE)
+    assert f"export authorization key for {FEATURE} installed" in out
+    status = json.loads(await agent.ok("status", "--json"))
+    assert status["exportControlled"] is True
+    assert status["exportControl"]["features"] == {FEATURE: "export key"}
+
+    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    listed, positions, missing = cli.many(
+        ["export", "list", "Acme", "Voice", "--json"],
+        ["license", "list", "Acme", "--json"],
+        ["export", "list", "Acme", "NoSuchVa"],
+    )
+    [key] = listed.json()["exportKeys"]
+    assert (key["feature"], key["status"], key["sudi"]["udiSerialNumber"]) == (
+        FEATURE,
+        "Granted",
+        "CLIEXP1",
+    )
+    [position] = [p for p in positions.json()["licenses"] if p["entitlementTag"] == EXPORT_KEY]
+    assert (position["exportKeys"], position["inUse"], position["available"]) == (1, 1, 0)
+    assert "NoSuchVa" in missing.one_error_line()
+
+    code, _, err = await agent("license", "smart", "export", "cancel")
+    assert code != 0
+    assert "no export request or return is pending" in err
+    await agent.ok("deregister")
+    out = await agent.ok("status")
+    assert f"export-controlled features: {FEATURE} (export key (released: alarm))" in out
+    assert "alarm SmartLicenseExportControlNotAllowed: deregistered" in out
+    out = await agent.ok("license", "smart", "export", "return", "local", FEATURE)
+    assert "returned and removed" in out
+    history = cli("export", "list", "Acme", "Voice", "--all").ok().out.splitlines()
+    assert len(history) == 2
+    assert "released" in history[1]
+    assert "deregistered" in history[1]

@@ -84,7 +84,7 @@ def cli(ctx: click.Context, config: Path | None, state_dir: Path | None) -> None
 
 
 def main() -> None:
-    from satellite.cli import admin, reservations, server  # noqa: F401 - registers the commands
+    from satellite.cli import admin, exports, reservations, server  # noqa: F401 - registers them
 
     try:
         code = cli.main(standalone_mode=False)
