@@ -510,6 +510,20 @@ async def test_removal_reregistration_and_transfer_with_keys(
 # --- specific license reservation ---------------------------------------------------------
 
 
+async def reserve_export_key(admin: Api, request_code: str) -> tuple[int, Any]:
+    return await admin.post(
+        VOICE + "/reserve-licenses",
+        {
+            "reservationRequests": [
+                {
+                    "reservationCode": request_code,
+                    "licenses": [{"entitlementTag": EXPORT_KEY, "quantity": 1}],
+                }
+            ]
+        },
+    )
+
+
 async def test_reservation_with_the_export_key_enables_the_feature(
     admin: Api, server: TestServer, tmp_path: Path, state_dir: Path
 ) -> None:
@@ -520,17 +534,7 @@ async def test_reservation_with_the_export_key_enables_the_feature(
     exports = ExportControl(agent)
     with pytest.raises(ExportUnavailable, match="specific license reservation"):
         await exports.request(FEATURE)
-    status, body = await admin.post(
-        VOICE + "/reserve-licenses",
-        {
-            "reservationRequests": [
-                {
-                    "reservationCode": product.request(),
-                    "licenses": [{"entitlementTag": EXPORT_KEY, "quantity": 1}],
-                }
-            ]
-        },
-    )
+    status, body = await reserve_export_key(admin, product.request())
     assert status == 200, body
     product.install(body["authorizationCodes"][0]["authorizationCode"])
     assert exports.features() == {FEATURE: "reservation"}
@@ -545,17 +549,7 @@ async def test_an_account_not_allowed_cannot_reserve_an_export_key(
     await setup_acme(admin, keys=0, allowed=False)
     product = new_product(tmp_path, state_dir, "SLREXP2")
     product.enable()
-    status, body = await admin.post(
-        VOICE + "/reserve-licenses",
-        {
-            "reservationRequests": [
-                {
-                    "reservationCode": product.request(),
-                    "licenses": [{"entitlementTag": EXPORT_KEY, "quantity": 1}],
-                }
-            ]
-        },
-    )
+    status, body = await reserve_export_key(admin, product.request())
     assert status == 403, body
     assert body["type"].endswith(":export-account-not-allowed")
     assert body["field"] == "reservationRequests[0].licenses[0].entitlementTag"

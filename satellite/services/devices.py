@@ -287,6 +287,7 @@ class DeviceService:
             authorization_expires = now + dt.timedelta(
                 days=self._timers.authorization_validity_days
             )
+            export_controlled = token.export_controlled and export_allowed
             fields: dict[str, Any] = {
                 "va_id": token.virtual_account_id,
                 "product_type": request.product_type,
@@ -294,7 +295,7 @@ class DeviceService:
                 "hostname": request.hostname,
                 "ip_address": request.ip_address,
                 "public_jwk": jose.public_jwk(key),
-                "export_controlled": token.export_controlled and export_allowed,
+                "export_controlled": export_controlled,
                 "now": now,
                 "authorization_expires_at": authorization_expires,
             }
@@ -317,18 +318,11 @@ class DeviceService:
                     **fields,
                 )
             else:
-                if (
-                    existing.virtual_account_id != token.virtual_account_id
-                    or not (fields["export_controlled"])
-                ):
+                if existing.virtual_account_id != token.virtual_account_id or not export_controlled:
                     # Its export keys came from the old pool, or the new registration
                     # does not allow them: they go back.
                     await exports.release(
-                        conn,
-                        _product_actor(product_id),
-                        existing,
-                        "re-registered",
-                        now,
+                        conn, _product_actor(product_id), existing, "re-registered", now
                     )
                 product = await devices.reregister_product(
                     conn,

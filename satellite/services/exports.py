@@ -34,7 +34,6 @@ from satellite.errors import (
     ExportAccountNotAllowed,
     ExportKeyUnavailable,
     ExportRegistrationNotAllowed,
-    NotFound,
     UnknownExportFeature,
 )
 from satellite.protocol import device as wire
@@ -290,10 +289,5 @@ class ExportService:
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            product = await devices.get_product(conn, product_id)
-            if product is None or product.virtual_account_id != vacc.id:
-                raise NotFound(
-                    f"product instance {product_id!r} not found in virtual account {va!r}",
-                    field="productInstanceId",
-                )
+            product = await scope.product(conn, vacc, product_id)
             return await export_keys.keys_of_product(conn, product.id)

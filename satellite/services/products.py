@@ -166,12 +166,7 @@ class ProductService:
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            product = await devices.get_product(conn, product_id)
-            if product is None or product.virtual_account_id != vacc.id:
-                raise NotFound(
-                    f"product instance {product_id!r} not found in virtual account {va!r}",
-                    field="productInstanceId",
-                )
+            product = await scope.product(conn, vacc, product_id)
             [view] = await self._views(conn, [product])
             history = await devices.usage_history(conn, product.id, HISTORY_LENGTH)
         return ProductDetail(view, history)
