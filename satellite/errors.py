@@ -115,3 +115,23 @@ class UpstreamError(SatelliteError):
 
 class SyncHorizonPassed(Forbidden):
     """This satellite has not synced with its upstream for too long to grant authorizations."""
+
+
+# Export-controlled features: why a product's export request was refused (each has a
+# problem type of its own, so that a product can tell them apart).
+
+
+class UnknownExportFeature(InvalidInput):
+    """No export authorization-key license of the catalog enables this feature."""
+
+
+class ExportAccountNotAllowed(Forbidden):
+    """The account is not allowed export-controlled functionality."""
+
+
+class ExportRegistrationNotAllowed(Forbidden):
+    """The product registered with a token that does not allow export-controlled features."""
+
+
+class ExportKeyUnavailable(Conflict):
+    """No export authorization-key license is free in the virtual account."""

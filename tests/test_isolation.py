@@ -15,9 +15,11 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
+from satellite.agent.export import ExportControl
 from satellite.http.routes import ACCOUNT, API_PREFIXES, ROUTES, VA
 from tests.conftest import ENHANCED, Api, Credentials, login
 from tests.test_device import new_agent
+from tests.test_export import EXPORT_KEY, FEATURE
 from tests.test_reservation import new_product
 
 PROBLEM = "application/problem+json"
@@ -81,6 +83,8 @@ TABLE: tuple[Call, ...] = (
     Call("POST", ACCOUNT + "/alerts", {"limit": 10}, False),
     Call("GET", VA + "/devices", None, False),
     Call("GET", VA + "/devices/{product}", None, False),
+    Call("GET", VA + "/devices/{product}/export-keys", None, False),
+    Call("GET", VA + "/export-keys", None, False),
     Call(
         "POST",
         VA + "/devices/transfer",
@@ -328,6 +332,13 @@ async def make_tenant(
         await agent.report_usage({ENHANCED: 1})
         assert state.product_instance_id is not None
         products.append(state.product_instance_id)
+        if not products[1:]:  # the first one holds an export key
+            await _ok(
+                admin,
+                f"{base}/virtual-accounts/Main/license-pool",
+                {"entitlementTag": EXPORT_KEY, "quantity": 1},
+            )
+            await ExportControl(agent).request(FEATURE)
     slr = await make_reservations(admin, account, state_dir, tmp_path)
     return Tenant(
         account=account,
@@ -382,6 +393,7 @@ _SNAPSHOT = {
         "product_usage",
         "reservations",
         "reservation_licenses",
+        "export_keys",
     )
 }
 
@@ -515,6 +527,7 @@ async def test_objects_of_b_through_own_account_are_not_found(
         assert BRAVO not in json.dumps(problem), problem
     for path in (
         f"{base}/devices/{b.product}",
+        f"{base}/devices/{b.product}/export-keys",
         f"{base}/devices/{b.settled}",
         f"{base}/reservations/{b.settled}/authorization-code",
         f"{base}/reservations/{b.forced}/authorization-code",
@@ -522,6 +535,10 @@ async def test_objects_of_b_through_own_account_are_not_found(
         status, problem = await a.admin.get(path)
         assert status == 404, (path, problem)
         assert problem["field"] == "productInstanceId"
+    # A's own export keys only.
+    status, keys = await a.viewer.get(f"{base}/export-keys?status=all")
+    assert status == 200, keys
+    assert [k["productInstanceId"] for k in keys["exportKeys"]] == [a.product]
     # A's own products only, even with every status.
     status, listing = await a.viewer.get(f"{base}/devices?status=all")
     assert status == 200, listing
@@ -576,7 +593,11 @@ async def test_account_admin_writes_in_own_account(world: World) -> None:
     assert by_token.pop(a.token) == "Revoked"
     assert list(by_token.values()) == ["Active"]
     _, pool = await a.viewer.get(f"{base}/virtual-accounts/Main/license-pool")
-    quantities = {line["id"]: line["quantity"] for line in pool["licenses"]}
+    quantities = {
+        line["id"]: line["quantity"]
+        for line in pool["licenses"]
+        if line["entitlementTag"] != EXPORT_KEY
+    }
     assert a.spare_line not in quantities
     assert quantities.pop(a.line) == 7
     assert list(quantities.values()) == [5]

@@ -16,6 +16,7 @@ import msgspec
 import platformdirs
 
 from satellite.agent.client import Agent, AgentError, ServerUnreachable
+from satellite.agent.export import ExportControl
 from satellite.agent.reservation import Reservations
 from satellite.agent.runner import Runner, Schedule
 from satellite.agent.state import AgentState, Identity, new_uuid
@@ -195,6 +196,7 @@ def status(agent: Agent, as_json: bool) -> None:
     evaluation_ends = agent.evaluation_ends(state)
     now = dt.datetime.now(dt.UTC)
     reservations = Reservations(agent.dir.path)
+    exports = ExportControl(agent)
     reserved = reservations.describe(state)
     if reserved is not None:
         registration = reserved
@@ -231,6 +233,17 @@ def status(agent: Agent, as_json: bool) -> None:
             "returnCode": state.reservation.return_code,
             "trustedKey": state.reservation.trusted_key is not None,
         },
+        "exportControl": {
+            "unavailable": exports.availability(state),
+            "features": exports.features(state),
+            "keys": [
+                {"feature": k.feature, "keyId": k.key_id, "grantedAt": k.granted_at}
+                | {"released": k.released}
+                for k in state.export.keys
+            ],
+            "pending": msgspec.to_builtins(state.export.pending),
+            "alarms": msgspec.to_builtins(state.export.alarms),
+        },
     }
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(summary)).decode())
@@ -254,6 +267,23 @@ def status(agent: Agent, as_json: bool) -> None:
             )
         click.echo(f"confirmation code: {state.reservation.confirmation_code}")
     click.echo(f"may add users: {'yes' if summary['mayAddUsers'] else 'no'}")
+    _echo_export(summary["exportControl"])
+
+
+def _echo_export(export: dict[str, Any]) -> None:
+    features = export["features"]
+    enabled = ", ".join(f"{name} ({source})" for name, source in sorted(features.items()))
+    click.echo(f"export-controlled features: {enabled or 'none'}")
+    if export["unavailable"] and not features:
+        click.echo(f"  {export['unavailable']}")
+    for pending in export["pending"]:
+        click.echo(
+            f"  pending export {pending['action']} of {pending['feature']}: "
+            f"{pending['attempts']} failed attempt(s), next at {pending['next_attempt']}"
+            + (f" ({pending['last_error']})" if pending["last_error"] else "")
+        )
+    for alarm in export["alarms"]:
+        click.echo(f"alarm {alarm['name']}: {alarm['message']}")
 
 
 @cli.group()
@@ -379,7 +409,8 @@ def run(agent: Agent, usage_file: Path | None, usage_every: int) -> None:
 
 
 def main() -> None:
-    from satellite.agent import reservation_cli  # noqa: F401 - registers 'license smart reservation'
+    # (They register 'license smart reservation' and 'license smart export'.)
+    from satellite.agent import export_cli, reservation_cli  # noqa: F401
 
     try:
         code = cli.main(standalone_mode=False)

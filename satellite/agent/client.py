@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
+import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from satellite.agent.state import AgentState, Identity, StateDir
+from satellite.agent.state import AgentState, Alarm, Identity, StateDir
 from satellite.crypto import jose
 from satellite.crypto.pki import (
     CertificateError,
@@ -36,6 +37,10 @@ from satellite.protocol import device as wire
 
 T = TypeVar("T")
 MAX_ANSWER_BYTES = 1_048_576
+EXPORT_ALARM = "SmartLicenseExportControlNotAllowed"
+
+log = structlog.get_logger("satellite.agent")
+AlarmCallback = Callable[[Alarm], None]
 
 
 class AgentError(Exception):
@@ -73,9 +78,17 @@ def split_token(token: str) -> tuple[str, str]:
 class Agent:
     """One product instance: its state directory and its conversation with the server."""
 
-    def __init__(self, state_dir: Path, clock: Callable[[], dt.datetime] = _now) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        clock: Callable[[], dt.datetime] = _now,
+        on_alarm: AlarmCallback | None = None,
+    ) -> None:
+        """``on_alarm``: called with each alarm the product raises to its administrator
+        (after it is saved in the state), e.g. SmartLicenseExportControlNotAllowed."""
         self.dir = StateDir(state_dir)
         self._clock = clock
+        self._on_alarm = on_alarm
         self._nonce: str | None = None
         self._kept_session: tuple[str | None, aiohttp.ClientSession] | None = None
         self._signing_key: tuple[str, ec.EllipticCurvePublicKey] | None = None
@@ -93,6 +106,53 @@ class Agent:
 
     def save(self, state: AgentState) -> None:
         self.dir.save(state)
+
+    def now(self) -> dt.datetime:
+        return self._clock()
+
+    # --- alarms ----------------------------------------------------------------------------
+
+    def _export_alarm(self, state: AgentState, cause: str) -> Alarm | None:
+        """The product's export keys lost their licenses on the server (``cause``): the
+        features stay enabled, the administrator is told. Call ``announce`` with the
+        result once the state is saved."""
+        held = [key for key in state.export.keys if not key.released]
+        if not held:
+            return None
+        for key in held:
+            key.released = True
+        features = [key.feature for key in held]
+        alarm = Alarm(
+            name=EXPORT_ALARM,
+            raised_at=self._clock(),
+            features=features,
+            message=(
+                f"{cause}: export-controlled feature(s) {', '.join(features)} are no longer "
+                "covered by an export key license, yet stay enabled on this product; set it to "
+                "a mode without them (e.g. non-secure) or register again with a token that "
+                "allows export-controlled features and request them again"
+            ),
+        )
+        state.export.alarms.append(alarm)
+        return alarm
+
+    def announce(self, alarm: Alarm | None) -> None:
+        """Log the alarm and hand it to the library's callback."""
+        if alarm is None:
+            return
+        log.warning("agent.alarm", alarm=alarm.name, features=alarm.features, message=alarm.message)
+        if self._on_alarm is not None:
+            self._on_alarm(alarm)
+
+    def verify_server_signed(self, message: dict[str, str]) -> tuple[dict[str, Any], bytes]:
+        """A JWS signed by the server's signing certificate this product pinned."""
+        state = self.state
+        if state.signing_certificate is None:
+            raise AgentError("no server signing certificate is pinned: register first")
+        try:
+            return jose.verify(message, self._certificate_key(state.signing_certificate))
+        except jose.InvalidSignature as exc:
+            raise AgentError(f"its signature does not verify: {exc}") from exc
 
     # --- transport -------------------------------------------------------------------------
 
@@ -312,6 +372,14 @@ class Agent:
         except CertificateError as exc:
             raise AgentError(f"the server's certificates do not check out: {exc}") from exc
         self.dir.save_key(key)
+        alarm = None
+        if state.registration == "registered" and (
+            not answer.registration.export_controlled
+            or answer.registration.virtual_account != state.virtual_account
+        ):
+            # The server released the keys of the old registration.
+            alarm = self._export_alarm(state, "registered again without them")
+        state.export.pending = []
         state.registration = "registered"
         state.product_instance_id = answer.registration.product_instance_id
         state.virtual_account = answer.registration.virtual_account
@@ -324,6 +392,7 @@ class Agent:
         state.authorization = msgspec.to_builtins(answer.authorization)
         state.last_error = None
         self.save(state)
+        self.announce(alarm)
         return state
 
     def _registered(self) -> tuple[AgentState, str, str]:
@@ -336,7 +405,7 @@ class Agent:
             raise AgentError("this product is not registered: run 'register TOKEN' first")
         return state, state.product_instance_id, state.signing_certificate
 
-    async def _signed_request(
+    async def signed_request(
         self, what: str, payload: msgspec.Struct, answer_type: type[T]
     ) -> tuple[AgentState, T]:
         state, product_id, signing = self._registered()
@@ -362,14 +431,14 @@ class Agent:
         report = wire.UsageReport(
             usage=[wire.UsageEntry(tag=tag, count=count) for tag, count in sorted(usage.items())]
         )
-        state, authorization = await self._signed_request("usage", report, wire.Authorization)
+        state, authorization = await self.signed_request("usage", report, wire.Authorization)
         state.usage = dict(usage)
         state.authorization = msgspec.to_builtins(authorization)
         self.save(state)
         return state
 
     async def renew_authorization(self) -> AgentState:
-        state, authorization = await self._signed_request(
+        state, authorization = await self.signed_request(
             "authorization", wire.NoParameters(), wire.Authorization
         )
         state.authorization = msgspec.to_builtins(authorization)
@@ -430,7 +499,9 @@ class Agent:
         return now < self.evaluation_ends(state)
 
     async def deregister(self) -> AgentState:
-        state, _ = await self._signed_request("deregister", wire.NoParameters(), wire.Deregistered)
+        """Leave the server. Export keys held go back to the server's pool; the features
+        stay enabled here and SmartLicenseExportControlNotAllowed is raised."""
+        state, _ = await self.signed_request("deregister", wire.NoParameters(), wire.Deregistered)
         return self._forget_registration(state)
 
     def deregister_locally(self) -> AgentState:
@@ -439,6 +510,8 @@ class Agent:
         return self._forget_registration(state)
 
     def _forget_registration(self, state: AgentState) -> AgentState:
+        alarm = self._export_alarm(state, "deregistered")
+        state.export.pending = []
         state.registration = "deregistered"
         state.product_instance_id = None
         state.virtual_account = None
@@ -449,6 +522,7 @@ class Agent:
         state.export_controlled = False
         self.save(state)
         self.dir.key_file.unlink(missing_ok=True)
+        self.announce(alarm)
         return state
 
 

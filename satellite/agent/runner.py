@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import structlog
 
 from satellite.agent.client import Agent, AgentError, ServerUnreachable
+from satellite.agent.export import ExportControl
 
 log = structlog.get_logger("satellite.agent")
 
@@ -35,6 +36,12 @@ class Runner:
         self._usage = usage
         self._schedule = schedule or Schedule()
         self._last_report: dt.datetime | None = None
+        # Pending export requests and returns back off on their own (each its own wait).
+        self._exports = ExportControl(
+            agent,
+            first_retry=self._schedule.first_retry,
+            longest_retry=self._schedule.longest_retry,
+        )
 
     def _now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
@@ -57,16 +64,25 @@ class Runner:
             await self._agent.report_usage(self._usage())
             self._last_report = now
             done.append("usage reported")
+        done += await self._exports.retry_due()
         return done
+
+    def _idle_wait(self) -> dt.timedelta:
+        """Until more may be due: the next look, or the next export retry if sooner."""
+        wait = min(self._schedule.idle_check, self._schedule.usage_every)
+        due = self._exports.next_due()
+        if due is not None:
+            wait = max(dt.timedelta(0), min(wait, due - self._now()))
+        return wait
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set: do what is due, then sleep until more may be."""
         retry = self._schedule.first_retry
         while not stop.is_set():
-            wait = min(self._schedule.idle_check, self._schedule.usage_every)
             try:
                 for what in await self.run_due():
                     log.info("agent.duty_done", duty=what)
+                wait = self._idle_wait()
                 retry = self._schedule.first_retry
             except ServerUnreachable as exc:
                 log.warning("agent.server_unreachable", error=str(exc), retry_in=str(retry))

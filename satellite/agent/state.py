@@ -77,6 +77,45 @@ class ReservationState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     return_code: str | None = None  # the last one made
 
 
+class ExportKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An export authorization key the server granted: it enables ``feature`` here."""
+
+    feature: str
+    tag: str
+    display_name: str = ""
+    key_id: str
+    key: dict[str, str]  # the server-signed key (flattened JWS), verified when stored
+    granted_at: dt.datetime
+    # The server took the license back (the product was deregistered, or registered again
+    # without export-controlled features): the feature stays enabled, under the alarm.
+    released: bool = False
+
+
+class PendingExport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A request or return that failed and is retried with backoff until it succeeds or
+    'license smart export cancel' stops it."""
+
+    action: Literal["request", "return"]
+    feature: str
+    since: dt.datetime
+    attempts: int = 0
+    next_attempt: dt.datetime
+    last_error: str | None = None
+
+
+class Alarm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    raised_at: dt.datetime
+    features: list[str]
+    message: str
+
+
+class ExportState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    keys: list[ExportKey] = msgspec.field(default_factory=list)
+    pending: list[PendingExport] = msgspec.field(default_factory=list)
+    alarms: list[Alarm] = msgspec.field(default_factory=list)
+
+
 class AgentState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     identity: Identity
     transport: Transport = msgspec.field(default_factory=Transport)
@@ -96,6 +135,7 @@ class AgentState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     usage: dict[str, int] = msgspec.field(default_factory=dict)
     last_error: str | None = None
     reservation: ReservationState = msgspec.field(default_factory=ReservationState)
+    export: ExportState = msgspec.field(default_factory=ExportState)
 
 
 class StateDir:

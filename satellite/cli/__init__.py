@@ -84,7 +84,13 @@ def cli(ctx: click.Context, config: Path | None, state_dir: Path | None) -> None
 
 
 def main() -> None:
-    from satellite.cli import admin, reservations, server, sync  # noqa: F401 - registers the commands
+    from satellite.cli import (  # noqa: F401 - registers the commands
+        admin,
+        exports,
+        reservations,
+        server,
+        sync,
+    )
 
     try:
         code = cli.main(standalone_mode=False)

@@ -15,6 +15,9 @@ class _CatalogLicense(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, 
     display_name: str
     description: str = ""
     export_restricted: bool = False
+    # The export-controlled feature this license's key enables on a product (an export
+    # authorization key): the <feature> of 'license smart export request local <feature>'.
+    export_feature: str | None = None
 
 
 class _CatalogFamily(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -34,6 +37,7 @@ class CatalogEntry:
     family: str
     tier: int  # position in the family, 0 = lowest
     export_restricted: bool
+    export_feature: str | None = None
 
 
 class Catalog:
@@ -41,6 +45,7 @@ class Catalog:
 
     def __init__(self, entries: list[CatalogEntry]) -> None:
         self._by_tag = {e.tag: e for e in entries}
+        self._by_feature = {e.export_feature: e for e in entries if e.export_feature}
         self._families: dict[str, list[CatalogEntry]] = {}
         for entry in sorted(entries, key=lambda e: (e.family, e.tier)):
             self._families.setdefault(entry.family, []).append(entry)
@@ -53,6 +58,13 @@ class Catalog:
 
     def get(self, tag: str) -> CatalogEntry | None:
         return self._by_tag.get(tag)
+
+    def export_key(self, feature: str) -> CatalogEntry | None:
+        """The export authorization-key license that enables ``feature``."""
+        return self._by_feature.get(feature)
+
+    def export_features(self) -> list[str]:
+        return sorted(self._by_feature)
 
     def display_name(self, tag: str) -> str:
         entry = self._by_tag.get(tag)
@@ -82,11 +94,23 @@ def parse_catalog(data: bytes, source: str) -> Catalog:
         raise ConfigError(f"{source}: {exc}") from exc
     entries: list[CatalogEntry] = []
     seen: set[str] = set()
+    features: set[str] = set()
     for family in parsed.families:
         for tier, lic in enumerate(family.licenses):
             if lic.tag in seen:
                 raise ConfigError(f"{source}: tag {lic.tag} appears twice")
             seen.add(lic.tag)
+            if lic.export_feature is not None:
+                if not lic.export_restricted:
+                    raise ConfigError(
+                        f"{source}: tag {lic.tag} enables export feature "
+                        f"{lic.export_feature!r} but is not export_restricted"
+                    )
+                if lic.export_feature in features:
+                    raise ConfigError(
+                        f"{source}: export feature {lic.export_feature!r} appears twice"
+                    )
+                features.add(lic.export_feature)
             entries.append(
                 CatalogEntry(
                     tag=lic.tag,
@@ -95,6 +119,7 @@ def parse_catalog(data: bytes, source: str) -> Catalog:
                     family=family.name,
                     tier=tier,
                     export_restricted=lic.export_restricted,
+                    export_feature=lic.export_feature,
                 )
             )
     return Catalog(entries)

@@ -4,8 +4,9 @@ purchased   valid pool lines (a TERM or SUBSCRIPTION line counts from its start 
             its end date inclusive)
 reserved    taken out of the pool by specific license reservations
 in use      consumed by products whose authorization is valid
+exported    export authorization keys granted to products (one license each)
 borrowed    a lower tier's shortfall covered by a higher tier of the same family
-available   purchased - reserved - in use + borrowed - lent (negative: a shortage)
+available   purchased - reserved - in use - exported + borrowed - lent (negative: a shortage)
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Position:
     purchased: int = 0
     reserved: int = 0
     in_use: int = 0
+    exported: int = 0
     borrowed: dict[str, int] = field(default_factory=dict)  # higher tag -> count
     lent: dict[str, int] = field(default_factory=dict)  # lower tag -> count
     lines: list[PoolLine] = field(default_factory=list)
@@ -73,15 +75,20 @@ class Position:
             self.purchased
             - self.reserved
             - self.in_use
+            - self.exported
             + sum(self.borrowed.values())
             - sum(self.lent.values())
         )
 
     @property
     def free(self) -> int:
-        """What a reservation may still take: not reserved, not in use, not lent to a lower
-        tier; never anything borrowed (SLR does not borrow)."""
-        return max(0, self.purchased - self.reserved - self.in_use - sum(self.lent.values()))
+        """What a reservation or an export key may still take: not reserved, not in use, not
+        granted as export keys, not lent to a lower tier; never anything borrowed (neither
+        SLR nor export keys borrow)."""
+        return max(
+            0,
+            self.purchased - self.reserved - self.in_use - self.exported - sum(self.lent.values()),
+        )
 
     @property
     def status(self) -> ComplianceStatus:
@@ -95,11 +102,13 @@ def positions_for_virtual_account(
     today: dt.date,
     reserved: dict[str, int] | None = None,
     in_use: dict[str, int] | None = None,
+    exported: dict[str, int] | None = None,
 ) -> list[Position]:
     """Positions of one virtual account, lowest tier first within each family."""
     reserved = reserved or {}
     in_use = in_use or {}
-    tags = {line.tag for line in lines} | set(reserved) | set(in_use)
+    exported = exported or {}
+    tags = {line.tag for line in lines} | set(reserved) | set(in_use) | set(exported)
     positions = {tag: Position(virtual_account, tag) for tag in tags}
     for line in lines:
         position = positions[line.tag]
@@ -110,6 +119,8 @@ def positions_for_virtual_account(
         positions[tag].reserved = count
     for tag, count in in_use.items():
         positions[tag].in_use = count
+    for tag, count in exported.items():
+        positions[tag].exported = count
 
     ordered = catalog.tier_order(tags)
     # What each tier has beyond its own reservations and use, before any lending.

@@ -144,3 +144,26 @@ class UsageRecord:
     id: int
     reported_at: dt.datetime
     usage: dict[str, int]
+
+
+ExportKeyStatus = Literal["granted", "returned", "released"]
+
+
+@dataclass(frozen=True)
+class ExportKey:
+    """An export authorization key granted to a product: one license of ``tag`` out of its
+    virtual account's pool while ``status`` is granted."""
+
+    id: str
+    product_id: str
+    virtual_account_id: int
+    virtual_account: str
+    udi_pid: str
+    udi_serial: str
+    udi_uuid: str
+    feature: str
+    tag: str
+    status: ExportKeyStatus
+    granted_at: dt.datetime
+    ended_at: dt.datetime | None
+    end_reason: str | None

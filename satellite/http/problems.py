@@ -15,6 +15,18 @@ CONTENT_TYPE = "application/problem+json"
 # Domain error class -> (status, problem slug, title)
 _DOMAIN: dict[type[errors.SatelliteError], tuple[int, str, str]] = {
     errors.InvalidInput: (422, "invalid-input", "Invalid input"),
+    errors.UnknownExportFeature: (422, "unknown-export-feature", "Unknown export feature"),
+    errors.ExportAccountNotAllowed: (
+        403,
+        "export-account-not-allowed",
+        "Account not allowed export-controlled features",
+    ),
+    errors.ExportRegistrationNotAllowed: (
+        403,
+        "export-registration-not-allowed",
+        "Registration does not allow export-controlled features",
+    ),
+    errors.ExportKeyUnavailable: (409, "export-key-unavailable", "No export key available"),
     errors.NotAuthenticated: (401, "not-authenticated", "Not authenticated"),
     errors.InvalidGrant: (400, "invalid-grant", "Invalid credentials"),
     errors.InvalidClient: (401, "invalid-client", "Invalid client credentials"),

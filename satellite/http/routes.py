@@ -12,6 +12,7 @@ from satellite.http.handlers import (
     accounts,
     activity,
     device,
+    exports,
     health,
     licenses,
     oauth,
@@ -206,6 +207,25 @@ ROUTES: tuple[Route, ...] = (
         "devices",
         wire.DeviceRemove,
         wire.DeviceChange,
+    ),
+    # export-controlled features
+    Route(
+        "GET",
+        VA + "/export-keys",
+        exports.list_export_keys,
+        "Export keys granted from the virtual account's pool (?status=all: with ended ones)",
+        "export control",
+        None,
+        wire.ExportKeyList,
+    ),
+    Route(
+        "GET",
+        VA + "/devices/{product}/export-keys",
+        exports.product_export_keys,
+        "Every export key of a product instance, granted or ended",
+        "export control",
+        None,
+        wire.ExportKeyList,
     ),
     # specific license reservation (SLR)
     Route(
@@ -538,6 +558,16 @@ ROUTES: tuple[Route, ...] = (
                 "Renew the registration (new key, new certificate)",
             ),
             ("/products/{product}/deregister", device.deregister, "Deregister"),
+            (
+                "/products/{product}/export/request",
+                device.request_export,
+                "Request an export-controlled feature (a signed export authorization key back)",
+            ),
+            (
+                "/products/{product}/export/return",
+                device.return_export,
+                "Give an export-controlled feature's key back",
+            ),
         )
     ),
     # operations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from satellite.domain.catalog import Catalog, CatalogEntry
 from satellite.domain.compliance import PoolLine, Position, line_status
@@ -11,6 +11,8 @@ from satellite.domain.models import (
     Account,
     Alert,
     Event,
+    ExportKey,
+    ExportKeyStatus,
     PrincipalRecord,
     ProductInstance,
     ProductStatus,
@@ -27,6 +29,7 @@ from satellite.http.wire import (
     DeviceDetail,
     DeviceOut,
     EventOut,
+    ExportKeyOut,
     LicenseDetail,
     LicenseOut,
     LicenseSubstitution,
@@ -108,9 +111,10 @@ def license_out(position: Position, catalog: Catalog, today: dt.date) -> License
         entitlement_tag=position.tag,
         virtual_account=position.virtual_account,
         quantity=position.purchased,
-        in_use=position.in_use,
+        in_use=position.in_use + position.exported,
         available=position.available,
         reserved=position.reserved,
+        export_keys=position.exported,
         status=position.status,
         license_details=[
             LicenseDetail(
@@ -187,6 +191,7 @@ def catalog_entry_out(entry: CatalogEntry) -> CatalogEntryOut:
         family=entry.family,
         tier=entry.tier,
         export_restricted=entry.export_restricted,
+        export_feature=entry.export_feature,
     )
 
 
@@ -425,4 +430,27 @@ def satellite_mirror_out(
             )
             for u in usage
         ],
+    )
+
+
+_EXPORT_KEY_STATUS: dict[ExportKeyStatus, Literal["Granted", "Returned", "Released"]] = {
+    "granted": "Granted",
+    "returned": "Returned",
+    "released": "Released",
+}
+
+
+def export_key_out(key: ExportKey, catalog: Catalog) -> ExportKeyOut:
+    return ExportKeyOut(
+        key_id=key.id,
+        feature=key.feature,
+        license=catalog.display_name(key.tag),
+        entitlement_tag=key.tag,
+        product_instance_id=key.product_id,
+        sudi=Sudi(udi_pid=key.udi_pid, udi_serial_number=key.udi_serial, uuid=key.udi_uuid),
+        virtual_account=key.virtual_account,
+        status=_EXPORT_KEY_STATUS[key.status],
+        granted_at=key.granted_at,
+        ended_at=key.ended_at,
+        end_reason=key.end_reason,
     )

@@ -177,9 +177,10 @@ class LicenseOut(Response):
     entitlement_tag: str
     virtual_account: str
     quantity: int
-    in_use: int
+    in_use: int  # product usage plus export keys granted
     available: int
     reserved: int
+    export_keys: int  # export authorization keys granted to products (part of inUse)
     status: Literal["In Compliance", "Out Of Compliance"]
     license_details: list[LicenseDetail]
     license_substitutions: list[LicenseSubstitution]
@@ -229,6 +230,7 @@ class CatalogEntryOut(Response):
     family: str
     tier: int
     export_restricted: bool
+    export_feature: str | None  # the export-controlled feature this key license enables
 
 
 class CatalogList(Response):
@@ -408,6 +410,36 @@ class DeviceOut(Response):
 class DeviceList(Response):
     total_records: int
     devices: list[DeviceOut]
+
+
+# --- export-controlled features ------------------------------------------------------------
+
+
+class ExportKeysQuery(Request):
+    """Query parameters of the export key list."""
+
+    status: Annotated[str, msgspec.Meta(max_length=20)] = "Granted"  # or "all"
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    offset: Offset = 0
+
+
+class ExportKeyOut(Response):
+    key_id: str
+    feature: str
+    license: str
+    entitlement_tag: str
+    product_instance_id: str
+    sudi: Sudi
+    virtual_account: str
+    status: Literal["Granted", "Returned", "Released"]
+    granted_at: dt.datetime
+    ended_at: dt.datetime | None
+    end_reason: str | None  # returned, deregistered, removed, re-registered
+
+
+class ExportKeyList(Response):
+    total_records: int
+    export_keys: list[ExportKeyOut]
 
 
 class UsageReportOut(Response):

@@ -97,6 +97,47 @@ class RegisterAnswer(_Message):
 class Deregistered(_Message):
     product_instance_id: str
     deregistered_at: dt.datetime
+    # Export-controlled features whose keys the server took back (their licenses went back
+    # to the pool); the product raises SmartLicenseExportControlNotAllowed for them.
+    released_export_features: list[str] = []
+
+
+# --- export-controlled features ------------------------------------------------------------
+
+# The ``typ`` of the JWS header of an export authorization key: a JWS signed with the
+# server's answer-signing key (the one whose certificate the product pinned), verifiable
+# on its own, whose payload is ``ExportKeyClaims``.
+EXPORT_KEY_TYPE = "satellite-export-key"
+
+
+class ExportRequest(_Message):
+    """``license smart export request|return local <feature>``."""
+
+    feature: Text
+
+
+class ExportKeyClaims(_Message):
+    """What an export authorization key says: this feature, for this very product."""
+
+    key_id: str
+    product_instance_id: str
+    udi: Udi
+    feature: str
+    tag: str
+    issued_at: dt.datetime
+
+
+class ExportGranted(_Message):
+    feature: str
+    tag: str
+    display_name: str
+    key: dict[str, str]  # the export authorization key: a flattened JWS of ExportKeyClaims
+    granted_at: dt.datetime
+
+
+class ExportReturned(_Message):
+    feature: str
+    returned: bool  # False: the product held no key for it (given back already)
 
 
 class Answer(_Message):

@@ -45,7 +45,7 @@ from satellite.errors import (
 )
 from satellite.protocol import device as wire
 from satellite.protocol.validation import validation_error
-from satellite.services import audit
+from satellite.services import audit, exports
 from satellite.services.licenses import LicenseService
 from satellite.storage import devices, reservations, tokens
 from satellite.storage import sync as sync_links
@@ -91,6 +91,9 @@ class DeviceService:
         self._clock = clock
         self._product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
 
+    def now(self) -> dt.datetime:
+        return self._clock()
+
     # --- nonces, signatures, answers -------------------------------------------------------
 
     def new_nonce(self) -> str:
@@ -114,14 +117,14 @@ class DeviceService:
             raise _replayed()
         return nonce
 
-    def _answer(self, nonce: str, path: str, body: msgspec.Struct) -> dict[str, str]:
+    def answer(self, nonce: str, path: str, body: msgspec.Struct) -> dict[str, str]:
         """The server-signed answer, bound to the request by its nonce and path."""
         return jose.sign(
             self._keys.signing_key, msgspec.json.encode(body), {"nonce": nonce, "url": path}
         )
 
     @staticmethod
-    def _decode(payload: bytes, type_: type[T]) -> T:
+    def decode(payload: bytes, type_: type[T]) -> T:
         try:
             return msgspec.json.decode(payload or b"{}", type=type_)
         except msgspec.ValidationError as exc:
@@ -129,7 +132,7 @@ class DeviceService:
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"the signed payload is not JSON: {exc}") from exc
 
-    async def _signed_by_product(
+    async def signed_by_product(
         self, conn: Connection, product_id: str, message: dict[str, Any], path: str
     ) -> tuple[ProductInstance, bytes, str]:
         """The product named in the path, after its request proved itself; locked."""
@@ -273,7 +276,7 @@ class DeviceService:
             _, payload = jose.verify(message, key)
         except jose.InvalidSignature as exc:
             raise BadSignature(str(exc)) from exc
-        request = self._decode(payload, wire.RegisterRequest)
+        request = self.decode(payload, wire.RegisterRequest)
         try:
             csr_key = csr_public_key(request.csr)
         except CertificateError as exc:
@@ -299,6 +302,7 @@ class DeviceService:
             authorization_expires = now + dt.timedelta(
                 days=self._timers.authorization_validity_days
             )
+            export_controlled = token.export_controlled and export_allowed
             fields: dict[str, Any] = {
                 "va_id": token.virtual_account_id,
                 "product_type": request.product_type,
@@ -306,7 +310,7 @@ class DeviceService:
                 "hostname": request.hostname,
                 "ip_address": request.ip_address,
                 "public_jwk": jose.public_jwk(key),
-                "export_controlled": token.export_controlled and export_allowed,
+                "export_controlled": export_controlled,
                 "now": now,
                 "authorization_expires_at": authorization_expires,
             }
@@ -329,6 +333,12 @@ class DeviceService:
                     **fields,
                 )
             else:
+                if existing.virtual_account_id != token.virtual_account_id or not export_controlled:
+                    # Its export keys came from the old pool, or the new registration
+                    # does not allow them: they go back.
+                    await exports.release(
+                        conn, _product_actor(product_id), existing, "re-registered", now
+                    )
                 product = await devices.reregister_product(
                     conn,
                     product_id,
@@ -369,15 +379,15 @@ class DeviceService:
             ca_certificate=to_pem(self._keys.ca_cert),
             signing_certificate=to_pem(self._keys.signing_cert),
         )
-        return self._answer(nonce, path, answer)
+        return self.answer(nonce, path, answer)
 
     async def report_usage(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """The product's usage becomes what it reports; the answer says what is authorized."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
-            report = self._decode(payload, wire.UsageReport)
+            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
+            report = self.decode(payload, wire.UsageReport)
             usage: dict[str, int] = {}
             for index, entry in enumerate(report.usage):
                 if entry.tag in usage:
@@ -391,28 +401,28 @@ class DeviceService:
             authorization = await self._authorization(
                 conn, product, product.authorization_expires_at, usage=usage, in_use=in_use
             )
-        return self._answer(nonce, path, authorization)
+        return self.answer(nonce, path, authorization)
 
     async def renew_authorization(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
-            self._decode(payload, wire.NoParameters)
+            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
+            self.decode(payload, wire.NoParameters)
             now = self._clock()
             await self._check_horizon(conn, product.account_id, now)
             expires = now + dt.timedelta(days=self._timers.authorization_validity_days)
             await devices.touch(conn, product_id, now, authorization_expires_at=expires)
             authorization = await self._authorization(conn, product, expires)
-        return self._answer(nonce, path, authorization)
+        return self.answer(nonce, path, authorization)
 
     async def renew_registration(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """A new ID certificate for a new key; later requests must be signed with that key."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
-            request = self._decode(payload, wire.RenewRegistrationRequest)
+            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
+            request = self.decode(payload, wire.RenewRegistrationRequest)
             udi = wire.Udi(
                 pid=product.udi_pid, serial_number=product.udi_serial, uuid=product.udi_uuid
             )
@@ -433,16 +443,19 @@ class DeviceService:
                 account_id=product.account_id,
             )
         answer = self._registration(product, certificate, expires, now)
-        return self._answer(nonce, path, answer)
+        return self.answer(nonce, path, answer)
 
     async def deregister(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """The product leaves: all its usage is released at once."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._signed_by_product(conn, product_id, message, path)
-            self._decode(payload, wire.NoParameters)
+            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
+            self.decode(payload, wire.NoParameters)
             now = self._clock()
+            released = await exports.release(
+                conn, _product_actor(product_id), product, "deregistered", now
+            )
             await devices.end_product(conn, product_id, "deregistered", now)
             await audit.record(
                 conn,
@@ -451,6 +464,12 @@ class DeviceService:
                 f"{product.virtual_account}/{product_id}",
                 account_id=product.account_id,
             )
-        return self._answer(
-            nonce, path, wire.Deregistered(product_instance_id=product_id, deregistered_at=now)
+        return self.answer(
+            nonce,
+            path,
+            wire.Deregistered(
+                product_instance_id=product_id,
+                deregistered_at=now,
+                released_export_features=[key.feature for key in released],
+            ),
         )

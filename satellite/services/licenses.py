@@ -18,7 +18,7 @@ from satellite.domain.compliance import (
 from satellite.domain.models import Account, Severity
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
-from satellite.storage import accounts, alerts, devices, licenses, reservations
+from satellite.storage import accounts, alerts, devices, export_keys, licenses, reservations
 from satellite.storage.db import Connection, Database
 
 EXPIRY_WARNING = dt.timedelta(days=30)
@@ -180,6 +180,7 @@ class LicenseService:
             reserved = await reservations.reserved_by_virtual_account(
                 conn, [va.id for va in vas], today
             )
+            exported = await export_keys.granted_by_virtual_account(conn, [va.id for va in vas])
         lines_by_va: dict[str, list[PoolLine]] = {}
         for line in lines:
             lines_by_va.setdefault(line.virtual_account, []).append(line)
@@ -193,6 +194,7 @@ class LicenseService:
                     today,
                     reserved=reserved.get(va.id, {}),
                     in_use=in_use.get(va.id, {}),
+                    exported=exported.get(va.id, {}),
                 )
             )
         end = None if limit == -1 else offset + limit
@@ -221,6 +223,7 @@ class LicenseService:
             in_use = counted.get(va_id, {})
         day = self._date(now)
         reserved = await reservations.reserved_by_virtual_account(conn, [va_id], day)
+        exported = await export_keys.granted_by_virtual_account(conn, [va_id])
         return positions_for_virtual_account(
             va_name,
             self._catalog,
@@ -228,6 +231,7 @@ class LicenseService:
             day,
             reserved=reserved.get(va_id, {}),
             in_use=in_use,
+            exported=exported.get(va_id, {}),
         )
 
     async def refresh_alerts(

@@ -24,10 +24,10 @@ from satellite.domain.models import (
 )
 from satellite.domain.reservation import Reservation
 from satellite.errors import Conflict, InvalidInput, NotFound
-from satellite.services import audit, scope
+from satellite.services import audit, exports, scope
 from satellite.services.licenses import LicenseService
 from satellite.services.reservations import ReservationService
-from satellite.storage import accounts, devices, reservations
+from satellite.storage import accounts, devices, export_keys, reservations
 from satellite.storage.db import Connection, Database
 
 HISTORY_LENGTH = 50  # usage reports shown with a product
@@ -166,12 +166,7 @@ class ProductService:
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            product = await devices.get_product(conn, product_id)
-            if product is None or product.virtual_account_id != vacc.id:
-                raise NotFound(
-                    f"product instance {product_id!r} not found in virtual account {va!r}",
-                    field="productInstanceId",
-                )
+            product = await scope.product(conn, vacc, product_id)
             [view] = await self._views(conn, [product])
             history = await devices.usage_history(conn, product.id, HISTORY_LENGTH)
         return ProductDetail(view, history)
@@ -254,11 +249,19 @@ class ProductService:
                         conn, acc, source, move.target, f"{field}[{index}].targetVirtualAccount"
                     )
             held = await reservations.reservations_of_products(conn, [p.id for p in products])
+            keys = await export_keys.live_keys_of_products(conn, [p.id for p in products])
             for index, product in enumerate(products):
                 if product.id in held and held[product.id].status == "active":
                     raise Conflict(
                         f"{_udi(product)} holds a specific license reservation out of this "
                         "virtual account's pool: return it before moving the product",
+                        field=f"{field}[{index}]",
+                    )
+                if product.id in keys:
+                    raise Conflict(
+                        f"{_udi(product)} holds export keys out of this virtual account's pool "
+                        f"({', '.join(k.feature for k in keys[product.id])}): the product "
+                        "returns them before it moves",
                         field=f"{field}[{index}]",
                     )
             for product, move in zip(products, moves, strict=True):
@@ -325,6 +328,7 @@ class ProductService:
                         "product's returnCode, or force-remove it with a reason",
                         field=where,
                     )
+                await exports.release(conn, principal, product, "removed", now)
                 await devices.end_product(conn, product.id, "removed", now)
                 await audit.record(
                     conn,

@@ -13,6 +13,7 @@ from satellite.services.alerts import AlertService
 from satellite.services.auth import AuthService
 from satellite.services.devices import DeviceService
 from satellite.services.events import EventService
+from satellite.services.exports import ExportService
 from satellite.services.licenses import LicenseService
 from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import PrincipalService
@@ -31,6 +32,7 @@ class Services:
     accounts: AccountService
     licenses: LicenseService
     devices: DeviceService
+    exports: ExportService
     products: ProductService
     reservations: ReservationService
     tokens: TokenService
@@ -49,12 +51,14 @@ def build_services(
     passwords = Passwords()
     licenses = LicenseService(db, catalog)
     reservations = ReservationService(db, keys, catalog, licenses)
+    devices = DeviceService(db, keys, catalog, licenses, settings.timers)
     return Services(
         db=db,
         catalog=catalog,
         accounts=AccountService(db),
         licenses=licenses,
-        devices=DeviceService(db, keys, catalog, licenses, settings.timers),
+        devices=devices,
+        exports=ExportService(db, keys, catalog, licenses, devices),
         products=ProductService(db, reservations, licenses),
         reservations=reservations,
         tokens=TokenService(db, keys, settings.timers),

@@ -35,7 +35,7 @@ from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import Position
 from satellite.domain.models import Account, ProductInstance, VirtualAccount
 from satellite.domain.reservation import Precedence, Reservation, ReservedLine, allocate
-from satellite.errors import Conflict, InvalidInput, NotFound
+from satellite.errors import Conflict, ExportAccountNotAllowed, InvalidInput, NotFound
 from satellite.services import audit, scope
 from satellite.services.licenses import LicenseService
 from satellite.storage import devices, licenses, reservations
@@ -119,6 +119,22 @@ class ReservationService:
                 field="virtualAccount",
             )
         return va
+
+    def _check_export_allowed(
+        self, account: Account, wanted: list[LicenseRequest], field: str
+    ) -> None:
+        """An export authorization-key license reserved enables an export-controlled feature
+        on the product: only for accounts allowed such features."""
+        if account.export_controlled_allowed:
+            return
+        for index, item in enumerate(wanted):
+            entry = self._catalog.get(item.tag)
+            if entry is not None and entry.export_restricted:
+                raise ExportAccountNotAllowed(
+                    f"account {account.name!r} is not allowed export-controlled functionality: "
+                    f"it cannot reserve {entry.display_name}",
+                    field=f"{field}[{index}].entitlementTag",
+                )
 
     def _check_licenses(self, wanted: list[LicenseRequest], field: str) -> None:
         if not wanted:
@@ -341,6 +357,7 @@ class ReservationService:
             vacc = await self._locked_virtual_account(conn, acc, va)
             for index, (request, code) in enumerate(zip(requests, decoded, strict=True)):
                 where = f"{field}[{index}]"
+                self._check_export_allowed(acc, request.licenses, f"{where}.licenses")
                 await self._check_unused(conn, acc, code.nonce, code.pid, code.serial, where)
                 lines = await self._plan(
                     conn, vacc, request.licenses, None, f"{where}.licenses", now
@@ -396,6 +413,7 @@ class ReservationService:
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await self._locked_virtual_account(conn, acc, va)
+            self._check_export_allowed(acc, wanted, field)
             product, reservation = await self._reserved_product(
                 conn, vacc, product_id, "productInstanceId"
             )

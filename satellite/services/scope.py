@@ -7,9 +7,9 @@ that a caller cannot learn which accounts exist.
 from __future__ import annotations
 
 from satellite.domain.access import Principal
-from satellite.domain.models import Account, VirtualAccount
+from satellite.domain.models import Account, ProductInstance, VirtualAccount
 from satellite.errors import Forbidden, NotFound
-from satellite.storage import accounts
+from satellite.storage import accounts, devices
 from satellite.storage.db import Connection, RowLock
 
 
@@ -44,6 +44,17 @@ async def virtual_account(
             field="virtualAccount",
         )
     return va
+
+
+async def product(conn: Connection, va: VirtualAccount, product_id: str) -> ProductInstance:
+    """A product instance of the virtual account, whatever its status."""
+    found = await devices.get_product(conn, product_id)
+    if found is None or found.virtual_account_id != va.id:
+        raise NotFound(
+            f"product instance {product_id!r} not found in virtual account {va.name!r}",
+            field="productInstanceId",
+        )
+    return found
 
 
 def require_system_admin(principal: Principal) -> None:

@@ -60,6 +60,15 @@ async def get_account(conn: asyncpg.Connection, name: str, *, lock: RowLock) -> 
     return _account(row) if row else None
 
 
+async def get_account_by_id(
+    conn: asyncpg.Connection, account_id: int, *, lock: RowLock
+) -> Account | None:
+    row = await conn.fetchrow(
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = $1{lock_clause(lock)}", account_id
+    )
+    return _account(row) if row else None
+
+
 async def list_accounts(conn: asyncpg.Connection, only_ids: frozenset[int] | None) -> list[Account]:
     """All accounts, or only those in ``only_ids``."""
     rows = await conn.fetch(

@@ -68,7 +68,7 @@ async def recount(conn: asyncpg.Connection, product_ids: list[str], now: dt.date
         f"  UNION ALL SELECT c.now_in, u.tag, {_SHARD.format(id='c.id')}, u.count "
         "  FROM changed c JOIN product_usage u ON u.product_id = c.id "
         "  WHERE c.now_in IS NOT NULL) " + _ADD_TO_TOTALS,
-        _uuids(product_ids),
+        uuids(product_ids),
         now,
     )
 
@@ -366,7 +366,7 @@ async def in_use_by_virtual_account(
 # --- administration ------------------------------------------------------------------------
 
 
-def _uuids(product_ids: list[str]) -> list[uuid.UUID]:
+def uuids(product_ids: list[str]) -> list[uuid.UUID]:
     """The ids that are UUIDs at all (no other can name a product)."""
     keys = []
     for product_id in product_ids:
@@ -418,7 +418,7 @@ async def usage_of_products(
     rows = await conn.fetch(
         "SELECT product_id::text AS product, tag, count FROM product_usage "
         "WHERE product_id = ANY($1::uuid[]) ORDER BY product_id, tag",
-        _uuids(product_ids),
+        uuids(product_ids),
     )
     result: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -452,7 +452,7 @@ async def registered_products_of_virtual_account(
         f"OR (p.udi_pid, p.udi_serial) IN (SELECT * FROM unnest($3::text[], $4::text[]))) "
         f"ORDER BY p.id FOR UPDATE",
         va_id,
-        _uuids(ids),
+        uuids(ids),
         [pid for pid, _ in udis],
         [serial for _, serial in udis],
     )
@@ -465,7 +465,7 @@ async def move_products(
     """The products (and so their usage) now belong to virtual account ``va_id``."""
     await conn.execute(
         "UPDATE product_instances SET virtual_account_id = $2 WHERE id = ANY($1::uuid[])",
-        _uuids(product_ids),
+        uuids(product_ids),
         va_id,
     )
     await recount(conn, product_ids, now)

@@ -49,3 +49,15 @@ async def deregister(request: web.Request) -> web.Response:
     message = await read_json(request, dict[str, Any])
     devices = request.app[SERVICES].devices
     return _signed(await devices.deregister(request.match_info["product"], message, request.path))
+
+
+async def request_export(request: web.Request) -> web.Response:
+    message = await read_json(request, dict[str, Any])
+    exports = request.app[SERVICES].exports
+    return _signed(await exports.request(request.match_info["product"], message, request.path))
+
+
+async def return_export(request: web.Request) -> web.Response:
+    message = await read_json(request, dict[str, Any])
+    exports = request.app[SERVICES].exports
+    return _signed(await exports.give_back(request.match_info["product"], message, request.path))

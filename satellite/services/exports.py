@@ -1,0 +1,293 @@
+"""Export-controlled features, the server's side.
+
+A registered product asks for an export-controlled feature by name (the catalog names the
+export authorization-key license that enables it). The request is granted only when the
+product's account is allowed export-controlled functionality, the product registered with
+a token that allows it, and a license of the key's tag is free in its virtual account
+(never borrowed from a higher tier): one license then leaves the pool for the product,
+and the answer carries an export authorization key signed by the server for this product
+and this feature. Grants are counted with the virtual account's row locked (the lock
+reservations take too), so two products racing for the last key cannot both win.
+
+The product gives the key back with a return. When the product leaves (deregistered,
+removed, registered again without export-controlled features or elsewhere) its keys are
+released to the pool in that transaction, and an alert tells the account's admins: the
+product keeps the features enabled and raises SmartLicenseExportControlNotAllowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+
+from satellite.crypto import jose
+from satellite.crypto.keys import ServerKeys
+from satellite.domain.access import Principal
+from satellite.domain.catalog import Catalog, CatalogEntry
+from satellite.domain.models import ExportKey, ProductInstance
+from satellite.errors import (
+    Conflict,
+    ExportAccountNotAllowed,
+    ExportKeyUnavailable,
+    ExportRegistrationNotAllowed,
+    UnknownExportFeature,
+)
+from satellite.protocol import device as wire
+from satellite.services import audit, scope
+from satellite.services.licenses import LicenseService
+from satellite.storage import accounts, alerts, devices, export_keys, reservations
+from satellite.storage.db import Connection, Database
+
+if TYPE_CHECKING:
+    from satellite.services.devices import DeviceService
+
+log = structlog.get_logger(__name__)
+
+ALARM = "SmartLicenseExportControlNotAllowed"
+ALERT_TYPE = "Export Control Not Allowed"
+
+
+def _udi(product: ProductInstance) -> str:
+    return f"PID:{product.udi_pid} SN:{product.udi_serial}"
+
+
+def _product_actor(product_id: str) -> Principal:
+    return Principal(kind="product", login=product_id, role="account-viewer")
+
+
+async def release(
+    conn: Connection,
+    actor: Principal,
+    product: ProductInstance,
+    cause: str,
+    now: dt.datetime,
+) -> list[ExportKey]:
+    """Within the caller's transaction (the product's row locked): the product's granted
+    export keys are released, their licenses back in the pool; audited, and an alert for
+    the account. ``cause``: what the product went through ("deregistered", ...)."""
+    ended = await export_keys.end_keys(conn, product.id, "released", cause, now)
+    if not ended:
+        return []
+    features = [key.feature for key in ended]
+    await audit.record(
+        conn,
+        actor,
+        "export.released",
+        f"{product.virtual_account}/{product.id}",
+        account_id=product.account_id,
+        udi=_udi(product),
+        cause=cause,
+        features=features,
+        key_ids=[key.id for key in ended],
+    )
+    await alerts.raise_alert(
+        conn,
+        account_id=product.account_id,
+        virtual_account_id=product.virtual_account_id,
+        dedupe_key=f"export:{product.id}",
+        message_type=ALERT_TYPE,
+        severity="Major",
+        source=product.virtual_account,
+        message=(
+            f"{_udi(product)} was {cause} holding export-controlled feature(s) "
+            f"{', '.join(features)}: their export keys went back to the pool; the product keeps "
+            f"the feature(s) enabled and raises {ALARM} to its administrator"
+        ),
+    )
+    log.info(
+        "export.released", product=product.id, cause=cause, features=features, count=len(ended)
+    )
+    return ended
+
+
+@dataclass(frozen=True)
+class ExportKeyPage:
+    total: int
+    keys: list[ExportKey]
+
+
+class ExportService:
+    def __init__(
+        self,
+        db: Database,
+        keys: ServerKeys,
+        catalog: Catalog,
+        licenses: LicenseService,
+        device_api: DeviceService,
+    ) -> None:
+        self._db = db
+        self._keys = keys
+        self._catalog = catalog
+        self._licenses = licenses
+        self._device_api = device_api
+
+    def _entry(self, feature: str) -> CatalogEntry:
+        entry = self._catalog.export_key(feature)
+        if entry is None:
+            known = ", ".join(self._catalog.export_features()) or "none"
+            raise UnknownExportFeature(
+                f"no export authorization key enables feature {feature!r} (known: {known})",
+                field="feature",
+            )
+        return entry
+
+    def _signed_key(self, product: ProductInstance, key: ExportKey) -> dict[str, str]:
+        claims = wire.ExportKeyClaims(
+            key_id=key.id,
+            product_instance_id=product.id,
+            udi=wire.Udi(
+                pid=product.udi_pid, serial_number=product.udi_serial, uuid=product.udi_uuid
+            ),
+            feature=key.feature,
+            tag=key.tag,
+            issued_at=key.granted_at,
+        )
+        return jose.sign(
+            self._keys.signing_key, msgspec.json.encode(claims), {"typ": wire.EXPORT_KEY_TYPE}
+        )
+
+    # --- the device API ----------------------------------------------------------------------
+
+    async def request(self, product_id: str, message: dict[str, Any], path: str) -> dict[str, str]:
+        """``license smart export request local <feature>``: the product's export key for
+        the feature (the same key again when it holds one already)."""
+        api = self._device_api
+        now = api.now()
+        async with self._db.transaction() as conn:
+            # The virtual account is locked before the product, as the admin changes do
+            # (a product locked first could deadlock with them).
+            seen = await devices.get_product(conn, product_id)
+            if seen is not None:
+                await reservations.lock_virtual_account(conn, seen.virtual_account_id)
+            product, payload, nonce = await api.signed_by_product(conn, product_id, message, path)
+            request = api.decode(payload, wire.ExportRequest)
+            entry = self._entry(request.feature)
+            if seen is None or seen.virtual_account_id != product.virtual_account_id:
+                raise Conflict("the product moved to another virtual account meanwhile: retry")
+            account = await accounts.get_account_by_id(conn, product.account_id, lock="share")
+            if account is None or not account.export_controlled_allowed:
+                raise ExportAccountNotAllowed(
+                    "the product's account is not allowed export-controlled functionality"
+                )
+            if not product.export_controlled:
+                raise ExportRegistrationNotAllowed(
+                    "the product registered with a token that does not allow export-controlled "
+                    "features: it can never get them with this registration (register again "
+                    "with a token that allows them)"
+                )
+            held = await export_keys.live_keys_of_products(conn, [product.id])
+            key = next((k for k in held.get(product.id, []) if k.feature == request.feature), None)
+            if key is None:
+                key = await self._grant(conn, product, request.feature, entry, now)
+        answer = wire.ExportGranted(
+            feature=key.feature,
+            tag=key.tag,
+            display_name=entry.display_name,
+            key=self._signed_key(product, key),
+            granted_at=key.granted_at,
+        )
+        return api.answer(nonce, path, answer)
+
+    async def _grant(
+        self,
+        conn: Connection,
+        product: ProductInstance,
+        feature: str,
+        entry: CatalogEntry,
+        now: dt.datetime,
+    ) -> ExportKey:
+        positions = await self._licenses.virtual_account_positions(
+            conn, product.virtual_account_id, product.virtual_account, now
+        )
+        free = next((p.free for p in positions if p.tag == entry.tag), 0)
+        if free < 1:
+            raise ExportKeyUnavailable(
+                f"no {entry.display_name} license is free in virtual account "
+                f"{product.virtual_account!r} (export keys are never borrowed from a higher tier)"
+            )
+        key = await export_keys.insert_key(
+            conn,
+            product_id=product.id,
+            va_id=product.virtual_account_id,
+            feature=feature,
+            tag=entry.tag,
+            now=now,
+        )
+        await audit.record(
+            conn,
+            _product_actor(product.id),
+            "export.granted",
+            f"{product.virtual_account}/{product.id}",
+            account_id=product.account_id,
+            udi=_udi(product),
+            feature=feature,
+            tag=entry.tag,
+            key_id=key.id,
+        )
+        log.info("export.granted", product=product.id, feature=feature, key_id=key.id)
+        return key
+
+    async def give_back(
+        self, product_id: str, message: dict[str, Any], path: str
+    ) -> dict[str, str]:
+        """``license smart export return local <feature>``: the license goes back to the
+        pool. Returning a key the product no longer holds is not an error (a retried
+        return whose answer was lost)."""
+        api = self._device_api
+        now = api.now()
+        async with self._db.transaction() as conn:
+            product, payload, nonce = await api.signed_by_product(conn, product_id, message, path)
+            request = api.decode(payload, wire.ExportRequest)
+            self._entry(request.feature)
+            ended = await export_keys.end_keys(
+                conn, product.id, "returned", "returned", now, feature=request.feature
+            )
+            if ended:
+                await audit.record(
+                    conn,
+                    _product_actor(product.id),
+                    "export.returned",
+                    f"{product.virtual_account}/{product.id}",
+                    account_id=product.account_id,
+                    udi=_udi(product),
+                    feature=request.feature,
+                    key_id=ended[0].id,
+                )
+        log.info("export.returned", product=product_id, feature=request.feature, held=bool(ended))
+        return api.answer(
+            nonce, path, wire.ExportReturned(feature=request.feature, returned=bool(ended))
+        )
+
+    # --- administration ----------------------------------------------------------------------
+
+    async def keys_of_virtual_account(
+        self,
+        principal: Principal,
+        account: str,
+        va: str,
+        *,
+        granted_only: bool = True,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> ExportKeyPage:
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            vacc = await scope.virtual_account(conn, acc, va)
+            total, keys = await export_keys.keys_of_virtual_account(
+                conn, vacc.id, granted_only=granted_only, limit=limit, offset=offset
+            )
+        return ExportKeyPage(total, keys)
+
+    async def keys_of_product(
+        self, principal: Principal, account: str, va: str, product_id: str
+    ) -> list[ExportKey]:
+        """Every export key of one product of the virtual account, granted or ended."""
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            vacc = await scope.virtual_account(conn, acc, va)
+            product = await scope.product(conn, vacc, product_id)
+            return await export_keys.keys_of_product(conn, product.id)
