@@ -168,18 +168,32 @@ class BundleError(InvalidInput):
 
 
 class BundleWriter:
-    """Writes a bundle to a binary stream: the header, then records, then ``finish``."""
+    """Writes a bundle to a binary stream: the header, then records, then ``finish``.
+
+    Lines are encoded into a buffer that is hashed and written a chunk at a time (a
+    million products: a thousand writes, not a million)."""
+
+    CHUNK = 256 * 1024
 
     def __init__(self, out: IO[bytes], header: Header) -> None:
         self._out = out
         self._digest = BundleDigest()
         self._records = 0
+        self._buffer = bytearray()
         self._line(header)
 
     def _line(self, value: msgspec.Struct) -> None:
-        data = _encoder.encode(value) + b"\n"
-        self._digest.update(data)
-        self._out.write(data)
+        buffer = self._buffer
+        _encoder.encode_into(value, buffer, -1)
+        buffer.append(0x0A)  # "\n"
+        if len(buffer) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._digest.update(bytes(self._buffer))
+            self._out.write(self._buffer)
+            self._buffer.clear()
 
     def write(self, record: Record) -> None:
         self._line(record)
@@ -187,6 +201,7 @@ class BundleWriter:
 
     def finish(self, key: PrivateKey) -> bytes:
         """Sign and close the bundle; return its digest (what identifies it)."""
+        self._flush()
         digest = self._digest.digest()
         signature = SignatureLine(records=self._records, signature=sign_digest(key, digest))
         self._out.write(_encoder.encode(signature) + b"\n")

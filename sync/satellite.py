@@ -711,7 +711,9 @@ class SatelliteSync:
                 source="sync",
                 message=f"sync with the upstream failed ({operation}): {error.detail}",
             )
-        log.warning("sync.failed", account=link.account, operation=operation, error=error.detail)
+        # A scheduled sync's failure is for the log; an operator's gets the error itself.
+        report = log.warning if mode == "connected" else log.info
+        report("sync.failed", account=link.account, operation=operation, error=error.detail)
 
     async def status(self, principal: Principal, account: str) -> SyncStatus:
         async with self._db.connection() as conn:

@@ -107,10 +107,11 @@ class UpstreamClient:
                         headers={"Content-Type": BUNDLE_TYPE, **headers},
                         **proxy,
                     ) as response:
-                        if response.status == 407:
-                            raise UpstreamUnreachable(
+                        if response.status == 407:  # (not retried: it would not pass)
+                            raise UpstreamRefused(
                                 "the proxy refused the credentials (407): check "
-                                "sync.proxy_username and sync.proxy_password_file"
+                                "sync.proxy_username and sync.proxy_password_file",
+                                status=407,
                             )
                         if response.status != 200:
                             raise UpstreamRefused(await _refusal(response), status=response.status)

@@ -131,6 +131,20 @@ def db_dsn(pg_server: str, template_db: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def upstream_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An upstream's own keys (not the satellite's), for sync tests."""
+    path = tmp_path_factory.mktemp("upstream-state")
+    ensure_server_keys(KeyPaths(path), common_name="upstream CA")
+    return path
+
+
+@pytest.fixture
+def upstream_dsn(pg_server: str, template_db: str) -> Iterator[str]:
+    """An upstream's own database, for sync tests."""
+    yield from clone_database(pg_server, template_db)
+
+
+@pytest.fixture(scope="session")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A state directory with server keys (shared: keys are read-only for the tests)."""
     path = tmp_path_factory.mktemp("state")

@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
 
 from satellite.app import create_app
 from satellite.config import DatabaseSettings, Settings, SyncSettings
-from satellite.crypto.keys import KeyPaths, ensure_server_keys
 from satellite.domain.access import host_operator
 from satellite.errors import Conflict, SyncHorizonPassed
 from satellite.runtime import Runtime, load_runtime, open_services
 from satellite.services.registry import Services
 from sync.bundle import BundleError
-from sync.transport import UpstreamUnreachable
+from sync.satellite import SatelliteSync
+from sync.transport import UpstreamRefused, UpstreamUnreachable
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, clone_database, login
 from tests.test_device import base_url, new_agent
 
@@ -59,19 +60,6 @@ def settings(state_dir: Path, db_dsn: str, tmp_path: Path) -> Settings:
         database=DatabaseSettings(dsn=db_dsn, pool_min_size=1, pool_max_size=5),
         sync=sync_settings(tmp_path),
     )
-
-
-@pytest.fixture(scope="session")
-def upstream_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The upstream's own keys (not the satellite's)."""
-    path = tmp_path_factory.mktemp("upstream-state")
-    ensure_server_keys(KeyPaths(path), common_name="upstream CA")
-    return path
-
-
-@pytest.fixture
-def upstream_dsn(pg_server: str, template_db: str) -> Iterator[str]:
-    yield from clone_database(pg_server, template_db)
 
 
 @pytest.fixture
@@ -630,3 +618,76 @@ async def test_no_new_authorizations_beyond_the_horizon(
     await services.sync.horizon_alerts(dt.datetime.now(dt.UTC))
     assert (await ok(admin.post(SITE + "/alerts", {})))["alerts"] == []
     assert SyncHorizonPassed.__doc__
+
+
+# --- through a proxy -----------------------------------------------------------------------
+
+
+def proxied(services: Services, runtime: Runtime, tmp_path: Path, **proxy: Any) -> SatelliteSync:
+    """The satellite's sync service as a daemon configured with ``[sync] proxy_*`` has it."""
+    settings = msgspec.structs.replace(
+        runtime.settings, sync=sync_settings(tmp_path, attempts=1, **proxy)
+    )
+    return SatelliteSync(services.db, runtime.keys, services.licenses, settings)
+
+
+async def test_sync_through_a_proxy_without_credentials(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    runtime: Runtime,
+    tmp_path: Path,
+    open_proxy: int,
+) -> None:
+    await setup_upstream(upstream, enhanced=6)
+    await setup_site(admin)
+    sync = proxied(services, runtime, tmp_path, proxy_url=f"http://127.0.0.1:{open_proxy}")
+    await sync.register_online(
+        OPERATOR, "Site", upstream_url=upstream.url, token=await satellite_token(upstream), name="p"
+    )
+    await sync.sync_now(OPERATOR, "Site")
+    assert [x["quantity"] for x in await pool(admin, SITE)] == [6]
+    # (The setting is used: with no proxy where it points, there is no way through.)
+    nowhere = proxied(services, runtime, tmp_path, proxy_url="http://127.0.0.1:9")
+    with pytest.raises(UpstreamUnreachable):
+        await nowhere.sync_now(OPERATOR, "Site")
+
+
+async def test_sync_through_a_proxy_with_basic_credentials(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    runtime: Runtime,
+    tmp_path: Path,
+    auth_proxy: int,
+) -> None:
+    await setup_upstream(upstream, enhanced=6)
+    await setup_site(admin)
+    await register_online(upstream, services)  # directly
+    proxy_url = f"http://127.0.0.1:{auth_proxy}"
+
+    # Without credentials, and with a wrong password: the proxy says no, the status says why.
+    for credentials in ({}, {"proxy_username": "product", "proxy_password_file": "wrong"}):
+        if credentials:
+            (tmp_path / "wrong").write_text("guess\n")
+            credentials["proxy_password_file"] = str(tmp_path / "wrong")
+        sync = proxied(services, runtime, tmp_path, proxy_url=proxy_url, **credentials)
+        with pytest.raises(UpstreamRefused, match="407"):
+            await sync.sync_now(OPERATOR, "Site")
+    status = await ok(admin.get(SITE + "/sync"))
+    assert "407" in status["lastError"]
+    assert status["appliedSequence"] == 0
+    assert await pool(admin, SITE) == []
+
+    (tmp_path / "password").write_text("s3cret\n")
+    sync = proxied(
+        services,
+        runtime,
+        tmp_path,
+        proxy_url=proxy_url,
+        proxy_username="product",
+        proxy_password_file=str(tmp_path / "password"),
+    )
+    await sync.sync_now(OPERATOR, "Site")
+    assert [x["quantity"] for x in await pool(admin, SITE)] == [6]
+    assert (await ok(admin.get(SITE + "/sync")))["lastError"] is None

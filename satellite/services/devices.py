@@ -169,7 +169,7 @@ class DeviceService:
 
     # --- authorization -------------------------------------------------------------------
 
-    async def _check_horizon(self, conn: Connection, account_id: int, now: dt.datetime) -> None:
+    async def check_horizon(self, conn: Connection, account_id: int, now: dt.datetime) -> None:
         """An account linked to an upstream gets no new authorizations once it has been out
         of step with it for longer than the horizon (its pools may no longer be true)."""
         since = await sync_links.in_step_since(conn, account_id)
@@ -298,7 +298,7 @@ class DeviceService:
             status = token.status(now)
             if status != "Active":
                 raise Forbidden(f"the registration token is {status.lower()}")
-            await self._check_horizon(conn, account_id, now)
+            await self.check_horizon(conn, account_id, now)
             authorization_expires = now + dt.timedelta(
                 days=self._timers.authorization_validity_days
             )
@@ -410,7 +410,7 @@ class DeviceService:
             product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
             self.decode(payload, wire.NoParameters)
             now = self._clock()
-            await self._check_horizon(conn, product.account_id, now)
+            await self.check_horizon(conn, product.account_id, now)
             expires = now + dt.timedelta(days=self._timers.authorization_validity_days)
             await devices.touch(conn, product_id, now, authorization_expires_at=expires)
             authorization = await self._authorization(conn, product, expires)

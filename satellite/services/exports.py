@@ -200,6 +200,7 @@ class ExportService:
         entry: CatalogEntry,
         now: dt.datetime,
     ) -> ExportKey:
+        await self._device_api.check_horizon(conn, product.account_id, now)
         positions = await self._licenses.virtual_account_positions(
             conn, product.virtual_account_id, product.virtual_account, now
         )
