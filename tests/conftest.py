@@ -23,6 +23,7 @@ import asyncpg
 import msgspec
 import proxy
 import pytest
+import trustme
 from aiohttp.test_utils import TestClient, TestServer
 
 from satellite.app import create_app
@@ -301,6 +302,21 @@ def open_proxy() -> Iterator[int]:
 @pytest.fixture
 def auth_proxy() -> Iterator[int]:
     yield from run_proxy("product:s3cret")
+
+
+@pytest.fixture
+def tls_proxy(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """proxy.py speaking TLS itself (an HTTPS proxy), with basic authentication; its
+    certificate is issued by a test CA, whose certificate file is returned with the port."""
+    authority = trustme.CA()
+    issued = authority.issue_cert("127.0.0.1")
+    cert, key, ca = tmp_path / "proxy.crt", tmp_path / "proxy.key", tmp_path / "ca.crt"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    authority.cert_pem.write_to_path(str(ca))
+    yield from (
+        (port, ca) for port in run_proxy("product:s3cret", cert_file=str(cert), key_file=str(key))
+    )
 
 
 ENHANCED = "regid.2016-07.com.cisco.UCM_Enhanced_12.0_66d0d1cf-4863-4761-91d0-d01d3eb1949a"

@@ -3,15 +3,13 @@ authentication, and one that speaks TLS itself (an HTTPS proxy)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import Agent, AgentError
-from tests.conftest import ENHANCED, Api, run_proxy
+from tests.conftest import ENHANCED, Api
 from tests.test_agent_cli import AgentCli
 from tests.test_device import new_agent, new_token, setup_voice
 
@@ -56,21 +54,6 @@ async def test_through_a_proxy_with_basic_auth(
     state = await agent.register(token)
     assert state.registration == "registered"
     await agent.report_usage({ENHANCED: 1})
-
-
-@pytest.fixture
-def tls_proxy(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """proxy.py speaking TLS itself (an HTTPS proxy), with basic authentication; its
-    certificate is issued by a test CA, whose certificate file is returned with the port."""
-    authority = trustme.CA()
-    issued = authority.issue_cert("127.0.0.1")
-    cert, key, ca = tmp_path / "proxy.crt", tmp_path / "proxy.key", tmp_path / "ca.crt"
-    issued.cert_chain_pems[0].write_to_path(str(cert))
-    issued.private_key_pem.write_to_path(str(key))
-    authority.cert_pem.write_to_path(str(ca))
-    yield from (
-        (port, ca) for port in run_proxy("product:s3cret", cert_file=str(cert), key_file=str(key))
-    )
 
 
 async def test_through_an_https_proxy_with_basic_auth(

@@ -691,3 +691,30 @@ async def test_sync_through_a_proxy_with_basic_credentials(
     await sync.sync_now(OPERATOR, "Site")
     assert [x["quantity"] for x in await pool(admin, SITE)] == [6]
     assert (await ok(admin.get(SITE + "/sync")))["lastError"] is None
+
+
+async def test_sync_through_an_https_proxy(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    runtime: Runtime,
+    tmp_path: Path,
+    tls_proxy: tuple[int, Path],
+) -> None:
+    """The proxy speaks TLS; its certificate is checked against sync.ca_file."""
+    port, ca = tls_proxy
+    await setup_upstream(upstream, enhanced=6)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    (tmp_path / "password").write_text("s3cret\n")
+    proxy = {
+        "proxy_url": f"https://127.0.0.1:{port}",
+        "proxy_username": "product",
+        "proxy_password_file": str(tmp_path / "password"),
+    }
+    untrusted = proxied(services, runtime, tmp_path, **proxy)
+    with pytest.raises(UpstreamUnreachable, match="certificate"):
+        await untrusted.sync_now(OPERATOR, "Site")
+    trusted = proxied(services, runtime, tmp_path, ca_file=str(ca), **proxy)
+    await trusted.sync_now(OPERATOR, "Site")
+    assert [x["quantity"] for x in await pool(admin, SITE)] == [6]
