@@ -718,3 +718,45 @@ async def test_sync_through_an_https_proxy(
     trusted = proxied(services, runtime, tmp_path, ca_file=str(ca), **proxy)
     await trusted.sync_now(OPERATOR, "Site")
     assert [x["quantity"] for x in await pool(admin, SITE)] == [6]
+
+
+async def test_the_upstream_serves_products_directly_and_counts_its_satellites_too(
+    upstream: Upstream, admin: Api, services: Services, server: TestServer, tmp_path: Path
+) -> None:
+    """ "Direct" transport: a product registers with the upstream itself; the upstream's pool
+    then counts its own products and what its satellites report."""
+    await setup_upstream(upstream, enhanced=10)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    at_site = new_agent(tmp_path / "site", server)
+    await at_site.register(await site_token(admin))
+    await at_site.report_usage({ENHANCED: 3})
+    await services.sync.sync_now(OPERATOR, "Site")
+
+    body = await ok(upstream.admin.post(UP_ACCOUNT + "/virtual-accounts/Voice/tokens", {}), 201)
+    direct = new_agent(tmp_path / "direct", upstream.server, "FCH0042")
+    await direct.register(body["tokenInfo"]["token"])
+    state = await direct.report_usage({ENHANCED: 8})
+    assert state.authorization is not None
+    assert state.authorization["state"] == "OUT_OF_COMPLIANCE"  # 3 + 8 > 10
+    licenses = await ok(upstream.admin.post(UP_ACCOUNT + "/licenses", {}))
+    [line] = licenses["licenses"]
+    assert (line["inUse"], line["status"]) == (11, "Out Of Compliance")
+
+
+async def test_horizon_alerts_from_two_nodes_are_raised_once(
+    upstream: Upstream, admin: Api, services: Services, runtime: Runtime, db: asyncpg.Connection
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    await db.execute("UPDATE sync_links SET registered_at = now() - interval '100 days'")
+    async with open_services(runtime) as second_node:
+        reports = await asyncio.gather(
+            *(
+                node.sync.horizon_alerts(dt.datetime.now(dt.UTC))
+                for node in (services, second_node, services, second_node)
+            )
+        )
+    assert sum(r.counts["raised"] for r in reports if r is not None) == 1
+    assert await db.fetchval("SELECT count(*) FROM alerts WHERE source = 'sync'") == 1
