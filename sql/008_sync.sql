@@ -143,9 +143,9 @@ CREATE TABLE satellites (
 CREATE INDEX satellites_account ON satellites (account_id);
 
 CREATE TABLE satellite_products (
-    satellite_id uuid NOT NULL REFERENCES satellites (id) ON DELETE CASCADE,
+    satellite_id uuid NOT NULL,                 -- satellites (id): no REFERENCES, see below
     product_id uuid NOT NULL,
-    virtual_account_id bigint NOT NULL REFERENCES virtual_accounts (id) ON DELETE RESTRICT,
+    virtual_account_id bigint NOT NULL,         -- virtual_accounts (id): no REFERENCES
     udi_pid text NOT NULL,
     udi_serial text NOT NULL,
     udi_uuid text NOT NULL,
@@ -161,6 +161,39 @@ CREATE TABLE satellite_products (
     PRIMARY KEY (satellite_id, product_id)
 );
 CREATE INDEX satellite_products_va ON satellite_products (virtual_account_id);
+
+-- The mirror has no foreign keys: a foreign key checks each row inserted with a query of
+-- its own, and a request of a million products spent half its apply time on them
+-- (bench/sync.py). The mirror is written only by merge_products
+-- (satellite/storage/upstream.py), which holds the satellite's row locked and locks the
+-- virtual accounts its rows name (FOR KEY SHARE, as the keys would) once per request,
+-- refusing a request that names one that does not exist. These triggers keep the other
+-- side of the keys: a satellite's mirror goes with it (ON DELETE CASCADE), and a virtual
+-- account with mirrored products is not deleted (ON DELETE RESTRICT, the same error).
+CREATE FUNCTION satellite_products_cascade() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM satellite_products WHERE satellite_id = OLD.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER satellites_products_cascade AFTER DELETE ON satellites
+    FOR EACH ROW EXECUTE FUNCTION satellite_products_cascade();
+
+CREATE FUNCTION satellite_products_restrict() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM satellite_products WHERE virtual_account_id = OLD.id) THEN
+        RAISE foreign_key_violation USING
+            MESSAGE = 'update or delete on table "virtual_accounts" violates foreign key '
+                || 'constraint "satellite_products_virtual_account_id_fkey" on table '
+                || '"satellite_products"',
+            DETAIL = format('Key (id)=(%s) is still referenced from table "satellite_products".',
+                OLD.id),
+            CONSTRAINT = 'satellite_products_virtual_account_id_fkey',
+            TABLE = 'satellite_products';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER virtual_accounts_satellite_products AFTER DELETE ON virtual_accounts
+    FOR EACH ROW EXECUTE FUNCTION satellite_products_restrict();
 
 CREATE TABLE satellite_usage (
     satellite_id uuid NOT NULL REFERENCES satellites (id) ON DELETE CASCADE,
