@@ -52,6 +52,10 @@ CREATE TRIGGER reservations_sync_stamp AFTER INSERT OR UPDATE ON reservations
 CREATE TRIGGER reservation_licenses_sync_stamp AFTER INSERT OR UPDATE OR DELETE
     ON reservation_licenses FOR EACH ROW EXECUTE FUNCTION sync_stamp_reserved_product();
 
+-- A reserved license as an export reads it (satellite/storage/sync.py, changed_products).
+CREATE TYPE sync_reserved_license AS (tag text, quantity integer, "licenseType" text,
+    "endDate" text);
+
 CREATE TABLE sync_links (
     account_id bigint PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
     satellite_id uuid NOT NULL UNIQUE,          -- given by the upstream at registration

@@ -160,16 +160,20 @@ async def snapshot_watermark(conn: asyncpg.Connection) -> int:
 async def changed_products(
     conn: asyncpg.Connection, account_id: int, since: int, prefetch: int = 10_000
 ) -> AsyncIterator[asyncpg.Record]:
-    """Every product of the account stamped at or after ``since``, with its reservation.
+    """Every product of the account stamped at or after ``since``, with its reservation
+    (``reserved``: records with tag, quantity, licenseType and endDate, ISO text or None).
     Streams: call inside a transaction."""
     query = (
         "SELECT p.id::text AS id, va.name AS virtual_account, p.udi_pid, p.udi_serial, "
         "p.udi_uuid, p.product_type, p.product_version, p.hostname, p.ip_address, "
         "p.export_controlled, p.status, p.registered_at, p.ended_at, r.status AS reservation, "
-        "(SELECT coalesce(jsonb_agg(jsonb_build_object('tag', rl.tag, 'quantity', rl.quantity, "
-        "   'licenseType', rl.license_type, 'endDate', rl.end_date) ORDER BY rl.tag, rl.line_id), "
-        "   '[]') FROM reservation_licenses rl "
-        "   WHERE rl.product_id = p.id AND rl.stage = 'current') AS reserved "
+        # Records, not jsonb: a million rows decoded by json.loads were a fifth of an export;
+        # and only a reservation has reserved licenses to look for.
+        "CASE WHEN r.product_id IS NULL THEN '{}'::sync_reserved_license[] ELSE ARRAY("
+        "   SELECT ROW(rl.tag, rl.quantity, rl.license_type, "
+        "   to_char(rl.end_date, 'YYYY-MM-DD'))::sync_reserved_license "
+        "   FROM reservation_licenses rl WHERE rl.product_id = p.id AND rl.stage = 'current' "
+        "   ORDER BY rl.tag, rl.line_id) END AS reserved "
         "FROM product_instances p JOIN virtual_accounts va ON va.id = p.virtual_account_id "
         "LEFT JOIN reservations r ON r.product_id = p.id "
         "WHERE va.account_id = $1 AND p.sync_xid >= $2::text::xid8"
