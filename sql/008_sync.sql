@@ -40,17 +40,20 @@ CREATE TRIGGER product_instances_sync_stamp BEFORE UPDATE ON product_instances
          NEW.registered_at, NEW.ended_at))
     EXECUTE FUNCTION sync_stamp_product();
 
--- A reservation's changes (confirmation, return, its licenses) are its product's.
-CREATE FUNCTION sync_stamp_reserved_product() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A reservation's changes (confirmation, return, its licenses) and its export keys' (sql/
+-- 007: granted, returned, released) are its product's.
+CREATE FUNCTION sync_stamp_owning_product() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE product_instances SET sync_xid = pg_current_xact_id()
         WHERE id = (CASE WHEN TG_OP = 'DELETE' THEN OLD.product_id ELSE NEW.product_id END);
     RETURN NULL;
 END $$;
 CREATE TRIGGER reservations_sync_stamp AFTER INSERT OR UPDATE ON reservations
-    FOR EACH ROW EXECUTE FUNCTION sync_stamp_reserved_product();
+    FOR EACH ROW EXECUTE FUNCTION sync_stamp_owning_product();
 CREATE TRIGGER reservation_licenses_sync_stamp AFTER INSERT OR UPDATE OR DELETE
-    ON reservation_licenses FOR EACH ROW EXECUTE FUNCTION sync_stamp_reserved_product();
+    ON reservation_licenses FOR EACH ROW EXECUTE FUNCTION sync_stamp_owning_product();
+CREATE TRIGGER export_keys_sync_stamp AFTER INSERT OR UPDATE ON export_keys
+    FOR EACH ROW EXECUTE FUNCTION sync_stamp_owning_product();
 
 -- A reserved license as an export reads it (satellite/storage/sync.py, changed_products).
 CREATE TYPE sync_reserved_license AS (tag text, quantity integer, "licenseType" text,
@@ -161,6 +164,7 @@ CREATE TABLE satellite_products (
     status text NOT NULL,
     registered_at timestamptz NOT NULL,
     ended_at timestamptz,
+    export_keys text[] NOT NULL DEFAULT '{}',  -- the features it holds export keys for
     reservation jsonb,
     PRIMARY KEY (satellite_id, product_id)
 );
@@ -204,10 +208,14 @@ CREATE TABLE satellite_usage (
     virtual_account_id bigint NOT NULL REFERENCES virtual_accounts (id) ON DELETE CASCADE,
     tag text NOT NULL,
     in_use bigint NOT NULL CHECK (in_use >= 0),
+    reserved bigint NOT NULL CHECK (reserved >= 0),
+    exported bigint NOT NULL CHECK (exported >= 0),
     PRIMARY KEY (satellite_id, virtual_account_id, tag)
 );
 
--- Shard 16 of the totals holds what satellites report (the sum over them).
+-- Shard 16 of the totals holds what satellites take of the pool: the sum over them of
+-- what their products use, reserve and hold as export keys (at the upstream it all counts
+-- as in use).
 ALTER TABLE virtual_account_usage DROP CONSTRAINT virtual_account_usage_shard_check;
 ALTER TABLE virtual_account_usage ADD CONSTRAINT virtual_account_usage_shard_check
     CHECK (shard BETWEEN 0 AND 16);

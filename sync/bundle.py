@@ -20,7 +20,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Annotated, Literal, TypeVar
 
 import msgspec
 
@@ -43,52 +43,62 @@ class _Record(msgspec.Struct, tag_field="type", rename="camel", forbid_unknown_f
     pass
 
 
+# Field limits: a bundle is only read once its signature verifies, but the signer may be
+# wrong about something; nothing it says may be larger than the columns it lands in.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Text = Annotated[str, msgspec.Meta(max_length=500)]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Pem = Annotated[str, msgspec.Meta(min_length=1, max_length=16_384)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+
 # --- headers ---------------------------------------------------------------------------
 
 
 class RegistrationRequest(_Record, tag="registrationRequest", kw_only=True):
     """A satellite asks to be registered; signed with the key it asks a certificate for."""
 
-    format: str = FORMAT
-    name: str
-    local_account: str
-    token: str
-    public_key: str  # PEM
+    format: Text = FORMAT
+    name: Name
+    local_account: Name
+    token: Secret
+    public_key: Pem
     created_at: dt.datetime
 
 
 class RegistrationAnswer(_Record, tag="registrationAnswer", kw_only=True):
     """The upstream's answer; signed with the key it pins (``upstream_key``)."""
 
-    format: str = FORMAT
-    satellite_id: str
-    request_digest: str  # hex SHA-256 of the registration request
-    upstream_account: str
-    certificate: str  # PEM: the satellite's, issued by the upstream's CA
-    upstream_key: str  # PEM: what every later answer is signed with
+    format: Text = FORMAT
+    satellite_id: Id
+    request_digest: Id  # hex SHA-256 of the registration request
+    upstream_account: Name
+    certificate: Pem  # the satellite's, issued by the upstream's CA
+    upstream_key: Pem  # what every later answer is signed with
     created_at: dt.datetime
 
 
 class SyncRequest(_Record, tag="syncRequest", kw_only=True):
     """What changed at the satellite since the upstream acknowledged ``since``."""
 
-    format: str = FORMAT
-    satellite_id: str
-    sequence: int
-    local_account: str
-    since: int  # transaction-id watermark (see sql/008_sync.sql)
-    through: int
+    format: Text = FORMAT
+    satellite_id: Id
+    sequence: Count
+    local_account: Name
+    since: Count  # transaction-id watermark (see sql/008_sync.sql)
+    through: Count
     created_at: dt.datetime
 
 
 class SyncAnswer(_Record, tag="syncAnswer", kw_only=True):
     """The upstream's pools and flags, and the acknowledgement of one request."""
 
-    format: str = FORMAT
-    satellite_id: str
-    sequence: int  # the request it answers
-    request_digest: str
-    upstream_account: str
+    format: Text = FORMAT
+    satellite_id: Id
+    sequence: Count  # the request it answers
+    request_digest: Id
+    upstream_account: Name
     export_controlled_allowed: bool
     created_at: dt.datetime
 
@@ -100,56 +110,62 @@ Header = RegistrationRequest | RegistrationAnswer | SyncRequest | SyncAnswer
 
 
 class VirtualAccountRecord(_Record, tag="virtualAccount", kw_only=True):
-    name: str
-    description: str = ""
+    name: Name
+    description: Text = ""
 
 
 class UsageRecord(_Record, tag="usage", kw_only=True):
-    virtual_account: str
-    tag_: str = msgspec.field(name="tag")
-    in_use: int
+    """What a virtual account's products take of a tag at the satellite: in use by
+    registered products, reserved (SLR) and granted as export keys."""
+
+    virtual_account: Name
+    tag_: Tag = msgspec.field(name="tag")
+    in_use: Count
+    reserved: Count = 0
+    exported: Count = 0
 
 
 class ReservedLicense(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
-    tag: str
-    quantity: int
+    tag: Tag
+    quantity: Count
     license_type: LicenseType
     end_date: dt.date | None = None
 
 
 class ProductRecord(_Record, tag="product", kw_only=True):
-    id: str
-    virtual_account: str
-    pid: str
-    serial_number: str
-    uuid: str
-    product_type: str
-    product_version: str
-    hostname: str | None
-    ip_address: str | None
+    id: Id
+    virtual_account: Name
+    pid: Text
+    serial_number: Text
+    uuid: Text
+    product_type: Text
+    product_version: Text
+    hostname: Text | None
+    ip_address: Text | None
     export_controlled: bool
-    status: str
+    status: Annotated[str, msgspec.Meta(max_length=40)]
     registered_at: dt.datetime
     ended_at: dt.datetime | None
-    reservation: str | None = None  # the reservation's status, if it is one
+    reservation: Annotated[str, msgspec.Meta(max_length=40)] | None = None  # its status
     reserved: list[ReservedLicense] = msgspec.field(default_factory=list)
+    export_keys: list[Name] = msgspec.field(default_factory=list)  # features it holds
 
 
 class LicenseRecord(_Record, tag="license", kw_only=True):
-    id: int
-    virtual_account: str
-    tag_: str = msgspec.field(name="tag")
-    quantity: int
+    id: Annotated[int, msgspec.Meta(ge=1)]
+    virtual_account: Name
+    tag_: Tag = msgspec.field(name="tag")
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
     license_type: LicenseType
     start_date: dt.date | None
     end_date: dt.date | None
-    subscription_id: str | None
+    subscription_id: Text | None
     export_restricted: bool
 
 
 class SignatureLine(_Record, tag="signature", kw_only=True):
-    records: int
-    signature: str
+    records: Count
+    signature: Annotated[str, msgspec.Meta(max_length=200)]
 
 
 Record = VirtualAccountRecord | UsageRecord | ProductRecord | LicenseRecord
@@ -226,20 +242,29 @@ def _lines(handle: IO[bytes], max_bytes: int) -> Iterator[bytes]:
         yield line
 
 
+def _decode_header(first: bytes) -> Header:
+    try:
+        header: Header = _header_decoder.decode(first)
+    except msgspec.ValidationError as exc:
+        raise BundleError(f"the bundle's header is not valid: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise BundleError(
+            "this is not a satellite sync bundle (its first line is not a bundle header)"
+        ) from exc
+    if header.format != FORMAT:
+        raise BundleError(f"the bundle's format is {header.format!r}; this version reads {FORMAT}")
+    return header
+
+
 def read_header(path: Path) -> Header:
-    """The first line, not yet trusted: it only says whose key must have signed the bundle."""
+    """The first line, not yet trusted: it only says whose key must have signed the bundle.
+    (What the bundle says is read from ``verify``'s result, never from this.)"""
     try:
         with path.open("rb") as handle:
             first = handle.readline(MAX_LINE_BYTES + 1)
     except OSError as exc:
         raise BundleError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        header: Header = _header_decoder.decode(first)
-        return header
-    except msgspec.DecodeError as exc:
-        raise BundleError(
-            "this is not a satellite sync bundle (its first line is not a bundle header)"
-        ) from exc
+    return _decode_header(first)
 
 
 @dataclass(frozen=True)
@@ -248,6 +273,7 @@ class VerifiedBundle:
     header: Header
     digest: bytes
     records: int
+    max_bytes: int
 
     @property
     def digest_hex(self) -> str:
@@ -255,17 +281,24 @@ class VerifiedBundle:
 
 
 def verify(path: Path, key: PublicKey, max_bytes: int) -> VerifiedBundle:
-    """Check size limits and the signature; nothing but the header is parsed before."""
-    header = read_header(path)
+    """Check size limits and the signature, in one pass over the file that also reads the
+    header (the one returned: signed). Records are parsed only later, by ``records``."""
     digest = BundleDigest()
+    first: bytes | None = None
     last: bytes | None = None
-    with path.open("rb") as handle:
-        for line in _lines(handle, max_bytes):
-            if last is not None:
-                digest.update(last)
-            last = line
-    if last is None:
-        raise BundleError("the bundle is empty")
+    try:
+        with path.open("rb") as handle:
+            for line in _lines(handle, max_bytes):
+                if last is not None:
+                    digest.update(last)
+                if first is None:
+                    first = line
+                last = line
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror}") from exc
+    if first is None or last is None or first is last:
+        raise BundleError("the bundle is empty or cut short")
+    header = _decode_header(first)
     try:
         signature = _signature_decoder.decode(last)
     except msgspec.DecodeError as exc:
@@ -279,18 +312,37 @@ def verify(path: Path, key: PublicKey, max_bytes: int) -> VerifiedBundle:
             "the bundle's signature does not verify: it was altered, or it was not signed "
             "by the party it names"
         ) from exc
-    return VerifiedBundle(path, header, digest.digest(), signature.records)
+    return VerifiedBundle(path, header, digest.digest(), signature.records, max_bytes)
+
+
+H = TypeVar("H", RegistrationRequest, RegistrationAnswer, SyncRequest, SyncAnswer)
+
+
+def signed_header(bundle: VerifiedBundle, seen: H) -> H:
+    """``seen`` (the header read to choose the key) is the header that was verified: the
+    file did not change in between."""
+    if bundle.header != seen:
+        raise BundleError("the bundle file changed while it was read: carry it in again")
+    return seen
 
 
 def records(bundle: VerifiedBundle, batch: int = 10_000) -> Iterator[list[Record]]:
-    """The records of a verified bundle, in batches."""
+    """The records of a verified bundle, in batches.
+
+    The file is read again, so it is hashed again: the last batch is handed out only once
+    every byte read proved to be what was verified, and a file changed in between raises
+    instead. A caller that applies the batches in one transaction thus never commits an
+    unverified record."""
+    digest = BundleDigest()
     out: list[Record] = []
     count = 0
     with bundle.path.open("rb") as handle:
-        handle.readline(MAX_LINE_BYTES + 1)  # the header
-        for line in handle:
+        lines = _lines(handle, bundle.max_bytes)
+        digest.update(next(lines, b""))  # the header
+        for line in lines:
             if count == bundle.records:
                 break  # the signature line
+            digest.update(line)
             try:
                 out.append(_record_decoder.decode(line))
             except msgspec.ValidationError as exc:
@@ -301,7 +353,7 @@ def records(bundle: VerifiedBundle, batch: int = 10_000) -> Iterator[list[Record
             if len(out) >= batch:
                 yield out
                 out = []
-    if count != bundle.records:
-        raise BundleError("the bundle has fewer records than its signature line says")
+    if count != bundle.records or digest.digest() != bundle.digest:
+        raise BundleError("the bundle file changed while it was read: carry it in again")
     if out:
         yield out

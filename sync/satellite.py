@@ -44,7 +44,7 @@ from satellite.errors import Conflict, InvalidInput, NotFound, SatelliteError
 from satellite.services import audit, scope
 from satellite.services.licenses import LicenseService
 from satellite.services.maintenance import LOCK_KEYS, JobReport
-from satellite.storage import accounts, alerts, devices, locks
+from satellite.storage import accounts, alerts, locks
 from satellite.storage import sync as storage
 from satellite.storage.db import Connection, Database
 from sync import bundle
@@ -226,6 +226,7 @@ class SatelliteSync:
         verified = await asyncio.to_thread(
             bundle.verify, answer, upstream_key, self._settings.sync.max_bundle_bytes
         )
+        header = bundle.signed_header(verified, header)
         now = self._clock()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account, lock="update")
@@ -372,10 +373,22 @@ class SatelliteSync:
                 vas = await accounts.list_virtual_accounts(conn, link.account_id)
                 for va in vas:
                     writer.write(VirtualAccountRecord(name=va.name, description=va.description))
-                in_use = await devices.in_use_by_virtual_account(conn, [v.id for v in vas], now)
                 for va in vas:
-                    for tag, count in sorted(in_use.get(va.id, {}).items()):
-                        writer.write(UsageRecord(virtual_account=va.name, tag_=tag, in_use=count))
+                    # As the licenses view counts them (the upstream's shows the same).
+                    positions = await self._licenses.virtual_account_positions(
+                        conn, va.id, va.name, now
+                    )
+                    for p in positions:
+                        if p.in_use or p.reserved or p.exported:
+                            writer.write(
+                                UsageRecord(
+                                    virtual_account=va.name,
+                                    tag_=p.tag,
+                                    in_use=p.in_use,
+                                    reserved=p.reserved,
+                                    exported=p.exported,
+                                )
+                            )
                 async for row in storage.changed_products(conn, link.account_id, since):
                     writer.write(_product_record(row))
                     products += 1
@@ -437,7 +450,7 @@ class SatelliteSync:
             await scope.writable_account(conn, principal, link.account, lock=None)
         started = self._clock()
         try:
-            imported = await self._apply(link, path, mode, operation, started)
+            imported = await self._apply(link, header, path, mode, operation, started)
         except SatelliteError as exc:
             await self._record_failure(link, mode, operation, started, exc)
             raise
@@ -451,7 +464,13 @@ class SatelliteSync:
         return imported
 
     async def _apply(
-        self, link: SyncLink, path: Path, mode: SyncMode, operation: str, started: dt.datetime
+        self,
+        link: SyncLink,
+        seen: SyncAnswer,
+        path: Path,
+        mode: SyncMode,
+        operation: str,
+        started: dt.datetime,
     ) -> Imported:
         try:
             key = bundles.public_key_from_pem(link.upstream_key)
@@ -460,8 +479,7 @@ class SatelliteSync:
         verified = await asyncio.to_thread(
             bundle.verify, path, key, self._settings.sync.max_bundle_bytes
         )
-        header = verified.header
-        assert isinstance(header, SyncAnswer)
+        header = bundle.signed_header(verified, seen)
         now = self._clock()
         async with self._db.transaction() as conn:
             link = await self._locked_link(conn, link.account_id)
@@ -799,4 +817,5 @@ def _product_record(row: Any) -> ProductRecord:
             )
             for r in row["reserved"]
         ],
+        export_keys=row["export_keys"],
     )

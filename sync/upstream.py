@@ -208,6 +208,7 @@ class UpstreamSync:
     ) -> tuple[Answered, bytes]:
         # Signed with the key it asks a certificate for: the satellite holds that key.
         verified = await self._verify(path, header.public_key)
+        header = bundle.signed_header(verified, header)
         now = self._clock()
         async with self._db.transaction() as conn:
             earlier = await upstream.registration_answer(conn, verified.digest)
@@ -292,6 +293,7 @@ class UpstreamSync:
             )
         self._check_operator(principal, known.account_id, known.account)
         verified = await self._verify(path, known.public_key)
+        header = bundle.signed_header(verified, header)
         now = self._clock()
         async with self._db.transaction() as conn:
             sat = await upstream.get_satellite(conn, known.id, lock="update")
@@ -339,7 +341,7 @@ class UpstreamSync:
             return vas[name]
 
         await upstream.start_product_batch(conn)
-        usage: list[tuple[int, str, int]] = []
+        usage: list[upstream.UsageRow] = []
         products = 0
         for batch in bundle.records(verified):
             rows: list[upstream.ProductRow] = []
@@ -347,7 +349,15 @@ class UpstreamSync:
                 if isinstance(record, VirtualAccountRecord):
                     await va_id(record.name, record.description)
                 elif isinstance(record, UsageRecord):
-                    usage.append((await va_id(record.virtual_account), record.tag_, record.in_use))
+                    usage.append(
+                        (
+                            await va_id(record.virtual_account),
+                            record.tag_,
+                            record.in_use,
+                            record.reserved,
+                            record.exported,
+                        )
+                    )
                 elif isinstance(record, ProductRecord):
                     rows.append(_product_row(record, await va_id(record.virtual_account)))
                 else:
@@ -439,5 +449,6 @@ def _product_row(record: ProductRecord, va_id: int) -> upstream.ProductRow:
         record.status,
         record.registered_at,
         record.ended_at,
+        record.export_keys,
         reservation,
     )

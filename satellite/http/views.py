@@ -420,13 +420,18 @@ def satellite_mirror_out(
                 status=p["status"],
                 registered_at=p["registered_at"],
                 ended_at=p["ended_at"],
+                export_keys=list(p["export_keys"]),
                 reservation=p["reservation"],
             )
             for p in products
         ],
         usage=[
             MirroredUsageOut(
-                virtual_account=u["virtual_account"], entitlement_tag=u["tag"], in_use=u["in_use"]
+                virtual_account=u["virtual_account"],
+                entitlement_tag=u["tag"],
+                in_use=u["in_use"],
+                reserved=u["reserved"],
+                export_keys=u["exported"],
             )
             for u in usage
         ],

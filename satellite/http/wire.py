@@ -683,6 +683,7 @@ class MirroredProductOut(Response):
     status: str
     registered_at: dt.datetime
     ended_at: dt.datetime | None
+    export_keys: list[str]  # features it holds export keys for
     reservation: dict[str, Any] | None
 
 
@@ -690,6 +691,8 @@ class MirroredUsageOut(Response):
     virtual_account: str
     entitlement_tag: str
     in_use: int
+    reserved: int
+    export_keys: int
 
 
 class SatelliteProductsQuery(Request):

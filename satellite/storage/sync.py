@@ -161,7 +161,8 @@ async def changed_products(
     conn: asyncpg.Connection, account_id: int, since: int, prefetch: int = 10_000
 ) -> AsyncIterator[asyncpg.Record]:
     """Every product of the account stamped at or after ``since``, with its reservation
-    (``reserved``: records with tag, quantity, licenseType and endDate, ISO text or None).
+    (``reserved``: records with tag, quantity, licenseType and endDate, ISO text or None)
+    and the features of the export keys it holds.
     Streams: call inside a transaction."""
     query = (
         "SELECT p.id::text AS id, va.name AS virtual_account, p.udi_pid, p.udi_serial, "
@@ -173,7 +174,11 @@ async def changed_products(
         "   SELECT ROW(rl.tag, rl.quantity, rl.license_type, "
         "   to_char(rl.end_date, 'YYYY-MM-DD'))::sync_reserved_license "
         "   FROM reservation_licenses rl WHERE rl.product_id = p.id AND rl.stage = 'current' "
-        "   ORDER BY rl.tag, rl.line_id) END AS reserved "
+        "   ORDER BY rl.tag, rl.line_id) END AS reserved, "
+        # Only a product registered for export-controlled features can hold export keys.
+        "CASE WHEN p.export_controlled THEN ARRAY(SELECT k.feature FROM export_keys k "
+        "   WHERE k.product_id = p.id AND k.status = 'granted' ORDER BY k.feature) "
+        "   ELSE '{}'::text[] END AS export_keys "
         "FROM product_instances p JOIN virtual_accounts va ON va.id = p.virtual_account_id "
         "LEFT JOIN reservations r ON r.product_id = p.id "
         "WHERE va.account_id = $1 AND p.sync_xid >= $2::text::xid8"

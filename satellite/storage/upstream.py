@@ -176,9 +176,11 @@ _PRODUCT_COLUMNS = (
     "status",
     "registered_at",
     "ended_at",
-    "reservation",
+    "export_keys",
+    "reservation",  # last: stage_products encodes it
 )
 ProductRow = tuple[object, ...]  # in the order of _PRODUCT_COLUMNS
+UsageRow = tuple[int, str, int, int, int]  # virtual account id, tag, in use, reserved, exported
 
 
 async def start_product_batch(conn: asyncpg.Connection) -> None:
@@ -251,21 +253,20 @@ async def merge_products(conn: asyncpg.Connection, satellite_id: str) -> int:
 
 
 async def replace_usage(
-    conn: asyncpg.Connection, satellite_id: str, usage: Sequence[tuple[int, str, int]]
+    conn: asyncpg.Connection, satellite_id: str, usage: Sequence[UsageRow]
 ) -> list[int]:
-    """The satellite's usage becomes ``usage`` (virtual account id, tag, in use); the
-    upstream's totals follow (shard 16: the sum over satellites). Returns the virtual
-    accounts whose totals were recounted."""
+    """The satellite's usage becomes ``usage``; the upstream's totals follow (shard 16: the
+    sum over satellites of all they take). Returns the virtual accounts recounted."""
     old = await conn.fetch(
         "DELETE FROM satellite_usage WHERE satellite_id = $1::uuid RETURNING virtual_account_id",
         satellite_id,
     )
     await conn.executemany(
-        "INSERT INTO satellite_usage (satellite_id, virtual_account_id, tag, in_use) "
-        "VALUES ($1::uuid, $2, $3, $4)",
-        [(satellite_id, va, tag, n) for va, tag, n in usage],
+        "INSERT INTO satellite_usage (satellite_id, virtual_account_id, tag, in_use, reserved, "
+        "exported) VALUES ($1::uuid, $2, $3, $4, $5, $6)",
+        [(satellite_id, *row) for row in usage],
     )
-    va_ids = sorted({int(r["virtual_account_id"]) for r in old} | {va for va, _, _ in usage})
+    va_ids = sorted({int(r["virtual_account_id"]) for r in old} | {row[0] for row in usage})
     await conn.execute(
         "DELETE FROM virtual_account_usage WHERE shard = 16 "
         "AND virtual_account_id = ANY($1::bigint[])",
@@ -273,8 +274,9 @@ async def replace_usage(
     )
     await conn.execute(
         "INSERT INTO virtual_account_usage (virtual_account_id, tag, shard, in_use) "
-        "SELECT virtual_account_id, tag, 16, sum(in_use) FROM satellite_usage "
-        "WHERE virtual_account_id = ANY($1::bigint[]) GROUP BY 1, 2 HAVING sum(in_use) > 0 "
+        "SELECT virtual_account_id, tag, 16, sum(in_use + reserved + exported) "
+        "FROM satellite_usage WHERE virtual_account_id = ANY($1::bigint[]) GROUP BY 1, 2 "
+        "HAVING sum(in_use + reserved + exported) > 0 "
         "ORDER BY 1, 2",
         va_ids,
     )
@@ -287,8 +289,9 @@ async def mirrored_products(
     result: list[asyncpg.Record] = await conn.fetch(
         "SELECT p.product_id::text AS id, va.name AS virtual_account, p.udi_pid, p.udi_serial, "
         "p.udi_uuid, p.product_type, p.product_version, p.hostname, p.ip_address, "
-        "p.export_controlled, p.status, p.registered_at, p.ended_at, p.reservation "
-        "FROM satellite_products p JOIN virtual_accounts va ON va.id = p.virtual_account_id "
+        "p.export_controlled, p.status, p.registered_at, p.ended_at, p.export_keys, "
+        "p.reservation FROM satellite_products p "
+        "JOIN virtual_accounts va ON va.id = p.virtual_account_id "
         "WHERE p.satellite_id = $1::uuid ORDER BY p.product_id LIMIT $2 OFFSET $3",
         satellite_id,
         limit,
@@ -299,7 +302,8 @@ async def mirrored_products(
 
 async def mirrored_usage(conn: asyncpg.Connection, satellite_id: str) -> list[asyncpg.Record]:
     result: list[asyncpg.Record] = await conn.fetch(
-        "SELECT va.name AS virtual_account, u.tag, u.in_use FROM satellite_usage u "
+        "SELECT va.name AS virtual_account, u.tag, u.in_use, u.reserved, u.exported "
+        "FROM satellite_usage u "
         "JOIN virtual_accounts va ON va.id = u.virtual_account_id "
         "WHERE u.satellite_id = $1::uuid ORDER BY 1, 2",
         satellite_id,
