@@ -30,7 +30,7 @@ from satellite.crypto.secrets import (
 from satellite.domain.access import Principal
 from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import Position
-from satellite.domain.models import ProductInstance
+from satellite.domain.models import ExportKey, ProductInstance
 from satellite.errors import (
     BadNonce,
     BadSignature,
@@ -309,6 +309,7 @@ class DeviceService:
             # The ID certificate first: its expiry is what the product row records.
             product_id = existing.id if existing else str(uuid.uuid4())
             certificate, certificate_expires = self._certificate(product_id, udi, request.csr)
+            released: list[ExportKey] = []
             if existing is None:
                 product = await devices.insert_product(
                     conn,
@@ -321,7 +322,7 @@ class DeviceService:
                 if existing.virtual_account_id != token.virtual_account_id or not export_controlled:
                     # Its export keys came from the old pool, or the new registration
                     # does not allow them: they go back.
-                    await exports.release(
+                    released = await exports.release(
                         conn, _product_actor(product_id), existing, "re-registered", now
                     )
                 product = await devices.reregister_product(
@@ -363,6 +364,7 @@ class DeviceService:
             authorization=authorization,
             ca_certificate=to_pem(self._keys.ca_cert),
             signing_certificate=to_pem(self._keys.signing_cert),
+            released_export_features=[key.feature for key in released],
         )
         return self.answer(nonce, path, answer)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import structlog
@@ -51,7 +51,25 @@ ALARM = "SmartLicenseExportControlNotAllowed"
 ALERT_TYPE = "Export Control Not Allowed"
 
 
-def _udi(product: ProductInstance) -> str:
+class KeyHolder(Protocol):
+    """What ``release`` needs to know of a product (a ProductInstance, or a product as the
+    scheduled jobs see it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def account_id(self) -> int: ...
+    @property
+    def virtual_account_id(self) -> int: ...
+    @property
+    def virtual_account(self) -> str: ...
+    @property
+    def udi_pid(self) -> str: ...
+    @property
+    def udi_serial(self) -> str: ...
+
+
+def _udi(product: KeyHolder) -> str:
     return f"PID:{product.udi_pid} SN:{product.udi_serial}"
 
 
@@ -62,7 +80,7 @@ def _product_actor(product_id: str) -> Principal:
 async def release(
     conn: Connection,
     actor: Principal,
-    product: ProductInstance,
+    product: KeyHolder,
     cause: str,
     now: dt.datetime,
 ) -> list[ExportKey]:
@@ -236,17 +254,21 @@ class ExportService:
     ) -> dict[str, str]:
         """``license smart export return local <feature>``: the license goes back to the
         pool. Returning a key the product no longer holds is not an error (a retried
-        return whose answer was lost)."""
+        return whose answer was lost). A key is ended by its feature, whether or not the
+        catalog still names that feature (it may have left the catalog since the grant);
+        only a feature the product holds no key for and the catalog does not know is
+        refused."""
         api = self._device_api
         now = api.now()
         async with self._db.transaction() as conn:
             product, payload, nonce = await api.signed_by_product(conn, product_id, message, path)
             request = api.decode(payload, wire.ExportRequest)
-            self._entry(request.feature)
             ended = await export_keys.end_keys(
                 conn, product.id, "returned", "returned", now, feature=request.feature
             )
-            if ended:
+            if not ended:
+                self._entry(request.feature)
+            else:
                 await audit.record(
                     conn,
                     _product_actor(product.id),
@@ -290,4 +312,4 @@ class ExportService:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
             product = await scope.product(conn, vacc, product_id)
-            return await export_keys.keys_of_product(conn, product.id)
+            return await export_keys.keys_of_product(conn, product.id, vacc.id)
