@@ -27,7 +27,7 @@ from satellite.crypto.secrets import (
     nonce_is_fresh,
     token_proof_is_valid,
 )
-from satellite.domain.access import Principal
+from satellite.domain.access import product_actor
 from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import Position
 from satellite.domain.models import ExportKey, ProductInstance
@@ -64,10 +64,6 @@ def _now() -> dt.datetime:
 
 def _replayed() -> BadNonce:
     return BadNonce("the nonce was used already (a replayed request)")
-
-
-def _product_actor(product_id: str) -> Principal:
-    return Principal(kind="product", login=product_id, role="account-viewer")
 
 
 class DeviceService:
@@ -323,7 +319,7 @@ class DeviceService:
                     # Its export keys came from the old pool, or the new registration
                     # does not allow them: they go back.
                     released = await exports.release(
-                        conn, _product_actor(product_id), existing, "re-registered", now
+                        conn, product_actor(product_id), existing, "re-registered", now
                     )
                 product = await devices.reregister_product(
                     conn,
@@ -334,7 +330,7 @@ class DeviceService:
                 )
             await audit.record(
                 conn,
-                _product_actor(product_id),
+                product_actor(product_id),
                 "product.reregistered" if existing else "product.registered",
                 f"{product.virtual_account}/{product_id}",
                 account_id=account_id,
@@ -349,7 +345,7 @@ class DeviceService:
             if existing and existing.account_id != account_id:
                 await audit.record(
                     conn,
-                    _product_actor(product_id),
+                    product_actor(product_id),
                     "product.moved_out",
                     f"{existing.virtual_account}/{product_id}",
                     account_id=existing.account_id,
@@ -423,7 +419,7 @@ class DeviceService:
             )
             await audit.record(
                 conn,
-                _product_actor(product_id),
+                product_actor(product_id),
                 "product.registration_renewed",
                 f"{product.virtual_account}/{product_id}",
                 account_id=product.account_id,
@@ -440,12 +436,12 @@ class DeviceService:
             self.decode(payload, wire.NoParameters)
             now = self._clock()
             released = await exports.release(
-                conn, _product_actor(product_id), product, "deregistered", now
+                conn, product_actor(product_id), product, "deregistered", now
             )
             await devices.end_product(conn, product_id, "deregistered", now)
             await audit.record(
                 conn,
-                _product_actor(product_id),
+                product_actor(product_id),
                 "product.deregistered",
                 f"{product.virtual_account}/{product_id}",
                 account_id=product.account_id,

@@ -26,9 +26,9 @@ import structlog
 
 from satellite.crypto import jose
 from satellite.crypto.keys import ServerKeys
-from satellite.domain.access import Principal
+from satellite.domain.access import Principal, product_actor
 from satellite.domain.catalog import Catalog, CatalogEntry
-from satellite.domain.models import ExportKey, ProductInstance
+from satellite.domain.models import ExportKey, ProductInstance, udi_label
 from satellite.errors import (
     Conflict,
     ExportAccountNotAllowed,
@@ -69,14 +69,6 @@ class KeyHolder(Protocol):
     def udi_serial(self) -> str: ...
 
 
-def _udi(product: KeyHolder) -> str:
-    return f"PID:{product.udi_pid} SN:{product.udi_serial}"
-
-
-def _product_actor(product_id: str) -> Principal:
-    return Principal(kind="product", login=product_id, role="account-viewer")
-
-
 async def release(
     conn: Connection,
     actor: Principal,
@@ -97,7 +89,7 @@ async def release(
         "export.released",
         f"{product.virtual_account}/{product.id}",
         account_id=product.account_id,
-        udi=_udi(product),
+        udi=udi_label(product),
         cause=cause,
         features=features,
         key_ids=[key.id for key in ended],
@@ -111,9 +103,9 @@ async def release(
         severity="Major",
         source=product.virtual_account,
         message=(
-            f"{_udi(product)} was {cause} holding export-controlled feature(s) "
-            f"{', '.join(features)}: their export keys went back to the pool; the product keeps "
-            f"the feature(s) enabled and raises {ALARM} to its administrator"
+            f"{udi_label(product)} held export-controlled feature(s) {', '.join(features)} "
+            f"({cause}): their export keys went back to the pool; the product keeps the "
+            f"feature(s) enabled and raises {ALARM} to its administrator"
         ),
     )
     log.info(
@@ -199,8 +191,11 @@ class ExportService:
                 )
             held = await export_keys.live_keys_of_products(conn, [product.id])
             key = next((k for k in held.get(product.id, []) if k.feature == request.feature), None)
+            granted = key is None
             if key is None:
                 key = await self._grant(conn, product, request.feature, entry, now)
+        if granted:  # committed
+            log.info("export.granted", product=product.id, feature=key.feature, key_id=key.id)
         answer = wire.ExportGranted(
             feature=key.feature,
             tag=key.tag,
@@ -237,16 +232,15 @@ class ExportService:
         )
         await audit.record(
             conn,
-            _product_actor(product.id),
+            product_actor(product.id),
             "export.granted",
             f"{product.virtual_account}/{product.id}",
             account_id=product.account_id,
-            udi=_udi(product),
+            udi=udi_label(product),
             feature=feature,
             tag=entry.tag,
             key_id=key.id,
         )
-        log.info("export.granted", product=product.id, feature=feature, key_id=key.id)
         return key
 
     async def give_back(
@@ -271,11 +265,11 @@ class ExportService:
             else:
                 await audit.record(
                     conn,
-                    _product_actor(product.id),
+                    product_actor(product.id),
                     "export.returned",
                     f"{product.virtual_account}/{product.id}",
                     account_id=product.account_id,
-                    udi=_udi(product),
+                    udi=udi_label(product),
                     feature=request.feature,
                     key_id=ended[0].id,
                 )
