@@ -183,11 +183,11 @@ async def test_an_expired_certificate_ends_the_registration(
     product = agent.state.product_instance_id
     report = await jobs.expire_registrations(services, at(now()))
     assert report is not None
-    assert report.counts == {"expired": 0}
+    assert report.counts == {"expired": 0, "export_keys_released": 0}
 
     report = await jobs.expire_registrations(services, at(now() + 366 * DAY))
     assert report is not None
-    assert report.counts == {"expired": 1}
+    assert report.counts == {"expired": 1, "export_keys_released": 0}
     row = await db.fetchrow(
         "SELECT status, ended_at, certificate_expires_at FROM product_instances"
     )
@@ -205,7 +205,7 @@ async def test_an_expired_certificate_ends_the_registration(
     # Nothing more to do on the next run.
     report = await jobs.expire_registrations(services, at(now() + 367 * DAY))
     assert report is not None
-    assert report.counts == {"expired": 0}
+    assert report.counts == {"expired": 0, "export_keys_released": 0}
     # Registering again with a token makes a new registration that counts.
     again = await registered_agent(admin, server, tmp_path, "FCH0001")
     await again.report_usage({ENHANCED: 2})

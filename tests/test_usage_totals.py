@@ -190,5 +190,5 @@ async def test_lapsed_authorization_stops_counting_at_once_and_renewal_restores_
     assert await in_use(admin) == {("Voice", ENHANCED): 5}
     report = await jobs.expire_registrations(services, lambda: dt.datetime.now(dt.UTC))
     assert report is not None
-    assert report.counts == {"expired": 1}
+    assert report.counts == {"expired": 1, "export_keys_released": 0}
     assert await assert_books_balance(admin, db) == {("Voice", ENHANCED): 5}

@@ -305,10 +305,12 @@ def transport_url(agent: Agent, url: str, ca_file: Path | None) -> None:
     """The satellite (or transport gateway) URL, e.g. https://satellite.example:8443."""
     if not url.startswith(("http://", "https://")):
         raise click.BadParameter("the URL starts with http:// or https://", param_hint="URL")
-    state = agent.state
-    state.transport.url = url
-    state.transport.ca_file = str(ca_file.resolve()) if ca_file else None
-    agent.save(state)
+
+    def change(state: AgentState) -> None:
+        state.transport.url = url
+        state.transport.ca_file = str(ca_file.resolve()) if ca_file else None
+
+    agent.update(change)
     click.echo(f"server: {url}{f' (trusting {ca_file})' if ca_file else ''}")
 
 
@@ -336,13 +338,16 @@ def transport_proxy(
     ca_file: Path | None,
 ) -> None:
     """Go through an HTTP or HTTPS proxy, optionally with basic authentication."""
-    state = agent.state
-    if ca_file is not None:
-        state.transport.ca_file = str(ca_file.resolve())
-    state.transport.proxy_url = f"{'https' if use_https else 'http'}://{host}:{port}"
-    state.transport.proxy_user = user
-    state.transport.proxy_password = password
-    agent.save(state)
+
+    def change(state: AgentState) -> AgentState:
+        if ca_file is not None:
+            state.transport.ca_file = str(ca_file.resolve())
+        state.transport.proxy_url = f"{'https' if use_https else 'http'}://{host}:{port}"
+        state.transport.proxy_user = user
+        state.transport.proxy_password = password
+        return state
+
+    state = agent.update(change)
     click.echo(f"proxy: {state.transport.proxy_url}{' with credentials' if user else ''}")
 
 
@@ -350,10 +355,12 @@ def transport_proxy(
 @pass_agent
 def transport_direct(agent: Agent) -> None:
     """No proxy."""
-    state = agent.state
-    state.transport.proxy_url = state.transport.proxy_user = None
-    state.transport.proxy_password = None
-    agent.save(state)
+
+    def change(state: AgentState) -> None:
+        state.transport.proxy_url = state.transport.proxy_user = None
+        state.transport.proxy_password = None
+
+    agent.update(change)
     click.echo("direct (no proxy)")
 
 
@@ -362,9 +369,11 @@ def transport_direct(agent: Agent) -> None:
 @pass_agent
 def privacy(agent: Agent, setting: str) -> None:
     """'on': do not share this host's name or IP address with the server."""
-    state = agent.state
-    state.share_host_identity = setting == "off"
-    agent.save(state)
+
+    def change(state: AgentState) -> None:
+        state.share_host_identity = setting == "off"
+
+    agent.update(change)
     click.echo(f"privacy {setting}")
 
 

@@ -23,7 +23,7 @@ import msgspec
 import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from satellite.agent.state import AgentState, Alarm, Identity, StateDir
+from satellite.agent.state import AgentState, Alarm, Identity, RegistrationState, StateDir
 from satellite.crypto import jose
 from satellite.crypto.pki import (
     CertificateError,
@@ -83,10 +83,14 @@ class Agent:
         state_dir: Path,
         clock: Callable[[], dt.datetime] = _now,
         on_alarm: AlarmCallback | None = None,
+        *,
+        timeout: float = 30.0,
     ) -> None:
         """``on_alarm``: called with each alarm the product raises to its administrator
-        (after it is saved in the state), e.g. SmartLicenseExportControlNotAllowed."""
+        (after it is saved in the state), e.g. SmartLicenseExportControlNotAllowed.
+        ``timeout``: seconds a request may take in all (connecting: 10 at most)."""
         self.dir = StateDir(state_dir)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
         self._clock = clock
         self._on_alarm = on_alarm
         self._nonce: str | None = None
@@ -105,18 +109,31 @@ class Agent:
         return self.dir.load()
 
     def save(self, state: AgentState) -> None:
+        """Write a whole state: only for a state loaded under ``self.dir.locked()`` (else
+        ``update``)."""
         self.dir.save(state)
+
+    def update(self, change: Callable[[AgentState], T]) -> T:
+        """Load-modify-save of the state under its lock (see ``StateDir.update``)."""
+        return self.dir.update(change)
 
     def now(self) -> dt.datetime:
         return self._clock()
 
     # --- alarms ----------------------------------------------------------------------------
 
-    def _export_alarm(self, state: AgentState, cause: str) -> Alarm | None:
+    def _export_alarm(
+        self, state: AgentState, cause: str, features: list[str] | None = None
+    ) -> Alarm | None:
         """The product's export keys lost their licenses on the server (``cause``): the
-        features stay enabled, the administrator is told. Call ``announce`` with the
-        result once the state is saved."""
-        held = [key for key in state.export.keys if not key.released]
+        features stay enabled, the administrator is told. ``features``: those the server
+        released (None: every key the product holds). Call ``announce`` with the result
+        once the state is saved."""
+        held = [
+            key
+            for key in state.export.keys
+            if not key.released and (features is None or key.feature in features)
+        ]
         if not held:
             return None
         for key in held:
@@ -190,7 +207,7 @@ class Agent:
             connector = aiohttp.TCPConnector(ssl=context)
         return aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=30, connect=10),
+            timeout=self._timeout,
             trust_env=False,  # the proxy is what the transport settings say, nothing else
         )
 
@@ -222,8 +239,8 @@ class Agent:
                 if response.status == 407:
                     raise AgentError("the proxy refused the credentials (407)")
                 nonce = response.headers.get(wire.NONCE_HEADER)
-        except aiohttp.ClientError as exc:
-            raise ServerUnreachable(f"cannot reach {state.transport.url}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServerUnreachable(f"cannot reach {state.transport.url}: {_reason(exc)}") from exc
         if not nonce:
             raise AgentError(f"{state.transport.url} did not answer as a satellite server")
         return nonce
@@ -261,8 +278,11 @@ class Agent:
                         self._nonce = response.headers.get(wire.NONCE_HEADER)
                         raw = await _read_at_most(response.content, MAX_ANSWER_BYTES + 1)
                         status = response.status
-                except aiohttp.ClientError as exc:
-                    raise ServerUnreachable(f"cannot reach {state.transport.url}: {exc}") from exc
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    # aiohttp's timeouts raise TimeoutError, not a ClientError.
+                    raise ServerUnreachable(
+                        f"cannot reach {state.transport.url}: {_reason(exc)}"
+                    ) from exc
                 if status == 407:
                     raise AgentError("the proxy refused the credentials (407)")
                 if len(raw) > MAX_ANSWER_BYTES:
@@ -371,14 +391,35 @@ class Agent:
             check_issued_by(load_pem_certificate(answer.registration.certificate), ca, now)
         except CertificateError as exc:
             raise AgentError(f"the server's certificates do not check out: {exc}") from exc
-        self.dir.save_key(key)
-        alarm = None
-        if state.registration == "registered" and (
-            not answer.registration.export_controlled
-            or answer.registration.virtual_account != state.virtual_account
+        with self.dir.locked():
+            # What changed while the request was on its way stays (e.g. a key installed by
+            # the runner); the registration's fields are the answer's.
+            state = self.state
+            self.dir.save_key(key)
+            alarm = self._reregistration_alarm(state, answer)
+            state = self._apply_registration(state, answer)
+            self.save(state)
+        self.announce(alarm)
+        return state
+
+    def _reregistration_alarm(self, state: AgentState, answer: wire.RegisterAnswer) -> Alarm | None:
+        """The keys the server released as this product registered again: those it names,
+        or all of them when the server made a new product instance of it (the old one's
+        keys are not this registration's)."""
+        if not state.export.keys:
+            return None
+        if (
+            state.product_instance_id is not None
+            and state.product_instance_id != answer.registration.product_instance_id
         ):
-            # The server released the keys of the old registration.
-            alarm = self._export_alarm(state, "registered again without them")
+            return self._export_alarm(state, "registered again as a new product instance")
+        if answer.released_export_features:
+            return self._export_alarm(
+                state, "registered again without them", answer.released_export_features
+            )
+        return None
+
+    def _apply_registration(self, state: AgentState, answer: wire.RegisterAnswer) -> AgentState:
         state.export.pending = []
         state.registration = "registered"
         state.product_instance_id = answer.registration.product_instance_id
@@ -391,8 +432,6 @@ class Agent:
         state.renew_registration_after = answer.registration.renew_registration_after
         state.authorization = msgspec.to_builtins(answer.authorization)
         state.last_error = None
-        self.save(state)
-        self.announce(alarm)
         return state
 
     def _registered(self) -> tuple[AgentState, str, str]:
@@ -415,35 +454,66 @@ class Agent:
                 state, path, payload, self.dir.load_key(), {"kid": product_id}, signing, answer_type
             )
         except RequestRefused as refused:
-            # The server ended this registration (removed by an admin, or expired): say so
-            # in the product's state, so that 'status' shows it and 'register' is offered.
-            kind = str(refused.problem.get("type", ""))
-            if kind.endswith(":registration-expired"):
-                state.registration = "registration_expired"
-                self.save(state)
-            elif kind.endswith(":product-ended"):
-                state.registration = "removed"
-                self.save(state)
+            self._registration_ended(product_id, str(refused.problem.get("type", "")))
             raise
         return state, answer
+
+    def _registration_ended(self, product_id: str, kind: str) -> None:
+        """The server ended this registration (removed by an admin, or expired): say so in
+        the product's state, so that 'status' shows it and 'register' is offered. The
+        server released its export keys with it (on removal, or by the job that ends
+        expired registrations): they are marked released and the alarm is raised, as on
+        deregistration."""
+        ended: dict[str, tuple[RegistrationState, str]] = {
+            ":registration-expired": ("registration_expired", "the registration expired"),
+            ":product-ended": ("removed", "removed from the server"),
+        }
+        found = next((v for k, v in ended.items() if kind.endswith(k)), None)
+        if found is None:
+            return
+        registration, cause = found
+
+        def change(state: AgentState) -> Alarm | None:
+            if state.product_instance_id != product_id or state.registration != "registered":
+                return None  # registered again (or ended) meanwhile: not this registration
+            state.registration = registration
+            state.export.pending = []
+            return self._export_alarm(state, cause)
+
+        self.announce(self.update(change))
+
+    def _answered(self, product_id: str, change: Callable[[AgentState], None]) -> AgentState:
+        """Apply what an answer of this registration says onto the state as it is now,
+        unless the product registered again or left meanwhile."""
+
+        def apply(state: AgentState) -> AgentState:
+            if state.product_instance_id == product_id and state.registration == "registered":
+                change(state)
+            return state
+
+        return self.update(apply)
 
     async def report_usage(self, usage: dict[str, int]) -> AgentState:
         report = wire.UsageReport(
             usage=[wire.UsageEntry(tag=tag, count=count) for tag, count in sorted(usage.items())]
         )
         state, authorization = await self.signed_request("usage", report, wire.Authorization)
-        state.usage = dict(usage)
-        state.authorization = msgspec.to_builtins(authorization)
-        self.save(state)
-        return state
+
+        def change(now: AgentState) -> None:
+            now.usage = dict(usage)
+            now.authorization = msgspec.to_builtins(authorization)
+
+        return self._answered(state.product_instance_id or "", change)
 
     async def renew_authorization(self) -> AgentState:
         state, authorization = await self.signed_request(
             "authorization", wire.NoParameters(), wire.Authorization
         )
-        state.authorization = msgspec.to_builtins(authorization)
-        self.save(state)
-        return state
+
+        def change(now: AgentState) -> None:
+            now.authorization = msgspec.to_builtins(authorization)
+
+        return self._answered(state.product_instance_id or "", change)
 
     async def renew_registration(self) -> AgentState:
         """A new key and a new ID certificate; the old key signs the request for the new."""
@@ -470,12 +540,15 @@ class Agent:
             )
         except CertificateError as exc:
             raise AgentError(f"the new certificate does not check out: {exc}") from exc
-        self.dir.save_key(key)
-        state.certificate = answer.certificate
-        state.certificate_expires_at = answer.certificate_expires_at
-        state.renew_registration_after = answer.renew_registration_after
-        self.save(state)
-        return state
+        with self.dir.locked():
+            self.dir.save_key(key)
+
+            def change(now: AgentState) -> None:
+                now.certificate = answer.certificate
+                now.certificate_expires_at = answer.certificate_expires_at
+                now.renew_registration_after = answer.renew_registration_after
+
+            return self._answered(product_id, change)
 
     # --- evaluation ------------------------------------------------------------------------
 
@@ -501,16 +574,34 @@ class Agent:
     async def deregister(self) -> AgentState:
         """Leave the server. Export keys held go back to the server's pool; the features
         stay enabled here and SmartLicenseExportControlNotAllowed is raised."""
-        state, _ = await self.signed_request("deregister", wire.NoParameters(), wire.Deregistered)
-        return self._forget_registration(state)
+        _, answer = await self.signed_request("deregister", wire.NoParameters(), wire.Deregistered)
+        return self._forget_registration(answer.released_export_features)
 
     def deregister_locally(self) -> AgentState:
-        """When the server cannot be reached: the product must then be removed there by hand."""
-        state, _, _ = self._registered()
-        return self._forget_registration(state)
+        """When the server cannot be reached: the product must then be removed there by hand
+        (which releases its export keys there)."""
+        self._registered()
+        return self._forget_registration(None)
 
-    def _forget_registration(self, state: AgentState) -> AgentState:
-        alarm = self._export_alarm(state, "deregistered")
+    def _forget_registration(self, released: list[str] | None) -> AgentState:
+        """``released``: the features whose keys the server released (None: deregistered
+        here only). The server holds no key of this product any more either way, so every
+        key left here is marked released, under the alarm."""
+        with self.dir.locked():
+            state = self.state
+            unheld = sorted(set(released or []) - {key.feature for key in state.export.keys})
+            if unheld:
+                # Granted there, never installed here (the grant's answer was lost).
+                log.info("agent.export_released_unheld", features=unheld)
+            alarm = self._export_alarm(state, "deregistered")
+            self._clear_registration(state)
+            self.save(state)
+            self.dir.key_file.unlink(missing_ok=True)
+        self.announce(alarm)
+        return state
+
+    @staticmethod
+    def _clear_registration(state: AgentState) -> None:
         state.export.pending = []
         state.registration = "deregistered"
         state.product_instance_id = None
@@ -520,10 +611,6 @@ class Agent:
         state.renew_registration_after = None
         state.authorization = None
         state.export_controlled = False
-        self.save(state)
-        self.dir.key_file.unlink(missing_ok=True)
-        self.announce(alarm)
-        return state
 
 
 async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
@@ -538,6 +625,13 @@ async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong on the way (a TimeoutError says nothing by itself)."""
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "no answer in time"
+    return str(exc)
 
 
 def _problem(raw: bytes) -> dict[str, Any]:

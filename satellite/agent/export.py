@@ -133,6 +133,10 @@ class ExportControl:
         """Verify the server's export key for ``feature`` and store it: the feature is
         enabled. Refused (nothing changed) unless the pinned server certificate signed it,
         for this product and this feature."""
+        with self._agent.dir.locked():
+            return self._install_key(feature, granted)
+
+    def _install_key(self, feature: str, granted: wire.ExportGranted) -> ExportKey:
         state = self._agent.state
         try:
             header, payload = self._agent.verify_server_signed(granted.key)
@@ -192,11 +196,17 @@ class ExportControl:
             self.install_key(pending.feature, granted)
         else:
             await self._agent.signed_request("export/return", request, wire.ExportReturned)
-            state = self._agent.state
-            state.export.keys = [k for k in state.export.keys if k.feature != pending.feature]
-            state.export.pending = [p for p in state.export.pending if p.feature != pending.feature]
-            self._settle_alarms(state)
-            self._agent.save(state)
+
+            def returned(state: AgentState) -> None:
+                state.export.keys = [k for k in state.export.keys if k.feature != pending.feature]
+                state.export.pending = [
+                    p
+                    for p in state.export.pending
+                    if (p.action, p.feature) != ("return", pending.feature)
+                ]
+                self._settle_alarms(state)
+
+            self._agent.update(returned)
             log.info("agent.export_returned", feature=pending.feature)
 
     def _backoff(self, attempts: int) -> dt.timedelta:
@@ -205,33 +215,42 @@ class ExportControl:
         base = min(doubled, self._longest_retry)
         return base * (0.5 + self._jitter() / 2)
 
-    def _record_failure(self, pending: PendingExport, error: AgentError) -> bool:
+    def _record_failure(self, pending: PendingExport, error: AgentError, *, first: bool) -> bool:
         """Save the failed attempt: rescheduled (True) or, when it can never succeed,
-        dropped (False)."""
-        state = self._agent.state
-        others = [p for p in state.export.pending if p.feature != pending.feature]
+        dropped (False). A retry (``first`` False) is rescheduled only while that very
+        entry is still pending: a 'cancel' (or a newer request) made while it was on its
+        way stands."""
         final = _final(error)
-        if not final:
-            pending.attempts += 1
-            pending.last_error = str(error)
-            pending.next_attempt = self._agent.now() + self._backoff(pending.attempts)
-            others.append(pending)
-        state.export.pending = others
-        self._agent.save(state)
+
+        def change(state: AgentState) -> bool:
+            same = (pending.action, pending.feature, pending.since)
+            still = any((p.action, p.feature, p.since) == same for p in state.export.pending)
+            if not first and not still:
+                return False
+            others = [p for p in state.export.pending if p.feature != pending.feature]
+            if not final:
+                pending.attempts += 1
+                pending.last_error = str(error)
+                pending.next_attempt = self._agent.now() + self._backoff(pending.attempts)
+                others.append(pending)
+            state.export.pending = others
+            return not final
+
+        rescheduled = self._agent.update(change)
         log.warning(
             "agent.export_failed",
             action=pending.action,
             feature=pending.feature,
             error=str(error),
-            retry_at=None if final else pending.next_attempt.isoformat(),
+            retry_at=pending.next_attempt.isoformat() if rescheduled else None,
         )
-        return not final
+        return rescheduled
 
     async def _attempt(self, pending: PendingExport) -> None:
         try:
             await self._send(pending)
         except AgentError as exc:
-            if self._record_failure(pending, exc):
+            if self._record_failure(pending, exc, first=True):
                 raise AgentError(
                     f"{exc}; the {pending.action} stays pending and is retried automatically "
                     "('satellite-agent run') until it succeeds or 'license smart export cancel'"
@@ -251,15 +270,24 @@ class ExportControl:
     async def give_back(self, feature: str) -> None:
         """``license smart export return local <feature>``: the license goes back to the
         server and the key is removed from this product."""
-        state = self._agent.state
-        if not any(k.feature == feature for k in state.export.keys):
-            raise AgentError(f"this product holds no export key for {feature!r}")
-        if state.registration != "registered":
-            # The server released it already (deregistration): only the key goes.
-            state.export.keys = [k for k in state.export.keys if k.feature != feature]
-            self._settle_alarms(state)
-            self._agent.save(state)
-            return
+        with self._agent.dir.locked():
+            state = self._agent.state
+            held = [k for k in state.export.keys if k.feature == feature]
+            if not held:
+                raise AgentError(f"this product holds no export key for {feature!r}")
+            if state.registration != "registered":
+                if not all(k.released for k in held):
+                    raise AgentError(
+                        f"the export key for {feature!r} is still counted on the server and "
+                        f"this product is not registered ({state.registration.replace('_', ' ')}"
+                        "): register again to return it; the key stays"
+                    )
+                # The server released it already (deregistered, removed, expired): only the
+                # key goes.
+                state.export.keys = [k for k in state.export.keys if k.feature != feature]
+                self._settle_alarms(state)
+                self._agent.save(state)
+                return
         now = self._agent.now()
         await self._attempt(
             PendingExport(action="return", feature=feature, since=now, next_attempt=now)
@@ -268,12 +296,13 @@ class ExportControl:
     def cancel(self) -> list[PendingExport]:
         """``license smart export cancel``: stop retrying the pending requests and end the
         pending returns (their keys stay on the product); what was pending."""
-        state = self._agent.state
-        cancelled = state.export.pending
-        if not cancelled:
-            raise AgentError("no export request or return is pending")
-        state.export.pending = []
-        self._agent.save(state)
+        with self._agent.dir.locked():
+            state = self._agent.state
+            cancelled = state.export.pending
+            if not cancelled:
+                raise AgentError("no export request or return is pending")
+            state.export.pending = []
+            self._agent.save(state)
         log.info("agent.export_cancelled", pending=[p.feature for p in cancelled])
         return cancelled
 
@@ -293,7 +322,7 @@ class ExportControl:
             try:
                 await self._send(pending)
             except AgentError as exc:
-                self._record_failure(pending, exc)
+                self._record_failure(pending, exc, first=False)
                 continue
             done.append(f"export {pending.action} {pending.feature}")
         return done

@@ -23,7 +23,7 @@ import getpass
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -49,6 +49,23 @@ from satellite.crypto.slr import (
 
 MAX_FILE_BYTES = MAX_CODE_CHARS
 TagState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(
+    method: Callable[Concatenate[Reservations, P], R],
+) -> Callable[Concatenate[Reservations, P], R]:
+    """The method's load-modify-save under the state's lock (see ``StateDir.locked``)."""
+
+    def run(self: Reservations, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.dir.locked():
+            return method(self, *args, **kwargs)
+
+    run.__doc__ = method.__doc__
+    return run
 
 
 def _now() -> dt.datetime:
@@ -120,6 +137,7 @@ class Reservations:
 
     # --- commands --------------------------------------------------------------------------
 
+    @_locked
     def trust(self, pem: bytes) -> str:
         """Trust the server key in ``pem`` (public key or certificate) for authorization
         codes; return it as a PEM public key."""
@@ -132,6 +150,7 @@ class Reservations:
         self.dir.save(state)
         return state.reservation.trusted_key
 
+    @_locked
     def enable(self) -> AgentState:
         state = self.state
         if state.registration == "registered":
@@ -149,6 +168,7 @@ class Reservations:
         self.dir.save(state)
         return state
 
+    @_locked
     def disable(self) -> AgentState:
         state = self.state
         if self.installed(state):
@@ -161,6 +181,7 @@ class Reservations:
         self.dir.save(state)
         return state
 
+    @_locked
     def request(self) -> str:
         """The request code (UDI, nonce, key); the open request's again if there is one."""
         state = self.state
@@ -184,6 +205,7 @@ class Reservations:
             public_key=public_key_text(key.public_key()),
         ).encode()
 
+    @_locked
     def cancel(self) -> AgentState:
         state = self.state
         self._require_enabled(state)
@@ -210,6 +232,7 @@ class Reservations:
             )
         return code
 
+    @_locked
     def install(self, text: str) -> str:
         """Install an authorization code; return the confirmation code."""
         state = self.state
@@ -259,6 +282,7 @@ class Reservations:
         self.dir.save(state)
         return confirmation
 
+    @_locked
     def give_back(self) -> str:
         """``return``: remove the installed authorization; return the return code."""
         state = self.state
@@ -280,6 +304,7 @@ class Reservations:
         self.dir.save(state)
         return code
 
+    @_locked
     def return_authorization(self, text: str) -> str:
         """A return code for an authorization code that was never installed."""
         state = self.state

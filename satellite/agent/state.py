@@ -2,20 +2,31 @@
 
 A write goes to a temporary file in the same directory, is flushed to disk, then renamed
 over the old file: a crash leaves either the old state or the new one, never a mix.
+
+Every change is a load-modify-save under an exclusive lock on ``state.lock`` in the same
+directory (``StateDir.update`` / ``StateDir.locked``), so that two processes of one product
+(the runner and a command line) never lose each other's changes. Nothing waits on the
+network while holding it: what an answer changes is applied to the state as it is when
+the answer arrives.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+T = TypeVar("T")
 
 RegistrationState = Literal[
     "unregistered", "registered", "deregistered", "removed", "registration_expired"
@@ -146,6 +157,7 @@ class StateDir:
         # The parsed key and the file identity it was read from: parsing PEM on every
         # request costs more than signing it; a changed file is read again.
         self._key: tuple[tuple[int, int, int], ec.EllipticCurvePrivateKey] | None = None
+        self._lock_depth = 0  # held by this object (re-entrant within it)
 
     @property
     def state_file(self) -> Path:
@@ -165,8 +177,44 @@ class StateDir:
         """Write ``data`` to ``target`` in this directory atomically, mode 0600."""
         self._write_atomically(target, data)
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / "state.lock"
+
     def exists(self) -> bool:
         return self.state_file.exists()
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the state's lock (flock on ``state.lock``): no other process or object
+        changes the state meanwhile. Re-entrant for this object; never hold it across an
+        await."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def update(self, change: Callable[[AgentState], T]) -> T:
+        """Load the state, change it, save it, all under the lock; what ``change`` returned."""
+        with self.locked():
+            state = self.load()
+            result = change(state)
+            self.save(state)
+            return result
 
     def load(self) -> AgentState:
         try:

@@ -40,6 +40,11 @@ def host_operator(user: str) -> Principal:
     return Principal(kind="host", login=user, role="system-admin")
 
 
+def product_actor(product_id: str) -> Principal:
+    """A product instance acting through the device API: the audit log's actor."""
+    return Principal(kind="product", login=product_id, role="account-viewer")
+
+
 def system_actor(name: str) -> Principal:
     """The daemon acting on its own (``system:scheduler``): the audit log's actor."""
     return Principal(kind="system", login=name, role="system-admin")

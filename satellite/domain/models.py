@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from satellite.domain.access import Role
 
@@ -147,6 +147,18 @@ class UsageRecord:
 
 
 ExportKeyStatus = Literal["granted", "returned", "released"]
+
+
+class HasUdi(Protocol):
+    @property
+    def udi_pid(self) -> str: ...
+    @property
+    def udi_serial(self) -> str: ...
+
+
+def udi_label(product: HasUdi) -> str:
+    """How the audit log and alerts name a product: ``PID:<pid> SN:<serial>``."""
+    return f"PID:{product.udi_pid} SN:{product.udi_serial}"
 
 
 @dataclass(frozen=True)

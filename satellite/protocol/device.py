@@ -92,6 +92,10 @@ class RegisterAnswer(_Message):
     authorization: Authorization
     ca_certificate: str  # PEM: its fingerprint must be the one in the token
     signing_certificate: str  # PEM, issued by that CA: it signs every answer
+    # Export-controlled features whose keys the server took back as the product registered
+    # again (into another virtual account, or without export-controlled features); the
+    # product raises SmartLicenseExportControlNotAllowed for them.
+    released_export_features: list[str] = []
 
 
 class Deregistered(_Message):

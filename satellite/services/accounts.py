@@ -61,7 +61,15 @@ class AccountService:
             if description is None and export_controlled_allowed is None:
                 return account  # nothing to change, nothing to record
             if export_controlled_allowed is False and account.export_controlled_allowed:
-                tokens, lines = await accounts.export_controlled_holdings(conn, account.id)
+                tokens, lines, keys = await accounts.export_controlled_holdings(conn, account.id)
+                if keys:
+                    raise Conflict(
+                        f"account {name!r} still has {keys} export key(s) granted to its "
+                        "products: they must be returned (or the products holding them "
+                        "deregistered or removed) before export-controlled functionality can "
+                        "be disallowed",
+                        field="exportControlledAllowed",
+                    )
                 if tokens or lines:
                     raise Conflict(
                         f"account {name!r} still has {tokens} active export-controlled "

@@ -27,10 +27,10 @@ from satellite.crypto.secrets import (
     nonce_is_fresh,
     token_proof_is_valid,
 )
-from satellite.domain.access import Principal
+from satellite.domain.access import product_actor
 from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import Position
-from satellite.domain.models import ProductInstance
+from satellite.domain.models import ExportKey, ProductInstance
 from satellite.domain.sync import horizon_passed
 from satellite.errors import (
     BadNonce,
@@ -67,10 +67,6 @@ def _now() -> dt.datetime:
 
 def _replayed() -> BadNonce:
     return BadNonce("the nonce was used already (a replayed request)")
-
-
-def _product_actor(product_id: str) -> Principal:
-    return Principal(kind="product", login=product_id, role="account-viewer")
 
 
 class DeviceService:
@@ -324,6 +320,7 @@ class DeviceService:
             # The ID certificate first: its expiry is what the product row records.
             product_id = existing.id if existing else str(uuid.uuid4())
             certificate, certificate_expires = self._certificate(product_id, udi, request.csr)
+            released: list[ExportKey] = []
             if existing is None:
                 product = await devices.insert_product(
                     conn,
@@ -336,8 +333,8 @@ class DeviceService:
                 if existing.virtual_account_id != token.virtual_account_id or not export_controlled:
                     # Its export keys came from the old pool, or the new registration
                     # does not allow them: they go back.
-                    await exports.release(
-                        conn, _product_actor(product_id), existing, "re-registered", now
+                    released = await exports.release(
+                        conn, product_actor(product_id), existing, "re-registered", now
                     )
                 product = await devices.reregister_product(
                     conn,
@@ -348,7 +345,7 @@ class DeviceService:
                 )
             await audit.record(
                 conn,
-                _product_actor(product_id),
+                product_actor(product_id),
                 "product.reregistered" if existing else "product.registered",
                 f"{product.virtual_account}/{product_id}",
                 account_id=account_id,
@@ -363,7 +360,7 @@ class DeviceService:
             if existing and existing.account_id != account_id:
                 await audit.record(
                     conn,
-                    _product_actor(product_id),
+                    product_actor(product_id),
                     "product.moved_out",
                     f"{existing.virtual_account}/{product_id}",
                     account_id=existing.account_id,
@@ -378,6 +375,7 @@ class DeviceService:
             authorization=authorization,
             ca_certificate=to_pem(self._keys.ca_cert),
             signing_certificate=to_pem(self._keys.signing_cert),
+            released_export_features=[key.feature for key in released],
         )
         return self.answer(nonce, path, answer)
 
@@ -437,7 +435,7 @@ class DeviceService:
             )
             await audit.record(
                 conn,
-                _product_actor(product_id),
+                product_actor(product_id),
                 "product.registration_renewed",
                 f"{product.virtual_account}/{product_id}",
                 account_id=product.account_id,
@@ -454,12 +452,12 @@ class DeviceService:
             self.decode(payload, wire.NoParameters)
             now = self._clock()
             released = await exports.release(
-                conn, _product_actor(product_id), product, "deregistered", now
+                conn, product_actor(product_id), product, "deregistered", now
             )
             await devices.end_product(conn, product_id, "deregistered", now)
             await audit.record(
                 conn,
-                _product_actor(product_id),
+                product_actor(product_id),
                 "product.deregistered",
                 f"{product.virtual_account}/{product_id}",
                 account_id=product.account_id,

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import structlog
 
 from satellite.crypto import jose
 from satellite.crypto.keys import ServerKeys
-from satellite.domain.access import Principal
+from satellite.domain.access import Principal, product_actor
 from satellite.domain.catalog import Catalog, CatalogEntry
-from satellite.domain.models import ExportKey, ProductInstance
+from satellite.domain.models import ExportKey, ProductInstance, udi_label
 from satellite.errors import (
     Conflict,
     ExportAccountNotAllowed,
@@ -51,18 +51,28 @@ ALARM = "SmartLicenseExportControlNotAllowed"
 ALERT_TYPE = "Export Control Not Allowed"
 
 
-def _udi(product: ProductInstance) -> str:
-    return f"PID:{product.udi_pid} SN:{product.udi_serial}"
+class KeyHolder(Protocol):
+    """What ``release`` needs to know of a product (a ProductInstance, or a product as the
+    scheduled jobs see it)."""
 
-
-def _product_actor(product_id: str) -> Principal:
-    return Principal(kind="product", login=product_id, role="account-viewer")
+    @property
+    def id(self) -> str: ...
+    @property
+    def account_id(self) -> int: ...
+    @property
+    def virtual_account_id(self) -> int: ...
+    @property
+    def virtual_account(self) -> str: ...
+    @property
+    def udi_pid(self) -> str: ...
+    @property
+    def udi_serial(self) -> str: ...
 
 
 async def release(
     conn: Connection,
     actor: Principal,
-    product: ProductInstance,
+    product: KeyHolder,
     cause: str,
     now: dt.datetime,
 ) -> list[ExportKey]:
@@ -79,7 +89,7 @@ async def release(
         "export.released",
         f"{product.virtual_account}/{product.id}",
         account_id=product.account_id,
-        udi=_udi(product),
+        udi=udi_label(product),
         cause=cause,
         features=features,
         key_ids=[key.id for key in ended],
@@ -93,9 +103,9 @@ async def release(
         severity="Major",
         source=product.virtual_account,
         message=(
-            f"{_udi(product)} was {cause} holding export-controlled feature(s) "
-            f"{', '.join(features)}: their export keys went back to the pool; the product keeps "
-            f"the feature(s) enabled and raises {ALARM} to its administrator"
+            f"{udi_label(product)} held export-controlled feature(s) {', '.join(features)} "
+            f"({cause}): their export keys went back to the pool; the product keeps the "
+            f"feature(s) enabled and raises {ALARM} to its administrator"
         ),
     )
     log.info(
@@ -181,8 +191,11 @@ class ExportService:
                 )
             held = await export_keys.live_keys_of_products(conn, [product.id])
             key = next((k for k in held.get(product.id, []) if k.feature == request.feature), None)
+            granted = key is None
             if key is None:
                 key = await self._grant(conn, product, request.feature, entry, now)
+        if granted:  # committed
+            log.info("export.granted", product=product.id, feature=key.feature, key_id=key.id)
         answer = wire.ExportGranted(
             feature=key.feature,
             tag=key.tag,
@@ -220,16 +233,15 @@ class ExportService:
         )
         await audit.record(
             conn,
-            _product_actor(product.id),
+            product_actor(product.id),
             "export.granted",
             f"{product.virtual_account}/{product.id}",
             account_id=product.account_id,
-            udi=_udi(product),
+            udi=udi_label(product),
             feature=feature,
             tag=entry.tag,
             key_id=key.id,
         )
-        log.info("export.granted", product=product.id, feature=feature, key_id=key.id)
         return key
 
     async def give_back(
@@ -237,24 +249,28 @@ class ExportService:
     ) -> dict[str, str]:
         """``license smart export return local <feature>``: the license goes back to the
         pool. Returning a key the product no longer holds is not an error (a retried
-        return whose answer was lost)."""
+        return whose answer was lost). A key is ended by its feature, whether or not the
+        catalog still names that feature (it may have left the catalog since the grant);
+        only a feature the product holds no key for and the catalog does not know is
+        refused."""
         api = self._device_api
         now = api.now()
         async with self._db.transaction() as conn:
             product, payload, nonce = await api.signed_by_product(conn, product_id, message, path)
             request = api.decode(payload, wire.ExportRequest)
-            self._entry(request.feature)
             ended = await export_keys.end_keys(
                 conn, product.id, "returned", "returned", now, feature=request.feature
             )
-            if ended:
+            if not ended:
+                self._entry(request.feature)
+            else:
                 await audit.record(
                     conn,
-                    _product_actor(product.id),
+                    product_actor(product.id),
                     "export.returned",
                     f"{product.virtual_account}/{product.id}",
                     account_id=product.account_id,
-                    udi=_udi(product),
+                    udi=udi_label(product),
                     feature=request.feature,
                     key_id=ended[0].id,
                 )
@@ -291,4 +307,4 @@ class ExportService:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
             product = await scope.product(conn, vacc, product_id)
-            return await export_keys.keys_of_product(conn, product.id)
+            return await export_keys.keys_of_product(conn, product.id, vacc.id)

@@ -19,7 +19,7 @@ from typing import Literal
 
 from satellite.domain.access import system_actor
 from satellite.domain.expiry import CERTIFICATE_WARNING, ProductTimers
-from satellite.services import audit
+from satellite.services import audit, exports
 from satellite.services.devices import NONCE_LIFETIME
 from satellite.services.licenses import LicenseService
 from satellite.storage import accounts, alerts, devices, expiry, locks
@@ -112,7 +112,8 @@ class MaintenanceService:
 
     async def expire_registrations(self, now: dt.datetime) -> JobReport | None:
         """Registrations whose ID certificate expired end as 'registration_expired': their
-        usage stops counting and their next request is refused."""
+        usage stops counting, their export keys go back to the pool (with an alert, as on
+        deregistration) and their next request is refused."""
 
         async def work(conn: Connection) -> dict[str, int]:
             ended = await expiry.end_expired_registrations(conn, now)
@@ -126,8 +127,12 @@ class MaintenanceService:
                     udi=f"PID:{product.udi_pid} SN:{product.udi_serial}",
                     certificate_expired_at=product.certificate_expires_at.isoformat(),
                 )
+            released = 0
+            for product in ended:
+                keys = await exports.release(conn, SCHEDULER, product, "registration expired", now)
+                released += len(keys)
             await self._refresh_pools(conn, ended, now)
-            return {"expired": len(ended)}
+            return {"expired": len(ended), "export_keys_released": released}
 
         return await self._run("expire-registrations", work)
 

@@ -21,6 +21,7 @@ from satellite.domain.models import (
     ProductStatus,
     UsageRecord,
     VirtualAccount,
+    udi_label,
 )
 from satellite.domain.reservation import Reservation
 from satellite.errors import Conflict, InvalidInput, NotFound
@@ -36,10 +37,6 @@ ALL_STATUSES = "all"
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _udi(product: ProductInstance) -> str:
-    return f"PID:{product.udi_pid} SN:{product.udi_serial}"
 
 
 @dataclass(frozen=True)
@@ -253,15 +250,15 @@ class ProductService:
             for index, product in enumerate(products):
                 if product.id in held and held[product.id].status == "active":
                     raise Conflict(
-                        f"{_udi(product)} holds a specific license reservation out of this "
+                        f"{udi_label(product)} holds a specific license reservation out of this "
                         "virtual account's pool: return it before moving the product",
                         field=f"{field}[{index}]",
                     )
                 if product.id in keys:
                     raise Conflict(
-                        f"{_udi(product)} holds export keys out of this virtual account's pool "
-                        f"({', '.join(k.feature for k in keys[product.id])}): the product "
-                        "returns them before it moves",
+                        f"{udi_label(product)} holds export keys out of this virtual "
+                        f"account's pool ({', '.join(k.feature for k in keys[product.id])}): "
+                        "the product returns them before it moves",
                         field=f"{field}[{index}]",
                     )
             for product, move in zip(products, moves, strict=True):
@@ -273,7 +270,7 @@ class ProductService:
                     "product.transferred",
                     f"{account}/{target.name}/{product.id}",
                     account_id=acc.id,
-                    udi=_udi(product),
+                    udi=udi_label(product),
                     from_virtual_account=source.name,
                     to_virtual_account=target.name,
                 )
@@ -324,7 +321,7 @@ class ProductService:
                     continue
                 if product.id in held and held[product.id].status == "active":
                     raise Conflict(
-                        f"{_udi(product)} holds a specific license reservation: send the "
+                        f"{udi_label(product)} holds a specific license reservation: send the "
                         "product's returnCode, or force-remove it with a reason",
                         field=where,
                     )
@@ -336,7 +333,7 @@ class ProductService:
                     "product.removed",
                     f"{account}/{va}/{product.id}",
                     account_id=acc.id,
-                    udi=_udi(product),
+                    udi=udi_label(product),
                     released_usage=released.get(product.id, {}),
                 )
             # Released usage and returned reservations may end a shortage (or its alert).

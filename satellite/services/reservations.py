@@ -33,7 +33,7 @@ from satellite.crypto.slr import (
 from satellite.domain.access import Principal
 from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import Position
-from satellite.domain.models import Account, ProductInstance, VirtualAccount
+from satellite.domain.models import Account, ProductInstance, VirtualAccount, udi_label
 from satellite.domain.reservation import Precedence, Reservation, ReservedLine, allocate
 from satellite.errors import Conflict, ExportAccountNotAllowed, InvalidInput, NotFound
 from satellite.services import audit, scope
@@ -76,10 +76,6 @@ class Ended:
 
     product: ProductInstance
     released: dict[str, int]
-
-
-def _udi(product: ProductInstance) -> str:
-    return f"PID:{product.udi_pid} SN:{product.udi_serial}"
 
 
 class ReservationService:
@@ -387,7 +383,7 @@ class ReservationService:
                     "reservation.created",
                     f"{account}/{va}/{product.id}",
                     account_id=acc.id,
-                    udi=_udi(product),
+                    udi=udi_label(product),
                     reserved=reservation.held(),
                     authorization_code_timestamp=authorization.timestamp,
                 )
@@ -434,7 +430,7 @@ class ReservationService:
                 "reservation.updated",
                 f"{account}/{va}/{product.id}",
                 account_id=acc.id,
-                udi=_udi(product),
+                udi=udi_label(product),
                 confirmed=reservation.confirmed(),
                 requested=updated.requested(),
                 authorization_code_timestamp=authorization.timestamp,
@@ -474,7 +470,7 @@ class ReservationService:
                 "reservation.confirmed",
                 f"{account}/{va}/{product.id}",
                 account_id=acc.id,
-                udi=_udi(product),
+                udi=udi_label(product),
                 reserved=settled.held(),
                 released={
                     tag: n - settled.held().get(tag, 0)
@@ -509,7 +505,7 @@ class ReservationService:
             action,
             target,
             account_id=account_id,
-            udi=_udi(product),
+            udi=udi_label(product),
             released=released,
             **details,
         )
@@ -576,7 +572,7 @@ class ReservationService:
         reservation = await reservations.get_reservation(conn, product.id, for_update=True)
         if reservation is None or reservation.status != "active":
             raise InvalidInput(
-                f"{_udi(product)} holds no reservation: it takes no return code", field=field
+                f"{udi_label(product)} holds no reservation: it takes no return code", field=field
             )
         try:
             returned = decode_product_code("return", text)

@@ -138,19 +138,25 @@ async def virtual_account_holdings(conn: asyncpg.Connection, va_id: int) -> tupl
     return int(row["lines"]), int(row["tokens"]), int(row["products"])
 
 
-async def export_controlled_holdings(conn: asyncpg.Connection, account_id: int) -> tuple[int, int]:
-    """Active export-controlled tokens and export-restricted lines of an account."""
+async def export_controlled_holdings(
+    conn: asyncpg.Connection, account_id: int
+) -> tuple[int, int, int]:
+    """Active export-controlled tokens, export-restricted lines and export keys granted
+    (live) of an account."""
     row = await conn.fetchrow(
         "SELECT (SELECT count(*) FROM registration_tokens t JOIN virtual_accounts va "
         " ON va.id = t.virtual_account_id WHERE va.account_id = $1 AND t.export_controlled "
         " AND t.revoked_at IS NULL AND t.expires_at > now()) AS tokens, "
         "(SELECT count(*) FROM license_lines l JOIN virtual_accounts va "
         " ON va.id = l.virtual_account_id WHERE va.account_id = $1 AND l.export_restricted) "
-        " AS lines",
+        " AS lines, "
+        "(SELECT count(*) FROM export_keys k JOIN virtual_accounts va "
+        " ON va.id = k.virtual_account_id WHERE va.account_id = $1 AND k.status = 'granted') "
+        " AS keys",
         account_id,
     )
     assert row is not None
-    return int(row["tokens"]), int(row["lines"])
+    return int(row["tokens"]), int(row["lines"]), int(row["keys"])
 
 
 async def delete_virtual_account(conn: asyncpg.Connection, va_id: int) -> None:

@@ -132,11 +132,15 @@ async def keys_of_virtual_account(
     return int(total), [_key(row) for row in rows]
 
 
-async def keys_of_product(conn: asyncpg.Connection, product_id: str) -> list[ExportKey]:
-    """Every key the product was granted, granted ones and ended ones, in order of grant."""
+async def keys_of_product(conn: asyncpg.Connection, product_id: str, va_id: int) -> list[ExportKey]:
+    """Every key the product was granted out of virtual account ``va_id``'s pool, granted
+    ones and ended ones, in order of grant. (A product that registered again elsewhere
+    keeps its id: the keys of its time in another virtual account, or account, are not
+    this one's to show.)"""
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} {_FROM} WHERE k.product_id = ANY($1::uuid[]) "
-        f"ORDER BY k.granted_at, k.id",
+        f"AND k.virtual_account_id = $2 ORDER BY k.granted_at, k.id",
         uuids([product_id]),
+        va_id,
     )
     return [_key(row) for row in rows]
