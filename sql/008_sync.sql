@@ -57,7 +57,7 @@ CREATE TRIGGER export_keys_sync_stamp AFTER INSERT OR UPDATE ON export_keys
 
 -- A reserved license as an export reads it (satellite/storage/sync.py, changed_products).
 CREATE TYPE sync_reserved_license AS (tag text, quantity integer, "licenseType" text,
-    "endDate" text);
+    "endDate" text, stage text);
 
 CREATE TABLE sync_links (
     account_id bigint PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,

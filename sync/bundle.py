@@ -130,6 +130,7 @@ class ReservedLicense(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     quantity: Count
     license_type: LicenseType
     end_date: dt.date | None = None
+    stage: Literal["current", "pending"] = "current"  # pending: not confirmed yet
 
 
 class ProductRecord(_Record, tag="product", kw_only=True):

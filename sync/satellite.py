@@ -73,6 +73,7 @@ LOCK_BASE = 0x5A7E_2000_0000  # + account id: one sync of an account at a time, 
 HISTORY_SHOWN = 20
 FAILED_ALERT = "sync-failed"
 HORIZON_ALERT = "sync-horizon"
+EXPORT_WITHDRAWN_ALERT = "sync-export-withdrawn"
 
 
 def _now() -> dt.datetime:
@@ -566,6 +567,8 @@ class SatelliteSync:
             conn, link.account_id, header.export_controlled_allowed
         ):
             counts["flagsChanged"] = 1
+            if not header.export_controlled_allowed:
+                await self._export_withdrawn(conn, link)
         existing = {v.name: v for v in await accounts.list_virtual_accounts(conn, link.account_id)}
         for name in sorted(set(wanted) - set(existing)):
             existing[name] = await accounts.insert_virtual_account(
@@ -575,12 +578,13 @@ class SatelliteSync:
         for name, va in sorted(existing.items()):
             lines = wanted.get(name, {})
             have = await storage.upstream_lines(conn, va.id)
-            changed = False
-            for line_id, values in lines.items():
-                if have.get(line_id) != values:
-                    await storage.put_upstream_line(conn, va.id, line_id, values)
-                    counts["added" if line_id not in have else "changed"] += 1
-                    changed = True
+            put = [(i, values) for i, values in sorted(lines.items()) if have.get(i) != values]
+            if put:
+                await storage.put_upstream_lines(conn, va.id, put)
+                added = sum(i not in have for i, _ in put)
+                counts["added"] += added
+                counts["changed"] += len(put) - added
+            changed = bool(put)
             gone = sorted(set(have) - set(lines))
             if gone:
                 await storage.delete_upstream_lines(conn, va.id, gone)
@@ -589,6 +593,28 @@ class SatelliteSync:
             if changed:
                 await self._licenses.refresh_alerts(conn, link.account_id, va.id, va.name)
         return counts
+
+    @staticmethod
+    async def _export_withdrawn(conn: Connection, link: SyncLink) -> None:
+        """The upstream decides the account's flag; what the account still holds of
+        export-controlled functionality is for its admins to wind down: say so."""
+        tokens, lines, keys = await accounts.export_controlled_holdings(conn, link.account_id)
+        if tokens or lines or keys:
+            await alerts.raise_alert(
+                conn,
+                account_id=link.account_id,
+                virtual_account_id=None,
+                dedupe_key=EXPORT_WITHDRAWN_ALERT,
+                message_type="ExportControlWithdrawn",
+                severity="Major",
+                source="sync",
+                message=(
+                    "the upstream no longer allows this account export-controlled "
+                    f"functionality; it still has {keys} export key(s) granted, {tokens} "
+                    f"export-controlled token(s) and {lines} export-restricted line(s): "
+                    "have the products return their keys, and revoke the tokens"
+                ),
+            )
 
     # --- connected mode --------------------------------------------------------------------
 
@@ -814,6 +840,7 @@ def _product_record(row: Any) -> ProductRecord:
                 quantity=r["quantity"],
                 license_type=r["licenseType"],
                 end_date=dt.date.fromisoformat(r["endDate"]) if r["endDate"] else None,
+                stage=r["stage"],
             )
             for r in row["reserved"]
         ],

@@ -431,6 +431,7 @@ def _product_row(record: ProductRecord, va_id: int) -> upstream.ProductRow:
                     "quantity": r.quantity,
                     "licenseType": r.license_type,
                     "endDate": r.end_date.isoformat() if r.end_date else None,
+                    "stage": r.stage,
                 }
                 for r in record.reserved
             ],

@@ -19,6 +19,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
 
+from satellite.agent.export import ExportControl
 from satellite.app import create_app
 from satellite.config import DatabaseSettings, Settings, SyncSettings
 from satellite.domain.access import host_operator
@@ -30,6 +31,7 @@ from sync.satellite import SatelliteSync
 from sync.transport import UpstreamRefused, UpstreamUnreachable
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, clone_database, login
 from tests.test_device import base_url, new_agent
+from tests.test_reservation import new_product
 
 OPERATOR = host_operator("pytest")
 UP_ACCOUNT = "/api/v1/accounts/Acme"
@@ -760,3 +762,102 @@ async def test_horizon_alerts_from_two_nodes_are_raised_once(
         )
     assert sum(r.counts["raised"] for r in reports if r is not None) == 1
     assert await db.fetchval("SELECT count(*) FROM alerts WHERE source = 'sync'") == 1
+
+
+# --- export keys and reservations travel too ------------------------------------------------
+
+EXPORT_KEY = "regid.2019-03.com.cisco.UCM_ExportKey_12.0_d1e6b8a3-4f2c-4b7d-9e31-6a5c0f7b2d48"
+
+
+async def test_export_keys_and_reservations_reach_the_upstream(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    server: TestServer,
+    state_dir: Path,
+    tmp_path: Path,
+    db: asyncpg.Connection,
+) -> None:
+    await setup_upstream(upstream, enhanced=10, export=True)
+    keys_line = await ok(
+        upstream.admin.post(
+            UP_ACCOUNT + "/virtual-accounts/Voice/license-pool",
+            {"entitlementTag": EXPORT_KEY, "quantity": 2},
+        ),
+        201,
+    )
+    await setup_site(admin)
+    satellite_id = await register_online(upstream, services)
+    await services.sync.sync_now(OPERATOR, "Site")  # the flag and the keys' pool arrive
+    assert await db.fetchval("SELECT export_controlled_allowed FROM accounts WHERE name = 'Site'")
+
+    agent = new_agent(tmp_path, server)
+    await agent.register(await site_token(admin))  # an export-allowed token by default
+    await agent.report_usage({ENHANCED: 2})
+    await ExportControl(agent).request("UCM_Encryption")
+    reserved = new_product(tmp_path, state_dir, "SLR-1")
+    reserved.enable()
+    await ok(
+        admin.post(
+            SITE + "/virtual-accounts/Voice/reserve-licenses",
+            {
+                "reservationRequests": [
+                    {
+                        "reservationCode": reserved.request(),
+                        "licenses": [{"entitlementTag": ENHANCED, "quantity": 3}],
+                    }
+                ]
+            },
+        )
+    )
+    await services.sync.sync_now(OPERATOR, "Site")
+
+    mirror = await ok(
+        upstream.admin.get(f"{UP_ACCOUNT}/satellites/{satellite_id}/products?limit=100")
+    )
+    by_serial = {p["sudi"]["udiSerialNumber"]: p for p in mirror["products"]}
+    assert by_serial["FCH0001"]["exportKeys"] == ["UCM_Encryption"]
+    assert by_serial["SLR-1"]["reservation"]["reserved"] == [
+        {
+            "tag": ENHANCED,
+            "quantity": 3,
+            "licenseType": "PERPETUAL",
+            "endDate": None,
+            "stage": "pending",  # until the product's confirmation code is entered
+        }
+    ]
+    usage = {
+        (u["entitlementTag"], u["inUse"], u["reserved"], u["exportKeys"]) for u in mirror["usage"]
+    }
+    assert usage == {(ENHANCED, 2, 3, 0), (EXPORT_KEY, 0, 0, 1)}
+    # The upstream counts all the satellite takes of its pool.
+    up = {k: v for k, v in (await in_use(upstream.admin, UP_ACCOUNT)).items()}
+    assert up == {("Voice", ENHANCED): 5, ("Voice", EXPORT_KEY): 1}
+
+    # The key given back: the next sync says so.
+    await ExportControl(agent).give_back("UCM_Encryption")
+    await services.sync.sync_now(OPERATOR, "Site")
+    mirror = await ok(
+        upstream.admin.get(f"{UP_ACCOUNT}/satellites/{satellite_id}/products?limit=100")
+    )
+    assert {p["sudi"]["udiSerialNumber"]: p["exportKeys"] for p in mirror["products"]} == {
+        "FCH0001": [],
+        "SLR-1": [],
+    }
+    assert await in_use(upstream.admin, UP_ACCOUNT) == {("Voice", ENHANCED): 5}
+
+    # The upstream withdraws export-controlled functionality: the flag follows, and the
+    # account is told what it still holds.
+    line_id = keys_line["license"]["id"]
+    await ok(
+        upstream.admin.post(
+            f"{UP_ACCOUNT}/virtual-accounts/Voice/license-pool/{line_id}/delete", {}
+        )
+    )
+    await ok(upstream.admin.post(UP_ACCOUNT + "/update", {"exportControlledAllowed": False}))
+    await services.sync.sync_now(OPERATOR, "Site")
+    assert not await db.fetchval(
+        "SELECT export_controlled_allowed FROM accounts WHERE name = 'Site'"
+    )
+    alerts = await ok(admin.post(SITE + "/alerts", {}))
+    assert "ExportControlWithdrawn" in [a["messageType"] for a in alerts["alerts"]]

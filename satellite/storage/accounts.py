@@ -131,6 +131,9 @@ async def virtual_account_holdings(conn: asyncpg.Connection, va_id: int) -> tupl
         "(SELECT count(*) FROM registration_tokens WHERE virtual_account_id = $1 "
         " AND revoked_at IS NULL AND expires_at > now()) AS tokens, "
         "(SELECT count(*) FROM product_instances WHERE virtual_account_id = $1 "
+        " AND status = 'registered') "
+        # (at an upstream: its satellites' products in it count too)
+        "+ (SELECT count(*) FROM satellite_products WHERE virtual_account_id = $1 "
         " AND status = 'registered') AS products",
         va_id,
     )

@@ -478,4 +478,8 @@ async def forget_ended_products(conn: asyncpg.Connection, va_id: int) -> int:
         "DELETE FROM product_instances WHERE virtual_account_id = $1 AND status <> 'registered'",
         va_id,
     )
-    return int(result.rsplit(" ", 1)[1])
+    mirrored = await conn.execute(  # (at an upstream: its satellites' ended products)
+        "DELETE FROM satellite_products WHERE virtual_account_id = $1 AND status <> 'registered'",
+        va_id,
+    )
+    return int(result.rsplit(" ", 1)[1]) + int(mirrored.rsplit(" ", 1)[1])

@@ -161,7 +161,8 @@ async def changed_products(
     conn: asyncpg.Connection, account_id: int, since: int, prefetch: int = 10_000
 ) -> AsyncIterator[asyncpg.Record]:
     """Every product of the account stamped at or after ``since``, with its reservation
-    (``reserved``: records with tag, quantity, licenseType and endDate, ISO text or None)
+    (``reserved``: records with tag, quantity, licenseType, endDate (ISO text or None) and
+    stage: 'current' confirmed, 'pending' awaiting the product's confirmation)
     and the features of the export keys it holds.
     Streams: call inside a transaction."""
     query = (
@@ -172,9 +173,9 @@ async def changed_products(
         # and only a reservation has reserved licenses to look for.
         "CASE WHEN r.product_id IS NULL THEN '{}'::sync_reserved_license[] ELSE ARRAY("
         "   SELECT ROW(rl.tag, rl.quantity, rl.license_type, "
-        "   to_char(rl.end_date, 'YYYY-MM-DD'))::sync_reserved_license "
-        "   FROM reservation_licenses rl WHERE rl.product_id = p.id AND rl.stage = 'current' "
-        "   ORDER BY rl.tag, rl.line_id) END AS reserved, "
+        "   to_char(rl.end_date, 'YYYY-MM-DD'), rl.stage)::sync_reserved_license "
+        "   FROM reservation_licenses rl WHERE rl.product_id = p.id "
+        "   ORDER BY rl.stage, rl.tag, rl.line_id) END AS reserved, "
         # Only a product registered for export-controlled features can hold export keys.
         "CASE WHEN p.export_controlled THEN ARRAY(SELECT k.feature FROM export_keys k "
         "   WHERE k.product_id = p.id AND k.status = 'granted' ORDER BY k.feature) "
@@ -235,10 +236,11 @@ async def upstream_lines(conn: asyncpg.Connection, va_id: int) -> dict[int, Line
     return lines
 
 
-async def put_upstream_line(
-    conn: asyncpg.Connection, va_id: int, upstream_id: int, values: LineValues
+async def put_upstream_lines(
+    conn: asyncpg.Connection, va_id: int, lines: list[tuple[int, LineValues]]
 ) -> None:
-    await conn.execute(
+    """Add or change lines from the upstream (by the upstream's line id), in one pipeline."""
+    await conn.executemany(
         "INSERT INTO license_lines (virtual_account_id, tag, quantity, license_type, start_date, "
         "end_date, subscription_id, export_restricted, source, upstream_line_id) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'upstream', $9) "
@@ -247,15 +249,20 @@ async def put_upstream_line(
         "license_type = EXCLUDED.license_type, start_date = EXCLUDED.start_date, "
         "end_date = EXCLUDED.end_date, subscription_id = EXCLUDED.subscription_id, "
         "export_restricted = EXCLUDED.export_restricted, updated_at = now()",
-        va_id,
-        values.tag,
-        values.quantity,
-        values.license_type,
-        values.start_date,
-        values.end_date,
-        values.subscription_id,
-        values.export_restricted,
-        upstream_id,
+        [
+            (
+                va_id,
+                values.tag,
+                values.quantity,
+                values.license_type,
+                values.start_date,
+                values.end_date,
+                values.subscription_id,
+                values.export_restricted,
+                upstream_id,
+            )
+            for upstream_id, values in lines
+        ],
     )
 
 

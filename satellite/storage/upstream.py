@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from satellite.domain.sync import RegisteredSatellite, SatelliteToken
+from satellite.errors import InvalidInput
 from satellite.storage.db import RowLock, lock_clause
 
 # --- satellite tokens ----------------------------------------------------------------------
@@ -214,6 +215,12 @@ async def merge_products(conn: asyncpg.Connection, satellite_id: str) -> int:
     itself: planned on an empty mirror, it rescans the rows it has just inserted.)
     """
     await conn.execute("ANALYZE incoming_products")  # a temporary table has no statistics
+    twice = await conn.fetchval(
+        "SELECT product_id::text FROM incoming_products GROUP BY product_id "
+        "HAVING count(*) > 1 LIMIT 1"
+    )
+    if twice is not None:
+        raise InvalidInput(f"the request names product instance {twice} twice")
     # What the mirror's foreign keys would do, once per request (sql/008_sync.sql): the
     # caller holds the satellite locked; the virtual accounts named are locked and exist.
     row = await conn.fetchrow(
