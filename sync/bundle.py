@@ -152,6 +152,14 @@ class ProductRecord(_Record, tag="product", kw_only=True):
     export_keys: list[Name] = msgspec.field(default_factory=list)  # features it holds
 
 
+class DepartureRecord(_Record, tag="departed", kw_only=True):
+    """Something that left the satellite's account: a product (moved to another account,
+    or deleted) by its id, or a virtual account (deleted) by its name."""
+
+    what: Literal["product", "virtualAccount"]
+    key: Text
+
+
 class LicenseRecord(_Record, tag="license", kw_only=True):
     id: Annotated[int, msgspec.Meta(ge=1)]
     virtual_account: Name
@@ -169,7 +177,7 @@ class SignatureLine(_Record, tag="signature", kw_only=True):
     signature: Annotated[str, msgspec.Meta(max_length=200)]
 
 
-Record = VirtualAccountRecord | UsageRecord | ProductRecord | LicenseRecord
+Record = VirtualAccountRecord | UsageRecord | DepartureRecord | ProductRecord | LicenseRecord
 
 _encoder = msgspec.json.Encoder()
 _header_decoder = msgspec.json.Decoder(Header)

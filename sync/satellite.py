@@ -50,6 +50,7 @@ from satellite.storage.db import Connection, Database
 from sync import bundle
 from sync.bundle import (
     BundleError,
+    DepartureRecord,
     LicenseRecord,
     ProductRecord,
     RegistrationAnswer,
@@ -390,6 +391,8 @@ class SatelliteSync:
                                     exported=p.exported,
                                 )
                             )
+                for what, gone in await storage.departures(conn, link.account_id, since):
+                    writer.write(DepartureRecord(what=what, key=gone))
                 async for row in storage.changed_products(conn, link.account_id, since):
                     writer.write(_product_record(row))
                     products += 1

@@ -28,11 +28,12 @@ from satellite.domain.access import Principal
 from satellite.domain.sync import RegisteredSatellite, SatelliteToken
 from satellite.errors import Conflict, Forbidden, InvalidInput, NotFound
 from satellite.services import audit, scope
-from satellite.storage import accounts, licenses, upstream
+from satellite.storage import accounts, devices, licenses, upstream
 from satellite.storage.db import Connection, Database
 from sync import bundle
 from sync.bundle import (
     BundleError,
+    DepartureRecord,
     LicenseRecord,
     ProductRecord,
     RegistrationAnswer,
@@ -45,6 +46,7 @@ from sync.bundle import (
 
 log = structlog.get_logger("sync.upstream")
 SATELLITE_CERTIFICATE_VALIDITY = dt.timedelta(days=5 * 365)
+MAX_NEW_VIRTUAL_ACCOUNTS = 100  # a request creates at most this many here
 
 
 def _now() -> dt.datetime:
@@ -296,6 +298,8 @@ class UpstreamSync:
         header = bundle.signed_header(verified, header)
         now = self._clock()
         async with self._db.transaction() as conn:
+            # The account first: two satellites of one account share its usage totals.
+            await accounts.get_account(conn, known.account, lock="update")
             sat = await upstream.get_satellite(conn, known.id, lock="update")
             assert sat is not None
             if header.sequence == sat.last_sequence and verified.digest == sat.last_digest:
@@ -327,47 +331,80 @@ class UpstreamSync:
     async def _apply(
         self, conn: Connection, sat: RegisteredSatellite, verified: bundle.VerifiedBundle
     ) -> dict[str, int]:
-        """The satellite's products and usage become what the request says."""
+        """The satellite's products and usage become what the request says; what left it
+        leaves the mirror (and a virtual account it deleted goes, when nothing else holds
+        anything in it here)."""
         vas: dict[str, int] = {
             v.name: v.id for v in await accounts.list_virtual_accounts(conn, sat.account_id)
         }
+        named: set[str] = set()
+        created = 0
 
         async def va_id(name: str, description: str = "") -> int:
+            nonlocal created
+            named.add(name)
             if name not in vas:
-                created = await accounts.insert_virtual_account(
+                if created == MAX_NEW_VIRTUAL_ACCOUNTS:
+                    raise BundleError(
+                        f"the request creates more than {MAX_NEW_VIRTUAL_ACCOUNTS} virtual "
+                        "accounts at once"
+                    )
+                made = await accounts.insert_virtual_account(
                     conn, sat.account_id, name, description, False
                 )
-                vas[name] = created.id
+                vas[name] = made.id
+                created += 1
             return vas[name]
 
         await upstream.start_product_batch(conn)
-        usage: list[upstream.UsageRow] = []
-        products = 0
+        usage: dict[tuple[int, str], upstream.UsageRow] = {}
+        departed_products: list[str] = []
+        departed_vas: list[str] = []
         for batch in bundle.records(verified):
             rows: list[upstream.ProductRow] = []
             for record in batch:
                 if isinstance(record, VirtualAccountRecord):
                     await va_id(record.name, record.description)
                 elif isinstance(record, UsageRecord):
-                    usage.append(
-                        (
-                            await va_id(record.virtual_account),
-                            record.tag_,
-                            record.in_use,
-                            record.reserved,
-                            record.exported,
+                    key = (await va_id(record.virtual_account), record.tag_)
+                    if key in usage:
+                        raise BundleError(
+                            f"the request reports tag {record.tag_} of virtual account "
+                            f"{record.virtual_account!r} twice"
                         )
-                    )
+                    usage[key] = (*key, record.in_use, record.reserved, record.exported)
                 elif isinstance(record, ProductRecord):
                     rows.append(_product_row(record, await va_id(record.virtual_account)))
+                elif isinstance(record, DepartureRecord):
+                    if record.what == "product":
+                        departed_products.append(_product_id(record.key))
+                    else:
+                        departed_vas.append(record.key)
                 else:
                     raise BundleError("a sync request carries no license lines")
             if rows:
                 await upstream.stage_products(conn, rows)
-                products += len(rows)
+        # Departures first: a product that left and came back is in the staged products.
+        left = await upstream.forget_mirrored(conn, sat.id, departed_products)
         merged = await upstream.merge_products(conn, sat.id)
-        await upstream.replace_usage(conn, sat.id, usage)
-        return {"products": merged, "usageRows": len(usage), "virtualAccounts": len(vas)}
+        await upstream.replace_usage(conn, sat.id, list(usage.values()))
+        gone = 0
+        for name in departed_vas:
+            if name in named or name not in vas:
+                continue  # named again by the request, or gone here already
+            if await accounts.virtual_account_holdings(conn, vas[name]) == (0, 0, 0):
+                await devices.forget_ended_products(conn, vas[name])
+                await accounts.delete_virtual_account(conn, vas[name])
+                gone += 1
+            # (else it stays: it holds licenses, tokens or products here, and the answer
+            # brings it back to the satellite with them)
+        return {
+            "products": merged,
+            "productsLeft": left,
+            "usageRows": len(usage),
+            "virtualAccountsCreated": created,
+            "virtualAccountsDeleted": gone,
+        }
 
     async def _answer_for(
         self,
@@ -416,11 +453,15 @@ def _satellite_actor(satellite_id: str) -> Principal:
     return Principal(kind="satellite", login=satellite_id, role="account-viewer")
 
 
-def _product_row(record: ProductRecord, va_id: int) -> upstream.ProductRow:
+def _product_id(text: str) -> str:
     try:
-        product_id = uuid.UUID(record.id)
+        return str(uuid.UUID(text))
     except ValueError as exc:
-        raise BundleError(f"product id {record.id!r} is not a UUID") from exc
+        raise BundleError(f"product id {text!r} is not a UUID") from exc
+
+
+def _product_row(record: ProductRecord, va_id: int) -> upstream.ProductRow:
+    product_id = uuid.UUID(_product_id(record.id))
     reservation = None
     if record.reservation is not None:
         reservation = {

@@ -169,10 +169,12 @@ async def in_use(admin: Api, base: str) -> dict[tuple[str, str], int]:
     }
 
 
-async def satellite_products(db: asyncpg.Connection) -> set[tuple[Any, ...]]:
+async def satellite_products(db: asyncpg.Connection, account: str = "Site") -> set[tuple[Any, ...]]:
     rows = await db.fetch(
         "SELECT p.id::text, va.name, p.udi_pid, p.udi_serial, p.status, p.export_controlled "
-        "FROM product_instances p JOIN virtual_accounts va ON va.id = p.virtual_account_id"
+        "FROM product_instances p JOIN virtual_accounts va ON va.id = p.virtual_account_id "
+        "WHERE va.account_id = (SELECT id FROM accounts WHERE name = $1)",
+        account,
     )
     return {tuple(r) for r in rows}
 
@@ -861,3 +863,57 @@ async def test_export_keys_and_reservations_reach_the_upstream(
     )
     alerts = await ok(admin.post(SITE + "/alerts", {}))
     assert "ExportControlWithdrawn" in [a["messageType"] for a in alerts["alerts"]]
+
+
+# --- what leaves the account ---------------------------------------------------------------
+
+
+async def test_products_that_leave_and_a_deleted_virtual_account_leave_the_upstream(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    server: TestServer,
+    tmp_path: Path,
+    db: asyncpg.Connection,
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    await ok(admin.post(SITE + "/virtual-accounts", {"name": "Lab"}), 201)
+    satellite_id = await register_online(upstream, services)
+    moving = new_agent(tmp_path, server, "FCH0001")
+    await moving.register(await site_token(admin))
+    body = await ok(admin.post(SITE + "/virtual-accounts/Lab/tokens", {}), 201)
+    lab_token = body["tokenInfo"]
+    in_lab = new_agent(tmp_path, server, "FCH0002")
+    await in_lab.register(lab_token["token"])
+    await services.sync.sync_now(OPERATOR, "Site")
+    assert len(await mirrored_products(upstream, satellite_id)) == 2
+    assert "Lab" in {
+        v["name"]
+        for v in (await ok(upstream.admin.get(UP_ACCOUNT + "/virtual-accounts")))["virtualAccounts"]
+    }
+
+    # One product moves to another (unlinked) account; the other leaves Lab, and Lab goes.
+    await ok(admin.post("/api/v1/accounts", {"name": "Other"}), 201)
+    await ok(admin.post("/api/v1/accounts/Other/virtual-accounts", {"name": "Main"}), 201)
+    other = await ok(admin.post("/api/v1/accounts/Other/virtual-accounts/Main/tokens", {}), 201)
+    await moving.register(other["tokenInfo"]["token"])
+    await in_lab.deregister()
+    await ok(
+        admin.post(SITE + "/virtual-accounts/Lab/tokens/revoke", {"tokens": [lab_token["token"]]})
+    )
+    await ok(admin.post(SITE + "/virtual-accounts/Lab/delete", {}))
+
+    result = await services.sync.sync_now(OPERATOR, "Site")
+    assert result.counts["virtualAccountsCreated"] == 0  # Lab does not come back
+    assert (
+        await mirrored_products(upstream, satellite_id)
+        == await satellite_products(db, "Site")
+        == set()
+    )
+    names = {
+        v["name"]
+        for v in (await ok(upstream.admin.get(UP_ACCOUNT + "/virtual-accounts")))["virtualAccounts"]
+    }
+    assert "Lab" not in names
+    assert await db.fetchval("SELECT count(*) FROM sync_departures") == 0  # acknowledged

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -188,6 +188,20 @@ async def changed_products(
         yield row
 
 
+async def departures(
+    conn: asyncpg.Connection, account_id: int, since: int
+) -> list[tuple[Literal["product", "virtualAccount"], str]]:
+    """What left the account at or after ``since`` (kind, key), oldest first
+    (sql/009_sync_departures.sql)."""
+    rows = await conn.fetch(
+        "SELECT kind, key FROM sync_departures WHERE account_id = $1 "
+        "AND sync_xid >= $2::text::xid8 ORDER BY sync_xid, departed_at",
+        account_id,
+        str(since),
+    )
+    return [(r["kind"], r["key"]) for r in rows]
+
+
 async def record_request(
     conn: asyncpg.Connection,
     account_id: int,
@@ -307,6 +321,12 @@ async def record_applied(
         digest,
         str(through_xid),
         now,
+    )
+    # What left the account before the watermark reached the upstream.
+    await conn.execute(
+        "DELETE FROM sync_departures WHERE account_id = $1 AND sync_xid < "
+        "(SELECT acknowledged_xid FROM sync_links WHERE account_id = $1)",
+        account_id,
     )
     # Requests up to the applied one are answered: no answer to them can be applied now.
     await conn.execute(

@@ -203,6 +203,19 @@ async def stage_products(conn: asyncpg.Connection, rows: Sequence[ProductRow]) -
     await conn.copy_records_to_table("incoming_products", records=records, columns=_PRODUCT_COLUMNS)
 
 
+async def forget_mirrored(conn: asyncpg.Connection, satellite_id: str, ids: list[str]) -> int:
+    """Products that left the satellite's account leave its mirror; the number forgotten."""
+    if not ids:
+        return 0
+    result = await conn.execute(
+        "DELETE FROM satellite_products WHERE satellite_id = $1::uuid "
+        "AND product_id = ANY($2::uuid[])",
+        satellite_id,
+        ids,
+    )
+    return int(result.rsplit(" ", 1)[1])
+
+
 async def merge_products(conn: asyncpg.Connection, satellite_id: str) -> int:
     """Upsert the staged products into the satellite's mirror; the number merged.
 
