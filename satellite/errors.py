@@ -109,6 +109,10 @@ class Conflict(SatelliteError):
     """The request conflicts with the current state."""
 
 
+class PayloadTooLarge(InvalidInput):
+    """The request body is larger than this server takes."""
+
+
 class UpstreamError(SatelliteError):
     """The upstream could not be reached, or refused what this satellite sent."""
 

@@ -251,7 +251,7 @@ def _lines(handle: IO[bytes], max_bytes: int) -> Iterator[bytes]:
         yield line
 
 
-def _decode_header(first: bytes) -> Header:
+def decode_header(first: bytes) -> Header:
     try:
         header: Header = _header_decoder.decode(first)
     except msgspec.ValidationError as exc:
@@ -273,7 +273,7 @@ def read_header(path: Path) -> Header:
             first = handle.readline(MAX_LINE_BYTES + 1)
     except OSError as exc:
         raise BundleError(f"cannot read {path}: {exc.strerror}") from exc
-    return _decode_header(first)
+    return decode_header(first)
 
 
 @dataclass(frozen=True)
@@ -307,7 +307,7 @@ def verify(path: Path, key: PublicKey, max_bytes: int) -> VerifiedBundle:
         raise BundleError(f"cannot read {path}: {exc.strerror}") from exc
     if first is None or last is None or first is last:
         raise BundleError("the bundle is empty or cut short")
-    header = _decode_header(first)
+    header = decode_header(first)
     try:
         signature = _signature_decoder.decode(last)
     except msgspec.DecodeError as exc:

@@ -18,8 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import random
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +60,7 @@ from sync.bundle import (
     UsageRecord,
     VirtualAccountRecord,
 )
+from sync.spool import Incoming, Spool, partial_path
 from sync.transport import (
     EXCHANGE_PATH,
     REGISTER_PATH,
@@ -124,29 +124,7 @@ class SatelliteSync:
         self._client = client or UpstreamClient(settings.sync)
         self._clock = clock
         self._sleep = asyncio.sleep
-
-    # --- files in transit ------------------------------------------------------------------
-
-    @property
-    def spool(self) -> Path:
-        path = (
-            Path(self._settings.sync.spool_dir)
-            if self._settings.sync.spool_dir
-            else self._settings.state_path / "sync"
-        )
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return path
-
-    @contextlib.contextmanager
-    def spooled(self, *names: str) -> Iterator[list[Path]]:
-        """Files for bundles in transit, removed afterwards."""
-        directory = Path(tempfile.mkdtemp(dir=self.spool, prefix="run-"))
-        try:
-            yield [directory / name for name in names]
-        finally:
-            for child in directory.iterdir():
-                child.unlink()
-            directory.rmdir()
+        self.spool = Spool(settings)
 
     def _require_satellite(self) -> None:
         """(Checked after the account: to a caller who may not see it, it does not exist.)"""
@@ -191,8 +169,10 @@ class SatelliteSync:
                 public_key=bundles.public_pem(key.public_key()),
                 created_at=now,
             )
-            with out.open("wb") as handle:
+            partial = partial_path(out)
+            with partial.open("wb") as handle:
                 digest = bundle.BundleWriter(handle, request).finish(key)
+            partial.replace(out)
             sealed = encrypt(
                 self._keys.token_key,
                 bundles.private_key_pem(key).decode("ascii"),
@@ -280,7 +260,7 @@ class SatelliteSync:
             raise InvalidInput(
                 "the upstream URL must start with http:// or https://", field="upstream"
             )
-        with self.spooled("registration.request", "registration.answer") as (request, answer):
+        with self.spool.files("registration.request", "registration.answer") as (request, answer):
             await self.request_registration(
                 principal, account, token=token, name=name, upstream_url=upstream_url, out=request
             )
@@ -370,7 +350,8 @@ class SatelliteSync:
                 through=through,
                 created_at=now,
             )
-            with out.open("wb") as handle:
+            partial = partial_path(out)
+            with partial.open("wb") as handle:
                 writer = bundle.BundleWriter(handle, header)
                 vas = await accounts.list_virtual_accounts(conn, link.account_id)
                 for va in vas:
@@ -397,6 +378,7 @@ class SatelliteSync:
                     writer.write(_product_record(row))
                     products += 1
                 digest = writer.finish(key)
+            partial.replace(out)  # whole, or not at all
         request = ExportedRequest(sequence=sequence, digest=digest, through_xid=through)
         async with self._db.transaction() as conn:
             await storage.record_request(conn, link.account_id, request, now)
@@ -423,6 +405,24 @@ class SatelliteSync:
                 _, expected = await self._link(conn, principal, account)
         self._require_satellite()
         return await self._import(principal, path, "disconnected", "import", expected)
+
+    async def import_stream(
+        self, principal: Principal, account: str, chunks: AsyncIterator[bytes]
+    ) -> Imported:
+        """``import_answer`` of an answer arriving over HTTP: the account and the answer's
+        header are checked before the rest of it is taken in."""
+        async with self._db.connection() as conn:
+            _, link = await self._link(conn, principal, account)
+        incoming = Incoming(chunks)
+        header = await incoming.header()
+        if not isinstance(header, SyncAnswer) or header.satellite_id != link.satellite_id:
+            raise BundleError(
+                f"this is not an answer for account {link.account!r} of this satellite: "
+                "import the answer to a request exported here"
+            )
+        with self.spool.files("answer") as (path,):
+            await incoming.save(path, self._settings.sync.max_bundle_bytes)
+            return await self._import(principal, path, "disconnected", "import", link)
 
     async def _import(
         self,
@@ -652,7 +652,7 @@ class SatelliteSync:
         assert link.upstream_url is not None
         started = self._clock()
         async with self._exclusive(link):
-            with self.spooled("request", "answer") as (request_path, answer_path):
+            with self.spool.files("request", "answer") as (request_path, answer_path):
                 try:
                     await self._export(link, request_path)
                     await self._send(link.upstream_url, request_path, answer_path)

@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import io
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +43,12 @@ from sync.bundle import (
     UsageRecord,
     VirtualAccountRecord,
 )
+from sync.spool import Incoming, Spool
 
 log = structlog.get_logger("sync.upstream")
 SATELLITE_CERTIFICATE_VALIDITY = dt.timedelta(days=5 * 365)
 MAX_NEW_VIRTUAL_ACCOUNTS = 100  # a request creates at most this many here
+REGISTRATION_MAX_BYTES = 64 * 1024  # a registration request is one line and a signature
 
 
 def _now() -> dt.datetime:
@@ -81,6 +83,7 @@ class UpstreamSync:
         self._keys = keys
         self._settings = settings
         self._clock = clock
+        self.spool = Spool(settings)
 
     def now(self) -> dt.datetime:
         return self._clock()
@@ -167,8 +170,8 @@ class UpstreamSync:
 
     # --- answering -------------------------------------------------------------------------
 
-    async def answer(self, request: Path, out: Path, principal: Principal | None) -> Answered:
-        """Answer a registration request or a sync request; the answer goes to ``out``.
+    async def answer(self, request: Path, principal: Principal | None) -> tuple[Answered, bytes]:
+        """Answer a registration request or a sync request: what was done, and the answer.
 
         ``principal`` is the operator who carried the file in (disconnected mode), who must
         be allowed to change the satellite's account; None when the satellite sent it
@@ -181,11 +184,7 @@ class UpstreamSync:
         elif isinstance(header, SyncRequest):
             answered, data = await self._exchange(request, header, principal)
         else:
-            raise BundleError(
-                "this file is an answer from an upstream, not a request: import it at the "
-                "satellite ('satellite sync import')"
-            )
-        await asyncio.to_thread(out.write_bytes, data)
+            raise BundleError(_NOT_A_REQUEST)
         log.info(
             "sync.answered",
             kind=answered.kind,
@@ -194,7 +193,31 @@ class UpstreamSync:
             repeated=answered.repeated,
             **answered.counts,
         )
-        return answered
+        return answered, data
+
+    async def answer_stream(
+        self, chunks: AsyncIterator[bytes], principal: Principal | None
+    ) -> tuple[Answered, bytes]:
+        """``answer`` for a request arriving over HTTP. Its header is read first: a
+        registration request is small, and a sync request is taken in only from a
+        satellite registered here (and, carried in by an operator, one they may change)."""
+        self._require_upstream()
+        incoming = Incoming(chunks)
+        header = await incoming.header()
+        limit = self._settings.sync.max_bundle_bytes
+        if isinstance(header, RegistrationRequest):
+            limit = REGISTRATION_MAX_BYTES
+        elif isinstance(header, SyncRequest):
+            async with self._db.connection() as conn:
+                known = await upstream.get_satellite(conn, header.satellite_id, lock=None)
+            if known is None:
+                raise _unknown_satellite(header.satellite_id)
+            self._check_operator(principal, known.account_id, known.account)
+        else:
+            raise BundleError(_NOT_A_REQUEST)
+        with self.spool.files("request") as (path,):
+            await incoming.save(path, limit)
+            return await self.answer(path, principal)
 
     async def _verify(self, path: Path, key_pem: str) -> bundle.VerifiedBundle:
         try:
@@ -289,10 +312,7 @@ class UpstreamSync:
         async with self._db.connection() as conn:
             known = await upstream.get_satellite(conn, header.satellite_id, lock=None)
         if known is None:
-            raise NotFound(
-                f"satellite {header.satellite_id} is not registered here: register the "
-                "satellite with this upstream first ('satellite sync register')"
-            )
+            raise _unknown_satellite(header.satellite_id)
         self._check_operator(principal, known.account_id, known.account)
         verified = await self._verify(path, known.public_key)
         header = bundle.signed_header(verified, header)
@@ -443,6 +463,19 @@ class UpstreamSync:
             created_at=now,
         )
         return answer, records
+
+
+_NOT_A_REQUEST = (
+    "this file is an answer from an upstream, not a request: import it at the satellite "
+    "('satellite sync import')"
+)
+
+
+def _unknown_satellite(satellite_id: str) -> NotFound:
+    return NotFound(
+        f"satellite {satellite_id} is not registered here: register the satellite with this "
+        "upstream first ('satellite sync register')"
+    )
 
 
 def _public_pem(keys: ServerKeys) -> str:

@@ -22,13 +22,14 @@ from aiohttp.test_utils import TestServer
 from satellite.agent.export import ExportControl
 from satellite.app import create_app
 from satellite.config import DatabaseSettings, Settings, SyncSettings
-from satellite.domain.access import host_operator
-from satellite.errors import Conflict, SyncHorizonPassed
+from satellite.domain.access import Principal, host_operator
+from satellite.errors import Conflict, NotFound, PayloadTooLarge, SyncHorizonPassed
 from satellite.runtime import Runtime, load_runtime, open_services
 from satellite.services.registry import Services
-from sync.bundle import BundleError
+from sync.bundle import BundleError, RegistrationRequest, SyncRequest
 from sync.satellite import SatelliteSync
 from sync.transport import UpstreamRefused, UpstreamUnreachable
+from sync.upstream import Answered
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, clone_database, login
 from tests.test_device import base_url, new_agent
 from tests.test_reservation import new_product
@@ -189,6 +190,15 @@ async def mirrored_products(up: Upstream, satellite_id: str) -> set[tuple[Any, .
     return {tuple(r) for r in rows}
 
 
+async def answer_file(
+    up: Upstream, request: Path, out: Path, principal: Principal | None
+) -> Answered:
+    """What ``satellite sync answer --in REQUEST --out ANSWER`` does at the upstream."""
+    answered, data = await up.services.upstream.answer(request, principal)
+    await asyncio.to_thread(out.write_bytes, data)
+    return answered
+
+
 async def site_token(admin: Api) -> str:
     body = await ok(admin.post(SITE + "/virtual-accounts/Voice/tokens", {}), 201)
     token: str = body["tokenInfo"]["token"]
@@ -313,11 +323,11 @@ async def test_the_same_request_twice_gets_the_same_answer_and_changes_nothing(
     request = tmp_path / "request.bundle"
     await services.sync.export_request(OPERATOR, "Site", request)
     first, again = tmp_path / "a1.bundle", tmp_path / "a2.bundle"
-    answered = await upstream.services.upstream.answer(request, first, OPERATOR)
+    answered = await answer_file(upstream, request, first, OPERATOR)
     assert not answered.repeated
     before = await upstream.db.fetch("SELECT * FROM satellites")
     events = await upstream.db.fetchval("SELECT count(*) FROM events")
-    answered = await upstream.services.upstream.answer(request, again, OPERATOR)
+    answered = await answer_file(upstream, request, again, OPERATOR)
     assert answered.repeated
     assert first.read_bytes() == again.read_bytes()
     assert await upstream.db.fetch("SELECT * FROM satellites") == before
@@ -338,12 +348,12 @@ async def test_replayed_old_bundles_are_refused_at_both_ends(
     await register_online(upstream, services)
     old_request, old_answer = tmp_path / "r1", tmp_path / "a1"
     await services.sync.export_request(OPERATOR, "Site", old_request)
-    await upstream.services.upstream.answer(old_request, old_answer, OPERATOR)
+    await answer_file(upstream, old_request, old_answer, OPERATOR)
     await services.sync.import_answer(OPERATOR, old_answer)
     await services.sync.sync_now(OPERATOR, "Site")  # request 2, answered and applied
 
     with pytest.raises(Conflict, match="stale request: this is request 1"):
-        await upstream.services.upstream.answer(old_request, tmp_path / "x", OPERATOR)
+        await answer_file(upstream, old_request, tmp_path / "x", OPERATOR)
     await buy(upstream, 7)
     await services.sync.sync_now(OPERATOR, "Site")
     lines = await pool(admin, SITE)
@@ -384,7 +394,7 @@ async def test_a_bundle_for_another_satellite_is_refused(
             )
             theirs_request, theirs_answer = tmp_path / "r-other", tmp_path / "a-other"
             await other_services.sync.export_request(OPERATOR, "Site", theirs_request)
-            await upstream.services.upstream.answer(theirs_request, theirs_answer, OPERATOR)
+            await answer_file(upstream, theirs_request, theirs_answer, OPERATOR)
         with pytest.raises(BundleError, match="not for this satellite"):
             await services.sync.import_answer(OPERATOR, theirs_answer)
 
@@ -400,7 +410,7 @@ async def test_a_bundle_for_another_satellite_is_refused(
         forged_path = tmp_path / "forged"
         forged_path.write_bytes(forged)
         with pytest.raises(BundleError, match="signature does not verify"):
-            await upstream.services.upstream.answer(forged_path, tmp_path / "x", None)
+            await answer_file(upstream, forged_path, tmp_path / "x", None)
 
 
 @pytest.mark.parametrize("where", ["request", "answer"])
@@ -414,7 +424,7 @@ async def test_a_flipped_byte_is_refused_and_changes_nothing(
     await services.sync.export_request(OPERATOR, "Site", request)
     target = request
     if where == "answer":
-        await upstream.services.upstream.answer(request, answer, OPERATOR)
+        await answer_file(upstream, request, answer, OPERATOR)
         target = answer
     data = bytearray(target.read_bytes())
     position = data.index(b'"Voice"') + 2  # a byte in a record, not the header
@@ -425,7 +435,7 @@ async def test_a_flipped_byte_is_refused_and_changes_nothing(
         "SELECT last_sequence FROM satellites WHERE id = $1", satellite_id
     )
     refused = (
-        upstream.services.upstream.answer(request, answer, OPERATOR)
+        answer_file(upstream, request, answer, OPERATOR)
         if where == "request"
         else services.sync.import_answer(OPERATOR, answer)
     )
@@ -507,11 +517,11 @@ async def test_registration_and_sync_by_files(
     status = await services.sync.status(OPERATOR, "Site")
     assert status.link is None
     assert status.pending_registration
-    answered = await upstream.services.upstream.answer(request, answer, OPERATOR)
+    answered = await answer_file(upstream, request, answer, OPERATOR)
     assert answered.kind == "registration"
     # The same registration request again: the same answer (the token was spent once).
     again = tmp_path / "reg-answer-2"
-    assert (await upstream.services.upstream.answer(request, again, OPERATOR)).repeated
+    assert (await answer_file(upstream, request, again, OPERATOR)).repeated
     link = await services.sync.complete_registration(OPERATOR, "Site", answer)
     assert link.mode == "disconnected"
     assert link.upstream_account == "Acme"
@@ -552,7 +562,7 @@ async def test_an_answer_to_another_registration_request_is_refused(
         upstream_url=None,
         out=first,
     )
-    await upstream.services.upstream.answer(first, answer, OPERATOR)
+    await answer_file(upstream, first, answer, OPERATOR)
     await services.sync.request_registration(  # a newer request replaces the first
         OPERATOR,
         "Site",
@@ -917,3 +927,41 @@ async def test_products_that_leave_and_a_deleted_virtual_account_leave_the_upstr
     }
     assert "Lab" not in names
     assert await db.fetchval("SELECT count(*) FROM sync_departures") == 0  # acknowledged
+
+
+async def test_a_bundle_is_taken_in_only_once_its_header_says_it_may_be(
+    upstream: Upstream, admin: Api, services: Services, tmp_path: Path
+) -> None:
+    """Nothing but the first line of a request from an unknown satellite is read; a
+    registration request is small or refused."""
+    await setup_upstream(upstream)
+    consumed = 0
+
+    async def body(first: bytes, size: int) -> AsyncIterator[bytes]:
+        nonlocal consumed
+        yield first
+        for _ in range(size // 65536):  # (bounded: the size asked for)
+            consumed += 65536
+            yield b"x" * 65536
+
+    header = SyncRequest(
+        satellite_id="5a7e0000-0000-4000-8000-000000000000",
+        sequence=1,
+        local_account="Site",
+        since=0,
+        through=1,
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    first = msgspec.json.encode(header) + b"\n"
+    with pytest.raises(NotFound, match="not registered here"):
+        await upstream.services.upstream.answer_stream(body(first, 50 * 2**20), None)
+    assert consumed == 0
+
+    registration = RegistrationRequest(
+        name="x", local_account="Site", token="sat-x", public_key="-", created_at=header.created_at
+    )
+    first = msgspec.json.encode(registration) + b"\n"
+    with pytest.raises(PayloadTooLarge):
+        await upstream.services.upstream.answer_stream(body(first, 2**20), None)
+    assert consumed <= 128 * 1024
+    assert list(upstream.services.upstream.spool.path.iterdir()) == []  # nothing left behind

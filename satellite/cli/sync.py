@@ -22,6 +22,7 @@ from satellite.http.views import (
     sync_status_out,
 )
 from satellite.services.registry import Services
+from sync.spool import write_atomically
 
 account_option = click.option(
     "--account",
@@ -263,7 +264,8 @@ def sync_answer(obj: CliContext, request: Path, out: Path) -> None:
     """On the upstream: answer a request a satellite's operator carried in."""
 
     async def action(s: Services) -> str:
-        answered = await s.upstream.answer(request, out, obj.operator)
+        answered, data = await s.upstream.answer(request, obj.operator)
+        write_atomically(out, data)
         what = "registration" if answered.kind == "registration" else f"request {answered.sequence}"
         again = " (answered before: the same answer again)" if answered.repeated else ""
         return (

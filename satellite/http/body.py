@@ -55,17 +55,6 @@ def render(body: msgspec.Struct, status: int = 200) -> web.Response:
     )
 
 
-async def spool_body(request: web.Request, path: Path, limit: int) -> None:
-    """Stream the body to ``path`` (a sync bundle may be far larger than a JSON body)."""
-    written = 0
-    with path.open("wb") as out:
-        async for chunk in request.content.iter_chunked(256 * 1024):
-            written += len(chunk)
-            if written > limit:
-                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=written)
-            out.write(chunk)
-
-
 async def send_file(request: web.Request, path: Path, filename: str) -> web.StreamResponse:
     """Stream a bundle file as a download; the response is sent when this returns (so the
     caller may remove the file)."""

@@ -41,6 +41,7 @@ _DOMAIN: dict[type[errors.SatelliteError], tuple[int, str, str]] = {
     errors.NotFound: (404, "not-found", "Not found"),
     errors.Conflict: (409, "conflict", "Conflict"),
     errors.UpstreamError: (502, "upstream-error", "Upstream error"),
+    errors.PayloadTooLarge: (413, "body-too-large", "Request body too large"),
     errors.SyncHorizonPassed: (403, "sync-horizon-passed", "Sync horizon passed"),
     errors.SchemaMismatch: (503, "schema-mismatch", "Database schema mismatch"),
     errors.DatabaseUnavailable: (503, "database-unavailable", "Database unavailable"),

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from satellite.domain.access import Principal
 from satellite.http.auth import caller
-from satellite.http.body import read_json, read_query, render, send_file, spool_body
-from satellite.http.keys import SERVICES, SETTINGS
+from satellite.http.body import read_json, read_query, render, send_file
+from satellite.http.keys import SERVICES
 from satellite.http.views import (
     satellite_mirror_out,
     satellite_out,
@@ -28,6 +28,9 @@ from satellite.http.wire import (
     StatusResponse,
     SyncRegister,
 )
+from sync.transport import BUNDLE_TYPE
+
+CHUNK = 256 * 1024
 
 
 def _account(request: web.Request) -> str:
@@ -68,7 +71,7 @@ async def download_request(request: web.Request) -> web.StreamResponse:
     """Disconnected mode: the request bundle, to carry to the upstream."""
     principal = await caller(request)
     sync = request.app[SERVICES].sync
-    with sync.spooled("request") as (path,):
+    with sync.spool.files("request") as (path,):
         exported = await sync.export_request(principal, _account(request), path)
         return await send_file(
             request, path, f"sync-request-{_account(request)}-{exported.sequence}.bundle"
@@ -78,10 +81,9 @@ async def download_request(request: web.Request) -> web.StreamResponse:
 async def upload_answer(request: web.Request) -> web.Response:
     """Disconnected mode: the upstream's answer, carried back."""
     principal = await caller(request)
-    sync = request.app[SERVICES].sync
-    with sync.spooled("answer") as (path,):
-        await spool_body(request, path, request.app[SETTINGS].sync.max_bundle_bytes)
-        imported = await sync.import_answer(principal, path, _account(request))
+    imported = await request.app[SERVICES].sync.import_stream(
+        principal, _account(request), request.content.iter_chunked(CHUNK)
+    )
     return render(sync_result_out(imported))
 
 
@@ -143,10 +145,15 @@ async def satellite_exchange(request: web.Request) -> web.StreamResponse:
 
 
 async def _answer(request: web.Request, principal: Principal | None) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    with services.sync.spooled("request", "answer") as (incoming, outgoing):
-        await spool_body(request, incoming, request.app[SETTINGS].sync.max_bundle_bytes)
-        answered = await services.upstream.answer(incoming, outgoing, principal)
-        return await send_file(
-            request, outgoing, f"sync-answer-{answered.account}-{answered.sequence}.bundle"
-        )
+    answered, data = await request.app[SERVICES].upstream.answer_stream(
+        request.content.iter_chunked(CHUNK), principal
+    )
+    return web.Response(
+        body=data,
+        headers={
+            "Content-Type": BUNDLE_TYPE,
+            "Content-Disposition": (
+                f'attachment; filename="sync-answer-{answered.account}-{answered.sequence}.bundle"'
+            ),
+        },
+    )
