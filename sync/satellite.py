@@ -432,6 +432,32 @@ class SatelliteSync:
         operation: str,
         expected: SyncLink | None,
     ) -> Imported:
+        started = self._clock()
+        try:
+            header, link = await self._answered_link(principal, path, expected)
+        except SatelliteError as exc:
+            if expected is not None:  # (connected mode: the answer came for this link)
+                await self._record_failure(expected, mode, operation, started, exc)
+            raise
+        try:
+            imported = await self._apply(link, header, path, mode, operation, started)
+        except SatelliteError as exc:
+            await self._record_failure(link, mode, operation, started, exc)
+            raise
+        log.info(
+            "sync.imported",
+            account=link.account,
+            sequence=imported.sequence,
+            repeated=imported.repeated,
+            **imported.counts,
+        )
+        return imported
+
+    async def _answered_link(
+        self, principal: Principal, path: Path, expected: SyncLink | None
+    ) -> tuple[SyncAnswer, SyncLink]:
+        """The answer's header (not yet verified) and the link it names, which must be
+        ``expected`` when given and one the caller may change."""
         header = bundle.read_header(path)
         if isinstance(header, RegistrationAnswer):
             raise BundleError(
@@ -452,20 +478,7 @@ class SatelliteSync:
                     "import the answer to a request exported here"
                 )
             await scope.writable_account(conn, principal, link.account, lock=None)
-        started = self._clock()
-        try:
-            imported = await self._apply(link, header, path, mode, operation, started)
-        except SatelliteError as exc:
-            await self._record_failure(link, mode, operation, started, exc)
-            raise
-        log.info(
-            "sync.imported",
-            account=link.account,
-            sequence=imported.sequence,
-            repeated=imported.repeated,
-            **imported.counts,
-        )
-        return imported
+        return header, link
 
     async def _apply(
         self,
@@ -646,12 +659,25 @@ class SatelliteSync:
                 "URL with 'satellite sync connect'",
                 field="account",
             )
-        return await self._connected(principal, link, "sync-now")
+        imported = await self._connected(principal, link, "sync-now")
+        assert imported is not None  # (only a scheduled run can find its run claimed)
+        return imported
 
-    async def _connected(self, principal: Principal, link: SyncLink, operation: str) -> Imported:
+    async def _connected(
+        self, principal: Principal, link: SyncLink, operation: str, *, scheduled: bool = False
+    ) -> Imported | None:
+        """Export, send, import, with the account's sync lock held. A scheduled run first
+        claims the run (None: another node has done it this time)."""
         assert link.upstream_url is not None
         started = self._clock()
         async with self._exclusive(link):
+            interval = dt.timedelta(minutes=self._settings.timers.sync_interval_minutes)
+            async with self._db.transaction() as conn:
+                if scheduled and not await storage.claim_run(
+                    conn, link.account_id, started, started + interval
+                ):
+                    return None
+                await storage.record_attempt(conn, link.account_id, started, None, None)
             with self.spool.files("request", "answer") as (request_path, answer_path):
                 try:
                     await self._export(link, request_path)
@@ -678,25 +704,35 @@ class SatelliteSync:
                 wait *= 2
 
     async def run_scheduled(self) -> JobReport:
-        """The scheduled job: every account linked in connected mode syncs."""
+        """The scheduled job: every account linked in connected mode syncs, once per
+        interval among all the nodes on the database (the first to claim the run does it)."""
         if self._settings.role != "satellite":
             return JobReport("sync", {})
         async with self._db.connection() as conn:
             linked = await storage.links(conn)
         done = {"synced": 0, "failed": 0, "skipped": 0}
-        next_run = self._clock() + dt.timedelta(minutes=self._settings.timers.sync_interval_minutes)
         for link in linked:
             if link.upstream_url is None:
                 continue
             try:
-                await self._connected(system_actor("scheduler"), link, "scheduled")
-                done["synced"] += 1
+                synced = await self._connected(
+                    system_actor("scheduler"), link, "scheduled", scheduled=True
+                )
+                done["synced" if synced else "skipped"] += 1
             except SyncInProgress:
                 done["skipped"] += 1
             except SatelliteError:
                 done["failed"] += 1  # recorded in the link's status, history and alerts
-            async with self._db.transaction() as conn:
-                await storage.record_attempt(conn, link.account_id, self._clock(), None, next_run)
+            except Exception as exc:
+                log.exception("sync.failed_unexpectedly", account=link.account)
+                await self._record_failure(
+                    link,
+                    "connected",
+                    "scheduled",
+                    self._clock(),
+                    SatelliteError(f"internal error ({type(exc).__name__}); the log has details"),
+                )
+                done["failed"] += 1
         return JobReport("sync", done)
 
     # --- status ----------------------------------------------------------------------------

@@ -356,6 +356,24 @@ async def record_attempt(
     )
 
 
+async def claim_run(
+    conn: asyncpg.Connection, account_id: int, now: dt.datetime, next_run: dt.datetime
+) -> bool:
+    """Claim the scheduled sync that is due, and set the next one at ``next_run``; False
+    when another node ran it already. A run is due from half an interval before the next
+    run set: each node's schedule fires once an interval, with jitter, and the first of
+    them in each interval claims it."""
+    claimed = await conn.fetchval(
+        "UPDATE sync_links SET next_run_at = $3 WHERE account_id = $1 "
+        "AND (next_run_at IS NULL "
+        "     OR next_run_at - ($3::timestamptz - $2::timestamptz) / 2 <= $2) RETURNING true",
+        account_id,
+        now,
+        next_run,
+    )
+    return bool(claimed)
+
+
 async def insert_history(
     conn: asyncpg.Connection,
     account_id: int,
