@@ -966,3 +966,34 @@ async def test_a_bundle_is_taken_in_only_once_its_header_says_it_may_be(
         await upstream.services.upstream.answer_stream(body(first, 2**20), None)
     assert consumed <= 128 * 1024
     assert list(upstream.services.upstream.spool.path.iterdir()) == []  # nothing left behind
+
+
+async def test_no_reservation_beyond_the_horizon(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    state_dir: Path,
+    tmp_path: Path,
+    db: asyncpg.Connection,
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    await services.sync.sync_now(OPERATOR, "Site")
+    await db.execute("UPDATE sync_links SET last_success_at = now() - interval '91 days'")
+    product = new_product(tmp_path, state_dir, "SLR-9")
+    product.enable()
+    status, problem = await admin.post(
+        SITE + "/virtual-accounts/Voice/reserve-licenses",
+        {
+            "reservationRequests": [
+                {
+                    "reservationCode": product.request(),
+                    "licenses": [{"entitlementTag": ENHANCED, "quantity": 1}],
+                }
+            ]
+        },
+    )
+    assert status == 403, problem
+    assert problem["type"].endswith(":sync-horizon-passed")
+    assert await db.fetchval("SELECT count(*) FROM reservations") == 0

@@ -31,7 +31,6 @@ from satellite.domain.access import product_actor
 from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import Position
 from satellite.domain.models import ExportKey, ProductInstance
-from satellite.domain.sync import horizon_passed
 from satellite.errors import (
     BadNonce,
     BadSignature,
@@ -41,14 +40,12 @@ from satellite.errors import (
     NotAuthenticated,
     ProductEnded,
     RegistrationExpired,
-    SyncHorizonPassed,
 )
 from satellite.protocol import device as wire
 from satellite.protocol.validation import validation_error
-from satellite.services import audit, exports
+from satellite.services import audit, exports, horizon
 from satellite.services.licenses import LicenseService
 from satellite.storage import devices, reservations, tokens
-from satellite.storage import sync as sync_links
 from satellite.storage.db import Connection, Database
 
 T = TypeVar("T")
@@ -166,15 +163,7 @@ class DeviceService:
     # --- authorization -------------------------------------------------------------------
 
     async def check_horizon(self, conn: Connection, account_id: int, now: dt.datetime) -> None:
-        """An account linked to an upstream gets no new authorizations once it has been out
-        of step with it for longer than the horizon (its pools may no longer be true)."""
-        since = await sync_links.in_step_since(conn, account_id)
-        if since is not None and horizon_passed(since, now, self._timers.sync_horizon_days):
-            raise SyncHorizonPassed(
-                f"this satellite has not synced with its upstream since {since:%Y-%m-%d} "
-                f"(more than {self._timers.sync_horizon_days} days), so it grants no new "
-                "authorizations until it syncs: ask its operator to sync it"
-            )
+        await horizon.require_in_step(conn, account_id, now, self._timers.sync_horizon_days)
 
     async def _authorization(
         self,

@@ -50,7 +50,9 @@ def build_services(
 ) -> Services:
     passwords = Passwords()
     licenses = LicenseService(db, catalog)
-    reservations = ReservationService(db, keys, catalog, licenses)
+    reservations = ReservationService(
+        db, keys, catalog, licenses, settings.timers.sync_horizon_days
+    )
     devices = DeviceService(db, keys, catalog, licenses, settings.timers)
     return Services(
         db=db,

@@ -36,7 +36,7 @@ from satellite.domain.compliance import Position
 from satellite.domain.models import Account, ProductInstance, VirtualAccount, udi_label
 from satellite.domain.reservation import Precedence, Reservation, ReservedLine, allocate
 from satellite.errors import Conflict, ExportAccountNotAllowed, InvalidInput, NotFound
-from satellite.services import audit, scope
+from satellite.services import audit, horizon, scope
 from satellite.services.licenses import LicenseService
 from satellite.storage import devices, licenses, reservations
 from satellite.storage.db import Connection, Database
@@ -85,12 +85,14 @@ class ReservationService:
         keys: ServerKeys,
         catalog: Catalog,
         licenses: LicenseService,
+        horizon_days: int,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._db = db
         self._keys = keys
         self._catalog = catalog
         self._licenses = licenses
+        self._horizon_days = horizon_days
         self._clock = clock
 
     def now(self) -> dt.datetime:
@@ -274,6 +276,7 @@ class ReservationService:
     ) -> tuple[AuthorizationCode, Reservation]:
         """A new code for ``lines``, recorded as the product's pending one; the reservation
         as it now stands (in transition until the code is confirmed)."""
+        await horizon.require_in_step(conn, product.account_id, now, self._horizon_days)
         authorization = self._issue(product, lines, after, now)
         await reservations.set_pending(
             conn, product.id, authorization.timestamp, authorization.text, lines, now
