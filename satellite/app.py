@@ -38,7 +38,10 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
             app[SERVICES],
             dt.timedelta(minutes=timers.jobs_interval_minutes),
             intervals={"sync": dt.timedelta(minutes=timers.sync_interval_minutes)},
-            jitter={"sync": runtime.settings.sync.jitter_seconds},
+            # (at most half the interval: a run never slides into the next one)
+            jitter={
+                "sync": min(runtime.settings.sync.jitter_seconds, timers.sync_interval_minutes * 30)
+            },
         )
         jobs.start()
         app[SCHEDULER] = jobs

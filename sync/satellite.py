@@ -101,6 +101,7 @@ class SyncStatus:
     history: list[HistoryEntry]
     authorizations_until: dt.datetime | None  # the horizon, for a linked account
     horizon_passed: bool
+    upstream_fingerprint: str | None  # of the pinned upstream key
 
 
 class SyncInProgress(Conflict):
@@ -189,10 +190,15 @@ class SatelliteSync:
             )
 
     async def complete_registration(
-        self, principal: Principal, account: str, answer: Path
+        self,
+        principal: Principal,
+        account: str,
+        answer: Path,
+        expected_fingerprint: str | None = None,
     ) -> SyncLink:
         """Apply the upstream's answer to the pending registration: the link is made and the
-        upstream's key pinned."""
+        upstream's key pinned. With ``expected_fingerprint`` (what `satellite sync
+        fingerprint` prints at the upstream), a key with another fingerprint is refused."""
         self._require_satellite()
         header = bundle.read_header(answer)
         if not isinstance(header, RegistrationAnswer):
@@ -202,8 +208,17 @@ class SatelliteSync:
             )
         try:
             upstream_key = bundles.public_key_from_pem(header.upstream_key)
+            fingerprint = bundles.pinned_key_fingerprint(header.upstream_key)
         except ValueError as exc:
             raise BundleError(f"the upstream key in the answer is not usable: {exc}") from exc
+        if expected_fingerprint is not None and not bundles.fingerprints_equal(
+            fingerprint, expected_fingerprint
+        ):
+            raise BundleError(
+                f"the answer's upstream key has fingerprint {fingerprint}, not the expected "
+                f"{expected_fingerprint.strip()}: it does not come from that upstream",
+                field="upstreamFingerprint",
+            )
         # Signed with the key it pins: what this satellite trusts from now on.
         verified = await asyncio.to_thread(
             bundle.verify, answer, upstream_key, self._settings.sync.max_bundle_bytes
@@ -254,7 +269,14 @@ class SatelliteSync:
         return link
 
     async def register_online(
-        self, principal: Principal, account: str, *, upstream_url: str, token: str, name: str
+        self,
+        principal: Principal,
+        account: str,
+        *,
+        upstream_url: str,
+        token: str,
+        name: str,
+        expected_fingerprint: str | None = None,
     ) -> SyncLink:
         if not upstream_url.startswith(("http://", "https://")):
             raise InvalidInput(
@@ -265,7 +287,9 @@ class SatelliteSync:
                 principal, account, token=token, name=name, upstream_url=upstream_url, out=request
             )
             await self._client.post_bundle(upstream_url, REGISTER_PATH, request, answer)
-            return await self.complete_registration(principal, account, answer)
+            return await self.complete_registration(
+                principal, account, answer, expected_fingerprint
+            )
 
     async def set_upstream_url(self, principal: Principal, account: str, url: str | None) -> None:
         """Connected mode (a URL) or disconnected mode (None) for a registered account."""
@@ -810,7 +834,8 @@ class SatelliteSync:
             horizon = self._settings.timers.sync_horizon_days
             until = link.in_step_since() + dt.timedelta(days=horizon)
             passed = horizon_passed(link.in_step_since(), self._clock(), horizon)
-        return SyncStatus(acc.name, link, pending, history, until, passed)
+        fingerprint = bundles.pinned_key_fingerprint(link.upstream_key) if link else None
+        return SyncStatus(acc.name, link, pending, history, until, passed, fingerprint)
 
     async def horizon_alerts(self, now: dt.datetime) -> JobReport | None:
         """Warn before the horizon and when it has passed; clear when in step again."""

@@ -20,7 +20,11 @@ from typing import Any
 import structlog
 
 from satellite.config import Settings
-from satellite.crypto.bundles import public_key_from_pem, satellite_certificate
+from satellite.crypto.bundles import (
+    pinned_key_fingerprint,
+    public_key_from_pem,
+    satellite_certificate,
+)
 from satellite.crypto.keys import ServerKeys
 from satellite.crypto.pki import to_pem
 from satellite.crypto.secrets import random_secret, secret_digest
@@ -87,6 +91,10 @@ class UpstreamSync:
 
     def now(self) -> dt.datetime:
         return self._clock()
+
+    def fingerprint(self) -> str:
+        """What a satellite's operator checks when it pins this upstream's key."""
+        return pinned_key_fingerprint(_public_pem(self._keys))
 
     def _require_upstream(self) -> None:
         """(Checked after the account: to a caller who may not see it, it does not exist.)"""
@@ -196,14 +204,20 @@ class UpstreamSync:
         return answered, data
 
     async def answer_stream(
-        self, chunks: AsyncIterator[bytes], principal: Principal | None
+        self,
+        chunks: AsyncIterator[bytes],
+        principal: Principal | None,
+        only: type[RegistrationRequest | SyncRequest] | None = None,
     ) -> tuple[Answered, bytes]:
         """``answer`` for a request arriving over HTTP. Its header is read first: a
         registration request is small, and a sync request is taken in only from a
-        satellite registered here (and, carried in by an operator, one they may change)."""
+        satellite registered here (and, carried in by an operator, one they may change).
+        ``only``: the one kind of request the endpoint takes."""
         self._require_upstream()
         incoming = Incoming(chunks)
         header = await incoming.header()
+        if only is not None and not isinstance(header, only):
+            raise BundleError(f"this endpoint takes a {only.__name__} bundle")
         limit = self._settings.sync.max_bundle_bytes
         if isinstance(header, RegistrationRequest):
             limit = REGISTRATION_MAX_BYTES

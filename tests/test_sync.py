@@ -31,7 +31,15 @@ from sync.bundle import BundleError, RegistrationRequest, SyncRequest
 from sync.satellite import SatelliteSync
 from sync.transport import UpstreamRefused, UpstreamUnreachable
 from sync.upstream import Answered
-from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, clone_database, login
+from tests.conftest import (
+    ENHANCED,
+    AiohttpClient,
+    Api,
+    Credentials,
+    clone_database,
+    login,
+    new_client,
+)
 from tests.test_device import base_url, new_agent
 from tests.test_reservation import new_product
 
@@ -997,3 +1005,61 @@ async def test_no_reservation_beyond_the_horizon(
     assert status == 403, problem
     assert problem["type"].endswith(":sync-horizon-passed")
     assert await db.fetchval("SELECT count(*) FROM reservations") == 0
+
+
+async def test_a_registration_answer_with_another_upstream_key_is_refused(
+    upstream: Upstream, admin: Api, services: Services
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    right = upstream.services.upstream.fingerprint()
+    with pytest.raises(BundleError, match="does not come from that upstream"):
+        await services.sync.register_online(
+            OPERATOR,
+            "Site",
+            upstream_url=upstream.url,
+            token=await satellite_token(upstream),
+            name="s",
+            expected_fingerprint="A" + right[1:] if right[0] != "A" else "B" + right[1:],
+        )
+    assert (await services.sync.status(OPERATOR, "Site")).link is None
+    link = await services.sync.register_online(
+        OPERATOR,
+        "Site",
+        upstream_url=upstream.url,
+        token=await satellite_token(upstream),
+        name="s",
+        expected_fingerprint=right,
+    )
+    assert (await services.sync.status(OPERATOR, "Site")).upstream_fingerprint == right
+    assert link.upstream_account == "Acme"
+
+
+async def test_another_account_at_the_upstream_sees_nothing_of_its_satellites(
+    upstream: Upstream, admin: Api, services: Services
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    satellite_id = await register_online(upstream, services)
+    await services.sync.sync_now(OPERATOR, "Site")
+    await ok(upstream.admin.post("/api/v1/accounts", {"name": "Beta"}), 201)
+    beta = await new_client(upstream.admin, "account-admin", ["Beta"])
+    for path in (
+        f"{UP_ACCOUNT}/satellites",
+        f"{UP_ACCOUNT}/satellites/{satellite_id}/products",
+        f"{UP_ACCOUNT}/satellite-tokens",
+        f"/api/v1/accounts/Beta/satellites/{satellite_id}/products",
+    ):
+        status, problem = await beta.get(path)
+        assert status == 404, (path, problem)
+    status, problem = await beta.post(f"{UP_ACCOUNT}/satellite-tokens", {})
+    assert status == 404, problem
+    assert (await ok(beta.get("/api/v1/accounts/Beta/satellites")))["satellites"] == []
+    # An operator of Beta cannot carry in Acme's satellite's request either.
+    request = Path(upstream.services.upstream.spool.path) / "acme.request"
+    await services.sync.export_request(OPERATOR, "Site", request)
+    async with beta.client.post(
+        "/api/v1/sync/answer", data=request.read_bytes(), headers=beta._headers()
+    ) as response:
+        assert response.status == 404, await response.text()
+    request.unlink()

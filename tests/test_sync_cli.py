@@ -62,9 +62,21 @@ def register_by_files(site: Cli, upstream: Cli, tmp_path: Path) -> None:
     assert "carry it to the upstream" in out
     out = upstream("sync", "answer", "--in", str(request), "--out", str(answer)).ok().out
     assert "registration answered" in out
-    out = site("sync", "register", "--answer", str(answer)).ok().out
+    fingerprint = upstream("sync", "fingerprint").ok().out.strip()
+    wrong = ("A" if fingerprint[0] != "A" else "B") + fingerprint[1:]
+    line = site(
+        "sync", "register", "--answer", str(answer), "--upstream-fingerprint", wrong
+    ).one_error_line()
+    assert "does not come from that upstream" in line
+    out = (
+        site("sync", "register", "--answer", str(answer), "--upstream-fingerprint", fingerprint)
+        .ok()
+        .out
+    )
     assert "registered as satellite" in out
     assert "(disconnected)" in out
+    status = json.loads(site("sync", "status", "--json").ok().out)
+    assert status["upstreamFingerprint"] == fingerprint
 
 
 def test_disconnected_mode_by_the_command_line(

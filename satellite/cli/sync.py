@@ -67,6 +67,12 @@ def _print_result(as_json: bool, result: wire.SyncResultOut) -> None:
     default=None,
     help="Complete a registration with the upstream's answer file.",
 )
+@click.option(
+    "--upstream-fingerprint",
+    "fingerprint",
+    default=None,
+    help="What 'satellite sync fingerprint' prints at the upstream: another key is refused.",
+)
 @pass_cli
 def sync_register(
     obj: CliContext,
@@ -76,6 +82,7 @@ def sync_register(
     name: str | None,
     out: Path | None,
     answer: Path | None,
+    fingerprint: str | None,
 ) -> None:
     """Register an account with its upstream.
 
@@ -89,8 +96,8 @@ def sync_register(
 
         async def complete(s: Services) -> str:
             name_ = await s.sync.account_or_only(obj.operator, account)
-            link = await s.sync.complete_registration(obj.operator, name_, answer)
-            return f"account {name_}: registered as satellite {link.satellite_id} ({link.mode})"
+            link = await s.sync.complete_registration(obj.operator, name_, answer, fingerprint)
+            return _registered(name_, link.satellite_id, f"({link.mode})")
 
         click.echo(obj.run(complete))
         return
@@ -118,11 +125,20 @@ def sync_register(
     async def online(s: Services) -> str:
         name_ = await s.sync.account_or_only(obj.operator, account)
         link = await s.sync.register_online(
-            obj.operator, name_, upstream_url=upstream, token=token, name=label
+            obj.operator,
+            name_,
+            upstream_url=upstream,
+            token=token,
+            name=label,
+            expected_fingerprint=fingerprint,
         )
-        return f"account {name_}: registered as satellite {link.satellite_id} with {upstream}"
+        return _registered(name_, link.satellite_id, f"with {upstream}")
 
     click.echo(obj.run(online))
+
+
+def _registered(account: str, satellite_id: str, how: str) -> str:
+    return f"account {account}: registered as satellite {satellite_id} {how}"
 
 
 @sync.command("connect")
@@ -214,6 +230,7 @@ def sync_status(obj: CliContext, account: str | None, as_json: bool) -> None:
             ("satellite id", status.satellite_id),
             ("upstream", status.upstream),
             ("upstream account", status.upstream_account),
+            ("upstream fingerprint", status.upstream_fingerprint),
             ("last success", status.last_success),
             ("last attempt", status.last_attempt),
             ("last error", status.last_error),
@@ -274,6 +291,18 @@ def sync_answer(obj: CliContext, request: Path, out: Path) -> None:
         )
 
     click.echo(obj.run(action))
+
+
+@sync.command("fingerprint")
+@pass_cli
+def sync_fingerprint(obj: CliContext) -> None:
+    """On the upstream: the fingerprint of its signing key, for satellites' operators to
+    check when they register ('--upstream-fingerprint')."""
+    click.echo(obj.run(_fingerprint))
+
+
+async def _fingerprint(s: Services) -> str:
+    return s.upstream.fingerprint()
 
 
 @sync.group("token")

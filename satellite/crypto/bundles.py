@@ -11,6 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import hmac
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -18,7 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from satellite.crypto.pki import issue_certificate, load_pem_certificate, to_pem
+from satellite.crypto.pki import (
+    certificate_fingerprint,
+    issue_certificate,
+    load_pem_certificate,
+    to_pem,
+)
 from satellite.crypto.slr import load_private_key as slr_load_private_key
 from satellite.crypto.slr import load_trusted_key, new_reservation_key, public_key_pem
 from satellite.crypto.slr import private_key_pem as slr_private_key_pem
@@ -60,6 +66,17 @@ def verify_digest(key: ec.EllipticCurvePublicKey, digest: bytes, signature: str)
 def public_key_from_pem(pem: str) -> ec.EllipticCurvePublicKey:
     """A P-256 public key from PEM (raises ValueError with a reason)."""
     return load_trusted_key(pem.encode("ascii"))
+
+
+def pinned_key_fingerprint(pem: str) -> str:
+    """What an operator compares when a satellite pins its upstream's key: the SHA-256 of
+    the upstream's signing certificate (URL-safe base64), as `satellite sync fingerprint`
+    prints it at the upstream."""
+    return certificate_fingerprint(load_pem_certificate(pem))
+
+
+def fingerprints_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.strip().encode(), b.strip().encode())
 
 
 def satellite_certificate(

@@ -518,7 +518,7 @@ ROUTES: tuple[Route, ...] = (
     *(
         Route("POST", path, handler, summary, "sync", public=True, api=False)
         for path, handler, summary in (
-            (SYNC_REGISTER, sync.satellite_exchange, "A satellite registers (signed bundle)"),
+            (SYNC_REGISTER, sync.satellite_registers, "A satellite registers (signed bundle)"),
             (SYNC_EXCHANGE, sync.satellite_exchange, "A satellite syncs (signed bundle)"),
         )
     ),

@@ -351,6 +351,7 @@ def sync_status_out(status: SyncStatus) -> SyncStatusOut:
         satellite_id=link.satellite_id,
         upstream=link.upstream_url,
         upstream_account=link.upstream_account,
+        upstream_fingerprint=status.upstream_fingerprint,
         registered_at=link.registered_at,
         last_success=link.last_success_at,
         last_attempt=link.last_attempt_at,

@@ -597,6 +597,8 @@ class SyncRegister(Request):
     upstream: Url
     token: Secret
     name: Name | None = None  # how the upstream lists this satellite (default: the host name)
+    # What `satellite sync fingerprint` prints at the upstream: a key with another is refused.
+    upstream_fingerprint: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
 
 
 class SyncHistoryOut(Response):
@@ -618,6 +620,7 @@ class SyncStatusOut(Response):
     satellite_id: str | None = None
     upstream: str | None = None
     upstream_account: str | None = None
+    upstream_fingerprint: str | None = None  # of the pinned upstream key
     registered_at: dt.datetime | None = None
     last_success: dt.datetime | None = None
     last_attempt: dt.datetime | None = None

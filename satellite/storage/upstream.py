@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from satellite.domain.sync import RegisteredSatellite, SatelliteToken
-from satellite.errors import InvalidInput
+from satellite.errors import Conflict, InvalidInput
 from satellite.storage.db import RowLock, lock_clause
 
 # --- satellite tokens ----------------------------------------------------------------------
@@ -243,10 +243,8 @@ async def merge_products(conn: asyncpg.Connection, satellite_id: str) -> int:
         "SELECT (SELECT count(*) FROM named) AS named, (SELECT count(*) FROM locked) AS locked"
     )
     assert row is not None
-    if row["locked"] != row["named"]:
-        raise asyncpg.ForeignKeyViolationError(
-            "a product staged for the mirror names a virtual account that does not exist"
-        )
+    if row["locked"] != row["named"]:  # (the caller creates them first: a deletion raced)
+        raise Conflict("a virtual account the request names was deleted meanwhile: send it again")
     staged = {
         c: "i.reservation::jsonb" if c == "reservation" else f"i.{c}" for c in _PRODUCT_COLUMNS
     }

@@ -28,6 +28,7 @@ from satellite.http.wire import (
     StatusResponse,
     SyncRegister,
 )
+from sync.bundle import RegistrationRequest, SyncRequest
 from sync.transport import BUNDLE_TYPE
 
 CHUNK = 256 * 1024
@@ -56,6 +57,7 @@ async def sync_register(request: web.Request) -> web.Response:
         upstream_url=body.upstream,
         token=body.token,
         name=body.name or socket.gethostname(),
+        expected_fingerprint=body.upstream_fingerprint,
     )
     return render(sync_status_out(await services.sync.status(principal, _account(request))))
 
@@ -139,14 +141,23 @@ async def answer_upload(request: web.Request) -> web.StreamResponse:
     return await _answer(request, principal)
 
 
+async def satellite_registers(request: web.Request) -> web.StreamResponse:
+    """Connected mode: a satellite registers (its token is in its signed request)."""
+    return await _answer(request, None, RegistrationRequest)
+
+
 async def satellite_exchange(request: web.Request) -> web.StreamResponse:
     """Connected mode: a satellite sends its own bundle (its signature is its credential)."""
-    return await _answer(request, None)
+    return await _answer(request, None, SyncRequest)
 
 
-async def _answer(request: web.Request, principal: Principal | None) -> web.StreamResponse:
+async def _answer(
+    request: web.Request,
+    principal: Principal | None,
+    only: type[RegistrationRequest | SyncRequest] | None = None,
+) -> web.StreamResponse:
     answered, data = await request.app[SERVICES].upstream.answer_stream(
-        request.content.iter_chunked(CHUNK), principal
+        request.content.iter_chunked(CHUNK), principal, only
     )
     return web.Response(
         body=data,
