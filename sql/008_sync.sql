@@ -172,7 +172,7 @@ CREATE INDEX satellite_products_va ON satellite_products (virtual_account_id);
 
 -- The mirror has no foreign keys: a foreign key checks each row inserted with a query of
 -- its own, and a request of a million products spent half its apply time on them
--- (bench/sync.py). The mirror is written only by merge_products
+-- (bench/sync). The mirror is written only by merge_products
 -- (satellite/storage/upstream.py), which holds the satellite's row locked and locks the
 -- virtual accounts its rows name (FOR KEY SHARE, as the keys would) once per request,
 -- refusing a request that names one that does not exist. These triggers keep the other

@@ -1063,3 +1063,61 @@ async def test_another_account_at_the_upstream_sees_nothing_of_its_satellites(
     ) as response:
         assert response.status == 404, await response.text()
     request.unlink()
+
+
+async def test_a_change_committed_while_a_request_is_exported_travels_in_the_next(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    server: TestServer,
+    tmp_path: Path,
+    db_dsn: str,
+) -> None:
+    """The watermark: a transaction still open when the export takes its snapshot commits
+    later; its change is not in this request, and the acknowledgement of this request
+    must not skip it (the next request carries it)."""
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    satellite_id = await register_online(upstream, services)
+    agent = new_agent(tmp_path, server)
+    await agent.register(await site_token(admin))
+    await services.sync.sync_now(OPERATOR, "Site")
+
+    slow = await asyncpg.connect(db_dsn)
+    try:
+        transaction = slow.transaction()
+        await transaction.start()
+        await slow.execute("UPDATE product_instances SET hostname = 'renamed.example'")
+        request, answer = tmp_path / "r", tmp_path / "a"
+        await services.sync.export_request(OPERATOR, "Site", request)
+        await transaction.commit()
+    finally:
+        await slow.close()
+    await answer_file(upstream, request, answer, OPERATOR)
+    await services.sync.import_answer(OPERATOR, answer)
+
+    async def hostname() -> str | None:
+        value: str | None = await upstream.db.fetchval(
+            "SELECT hostname FROM satellite_products WHERE satellite_id = $1", satellite_id
+        )
+        return value
+
+    assert await hostname() != "renamed.example"  # not committed at the snapshot
+    await services.sync.sync_now(OPERATOR, "Site")
+    assert await hostname() == "renamed.example"
+
+
+async def test_an_answer_to_an_older_request_after_a_newer_one_was_applied_is_stale(
+    upstream: Upstream, admin: Api, services: Services, tmp_path: Path
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    await register_online(upstream, services)
+    first, second = tmp_path / "r1", tmp_path / "r2"
+    await services.sync.export_request(OPERATOR, "Site", first)
+    await services.sync.export_request(OPERATOR, "Site", second)  # exported again meanwhile
+    # The newer request is answered and applied first; the older one's answer then is stale.
+    await answer_file(upstream, second, tmp_path / "a2", OPERATOR)
+    assert not (await services.sync.import_answer(OPERATOR, tmp_path / "a2")).repeated
+    with pytest.raises(Conflict, match="stale request: this is request 1"):
+        await answer_file(upstream, first, tmp_path / "a1", OPERATOR)

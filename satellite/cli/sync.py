@@ -53,7 +53,12 @@ def _print_result(as_json: bool, result: wire.SyncResultOut) -> None:
 @sync.command("register")
 @account_option
 @click.option("--upstream", default=None, help="The upstream's URL (connected mode).")
-@click.option("--token", default=None, help="The satellite token from the upstream.")
+@click.option(
+    "--token",
+    default=None,
+    envvar="SATELLITE_SYNC_TOKEN",
+    help="The satellite token from the upstream (or $SATELLITE_SYNC_TOKEN: not in ps).",
+)
 @click.option("--name", default=None, help="How the upstream lists this satellite.")
 @click.option(
     "--out",

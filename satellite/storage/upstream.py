@@ -224,7 +224,7 @@ async def merge_products(conn: asyncpg.Connection, satellite_id: str) -> int:
     that changed are written) and dropped from the staging table, and what is left is new
     and inserted with a plain INSERT. For a first sync of a million products that is
     markedly cheaper than INSERT ... ON CONFLICT DO UPDATE, which makes a speculative
-    insertion of every row (bench/sync.py). (No INSERT ... WHERE NOT EXISTS on the mirror
+    insertion of every row (bench/sync). (No INSERT ... WHERE NOT EXISTS on the mirror
     itself: planned on an empty mirror, it rescans the rows it has just inserted.)
     """
     await conn.execute("ANALYZE incoming_products")  # a temporary table has no statistics

@@ -16,7 +16,7 @@ PostgreSQL server's CPU time (every process of the server, read from /proc), and
 bundle's size. Everything is bounded: one pass over N products per phase, and the
 PostgreSQL server stops at the end. See bench/README.md.
 
-    python bench/sync.py --products 1000000
+    python bench/sync --products 1000000
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-# Benchmark this checkout, whatever an editable install points at.
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# Benchmark this checkout, whatever an editable install points at (first on the path: the
+# script's own directory must not shadow the ``sync`` package).
+ROOT = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
@@ -51,6 +51,7 @@ from satellite.resources import migrations_dir  # noqa: E402
 from satellite.runtime import load_runtime, open_services  # noqa: E402
 from satellite.storage.embedded import EmbeddedPostgres  # noqa: E402
 from satellite.storage.migrations import load_migrations, migrate  # noqa: E402
+from sync.spool import write_atomically  # noqa: E402
 
 OPERATOR = host_operator("bench")
 SITE, ACME = "Site", "Acme"
@@ -292,7 +293,8 @@ async def register(setup: Setup) -> str:
         await sat.sync.request_registration(
             OPERATOR, SITE, token=token, name="bench-site", upstream_url=None, out=request
         )
-        await up.upstream.answer(request, answer, OPERATOR)
+        _, data = await up.upstream.answer(request, OPERATOR)
+        write_atomically(answer, data)
         link = await sat.sync.complete_registration(OPERATOR, SITE, answer)
     return link.satellite_id
 
@@ -358,7 +360,8 @@ async def run_phase(setup: Setup, phase: str) -> dict[str, Any]:
             result["records"] = sum(1 for _ in out.open("rb")) - 2
         elif phase.startswith("answer"):
             request = setup.bundle(phase.replace("answer", "export"))
-            answered = await services.upstream.answer(request, setup.bundle(phase), OPERATOR)
+            answered, data = await services.upstream.answer(request, OPERATOR)
+            write_atomically(setup.bundle(phase), data)
             result["bytes"] = setup.bundle(phase).stat().st_size
             result["counts"] = answered.counts
         else:
