@@ -543,18 +543,7 @@ class SatelliteSync:
             await storage.record_applied(
                 conn, link.account_id, header.sequence, verified.digest, request.through_xid, now
             )
-            await storage.insert_history(
-                conn,
-                link.account_id,
-                mode=mode,
-                operation=operation,
-                started_at=started,
-                finished_at=self._clock(),
-                outcome="success",
-                sequence=header.sequence,
-                counts=counts,
-                error=None,
-            )
+            await self._history(conn, link, mode, operation, started, header.sequence, counts)
             await alerts.clear_alerts_except(conn, link.account_id, FAILED_ALERT, [])
             await audit.record(
                 conn,
@@ -771,18 +760,31 @@ class SatelliteSync:
         counts: dict[str, Any],
     ) -> None:
         async with self._db.transaction() as conn:
-            await storage.insert_history(
-                conn,
-                link.account_id,
-                mode=mode,
-                operation=operation,
-                started_at=started,
-                finished_at=self._clock(),
-                outcome="success",
-                sequence=sequence,
-                counts=counts,
-                error=None,
-            )
+            await self._history(conn, link, mode, operation, started, sequence, counts)
+
+    async def _history(
+        self,
+        conn: Connection,
+        link: SyncLink,
+        mode: SyncMode,
+        operation: str,
+        started: dt.datetime,
+        sequence: int | None,
+        counts: dict[str, Any],
+        error: str | None = None,
+    ) -> None:
+        await storage.insert_history(
+            conn,
+            link.account_id,
+            mode=mode,
+            operation=operation,
+            started_at=started,
+            finished_at=self._clock(),
+            outcome="failure" if error else "success",
+            sequence=sequence,
+            counts=counts,
+            error=error,
+        )
 
     async def _record_failure(
         self,
@@ -796,18 +798,7 @@ class SatelliteSync:
         now = self._clock()
         async with self._db.transaction() as conn:
             await storage.record_attempt(conn, link.account_id, now, error.detail, None)
-            await storage.insert_history(
-                conn,
-                link.account_id,
-                mode=mode,
-                operation=operation,
-                started_at=started,
-                finished_at=now,
-                outcome="failure",
-                sequence=None,
-                counts={},
-                error=error.detail,
-            )
+            await self._history(conn, link, mode, operation, started, None, {}, error.detail)
             await alerts.raise_alert(
                 conn,
                 account_id=link.account_id,
