@@ -83,6 +83,8 @@ CREATE TABLE sync_links (
 CREATE TABLE sync_pending_registrations (
     account_id bigint PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
     private_key bytea NOT NULL,                 -- encrypted with the token key
+    request bytea NOT NULL,                     -- the request, encrypted (it holds the token):
+    token_digest bytea NOT NULL,                -- sent again when an answer was lost
     request_digest bytea NOT NULL,
     upstream_url text,
     created_at timestamptz NOT NULL

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import structlog
 from satellite.config import Settings
 from satellite.crypto import bundles
 from satellite.crypto.keys import ServerKeys
-from satellite.crypto.secrets import decrypt, encrypt
+from satellite.crypto.secrets import decrypt, encrypt, secret_digest
 from satellite.domain.access import Principal, system_actor
 from satellite.domain.compliance import LineValues
 from satellite.domain.models import Account, Severity
@@ -60,7 +61,7 @@ from sync.bundle import (
     UsageRecord,
     VirtualAccountRecord,
 )
-from sync.spool import Incoming, Spool, partial_path
+from sync.spool import Incoming, Spool, partial_path, write_atomically
 from sync.transport import (
     EXCHANGE_PATH,
     REGISTER_PATH,
@@ -148,10 +149,12 @@ class SatelliteSync:
         out: Path,
     ) -> None:
         """Write a registration request for the account to ``out`` (to carry to the
-        upstream, or to send it); its key waits here for the answer."""
-        if not token.strip():
+        upstream, or to send it); its key waits here for the answer. Asked again with the
+        same token (an answer was lost), it writes the same request."""
+        token = token.strip()
+        if not token:
             raise InvalidInput("the satellite token is empty", field="token")
-        key = bundles.new_key()
+        token_digest = secret_digest(token)
         now = self._clock()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account, lock="update")
@@ -163,23 +166,36 @@ class SatelliteSync:
                     f"(satellite {link.satellite_id})",
                     field="account",
                 )
+            context = _key_context(acc.id)
+            earlier = await storage.pending_request(conn, acc.id, token_digest, upstream_url)
+            if earlier is not None:
+                # The same token again: the same request (the upstream answers it again; a
+                # new request would need a new token, the first one being spent).
+                write_atomically(out, decrypt(self._keys.token_key, earlier, context).encode())
+                return
+            key = bundles.new_key()
             request = RegistrationRequest(
                 name=name,
                 local_account=acc.name,
-                token=token.strip(),
+                token=token,
                 public_key=bundles.public_pem(key.public_key()),
                 created_at=now,
             )
-            partial = partial_path(out)
-            with partial.open("wb") as handle:
-                digest = bundle.BundleWriter(handle, request).finish(key)
-            partial.replace(out)
-            sealed = encrypt(
-                self._keys.token_key,
-                bundles.private_key_pem(key).decode("ascii"),
-                _key_context(acc.id),
+            buffer = io.BytesIO()
+            digest = bundle.BundleWriter(buffer, request).finish(key)
+            write_atomically(out, buffer.getvalue())
+            await storage.put_pending_registration(
+                conn,
+                acc.id,
+                private_key=encrypt(
+                    self._keys.token_key, bundles.private_key_pem(key).decode("ascii"), context
+                ),
+                request=encrypt(self._keys.token_key, buffer.getvalue().decode("ascii"), context),
+                token_digest=token_digest,
+                request_digest=digest,
+                upstream_url=upstream_url,
+                now=now,
             )
-            await storage.put_pending_registration(conn, acc.id, sealed, digest, upstream_url, now)
             await audit.record(
                 conn,
                 principal,

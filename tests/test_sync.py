@@ -1121,3 +1121,22 @@ async def test_an_answer_to_an_older_request_after_a_newer_one_was_applied_is_st
     assert not (await services.sync.import_answer(OPERATOR, tmp_path / "a2")).repeated
     with pytest.raises(Conflict, match="stale request: this is request 1"):
         await answer_file(upstream, first, tmp_path / "a1", OPERATOR)
+
+
+async def test_a_lost_registration_answer_is_fetched_again_with_the_same_token(
+    upstream: Upstream, admin: Api, services: Services, tmp_path: Path
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    token = await satellite_token(upstream)
+    request = tmp_path / "request"
+    await services.sync.request_registration(
+        OPERATOR, "Site", token=token, name="s", upstream_url=upstream.url, out=request
+    )
+    await answer_file(upstream, request, tmp_path / "lost", OPERATOR)  # token spent; answer lost
+    link = await services.sync.register_online(
+        OPERATOR, "Site", upstream_url=upstream.url, token=token, name="s"
+    )
+    satellites = await ok(upstream.admin.get(UP_ACCOUNT + "/satellites"))
+    assert [s["satelliteId"] for s in satellites["satellites"]] == [link.satellite_id]
+    await services.sync.sync_now(OPERATOR, "Site")

@@ -64,23 +64,44 @@ async def in_step_since(conn: asyncpg.Connection, account_id: int) -> dt.datetim
 async def put_pending_registration(
     conn: asyncpg.Connection,
     account_id: int,
+    *,
     private_key: bytes,
+    request: bytes,
+    token_digest: bytes,
     request_digest: bytes,
     upstream_url: str | None,
     now: dt.datetime,
 ) -> None:
     await conn.execute(
-        "INSERT INTO sync_pending_registrations "
-        "(account_id, private_key, request_digest, upstream_url, created_at) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id) DO UPDATE SET "
-        "private_key = EXCLUDED.private_key, request_digest = EXCLUDED.request_digest, "
-        "upstream_url = EXCLUDED.upstream_url, created_at = EXCLUDED.created_at",
+        "INSERT INTO sync_pending_registrations (account_id, private_key, request, token_digest, "
+        "request_digest, upstream_url, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "ON CONFLICT (account_id) DO UPDATE SET private_key = EXCLUDED.private_key, "
+        "request = EXCLUDED.request, token_digest = EXCLUDED.token_digest, "
+        "request_digest = EXCLUDED.request_digest, upstream_url = EXCLUDED.upstream_url, "
+        "created_at = EXCLUDED.created_at",
         account_id,
         private_key,
+        request,
+        token_digest,
         request_digest,
         upstream_url,
         now,
     )
+
+
+async def pending_request(
+    conn: asyncpg.Connection, account_id: int, token_digest: bytes, upstream_url: str | None
+) -> bytes | None:
+    """The pending registration's request (encrypted), if it was made with this token for
+    this upstream: sending it again is how a lost answer is fetched."""
+    value: bytes | None = await conn.fetchval(
+        "SELECT request FROM sync_pending_registrations WHERE account_id = $1 "
+        "AND token_digest = $2 AND upstream_url IS NOT DISTINCT FROM $3",
+        account_id,
+        token_digest,
+        upstream_url,
+    )
+    return value
 
 
 async def take_pending_registration(
