@@ -147,7 +147,8 @@ CREATE TABLE satellites (
     last_sequence bigint NOT NULL DEFAULT 0,
     last_digest bytea,                          -- of the last request applied
     last_answer bytea,                          -- the signed answer to it, sent again for it
-    last_sync_at timestamptz
+    last_sync_at timestamptz,
+    revoked_at timestamptz                      -- no longer heard: its mirror is gone
 );
 CREATE INDEX satellites_account ON satellites (account_id);
 

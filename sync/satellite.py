@@ -325,6 +325,23 @@ class SatelliteSync:
                 upstream_url=url,
             )
 
+    async def unregister(self, principal: Principal, account: str) -> None:
+        """The account is no longer linked to its upstream (e.g. revoked there): it may
+        register again. Lines that came from the upstream stay, read-only, until the next
+        link's first answer replaces them."""
+        async with self._db.transaction() as conn:
+            acc, link = await self._link(conn, principal, account)
+            await storage.delete_link(conn, acc.id)
+            await alerts.clear_alerts_except(conn, acc.id, "sync-", [])
+            await audit.record(
+                conn,
+                principal,
+                "sync.unregistered",
+                f"{acc.name}/sync",
+                account_id=acc.id,
+                satellite_id=link.satellite_id,
+            )
+
     async def account_or_only(self, principal: Principal, account: str | None) -> str:
         """``account``, or the one account the caller sees when it is left out."""
         if account is not None:

@@ -176,6 +176,22 @@ class UpstreamSync:
             usage = await upstream.mirrored_usage(conn, sat.id)
         return sat, [dict(r) for r in products], [dict(r) for r in usage]
 
+    async def revoke_satellite(self, principal: Principal, account: str, satellite_id: str) -> None:
+        """No more syncs from this satellite (its key leaked, it was retired); what it
+        reported leaves this upstream's view and counts."""
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account, lock="update")
+            self._require_upstream()
+            if not await upstream.revoke_satellite(conn, acc.id, satellite_id, self._clock()):
+                raise NotFound(f"no live satellite {satellite_id}", field="satelliteId")
+            await audit.record(
+                conn,
+                principal,
+                "satellite.revoked",
+                f"{acc.name}/satellites/{satellite_id}",
+                account_id=acc.id,
+            )
+
     # --- answering -------------------------------------------------------------------------
 
     async def answer(self, request: Path, principal: Principal | None) -> tuple[Answered, bytes]:
@@ -227,6 +243,7 @@ class UpstreamSync:
             if known is None:
                 raise _unknown_satellite(header.satellite_id)
             self._check_operator(principal, known.account_id, known.account)
+            _refuse_revoked(known)
         else:
             raise BundleError(_NOT_A_REQUEST)
         with self.spool.files("request") as (path,):
@@ -328,6 +345,7 @@ class UpstreamSync:
         if known is None:
             raise _unknown_satellite(header.satellite_id)
         self._check_operator(principal, known.account_id, known.account)
+        _refuse_revoked(known)
         verified = await self._verify(path, known.public_key)
         header = bundle.signed_header(verified, header)
         now = self._clock()
@@ -336,6 +354,7 @@ class UpstreamSync:
             await accounts.get_account(conn, known.account, lock="update")
             sat = await upstream.get_satellite(conn, known.id, lock="update")
             assert sat is not None
+            _refuse_revoked(sat)  # (revoked meanwhile)
             if header.sequence == sat.last_sequence and verified.digest == sat.last_digest:
                 assert sat.last_answer is not None
                 answered = Answered("sync", sat.id, sat.account, header.sequence, True, {})
@@ -483,6 +502,15 @@ _NOT_A_REQUEST = (
     "this file is an answer from an upstream, not a request: import it at the satellite "
     "('satellite sync import')"
 )
+
+
+def _refuse_revoked(sat: RegisteredSatellite) -> None:
+    if sat.revoked_at is not None:
+        raise Forbidden(
+            f"satellite {sat.id} was revoked at the upstream on {sat.revoked_at:%Y-%m-%d}: "
+            "unregister it ('satellite sync unregister') and register it again with a new "
+            "satellite token"
+        )
 
 
 def _unknown_satellite(satellite_id: str) -> NotFound:

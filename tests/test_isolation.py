@@ -149,6 +149,7 @@ TABLE: tuple[Call, ...] = (
         status=502,  # nothing listens there
     ),
     Call("POST", ACCOUNT + "/sync/now", {}, True, status=409),  # not registered
+    Call("POST", ACCOUNT + "/sync/unregister", {}, True, status=409),
     Call("GET", ACCOUNT + "/sync/request", None, True, status=409),
     Call("POST", ACCOUNT + "/sync/answer", None, True, status=409),
     # The upstream's side, on a satellite: lists are empty, changes are refused (409).
@@ -163,6 +164,7 @@ TABLE: tuple[Call, ...] = (
         fill={"token": "line"},
     ),
     Call("GET", ACCOUNT + "/satellites", None, False),
+    Call("POST", ACCOUNT + "/satellites/{satellite}/revoke", {}, True, status=409),
     Call(
         "GET",
         ACCOUNT + "/satellites/{satellite}/products",

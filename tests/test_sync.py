@@ -1140,3 +1140,40 @@ async def test_a_lost_registration_answer_is_fetched_again_with_the_same_token(
     satellites = await ok(upstream.admin.get(UP_ACCOUNT + "/satellites"))
     assert [s["satelliteId"] for s in satellites["satellites"]] == [link.satellite_id]
     await services.sync.sync_now(OPERATOR, "Site")
+
+
+async def test_a_revoked_satellite_is_refused_until_it_registers_again(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    server: TestServer,
+    tmp_path: Path,
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    satellite_id = await register_online(upstream, services)
+    agent = new_agent(tmp_path, server)
+    await agent.register(await site_token(admin))
+    await agent.report_usage({ENHANCED: 3})
+    await services.sync.sync_now(OPERATOR, "Site")
+    assert await in_use(upstream.admin, UP_ACCOUNT) == {("Voice", ENHANCED): 3}
+
+    await ok(upstream.admin.post(f"{UP_ACCOUNT}/satellites/{satellite_id}/revoke", {}))
+    assert await in_use(upstream.admin, UP_ACCOUNT) == {}  # what it reported is gone
+    assert await mirrored_products(upstream, satellite_id) == set()
+    with pytest.raises(UpstreamRefused, match="was revoked at the upstream"):
+        await services.sync.sync_now(OPERATOR, "Site")
+    status, _ = await upstream.admin.post(f"{UP_ACCOUNT}/satellites/{satellite_id}/revoke", {})
+    assert status == 404  # (revoked already)
+
+    await ok(admin.post(SITE + "/sync/unregister", {}))
+    assert not (await ok(admin.get(SITE + "/sync")))["registered"]
+    new_id = await register_online(upstream, services)
+    assert new_id != satellite_id
+    await services.sync.sync_now(OPERATOR, "Site")
+    assert await in_use(upstream.admin, UP_ACCOUNT) == {("Voice", ENHANCED): 3}
+    listed = await ok(upstream.admin.get(UP_ACCOUNT + "/satellites"))
+    assert [(s["satelliteId"], s["revokedAt"] is None) for s in listed["satellites"]] == [
+        (satellite_id, False),
+        (new_id, True),
+    ]

@@ -162,6 +162,20 @@ def sync_connect(obj: CliContext, account: str | None, upstream: str | None) -> 
     click.echo(obj.run(action))
 
 
+@sync.command("unregister")
+@account_option
+@pass_cli
+def sync_unregister(obj: CliContext, account: str | None) -> None:
+    """Unlink an account from its upstream (e.g. after the upstream revoked it)."""
+
+    async def action(s: Services) -> str:
+        name_ = await s.sync.account_or_only(obj.operator, account)
+        await s.sync.unregister(obj.operator, name_)
+        return f"account {name_}: no longer registered with an upstream"
+
+    click.echo(obj.run(action))
+
+
 @sync.command("now")
 @account_option
 @json_option
@@ -365,6 +379,16 @@ def token_list(obj: CliContext, account: str, as_json: bool) -> None:
 def token_revoke(obj: CliContext, account: str, token_id: str) -> None:
     obj.run(lambda s: s.upstream.revoke_token(obj.operator, account, token_id))
     click.echo(f"satellite token {token_id} revoked")
+
+
+@sync.command("revoke")
+@click.option("--account", required=True)
+@click.argument("satellite_id")
+@pass_cli
+def sync_revoke(obj: CliContext, account: str, satellite_id: str) -> None:
+    """On the upstream: no more syncs from a satellite; what it reported leaves the view."""
+    obj.run(lambda s: s.upstream.revoke_satellite(obj.operator, account, satellite_id))
+    click.echo(f"satellite {satellite_id} revoked")
 
 
 @sync.command("satellites")

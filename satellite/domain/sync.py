@@ -97,6 +97,7 @@ class RegisteredSatellite:
     last_digest: bytes | None
     last_answer: bytes | None
     last_sync_at: dt.datetime | None
+    revoked_at: dt.datetime | None
     products: int = 0
 
 

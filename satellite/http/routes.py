@@ -442,6 +442,15 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "POST",
+        ACCOUNT + "/sync/unregister",
+        sync.sync_unregister,
+        "Unlink the account from its upstream (to register again)",
+        "sync",
+        wire.NoBody,
+        wire.StatusResponse,
+    ),
+    Route(
+        "POST",
         ACCOUNT + "/sync/now",
         sync.sync_now,
         "Sync with the upstream now",
@@ -499,6 +508,15 @@ ROUTES: tuple[Route, ...] = (
         "Satellites registered with this upstream",
         "sync",
         response=wire.SatelliteList,
+    ),
+    Route(
+        "POST",
+        ACCOUNT + "/satellites/{satellite}/revoke",
+        sync.revoke_satellite,
+        "Revoke a satellite: no more syncs from it; its products and usage leave the view",
+        "sync",
+        wire.NoBody,
+        wire.StatusResponse,
     ),
     Route(
         "GET",

@@ -394,6 +394,7 @@ def satellite_out(sat: RegisteredSatellite) -> SatelliteOut:
     return SatelliteOut(
         satellite_id=sat.id,
         name=sat.name,
+        revoked_at=sat.revoked_at,
         registered_at=sat.registered_at,
         last_sequence=sat.last_sequence,
         last_sync=sat.last_sync_at,

@@ -664,6 +664,7 @@ class SatelliteTokenList(Response):
 class SatelliteOut(Response):
     satellite_id: str
     name: str
+    revoked_at: dt.datetime | None
     registered_at: dt.datetime
     last_sequence: int
     last_sync: dt.datetime | None

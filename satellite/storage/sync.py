@@ -151,6 +151,14 @@ async def insert_link(
     )
 
 
+async def delete_link(conn: asyncpg.Connection, account_id: int) -> None:
+    """The account is no longer linked: its link, requests and departures go (its lines
+    from the upstream stay until a link's next answer replaces them)."""
+    await conn.execute("DELETE FROM sync_departures WHERE account_id = $1", account_id)
+    await conn.execute("DELETE FROM sync_pending_registrations WHERE account_id = $1", account_id)
+    await conn.execute("DELETE FROM sync_links WHERE account_id = $1", account_id)
+
+
 async def set_upstream_url(conn: asyncpg.Connection, account_id: int, url: str | None) -> None:
     await conn.execute(
         "UPDATE sync_links SET upstream_url = $2 WHERE account_id = $1", account_id, url

@@ -77,7 +77,7 @@ async def use_token(
 _SATELLITE_COLUMNS = (
     "s.id::text AS id, s.account_id, (SELECT name FROM accounts WHERE id = s.account_id) "
     "AS account, s.name, s.public_key, s.registered_at, s.last_sequence, s.last_digest, "
-    "s.last_answer, s.last_sync_at"
+    "s.last_answer, s.last_sync_at, s.revoked_at"
 )
 
 
@@ -140,6 +140,25 @@ async def satellites_of_account(
         account_id,
     )
     return [RegisteredSatellite(**dict(r)) for r in rows]
+
+
+async def revoke_satellite(
+    conn: asyncpg.Connection, account_id: int, satellite_id: str, now: dt.datetime
+) -> bool:
+    """The satellite is no longer heard; its products and usage leave the mirror (and the
+    totals). False when it is not one of the account's live satellites."""
+    revoked = await conn.fetchval(
+        "UPDATE satellites SET revoked_at = $3 WHERE id::text = $2 AND account_id = $1 "
+        "AND revoked_at IS NULL RETURNING true",
+        account_id,
+        satellite_id,
+        now,
+    )
+    if not revoked:
+        return False
+    await conn.execute("DELETE FROM satellite_products WHERE satellite_id = $1::uuid", satellite_id)
+    await replace_usage(conn, satellite_id, [])
+    return True
 
 
 async def record_answer(

@@ -62,6 +62,13 @@ async def sync_register(request: web.Request) -> web.Response:
     return render(sync_status_out(await services.sync.status(principal, _account(request))))
 
 
+async def sync_unregister(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    await read_json(request, NoBody)
+    await request.app[SERVICES].sync.unregister(principal, _account(request))
+    return render(StatusResponse(message=f"account {_account(request)} unregistered"))
+
+
 async def sync_now(request: web.Request) -> web.Response:
     principal = await caller(request)
     await read_json(request, NoBody)
@@ -124,6 +131,14 @@ async def list_satellites(request: web.Request) -> web.Response:
     principal = await caller(request)
     satellites = await request.app[SERVICES].upstream.satellites(principal, _account(request))
     return render(SatelliteList(satellites=[satellite_out(s) for s in satellites]))
+
+
+async def revoke_satellite(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    await read_json(request, NoBody)
+    satellite = request.match_info["satellite"]
+    await request.app[SERVICES].upstream.revoke_satellite(principal, _account(request), satellite)
+    return render(StatusResponse(message=f"satellite {satellite} revoked"))
 
 
 async def satellite_products(request: web.Request) -> web.Response:
