@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import ssl
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from satellite.config import SyncSettings
 from satellite.errors import UpstreamError
+from satellite.protocol import outbound
 
 BUNDLE_TYPE = "application/x-satellite-sync"
 REGISTER_PATH = "/sync/v1/register"
@@ -53,13 +53,13 @@ class UpstreamClient:
 
     def _session(self) -> aiohttp.ClientSession:
         connector = None
-        if self._settings.ca_file:
-            try:
-                context = ssl.create_default_context(cafile=self._settings.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise UpstreamUnreachable(
-                    f"cannot use sync.ca_file {self._settings.ca_file}: {exc}"
-                ) from exc
+        try:
+            context = outbound.tls_context(self._settings.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise UpstreamUnreachable(
+                f"cannot use sync.ca_file {self._settings.ca_file}: {exc}"
+            ) from exc
+        if context is not None:
             connector = aiohttp.TCPConnector(ssl=context)
         return aiohttp.ClientSession(
             connector=connector,
@@ -70,33 +70,17 @@ class UpstreamClient:
             trust_env=False,  # the proxy is what the settings say, nothing else
         )
 
-    def _proxy(self, url: str) -> tuple[dict[str, Any], dict[str, str]]:
-        """aiohttp arguments and extra request headers for the configured proxy.
-
-        Basic credentials go in the CONNECT request for an https:// upstream (the upstream
-        never sees them), in the request itself for an http:// one.
-        """
-        settings = self._settings
-        if not settings.proxy_url:
-            return {}, {}
-        arguments: dict[str, Any] = {"proxy": settings.proxy_url}
-        headers: dict[str, str] = {}
-        if settings.proxy_username is not None:
-            credentials = {
-                "Proxy-Authorization": aiohttp.encode_basic_auth(
-                    settings.proxy_username, _proxy_password(settings)
-                )
-            }
-            if url.startswith("https://"):
-                arguments["proxy_headers"] = credentials
-            else:
-                headers = credentials
-        return arguments, headers
-
     async def post_bundle(self, base_url: str, path: str, bundle: Path, answer: Path) -> None:
         """POST ``bundle``; write the upstream's answer bundle to ``answer``."""
         url = base_url.rstrip("/") + path
-        proxy, headers = self._proxy(url)
+        settings = self._settings
+        proxy = outbound.proxy_arguments(
+            url,
+            settings.proxy_url,
+            settings.proxy_username,
+            _proxy_password(settings) if settings.proxy_username is not None else None,
+        )
+        headers = proxy.pop("headers", {})
         limit = self._settings.max_bundle_bytes
         try:
             async with self._session() as session:

@@ -34,6 +34,7 @@ from satellite.crypto.pki import (
 )
 from satellite.crypto.secrets import token_id, token_proof
 from satellite.protocol import device as wire
+from satellite.protocol import outbound
 
 T = TypeVar("T")
 MAX_ANSWER_BYTES = 1_048_576
@@ -199,11 +200,11 @@ class Agent:
 
     def _new_session(self, state: AgentState) -> aiohttp.ClientSession:
         connector = None
-        if state.transport.ca_file:
-            try:
-                context = ssl.create_default_context(cafile=state.transport.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise AgentError(f"cannot use {state.transport.ca_file}: {exc}") from exc
+        try:
+            context = outbound.tls_context(state.transport.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise AgentError(f"cannot use {state.transport.ca_file}: {exc}") from exc
+        if context is not None:
             connector = aiohttp.TCPConnector(ssl=context)
         return aiohttp.ClientSession(
             connector=connector,
@@ -212,25 +213,11 @@ class Agent:
         )
 
     def _proxy(self, state: AgentState) -> dict[str, Any]:
-        """aiohttp arguments for the configured proxy, if any.
-
-        Basic credentials go where the proxy reads them: in the CONNECT request for an
-        https:// server (never inside the tunnel, where the server would see them), in the
-        request itself for an http:// server.
-        """
+        """aiohttp arguments for the configured proxy, if any."""
         transport = state.transport
-        if not transport.proxy_url:
-            return {}
-        arguments: dict[str, Any] = {"proxy": transport.proxy_url}
-        if transport.proxy_user is not None:
-            credentials = {
-                "Proxy-Authorization": aiohttp.encode_basic_auth(
-                    transport.proxy_user, transport.proxy_password or ""
-                )
-            }
-            tunnel = transport.url.startswith("https://")
-            arguments["proxy_headers" if tunnel else "headers"] = credentials
-        return arguments
+        return outbound.proxy_arguments(
+            transport.url, transport.proxy_url, transport.proxy_user, transport.proxy_password
+        )
 
     async def _fetch_nonce(self, session: aiohttp.ClientSession, state: AgentState) -> str:
         url = state.transport.url.rstrip("/") + wire.PREFIX + "/nonce"

@@ -1,0 +1,35 @@
+"""Outbound HTTP, as both clients make it (a product's agent to its server, a satellite to
+its upstream): whom to trust for TLS, and how to go through a proxy."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import aiohttp
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
+    """The trust for an https:// server and an HTTPS proxy: ``ca_file`` instead of the
+    system's CAs when given (raises OSError or ssl.SSLError when it is not usable)."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else None
+
+
+def proxy_arguments(
+    target_url: str, proxy_url: str | None, user: str | None, password: str | None
+) -> dict[str, Any]:
+    """aiohttp request arguments for a proxy, if any; ``headers`` (when present) are to be
+    merged into the request's own.
+
+    Basic credentials go where the proxy reads them: in the CONNECT request for an https://
+    target (never inside the tunnel, where the target would see them), in the request
+    itself for an http:// target.
+    """
+    if not proxy_url:
+        return {}
+    arguments: dict[str, Any] = {"proxy": proxy_url}
+    if user is not None:
+        credentials = {"Proxy-Authorization": aiohttp.encode_basic_auth(user, password or "")}
+        tunnel = target_url.startswith("https://")
+        arguments["proxy_headers" if tunnel else "headers"] = credentials
+    return arguments
