@@ -238,12 +238,7 @@ class UpstreamSync:
         if isinstance(header, RegistrationRequest):
             limit = REGISTRATION_MAX_BYTES
         elif isinstance(header, SyncRequest):
-            async with self._db.connection() as conn:
-                known = await upstream.get_satellite(conn, header.satellite_id, lock=None)
-            if known is None:
-                raise _unknown_satellite(header.satellite_id)
-            self._check_operator(principal, known.account_id, known.account)
-            _refuse_revoked(known)
+            await self._sender(header.satellite_id, principal)
         else:
             raise BundleError(_NOT_A_REQUEST)
         with self.spool.files("request") as (path,):
@@ -321,12 +316,23 @@ class UpstreamSync:
             )
         return Answered("registration", satellite_id, account, 0, False, {}), data
 
+    async def _sender(self, satellite_id: str, principal: Principal | None) -> RegisteredSatellite:
+        """The live satellite a sync request names (not yet verified to come from it), which
+        the operator who carried it in may change."""
+        async with self._db.connection() as conn:
+            known = await upstream.get_satellite(conn, satellite_id, lock=None)
+        if known is None:
+            raise _unknown_satellite(satellite_id)
+        self._check_operator(principal, known.account_id, known.account)
+        _refuse_revoked(known)
+        return known
+
     @staticmethod
     def _check_operator(principal: Principal | None, account_id: int, account: str) -> None:
         if principal is not None and not principal.may_write(account_id):
             # As everywhere: an account the caller may not see does not exist for them.
             if not principal.sees(account_id):
-                raise NotFound(f"the bundle's account is not one of yours ({account!r})")
+                raise NotFound("the bundle's account is not one of yours", field="account")
             raise Forbidden(f"role {principal.role} may not change account {account!r}")
 
     def _signed(self, header: bundle.Header, records: list[bundle.Record]) -> bytes:
@@ -340,12 +346,7 @@ class UpstreamSync:
     async def _exchange(
         self, path: Path, header: SyncRequest, principal: Principal | None
     ) -> tuple[Answered, bytes]:
-        async with self._db.connection() as conn:
-            known = await upstream.get_satellite(conn, header.satellite_id, lock=None)
-        if known is None:
-            raise _unknown_satellite(header.satellite_id)
-        self._check_operator(principal, known.account_id, known.account)
-        _refuse_revoked(known)
+        known = await self._sender(header.satellite_id, principal)
         verified = await self._verify(path, known.public_key)
         header = bundle.signed_header(verified, header)
         now = self._clock()
