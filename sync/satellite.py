@@ -384,7 +384,8 @@ class SatelliteSync:
         except SatelliteError as exc:
             await self._record_failure(link, "disconnected", "export", started, exc)
             raise
-        await self._record_history(link, "disconnected", "export", started, request.sequence, {})
+        async with self._db.transaction() as conn:
+            await self._history(conn, link, "disconnected", "export", started, request.sequence, {})
         return request
 
     async def _export(self, link: SyncLink, out: Path) -> ExportedRequest:
@@ -782,18 +783,6 @@ class SatelliteSync:
         return JobReport("sync", done)
 
     # --- status ----------------------------------------------------------------------------
-
-    async def _record_history(
-        self,
-        link: SyncLink,
-        mode: SyncMode,
-        operation: str,
-        started: dt.datetime,
-        sequence: int | None,
-        counts: dict[str, Any],
-    ) -> None:
-        async with self._db.transaction() as conn:
-            await self._history(conn, link, mode, operation, started, sequence, counts)
 
     async def _history(
         self,
