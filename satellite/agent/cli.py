@@ -19,7 +19,7 @@ from satellite.agent.client import Agent, AgentError, ServerUnreachable
 from satellite.agent.export import ExportControl
 from satellite.agent.reservation import Reservations
 from satellite.agent.runner import Runner, Schedule
-from satellite.agent.state import AgentState, Identity, new_uuid
+from satellite.agent.state import MAX_CLOCK_TOLERANCE, AgentState, Identity, new_uuid
 
 T = TypeVar("T")
 
@@ -40,7 +40,9 @@ def _run(action: Callable[[], Coroutine[Any, Any, T]]) -> T:
 @click.pass_context
 def cli(ctx: click.Context, state_dir: Path) -> None:
     """The product side of satellite: register, report usage, renew, deregister."""
-    ctx.obj = Agent(Path(state_dir))
+    agent = Agent(Path(state_dir))
+    agent.dir.remove_leftovers()  # a crashed write's temporary file (it may hold a key)
+    ctx.obj = agent
 
 
 pass_agent = click.make_pass_decorator(Agent)
@@ -194,7 +196,8 @@ def status(agent: Agent, as_json: bool) -> None:
     """Registration state, authorization per tag, and every expiry date."""
     state = agent.state
     evaluation_ends = agent.evaluation_ends(state)
-    now = dt.datetime.now(dt.UTC)
+    clock = agent.now()
+    now = agent.judged_now(state)
     reservations = Reservations(agent.dir.path)
     exports = ExportControl(agent)
     reserved = reservations.describe(state)
@@ -219,8 +222,16 @@ def status(agent: Agent, as_json: bool) -> None:
         "certificateExpiresAt": state.certificate_expires_at,
         "renewRegistrationAfter": state.renew_registration_after,
         "authorization": state.authorization,
-        "mayAddUsers": agent.may_add_users(),
-        "transport": msgspec.to_builtins(state.transport) | {"proxyPassword": None},
+        "authorizationExpired": agent.authorization_expired(state),
+        "mayAddUsers": agent.allows_users(state),
+        "clock": {
+            "now": clock,
+            "latestSeen": state.time_seen.latest,
+            "toleranceSeconds": state.time_seen.tolerance_seconds,
+            "rollback": state.time_seen.rolled_back(clock),
+            "behindSeconds": int(state.time_seen.behind(clock).total_seconds()),
+        },
+        "transport": state.transport.shown(),
         "shareHostIdentity": state.share_host_identity,
         "reservation": {
             "enabled": state.reservation.enabled,
@@ -249,11 +260,18 @@ def status(agent: Agent, as_json: bool) -> None:
         click.echo(msgspec.json.format(msgspec.json.encode(summary)).decode())
         return
     click.echo(f"registration: {registration}")
+    if summary["clock"]["rollback"]:
+        click.echo(
+            f"clock rolled back: this host's clock is {state.time_seen.behind(clock)} behind the "
+            f"latest time this product has seen ({state.time_seen.latest}); expiry is judged "
+            "by that time, so nothing expired comes back: set the clock right"
+        )
     for key in ("productInstanceId", "virtualAccount", "certificateExpiresAt", "evaluationEnds"):
         if summary[key] is not None:
             click.echo(f"{key}: {summary[key]}")
     if state.authorization:
-        click.echo(f"authorization expires: {state.authorization.get('expiresAt')}")
+        expired = " (expired)" if summary["authorizationExpired"] else ""
+        click.echo(f"authorization expires: {state.authorization.get('expiresAt')}{expired}")
     _echo_authorization(state)
     if reservations.installed(state):
         authorized = reservations.authorized(state)
@@ -362,6 +380,21 @@ def transport_direct(agent: Agent) -> None:
 
     agent.update(change)
     click.echo("direct (no proxy)")
+
+
+@cli.command("clock-tolerance")
+@click.argument("seconds", type=click.IntRange(0, MAX_CLOCK_TOLERANCE))
+@pass_agent
+def clock_tolerance(agent: Agent, seconds: int) -> None:
+    """How far (SECONDS, default 300) this host's clock may be behind the latest time the
+    product has seen before 'status' shows it as rolled back. Expiry is judged by the
+    latest time seen whatever this is."""
+
+    def change(state: AgentState) -> None:
+        state.time_seen.tolerance_seconds = seconds
+
+    agent.update(change)
+    click.echo(f"clock tolerance: {seconds} s")
 
 
 @cli.command()

@@ -23,7 +23,14 @@ import msgspec
 import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from satellite.agent.state import AgentState, Alarm, Identity, RegistrationState, StateDir
+from satellite.agent.state import (
+    AgentState,
+    Alarm,
+    Identity,
+    RegistrationState,
+    StateDir,
+    shown_url,
+)
 from satellite.crypto import jose
 from satellite.crypto.pki import (
     CertificateError,
@@ -90,7 +97,7 @@ class Agent:
         """``on_alarm``: called with each alarm the product raises to its administrator
         (after it is saved in the state), e.g. SmartLicenseExportControlNotAllowed.
         ``timeout``: seconds a request may take in all (connecting: 10 at most)."""
-        self.dir = StateDir(state_dir)
+        self.dir = StateDir(state_dir, clock)
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
         self._clock = clock
         self._on_alarm = on_alarm
@@ -103,7 +110,7 @@ class Agent:
     def init(self, identity: Identity) -> AgentState:
         if self.dir.exists():
             raise AgentError(f"{self.dir.path} holds an agent state already")
-        return self.dir.create(identity, self._clock())
+        return self.dir.create(identity)
 
     @property
     def state(self) -> AgentState:
@@ -120,6 +127,11 @@ class Agent:
 
     def now(self) -> dt.datetime:
         return self._clock()
+
+    def judged_now(self, state: AgentState | None = None) -> dt.datetime:
+        """The time expiry is judged by: the clock, or the latest time this product has
+        seen if that is later (a clock set back revives nothing)."""
+        return (state or self.state).time_seen.judged_now(self._clock())
 
     # --- alarms ----------------------------------------------------------------------------
 
@@ -227,9 +239,13 @@ class Agent:
                     raise AgentError("the proxy refused the credentials (407)")
                 nonce = response.headers.get(wire.NONCE_HEADER)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServerUnreachable(f"cannot reach {state.transport.url}: {_reason(exc)}") from exc
+            raise ServerUnreachable(
+                f"cannot reach {shown_url(state.transport.url)}: {_reason(exc)}"
+            ) from exc
         if not nonce:
-            raise AgentError(f"{state.transport.url} did not answer as a satellite server")
+            raise AgentError(
+                f"{shown_url(state.transport.url)} did not answer as a satellite server"
+            )
         return nonce
 
     async def _post(
@@ -268,7 +284,7 @@ class Agent:
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     # aiohttp's timeouts raise TimeoutError, not a ClientError.
                     raise ServerUnreachable(
-                        f"cannot reach {state.transport.url}: {_reason(exc)}"
+                        f"cannot reach {shown_url(state.transport.url)}: {_reason(exc)}"
                     ) from exc
                 if status == 407:
                     raise AgentError("the proxy refused the credentials (407)")
@@ -418,6 +434,7 @@ class Agent:
         state.certificate_expires_at = answer.registration.certificate_expires_at
         state.renew_registration_after = answer.registration.renew_registration_after
         state.authorization = msgspec.to_builtins(answer.authorization)
+        state.time_seen.see(answer.authorization.issued_at)
         state.last_error = None
         return state
 
@@ -489,6 +506,7 @@ class Agent:
         def change(now: AgentState) -> None:
             now.usage = dict(usage)
             now.authorization = msgspec.to_builtins(authorization)
+            now.time_seen.see(authorization.issued_at)
 
         return self._answered(state.product_instance_id or "", change)
 
@@ -499,6 +517,7 @@ class Agent:
 
         def change(now: AgentState) -> None:
             now.authorization = msgspec.to_builtins(authorization)
+            now.time_seen.see(authorization.issued_at)
 
         return self._answered(state.product_instance_id or "", change)
 
@@ -548,34 +567,49 @@ class Agent:
 
         Registered with a valid authorization: yes. Unregistered: only during the evaluation
         period counted from the first start; after it, no until the product registers.
+        Judged by the latest time seen (``judged_now``), which this check records.
         """
-        state = self.state
-        now = self._clock()
+        self.dir.checkpoint()
+        return self.allows_users(self.state)
+
+    def authorization_expired(self, state: AgentState) -> bool:
+        expires = (state.authorization or {}).get("expiresAt")
+        return expires is not None and dt.datetime.fromisoformat(str(expires)) <= self.judged_now(
+            state
+        )
+
+    def allows_users(self, state: AgentState) -> bool:
+        """``may_add_users`` for ``state``, recording nothing (for 'status')."""
+        now = self.judged_now(state)
         if state.reservation.authorization_code is not None:
             return True  # specific license reservation: what it grants is checked per tag
         if state.registration == "registered":
-            expires = (state.authorization or {}).get("expiresAt")
-            return expires is None or dt.datetime.fromisoformat(str(expires)) > now
+            return not self.authorization_expired(state)
         return now < self.evaluation_ends(state)
 
     async def deregister(self) -> AgentState:
         """Leave the server. Export keys held go back to the server's pool; the features
         stay enabled here and SmartLicenseExportControlNotAllowed is raised."""
         _, answer = await self.signed_request("deregister", wire.NoParameters(), wire.Deregistered)
-        return self._forget_registration(answer.released_export_features)
+        return self._forget_registration(answer.released_export_features, answer.deregistered_at)
 
     def deregister_locally(self) -> AgentState:
         """When the server cannot be reached: the product must then be removed there by hand
         (which releases its export keys there)."""
         self._registered()
-        return self._forget_registration(None)
+        return self._forget_registration(None, None)
 
-    def _forget_registration(self, released: list[str] | None) -> AgentState:
+    def _forget_registration(
+        self, released: list[str] | None, signed_at: dt.datetime | None
+    ) -> AgentState:
         """``released``: the features whose keys the server released (None: deregistered
-        here only). The server holds no key of this product any more either way, so every
-        key left here is marked released, under the alarm."""
+        here only); ``signed_at``: when the server says it deregistered the product. The
+        server holds no key of this product any more either way, so every key left here is
+        marked released, under the alarm."""
         with self.dir.locked():
             state = self.state
+            if signed_at is not None:
+                state.time_seen.see(signed_at)
             unheld = sorted(set(released or []) - {key.feature for key in state.export.keys})
             if unheld:
                 # Granted there, never installed here (the grant's answer was lost).

@@ -173,6 +173,7 @@ class ExportControl:
         )
         state.export.keys = [k for k in state.export.keys if k.feature != feature] + [key]
         state.export.pending = [p for p in state.export.pending if p.feature != feature]
+        state.time_seen.see(claims.issued_at)  # the server's signed time
         self._settle_alarms(state)
         self._agent.save(state)
         log.info("agent.export_enabled", feature=feature, key_id=key.key_id)

@@ -82,7 +82,7 @@ class Reservations:
     """The reservation commands of one product's state directory."""
 
     def __init__(self, state_dir: Path, clock: Callable[[], dt.datetime] = _now) -> None:
-        self.dir = StateDir(state_dir)
+        self.dir = StateDir(state_dir, clock)
         self._clock = clock
 
     # --- state -----------------------------------------------------------------------------
@@ -279,6 +279,7 @@ class Reservations:
             for e in code.entitlements
         ]
         reservation.confirmation_code = confirmation
+        state.time_seen.see(code.issued_at)  # the server's signed time: no earlier than now
         self.dir.save(state)
         return confirmation
 
@@ -326,9 +327,10 @@ class Reservations:
     # --- what the product may use ----------------------------------------------------------
 
     def authorized(self, state: AgentState | None = None) -> dict[str, int]:
-        """Per tag, what the installed reservation grants today (TERM within its dates)."""
+        """Per tag, what the installed reservation grants today (TERM within its dates);
+        today by the latest time seen, so a clock set back revives no TERM license."""
         state = state or self.state
-        today = self._clock().date()
+        today = state.time_seen.judged_now(self._clock()).date()
         counts: dict[str, int] = {}
         for entitlement in state.reservation.entitlements:
             if entitlement.counts_on(today):
@@ -336,7 +338,9 @@ class Reservations:
         return counts
 
     def check_usage(self, usage: dict[str, int]) -> dict[str, TagState]:
-        """Each tag's state: covered by its own reserved count only (never a higher tier)."""
+        """Each tag's state: covered by its own reserved count only (never a higher tier).
+        The check records the time it judged by (see ``StateDir.checkpoint``)."""
+        self.dir.checkpoint()
         granted = self.authorized()
         result: dict[str, TagState] = {}
         for tag, count in sorted(usage.items()):

@@ -7,7 +7,12 @@ Every change is a load-modify-save under an exclusive lock on ``state.lock`` in 
 directory (``StateDir.update`` / ``StateDir.locked``), so that two processes of one product
 (the runner and a command line) never lose each other's changes. Nothing waits on the
 network while holding it: what an answer changes is applied to the state as it is when
-the answer arrives.
+the answer arrives. Every write holds the lock, so a temporary file found while holding it
+is a crashed writer's: it is removed (it may hold a private key).
+
+The state keeps the latest time the product has seen (``TimeSeen``): its own clock at every
+write and the times the server signed. Expiry is judged against the later of that and the
+clock, so setting the clock back brings nothing expired back.
 """
 
 from __future__ import annotations
@@ -20,13 +25,26 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
+import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 T = TypeVar("T")
+log = structlog.get_logger("satellite.agent")
+
+# How far the clock may be behind the latest time seen before 'status' calls it a rollback.
+# Five minutes (Kerberos' default for clocks that agree) is far above what an NTP-kept clock
+# is ever off, and above a free-running one's drift against the server's between two
+# answers (20 ppm over the 90-day authorization: under 3 minutes); an expiry that matters
+# is days away, far beyond it. Expiry is judged against the latest time seen either way.
+DEFAULT_CLOCK_TOLERANCE = 300
+MAX_CLOCK_TOLERANCE = 86_400
+# A licensing check records the time it judged by at most this often (a state write each).
+CHECKPOINT_EVERY = dt.timedelta(minutes=1)
 
 RegistrationState = Literal[
     "unregistered", "registered", "deregistered", "removed", "registration_expired"
@@ -50,7 +68,30 @@ class Transport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ca_file: str | None = None
     proxy_url: str | None = None  # http://host:port or https://host:port
     proxy_user: str | None = None
-    proxy_password: str | None = None
+    proxy_password: str | None = None  # a secret: never shown (see ``shown``)
+
+    def shown(self) -> dict[str, str | None]:
+        """The settings as 'status' shows them: a password only as "set"."""
+        return {
+            "url": shown_url(self.url),
+            "ca_file": self.ca_file,
+            "proxy_url": shown_url(self.proxy_url) if self.proxy_url else None,
+            "proxy_user": self.proxy_user,
+            "proxy_password": "set" if self.proxy_password else None,
+        }
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit to print or log: a password in it replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(not a valid URL)"
+    if password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 class ReservedEntitlement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -127,6 +168,35 @@ class ExportState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     alarms: list[Alarm] = msgspec.field(default_factory=list)
 
 
+class TimeSeen(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The latest time this product has seen (monotonic): its own clock at every state
+    write, and the times the server signed in its answers and authorization codes."""
+
+    latest: dt.datetime | None = None
+    tolerance_seconds: Annotated[int, msgspec.Meta(ge=0, le=MAX_CLOCK_TOLERANCE)] = (
+        DEFAULT_CLOCK_TOLERANCE
+    )
+
+    def see(self, moment: dt.datetime) -> None:
+        """Raise the mark to ``moment`` if it is later; never lower it."""
+        if self.latest is None or moment > self.latest:
+            self.latest = moment
+
+    def judged_now(self, clock: dt.datetime) -> dt.datetime:
+        """The time expiry is judged by: the clock, unless the mark is later."""
+        return clock if self.latest is None else max(clock, self.latest)
+
+    def behind(self, clock: dt.datetime) -> dt.timedelta:
+        """How far the clock is behind the mark (zero when it is not)."""
+        if self.latest is None:
+            return dt.timedelta(0)
+        return max(dt.timedelta(0), self.latest - clock)
+
+    def rolled_back(self, clock: dt.datetime) -> bool:
+        """The clock is behind the mark beyond the tolerance: it was set back."""
+        return self.behind(clock) > dt.timedelta(seconds=self.tolerance_seconds)
+
+
 class AgentState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     identity: Identity
     transport: Transport = msgspec.field(default_factory=Transport)
@@ -147,13 +217,25 @@ class AgentState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     last_error: str | None = None
     reservation: ReservationState = msgspec.field(default_factory=ReservationState)
     export: ExportState = msgspec.field(default_factory=ExportState)
+    time_seen: TimeSeen = msgspec.field(default_factory=TimeSeen)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 class StateDir:
-    """``state.json`` and ``key.pem`` (mode 0600) in a directory of the product's own."""
+    """``state.json`` and ``key.pem`` (mode 0600) in a directory of the product's own.
 
-    def __init__(self, path: Path) -> None:
+    ``clock``: the product's clock, recorded in the state's time seen at every write."""
+
+    # The files written through a temporary one (``.<name>.<random>`` beside them).
+    WRITTEN = ("state.json", "key.pem", "reservation-key.pem")
+
+    def __init__(self, path: Path, clock: Callable[[], dt.datetime] = _now) -> None:
         self.path = path
+        self._clock = clock
+        self._swept = False  # this object removed crashed writers' temporary files
         # The parsed key and the file identity it was read from: parsing PEM on every
         # request costs more than signing it; a changed file is read again.
         self._key: tuple[tuple[int, int, int], ec.EllipticCurvePrivateKey] | None = None
@@ -175,6 +257,8 @@ class StateDir:
 
     def write_private(self, target: Path, data: bytes) -> None:
         """Write ``data`` to ``target`` in this directory atomically, mode 0600."""
+        if target.parent != self.path or target.name not in self.WRITTEN:
+            raise ValueError(f"{target} is not one of the agent's files in {self.path}")
         self._write_atomically(target, data)
 
     @property
@@ -202,11 +286,37 @@ class StateDir:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._lock_depth = 1
             try:
+                if not self._swept:
+                    self._remove_leftovers()
                 yield
             finally:
                 self._lock_depth = 0
         finally:
             os.close(fd)  # closing releases the lock
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files of writers that crashed (only under the lock: every writer
+        holds it, so none of them is being written now)."""
+        self._swept = True
+        prefixes = tuple(f".{name}." for name in self.WRITTEN)
+        for entry in self.path.iterdir():
+            if entry.name.startswith(prefixes) and entry.is_file():
+                entry.unlink(missing_ok=True)
+
+    def remove_leftovers(self) -> None:
+        """What a start does: remove crashed writers' temporary files, if there are any."""
+        if self.path.is_dir():
+            with self.locked():
+                pass  # taking the lock the first time sweeps
+
+    def checkpoint(self) -> None:
+        """Record the clock in the time seen, if it is a while past it (a licensing check
+        judged by it: a clock set back later must not undo that)."""
+        with self.locked():
+            state = self.load()
+            latest = state.time_seen.latest
+            if latest is None or self._clock() >= latest + CHECKPOINT_EVERY:
+                self.save(state)
 
     def update(self, change: Callable[[AgentState], T]) -> T:
         """Load the state, change it, save it, all under the lock; what ``change`` returned."""
@@ -225,11 +335,20 @@ class StateDir:
             ) from exc
 
     def save(self, state: AgentState) -> None:
+        """Write the state, the clock recorded in its time seen (in the same write)."""
+        now = self._clock()
+        if state.time_seen.rolled_back(now):
+            log.warning(
+                "agent.clock_rollback",
+                clock=now.isoformat(),
+                latest_seen=state.time_seen.latest.isoformat() if state.time_seen.latest else None,
+            )
+        state.time_seen.see(now)
         self._write_atomically(self.state_file, msgspec.json.format(msgspec.json.encode(state)))
 
-    def create(self, identity: Identity, now: dt.datetime) -> AgentState:
+    def create(self, identity: Identity) -> AgentState:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        state = AgentState(identity=identity, first_start=now)
+        state = AgentState(identity=identity, first_start=self._clock())
         self.save(state)
         return state
 
@@ -258,7 +377,12 @@ class StateDir:
         self._write_atomically(self.key_file, pem)
 
     def _write_atomically(self, target: Path, data: bytes) -> None:
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self.locked():  # (re-entrant: most callers hold it already)
+            self._write_locked(target, data)
+
+    def _write_locked(self, target: Path, data: bytes) -> None:
+        # mkstemp creates the file 0600 whatever the umask: a crash never leaves a key or
+        # the state readable by others, even before the fchmod.
         fd, temp = tempfile.mkstemp(dir=self.path, prefix=f".{target.name}.")
         try:
             os.fchmod(fd, 0o600)
