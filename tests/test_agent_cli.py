@@ -243,3 +243,5 @@ def test_agent_state_survives_a_crash_mid_write(tmp_path: Path) -> None:
     leftovers = [p.name for p in (tmp_path / "product").iterdir() if p.name.startswith(".")]
     # A killed writer may leave its temporary file behind; never a torn state.json.
     assert all(name.startswith(".state.json.") for name in leftovers)
+    Agent(tmp_path / "product").dir.remove_leftovers()  # what the next start does
+    assert [p.name for p in (tmp_path / "product").iterdir() if p.name.startswith(".")] == []
