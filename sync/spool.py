@@ -44,8 +44,12 @@ def partial_path(path: Path) -> Path:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
+    """``data`` to ``path``, whole or not at all, mode 0600: a registration request holds
+    the satellite token, and a file created readable is readable before any chmod."""
     temporary = partial_path(path)
-    with temporary.open("wb") as out:
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)  # (a partial file left by a crash keeps the mode it had)
+    with os.fdopen(fd, "wb") as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())

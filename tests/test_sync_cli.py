@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -60,6 +61,9 @@ def register_by_files(site: Cli, upstream: Cli, tmp_path: Path) -> None:
     request, answer = tmp_path / "registration.request", tmp_path / "registration.answer"
     out = site("sync", "register", "--token", token, "--out", str(request)).ok().out
     assert "carry it to the upstream" in out
+    # The request holds the token: only its owner may read it (whatever the umask).
+    assert stat.S_IMODE(request.stat().st_mode) == 0o600
+    assert token in request.read_text()
     out = upstream("sync", "answer", "--in", str(request), "--out", str(answer)).ok().out
     assert "registration answered" in out
     fingerprint = upstream("sync", "fingerprint").ok().out.strip()
