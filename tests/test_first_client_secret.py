@@ -1,0 +1,147 @@
+"""The first system-admin client's secret is for the operator's eyes once: on the terminal
+(or, when standard output is the journal, in a 0600 file), never in a log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import asyncpg
+
+from tests.conftest import satellite_exe
+
+START_TIMEOUT = 60.0
+POLL = 0.1
+
+
+def config_file(tmp_path: Path, dsn: str) -> Path:
+    path = tmp_path / "satellite.toml"
+    path.write_text(
+        f"[database]\ndsn = {json.dumps(dsn)}\n"
+        # Everything the daemon can log, logged.
+        '[log]\nlevel = "debug"\nformat = "json"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def environment(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "SATELLITE_CONFIG",
+            "STATE_DIRECTORY",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "JOURNAL_STREAM",
+        }
+    }
+    env["XDG_STATE_HOME"] = str(tmp_path / "xdg-state")
+    return env | (extra or {})
+
+
+def secret_of(out: str) -> str:
+    [secret] = [
+        line.removeprefix("client_secret: ").strip()
+        for line in out.splitlines()
+        if line.startswith("client_secret: ")
+    ]
+    return secret
+
+
+async def events_text(dsn: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT actor, action, target, details::text FROM events")
+    finally:
+        await conn.close()
+    return "\n".join(" ".join(str(value) for value in row) for row in rows)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_serve_shows_the_first_secret_on_the_terminal_and_never_logs_it(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    out_path, err_path = tmp_path / "serve.out", tmp_path / "serve.err"
+    args = [
+        satellite_exe(),
+        "--config",
+        str(config_file(tmp_path, db_dsn)),
+        "serve",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+    ]
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=environment(tmp_path)
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        for _ in range(int(START_TIMEOUT / POLL)):
+            assert proc.poll() is None, err_path.read_text()
+            if "daemon.listening" in err_path.read_text() or time.monotonic() > deadline:
+                break
+            time.sleep(POLL)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, err_path.read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(timeout=30)
+    log = err_path.read_text()
+    assert "daemon.listening" in log
+    secret = secret_of(out_path.read_text())
+    assert len(secret) >= 32
+    assert secret not in log
+    assert secret not in asyncio.run(events_text(db_dsn))
+    assert not (tmp_path / "state" / "first-client.txt").exists()
+
+
+def test_init_under_the_journal_writes_the_first_secret_to_a_private_file(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    out_path, err_path = tmp_path / "init.out", tmp_path / "init.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        info = os.fstat(out.fileno())
+        done = subprocess.run(
+            [
+                satellite_exe(),
+                "--config",
+                str(config_file(tmp_path, db_dsn)),
+                "init",
+                "--state-dir",
+                str(tmp_path / "state"),
+            ],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=environment(tmp_path, {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}),
+            timeout=START_TIMEOUT,
+            check=False,
+        )
+    assert done.returncode == 0, err_path.read_text()
+    written = tmp_path / "state" / "first-client.txt"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    secret = secret_of(written.read_text())
+    assert f"written to {written}" in out_path.read_text()
+    for shown in (out_path.read_text(), err_path.read_text()):
+        assert secret not in shown
+    assert secret not in asyncio.run(events_text(db_dsn))
