@@ -261,8 +261,9 @@ def status(agent: Agent, as_json: bool) -> None:
         return
     click.echo(f"registration: {registration}")
     if summary["clock"]["rollback"]:
+        behind = dt.timedelta(seconds=summary["clock"]["behindSeconds"])
         click.echo(
-            f"clock rolled back: this host's clock is {state.time_seen.behind(clock)} behind the "
+            f"clock rolled back: this host's clock is {behind} behind the "
             f"latest time this product has seen ({state.time_seen.latest}); expiry is judged "
             "by that time, so nothing expired comes back: set the clock right"
         )

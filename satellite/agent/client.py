@@ -573,10 +573,11 @@ class Agent:
         return self.allows_users(self.state)
 
     def authorization_expired(self, state: AgentState) -> bool:
+        """The last signed authorization's end has passed (by ``judged_now``)."""
         expires = (state.authorization or {}).get("expiresAt")
-        return expires is not None and dt.datetime.fromisoformat(str(expires)) <= self.judged_now(
-            state
-        )
+        if expires is None:
+            return False
+        return dt.datetime.fromisoformat(str(expires)) <= self.judged_now(state)
 
     def allows_users(self, state: AgentState) -> bool:
         """``may_add_users`` for ``state``, recording nothing (for 'status')."""

@@ -305,9 +305,13 @@ class StateDir:
 
     def remove_leftovers(self) -> None:
         """What a start does: remove crashed writers' temporary files, if there are any."""
-        if self.path.is_dir():
+        if not self.path.is_dir():
+            return
+        try:
             with self.locked():
                 pass  # taking the lock the first time sweeps
+        except PermissionError:
+            return  # a state directory this user may only read ('status'): nothing to sweep
 
     def checkpoint(self) -> None:
         """Record the clock in the time seen, if it is a while past it (a licensing check
