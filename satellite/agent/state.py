@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 T = TypeVar("T")
 
 RegistrationState = Literal[
-    "unregistered", "registered", "deregistered", "removed", "registration_expired"
+    "unregistered", "registered", "deregistered", "removed", "registration_expired", "replaced"
 ]
 
 

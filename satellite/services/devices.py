@@ -43,7 +43,7 @@ from satellite.errors import (
 )
 from satellite.protocol import device as wire
 from satellite.protocol.validation import validation_error
-from satellite.services import audit, exports, horizon
+from satellite.services import audit, exports, horizon, reregistration
 from satellite.services.licenses import LicenseService
 from satellite.storage import devices, reservations, tokens
 from satellite.storage.db import Connection, Database
@@ -148,6 +148,8 @@ class DeviceService:
         nonce = self._check_nonce(header, path)
         if not nonce_was_unused:
             raise _replayed()
+        if product.status == "replaced":
+            raise reregistration.replaced(product)
         if product.status == "registration_expired" or (
             product.status == "registered" and product.certificate_expires_at <= self._clock()
         ):
@@ -254,7 +256,11 @@ class DeviceService:
     # --- requests ------------------------------------------------------------------------
 
     async def register(self, message: dict[str, Any], path: str) -> dict[str, str]:
-        """Register (or re-register, moving it) a product with a token; consume one use."""
+        """Register a product with a token; consume one use.
+
+        A UDI that is live already: the product itself (it proves its current key) registers
+        again, maybe moving elsewhere; anyone else only replaces it with force and a token
+        of its own virtual account (the old registration ends as replaced), else 409."""
         try:
             header = jose.protected_header(message)
             key = jose.key_from_jwk(header.get("jwk") or {})
@@ -276,9 +282,8 @@ class DeviceService:
                 raise NotAuthenticated("the registration token is not known here")
             token, account_id, export_allowed = found
             secret = decrypt(self._keys.token_key, token.ciphertext, token.digest)
-            if not token_proof_is_valid(
-                secret, nonce, jose.jwk_thumbprint(jose.public_jwk(key)), request.token_proof
-            ):
+            thumbprint = jose.jwk_thumbprint(jose.public_jwk(key))
+            if not token_proof_is_valid(secret, nonce, thumbprint, request.token_proof):
                 raise NotAuthenticated("the proof of the registration token does not verify")
             status = token.status(now)
             if status != "Active":
@@ -301,11 +306,35 @@ class DeviceService:
             }
             udi = request.udi
             existing = await devices.live_product_by_udi(conn, udi.pid, udi.serial_number)
-            if existing and await reservations.get_reservation(conn, existing.id) is not None:
+            proven = existing is not None and reregistration.proves_current_key(
+                existing,
+                self._product_keys,
+                request.current_key_proof,
+                nonce=nonce,
+                path=path,
+                thumbprint=thumbprint,
+            )
+            # (Told only to the product itself or within its virtual account.)
+            if (
+                existing is not None
+                and (proven or existing.virtual_account_id == token.virtual_account_id)
+                and await reservations.get_reservation(conn, existing.id) is not None
+            ):
                 raise Conflict(
                     f"PID:{udi.pid} SN:{udi.serial_number} holds a specific license "
                     "reservation: return it (return code) before registering with a token"
                 )
+            replaced: ProductInstance | None = None
+            if existing is not None and not proven:
+                reregistration.require_replaceable(
+                    existing, token.virtual_account_id, request.force
+                )
+                replaced, existing = existing, None
+            if replaced is not None:
+                # Forced: the old registration ends as a deregistration would, and its
+                # product is told so on its next request (signed_by_product).
+                await exports.release(conn, product_actor(replaced.id), replaced, "replaced", now)
+                await devices.end_product(conn, replaced.id, "replaced", now)
             # The ID certificate first: its expiry is what the product row records.
             product_id = existing.id if existing else str(uuid.uuid4())
             certificate, certificate_expires = self._certificate(product_id, udi, request.csr)
@@ -331,6 +360,17 @@ class DeviceService:
                     udi_uuid=udi.uuid,
                     certificate_expires_at=certificate_expires,
                     **fields,
+                )
+            if replaced is not None:
+                await audit.record(
+                    conn,
+                    product_actor(product_id),
+                    "product.replaced",
+                    f"{replaced.virtual_account}/{replaced.id}",
+                    account_id=account_id,
+                    udi=f"PID:{udi.pid} SN:{udi.serial_number}",
+                    token_id=token.id,
+                    replaced_by=product_id,
                 )
             await audit.record(
                 conn,
