@@ -248,6 +248,9 @@ class Agent:
         """
         proxy = self._proxy(state)
         headers = {"Content-Type": "application/jose+json", **proxy.pop("headers", {})}
+        if not state.share_host_identity:
+            # (So that what it shared before it was set is cleared there too.)
+            header = {**header, wire.WITHHOLD_HOST: True}
         url = state.transport.url.rstrip("/") + path
         async with self._session(state) as session:
             for attempt in (1, 2):

@@ -17,6 +17,9 @@ import msgspec
 
 PREFIX = "/device/v1"
 NONCE_HEADER = "Replay-Nonce"
+# A protected header parameter (true) of a product's signed request: it does not share its
+# host name and IP address (any more): the server forgets what it had of them.
+WITHHOLD_HOST = "withholdHost"
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 TagState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]

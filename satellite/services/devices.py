@@ -8,6 +8,7 @@ nothing: the nonce is recorded as used in the same transaction as the change it 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -160,6 +161,11 @@ class DeviceService:
             )
         if product.status != "registered":
             raise ProductEnded(f"product instance {product_id} is {product.status}")
+        if header.get(wire.WITHHOLD_HOST) is True and (product.hostname or product.ip_address):
+            # Privacy turned on after it registered: forgotten here, and (the row changes)
+            # in the next sync request.
+            await devices.forget_host_identity(conn, product_id)
+            product = dataclasses.replace(product, hostname=None, ip_address=None)
         return product, payload, nonce
 
     # --- authorization -------------------------------------------------------------------
