@@ -75,13 +75,16 @@ class DeviceService:
         catalog: Catalog,
         licenses: LicenseService,
         timers: TimerSettings,
+        max_usage_tags: int,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
+        """``max_usage_tags``: the most tags one usage report may carry."""
         self._db = db
         self._keys = keys
         self._catalog = catalog
         self._licenses = licenses
         self._timers = timers
+        self._max_usage_tags = max_usage_tags
         self._clock = clock
         self._product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
 
@@ -414,6 +417,31 @@ class DeviceService:
         )
         return self.answer(nonce, path, answer)
 
+    def _usage(self, report: wire.UsageReport) -> dict[str, int]:
+        """The usage a report sets: catalog tags only, each once, at most the configured
+        number; a tag reported as 0 is left out (it is no longer in use)."""
+        if len(report.usage) > self._max_usage_tags:
+            raise InvalidInput(
+                f"a usage report carries at most {self._max_usage_tags} tags, "
+                f"this one {len(report.usage)}",
+                field="usage",
+            )
+        usage: dict[str, int] = {}
+        seen: set[str] = set()
+        for index, entry in enumerate(report.usage):
+            if entry.tag in seen:
+                raise InvalidInput(
+                    f"tag {entry.tag} is reported twice", field=f"usage[{index}].tag"
+                )
+            if entry.tag not in self._catalog:
+                raise InvalidInput(
+                    f"tag {entry.tag} is not in the license catalog", field=f"usage[{index}].tag"
+                )
+            seen.add(entry.tag)
+            if entry.count:
+                usage[entry.tag] = entry.count
+        return usage
+
     async def report_usage(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
@@ -421,13 +449,7 @@ class DeviceService:
         async with self._db.transaction() as conn:
             product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
             report = self.decode(payload, wire.UsageReport)
-            usage: dict[str, int] = {}
-            for index, entry in enumerate(report.usage):
-                if entry.tag in usage:
-                    raise InvalidInput(
-                        f"tag {entry.tag} is reported twice", field=f"usage[{index}].tag"
-                    )
-                usage[entry.tag] = entry.count
+            usage = self._usage(report)
             in_use = await devices.replace_usage(
                 conn, product_id, product.virtual_account_id, usage, self._clock()
             )
