@@ -3,6 +3,7 @@ the real agent against the real daemon."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import Agent, RequestRefused
 from satellite.agent.runner import Runner
-from satellite.agent.state import Identity
+from satellite.agent.state import AgentState, Identity
 from tests.conftest import ENHANCED, Api
 from tests.test_agent_cli import AgentCli
 from tests.test_device import ACCOUNT, VOICE, base_url, licenses, new_token, setup_voice
@@ -198,3 +199,24 @@ async def test_the_product_itself_moves_by_proving_its_key(
     assert state.registration == "registered"
     actions = [r["action"] for r in await db.fetch("SELECT action FROM events ORDER BY id")]
     assert "product.moved_out" in actions
+
+
+async def test_a_replaced_product_due_to_renew_its_registration_stops_too(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    token = await new_token(admin, numberOfUses=2)
+    old = product_agent(tmp_path / "old", server, "6f1e0c5a-0000-4000-8000-000000000001")
+    await old.register(token)
+    new = product_agent(tmp_path / "new", server, "6f1e0c5a-0000-4000-8000-000000000002")
+    await new.register(token, force=True)
+
+    def due(state: AgentState) -> None:
+        state.renew_registration_after = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+
+    old.update(due)
+    runner = Runner(old, dict)
+    with pytest.raises(RequestRefused, match="registration replaced by"):
+        await runner.run_due()
+    assert old.state.registration == "replaced"
+    assert await runner.run_due() == []

@@ -536,21 +536,13 @@ class Agent:
 
     async def renew_registration(self) -> AgentState:
         """A new key and a new ID certificate; the old key signs the request for the new."""
-        state, product_id, signing = self._registered()
+        state, product_id, _ = self._registered()
         key = self.dir.new_key()
         request = wire.RenewRegistrationRequest(
             csr=make_csr(key, f"{state.identity.pid}:{state.identity.serial_number}")
         )
-        path = f"{wire.PREFIX}/products/{product_id}/registration"
-        answer, _ = await self._post(
-            state,
-            path,
-            request,
-            self.dir.load_key(),
-            {"kid": product_id},
-            signing,
-            wire.Registration,
-        )
+        # (As every signed request: an ended registration is noted, so the runner stops.)
+        state, answer = await self.signed_request("registration", request, wire.Registration)
         try:
             check_issued_by(
                 load_pem_certificate(answer.certificate),
