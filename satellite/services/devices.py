@@ -338,10 +338,9 @@ class DeviceService:
                 reregistration.require_replaceable(
                     existing, token.virtual_account_id, request.force
                 )
-                replaced, existing = existing, None
-            if replaced is not None:
                 # Forced: the old registration ends as a deregistration would, and its
                 # product is told so on its next request (signed_by_product).
+                replaced, existing = existing, None
                 await exports.release(conn, product_actor(replaced.id), replaced, "replaced", now)
                 await devices.end_product(conn, replaced.id, "replaced", now)
             # The ID certificate first: its expiry is what the product row records.
