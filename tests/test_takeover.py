@@ -90,6 +90,18 @@ async def test_a_token_of_another_account_cannot_take_a_live_product(
     assert await snapshot(db) == before  # nothing changed, the token not used either
     assert intruder.state.registration == "unregistered"
 
+    # Claiming to be the live instance (its id, copied) does not help without its key:
+    # the proof is signed with the intruder's own.
+    def claim(state: AgentState) -> None:
+        state.product_instance_id = real.state.product_instance_id
+
+    intruder.update(claim)
+    intruder.dir.save_key(intruder.dir.new_key())
+    with pytest.raises(RequestRefused) as refused:
+        await intruder.register(token, force=True)
+    assert refused.value.problem["type"] == PROBLEM + "registered-elsewhere"
+    assert await snapshot(db) == before
+
     # A still lists it, and the real product goes on as before.
     assert await serials(admin) == [SERIAL]
     assert await serials(admin, "/api/v1/accounts/Beta/virtual-accounts/Main") == []
