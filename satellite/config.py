@@ -104,6 +104,11 @@ class ApiSettings(_Section):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
 
 
+class DeviceSettings(_Section):
+    # (The device API's message takes 1000 at most whatever this says.)
+    max_usage_tags: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
 class SyncSettings(_Section):
     timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
@@ -135,6 +140,7 @@ class Settings(_Section):
     timers: TimerSettings = msgspec.field(default_factory=TimerSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    device: DeviceSettings = msgspec.field(default_factory=DeviceSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
 
     def __post_init__(self) -> None:

@@ -97,6 +97,11 @@ class RegistrationExpired(ProductEnded):
     """The product instance's registration (its ID certificate) expired: register it again."""
 
 
+class RegistrationReplaced(ProductEnded):
+    """The product instance's registration was replaced by a forced registration of the
+    same product: register it again."""
+
+
 class Forbidden(SatelliteError):
     """The caller may not do this."""
 
@@ -107,6 +112,16 @@ class NotFound(SatelliteError):
 
 class Conflict(SatelliteError):
     """The request conflicts with the current state."""
+
+
+class RegisteredElsewhere(Conflict):
+    """The product is registered in another virtual account or account: deregister or
+    remove it there first."""
+
+
+class AlreadyRegistered(Conflict):
+    """The product is registered in this virtual account already, under another key:
+    register with force to replace that registration."""
 
 
 class PayloadTooLarge(InvalidInput):

@@ -301,16 +301,25 @@ async def test_borrowing_from_a_higher_tier_and_back(
     assert view[CUWL]["available"] == 5
 
 
-async def test_unknown_tags_are_not_authorized(
-    admin: Api, server: TestServer, tmp_path: Path
+async def test_usage_of_a_tag_no_longer_in_the_catalog_is_not_authorized(
+    admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
+    """A report naming a tag outside the catalog is refused (tests/test_data_guards.py);
+    usage stored while the catalog still had a tag is no longer authorized once it has not."""
     await setup_voice(admin, enhanced=5)
     agent = new_agent(tmp_path, server)
     await agent.register(await new_token(admin))
-    state = await agent.report_usage({ENHANCED: 1, "regid.2099-01.com.example.Nothing": 1})
+    await agent.report_usage({ENHANCED: 1})
+    gone = "regid.2099-01.com.example.Nothing"
+    await db.execute(
+        "INSERT INTO product_usage (product_id, tag, count) VALUES ($1::text::uuid, $2, 1)",
+        agent.state.product_instance_id,
+        gone,
+    )
+    state = await agent.renew_authorization()
     assert state.authorization is not None
     states = {t["tag"]: t["state"] for t in state.authorization["tags"]}
-    assert states == {ENHANCED: "AUTHORIZED", "regid.2099-01.com.example.Nothing": "NOT_AUTHORIZED"}
+    assert states == {ENHANCED: "AUTHORIZED", gone: "NOT_AUTHORIZED"}
     assert state.authorization["state"] == "NOT_AUTHORIZED"
 
 

@@ -23,6 +23,7 @@ from satellite.crypto.slr import format_date
 from satellite.domain.access import host_operator
 from satellite.runtime import Runtime, open_services
 from satellite.services.licenses import LicenseService
+from satellite.services.registry import Services
 from tests.conftest import BASIC, CUWL, ENHANCED, Api, new_client
 from tests.test_device import new_agent
 
@@ -784,21 +785,21 @@ async def test_update_keeps_its_lines_so_the_rest_stays_reservable(
 
 
 async def test_device_remove_with_return_code_clears_a_shortage_alert(
-    admin: Api, state_dir: Path, tmp_path: Path
+    admin: Api, state_dir: Path, tmp_path: Path, server: TestServer, services: Services
 ) -> None:
     await setup_pool(admin, {"entitlementTag": ENHANCED, "quantity": 3})
     product = new_product(tmp_path, state_dir)
     product.enable()
     code, _ = await reserved_code(admin, product.request(), enhanced=3)
     product.install(code)
-    # The pool shrinks under the reservation: out of compliance, an alert.
-    status, pool = await admin.get(VOICE + "/license-pool")
-    assert status == 200, pool
-    [line] = pool["licenses"]
-    status, body = await admin.post(
-        f"{VOICE}/license-pool/{line['id']}/update", {"entitlementTag": ENHANCED, "quantity": 2}
-    )
-    assert status == 200, body
+    # A registered product uses one more than is left: out of compliance, an alert. (The
+    # pool itself cannot shrink under the reservation.)
+    status, body = await admin.post(VOICE + "/tokens", {})
+    assert status == 201, body
+    online = new_agent(tmp_path, server, "ONL0001")
+    await online.register(body["tokenInfo"]["token"])
+    await online.report_usage({ENHANCED: 1})
+    assert await services.maintenance.pool_alerts(dt.datetime.now(dt.UTC)) is not None
 
     async def open_alerts() -> list[str]:
         status, body = await admin.post(ACCOUNT + "/alerts", {})

@@ -83,24 +83,35 @@ def init(
     )
 
 
+FORCE_HELP = (
+    "Replace a registration of this UDI in the token's virtual account that this product "
+    "cannot prove is its own (e.g. after its key was lost); that registration ends."
+)
+
+
+def register_with(agent: Agent, token: str, force: bool) -> None:
+    state = _run(lambda: agent.register(token, force=force))
+    click.echo(f"registered as {state.product_instance_id} in {state.virtual_account}")
+
+
 @cli.command()
 @click.argument("token")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @pass_agent
-def register(agent: Agent, token: str) -> None:
+def register(agent: Agent, token: str, force: bool) -> None:
     """Register with a token from the server's virtual account."""
     if agent.state.registration == "registered":
         raise AgentError("already registered: use 'reregister TOKEN' to move to another account")
-    state = _run(lambda: agent.register(token))
-    click.echo(f"registered as {state.product_instance_id} in {state.virtual_account}")
+    register_with(agent, token, force)
 
 
 @cli.command()
 @click.argument("token")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @pass_agent
-def reregister(agent: Agent, token: str) -> None:
+def reregister(agent: Agent, token: str, force: bool) -> None:
     """Register again, e.g. with a token of another virtual account (the product moves)."""
-    state = _run(lambda: agent.register(token))
-    click.echo(f"registered as {state.product_instance_id} in {state.virtual_account}")
+    register_with(agent, token, force)
 
 
 @cli.group()
@@ -207,6 +218,8 @@ def status(agent: Agent, as_json: bool) -> None:
         registration = "registered"
     elif state.registration == "registration_expired":
         registration = "registration expired: register again"
+    elif state.registration == "replaced":
+        registration = state.last_error or "registration replaced: register again"
     elif state.registration == "removed":
         registration = "ended by the server (removed or deregistered there): register again"
     elif now < evaluation_ends:
@@ -452,8 +465,8 @@ def run(agent: Agent, usage_file: Path | None, usage_every: int) -> None:
 
 
 def main() -> None:
-    # (They register 'license smart reservation' and 'license smart export'.)
-    from satellite.agent import export_cli, reservation_cli  # noqa: F401
+    # (They register 'license smart reservation', 'export' and 'register'.)
+    from satellite.agent import export_cli, register_cli, reservation_cli  # noqa: F401
 
     try:
         code = cli.main(standalone_mode=False)

@@ -264,6 +264,9 @@ class Agent:
         """
         proxy = self._proxy(state)
         headers = {"Content-Type": "application/jose+json", **proxy.pop("headers", {})}
+        if not state.share_host_identity:
+            # (So that what it shared before it was set is cleared there too.)
+            header = {**header, wire.WITHHOLD_HOST: True}
         url = state.transport.url.rstrip("/") + path
         async with self._session(state) as session:
             for attempt in (1, 2):
@@ -339,9 +342,13 @@ class Agent:
 
     # --- commands --------------------------------------------------------------------------
 
-    async def register(self, token: str) -> AgentState:
+    async def register(self, token: str, *, force: bool = False) -> AgentState:
         """Register (or re-register) with a token; the token pins the server's CA. Refused
-        while specific license reservation is enabled (the product is then never online)."""
+        while specific license reservation is enabled (the product is then never online).
+
+        Registered already: the request proves the current key, so the server moves this
+        product's registration. ``force``: replace a registration of this UDI that this
+        product cannot prove is its own (one in the token's virtual account only)."""
         state = self.state
         if state.reservation.enabled:
             raise AgentError(
@@ -353,8 +360,15 @@ class Agent:
         thumbprint = jose.jwk_thumbprint(jwk)
         csr = make_csr(key, f"{state.identity.pid}:{state.identity.serial_number}")
         share = state.share_host_identity
+        path = wire.PREFIX + "/register"
+        current = self._current_key(state)
 
         def request_for(nonce: str) -> wire.RegisterRequest:
+            proof = None
+            if current is not None:
+                product_id, current_key = current
+                header = {"kid": product_id, "nonce": nonce, "url": path}
+                proof = wire.KeyProof(**jose.sign(current_key, thumbprint.encode(), header))
             return wire.RegisterRequest(
                 token_id=token_id(token),
                 token_proof=token_proof(token, nonce, thumbprint),
@@ -368,9 +382,10 @@ class Agent:
                 product_version=state.identity.product_version,
                 hostname=socket.gethostname() if share else None,
                 ip_address=_local_address() if share else None,
+                current_key_proof=proof,
+                force=force,
             )
 
-        path = wire.PREFIX + "/register"
         self._nonce = None
         answer, _ = await self._post(
             state,
@@ -404,6 +419,16 @@ class Agent:
             self.save(state)
         self.announce(alarm)
         return state
+
+    def _current_key(self, state: AgentState) -> tuple[str, ec.EllipticCurvePrivateKey] | None:
+        """The product instance id and key of this product's last registration, if any (the
+        server says whether it is still the live one)."""
+        if state.product_instance_id is None or not self.dir.key_file.exists():
+            return None
+        try:
+            return state.product_instance_id, self.dir.load_key()
+        except ValueError as exc:
+            raise AgentError(f"the product's key cannot be read: {exc}") from exc
 
     def _reregistration_alarm(self, state: AgentState, answer: wire.RegisterAnswer) -> Alarm | None:
         """The keys the server released as this product registered again: those it names,
@@ -458,18 +483,24 @@ class Agent:
                 state, path, payload, self.dir.load_key(), {"kid": product_id}, signing, answer_type
             )
         except RequestRefused as refused:
-            self._registration_ended(product_id, str(refused.problem.get("type", "")))
+            self._registration_ended(
+                product_id,
+                str(refused.problem.get("type", "")),
+                str(refused.problem.get("detail", "")),
+            )
             raise
         return state, answer
 
-    def _registration_ended(self, product_id: str, kind: str) -> None:
-        """The server ended this registration (removed by an admin, or expired): say so in
-        the product's state, so that 'status' shows it and 'register' is offered. The
+    def _registration_ended(self, product_id: str, kind: str, detail: str) -> None:
+        """The server ended this registration (removed by an admin, expired, or replaced by
+        a forced registration): say so in the product's state, with the server's ``detail``,
+        so that 'status' shows it, 'register' is offered and the runner stops. The
         server released its export keys with it (on removal, or by the job that ends
         expired registrations): they are marked released and the alarm is raised, as on
         deregistration."""
         ended: dict[str, tuple[RegistrationState, str]] = {
             ":registration-expired": ("registration_expired", "the registration expired"),
+            ":registration-replaced": ("replaced", "the registration was replaced"),
             ":product-ended": ("removed", "removed from the server"),
         }
         found = next((v for k, v in ended.items() if kind.endswith(k)), None)
@@ -481,6 +512,7 @@ class Agent:
             if state.product_instance_id != product_id or state.registration != "registered":
                 return None  # registered again (or ended) meanwhile: not this registration
             state.registration = registration
+            state.last_error = detail  # the server's words, for 'status'
             state.export.pending = []
             return self._export_alarm(state, cause)
 
@@ -523,21 +555,13 @@ class Agent:
 
     async def renew_registration(self) -> AgentState:
         """A new key and a new ID certificate; the old key signs the request for the new."""
-        state, product_id, signing = self._registered()
+        state, product_id, _ = self._registered()
         key = self.dir.new_key()
         request = wire.RenewRegistrationRequest(
             csr=make_csr(key, f"{state.identity.pid}:{state.identity.serial_number}")
         )
-        path = f"{wire.PREFIX}/products/{product_id}/registration"
-        answer, _ = await self._post(
-            state,
-            path,
-            request,
-            self.dir.load_key(),
-            {"kid": product_id},
-            signing,
-            wire.Registration,
-        )
+        # (As every signed request: an ended registration is noted, so the runner stops.)
+        state, answer = await self.signed_request("registration", request, wire.Registration)
         try:
             check_issued_by(
                 load_pem_certificate(answer.certificate),

@@ -47,7 +47,7 @@ MAX_CLOCK_TOLERANCE = 86_400
 CHECKPOINT_EVERY = dt.timedelta(minutes=1)
 
 RegistrationState = Literal[
-    "unregistered", "registered", "deregistered", "removed", "registration_expired"
+    "unregistered", "registered", "deregistered", "removed", "registration_expired", "replaced"
 ]
 
 

@@ -104,7 +104,7 @@ class Alert:
     cleared_at: dt.datetime | None
 
 
-ProductStatus = Literal["registered", "registration_expired", "deregistered", "removed"]
+ProductStatus = Literal["registered", "registration_expired", "deregistered", "removed", "replaced"]
 AuthorizationStatus = Literal["Authorized", "Expired"]
 
 

@@ -17,6 +17,9 @@ import msgspec
 
 PREFIX = "/device/v1"
 NONCE_HEADER = "Replay-Nonce"
+# A protected header parameter (true) of a product's signed request: it does not share its
+# host name and IP address (any more): the server forgets what it had of them.
+WITHHOLD_HOST = "withholdHost"
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 TagState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]
@@ -33,6 +36,21 @@ class Udi(_Message):
     uuid: Text
 
 
+# One part of a flattened JWS: base64url, no padding.
+Base64Url = Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern="^[A-Za-z0-9_-]+$")]
+
+
+class KeyProof(_Message):
+    """A flattened JWS signed with the registering product's current key: protected header
+    ``kid`` = its product instance id, ``nonce`` and ``url`` those of the registration
+    request; payload: the JWK thumbprint of the new key. It proves that the request comes
+    from the live product instance of the UDI (only it holds that key)."""
+
+    protected: Base64Url
+    payload: Base64Url
+    signature: Base64Url
+
+
 class RegisterRequest(_Message):
     # The token never travels: its id (SHA-256, base64url) and a proof of possession,
     # HMAC-SHA256 keyed with the token over "satellite-register|<nonce>|<jwk thumbprint>".
@@ -44,6 +62,11 @@ class RegisterRequest(_Message):
     product_version: Text
     hostname: Text | None = None  # absent when the product does not share it
     ip_address: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    # A UDI that is registered already moves or is replaced only when the request proves
+    # it is that product (``current_key_proof``), or, with ``force``, when the token is of
+    # that product's own virtual account (the old registration ends as replaced).
+    current_key_proof: KeyProof | None = None
+    force: bool = False
 
 
 class UsageEntry(_Message):

@@ -8,6 +8,7 @@ nothing: the nonce is recorded as used in the same transaction as the change it 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -43,7 +44,7 @@ from satellite.errors import (
 )
 from satellite.protocol import device as wire
 from satellite.protocol.validation import validation_error
-from satellite.services import audit, exports, horizon
+from satellite.services import audit, exports, horizon, reregistration
 from satellite.services.licenses import LicenseService
 from satellite.storage import devices, reservations, tokens
 from satellite.storage.db import Connection, Database
@@ -74,13 +75,16 @@ class DeviceService:
         catalog: Catalog,
         licenses: LicenseService,
         timers: TimerSettings,
+        max_usage_tags: int,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
+        """``max_usage_tags``: the most tags one usage report may carry."""
         self._db = db
         self._keys = keys
         self._catalog = catalog
         self._licenses = licenses
         self._timers = timers
+        self._max_usage_tags = max_usage_tags
         self._clock = clock
         self._product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
 
@@ -148,6 +152,8 @@ class DeviceService:
         nonce = self._check_nonce(header, path)
         if not nonce_was_unused:
             raise _replayed()
+        if product.status == "replaced":
+            raise reregistration.replaced(product)
         if product.status == "registration_expired" or (
             product.status == "registered" and product.certificate_expires_at <= self._clock()
         ):
@@ -158,6 +164,11 @@ class DeviceService:
             )
         if product.status != "registered":
             raise ProductEnded(f"product instance {product_id} is {product.status}")
+        if header.get(wire.WITHHOLD_HOST) is True and (product.hostname or product.ip_address):
+            # Privacy turned on after it registered: forgotten here, and (the row changes)
+            # in the next sync request.
+            await devices.forget_host_identity(conn, product_id)
+            product = dataclasses.replace(product, hostname=None, ip_address=None)
         return product, payload, nonce
 
     # --- authorization -------------------------------------------------------------------
@@ -254,7 +265,11 @@ class DeviceService:
     # --- requests ------------------------------------------------------------------------
 
     async def register(self, message: dict[str, Any], path: str) -> dict[str, str]:
-        """Register (or re-register, moving it) a product with a token; consume one use."""
+        """Register a product with a token; consume one use.
+
+        A UDI that is live already: the product itself (it proves its current key) registers
+        again, maybe moving elsewhere; anyone else only replaces it with force and a token
+        of its own virtual account (the old registration ends as replaced), else 409."""
         try:
             header = jose.protected_header(message)
             key = jose.key_from_jwk(header.get("jwk") or {})
@@ -276,9 +291,8 @@ class DeviceService:
                 raise NotAuthenticated("the registration token is not known here")
             token, account_id, export_allowed = found
             secret = decrypt(self._keys.token_key, token.ciphertext, token.digest)
-            if not token_proof_is_valid(
-                secret, nonce, jose.jwk_thumbprint(jose.public_jwk(key)), request.token_proof
-            ):
+            thumbprint = jose.jwk_thumbprint(jose.public_jwk(key))
+            if not token_proof_is_valid(secret, nonce, thumbprint, request.token_proof):
                 raise NotAuthenticated("the proof of the registration token does not verify")
             status = token.status(now)
             if status != "Active":
@@ -301,11 +315,34 @@ class DeviceService:
             }
             udi = request.udi
             existing = await devices.live_product_by_udi(conn, udi.pid, udi.serial_number)
-            if existing and await reservations.get_reservation(conn, existing.id) is not None:
+            proven = existing is not None and reregistration.proves_current_key(
+                existing,
+                self._product_keys,
+                request.current_key_proof,
+                nonce=nonce,
+                path=path,
+                thumbprint=thumbprint,
+            )
+            # (Told only to the product itself or within its virtual account.)
+            if (
+                existing is not None
+                and (proven or existing.virtual_account_id == token.virtual_account_id)
+                and await reservations.get_reservation(conn, existing.id) is not None
+            ):
                 raise Conflict(
                     f"PID:{udi.pid} SN:{udi.serial_number} holds a specific license "
                     "reservation: return it (return code) before registering with a token"
                 )
+            replaced: ProductInstance | None = None
+            if existing is not None and not proven:
+                reregistration.require_replaceable(
+                    existing, token.virtual_account_id, request.force
+                )
+                # Forced: the old registration ends as a deregistration would, and its
+                # product is told so on its next request (signed_by_product).
+                replaced, existing = existing, None
+                await exports.release(conn, product_actor(replaced.id), replaced, "replaced", now)
+                await devices.end_product(conn, replaced.id, "replaced", now)
             # The ID certificate first: its expiry is what the product row records.
             product_id = existing.id if existing else str(uuid.uuid4())
             certificate, certificate_expires = self._certificate(product_id, udi, request.csr)
@@ -331,6 +368,17 @@ class DeviceService:
                     udi_uuid=udi.uuid,
                     certificate_expires_at=certificate_expires,
                     **fields,
+                )
+            if replaced is not None:
+                await audit.record(
+                    conn,
+                    product_actor(product_id),
+                    "product.replaced",
+                    f"{replaced.virtual_account}/{replaced.id}",
+                    account_id=account_id,
+                    udi=f"PID:{udi.pid} SN:{udi.serial_number}",
+                    token_id=token.id,
+                    replaced_by=product_id,
                 )
             await audit.record(
                 conn,
@@ -368,6 +416,31 @@ class DeviceService:
         )
         return self.answer(nonce, path, answer)
 
+    def _usage(self, report: wire.UsageReport) -> dict[str, int]:
+        """The usage a report sets: catalog tags only, each once, at most the configured
+        number; a tag reported as 0 is left out (it is no longer in use)."""
+        if len(report.usage) > self._max_usage_tags:
+            raise InvalidInput(
+                f"a usage report carries at most {self._max_usage_tags} tags, "
+                f"this one {len(report.usage)}",
+                field="usage",
+            )
+        usage: dict[str, int] = {}
+        seen: set[str] = set()
+        for index, entry in enumerate(report.usage):
+            if entry.tag in seen:
+                raise InvalidInput(
+                    f"tag {entry.tag} is reported twice", field=f"usage[{index}].tag"
+                )
+            if entry.tag not in self._catalog:
+                raise InvalidInput(
+                    f"tag {entry.tag} is not in the license catalog", field=f"usage[{index}].tag"
+                )
+            seen.add(entry.tag)
+            if entry.count:
+                usage[entry.tag] = entry.count
+        return usage
+
     async def report_usage(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
@@ -375,13 +448,7 @@ class DeviceService:
         async with self._db.transaction() as conn:
             product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
             report = self.decode(payload, wire.UsageReport)
-            usage: dict[str, int] = {}
-            for index, entry in enumerate(report.usage):
-                if entry.tag in usage:
-                    raise InvalidInput(
-                        f"tag {entry.tag} is reported twice", field=f"usage[{index}].tag"
-                    )
-                usage[entry.tag] = entry.count
+            usage = self._usage(report)
             in_use = await devices.replace_usage(
                 conn, product_id, product.virtual_account_id, usage, self._clock()
             )

@@ -118,7 +118,7 @@ class LicenseService:
             vacc = await scope.virtual_account(conn, acc, va, lock="share")
             before = await self._local_line(conn, vacc.id, line_id)
             line = await licenses.update_line(conn, vacc.id, line_id, values)
-            await self._require_export_keys_covered(conn, vacc.id, vacc.name, {before.tag})
+            await self._require_holdings_covered(conn, vacc.id, vacc.name, line_id, {before.tag})
             await audit.record(
                 conn,
                 principal,
@@ -138,7 +138,7 @@ class LicenseService:
             vacc = await scope.virtual_account(conn, acc, va, lock="share")
             line = await self._local_line(conn, vacc.id, line_id)
             await licenses.delete_line(conn, vacc.id, line_id)
-            await self._require_export_keys_covered(conn, vacc.id, vacc.name, {line.tag})
+            await self._require_holdings_covered(conn, vacc.id, vacc.name, line_id, {line.tag})
             await audit.record(
                 conn,
                 principal,
@@ -150,27 +150,31 @@ class LicenseService:
             )
             await self.refresh_alerts(conn, acc.id, vacc.id, vacc.name)
 
-    async def _require_export_keys_covered(
-        self, conn: Connection, va_id: int, va_name: str, tags: set[str]
+    async def _require_holdings_covered(
+        self, conn: Connection, va_id: int, va_name: str, line_id: int, tags: set[str]
     ) -> None:
-        """After a pool line of ``tags`` was removed or lowered (in the caller's transaction,
-        the virtual account locked): the export keys granted out of the pool must still be
-        covered by what is purchased and not reserved, else the change is refused (the
-        products return their keys first). The rule is per tag, so other lines of the tag
-        may cover them."""
+        """After pool line ``line_id`` of ``tags`` was removed or lowered (in the caller's
+        transaction, the virtual account locked against reservations): what the tag's
+        reservations hold and the export keys granted out of the pool must still be covered
+        by what is purchased, else the change is refused (reservations are returned, keys
+        given back first). The rule is per tag, so other lines of the tag may cover them."""
         positions = await self.virtual_account_positions(conn, va_id, va_name)
         for position in positions:
-            if position.tag not in tags or not position.exported:
+            held = position.reserved + position.exported
+            if position.tag not in tags or held <= position.purchased:
                 continue
-            covered = position.purchased - position.reserved
-            if position.exported > covered:
-                raise Conflict(
-                    f"{position.exported} export key(s) of {position.tag} are granted to "
-                    f"products of virtual account {va_name!r}, and without this license "
-                    f"line only {max(covered, 0)} would be covered: the products return "
-                    "their export keys first (or add licenses of the tag)",
-                    field="lineId",
-                )
+            holders = []
+            if position.reserved:
+                holders.append(f"{position.reserved} reserved (specific license reservation)")
+            if position.exported:
+                holders.append(f"{position.exported} export key(s) granted")
+            raise Conflict(
+                f"license line {line_id}: of {position.tag} in virtual account {va_name!r}, "
+                f"{' and '.join(holders)} would be covered by only {position.purchased} "
+                "without it: return the reservations or the products' export keys first "
+                "(or add licenses of the tag)",
+                field="lineId",
+            )
 
     async def positions(
         self,

@@ -53,7 +53,9 @@ def build_services(
     reservations = ReservationService(
         db, keys, catalog, licenses, settings.timers.sync_horizon_days
     )
-    devices = DeviceService(db, keys, catalog, licenses, settings.timers)
+    devices = DeviceService(
+        db, keys, catalog, licenses, settings.timers, settings.device.max_usage_tags
+    )
     return Services(
         db=db,
         catalog=catalog,

@@ -267,6 +267,15 @@ async def touch(
         await recount(conn, [product_id], now)
 
 
+async def forget_host_identity(conn: asyncpg.Connection, product_id: str) -> None:
+    """The product's host name and IP address are no longer shared (the change stamps the
+    row for the next sync request, sql/008_sync.sql)."""
+    await conn.execute(
+        "UPDATE product_instances SET hostname = NULL, ip_address = NULL WHERE id = $1",
+        uuid.UUID(product_id),
+    )
+
+
 async def replace_usage(
     conn: asyncpg.Connection,
     product_id: str,
