@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal, cast
 
 import asyncpg
+import structlog
 
 from satellite.config import DatabaseSettings
 from satellite.errors import DatabaseUnavailable
+
+log = structlog.get_logger(__name__)
 
 Connection = asyncpg.Connection  # re-exported so services can type their arguments
 RowLock = Literal["share", "update"] | None
@@ -31,6 +35,30 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+# Getting a connection failed: the server is not there (no socket, refused, timed out) or
+# not taking connections (starting, shutting down, full).
+_CONNECT_FAILED = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+# A connection held went away under a statement: the server died, was stopped or restarted.
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+def _unavailable(exc: BaseException) -> DatabaseUnavailable:
+    # The driver's text names hosts and paths: the log has it, the caller gets a sentence.
+    log.warning("database.unavailable", error=str(exc), error_type=type(exc).__name__)
+    return DatabaseUnavailable("the database cannot be reached; try again shortly")
 
 
 class Database:
@@ -56,23 +84,40 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._pool.acquire() as conn:
+        """A connection from the pool; a database that cannot be reached, or that goes away
+        while the connection is in use, is DatabaseUnavailable (never a driver error)."""
+        try:
             # The pool hands out proxies with the Connection interface.
-            yield cast(asyncpg.Connection, conn)
+            conn = cast(asyncpg.Connection, await self._pool.acquire())
+        except _CONNECT_FAILED as exc:
+            raise _unavailable(exc) from exc
+        try:
+            yield conn
+        except _CONNECTION_LOST as exc:
+            raise _unavailable(exc) from exc
+        except asyncpg.InterfaceError as exc:
+            if not conn.is_closed():
+                raise  # a misuse of the driver, not the database going away
+            raise _unavailable(exc) from exc
+        finally:
+            # A connection that died is dropped by the pool, which opens a new one when
+            # asked next; what releasing it raises then changes nothing.
+            with contextlib.suppress(*_CONNECT_FAILED, asyncpg.InterfaceError):
+                await self._pool.release(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield cast(asyncpg.Connection, conn)
+        async with self.connection() as conn, conn.transaction():
+            yield conn
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[asyncpg.Connection]:
         """A read-only transaction that sees one snapshot throughout (long reads)."""
         async with (
-            self._pool.acquire() as conn,
+            self.connection() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            yield cast(asyncpg.Connection, conn)
+            yield conn
 
     async def close(self) -> None:
         await self._pool.close()
