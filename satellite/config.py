@@ -125,6 +125,10 @@ class SyncSettings(_Section):
             raise ValueError("sync.proxy_password_file needs sync.proxy_username")
 
 
+class SystemdSettings(_Section):
+    watchdog_not_ready_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 60.0
+
+
 class Settings(_Section):
     role: Role = "satellite"
     listen: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:8443", "[::]:8443"])
@@ -136,6 +140,7 @@ class Settings(_Section):
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
+    systemd: SystemdSettings = msgspec.field(default_factory=SystemdSettings)
 
     def __post_init__(self) -> None:
         if not self.listen:

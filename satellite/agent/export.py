@@ -81,7 +81,7 @@ class ExportControl:
         self._agent = agent
         self._catalog = catalog or product_catalog()
         self._backoff = Backoff(
-            first_retry.total_seconds(), longest_retry.total_seconds(), random=jitter
+            first_retry.total_seconds(), longest_retry.total_seconds(), jitter=jitter
         )
 
     # --- what is enabled ---------------------------------------------------------------------

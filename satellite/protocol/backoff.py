@@ -21,7 +21,7 @@ class Backoff:
     first_seconds: float
     longest_seconds: float
     # A number in [0, 1); tests pass a constant to get exact waits.
-    random: Callable[[], float] = field(default=random.random)
+    jitter: Callable[[], float] = field(default=random.random)
 
     def __post_init__(self) -> None:
         if self.first_seconds < 0 or self.longest_seconds < self.first_seconds:
@@ -30,9 +30,9 @@ class Backoff:
     def ceiling(self, attempt: int) -> float:
         """The un-jittered wait before retry ``attempt`` (1 is the first retry)."""
         doublings = min(max(0, attempt - 1), _MAX_DOUBLINGS)
-        return min(self.first_seconds * 2**doublings, self.longest_seconds)
+        return min(self.first_seconds * (1 << doublings), self.longest_seconds)
 
     def wait(self, attempt: int) -> float:
         """Seconds to wait before retry ``attempt``: between half the ceiling and all of it."""
         ceiling = self.ceiling(attempt)
-        return ceiling / 2 + ceiling / 2 * self.random()
+        return ceiling / 2 + ceiling / 2 * self.jitter()

@@ -87,10 +87,11 @@ class Database:
         """A connection from the pool; a database that cannot be reached, or that goes away
         while the connection is in use, is DatabaseUnavailable (never a driver error)."""
         try:
-            # The pool hands out proxies with the Connection interface.
-            conn = cast(asyncpg.Connection, await self._pool.acquire())
+            proxy = await self._pool.acquire()
         except _CONNECT_FAILED as exc:
             raise _unavailable(exc) from exc
+        # The pool hands out proxies with the Connection interface.
+        conn = cast(asyncpg.Connection, proxy)
         try:
             yield conn
         except _CONNECTION_LOST as exc:
@@ -103,7 +104,7 @@ class Database:
             # A connection that died is dropped by the pool, which opens a new one when
             # asked next; what releasing it raises then changes nothing.
             with contextlib.suppress(*_CONNECT_FAILED, asyncpg.InterfaceError):
-                await self._pool.release(conn)
+                await self._pool.release(proxy)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

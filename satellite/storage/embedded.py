@@ -158,7 +158,10 @@ class _Server(postgres_server.PostgresServer):
                 )
 
     def running(self) -> bool:
-        info = utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        try:
+            info = utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        except (OSError, ValueError, AssertionError):
+            return False  # a pid file being written (the wheel asserts on its line count)
         return info is not None and alive(info.pid) and info.status == "ready"
 
     def restart_if_dead(self) -> bool:
