@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal, cast
@@ -55,9 +56,36 @@ _CONNECTION_LOST = (
 )
 
 
+class _Quiet:
+    """At most one log line a second while the database is away (every request that needs
+    it fails the same way; the access log already counts them)."""
+
+    every_seconds = 1.0
+
+    def __init__(self) -> None:
+        self._last = -self.every_seconds
+        self._suppressed = 0
+
+    def warn(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_seconds:
+            self._suppressed += 1
+            return
+        # The driver's text names hosts and paths: the log has it, the caller gets a sentence.
+        log.warning(
+            "database.unavailable",
+            error=str(exc),
+            error_type=type(exc).__name__,
+            suppressed=self._suppressed,
+        )
+        self._last, self._suppressed = now, 0
+
+
+_quiet = _Quiet()
+
+
 def _unavailable(exc: BaseException) -> DatabaseUnavailable:
-    # The driver's text names hosts and paths: the log has it, the caller gets a sentence.
-    log.warning("database.unavailable", error=str(exc), error_type=type(exc).__name__)
+    _quiet.warn(exc)
     return DatabaseUnavailable("the database cannot be reached; try again shortly")
 
 
@@ -99,6 +127,11 @@ class Database:
         except asyncpg.InterfaceError as exc:
             if not conn.is_closed():
                 raise  # a misuse of the driver, not the database going away
+            raise _unavailable(exc) from exc
+        except asyncpg.InternalClientError as exc:
+            # Seen on a connection whose server died under it ("another operation is in
+            # progress"): its protocol state is lost, so it is never used again.
+            conn.terminate()
             raise _unavailable(exc) from exc
         finally:
             # A connection that died is dropped by the pool, which opens a new one when
