@@ -22,10 +22,21 @@ from satellite.domain.access import host_operator
 from satellite.errors import StateDirError
 from satellite.resources import migrations_dir
 from satellite.runtime import load_runtime, open_services
+from satellite.services.registry import Services
 from satellite.storage.embedded import EmbeddedPostgres, alive
 from satellite.storage.migrations import load_migrations, migrate
+from sync.transport import UpstreamRefused
+from tests import test_sync
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, login
 from tests.test_device import new_agent, new_token, setup_voice
+from tests.test_sync import (
+    OPERATOR,
+    SITE,
+    Upstream,
+    register_online,
+    setup_site,
+    setup_upstream,
+)
 
 UNAVAILABLE = "urn:satellite:problem:database-unavailable"
 WAIT = 30.0  # bound on waiting for a server to die or to come back
@@ -173,3 +184,33 @@ async def test_requests_get_503_with_retry_after_while_the_database_is_down(
     await agent.report_usage({ENHANCED: 3})
     status, body, _ = await _call(admin, "GET", "/api/v1/accounts")
     assert status == 200, body
+
+
+# --- the upstream's /sync/v1 endpoints ------------------------------------------------------
+
+
+# The sync tests' two daemons: their satellite's settings, their upstream (on upstream_dsn).
+settings = test_sync.settings
+upstream = test_sync.upstream
+
+
+@pytest.fixture
+def upstream_dsn(own_pg: tuple[EmbeddedPostgres, str]) -> str:
+    """The upstream of the sync fixtures runs on this test's own PostgreSQL."""
+    return own_pg[1]
+
+
+async def test_the_upstream_answers_a_sync_with_503_while_its_database_is_down(
+    own_pg: tuple[EmbeddedPostgres, str], upstream: Upstream, admin: Api, services: Services
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    await register_online(upstream, services)
+
+    kill_postmaster(own_pg[0].pgdata)
+    with pytest.raises(UpstreamRefused) as refused:
+        await services.sync.sync_now(OPERATOR, "Site")
+    assert refused.value.status == 503, refused.value.detail
+    status, body = await admin.get(SITE + "/sync")
+    assert status == 200, body
+    assert "(503)" in body["lastError"]

@@ -175,6 +175,10 @@ class _Server(postgres_server.PostgresServer):
     def release(self) -> None:
         self.forget_dead_holders()
         socket_dir = self.socket_dir
+        if not self.running():
+            # Dead already (killed, not restarted): nothing to stop, and the wheel would try
+            # to signal a pid that is gone.
+            self._postmaster_info = None
         self._cleanup()
         stopped = not self.running()
         if stopped and socket_dir is not None and socket_dir.name.startswith(TEMP_PREFIX):
