@@ -138,6 +138,7 @@ def test_a_killed_postmaster_is_restarted_and_a_clean_stop_stops_it(tmp_path: Pa
             assert postmaster_pid(pgdata) != pid
             status, body = wait_ready(base, RECOVERY_TIMEOUT)
             assert status == 200, body
+            assert isinstance(body, dict)
             assert body["embedded_postgres"]["state"] == "running"
             assert body["embedded_postgres"]["restarts"] == 1
             print(
