@@ -53,14 +53,8 @@ async def serve(runtime: Runtime, embedded: EmbeddedPostgres | None = None) -> N
     supervisor = PostgresSupervisor(embedded) if embedded is not None else None
     if supervisor is not None:
         app[DATABASE_SUPERVISOR] = supervisor
-        supervisor.start()
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
-    try:
-        await runner.setup()
-    except BaseException:
-        if supervisor is not None:
-            await supervisor.stop()
-        raise
+    await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -78,6 +72,8 @@ async def serve(runtime: Runtime, embedded: EmbeddedPostgres | None = None) -> N
     loop.add_signal_handler(signal.SIGHUP, reload)
     watchdog: asyncio.Task[None] | None = None
     try:
+        if supervisor is not None:
+            supervisor.start()
         for address in settings.listen_addresses:
             site = web.TCPSite(
                 runner, address.host, address.port, ssl_context=ssl_context, reuse_address=True

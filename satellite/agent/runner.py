@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,19 +33,12 @@ class Schedule:
 
 
 class Runner:
-    def __init__(
-        self,
-        agent: Agent,
-        usage: UsageSource,
-        schedule: Schedule | None = None,
-        *,
-        jitter: Callable[[], float] = random.random,
-    ) -> None:
+    def __init__(self, agent: Agent, usage: UsageSource, schedule: Schedule | None = None) -> None:
         self._agent = agent
         self._usage = usage
         self._schedule = schedule or Schedule()
         first, longest = self._schedule.first_retry, self._schedule.longest_retry
-        self._backoff = Backoff(first.total_seconds(), longest.total_seconds(), jitter)
+        self._backoff = Backoff(first.total_seconds(), longest.total_seconds())
         self._last_report: dt.datetime | None = None
         # Pending export requests and returns back off on their own (each its own wait).
         self._exports = ExportControl(

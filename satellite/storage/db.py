@@ -81,19 +81,16 @@ class _Quiet:
         self._last, self._suppressed = now, 0
 
 
-_quiet = _Quiet()
-
-
-def _unavailable(exc: BaseException) -> DatabaseUnavailable:
-    _quiet.warn(exc)
-    return DatabaseUnavailable("the database cannot be reached; try again shortly")
-
-
 class Database:
     """A pool; services take connections or transactions from it."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._quiet = _Quiet()
+
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
+        self._quiet.warn(exc)
+        return DatabaseUnavailable("the database cannot be reached; try again shortly")
 
     @classmethod
     async def connect(cls, dsn: str, settings: DatabaseSettings) -> Database:
@@ -117,22 +114,22 @@ class Database:
         try:
             proxy = await self._pool.acquire()
         except _CONNECT_FAILED as exc:
-            raise _unavailable(exc) from exc
+            raise self._unavailable(exc) from exc
         # The pool hands out proxies with the Connection interface.
         conn = cast(asyncpg.Connection, proxy)
         try:
             yield conn
         except _CONNECTION_LOST as exc:
-            raise _unavailable(exc) from exc
+            raise self._unavailable(exc) from exc
         except asyncpg.InterfaceError as exc:
             if not conn.is_closed():
                 raise  # a misuse of the driver, not the database going away
-            raise _unavailable(exc) from exc
+            raise self._unavailable(exc) from exc
         except asyncpg.InternalClientError as exc:
             # Seen on a connection whose server died under it ("another operation is in
             # progress"): its protocol state is lost, so it is never used again.
             conn.terminate()
-            raise _unavailable(exc) from exc
+            raise self._unavailable(exc) from exc
         finally:
             # A connection that died is dropped by the pool, which opens a new one when
             # asked next; what releasing it raises then changes nothing.

@@ -10,7 +10,7 @@ only. Three things are done here instead of as the wheel does them:
   when run as root): with trust authentication, whoever can reach the socket is superuser;
 * holders that died without letting go (kill -9) are forgotten before the count is
   looked at, so that a clean stop still stops the server;
-* a server that died can be started again on the same socket (``ensure_running``), which
+* a server that died can be started again on the same socket (``restart_if_dead``), which
   the daemon's supervisor does.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
 import shutil
 import stat
 import tempfile
@@ -80,10 +81,9 @@ class _Server(postgres_server.PostgresServer):
     socket_dir: Path | None = None
 
     def _owner(self) -> int:
+        """The user the server runs as (the wheel's own user when run as root)."""
         if self.system_user is None:
             return os.geteuid()
-        import pwd
-
         return int(pwd.getpwnam(self.system_user).pw_uid)
 
     def _private_socket_dir(self) -> Path:
