@@ -130,6 +130,10 @@ class SyncSettings(_Section):
             raise ValueError("sync.proxy_password_file needs sync.proxy_username")
 
 
+class SystemdSettings(_Section):
+    watchdog_not_ready_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 60.0
+
+
 class Settings(_Section):
     role: Role = "satellite"
     listen: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:8443", "[::]:8443"])
@@ -142,6 +146,7 @@ class Settings(_Section):
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     device: DeviceSettings = msgspec.field(default_factory=DeviceSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
+    systemd: SystemdSettings = msgspec.field(default_factory=SystemdSettings)
 
     def __post_init__(self) -> None:
         if not self.listen:

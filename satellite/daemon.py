@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
+import time
 from pathlib import Path
 
 import structlog
@@ -13,8 +14,12 @@ from aiohttp import web
 from satellite import systemd
 from satellite.app import create_app
 from satellite.config import Settings
-from satellite.errors import ConfigError
+from satellite.errors import ConfigError, SatelliteError
+from satellite.http.keys import DATABASE_SUPERVISOR, MIGRATIONS, SERVICES
 from satellite.runtime import Runtime, key_paths
+from satellite.services import health
+from satellite.storage.embedded import EmbeddedPostgres
+from satellite.storage.supervisor import PostgresSupervisor
 
 log = structlog.get_logger("satellite.daemon")
 
@@ -39,11 +44,15 @@ def _ssl_context(files: tuple[Path, Path]) -> ssl.SSLContext:
     return context
 
 
-async def serve(runtime: Runtime) -> None:
+async def serve(runtime: Runtime, embedded: EmbeddedPostgres | None = None) -> None:
+    """Serve until SIGTERM; ``embedded``: the embedded PostgreSQL to watch and restart."""
     settings = runtime.settings
     files = tls_files(settings)
     ssl_context = _ssl_context(files) if files else None
     app = create_app(runtime, scheduler=True)
+    supervisor = PostgresSupervisor(embedded) if embedded is not None else None
+    if supervisor is not None:
+        app[DATABASE_SUPERVISOR] = supervisor
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
     stop = asyncio.Event()
@@ -63,6 +72,8 @@ async def serve(runtime: Runtime) -> None:
     loop.add_signal_handler(signal.SIGHUP, reload)
     watchdog: asyncio.Task[None] | None = None
     try:
+        if supervisor is not None:
+            supervisor.start()
         for address in settings.listen_addresses:
             site = web.TCPSite(
                 runner, address.host, address.port, ssl_context=ssl_context, reuse_address=True
@@ -74,7 +85,9 @@ async def serve(runtime: Runtime) -> None:
         systemd.notify("READY=1\nSTATUS=serving")
         interval = systemd.watchdog_interval()
         if interval:
-            watchdog = asyncio.create_task(_watchdog(interval))
+            watchdog = asyncio.create_task(
+                _watchdog(app, interval, settings.systemd.watchdog_not_ready_seconds)
+            )
         await stop.wait()
         log.info("daemon.stopping")
         systemd.notify("STOPPING=1")
@@ -84,6 +97,8 @@ async def serve(runtime: Runtime) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await runner.cleanup()
+        if supervisor is not None:
+            await supervisor.stop()
         log.info("daemon.stopped")
 
 
@@ -92,7 +107,37 @@ def _format(address: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def _watchdog(interval: float) -> None:
+async def _ready(app: web.Application) -> bool:
+    try:
+        await health.check_ready(app[SERVICES].db, app[MIGRATIONS])
+    except SatelliteError:
+        return False
+    return True
+
+
+async def _watchdog(app: web.Application, interval: float, not_ready_seconds: float) -> None:
+    """WATCHDOG=1 every ``interval`` while the daemon can do its work, and for at most
+    ``not_ready_seconds`` after it last could: then systemd restarts a daemon that does not
+    recover (its database gone for good, a schema it does not match)."""
+    last_ready = time.monotonic()
+    withheld = False
     while True:
-        systemd.notify("WATCHDOG=1")
+        try:
+            async with asyncio.timeout(interval):
+                ready = await _ready(app)
+        except TimeoutError:
+            ready = False
+        now = time.monotonic()
+        if ready:
+            last_ready = now
+            if withheld:
+                log.info("watchdog.resumed")
+                systemd.notify("STATUS=serving")
+                withheld = False
+        if now - last_ready <= not_ready_seconds:
+            systemd.notify("WATCHDOG=1")
+        elif not withheld:
+            log.error("watchdog.withheld", not_ready_seconds=round(now - last_ready, 1))
+            systemd.notify("STATUS=database unavailable: watchdog withheld")
+            withheld = True
         await asyncio.sleep(interval)

@@ -29,5 +29,19 @@ def configure_logging(settings: LogSettings) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Libraries that use the stdlib logger (aiohttp, apscheduler) go to stderr at our level.
-    logging.basicConfig(stream=sys.stderr, level=max(level, logging.WARNING), force=True)
+    # Libraries that use the stdlib logger (aiohttp, apscheduler, asyncpg's pool while the
+    # database is away) go to stderr at our level, rendered as our own lines are (one JSON
+    # object a line: a traceback is a field, not lines of its own).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    logging.basicConfig(handlers=[handler], level=max(level, logging.WARNING), force=True)

@@ -67,13 +67,21 @@ def ensure_state_dir(settings: Settings) -> Path:
 @contextmanager
 def database_server(settings: Settings) -> Iterator[str]:
     """Yield the DSN to use: the configured one, or the embedded server's (started here)."""
+    with embedded_or_configured(settings) as (dsn, _):
+        yield dsn
+
+
+@contextmanager
+def embedded_or_configured(settings: Settings) -> Iterator[tuple[str, EmbeddedPostgres | None]]:
+    """The DSN and, when it is the embedded server's (started here, stopped on the way
+    out), that server, for the daemon to supervise."""
     if settings.database.dsn:
-        yield settings.database.dsn
+        yield settings.database.dsn, None
         return
     ensure_state_dir(settings)
     embedded = EmbeddedPostgres(settings.state_path)
     try:
-        yield embedded.start()
+        yield embedded.start(), embedded
     finally:
         embedded.stop()
 

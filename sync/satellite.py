@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import io
-import random
+import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from satellite.domain.sync import (
     horizon_passed,
 )
 from satellite.errors import Conflict, InvalidInput, NotFound, SatelliteError
+from satellite.protocol.backoff import Backoff
 from satellite.services import audit, scope
 from satellite.services.licenses import LicenseService
 from satellite.services.maintenance import LOCK_KEYS, JobReport
@@ -735,9 +736,9 @@ class SatelliteSync:
                 return await self._import(principal, answer_path, "connected", operation, link)
 
     async def _send(self, url: str, request: Path, answer: Path) -> None:
-        """POST the request; transient failures are retried with a doubling wait."""
+        """POST the request; transient failures are retried with a doubling, jittered wait."""
         settings = self._settings.sync
-        wait = settings.retry_backoff_seconds
+        backoff = Backoff(settings.retry_backoff_seconds, math.inf)
         for attempt in range(1, settings.attempts + 1):
             try:
                 await self._client.post_bundle(url, EXCHANGE_PATH, request, answer)
@@ -746,9 +747,9 @@ class SatelliteSync:
                 transient = isinstance(exc, UpstreamUnreachable) or exc.status >= 500
                 if not transient or attempt == settings.attempts:
                     raise
+                wait = backoff.wait(attempt)
                 log.warning("sync.retrying", attempt=attempt, wait_seconds=wait, error=exc.detail)
-                await self._sleep(wait * random.uniform(0.8, 1.2))  # noqa: S311 - jitter only
-                wait *= 2
+                await self._sleep(wait)
 
     async def run_scheduled(self) -> JobReport:
         """The scheduled job: every account linked in connected mode syncs, once per

@@ -296,16 +296,6 @@ async def test_failed_request_backs_off_then_cancel_stops_it(
         exports.cancel()
 
 
-async def test_backoff_is_bounded_and_jittered(server: TestServer, tmp_path: Path) -> None:
-    agent = new_agent(tmp_path, server, "EXP006")
-    low = ExportControl(agent, jitter=lambda: 0.0)
-    high = ExportControl(agent, jitter=lambda: 1.0)
-    assert low._backoff(1) == dt.timedelta(seconds=15)
-    assert high._backoff(1) == dt.timedelta(seconds=30)
-    assert high._backoff(3) == dt.timedelta(seconds=120)
-    assert high._backoff(50) == dt.timedelta(hours=1)
-
-
 async def test_the_runner_retries_until_the_key_is_granted(
     admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection
 ) -> None:

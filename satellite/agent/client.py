@@ -69,6 +69,11 @@ class RequestRefused(AgentError):
         super().__init__(f"the server refused the request ({status}): {detail}")
 
 
+def _unavailable(state: AgentState, problem: dict[str, Any]) -> ServerUnreachable:
+    detail = problem.get("detail") or "no reason given"
+    return ServerUnreachable(f"{state.transport.url} is unavailable (503): {detail}")
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -237,6 +242,10 @@ class Agent:
             async with session.get(url, **self._proxy(state)) as response:
                 if response.status == 407:
                     raise AgentError("the proxy refused the credentials (407)")
+                if response.status == 503:
+                    raise _unavailable(
+                        state, _problem(await _read_at_most(response.content, MAX_ANSWER_BYTES))
+                    )
                 nonce = response.headers.get(wire.NONCE_HEADER)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ServerUnreachable(
@@ -293,6 +302,8 @@ class Agent:
                     raise AgentError("the proxy refused the credentials (407)")
                 if len(raw) > MAX_ANSWER_BYTES:
                     raise AgentError("the answer is too large")
+                if status == 503:  # the server is there but cannot work now: try later
+                    raise _unavailable(state, _problem(raw))
                 if status != 200:
                     problem = _problem(raw)
                     if attempt == 1 and problem.get("type", "").endswith(":bad-nonce"):

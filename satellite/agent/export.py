@@ -6,9 +6,9 @@ authorization key signed by the server, which is verified here (signature by the
 server certificate, this product, this feature) before it is stored: the feature is then
 enabled. A request or return that fails for a reason that may pass (server away, no key
 free, account not allowed yet) stays pending and is retried with a doubling, jittered
-wait by ``satellite-agent run`` until it succeeds or ``cancel`` stops it. A request that
-can never succeed (unknown feature, a registration that does not allow export-controlled
-features) is not retried.
+wait (``satellite.protocol.backoff``) by ``satellite-agent run`` until it succeeds or
+``cancel`` stops it. A request that can never succeed (unknown feature, a registration
+that does not allow export-controlled features) is not retried.
 
 In evaluation mode export-controlled features are unavailable: a request is refused here,
 without asking the server. A product under specific license reservation gets them from its
@@ -30,6 +30,7 @@ from satellite.agent.reservation import Reservations
 from satellite.agent.state import AgentState, ExportKey, PendingExport
 from satellite.domain.catalog import Catalog, parse_catalog
 from satellite.protocol import device as wire
+from satellite.protocol.backoff import Backoff
 from satellite.resources import config_dir
 
 log = structlog.get_logger("satellite.agent")
@@ -79,9 +80,9 @@ class ExportControl:
     ) -> None:
         self._agent = agent
         self._catalog = catalog or product_catalog()
-        self._first_retry = first_retry
-        self._longest_retry = longest_retry
-        self._jitter = jitter
+        self._backoff = Backoff(
+            first_retry.total_seconds(), longest_retry.total_seconds(), jitter=jitter
+        )
 
     # --- what is enabled ---------------------------------------------------------------------
 
@@ -210,12 +211,6 @@ class ExportControl:
             self._agent.update(returned)
             log.info("agent.export_returned", feature=pending.feature)
 
-    def _backoff(self, attempts: int) -> dt.timedelta:
-        """Doubling from the first retry, at most the longest, jittered by up to -50 %."""
-        doubled: dt.timedelta = self._first_retry * 2 ** min(max(0, attempts - 1), 30)
-        base = min(doubled, self._longest_retry)
-        return base * (0.5 + self._jitter() / 2)
-
     def _record_failure(self, pending: PendingExport, error: AgentError, *, first: bool) -> bool:
         """Save the failed attempt: rescheduled (True) or, when it can never succeed,
         dropped (False). A retry (``first`` False) is rescheduled only while that very
@@ -232,7 +227,9 @@ class ExportControl:
             if not final:
                 pending.attempts += 1
                 pending.last_error = str(error)
-                pending.next_attempt = self._agent.now() + self._backoff(pending.attempts)
+                pending.next_attempt = self._agent.now() + dt.timedelta(
+                    seconds=self._backoff.wait(pending.attempts)
+                )
                 others.append(pending)
             state.export.pending = others
             return not final

@@ -1,7 +1,8 @@
 """The product's automatic timers: usage reports, authorization and registration renewal.
 
 Each duty runs when it is due; while the server cannot be reached the runner retries with
-a doubling wait (30 s up to an hour), and it stops at once when asked to.
+a doubling, jittered wait (30 s up to an hour, ``satellite.protocol.backoff``), and it
+stops at once when asked to.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import structlog
 
 from satellite.agent.client import Agent, AgentError, ServerUnreachable
 from satellite.agent.export import ExportControl
+from satellite.protocol.backoff import Backoff
 
 log = structlog.get_logger("satellite.agent")
 
@@ -35,6 +37,8 @@ class Runner:
         self._agent = agent
         self._usage = usage
         self._schedule = schedule or Schedule()
+        first, longest = self._schedule.first_retry, self._schedule.longest_retry
+        self._backoff = Backoff(first.total_seconds(), longest.total_seconds())
         self._last_report: dt.datetime | None = None
         # Pending export requests and returns back off on their own (each its own wait).
         self._exports = ExportControl(
@@ -77,20 +81,20 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set: do what is due, then sleep until more may be."""
-        retry = self._schedule.first_retry
+        failures = 0
         while not stop.is_set():
             try:
                 for what in await self.run_due():
                     log.info("agent.duty_done", duty=what)
                 wait = self._idle_wait()
-                retry = self._schedule.first_retry
+                failures = 0
             except ServerUnreachable as exc:
-                log.warning("agent.server_unreachable", error=str(exc), retry_in=str(retry))
-                wait = retry
-                retry = min(retry * 2, self._schedule.longest_retry)
+                failures += 1
+                wait = dt.timedelta(seconds=self._backoff.wait(failures))
+                log.warning("agent.server_unreachable", error=str(exc), retry_in=str(wait))
             except AgentError as exc:
-                log.error("agent.request_refused", error=str(exc))
-                wait = retry
-                retry = min(retry * 2, self._schedule.longest_retry)
+                failures += 1
+                wait = dt.timedelta(seconds=self._backoff.wait(failures))
+                log.error("agent.request_refused", error=str(exc), retry_in=str(wait))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait.total_seconds())

@@ -21,6 +21,7 @@ from satellite.runtime import (
     apply_migrations,
     create_key_material,
     database_server,
+    embedded_or_configured,
     initialize,
     is_initialized,
     load_runtime,
@@ -137,7 +138,7 @@ def serve(
             "run 'satellite init' first"
         )
     created = create_key_material(settings, [])
-    with database_server(settings) as dsn:
+    with embedded_or_configured(settings) as (dsn, embedded):
         runtime = load_runtime(settings, dsn)
         if no_migrate:
             try:
@@ -150,4 +151,4 @@ def serve(
                 _report_init(settings, created, result)
         # uvloop: the same asyncio, its event loop in C; the device API answers about a
         # third more requests per second of CPU with it.
-        uvloop.run(run_daemon(runtime))
+        uvloop.run(run_daemon(runtime, embedded))

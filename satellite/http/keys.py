@@ -7,7 +7,10 @@ from aiohttp import web
 from satellite.config import Settings
 from satellite.services.registry import Services
 from satellite.storage.migrations import Migration
+from satellite.storage.supervisor import PostgresSupervisor
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
 MIGRATIONS = web.AppKey("migrations", list[Migration])
+# Only in the daemon on its embedded PostgreSQL: what /readyz shows of that server.
+DATABASE_SUPERVISOR = web.AppKey("database_supervisor", PostgresSupervisor)

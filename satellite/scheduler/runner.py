@@ -16,6 +16,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from satellite.errors import DatabaseUnavailable
 from satellite.scheduler.jobs import JOBS, Clock, Job, utc_now
 from satellite.services.registry import Services
 
@@ -82,6 +83,9 @@ class JobScheduler:
             self._runs[task] = name
         try:
             await job(self._services, self._clock)
+        except DatabaseUnavailable:
+            # Not a fault of the job: it runs again at its next time (no traceback to read).
+            log.warning("job.failed", job=name, reason="database unavailable")
         except Exception:
             log.exception("job.failed", job=name)
         finally:

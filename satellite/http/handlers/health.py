@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import structlog
 from aiohttp import web
 
 from satellite.errors import SchemaMismatch
-from satellite.http.keys import MIGRATIONS, SERVICES
+from satellite.http.keys import DATABASE_SUPERVISOR, MIGRATIONS, SERVICES
+from satellite.http.problems import UNAVAILABLE_RETRY_AFTER
 from satellite.services import health
 
 log = structlog.get_logger(__name__)
@@ -17,13 +19,25 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    body: dict[str, object] = {}
+    supervisor = request.app.get(DATABASE_SUPERVISOR)
+    if supervisor is not None:
+        body["embedded_postgres"] = msgspec.to_builtins(supervisor.status())
     try:
         await health.check_ready(request.app[SERVICES].db, request.app[MIGRATIONS])
     except SchemaMismatch:
         log.warning("readyz.schema_mismatch")
-        return web.json_response({"status": "unavailable", "reason": "schema"}, status=503)
+        return _unavailable(body | {"reason": "schema"})
     except Exception as exc:  # readiness reports any failure, it never fails itself
         # The detail (hosts, users) goes to the log, not to unauthenticated callers.
         log.warning("readyz.database_unavailable", error=str(exc))
-        return web.json_response({"status": "unavailable", "reason": "database"}, status=503)
-    return web.json_response({"status": "ready"})
+        return _unavailable(body | {"reason": "database"})
+    return web.json_response({"status": "ready"} | body)
+
+
+def _unavailable(body: dict[str, object]) -> web.Response:
+    return web.json_response(
+        {"status": "unavailable"} | body,
+        status=503,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+    )
