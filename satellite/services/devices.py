@@ -231,6 +231,7 @@ class DeviceService:
             f"PID:{udi.pid} SN:{udi.serial_number}",
             validity,
             now,
+            identity_uri=f"urn:uuid:{product_id}",
         )
         return to_pem(cert), cert.not_valid_after_utc
 
