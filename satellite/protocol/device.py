@@ -17,6 +17,9 @@ import msgspec
 
 PREFIX = "/device/v1"
 NONCE_HEADER = "Replay-Nonce"
+# GET: the server's CA certificate (PEM), whose fingerprint a registration token carries;
+# a product fetches it before it registers over https:// to verify TLS with it.
+CA_CERTIFICATE = "/ca-certificate"
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 TagState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]

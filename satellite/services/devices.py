@@ -89,6 +89,10 @@ class DeviceService:
 
     # --- nonces, signatures, answers -------------------------------------------------------
 
+    def ca_certificate(self) -> str:
+        """The CA's certificate (PEM): public, and checked by products against their token."""
+        return to_pem(self._keys.ca_cert)
+
     def new_nonce(self) -> str:
         return issue_nonce(self._keys.token_key, time.time())
 
