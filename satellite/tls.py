@@ -94,7 +94,8 @@ def ensure_certificate(
     settings: Settings, extra: list[str] | None = None, now: dt.datetime | None = None
 ) -> str | None:
     """Issue or renew the state directory's certificate when ``tls.managed``; return why
-    (None: nothing to do)."""
+    (None: nothing to do). The caller tells: at start in what ``init`` and ``serve``
+    print, later in the daemon's log."""
     if not settings.tls.managed:
         return None
     reason = ensure_tls_certificate(
@@ -103,8 +104,6 @@ def ensure_certificate(
         renew_before=dt.timedelta(days=settings.tls.renew_before_days),
         now=now,
     )
-    if reason is not None:
-        log.info("tls.certificate_issued", reason=reason, certificate=str(_files(settings)[0]))
     return reason
 
 
@@ -147,10 +146,14 @@ class ServerTls:
 
     def _issue_if_due(self, now: dt.datetime | None) -> bool:
         try:
-            return ensure_certificate(self._settings, now=now) is not None
+            reason = ensure_certificate(self._settings, now=now)
         except (OSError, ValueError) as exc:
             log.error("tls.renewal_failed", error=str(exc))
             return False
+        if reason is None:
+            return False
+        log.info("tls.certificate_issued", reason=reason, certificate=str(self.certificate))
+        return True
 
     def renew(self, now: dt.datetime | None = None) -> bool:
         """Issue the certificate again if it is due (see ``ensure_certificate``) and serve
