@@ -124,9 +124,13 @@ class ServerTls:
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
+            self._loaded = self._on_disk()
             self.context.load_cert_chain(self.certificate, self.key)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"tls: cannot load {self.certificate} / {self.key}: {exc}") from exc
+
+    def _on_disk(self) -> bytes:
+        return self.certificate.read_bytes()
 
     @classmethod
     def for_settings(cls, settings: Settings) -> ServerTls | None:
@@ -138,26 +142,30 @@ class ServerTls:
 
     def reload(self) -> None:
         try:
+            loaded = self._on_disk()
             self.context.load_cert_chain(self.certificate, self.key)
+            self._loaded = loaded
         except (OSError, ssl.SSLError) as exc:
             log.error("tls.reload_failed", certificate=str(self.certificate), error=str(exc))
             return
         log.info("tls.reloaded", certificate=str(self.certificate))
 
     def _issue_if_due(self, now: dt.datetime | None) -> bool:
+        """Issue the certificate if due; True when the one on disk is not the one served
+        (issued now, or by another daemon on this state directory, or by ``init``)."""
         try:
             reason = ensure_certificate(self._settings, now=now)
+            changed = self._on_disk() != self._loaded
         except (OSError, ValueError) as exc:
             log.error("tls.renewal_failed", error=str(exc))
             return False
-        if reason is None:
-            return False
-        log.info("tls.certificate_issued", reason=reason, certificate=str(self.certificate))
-        return True
+        if reason is not None:
+            log.info("tls.certificate_issued", reason=reason, certificate=str(self.certificate))
+        return changed
 
     def renew(self, now: dt.datetime | None = None) -> bool:
         """Issue the certificate again if it is due (see ``ensure_certificate``) and serve
-        the new one; True when it did."""
+        the new one; True when a new one is served."""
         if not self._issue_if_due(now):
             return False
         self.reload()

@@ -162,6 +162,14 @@ async def test_the_certificate_is_renewed_before_it_ends_and_served_without_rest
         assert renewed.not_valid_after_utc - now > dt.timedelta(days=390)
         assert "satellite.example.net" in tls_certificate_names(renewed)
         assert paths.tls_key.read_bytes() == key_before  # same key: no mismatch on reload
+
+        # Issued by someone else (``init --tls-hostname``, another daemon on this state
+        # directory): the next check serves it.
+        assert ensure_tls_certificate(paths, ["more.example.net"])
+        assert tls.renew() is True
+        latest = await asyncio.to_thread(_served, port, trust)
+        assert "more.example.net" in tls_certificate_names(latest)
+        assert tls.renew() is False
     finally:
         await runner.cleanup()
 

@@ -8,8 +8,12 @@ Key files are created with mode 0600 and ``O_EXCL``: an existing key is never ov
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,10 +247,30 @@ def load_server_keys(paths: KeyPaths) -> ServerKeys:
 def _replace(path: Path, data: bytes, mode: int) -> None:
     """Write ``path`` whole or not at all: a reader (a reload) sees the old file or the new."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    partial = path.with_name(f".{path.name}.new")
-    partial.unlink(missing_ok=True)
-    write_new(partial, data, mode)
-    os.replace(partial, path)
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _tls_lock(paths: KeyPaths) -> Iterator[None]:
+    """One issuer at a time for daemons sharing a state directory (a key of one and the
+    certificate of another would not pair)."""
+    paths.tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with (paths.tls_dir / ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def tls_certificate_names(cert: x509.Certificate) -> list[str]:
@@ -331,11 +355,18 @@ def ensure_tls_certificate(
     """
     now = now or _now()
     ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
-    reason, held = _renewal_reason(paths, ca_cert, names, now, renew_before)
-    if reason is None:
-        return None
+    with _tls_lock(paths):
+        reason, held = _renewal_reason(paths, ca_cert, names, now, renew_before)
+        if reason is not None:
+            _issue_tls_certificate(paths, ca_cert, [*names, *held], now)
+    return reason
+
+
+def _issue_tls_certificate(
+    paths: KeyPaths, ca_cert: x509.Certificate, names: list[str], now: dt.datetime
+) -> None:
     wanted: dict[str, str] = {}
-    for name in [*names, *held]:
+    for name in names:
         wanted.setdefault(_canonical(name), name)
     if not wanted:
         raise StateDirError("the TLS certificate needs at least one host name or address")
@@ -362,4 +393,3 @@ def ensure_tls_certificate(
         .sign(ca_key, hashes.SHA256())
     )
     _replace(paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    return reason
