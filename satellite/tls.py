@@ -21,7 +21,7 @@ import structlog
 
 from satellite.config import Settings
 from satellite.crypto.keys import KeyPaths, ensure_tls_certificate
-from satellite.errors import ConfigError
+from satellite.errors import ConfigError, SatelliteError
 
 log = structlog.get_logger("satellite.tls")
 
@@ -98,13 +98,12 @@ def ensure_certificate(
     print, later in the daemon's log."""
     if not settings.tls.managed:
         return None
-    reason = ensure_tls_certificate(
+    return ensure_tls_certificate(
         KeyPaths(settings.state_path),
         host_names(settings, extra),
         renew_before=dt.timedelta(days=settings.tls.renew_before_days),
         now=now,
     )
-    return reason
 
 
 def _files(settings: Settings) -> tuple[Path, Path]:
@@ -156,7 +155,7 @@ class ServerTls:
         try:
             reason = ensure_certificate(self._settings, now=now)
             changed = self._on_disk() != self._loaded
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SatelliteError) as exc:
             log.error("tls.renewal_failed", error=str(exc))
             return False
         if reason is not None:

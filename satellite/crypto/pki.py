@@ -116,15 +116,9 @@ def leaf_key_usage() -> x509.KeyUsage:
 
 
 def authority_key_identifier(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    """The issuer's key identifier as the CA certificate states it (its SKI), so that a
-    verifier that matches the two by value finds the issuer."""
-    try:
-        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        public_key = ca_cert.public_key()
-        if not isinstance(public_key, ec.EllipticCurvePublicKey):
-            raise CertificateError("the CA key is not ECDSA") from None
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key)
+    """The issuer's key identifier as the CA certificate states it (its SKI: every CA of
+    ours has one), so that a verifier that matches the two by value finds the issuer."""
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
