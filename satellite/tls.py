@@ -68,6 +68,21 @@ def _resolved(names: list[str]) -> list[str]:
     return found
 
 
+def check_requested_names(settings: Settings, names: list[str]) -> None:
+    """``init --tls-hostname`` names: each one a host name or IP address, and only where
+    the CA issues the certificate (refused before anything is made)."""
+    for name in names:
+        if _usable(name) is None:
+            raise ConfigError(
+                f"--tls-hostname {name!r} is not a host name or a (non link-local) IP address"
+            )
+    if names and not settings.tls.managed:
+        raise ConfigError(
+            "--tls-hostname: the config says plain HTTP or names a certificate of its own "
+            "(tls.plain_http, tls.certificate)"
+        )
+
+
 def host_names(settings: Settings, extra: list[str] | None = None) -> list[str]:
     """What the daemon's certificate is for: ``extra`` (``--tls-hostname``), the host's
     names, the specific listen addresses, loopback and the host's own addresses."""

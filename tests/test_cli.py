@@ -389,6 +389,23 @@ def test_errors_are_one_line_with_a_non_zero_exit(
     assert "satellite init" in no_keys_error.one_error_line()
 
 
+def test_a_tls_hostname_that_cannot_be_one_is_refused_before_anything_is_made(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    state = tmp_path / "state"
+    cli = Cli(_toml_config(tmp_path / "satellite.toml", state, db_dsn), tmp_path)
+    plain = _toml_config(tmp_path / "plain.toml", state, db_dsn, "[tls]\nplain_http = true\n")
+    bad, link_local, not_managed = cli.many(
+        ["init", "--tls-hostname", "under_score.example.net"],
+        ["init", "--tls-hostname", "fe80::1"],
+        ["--config", str(plain), "init", "--tls-hostname", "satellite.example.net"],
+    )
+    assert "under_score.example.net" in bad.one_error_line()
+    assert "fe80::1" in link_local.one_error_line()
+    assert "tls.plain_http" in not_managed.one_error_line()
+    assert not state.exists()
+
+
 def test_user_create_without_password_or_terminal_is_one_line(
     tmp_path: Path, db_dsn: str, state_dir: Path
 ) -> None:

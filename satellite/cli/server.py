@@ -9,7 +9,7 @@ import click
 import msgspec
 import uvloop
 
-from satellite import systemd
+from satellite import systemd, tls
 from satellite.cli import QUIET_LOGS, CliContext, cli, pass_cli
 from satellite.config import Settings
 from satellite.crypto.keys import write_new
@@ -98,6 +98,7 @@ def init(
     """
     settings = obj.settings(state_dir, listen)
     configure_logging(QUIET_LOGS)
+    tls.check_requested_names(settings, list(tls_hostnames))
     created = create_key_material(settings, list(tls_hostnames))
     with database_server(settings) as dsn:
         result = asyncio.run(initialize(load_runtime(settings, dsn), obj.operator.login))
