@@ -58,14 +58,12 @@ def _route_sources() -> list[str]:
     return found
 
 
-def _resolved(names: list[str]) -> list[str]:
-    """The addresses the host's own names resolve to (the hosts file, usually)."""
-    found = []
-    for name in names:
-        with contextlib.suppress(OSError, UnicodeError):
-            for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP):
-                found.append(str(info[4][0]))
-    return found
+def _resolved(name: str) -> list[str]:
+    """The addresses the host's name resolves to (the hosts file, usually)."""
+    with contextlib.suppress(OSError, UnicodeError):
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        return [str(info[4][0]) for info in infos]
+    return []
 
 
 def check_requested_names(settings: Settings, names: list[str]) -> None:
@@ -86,16 +84,17 @@ def check_requested_names(settings: Settings, names: list[str]) -> None:
 def host_names(settings: Settings, extra: list[str] | None = None) -> list[str]:
     """What the daemon's certificate is for: ``extra`` (``--tls-hostname``), the host's
     names, the specific listen addresses, loopback and the host's own addresses."""
-    own = [socket.gethostname(), socket.getfqdn()]
+    hostname = socket.gethostname()
     candidates = [
         *(extra or []),
-        *own,
+        hostname,
+        socket.getfqdn(),
         "localhost",
         *(address.host for address in settings.listen_addresses),
         "127.0.0.1",
         "::1",
         *_route_sources(),
-        *_resolved(own),
+        *_resolved(hostname),
     ]
     names: list[str] = []
     for candidate in candidates:
