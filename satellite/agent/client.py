@@ -28,6 +28,7 @@ import msgspec
 import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from satellite.agent import trust
 from satellite.agent.state import AgentState, Alarm, Identity, RegistrationState, StateDir
 from satellite.crypto import jose
 from satellite.crypto.pki import (
@@ -36,7 +37,6 @@ from satellite.crypto.pki import (
     check_issued_by,
     load_pem_certificate,
     make_csr,
-    to_pem,
 )
 from satellite.crypto.secrets import token_id, token_proof
 from satellite.protocol import device as wire
@@ -44,12 +44,10 @@ from satellite.protocol import outbound
 
 T = TypeVar("T")
 MAX_ANSWER_BYTES = 1_048_576
-MAX_CA_BYTES = 65_536
 EXPORT_ALARM = "SmartLicenseExportControlNotAllowed"
 
 log = structlog.get_logger("satellite.agent")
 AlarmCallback = Callable[[Alarm], None]
-Trust = tuple[str | None, str | None]  # CA file, pinned CA (PEM)
 
 
 class AgentError(Exception):
@@ -103,8 +101,8 @@ class Agent:
         self._clock = clock
         self._on_alarm = on_alarm
         self._nonce: str | None = None
-        # The kept session, with the trust it was made for (see ``_trust``).
-        self._kept_session: tuple[Trust, aiohttp.ClientSession] | None = None
+        # The kept session, with the trust it was made for.
+        self._kept_session: tuple[trust.Trust, aiohttp.ClientSession] | None = None
         self._signing_key: tuple[str, ec.EllipticCurvePublicKey] | None = None
 
     # --- state -----------------------------------------------------------------------------
@@ -191,7 +189,7 @@ class Agent:
             raise AgentError("this agent keeps a session already")
         state = self.state
         session = self._new_session(state)
-        self._kept_session = (_trust(state), session)
+        self._kept_session = (trust.trust(state), session)
         try:
             yield
         finally:
@@ -201,7 +199,7 @@ class Agent:
     @asynccontextmanager
     async def _session(self, state: AgentState) -> AsyncIterator[aiohttp.ClientSession]:
         kept = self._kept_session
-        if kept is not None and kept[0] == _trust(state):
+        if kept is not None and kept[0] == trust.trust(state):
             yield kept[1]
             return
         async with self._new_session(state) as session:
@@ -209,7 +207,7 @@ class Agent:
 
     def _new_session(self, state: AgentState) -> aiohttp.ClientSession:
         connector = None
-        ca_file, pinned = _trust(state)
+        ca_file, pinned = trust.trust(state)
         try:
             context = outbound.tls_context(ca_file, pinned)
         except (OSError, ssl.SSLError) as exc:
@@ -228,41 +226,6 @@ class Agent:
         return outbound.proxy_arguments(
             transport.url, transport.proxy_url, transport.proxy_user, transport.proxy_password
         )
-
-    async def _fetch_ca(self, state: AgentState, fingerprint: str) -> str | None:
-        """Before a registration over https://: the server's CA certificate, fetched without
-        TLS verification (the request carries nothing) and kept only when it has the
-        token's fingerprint; TLS is then verified with it. None: not fetched (plain http,
-        a server that does not offer it); the system's or ``ca_file``'s trust then decides.
-        """
-        transport = state.transport
-        if not transport.url.startswith("https://") or (transport.proxy_url or "").startswith(
-            "https://"
-        ):
-            # An HTTPS proxy is never spoken to unverified (its credentials would go along).
-            return None
-        url = transport.url.rstrip("/") + wire.PREFIX + wire.CA_CERTIFICATE
-        unverified = aiohttp.TCPConnector(ssl=False)
-        async with aiohttp.ClientSession(
-            connector=unverified, timeout=self._timeout, trust_env=False
-        ) as session:
-            try:
-                async with session.get(url, **self._proxy(state)) as response:
-                    if response.status != 200:
-                        return None
-                    raw = await _read_at_most(response.content, MAX_CA_BYTES + 1)
-            except (aiohttp.ClientError, TimeoutError):
-                return None  # the registration's own request says what is wrong
-        try:
-            ca = load_pem_certificate(raw[:MAX_CA_BYTES].decode("ascii"))
-        except (CertificateError, UnicodeDecodeError):
-            return None
-        if certificate_fingerprint(ca) != fingerprint:
-            raise AgentError(
-                "the server's CA does not match the token: this is not the server that "
-                "issued the token (or someone is in between); nothing was sent"
-            )
-        return to_pem(ca)
 
     async def _fetch_nonce(self, session: aiohttp.ClientSession, state: AgentState) -> str:
         url = state.transport.url.rstrip("/") + wire.PREFIX + "/nonce"
@@ -377,9 +340,16 @@ class Agent:
                 "specific license reservation is enabled: return and disable it before registering"
             )
         _, fingerprint = split_token(token)
-        if _fingerprint(state.ca_certificate) != fingerprint:
-            # Only for this request: the state pins the CA once the answer checked out.
-            state.ca_certificate = await self._fetch_ca(state, fingerprint)
+        if trust.fingerprint(state.ca_certificate) != fingerprint:
+            # For TLS, before anything is sent; the state pins the CA once the answer
+            # checked out.
+            fetched = await trust.fetch_ca(state, self._proxy(state), self._timeout)
+            if fetched is not None and trust.fingerprint(fetched) != fingerprint:
+                raise AgentError(
+                    "the server's CA does not match the token: this is not the server that "
+                    "issued the token (or someone is in between); nothing was sent"
+                )
+            state.ca_certificate = fetched
         key = self.dir.new_key()
         jwk = jose.public_jwk(key.public_key())
         thumbprint = jose.jwk_thumbprint(jwk)
@@ -646,19 +616,6 @@ class Agent:
         state.renew_registration_after = None
         state.authorization = None
         state.export_controlled = False
-
-
-def _fingerprint(pem: str | None) -> str | None:
-    try:
-        return certificate_fingerprint(load_pem_certificate(pem)) if pem else None
-    except CertificateError:
-        return None
-
-
-def _trust(state: AgentState) -> Trust:
-    """Whom TLS trusts: the configured CA file (else the system's CAs) and the server's CA
-    that the registration token pinned."""
-    return state.transport.ca_file, state.ca_certificate
 
 
 async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
