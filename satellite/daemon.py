@@ -54,9 +54,10 @@ async def serve(runtime: Runtime) -> None:
         log.info("daemon.stopping")
         systemd.notify("STOPPING=1")
     finally:
-        for task in (watchdog, renewals):
-            if task is not None:
-                task.cancel()
+        if watchdog is not None:
+            watchdog.cancel()
+        if renewals is not None:
+            renewals.cancel()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await runner.cleanup()
