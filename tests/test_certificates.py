@@ -191,3 +191,15 @@ def test_a_certificate_of_another_issuer_in_the_state_directory_is_replaced(
     assert cert.issuer == ca.subject
     assert "old.example.net" in tls_certificate_names(cert)
     assert "localhost" in tls_certificate_names(cert)
+
+
+def test_a_start_issues_again_a_certificate_about_to_end(tmp_path: Path) -> None:
+    settings = Settings(state_dir=str(tmp_path / "state"), listen=["127.0.0.1:0"])
+    paths = KeyPaths(settings.state_path)
+    ensure_server_keys(paths)
+    now = dt.datetime.now(dt.UTC)
+    assert ensure_tls_certificate(paths, host_names(settings), now=now - dt.timedelta(days=370))
+    # What `serve` and `init` do first.
+    assert create_key_material(settings, []) == [paths.tls_cert]
+    cert = x509.load_pem_x509_certificate(paths.tls_cert.read_bytes())
+    assert cert.not_valid_after_utc - now > dt.timedelta(days=390)
