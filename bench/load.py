@@ -198,6 +198,8 @@ def main() -> None:
             "serve",
             "--listen",
             f"127.0.0.1:{port}",
+            # Plain HTTP, as the figures measured before HTTPS became the default.
+            "--plain-http",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -63,10 +63,19 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class TlsSettings(_Section):
     certificate: str | None = None
     key: str | None = None
+    plain_http: bool = False
+    renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=300)] = 30
 
     def __post_init__(self) -> None:
         if (self.certificate is None) != (self.key is None):
             raise ValueError("tls.certificate and tls.key must be set together")
+        if self.plain_http and self.certificate is not None:
+            raise ValueError("tls.plain_http = true and tls.certificate exclude each other")
+
+    @property
+    def managed(self) -> bool:
+        """HTTPS with the certificate the server's CA issues (in the state directory)."""
+        return not self.plain_http and self.certificate is None
 
 
 class DatabaseSettings(_Section):

@@ -3,52 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import signal
-import ssl
 import time
-from pathlib import Path
 
 import structlog
 from aiohttp import web
 
 from satellite import systemd
 from satellite.app import create_app
-from satellite.config import Settings
-from satellite.errors import ConfigError, SatelliteError
+from satellite.errors import SatelliteError
 from satellite.http.keys import DATABASE_SUPERVISOR, MIGRATIONS, SERVICES
-from satellite.runtime import Runtime, key_paths
+from satellite.runtime import Runtime
 from satellite.services import health
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.supervisor import PostgresSupervisor
+from satellite.tls import ServerTls
 
 log = structlog.get_logger("satellite.daemon")
-
-
-def tls_files(settings: Settings) -> tuple[Path, Path] | None:
-    """The configured certificate and key, else the state directory's (from ``init``)."""
-    if settings.tls.certificate and settings.tls.key:
-        return Path(settings.tls.certificate), Path(settings.tls.key)
-    paths = key_paths(settings)
-    if paths.tls_cert.exists() and paths.tls_key.exists():
-        return paths.tls_cert, paths.tls_key
-    return None
-
-
-def _ssl_context(files: tuple[Path, Path]) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(files[0], files[1])
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"tls: cannot load {files[0]} / {files[1]}: {exc}") from exc
-    return context
 
 
 async def serve(runtime: Runtime, embedded: EmbeddedPostgres | None = None) -> None:
     """Serve until SIGTERM; ``embedded``: the embedded PostgreSQL to watch and restart."""
     settings = runtime.settings
-    files = tls_files(settings)
-    ssl_context = _ssl_context(files) if files else None
+    tls = ServerTls.for_settings(settings)
+    ssl_context = tls.context if tls is not None else None
     app = create_app(runtime, scheduler=True)
     supervisor = PostgresSupervisor(embedded) if embedded is not None else None
     if supervisor is not None:
@@ -60,17 +39,11 @@ async def serve(runtime: Runtime, embedded: EmbeddedPostgres | None = None) -> N
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    def reload() -> None:
-        # New TLS connections use the renewed certificate; existing ones keep theirs.
-        if ssl_context is not None and files is not None:
-            try:
-                ssl_context.load_cert_chain(files[0], files[1])
-                log.info("tls.reloaded", certificate=str(files[0]))
-            except (OSError, ssl.SSLError) as exc:
-                log.error("tls.reload_failed", error=str(exc))
-
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    # SIGHUP: new TLS connections use the renewed certificate; existing ones keep theirs.
+    # Plain HTTP has nothing to reload, but SIGHUP must not end the daemon.
+    loop.add_signal_handler(signal.SIGHUP, tls.reload if tls is not None else _nothing)
     watchdog: asyncio.Task[None] | None = None
+    renewals: asyncio.Task[None] | None = None
     try:
         if supervisor is not None:
             supervisor.start()
@@ -82,6 +55,9 @@ async def serve(runtime: Runtime, embedded: EmbeddedPostgres | None = None) -> N
         scheme = "https" if ssl_context else "http"
         bound = [f"{scheme}://{_format(address)}" for address in runner.addresses]
         log.info("daemon.listening", addresses=bound, role=settings.role)
+        if tls is not None and settings.tls.managed:
+            every = dt.timedelta(minutes=settings.timers.jobs_interval_minutes)
+            renewals = asyncio.create_task(tls.renew_periodically(every))
         systemd.notify("READY=1\nSTATUS=serving")
         interval = systemd.watchdog_interval()
         if interval:
@@ -94,12 +70,18 @@ async def serve(runtime: Runtime, embedded: EmbeddedPostgres | None = None) -> N
     finally:
         if watchdog is not None:
             watchdog.cancel()
+        if renewals is not None:
+            renewals.cancel()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await runner.cleanup()
         if supervisor is not None:
             await supervisor.stop()
         log.info("daemon.stopped")
+
+
+def _nothing() -> None:
+    pass
 
 
 def _format(address: tuple[str, int]) -> str:

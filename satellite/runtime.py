@@ -11,12 +11,12 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from satellite import tls
 from satellite.config import Settings
 from satellite.crypto.keys import (
     KeyPaths,
     ServerKeys,
     ensure_server_keys,
-    ensure_tls_certificate,
     load_server_keys,
 )
 from satellite.domain.access import host_operator
@@ -127,12 +127,13 @@ async def apply_migrations(settings: Settings, dsn: str) -> tuple[list[Migration
 
 
 def create_key_material(settings: Settings, tls_hostnames: list[str]) -> list[Path]:
-    """State directory, server keys and (when host names are given) a TLS certificate."""
+    """State directory, server keys and the TLS certificate the CA issues (unless the
+    config names its own or plain HTTP), issued again when due; return what was written."""
     ensure_state_dir(settings)
     paths = key_paths(settings)
     created = ensure_server_keys(paths)
-    if tls_hostnames and ensure_tls_certificate(paths, tls_hostnames):
-        created += [paths.tls_key, paths.tls_cert]
+    if tls.ensure_certificate(settings, tls_hostnames) is not None:
+        created.append(paths.tls_cert)
     return created
 
 

@@ -7,6 +7,7 @@ import getpass
 import ipaddress
 import json
 import os
+import socket
 import stat
 import subprocess
 from collections.abc import Sequence
@@ -167,18 +168,27 @@ def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fres
     assert ca.public_key() == ca_key.public_key()
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
+    # HTTPS: a certificate from the server's CA, for the names asked and the host's own.
     assert _mode(state / "tls" / "server.key") == 0o600
     tls = x509.load_pem_x509_certificate((state / "tls" / "server.crt").read_bytes())
+    assert tls.issuer == ca.subject
     sans = tls.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
-    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert {"localhost", socket.gethostname().lower()} <= set(
+        sans.get_values_for_type(x509.DNSName)
+    )
+    assert {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")} <= set(
+        sans.get_values_for_type(x509.IPAddress)
+    )
+    assert f"--cacert {keys / 'ca.crt'}" in first.out
+    assert "https" in first.out
 
     rows = _query(fresh_db, "SELECT login, role, secret_digest FROM principals")
     assert [(r["login"], r["role"]) for r in rows] == [(client_ids[0], "system-admin")]
     assert secrets[0].encode() not in bytes(rows[0]["secret_digest"])
 
     before = _snapshot(state)
-    # Again, this time naming the state directory on the command line instead of the config.
+    # Again, this time naming the state directory on the command line instead of the config,
+    # and a name the certificate lacks: it is issued again (same key), no key is touched.
     cli.config = _toml_config(tmp_path / "no-state-dir.toml", None, fresh_db)
     second, migrated = cli.many(
         ["init", "--state-dir", str(state), "--tls-hostname", "other.example.net"],
@@ -189,7 +199,13 @@ def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fres
     assert "client_secret" not in second.out
     assert "client_id" not in second.out
     assert "migration applied" not in second.out
-    assert _snapshot(state) == before
+    after = _snapshot(state)
+    renewed = x509.load_pem_x509_certificate(after.pop("tls/server.crt"))
+    assert "other.example.net" in renewed.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value.get_values_for_type(x509.DNSName)
+    del before["tls/server.crt"]
+    assert after == before
     assert len(_query(fresh_db, "SELECT 1 FROM principals")) == 1
 
     migrated.ok()
@@ -371,6 +387,23 @@ def test_errors_are_one_line_with_a_non_zero_exit(
     assert "satellite init" in uninit_error.one_error_line()
     assert not (empty / "pgdata").exists()  # no embedded server started for nothing
     assert "satellite init" in no_keys_error.one_error_line()
+
+
+def test_a_tls_hostname_that_cannot_be_one_is_refused_before_anything_is_made(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    state = tmp_path / "state"
+    cli = Cli(_toml_config(tmp_path / "satellite.toml", state, db_dsn), tmp_path)
+    plain = _toml_config(tmp_path / "plain.toml", state, db_dsn, "[tls]\nplain_http = true\n")
+    bad, link_local, not_managed = cli.many(
+        ["init", "--tls-hostname", "under_score.example.net"],
+        ["init", "--tls-hostname", "fe80::1"],
+        ["--config", str(plain), "init", "--tls-hostname", "satellite.example.net"],
+    )
+    assert "under_score.example.net" in bad.one_error_line()
+    assert "fe80::1" in link_local.one_error_line()
+    assert "tls.plain_http" in not_managed.one_error_line()
+    assert not state.exists()
 
 
 def test_user_create_without_password_or_terminal_is_one_line(

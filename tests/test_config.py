@@ -293,6 +293,19 @@ def test_tls_certificate_and_key_together(tmp_path: Path) -> None:
     )
     assert settings.tls.certificate == "/etc/s/server.crt"
     assert settings.tls.key == "/etc/s/server.key"
+    assert not settings.tls.managed
+
+
+def test_https_unless_the_config_says_plain_http(tmp_path: Path) -> None:
+    assert load_settings(_write(tmp_path, "")).tls.managed
+    plain = load_settings(_write(tmp_path, "[tls]\nplain_http = true"))
+    assert plain.tls.plain_http
+    assert not plain.tls.managed
+    both = '[tls]\nplain_http = true\ncertificate = "/etc/s/c.crt"\nkey = "/etc/s/c.key"'
+    with pytest.raises(ConfigError, match="plain_http"):
+        load_settings(_write(tmp_path, both))
+    with pytest.raises(ConfigError, match="renew_before_days"):
+        load_settings(_write(tmp_path, "[tls]\nrenew_before_days = 0"))
 
 
 # --- where the settings come from ----------------------------------------------------------

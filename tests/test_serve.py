@@ -24,14 +24,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from satellite.crypto.keys import KeyPaths, ensure_tls_certificate
 from tests.conftest import satellite_exe
 
 START_TIMEOUT = 60.0  # a first start runs initdb for the embedded PostgreSQL
 STOP_TIMEOUT = 30.0
 POLL = 0.1
 
-# Plain HTTP straight to the daemon, whatever proxy the environment names.
+# Straight to the daemon, whatever proxy the environment names.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -48,17 +47,25 @@ def http(
     body: Any = None,
     token: str | None = None,
     headers: dict[str, str] | None = None,
+    ca: Path | None = None,
 ) -> tuple[int, Any]:
+    """One request; for https:// URLs, TLS trusts ``ca`` (the server's keys/ca.crt)."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http only
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only
     if data is not None:
         request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     for name, value in (headers or {}).items():
         request.add_header(name, value)
+    opener = _opener
+    if ca is not None:
+        context = ssl.create_default_context(cafile=str(ca))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
     try:
-        with _opener.open(request, timeout=10) as response:
+        with opener.open(request, timeout=10) as response:
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
@@ -184,7 +191,7 @@ def _values(out: str, name: str) -> list[str]:
     return [line[len(prefix) :].strip() for line in out.splitlines() if line.startswith(prefix)]
 
 
-def _login(base: str, client_id: str, client_secret: str) -> str:
+def _login(base: str, client_id: str, client_secret: str, ca: Path | None = None) -> str:
     status, body = http(
         "POST",
         f"{base}/backend/oauth/token",
@@ -193,6 +200,7 @@ def _login(base: str, client_id: str, client_secret: str) -> str:
             "client_id": client_id,
             "client_secret": client_secret,
         },
+        ca=ca,
     )
     assert status == 200, body
     assert body["token_type"] == "Bearer"
@@ -214,7 +222,9 @@ def test_daemon_on_embedded_postgres_serves_stops_and_restarts(tmp_path: Path) -
         "--listen",
         f"[::1]:{port6}",
     ]
-    v4, v6 = f"http://127.0.0.1:{port4}", f"http://[::1]:{port6}"
+    # HTTPS by default, with a certificate from the server's CA.
+    v4, v6 = f"https://127.0.0.1:{port4}", f"https://[::1]:{port6}"
+    ca = state / "keys" / "ca.crt"
     daemon: Daemon | None = None
     with notify_socket() as (sock, path):
         env = base_env(tmp_path) | {"NOTIFY_SOCKET": path}
@@ -228,16 +238,22 @@ def test_daemon_on_embedded_postgres_serves_stops_and_restarts(tmp_path: Path) -
             assert len(secrets) == 1, daemon.out
             assert (state / "keys" / "ca.key").is_file()
             assert (state / "pgdata" / "PG_VERSION").is_file()
+            assert f"--cacert {ca}" in daemon.out
 
             for base in (v4, v6):
-                assert http("GET", f"{base}/healthz")[0] == 200, base
-                status, body = http("GET", f"{base}/readyz")
+                assert http("GET", f"{base}/healthz", ca=ca)[0] == 200, base
+                status, body = http("GET", f"{base}/readyz", ca=ca)
                 assert status == 200, (base, body)
+            # Nothing in clear: plain HTTP is not served.
+            with pytest.raises((urllib.error.URLError, ConnectionError, http_client.HTTPException)):
+                http("GET", f"http://127.0.0.1:{port4}/healthz")
 
-            token = _login(v4, client_ids[0], secrets[0])
-            status, body = http("POST", f"{v4}/api/v1/accounts", {"name": "Acme"}, token)
+            token = _login(v4, client_ids[0], secrets[0], ca)
+            status, body = http("POST", f"{v4}/api/v1/accounts", {"name": "Acme"}, token, ca=ca)
             assert status == 201, body
-            status, body = http("POST", f"{v6}/api/v1/upstream_satellites/accounts", None, token)
+            status, body = http(
+                "POST", f"{v6}/api/v1/upstream_satellites/accounts", None, token, ca=ca
+            )
             assert status == 200, body
             assert [a["name"] for a in body["accounts"]] == ["Acme"]
 
@@ -250,7 +266,7 @@ def test_daemon_on_embedded_postgres_serves_stops_and_restarts(tmp_path: Path) -
             # The embedded PostgreSQL stopped with the daemon.
             assert not (state / "pgdata" / "postmaster.pid").exists()
             with contextlib.suppress(urllib.error.URLError):
-                http("GET", f"{v4}/healthz")
+                http("GET", f"{v4}/healthz", ca=ca)
                 raise AssertionError("still answering after SIGTERM")
 
             # Second start on the same state directory: same data, no new credentials.
@@ -262,8 +278,10 @@ def test_daemon_on_embedded_postgres_serves_stops_and_restarts(tmp_path: Path) -
             daemon.proc.send_signal(signal.SIGHUP)  # reload: keeps serving
             assert "client_secret" not in daemon.out
             assert "client_id" not in daemon.out
-            token = _login(v6, client_ids[0], secrets[0])
-            status, body = http("POST", f"{v4}/api/v1/upstream_satellites/accounts", None, token)
+            token = _login(v6, client_ids[0], secrets[0], ca)
+            status, body = http(
+                "POST", f"{v4}/api/v1/upstream_satellites/accounts", None, token, ca=ca
+            )
             assert status == 200, body
             assert [a["name"] for a in body["accounts"]] == ["Acme"]
             assert daemon.stop() == 0, daemon.err
@@ -285,6 +303,7 @@ def test_daemon_logs_are_json_lines(tmp_path: Path, db_dsn: str, state_dir: Path
         str(state_dir),
         "--listen",
         f"127.0.0.1:{port}",
+        "--plain-http",  # as asked: no certificate is issued into the shared state directory
     ]
     daemon: Daemon | None = None
     try:
@@ -402,7 +421,7 @@ def test_https_with_the_init_certificate_and_reload_on_sighup(tmp_path: Path, db
     )
     assert init.returncode == 0, init.stderr
     cert_path = state / "tls" / "server.crt"
-    trusted = ssl.create_default_context(cafile=str(cert_path))
+    trusted = ssl.create_default_context(cafile=str(state / "keys" / "ca.crt"))
     port = free_port(socket.AF_INET, "127.0.0.1")
     daemon: Daemon | None = None
     with notify_socket() as (sock, path):
@@ -423,21 +442,25 @@ def test_https_with_the_init_certificate_and_reload_on_sighup(tmp_path: Path, db
             with pytest.raises((urllib.error.URLError, ConnectionError, http_client.HTTPException)):
                 http("GET", f"http://127.0.0.1:{port}/healthz")
 
-            # A renewed certificate in place, then SIGHUP: new connections get it.
-            renewed = tmp_path / "renewed"
-            ensure_tls_certificate(KeyPaths(renewed), ["127.0.0.1"])
-            shutil.copyfile(renewed / "tls" / "server.key", state / "tls" / "server.key")
-            shutil.copyfile(renewed / "tls" / "server.crt", cert_path)
+            # A new certificate in place (init for another name), then SIGHUP: new
+            # connections get it.
+            again = subprocess.run(
+                [satellite_exe(), "init", "--tls-hostname", "satellite.example.net"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=START_TIMEOUT,
+                check=False,
+            )
+            assert again.returncode == 0, again.stderr
+            assert str(cert_path) in again.stdout
             daemon.proc.send_signal(signal.SIGHUP)
-            unverified = ssl.create_default_context()
-            unverified.check_hostname = False
-            unverified.verify_mode = ssl.CERT_NONE
             expected = ssl.PEM_cert_to_DER_cert(cert_path.read_text())
             deadline = time.monotonic() + 10
             served = first
             while served != expected and time.monotonic() < deadline:
                 time.sleep(POLL)
-                served = _served_certificate(port, unverified)
+                served = _served_certificate(port, trusted)
             assert served == expected
             assert daemon.stop() == 0, daemon.err
         finally:

@@ -102,7 +102,7 @@ def test_a_killed_postmaster_is_restarted_and_a_clean_stop_stops_it(tmp_path: Pa
     state = tmp_path / "state"
     pgdata = state / "pgdata"
     port = free_port(socket.AF_INET, "127.0.0.1")
-    args = ["serve", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"]
+    args = ["serve", "--plain-http", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"]
     base = f"http://127.0.0.1:{port}"
     first: Daemon | None = None
     daemon: Daemon | None = None
@@ -193,7 +193,14 @@ def test_the_watchdog_stops_while_the_database_cannot_be_reached(tmp_path: Path)
         encoding="utf-8",
     )
     port = free_port(socket.AF_INET, "127.0.0.1")
-    args = ["--config", str(config), "serve", "--state-dir", str(tmp_path / "state")]
+    args = [
+        "--config",
+        str(config),
+        "serve",
+        "--plain-http",
+        "--state-dir",
+        str(tmp_path / "state"),
+    ]
     args += ["--listen", f"127.0.0.1:{port}"]
     base = f"http://127.0.0.1:{port}"
     daemon: Daemon | None = None

@@ -6,6 +6,11 @@ signing certificate is issued by that CA, and the answer is signed by that certi
 key for this very request (nonce and path). From then on the CA and signing certificate
 are pinned in the agent's state, so a gateway or proxy in between can neither read a
 secret (there is none on the wire after the token) nor change an answer.
+
+TLS to an https:// server trusts the system's CAs (or the configured CA file instead) and
+the pinned CA, which issues the server's own TLS certificate: before the first
+registration the agent fetches the CA certificate and keeps it only if the token's
+fingerprint matches, so a product verifies the server with no file of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import msgspec
 import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from satellite.agent import trust
 from satellite.agent.state import (
     AgentState,
     Alarm,
@@ -107,7 +113,8 @@ class Agent:
         self._clock = clock
         self._on_alarm = on_alarm
         self._nonce: str | None = None
-        self._kept_session: tuple[str | None, aiohttp.ClientSession] | None = None
+        # The kept session, with the trust it was made for.
+        self._kept_session: tuple[trust.Trust, aiohttp.ClientSession] | None = None
         self._signing_key: tuple[str, ec.EllipticCurvePublicKey] | None = None
 
     # --- state -----------------------------------------------------------------------------
@@ -199,7 +206,7 @@ class Agent:
             raise AgentError("this agent keeps a session already")
         state = self.state
         session = self._new_session(state)
-        self._kept_session = (state.transport.ca_file, session)
+        self._kept_session = (trust.trust(state), session)
         try:
             yield
         finally:
@@ -209,7 +216,7 @@ class Agent:
     @asynccontextmanager
     async def _session(self, state: AgentState) -> AsyncIterator[aiohttp.ClientSession]:
         kept = self._kept_session
-        if kept is not None and kept[0] == state.transport.ca_file:
+        if kept is not None and kept[0] == trust.trust(state):
             yield kept[1]
             return
         async with self._new_session(state) as session:
@@ -217,10 +224,11 @@ class Agent:
 
     def _new_session(self, state: AgentState) -> aiohttp.ClientSession:
         connector = None
+        ca_file, pinned = trust.trust(state)
         try:
-            context = outbound.tls_context(state.transport.ca_file)
+            context = outbound.tls_context(ca_file, pinned)
         except (OSError, ssl.SSLError) as exc:
-            raise AgentError(f"cannot use {state.transport.ca_file}: {exc}") from exc
+            raise AgentError(f"cannot use {ca_file or 'the pinned CA'}: {exc}") from exc
         if context is not None:
             connector = aiohttp.TCPConnector(ssl=context)
         return aiohttp.ClientSession(
@@ -366,6 +374,16 @@ class Agent:
                 "specific license reservation is enabled: return and disable it before registering"
             )
         _, fingerprint = split_token(token)
+        if trust.fingerprint(state.ca_certificate) != fingerprint:
+            # For TLS, before anything is sent; the state pins the CA once the answer
+            # checked out.
+            fetched = await trust.fetch_ca(state, self._proxy(state), self._timeout)
+            if fetched is not None and trust.fingerprint(fetched) != fingerprint:
+                raise AgentError(
+                    "the server's CA does not match the token: this is not the server that "
+                    "issued the token (or someone is in between); nothing was sent"
+                )
+            state.ca_certificate = fetched
         key = self.dir.new_key()
         jwk = jose.public_jwk(key.public_key())
         thumbprint = jose.jwk_thumbprint(jwk)

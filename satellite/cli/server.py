@@ -6,9 +6,10 @@ import asyncio
 from pathlib import Path
 
 import click
+import msgspec
 import uvloop
 
-from satellite import systemd
+from satellite import systemd, tls
 from satellite.cli import QUIET_LOGS, CliContext, cli, pass_cli
 from satellite.config import Settings
 from satellite.crypto.keys import write_new
@@ -24,6 +25,7 @@ from satellite.runtime import (
     embedded_or_configured,
     initialize,
     is_initialized,
+    key_paths,
     load_runtime,
     open_services,
 )
@@ -67,6 +69,13 @@ def _report_init(settings: Settings, created: list[Path], result: InitResult) ->
             click.echo(lines, nl=False)
     else:
         click.echo("a system-admin client exists already; no new credentials")
+    paths = key_paths(settings)
+    if paths.tls_cert in created:
+        click.echo(
+            f"HTTPS certificate {paths.tls_cert} issued by the server's CA: clients trust "
+            f"{paths.ca_cert} (curl --cacert {paths.ca_cert}); products that registered "
+            "with a token of this server trust it already"
+        )
 
 
 @cli.command()
@@ -77,7 +86,8 @@ def _report_init(settings: Settings, created: list[Path], result: InitResult) ->
     "tls_hostnames",
     multiple=True,
     metavar="NAME",
-    help="Create a self-signed TLS certificate for these host names or IPs.",
+    help="Name (or IP address) the HTTPS certificate is for, besides the host's own; "
+    "repeat for several.",
 )
 @pass_cli
 def init(
@@ -89,11 +99,12 @@ def init(
     """
     settings = obj.settings(state_dir, listen)
     configure_logging(QUIET_LOGS)
+    tls.check_requested_names(settings, list(tls_hostnames))
     created = create_key_material(settings, list(tls_hostnames))
     with database_server(settings) as dsn:
         result = asyncio.run(initialize(load_runtime(settings, dsn), obj.operator.login))
     _report_init(settings, created, result)
-    scheme = "https" if tls_hostnames or settings.tls.certificate else "http"
+    scheme = "http" if settings.tls.plain_http else "https"
     click.echo(
         f"serve with: satellite serve  (listening on {', '.join(settings.listen)}, {scheme})"
     )
@@ -122,15 +133,30 @@ async def _check_schema(runtime: Runtime) -> None:
 @state_dir_option
 @listen_option
 @click.option("--no-migrate", is_flag=True, help="Refuse to start rather than migrate.")
+@click.option(
+    "--plain-http",
+    is_flag=True,
+    help="Serve plain HTTP instead of HTTPS (credentials travel in clear); as tls.plain_http.",
+)
 @pass_cli
 def serve(
-    obj: CliContext, state_dir: Path | None, listen: tuple[str, ...], no_migrate: bool
+    obj: CliContext,
+    state_dir: Path | None,
+    listen: tuple[str, ...],
+    no_migrate: bool,
+    plain_http: bool,
 ) -> None:
     """Run the daemon (on the embedded PostgreSQL unless database.dsn is set).
 
-    An empty state directory is initialized first, as 'satellite init' would.
+    It serves HTTPS with a certificate from the server's CA unless the config names its
+    own or says plain HTTP. An empty state directory is initialized first, as
+    'satellite init' would.
     """
     settings = obj.settings(state_dir, listen)
+    if plain_http:
+        # The command line wins over the config, as --listen does.
+        plain = msgspec.structs.replace(settings.tls, plain_http=True, certificate=None, key=None)
+        settings = msgspec.structs.replace(settings, tls=plain)
     configure_logging(settings.log)
     if no_migrate and not is_initialized(settings):
         raise StateDirError(

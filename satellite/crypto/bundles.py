@@ -98,6 +98,7 @@ def satellite_certificate(
         validity,
         now,
         usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+        identity_uri=f"urn:uuid:{satellite_id}",
     )
     return to_pem(cert)
 

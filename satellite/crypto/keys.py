@@ -1,13 +1,19 @@
-"""The server's key material on disk: CA, signing key, token key and TLS certificate.
+"""The server's key material on disk: CA, signing key, token key and the TLS certificate
+the CA issues to the daemon.
 
-Key files are created with mode 0600 and ``O_EXCL``: an existing key is never overwritten.
+Key files are created with mode 0600 and ``O_EXCL``: an existing key is never overwritten
+(but for an unreadable TLS key, which protects nothing stored and is made again).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +22,21 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from satellite.crypto.pki import certificate_fingerprint, issue_certificate
+from satellite.crypto.pki import (
+    CertificateError,
+    authority_key_identifier,
+    certificate_fingerprint,
+    check_issued_by,
+    issue_certificate,
+    leaf_key_usage,
+)
 from satellite.crypto.secrets import new_symmetric_key
 from satellite.errors import StateDirError
 
 CA_VALIDITY = dt.timedelta(days=3650)
-TLS_VALIDITY = dt.timedelta(days=825)
+# Under the 398 days that browsers and strict TLS clients accept for a server certificate.
+TLS_VALIDITY = dt.timedelta(days=397)
+TLS_RENEW_BEFORE = dt.timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -229,32 +244,150 @@ def load_server_keys(paths: KeyPaths) -> ServerKeys:
     return keys
 
 
-def ensure_tls_certificate(paths: KeyPaths, hostnames: list[str]) -> bool:
-    """Create a self-signed TLS certificate for ``hostnames`` unless one exists."""
-    if paths.tls_cert.exists() or paths.tls_key.exists():
-        return False
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = []
-    for host in hostnames:
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """Write ``path`` whole or not at all: a reader (a reload) sees the old file or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _tls_lock(paths: KeyPaths) -> Iterator[None]:
+    """One issuer at a time for daemons sharing a state directory (a key of one and the
+    certificate of another would not pair)."""
+    paths.tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with (paths.tls_dir / ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
-    now = _now()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def tls_certificate_names(cert: x509.Certificate) -> list[str]:
+    """The DNS names and IP addresses a TLS certificate is for."""
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    addresses = [str(a) for a in sans.get_values_for_type(x509.IPAddress)]
+    return [*sans.get_values_for_type(x509.DNSName), *addresses]
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _canonical(name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.lower()
+
+
+def _renewal_reason(
+    paths: KeyPaths,
+    ca_cert: x509.Certificate,
+    names: list[str],
+    now: dt.datetime,
+    renew_before: dt.timedelta,
+) -> tuple[str | None, list[str]]:
+    """Why the state directory's TLS certificate must be issued again (None: it is fine),
+    and the names the current one holds (kept in the next: ``init --tls-hostname`` ones)."""
+    if not paths.tls_cert.exists() or not paths.tls_key.exists():
+        return "none yet", []
+    try:
+        current = x509.load_pem_x509_certificate(paths.tls_cert.read_bytes())
+    except ValueError:
+        return "unreadable", []
+    held = tls_certificate_names(current)
+    try:
+        check_issued_by(current, ca_cert, now)
+    except CertificateError:
+        return "not issued by the CA, or not valid now", held
+    if current.not_valid_after_utc - now < renew_before:
+        return "expires soon", held
+    missing = {_canonical(n) for n in names} - {_canonical(n) for n in held}
+    if missing:
+        return "does not name " + ", ".join(sorted(missing)), held
+    return None, held
+
+
+def _tls_key(paths: KeyPaths) -> ec.EllipticCurvePrivateKey:
+    """The TLS key in place, else a new one. Kept across renewals: the certificate file is
+    replaced alone, so a reload never pairs a new certificate with the old key."""
+    try:
+        return _load_private(paths.tls_key)
+    except (OSError, ValueError, TypeError, StateDirError):
+        key = ec.generate_private_key(ec.SECP256R1())
+        _replace(paths.tls_key, _private_pem(key), 0o600)
+        return key
+
+
+def ensure_tls_certificate(
+    paths: KeyPaths,
+    names: list[str],
+    *,
+    renew_before: dt.timedelta = TLS_RENEW_BEFORE,
+    now: dt.datetime | None = None,
+) -> str | None:
+    """Issue the daemon's TLS certificate (``tls/server.crt``) from the server's CA when
+    there is none, when it is not the CA's, when it lacks one of ``names`` or when less
+    than ``renew_before`` of it is left; return why (None: the one in place is kept).
+
+    The new certificate names ``names`` and whatever the old one named. It is issued by
+    the CA, so whoever trusts ``keys/ca.crt`` (a product that pinned it through its
+    registration token, ``curl --cacert``) trusts it.
+    """
+    now = now or _now()
+    ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
+    with _tls_lock(paths):
+        reason, held = _renewal_reason(paths, ca_cert, names, now, renew_before)
+        if reason is not None:
+            _issue_tls_certificate(paths, ca_cert, [*names, *held], now)
+    return reason
+
+
+def _issue_tls_certificate(
+    paths: KeyPaths, ca_cert: x509.Certificate, names: list[str], now: dt.datetime
+) -> None:
+    wanted: dict[str, str] = {}
+    for name in names:
+        wanted.setdefault(_canonical(name), name)
+    if not wanted:
+        raise StateDirError("the TLS certificate needs at least one host name or address")
+    key = _tls_key(paths)
+    ca_key = _load_private(paths.ca_key)
+    first = next(iter(wanted.values()))
     cert = (
         x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, first)]))
+        .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + TLS_VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([_general_name(n) for n in wanted.values()]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(leaf_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(authority_key_identifier(ca_cert), critical=False)
+        .sign(ca_key, hashes.SHA256())
     )
-    write_new(paths.tls_key, _private_pem(key), 0o600)
-    write_new(paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    return True
+    _replace(paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)

@@ -67,14 +67,17 @@ def issue_certificate(
     now: dt.datetime,
     *,
     usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CLIENT_AUTH,
+    identity_uri: str | None = None,
 ) -> x509.Certificate:
+    """A leaf certificate for ``public_key``. ``identity_uri`` (``urn:uuid:<id>``) goes in
+    the subject alternative name, where strict verifiers look for who a client is."""
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             x509.NameAttribute(NameOID.SERIAL_NUMBER, serial_number),
         ]
     )
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(ca_cert.subject)
@@ -83,13 +86,40 @@ def issue_certificate(
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(leaf_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(authority_key_identifier(ca_cert), critical=False)
+    )
+    if identity_uri is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity_uri)]),
             critical=False,
         )
-        .sign(ca_key, hashes.SHA256())
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def leaf_key_usage() -> x509.KeyUsage:
+    """An ECDSA end-entity key signs (requests, answers, TLS handshakes) and nothing else;
+    strict verifiers (RFC 5280, CA/Browser Forum) want it said, and critical."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
+
+
+def authority_key_identifier(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The issuer's key identifier as the CA certificate states it (its SKI: every CA of
+    ours has one), so that a verifier that matches the two by value finds the issuer."""
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def check_issued_by(cert: x509.Certificate, ca_cert: x509.Certificate, now: dt.datetime) -> None:

@@ -22,6 +22,7 @@ from satellite.http.handlers import (
     sync,
     tokens,
 )
+from satellite.protocol.device import CA_CERTIFICATE
 from satellite.protocol.device import PREFIX as DEVICE
 from sync.transport import EXCHANGE_PATH as SYNC_EXCHANGE
 from sync.transport import REGISTER_PATH as SYNC_REGISTER
@@ -546,6 +547,16 @@ ROUTES: tuple[Route, ...] = (
         DEVICE + "/nonce",
         device.nonce,
         "A fresh nonce (in Replay-Nonce)",
+        "device",
+        public=True,
+        api=False,
+    ),
+    Route(
+        "GET",
+        DEVICE + CA_CERTIFICATE,
+        device.ca_certificate,
+        "The server's CA certificate (PEM): what a registration token pins, and what "
+        "issues the server's TLS certificate",
         "device",
         public=True,
         api=False,

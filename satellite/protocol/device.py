@@ -20,6 +20,9 @@ NONCE_HEADER = "Replay-Nonce"
 # A protected header parameter (true) of a product's signed request: it does not share its
 # host name and IP address (any more): the server forgets what it had of them.
 WITHHOLD_HOST = "withholdHost"
+# GET: the server's CA certificate (PEM), whose fingerprint a registration token carries;
+# a product fetches it before it registers over https:// to verify TLS with it.
+CA_CERTIFICATE = "/ca-certificate"
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 TagState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]

@@ -9,10 +9,17 @@ from typing import Any
 import aiohttp
 
 
-def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
+def tls_context(ca_file: str | None, pinned_ca: str | None = None) -> ssl.SSLContext | None:
     """The trust for an https:// server and an HTTPS proxy: ``ca_file`` instead of the
-    system's CAs when given (raises OSError or ssl.SSLError when it is not usable)."""
-    return ssl.create_default_context(cafile=ca_file) if ca_file else None
+    system's CAs when given, and besides either ``pinned_ca`` (PEM: the server's own CA,
+    whose fingerprint a registration token carries). None: aiohttp's default (the system's).
+    Raises OSError or ssl.SSLError when a file or the PEM is not usable."""
+    if not ca_file and not pinned_ca:
+        return None
+    context = ssl.create_default_context(cafile=ca_file)
+    if pinned_ca:
+        context.load_verify_locations(cadata=pinned_ca)
+    return context
 
 
 def proxy_arguments(

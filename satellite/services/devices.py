@@ -93,6 +93,10 @@ class DeviceService:
 
     # --- nonces, signatures, answers -------------------------------------------------------
 
+    def ca_certificate(self) -> str:
+        """The CA's certificate (PEM): public, and checked by products against their token."""
+        return to_pem(self._keys.ca_cert)
+
     def new_nonce(self) -> str:
         return issue_nonce(self._keys.token_key, time.time())
 
@@ -242,6 +246,7 @@ class DeviceService:
             f"PID:{udi.pid} SN:{udi.serial_number}",
             validity,
             now,
+            identity_uri=f"urn:uuid:{product_id}",
         )
         return to_pem(cert), cert.not_valid_after_utc
 

@@ -20,6 +20,11 @@ async def nonce(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def ca_certificate(request: web.Request) -> web.Response:
+    pem = request.app[SERVICES].devices.ca_certificate()
+    return web.Response(text=pem, content_type="application/pem-certificate-chain")
+
+
 async def register(request: web.Request) -> web.Response:
     message = await read_json(request, dict[str, Any])
     return _signed(await request.app[SERVICES].devices.register(message, request.path))
