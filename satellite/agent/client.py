@@ -101,6 +101,7 @@ class Agent:
     # --- state -----------------------------------------------------------------------------
 
     def init(self, identity: Identity) -> AgentState:
+        _check_udi(identity)
         if self.dir.exists():
             raise AgentError(f"{self.dir.path} holds an agent state already")
         return self.dir.create(identity, self._clock())
@@ -335,7 +336,7 @@ class Agent:
         key = self.dir.new_key()
         jwk = jose.public_jwk(key.public_key())
         thumbprint = jose.jwk_thumbprint(jwk)
-        csr = make_csr(key, f"{state.identity.pid}:{state.identity.serial_number}")
+        csr = _csr(key, state.identity)
         share = state.share_host_identity
 
         def request_for(nonce: str) -> wire.RegisterRequest:
@@ -506,9 +507,7 @@ class Agent:
         """A new key and a new ID certificate; the old key signs the request for the new."""
         state, product_id, signing = self._registered()
         key = self.dir.new_key()
-        request = wire.RenewRegistrationRequest(
-            csr=make_csr(key, f"{state.identity.pid}:{state.identity.serial_number}")
-        )
+        request = wire.RenewRegistrationRequest(csr=_csr(key, state.identity))
         path = f"{wire.PREFIX}/products/{product_id}/registration"
         answer, _ = await self._post(
             state,
@@ -598,6 +597,19 @@ class Agent:
         state.renew_registration_after = None
         state.authorization = None
         state.export_controlled = False
+
+
+def _check_udi(identity: Identity) -> None:
+    refusal = wire.udi_refusal(identity.pid, identity.serial_number)
+    if refusal is not None:
+        raise AgentError(f"this UDI cannot be registered: {refusal}")
+
+
+def _csr(key: ec.EllipticCurvePrivateKey, identity: Identity) -> str:
+    """The CSR naming the product, refused before anything is sent when its UDI cannot be
+    in a certificate (a state written by an agent that did not check it at init)."""
+    _check_udi(identity)
+    return make_csr(key, f"{identity.pid}:{identity.serial_number}")
 
 
 async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
