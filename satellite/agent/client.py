@@ -35,6 +35,7 @@ from satellite.crypto.pki import (
 from satellite.crypto.secrets import token_id, token_proof
 from satellite.protocol import device as wire
 from satellite.protocol import outbound
+from satellite.protocol.untrusted import NESTED_TOO_DEEP, too_deep
 
 T = TypeVar("T")
 MAX_ANSWER_BYTES = 1_048_576
@@ -293,6 +294,8 @@ class Agent:
         state: AgentState,
     ) -> tuple[T, dict[str, Any]]:
         try:
+            if too_deep(raw):
+                raise msgspec.DecodeError(NESTED_TOO_DEEP)
             message = msgspec.json.decode(raw, type=dict[str, Any])
         except msgspec.DecodeError as exc:
             raise AgentError("the answer is not a signed message") from exc
@@ -635,6 +638,8 @@ def _reason(exc: BaseException) -> str:
 
 def _problem(raw: bytes) -> dict[str, Any]:
     try:
+        if too_deep(raw):
+            raise msgspec.DecodeError(NESTED_TOO_DEEP)
         problem = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return {"detail": raw[:200].decode("utf-8", "replace")}
