@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -363,3 +365,26 @@ async def test_bearer_token_with_bytes_that_are_not_utf8_is_401(anon: Api) -> No
     status_line = await asyncio.wait_for(reader.readline(), 30)
     writer.close()
     assert status_line.split()[1] == b"401", status_line
+
+
+def test_the_agent_command_refuses_such_a_udi_in_one_line(tmp_path: Path) -> None:
+    agent = [str(Path(sys.executable).parent / "satellite-agent"), "--state-dir"]
+    init = [*agent, str(tmp_path / "new"), "init", "--pid", "C9300", "--serial", "F" * 64]
+    done = subprocess.run(init, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert done.stderr.startswith("error: this UDI cannot be registered"), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    # A state an older agent wrote: refused before anything is sent (nothing listens at
+    # the server's address, and the refusal is not "cannot reach").
+    older = Agent(tmp_path / "older")
+    state = older.init(
+        Identity(pid="C9300", serial_number="F", uuid="u", product_type="UCM", product_version="1")
+    )
+    state.identity.serial_number = "F" * 64
+    state.transport.url = "http://127.0.0.1:9"
+    older.save(state)
+    register = [*agent, str(tmp_path / "older"), "register", "x" * 43 + "." + "y" * 43]
+    done = subprocess.run(register, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert done.stderr.startswith("error: this UDI cannot be registered"), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
