@@ -48,7 +48,7 @@ FUZZ = settings(
     derandomize=True,
     database=None,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow],
 )
 LEFT_OUT = {"sync_now", "sync_register"}
 DESTRUCTIVE = ("/delete", "/disable", "/revoke", "/remove", "/unregister", "/password")
