@@ -1,6 +1,6 @@
-"""Property-based fuzzing (hypothesis) of the admin API and the device API: whatever the
-body, path segments and query string, the answer is never a 5xx, and a refused request
-(4xx) leaves the database as it was.
+"""Property-based fuzzing (hypothesis) of the admin API, the device API and the upstream's
+sync endpoints: whatever the body, path segments and query string, the answer is never a
+5xx, and a refused request (4xx) leaves the database as it was.
 
 The database is compared through a digest of every row of every table but those of
 counters that a refused request writes on purpose: failed-authentication rate limits
@@ -36,13 +36,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from satellite.app import create_app
+from satellite.config import DatabaseSettings, Settings, SyncSettings
 from satellite.crypto import jose
 from satellite.crypto.pki import make_csr
 from satellite.crypto.secrets import token_id, token_proof
 from satellite.http import wire
 from satellite.http.routes import ROUTES, Route
 from satellite.protocol import device
-from tests.conftest import ENHANCED, Api
+from satellite.runtime import load_runtime
+from sync import bundle
+from sync.transport import BUNDLE_TYPE
+from tests.conftest import ENHANCED, AiohttpClient, Api
 from tests.test_device import VOICE, new_agent, new_token, setup_voice
 
 FUZZ = settings(
@@ -90,7 +95,7 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-deep_json = st.sampled_from([65, 1000, 5000]).map(lambda n: ('{"a":' * n + "1" + "}" * n).encode())
+deep_json = st.sampled_from([65, 1000, 1500]).map(lambda n: ('{"a":' * n + "1" + "}" * n).encode())
 
 
 def body_fields(type_: type | None) -> list[str]:
@@ -386,3 +391,54 @@ async def test_registration_never_answers_5xx_and_a_refusal_changes_nothing(
         checker.send("POST", "/device/v1/register", json.dumps(message).encode())
 
     await asyncio.to_thread(example)
+
+
+# --- the upstream's sync endpoints ---------------------------------------------------------
+
+HEADERS = {
+    "registrationRequest": bundle.RegistrationRequest,
+    "syncRequest": bundle.SyncRequest,
+    "syncAnswer": bundle.SyncAnswer,
+}
+
+
+async def test_the_upstream_sync_endpoints_never_answer_5xx(
+    upstream_state_dir: Path, upstream_dsn: str, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    config = Settings(
+        role="upstream",
+        state_dir=str(upstream_state_dir),
+        listen=["127.0.0.1:0"],
+        database=DatabaseSettings(dsn=upstream_dsn, pool_min_size=1, pool_max_size=5),
+        sync=SyncSettings(spool_dir=str(tmp_path / "spool")),
+    )
+    api = Api(await aiohttp_client(create_app(load_runtime(config, upstream_dsn))))
+    db = await asyncpg.connect(upstream_dsn)
+    checker = Checker(api, db)
+    headers = st.sampled_from(sorted(HEADERS)).flatmap(
+        lambda tag: struct_like(HEADERS[tag]).map(
+            lambda fields: {"type": tag, "format": bundle.FORMAT} | fields
+        )
+    )
+    lines = st.one_of(
+        st.builds(json.dumps, json_values), st.builds(json.dumps, struct_like(bundle.ProductRecord))
+    )
+
+    @settings(FUZZ, max_examples=100)
+    @given(
+        path=st.sampled_from(["/sync/v1/register", "/sync/v1/exchange"]),
+        header=st.one_of(st.builds(json.dumps, headers), deep_json.map(bytes.decode)),
+        records=st.lists(lines, max_size=3),
+        signature=st.one_of(
+            st.builds(json.dumps, struct_like(bundle.SignatureLine)),
+            st.builds(json.dumps, json_values),
+        ),
+    )
+    def example(path: str, header: str, records: list[str], signature: str) -> None:
+        body = "".join(f"{line}\n" for line in (header, *records, signature)).encode()
+        checker.send("POST", path, body, **{"Content-Type": BUNDLE_TYPE})
+
+    try:
+        await asyncio.to_thread(example)
+    finally:
+        await db.close()
