@@ -8,7 +8,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from satellite.http.keys import MIGRATIONS, SERVICES, SETTINGS
-from satellite.http.middlewares import device_nonces, problem_documents, request_context
+from satellite.http.middlewares import (
+    device_nonces,
+    no_nul_in_parameters,
+    problem_documents,
+    request_context,
+)
 from satellite.http.openapi import openapi_routes
 from satellite.http.routes import setup_routes
 from satellite.runtime import Runtime, open_services
@@ -21,7 +26,7 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
     """The application; with ``scheduler`` it also runs the scheduled jobs while it runs
     (``serve`` does; tests and tools that only need the HTTP side leave it off)."""
     app = web.Application(
-        middlewares=[request_context, device_nonces, problem_documents],
+        middlewares=[request_context, device_nonces, problem_documents, no_nul_in_parameters],
         client_max_size=runtime.settings.api.max_body_bytes,
     )
     app[SETTINGS] = runtime.settings

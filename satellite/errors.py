@@ -41,6 +41,10 @@ class InvalidInput(SatelliteError):
     """The request is not valid."""
 
 
+class MalformedJson(InvalidInput):
+    """The text is not JSON."""
+
+
 class NotAuthenticated(SatelliteError):
     """Authentication is required."""
 

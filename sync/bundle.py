@@ -33,6 +33,7 @@ from satellite.crypto.bundles import (
     verify_digest,
 )
 from satellite.errors import InvalidInput
+from satellite.protocol.untrusted import ESCAPED_NUL, NESTED_TOO_DEEP, nul_field, too_deep
 
 FORMAT = "satellite-sync/1"
 MAX_LINE_BYTES = 64 * 1024  # one record; a product's is a few hundred bytes
@@ -179,6 +180,7 @@ class SignatureLine(_Record, tag="signature", kw_only=True):
 
 Record = VirtualAccountRecord | UsageRecord | DepartureRecord | ProductRecord | LicenseRecord
 
+_V = TypeVar("_V")
 _encoder = msgspec.json.Encoder()
 _header_decoder = msgspec.json.Decoder(Header)
 _record_decoder = msgspec.json.Decoder(Record)
@@ -251,9 +253,23 @@ def _lines(handle: IO[bytes], max_bytes: int) -> Iterator[bytes]:
         yield line
 
 
+def _untrusted(line: bytes, what: str) -> bytes:
+    """``line``, if its nesting is within the limit every decoder of untrusted JSON keeps."""
+    if too_deep(line):
+        raise BundleError(f"{what}: {NESTED_TOO_DEEP}")
+    return line
+
+
+def _without_nul(value: _V, what: str) -> _V:
+    where = nul_field(value)
+    if where is not None:
+        raise BundleError(f"{what}: `{where}` must not contain U+0000 (NUL)")
+    return value
+
+
 def decode_header(first: bytes) -> Header:
     try:
-        header: Header = _header_decoder.decode(first)
+        header: Header = _header_decoder.decode(_untrusted(first, "the bundle's header"))
     except msgspec.ValidationError as exc:
         raise BundleError(f"the bundle's header is not valid: {exc}") from exc
     except msgspec.DecodeError as exc:
@@ -262,7 +278,7 @@ def decode_header(first: bytes) -> Header:
         ) from exc
     if header.format != FORMAT:
         raise BundleError(f"the bundle's format is {header.format!r}; this version reads {FORMAT}")
-    return header
+    return _without_nul(header, "the bundle's header")
 
 
 def read_header(path: Path) -> Header:
@@ -309,7 +325,7 @@ def verify(path: Path, key: PublicKey, max_bytes: int) -> VerifiedBundle:
         raise BundleError("the bundle is empty or cut short")
     header = decode_header(first)
     try:
-        signature = _signature_decoder.decode(last)
+        signature = _signature_decoder.decode(_untrusted(last, "the bundle's signature line"))
     except msgspec.DecodeError as exc:
         raise BundleError(
             "the bundle does not end with its signature line: it was cut short"
@@ -352,12 +368,17 @@ def records(bundle: VerifiedBundle, batch: int = 10_000) -> Iterator[list[Record
             if count == bundle.records:
                 break  # the signature line
             digest.update(line)
+            if too_deep(line):
+                raise BundleError(f"record {count + 1} of the bundle: {NESTED_TOO_DEEP}")
             try:
-                out.append(_record_decoder.decode(line))
+                record = _record_decoder.decode(line)
             except msgspec.ValidationError as exc:
                 raise BundleError(f"record {count + 1} of the bundle: {exc}") from exc
             except msgspec.DecodeError as exc:
                 raise BundleError(f"record {count + 1} of the bundle is not JSON") from exc
+            if ESCAPED_NUL in line:  # (the only way JSON spells U+0000)
+                record = _without_nul(record, f"record {count + 1} of the bundle")
+            out.append(record)
             count += 1
             if len(out) >= batch:
                 yield out

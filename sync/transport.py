@@ -17,6 +17,7 @@ import aiohttp
 from satellite.config import SyncSettings
 from satellite.errors import UpstreamError
 from satellite.protocol import outbound
+from satellite.protocol.untrusted import NESTED_TOO_DEEP, too_deep
 
 BUNDLE_TYPE = "application/x-satellite-sync"
 REGISTER_PATH = "/sync/v1/register"
@@ -123,6 +124,8 @@ async def _refusal(response: aiohttp.ClientResponse) -> str:
     """The upstream's reason, from its problem document."""
     raw = await response.content.read(64 * 1024)
     try:
+        if too_deep(raw):
+            raise ValueError(NESTED_TOO_DEEP)
         problem = json.loads(raw)
         detail = problem.get("detail") or problem.get("title")
     except (ValueError, AttributeError):

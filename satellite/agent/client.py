@@ -48,6 +48,7 @@ from satellite.crypto.pki import (
 from satellite.crypto.secrets import token_id, token_proof
 from satellite.protocol import device as wire
 from satellite.protocol import outbound
+from satellite.protocol.untrusted import NESTED_TOO_DEEP, too_deep
 
 T = TypeVar("T")
 MAX_ANSWER_BYTES = 1_048_576
@@ -120,6 +121,7 @@ class Agent:
     # --- state -----------------------------------------------------------------------------
 
     def init(self, identity: Identity) -> AgentState:
+        _check_udi(identity)
         if self.dir.exists():
             raise AgentError(f"{self.dir.path} holds an agent state already")
         return self.dir.create(identity)
@@ -330,6 +332,8 @@ class Agent:
         state: AgentState,
     ) -> tuple[T, dict[str, Any]]:
         try:
+            if too_deep(raw):
+                raise msgspec.DecodeError(NESTED_TOO_DEEP)
             message = msgspec.json.decode(raw, type=dict[str, Any])
         except msgspec.DecodeError as exc:
             raise AgentError("the answer is not a signed message") from exc
@@ -387,7 +391,7 @@ class Agent:
         key = self.dir.new_key()
         jwk = jose.public_jwk(key.public_key())
         thumbprint = jose.jwk_thumbprint(jwk)
-        csr = make_csr(key, f"{state.identity.pid}:{state.identity.serial_number}")
+        csr = _csr(key, state.identity)
         share = state.share_host_identity
         path = wire.PREFIX + "/register"
         current = self._current_key(state)
@@ -586,9 +590,7 @@ class Agent:
         """A new key and a new ID certificate; the old key signs the request for the new."""
         state, product_id, _ = self._registered()
         key = self.dir.new_key()
-        request = wire.RenewRegistrationRequest(
-            csr=make_csr(key, f"{state.identity.pid}:{state.identity.serial_number}")
-        )
+        request = wire.RenewRegistrationRequest(csr=_csr(key, state.identity))
         # (As every signed request: an ended registration is noted, so the runner stops.)
         state, answer = await self.signed_request("registration", request, wire.Registration)
         try:
@@ -688,6 +690,19 @@ class Agent:
         state.export_controlled = False
 
 
+def _check_udi(identity: Identity) -> None:
+    refusal = wire.udi_refusal(identity.pid, identity.serial_number)
+    if refusal is not None:
+        raise AgentError(f"this UDI cannot be registered: {refusal}")
+
+
+def _csr(key: ec.EllipticCurvePrivateKey, identity: Identity) -> str:
+    """The CSR naming the product, refused before anything is sent when its UDI cannot be
+    in a certificate (a state written by an agent that did not check it at init)."""
+    _check_udi(identity)
+    return make_csr(key, f"{identity.pid}:{identity.serial_number}")
+
+
 async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
     """The body up to ``limit`` bytes. (``read(n)`` alone returns what has arrived so far,
     which for an answer in several TCP segments is only its beginning.)"""
@@ -711,6 +726,8 @@ def _reason(exc: BaseException) -> str:
 
 def _problem(raw: bytes) -> dict[str, Any]:
     try:
+        if too_deep(raw):
+            raise msgspec.DecodeError(NESTED_TOO_DEEP)
         problem = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return {"detail": raw[:200].decode("utf-8", "replace")}

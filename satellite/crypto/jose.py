@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+from satellite.protocol.untrusted import NESTED_TOO_DEEP, nul_field, too_deep
+
 ALGORITHM = "ES256"
 _ECDSA = ec.ECDSA(hashes.SHA256())
 _COORDINATE = 32  # bytes of r and of s in an ES256 signature (RFC 7518, 3.4)
@@ -109,12 +111,19 @@ def sign(key: ec.EllipticCurvePrivateKey, payload: bytes, header: dict[str, Any]
 def _unverified_part(message: dict[str, Any], part: str) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise InvalidSignature("not a flattened JWS: not an object")
+    raw = _decode(message.get(part), part)
+    if too_deep(raw):
+        raise InvalidSignature(f"not a flattened JWS: the {part}: {NESTED_TOO_DEEP}")
     try:
-        value = json.loads(_decode(message.get(part), part))
+        value = json.loads(raw)
     except ValueError as exc:
         raise InvalidSignature(f"not a flattened JWS: the {part} is not JSON") from exc
     if not isinstance(value, dict):
         raise InvalidSignature(f"not a flattened JWS: the {part} is not an object")
+    # What is read from it (the nonce, the key id) is looked up in the database.
+    where = nul_field(value)
+    if where is not None:
+        raise InvalidSignature(f"not a flattened JWS: `{where}` of the {part} holds U+0000")
     return value
 
 

@@ -32,7 +32,7 @@ def secret_digest(secret: str) -> bytes:
 
     A slow hash adds nothing for 256-bit random values; passwords use argon2 instead.
     """
-    return hashlib.sha256(secret.encode("utf-8")).digest()
+    return hashlib.sha256(_utf8(secret)).digest()
 
 
 def digests_equal(a: bytes, b: bytes) -> bool:
@@ -115,8 +115,10 @@ def nonce_is_fresh(server_key: bytes, nonce: str, now: float, lifetime: float) -
     """
     body, _, mac = nonce.rpartition(".")
     issued, _, _ = body.partition(".")
-    expected = b64url(hmac.new(_nonce_key(server_key), body.encode(), hashlib.sha256).digest()[:16])
-    if not hmac.compare_digest(mac, expected) or not re.fullmatch(r"[0-9]+", issued):
+    expected = b64url(hmac.new(_nonce_key(server_key), _utf8(body), hashlib.sha256).digest()[:16])
+    if not hmac.compare_digest(_utf8(mac), expected.encode()) or not re.fullmatch(
+        r"[0-9]+", issued
+    ):
         return False
     return 0 <= now - int(issued) <= lifetime
 
@@ -142,4 +144,10 @@ def token_proof(token: str, nonce: str, key_thumbprint: str) -> str:
 
 
 def token_proof_is_valid(token: str, nonce: str, key_thumbprint: str, proof: str) -> bool:
-    return hmac.compare_digest(token_proof(token, nonce, key_thumbprint), proof)
+    return hmac.compare_digest(token_proof(token, nonce, key_thumbprint).encode(), _utf8(proof))
+
+
+def _utf8(text: str) -> bytes:
+    """Text from a request as bytes, whatever it holds: compare_digest refuses ``str`` with
+    non-ASCII characters, and a header's undecodable bytes arrive as lone surrogates."""
+    return text.encode("utf-8", "surrogatepass")

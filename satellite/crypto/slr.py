@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from satellite.protocol.untrusted import NESTED_TOO_DEEP, too_deep
+
 MAX_CODE_CHARS = 65_536  # an authorization code with a few hundred entitlements fits
 MAX_SHORT_CODE_CHARS = 2_048  # request, confirmation and return codes
 REQUEST_PREFIX = "SLR1-"
@@ -133,7 +135,10 @@ def decode_request_code(code: str) -> RequestCode:
     if checksum != _checksum(body):
         raise CodeError("it is mistyped: its checksum does not match (copy it again)")
     try:
-        fields = json.loads(_unb32(body))
+        raw = _unb32(body)
+        if too_deep(raw):
+            raise ValueError(NESTED_TOO_DEEP)
+        fields = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CodeError("it is not a request code of this kind") from exc
     if (

@@ -9,6 +9,8 @@ from urllib.parse import parse_qsl
 import msgspec
 from aiohttp import web
 
+from satellite.errors import MalformedJson
+from satellite.protocol.untrusted import decode, refuse_nul
 from satellite.protocol.validation import validation_error
 
 T = TypeVar("T")
@@ -29,20 +31,20 @@ async def read_json(request: web.Request, type_: type[T], *, allow_form: bool = 
     data: Any
     if allow_form and content_type == "application/x-www-form-urlencoded":
         data = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        refuse_nul(data)
         try:
             return msgspec.convert(data, type_, strict=False)
         except msgspec.ValidationError as exc:
             raise validation_error(exc) from exc
     try:
-        return msgspec.json.decode(raw if raw.strip() else b"{}", type=type_)
-    except msgspec.ValidationError as exc:
-        raise validation_error(exc) from exc
-    except msgspec.DecodeError as exc:
-        raise MalformedBody(text=f"the body is not valid JSON: {exc}") from exc
+        return decode(raw if raw.strip() else b"{}", type_)
+    except MalformedJson as exc:
+        raise MalformedBody(text=exc.detail) from exc
 
 
 def read_query(request: web.Request, type_: type[T]) -> T:
-    """Decode query parameters as ``type_`` (strings are converted to the field types)."""
+    """Decode query parameters as ``type_`` (strings are converted to the field types;
+    U+0000 was refused already, with the path, by a middleware)."""
     try:
         return msgspec.convert(dict(request.query), type_, strict=False)
     except msgspec.ValidationError as exc:

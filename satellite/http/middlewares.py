@@ -10,11 +10,12 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from satellite.errors import SatelliteError
+from satellite.errors import InvalidInput, SatelliteError
 from satellite.http import problems
 from satellite.http.keys import SERVICES
 from satellite.protocol.device import NONCE_HEADER
 from satellite.protocol.device import PREFIX as DEVICE_PREFIX
+from satellite.protocol.untrusted import NUL
 
 log = structlog.get_logger("satellite.http")
 
@@ -67,3 +68,14 @@ async def problem_documents(request: web.Request, handler: Handler) -> web.Strea
         return problems.problem_response(
             500, "internal", "Internal error", "the server failed; the log has the details"
         )
+
+
+@web.middleware
+async def no_nul_in_parameters(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Path segments and query parameters holding U+0000 are refused before any handler
+    sees them: PostgreSQL cannot store that character, so a query would fail. (Bodies are
+    checked as they are decoded.)"""
+    for name, value in (*request.match_info.items(), *request.query.items()):
+        if NUL in name or NUL in value:
+            raise InvalidInput(f"`{name}` must not contain U+0000 (NUL)", field=name)
+    return await handler(request)

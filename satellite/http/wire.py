@@ -17,7 +17,8 @@ from satellite.domain.access import Role
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^/\x00-\x1f]+$")]
 Description = Annotated[str, msgspec.Meta(max_length=500)]
 Limit = Annotated[int, msgspec.Meta(ge=-1, le=100_000)]
-Offset = Annotated[int, msgspec.Meta(ge=0)]
+# PostgreSQL's OFFSET is a bigint: a larger one is refused here, naming the parameter.
+Offset = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 ExportFlag = Literal["Allowed", "Not Allowed"]
 Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 

@@ -11,6 +11,7 @@ for another request. Every response carries the next nonce in ``Replay-Nonce``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -25,6 +26,12 @@ WITHHOLD_HOST = "withholdHost"
 CA_CERTIFICATE = "/ca-certificate"
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# The ID certificate names the product by PID and serial number in an X.509 attribute of
+# type PrintableString, which holds these characters only (no "_", "@", "#", "*", accents).
+PRINTABLE_STRING = r"\A[A-Za-z0-9 '()+,\-./:=?]+\Z"
+UdiPart = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=PRINTABLE_STRING)]
+# The product's CSR carries "PID:serial" as its common name, of at most 64 characters.
+CSR_NAME_MAX = 64
 TagState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]
 AuthorizationState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]
 
@@ -34,8 +41,8 @@ class _Message(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_on
 
 
 class Udi(_Message):
-    pid: Text
-    serial_number: Text
+    pid: UdiPart
+    serial_number: UdiPart
     uuid: Text
 
 
@@ -52,6 +59,19 @@ class KeyProof(_Message):
     protected: Base64Url
     payload: Base64Url
     signature: Base64Url
+
+
+def udi_refusal(pid: str, serial_number: str) -> str | None:
+    """Why a product with this PID and serial number cannot register, or None."""
+    for name, value in (("PID", pid), ("serial number", serial_number)):
+        if not re.search(PRINTABLE_STRING, value):
+            return (
+                f"the {name} {value!r} must be letters, digits, spaces and ' ( ) + , - . / : = ? "
+                "only (X.509 PrintableString)"
+            )
+    if len(pid) + 1 + len(serial_number) > CSR_NAME_MAX:
+        return f"PID:serial is longer than {CSR_NAME_MAX} characters"
+    return None
 
 
 class RegisterRequest(_Message):

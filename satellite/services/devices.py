@@ -43,7 +43,7 @@ from satellite.errors import (
     RegistrationExpired,
 )
 from satellite.protocol import device as wire
-from satellite.protocol.validation import validation_error
+from satellite.protocol import untrusted
 from satellite.services import audit, exports, horizon, reregistration
 from satellite.services.licenses import LicenseService
 from satellite.storage import devices, reservations, tokens
@@ -126,12 +126,7 @@ class DeviceService:
 
     @staticmethod
     def decode(payload: bytes, type_: type[T]) -> T:
-        try:
-            return msgspec.json.decode(payload or b"{}", type=type_)
-        except msgspec.ValidationError as exc:
-            raise validation_error(exc) from exc
-        except msgspec.DecodeError as exc:
-            raise InvalidInput(f"the signed payload is not JSON: {exc}") from exc
+        return untrusted.decode(payload or b"{}", type_, what="the signed payload")
 
     async def signed_by_product(
         self, conn: Connection, product_id: str, message: dict[str, Any], path: str

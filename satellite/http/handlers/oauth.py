@@ -13,6 +13,7 @@ from satellite.http.auth import caller
 from satellite.http.body import read_json, render
 from satellite.http.keys import SERVICES
 from satellite.http.wire import Empty, RevokeRequest, TokenRequest, TokenResponse
+from satellite.protocol.untrusted import NUL
 
 
 def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
@@ -27,7 +28,10 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     client_id, sep, secret = decoded.partition(":")
     if not sep:
         raise OAuthRequestError("the Basic authorization header is not client_id:secret")
-    return unquote(client_id), unquote(secret)
+    client_id, secret = unquote(client_id), unquote(secret)
+    if NUL in client_id or NUL in secret:
+        raise OAuthRequestError("the Basic authorization header holds U+0000 (NUL)")
+    return client_id, secret
 
 
 async def _token_request(request: web.Request) -> TokenRequest:
