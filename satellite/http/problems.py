@@ -100,7 +100,13 @@ def from_domain_error(exc: errors.SatelliteError) -> web.Response:
     elif status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(exc, errors.TooManyAttempts):
-        headers = {"Retry-After": str(exc.retry_after)}
+        # RateLimit-* as the IETF httpapi draft has them; Reset is in seconds, as Retry-After.
+        headers = {
+            "Retry-After": str(exc.retry_after),
+            "RateLimit-Limit": str(exc.limit),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(exc.retry_after),
+        }
     error = exc.oauth_error if isinstance(exc, errors.OAuthRequestError) else None
     return problem_response(
         status, slug, title, exc.detail, field=exc.field, error=error, headers=headers

@@ -45,6 +45,7 @@ from satellite.protocol import device as wire
 from satellite.protocol.validation import validation_error
 from satellite.services import audit, exports, horizon
 from satellite.services.licenses import LicenseService
+from satellite.services.limits import RateLimiter
 from satellite.storage import devices, reservations, tokens
 from satellite.storage.db import Connection, Database
 
@@ -74,6 +75,7 @@ class DeviceService:
         catalog: Catalog,
         licenses: LicenseService,
         timers: TimerSettings,
+        limiter: RateLimiter,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._db = db
@@ -81,6 +83,7 @@ class DeviceService:
         self._catalog = catalog
         self._licenses = licenses
         self._timers = timers
+        self._limiter = limiter
         self._clock = clock
         self._product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
 
@@ -253,8 +256,15 @@ class DeviceService:
 
     # --- requests ------------------------------------------------------------------------
 
-    async def register(self, message: dict[str, Any], path: str) -> dict[str, str]:
-        """Register (or re-register, moving it) a product with a token; consume one use."""
+    async def register(
+        self, message: dict[str, Any], path: str, source: str | None
+    ) -> dict[str, str]:
+        """Register (or re-register, moving it) a product with a token; consume one use.
+
+        Limited (satellite.services.limits): registrations per token and per virtual
+        account, and failed token proofs per token and per ``source`` address, counted
+        before the token is looked at. Only an unknown token or a wrong proof is a failure.
+        """
         try:
             header = jose.protected_header(message)
             key = jose.key_from_jwk(header.get("jwk") or {})
@@ -268,6 +278,24 @@ class DeviceService:
             raise InvalidInput(str(exc), field="csr") from exc
         if csr_key.public_numbers() != key.public_numbers():
             raise InvalidInput("the CSR is not for the key that signed the request", field="csr")
+        attempt = await self._limiter.begin_registration(request.token_id, source)
+        try:
+            answer = await self._register(header, jose.public_jwk(key), request, path)
+        except NotAuthenticated:
+            raise  # an unknown token or a wrong proof: a failure, it stays counted
+        except Exception:
+            await self._limiter.give_back(attempt)  # not a failed guess
+            raise
+        await self._limiter.give_back(attempt)
+        return answer
+
+    async def _register(
+        self,
+        header: dict[str, Any],
+        jwk: dict[str, str],
+        request: wire.RegisterRequest,
+        path: str,
+    ) -> dict[str, str]:
         now = self._clock()
         async with self._db.transaction() as conn:
             nonce = await self._use_nonce(conn, header, path)
@@ -277,7 +305,7 @@ class DeviceService:
             token, account_id, export_allowed = found
             secret = decrypt(self._keys.token_key, token.ciphertext, token.digest)
             if not token_proof_is_valid(
-                secret, nonce, jose.jwk_thumbprint(jose.public_jwk(key)), request.token_proof
+                secret, nonce, jose.jwk_thumbprint(jwk), request.token_proof
             ):
                 raise NotAuthenticated("the proof of the registration token does not verify")
             status = token.status(now)
@@ -294,7 +322,7 @@ class DeviceService:
                 "product_version": request.product_version,
                 "hostname": request.hostname,
                 "ip_address": request.ip_address,
-                "public_jwk": jose.public_jwk(key),
+                "public_jwk": jwk,
                 "export_controlled": export_controlled,
                 "now": now,
                 "authorization_expires_at": authorization_expires,
