@@ -90,12 +90,12 @@ class AuthService:
         return await self._issue(creds.principal, "password")
 
     async def authenticate(self, access_token: str, source: str | None) -> Principal:
-        await self._limiter.check_bearer_token(source)
+        attempt = await self._limiter.begin_bearer_token(source)
         async with self._db.connection() as conn:
             record = await principals.principal_for_access_token(conn, secret_digest(access_token))
         if record is None:
-            await self._limiter.bearer_token_failed(source)
             raise InvalidToken()
+        await self._limiter.give_back(attempt)
         return as_principal(record)
 
     async def revoke(self, principal: Principal, access_token: str) -> None:

@@ -6,9 +6,6 @@ Each operation counts its attempt before it checks a secret (``begin_*``), in on
 statement over all its counters; an attempt over any limit is given back at once and
 refused with TooManyAttempts. The caller ends an attempt that proved its secret with
 ``give_back``, which gives back its failure counts; a failed one keeps them.
-
-Access tokens are checked on every admin API request, so that path only reads its counter
-before the (fast) lookup and counts the failures after it.
 """
 
 from __future__ import annotations
@@ -124,23 +121,11 @@ class RateLimiter:
         )
         return await self._begin(counts, virtual_account_of_token=token_id)
 
+    async def begin_bearer_token(self, source: str | None) -> Attempt:
+        return await self._begin(self._counts([("bearer-token-address", source)]))
+
     async def give_back(self, attempt: Attempt) -> None:
         """The attempt was no failed guess: its secret proved right (or was not in question)."""
         if attempt.counted:
             async with self._db.connection() as conn:
                 await limits.give_back(conn, attempt.counted)
-
-    async def check_bearer_token(self, source: str | None) -> None:
-        if source is None:
-            return
-        kind: LimitKind = "bearer-token-address"
-        async with self._db.connection() as conn:
-            counter = await limits.current(conn, kind, _key(kind, source))
-        if counter is not None and counter.hits >= self._limits[kind].allowed:
-            raise self._refuse(counter)
-
-    async def bearer_token_failed(self, source: str | None) -> None:
-        counts = self._counts([("bearer-token-address", source)])
-        if counts:
-            async with self._db.connection() as conn:
-                await limits.count(conn, counts)

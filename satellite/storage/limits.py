@@ -1,4 +1,4 @@
-"""Rate-limit counters (sql/010_rate_limits.sql): count, give back, read, forget.
+"""Rate-limit counters (sql/010_rate_limits.sql): count, give back, forget.
 
 Several counters change in one statement, always locked in (kind, key) order, so that two
 requests counting the same counters cannot deadlock. Windows are timed by the database's
@@ -73,18 +73,6 @@ async def give_back(conn: asyncpg.Connection, counters: list[Counter]) -> None:
         [c.key for c in counters],
         [c.window_ends for c in counters],
     )
-
-
-async def current(conn: asyncpg.Connection, kind: str, key: bytes) -> Counter | None:
-    """The counter, while its window lasts."""
-    row = await conn.fetchrow(
-        f"SELECT c.kind, c.key, c.hits, c.window_ends, {_RESET} AS reset_seconds "
-        "FROM rate_limit_counters c "
-        "WHERE c.kind = $1 AND c.key = $2 AND c.window_ends > statement_timestamp()",
-        kind,
-        key,
-    )
-    return None if row is None else _counter(row)
 
 
 async def forget_ended(conn: asyncpg.Connection, before: dt.datetime, limit: int) -> int:
