@@ -1,12 +1,21 @@
-"""Rate limits: what is counted, by which key, and what a refusal says.
+"""Rate limits: what is counted, how, and what a refusal says.
 
-Two sorts of limit. A failure limit counts attempts to prove a secret (a password, a
-client secret, an access token, a registration token): the attempt counts before the
-secret is checked, so that guesses sent in parallel cannot all be checked, and is given
-back once the secret proved right. A flood limit counts every attempt it admits and
-gives none back. Once a counter reaches its limit, further attempts are refused (and not
-counted) until its window ends, the right secret too: telling it apart would mean
-checking it, which is what the limit rations.
+A failure limit rations the checks of a secret (a password, a client secret, an access
+token, a registration token). How an attempt is counted depends on the check:
+
+* ``reserve``: the attempt counts before the secret is checked and is given back once it
+  proved right. Used where a check is slow (argon2) or where the caller's connection
+  bounds how many are in flight: guesses sent in parallel cannot all be checked.
+* ``check``: the counter is read before the secret is checked and the attempt counts once
+  it failed. Used for registration tokens, checked inside a registration that may take a
+  while and that a whole site behind one address may send at once: counting those in
+  flight would refuse a site's honest registrations. Guesses in flight at once may pass
+  the limit by as many; the check is a fast HMAC.
+
+A flood limit counts every attempt it lets through and gives none back. An attempt over
+any of its limits is refused and counts nowhere. Past a failure limit the right secret
+is refused too, until the window ends: telling it apart would mean checking it, which is
+what the limit rations.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ LimitKind = Literal[
     "registrations-token",
     "registrations-virtual-account",
 ]
+Mode = Literal["reserve", "check", "flood"]
 
 _REFUSALS: dict[LimitKind, str] = {
     "password-name": "too many failed logins for this user name",
@@ -44,7 +54,16 @@ class Limit:
     kind: LimitKind
     allowed: int  # attempts per window
     window_seconds: int
-    failures_only: bool  # a failure limit (given back on success), else a flood limit
+    mode: Mode
+
+    @property
+    def counts_before(self) -> bool:
+        """The attempt counts before its check (else it is counted only if it fails)."""
+        return self.mode != "check"
+
+    def refuses(self, hits: int) -> bool:
+        """``hits``: the counter now, this attempt included when it counts before."""
+        return hits + (0 if self.counts_before else 1) > self.allowed
 
 
 def refusal(kind: LimitKind, retry_after: int) -> str:

@@ -66,15 +66,16 @@ class AuthService:
         self, client_id: str, client_secret: str, source: str | None
     ) -> IssuedToken:
         """``source``: the caller's address, for the limits on failed attempts."""
-        attempt = await self._limiter.begin_client_secret(client_id, source)
         async with self._db.connection() as conn:
+            attempt = await self._limiter.begin_client_secret(client_id, source, conn)
             creds = await principals.get_credentials(conn, "client", client_id)
-        presented = secret_digest(client_secret)
-        stored = creds.secret_digest if creds and creds.secret_digest else bytes(32)
-        ok = digests_equal(presented, stored)
-        if creds is None or not ok or creds.principal.disabled_at is not None:
-            raise InvalidClient(_WRONG, field="client_secret")
-        await self._limiter.give_back(attempt)
+            presented = secret_digest(client_secret)
+            stored = creds.secret_digest if creds and creds.secret_digest else bytes(32)
+            ok = digests_equal(presented, stored)
+            if creds is None or not ok or creds.principal.disabled_at is not None:
+                await self._limiter.failed(attempt, conn)
+                raise InvalidClient(_WRONG, field="client_secret")
+            await self._limiter.passed(attempt, conn)
         return await self._issue(creds.principal, "client_credentials")
 
     async def password(self, username: str, password: str, source: str | None) -> IssuedToken:
@@ -84,18 +85,20 @@ class AuthService:
             creds = await principals.get_credentials(conn, "user", username)
         ok = await self._passwords.verify(creds.password_hash if creds else None, password)
         if creds is None or not ok or creds.principal.disabled_at is not None:
+            await self._limiter.failed(attempt)
             log.warning("auth.password_refused", username=username)
             raise InvalidGrant(_WRONG_USER, field="password")
-        await self._limiter.give_back(attempt)
+        await self._limiter.passed(attempt)
         return await self._issue(creds.principal, "password")
 
     async def authenticate(self, access_token: str, source: str | None) -> Principal:
-        attempt = await self._limiter.begin_bearer_token(source)
         async with self._db.connection() as conn:
+            attempt = await self._limiter.begin_bearer_token(source, conn)
             record = await principals.principal_for_access_token(conn, secret_digest(access_token))
-        if record is None:
-            raise InvalidToken()
-        await self._limiter.give_back(attempt)
+            if record is None:
+                await self._limiter.failed(attempt, conn)
+                raise InvalidToken()
+            await self._limiter.passed(attempt, conn)
         return as_principal(record)
 
     async def revoke(self, principal: Principal, access_token: str) -> None:

@@ -262,8 +262,8 @@ class DeviceService:
         """Register (or re-register, moving it) a product with a token; consume one use.
 
         Limited (satellite.services.limits): registrations per token and per virtual
-        account, and failed token proofs per token and per ``source`` address, counted
-        before the token is looked at. Only an unknown token or a wrong proof is a failure.
+        account, and failed token proofs per token and per ``source`` address, looked at
+        before the token is. Only an unknown token or a wrong proof is a failure.
         """
         try:
             header = jose.protected_header(message)
@@ -282,11 +282,12 @@ class DeviceService:
         try:
             answer = await self._register(header, jose.public_jwk(key), request, path)
         except NotAuthenticated:
-            raise  # an unknown token or a wrong proof: a failure, it stays counted
-        except Exception:
-            await self._limiter.give_back(attempt)  # not a failed guess
+            await self._limiter.failed(attempt)  # an unknown token or a wrong proof
             raise
-        await self._limiter.give_back(attempt)
+        except Exception:
+            await self._limiter.passed(attempt)  # refused for another reason: no guess
+            raise
+        await self._limiter.passed(attempt)
         return answer
 
     async def _register(

@@ -1,16 +1,21 @@
 """Rate limits on guessable secrets and on registration floods, shared by every daemon on
-the database (counters in PostgreSQL: satellite.storage.limits; the rules:
-satellite.domain.limits).
+the database (counters in PostgreSQL: satellite.storage.limits; what each limit counts
+and how: satellite.domain.limits).
 
-Each operation counts its attempt before it checks a secret (``begin_*``), in one
-statement over all its counters; an attempt over any limit is given back at once and
-refused with TooManyAttempts. The caller ends an attempt that proved its secret with
-``give_back``, which gives back its failure counts; a failed one keeps them.
+An operation begins its attempt (``begin_*``) before it checks a secret: one statement
+over all the attempt's counters. An attempt over any limit is refused with
+TooManyAttempts and counts nowhere. The operation then ends the attempt with ``passed``
+(the secret proved right, or was never in question) or ``failed``.
+
+A connection may be passed in: one the caller holds anyway for a short check (the lookup
+of a client secret or an access token), so that what is in flight at once is bounded by
+the pool and the attempt costs no connection of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
@@ -20,35 +25,40 @@ from satellite.crypto.secrets import digest_of_token_id, secret_digest
 from satellite.domain.limits import Limit, LimitKind, refusal
 from satellite.errors import TooManyAttempts
 from satellite.storage import limits, tokens
-from satellite.storage.db import Database
+from satellite.storage.db import Connection, Database
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """What one attempt counted on failure limits: given back if it succeeds."""
-
-    counted: list[limits.Counter]
+    reserved: list[limits.Counter]  # counted before the check: given back if it passes
+    on_failure: list[limits.Count]  # read before the check: counted if it fails
 
 
 def _limits(settings: LimitSettings) -> dict[str, Limit]:
     password, client, proof = settings.password, settings.client_secret, settings.token_proof
     bearer, floods = settings.bearer_token, settings.registrations
     found = [
-        Limit("password-name", password.failures_per_name, password.window_seconds, True),
-        Limit("password-address", password.failures_per_address, password.window_seconds, True),
-        Limit("client-secret-name", client.failures_per_name, client.window_seconds, True),
-        Limit("client-secret-address", client.failures_per_address, client.window_seconds, True),
-        Limit("bearer-token-address", bearer.failures_per_address, bearer.window_seconds, True),
-        Limit("token-proof-token", proof.failures_per_name, proof.window_seconds, True),
-        Limit("token-proof-address", proof.failures_per_address, proof.window_seconds, True),
-        Limit("registrations-token", floods.per_token, floods.window_seconds, False),
+        Limit("password-name", password.failures_per_name, password.window_seconds, "reserve"),
+        Limit(
+            "password-address", password.failures_per_address, password.window_seconds, "reserve"
+        ),
+        Limit("client-secret-name", client.failures_per_name, client.window_seconds, "reserve"),
+        Limit(
+            "client-secret-address", client.failures_per_address, client.window_seconds, "reserve"
+        ),
+        Limit(
+            "bearer-token-address", bearer.failures_per_address, bearer.window_seconds, "reserve"
+        ),
+        Limit("token-proof-token", proof.failures_per_name, proof.window_seconds, "check"),
+        Limit("token-proof-address", proof.failures_per_address, proof.window_seconds, "check"),
+        Limit("registrations-token", floods.per_token, floods.window_seconds, "flood"),
         Limit(
             "registrations-virtual-account",
             floods.per_virtual_account,
             floods.window_seconds,
-            False,
+            "flood",
         ),
     ]
     return {limit.kind: limit for limit in found}
@@ -64,13 +74,23 @@ class RateLimiter:
         self._db = db
         self._limits = _limits(settings)
 
+    @asynccontextmanager
+    async def _connection(self, conn: Connection | None) -> AsyncIterator[Connection]:
+        if conn is not None:
+            yield conn
+            return
+        async with self._db.connection() as own:
+            yield own
+
     def _counts(self, keyed: Sequence[tuple[LimitKind, str | None]]) -> list[limits.Count]:
-        """Counts for the keys known (no address: a connection that is not TCP)."""
-        return [
-            limits.Count(kind, _key(kind, value), self._limits[kind].window_seconds)
-            for kind, value in keyed
-            if value is not None
-        ]
+        """The attempt's counts, for the keys known (no address: a connection not over TCP)."""
+        counts = []
+        for kind, value in keyed:
+            if value is not None:
+                limit = self._limits[kind]
+                weight = 1 if limit.counts_before else 0
+                counts.append(limits.Count(kind, _key(kind, value), limit.window_seconds, weight))
+        return counts
 
     def _refuse(self, counter: limits.Counter) -> TooManyAttempts:
         limit = self._limits[counter.kind]
@@ -81,51 +101,65 @@ class RateLimiter:
             limit=limit.allowed,
         )
 
-    async def _begin(
-        self, counts: list[limits.Count], *, virtual_account_of_token: str | None = None
-    ) -> Attempt:
-        async with self._db.connection() as conn:
-            if virtual_account_of_token is not None:
-                va_id = await tokens.virtual_account_of_token(
-                    conn, digest_of_token_id(virtual_account_of_token)
-                )
-                if va_id is not None:
-                    counts = counts + self._counts([("registrations-virtual-account", str(va_id))])
-            counted = await limits.count(conn, counts)
-            over = [c for c in counted if c.hits > self._limits[c.kind].allowed]
-            if over:
-                # A refused attempt is not counted: the counters hold what was let through.
-                await limits.give_back(conn, counted)
-                raise self._refuse(max(over, key=lambda c: c.reset_seconds))
-        return Attempt([c for c in counted if self._limits[c.kind].failures_only])
+    async def _begin(self, conn: Connection, counts: list[limits.Count]) -> Attempt:
+        counted = await limits.count(conn, counts)
+        reserved = [c for c in counted if self._limits[c.kind].counts_before]
+        over = [c for c in counted if self._limits[c.kind].refuses(c.hits)]
+        if over:
+            await limits.give_back(conn, reserved)  # a refused attempt counts nowhere
+            raise self._refuse(max(over, key=lambda c: c.reset_seconds))
+        reserved = [c for c in reserved if self._limits[c.kind].mode == "reserve"]
+        return Attempt(reserved, [c for c in counts if c.weight == 0])
 
     async def begin_password(self, username: str, source: str | None) -> Attempt:
-        return await self._begin(
-            self._counts([("password-name", username), ("password-address", source)])
-        )
+        counts = self._counts([("password-name", username), ("password-address", source)])
+        async with self._connection(None) as conn:
+            return await self._begin(conn, counts)
 
-    async def begin_client_secret(self, client_id: str, source: str | None) -> Attempt:
-        return await self._begin(
-            self._counts([("client-secret-name", client_id), ("client-secret-address", source)])
+    async def begin_client_secret(
+        self, client_id: str, source: str | None, conn: Connection
+    ) -> Attempt:
+        counts = self._counts(
+            [("client-secret-name", client_id), ("client-secret-address", source)]
         )
+        return await self._begin(conn, counts)
+
+    async def begin_bearer_token(self, source: str | None, conn: Connection) -> Attempt:
+        return await self._begin(conn, self._counts([("bearer-token-address", source)]))
 
     async def begin_registration(self, token_id: str, source: str | None) -> Attempt:
-        """Counts the token's proof (a failure limit) and the registration itself (flood
-        limits of the token and of its virtual account)."""
-        counts = self._counts(
-            [
-                ("token-proof-token", token_id),
-                ("token-proof-address", source),
-                ("registrations-token", token_id),
-            ]
-        )
-        return await self._begin(counts, virtual_account_of_token=token_id)
+        """The token's proof (failure limits of the token and of the address) and the
+        registration itself (flood limits of the token and of its virtual account)."""
+        keyed: list[tuple[LimitKind, str | None]] = [
+            ("token-proof-token", token_id),
+            ("token-proof-address", source),
+            ("registrations-token", token_id),
+        ]
+        async with self._connection(None) as conn:
+            va_id = await tokens.virtual_account_of_token(conn, digest_of_token_id(token_id))
+            if va_id is not None:
+                keyed.append(("registrations-virtual-account", str(va_id)))
+            return await self._begin(conn, self._counts(keyed))
 
-    async def begin_bearer_token(self, source: str | None) -> Attempt:
-        return await self._begin(self._counts([("bearer-token-address", source)]))
+    async def passed(self, attempt: Attempt, conn: Connection | None = None) -> None:
+        """The attempt was no failed guess: its secret proved right (or was not in question).
 
-    async def give_back(self, attempt: Attempt) -> None:
-        """The attempt was no failed guess: its secret proved right (or was not in question)."""
-        if attempt.counted:
-            async with self._db.connection() as conn:
-                await limits.give_back(conn, attempt.counted)
+        Never fails: a give-back lost (the database went away) leaves one failure too many
+        counted until the window ends, while the caller's answer (a registration that
+        committed, say) must still reach it.
+        """
+        if not attempt.reserved:
+            return
+        try:
+            async with self._connection(conn) as used:
+                await limits.give_back(used, attempt.reserved)
+        except Exception:
+            log.warning("limits.give_back_failed", exc_info=True)
+
+    async def failed(self, attempt: Attempt, conn: Connection | None = None) -> None:
+        """The secret was wrong: counts what was only read before the check."""
+        if not attempt.on_failure:
+            return
+        counts = [limits.Count(c.kind, c.key, c.window_seconds) for c in attempt.on_failure]
+        async with self._connection(conn) as used:
+            await limits.count(used, counts)

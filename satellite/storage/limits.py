@@ -27,11 +27,13 @@ class Counter:
 
 @dataclass(frozen=True)
 class Count:
-    """One attempt to count: on counter (kind, key), in a window of ``window_seconds``."""
+    """One attempt on counter (kind, key), in a window of ``window_seconds``; ``weight``:
+    1 counts it, 0 only reads the counter (starting its window if there is none)."""
 
     kind: str
     key: bytes
     window_seconds: int
+    weight: int = 1
 
 
 def _counter(row: asyncpg.Record) -> Counter:
@@ -39,21 +41,23 @@ def _counter(row: asyncpg.Record) -> Counter:
 
 
 async def count(conn: asyncpg.Connection, counts: list[Count]) -> list[Counter]:
-    """Count one attempt on each counter (a window that ended starts again at one); the
-    counters as they are now, in (kind, key) order."""
+    """Count the attempts (a window that ended starts again); the counters as they are
+    now, in (kind, key) order."""
     rows = await conn.fetch(
         "INSERT INTO rate_limit_counters AS c (kind, key, window_ends, hits) "
-        "SELECT t.kind, t.key, statement_timestamp() + make_interval(secs => t.seconds), 1 "
-        "FROM unnest($1::text[], $2::bytea[], $3::int[]) AS t(kind, key, seconds) "
-        "ORDER BY t.kind, t.key "
+        "SELECT t.kind, t.key, statement_timestamp() + make_interval(secs => t.seconds), "
+        "t.weight FROM unnest($1::text[], $2::bytea[], $3::int[], $4::int[]) "
+        "AS t(kind, key, seconds, weight) ORDER BY t.kind, t.key "
         "ON CONFLICT (kind, key) DO UPDATE SET "
-        "hits = CASE WHEN c.window_ends > statement_timestamp() THEN c.hits + 1 ELSE 1 END, "
+        "hits = CASE WHEN c.window_ends > statement_timestamp() THEN c.hits + excluded.hits "
+        "ELSE excluded.hits END, "
         "window_ends = CASE WHEN c.window_ends > statement_timestamp() THEN c.window_ends "
         "ELSE excluded.window_ends END "
         f"RETURNING c.kind, c.key, c.hits, c.window_ends, {_RESET} AS reset_seconds",
         [c.kind for c in counts],
         [c.key for c in counts],
         [c.window_seconds for c in counts],
+        [c.weight for c in counts],
     )
     return sorted((_counter(row) for row in rows), key=lambda c: (c.kind, c.key))
 
