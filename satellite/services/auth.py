@@ -79,9 +79,9 @@ class AuthService:
         return await self._issue(creds.principal, "client_credentials")
 
     async def password(self, username: str, password: str, source: str | None) -> IssuedToken:
-        # Counted before the slow argon2 check: parallel guesses cannot all be checked.
-        attempt = await self._limiter.begin_password(username, source)
         async with self._db.connection() as conn:
+            # Counted before the slow argon2 check: parallel guesses cannot all be checked.
+            attempt = await self._limiter.begin_password(username, source, conn)
             creds = await principals.get_credentials(conn, "user", username)
         ok = await self._passwords.verify(creds.password_hash if creds else None, password)
         if creds is None or not ok or creds.principal.disabled_at is not None:

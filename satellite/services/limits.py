@@ -7,9 +7,9 @@ over all the attempt's counters. An attempt over any limit is refused with
 TooManyAttempts and counts nowhere. The operation then ends the attempt with ``passed``
 (the secret proved right, or was never in question) or ``failed``.
 
-A connection may be passed in: one the caller holds anyway for a short check (the lookup
-of a client secret or an access token), so that what is in flight at once is bounded by
-the pool and the attempt costs no connection of its own.
+Where the caller looks its secret up anyway (a user, a client, an access token), the
+attempt is counted on the caller's connection: it costs no connection of its own, and
+what is in flight at once is bounded by the pool.
 """
 
 from __future__ import annotations
@@ -111,10 +111,9 @@ class RateLimiter:
         reserved = [c for c in reserved if self._limits[c.kind].mode == "reserve"]
         return Attempt(reserved, [c for c in counts if c.weight == 0])
 
-    async def begin_password(self, username: str, source: str | None) -> Attempt:
+    async def begin_password(self, username: str, source: str | None, conn: Connection) -> Attempt:
         counts = self._counts([("password-name", username), ("password-address", source)])
-        async with self._connection(None) as conn:
-            return await self._begin(conn, counts)
+        return await self._begin(conn, counts)
 
     async def begin_client_secret(
         self, client_id: str, source: str | None, conn: Connection

@@ -20,7 +20,7 @@ _RESET = "greatest(1, ceil(extract(epoch FROM c.window_ends - statement_timestam
 class Counter:
     kind: str
     key: bytes
-    hits: int  # attempts counted in the current window, this one included
+    hits: int  # attempts counted in the current window (this one too, if it counted)
     window_ends: dt.datetime
     reset_seconds: int
 
