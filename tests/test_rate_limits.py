@@ -11,7 +11,8 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
+from cryptography.hazmat.primitives.asymmetric import ec
 from multidict import CIMultiDictProxy
 
 from satellite.agent.client import Agent, RequestRefused
@@ -26,7 +27,11 @@ from satellite.config import (
     RegistrationLimit,
     Settings,
 )
-from satellite.runtime import Runtime
+from satellite.crypto import jose
+from satellite.crypto.pki import make_csr
+from satellite.crypto.secrets import token_id, token_proof
+from satellite.protocol import device as wire
+from satellite.runtime import Runtime, load_runtime
 from satellite.scheduler import jobs
 from satellite.services.registry import Services
 from tests.conftest import AiohttpClient, Api, Credentials
@@ -277,6 +282,55 @@ async def test_registrations_that_prove_their_token_are_no_failures(
     states = await asyncio.gather(*(agent.register(token) for agent in agents))
     assert [state.registration for state in states] == ["registered"] * count
     assert await db.fetchval("SELECT count(*) FROM product_instances") == count
+
+
+async def register_proving(client: TestClient[Any, Any], token: str, proof_of: str) -> int:
+    """A registration naming ``token`` with a proof made with ``proof_of``: its status."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = jose.public_jwk(key.public_key())
+    async with client.get(wire.PREFIX + "/nonce") as response:
+        nonce = response.headers[wire.NONCE_HEADER]
+    request = wire.RegisterRequest(
+        token_id=token_id(token),
+        token_proof=token_proof(proof_of, nonce, jose.jwk_thumbprint(jwk)),
+        udi=wire.Udi(pid="UCM", serial_number="FCH0001", uuid="uuid-FCH0001"),
+        csr=make_csr(key, "UCM:FCH0001"),
+        product_type="UCM",
+        product_version="15.0",
+    )
+    path = wire.PREFIX + "/register"
+    message = jose.sign(
+        key, msgspec.json.encode(request), {"jwk": jwk, "nonce": nonce, "url": path}
+    )
+    async with client.post(
+        path,
+        data=msgspec.json.encode(message),
+        headers={"Content-Type": "application/jose+json"},
+    ) as response:
+        return response.status
+
+
+async def test_wrong_proofs_of_a_known_token_are_limited_per_token(
+    admin: Api, aiohttp_client: AiohttpClient, settings: Settings, db_dsn: str
+) -> None:
+    per_token = 2
+    limits = msgspec.structs.replace(
+        LIMITS,
+        token_proof=FailureLimit(
+            failures_per_name=per_token, failures_per_address=100, window_seconds=300
+        ),
+    )
+    runtime = load_runtime(msgspec.structs.replace(settings, limits=limits), db_dsn)
+    daemon = await aiohttp_client(create_app(runtime))
+    await setup_acme(admin)
+    token, other = await new_token(admin), await new_token(admin)
+    # Someone who learnt the token's id but not the token guesses proofs.
+    for n in range(per_token):
+        assert await register_proving(daemon, token, f"guess {n}") == 401
+    assert await register_proving(daemon, token, "one more guess") == 429
+    assert await register_proving(daemon, token, token) == 429  # the right one waits too
+    # From the same address, another token is not held up.
+    assert await register_proving(daemon, other, other) == 200
 
 
 # --- counters are forgotten ------------------------------------------------------------------
