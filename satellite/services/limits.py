@@ -103,13 +103,15 @@ class RateLimiter:
 
     async def _begin(self, conn: Connection, counts: list[limits.Count]) -> Attempt:
         counted = await limits.count(conn, counts)
-        reserved = [c for c in counted if self._limits[c.kind].counts_before]
         over = [c for c in counted if self._limits[c.kind].refuses(c.hits)]
         if over:
-            await limits.give_back(conn, reserved)  # a refused attempt counts nowhere
+            # A refused attempt counts nowhere: uncount what it counted.
+            await limits.give_back(conn, [c for c in counted if self._limits[c.kind].counts_before])
             raise self._refuse(max(over, key=lambda c: c.reset_seconds))
-        reserved = [c for c in reserved if self._limits[c.kind].mode == "reserve"]
-        return Attempt(reserved, [c for c in counts if c.weight == 0])
+        return Attempt(
+            reserved=[c for c in counted if self._limits[c.kind].mode == "reserve"],
+            on_failure=[c for c in counts if c.weight == 0],
+        )
 
     async def begin_password(self, username: str, source: str | None, conn: Connection) -> Attempt:
         counts = self._counts([("password-name", username), ("password-address", source)])
