@@ -269,6 +269,22 @@ async def test_failed_token_proofs_are_limited_per_address(
     assert await db.fetchval("SELECT count(*) FROM product_instances") == 0
 
 
+async def test_unknown_tokens_sent_at_once_are_checked_at_most_up_to_the_limit(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    await setup_acme(admin)
+    token = await new_token(admin)
+    agents = [new_agent(tmp_path, server, f"FCH{n:04d}") for n in range(12)]
+    outcomes = await asyncio.gather(
+        *(agent.register(f"guess{n}{token}") for n, agent in enumerate(agents)),
+        return_exceptions=True,
+    )
+    statuses = [o.status if isinstance(o, RequestRefused) else o for o in outcomes]
+    checked = statuses.count(401)
+    assert 1 <= checked <= LIMITS.token_proof.failures_per_address, statuses
+    assert statuses.count(429) == len(agents) - checked, statuses
+
+
 async def test_registrations_that_prove_their_token_are_no_failures(
     admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection
 ) -> None:

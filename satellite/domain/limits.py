@@ -9,8 +9,9 @@ token, a registration token). How an attempt is counted depends on the check:
 * ``check``: the counter is read before the secret is checked and the attempt counts once
   it failed. Used for registration tokens, checked inside a registration that may take a
   while and that a whole site behind one address may send at once: counting those in
-  flight would refuse a site's honest registrations. Guesses in flight at once may pass
-  the limit by as many; the check is a fast HMAC.
+  flight would refuse a site's honest registrations. A token that is not known fails for
+  certain and counts at once; wrong proofs of a known token in flight at once may pass
+  the limit by as many (the check is a fast HMAC).
 
 A flood limit counts every attempt it lets through and gives none back. An attempt over
 any of its limits is refused and counts nowhere. Past a failure limit the right secret
@@ -56,14 +57,10 @@ class Limit:
     window_seconds: int
     mode: Mode
 
-    @property
-    def counts_before(self) -> bool:
-        """The attempt counts before its check (else it is counted only if it fails)."""
-        return self.mode != "check"
-
-    def refuses(self, hits: int) -> bool:
-        """``hits``: the counter now, this attempt included when it counts before."""
-        return hits + (0 if self.counts_before else 1) > self.allowed
+    def refuses(self, hits: int, *, counted: bool) -> bool:
+        """``hits``: the counter now, with this attempt in it when ``counted`` (else it
+        would be counted if it failed)."""
+        return hits + (0 if counted else 1) > self.allowed
 
 
 def refusal(kind: LimitKind, retry_after: int) -> str:

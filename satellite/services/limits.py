@@ -82,13 +82,16 @@ class RateLimiter:
         async with self._db.connection() as own:
             yield own
 
-    def _counts(self, keyed: Sequence[tuple[LimitKind, str | None]]) -> list[limits.Count]:
-        """The attempt's counts, for the keys known (no address: a connection not over TCP)."""
+    def _counts(
+        self, keyed: Sequence[tuple[LimitKind, str | None]], *, failing: bool = False
+    ) -> list[limits.Count]:
+        """The attempt's counts, for the keys known (no address: a connection not over TCP).
+        ``failing``: it is known to fail, so that ``check`` limits count it at once."""
         counts = []
         for kind, value in keyed:
             if value is not None:
                 limit = self._limits[kind]
-                weight = 1 if limit.counts_before else 0
+                weight = 1 if failing or limit.mode != "check" else 0
                 counts.append(limits.Count(kind, _key(kind, value), limit.window_seconds, weight))
         return counts
 
@@ -103,14 +106,21 @@ class RateLimiter:
 
     async def _begin(self, conn: Connection, counts: list[limits.Count]) -> Attempt:
         counted = await limits.count(conn, counts)
-        over = [c for c in counted if self._limits[c.kind].refuses(c.hits)]
+        added = {(c.kind, c.key) for c in counts if c.weight}
+
+        def with_this(counter: limits.Counter) -> bool:
+            return (counter.kind, counter.key) in added
+
+        over = [c for c in counted if self._limits[c.kind].refuses(c.hits, counted=with_this(c))]
         if over:
             # A refused attempt counts nowhere: uncount what it counted.
-            await limits.give_back(conn, [c for c in counted if self._limits[c.kind].counts_before])
+            await limits.give_back(conn, [c for c in counted if with_this(c)])
             raise self._refuse(max(over, key=lambda c: c.reset_seconds))
         return Attempt(
-            reserved=[c for c in counted if self._limits[c.kind].mode == "reserve"],
-            on_failure=[c for c in counts if c.weight == 0],
+            reserved=[
+                c for c in counted if with_this(c) and self._limits[c.kind].mode == "reserve"
+            ],
+            on_failure=[c for c in counts if not c.weight],
         )
 
     async def begin_password(self, username: str, source: str | None, conn: Connection) -> Attempt:
@@ -138,9 +148,13 @@ class RateLimiter:
         ]
         async with self._connection(None) as conn:
             va_id = await tokens.virtual_account_of_token(conn, digest_of_token_id(token_id))
-            if va_id is not None:
-                keyed.append(("registrations-virtual-account", str(va_id)))
-            return await self._begin(conn, self._counts(keyed))
+            if va_id is None:
+                # A token not known here fails for certain: its failure counts now, not
+                # after the registration, so guesses sent at once cannot pass the limit.
+                counts = self._counts(keyed, failing=True)
+            else:
+                counts = self._counts([*keyed, ("registrations-virtual-account", str(va_id))])
+            return await self._begin(conn, counts)
 
     async def passed(self, attempt: Attempt, conn: Connection | None = None) -> None:
         """The attempt was no failed guess: its secret proved right (or was not in question).
