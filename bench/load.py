@@ -66,6 +66,16 @@ def api(base: str, path: str, body: object, token: str | None = None) -> dict[st
         return result
 
 
+def wait_ready(base: str) -> None:
+    """Until the daemon answers /readyz (at most 30 s)."""
+    for _ in range(300):
+        try:
+            with _opener.open(base + "/readyz", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -190,9 +200,16 @@ def main() -> None:
     out = satellite("init", state=state)
     client_id = re.search(r"client_id: (\S+)", out).group(1)  # type: ignore[union-attr]
     secret = re.search(r"client_secret: (\S+)", out).group(1)  # type: ignore[union-attr]
+    # A benchmark of throughput: registration-flood limits high enough not to be measured.
+    config = work / "satellite.toml"
+    config.write_text(
+        "[limits.registrations]\nper_token = 100000000\nper_virtual_account = 100000000\n"
+    )
     daemon = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "satellite"),
+            "--config",
+            str(config),
             "--state-dir",
             str(state),
             "serve",
@@ -206,12 +223,7 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                with _opener.open(base + "/readyz", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_ready(base)
         token = str(
             api(
                 base,

@@ -143,6 +143,47 @@ class SystemdSettings(_Section):
     watchdog_not_ready_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 60.0
 
 
+WindowSeconds = Annotated[int, msgspec.Meta(ge=1, le=86_400)]
+
+
+class FailureLimit(_Section):
+    """Failed authentications allowed per window, per credential name and per source address."""
+
+    failures_per_name: PositiveInt = 10
+    failures_per_address: PositiveInt = 30
+    window_seconds: WindowSeconds = 60
+
+
+class PasswordLimit(FailureLimit):
+    # People type passwords: few tries, a long window (one guess a minute per name).
+    failures_per_name: PositiveInt = 5
+    failures_per_address: PositiveInt = 20
+    window_seconds: WindowSeconds = 300
+
+
+class BearerTokenLimit(_Section):
+    """Failed access tokens allowed per window and source address (a token has no name)."""
+
+    failures_per_address: PositiveInt = 60
+    window_seconds: WindowSeconds = 60
+
+
+class RegistrationLimit(_Section):
+    """Device registrations allowed per window, per token and per virtual account."""
+
+    per_token: PositiveInt = 600
+    per_virtual_account: PositiveInt = 1200
+    window_seconds: WindowSeconds = 60
+
+
+class LimitSettings(_Section):
+    password: PasswordLimit = msgspec.field(default_factory=PasswordLimit)
+    client_secret: FailureLimit = msgspec.field(default_factory=FailureLimit)
+    bearer_token: BearerTokenLimit = msgspec.field(default_factory=BearerTokenLimit)
+    token_proof: FailureLimit = msgspec.field(default_factory=FailureLimit)
+    registrations: RegistrationLimit = msgspec.field(default_factory=RegistrationLimit)
+
+
 class Settings(_Section):
     role: Role = "satellite"
     listen: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:8443", "[::]:8443"])
@@ -156,6 +197,7 @@ class Settings(_Section):
     device: DeviceSettings = msgspec.field(default_factory=DeviceSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
     systemd: SystemdSettings = msgspec.field(default_factory=SystemdSettings)
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
 
     def __post_init__(self) -> None:
         if not self.listen:

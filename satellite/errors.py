@@ -78,11 +78,12 @@ class InvalidGrant(OAuthRequestError):
 
 
 class TooManyAttempts(SatelliteError):
-    """Too many failed attempts: wait before trying again."""
+    """Too many attempts: wait before trying again."""
 
-    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+    def __init__(self, detail: str | None = None, *, retry_after: int, limit: int) -> None:
         super().__init__(detail)
-        self.retry_after = retry_after
+        self.retry_after = retry_after  # seconds until the limit's window ends
+        self.limit = limit  # attempts the limit allows per window
 
 
 class BadNonce(SatelliteError):

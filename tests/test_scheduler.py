@@ -412,6 +412,7 @@ WORK_AT = {
     "pool-alerts": DAY,
     "forget-nonces": DAY,
     "forget-usage-history": 401 * DAY,
+    "forget-rate-limits": DAY,
 }
 
 
@@ -433,6 +434,7 @@ async def test_concurrent_runs_of_a_job_from_two_nodes_do_the_work_once(
         "INSERT INTO used_nonces (nonce, used_at) VALUES ('old', now() - interval '1 day')"
     )
     used = await db.fetchval("SELECT count(*) FROM used_nonces")
+    counters = await db.fetchval("SELECT count(*) FROM rate_limit_counters")
     later = now() + WORK_AT[job]
     run = jobs.JOBS[job]
     # Two daemons (each its own pool), each firing the job twice at the same moment.
@@ -483,6 +485,10 @@ async def test_concurrent_runs_of_a_job_from_two_nodes_do_the_work_once(
     elif job == "forget-usage-history":
         assert sum(c["forgotten"] for c in counts) == 3, counts
         assert await db.fetchval("SELECT count(*) FROM usage_reports") == 0
+    elif job == "forget-rate-limits":
+        # The registrations' counters (the token's, the virtual account's, the address's).
+        assert sum(c["forgotten"] for c in counts) == counters > 0, counts
+        assert await db.fetchval("SELECT count(*) FROM rate_limit_counters") == 0
     else:
         assert sum(c["forgotten"] for c in counts) == used, counts
         assert await db.fetchval("SELECT count(*) FROM used_nonces") == 0

@@ -23,4 +23,4 @@ def bearer_token(request: web.Request) -> str:
 
 
 async def caller(request: web.Request) -> Principal:
-    return await request.app[SERVICES].auth.authenticate(bearer_token(request))
+    return await request.app[SERVICES].auth.authenticate(bearer_token(request), request.remote)

@@ -107,7 +107,13 @@ def from_domain_error(exc: errors.SatelliteError) -> web.Response:
     elif status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(exc, errors.TooManyAttempts):
-        headers = {"Retry-After": str(exc.retry_after)}
+        # RateLimit-* as the IETF httpapi draft has them; Reset is in seconds, as Retry-After.
+        headers = {
+            "Retry-After": str(exc.retry_after),
+            "RateLimit-Limit": str(exc.limit),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(exc.retry_after),
+        }
     elif status == 503:
         headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)}
     error = exc.oauth_error if isinstance(exc, errors.OAuthRequestError) else None

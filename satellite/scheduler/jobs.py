@@ -69,6 +69,10 @@ async def forget_usage_history(services: Services, clock: Clock) -> JobReport | 
     )
 
 
+async def forget_rate_limits(services: Services, clock: Clock) -> JobReport | None:
+    return await _run("forget-rate-limits", MaintenanceService.forget_rate_limits, services, clock)
+
+
 async def sync_with_upstream(services: Services, clock: Clock) -> JobReport | None:
     """Connected mode: every linked account syncs (its own lock; a busy one is skipped)."""
     report = await services.sync.run_scheduled()
@@ -91,6 +95,7 @@ JOBS: dict[str, Job] = {
     "pool-alerts": pool_alerts,
     "forget-nonces": forget_nonces,
     "forget-usage-history": forget_usage_history,
+    "forget-rate-limits": forget_rate_limits,
     "sync-alerts": sync_alerts,
     "sync": sync_with_upstream,
 }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 
 import structlog
@@ -11,9 +10,9 @@ import structlog
 from satellite.crypto.secrets import Passwords, digests_equal, random_secret, secret_digest
 from satellite.domain.access import Principal
 from satellite.domain.models import PrincipalRecord
-from satellite.domain.throttle import LoginThrottle
-from satellite.errors import InvalidClient, InvalidGrant, InvalidToken, TooManyAttempts
+from satellite.errors import InvalidClient, InvalidGrant, InvalidToken
 from satellite.services import audit
+from satellite.services.limits import RateLimiter
 from satellite.storage import principals
 from satellite.storage.db import Database
 
@@ -40,11 +39,13 @@ def as_principal(record: PrincipalRecord) -> Principal:
 
 
 class AuthService:
-    def __init__(self, db: Database, passwords: Passwords, token_ttl_seconds: int) -> None:
+    def __init__(
+        self, db: Database, passwords: Passwords, limiter: RateLimiter, token_ttl_seconds: int
+    ) -> None:
         self._db = db
         self._passwords = passwords
+        self._limiter = limiter
         self._ttl = token_ttl_seconds
-        self._throttle = LoginThrottle()
 
     async def _issue(self, record: PrincipalRecord, grant: str) -> IssuedToken:
         token = random_secret(32)
@@ -61,39 +62,43 @@ class AuthService:
             )
         return IssuedToken(token, self._ttl)
 
-    async def client_credentials(self, client_id: str, client_secret: str) -> IssuedToken:
+    async def client_credentials(
+        self, client_id: str, client_secret: str, source: str | None
+    ) -> IssuedToken:
+        """``source``: the caller's address, for the limits on failed attempts."""
         async with self._db.connection() as conn:
+            attempt = await self._limiter.begin_client_secret(client_id, source, conn)
             creds = await principals.get_credentials(conn, "client", client_id)
-        presented = secret_digest(client_secret)
-        stored = creds.secret_digest if creds and creds.secret_digest else bytes(32)
-        ok = digests_equal(presented, stored)
-        if creds is None or not ok or creds.principal.disabled_at is not None:
-            raise InvalidClient(_WRONG, field="client_secret")
+            presented = secret_digest(client_secret)
+            stored = creds.secret_digest if creds and creds.secret_digest else bytes(32)
+            ok = digests_equal(presented, stored)
+            if creds is None or not ok or creds.principal.disabled_at is not None:
+                await self._limiter.failed(attempt, conn)
+                raise InvalidClient(_WRONG, field="client_secret")
+            await self._limiter.passed(attempt, conn)
         return await self._issue(creds.principal, "client_credentials")
 
-    async def password(self, username: str, password: str) -> IssuedToken:
-        wait = self._throttle.retry_after(username)
-        if wait > 0:
-            seconds = math.ceil(wait)
-            raise TooManyAttempts(
-                f"too many failed logins for this user name; try again in {seconds} s",
-                retry_after=seconds,
-            )
+    async def password(self, username: str, password: str, source: str | None) -> IssuedToken:
         async with self._db.connection() as conn:
+            # Counted before the slow argon2 check: parallel guesses cannot all be checked.
+            attempt = await self._limiter.begin_password(username, source, conn)
             creds = await principals.get_credentials(conn, "user", username)
         ok = await self._passwords.verify(creds.password_hash if creds else None, password)
         if creds is None or not ok or creds.principal.disabled_at is not None:
-            self._throttle.failed(username)
+            await self._limiter.failed(attempt)
             log.warning("auth.password_refused", username=username)
             raise InvalidGrant(_WRONG_USER, field="password")
-        self._throttle.succeeded(username)
+        await self._limiter.passed(attempt)
         return await self._issue(creds.principal, "password")
 
-    async def authenticate(self, access_token: str) -> Principal:
+    async def authenticate(self, access_token: str, source: str | None) -> Principal:
         async with self._db.connection() as conn:
+            attempt = await self._limiter.begin_bearer_token(source, conn)
             record = await principals.principal_for_access_token(conn, secret_digest(access_token))
-        if record is None:
-            raise InvalidToken()
+            if record is None:
+                await self._limiter.failed(attempt, conn)
+                raise InvalidToken()
+            await self._limiter.passed(attempt, conn)
         return as_principal(record)
 
     async def revoke(self, principal: Principal, access_token: str) -> None:

@@ -46,6 +46,7 @@ from satellite.protocol import device as wire
 from satellite.protocol import untrusted
 from satellite.services import audit, exports, horizon, reregistration
 from satellite.services.licenses import LicenseService
+from satellite.services.limits import RateLimiter
 from satellite.storage import devices, reservations, tokens
 from satellite.storage.db import Connection, Database
 
@@ -76,6 +77,7 @@ class DeviceService:
         licenses: LicenseService,
         timers: TimerSettings,
         max_usage_tags: int,
+        limiter: RateLimiter,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         """``max_usage_tags``: the most tags one usage report may carry."""
@@ -85,6 +87,7 @@ class DeviceService:
         self._licenses = licenses
         self._timers = timers
         self._max_usage_tags = max_usage_tags
+        self._limiter = limiter
         self._clock = clock
         self._product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
 
@@ -264,12 +267,19 @@ class DeviceService:
 
     # --- requests ------------------------------------------------------------------------
 
-    async def register(self, message: dict[str, Any], path: str) -> dict[str, str]:
+    async def register(
+        self, message: dict[str, Any], path: str, source: str | None
+    ) -> dict[str, str]:
         """Register a product with a token; consume one use.
 
         A UDI that is live already: the product itself (it proves its current key) registers
         again, maybe moving elsewhere; anyone else only replaces it with force and a token
-        of its own virtual account (the old registration ends as replaced), else 409."""
+        of its own virtual account (the old registration ends as replaced), else 409.
+
+        Limited (satellite.services.limits): registrations per token and per virtual
+        account, and failed token proofs per token and per ``source`` address, looked at
+        before the token is. Only an unknown token or a wrong proof is a failure.
+        """
         try:
             header = jose.protected_header(message)
             key = jose.key_from_jwk(header.get("jwk") or {})
@@ -283,6 +293,25 @@ class DeviceService:
             raise InvalidInput(str(exc), field="csr") from exc
         if csr_key.public_numbers() != key.public_numbers():
             raise InvalidInput("the CSR is not for the key that signed the request", field="csr")
+        attempt = await self._limiter.begin_registration(request.token_id, source)
+        try:
+            answer = await self._register(header, jose.public_jwk(key), request, path)
+        except NotAuthenticated:
+            await self._limiter.failed(attempt)  # an unknown token or a wrong proof
+            raise
+        except Exception:
+            await self._limiter.passed(attempt)  # refused for another reason: no guess
+            raise
+        await self._limiter.passed(attempt)
+        return answer
+
+    async def _register(
+        self,
+        header: dict[str, Any],
+        jwk: dict[str, str],
+        request: wire.RegisterRequest,
+        path: str,
+    ) -> dict[str, str]:
         now = self._clock()
         async with self._db.transaction() as conn:
             nonce = await self._use_nonce(conn, header, path)
@@ -291,7 +320,7 @@ class DeviceService:
                 raise NotAuthenticated("the registration token is not known here")
             token, account_id, export_allowed = found
             secret = decrypt(self._keys.token_key, token.ciphertext, token.digest)
-            thumbprint = jose.jwk_thumbprint(jose.public_jwk(key))
+            thumbprint = jose.jwk_thumbprint(jwk)
             if not token_proof_is_valid(secret, nonce, thumbprint, request.token_proof):
                 raise NotAuthenticated("the proof of the registration token does not verify")
             status = token.status(now)
@@ -308,7 +337,7 @@ class DeviceService:
                 "product_version": request.product_version,
                 "hostname": request.hostname,
                 "ip_address": request.ip_address,
-                "public_jwk": jose.public_jwk(key),
+                "public_jwk": jwk,
                 "export_controlled": export_controlled,
                 "now": now,
                 "authorization_expires_at": authorization_expires,

@@ -22,7 +22,7 @@ from satellite.domain.expiry import CERTIFICATE_WARNING, ProductTimers
 from satellite.services import audit, exports
 from satellite.services.devices import NONCE_LIFETIME
 from satellite.services.licenses import LicenseService
-from satellite.storage import accounts, alerts, devices, expiry, locks
+from satellite.storage import accounts, alerts, devices, expiry, limits, locks
 from satellite.storage.db import Connection, Database
 
 JobName = Literal[
@@ -32,6 +32,7 @@ JobName = Literal[
     "pool-alerts",
     "forget-nonces",
     "forget-usage-history",
+    "forget-rate-limits",
     "sync",
     "sync-alerts",
 ]
@@ -45,11 +46,15 @@ LOCK_KEYS: dict[JobName, int] = {
     "forget-nonces": 0x5A7E_1005,
     "forget-usage-history": 0x5A7E_1006,
     "sync-alerts": 0x5A7E_1007,
+    "forget-rate-limits": 0x5A7E_1008,
     # "sync" locks per account (sync.satellite.LOCK_BASE), for as long as the exchange takes.
 }
 # Usage reports forgotten per run at most, so that one run stays a short transaction; at
 # one run an hour that is far more than products report.
 USAGE_REPORTS_FORGOTTEN_PER_RUN = 100_000
+# Rate-limit counters forgotten per run at most (a flood of guesses from many addresses
+# leaves a row per address); what is left is forgotten by the next run.
+RATE_LIMITS_FORGOTTEN_PER_RUN = 100_000
 AUTHORIZATION_EXPIRED = "authorization-expired:"  # alert key prefix, + product id
 CERTIFICATE_EXPIRING = "certificate-expiring:"  # alert key prefix, + product id
 SCHEDULER = system_actor("scheduler")
@@ -240,3 +245,13 @@ class MaintenanceService:
             return {"forgotten": forgotten}
 
         return await self._run("forget-usage-history", work)
+
+    async def forget_rate_limits(self, now: dt.datetime) -> JobReport | None:
+        """Forget rate-limit counters whose window ended (the next attempt would start a new
+        window anyway)."""
+
+        async def work(conn: Connection) -> dict[str, int]:
+            forgotten = await limits.forget_ended(conn, now, RATE_LIMITS_FORGOTTEN_PER_RUN)
+            return {"forgotten": forgotten}
+
+        return await self._run("forget-rate-limits", work)

@@ -15,6 +15,7 @@ from satellite.services.devices import DeviceService
 from satellite.services.events import EventService
 from satellite.services.exports import ExportService
 from satellite.services.licenses import LicenseService
+from satellite.services.limits import RateLimiter
 from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import PrincipalService
 from satellite.services.products import ProductService
@@ -49,12 +50,13 @@ def build_services(
     settings: Settings, db: Database, keys: ServerKeys, catalog: Catalog
 ) -> Services:
     passwords = Passwords()
+    limiter = RateLimiter(db, settings.limits)
     licenses = LicenseService(db, catalog)
     reservations = ReservationService(
         db, keys, catalog, licenses, settings.timers.sync_horizon_days
     )
     devices = DeviceService(
-        db, keys, catalog, licenses, settings.timers, settings.device.max_usage_tags
+        db, keys, catalog, licenses, settings.timers, settings.device.max_usage_tags, limiter
     )
     return Services(
         db=db,
@@ -66,7 +68,7 @@ def build_services(
         products=ProductService(db, reservations, licenses),
         reservations=reservations,
         tokens=TokenService(db, keys, settings.timers),
-        auth=AuthService(db, passwords, settings.api.access_token_ttl_seconds),
+        auth=AuthService(db, passwords, limiter, settings.api.access_token_ttl_seconds),
         principals=PrincipalService(db, passwords),
         events=EventService(db),
         alerts=AlertService(db),

@@ -110,3 +110,11 @@ async def use_token(conn: asyncpg.Connection, token_id: int, now: dt.datetime) -
         now,
     )
     return used is not None
+
+
+async def virtual_account_of_token(conn: asyncpg.Connection, digest: bytes) -> int | None:
+    """The id of the virtual account a token registers into (None: no such token)."""
+    va_id: int | None = await conn.fetchval(
+        "SELECT virtual_account_id FROM registration_tokens WHERE token_digest = $1", digest
+    )
+    return va_id

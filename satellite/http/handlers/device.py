@@ -27,7 +27,8 @@ async def ca_certificate(request: web.Request) -> web.Response:
 
 async def register(request: web.Request) -> web.Response:
     message = await read_json(request, dict[str, Any])
-    return _signed(await request.app[SERVICES].devices.register(message, request.path))
+    devices = request.app[SERVICES].devices
+    return _signed(await devices.register(message, request.path, request.remote))
 
 
 async def report_usage(request: web.Request) -> web.Response:

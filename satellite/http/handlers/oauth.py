@@ -53,13 +53,13 @@ async def issue_token(request: web.Request) -> web.Response:
             raise OAuthRequestError(
                 "client_credentials needs client_id and client_secret", field="client_id"
             )
-        issued = await auth.client_credentials(client_id, client_secret)
+        issued = await auth.client_credentials(client_id, client_secret, request.remote)
     else:
         if body.username is None or body.password is None:
             raise OAuthRequestError(
                 "the password grant needs username and password", field="username"
             )
-        issued = await auth.password(body.username, body.password)
+        issued = await auth.password(body.username, body.password, request.remote)
     response = render(TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in))
     response.headers["Cache-Control"] = "no-store"
     return response
