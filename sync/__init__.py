@@ -1,5 +1,5 @@
 """Sync with the upstream authority: connected mode on a schedule, disconnected mode by files.
 
 The bundle format, the client, the bundle files and the upstream's side of the protocol
-live here (DESIGN.md, "Sync bundles").
+live here (docs/design.md, "Protocols").
 """

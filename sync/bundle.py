@@ -1,4 +1,4 @@
-"""The sync bundle: one signed format for both modes (DESIGN.md, "Sync bundles").
+"""The sync bundle: one signed format for both modes (docs/design.md, "Protocols").
 
 A bundle is JSON Lines: a header line that says what it is, one line per record, and a
 signature line last::
