@@ -142,3 +142,98 @@ display_name = "T again"
 """
     with pytest.raises(ConfigError, match="appears twice"):
         parse_catalog(text, "catalog.toml")
+
+
+# --- version-independent licenses ------------------------------------------------------------
+
+FLEX_ACCESS = "regid.2016-07.com.cisco.UCM_FlexNU_Access_v14_3f75c3f0-45c1-407a-9fd8-7c5e4ac51aed"
+FLEX_ENHANCED = (
+    "regid.2016-07.com.cisco.UCM_FlexNU_Enhanced_v14_4433fdad-fd47-4761-a38f-235eebab6196"
+)
+FLEX_PROFESSIONAL = (
+    "regid.2016-07.com.cisco.UCM_FlexNU_Professional_v14_eff6d7ad-aae8-437f-b363-4f0597217572"
+)
+FLEX_EA = "regid.2016-07.com.cisco.UCM_FlexEA_v14_53b8fa22-f882-496e-bca5-db14ec9d1281"
+
+
+def test_catalog_says_which_version_independent_licenses_stand_in(catalog: Catalog) -> None:
+    # Own family first (nearest tier first), then the version-independent licenses from
+    # the one at the short tag's own tier upwards.
+    assert catalog.substitutes(ENHANCED) == [
+        ENHANCED_PLUS,
+        CUWL,
+        FLEX_ENHANCED,
+        FLEX_EA,
+        FLEX_PROFESSIONAL,
+    ]
+    assert catalog.substitutes(BASIC)[-4:] == [
+        FLEX_ACCESS,
+        FLEX_ENHANCED,
+        FLEX_EA,
+        FLEX_PROFESSIONAL,
+    ]
+    assert catalog.substitutes(ENHANCED_PLUS) == [CUWL, FLEX_EA, FLEX_PROFESSIONAL]
+    assert catalog.substitutes(ROOM) == []  # no user license stands in for a room
+    assert catalog.substitutes(FLEX_ENHANCED) == [FLEX_PROFESSIONAL]
+    assert catalog.substitutes(FLEX_EA) == []
+    entry = catalog.get(FLEX_ENHANCED)
+    assert entry is not None
+    assert (entry.tag_origin, entry.license_type) == ("satellite", "SUBSCRIPTION")
+    assert entry.stands_in_for == (ESSENTIAL, BASIC, ENHANCED)
+    assert [catalog.get(t).tag_origin for t in (ENHANCED, CUWL)] == ["vendor", "vendor"]  # type: ignore[union-attr]
+
+
+def test_own_family_covers_before_a_version_independent_license(catalog: Catalog) -> None:
+    got = {
+        p.tag: p
+        for p in positions_for_virtual_account(
+            "Voice",
+            catalog,
+            [
+                line(ENHANCED, 2),
+                line(CUWL, 1),
+                line(FLEX_ENHANCED, 5, "SUBSCRIPTION", TODAY, TODAY + dt.timedelta(days=364)),
+            ],
+            TODAY,
+            in_use={ENHANCED: 5},
+        )
+    }
+    assert got[ENHANCED].borrowed == {CUWL: 1, FLEX_ENHANCED: 2}
+    assert got[ENHANCED].status == "In Compliance"
+    assert got[FLEX_ENHANCED].lent == {ENHANCED: 2}
+    assert got[FLEX_ENHANCED].available == 3
+    assert got[FLEX_ENHANCED].free == 3  # what it lent is no longer free to reserve
+
+
+CATALOG_HEAD = b"""
+[[families]]
+name = "v12"
+[[families.licenses]]
+tag = "low"
+display_name = "Low"
+[[families.licenses]]
+tag = "high"
+display_name = "High"
+[[families]]
+name = "flex"
+"""
+
+
+@pytest.mark.parametrize(
+    ("flex", "message"),
+    [
+        (b'[[families.licenses]]\ntag = "f"\ndisplay_name = "F"\nstands_in_for = ["nope"]\n',
+         "stands in for unknown tag 'nope'"),
+        (b'[[families.licenses]]\ntag = "f"\ndisplay_name = "F"\nstands_in_for = ["high"]\n',
+         "stands in for 'high' but not for the lower tier 'low'"),
+        (b'[[families.licenses]]\ntag = "f"\ndisplay_name = "F"\nstands_in_for = ["f"]\n',
+         "stands in for 'f' of its own family"),
+        (b'[[families.licenses]]\ntag = "f"\ndisplay_name = "F"\n'
+         b'stands_in_for = ["low", "high"]\n'
+         b'[[families.licenses]]\ntag = "g"\ndisplay_name = "G"\nstands_in_for = ["low"]\n',
+         "'g' is a higher tier than 'f' but does not stand in for 'high'"),
+    ],
+)  # fmt: skip
+def test_catalog_refuses_an_inconsistent_tier_mapping(flex: bytes, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_catalog(CATALOG_HEAD + flex, "catalog.toml")

@@ -232,6 +232,9 @@ class CatalogEntryOut(Response):
     tier: int
     export_restricted: bool
     export_feature: str | None  # the export-controlled feature this key license enables
+    tag_origin: Literal["vendor", "satellite"]  # satellite: a tag this project made up
+    license_type: Literal["PERPETUAL", "TERM", "SUBSCRIPTION"] | None  # the only type sold
+    stands_in_for: list[str]  # version-specific tags it covers when they run short
 
 
 class CatalogList(Response):
