@@ -33,6 +33,7 @@ from sync.transport import UpstreamRefused, UpstreamUnreachable
 from sync.upstream import Answered
 from tests.conftest import (
     ENHANCED,
+    FLEX_ENHANCED,
     AiohttpClient,
     Api,
     Credentials,
@@ -328,7 +329,6 @@ async def test_the_sync_carries_version_independent_subscription_lines(
 ) -> None:
     """A Flex subscription bought at the upstream reaches the satellite with its term and
     covers a product's version-specific tag there."""
-    flex = "regid.2016-07.com.cisco.UCM_FlexNU_Enhanced_v14_4433fdad-fd47-4761-a38f-235eebab6196"
     today = dt.datetime.now(dt.UTC).date()
     start, end = today - dt.timedelta(days=5), today + dt.timedelta(days=360)
     await setup_upstream(upstream, enhanced=1)
@@ -336,7 +336,7 @@ async def test_the_sync_carries_version_independent_subscription_lines(
         upstream.admin.post(
             UP_ACCOUNT + "/virtual-accounts/Voice/license-pool",
             {
-                "entitlementTag": flex,
+                "entitlementTag": FLEX_ENHANCED,
                 "quantity": 3,
                 "licenseType": "SUBSCRIPTION",
                 "startDate": start.isoformat(),
@@ -349,7 +349,7 @@ async def test_the_sync_carries_version_independent_subscription_lines(
     await setup_site(admin)
     await register_online(upstream, services)
     await ok(admin.post(SITE + "/sync/now", {}))
-    carried = [line for line in await pool(admin, SITE) if line["entitlementTag"] == flex]
+    carried = [line for line in await pool(admin, SITE) if line["entitlementTag"] == FLEX_ENHANCED]
     assert [
         (x["licenseType"], x["startDate"], x["endDate"], x["subscriptionId"], x["source"])
         for x in carried
@@ -365,8 +365,8 @@ async def test_the_sync_carries_version_independent_subscription_lines(
     assert [
         (x["entitlementTag"], x["quantity"], x["direction"])
         for x in by_tag[ENHANCED]["licenseSubstitutions"]
-    ] == [(flex, 2, "borrowed")]
-    assert by_tag[flex]["available"] == 1
+    ] == [(FLEX_ENHANCED, 2, "borrowed")]
+    assert by_tag[FLEX_ENHANCED]["available"] == 1
 
 
 async def test_the_same_request_twice_gets_the_same_answer_and_changes_nothing(

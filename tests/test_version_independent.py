@@ -11,20 +11,21 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import BASIC, CUWL, ENHANCED, Api
+from tests.conftest import (
+    BASIC,
+    CUWL,
+    ENHANCED,
+    FLEX_ACCESS,
+    FLEX_EA,
+    FLEX_ENHANCED,
+    FLEX_PROFESSIONAL,
+    Api,
+)
 from tests.test_cli import Cli, _toml_config
+from tests.test_compliance import ENHANCED_PLUS
 from tests.test_device import new_agent, new_token
 from tests.test_reservation import VOICE, new_product, positions, setup_pool
 
-FLEX_ACCESS = "regid.2016-07.com.cisco.UCM_FlexNU_Access_v14_3f75c3f0-45c1-407a-9fd8-7c5e4ac51aed"
-FLEX_ENHANCED = (
-    "regid.2016-07.com.cisco.UCM_FlexNU_Enhanced_v14_4433fdad-fd47-4761-a38f-235eebab6196"
-)
-FLEX_PROFESSIONAL = (
-    "regid.2016-07.com.cisco.UCM_FlexNU_Professional_v14_eff6d7ad-aae8-437f-b363-4f0597217572"
-)
-FLEX_EA = "regid.2016-07.com.cisco.UCM_FlexEA_v14_53b8fa22-f882-496e-bca5-db14ec9d1281"
-ENHANCED_PLUS = "regid.2016-07.com.cisco.UCM_EnhancedPlus_12.0_5e2c8a90-7b14-4d3f-a6c2-9f81e0d4b723"
 FLEX_ENHANCED_NAME = "UC Manager Flex NU Enhanced License (version-independent)"
 
 
