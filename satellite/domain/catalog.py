@@ -191,8 +191,7 @@ def _check_stand_ins(entries: list[CatalogEntry], source: str) -> None:
                     f"tier {missing[0]!r}"
                 )
         lower = previous.get(entry.family)
-        lacking = sorted(set(lower.stands_in_for) - covered) if lower else []
-        if lower and lacking:
+        if lower is not None and (lacking := sorted(set(lower.stands_in_for) - covered)):
             raise ConfigError(
                 f"{source}: {entry.tag!r} is a higher tier than {lower.tag!r} but does "
                 f"not stand in for {lacking[0]!r}"

@@ -58,8 +58,8 @@ class LicenseService:
             )
         if entry.license_type is not None and values.license_type != entry.license_type:
             raise InvalidInput(
-                f"{entry.display_name} is sold only as {entry.license_type} "
-                f"(for a term, with its end date), not as {values.license_type}",
+                f"{entry.display_name} is sold only as {entry.license_type}, "
+                f"not as {values.license_type}",
                 field="licenseType",
             )
         if values.license_type == "PERPETUAL" and values.end_date is not None:
