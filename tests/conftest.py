@@ -322,3 +322,12 @@ def tls_proxy(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 ENHANCED = "regid.2016-07.com.cisco.UCM_Enhanced_12.0_66d0d1cf-4863-4761-91d0-d01d3eb1949a"
 BASIC = "regid.2016-07.com.cisco.UCM_Basic_12.0_3b9d7c41-6a2f-4f1e-8c55-0e7a2d9b4c12"
 CUWL = "regid.2017-02.com.cisco.UCM_CUWL_12.0_cc59375a-1cd8-4b36-8366-6f4d2abba965"
+# Version-independent user licenses (tags of our own: see config/catalog.toml).
+FLEX_ACCESS = "regid.2016-07.com.cisco.UCM_FlexNU_Access_v14_3f75c3f0-45c1-407a-9fd8-7c5e4ac51aed"
+FLEX_ENHANCED = (
+    "regid.2016-07.com.cisco.UCM_FlexNU_Enhanced_v14_4433fdad-fd47-4761-a38f-235eebab6196"
+)
+FLEX_PROFESSIONAL = (
+    "regid.2016-07.com.cisco.UCM_FlexNU_Professional_v14_eff6d7ad-aae8-437f-b363-4f0597217572"
+)
+FLEX_EA = "regid.2016-07.com.cisco.UCM_FlexEA_v14_53b8fa22-f882-496e-bca5-db14ec9d1281"

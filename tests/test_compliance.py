@@ -11,7 +11,15 @@ from satellite.domain.compliance import LicenseType, PoolLine, positions_for_vir
 from satellite.errors import ConfigError
 from satellite.resources import config_dir
 from satellite.runtime import load_catalog
-from tests.conftest import BASIC, CUWL, ENHANCED
+from tests.conftest import (
+    BASIC,
+    CUWL,
+    ENHANCED,
+    FLEX_ACCESS,
+    FLEX_EA,
+    FLEX_ENHANCED,
+    FLEX_PROFESSIONAL,
+)
 
 TODAY = dt.date(2026, 11, 28)
 ESSENTIAL = "regid.2016-07.com.cisco.UCM_Essential_12.0_8c3a1f2e-2d8b-4e57-9d0e-5b1f3c6a7e01"
@@ -142,3 +150,92 @@ display_name = "T again"
 """
     with pytest.raises(ConfigError, match="appears twice"):
         parse_catalog(text, "catalog.toml")
+
+
+# --- version-independent licenses ------------------------------------------------------------
+
+
+def test_catalog_says_which_version_independent_licenses_stand_in(catalog: Catalog) -> None:
+    # Own family first (nearest tier first), then the version-independent licenses from
+    # the one at the short tag's own tier upwards.
+    assert catalog.substitutes(ENHANCED) == [
+        ENHANCED_PLUS,
+        CUWL,
+        FLEX_ENHANCED,
+        FLEX_EA,
+        FLEX_PROFESSIONAL,
+    ]
+    assert catalog.substitutes(BASIC)[-4:] == [
+        FLEX_ACCESS,
+        FLEX_ENHANCED,
+        FLEX_EA,
+        FLEX_PROFESSIONAL,
+    ]
+    assert catalog.substitutes(ENHANCED_PLUS) == [CUWL, FLEX_EA, FLEX_PROFESSIONAL]
+    assert catalog.substitutes(ROOM) == []  # no user license stands in for a room
+    assert catalog.substitutes(FLEX_ENHANCED) == [FLEX_PROFESSIONAL]
+    assert catalog.substitutes(FLEX_EA) == []
+    entry = catalog.get(FLEX_ENHANCED)
+    assert entry is not None
+    assert (entry.tag_origin, entry.license_type) == ("satellite", "SUBSCRIPTION")
+    assert entry.stands_in_for == (ESSENTIAL, BASIC, ENHANCED)
+    for vendors in (ENHANCED, CUWL):  # the tags products report, as the seed shows them
+        vendor_entry = catalog.get(vendors)
+        assert vendor_entry is not None
+        assert vendor_entry.tag_origin == "vendor"
+
+
+def test_own_family_covers_before_a_version_independent_license(catalog: Catalog) -> None:
+    got = {
+        p.tag: p
+        for p in positions_for_virtual_account(
+            "Voice",
+            catalog,
+            [
+                line(ENHANCED, 2),
+                line(CUWL, 1),
+                line(FLEX_ENHANCED, 5, "SUBSCRIPTION", TODAY, TODAY + dt.timedelta(days=364)),
+            ],
+            TODAY,
+            in_use={ENHANCED: 5},
+        )
+    }
+    assert got[ENHANCED].borrowed == {CUWL: 1, FLEX_ENHANCED: 2}
+    assert got[ENHANCED].status == "In Compliance"
+    assert got[FLEX_ENHANCED].lent == {ENHANCED: 2}
+    assert got[FLEX_ENHANCED].available == 3
+    assert got[FLEX_ENHANCED].free == 3  # what it lent is no longer free to reserve
+
+
+CATALOG_HEAD = b"""
+[[families]]
+name = "v12"
+[[families.licenses]]
+tag = "low"
+display_name = "Low"
+[[families.licenses]]
+tag = "high"
+display_name = "High"
+[[families]]
+name = "flex"
+"""
+
+
+@pytest.mark.parametrize(
+    ("flex", "message"),
+    [
+        (b'[[families.licenses]]\ntag = "f"\ndisplay_name = "F"\nstands_in_for = ["nope"]\n',
+         "stands in for unknown tag 'nope'"),
+        (b'[[families.licenses]]\ntag = "f"\ndisplay_name = "F"\nstands_in_for = ["high"]\n',
+         "stands in for 'high' but not for the lower tier 'low'"),
+        (b'[[families.licenses]]\ntag = "f"\ndisplay_name = "F"\nstands_in_for = ["f"]\n',
+         "stands in for 'f' of its own family"),
+        (b'[[families.licenses]]\ntag = "f"\ndisplay_name = "F"\n'
+         b'stands_in_for = ["low", "high"]\n'
+         b'[[families.licenses]]\ntag = "g"\ndisplay_name = "G"\nstands_in_for = ["low"]\n',
+         "'g' is a higher tier than 'f' but does not stand in for 'high'"),
+    ],
+)  # fmt: skip
+def test_catalog_refuses_an_inconsistent_tier_mapping(flex: bytes, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_catalog(CATALOG_HEAD + flex, "catalog.toml")

@@ -33,6 +33,7 @@ from sync.transport import UpstreamRefused, UpstreamUnreachable
 from sync.upstream import Answered
 from tests.conftest import (
     ENHANCED,
+    FLEX_ENHANCED,
     AiohttpClient,
     Api,
     Credentials,
@@ -321,6 +322,51 @@ async def test_a_purchase_at_the_upstream_reaches_a_products_authorization(
     state = await agent.report_usage({ENHANCED: 4})
     assert state.authorization is not None
     assert state.authorization["state"] == "AUTHORIZED"
+
+
+async def test_the_sync_carries_version_independent_subscription_lines(
+    upstream: Upstream, admin: Api, services: Services, server: TestServer, tmp_path: Path
+) -> None:
+    """A Flex subscription bought at the upstream reaches the satellite with its term and
+    covers a product's version-specific tag there."""
+    today = dt.datetime.now(dt.UTC).date()
+    start, end = today - dt.timedelta(days=5), today + dt.timedelta(days=360)
+    await setup_upstream(upstream, enhanced=1)
+    await ok(
+        upstream.admin.post(
+            UP_ACCOUNT + "/virtual-accounts/Voice/license-pool",
+            {
+                "entitlementTag": FLEX_ENHANCED,
+                "quantity": 3,
+                "licenseType": "SUBSCRIPTION",
+                "startDate": start.isoformat(),
+                "endDate": end.isoformat(),
+                "subscriptionId": "Flex-NU-1",
+            },
+        ),
+        201,
+    )
+    await setup_site(admin)
+    await register_online(upstream, services)
+    await ok(admin.post(SITE + "/sync/now", {}))
+    carried = [line for line in await pool(admin, SITE) if line["entitlementTag"] == FLEX_ENHANCED]
+    assert [
+        (x["licenseType"], x["startDate"], x["endDate"], x["subscriptionId"], x["source"])
+        for x in carried
+    ] == [("SUBSCRIPTION", start.isoformat(), end.isoformat(), "Flex-NU-1", "upstream")]
+
+    agent = new_agent(tmp_path, server)
+    await agent.register(await site_token(admin))
+    state = await agent.report_usage({ENHANCED: 3})
+    assert state.authorization is not None
+    assert state.authorization["state"] == "AUTHORIZED"
+    view = await ok(admin.post(SITE + "/licenses", {}))
+    by_tag = {line["entitlementTag"]: line for line in view["licenses"]}
+    assert [
+        (x["entitlementTag"], x["quantity"], x["direction"])
+        for x in by_tag[ENHANCED]["licenseSubstitutions"]
+    ] == [(FLEX_ENHANCED, 2, "borrowed")]
+    assert by_tag[FLEX_ENHANCED]["available"] == 1
 
 
 async def test_the_same_request_twice_gets_the_same_answer_and_changes_nothing(

@@ -367,7 +367,8 @@ def license_remove(obj: CliContext, account: str, va_name: str, line_id: int) ->
 @json_option
 @pass_cli
 def license_catalog(obj: CliContext, as_json: bool) -> None:
-    """The license catalog: tags, display names, tiers."""
+    """The license catalog: tags, display names, tiers, where each tag comes from
+    (vendor, or made up by satellite) and what a version-independent license covers."""
 
     async def action(s: Services) -> list[CatalogEntry]:
         return list(s.catalog)
@@ -376,8 +377,8 @@ def license_catalog(obj: CliContext, as_json: bool) -> None:
     emit(
         as_json,
         wire.CatalogList(licenses=[catalog_entry_out(e) for e in entries]),
-        ["FAMILY", "TIER", "DISPLAY NAME", "TAG"],
-        [[e.family, e.tier, e.display_name, e.tag] for e in entries],
+        ["FAMILY", "TIER", "DISPLAY NAME", "ORIGIN", "TAG"],
+        [[e.family, e.tier, e.display_name, e.tag_origin, e.tag] for e in entries],
     )
 
 

@@ -5,7 +5,8 @@ purchased   valid pool lines (a TERM or SUBSCRIPTION line counts from its start 
 reserved    taken out of the pool by specific license reservations
 in use      consumed by products whose authorization is valid
 exported    export authorization keys granted to products (one license each)
-borrowed    a lower tier's shortfall covered by a higher tier of the same family
+borrowed    a shortfall covered by a higher tier of the same family or, after those, by a
+            version-independent license that stands in for the tag (see the catalog)
 available   purchased - reserved - in use - exported + borrowed - lent (negative: a shortage)
 """
 
@@ -16,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from satellite.domain.catalog import Catalog
+from satellite.domain.catalog import LicenseType as LicenseType
 
-LicenseType = Literal["PERPETUAL", "TERM", "SUBSCRIPTION"]
 LineStatus = Literal["Active", "Pending", "Expired"]
 ComplianceStatus = Literal["In Compliance", "Out Of Compliance"]
 
@@ -84,7 +85,7 @@ class Position:
     def free(self) -> int:
         """What a reservation or an export key may still take: not reserved, not in use, not
         granted as export keys, not lent to a lower tier; never anything borrowed (neither
-        SLR nor export keys borrow)."""
+        SLR nor export keys borrow, not even from a version-independent license)."""
         return max(
             0,
             self.purchased - self.reserved - self.in_use - self.exported - sum(self.lent.values()),
@@ -123,11 +124,11 @@ def positions_for_virtual_account(
         positions[tag].exported = count
 
     ordered = catalog.tier_order(tags)
-    # What each tier has beyond its own reservations and use, before any lending.
+    # What each tag has beyond its own reservations and use, before any lending.
     spare = {tag: max(0, positions[tag].available) for tag in ordered}
     for tag in ordered:
         shortfall = -positions[tag].available
-        for higher in catalog.higher_tiers(tag):
+        for higher in catalog.substitutes(tag):
             if shortfall <= 0:
                 break
             take = min(shortfall, spare.get(higher, 0))

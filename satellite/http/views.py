@@ -192,6 +192,9 @@ def catalog_entry_out(entry: CatalogEntry) -> CatalogEntryOut:
         tier=entry.tier,
         export_restricted=entry.export_restricted,
         export_feature=entry.export_feature,
+        tag_origin=entry.tag_origin,
+        license_type=entry.license_type,
+        stands_in_for=list(entry.stands_in_for),
     )
 
 

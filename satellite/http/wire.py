@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from satellite.domain.access import Role
+from satellite.domain.catalog import LicenseType, TagOrigin
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^/\x00-\x1f]+$")]
 Description = Annotated[str, msgspec.Meta(max_length=500)]
@@ -232,6 +233,9 @@ class CatalogEntryOut(Response):
     tier: int
     export_restricted: bool
     export_feature: str | None  # the export-controlled feature this key license enables
+    tag_origin: TagOrigin  # satellite: a tag this project made up, not the vendor's
+    license_type: LicenseType | None  # the only type a pool line of the tag may have
+    stands_in_for: list[str]  # version-specific tags it covers when they run short
 
 
 class CatalogList(Response):

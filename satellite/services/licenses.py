@@ -56,6 +56,12 @@ class LicenseService:
             raise InvalidInput(
                 f"tag {values.tag!r} is not in the license catalog", field="entitlementTag"
             )
+        if entry.license_type is not None and values.license_type != entry.license_type:
+            raise InvalidInput(
+                f"{entry.display_name} is sold only as {entry.license_type}, "
+                f"not as {values.license_type}",
+                field="licenseType",
+            )
         if values.license_type == "PERPETUAL" and values.end_date is not None:
             raise InvalidInput("a PERPETUAL license has no end date", field="endDate")
         if values.license_type != "PERPETUAL" and values.end_date is None:

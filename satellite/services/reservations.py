@@ -185,7 +185,8 @@ class ReservationService:
                 raise Conflict(
                     f"{self._catalog.display_name(item.tag)}: {item.quantity} asked, "
                     f"{free + current.get(item.tag, 0)} free to reserve in virtual account "
-                    f"{va.name!r} (reservations never borrow from a higher tier)",
+                    f"{va.name!r} (reservations never borrow from a higher tier "
+                    "or a version-independent license)",
                     field=f"{field}[{index}].quantity",
                 )
             lines_taken = allocate(
