@@ -469,3 +469,33 @@ def test_cli_transfer(tmp_path: Path, db_dsn: str, state_dir: Path) -> None:
     assert [x["quantity"] for x in lab] == [5]
     events = _query(db_dsn, "SELECT actor FROM events WHERE action LIKE 'license.transferred%'")
     assert {r["actor"] for r in events} == {f"host:{getpass.getuser()}"}
+
+
+async def test_a_license_transfer_and_a_device_transfer_crossing_do_not_deadlock(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    """A device transfer from Lab to DEFAULT and a license transfer from DEFAULT to Lab lock
+    the same two virtual accounts: both in the order of their ids, so neither waits for the
+    other while holding what the other waits for (a deadlock is a 500)."""
+    await setup_account(admin, "Lab")
+    await add_line(admin, entitlementTag=ENHANCED, quantity=100)
+    status, body = await admin.post("/api/v1/accounts/Acme/virtual-accounts/Lab/tokens", {})
+    assert status == 201, body
+    serials = [f"FCH{n:04d}" for n in range(40)]
+    for serial in serials:
+        await new_agent(tmp_path, server, serial).register(body["tokenInfo"]["token"])
+    devices = "/api/v1/accounts/Acme/virtual-accounts/Lab/devices/transfer"
+    for serial in serials:  # bounded: one crossing per product
+        sudi = {"udiPid": "UCM", "udiSerialNumber": serial}
+        results = await asyncio.gather(
+            admin.post(
+                devices,
+                {"productInstances": [{"sudi": sudi, "targetVirtualAccount": "DEFAULT"}]},
+            ),
+            admin.post(
+                TRANSFER,
+                {"sourceVirtualAccount": "DEFAULT", "licenses": [move(ENHANCED, 1)]},
+            ),
+        )
+        assert [status for status, _ in results] == [200, 200], results
+    assert (await position(admin, "Lab", ENHANCED))["quantity"] == len(serials)
