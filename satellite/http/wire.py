@@ -258,9 +258,9 @@ class TransferredOut(Response):
 
 
 class LicenseTransferOut(Response):
-    message: str
-    transfers: list[TransferredOut]
     status: Literal["SUCCESS"] = "SUCCESS"
+    message: str = ""
+    transfers: list[TransferredOut] = msgspec.field(default_factory=list)
 
 
 class CatalogEntryOut(Response):
