@@ -71,6 +71,15 @@ TABLE: tuple[Call, ...] = (
     ),
     Call("POST", VA + "/tokens/revoke", {"tokens": ["{token}"]}, True),
     Call("POST", ACCOUNT + "/licenses", {"limit": -1}, False),
+    Call(
+        "POST",
+        ACCOUNT + "/licenses/transfer",
+        {
+            "sourceVirtualAccount": "{va}",
+            "licenses": [{"license": ENHANCED, "quantity": 1, "targetVirtualAccount": "DEFAULT"}],
+        },
+        True,
+    ),
     Call("GET", VA + "/license-pool", None, False),
     Call("POST", VA + "/license-pool", POOL_LINE, True, status=201),
     Call(

@@ -813,6 +813,57 @@ async def test_the_upstream_serves_products_directly_and_counts_its_satellites_t
     assert (line["inUse"], line["status"]) == (11, "Out Of Compliance")
 
 
+async def test_a_license_transfer_at_the_upstream_reaches_the_satellite_with_the_next_sync(
+    upstream: Upstream, admin: Api, services: Services, server: TestServer, tmp_path: Path
+) -> None:
+    await setup_upstream(upstream, enhanced=0)
+    await ok(upstream.admin.post(UP_ACCOUNT + "/virtual-accounts", {"name": "Lab"}), 201)
+    end = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=300)).isoformat()
+    term = {"licenseType": "TERM", "endDate": end, "subscriptionId": "Sub-9"}
+    await ok(
+        upstream.admin.post(
+            UP_ACCOUNT + "/virtual-accounts/Voice/license-pool",
+            {"entitlementTag": ENHANCED, "quantity": 10, **term},
+        ),
+        201,
+    )
+    await setup_site(admin)
+    await register_online(upstream, services)
+    agent = new_agent(tmp_path, server)
+    await agent.register(await site_token(admin))
+    await agent.report_usage({ENHANCED: 7})
+    await services.sync.sync_now(OPERATOR, "Site")
+
+    def transfer(quantity: int) -> dict[str, Any]:
+        line = {"license": ENHANCED, "quantity": quantity, "targetVirtualAccount": "Lab"}
+        return {"sourceVirtualAccount": "Voice", "licenses": [line]}
+
+    # The satellite's lines are the upstream's: moved there, not here.
+    status, problem = await admin.post(SITE + "/licenses/transfer", transfer(1))
+    assert status == 409, problem
+    assert "upstream" in problem["detail"]
+    # At the upstream, what the satellite's products use is not free.
+    status, problem = await upstream.admin.post(UP_ACCOUNT + "/licenses/transfer", transfer(4))
+    assert status == 409, problem
+    assert "4 asked, 3 free" in problem["detail"]
+    await ok(upstream.admin.post(UP_ACCOUNT + "/licenses/transfer", transfer(3)))
+
+    result = await services.sync.sync_now(OPERATOR, "Site")
+    assert (result.counts["added"], result.counts["changed"]) == (1, 1)
+
+    def lines(got: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [
+            (x["quantity"], x["licenseType"], x["endDate"], x["subscriptionId"], x["source"])
+            for x in got
+        ]
+
+    assert lines(await pool(admin, SITE)) == [(7, "TERM", end, "Sub-9", "upstream")]
+    assert lines(await pool(admin, SITE, "Lab")) == [(3, "TERM", end, "Sub-9", "upstream")]
+    state = await agent.report_usage({ENHANCED: 7})
+    assert state.authorization is not None
+    assert state.authorization["state"] == "AUTHORIZED"
+
+
 async def test_horizon_alerts_from_two_nodes_are_raised_once(
     upstream: Upstream, admin: Api, services: Services, runtime: Runtime, db: asyncpg.Connection
 ) -> None:

@@ -90,6 +90,7 @@ def main() -> None:
         reservations,
         server,
         sync,
+        transfers,
     )
 
     try:

@@ -292,6 +292,15 @@ ROUTES: tuple[Route, ...] = (
         wire.LicenseList,
     ),
     Route(
+        "POST",
+        ACCOUNT + "/licenses/transfer",
+        licenses.transfer_licenses,
+        "Move free licenses between virtual accounts (all lines or none)",
+        "licenses",
+        wire.LicenseTransferIn,
+        wire.LicenseTransferOut,
+    ),
+    Route(
         "GET",
         VA + "/license-pool",
         licenses.list_pool,

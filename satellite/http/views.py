@@ -33,6 +33,7 @@ from satellite.http.wire import (
     LicenseDetail,
     LicenseOut,
     LicenseSubstitution,
+    LicenseTransferOut,
     LicenseUsage,
     MirroredProductOut,
     MirroredUsageOut,
@@ -49,12 +50,15 @@ from satellite.http.wire import (
     SyncResultOut,
     SyncStatusOut,
     TokenInfo,
+    TransferredLineOut,
+    TransferredOut,
     UsageReportOut,
     VirtualAccountOut,
 )
 from satellite.services.products import ProductDetail, ProductView
 from satellite.services.reservations import Ended, Issued
 from satellite.services.tokens import TokenView
+from satellite.services.transfers import Transferred
 from sync.satellite import Imported, SyncStatus
 
 
@@ -144,6 +148,35 @@ def pool_line_out(line: PoolLine, catalog: Catalog, today: dt.date) -> PoolLineO
         export_restricted=line.export_restricted,
         source=line.source,
         status=line_status(line, today),
+    )
+
+
+def transfer_out(done: list[Transferred], catalog: Catalog) -> LicenseTransferOut:
+    moved = sum(t.quantity for t in done)
+    return LicenseTransferOut(
+        message=f"{moved} license(s) transferred",
+        transfers=[
+            TransferredOut(
+                entitlement_tag=t.tag,
+                license=catalog.display_name(t.tag),
+                quantity=t.quantity,
+                source_virtual_account=t.source,
+                target_virtual_account=t.target,
+                lines=[
+                    TransferredLineOut(
+                        source_line_id=m.source_line_id,
+                        target_line_id=m.target_line_id,
+                        quantity=m.quantity,
+                        license_type=m.license_type,
+                        start_date=m.start_date,
+                        end_date=m.end_date,
+                        subscription_id=m.subscription_id,
+                    )
+                    for m in t.lines
+                ],
+            )
+            for t in done
+        ],
     )
 
 

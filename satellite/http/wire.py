@@ -225,6 +225,45 @@ class PoolLineOne(Response):
     license: PoolLineOut
 
 
+class LicenseTransferItem(Request):
+    license: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]  # tag or display name
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+    target_virtual_account: Name
+    license_type: Literal["PERPETUAL", "TERM", "SUBSCRIPTION"] | None = None  # None: any
+    source_virtual_account: Name | None = None  # None: the request's
+    precedence: Literal["LONGEST_TERM_FIRST", "SHORTEST_TERM_FIRST"] = "LONGEST_TERM_FIRST"
+
+
+class LicenseTransferIn(Request):
+    licenses: Annotated[list[LicenseTransferItem], msgspec.Meta(min_length=1, max_length=100)]
+    source_virtual_account: Name | None = None
+
+
+class TransferredLineOut(Response):
+    source_line_id: int
+    target_line_id: int
+    quantity: int
+    license_type: str
+    start_date: dt.date | None
+    end_date: dt.date | None
+    subscription_id: str | None
+
+
+class TransferredOut(Response):
+    entitlement_tag: str
+    license: str
+    quantity: int
+    source_virtual_account: str
+    target_virtual_account: str
+    lines: list[TransferredLineOut]
+
+
+class LicenseTransferOut(Response):
+    status: Literal["SUCCESS"] = "SUCCESS"
+    message: str = ""
+    transfers: list[TransferredOut] = msgspec.field(default_factory=list)
+
+
 class CatalogEntryOut(Response):
     entitlement_tag: str
     display_name: str

@@ -209,7 +209,7 @@ class ProductService:
     async def _target(
         self, conn: Connection, account: Account, source: VirtualAccount, name: str, field: str
     ) -> VirtualAccount:
-        va = await accounts.get_virtual_account(conn, account.id, name, lock="share")
+        va = await accounts.get_virtual_account(conn, account.id, name, lock=None)
         if va is None:
             raise NotFound(
                 f"virtual account {name!r} not found in account {account.name!r}", field=field
@@ -237,14 +237,24 @@ class ProductService:
         now = self._clock()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            source = await scope.virtual_account(conn, acc, va, lock="share")
-            products = await self._resolve(conn, source, [m.product for m in moves], field)
+            source = await scope.virtual_account(conn, acc, va)
             targets: dict[str, VirtualAccount] = {}
             for index, move in enumerate(moves):
                 if move.target not in targets:
                     targets[move.target] = await self._target(
                         conn, acc, source, move.target, f"{field}[{index}].targetVirtualAccount"
                     )
+            # Kept from deletion until the commit, locked in the order of their ids as a
+            # license transfer locks them (services/transfers.py): a device transfer and a
+            # license transfer crossing between two virtual accounts cannot deadlock. The
+            # virtual accounts before the products, as everywhere.
+            named = {v.id for v in (source, *targets.values())}
+            if await accounts.share_lock_virtual_accounts(conn, sorted(named)) != named:
+                raise NotFound(
+                    "a virtual account of the transfer was deleted meanwhile: retry",
+                    field=field,
+                )
+            products = await self._resolve(conn, source, [m.product for m in moves], field)
             held = await reservations.reservations_of_products(conn, [p.id for p in products])
             keys = await export_keys.live_keys_of_products(conn, [p.id for p in products])
             for index, product in enumerate(products):

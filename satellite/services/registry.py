@@ -21,6 +21,7 @@ from satellite.services.principals import PrincipalService
 from satellite.services.products import ProductService
 from satellite.services.reservations import ReservationService
 from satellite.services.tokens import TokenService
+from satellite.services.transfers import LicenseTransferService
 from satellite.storage.db import Database
 from sync.satellite import SatelliteSync
 from sync.upstream import UpstreamSync
@@ -32,6 +33,7 @@ class Services:
     catalog: Catalog
     accounts: AccountService
     licenses: LicenseService
+    transfers: LicenseTransferService
     devices: DeviceService
     exports: ExportService
     products: ProductService
@@ -63,6 +65,7 @@ def build_services(
         catalog=catalog,
         accounts=AccountService(db),
         licenses=licenses,
+        transfers=LicenseTransferService(db, catalog, licenses),
         devices=devices,
         exports=ExportService(db, keys, catalog, licenses, devices),
         products=ProductService(db, reservations, licenses),

@@ -114,6 +114,16 @@ async def get_virtual_account(
     return _va(row) if row else None
 
 
+async def share_lock_virtual_accounts(conn: asyncpg.Connection, va_ids: list[int]) -> set[int]:
+    """Share-lock the virtual accounts in the order of their ids (the lock is taken above
+    the sort); the ids of those that still exist."""
+    rows = await conn.fetch(
+        "SELECT id FROM virtual_accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR SHARE",
+        va_ids,
+    )
+    return {int(r["id"]) for r in rows}
+
+
 async def list_virtual_accounts(conn: asyncpg.Connection, account_id: int) -> list[VirtualAccount]:
     rows = await conn.fetch(
         f"SELECT {_VA_COLUMNS} FROM virtual_accounts WHERE account_id = $1 "

@@ -102,3 +102,37 @@ async def lines_of_account(
         va_names,
     )
     return [_line(r) for r in rows]
+
+
+async def set_quantity(conn: asyncpg.Connection, va_id: int, line_id: int, quantity: int) -> None:
+    await conn.execute(
+        "UPDATE license_lines SET quantity = $3, updated_at = now() "
+        "WHERE virtual_account_id = $1 AND id = $2",
+        va_id,
+        line_id,
+        quantity,
+    )
+
+
+async def local_line_like(
+    conn: asyncpg.Connection, va_id: int, values: LineValues
+) -> PoolLine | None:
+    """The virtual account's local line with exactly these values but the quantity (the
+    oldest, if there are several): licenses that come back join the line they left instead
+    of splitting the pool a little more on every transfer."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM license_lines l "
+        f"JOIN virtual_accounts va ON va.id = l.virtual_account_id "
+        f"WHERE l.virtual_account_id = $1 AND l.source = 'local' AND l.tag = $2 "
+        f"AND l.license_type = $3 AND l.start_date IS NOT DISTINCT FROM $4 "
+        f"AND l.end_date IS NOT DISTINCT FROM $5 AND l.subscription_id IS NOT DISTINCT FROM $6 "
+        f"AND l.export_restricted = $7 ORDER BY l.id LIMIT 1",
+        va_id,
+        values.tag,
+        values.license_type,
+        values.start_date,
+        values.end_date,
+        values.subscription_id,
+        values.export_restricted,
+    )
+    return _line(row) if row else None

@@ -11,11 +11,12 @@ from satellite.errors import InvalidInput
 from satellite.http.auth import caller
 from satellite.http.body import read_json, render
 from satellite.http.keys import SERVICES
-from satellite.http.views import catalog_entry_out, license_out, pool_line_out
+from satellite.http.views import catalog_entry_out, license_out, pool_line_out, transfer_out
 from satellite.http.wire import (
     CatalogList,
     LicenseList,
     LicensesQuery,
+    LicenseTransferIn,
     NoBody,
     PoolLineIn,
     PoolLineList,
@@ -24,6 +25,7 @@ from satellite.http.wire import (
     StatusResponse,
 )
 from satellite.services.registry import Services
+from satellite.services.transfers import TransferItem
 
 
 def _line_values(body: PoolLineIn) -> LineValues:
@@ -117,6 +119,27 @@ async def remove_pool_line(request: web.Request) -> web.Response:
         principal, request.match_info["account"], request.match_info["va"], line_id
     )
     return render(StatusResponse(message=f"license line {line_id} removed"))
+
+
+async def transfer_licenses(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    body = await read_json(request, LicenseTransferIn)
+    services = request.app[SERVICES]
+    items = [
+        TransferItem(
+            license=line.license,
+            quantity=line.quantity,
+            target=line.target_virtual_account,
+            source=line.source_virtual_account,
+            license_type=line.license_type,
+            precedence=line.precedence,
+        )
+        for line in body.licenses
+    ]
+    done = await services.transfers.transfer(
+        principal, request.match_info["account"], items, body.source_virtual_account
+    )
+    return render(transfer_out(done, services.catalog))
 
 
 async def catalog(request: web.Request) -> web.Response:
