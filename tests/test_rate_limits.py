@@ -366,3 +366,26 @@ async def test_ended_windows_are_forgotten_by_a_scheduled_job(
     assert report is not None
     assert report.counts == {"forgotten": 2}
     assert await db.fetchval("SELECT count(*) FROM rate_limit_counters") == 0
+
+
+async def test_guesses_refused_by_a_limit_leave_no_counters(
+    aiohttp_client: AiohttpClient, settings: Settings, db_dsn: str, db: asyncpg.Connection
+) -> None:
+    # Past its address's limit, a guesser naming a new client id each time must not add a
+    # counter each time: the table would grow with every request (at the rate requests
+    # arrive) while the job forgets ended windows only once a run.
+    per_address = 3
+    limits = msgspec.structs.replace(
+        LIMITS,
+        client_secret=FailureLimit(
+            failures_per_name=3, failures_per_address=per_address, window_seconds=300
+        ),
+    )
+    runtime = load_runtime(msgspec.structs.replace(settings, limits=limits), db_dsn)
+    daemon = Api(await aiohttp_client(create_app(runtime)))
+    statuses = [
+        (await post(daemon, TOKEN, client_grant(f"sat-guess-{n}", "wrong")))[0] for n in range(40)
+    ]
+    assert statuses == [401] * per_address + [429] * (40 - per_address)
+    # The address's counter and one per client id that was checked: no more.
+    assert await db.fetchval("SELECT count(*) FROM rate_limit_counters") == 1 + per_address

@@ -113,8 +113,9 @@ class RateLimiter:
 
         over = [c for c in counted if self._limits[c.kind].refuses(c.hits, counted=with_this(c))]
         if over:
-            # A refused attempt counts nowhere: uncount what it counted.
-            await limits.give_back(conn, [c for c in counted if with_this(c)])
+            # A refused attempt counts nowhere: uncount what it counted, and leave no
+            # counter it alone began (no row for each new name a refused guesser tries).
+            await limits.give_back(conn, [c for c in counted if with_this(c)], forget_emptied=True)
             raise self._refuse(max(over, key=lambda c: c.reset_seconds))
         return Attempt(
             reserved=[
