@@ -30,6 +30,7 @@ from satellite.config import (
 from satellite.crypto import jose
 from satellite.crypto.pki import make_csr
 from satellite.crypto.secrets import token_id, token_proof
+from satellite.errors import InvalidToken, TooManyAttempts
 from satellite.protocol import device as wire
 from satellite.runtime import Runtime, load_runtime
 from satellite.scheduler import jobs
@@ -389,3 +390,23 @@ async def test_guesses_refused_by_a_limit_leave_no_counters(
     assert statuses == [401] * per_address + [429] * (40 - per_address)
     # The address's counter and one per client id that was checked: no more.
     assert await db.fetchval("SELECT count(*) FROM rate_limit_counters") == 1 + per_address
+
+
+async def test_addresses_of_one_ipv6_network_or_of_both_forms_count_as_one(
+    services: Services,
+) -> None:
+    # An IPv6 host usually holds a whole /64, and the same IPv4 client reaches a dual-stack
+    # listener as ::ffff:a.b.c.d: neither may multiply the guesses allowed an address.
+    limit = LIMITS.bearer_token.failures_per_address
+    for sources in (
+        [f"2001:db8:1:2::{n + 1:x}" for n in range(limit)] + ["2001:db8:1:2:ffff::9"],
+        ["::ffff:192.0.2.7"] * limit + ["192.0.2.7"],
+    ):
+        for n, source in enumerate(sources[:-1]):
+            with pytest.raises(InvalidToken):
+                await services.auth.authenticate(f"guess {n}", source)
+        with pytest.raises(TooManyAttempts):
+            await services.auth.authenticate("one more guess", sources[-1])
+    # Another network is not held up.
+    with pytest.raises(InvalidToken):
+        await services.auth.authenticate("a guess", "2001:db8:1:3::1")

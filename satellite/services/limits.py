@@ -22,7 +22,7 @@ import structlog
 
 from satellite.config import LimitSettings
 from satellite.crypto.secrets import digest_of_token_id, secret_digest
-from satellite.domain.limits import Limit, LimitKind, refusal
+from satellite.domain.limits import Limit, LimitKind, address_key, refusal
 from satellite.errors import TooManyAttempts
 from satellite.storage import limits, tokens
 from satellite.storage.db import Connection, Database
@@ -62,6 +62,10 @@ def _limits(settings: LimitSettings) -> dict[str, Limit]:
         ),
     ]
     return {limit.kind: limit for limit in found}
+
+
+def _address(source: str | None) -> str | None:
+    return None if source is None else address_key(source)
 
 
 def _key(kind: LimitKind, value: str) -> bytes:
@@ -125,26 +129,26 @@ class RateLimiter:
         )
 
     async def begin_password(self, username: str, source: str | None, conn: Connection) -> Attempt:
-        counts = self._counts([("password-name", username), ("password-address", source)])
+        counts = self._counts([("password-name", username), ("password-address", _address(source))])
         return await self._begin(conn, counts)
 
     async def begin_client_secret(
         self, client_id: str, source: str | None, conn: Connection
     ) -> Attempt:
         counts = self._counts(
-            [("client-secret-name", client_id), ("client-secret-address", source)]
+            [("client-secret-name", client_id), ("client-secret-address", _address(source))]
         )
         return await self._begin(conn, counts)
 
     async def begin_bearer_token(self, source: str | None, conn: Connection) -> Attempt:
-        return await self._begin(conn, self._counts([("bearer-token-address", source)]))
+        return await self._begin(conn, self._counts([("bearer-token-address", _address(source))]))
 
     async def begin_registration(self, token_id: str, source: str | None) -> Attempt:
         """The token's proof (failure limits of the token and of the address) and the
         registration itself (flood limits of the token and of its virtual account)."""
         keyed: list[tuple[LimitKind, str | None]] = [
             ("token-proof-token", token_id),
-            ("token-proof-address", source),
+            ("token-proof-address", _address(source)),
             ("registrations-token", token_id),
         ]
         async with self._connection(None) as conn:
