@@ -301,14 +301,17 @@ async def test_registrations_that_prove_their_token_are_no_failures(
     assert await db.fetchval("SELECT count(*) FROM product_instances") == count
 
 
-async def register_proving(client: TestClient[Any, Any], token: str, proof_of: str) -> int:
-    """A registration naming ``token`` with a proof made with ``proof_of``: its status."""
+async def register_proving(
+    client: TestClient[Any, Any], token: str, proof_of: str, *, named: str | None = None
+) -> int:
+    """A registration naming ``token`` (spelt ``named`` if given) with a proof made with
+    ``proof_of``: its status."""
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = jose.public_jwk(key.public_key())
     async with client.get(wire.PREFIX + "/nonce") as response:
         nonce = response.headers[wire.NONCE_HEADER]
     request = wire.RegisterRequest(
-        token_id=token_id(token),
+        token_id=named or token_id(token),
         token_proof=token_proof(proof_of, nonce, jose.jwk_thumbprint(jwk)),
         udi=wire.Udi(pid="UCM", serial_number="FCH0001", uuid="uuid-FCH0001"),
         csr=make_csr(key, "UCM:FCH0001"),
@@ -410,3 +413,19 @@ async def test_addresses_of_one_ipv6_network_or_of_both_forms_count_as_one(
     # Another network is not held up.
     with pytest.raises(InvalidToken):
         await services.auth.authenticate("a guess", "2001:db8:1:3::1")
+
+
+async def test_a_token_id_spelt_another_way_counts_as_the_same_token(admin: Api) -> None:
+    # 32 bytes are 43 base64url characters, the last one with two bits to spare: four
+    # spellings name one token. Each must not get a limit of its own.
+    await setup_acme(admin)
+    token = await new_token(admin)
+    canonical = token_id(token)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(canonical[-1])
+    spellings = [canonical[:-1] + alphabet[last & ~3 | n] for n in range(4)]
+    assert canonical in spellings
+    for _ in range(LIMITS.registrations.per_token):
+        assert await register_proving(admin.client, token, token) != 429
+    for spelling in spellings:
+        assert await register_proving(admin.client, token, token, named=spelling) == 429

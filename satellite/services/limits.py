@@ -146,13 +146,18 @@ class RateLimiter:
     async def begin_registration(self, token_id: str, source: str | None) -> Attempt:
         """The token's proof (failure limits of the token and of the address) and the
         registration itself (flood limits of the token and of its virtual account)."""
+        digest = digest_of_token_id(token_id)
+        # Counted by the digest it names, not as spelt: base64url spells one digest in
+        # several ways (the last character's spare bits), and each spelling would get
+        # limits of its own.
+        token = digest.hex() if digest else token_id
         keyed: list[tuple[LimitKind, str | None]] = [
-            ("token-proof-token", token_id),
+            ("token-proof-token", token),
             ("token-proof-address", _address(source)),
-            ("registrations-token", token_id),
+            ("registrations-token", token),
         ]
         async with self._connection(None) as conn:
-            va_id = await tokens.virtual_account_of_token(conn, digest_of_token_id(token_id))
+            va_id = await tokens.virtual_account_of_token(conn, digest)
             if va_id is None:
                 # A token not known here fails for certain: its failure counts now, not
                 # after the registration, so guesses sent at once cannot pass the limit.
