@@ -30,6 +30,7 @@ from satellite.config import (
 from satellite.crypto import jose
 from satellite.crypto.pki import make_csr
 from satellite.crypto.secrets import token_id, token_proof
+from satellite.domain.limits import address_key
 from satellite.errors import InvalidToken, TooManyAttempts
 from satellite.protocol import device as wire
 from satellite.runtime import Runtime, load_runtime
@@ -413,6 +414,14 @@ async def test_addresses_of_one_ipv6_network_or_of_both_forms_count_as_one(
     # Another network is not held up.
     with pytest.raises(InvalidToken):
         await services.auth.authenticate("a guess", "2001:db8:1:3::1")
+
+
+def test_the_ipv6_network_an_address_counts_as_is_a_setting() -> None:
+    assert address_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:2:3:4:5:6", 128) == "2001:db8:1:2:3:4:5:6/128"
+    assert address_key("2001:db8:1:2:3:4:5:6", 48) == "2001:db8:1::/48"
+    assert address_key("fe80::1%eth0") == "fe80::/64"
+    assert address_key("::ffff:192.0.2.7", 128) == "192.0.2.7"
 
 
 async def test_a_token_id_spelt_another_way_counts_as_the_same_token(admin: Api) -> None:

@@ -64,11 +64,11 @@ class Limit:
         return hits + (0 if counted else 1) > self.allowed
 
 
-def address_key(address: str) -> str:
+def address_key(address: str, ipv6_prefix_length: int = 64) -> str:
     """What an address limit counts a source address as: an IPv4 address as itself (also
-    when a dual-stack socket shows it as ``::ffff:a.b.c.d``), an IPv6 one as its /64, the
-    network a single host is usually given (else each host could guess from 2^64
-    addresses). Anything else (no IP address) as it is."""
+    when a dual-stack socket shows it as ``::ffff:a.b.c.d``), an IPv6 one as its network
+    of ``ipv6_prefix_length`` bits: a /64 is what a single host is usually given (else
+    each host could guess from 2^64 addresses). Anything else (no IP address) as it is."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -78,7 +78,8 @@ def address_key(address: str) -> str:
     if ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     # (From the integer: a link-local address's scope id is no part of the network.)
-    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    host_bits = 128 - ipv6_prefix_length
+    return str(ipaddress.IPv6Network((int(ip) >> host_bits << host_bits, ipv6_prefix_length)))
 
 
 def refusal(kind: LimitKind, retry_after: int) -> str:

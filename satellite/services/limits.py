@@ -64,10 +64,6 @@ def _limits(settings: LimitSettings) -> dict[str, Limit]:
     return {limit.kind: limit for limit in found}
 
 
-def _address(source: str | None) -> str | None:
-    return None if source is None else address_key(source)
-
-
 def _key(kind: LimitKind, value: str) -> bytes:
     # Hashed: bounded in size, any characters, and no guessed name kept readable.
     return secret_digest(f"{kind}\n{value}")
@@ -77,6 +73,7 @@ class RateLimiter:
     def __init__(self, db: Database, settings: LimitSettings) -> None:
         self._db = db
         self._limits = _limits(settings)
+        self._ipv6_prefix_length = settings.ipv6_prefix_length
 
     @asynccontextmanager
     async def _connection(self, conn: Connection | None) -> AsyncIterator[Connection]:
@@ -85,6 +82,9 @@ class RateLimiter:
             return
         async with self._db.connection() as own:
             yield own
+
+    def _address(self, source: str | None) -> str | None:
+        return None if source is None else address_key(source, self._ipv6_prefix_length)
 
     def _counts(
         self, keyed: Sequence[tuple[LimitKind, str | None]], *, failing: bool = False
@@ -129,19 +129,23 @@ class RateLimiter:
         )
 
     async def begin_password(self, username: str, source: str | None, conn: Connection) -> Attempt:
-        counts = self._counts([("password-name", username), ("password-address", _address(source))])
+        counts = self._counts(
+            [("password-name", username), ("password-address", self._address(source))]
+        )
         return await self._begin(conn, counts)
 
     async def begin_client_secret(
         self, client_id: str, source: str | None, conn: Connection
     ) -> Attempt:
         counts = self._counts(
-            [("client-secret-name", client_id), ("client-secret-address", _address(source))]
+            [("client-secret-name", client_id), ("client-secret-address", self._address(source))]
         )
         return await self._begin(conn, counts)
 
     async def begin_bearer_token(self, source: str | None, conn: Connection) -> Attempt:
-        return await self._begin(conn, self._counts([("bearer-token-address", _address(source))]))
+        return await self._begin(
+            conn, self._counts([("bearer-token-address", self._address(source))])
+        )
 
     async def begin_registration(self, token_id: str, source: str | None) -> Attempt:
         """The token's proof (failure limits of the token and of the address) and the
@@ -153,7 +157,7 @@ class RateLimiter:
         token = digest.hex() if digest else token_id
         keyed: list[tuple[LimitKind, str | None]] = [
             ("token-proof-token", token),
-            ("token-proof-address", _address(source)),
+            ("token-proof-address", self._address(source)),
             ("registrations-token", token),
         ]
         async with self._connection(None) as conn:
