@@ -128,6 +128,8 @@ def main() -> None:
             "serve",
             "--listen",
             f"127.0.0.1:{port}",
+            # Plain HTTP: the limits are measured, not TLS (as load.py).
+            "--plain-http",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -177,6 +177,8 @@ class RegistrationLimit(_Section):
 
 
 class LimitSettings(_Section):
+    # An IPv6 source counts as its network of this many bits (a host usually holds a /64).
+    ipv6_prefix_length: Annotated[int, msgspec.Meta(ge=32, le=128)] = 64
     password: PasswordLimit = msgspec.field(default_factory=PasswordLimit)
     client_secret: FailureLimit = msgspec.field(default_factory=FailureLimit)
     bearer_token: BearerTokenLimit = msgspec.field(default_factory=BearerTokenLimit)

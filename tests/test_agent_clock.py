@@ -137,6 +137,32 @@ async def test_expired_authorization_stays_expired_when_the_clock_is_set_back(
     assert state.time_seen.latest >= signed  # the server's signed time counts
 
 
+async def test_a_clock_once_set_far_ahead_is_corrected_by_the_servers_answer(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    """A clock that jumped years ahead (a dead RTC battery, a bad NTP answer) and was put
+    right: the next answer the server signed for this very request says what time it is,
+    so the product is not judged expired for years by the mark the wrong clock left."""
+    await setup_voice(admin, enhanced=10)
+    token = await new_token(admin)
+    real = dt.datetime.now(dt.UTC)
+    now = [real]
+    new_agent(tmp_path, server, "FCH0R9")
+    agent = Agent(tmp_path / "agent-FCH0R9", clock=lambda: now[0])
+    await agent.register(token)
+    now[0] = real + dt.timedelta(days=3650)
+    assert agent.may_add_users() is False  # by the wrong clock it expired: it is recorded
+    now[0] = real + dt.timedelta(minutes=1)  # put right
+    assert agent.may_add_users() is False  # (no signed time has said otherwise yet)
+    state = await agent.renew_authorization()
+    assert state.time_seen.latest is not None
+    assert state.time_seen.latest < real + dt.timedelta(days=1)
+    assert agent.may_add_users() is True
+    clock = status(tmp_path / "agent-FCH0R9")["clock"]
+    assert isinstance(clock, dict)
+    assert clock["rollback"] is False
+
+
 async def test_a_clock_behind_the_servers_signed_time_is_judged_by_that_time(
     admin: Api, state_dir: Path, tmp_path: Path
 ) -> None:

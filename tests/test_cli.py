@@ -414,3 +414,15 @@ def test_user_create_without_password_or_terminal_is_one_line(
     # No --password, no $SATELLITE_PASSWORD and no terminal to ask on: refused, readably.
     assert _query(db_dsn, "SELECT 1 FROM principals WHERE login = 'bob'") == []
     assert "password" in result.one_error_line().lower()
+
+
+def test_an_embedded_database_that_cannot_start_is_one_line(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    cli = Cli(_toml_config(tmp_path / "embedded.toml", state, None), tmp_path)
+    cli("init").ok()
+    conf = state / "pgdata" / "postgresql.conf"
+    conf.write_text(conf.read_text() + "this is not = a setting\n")
+    line = cli("account", "list").one_error_line()
+    # PostgreSQL's own reason, from its log, rather than the command that failed.
+    assert "configuration file" in line, line
+    assert "pg_ctl" not in line, line

@@ -214,3 +214,57 @@ async def test_the_upstream_answers_a_sync_with_503_while_its_database_is_down(
     status, body = await admin.get(SITE + "/sync")
     assert status == 200, body
     assert "(503)" in body["lastError"]
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and its children (a postmaster and its backends)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return [pid, *children]
+
+
+async def test_requests_get_503_while_the_database_hangs(
+    own_pg: tuple[EmbeddedPostgres, str], state_dir: Path, aiohttp_client: AiohttpClient
+) -> None:
+    """A database that stops answering without going away (a dead disk, a network
+    partition to its host): the connections held hang with it, and a request that waits
+    for one of them must not wait forever but get its 503."""
+    embedded, dsn = own_pg
+    settings = Settings(
+        state_dir=str(state_dir),
+        listen=["127.0.0.1:0"],
+        database=DatabaseSettings(
+            dsn=dsn, pool_min_size=1, pool_max_size=1, connect_timeout_seconds=1.0
+        ),
+    )
+    client = await aiohttp_client(create_app(load_runtime(settings, dsn)))
+    anon = Api(client)
+    status, body, _ = await _call(anon, "GET", "/readyz")
+    assert status == 200, body
+    stopped = _family(postmaster_pid(embedded.pgdata))
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        hung = asyncio.create_task(_call(anon, "GET", "/readyz"))  # holds the one connection
+        await asyncio.sleep(0.5)
+        async with asyncio.timeout(WAIT):
+            status, body, headers = await _call(
+                anon,
+                "POST",
+                "/backend/oauth/token",
+                {"grant_type": "client_credentials", "client_id": "c", "client_secret": "s"},
+            )
+        assert_unavailable(status, body, headers)
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    async with asyncio.timeout(WAIT):
+        status, body, _ = await hung
+    assert status in (200, 503), body

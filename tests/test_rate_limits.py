@@ -30,6 +30,8 @@ from satellite.config import (
 from satellite.crypto import jose
 from satellite.crypto.pki import make_csr
 from satellite.crypto.secrets import token_id, token_proof
+from satellite.domain.limits import address_key
+from satellite.errors import InvalidToken, TooManyAttempts
 from satellite.protocol import device as wire
 from satellite.runtime import Runtime, load_runtime
 from satellite.scheduler import jobs
@@ -300,14 +302,17 @@ async def test_registrations_that_prove_their_token_are_no_failures(
     assert await db.fetchval("SELECT count(*) FROM product_instances") == count
 
 
-async def register_proving(client: TestClient[Any, Any], token: str, proof_of: str) -> int:
-    """A registration naming ``token`` with a proof made with ``proof_of``: its status."""
+async def register_proving(
+    client: TestClient[Any, Any], token: str, proof_of: str, *, named: str | None = None
+) -> int:
+    """A registration naming ``token`` (spelt ``named`` if given) with a proof made with
+    ``proof_of``: its status."""
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = jose.public_jwk(key.public_key())
     async with client.get(wire.PREFIX + "/nonce") as response:
         nonce = response.headers[wire.NONCE_HEADER]
     request = wire.RegisterRequest(
-        token_id=token_id(token),
+        token_id=named or token_id(token),
         token_proof=token_proof(proof_of, nonce, jose.jwk_thumbprint(jwk)),
         udi=wire.Udi(pid="UCM", serial_number="FCH0001", uuid="uuid-FCH0001"),
         csr=make_csr(key, "UCM:FCH0001"),
@@ -366,3 +371,70 @@ async def test_ended_windows_are_forgotten_by_a_scheduled_job(
     assert report is not None
     assert report.counts == {"forgotten": 2}
     assert await db.fetchval("SELECT count(*) FROM rate_limit_counters") == 0
+
+
+async def test_guesses_refused_by_a_limit_leave_no_counters(
+    aiohttp_client: AiohttpClient, settings: Settings, db_dsn: str, db: asyncpg.Connection
+) -> None:
+    # Past its address's limit, a guesser naming a new client id each time must not add a
+    # counter each time: the table would grow with every request (at the rate requests
+    # arrive) while the job forgets ended windows only once a run.
+    per_address = 3
+    limits = msgspec.structs.replace(
+        LIMITS,
+        client_secret=FailureLimit(
+            failures_per_name=3, failures_per_address=per_address, window_seconds=300
+        ),
+    )
+    runtime = load_runtime(msgspec.structs.replace(settings, limits=limits), db_dsn)
+    daemon = Api(await aiohttp_client(create_app(runtime)))
+    statuses = [
+        (await post(daemon, TOKEN, client_grant(f"sat-guess-{n}", "wrong")))[0] for n in range(40)
+    ]
+    assert statuses == [401] * per_address + [429] * (40 - per_address)
+    # The address's counter and one per client id that was checked: no more.
+    assert await db.fetchval("SELECT count(*) FROM rate_limit_counters") == 1 + per_address
+
+
+async def test_addresses_of_one_ipv6_network_or_of_both_forms_count_as_one(
+    services: Services,
+) -> None:
+    # An IPv6 host usually holds a whole /64, and the same IPv4 client reaches a dual-stack
+    # listener as ::ffff:a.b.c.d: neither may multiply the guesses allowed an address.
+    limit = LIMITS.bearer_token.failures_per_address
+    for sources in (
+        [f"2001:db8:1:2::{n + 1:x}" for n in range(limit)] + ["2001:db8:1:2:ffff::9"],
+        ["::ffff:192.0.2.7"] * limit + ["192.0.2.7"],
+    ):
+        for n, source in enumerate(sources[:-1]):
+            with pytest.raises(InvalidToken):
+                await services.auth.authenticate(f"guess {n}", source)
+        with pytest.raises(TooManyAttempts):
+            await services.auth.authenticate("one more guess", sources[-1])
+    # Another network is not held up.
+    with pytest.raises(InvalidToken):
+        await services.auth.authenticate("a guess", "2001:db8:1:3::1")
+
+
+def test_the_ipv6_network_an_address_counts_as_is_a_setting() -> None:
+    assert address_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:2:3:4:5:6", 128) == "2001:db8:1:2:3:4:5:6/128"
+    assert address_key("2001:db8:1:2:3:4:5:6", 48) == "2001:db8:1::/48"
+    assert address_key("fe80::1%eth0") == "fe80::/64"
+    assert address_key("::ffff:192.0.2.7", 128) == "192.0.2.7"
+
+
+async def test_a_token_id_spelt_another_way_counts_as_the_same_token(admin: Api) -> None:
+    # 32 bytes are 43 base64url characters, the last one with two bits to spare: four
+    # spellings name one token. Each must not get a limit of its own.
+    await setup_acme(admin)
+    token = await new_token(admin)
+    canonical = token_id(token)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(canonical[-1])
+    spellings = [canonical[:-1] + alphabet[last & ~3 | n] for n in range(4)]
+    assert canonical in spellings
+    for _ in range(LIMITS.registrations.per_token):
+        assert await register_proving(admin.client, token, token) != 429
+    for spelling in spellings:
+        assert await register_proving(admin.client, token, token, named=spelling) == 429

@@ -492,7 +492,7 @@ class Agent:
         state.certificate_expires_at = answer.registration.certificate_expires_at
         state.renew_registration_after = answer.registration.renew_registration_after
         state.authorization = msgspec.to_builtins(answer.authorization)
-        state.time_seen.see(answer.authorization.issued_at)
+        state.time_seen.vouched(answer.authorization.issued_at)
         state.last_error = None
         return state
 
@@ -571,7 +571,7 @@ class Agent:
         def change(now: AgentState) -> None:
             now.usage = dict(usage)
             now.authorization = msgspec.to_builtins(authorization)
-            now.time_seen.see(authorization.issued_at)
+            now.time_seen.vouched(authorization.issued_at)
 
         return self._answered(state.product_instance_id or "", change)
 
@@ -582,7 +582,7 @@ class Agent:
 
         def change(now: AgentState) -> None:
             now.authorization = msgspec.to_builtins(authorization)
-            now.time_seen.see(authorization.issued_at)
+            now.time_seen.vouched(authorization.issued_at)
 
         return self._answered(state.product_instance_id or "", change)
 

@@ -182,6 +182,21 @@ class TimeSeen(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.latest is None or moment > self.latest:
             self.latest = moment
 
+    def vouched(self, moment: dt.datetime) -> None:
+        """``moment``: the time the server signed in its answer to a request of this
+        product (bound to that request's nonce, so not an old answer replayed): what time
+        it was then. A mark beyond the tolerance after it was left by this host's clock
+        running ahead (set years forward once, then put right); it is brought back to the
+        server's time, else nothing would be valid here until the real time caught up with
+        the wrong one. A clock set back gains nothing by this: the server's time is no
+        earlier than the real one."""
+        if self.latest is not None and self.latest - moment > dt.timedelta(
+            seconds=self.tolerance_seconds
+        ):
+            self.latest = moment
+        else:
+            self.see(moment)
+
     def judged_now(self, clock: dt.datetime) -> dt.datetime:
         """The time expiry is judged by: the clock, unless the mark is later."""
         return clock if self.latest is None else max(clock, self.latest)

@@ -21,6 +21,7 @@ what the limit rations.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,6 +62,24 @@ class Limit:
         """``hits``: the counter now, with this attempt in it when ``counted`` (else it
         would be counted if it failed)."""
         return hits + (0 if counted else 1) > self.allowed
+
+
+def address_key(address: str, ipv6_prefix_length: int = 64) -> str:
+    """What an address limit counts a source address as: an IPv4 address as itself (also
+    when a dual-stack socket shows it as ``::ffff:a.b.c.d``), an IPv6 one as its network
+    of ``ipv6_prefix_length`` bits: a /64 is what a single host is usually given (else
+    each host could guess from 2^64 addresses). Anything else (no IP address) as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    # (From the integer: a link-local address's scope id is no part of the network.)
+    host_bits = 128 - ipv6_prefix_length
+    return str(ipaddress.IPv6Network((int(ip) >> host_bits << host_bits, ipv6_prefix_length)))
 
 
 def refusal(kind: LimitKind, retry_after: int) -> str:

@@ -22,7 +22,7 @@ import structlog
 
 from satellite.config import LimitSettings
 from satellite.crypto.secrets import digest_of_token_id, secret_digest
-from satellite.domain.limits import Limit, LimitKind, refusal
+from satellite.domain.limits import Limit, LimitKind, address_key, refusal
 from satellite.errors import TooManyAttempts
 from satellite.storage import limits, tokens
 from satellite.storage.db import Connection, Database
@@ -73,6 +73,7 @@ class RateLimiter:
     def __init__(self, db: Database, settings: LimitSettings) -> None:
         self._db = db
         self._limits = _limits(settings)
+        self._ipv6_prefix_length = settings.ipv6_prefix_length
 
     @asynccontextmanager
     async def _connection(self, conn: Connection | None) -> AsyncIterator[Connection]:
@@ -81,6 +82,9 @@ class RateLimiter:
             return
         async with self._db.connection() as own:
             yield own
+
+    def _address(self, source: str | None) -> str | None:
+        return None if source is None else address_key(source, self._ipv6_prefix_length)
 
     def _counts(
         self, keyed: Sequence[tuple[LimitKind, str | None]], *, failing: bool = False
@@ -113,8 +117,9 @@ class RateLimiter:
 
         over = [c for c in counted if self._limits[c.kind].refuses(c.hits, counted=with_this(c))]
         if over:
-            # A refused attempt counts nowhere: uncount what it counted.
-            await limits.give_back(conn, [c for c in counted if with_this(c)])
+            # A refused attempt counts nowhere: uncount what it counted, and leave no
+            # counter it alone began (no row for each new name a refused guesser tries).
+            await limits.give_back(conn, [c for c in counted if with_this(c)], forget_emptied=True)
             raise self._refuse(max(over, key=lambda c: c.reset_seconds))
         return Attempt(
             reserved=[
@@ -124,30 +129,39 @@ class RateLimiter:
         )
 
     async def begin_password(self, username: str, source: str | None, conn: Connection) -> Attempt:
-        counts = self._counts([("password-name", username), ("password-address", source)])
+        counts = self._counts(
+            [("password-name", username), ("password-address", self._address(source))]
+        )
         return await self._begin(conn, counts)
 
     async def begin_client_secret(
         self, client_id: str, source: str | None, conn: Connection
     ) -> Attempt:
         counts = self._counts(
-            [("client-secret-name", client_id), ("client-secret-address", source)]
+            [("client-secret-name", client_id), ("client-secret-address", self._address(source))]
         )
         return await self._begin(conn, counts)
 
     async def begin_bearer_token(self, source: str | None, conn: Connection) -> Attempt:
-        return await self._begin(conn, self._counts([("bearer-token-address", source)]))
+        return await self._begin(
+            conn, self._counts([("bearer-token-address", self._address(source))])
+        )
 
     async def begin_registration(self, token_id: str, source: str | None) -> Attempt:
         """The token's proof (failure limits of the token and of the address) and the
         registration itself (flood limits of the token and of its virtual account)."""
+        digest = digest_of_token_id(token_id)
+        # Counted by the digest it names, not as spelt: base64url spells one digest in
+        # several ways (the last character's spare bits), and each spelling would get
+        # limits of its own.
+        token = digest.hex() if digest else token_id
         keyed: list[tuple[LimitKind, str | None]] = [
-            ("token-proof-token", token_id),
-            ("token-proof-address", source),
-            ("registrations-token", token_id),
+            ("token-proof-token", token),
+            ("token-proof-address", self._address(source)),
+            ("registrations-token", token),
         ]
         async with self._connection(None) as conn:
-            va_id = await tokens.virtual_account_of_token(conn, digest_of_token_id(token_id))
+            va_id = await tokens.virtual_account_of_token(conn, digest)
             if va_id is None:
                 # A token not known here fails for certain: its failure counts now, not
                 # after the registration, so guesses sent at once cannot pass the limit.

@@ -84,8 +84,11 @@ class _Quiet:
 class Database:
     """A pool; services take connections or transactions from it."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float | None = None) -> None:
+        """``acquire_timeout``: seconds a caller waits for a connection of the pool (None:
+        as long as it takes)."""
         self._pool = pool
+        self._acquire_timeout = acquire_timeout
         self._quiet = _Quiet()
 
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
@@ -105,14 +108,17 @@ class Database:
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
-        return cls(pool)
+        # Waiting for a pooled connection is bounded too: when the database hangs (a dead
+        # disk, a partition to its host) every connection hangs with it, and the requests
+        # behind them get their 503 instead of waiting for ever.
+        return cls(pool, settings.connect_timeout_seconds)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection from the pool; a database that cannot be reached, or that goes away
         while the connection is in use, is DatabaseUnavailable (never a driver error)."""
         try:
-            proxy = await self._pool.acquire()
+            proxy = await self._pool.acquire(timeout=self._acquire_timeout)
         except _CONNECT_FAILED as exc:
             raise self._unavailable(exc) from exc
         # The pool hands out proxies with the Connection interface.

@@ -22,6 +22,7 @@ import os
 import pwd
 import shutil
 import stat
+import subprocess
 import tempfile
 import warnings
 from pathlib import Path
@@ -45,7 +46,32 @@ MAX_SOCKET_PATH = 107
 SOCKET_NAME = ".s.PGSQL.5432"  # the server listens on no TCP port: the default's name
 TEMP_PREFIX = "satellite-pg-"
 START_TIMEOUT_SECONDS = 60
-_PG_CTL = _commands.create_command_function("pg_ctl")
+_PG_CTL = _commands.POSTGRES_BIN_PATH / "pg_ctl"
+# The end of the server's log read for why it did not start.
+_LOG_TAIL_BYTES = 16_384
+
+
+def _why_not_started(log_file: Path, start_offset: int) -> str:
+    """The server's last FATAL or PANIC line written since ``start_offset`` (what it says
+    when it does not start: a bad setting, a data directory in use), without its prefix."""
+    try:
+        with log_file.open("rb") as handle:
+            handle.seek(max(start_offset, log_file.stat().st_size - _LOG_TAIL_BYTES))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        for level in ("PANIC:", "FATAL:"):
+            if level in line:
+                return line.split(level, 1)[1].strip()
+    return "pg_ctl could not start it"
+
+
+def _log_size(log_file: Path) -> int:
+    try:
+        return log_file.stat().st_size
+    except OSError:
+        return 0
 
 
 def alive(pid: int | None) -> bool:
@@ -139,10 +165,29 @@ class _Server(postgres_server.PostgresServer):
             str(self.log),
             "start",
         ]
-        _PG_CTL(args, pgdata=self.pgdata, user=self.system_user, timeout=START_TIMEOUT_SECONDS)
+        log_file = Path(self.log)
+        logged = _log_size(log_file)
+        try:
+            # Not the wheel's command runner: it logs a failure as a dozen lines, the whole
+            # command line included. pg_ctl's own output goes nowhere (a pipe would never
+            # close: the postmaster inherits it); the server says why in its log.
+            subprocess.run(  # noqa: S603 - the wheel's pg_ctl, arguments of ours
+                [str(_PG_CTL), "-D", str(self.pgdata), *args],
+                check=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                user=self.system_user,
+                timeout=START_TIMEOUT_SECONDS + 10,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            raise StateDirError(
+                f"PostgreSQL did not start in {self.pgdata}: "
+                f"{_why_not_started(log_file, logged)} (its log: {log_file})"
+            ) from exc
         info = utils.PostmasterInfo.read_from_pgdata(self.pgdata)
         if info is None or not alive(info.pid) or info.status != "ready":
-            raise StateDirError(f"PostgreSQL did not start in {self.pgdata}: see its log")
+            raise StateDirError(f"PostgreSQL did not start in {self.pgdata}: see {log_file}")
         self._postmaster_info = info
 
     def forget_dead_holders(self) -> None:

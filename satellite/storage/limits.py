@@ -62,20 +62,31 @@ async def count(conn: asyncpg.Connection, counts: list[Count]) -> list[Counter]:
     return sorted((_counter(row) for row in rows), key=lambda c: (c.kind, c.key))
 
 
-async def give_back(conn: asyncpg.Connection, counters: list[Counter]) -> None:
-    """Uncount one attempt on each counter, if its window is still the one it was counted in."""
+async def give_back(
+    conn: asyncpg.Connection, counters: list[Counter], *, forget_emptied: bool = False
+) -> None:
+    """Uncount one attempt on each counter, if its window is still the one it was counted in.
+
+    ``forget_emptied``: a counter left at no attempt is deleted rather than kept at zero
+    (for an attempt that was refused: a guesser past one limit would otherwise leave a row
+    for every new name it tries). Kept otherwise, so that the next attempt on it is the
+    cheap update of a row in place, not an insert.
+    """
     if not counters:
         return
     await conn.execute(
-        "WITH mine AS (SELECT c.kind, c.key FROM rate_limit_counters c "
+        "WITH mine AS (SELECT c.kind, c.key, c.hits FROM rate_limit_counters c "
         "JOIN unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS t(kind, key, window_ends) "
         "ON c.kind = t.kind AND c.key = t.key AND c.window_ends = t.window_ends "
-        "WHERE c.hits > 0 ORDER BY c.kind, c.key FOR UPDATE OF c) "
+        "WHERE c.hits > 0 ORDER BY c.kind, c.key FOR UPDATE OF c), "
+        "emptied AS (DELETE FROM rate_limit_counters c USING mine "
+        "WHERE $4::boolean AND c.kind = mine.kind AND c.key = mine.key AND mine.hits = 1) "
         "UPDATE rate_limit_counters c SET hits = c.hits - 1 FROM mine "
-        "WHERE c.kind = mine.kind AND c.key = mine.key",
+        "WHERE c.kind = mine.kind AND c.key = mine.key AND (mine.hits > 1 OR NOT $4::boolean)",
         [c.kind for c in counters],
         [c.key for c in counters],
         [c.window_ends for c in counters],
+        forget_emptied,
     )
 
 
