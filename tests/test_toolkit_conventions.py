@@ -4,6 +4,7 @@ on them (one test per fact, named after it), over real HTTP on a real database."
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,6 +14,7 @@ import structlog
 from satellite.http.openapi import build_document
 from satellite.http.routes import ROUTES
 from tests.conftest import BASIC, CUWL, ENHANCED, Api, Credentials, new_client
+from tests.test_cli import Cli, _toml_config
 
 ACME = "/api/v1/accounts/Acme"
 VAS = ACME + "/virtual-accounts"
@@ -276,6 +278,22 @@ async def test_accounts_carry_their_domain_and_an_id(admin: Api) -> None:
     await refused(admin, "/api/v1/accounts", {"name": "X", "domain": "-bad-.example"}, "domain")
 
 
+def test_the_cli_sets_and_shows_an_accounts_domain(
+    tmp_path: Path, db_dsn: str, state_dir: Path
+) -> None:
+    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    created = cli("account", "create", "Acme", "--domain", "acme.example", "--json").json()
+    assert created["account"]["domain"] == "acme.example"
+    updated = cli("account", "update", "Acme", "--domain", "voice.acme.example").ok()
+    assert ["domain", "voice.acme.example"] in [line.split() for line in updated.out.splitlines()]
+    listed = cli("account", "list").ok()
+    assert "voice.acme.example" in listed.out
+    error = cli("account", "update", "Acme", "--domain", "not a domain").one_error_line()
+    assert "domain" in error
+    removed = cli("account", "update", "Acme", "--domain", "", "--json").json()
+    assert removed["account"]["domain"] is None
+
+
 # --- OAuth parameters in the query string ----------------------------------------------------
 
 
@@ -299,6 +317,16 @@ async def test_oauth_token_takes_the_grant_from_the_query_string_on_both_urls(
         # The secret in the URL never reaches the log.
         assert system_admin.client_secret not in repr(logs)
         assert all("client_secret" not in str(e.get("path", "")) for e in logs)
+    # Split between the query string and the body works; one parameter given twice, with
+    # two values, is refused.
+    split = urlencode({"grant_type": "client_credentials"})
+    credentials = {"client_id": system_admin.client_id, "client_secret": system_admin.client_secret}
+    status, answer = await anon.post(f"/oauth/token?{split}", credentials)
+    assert status == 200, answer
+    twice = urlencode({"grant_type": "client_credentials", "client_id": "sat-other"})
+    status, answer = await anon.post(f"/oauth/token?{twice}", credentials)
+    assert status == 400, answer
+    assert (answer["error"], answer["field"]) == ("invalid_request", "client_id")
 
 
 async def test_oauth_query_string_grants_are_rate_limited_and_never_logged(
