@@ -44,7 +44,7 @@ class Route:
     tag: str
     body: type | None = None
     response: type | None = None
-    query: type | None = None  # the query parameters of a GET, as a wire type
+    query: type | None = None  # the query parameters, as a wire type
     # Creates too answer 200 with the created object, as the toolkit does.
     status: int = 200
     public: bool = False
@@ -62,6 +62,7 @@ ROUTES: tuple[Route, ...] = (
             "oauth",
             wire.TokenRequest,
             wire.TokenResponse,
+            query=wire.TokenRequest,  # public scripts send the grant in the query string
             public=True,
             api=False,
         )
