@@ -633,14 +633,19 @@ class SatelliteSync:
             counts["flagsChanged"] = 1
             if not header.export_controlled_allowed:
                 await self._export_withdrawn(conn, link)
-        existing = {v.name: v for v in await accounts.list_virtual_accounts(conn, link.account_id)}
-        for name in sorted(set(wanted) - set(existing)):
-            existing[name] = await accounts.insert_virtual_account(
-                conn, link.account_id, name, descriptions.get(name, ""), False
-            )
-            counts["virtualAccountsCreated"] += 1
-        for name, va in sorted(existing.items()):
-            lines = wanted.get(name, {})
+        # Keyed by the name in lower case: virtual account names are one ignoring case.
+        existing = {
+            v.name.lower(): v for v in await accounts.list_virtual_accounts(conn, link.account_id)
+        }
+        wanted_by_key = {name.lower(): lines for name, lines in wanted.items()}
+        for name in sorted(wanted):
+            if name.lower() not in existing:
+                existing[name.lower()] = await accounts.insert_virtual_account(
+                    conn, link.account_id, name, descriptions.get(name, ""), False
+                )
+                counts["virtualAccountsCreated"] += 1
+        for key, va in sorted(existing.items()):
+            lines = wanted_by_key.get(key, {})
             have = await storage.upstream_lines(conn, va.id)
             put = [(i, values) for i, values in sorted(lines.items()) if have.get(i) != values]
             if put:

@@ -388,16 +388,18 @@ class UpstreamSync:
         """The satellite's products and usage become what the request says; what left it
         leaves the mirror (and a virtual account it deleted goes, when nothing else holds
         anything in it here)."""
+        # Keyed by the name in lower case: virtual account names are one ignoring case.
         vas: dict[str, int] = {
-            v.name: v.id for v in await accounts.list_virtual_accounts(conn, sat.account_id)
+            v.name.lower(): v.id for v in await accounts.list_virtual_accounts(conn, sat.account_id)
         }
         named: set[str] = set()
         created = 0
 
         async def va_id(name: str, description: str = "") -> int:
             nonlocal created
-            named.add(name)
-            if name not in vas:
+            key = name.lower()
+            named.add(key)
+            if key not in vas:
                 if created == MAX_NEW_VIRTUAL_ACCOUNTS:
                     raise BundleError(
                         f"the request creates more than {MAX_NEW_VIRTUAL_ACCOUNTS} virtual "
@@ -406,9 +408,9 @@ class UpstreamSync:
                 made = await accounts.insert_virtual_account(
                     conn, sat.account_id, name, description, False
                 )
-                vas[name] = made.id
+                vas[key] = made.id
                 created += 1
-            return vas[name]
+            return vas[key]
 
         await upstream.start_product_batch(conn)
         usage: dict[tuple[int, str], upstream.UsageRow] = {}
@@ -443,12 +445,13 @@ class UpstreamSync:
         merged = await upstream.merge_products(conn, sat.id)
         await upstream.replace_usage(conn, sat.id, list(usage.values()))
         gone = 0
-        for name in departed_vas:
-            if name in named or name not in vas:
+        for departed in departed_vas:
+            va_key = departed.lower()
+            if va_key in named or va_key not in vas:
                 continue  # named again by the request, or gone here already
-            if await accounts.virtual_account_holdings(conn, vas[name]) == (0, 0, 0):
-                await devices.forget_ended_products(conn, vas[name])
-                await accounts.delete_virtual_account(conn, vas[name])
+            if await accounts.virtual_account_holdings(conn, vas[va_key]) == (0, 0, 0):
+                await devices.forget_ended_products(conn, vas[va_key])
+                await accounts.delete_virtual_account(conn, vas[va_key])
                 gone += 1
             # (else it stays: it holds licenses, tokens or products here, and the answer
             # brings it back to the satellite with them)

@@ -32,15 +32,15 @@ def day(offset: int) -> str:
 
 async def setup_account(admin: Api, *vas: str) -> None:
     status, body = await admin.post("/api/v1/accounts", {"name": "Acme"})
-    assert status == 201, body
+    assert status == 200, body
     for va in vas:
         status, body = await admin.post("/api/v1/accounts/Acme/virtual-accounts", {"name": va})
-        assert status == 201, body
+        assert status == 200, body
 
 
 async def add_line(api: Api, path: str = POOL, **fields: Any) -> dict[str, Any]:
     status, body = await api.post(path, fields)
-    assert status == 201, body
+    assert status == 200, body
     line: dict[str, Any] = body["license"]
     return line
 
@@ -99,7 +99,7 @@ async def test_add_line_answers_with_the_line(admin: Api) -> None:
             "subscriptionId": "Sub-1234",
         },
     )
-    assert status == 201, body
+    assert status == 200, body
     line = body["license"]
     assert isinstance(line["id"], int)
     assert line == {
@@ -442,7 +442,7 @@ async def test_unknown_virtual_account_in_filter_is_404(admin: Api) -> None:
 async def test_licenses_of_other_accounts_are_404(admin: Api) -> None:
     await setup_account(admin)
     status, body = await admin.post("/api/v1/accounts", {"name": "Globex"})
-    assert status == 201, body
+    assert status == 200, body
     outsider = await new_client(admin, "account-viewer", ["Globex"])
     status, body = await outsider.post(LICENSES, {})
     assert status == 404, body
@@ -535,7 +535,7 @@ async def test_alert_limit(admin: Api) -> None:
     assert status == 200, body
     assert len(body["alerts"]) == 3
     assert len(await alerts(admin, {"limit": 2})) == 2
-    status, body = await admin.post(ALERTS, {"limit": 0})
+    status, body = await admin.post(ALERTS, {"limit": -2})
     assert status == 422, body
 
 

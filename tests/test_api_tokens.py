@@ -17,12 +17,12 @@ async def create_account(admin: Api, name: str = "Acme", *, export: bool = False
     status, body = await admin.post(
         "/api/v1/accounts", {"name": name, "exportControlledAllowed": export}
     )
-    assert status == 201, body
+    assert status == 200, body
 
 
 async def create_token(api: Api, path: str = TOKENS, **fields: Any) -> dict[str, Any]:
     status, body = await api.post(path, fields)
-    assert status == 201, body
+    assert status == 200, body
     info: dict[str, Any] = body["tokenInfo"]
     return info
 
@@ -57,7 +57,7 @@ async def test_create_token_answers_with_token_info(admin: Api, system_admin: Cr
             "numberOfUses": 3,
         },
     )
-    assert status == 201, body
+    assert status == 200, body
     info = body["tokenInfo"]
     assert isinstance(info["token"], str)
     assert len(info["token"]) >= 40
@@ -94,7 +94,7 @@ async def test_listing_shows_the_same_token_again(admin: Api) -> None:
     status, _ = await admin.post(
         "/api/v1/accounts/Acme/virtual-accounts", {"name": "Lab", "description": ""}
     )
-    assert status == 201
+    assert status == 200
     lab = await listed(admin, "/api/v1/accounts/Acme/virtual-accounts/Lab/tokens")
     assert lab == {}
 
@@ -186,7 +186,7 @@ async def test_revoke_with_an_unknown_token_revokes_nothing(
 async def test_revoke_of_another_virtual_accounts_token_is_404(admin: Api) -> None:
     await create_account(admin)
     status, _ = await admin.post("/api/v1/accounts/Acme/virtual-accounts", {"name": "Lab"})
-    assert status == 201
+    assert status == 200
     lab_tokens = "/api/v1/accounts/Acme/virtual-accounts/Lab/tokens"
     lab_token = (await create_token(admin, lab_tokens))["token"]
     status, body = await admin.post(TOKENS + "/revoke", {"tokens": [lab_token]})
@@ -271,9 +271,9 @@ async def test_omitted_export_controlled_follows_the_account(admin: Api) -> None
     assert (await create_token(admin, globex))["exportControlled"] == "Not Allowed"
 
 
-async def test_export_controlled_takes_only_the_two_words(admin: Api) -> None:
+async def test_export_controlled_takes_only_the_two_words_or_a_boolean(admin: Api) -> None:
     await create_account(admin, export=True)
-    for value in ("allowed", "Yes", True):
+    for value in ("allowed", "Yes", 2):
         status, body = await admin.post(TOKENS, {"exportControlled": value})
         assert status == 422, (value, body)
         assert body["field"] == "exportControlled"

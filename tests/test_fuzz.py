@@ -62,12 +62,7 @@ DESTRUCTIVE = ("/delete", "/disable", "/revoke", "/remove", "/unregister", "/pas
 QUERY_NAMES = sorted(
     {
         field.encode_name
-        for query in (
-            wire.EventsQuery,
-            wire.DevicesQuery,
-            wire.ExportKeysQuery,
-            wire.SatelliteProductsQuery,
-        )
+        for query in {route.query for route in ROUTES if route.query is not None}
         for field in msgspec.structs.fields(query)
     }
 )

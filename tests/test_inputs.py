@@ -289,7 +289,7 @@ async def test_nul_in_admin_paths_queries_and_bodies_is_422(
     admin: Api, db: asyncpg.Connection
 ) -> None:
     status, _ = await admin.post("/api/v1/accounts", {"name": "Acme"})
-    assert status == 201
+    assert status == 200
     before = await snapshot(db)
     for method, path, body, field in (
         ("GET", "/api/v1/accounts/Ac%00me/virtual-accounts", None, "account"),
@@ -339,7 +339,7 @@ async def test_nul_in_admin_paths_queries_and_bodies_is_422(
 
 async def test_offsets_and_limits_beyond_int64_are_422(admin: Api) -> None:
     status, _ = await admin.post("/api/v1/accounts", {"name": "Acme"})
-    assert status == 201
+    assert status == 200
     huge = str(2**63)
     for path, field in (
         (f"/api/v1/events?offset={huge}", "offset"),

@@ -65,14 +65,18 @@ def account_list(obj: CliContext, as_json: bool) -> None:
     emit(
         as_json,
         wire.AccountList(accounts=[account_out(a) for a in accounts]),
-        ["NAME", "EXPORT-CONTROLLED", "CREATED", "DESCRIPTION"],
-        [[a.name, a.export_controlled_allowed, a.created_at, a.description] for a in accounts],
+        ["NAME", "DOMAIN", "EXPORT-CONTROLLED", "CREATED", "DESCRIPTION"],
+        [
+            [a.name, a.domain or "", a.export_controlled_allowed, a.created_at, a.description]
+            for a in accounts
+        ],
     )
 
 
 @account.command("create")
 @click.argument("name")
 @click.option("--description", default="")
+@click.option("--domain", default=None, help="The smart account's domain name (acme.example).")
 @click.option(
     "--export-controlled/--no-export-controlled",
     default=False,
@@ -81,23 +85,35 @@ def account_list(obj: CliContext, as_json: bool) -> None:
 @json_option
 @pass_cli
 def account_create(
-    obj: CliContext, name: str, description: str, export_controlled: bool, as_json: bool
+    obj: CliContext,
+    name: str,
+    description: str,
+    domain: str | None,
+    export_controlled: bool,
+    as_json: bool,
 ) -> None:
     """Create an account (with its DEFAULT virtual account)."""
     created = obj.run(
-        lambda s: s.accounts.create_account(obj.operator, name, description, export_controlled)
+        lambda s: s.accounts.create_account(
+            obj.operator, name, description, export_controlled, domain
+        )
     )
     out = account_out(created)
     emit_one(
         as_json,
         wire.AccountOne(account=out),
-        [("name", out.name), ("export-controlled", out.export_controlled_allowed)],
+        [
+            ("name", out.name),
+            ("domain", out.domain or ""),
+            ("export-controlled", out.export_controlled_allowed),
+        ],
     )
 
 
 @account.command("update")
 @click.argument("name")
 @click.option("--description", default=None)
+@click.option("--domain", default=None, help='The domain name ("" removes it).')
 @click.option("--export-controlled/--no-export-controlled", default=None)
 @json_option
 @pass_cli
@@ -105,12 +121,15 @@ def account_update(
     obj: CliContext,
     name: str,
     description: str | None,
+    domain: str | None,
     export_controlled: bool | None,
     as_json: bool,
 ) -> None:
-    """Change an account's description or export-controlled flag."""
+    """Change an account's description, domain or export-controlled flag."""
     updated = obj.run(
-        lambda s: s.accounts.update_account(obj.operator, name, description, export_controlled)
+        lambda s: s.accounts.update_account(
+            obj.operator, name, description, export_controlled, domain
+        )
     )
     out = account_out(updated)
     emit_one(
@@ -119,6 +138,7 @@ def account_update(
         [
             ("name", out.name),
             ("description", out.description),
+            ("domain", out.domain or ""),
             ("export-controlled", out.export_controlled_allowed),
         ],
     )

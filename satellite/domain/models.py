@@ -16,6 +16,7 @@ TokenStatus = Literal["Active", "Expired", "Revoked", "Used"]
 class Account:
     id: int
     name: str
+    domain: str | None  # the smart account's domain name
     description: str
     export_controlled_allowed: bool
     created_at: dt.datetime

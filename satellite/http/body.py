@@ -16,15 +16,22 @@ from satellite.protocol.validation import validation_error
 T = TypeVar("T")
 
 
+_NO_BODY = (b"", b"null")
+
+
 class MalformedBody(web.HTTPBadRequest):
     pass
 
 
 async def read_json(request: web.Request, type_: type[T], *, allow_form: bool = False) -> T:
-    """Decode the body as ``type_``; an empty body means ``{}``.
+    """Decode the body as ``type_``; an empty body and a JSON ``null`` mean ``{}``.
 
     The body is read as JSON whatever the Content-Type says (curl's ``-d`` sends a form
     type); only the OAuth endpoints also take real forms, as OAuth clients send them.
+    Values convert as in a query string (``read_query``): the toolkit's automation sends
+    numbers as JSON strings or integral floats (``"365"``, ``365.0``), and an exact integer
+    in any of these forms is taken; ``"1.5"``, ``"abc"`` or ``true`` are refused naming
+    the field.
     """
     raw = await request.read()  # bounded by the app's client_max_size (413 beyond it)
     content_type = request.content_type
@@ -32,12 +39,9 @@ async def read_json(request: web.Request, type_: type[T], *, allow_form: bool = 
     if allow_form and content_type == "application/x-www-form-urlencoded":
         data = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         refuse_nul(data)
-        try:
-            return msgspec.convert(data, type_, strict=False)
-        except msgspec.ValidationError as exc:
-            raise validation_error(exc) from exc
+        return convert(data, type_)
     try:
-        return decode(raw if raw.strip() else b"{}", type_)
+        return decode(raw if raw.strip() not in _NO_BODY else b"{}", type_, strict=False)
     except MalformedJson as exc:
         raise MalformedBody(text=exc.detail) from exc
 
@@ -45,8 +49,14 @@ async def read_json(request: web.Request, type_: type[T], *, allow_form: bool = 
 def read_query(request: web.Request, type_: type[T]) -> T:
     """Decode query parameters as ``type_`` (strings are converted to the field types;
     U+0000 was refused already, with the path, by a middleware)."""
+    return convert(dict(request.query), type_)
+
+
+def convert(data: dict[str, Any], type_: type[T]) -> T:
+    """Parameters (of a query string or a form, strings) as ``type_``, converted to the
+    field types; a field that does not convert is InvalidInput naming it."""
     try:
-        return msgspec.convert(dict(request.query), type_, strict=False)
+        return msgspec.convert(data, type_, strict=False)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from exc
 

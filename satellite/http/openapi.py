@@ -14,6 +14,24 @@ from satellite.http.wire import Problem
 
 _REF = "#/components/schemas/{name}"
 _PARAM_RE = re.compile(r"{(\w+)}")
+_NOT_IDENTIFIER_RE = re.compile(r"[^A-Za-z0-9]+")
+
+
+def operation_id(method: str, path: str) -> str:
+    """``post_api_v1_accounts_account_update``: a plain identifier, as code generators
+    need (no braces, slashes or hyphens), unique as the method and path are."""
+    return _NOT_IDENTIFIER_RE.sub("_", f"{method.lower()} {path}").strip("_")
+
+
+def query_parameters(query: type) -> list[dict[str, Any]]:
+    """The fields of a query type as OpenAPI query parameters, with their schemas."""
+    (ref,), components = msgspec.json.schema_components([query], ref_template=_REF)
+    schema = components[ref["$ref"].rsplit("/", 1)[1]]
+    required = set(schema.get("required", ()))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": field_schema}
+        for name, field_schema in schema["properties"].items()
+    ]
 
 
 def build_document() -> dict[str, Any]:
@@ -31,7 +49,7 @@ def build_document() -> dict[str, Any]:
             operation: dict[str, Any] = {
                 "summary": route.summary,
                 "tags": [route.tag],
-                "operationId": f"{route.method.lower()}{path}".replace("/", "_"),
+                "operationId": operation_id(route.method, path),
                 "responses": {
                     str(route.status): {
                         "description": "Success",
@@ -48,6 +66,8 @@ def build_document() -> dict[str, Any]:
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for name in _PARAM_RE.findall(path)
             ]
+            if route.query is not None:
+                parameters += query_parameters(route.query)
             if parameters:
                 operation["parameters"] = parameters
             if route.body is not None:

@@ -19,6 +19,7 @@ from satellite.http.handlers import (
     principals,
     products,
     reservations,
+    subscriptions,
     sync,
     tokens,
 )
@@ -43,6 +44,8 @@ class Route:
     tag: str
     body: type | None = None
     response: type | None = None
+    query: type | None = None  # the query parameters, as a wire type
+    # Creates too answer 200 with the created object, as the toolkit does.
     status: int = 200
     public: bool = False
     api: bool = True
@@ -59,6 +62,7 @@ ROUTES: tuple[Route, ...] = (
             "oauth",
             wire.TokenRequest,
             wire.TokenResponse,
+            query=wire.TokenRequest,  # public scripts send the grant in the query string
             public=True,
             api=False,
         )
@@ -104,7 +108,6 @@ ROUTES: tuple[Route, ...] = (
         "accounts",
         wire.AccountCreate,
         wire.AccountOne,
-        201,
     ),
     Route(
         "POST",
@@ -132,7 +135,6 @@ ROUTES: tuple[Route, ...] = (
         "virtual accounts",
         wire.VirtualAccountCreate,
         wire.VirtualAccountList,
-        201,
     ),
     Route(
         "POST",
@@ -152,6 +154,7 @@ ROUTES: tuple[Route, ...] = (
         "tokens",
         None,
         wire.TokenList,
+        query=wire.TokensQuery,
     ),
     Route(
         "POST",
@@ -161,7 +164,6 @@ ROUTES: tuple[Route, ...] = (
         "tokens",
         wire.TokenCreate,
         wire.TokenCreated,
-        201,
     ),
     Route(
         "POST",
@@ -181,6 +183,7 @@ ROUTES: tuple[Route, ...] = (
         "devices",
         None,
         wire.DeviceList,
+        query=wire.DevicesQuery,
     ),
     Route(
         "GET",
@@ -218,6 +221,7 @@ ROUTES: tuple[Route, ...] = (
         "export control",
         None,
         wire.ExportKeyList,
+        query=wire.ExportKeysQuery,
     ),
     Route(
         "GET",
@@ -301,6 +305,15 @@ ROUTES: tuple[Route, ...] = (
         wire.LicenseTransferOut,
     ),
     Route(
+        "POST",
+        ACCOUNT + "/license-subscriptions",
+        subscriptions.list_subscriptions,
+        "Subscriptions behind the pool lines, per subscription id and virtual account",
+        "licenses",
+        wire.SubscriptionsQuery,
+        wire.SubscriptionList,
+    ),
+    Route(
         "GET",
         VA + "/license-pool",
         licenses.list_pool,
@@ -317,7 +330,6 @@ ROUTES: tuple[Route, ...] = (
         "licenses",
         wire.PoolLineIn,
         wire.PoolLineOne,
-        201,
     ),
     Route(
         "POST",
@@ -364,6 +376,7 @@ ROUTES: tuple[Route, ...] = (
         "events",
         None,
         wire.EventList,
+        query=wire.EventsQuery,
     ),
     Route(
         "POST",
@@ -392,7 +405,6 @@ ROUTES: tuple[Route, ...] = (
         "access",
         wire.ClientCreate,
         wire.ClientCreated,
-        201,
     ),
     Route(
         "POST",
@@ -412,7 +424,6 @@ ROUTES: tuple[Route, ...] = (
         "access",
         wire.UserCreate,
         wire.PrincipalOne,
-        201,
     ),
     Route(
         "POST",
@@ -492,7 +503,6 @@ ROUTES: tuple[Route, ...] = (
         "sync",
         wire.SatelliteTokenCreate,
         wire.SatelliteTokenOut,
-        201,
     ),
     Route(
         "GET",
@@ -535,6 +545,7 @@ ROUTES: tuple[Route, ...] = (
         "A satellite's products and usage as its last sync left them",
         "sync",
         response=wire.SatelliteMirrorOut,
+        query=wire.SatelliteProductsQuery,
     ),
     Route(
         "POST",

@@ -29,7 +29,9 @@ from satellite.http.wire import (
     DeviceDetail,
     DeviceOut,
     EventOut,
+    ExportFlag,
     ExportKeyOut,
+    Flag,
     LicenseDetail,
     LicenseOut,
     LicenseSubstitution,
@@ -62,9 +64,20 @@ from satellite.services.transfers import Transferred
 from sync.satellite import Imported, SyncStatus
 
 
+def flag(value: bool) -> Flag:
+    return "true" if value else "false"
+
+
+def export_flag(value: ExportFlag | bool | None) -> bool | None:
+    """``exportControlled`` as given: "Allowed", "Not Allowed", a boolean, or absent."""
+    return value if value is None or isinstance(value, bool) else value == "Allowed"
+
+
 def account_out(account: Account) -> AccountOut:
     return AccountOut(
+        id=account.id,
         name=account.name,
+        domain=account.domain,
         description=account.description,
         export_controlled_allowed=account.export_controlled_allowed,
         created_at=account.created_at,
@@ -73,7 +86,10 @@ def account_out(account: Account) -> AccountOut:
 
 def virtual_account_out(va: VirtualAccount) -> VirtualAccountOut:
     return VirtualAccountOut(
-        name=va.name, description=va.description, is_default=va.is_default, created_at=va.created_at
+        name=va.name,
+        description=va.description,
+        is_default=flag(va.is_default),
+        created_at=va.created_at,
     )
 
 

@@ -14,13 +14,20 @@ import msgspec
 
 from satellite.domain.access import Role
 from satellite.domain.catalog import LicenseType, TagOrigin
+from satellite.domain.paging import ALL
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^/\x00-\x1f]+$")]
 Description = Annotated[str, msgspec.Meta(max_length=500)]
-Limit = Annotated[int, msgspec.Meta(ge=-1, le=100_000)]
+# Every list that pages takes the same limit: -1 (the toolkit's "all") or a page size,
+# and an offset counting the records skipped in the list's order (domain.paging).
+Limit = Annotated[int, msgspec.Meta(ge=ALL, le=100_000)]
 # PostgreSQL's OFFSET is a bigint: a larger one is refused here, naming the parameter.
 Offset = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 ExportFlag = Literal["Allowed", "Not Allowed"]
+# A flag of the toolkit's answers: a string, so that automation comparing it with "true"
+# matches (a JSON boolean does not).
+Flag = Literal["true", "false"]
+Domain = Annotated[str, msgspec.Meta(max_length=253)]  # checked by domain.names.check_domain
 Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 
 
@@ -56,7 +63,7 @@ class RevokeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class NoBody(Request):
-    """An action that takes no parameters: the body is empty or ``{}``."""
+    """An action that takes no parameters: the body is empty, ``{}`` or ``null``."""
 
 
 class Empty(Response):
@@ -72,7 +79,9 @@ class StatusResponse(Response):
 
 
 class AccountOut(Response):
+    id: int
     name: str
+    domain: str | None  # the smart account's domain name (acme.example)
     description: str
     export_controlled_allowed: bool
     created_at: dt.datetime
@@ -84,11 +93,13 @@ class AccountList(Response):
 
 class AccountCreate(Request):
     name: Name
+    domain: Domain | None = None
     description: Description = ""
     export_controlled_allowed: bool = False
 
 
 class AccountUpdate(Request):
+    domain: Domain | None = None  # "" removes it
     description: Description | None = None
     export_controlled_allowed: bool | None = None
 
@@ -100,7 +111,7 @@ class AccountOne(Response):
 class VirtualAccountOut(Response):
     name: str
     description: str
-    is_default: bool
+    is_default: Flag
     created_at: dt.datetime
 
 
@@ -120,7 +131,7 @@ class TokenCreate(Request):
     description: Description = ""
     expires_after_days: Annotated[int, msgspec.Meta(ge=1, le=365)] | None = None
     # Absent: "Allowed" where the account may use export-controlled functionality.
-    export_controlled: ExportFlag | None = None
+    export_controlled: ExportFlag | bool | None = None
     number_of_uses: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 
 
@@ -143,6 +154,13 @@ class TokenCreated(Response):
 
 class TokenList(Response):
     tokens: list[TokenInfo]
+
+
+class TokensQuery(Request):
+    """Query parameters of the token list."""
+
+    limit: Limit = ALL
+    offset: Offset = 0
 
 
 class TokenRevoke(Request):
@@ -191,6 +209,38 @@ class LicenseOut(Response):
 class LicenseList(Response):
     total_records: int
     licenses: list[LicenseOut]
+
+
+class SubscriptionsQuery(Request):
+    virtual_accounts: Annotated[list[Name], msgspec.Meta(max_length=1000)] | None = None
+    limit: Limit = ALL
+    offset: Offset = 0
+
+
+class SubscriptionLicenseOut(Response):
+    license: str
+    entitlement_tag: str
+    quantity: int
+    license_type: str
+    start_date: dt.date | None
+    end_date: dt.date | None
+    status: Literal["Active", "Pending", "Expired"]
+
+
+class SubscriptionOut(Response):
+    """The pool lines of one subscription in one virtual account."""
+
+    subscription_id: str
+    virtual_account: str
+    start_date: dt.date | None  # the earliest of its lines
+    end_date: dt.date | None  # the latest of its lines
+    status: Literal["Active", "Pending", "Expired"]  # Active while one line is
+    licenses: list[SubscriptionLicenseOut]
+
+
+class SubscriptionList(Response):
+    total_records: int
+    subscriptions: list[SubscriptionOut]
 
 
 class PoolLineIn(Request):
@@ -285,7 +335,8 @@ class CatalogList(Response):
 
 
 class AlertsQuery(Request):
-    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    limit: Limit = 100
+    offset: Offset = 0
     include_cleared: bool = False
 
 
@@ -309,7 +360,7 @@ class EventsQuery(Request):
     actor: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    limit: Limit = 100
     offset: Offset = 0
 
 
@@ -390,7 +441,7 @@ class DevicesQuery(Request):
     udi_serial_number: UdiText | None = None
     host_name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     product_tag_name: UdiText | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    limit: Limit = 100
     offset: Offset = 0
 
 
@@ -463,7 +514,7 @@ class ExportKeysQuery(Request):
     """Query parameters of the export key list."""
 
     status: Annotated[str, msgspec.Meta(max_length=20)] = "Granted"  # or "all"
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    limit: Limit = 100
     offset: Offset = 0
 
 
@@ -744,7 +795,7 @@ class MirroredUsageOut(Response):
 
 
 class SatelliteProductsQuery(Request):
-    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    limit: Limit = 1000
     offset: Offset = 0
 
 

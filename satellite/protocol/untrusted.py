@@ -85,13 +85,16 @@ def refuse_nul(value: Any, path: str = "") -> None:
         raise InvalidInput(f"`{where}` must not contain U+0000 (NUL)", field=where or None)
 
 
-def decode(raw: bytes, type_: type[T], *, what: str = "the body") -> T:
+def decode(raw: bytes, type_: type[T], *, what: str = "the body", strict: bool = True) -> T:
     """Decode untrusted JSON as ``type_``: nesting limited, U+0000 refused, field errors
-    naming their field (``InvalidInput``); text that is not JSON is ``MalformedJson``."""
+    naming their field (``InvalidInput``); text that is not JSON is ``MalformedJson``.
+
+    ``strict=False`` takes msgspec's lax conversions: an exact integer may arrive as a
+    string or an integral float (``"365"``, ``365.0``), a boolean as ``"true"``."""
     if too_deep(raw):
         raise InvalidInput(f"{what}: {NESTED_TOO_DEEP}")
     try:
-        value = msgspec.json.decode(raw, type=type_)
+        value = msgspec.json.decode(raw, type=type_, strict=strict)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from exc
     except msgspec.DecodeError as exc:

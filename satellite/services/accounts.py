@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from satellite.domain.access import Principal
 from satellite.domain.models import Account, VirtualAccount
-from satellite.domain.names import check_description, check_name
+from satellite.domain.names import check_description, check_domain, check_name
 from satellite.errors import Conflict
 from satellite.services import audit, scope
 from satellite.storage import accounts, devices
@@ -23,15 +23,22 @@ class AccountService:
             return await accounts.list_accounts(conn, only)
 
     async def create_account(
-        self, principal: Principal, name: str, description: str, export_controlled_allowed: bool
+        self,
+        principal: Principal,
+        name: str,
+        description: str,
+        export_controlled_allowed: bool,
+        domain: str | None = None,
     ) -> Account:
         """A new account with its DEFAULT virtual account, as every smart account has one."""
         scope.require_system_admin(principal)
         check_name(name)
         check_description(description)
+        if domain is not None:
+            check_domain(domain)
         async with self._db.transaction() as conn:
             account = await accounts.insert_account(
-                conn, name, description, export_controlled_allowed
+                conn, name, description, export_controlled_allowed, domain or None
             )
             await accounts.insert_virtual_account(
                 conn, account.id, DEFAULT_VIRTUAL_ACCOUNT, "Default virtual account", True
@@ -43,6 +50,7 @@ class AccountService:
                 name,
                 account_id=account.id,
                 export_controlled_allowed=export_controlled_allowed,
+                **({"domain": account.domain} if account.domain else {}),
             )
             return account
 
@@ -52,13 +60,17 @@ class AccountService:
         name: str,
         description: str | None,
         export_controlled_allowed: bool | None,
+        domain: str | None = None,
     ) -> Account:
+        """Change what is not None; a ``domain`` of "" removes the account's domain."""
         if description is not None:
             check_description(description)
+        if domain is not None:
+            check_domain(domain)
         async with self._db.transaction() as conn:
             account = await scope.writable_account(conn, principal, name, lock="update")
             scope.require_system_admin(principal)
-            if description is None and export_controlled_allowed is None:
+            if description is None and export_controlled_allowed is None and domain is None:
                 return account  # nothing to change, nothing to record
             if export_controlled_allowed is False and account.export_controlled_allowed:
                 tokens, lines, keys = await accounts.export_controlled_holdings(conn, account.id)
@@ -78,7 +90,7 @@ class AccountService:
                         field="exportControlledAllowed",
                     )
             updated = await accounts.update_account(
-                conn, account.id, description, export_controlled_allowed
+                conn, account.id, description, export_controlled_allowed, domain
             )
             await audit.record(
                 conn,
@@ -88,6 +100,7 @@ class AccountService:
                 account_id=account.id,
                 description=description,
                 export_controlled_allowed=export_controlled_allowed,
+                domain=domain,
             )
             return updated
 

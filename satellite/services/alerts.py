@@ -14,8 +14,14 @@ class AlertService:
         self._db = db
 
     async def list_alerts(
-        self, principal: Principal, account: str, limit: int, include_cleared: bool = False
+        self,
+        principal: Principal,
+        account: str,
+        limit: int,
+        include_cleared: bool = False,
+        offset: int = 0,
     ) -> list[Alert]:
+        """Newest first: ``limit`` of them (-1: all) from ``offset``."""
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
-            return await alerts.list_alerts(conn, acc.id, limit, include_cleared)
+            return await alerts.list_alerts(conn, acc.id, limit, offset, include_cleared)

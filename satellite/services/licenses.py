@@ -16,6 +16,7 @@ from satellite.domain.compliance import (
     positions_for_virtual_account,
 )
 from satellite.domain.models import Account, Severity
+from satellite.domain.paging import page
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
 from satellite.storage import accounts, alerts, devices, export_keys, licenses, reservations
@@ -198,14 +199,7 @@ class LicenseService:
             acc = await scope.readable_account(conn, principal, account)
             vas = await accounts.list_virtual_accounts(conn, acc.id)
             if va_names is not None:
-                known = {va.name for va in vas}
-                for name in va_names:
-                    if name not in known:
-                        raise NotFound(
-                            f"virtual account {name!r} not found in account {account!r}",
-                            field="virtualAccounts",
-                        )
-                vas = [va for va in vas if va.name in va_names]
+                vas = scope.named_virtual_accounts(vas, va_names, account)
             vas.sort(key=lambda va: va.name)
             lines = await licenses.lines_of_account(conn, acc.id, [va.name for va in vas])
             in_use = await devices.in_use_by_virtual_account(
@@ -231,8 +225,7 @@ class LicenseService:
                     exported=exported.get(va.id, {}),
                 )
             )
-        end = None if limit == -1 else offset + limit
-        return len(result), result[offset:end]
+        return len(result), page(result, limit, offset)
 
     def _date(self, now: dt.datetime | None) -> dt.date:
         return self._today() if now is None else now.astimezone(dt.UTC).date()

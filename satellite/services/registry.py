@@ -20,6 +20,7 @@ from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import PrincipalService
 from satellite.services.products import ProductService
 from satellite.services.reservations import ReservationService
+from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
 from satellite.storage.db import Database
@@ -46,6 +47,7 @@ class Services:
     maintenance: MaintenanceService
     sync: SatelliteSync
     upstream: UpstreamSync
+    subscriptions: SubscriptionService
 
 
 def build_services(
@@ -78,4 +80,5 @@ def build_services(
         maintenance=MaintenanceService(db, licenses, settings.timers.usage_history_days),
         sync=SatelliteSync(db, keys, licenses, settings),
         upstream=UpstreamSync(db, keys, settings),
+        subscriptions=SubscriptionService(db, licenses),
     )

@@ -46,6 +46,22 @@ async def virtual_account(
     return va
 
 
+def named_virtual_accounts(
+    vas: list[VirtualAccount], names: list[str], account: str
+) -> list[VirtualAccount]:
+    """The virtual accounts of ``vas`` that ``names`` name, ignoring case as every lookup of
+    a virtual account does; NotFound naming the first unknown name."""
+    by_key = {va.name.lower(): va for va in vas}
+    for name in names:
+        if name.lower() not in by_key:
+            raise NotFound(
+                f"virtual account {name!r} not found in account {account!r}",
+                field="virtualAccounts",
+            )
+    wanted = {name.lower() for name in names}
+    return [va for va in vas if va.name.lower() in wanted]
+
+
 async def product(conn: Connection, va: VirtualAccount, product_id: str) -> ProductInstance:
     """A product instance of the virtual account, whatever its status."""
     found = await devices.get_product(conn, product_id)

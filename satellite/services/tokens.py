@@ -17,6 +17,7 @@ from satellite.crypto.secrets import decrypt, encrypt, random_secret, secret_dig
 from satellite.domain.access import Principal
 from satellite.domain.models import RegistrationToken
 from satellite.domain.names import check_description
+from satellite.domain.paging import ALL, page
 from satellite.errors import InvalidInput, NotFound
 from satellite.services import audit, scope
 from satellite.storage import tokens
@@ -94,13 +95,16 @@ class TokenService:
             )
         return TokenView(row, token)
 
-    async def list_tokens(self, principal: Principal, account: str, va: str) -> list[TokenView]:
+    async def list_tokens(
+        self, principal: Principal, account: str, va: str, *, limit: int = ALL, offset: int = 0
+    ) -> list[TokenView]:
+        """The tokens of the virtual account: ``limit`` of them (-1: all) from ``offset``."""
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
             rows = await tokens.tokens_of_virtual_account(conn, vacc.id)
         reveal = principal.may_write(acc.id)
-        return [self._view(row, reveal=reveal) for row in rows]
+        return [self._view(row, reveal=reveal) for row in page(rows, limit, offset)]
 
     async def revoke(
         self, principal: Principal, account: str, va: str, token_values: list[str]

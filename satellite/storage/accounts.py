@@ -8,7 +8,7 @@ from satellite.domain.models import Account, VirtualAccount
 from satellite.storage.db import RowLock, lock_clause
 from satellite.storage.errors import unique_as_conflict
 
-_ACCOUNT_COLUMNS = "id, name, description, export_controlled_allowed, created_at"
+_ACCOUNT_COLUMNS = "id, name, domain, description, export_controlled_allowed, created_at"
 _VA_COLUMNS = "id, account_id, name, description, is_default, created_at"
 
 
@@ -21,15 +21,20 @@ def _va(row: asyncpg.Record) -> VirtualAccount:
 
 
 async def insert_account(
-    conn: asyncpg.Connection, name: str, description: str, export_controlled_allowed: bool
+    conn: asyncpg.Connection,
+    name: str,
+    description: str,
+    export_controlled_allowed: bool,
+    domain: str | None = None,
 ) -> Account:
     with unique_as_conflict(f"account {name!r} already exists", field="name"):
         row = await conn.fetchrow(
-            f"INSERT INTO accounts (name, description, export_controlled_allowed) "
-            f"VALUES ($1, $2, $3) RETURNING {_ACCOUNT_COLUMNS}",
+            f"INSERT INTO accounts (name, description, export_controlled_allowed, domain) "
+            f"VALUES ($1, $2, $3, $4) RETURNING {_ACCOUNT_COLUMNS}",
             name,
             description,
             export_controlled_allowed,
+            domain,
         )
     assert row is not None
     return _account(row)
@@ -40,14 +45,18 @@ async def update_account(
     account_id: int,
     description: str | None,
     export_controlled_allowed: bool | None,
+    domain: str | None = None,
 ) -> Account:
+    """Changes what is not None; a ``domain`` of "" removes the account's domain."""
     row = await conn.fetchrow(
         f"UPDATE accounts SET description = coalesce($2, description), "
-        f"export_controlled_allowed = coalesce($3, export_controlled_allowed) "
+        f"export_controlled_allowed = coalesce($3, export_controlled_allowed), "
+        f"domain = CASE WHEN $4::text IS NULL THEN domain ELSE nullif($4::text, '') END "
         f"WHERE id = $1 RETURNING {_ACCOUNT_COLUMNS}",
         account_id,
         description,
         export_controlled_allowed,
+        domain,
     )
     assert row is not None
     return _account(row)
@@ -89,6 +98,7 @@ async def accounts_by_names(conn: asyncpg.Connection, names: list[str]) -> list[
 async def insert_virtual_account(
     conn: asyncpg.Connection, account_id: int, name: str, description: str, is_default: bool
 ) -> VirtualAccount:
+    # Unique ignoring case (sql/012): "Voice" and "VOICE" are one name.
     with unique_as_conflict(f"virtual account {name!r} already exists", field="name"):
         row = await conn.fetchrow(
             f"INSERT INTO virtual_accounts (account_id, name, description, is_default) "
@@ -107,7 +117,7 @@ async def get_virtual_account(
 ) -> VirtualAccount | None:
     row = await conn.fetchrow(
         f"SELECT {_VA_COLUMNS} FROM virtual_accounts "
-        f"WHERE account_id = $1 AND name = $2{lock_clause(lock)}",
+        f"WHERE account_id = $1 AND lower(name) = lower($2){lock_clause(lock)}",
         account_id,
         name,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from satellite.domain.models import Alert, Severity
+from satellite.domain.paging import sql_limit
 
 
 async def raise_alert(
@@ -54,7 +55,7 @@ async def clear_alerts_except(
 
 
 async def list_alerts(
-    conn: asyncpg.Connection, account_id: int, limit: int, include_cleared: bool
+    conn: asyncpg.Connection, account_id: int, limit: int, offset: int, include_cleared: bool
 ) -> list[Alert]:
     rows = await conn.fetch(
         "SELECT al.id, a.name AS account, va.name AS virtual_account, al.message_type, "
@@ -62,10 +63,11 @@ async def list_alerts(
         "FROM alerts al JOIN accounts a ON a.id = al.account_id "
         "LEFT JOIN virtual_accounts va ON va.id = al.virtual_account_id "
         "WHERE al.account_id = $1 AND ($2 OR al.cleared_at IS NULL) "
-        "ORDER BY al.id DESC LIMIT $3",
+        "ORDER BY al.id DESC LIMIT $3 OFFSET $4",
         account_id,
         include_cleared,
-        limit,
+        sql_limit(limit),
+        offset,
     )
     return [Alert(**dict(r)) for r in rows]
 

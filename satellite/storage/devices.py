@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from satellite.domain.models import ProductInstance, ProductStatus, UsageRecord
+from satellite.domain.paging import sql_limit
 from satellite.storage.errors import unique_as_conflict
 
 # The virtual account's name and account come from scalar subqueries, not a join: when a
@@ -414,7 +415,7 @@ async def list_products(
         f"SELECT {_COLUMNS} {_FROM} WHERE {where} ORDER BY p.registered_at, p.id "
         f"LIMIT $7 OFFSET $8",
         *args,
-        limit,
+        sql_limit(limit),
         offset,
     )
     return int(total), [_product(r) for r in rows]

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from satellite.domain.models import Event
+from satellite.domain.paging import sql_limit
 
 
 async def insert_event(
@@ -58,7 +59,7 @@ async def list_events(
         f"e.request_id FROM events e LEFT JOIN accounts a ON a.id = e.account_id "
         f"WHERE {where} ORDER BY e.id DESC LIMIT $6 OFFSET $7",
         *args,
-        limit,
+        sql_limit(limit),
         offset,
     )
     return int(total), [Event(**dict(r)) for r in rows]

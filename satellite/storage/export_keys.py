@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 
 from satellite.domain.models import ExportKey, ExportKeyStatus
+from satellite.domain.paging import sql_limit
 from satellite.storage.devices import uuids
 
 _COLUMNS = (
@@ -126,7 +127,7 @@ async def keys_of_virtual_account(
         f"SELECT {_COLUMNS} {_FROM} WHERE {where} ORDER BY k.granted_at, k.id LIMIT $3 OFFSET $4",
         va_id,
         granted_only,
-        limit,
+        sql_limit(limit),
         offset,
     )
     return int(total), [_key(row) for row in rows]

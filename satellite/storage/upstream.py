@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from satellite.domain.paging import sql_limit
 from satellite.domain.sync import RegisteredSatellite, SatelliteToken
 from satellite.errors import Conflict, InvalidInput
 from satellite.storage.db import RowLock, lock_clause
@@ -331,7 +332,7 @@ async def mirrored_products(
         "JOIN virtual_accounts va ON va.id = p.virtual_account_id "
         "WHERE p.satellite_id = $1::uuid ORDER BY p.product_id LIMIT $2 OFFSET $3",
         satellite_id,
-        limit,
+        sql_limit(limit),
         offset,
     )
     return result

@@ -30,9 +30,9 @@ async def create_account(request: web.Request) -> web.Response:
     principal = await caller(request)
     body = await read_json(request, AccountCreate)
     account = await request.app[SERVICES].accounts.create_account(
-        principal, body.name, body.description, body.export_controlled_allowed
+        principal, body.name, body.description, body.export_controlled_allowed, body.domain
     )
-    return render(AccountOne(account=account_out(account)), status=201)
+    return render(AccountOne(account=account_out(account)))
 
 
 async def update_account(request: web.Request) -> web.Response:
@@ -43,6 +43,7 @@ async def update_account(request: web.Request) -> web.Response:
         request.match_info["account"],
         body.description,
         body.export_controlled_allowed,
+        body.domain,
     )
     return render(AccountOne(account=account_out(account)))
 
@@ -61,7 +62,7 @@ async def create_virtual_account(request: web.Request) -> web.Response:
     va = await request.app[SERVICES].accounts.create_virtual_account(
         principal, request.match_info["account"], body.name, body.description
     )
-    return render(VirtualAccountList(virtual_accounts=[virtual_account_out(va)]), status=201)
+    return render(VirtualAccountList(virtual_accounts=[virtual_account_out(va)]))
 
 
 async def delete_virtual_account(request: web.Request) -> web.Response:

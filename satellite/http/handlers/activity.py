@@ -21,7 +21,11 @@ async def list_alerts(request: web.Request) -> web.Response:
     principal = await caller(request)
     body = await read_json(request, AlertsQuery)
     alerts = await request.app[SERVICES].alerts.list_alerts(
-        principal, request.match_info["account"], body.limit, body.include_cleared
+        principal,
+        request.match_info["account"],
+        body.limit,
+        body.include_cleared,
+        offset=body.offset,
     )
     return render(AlertList(alerts=[alert_out(a) for a in alerts]))
 

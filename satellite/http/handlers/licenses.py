@@ -90,10 +90,7 @@ async def add_pool_line(request: web.Request) -> web.Response:
         request.match_info["va"],
         _line_values(body),
     )
-    return render(
-        PoolLineOne(license=_line_out(services, line)),
-        status=201,
-    )
+    return render(PoolLineOne(license=_line_out(services, line)))
 
 
 async def update_pool_line(request: web.Request) -> web.Response:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from satellite.errors import InvalidInput, OAuthRequestError, UnsupportedGrantType
 from satellite.http.auth import caller
-from satellite.http.body import read_json, render
+from satellite.http.body import convert, read_json, render
 from satellite.http.keys import SERVICES
 from satellite.http.wire import Empty, RevokeRequest, TokenRequest, TokenResponse
 from satellite.protocol.untrusted import NUL
@@ -34,9 +35,26 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return client_id, secret
 
 
+async def _grant_parameters(request: web.Request) -> TokenRequest:
+    """The grant's parameters from the body (JSON or a form) and the query string: public
+    scripts send ``?grant_type=client_credentials&client_id=...&client_secret=...`` with
+    no body. (The query string never reaches a log: the request log has the path only.)"""
+    if not request.query:
+        return await read_json(request, TokenRequest, allow_form=True)
+    body: dict[str, Any] = await read_json(request, dict, allow_form=True)
+    query = dict(request.query)
+    for name in sorted(body.keys() & query.keys()):
+        if body[name] != query[name]:
+            raise OAuthRequestError(
+                f"`{name}` is given twice, differently, in the query string and the body",
+                field=name,
+            )
+    return convert({**query, **body}, TokenRequest)
+
+
 async def _token_request(request: web.Request) -> TokenRequest:
     try:
-        return await read_json(request, TokenRequest, allow_form=True)
+        return await _grant_parameters(request)
     except InvalidInput as exc:
         if exc.field == "grant_type" and "Invalid enum value" in exc.detail:
             raise UnsupportedGrantType(field="grant_type") from exc

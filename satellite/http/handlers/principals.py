@@ -37,8 +37,7 @@ async def create_client(request: web.Request) -> web.Response:
             client_id=new.client_id,
             client_secret=new.client_secret,
             client=principal_out(new.record),
-        ),
-        status=201,
+        )
     )
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -65,7 +64,7 @@ async def create_user(request: web.Request) -> web.Response:
     record = await request.app[SERVICES].principals.create_user(
         principal, body.username, body.password, body.role, body.accounts
     )
-    return render(PrincipalOne(item=principal_out(record)), status=201)
+    return render(PrincipalOne(item=principal_out(record)))
 
 
 async def disable_user(request: web.Request) -> web.Response:

@@ -106,7 +106,7 @@ async def create_satellite_token(request: web.Request) -> web.Response:
     created = await services.upstream.create_token(
         principal, _account(request), body.description, body.expires_days
     )
-    return render(satellite_token_out(created.token, services.upstream.now(), created.secret), 201)
+    return render(satellite_token_out(created.token, services.upstream.now(), created.secret))
 
 
 async def list_satellite_tokens(request: web.Request) -> web.Response:

@@ -7,10 +7,10 @@ import datetime as dt
 from aiohttp import web
 
 from satellite.http.auth import caller
-from satellite.http.body import read_json, render
+from satellite.http.body import read_json, read_query, render
 from satellite.http.keys import SERVICES
-from satellite.http.views import token_info
-from satellite.http.wire import TokenCreate, TokenCreated, TokenList, TokenRevoke
+from satellite.http.views import export_flag, token_info
+from satellite.http.wire import TokenCreate, TokenCreated, TokenList, TokenRevoke, TokensQuery
 
 
 async def create_token(request: web.Request) -> web.Response:
@@ -22,19 +22,22 @@ async def create_token(request: web.Request) -> web.Response:
         request.match_info["va"],
         description=body.description,
         expires_after_days=body.expires_after_days,
-        export_controlled=None
-        if body.export_controlled is None
-        else body.export_controlled == "Allowed",
+        export_controlled=export_flag(body.export_controlled),
         max_uses=body.number_of_uses,
     )
     now = dt.datetime.now(dt.UTC)
-    return render(TokenCreated(token_info=token_info(view, now)), status=201)
+    return render(TokenCreated(token_info=token_info(view, now)))
 
 
 async def list_tokens(request: web.Request) -> web.Response:
     principal = await caller(request)
+    query = read_query(request, TokensQuery)
     views = await request.app[SERVICES].tokens.list_tokens(
-        principal, request.match_info["account"], request.match_info["va"]
+        principal,
+        request.match_info["account"],
+        request.match_info["va"],
+        limit=query.limit,
+        offset=query.offset,
     )
     now = dt.datetime.now(dt.UTC)
     response = render(TokenList(tokens=[token_info(v, now) for v in views]))
