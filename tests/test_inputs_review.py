@@ -1,0 +1,53 @@
+"""Hostile input found in review (issue 11, section 2): each was a 500 with a traceback in
+the log, or a traceback on the terminal; each is now a 4xx problem document (or one line
+and exit code != 0), with nothing changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import asyncpg
+from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from satellite.crypto import jose
+from tests.conftest import ENHANCED, Api
+from tests.test_device import new_agent, new_token, setup_voice
+from tests.test_inputs import assert_refused, fresh_nonce, send, snapshot
+
+
+def sign_raw(key: ec.EllipticCurvePrivateKey, payload: bytes, protected: bytes) -> dict[str, str]:
+    """A flattened JWS whose protected header is exactly ``protected`` (jose.sign writes
+    its own JSON, which cannot spell a lone surrogate)."""
+    encoded = f"{jose._encode(protected)}.{jose._encode(payload)}"
+    r, s = decode_dss_signature(key.sign(encoded.encode(), ec.ECDSA(hashes.SHA256())))
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    protected_part, payload_part = encoded.split(".")
+    return {
+        "protected": protected_part,
+        "payload": payload_part,
+        "signature": jose._encode(signature),
+    }
+
+
+async def test_a_lone_surrogate_in_a_signed_header_is_refused(
+    admin: Api, anon: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """JSON can spell a lone UTF-16 surrogate (``\\udcff``), which no text column takes: it
+    reached the database as the request's nonce."""
+    await setup_voice(admin, enhanced=5)
+    agent = new_agent(tmp_path, server)
+    product = (await agent.register(await new_token(admin))).product_instance_id
+    path = f"/device/v1/products/{product}/usage"
+    before = await snapshot(db)
+    for member in ("nonce", "kid", "url"):
+        header = {"alg": "ES256", "kid": product, "nonce": await fresh_nonce(anon), "url": path}
+        text = json.dumps(header).replace(f'"{member}": "', f'"{member}": "\\udcff', 1)
+        payload = json.dumps({"usage": [{"tag": ENHANCED, "count": 1}]}).encode()
+        signed = sign_raw(agent.dir.load_key(), payload, text.encode())
+        status, body = await send(anon, path, json.dumps(signed).encode())
+        assert_refused(status, body)
+    assert await snapshot(db) == before
