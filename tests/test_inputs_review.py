@@ -5,6 +5,7 @@ and exit code != 0), with nothing changed."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -14,9 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from satellite.crypto import jose
+from satellite.crypto.slr import RequestCode, public_key_text
 from tests.conftest import ENHANCED, Api
 from tests.test_device import new_agent, new_token, setup_voice
 from tests.test_inputs import assert_refused, fresh_nonce, send, snapshot
+from tests.test_reservation import reserve
 
 
 def sign_raw(key: ec.EllipticCurvePrivateKey, payload: bytes, protected: bytes) -> dict[str, str]:
@@ -50,4 +53,24 @@ async def test_a_lone_surrogate_in_a_signed_header_is_refused(
         signed = sign_raw(agent.dir.load_key(), payload, text.encode())
         status, body = await send(anon, path, json.dumps(signed).encode())
         assert_refused(status, body)
+    assert await snapshot(db) == before
+
+
+async def test_a_request_code_with_nul_or_a_lone_surrogate_is_refused(
+    admin: Api, db: asyncpg.Connection
+) -> None:
+    """A request code is JSON inside base32 with a checksum: anyone can write one, with
+    U+0000 or a lone surrogate in the PID, serial number or product type."""
+    await setup_voice(admin, enhanced=5)
+    public_key = public_key_text(ec.generate_private_key(ec.SECP256R1()).public_key())
+    before = await snapshot(db)
+    for pid, serial, product_type in (
+        ("U\x00CM", "S1", "UCM"),
+        ("UCM", "S\udcff", "UCM"),
+        ("UCM", "S2", "U\x00"),
+    ):
+        code = RequestCode(pid, serial, "u-1", product_type, str(uuid.uuid4()), public_key)
+        status, body = await reserve(admin, code.encode(), enhanced=1)
+        assert_refused(status, body, "reservationRequests[0].reservationCode")
+        assert "not a request code" in body["detail"]
     assert await snapshot(db) == before
