@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from satellite.crypto import jose
 from satellite.crypto.slr import RequestCode, public_key_text
 from tests.conftest import ENHANCED, Api
+from tests.test_cli import Cli, _toml_config
 from tests.test_device import new_agent, new_token, setup_voice
 from tests.test_inputs import assert_refused, fresh_nonce, send, snapshot
 from tests.test_reservation import reserve
@@ -74,3 +75,20 @@ async def test_a_request_code_with_nul_or_a_lone_surrogate_is_refused(
         assert_refused(status, body, "reservationRequests[0].reservationCode")
         assert "not a request code" in body["detail"]
     assert await snapshot(db) == before
+
+
+def test_cli_numbers_beyond_int64_are_one_line(
+    tmp_path: Path, db_dsn: str, state_dir: Path
+) -> None:
+    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    cli("account", "create", "Acme").ok()
+    cli("va", "create", "Acme", "Voice").ok()
+    huge = str(2**63)
+    for result in cli.many(
+        ["events", "--offset", huge],
+        ["device", "list", "Acme", "Voice", "--offset", huge],
+        ["license", "remove", "Acme", "Voice", huge],
+        ["license", "update", "Acme", "Voice", huge, "--tag", ENHANCED, "--quantity", "1"],
+    ):
+        assert huge in result.one_error_line(), result.args
+    cli("events", "--offset", str(2**63 - 1)).ok()
