@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from satellite.crypto import jose
 from satellite.crypto.slr import RequestCode, public_key_text
 from tests.conftest import ENHANCED, Api
+from tests.test_agent_cli import AgentCli
 from tests.test_cli import Cli, _query, _toml_config
 from tests.test_device import new_agent, new_token, setup_voice
 from tests.test_inputs import assert_refused, fresh_nonce, send, snapshot
@@ -108,3 +109,14 @@ def test_cli_arguments_that_are_not_utf8_are_one_line(
     ):
         assert "not UTF-8" in result.one_error_line(), result.args
     assert _query(db_dsn, "SELECT count(*) FROM accounts") == before
+
+
+async def test_agent_arguments_that_are_not_utf8_are_one_line(tmp_path: Path) -> None:
+    """The same on the product's side: its state is UTF-8 JSON, and nothing is written."""
+    agent = AgentCli(tmp_path / "agent")
+    for option in ("--uuid", "--product-type", "--url"):
+        code, _, err = await agent("init", "--pid", "UCM", "--serial", "S1", option, "x\udce9")
+        assert code != 0
+        assert err.count("\n") == 1, err
+        assert "not UTF-8" in err
+        assert not (tmp_path / "agent" / "state.json").exists()

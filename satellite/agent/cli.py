@@ -20,6 +20,7 @@ from satellite.agent.export import ExportControl
 from satellite.agent.reservation import Reservations
 from satellite.agent.runner import Runner, Schedule
 from satellite.agent.state import MAX_CLOCK_TOLERANCE, AgentState, Identity, new_uuid
+from satellite.protocol.untrusted import first_not_utf8
 
 T = TypeVar("T")
 
@@ -468,6 +469,10 @@ def main() -> None:
     # (They register 'license smart reservation', 'export' and 'register'.)
     from satellite.agent import export_cli, register_cli, reservation_cli  # noqa: F401
 
+    undecodable = first_not_utf8(sys.argv[1:])
+    if undecodable is not None:
+        click.echo(f"error: argument {undecodable} is not UTF-8 text", err=True)
+        sys.exit(2)
     try:
         code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -21,6 +21,7 @@ from satellite.config import LogSettings, Settings, load_settings
 from satellite.domain.access import Principal, host_operator
 from satellite.errors import SatelliteError, StateDirError
 from satellite.logging import configure_logging
+from satellite.protocol.untrusted import first_not_utf8
 from satellite.runtime import database_server, is_initialized, load_runtime, open_services
 from satellite.services import health
 from satellite.services.registry import Services
@@ -83,18 +84,6 @@ def cli(ctx: click.Context, config: Path | None, state_dir: Path | None) -> None
     ctx.obj = CliContext(config, state_dir)
 
 
-def _not_utf8(args: list[str]) -> int | None:
-    """The position (1-based) of the first argument that is not UTF-8, or None. Python
-    hands undecodable bytes over as lone surrogates (a terminal in Latin-1 sends "é" as
-    0xE9), which neither the database nor a UTF-8 file takes."""
-    for position, arg in enumerate(args, 1):
-        try:
-            arg.encode("utf-8")
-        except UnicodeEncodeError:
-            return position
-    return None
-
-
 def main() -> None:
     from satellite.cli import (  # noqa: F401 - registers the commands
         admin,
@@ -104,7 +93,7 @@ def main() -> None:
         sync,
     )
 
-    undecodable = _not_utf8(sys.argv[1:])
+    undecodable = first_not_utf8(sys.argv[1:])
     if undecodable is not None:
         click.echo(f"error: argument {undecodable} is not UTF-8 text", err=True)
         sys.exit(2)
