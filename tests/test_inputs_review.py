@@ -120,3 +120,12 @@ async def test_agent_arguments_that_are_not_utf8_are_one_line(tmp_path: Path) ->
         assert err.count("\n") == 1, err
         assert "not UTF-8" in err
         assert not (tmp_path / "agent" / "state.json").exists()
+
+
+async def test_agent_run_with_a_huge_usage_interval_is_one_line(tmp_path: Path) -> None:
+    agent = AgentCli(tmp_path / "agent")
+    await agent.ok("init", "--pid", "UCM", "--serial", "S1")
+    code, _, err = await agent("run", "--usage-every", str(2**63))
+    assert code != 0
+    assert err.count("\n") == 1, err
+    assert "--usage-every" in err

@@ -434,7 +434,8 @@ def privacy(agent: Agent, setting: str) -> None:
 )
 @click.option(
     "--usage-every",
-    type=click.IntRange(1),
+    # (At most a year: a larger number of seconds is no schedule, and overflows the clock.)
+    type=click.IntRange(1, 366 * 86400),
     default=6 * 3600,
     show_default=True,
     help="Seconds between usage reports.",
