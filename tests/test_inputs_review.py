@@ -4,9 +4,11 @@ and exit code != 0), with nothing changed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiohttp.test_utils import TestServer
@@ -129,3 +131,33 @@ async def test_agent_run_with_a_huge_usage_interval_is_one_line(tmp_path: Path) 
     assert code != 0
     assert err.count("\n") == 1, err
     assert "--usage-every" in err
+
+
+async def raw_http(server: TestServer, request: bytes) -> tuple[int, Any]:
+    """``request`` sent as it is (no client sends bytes that are not ASCII in a header)."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+async def test_basic_credentials_that_are_not_ascii_are_refused(
+    admin: Api, server: TestServer, db: asyncpg.Connection
+) -> None:
+    before = await snapshot(db)
+    form = b"grant_type=client_credentials"
+    status, body = await raw_http(
+        server,
+        b"POST /oauth/token HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic \xff\xfe\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(form), form),
+    )
+    assert_refused(status, body)
+    assert body["error"] == "invalid_request"
+    assert "Basic" in body["detail"]
+    assert await snapshot(db) == before
