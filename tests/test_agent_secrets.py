@@ -84,6 +84,17 @@ def test_status_shows_no_password(tmp_path: Path) -> None:
     assert Agent(product).state.transport.proxy_password == PROXY_PASSWORD
 
 
+def test_the_transport_commands_do_not_echo_a_password(tmp_path: Path) -> None:
+    product = tmp_path / "product"
+    new_state(product, "S5")
+    said = ok(product, "transport", "url", f"https://operator:{URL_PASSWORD}@sat.example:8443")
+    assert said.strip() == "server: https://operator:***@sat.example:8443"
+    said = ok(
+        product, "transport", "proxy", "--host", f"bob:{URL_PASSWORD}@proxy", "--port", "3128"
+    )
+    assert said.strip() == "proxy: http://bob:***@proxy:3128"
+
+
 def test_errors_show_no_password_and_no_token(tmp_path: Path) -> None:
     product = tmp_path / "product"
     new_state(product, "S2")

@@ -19,7 +19,13 @@ from satellite.agent.client import Agent, AgentError, ServerUnreachable
 from satellite.agent.export import ExportControl
 from satellite.agent.reservation import Reservations
 from satellite.agent.runner import Runner, Schedule
-from satellite.agent.state import MAX_CLOCK_TOLERANCE, AgentState, Identity, new_uuid
+from satellite.agent.state import (
+    MAX_CLOCK_TOLERANCE,
+    AgentState,
+    Identity,
+    new_uuid,
+    shown_url,
+)
 from satellite.protocol.untrusted import first_not_utf8
 
 T = TypeVar("T")
@@ -344,7 +350,7 @@ def transport_url(agent: Agent, url: str, ca_file: Path | None) -> None:
         state.transport.ca_file = str(ca_file.resolve()) if ca_file else None
 
     agent.update(change)
-    click.echo(f"server: {url}{f' (trusting {ca_file})' if ca_file else ''}")
+    click.echo(f"server: {shown_url(url)}{f' (trusting {ca_file})' if ca_file else ''}")
 
 
 @transport.command("proxy")
@@ -381,7 +387,8 @@ def transport_proxy(
         return state
 
     state = agent.update(change)
-    click.echo(f"proxy: {state.transport.proxy_url}{' with credentials' if user else ''}")
+    shown = shown_url(state.transport.proxy_url or "")
+    click.echo(f"proxy: {shown}{' with credentials' if user else ''}")
 
 
 @transport.command("direct")
