@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -85,6 +86,22 @@ def _now() -> dt.datetime:
 
 def _key_context(account_id: int) -> bytes:
     return f"sync-key:{account_id}".encode()
+
+
+def _check_upstream_url(url: str) -> None:
+    """InvalidInput naming ``upstream`` unless ``url`` is http(s) with a host that can be
+    looked up and a port that exists: else the resolver's UnicodeError (a label too long
+    or empty) was a 500, and the rest a 502 as if the upstream were down."""
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInput("the upstream URL must start with http:// or https://", field="upstream")
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # (the port: ValueError beyond 65535)
+        if not host:
+            raise ValueError("it names no host")
+        host.encode("idna")  # (each label 1 to 63 characters)
+    except (ValueError, UnicodeError) as exc:
+        raise InvalidInput(f"the upstream URL is not valid: {exc}", field="upstream") from exc
 
 
 @dataclass(frozen=True)
@@ -295,10 +312,7 @@ class SatelliteSync:
         name: str,
         expected_fingerprint: str | None = None,
     ) -> SyncLink:
-        if not upstream_url.startswith(("http://", "https://")):
-            raise InvalidInput(
-                "the upstream URL must start with http:// or https://", field="upstream"
-            )
+        _check_upstream_url(upstream_url)
         with self.spool.files("registration.request", "registration.answer") as (request, answer):
             await self.request_registration(
                 principal, account, token=token, name=name, upstream_url=upstream_url, out=request
@@ -310,10 +324,8 @@ class SatelliteSync:
 
     async def set_upstream_url(self, principal: Principal, account: str, url: str | None) -> None:
         """Connected mode (a URL) or disconnected mode (None) for a registered account."""
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise InvalidInput(
-                "the upstream URL must start with http:// or https://", field="upstream"
-            )
+        if url is not None:
+            _check_upstream_url(url)
         async with self._db.transaction() as conn:
             acc, _ = await self._link(conn, principal, account)
             await storage.set_upstream_url(conn, acc.id, url)

@@ -161,3 +161,26 @@ async def test_basic_credentials_that_are_not_ascii_are_refused(
     assert body["error"] == "invalid_request"
     assert "Basic" in body["detail"]
     assert await snapshot(db) == before
+
+
+async def test_an_upstream_url_that_is_not_one_is_refused_naming_it(
+    admin: Api, db: asyncpg.Connection
+) -> None:
+    """A URL that cannot name a server (a label too long or empty, a port beyond 65535,
+    an unclosed IPv6 bracket) was a 500 (the resolver's UnicodeError) or a 502 (as if the
+    upstream were down): it is the caller's input, refused as such."""
+    assert (await admin.post("/api/v1/accounts", {"name": "Acme"}))[0] == 201
+    before = await snapshot(db)
+    for url in (
+        "http://" + "a" * 64 + ".example:8443",
+        "http://a..b:8443/",
+        "http://127.0.0.1:99999",
+        "http://[::1",
+        "http://:8443/",
+    ):
+        status, body = await admin.post(
+            "/api/v1/accounts/Acme/sync/register", {"upstream": url, "token": "sat-" + "a" * 40}
+        )
+        assert status == 422, (url, body)
+        assert body["field"] == "upstream", body
+    assert await snapshot(db) == before
