@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
 
@@ -42,6 +41,7 @@ from satellite.domain.sync import (
     horizon_passed,
 )
 from satellite.errors import Conflict, InvalidInput, NotFound, SatelliteError
+from satellite.protocol import outbound
 from satellite.protocol.backoff import Backoff
 from satellite.services import audit, scope
 from satellite.services.licenses import LicenseService
@@ -89,19 +89,11 @@ def _key_context(account_id: int) -> bytes:
 
 
 def _check_upstream_url(url: str) -> None:
-    """InvalidInput naming ``upstream`` unless ``url`` is http(s) with a host that can be
-    looked up and a port that exists: else the resolver's UnicodeError (a label too long
-    or empty) was a 500, and the rest a 502 as if the upstream were down."""
-    if not url.startswith(("http://", "https://")):
-        raise InvalidInput("the upstream URL must start with http:// or https://", field="upstream")
-    try:
-        parts = urlsplit(url)
-        host, _ = parts.hostname, parts.port  # (the port: ValueError beyond 65535)
-        if not host:
-            raise ValueError("it names no host")
-        host.encode("idna")  # (each label 1 to 63 characters)
-    except (ValueError, UnicodeError) as exc:
-        raise InvalidInput(f"the upstream URL is not valid: {exc}", field="upstream") from exc
+    """An upstream URL that cannot name a server is the caller's input (a label too long
+    was a 500 from the resolver, a port beyond 65535 a 502 as if the upstream were down)."""
+    refusal = outbound.url_refusal(url)
+    if refusal is not None:
+        raise InvalidInput(f"the upstream {refusal.removeprefix('the ')}", field="upstream")
 
 
 @dataclass(frozen=True)

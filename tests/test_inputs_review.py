@@ -184,3 +184,31 @@ async def test_an_upstream_url_that_is_not_one_is_refused_naming_it(
         assert status == 422, (url, body)
         assert body["field"] == "upstream", body
     assert await snapshot(db) == before
+
+
+async def test_agent_server_and_proxy_urls_that_cannot_be_reached_are_refused(
+    tmp_path: Path,
+) -> None:
+    """Such a URL was taken, and every request after it (register, run) died with the
+    resolver's UnicodeError traceback."""
+    agent = AgentCli(tmp_path / "agent")
+    bad_host = "a" * 64 + ".example"
+    code, _, err = await agent(
+        "init", "--pid", "UCM", "--serial", "S1", "--url", f"http://{bad_host}"
+    )
+    assert code != 0
+    assert err.count("\n") == 1, err
+    assert not (tmp_path / "agent" / "state.json").exists()
+    await agent.ok("init", "--pid", "UCM", "--serial", "S1")
+    before = (tmp_path / "agent" / "state.json").read_bytes()
+    for args in (
+        ["transport", "url", "http://a..b:8443"],
+        ["transport", "url", "http://127.0.0.1:99999"],
+        ["transport", "proxy", "--host", bad_host, "--port", "3128"],
+        ["transport", "proxy", "--host", "[::1", "--port", "3128"],
+    ):
+        code, _, err = await agent(*args)
+        assert code != 0, args
+        assert err.count("\n") == 1, (args, err)
+        assert "Traceback" not in err
+    assert (tmp_path / "agent" / "state.json").read_bytes() == before

@@ -26,6 +26,7 @@ from satellite.agent.state import (
     new_uuid,
     shown_url,
 )
+from satellite.protocol import outbound
 from satellite.protocol.untrusted import first_not_utf8
 
 T = TypeVar("T")
@@ -55,13 +56,27 @@ def cli(ctx: click.Context, state_dir: Path) -> None:
 pass_agent = click.make_pass_decorator(Agent)
 
 
+def _server_url(url: str | None) -> str | None:
+    """A server URL that can name a server, else refused before anything is written (one
+    that cannot failed every later request with a traceback)."""
+    refusal = None if url is None else outbound.url_refusal(url)
+    if refusal is not None:
+        raise click.BadParameter(refusal)
+    return url
+
+
 @cli.command()
 @click.option("--pid", required=True, help="Product ID of the UDI.")
 @click.option("--serial", "serial_number", required=True, help="Serial number of the UDI.")
 @click.option("--uuid", "uuid_", default=None, help="UUID of the UDI (default: a new one).")
 @click.option("--product-type", default="UCM", show_default=True)
 @click.option("--product-version", default="15.0", show_default=True)
-@click.option("--url", default=None, help="Server URL (default: http://127.0.0.1:8443).")
+@click.option(
+    "--url",
+    default=None,
+    callback=lambda _ctx, _param, value: _server_url(value),
+    help="Server URL (default: http://127.0.0.1:8443).",
+)
 @pass_agent
 def init(
     agent: Agent,
@@ -331,7 +346,7 @@ def transport() -> None:
 
 
 @transport.command("url")
-@click.argument("url")
+@click.argument("url", callback=lambda _ctx, _param, value: _server_url(value))
 @click.option(
     "--ca-file",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -342,8 +357,6 @@ def transport() -> None:
 @pass_agent
 def transport_url(agent: Agent, url: str, ca_file: Path | None) -> None:
     """The satellite (or transport gateway) URL, e.g. https://satellite.example:8443."""
-    if not url.startswith(("http://", "https://")):
-        raise click.BadParameter("the URL starts with http:// or https://", param_hint="URL")
 
     def change(state: AgentState) -> None:
         state.transport.url = url
@@ -378,10 +391,15 @@ def transport_proxy(
 ) -> None:
     """Go through an HTTP or HTTPS proxy, optionally with basic authentication."""
 
+    proxy_url = f"{'https' if use_https else 'http'}://{host}:{port}"
+    refusal = outbound.url_refusal(proxy_url)
+    if refusal is not None:
+        raise click.BadParameter(f"{host!r} is not a host name or address", param_hint="--host")
+
     def change(state: AgentState) -> AgentState:
         if ca_file is not None:
             state.transport.ca_file = str(ca_file.resolve())
-        state.transport.proxy_url = f"{'https' if use_https else 'http'}://{host}:{port}"
+        state.transport.proxy_url = proxy_url
         state.transport.proxy_user = user
         state.transport.proxy_password = password
         return state
