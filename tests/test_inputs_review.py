@@ -212,3 +212,24 @@ async def test_agent_server_and_proxy_urls_that_cannot_be_reached_are_refused(
         assert err.count("\n") == 1, (args, err)
         assert "Traceback" not in err
     assert (tmp_path / "agent" / "state.json").read_bytes() == before
+
+
+async def test_agent_usage_files_that_are_not_text_or_too_large_are_one_line(
+    tmp_path: Path,
+) -> None:
+    """Bytes that are not UTF-8 were a traceback; a file of any size was read whole (a
+    device file such as /dev/zero until memory ran out)."""
+    agent = AgentCli(tmp_path / "agent")
+    await agent.ok("init", "--pid", "UCM", "--serial", "S1")
+    binary, large = tmp_path / "binary", tmp_path / "large"
+    binary.write_bytes(b"\xff\xfe=1\n")
+    large.write_bytes(b"a" * (2 << 20))
+    for path in (binary, large):
+        code, _, err = await agent("usage", "update", "--file", str(path))
+        assert code != 0
+        assert err.count("\n") == 1, err[:300]
+        assert len(err) < 300, err[:300]
+        assert f"usage file {path}" in err
+    code, _, err = await agent("run", "--usage-file", str(binary))
+    assert code != 0
+    assert f"usage file {binary}" in err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -15,6 +14,7 @@ import click
 import msgspec
 import platformdirs
 
+from satellite.agent.arguments import parse_usage, server_url
 from satellite.agent.client import Agent, AgentError, ServerUnreachable
 from satellite.agent.export import ExportControl
 from satellite.agent.reservation import Reservations
@@ -56,15 +56,6 @@ def cli(ctx: click.Context, state_dir: Path) -> None:
 pass_agent = click.make_pass_decorator(Agent)
 
 
-def _server_url(url: str | None) -> str | None:
-    """A server URL that can name a server, else refused before anything is written (one
-    that cannot failed every later request with a traceback)."""
-    refusal = None if url is None else outbound.url_refusal(url)
-    if refusal is not None:
-        raise click.BadParameter(refusal)
-    return url
-
-
 @cli.command()
 @click.option("--pid", required=True, help="Product ID of the UDI.")
 @click.option("--serial", "serial_number", required=True, help="Serial number of the UDI.")
@@ -74,7 +65,7 @@ def _server_url(url: str | None) -> str | None:
 @click.option(
     "--url",
     default=None,
-    callback=lambda _ctx, _param, value: _server_url(value),
+    callback=lambda _ctx, _param, value: server_url(value),
     help="Server URL (default: http://127.0.0.1:8443).",
 )
 @pass_agent
@@ -158,19 +149,6 @@ def renew_registration(agent: Agent) -> None:
     click.echo(f"registration renewed, certificate expires {state.certificate_expires_at}")
 
 
-def _parse_usage(pairs: tuple[str, ...], file: Path | None) -> dict[str, int]:
-    usage: dict[str, int] = {}
-    lines = list(pairs)
-    if file is not None:
-        lines += [line.strip() for line in file.read_text().splitlines() if line.strip()]
-    for pair in lines:
-        tag, sep, count = pair.partition("=")
-        if not sep or not tag or not re.fullmatch(r"[0-9]+", count.strip()):
-            raise click.BadParameter(f"{pair!r} is not TAG=COUNT", param_hint="--usage")
-        usage[tag.strip()] = int(count)
-    return usage
-
-
 @cli.group()
 def usage() -> None:
     """Usage reports."""
@@ -187,7 +165,7 @@ def usage() -> None:
 @pass_agent
 def usage_update(agent: Agent, pairs: tuple[str, ...], file: Path | None) -> None:
     """Report the product's current usage (it replaces the last report)."""
-    report = _parse_usage(pairs, file)
+    report = parse_usage(pairs, file)
     reservations = Reservations(agent.dir.path)
     if reservations.installed(agent.state):
         # Under a reservation nothing is sent: the reserved counts are all there is.
@@ -346,7 +324,7 @@ def transport() -> None:
 
 
 @transport.command("url")
-@click.argument("url", callback=lambda _ctx, _param, value: _server_url(value))
+@click.argument("url", callback=lambda _ctx, _param, value: server_url(value))
 @click.option(
     "--ca-file",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -474,9 +452,10 @@ def run(agent: Agent, usage_file: Path | None, usage_every: int) -> None:
 
     def usage() -> dict[str, int]:
         if usage_file is not None:
-            return _parse_usage((), usage_file)
+            return parse_usage((), usage_file)
         return dict(agent.state.usage)
 
+    usage()  # (a file that cannot be read is refused now, not at the first report)
     schedule = Schedule(usage_every=dt.timedelta(seconds=usage_every))
 
     async def go() -> None:
