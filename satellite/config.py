@@ -201,11 +201,41 @@ def _one_line(error: msgspec.MsgspecError, source: str) -> str:
     return f"{source}: {key}: {reason}" if key else f"{source}: {reason}"
 
 
+# A config file is a few kilobytes; a larger one (or a device such as /dev/zero) is not one.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def parse_settings(data: bytes, source: str = "config") -> Settings:
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES} bytes: not a config file")
     try:
-        return msgspec.toml.decode(data, type=Settings)
+        settings = msgspec.toml.decode(data, type=Settings)
     except msgspec.MsgspecError as exc:
         raise ConfigError(_one_line(exc, source)) from exc
+    except RecursionError as exc:  # (the TOML parser descends into arrays by recursion)
+        raise ConfigError(f"{source}: arrays or tables nested too deep") from exc
+    where = _nul_setting(settings)
+    if where is not None:
+        # (No path or name holds it: the operating system refuses it in a path.)
+        raise ConfigError(f"{source}: {where}: must not contain U+0000 (NUL)")
+    return settings
+
+
+def _nul_setting(value: object, path: str = "") -> str | None:
+    """The dotted name of the first setting whose text holds U+0000, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            where = _nul_setting(getattr(value, name), f"{path}.{name}" if path else name)
+            if where is not None:
+                return where
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            where = _nul_setting(item, f"{path}[{index}]")
+            if where is not None:
+                return where
+    return None
 
 
 def load_settings(
@@ -221,7 +251,8 @@ def load_settings(
         settings = Settings()
     else:
         try:
-            data = path.read_bytes()
+            with path.open("rb") as handle:
+                data = handle.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
         settings = parse_settings(data, str(path))

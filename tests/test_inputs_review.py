@@ -233,3 +233,17 @@ async def test_agent_usage_files_that_are_not_text_or_too_large_are_one_line(
     code, _, err = await agent("run", "--usage-file", str(binary))
     assert code != 0
     assert f"usage file {binary}" in err
+
+
+def test_a_config_file_nested_too_deep_holding_nul_or_too_large_is_one_line(
+    tmp_path: Path,
+) -> None:
+    cli = Cli(tmp_path / "unused.toml", tmp_path)
+    deep, nul, large = tmp_path / "deep.toml", tmp_path / "nul.toml", tmp_path / "large.toml"
+    deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    nul.write_text('state_dir = "/tmp/a\\u0000b"\n')
+    large.write_text("# a comment\n" * 200_000)
+    for path, what in ((deep, "nested"), (nul, "state_dir"), (large, "larger")):
+        line = cli("--config", str(path), "account", "list").one_error_line()
+        assert what in line, line
+        assert "\x00" not in line
