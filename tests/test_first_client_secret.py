@@ -161,8 +161,14 @@ def test_a_first_client_file_left_from_before_gives_way_to_the_new_one(
     with out_path.open("wb") as out:
         info = os.fstat(out.fileno())
         done = subprocess.run(
-            [satellite_exe(), "--config", str(config_file(tmp_path, db_dsn)), "init"]
-            + ["--state-dir", str(state)],
+            [
+                satellite_exe(),
+                "--config",
+                str(config_file(tmp_path, db_dsn)),
+                "init",
+                "--state-dir",
+                str(state),
+            ],
             stdout=out,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
