@@ -17,6 +17,7 @@ import msgspec
 import platformdirs
 
 from satellite.errors import ConfigError
+from satellite.protocol.untrusted import nul_field
 
 Role = Literal["satellite", "upstream"]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -214,28 +215,11 @@ def parse_settings(data: bytes, source: str = "config") -> Settings:
         raise ConfigError(_one_line(exc, source)) from exc
     except RecursionError as exc:  # (the TOML parser descends into arrays by recursion)
         raise ConfigError(f"{source}: arrays or tables nested too deep") from exc
-    where = _nul_setting(settings)
+    where = nul_field(settings)
     if where is not None:
         # (No path or name holds it: the operating system refuses it in a path.)
         raise ConfigError(f"{source}: {where}: must not contain U+0000 (NUL)")
     return settings
-
-
-def _nul_setting(value: object, path: str = "") -> str | None:
-    """The dotted name of the first setting whose text holds U+0000, or None."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, msgspec.Struct):
-        for name in value.__struct_fields__:
-            where = _nul_setting(getattr(value, name), f"{path}.{name}" if path else name)
-            if where is not None:
-                return where
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            where = _nul_setting(item, f"{path}[{index}]")
-            if where is not None:
-                return where
-    return None
 
 
 def load_settings(
