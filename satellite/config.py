@@ -17,6 +17,7 @@ import msgspec
 import platformdirs
 
 from satellite.errors import ConfigError
+from satellite.protocol.untrusted import nul_field
 
 Role = Literal["satellite", "upstream"]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -245,11 +246,24 @@ def _one_line(error: msgspec.MsgspecError, source: str) -> str:
     return f"{source}: {key}: {reason}" if key else f"{source}: {reason}"
 
 
+# A config file is a few kilobytes; a larger one (or a device such as /dev/zero) is not one.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def parse_settings(data: bytes, source: str = "config") -> Settings:
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES} bytes: not a config file")
     try:
-        return msgspec.toml.decode(data, type=Settings)
+        settings = msgspec.toml.decode(data, type=Settings)
     except msgspec.MsgspecError as exc:
         raise ConfigError(_one_line(exc, source)) from exc
+    except RecursionError as exc:  # (the TOML parser descends into arrays by recursion)
+        raise ConfigError(f"{source}: arrays or tables nested too deep") from exc
+    where = nul_field(settings)
+    if where is not None:
+        # (No path or name holds it: the operating system refuses it in a path.)
+        raise ConfigError(f"{source}: {where}: must not contain U+0000 (NUL)")
+    return settings
 
 
 def load_settings(
@@ -265,7 +279,8 @@ def load_settings(
         settings = Settings()
     else:
         try:
-            data = path.read_bytes()
+            with path.open("rb") as handle:
+                data = handle.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
         settings = parse_settings(data, str(path))

@@ -41,6 +41,7 @@ from satellite.domain.sync import (
     horizon_passed,
 )
 from satellite.errors import Conflict, InvalidInput, NotFound, SatelliteError
+from satellite.protocol import outbound
 from satellite.protocol.backoff import Backoff
 from satellite.services import audit, scope
 from satellite.services.licenses import LicenseService
@@ -85,6 +86,14 @@ def _now() -> dt.datetime:
 
 def _key_context(account_id: int) -> bytes:
     return f"sync-key:{account_id}".encode()
+
+
+def _check_upstream_url(url: str) -> None:
+    """An upstream URL that cannot name a server is the caller's input (a label too long
+    was a 500 from the resolver, a port beyond 65535 a 502 as if the upstream were down)."""
+    refusal = outbound.url_refusal(url)
+    if refusal is not None:
+        raise InvalidInput(f"the upstream {refusal.removeprefix('the ')}", field="upstream")
 
 
 @dataclass(frozen=True)
@@ -295,10 +304,7 @@ class SatelliteSync:
         name: str,
         expected_fingerprint: str | None = None,
     ) -> SyncLink:
-        if not upstream_url.startswith(("http://", "https://")):
-            raise InvalidInput(
-                "the upstream URL must start with http:// or https://", field="upstream"
-            )
+        _check_upstream_url(upstream_url)
         with self.spool.files("registration.request", "registration.answer") as (request, answer):
             await self.request_registration(
                 principal, account, token=token, name=name, upstream_url=upstream_url, out=request
@@ -310,10 +316,8 @@ class SatelliteSync:
 
     async def set_upstream_url(self, principal: Principal, account: str, url: str | None) -> None:
         """Connected mode (a URL) or disconnected mode (None) for a registered account."""
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise InvalidInput(
-                "the upstream URL must start with http:// or https://", field="upstream"
-            )
+        if url is not None:
+            _check_upstream_url(url)
         async with self._db.transaction() as conn:
             acc, _ = await self._link(conn, principal, account)
             await storage.set_upstream_url(conn, acc.id, url)

@@ -45,15 +45,19 @@ def partial_path(path: Path) -> Path:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """``data`` to ``path``, whole or not at all, mode 0600: a registration request holds
-    the satellite token, and a file created readable is readable before any chmod."""
-    temporary = partial_path(path)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    os.fchmod(fd, 0o600)  # (a partial file left by a crash keeps the mode it had)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    temporary.replace(path)
+    the satellite token. The temporary file is new and of a unique name (mkstemp: 0600,
+    O_EXCL): a file of a known name could be made beforehand, and kept open, by another
+    user of the directory."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 class Incoming:

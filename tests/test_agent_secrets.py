@@ -84,6 +84,17 @@ def test_status_shows_no_password(tmp_path: Path) -> None:
     assert Agent(product).state.transport.proxy_password == PROXY_PASSWORD
 
 
+def test_the_transport_commands_do_not_echo_a_password(tmp_path: Path) -> None:
+    product = tmp_path / "product"
+    new_state(product, "S5")
+    said = ok(product, "transport", "url", f"https://operator:{URL_PASSWORD}@sat.example:8443")
+    assert said.strip() == "server: https://operator:***@sat.example:8443"
+    said = ok(
+        product, "transport", "proxy", "--host", f"bob:{URL_PASSWORD}@proxy", "--port", "3128"
+    )
+    assert said.strip() == "proxy: http://bob:***@proxy:3128"
+
+
 def test_errors_show_no_password_and_no_token(tmp_path: Path) -> None:
     product = tmp_path / "product"
     new_state(product, "S2")
@@ -151,3 +162,15 @@ def test_the_library_removes_leftovers_when_it_first_writes(tmp_path: Path) -> N
     agent.update(lambda state: None)
     assert not leftover.exists()
     assert other.read_text() == "mine"
+
+
+def test_a_damaged_state_file_is_one_line(tmp_path: Path) -> None:
+    """A state file cut short (a full disk under an older version), or not the agent's."""
+    product = tmp_path / "product"
+    new_state(product, "S6")
+    for damaged in (b'{"identity": {', b"\xff\xfe", b"[]", b"{}"):
+        (product / "state.json").write_bytes(damaged)
+        done = agent_cli(product, "status")
+        assert done.returncode != 0
+        assert done.stderr.count("\n") == 1, done.stderr[-300:]
+        assert "not an agent state" in done.stderr

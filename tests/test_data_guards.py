@@ -4,6 +4,7 @@ a tag reported as 0 leaves the product's usage."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,37 @@ async def test_a_tag_reported_as_zero_leaves_the_usage(
         "HAVING sum(in_use) <> 0"
     )
     assert [(r["tag"], r["n"]) for r in totals] == [(BASIC, 2)]
+
+
+async def test_two_lines_removed_at_once_do_not_both_leave_a_reservation_uncovered(
+    admin: Api, state_dir: Path, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """5 reserved, two lines of 5: either line alone may go, not both. Each removal checked
+    the rule while the other's line was still there (neither had committed)."""
+    line = {"entitlementTag": ENHANCED, "quantity": 5}
+    await setup_pool(admin, line, line)
+    line_ids = [r["id"] for r in await db.fetch("SELECT id FROM license_lines ORDER BY id")]
+    product = new_product(tmp_path, state_dir)
+    product.enable()
+    await reserved_code(admin, product.request(), enhanced=5)
+
+    # Both removals are held at their audit record (after their checks) until both wait.
+    async with db.transaction():
+        await db.execute("LOCK TABLE events IN SHARE MODE")
+        removals = [
+            asyncio.ensure_future(admin.post(f"{VOICE}/license-pool/{i}/delete", {}))
+            for i in line_ids
+        ]
+        for _ in range(200):  # bounded: 10 s
+            # (pg_locks, not pg_stat_activity: that one is read once per transaction.)
+            waiting = await db.fetchval(
+                "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"
+            )
+            if waiting == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting == 2
+    statuses = sorted(status for status, _ in await asyncio.gather(*removals))
+    assert statuses == [200, 409]
+    view = (await licenses(admin))[ENHANCED]
+    assert (view["quantity"], view["reserved"], view["available"]) == (5, 5, 0)

@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import ServerUnreachable
+from satellite.agent.state import AgentState
 from satellite.app import create_app
 from satellite.config import DatabaseSettings, Settings
 from satellite.domain.access import host_operator
@@ -184,6 +185,34 @@ async def test_requests_get_503_with_retry_after_while_the_database_is_down(
     await agent.report_usage({ENHANCED: 3})
     status, body, _ = await _call(admin, "GET", "/api/v1/accounts")
     assert status == 200, body
+
+
+async def test_the_agent_told_503_does_not_show_a_password_of_its_url(
+    own_pg: tuple[EmbeddedPostgres, str],
+    state_dir: Path,
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+) -> None:
+    embedded, dsn = own_pg
+    settings = Settings(
+        state_dir=str(state_dir),
+        listen=["127.0.0.1:0"],
+        database=DatabaseSettings(dsn=dsn, pool_min_size=1, pool_max_size=2),
+    )
+    client = await aiohttp_client(create_app(load_runtime(settings, dsn)))
+    assert isinstance(client.server, TestServer)
+    agent = new_agent(tmp_path, client.server)
+    password = "gateway-pa55-Vb62"
+
+    def through_a_gateway(state: AgentState) -> None:
+        state.transport.url = state.transport.url.replace("://", f"://operator:{password}@")
+
+    agent.update(through_a_gateway)
+    kill_postmaster(embedded.pgdata)
+    with pytest.raises(ServerUnreachable, match="503") as unreachable:
+        await agent.register("A" * 43 + "." + "B" * 43)
+    assert password not in str(unreachable.value)
+    assert "operator:***@" in str(unreachable.value)
 
 
 # --- the upstream's /sync/v1 endpoints ------------------------------------------------------

@@ -145,3 +145,52 @@ def test_init_under_the_journal_writes_the_first_secret_to_a_private_file(
     for shown in (out_path.read_text(), err_path.read_text()):
         assert secret not in shown
     assert secret not in asyncio.run(events_text(db_dsn))
+
+
+def test_a_first_client_file_left_from_before_gives_way_to_the_new_one(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """The file of an earlier init (not deleted, as it asks) while the database is new
+    again: its old secret stayed, the new one was written nowhere, yet init said so."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    written = state / "first-client.txt"
+    written.write_text("client_id: sat-0000000000000000\nclient_secret: old\n")
+    written.chmod(0o644)
+    out_path = tmp_path / "init.out"
+    with out_path.open("wb") as out:
+        info = os.fstat(out.fileno())
+        done = subprocess.run(
+            [
+                satellite_exe(),
+                "--config",
+                str(config_file(tmp_path, db_dsn)),
+                "init",
+                "--state-dir",
+                str(state),
+            ],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=environment(tmp_path, {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}),
+            timeout=START_TIMEOUT,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert f"written to {written}" in out_path.read_text()
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    [client_id] = [
+        line.removeprefix("client_id: ").strip()
+        for line in written.read_text().splitlines()
+        if line.startswith("client_id: ")
+    ]
+    assert secret_of(written.read_text()) != "old"
+
+    async def logins() -> list[str]:
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            return [r["login"] for r in await conn.fetch("SELECT login FROM principals")]
+        finally:
+            await conn.close()
+
+    assert client_id in asyncio.run(logins())

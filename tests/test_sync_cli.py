@@ -197,3 +197,23 @@ def test_an_import_killed_in_the_middle_leaves_nothing_half_applied(
     # The same file again applies in full.
     assert "synced (request 1)" in site("sync", "import", str(answer)).ok().out
     assert state() == (1, lines, 1)
+
+
+def test_sync_register_out_does_not_write_into_a_file_someone_else_prepared(
+    site: Cli, upstream: Cli, tmp_path: Path
+) -> None:
+    """--out into a shared directory: another user there creates the temporary file of a
+    known name first and keeps it open; what was written into it (the token) was theirs."""
+    upstream("account", "create", "Acme").ok()
+    token = upstream("sync", "token", "create", "--account", "Acme").ok().out.strip()
+    site("account", "create", "Site").ok()
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    request = shared / "registration.request"
+    prepared = shared / f".{request.name}.partial"
+    prepared.touch(mode=0o666)
+    with prepared.open("rb") as kept_open:
+        site("sync", "register", "--token", token, "--out", str(request)).ok()
+        assert token.encode() not in kept_open.read()
+    assert token in request.read_text()
+    assert stat.S_IMODE(request.stat().st_mode) == 0o600

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -15,11 +14,20 @@ import click
 import msgspec
 import platformdirs
 
+from satellite.agent.arguments import parse_usage, server_url
 from satellite.agent.client import Agent, AgentError, ServerUnreachable
 from satellite.agent.export import ExportControl
 from satellite.agent.reservation import Reservations
 from satellite.agent.runner import Runner, Schedule
-from satellite.agent.state import MAX_CLOCK_TOLERANCE, AgentState, Identity, new_uuid
+from satellite.agent.state import (
+    MAX_CLOCK_TOLERANCE,
+    AgentState,
+    Identity,
+    new_uuid,
+    shown_url,
+)
+from satellite.protocol import outbound
+from satellite.protocol.untrusted import first_not_utf8
 
 T = TypeVar("T")
 
@@ -54,7 +62,12 @@ pass_agent = click.make_pass_decorator(Agent)
 @click.option("--uuid", "uuid_", default=None, help="UUID of the UDI (default: a new one).")
 @click.option("--product-type", default="UCM", show_default=True)
 @click.option("--product-version", default="15.0", show_default=True)
-@click.option("--url", default=None, help="Server URL (default: http://127.0.0.1:8443).")
+@click.option(
+    "--url",
+    default=None,
+    callback=lambda _ctx, _param, value: server_url(value),
+    help="Server URL (default: http://127.0.0.1:8443).",
+)
 @pass_agent
 def init(
     agent: Agent,
@@ -136,19 +149,6 @@ def renew_registration(agent: Agent) -> None:
     click.echo(f"registration renewed, certificate expires {state.certificate_expires_at}")
 
 
-def _parse_usage(pairs: tuple[str, ...], file: Path | None) -> dict[str, int]:
-    usage: dict[str, int] = {}
-    lines = list(pairs)
-    if file is not None:
-        lines += [line.strip() for line in file.read_text().splitlines() if line.strip()]
-    for pair in lines:
-        tag, sep, count = pair.partition("=")
-        if not sep or not tag or not re.fullmatch(r"[0-9]+", count.strip()):
-            raise click.BadParameter(f"{pair!r} is not TAG=COUNT", param_hint="--usage")
-        usage[tag.strip()] = int(count)
-    return usage
-
-
 @cli.group()
 def usage() -> None:
     """Usage reports."""
@@ -165,7 +165,7 @@ def usage() -> None:
 @pass_agent
 def usage_update(agent: Agent, pairs: tuple[str, ...], file: Path | None) -> None:
     """Report the product's current usage (it replaces the last report)."""
-    report = _parse_usage(pairs, file)
+    report = parse_usage(pairs, file)
     reservations = Reservations(agent.dir.path)
     if reservations.installed(agent.state):
         # Under a reservation nothing is sent: the reserved counts are all there is.
@@ -324,7 +324,7 @@ def transport() -> None:
 
 
 @transport.command("url")
-@click.argument("url")
+@click.argument("url", callback=lambda _ctx, _param, value: server_url(value))
 @click.option(
     "--ca-file",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -335,15 +335,13 @@ def transport() -> None:
 @pass_agent
 def transport_url(agent: Agent, url: str, ca_file: Path | None) -> None:
     """The satellite (or transport gateway) URL, e.g. https://satellite.example:8443."""
-    if not url.startswith(("http://", "https://")):
-        raise click.BadParameter("the URL starts with http:// or https://", param_hint="URL")
 
     def change(state: AgentState) -> None:
         state.transport.url = url
         state.transport.ca_file = str(ca_file.resolve()) if ca_file else None
 
     agent.update(change)
-    click.echo(f"server: {url}{f' (trusting {ca_file})' if ca_file else ''}")
+    click.echo(f"server: {shown_url(url)}{f' (trusting {ca_file})' if ca_file else ''}")
 
 
 @transport.command("proxy")
@@ -371,16 +369,22 @@ def transport_proxy(
 ) -> None:
     """Go through an HTTP or HTTPS proxy, optionally with basic authentication."""
 
+    proxy_url = f"{'https' if use_https else 'http'}://{host}:{port}"
+    refusal = outbound.url_refusal(proxy_url)
+    if refusal is not None:
+        raise click.BadParameter(f"{host!r} is not a host name or address", param_hint="--host")
+
     def change(state: AgentState) -> AgentState:
         if ca_file is not None:
             state.transport.ca_file = str(ca_file.resolve())
-        state.transport.proxy_url = f"{'https' if use_https else 'http'}://{host}:{port}"
+        state.transport.proxy_url = proxy_url
         state.transport.proxy_user = user
         state.transport.proxy_password = password
         return state
 
     state = agent.update(change)
-    click.echo(f"proxy: {state.transport.proxy_url}{' with credentials' if user else ''}")
+    shown = shown_url(state.transport.proxy_url or "")
+    click.echo(f"proxy: {shown}{' with credentials' if user else ''}")
 
 
 @transport.command("direct")
@@ -433,7 +437,8 @@ def privacy(agent: Agent, setting: str) -> None:
 )
 @click.option(
     "--usage-every",
-    type=click.IntRange(1),
+    # (At most a year: a larger number of seconds is no schedule, and overflows the clock.)
+    type=click.IntRange(1, 366 * 86400),
     default=6 * 3600,
     show_default=True,
     help="Seconds between usage reports.",
@@ -447,9 +452,10 @@ def run(agent: Agent, usage_file: Path | None, usage_every: int) -> None:
 
     def usage() -> dict[str, int]:
         if usage_file is not None:
-            return _parse_usage((), usage_file)
+            return parse_usage((), usage_file)
         return dict(agent.state.usage)
 
+    usage()  # (a file that cannot be read is refused now, not at the first report)
     schedule = Schedule(usage_every=dt.timedelta(seconds=usage_every))
 
     async def go() -> None:
@@ -468,6 +474,10 @@ def main() -> None:
     # (They register 'license smart reservation', 'export' and 'register'.)
     from satellite.agent import export_cli, register_cli, reservation_cli  # noqa: F401
 
+    undecodable = first_not_utf8(sys.argv[1:])
+    if undecodable is not None:
+        click.echo(f"error: argument {undecodable} is not UTF-8 text", err=True)
+        sys.exit(2)
     try:
         code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:

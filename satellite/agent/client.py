@@ -78,7 +78,7 @@ class RequestRefused(AgentError):
 
 def _unavailable(state: AgentState, problem: dict[str, Any]) -> ServerUnreachable:
     detail = problem.get("detail") or "no reason given"
-    return ServerUnreachable(f"{state.transport.url} is unavailable (503): {detail}")
+    return ServerUnreachable(f"{shown_url(state.transport.url)} is unavailable (503): {detail}")
 
 
 def _now() -> dt.datetime:

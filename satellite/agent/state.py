@@ -239,6 +239,10 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class StateUnreadable(OSError):
+    """The state file is there but is not an agent state (damaged, or not the agent's)."""
+
+
 class StateDir:
     """``state.json`` and ``key.pem`` (mode 0600) in a directory of the product's own.
 
@@ -351,6 +355,11 @@ class StateDir:
         except FileNotFoundError as exc:
             raise FileNotFoundError(
                 f"{self.path} holds no agent state: run 'satellite-agent init' first"
+            ) from exc
+        except msgspec.DecodeError as exc:  # (ValidationError included)
+            raise StateUnreadable(
+                f"{self.state_file} is not an agent state ({exc}): restore it from a backup, "
+                "or move it away and run 'satellite-agent init' (the product registers again)"
             ) from exc
 
     def save(self, state: AgentState) -> None:

@@ -21,6 +21,7 @@ from satellite.config import LogSettings, Settings, load_settings
 from satellite.domain.access import Principal, host_operator
 from satellite.errors import SatelliteError, StateDirError
 from satellite.logging import configure_logging
+from satellite.protocol.untrusted import first_not_utf8
 from satellite.runtime import database_server, is_initialized, load_runtime, open_services
 from satellite.services import health
 from satellite.services.registry import Services
@@ -93,6 +94,10 @@ def main() -> None:
         transfers,
     )
 
+    undecodable = first_not_utf8(sys.argv[1:])
+    if undecodable is not None:
+        click.echo(f"error: argument {undecodable} is not UTF-8 text", err=True)
+        sys.exit(2)
     try:
         code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:

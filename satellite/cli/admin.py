@@ -42,6 +42,11 @@ from satellite.services.products import (
 from satellite.services.registry import Services
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
+# Row ids and offsets go to the database as bigint: a larger number is refused here, in
+# one line, rather than by the driver with a traceback.
+INT64_MAX = 2**63 - 1
+LINE_ID = click.IntRange(1, INT64_MAX)
+OFFSET = click.IntRange(0, INT64_MAX)
 
 
 def _date(value: dt.datetime | None) -> dt.date | None:
@@ -356,7 +361,7 @@ def license_add(
 @license.command("update")
 @click.argument("account")
 @click.argument("va_name", metavar="VA")
-@click.argument("line_id", metavar="LINE", type=int)
+@click.argument("line_id", metavar="LINE", type=LINE_ID)
 @_line_options
 @json_option
 @pass_cli
@@ -375,7 +380,7 @@ def license_update(
 @license.command("remove")
 @click.argument("account")
 @click.argument("va_name", metavar="VA")
-@click.argument("line_id", metavar="LINE", type=int)
+@click.argument("line_id", metavar="LINE", type=LINE_ID)
 @pass_cli
 def license_remove(obj: CliContext, account: str, va_name: str, line_id: int) -> None:
     """Remove pool line LINE of virtual account VA."""
@@ -549,7 +554,7 @@ def _emit_change(as_json: bool, document: wire.DeviceChange) -> None:
 @click.option("--serial", default=None, help="Only this UDI serial number.")
 @click.option("--hostname", default=None, help="Only host names containing this.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--offset", type=OFFSET, default=0)
 @json_option
 @pass_cli
 def device_list(
@@ -835,7 +840,7 @@ def user_disable(obj: CliContext, username: str) -> None:
 @click.option("--since", type=click.DateTime(), default=None)
 @click.option("--until", type=click.DateTime(), default=None)
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--offset", type=OFFSET, default=0)
 @json_option
 @pass_cli
 def events(

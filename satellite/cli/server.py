@@ -12,7 +12,7 @@ import uvloop
 from satellite import systemd, tls
 from satellite.cli import QUIET_LOGS, CliContext, cli, pass_cli
 from satellite.config import Settings
-from satellite.crypto.keys import write_new
+from satellite.crypto.keys import replace_file
 from satellite.daemon import serve as run_daemon
 from satellite.errors import SchemaMismatch, StateDirError
 from satellite.logging import configure_logging
@@ -59,7 +59,8 @@ def _report_init(settings: Settings, created: list[Path], result: InitResult) ->
         if systemd.stdout_is_journal():
             # The journal keeps what it is given, readable by its readers: not for a secret.
             path = settings.state_path / "first-client.txt"
-            write_new(path, lines.encode(), 0o600)
+            # (Replacing one an earlier init left: its client is not this database's.)
+            replace_file(path, lines.encode(), 0o600)
             click.echo(
                 f"first system-admin API client written to {path} (mode 0600): "
                 "store it elsewhere and delete the file"

@@ -18,6 +18,7 @@ import json
 import re
 from typing import Any, cast
 
+import msgspec
 from cryptography.exceptions import InvalidSignature as _CryptographyInvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -115,7 +116,9 @@ def _unverified_part(message: dict[str, Any], part: str) -> dict[str, Any]:
     if too_deep(raw):
         raise InvalidSignature(f"not a flattened JWS: the {part}: {NESTED_TOO_DEEP}")
     try:
-        value = json.loads(raw)
+        # msgspec, not json.loads: it refuses a lone surrogate escape ("\udcff"), which no
+        # database text (nor UTF-8) can hold.
+        value = msgspec.json.decode(raw)
     except ValueError as exc:
         raise InvalidSignature(f"not a flattened JWS: the {part} is not JSON") from exc
     if not isinstance(value, dict):

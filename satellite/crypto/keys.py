@@ -244,7 +244,7 @@ def load_server_keys(paths: KeyPaths) -> ServerKeys:
     return keys
 
 
-def _replace(path: Path, data: bytes, mode: int) -> None:
+def replace_file(path: Path, data: bytes, mode: int) -> None:
     """Write ``path`` whole or not at all: a reader (a reload) sees the old file or the new."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -332,7 +332,7 @@ def _tls_key(paths: KeyPaths) -> ec.EllipticCurvePrivateKey:
         return _load_private(paths.tls_key)
     except (OSError, ValueError, TypeError, StateDirError):
         key = ec.generate_private_key(ec.SECP256R1())
-        _replace(paths.tls_key, _private_pem(key), 0o600)
+        replace_file(paths.tls_key, _private_pem(key), 0o600)
         return key
 
 
@@ -390,4 +390,4 @@ def _issue_tls_certificate(
         .add_extension(authority_key_identifier(ca_cert), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _replace(paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    replace_file(paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)

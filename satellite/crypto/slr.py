@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 from xml.sax.saxutils import escape, unescape
 
+import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -37,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from satellite.protocol.untrusted import NESTED_TOO_DEEP, too_deep
+from satellite.protocol.untrusted import NESTED_TOO_DEEP, NUL, too_deep
 
 MAX_CODE_CHARS = 65_536  # an authorization code with a few hundred entitlements fits
 MAX_SHORT_CODE_CHARS = 2_048  # request, confirmation and return codes
@@ -138,13 +139,15 @@ def decode_request_code(code: str) -> RequestCode:
         raw = _unb32(body)
         if too_deep(raw):
             raise ValueError(NESTED_TOO_DEEP)
-        fields = json.loads(raw)
+        # msgspec, not json.loads: it refuses a lone surrogate escape, which no database
+        # text can hold (nor U+0000, refused below).
+        fields = msgspec.json.decode(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CodeError("it is not a request code of this kind") from exc
     if (
         not isinstance(fields, list)
         or len(fields) != 6
-        or not all(isinstance(f, str) and 0 < len(f) <= 128 for f in fields)
+        or not all(isinstance(f, str) and 0 < len(f) <= 128 and NUL not in f for f in fields)
     ):
         raise CodeError("it is not a request code of this kind")
     request = RequestCode(*fields)

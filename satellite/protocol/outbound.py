@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -40,3 +41,20 @@ def proxy_arguments(
         tunnel = target_url.startswith("https://")
         arguments["proxy_headers" if tunnel else "headers"] = credentials
     return arguments
+
+
+def url_refusal(url: str) -> str | None:
+    """Why ``url`` cannot name a server to connect to, or None: http(s), a host that can be
+    looked up (each label 1 to 63 characters: else the resolver raises UnicodeError) and a
+    port that exists."""
+    if not url.startswith(("http://", "https://")):
+        return "the URL must start with http:// or https://"
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # (the port: ValueError beyond 65535)
+        if not host:
+            return "the URL names no host"
+        host.encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        return f"the URL is not valid: {exc}"
+    return None

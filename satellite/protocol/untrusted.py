@@ -5,7 +5,8 @@ msgspec and the json module decode nested arrays and objects by recursion: at ab
 thousand levels they raise RecursionError, which no caller expects. The nesting is
 measured on the raw bytes before decoding, so every decoder of untrusted JSON is safe
 whatever its own stack. PostgreSQL refuses U+0000 in text, so a string holding it is
-refused here, where it enters, with the field it was found in.
+refused here, where it enters, with the field it was found in. Command-line arguments
+that are not UTF-8 are found here too.
 """
 
 from __future__ import annotations
@@ -102,3 +103,15 @@ def decode(raw: bytes, type_: type[T], *, what: str = "the body", strict: bool =
     if ESCAPED_NUL in raw:  # the only way JSON can spell U+0000
         refuse_nul(value)
     return value
+
+
+def first_not_utf8(args: list[str]) -> int | None:
+    """The position (1-based) of the first command-line argument that is not UTF-8, or
+    None. Python hands undecodable bytes over as lone surrogates (a terminal in Latin-1
+    sends "é" as 0xE9), which neither the database nor a UTF-8 file takes."""
+    for position, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return position
+    return None

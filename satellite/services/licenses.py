@@ -15,7 +15,7 @@ from satellite.domain.compliance import (
     line_status,
     positions_for_virtual_account,
 )
-from satellite.domain.models import Account, Severity
+from satellite.domain.models import Account, Severity, VirtualAccount
 from satellite.domain.paging import page
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
@@ -122,7 +122,7 @@ class LicenseService:
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             _require_export_allowed(acc, values)
-            vacc = await scope.virtual_account(conn, acc, va, lock="share")
+            vacc = await self._locked_for_lowering(conn, acc, va)
             before = await self._local_line(conn, vacc.id, line_id)
             line = await licenses.update_line(conn, vacc.id, line_id, values)
             await self._require_holdings_covered(conn, vacc.id, vacc.name, line_id, {before.tag})
@@ -142,7 +142,7 @@ class LicenseService:
     async def remove_line(self, principal: Principal, account: str, va: str, line_id: int) -> None:
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await scope.virtual_account(conn, acc, va, lock="share")
+            vacc = await self._locked_for_lowering(conn, acc, va)
             line = await self._local_line(conn, vacc.id, line_id)
             await licenses.delete_line(conn, vacc.id, line_id)
             await self._require_holdings_covered(conn, vacc.id, vacc.name, line_id, {line.tag})
@@ -156,6 +156,20 @@ class LicenseService:
                 quantity=line.quantity,
             )
             await self.refresh_alerts(conn, acc.id, vacc.id, vacc.name)
+
+    @staticmethod
+    async def _locked_for_lowering(conn: Connection, account: Account, name: str) -> VirtualAccount:
+        """The virtual account of a pool line that may be lowered or removed, locked as for
+        a reservation: the holdings of a tag are checked against all its lines, so two such
+        changes run one after the other (at once, each saw the other's line still there
+        and both passed)."""
+        va = await scope.virtual_account(conn, account, name)
+        if not await reservations.lock_virtual_account(conn, va.id):
+            raise NotFound(
+                f"virtual account {name!r} not found in account {account.name!r}",
+                field="virtualAccount",
+            )
+        return va
 
     async def _require_holdings_covered(
         self, conn: Connection, va_id: int, va_name: str, line_id: int, tags: set[str]
