@@ -47,7 +47,7 @@ async def device_nonces(request: web.Request, handler: Handler) -> web.StreamRes
     """Every device API answer, success or problem, hands out the next nonce."""
     response = await handler(request)
     if request.path.startswith(DEVICE_PREFIX):
-        response.headers[NONCE_HEADER] = request.app[SERVICES].devices.new_nonce()
+        response.headers[NONCE_HEADER] = request.app[SERVICES].envelope.new_nonce()
         response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -1,21 +1,16 @@
 """The device API: products register with a token, report usage, renew, deregister.
 
-Every request is a JWS checked here before anything is read: the signature (against the
-key embedded at registration, later against the product's stored key), the server nonce
-(issued by this server, fresh, used once) and the request path. A refused request changes
-nothing: the nonce is recorded as used in the same transaction as the change it allows.
+Every request and answer goes through the envelope (satellite.services.envelope): a JWS
+checked before anything is read, with a server nonce used once in the transaction of the
+change it allows, so a refused request changes nothing.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-import msgspec
+from typing import Any
 
 from satellite.config import TimerSettings
 from satellite.crypto import jose
@@ -24,8 +19,6 @@ from satellite.crypto.pki import CertificateError, csr_public_key, issue_certifi
 from satellite.crypto.secrets import (
     decrypt,
     digest_of_token_id,
-    issue_nonce,
-    nonce_is_fresh,
     token_proof_is_valid,
 )
 from satellite.domain.access import product_actor
@@ -33,26 +26,20 @@ from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import Position
 from satellite.domain.models import ExportKey, ProductInstance
 from satellite.errors import (
-    BadNonce,
     BadSignature,
     Conflict,
     Forbidden,
     InvalidInput,
     NotAuthenticated,
-    ProductEnded,
-    RegistrationExpired,
 )
 from satellite.protocol import device as wire
-from satellite.protocol import untrusted
 from satellite.services import audit, exports, horizon, reregistration
+from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
 from satellite.storage import devices, reservations, tokens
 from satellite.storage.db import Connection, Database
 
-T = TypeVar("T")
-NONCE_LIFETIME = 15 * 60.0  # seconds a nonce stays good; longer is "stale"
-PRODUCT_KEYS_KEPT = 65_536  # parsed product keys kept in memory (about 30 MB at most)
 _STATE_ORDER: dict[wire.TagState, int] = {
     "AUTHORIZED": 0,
     "OUT_OF_COMPLIANCE": 1,
@@ -62,10 +49,6 @@ _STATE_ORDER: dict[wire.TagState, int] = {
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _replayed() -> BadNonce:
-    return BadNonce("the nonce was used already (a replayed request)")
 
 
 class DeviceService:
@@ -78,6 +61,7 @@ class DeviceService:
         timers: TimerSettings,
         max_usage_tags: int,
         limiter: RateLimiter,
+        envelope: DeviceEnvelope,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         """``max_usage_tags``: the most tags one usage report may carry."""
@@ -88,90 +72,11 @@ class DeviceService:
         self._timers = timers
         self._max_usage_tags = max_usage_tags
         self._limiter = limiter
+        self._envelope = envelope
         self._clock = clock
-        self._product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
 
     def now(self) -> dt.datetime:
         return self._clock()
-
-    # --- nonces, signatures, answers -------------------------------------------------------
-
-    def ca_certificate(self) -> str:
-        """The CA's certificate (PEM): public, and checked by products against their token."""
-        return to_pem(self._keys.ca_cert)
-
-    def new_nonce(self) -> str:
-        return issue_nonce(self._keys.token_key, time.time())
-
-    def _check_nonce(self, header: dict[str, Any], path: str) -> str:
-        """The nonce of a request whose signature verified: one of ours, fresh, for this
-        path. (Whether it was used before, the database says.)"""
-        nonce = header.get("nonce")
-        if not isinstance(nonce, str) or not nonce_is_fresh(
-            self._keys.token_key, nonce, time.time(), NONCE_LIFETIME
-        ):
-            raise BadNonce("the nonce is not one of this server's, or is stale")
-        if header.get("url") != path:
-            raise BadSignature("the signed url is not this request's path")
-        return nonce
-
-    async def _use_nonce(self, conn: Connection, header: dict[str, Any], path: str) -> str:
-        nonce = self._check_nonce(header, path)
-        if not await devices.use_nonce(conn, nonce):
-            raise _replayed()
-        return nonce
-
-    def answer(self, nonce: str, path: str, body: msgspec.Struct) -> dict[str, str]:
-        """The server-signed answer, bound to the request by its nonce and path."""
-        return jose.sign(
-            self._keys.signing_key, msgspec.json.encode(body), {"nonce": nonce, "url": path}
-        )
-
-    @staticmethod
-    def decode(payload: bytes, type_: type[T]) -> T:
-        return untrusted.decode(payload or b"{}", type_, what="the signed payload")
-
-    async def signed_by_product(
-        self, conn: Connection, product_id: str, message: dict[str, Any], path: str
-    ) -> tuple[ProductInstance, bytes, str]:
-        """The product named in the path, after its request proved itself; locked."""
-        try:
-            header = jose.protected_header(message)
-        except jose.InvalidSignature as exc:
-            raise BadSignature(str(exc)) from exc
-        if header.get("kid") != product_id:
-            raise BadSignature("the request is not signed as the product in its path")
-        nonce = header.get("nonce")
-        product, nonce_was_unused = await devices.lock_product_using_nonce(
-            conn, product_id, nonce if isinstance(nonce, str) else ""
-        )
-        if product is None:
-            raise BadSignature("no such product instance")
-        try:
-            _, payload = jose.verify(message, self._product_keys.key(product.public_jwk))
-        except jose.InvalidSignature as exc:
-            raise BadSignature(str(exc)) from exc
-        nonce = self._check_nonce(header, path)
-        if not nonce_was_unused:
-            raise _replayed()
-        if product.status == "replaced":
-            raise reregistration.replaced(product)
-        if product.status == "registration_expired" or (
-            product.status == "registered" and product.certificate_expires_at <= self._clock()
-        ):
-            raise RegistrationExpired(
-                f"the registration of product instance {product_id} expired on "
-                f"{product.certificate_expires_at:%Y-%m-%d} with its ID certificate: "
-                "register it again with a token"
-            )
-        if product.status != "registered":
-            raise ProductEnded(f"product instance {product_id} is {product.status}")
-        if header.get(wire.WITHHOLD_HOST) is True and (product.hostname or product.ip_address):
-            # Privacy turned on after it registered: forgotten here, and (the row changes)
-            # in the next sync request.
-            await devices.forget_host_identity(conn, product_id)
-            product = dataclasses.replace(product, hostname=None, ip_address=None)
-        return product, payload, nonce
 
     # --- authorization -------------------------------------------------------------------
 
@@ -286,7 +191,7 @@ class DeviceService:
             _, payload = jose.verify(message, key)
         except jose.InvalidSignature as exc:
             raise BadSignature(str(exc)) from exc
-        request = self.decode(payload, wire.RegisterRequest)
+        request = self._envelope.decode(payload, wire.RegisterRequest)
         try:
             csr_key = csr_public_key(request.csr)
         except CertificateError as exc:
@@ -314,7 +219,7 @@ class DeviceService:
     ) -> dict[str, str]:
         now = self._clock()
         async with self._db.transaction() as conn:
-            nonce = await self._use_nonce(conn, header, path)
+            nonce = await self._envelope.use_nonce(conn, header, path)
             found = await tokens.token_for_registration(conn, digest_of_token_id(request.token_id))
             if found is None:
                 raise NotAuthenticated("the registration token is not known here")
@@ -346,7 +251,7 @@ class DeviceService:
             existing = await devices.live_product_by_udi(conn, udi.pid, udi.serial_number)
             proven = existing is not None and reregistration.proves_current_key(
                 existing,
-                self._product_keys,
+                self._envelope.product_keys,
                 request.current_key_proof,
                 nonce=nonce,
                 path=path,
@@ -443,7 +348,7 @@ class DeviceService:
             signing_certificate=to_pem(self._keys.signing_cert),
             released_export_features=[key.feature for key in released],
         )
-        return self.answer(nonce, path, answer)
+        return self._envelope.answer(nonce, path, answer)
 
     def _usage(self, report: wire.UsageReport) -> dict[str, int]:
         """The usage a report sets: catalog tags only, each once, at most the configured
@@ -475,8 +380,10 @@ class DeviceService:
     ) -> dict[str, str]:
         """The product's usage becomes what it reports; the answer says what is authorized."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
-            report = self.decode(payload, wire.UsageReport)
+            product, payload, nonce = await self._envelope.signed_by_product(
+                conn, product_id, message, path
+            )
+            report = self._envelope.decode(payload, wire.UsageReport)
             usage = self._usage(report)
             in_use = await devices.replace_usage(
                 conn, product_id, product.virtual_account_id, usage, self._clock()
@@ -484,28 +391,32 @@ class DeviceService:
             authorization = await self._authorization(
                 conn, product, product.authorization_expires_at, usage=usage, in_use=in_use
             )
-        return self.answer(nonce, path, authorization)
+        return self._envelope.answer(nonce, path, authorization)
 
     async def renew_authorization(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
-            self.decode(payload, wire.NoParameters)
+            product, payload, nonce = await self._envelope.signed_by_product(
+                conn, product_id, message, path
+            )
+            self._envelope.decode(payload, wire.NoParameters)
             now = self._clock()
             await self.check_horizon(conn, product.account_id, now)
             expires = now + dt.timedelta(days=self._timers.authorization_validity_days)
             await devices.touch(conn, product_id, now, authorization_expires_at=expires)
             authorization = await self._authorization(conn, product, expires)
-        return self.answer(nonce, path, authorization)
+        return self._envelope.answer(nonce, path, authorization)
 
     async def renew_registration(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """A new ID certificate for a new key; later requests must be signed with that key."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
-            request = self.decode(payload, wire.RenewRegistrationRequest)
+            product, payload, nonce = await self._envelope.signed_by_product(
+                conn, product_id, message, path
+            )
+            request = self._envelope.decode(payload, wire.RenewRegistrationRequest)
             udi = wire.Udi(
                 pid=product.udi_pid, serial_number=product.udi_serial, uuid=product.udi_uuid
             )
@@ -526,15 +437,17 @@ class DeviceService:
                 account_id=product.account_id,
             )
         answer = self._registration(product, certificate, expires, now)
-        return self.answer(nonce, path, answer)
+        return self._envelope.answer(nonce, path, answer)
 
     async def deregister(
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """The product leaves: all its usage is released at once."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self.signed_by_product(conn, product_id, message, path)
-            self.decode(payload, wire.NoParameters)
+            product, payload, nonce = await self._envelope.signed_by_product(
+                conn, product_id, message, path
+            )
+            self._envelope.decode(payload, wire.NoParameters)
             now = self._clock()
             released = await exports.release(
                 conn, product_actor(product_id), product, "deregistered", now
@@ -547,7 +460,7 @@ class DeviceService:
                 f"{product.virtual_account}/{product_id}",
                 account_id=product.account_id,
             )
-        return self.answer(
+        return self._envelope.answer(
             nonce,
             path,
             wire.Deregistered(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import msgspec
 import structlog
@@ -37,13 +37,11 @@ from satellite.errors import (
     UnknownExportFeature,
 )
 from satellite.protocol import device as wire
-from satellite.services import audit, scope
+from satellite.services import audit, horizon, scope
+from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
 from satellite.storage import accounts, alerts, devices, export_keys, reservations
 from satellite.storage.db import Connection, Database
-
-if TYPE_CHECKING:
-    from satellite.services.devices import DeviceService
 
 log = structlog.get_logger(__name__)
 
@@ -127,13 +125,15 @@ class ExportService:
         keys: ServerKeys,
         catalog: Catalog,
         licenses: LicenseService,
-        device_api: DeviceService,
+        envelope: DeviceEnvelope,
+        sync_horizon_days: int,
     ) -> None:
         self._db = db
         self._keys = keys
         self._catalog = catalog
         self._licenses = licenses
-        self._device_api = device_api
+        self._envelope = envelope
+        self._sync_horizon_days = sync_horizon_days
 
     def _entry(self, feature: str) -> CatalogEntry:
         entry = self._catalog.export_key(feature)
@@ -165,16 +165,17 @@ class ExportService:
     async def request(self, product_id: str, message: dict[str, Any], path: str) -> dict[str, str]:
         """``license smart export request local <feature>``: the product's export key for
         the feature (the same key again when it holds one already)."""
-        api = self._device_api
-        now = api.now()
+        now = self._envelope.now()
         async with self._db.transaction() as conn:
             # The virtual account is locked before the product, as the admin changes do
             # (a product locked first could deadlock with them).
             seen = await devices.get_product(conn, product_id)
             if seen is not None:
                 await reservations.lock_virtual_account(conn, seen.virtual_account_id)
-            product, payload, nonce = await api.signed_by_product(conn, product_id, message, path)
-            request = api.decode(payload, wire.ExportRequest)
+            product, payload, nonce = await self._envelope.signed_by_product(
+                conn, product_id, message, path
+            )
+            request = self._envelope.decode(payload, wire.ExportRequest)
             entry = self._entry(request.feature)
             if seen is None or seen.virtual_account_id != product.virtual_account_id:
                 raise Conflict("the product moved to another virtual account meanwhile: retry")
@@ -203,7 +204,7 @@ class ExportService:
             key=self._signed_key(product, key),
             granted_at=key.granted_at,
         )
-        return api.answer(nonce, path, answer)
+        return self._envelope.answer(nonce, path, answer)
 
     async def _grant(
         self,
@@ -213,7 +214,7 @@ class ExportService:
         entry: CatalogEntry,
         now: dt.datetime,
     ) -> ExportKey:
-        await self._device_api.check_horizon(conn, product.account_id, now)
+        await horizon.require_in_step(conn, product.account_id, now, self._sync_horizon_days)
         positions = await self._licenses.virtual_account_positions(
             conn, product.virtual_account_id, product.virtual_account, now
         )
@@ -253,11 +254,12 @@ class ExportService:
         catalog still names that feature (it may have left the catalog since the grant);
         only a feature the product holds no key for and the catalog does not know is
         refused."""
-        api = self._device_api
-        now = api.now()
+        now = self._envelope.now()
         async with self._db.transaction() as conn:
-            product, payload, nonce = await api.signed_by_product(conn, product_id, message, path)
-            request = api.decode(payload, wire.ExportRequest)
+            product, payload, nonce = await self._envelope.signed_by_product(
+                conn, product_id, message, path
+            )
+            request = self._envelope.decode(payload, wire.ExportRequest)
             ended = await export_keys.end_keys(
                 conn, product.id, "returned", "returned", now, feature=request.feature
             )
@@ -275,7 +277,7 @@ class ExportService:
                     key_id=ended[0].id,
                 )
         log.info("export.returned", product=product_id, feature=request.feature, held=bool(ended))
-        return api.answer(
+        return self._envelope.answer(
             nonce, path, wire.ExportReturned(feature=request.feature, returned=bool(ended))
         )
 

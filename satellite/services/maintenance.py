@@ -20,7 +20,7 @@ from typing import Literal
 from satellite.domain.access import system_actor
 from satellite.domain.expiry import CERTIFICATE_WARNING, ProductTimers
 from satellite.services import audit, exports
-from satellite.services.devices import NONCE_LIFETIME
+from satellite.services.envelope import NONCE_LIFETIME
 from satellite.services.licenses import LicenseService
 from satellite.storage import accounts, alerts, devices, expiry, limits, locks
 from satellite.storage.db import Connection, Database

@@ -12,6 +12,7 @@ from satellite.services.accounts import AccountService
 from satellite.services.alerts import AlertService
 from satellite.services.auth import AuthService
 from satellite.services.devices import DeviceService
+from satellite.services.envelope import DeviceEnvelope
 from satellite.services.events import EventService
 from satellite.services.exports import ExportService
 from satellite.services.licenses import LicenseService
@@ -35,6 +36,7 @@ class Services:
     accounts: AccountService
     licenses: LicenseService
     transfers: LicenseTransferService
+    envelope: DeviceEnvelope
     devices: DeviceService
     exports: ExportService
     products: ProductService
@@ -59,8 +61,16 @@ def build_services(
     reservations = ReservationService(
         db, keys, catalog, licenses, settings.timers.sync_horizon_days
     )
+    envelope = DeviceEnvelope(keys)
     devices = DeviceService(
-        db, keys, catalog, licenses, settings.timers, settings.device.max_usage_tags, limiter
+        db,
+        keys,
+        catalog,
+        licenses,
+        settings.timers,
+        settings.device.max_usage_tags,
+        limiter,
+        envelope,
     )
     return Services(
         db=db,
@@ -68,8 +78,11 @@ def build_services(
         accounts=AccountService(db),
         licenses=licenses,
         transfers=LicenseTransferService(db, catalog, licenses),
+        envelope=envelope,
         devices=devices,
-        exports=ExportService(db, keys, catalog, licenses, devices),
+        exports=ExportService(
+            db, keys, catalog, licenses, envelope, settings.timers.sync_horizon_days
+        ),
         products=ProductService(db, reservations, licenses),
         reservations=reservations,
         tokens=TokenService(db, keys, settings.timers),

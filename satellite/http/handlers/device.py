@@ -21,7 +21,7 @@ async def nonce(request: web.Request) -> web.Response:
 
 
 async def ca_certificate(request: web.Request) -> web.Response:
-    pem = request.app[SERVICES].devices.ca_certificate()
+    pem = request.app[SERVICES].envelope.ca_certificate()
     return web.Response(text=pem, content_type="application/pem-certificate-chain")
 
 

@@ -1,0 +1,130 @@
+"""The device API's envelope: every request of a product is a JWS, every answer one of ours.
+
+A request is checked before anything of it is read: its signature (against the key a
+registration embeds, later against the product's stored key), the server nonce (issued by
+this server, fresh, for this path, used once) and the product's registration. The nonce is
+recorded as used in the transaction of the change it allows, so a refused request changes
+nothing. Device, export-key and reservation services all go through here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from satellite.crypto import jose
+from satellite.crypto.keys import ServerKeys
+from satellite.crypto.pki import to_pem
+from satellite.crypto.secrets import issue_nonce, nonce_is_fresh
+from satellite.domain.models import ProductInstance
+from satellite.errors import BadNonce, BadSignature, ProductEnded, RegistrationExpired
+from satellite.protocol import device as wire
+from satellite.protocol import untrusted
+from satellite.services import reregistration
+from satellite.storage import devices
+from satellite.storage.db import Connection
+
+T = TypeVar("T")
+NONCE_LIFETIME = 15 * 60.0  # seconds a nonce stays good; longer is "stale"
+PRODUCT_KEYS_KEPT = 65_536  # parsed product keys kept in memory (about 30 MB at most)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _replayed() -> BadNonce:
+    return BadNonce("the nonce was used already (a replayed request)")
+
+
+class DeviceEnvelope:
+    def __init__(self, keys: ServerKeys, clock: Callable[[], dt.datetime] = _now) -> None:
+        self._keys = keys
+        self._clock = clock
+        # Parsed product keys, by JWK: parsing one costs more than checking its signature.
+        self.product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
+
+    def now(self) -> dt.datetime:
+        return self._clock()
+
+    def ca_certificate(self) -> str:
+        """The CA's certificate (PEM): public, and checked by products against their token."""
+        return to_pem(self._keys.ca_cert)
+
+    def new_nonce(self) -> str:
+        return issue_nonce(self._keys.token_key, time.time())
+
+    def check_nonce(self, header: dict[str, Any], path: str) -> str:
+        """The nonce of a request whose signature verified: one of ours, fresh, for this
+        path. (Whether it was used before, the database says.)"""
+        nonce = header.get("nonce")
+        if not isinstance(nonce, str) or not nonce_is_fresh(
+            self._keys.token_key, nonce, time.time(), NONCE_LIFETIME
+        ):
+            raise BadNonce("the nonce is not one of this server's, or is stale")
+        if header.get("url") != path:
+            raise BadSignature("the signed url is not this request's path")
+        return nonce
+
+    async def use_nonce(self, conn: Connection, header: dict[str, Any], path: str) -> str:
+        nonce = self.check_nonce(header, path)
+        if not await devices.use_nonce(conn, nonce):
+            raise _replayed()
+        return nonce
+
+    def answer(self, nonce: str, path: str, body: msgspec.Struct) -> dict[str, str]:
+        """The server-signed answer, bound to the request by its nonce and path."""
+        return jose.sign(
+            self._keys.signing_key, msgspec.json.encode(body), {"nonce": nonce, "url": path}
+        )
+
+    @staticmethod
+    def decode(payload: bytes, type_: type[T]) -> T:
+        return untrusted.decode(payload or b"{}", type_, what="the signed payload")
+
+    async def signed_by_product(
+        self, conn: Connection, product_id: str, message: dict[str, Any], path: str
+    ) -> tuple[ProductInstance, bytes, str]:
+        """The product named in the path, after its request proved itself; locked."""
+        try:
+            header = jose.protected_header(message)
+        except jose.InvalidSignature as exc:
+            raise BadSignature(str(exc)) from exc
+        if header.get("kid") != product_id:
+            raise BadSignature("the request is not signed as the product in its path")
+        nonce = header.get("nonce")
+        product, nonce_was_unused = await devices.lock_product_using_nonce(
+            conn, product_id, nonce if isinstance(nonce, str) else ""
+        )
+        if product is None:
+            raise BadSignature("no such product instance")
+        try:
+            _, payload = jose.verify(message, self.product_keys.key(product.public_jwk))
+        except jose.InvalidSignature as exc:
+            raise BadSignature(str(exc)) from exc
+        nonce = self.check_nonce(header, path)
+        if not nonce_was_unused:
+            raise _replayed()
+        if product.status == "replaced":
+            raise reregistration.replaced(product)
+        if product.status == "registration_expired" or (
+            product.status == "registered" and product.certificate_expires_at <= self._clock()
+        ):
+            raise RegistrationExpired(
+                f"the registration of product instance {product_id} expired on "
+                f"{product.certificate_expires_at:%Y-%m-%d} with its ID certificate: "
+                "register it again with a token"
+            )
+        if product.status != "registered":
+            raise ProductEnded(f"product instance {product_id} is {product.status}")
+        if header.get(wire.WITHHOLD_HOST) is True and (product.hostname or product.ip_address):
+            # Privacy turned on after it registered: forgotten here, and (the row changes)
+            # in the next sync request.
+            await devices.forget_host_identity(conn, product_id)
+            product = dataclasses.replace(product, hostname=None, ip_address=None)
+        return product, payload, nonce
