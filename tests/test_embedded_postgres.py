@@ -97,3 +97,20 @@ def test_a_stop_stops_the_server_though_other_holders_died(tmp_path: Path) -> No
     embedded.stop()
     assert not alive(pid)
     assert not (embedded.pgdata / "postmaster.pid").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the wheel changes modes only when run as root")
+def test_directories_above_the_data_stay_unlistable_by_others(tmp_path: Path) -> None:
+    above = tmp_path / "home"
+    above.mkdir(mode=0o700)
+    state = above / "state"
+    state.mkdir(mode=0o700)
+    server = EmbeddedPostgres(state)
+    try:
+        server.start()  # (it connects, to create the database)
+        # The server's own user may pass through (it must, to reach its data); nobody
+        # else may read what is in there, as before the server started.
+        assert stat.S_IMODE(above.stat().st_mode) == 0o711
+        assert stat.S_IMODE(state.stat().st_mode) == 0o711
+    finally:
+        server.stop()

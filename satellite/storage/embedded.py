@@ -11,7 +11,11 @@ only. Three things are done here instead of as the wheel does them:
 * holders that died without letting go (kill -9) are forgotten before the count is
   looked at, so that a clean stop still stops the server;
 * a server that died can be started again on the same socket (``restart_if_dead``), which
-  the daemon's supervisor does.
+  the daemon's supervisor does;
+* run as root, the wheel serves as a user of its own and, so that this user can reach the
+  data directory and its binaries, makes every directory above them readable by everyone
+  (``/root`` and the state directory included); only the traverse bit it adds stays, so
+  that nobody else can list them.
 """
 
 from __future__ import annotations
@@ -101,10 +105,26 @@ def _fits(directory: Path) -> bool:
     return len(os.fsencode(directory / SOCKET_NAME)) <= MAX_SOCKET_PATH
 
 
+_TRAVERSE = stat.S_IXGRP | stat.S_IXOTH
+
+
+def _parents(path: Path) -> list[Path]:
+    return list(Path(path).resolve().parents)
+
+
 class _Server(postgres_server.PostgresServer):
     """The wheel's server handle, with a private socket directory and a restart."""
 
     socket_dir: Path | None = None
+
+    def ensure_pgdata_inited(self) -> None:
+        above = [*_parents(self.pgdata), *_parents(_commands.POSTGRES_BIN_PATH)]
+        modes = {directory: directory.stat().st_mode for directory in above}
+        super().ensure_pgdata_inited()
+        for directory, mode in modes.items():
+            added = directory.stat().st_mode & ~mode
+            if added & ~_TRAVERSE:
+                directory.chmod(stat.S_IMODE(mode | (added & _TRAVERSE)))
 
     def _owner(self) -> int:
         """The user the server runs as (the wheel's own user when run as root)."""
