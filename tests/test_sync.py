@@ -38,6 +38,7 @@ from tests.conftest import (
     Api,
     Credentials,
     clone_database,
+    lock_waiters,
     login,
     new_client,
 )
@@ -1276,19 +1277,6 @@ async def test_a_revoked_satellite_is_refused_until_it_registers_again(
     ]
 
 
-async def _lock_waiters(db: asyncpg.Connection, count: int) -> None:
-    """Wait (bounded) until ``count`` backends of this database wait for a lock."""
-    for _ in range(200):
-        waiting = await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'"
-        )
-        if waiting >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"fewer than {count} transactions came to wait for a lock")
-
-
 async def test_a_sync_and_a_license_transfer_crossing_do_not_deadlock(
     upstream: Upstream, admin: Api, services: Services, db_dsn: str
 ) -> None:
@@ -1337,9 +1325,9 @@ async def test_a_sync_and_a_license_transfer_crossing_do_not_deadlock(
                 {"sourceVirtualAccount": "Voice", "licenses": [local]},
             )
         )
-        await _lock_waiters(watcher, 1)
+        await lock_waiters(watcher, 1)
         sync = asyncio.create_task(services.sync.sync_now(OPERATOR, "Site"))
-        await _lock_waiters(watcher, 2)
+        await lock_waiters(watcher, 2)
         await held.commit()
         status, answer = await asyncio.wait_for(transfer, 30)
         result = await asyncio.wait_for(sync, 30)
