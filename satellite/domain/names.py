@@ -9,11 +9,12 @@ from satellite.errors import InvalidInput
 NAME_MAX = 100
 DESCRIPTION_MAX = 500
 # Names travel in URL paths: no slash, no control characters, no surrounding blanks.
-_NAME_RE = re.compile(r"^[^/\s\x00-\x1f\x7f](?:[^/\x00-\x1f\x7f]*[^/\s\x00-\x1f\x7f])?$")
+# (Matched whole, with fullmatch: ``$`` would let a final newline through.)
+_NAME_RE = re.compile(r"[^/\s\x00-\x1f\x7f](?:[^/\x00-\x1f\x7f]*[^/\s\x00-\x1f\x7f])?")
 
 
 def check_name(value: str, field: str = "name") -> str:
-    if not _NAME_RE.match(value) or len(value) > NAME_MAX:
+    if not _NAME_RE.fullmatch(value) or len(value) > NAME_MAX:
         raise InvalidInput(
             f"{field} must be 1 to {NAME_MAX} characters without '/', control characters "
             "or blanks at either end",
