@@ -26,12 +26,12 @@ def check_name(value: str, field: str = "name") -> str:
 DOMAIN_MAX = 253
 # A DNS name (``acme.example``): dot-separated labels of letters, digits and inner hyphens.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DOMAIN_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_DOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")  # whole: fullmatch, as names
 
 
 def check_domain(value: str, field: str = "domain") -> str:
     """A smart account's domain name; ``""`` (no domain) passes."""
-    if value and (len(value) > DOMAIN_MAX or not _DOMAIN_RE.match(value)):
+    if value and (len(value) > DOMAIN_MAX or not _DOMAIN_RE.fullmatch(value)):
         raise InvalidInput(
             f"{field} must be a domain name such as acme.example (letters, digits and "
             f"hyphens in dot-separated labels, at most {DOMAIN_MAX} characters)",
