@@ -648,7 +648,10 @@ class SatelliteSync:
                     conn, link.account_id, name, descriptions.get(name, ""), False
                 )
                 counts["virtualAccountsCreated"] += 1
-        for key, va in sorted(existing.items()):
+        # In the order of their ids, as a license transfer and the pool alerts job go
+        # through virtual accounts: taking the alert rows of two virtual accounts in the
+        # opposite order of a transfer between them deadlocked the two.
+        for key, va in sorted(existing.items(), key=lambda item: item[1].id):
             lines = wanted_by_key.get(key, {})
             have = await storage.upstream_lines(conn, va.id)
             put = [(i, values) for i, values in sorted(lines.items()) if have.get(i) != values]

@@ -331,3 +331,16 @@ FLEX_PROFESSIONAL = (
     "regid.2016-07.com.cisco.UCM_FlexNU_Professional_v14_eff6d7ad-aae8-437f-b363-4f0597217572"
 )
 FLEX_EA = "regid.2016-07.com.cisco.UCM_FlexEA_v14_53b8fa22-f882-496e-bca5-db14ec9d1281"
+
+
+async def lock_waiters(db: asyncpg.Connection, count: int) -> None:
+    """Wait (bounded) until ``count`` backends of this database wait for a lock."""
+    for _ in range(200):
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} transactions came to wait for a lock")

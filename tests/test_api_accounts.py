@@ -391,7 +391,7 @@ async def test_names_are_checked_whatever_the_caller(runtime: Runtime) -> None:
     """The host CLI calls the services directly: they refuse what the API would refuse."""
     async with open_services(runtime) as services:
         operator = host_operator("pytest")
-        for bad in ("a/b", "", " padded", "tab\there", "x" * 101):
+        for bad in ("a/b", "", " padded", "tab\there", "x" * 101, "Lab\n"):
             with pytest.raises(InvalidInput) as caught:
                 await services.accounts.create_account(operator, bad, "", False)
             assert caught.value.field == "name"
@@ -511,3 +511,16 @@ async def test_virtual_account_stays_when_its_deletion_cannot_be_audited(
     status, body = await admin.post("/api/v1/accounts/Acme/virtual-accounts/Lab/delete")
     assert status == 500, body
     assert await va_names(admin, "Acme") == ["DEFAULT", "Lab"]
+
+
+async def test_a_name_ending_in_a_newline_is_refused(admin: Api, db: asyncpg.Connection) -> None:
+    """A name with a line break at its end was taken and stored (``$`` matches before a
+    final newline): a name no URL spells plainly, and a line break in every log line."""
+    await create_account(admin, "Acme")
+    before = await event_count(db)
+    for path in ("/api/v1/accounts", "/api/v1/accounts/Acme/virtual-accounts"):
+        status, body = await admin.post(path, {"name": "Lab\n"})
+        assert status == 422, body
+        assert body["field"] == "name", body
+    assert await event_count(db) == before
+    assert await va_names(admin, "Acme") == ["DEFAULT"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import getpass
 import json
 import socket
@@ -14,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import Agent, AgentError, RequestRefused
-from tests.conftest import BASIC, ENHANCED, Api, new_client
+from tests.conftest import BASIC, ENHANCED, Api, lock_waiters, new_client
 from tests.test_cli import Cli, _toml_config
 from tests.test_device import (
     ACCOUNT,
@@ -684,3 +685,53 @@ async def test_transfer_moves_the_shortage_alert_with_the_usage(
     assert status == 200, body
     # Voice now uses 3 of 5; Lab uses 4 of none: the alert moved with the usage, at once.
     assert await shortages() == ["Lab"]
+
+
+async def test_two_device_transfers_crossing_do_not_deadlock(
+    admin: Api, server: TestServer, tmp_path: Path, db_dsn: str
+) -> None:
+    """A device transfer refreshes the alerts of its virtual accounts in the order of their
+    ids, as every other change of several does. Two crossing (Voice to Lab, Lab to Voice)
+    share-lock the same two virtual accounts, so nothing else orders them: each took the
+    alert rows of its source first and they deadlocked (a 500)."""
+    await setup_voice(admin)
+    status, body = await admin.post(ACCOUNT + "/virtual-accounts", {"name": "Lab"})
+    assert status == 200, body
+    soon = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=10)).isoformat()
+    for base in (VOICE, LAB):  # a line about to end: an open "Licenses Expiring" alert
+        status, body = await admin.post(
+            base + "/license-pool",
+            {"entitlementTag": ENHANCED, "quantity": 2, "licenseType": "TERM", "endDate": soon},
+        )
+        assert status == 200, body
+    await new_agent(tmp_path, server, "FCH0001").register(await new_token(admin))
+    await new_agent(tmp_path, server, "FCH0002").register(await new_token(admin, "Lab"))
+
+    def crossing(base: str, serial: str, target: str) -> Any:
+        move = {"sudi": sudi(serial), "targetVirtualAccount": target}
+        return asyncio.create_task(
+            admin.post(f"{base}/devices/transfer", {"productInstances": [move]})
+        )
+
+    blocker = await asyncpg.connect(db_dsn)
+    watcher = await asyncpg.connect(db_dsn)
+    try:
+        # Voice's alert held, so that both come to wait at it: Voice to Lab first.
+        held = blocker.transaction()
+        await held.start()
+        await blocker.execute(
+            "SELECT al.id FROM alerts al JOIN virtual_accounts va ON va.id = al.virtual_account_id "
+            "WHERE va.name = 'Voice' AND al.cleared_at IS NULL FOR UPDATE OF al"
+        )
+        to_lab = crossing(VOICE, "FCH0001", "Lab")
+        await lock_waiters(watcher, 1)
+        to_voice = crossing(LAB, "FCH0002", "Voice")
+        await lock_waiters(watcher, 2)
+        await held.commit()
+        results = [await asyncio.wait_for(task, 30) for task in (to_lab, to_voice)]
+    finally:
+        await blocker.close()
+        await watcher.close()
+    assert [status for status, _ in results] == [200, 200], results
+    assert await serials(admin) == ["FCH0002"]
+    assert await serials(admin, LAB) == ["FCH0001"]

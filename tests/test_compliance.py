@@ -207,6 +207,33 @@ def test_own_family_covers_before_a_version_independent_license(catalog: Catalog
     assert got[FLEX_ENHANCED].free == 3  # what it lent is no longer free to reserve
 
 
+def test_loans_move_so_that_every_shortfall_the_licenses_cover_is_covered(
+    catalog: Catalog,
+) -> None:
+    def subscription(tag: str, quantity: int) -> PoolLine:
+        return line(tag, quantity, "SUBSCRIPTION", TODAY, TODAY + dt.timedelta(days=364))
+
+    def covered(lines: list[PoolLine], in_use: dict[str, int]) -> dict[str, dict[str, int]]:
+        got = positions_for_virtual_account("Voice", catalog, lines, TODAY, in_use=in_use)
+        assert all(p.status == "In Compliance" for p in got), got
+        return {p.tag: p.borrowed for p in got if p.borrowed}
+
+    # Basic would take the CUWL first; Enhanced Plus needs it, Flex Access covers Basic.
+    assert covered([line(CUWL, 5), subscription(FLEX_ACCESS, 5)], {BASIC: 5, ENHANCED_PLUS: 5}) == {
+        BASIC: {FLEX_ACCESS: 5},
+        ENHANCED_PLUS: {CUWL: 5},
+    }
+    # Enhanced takes the CUWL before the Flex Enhanced, which Flex Access then has.
+    assert covered(
+        [line(CUWL, 5), subscription(FLEX_ENHANCED, 5)], {ENHANCED: 5, FLEX_ACCESS: 5}
+    ) == {ENHANCED: {CUWL: 5}, FLEX_ACCESS: {FLEX_ENHANCED: 5}}
+    # Part of a loan moves, the rest stays where the first pass put it.
+    assert covered([line(CUWL, 5), subscription(FLEX_ACCESS, 2)], {BASIC: 5, ENHANCED_PLUS: 2}) == {
+        BASIC: {CUWL: 3, FLEX_ACCESS: 2},
+        ENHANCED_PLUS: {CUWL: 2},
+    }
+
+
 CATALOG_HEAD = b"""
 [[families]]
 name = "v12"

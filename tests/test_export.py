@@ -980,3 +980,31 @@ async def test_a_server_that_never_answers_is_unreachable_not_a_crash(
             stop.set()
             await asyncio.wait_for(running, 5)
         assert sum(e["event"] == "agent.server_unreachable" for e in logs) >= 2
+
+
+async def test_a_license_granted_as_an_export_key_is_not_free_to_transfer(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    """Free to transfer is what no export key holds either: of two keys, one granted, one
+    moves and the second is refused naming the line (nothing moves)."""
+    await setup_acme(admin, keys=2)
+    assert (await admin.post(ACCOUNT + "/virtual-accounts", {"name": "Lab"}))[0] == 200
+    agent = await registered(admin, server, tmp_path, "EXP001")
+    await ExportControl(agent).request(FEATURE)
+    transfer = ACCOUNT + "/licenses/transfer"
+    two = {"license": EXPORT_KEY, "quantity": 2, "targetVirtualAccount": "lab"}
+    status, problem = await admin.post(
+        transfer, {"sourceVirtualAccount": "voice", "licenses": [two]}
+    )
+    assert status == 409, problem
+    assert problem["field"] == "licenses[0]"
+    assert "1 export key(s) granted" in problem["detail"]
+    one = {**two, "quantity": 1}
+    status, body = await admin.post(transfer, {"sourceVirtualAccount": "voice", "licenses": [one]})
+    assert status == 200, body
+    status, body = await admin.post(ACCOUNT + "/licenses", {"virtualAccounts": ["Voice", "Lab"]})
+    assert status == 200, body
+    got = {(p["virtualAccount"], p["entitlementTag"]): p for p in body["licenses"]}
+    voice, lab = got[("Voice", EXPORT_KEY)], got[("Lab", EXPORT_KEY)]
+    assert (voice["quantity"], voice["exportKeys"], voice["available"]) == (1, 1, 0)
+    assert (lab["quantity"], lab["exportKeys"], lab["available"]) == (1, 0, 1)

@@ -38,6 +38,7 @@ from tests.conftest import (
     Api,
     Credentials,
     clone_database,
+    lock_waiters,
     login,
     new_client,
 )
@@ -1274,3 +1275,64 @@ async def test_a_revoked_satellite_is_refused_until_it_registers_again(
         (satellite_id, False),
         (new_id, True),
     ]
+
+
+async def test_a_sync_and_a_license_transfer_crossing_do_not_deadlock(
+    upstream: Upstream, admin: Api, services: Services, db_dsn: str
+) -> None:
+    """The sync refreshes the alerts of the virtual accounts it changes in the order of
+    their ids, as a license transfer does. Here Voice is older than Lab (id order Voice,
+    Lab; name order Lab, Voice), both have an open alert, and the upstream moved licenses
+    between them: a transfer here between the two and the sync meeting on the alert rows
+    deadlocked when the sync went by name (one of them failed)."""
+    await setup_upstream(upstream, enhanced=10)
+    await ok(upstream.admin.post(UP_ACCOUNT + "/virtual-accounts", {"name": "Lab"}), 200)
+    await setup_site(admin)
+    await ok(admin.post(SITE + "/virtual-accounts", {"name": "Lab"}), 200)
+    soon = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=10)).isoformat()
+    for va in ("Voice", "Lab"):  # a line about to end: an open "Licenses Expiring" alert
+        await ok(
+            admin.post(
+                f"{SITE}/virtual-accounts/{va}/license-pool",
+                {"entitlementTag": ENHANCED, "quantity": 2, "licenseType": "TERM", "endDate": soon},
+            )
+        )
+    await register_online(upstream, services)
+    await services.sync.sync_now(OPERATOR, "Site")
+    moved = {"license": ENHANCED, "quantity": 4, "targetVirtualAccount": "Lab"}
+    await ok(
+        upstream.admin.post(
+            UP_ACCOUNT + "/licenses/transfer",
+            {"sourceVirtualAccount": "Voice", "licenses": [moved]},
+        )
+    )
+
+    blocker = await asyncpg.connect(db_dsn)
+    watcher = await asyncpg.connect(db_dsn)
+    try:
+        # Hold Voice's alert, so that both come to wait at it: the transfer first, holding
+        # its virtual accounts; then the sync.
+        held = blocker.transaction()
+        await held.start()
+        await blocker.execute(
+            "SELECT al.id FROM alerts al JOIN virtual_accounts va ON va.id = al.virtual_account_id "
+            "WHERE va.name = 'Voice' AND al.cleared_at IS NULL FOR UPDATE OF al"
+        )
+        local = {"license": ENHANCED, "quantity": 1, "targetVirtualAccount": "Lab"}
+        transfer = asyncio.create_task(
+            admin.post(
+                SITE + "/licenses/transfer",
+                {"sourceVirtualAccount": "Voice", "licenses": [local]},
+            )
+        )
+        await lock_waiters(watcher, 1)
+        sync = asyncio.create_task(services.sync.sync_now(OPERATOR, "Site"))
+        await lock_waiters(watcher, 2)
+        await held.commit()
+        status, answer = await asyncio.wait_for(transfer, 30)
+        result = await asyncio.wait_for(sync, 30)
+    finally:
+        await blocker.close()
+        await watcher.close()
+    assert status == 200, answer
+    assert (result.counts["added"], result.counts["changed"]) == (1, 1)

@@ -276,6 +276,9 @@ async def test_accounts_carry_their_domain_and_an_id(admin: Api) -> None:
     assert updated["account"]["id"] == by_name["Acme"]["id"]
     await refused(admin, ACME + "/update", {"domain": "not a domain"}, "domain")
     await refused(admin, "/api/v1/accounts", {"name": "X", "domain": "-bad-.example"}, "domain")
+    # ``$`` matches before a final newline too: such a domain was taken and stored.
+    await refused(admin, ACME + "/update", {"domain": "acme.example\n"}, "domain")
+    await refused(admin, "/api/v1/accounts", {"name": "X", "domain": "x.example\n"}, "domain")
 
 
 def test_the_cli_sets_and_shows_an_accounts_domain(

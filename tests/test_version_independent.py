@@ -120,6 +120,23 @@ async def test_a_higher_tier_version_independent_license_covers_a_lower_tier(
     assert view[FLEX_PROFESSIONAL]["available"] == view[FLEX_EA]["available"] == 0
 
 
+async def test_a_shortfall_is_covered_whenever_the_licenses_cover_it(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    """CUWL covers every 12.x tier below it, Flex NU Access only Basic and Essential.
+    Basic, short first, took the CUWL (the higher 12.x tier before a version-independent
+    license), so Enhanced Plus went out of compliance although the licenses covered both:
+    now Basic's loan moves to the Flex Access and the CUWL covers Enhanced Plus."""
+    await setup_pool(admin, {"entitlementTag": CUWL, "quantity": 5}, subscription(FLEX_ACCESS, 5))
+    usage = {BASIC: 5, ENHANCED_PLUS: 5}
+    assert await report(admin, server, tmp_path, usage) == "AUTHORIZED"
+    view = await positions(admin)
+    assert {tag: view[tag]["status"] for tag in usage} == dict.fromkeys(usage, "In Compliance")
+    assert [s["entitlementTag"] for s in view[BASIC]["licenseSubstitutions"]] == [FLEX_ACCESS]
+    assert [s["entitlementTag"] for s in view[ENHANCED_PLUS]["licenseSubstitutions"]] == [CUWL]
+    assert (view[CUWL]["available"], view[FLEX_ACCESS]["available"]) == (0, 0)
+
+
 async def test_a_lower_tier_version_independent_license_never_covers_a_higher_tier(
     admin: Api, server: TestServer, tmp_path: Path
 ) -> None:

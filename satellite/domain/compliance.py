@@ -6,7 +6,8 @@ reserved    taken out of the pool by specific license reservations
 in use      consumed by products whose authorization is valid
 exported    export authorization keys granted to products (one license each)
 borrowed    a shortfall covered by a higher tier of the same family or, after those, by a
-            version-independent license that stands in for the tag (see the catalog)
+            version-independent license that stands in for the tag (see the catalog);
+            loans move where that covers a shortfall they left (_move_loans)
 available   purchased - reserved - in use - exported + borrowed - lent (negative: a shortage)
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 from satellite.domain.catalog import Catalog
@@ -138,4 +140,78 @@ def positions_for_virtual_account(
             shortfall -= take
             positions[tag].borrowed[higher] = take
             positions[higher].lent[tag] = take
+    _move_loans(positions, catalog, ordered, spare)
     return [positions[tag] for tag in ordered]
+
+
+def _move_loans(
+    positions: dict[str, Position], catalog: Catalog, ordered: list[str], spare: dict[str, int]
+) -> None:
+    """Cover what the loans above left short where moving loans can.
+
+    Lowest tier first, nearest substitute first is the best cover along one family, where
+    a higher tier covers everything below it; a version-independent license covers only
+    the tiers it lists. So Basic, short first, may have taken the CUWL that Enhanced Plus
+    needs while a Flex NU Access, which covers Basic only, stayed spare. A shortfall left
+    looks for a chain of loans to move that ends at a spare license (Enhanced Plus takes
+    Basic's CUWL, Basic takes the Flex Access): an augmenting path, so that in the end
+    everything that can be covered is. Loans nothing needs to move stay as they are."""
+    for tag in ordered:
+        while positions[tag].available < 0:
+            path = _loan_path(positions, catalog, ordered, spare, tag)
+            if path is None:
+                break
+            # path: (borrower, lender) steps; each borrower after the first gives up what
+            # it borrowed from the lender of the step before to the borrower before it.
+            amount = min(-positions[tag].available, spare[path[-1][1]])
+            for (_, given_up), (borrower, _) in pairwise(path):
+                amount = min(amount, positions[borrower].borrowed[given_up])
+            for index, (borrower, lender) in enumerate(path):
+                _lend(positions, lender, borrower, amount)
+                if index:
+                    _lend(positions, path[index - 1][1], borrower, -amount)
+            spare[path[-1][1]] -= amount
+
+
+def _loan_path(
+    positions: dict[str, Position],
+    catalog: Catalog,
+    ordered: list[str],
+    spare: dict[str, int],
+    short: str,
+) -> list[tuple[str, str]] | None:
+    """The shortest chain of loans from ``short`` to a spare license (breadth first, in
+    the catalog's order of substitutes), or None."""
+    via: dict[str, str] = {}  # borrower -> the lender it would give up
+    reached_from: dict[str, str] = {}  # lender -> the borrower that would take from it
+    queue = [short]
+    seen = {short}
+    for borrower in queue:
+        for lender in catalog.substitutes(borrower):
+            if lender in reached_from or lender not in positions:
+                continue
+            reached_from[lender] = borrower
+            if spare.get(lender, 0) > 0:
+                path = [(borrower, lender)]
+                while borrower != short:
+                    lender = via[borrower]
+                    borrower = reached_from[lender]
+                    path.append((borrower, lender))
+                return path[::-1]
+            for other in ordered:
+                if other not in seen and positions[lender].lent.get(other, 0) > 0:
+                    seen.add(other)
+                    via[other] = lender
+                    queue.append(other)
+    return None
+
+
+def _lend(positions: dict[str, Position], lender: str, borrower: str, amount: int) -> None:
+    """Add ``amount`` (negative: take it back) to what ``lender`` lends ``borrower``."""
+    total = positions[borrower].borrowed.get(lender, 0) + amount
+    if total:
+        positions[borrower].borrowed[lender] = total
+        positions[lender].lent[borrower] = total
+    else:
+        positions[borrower].borrowed.pop(lender, None)
+        positions[lender].lent.pop(borrower, None)

@@ -9,11 +9,12 @@ from satellite.errors import InvalidInput
 NAME_MAX = 100
 DESCRIPTION_MAX = 500
 # Names travel in URL paths: no slash, no control characters, no surrounding blanks.
-_NAME_RE = re.compile(r"^[^/\s\x00-\x1f\x7f](?:[^/\x00-\x1f\x7f]*[^/\s\x00-\x1f\x7f])?$")
+# (Matched whole, with fullmatch: ``$`` would let a final newline through.)
+_NAME_RE = re.compile(r"[^/\s\x00-\x1f\x7f](?:[^/\x00-\x1f\x7f]*[^/\s\x00-\x1f\x7f])?")
 
 
 def check_name(value: str, field: str = "name") -> str:
-    if not _NAME_RE.match(value) or len(value) > NAME_MAX:
+    if not _NAME_RE.fullmatch(value) or len(value) > NAME_MAX:
         raise InvalidInput(
             f"{field} must be 1 to {NAME_MAX} characters without '/', control characters "
             "or blanks at either end",
@@ -25,12 +26,12 @@ def check_name(value: str, field: str = "name") -> str:
 DOMAIN_MAX = 253
 # A DNS name (``acme.example``): dot-separated labels of letters, digits and inner hyphens.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DOMAIN_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_DOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")  # whole: fullmatch, as names
 
 
 def check_domain(value: str, field: str = "domain") -> str:
     """A smart account's domain name; ``""`` (no domain) passes."""
-    if value and (len(value) > DOMAIN_MAX or not _DOMAIN_RE.match(value)):
+    if value and (len(value) > DOMAIN_MAX or not _DOMAIN_RE.fullmatch(value)):
         raise InvalidInput(
             f"{field} must be a domain name such as acme.example (letters, digits and "
             f"hyphens in dot-separated labels, at most {DOMAIN_MAX} characters)",

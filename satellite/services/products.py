@@ -284,8 +284,12 @@ class ProductService:
                     from_virtual_account=source.name,
                     to_virtual_account=target.name,
                 )
-            # Usage left one pool and joined others: their shortage alerts follow at once.
-            for vacc in (source, *targets.values()):
+            # Usage left one pool and joined others: their shortage alerts follow at once,
+            # in the order of the ids as the locks (two crossing transfers both hold their
+            # share locks, and took each other's alert rows in opposite orders).
+            involved = {v.id: v for v in (source, *targets.values())}
+            for va_id in sorted(involved):
+                vacc = involved[va_id]
                 await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
             moved = [await devices.get_product(conn, p.id) for p in products]
             return await self._views(conn, [p for p in moved if p is not None])
