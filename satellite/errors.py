@@ -33,6 +33,11 @@ class DatabaseUnavailable(SatelliteError):
     """The database cannot be reached."""
 
 
+class DatabaseBusy(SatelliteError):
+    """PostgreSQL aborted the transaction for another one (a deadlock, a serialization
+    failure): nothing of it was written, and the same request may simply be sent again."""
+
+
 class StateDirError(SatelliteError):
     """The state directory cannot be used."""
 

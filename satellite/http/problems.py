@@ -48,6 +48,7 @@ _DOMAIN: dict[type[errors.SatelliteError], tuple[int, str, str]] = {
     errors.SyncHorizonPassed: (403, "sync-horizon-passed", "Sync horizon passed"),
     errors.SchemaMismatch: (503, "schema-mismatch", "Database schema mismatch"),
     errors.DatabaseUnavailable: (503, "database-unavailable", "Database unavailable"),
+    errors.DatabaseBusy: (503, "database-busy", "Database busy"),
 }
 
 # Seconds a client is told to wait when the database cannot be reached (503): about as long

@@ -13,7 +13,7 @@ import asyncpg
 import structlog
 
 from satellite.config import DatabaseSettings
-from satellite.errors import DatabaseUnavailable
+from satellite.errors import DatabaseBusy, DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +54,9 @@ _CONNECTION_LOST = (
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
 )
+# PostgreSQL aborted the transaction in favour of another: it wrote nothing, and running
+# it again would very likely pass.
+_ABORTED_FOR_ANOTHER = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
 class _Quiet:
@@ -127,6 +130,12 @@ class Database:
             yield conn
         except _CONNECTION_LOST as exc:
             raise self._unavailable(exc) from exc
+        except _ABORTED_FOR_ANOTHER as exc:
+            log.warning("database.transaction_aborted", error_type=type(exc).__name__)
+            raise DatabaseBusy(
+                "the database set this request aside for another one at the same time "
+                "(nothing was changed): retry it"
+            ) from exc
         except asyncpg.InterfaceError as exc:
             if not conn.is_closed():
                 raise  # a misuse of the driver, not the database going away

@@ -1,0 +1,70 @@
+"""Two transactions that lock rows in opposite order: PostgreSQL aborts one of them
+(deadlock detected). The loser's caller gets "busy, retry" (503 with Retry-After), never a
+driver error that the HTTP layer would answer with a 500."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from satellite.config import DatabaseSettings
+from satellite.errors import DatabaseBusy
+from satellite.http.problems import from_domain_error
+from satellite.storage.db import Database
+
+
+async def test_a_deadlock_is_database_busy_and_a_503_with_retry_after(db_dsn: str) -> None:
+    db = await Database.connect(db_dsn, DatabaseSettings(pool_max_size=3))
+    try:
+        async with db.transaction() as conn:
+            await conn.execute("CREATE TABLE crossing (id int PRIMARY KEY)")
+            await conn.execute("INSERT INTO crossing VALUES (1), (2)")
+        both_hold_one = asyncio.Barrier(2)
+
+        async def lock(first: int, second: int) -> None:
+            async with db.transaction() as conn:
+                await conn.execute("SELECT 1 FROM crossing WHERE id = $1 FOR UPDATE", first)
+                await both_hold_one.wait()
+                await conn.execute("SELECT 1 FROM crossing WHERE id = $1 FOR UPDATE", second)
+
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(lock(1, 2), lock(2, 1), return_exceptions=True), timeout=30
+        )
+    finally:
+        await db.close()
+    refused = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(refused) == 1, outcomes
+    assert isinstance(refused[0], DatabaseBusy), repr(refused[0])
+
+    response = from_domain_error(refused[0])
+    assert response.status == 503
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.body is not None
+    problem = msgspec.json.decode(bytes(response.body))  # type: ignore[arg-type]
+    assert problem["type"].endswith("database-busy")
+    assert "retry" in problem["detail"]
+
+
+async def test_a_serialization_failure_is_database_busy(db_dsn: str) -> None:
+    db = await Database.connect(db_dsn, DatabaseSettings(pool_max_size=3))
+    try:
+        async with db.transaction() as conn:
+            await conn.execute("CREATE TABLE tally (n int)")
+            await conn.execute("INSERT INTO tally VALUES (0)")
+        both_read = asyncio.Barrier(2)
+
+        async def bump() -> None:
+            async with db.connection() as conn, conn.transaction(isolation="serializable"):
+                await conn.fetchval("SELECT sum(n) FROM tally")
+                await both_read.wait()
+                await conn.execute("INSERT INTO tally VALUES (1)")
+
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(bump(), bump(), return_exceptions=True), timeout=30
+        )
+    finally:
+        await db.close()
+    refused = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(refused) == 1, outcomes
+    assert isinstance(refused[0], DatabaseBusy), repr(refused[0])
