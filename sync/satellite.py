@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -94,6 +95,14 @@ def _check_upstream_url(url: str) -> None:
     refusal = outbound.url_refusal(url)
     if refusal is not None:
         raise InvalidInput(f"the upstream {refusal.removeprefix('the ')}", field="upstream")
+    if "@" in urlsplit(url).netloc:
+        # The upstream knows a satellite by its signed bundles; a password in the URL would
+        # only be stored in the audit log and repeated in error messages.
+        raise InvalidInput(
+            "the upstream URL must hold no user name or password (a proxy's credentials "
+            "go in sync.proxy_username and sync.proxy_password_file)",
+            field="upstream",
+        )
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,23 @@ async def test_an_upstream_url_that_is_not_one_is_refused_naming_it(
     assert await snapshot(db) == before
 
 
+async def test_an_upstream_url_with_a_password_is_refused_and_not_repeated(
+    admin: Api, db: asyncpg.Connection
+) -> None:
+    """A password in the upstream URL was taken: stored in the audit log with the URL, and
+    repeated in the 502 when the upstream could not be reached."""
+    assert (await admin.post("/api/v1/accounts", {"name": "Acme"}))[0] == 200
+    before = await snapshot(db)
+    status, body = await admin.post(
+        "/api/v1/accounts/Acme/sync/register",
+        {"upstream": "https://sync:hunter2secret@127.0.0.1:9/", "token": "sat-" + "a" * 40},
+    )
+    assert status == 422, body
+    assert body["field"] == "upstream", body
+    assert "hunter2secret" not in str(body)
+    assert await snapshot(db) == before
+
+
 async def test_agent_server_and_proxy_urls_that_cannot_be_reached_are_refused(
     tmp_path: Path,
 ) -> None:
