@@ -23,8 +23,6 @@ import asyncio
 import re
 import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -36,7 +34,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 
 # bench/load.py, beside this script (a script's own directory is first on sys.path).
-from load import api, free_port, satellite, wait_ready
+from load import api, free_port, satellite, serve, wait_ready
 
 from satellite.crypto import jose
 from satellite.crypto.pki import make_csr
@@ -120,20 +118,7 @@ def main() -> None:
     out = satellite("init", state=state)
     client_id = re.search(r"client_id: (\S+)", out).group(1)  # type: ignore[union-attr]
     secret = re.search(r"client_secret: (\S+)", out).group(1)  # type: ignore[union-attr]
-    daemon = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "satellite"),
-            "--state-dir",
-            str(state),
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            # Plain HTTP: the limits are measured, not TLS (as load.py).
-            "--plain-http",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    daemon = serve(state, port)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base)

@@ -66,6 +66,26 @@ def api(base: str, path: str, body: object, token: str | None = None) -> dict[st
         return result
 
 
+def serve(state: Path, port: int, config: Path | None = None) -> subprocess.Popen[bytes]:
+    """``satellite serve`` on 127.0.0.1:``port``, plain HTTP: what the benchmarks measure is
+    the server, not TLS (and their earlier figures were taken before HTTPS was the default)."""
+    options = ["--config", str(config)] if config is not None else []
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "satellite"),
+            *options,
+            "--state-dir",
+            str(state),
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--plain-http",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def wait_ready(base: str) -> None:
     """Until the daemon answers /readyz (at most 30 s)."""
     for _ in range(300):
@@ -205,22 +225,7 @@ def main() -> None:
     config.write_text(
         "[limits.registrations]\nper_token = 100000000\nper_virtual_account = 100000000\n"
     )
-    daemon = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "satellite"),
-            "--config",
-            str(config),
-            "--state-dir",
-            str(state),
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            # Plain HTTP, as the figures measured before HTTPS became the default.
-            "--plain-http",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    daemon = serve(state, port, config)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base)
