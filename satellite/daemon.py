@@ -11,14 +11,13 @@ import structlog
 from aiohttp import web
 
 from satellite import systemd
-from satellite.app import create_app
 from satellite.errors import SatelliteError
 from satellite.http.keys import DATABASE_SUPERVISOR, MIGRATIONS, SERVICES
-from satellite.runtime import Runtime
 from satellite.services import health
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.supervisor import PostgresSupervisor
 from satellite.tls import ServerTls
+from satellite.wiring import Runtime, create_app
 
 log = structlog.get_logger("satellite.daemon")
 

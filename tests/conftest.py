@@ -26,15 +26,14 @@ import pytest
 import trustme
 from aiohttp.test_utils import TestClient, TestServer
 
-from satellite.app import create_app
+from satellite.api.context import Services
 from satellite.config import DatabaseSettings, Settings
 from satellite.crypto.keys import KeyPaths, ensure_server_keys
 from satellite.domain.access import host_operator
 from satellite.resources import migrations_dir
-from satellite.runtime import Runtime, load_runtime, open_services
-from satellite.services.registry import Services
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.migrations import load_migrations, migrate
+from satellite.wiring import Runtime, create_app, load_runtime, open_services
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 

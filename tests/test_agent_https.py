@@ -15,9 +15,8 @@ from aiohttp import web
 
 from satellite.agent.client import Agent, AgentError, ServerUnreachable
 from satellite.agent.state import Identity
-from satellite.app import create_app
 from satellite.crypto.keys import KeyPaths, ensure_server_keys, ensure_tls_certificate
-from satellite.runtime import Runtime
+from satellite.wiring import Runtime, create_app
 from tests.conftest import ENHANCED, Api
 from tests.test_device import new_token, setup_voice
 from tests.test_proxy import through

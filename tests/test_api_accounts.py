@@ -11,7 +11,7 @@ import pytest
 from satellite.domain.access import host_operator
 from satellite.errors import InvalidInput
 from satellite.http.routes import ROUTES
-from satellite.runtime import Runtime, open_services
+from satellite.wiring import Runtime, open_services
 from tests.conftest import BASIC, ENHANCED, Api, Credentials, new_client
 
 PREFIXES = ("/api/v1", "/backend/api/v1")

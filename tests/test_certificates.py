@@ -26,8 +26,8 @@ from satellite.crypto.keys import (
     ensure_tls_certificate,
     tls_certificate_names,
 )
-from satellite.runtime import create_key_material
 from satellite.tls import ServerTls, host_names
+from satellite.wiring import create_key_material
 from tests.conftest import Api
 from tests.test_device import new_agent, new_token, setup_voice
 

@@ -10,7 +10,7 @@ from satellite.domain.catalog import Catalog, parse_catalog
 from satellite.domain.compliance import LicenseType, PoolLine, positions_for_virtual_account
 from satellite.errors import ConfigError
 from satellite.resources import config_dir
-from satellite.runtime import load_catalog
+from satellite.wiring import load_catalog
 from tests.conftest import (
     BASIC,
     CUWL,

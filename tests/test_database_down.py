@@ -17,15 +17,14 @@ from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import ServerUnreachable
 from satellite.agent.state import AgentState
-from satellite.app import create_app
+from satellite.api.context import Services
 from satellite.config import DatabaseSettings, Settings
 from satellite.domain.access import host_operator
 from satellite.errors import StateDirError
 from satellite.resources import migrations_dir
-from satellite.runtime import load_runtime, open_services
-from satellite.services.registry import Services
 from satellite.storage.embedded import EmbeddedPostgres, alive
 from satellite.storage.migrations import load_migrations, migrate
+from satellite.wiring import create_app, load_runtime, open_services
 from sync.transport import UpstreamRefused
 from tests import test_sync
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, login

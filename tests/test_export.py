@@ -26,14 +26,13 @@ from satellite.agent.client import Agent, AgentError, RequestRefused, ServerUnre
 from satellite.agent.export import ExportControl, ExportUnavailable
 from satellite.agent.runner import Runner, Schedule
 from satellite.agent.state import Alarm
-from satellite.app import create_app
+from satellite.api.context import Services
 from satellite.crypto import jose
 from satellite.crypto.keys import KeyPaths, load_server_keys
 from satellite.domain.catalog import parse_catalog
 from satellite.protocol import device as wire
 from satellite.resources import config_dir
-from satellite.runtime import Runtime
-from satellite.services.registry import Services
+from satellite.wiring import Runtime, create_app
 from tests.conftest import ENHANCED, Api
 from tests.test_agent_cli import AgentCli
 from tests.test_cli import Cli, _toml_config

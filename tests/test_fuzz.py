@@ -36,7 +36,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from satellite.app import create_app
 from satellite.config import DatabaseSettings, Settings, SyncSettings
 from satellite.crypto import jose
 from satellite.crypto.pki import make_csr
@@ -44,7 +43,7 @@ from satellite.crypto.secrets import token_id, token_proof
 from satellite.http import wire
 from satellite.http.routes import ROUTES, Route
 from satellite.protocol import device
-from satellite.runtime import load_runtime
+from satellite.wiring import create_app, load_runtime
 from sync import bundle
 from sync.transport import BUNDLE_TYPE
 from tests.conftest import ENHANCED, AiohttpClient, Api

@@ -12,12 +12,11 @@ import msgspec
 import pytest
 from multidict import CIMultiDictProxy
 
-from satellite.app import create_app
 from satellite.config import ApiSettings, DatabaseSettings, Settings
 from satellite.http.routes import ROUTES, full_paths
 from satellite.resources import migrations_dir
-from satellite.runtime import Runtime, load_runtime
 from satellite.storage.migrations import load_migrations, migrate
+from satellite.wiring import Runtime, create_app, load_runtime
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, login
 
 PROBLEM = "application/problem+json"

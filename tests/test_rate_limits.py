@@ -17,7 +17,7 @@ from multidict import CIMultiDictProxy
 
 from satellite.agent.client import Agent, RequestRefused
 from satellite.agent.state import Identity
-from satellite.app import create_app
+from satellite.api.context import Services
 from satellite.config import (
     BearerTokenLimit,
     DatabaseSettings,
@@ -33,9 +33,8 @@ from satellite.crypto.secrets import token_id, token_proof
 from satellite.domain.limits import address_key
 from satellite.errors import InvalidToken, TooManyAttempts
 from satellite.protocol import device as wire
-from satellite.runtime import Runtime, load_runtime
 from satellite.scheduler import jobs
-from satellite.services.registry import Services
+from satellite.wiring import Runtime, create_app, load_runtime
 from tests.conftest import AiohttpClient, Api, Credentials
 
 TOKEN = "/backend/oauth/token"

@@ -18,12 +18,12 @@ from aiohttp.test_utils import TestServer
 from satellite.agent.client import Agent, AgentError, RequestRefused
 from satellite.agent.reservation import Reservations
 from satellite.agent.state import Identity
+from satellite.api.context import Services
 from satellite.crypto.keys import KeyPaths
 from satellite.crypto.slr import format_date
 from satellite.domain.access import host_operator
-from satellite.runtime import Runtime, open_services
 from satellite.services.licenses import LicenseService
-from satellite.services.registry import Services
+from satellite.wiring import Runtime, open_services
 from tests.conftest import BASIC, CUWL, ENHANCED, Api, new_client
 from tests.test_device import new_agent
 

@@ -30,7 +30,7 @@ from satellite.crypto.slr import (
 )
 from satellite.domain.access import host_operator
 from satellite.domain.compliance import LineValues
-from satellite.runtime import Runtime, open_services
+from satellite.wiring import Runtime, open_services
 from tests.conftest import ENHANCED, Api, satellite_exe
 from tests.test_reservation import new_product, positions, reserved_code, setup_pool
 

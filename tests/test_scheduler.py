@@ -18,11 +18,10 @@ from structlog.testing import capture_logs
 
 from satellite.agent.client import Agent, RequestRefused
 from satellite.agent.state import Identity
-from satellite.app import SCHEDULER, create_app
-from satellite.runtime import Runtime, open_services
+from satellite.api.context import Services
 from satellite.scheduler import JobScheduler, jobs
 from satellite.services.maintenance import LOCK_KEYS
-from satellite.services.registry import Services
+from satellite.wiring import SCHEDULER, Runtime, create_app, open_services
 from tests.conftest import CUWL, ENHANCED, Api
 
 ACCOUNT = "/api/v1/accounts/Acme"

@@ -21,12 +21,11 @@ from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import RequestRefused
 from satellite.agent.export import ExportControl
-from satellite.app import create_app
+from satellite.api.context import Services
 from satellite.config import DatabaseSettings, Settings, SyncSettings
 from satellite.domain.access import Principal, host_operator
 from satellite.errors import Conflict, NotFound, PayloadTooLarge
-from satellite.runtime import Runtime, load_runtime, open_services
-from satellite.services.registry import Services
+from satellite.wiring import Runtime, create_app, load_runtime, open_services
 from sync.bundle import BundleError, RegistrationRequest, SyncRequest
 from sync.satellite import SatelliteSync
 from sync.transport import UpstreamRefused, UpstreamUnreachable

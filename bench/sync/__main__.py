@@ -48,9 +48,9 @@ from satellite.config import DatabaseSettings, Settings, SyncSettings  # noqa: E
 from satellite.crypto.keys import KeyPaths, ensure_server_keys  # noqa: E402
 from satellite.domain.access import host_operator  # noqa: E402
 from satellite.resources import migrations_dir  # noqa: E402
-from satellite.runtime import load_runtime, open_services  # noqa: E402
 from satellite.storage.embedded import EmbeddedPostgres  # noqa: E402
 from satellite.storage.migrations import load_migrations, migrate  # noqa: E402
+from satellite.wiring import load_runtime, open_services  # noqa: E402
 from sync.spool import write_atomically  # noqa: E402
 
 OPERATOR = host_operator("bench")

@@ -17,14 +17,14 @@ from typing import TypeVar
 import click
 
 from satellite import __version__
+from satellite.api.context import Services
 from satellite.config import LogSettings, Settings, load_settings
 from satellite.domain.access import Principal, host_operator
 from satellite.errors import SatelliteError, StateDirError
 from satellite.logging import configure_logging
 from satellite.protocol.untrusted import first_not_utf8
-from satellite.runtime import database_server, is_initialized, load_runtime, open_services
 from satellite.services import health
-from satellite.services.registry import Services
+from satellite.wiring import database_server, is_initialized, load_runtime, open_services
 
 T = TypeVar("T")
 QUIET_LOGS = LogSettings(format="console", level="warning")

@@ -10,6 +10,7 @@ from typing import Any, Literal, get_args
 
 import click
 
+from satellite.api.context import Services
 from satellite.cli import CliContext, cli, json_option, pass_cli
 from satellite.cli.output import emit, emit_one, table
 from satellite.domain.access import ROLES, Role
@@ -39,7 +40,6 @@ from satellite.services.products import (
     ProductView,
     Transfer,
 )
-from satellite.services.registry import Services
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
 # Row ids and offsets go to the database as bigint: a larger number is refused here, in

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
+from satellite.api.context import Services
 from satellite.cli import CliContext, cli, json_option, pass_cli
 from satellite.cli.output import emit
 from satellite.domain.catalog import Catalog
 from satellite.domain.models import ExportKey
 from satellite.http import wire
 from satellite.http.views import export_key_out
-from satellite.services.registry import Services
 
 
 @cli.group("export")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from satellite.api.context import Services
 from satellite.cli import CliContext, cli, json_option, pass_cli
 from satellite.cli.output import emit, emit_one
 from satellite.domain.reservation import Precedence
@@ -16,7 +17,6 @@ from satellite.http.views import (
     reservation_confirmed,
     reservation_ended,
 )
-from satellite.services.registry import Services
 from satellite.services.reservations import LicenseRequest, ReservationRequest
 
 

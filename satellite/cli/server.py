@@ -16,7 +16,8 @@ from satellite.crypto.keys import replace_file
 from satellite.daemon import serve as run_daemon
 from satellite.errors import SchemaMismatch, StateDirError
 from satellite.logging import configure_logging
-from satellite.runtime import (
+from satellite.services import health
+from satellite.wiring import (
     InitResult,
     Runtime,
     apply_migrations,
@@ -29,7 +30,6 @@ from satellite.runtime import (
     load_runtime,
     open_services,
 )
-from satellite.services import health
 
 state_dir_option = click.option(
     "--state-dir",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from satellite.api.context import Services
 from satellite.cli import CliContext, cli, json_option, pass_cli
 from satellite.cli.output import emit, emit_one
 from satellite.http import wire
@@ -21,7 +22,6 @@ from satellite.http.views import (
     sync_result_out,
     sync_status_out,
 )
-from satellite.services.registry import Services
 from sync.spool import write_atomically
 
 account_option = click.option(

@@ -7,6 +7,7 @@ from typing import get_args
 
 import click
 
+from satellite.api.context import Services
 from satellite.cli import CliContext, json_option, pass_cli
 from satellite.cli.admin import license
 from satellite.cli.output import emit
@@ -14,7 +15,6 @@ from satellite.domain.compliance import LicenseType
 from satellite.domain.reservation import Precedence
 from satellite.http import wire
 from satellite.http.views import transfer_out
-from satellite.services.registry import Services
 from satellite.services.transfers import TransferItem
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from satellite.api.context import Services
 from satellite.config import Settings
-from satellite.services.registry import Services
 from satellite.storage.migrations import Migration
 from satellite.storage.supervisor import PostgresSupervisor
 

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from satellite.api.context import Services
 from satellite.services.maintenance import JobReport, MaintenanceService
-from satellite.services.registry import Services
 
 log = structlog.get_logger("satellite.scheduler")
 

@@ -16,9 +16,9 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from satellite.api.context import Services
 from satellite.errors import DatabaseUnavailable
 from satellite.scheduler.jobs import JOBS, Clock, Job, utc_now
-from satellite.services.registry import Services
 
 log = structlog.get_logger("satellite.scheduler")
 

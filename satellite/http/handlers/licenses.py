@@ -6,6 +6,7 @@ import re
 
 from aiohttp import web
 
+from satellite.api.context import Services
 from satellite.domain.compliance import LineValues, PoolLine
 from satellite.errors import InvalidInput
 from satellite.http.auth import caller
@@ -24,7 +25,6 @@ from satellite.http.wire import (
     PoolLineOut,
     StatusResponse,
 )
-from satellite.services.registry import Services
 from satellite.services.transfers import TransferItem
 
 

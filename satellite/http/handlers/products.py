@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from satellite.api.context import Services
 from satellite.errors import InvalidInput
 from satellite.http.auth import caller
 from satellite.http.body import read_json, read_query, render
@@ -18,7 +19,6 @@ from satellite.http.wire import (
     SudiIn,
 )
 from satellite.services.products import ByUdi, ProductFilter, ProductView, Transfer
-from satellite.services.registry import Services
 
 MISSPELLED = "productInstacesRemoveRequests"  # sic: what public clients send
 SPELLED = "productInstancesRemoveRequests"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from satellite.api.context import Services
 from satellite.http.auth import caller
 from satellite.http.body import read_json, render
 from satellite.http.keys import SERVICES
@@ -23,7 +24,6 @@ from satellite.http.wire import (
     ReserveLicensesOut,
     ReturnCodeIn,
 )
-from satellite.services.registry import Services
 from satellite.services.reservations import Ended, Issued, LicenseRequest, ReservationRequest
 
 

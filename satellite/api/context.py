@@ -1,0 +1,48 @@
+"""The services an operation is given: built once per process by ``satellite.wiring``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from satellite.domain.catalog import Catalog
+from satellite.services.accounts import AccountService
+from satellite.services.alerts import AlertService
+from satellite.services.auth import AuthService
+from satellite.services.devices import DeviceService
+from satellite.services.envelope import DeviceEnvelope
+from satellite.services.events import EventService
+from satellite.services.exports import ExportService
+from satellite.services.licenses import LicenseService
+from satellite.services.maintenance import MaintenanceService
+from satellite.services.principals import PrincipalService
+from satellite.services.products import ProductService
+from satellite.services.reservations import ReservationService
+from satellite.services.subscriptions import SubscriptionService
+from satellite.services.tokens import TokenService
+from satellite.services.transfers import LicenseTransferService
+from satellite.storage.db import Database
+from sync.satellite import SatelliteSync
+from sync.upstream import UpstreamSync
+
+
+@dataclass(frozen=True)
+class Services:
+    db: Database
+    catalog: Catalog
+    accounts: AccountService
+    licenses: LicenseService
+    transfers: LicenseTransferService
+    envelope: DeviceEnvelope
+    devices: DeviceService
+    exports: ExportService
+    products: ProductService
+    reservations: ReservationService
+    tokens: TokenService
+    auth: AuthService
+    principals: PrincipalService
+    events: EventService
+    alerts: AlertService
+    maintenance: MaintenanceService
+    sync: SatelliteSync
+    upstream: UpstreamSync
+    subscriptions: SubscriptionService

@@ -1,0 +1,262 @@
+"""The composition root: the one module that builds database, keys, catalog, schema and
+services for a process (the daemon, a CLI command, a test). Only entry points and tests
+import it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from satellite import tls
+from satellite.api.context import Services
+from satellite.config import Settings
+from satellite.crypto.keys import (
+    KeyPaths,
+    ServerKeys,
+    ensure_server_keys,
+    load_server_keys,
+)
+from satellite.crypto.secrets import Passwords
+from satellite.domain.access import host_operator
+from satellite.domain.catalog import Catalog, parse_catalog
+from satellite.errors import ConfigError, StateDirError
+from satellite.http.keys import MIGRATIONS, SERVICES, SETTINGS
+from satellite.http.middlewares import (
+    device_nonces,
+    no_nul_in_parameters,
+    problem_documents,
+    request_context,
+)
+from satellite.http.openapi import openapi_routes
+from satellite.http.routes import setup_routes
+from satellite.resources import config_dir, migrations_dir
+from satellite.scheduler import JobScheduler
+from satellite.services.accounts import AccountService
+from satellite.services.alerts import AlertService
+from satellite.services.auth import AuthService
+from satellite.services.devices import DeviceService
+from satellite.services.envelope import DeviceEnvelope
+from satellite.services.events import EventService
+from satellite.services.exports import ExportService
+from satellite.services.licenses import LicenseService
+from satellite.services.limits import RateLimiter
+from satellite.services.maintenance import MaintenanceService
+from satellite.services.principals import NewClient, PrincipalService
+from satellite.services.products import ProductService
+from satellite.services.reservations import ReservationService
+from satellite.services.subscriptions import SubscriptionService
+from satellite.services.tokens import TokenService
+from satellite.services.transfers import LicenseTransferService
+from satellite.storage.db import Database
+from satellite.storage.embedded import EmbeddedPostgres
+from satellite.storage.migrations import Migration, load_migrations, migrate
+from sync.satellite import SatelliteSync
+from sync.upstream import UpstreamSync
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    dsn: str
+    keys: ServerKeys
+    catalog: Catalog
+    migrations: list[Migration]
+
+
+@dataclass(frozen=True)
+class InitResult:
+    applied: list[Migration]
+    first_client: NewClient | None
+
+
+def key_paths(settings: Settings) -> KeyPaths:
+    return KeyPaths(settings.state_path)
+
+
+def is_initialized(settings: Settings) -> bool:
+    return key_paths(settings).ca_key.exists()
+
+
+def ensure_state_dir(settings: Settings) -> Path:
+    path = settings.state_path
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise StateDirError(f"cannot create state directory {path}: {exc.strerror}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StateDirError(f"state directory {path} is not writable")
+    return path
+
+
+@contextmanager
+def database_server(settings: Settings) -> Iterator[str]:
+    """Yield the DSN to use: the configured one, or the embedded server's (started here)."""
+    with embedded_or_configured(settings) as (dsn, _):
+        yield dsn
+
+
+@contextmanager
+def embedded_or_configured(settings: Settings) -> Iterator[tuple[str, EmbeddedPostgres | None]]:
+    """The DSN and, when it is the embedded server's (started here, stopped on the way
+    out), that server, for the daemon to supervise."""
+    if settings.database.dsn:
+        yield settings.database.dsn, None
+        return
+    ensure_state_dir(settings)
+    embedded = EmbeddedPostgres(settings.state_path)
+    try:
+        yield embedded.start(), embedded
+    finally:
+        embedded.stop()
+
+
+def load_catalog(path: Path) -> Catalog:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the license catalog: {exc.strerror}") from exc
+    return parse_catalog(data, str(path))
+
+
+def load_runtime(settings: Settings, dsn: str) -> Runtime:
+    catalog_path = Path(settings.catalog) if settings.catalog else config_dir() / "catalog.toml"
+    return Runtime(
+        settings=settings,
+        dsn=dsn,
+        keys=load_server_keys(key_paths(settings)),
+        catalog=load_catalog(catalog_path),
+        migrations=load_migrations(migrations_dir()),
+    )
+
+
+@asynccontextmanager
+async def open_services(runtime: Runtime) -> AsyncIterator[Services]:
+    db = await Database.connect(runtime.dsn, runtime.settings.database)
+    try:
+        yield build_services(runtime.settings, db, runtime.keys, runtime.catalog)
+    finally:
+        await db.close()
+
+
+async def apply_migrations(settings: Settings, dsn: str) -> tuple[list[Migration], int]:
+    """Apply pending migrations; return those applied and the schema version now."""
+    migrations = load_migrations(migrations_dir())
+    db = await Database.connect(dsn, settings.database)
+    try:
+        async with db.connection() as conn:
+            applied = await migrate(conn, migrations)
+    finally:
+        await db.close()
+    return applied, max((m.version for m in migrations), default=0)
+
+
+def create_key_material(settings: Settings, tls_hostnames: list[str]) -> list[Path]:
+    """State directory, server keys and the TLS certificate the CA issues (unless the
+    config names its own or plain HTTP), issued again when due; return what was written."""
+    ensure_state_dir(settings)
+    paths = key_paths(settings)
+    created = ensure_server_keys(paths)
+    if tls.ensure_certificate(settings, tls_hostnames) is not None:
+        created.append(paths.tls_cert)
+    return created
+
+
+async def initialize(runtime: Runtime, operator: str) -> InitResult:
+    """Migrate and create the first system-admin client if there is none (key material first)."""
+    applied, _ = await apply_migrations(runtime.settings, runtime.dsn)
+    async with open_services(runtime) as services:
+        first = await services.principals.bootstrap_client(host_operator(operator))
+    return InitResult(applied=applied, first_client=first)
+
+
+def build_services(
+    settings: Settings, db: Database, keys: ServerKeys, catalog: Catalog
+) -> Services:
+    passwords = Passwords()
+    limiter = RateLimiter(db, settings.limits)
+    licenses = LicenseService(db, catalog)
+    reservations = ReservationService(
+        db, keys, catalog, licenses, settings.timers.sync_horizon_days
+    )
+    envelope = DeviceEnvelope(keys)
+    devices = DeviceService(
+        db,
+        keys,
+        catalog,
+        licenses,
+        settings.timers,
+        settings.device.max_usage_tags,
+        limiter,
+        envelope,
+    )
+    return Services(
+        db=db,
+        catalog=catalog,
+        accounts=AccountService(db),
+        licenses=licenses,
+        transfers=LicenseTransferService(db, catalog, licenses),
+        envelope=envelope,
+        devices=devices,
+        exports=ExportService(
+            db, keys, catalog, licenses, envelope, settings.timers.sync_horizon_days
+        ),
+        products=ProductService(db, reservations, licenses),
+        reservations=reservations,
+        tokens=TokenService(db, keys, settings.timers),
+        auth=AuthService(db, passwords, limiter, settings.api.access_token_ttl_seconds),
+        principals=PrincipalService(db, passwords),
+        events=EventService(db),
+        alerts=AlertService(db),
+        maintenance=MaintenanceService(db, licenses, settings.timers.usage_history_days),
+        sync=SatelliteSync(db, keys, licenses, settings),
+        upstream=UpstreamSync(db, keys, settings),
+        subscriptions=SubscriptionService(db, licenses),
+    )
+
+
+SCHEDULER = web.AppKey("scheduler", JobScheduler)
+
+
+def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
+    """The application; with ``scheduler`` it also runs the scheduled jobs while it runs
+    (``serve`` does; tests and tools that only need the HTTP side leave it off)."""
+    app = web.Application(
+        middlewares=[request_context, device_nonces, problem_documents, no_nul_in_parameters],
+        client_max_size=runtime.settings.api.max_body_bytes,
+    )
+    app[SETTINGS] = runtime.settings
+    app[MIGRATIONS] = runtime.migrations
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_services(runtime) as services:
+            app[SERVICES] = services
+            yield
+
+    async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+        timers = runtime.settings.timers
+        jobs = JobScheduler(
+            app[SERVICES],
+            dt.timedelta(minutes=timers.jobs_interval_minutes),
+            intervals={"sync": dt.timedelta(minutes=timers.sync_interval_minutes)},
+            # (at most half the interval: a run never slides into the next one)
+            jitter={
+                "sync": min(runtime.settings.sync.jitter_seconds, timers.sync_interval_minutes * 30)
+            },
+        )
+        jobs.start()
+        app[SCHEDULER] = jobs
+        yield
+        await jobs.stop()
+
+    app.cleanup_ctx.append(services_ctx)
+    if scheduler:
+        app.cleanup_ctx.append(scheduler_ctx)
+    setup_routes(app, openapi_routes())
+    return app
