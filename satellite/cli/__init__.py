@@ -1,68 +1,22 @@
 """The ``satellite`` command: the daemon, migrations, init, and host-side administration.
 
-Administration commands call the same services as the admin API, straight to the database
-(no daemon needed), as the operator on the host.
+Administration commands call the same operations as the admin API, straight to the
+database (no daemon needed), as the operator on the host. Every command is added here, in
+one visible place: ``from satellite.cli import cli`` is the whole tree.
 """
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import click
 
 from satellite import __version__
-from satellite.api.context import Services
-from satellite.config import LogSettings, Settings, load_settings
-from satellite.domain.access import Principal, host_operator
-from satellite.errors import SatelliteError, StateDirError
-from satellite.logging import configure_logging
+from satellite.cli import admin, exports, reservations, server, sync
+from satellite.cli.context import CliContext
+from satellite.errors import SatelliteError
 from satellite.protocol.untrusted import first_not_utf8
-from satellite.services import health
-from satellite.wiring import database_server, is_initialized, load_runtime, open_services
-
-T = TypeVar("T")
-QUIET_LOGS = LogSettings(format="console", level="warning")
-
-
-@dataclass
-class CliContext:
-    config: Path | None
-    state_dir: Path | None
-
-    def settings(self, state_dir: Path | None = None, listen: tuple[str, ...] = ()) -> Settings:
-        return load_settings(self.config, state_dir=state_dir or self.state_dir, listen=listen)
-
-    @property
-    def operator(self) -> Principal:
-        return host_operator(getpass.getuser())
-
-    def run(self, action: Callable[[Services], Awaitable[T]]) -> T:
-        """Run ``action`` with the services of an initialized, up-to-date state directory."""
-        settings = self.settings()
-        configure_logging(QUIET_LOGS)
-        if not is_initialized(settings) and settings.database.dsn is None:
-            raise StateDirError(
-                f"{settings.state_path} is not initialized: run 'satellite init' first"
-            )
-        with database_server(settings) as dsn:
-            runtime = load_runtime(settings, dsn)
-
-            async def go() -> T:
-                async with open_services(runtime) as services:
-                    await health.check_ready(services.db, runtime.migrations)
-                    return await action(services)
-
-            return asyncio.run(go())
-
-
-pass_cli = click.make_pass_decorator(CliContext)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,16 +38,27 @@ def cli(ctx: click.Context, config: Path | None, state_dir: Path | None) -> None
     ctx.obj = CliContext(config, state_dir)
 
 
-def main() -> None:
-    from satellite.cli import (  # noqa: F401 - registers the commands
-        admin,
-        exports,
-        reservations,
-        server,
-        sync,
-        transfers,
-    )
+for command in (
+    server.init,
+    server.migrate,
+    server.serve,
+    admin.account,
+    admin.va,
+    admin.license,
+    admin.token,
+    admin.device,
+    admin.client,
+    admin.user,
+    admin.events,
+    admin.alert,
+    reservations.reservation,
+    exports.export,
+    sync.sync,
+):
+    cli.add_command(command)
 
+
+def main() -> None:
     undecodable = first_not_utf8(sys.argv[1:])
     if undecodable is not None:
         click.echo(f"error: argument {undecodable} is not UTF-8 text", err=True)

@@ -11,8 +11,9 @@ from typing import Any, Literal, get_args
 import click
 
 from satellite.api.context import Services
-from satellite.cli import CliContext, cli, json_option, pass_cli
+from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit, emit_one, table
+from satellite.cli.transfers import license_transfer
 from satellite.domain.access import ROLES, Role
 from satellite.domain.catalog import Catalog, CatalogEntry
 from satellite.domain.compliance import LicenseType, LineValues, PoolLine, Position, line_status
@@ -56,7 +57,7 @@ def _date(value: dt.datetime | None) -> dt.date | None:
 # --- accounts ------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def account() -> None:
     """Smart accounts."""
 
@@ -152,7 +153,7 @@ def account_update(
 # --- virtual accounts ----------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def va() -> None:
     """Virtual accounts."""
 
@@ -203,9 +204,12 @@ def va_delete(obj: CliContext, account: str, name: str) -> None:
 # --- licenses ------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def license() -> None:
     """License positions, pool lines and the catalog."""
+
+
+license.add_command(license_transfer)
 
 
 @license.command("list")
@@ -410,7 +414,7 @@ def license_catalog(obj: CliContext, as_json: bool) -> None:
 # --- tokens --------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def token() -> None:
     """Registration tokens."""
 
@@ -505,7 +509,7 @@ def token_revoke(obj: CliContext, account: str, va_name: str, tokens: tuple[str,
 # --- product instances ---------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def device() -> None:
     """Product instances (devices) registered to virtual accounts."""
 
@@ -706,7 +710,7 @@ def _list_principals(obj: CliContext, kind: Literal["client", "user"], as_json: 
     )
 
 
-@cli.group()
+@click.group()
 def client() -> None:
     """Admin API clients (OAuth client credentials)."""
 
@@ -752,7 +756,7 @@ def client_disable(obj: CliContext, client_id: str) -> None:
     click.echo(f"client {client_id} disabled; its access tokens are revoked")
 
 
-@cli.group()
+@click.group()
 def user() -> None:
     """Admin API users (OAuth password grant)."""
 
@@ -833,7 +837,7 @@ def user_disable(obj: CliContext, username: str) -> None:
 # --- events and alerts ---------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.option("--account", default=None)
 @click.option("--action", default=None, help="e.g. token.created, or a prefix such as token")
 @click.option("--actor", default=None, help="e.g. client:sat-0123 or user:alice")
@@ -869,7 +873,7 @@ def events(
     )
 
 
-@cli.group()
+@click.group()
 def alert() -> None:
     """Alerts."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from satellite.api.context import Services
-from satellite.cli import CliContext, cli, json_option, pass_cli
+from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit
 from satellite.domain.catalog import Catalog
 from satellite.domain.models import ExportKey
@@ -13,7 +13,7 @@ from satellite.http import wire
 from satellite.http.views import export_key_out
 
 
-@cli.group("export")
+@click.group("export")
 def export() -> None:
     """Export-controlled features: export authorization keys granted to products."""
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from satellite.api.context import Services
-from satellite.cli import CliContext, cli, json_option, pass_cli
+from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit, emit_one
 from satellite.domain.reservation import Precedence
 from satellite.http import wire
@@ -20,7 +20,7 @@ from satellite.http.views import (
 from satellite.services.reservations import LicenseRequest, ReservationRequest
 
 
-@cli.group()
+@click.group()
 def reservation() -> None:
     """Specific license reservation: reserve licenses for a product by its request code,
     update, confirm, return, force-remove."""

@@ -10,7 +10,7 @@ import msgspec
 import uvloop
 
 from satellite import systemd, tls
-from satellite.cli import QUIET_LOGS, CliContext, cli, pass_cli
+from satellite.cli.context import QUIET_LOGS, CliContext, pass_cli
 from satellite.config import Settings
 from satellite.crypto.keys import replace_file
 from satellite.daemon import serve as run_daemon
@@ -79,7 +79,7 @@ def _report_init(settings: Settings, created: list[Path], result: InitResult) ->
         )
 
 
-@cli.command()
+@click.command()
 @state_dir_option
 @listen_option
 @click.option(
@@ -111,7 +111,7 @@ def init(
     )
 
 
-@cli.command()
+@click.command()
 @state_dir_option
 @pass_cli
 def migrate(obj: CliContext, state_dir: Path | None) -> None:
@@ -130,7 +130,7 @@ async def _check_schema(runtime: Runtime) -> None:
         await health.check_ready(services.db, runtime.migrations)
 
 
-@cli.command()
+@click.command()
 @state_dir_option
 @listen_option
 @click.option("--no-migrate", is_flag=True, help="Refuse to start rather than migrate.")

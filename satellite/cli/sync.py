@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from satellite.api.context import Services
-from satellite.cli import CliContext, cli, json_option, pass_cli
+from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit, emit_one
 from satellite.http import wire
 from satellite.http.views import (
@@ -31,7 +31,7 @@ account_option = click.option(
 )
 
 
-@cli.group()
+@click.group()
 def sync() -> None:
     """Sync with the upstream: connected mode (register --upstream, now) or disconnected
     mode (register --out / --answer, export, import); on an upstream: token, answer."""

@@ -8,8 +8,7 @@ from typing import get_args
 import click
 
 from satellite.api.context import Services
-from satellite.cli import CliContext, json_option, pass_cli
-from satellite.cli.admin import license
+from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit
 from satellite.domain.compliance import LicenseType
 from satellite.domain.reservation import Precedence
@@ -44,7 +43,7 @@ def _items(
     return items
 
 
-@license.command("transfer")
+@click.command("transfer")
 @click.argument("account")
 @click.argument("va_name", metavar="VA")
 @click.option("--to", "target", required=True, help="The virtual account the licenses go to.")
