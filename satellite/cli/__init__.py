@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from satellite import __version__
-from satellite.cli import admin, exports, reservations, server, sync
+from satellite.cli import admin, exports, reservations, server, sync, tokens
 from satellite.cli.context import CliContext
 from satellite.errors import SatelliteError
 from satellite.protocol.untrusted import first_not_utf8
@@ -45,7 +45,7 @@ for command in (
     admin.account,
     admin.va,
     admin.license,
-    admin.token,
+    tokens.token,
     admin.device,
     admin.client,
     admin.user,

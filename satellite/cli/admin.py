@@ -29,7 +29,6 @@ from satellite.http.views import (
     license_out,
     pool_line_out,
     principal_out,
-    token_info,
     virtual_account_out,
 )
 from satellite.services.events import EventFilter
@@ -409,101 +408,6 @@ def license_catalog(obj: CliContext, as_json: bool) -> None:
         ["FAMILY", "TIER", "DISPLAY NAME", "ORIGIN", "TAG"],
         [[e.family, e.tier, e.display_name, e.tag_origin, e.tag] for e in entries],
     )
-
-
-# --- tokens --------------------------------------------------------------------------------
-
-
-@click.group()
-def token() -> None:
-    """Registration tokens."""
-
-
-@token.command("list")
-@click.argument("account")
-@click.argument("va_name", metavar="VA")
-@json_option
-@pass_cli
-def token_list(obj: CliContext, account: str, va_name: str, as_json: bool) -> None:
-    """Registration tokens of virtual account VA."""
-    views = obj.run(lambda s: s.tokens.list_tokens(obj.operator, account, va_name))
-    now = dt.datetime.now(dt.UTC)
-    infos = [token_info(v, now) for v in views]
-    emit(
-        as_json,
-        wire.TokenList(tokens=infos),
-        ["TOKEN", "STATUS", "EXPIRES", "USES", "EXPORT", "DESCRIPTION"],
-        [
-            [
-                i.token,
-                i.status,
-                i.expiration_date,
-                f"{i.uses}/{i.number_of_uses or '-'}",
-                i.export_controlled,
-                i.description,
-            ]
-            for i in infos
-        ],
-    )
-
-
-@token.command("create")
-@click.argument("account")
-@click.argument("va_name", metavar="VA")
-@click.option("--description", default="")
-@click.option("--expires-after-days", type=click.IntRange(1, 365), default=None)
-@click.option("--export-controlled/--no-export-controlled", default=None)
-@click.option("--uses", type=click.IntRange(1, 1_000_000), default=None, help="Maximum uses.")
-@json_option
-@pass_cli
-def token_create(
-    obj: CliContext,
-    account: str,
-    va_name: str,
-    description: str,
-    expires_after_days: int | None,
-    export_controlled: bool | None,
-    uses: int | None,
-    as_json: bool,
-) -> None:
-    """Create a registration token for virtual account VA.
-
-    Export-controlled functionality is allowed by default where the account may use it.
-    """
-
-    view = obj.run(
-        lambda s: s.tokens.create(
-            obj.operator,
-            account,
-            va_name,
-            description=description,
-            expires_after_days=expires_after_days,
-            export_controlled=export_controlled,
-            max_uses=uses,
-        )
-    )
-    info = token_info(view, dt.datetime.now(dt.UTC))
-    emit_one(
-        as_json,
-        wire.TokenCreated(token_info=info),
-        [
-            ("token", info.token),
-            ("expires", info.expiration_date),
-            ("export-controlled", info.export_controlled),
-            ("uses", info.number_of_uses),
-        ],
-    )
-
-
-@token.command("revoke")
-@click.argument("account")
-@click.argument("va_name", metavar="VA")
-@click.argument("tokens", nargs=-1, required=True)
-@pass_cli
-def token_revoke(obj: CliContext, account: str, va_name: str, tokens: tuple[str, ...]) -> None:
-    """Revoke TOKENS of virtual account VA."""
-    views = obj.run(lambda s: s.tokens.revoke(obj.operator, account, va_name, list(tokens)))
-    click.echo(f"{len(views)} token(s) revoked")
 
 
 # --- product instances ---------------------------------------------------------------------

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
+import msgspec
 
 from satellite.api.context import Services
+from satellite.api.operation import Operation
 from satellite.config import LogSettings, Settings, load_settings
 from satellite.domain.access import Principal, host_operator
 from satellite.errors import StateDirError
@@ -21,6 +23,8 @@ from satellite.services import health
 from satellite.wiring import database_server, is_initialized, load_runtime, open_services
 
 T = TypeVar("T")
+RequestT = TypeVar("RequestT", bound=msgspec.Struct)
+AnswerT = TypeVar("AnswerT", bound=msgspec.Struct)
 QUIET_LOGS = LogSettings(format="console", level="warning")
 
 
@@ -53,6 +57,11 @@ class CliContext:
                     return await action(services)
 
             return asyncio.run(go())
+
+    def call(self, op: Operation[RequestT, AnswerT], request: RequestT) -> AnswerT:
+        """Call one operation as the host operator: the same operation the admin API
+        calls, with the same checks."""
+        return self.run(lambda services: op(services, self.operator, request))
 
 
 pass_cli = click.make_pass_decorator(CliContext)

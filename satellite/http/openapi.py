@@ -23,15 +23,27 @@ def operation_id(method: str, path: str) -> str:
     return _NOT_IDENTIFIER_RE.sub("_", f"{method.lower()} {path}").strip("_")
 
 
-def query_parameters(query: type) -> list[dict[str, Any]]:
-    """The fields of a query type as OpenAPI query parameters, with their schemas."""
+def query_parameters(query: type, path_fields: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The fields of a query type as OpenAPI query parameters, with their schemas (but
+    those the path holds)."""
     (ref,), components = msgspec.json.schema_components([query], ref_template=_REF)
     schema = components[ref["$ref"].rsplit("/", 1)[1]]
     required = set(schema.get("required", ()))
     return [
         {"name": name, "in": "query", "required": name in required, "schema": field_schema}
         for name, field_schema in schema["properties"].items()
+        if name not in path_fields
     ]
+
+
+def _without(schema: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """Take the path's fields out of a request body's schema (in place)."""
+    for name in fields:
+        schema.get("properties", {}).pop(name, None)
+    if "required" in schema:
+        schema["required"] = [name for name in schema["required"] if name not in fields]
+        if not schema["required"]:
+            del schema["required"]
 
 
 def build_document() -> dict[str, Any]:
@@ -39,6 +51,9 @@ def build_document() -> dict[str, Any]:
     ordered = sorted(types, key=lambda t: t.__name__)
     schemas, components = msgspec.json.schema_components(ordered, ref_template=_REF)
     refs = dict(zip(ordered, schemas, strict=True))
+    for route in ROUTES:
+        if route.body is not None and route.path_fields:
+            _without(components[route.body.__name__], route.path_fields)
     problem = {
         "description": "Problem document (RFC 9457)",
         "content": {"application/problem+json": {"schema": refs[Problem]}},
@@ -67,7 +82,7 @@ def build_document() -> dict[str, Any]:
                 for name in _PARAM_RE.findall(path)
             ]
             if route.query is not None:
-                parameters += query_parameters(route.query)
+                parameters += query_parameters(route.query, route.path_fields)
             if parameters:
                 operation["parameters"] = parameters
             if route.body is not None:

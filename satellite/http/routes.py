@@ -1,12 +1,18 @@
-"""The route table: registration and the OpenAPI document both read it."""
+"""The route table: the operations' generated routes and the protocol endpoints (OAuth,
+device API, sync, health) written by hand; registration and the OpenAPI document both
+read it."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
+from satellite.api.operation import Operation
+from satellite.api.paths import ACCOUNT, VA
+from satellite.api.registry import OPERATIONS
 from satellite.http import wire
 from satellite.http.handlers import (
     accounts,
@@ -21,8 +27,8 @@ from satellite.http.handlers import (
     reservations,
     subscriptions,
     sync,
-    tokens,
 )
+from satellite.http.operations import BODY_METHODS, handler, path_fields
 from satellite.protocol.device import CA_CERTIFICATE
 from satellite.protocol.device import PREFIX as DEVICE
 from sync.transport import EXCHANGE_PATH as SYNC_EXCHANGE
@@ -31,8 +37,6 @@ from sync.transport import REGISTER_PATH as SYNC_REGISTER
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_PREFIXES = ("/api/v1", "/backend/api/v1")
-ACCOUNT = "/accounts/{account}"
-VA = ACCOUNT + "/virtual-accounts/{va}"
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,12 @@ class Route:
     status: int = 200
     public: bool = False
     api: bool = True
+    # Fields of ``body``/``query`` that the path holds (an operation's request type has
+    # them all); the OpenAPI document lists them as path parameters only.
+    path_fields: tuple[str, ...] = ()
 
 
-ROUTES: tuple[Route, ...] = (
+HAND_WRITTEN: tuple[Route, ...] = (
     # OAuth
     *(
         Route(
@@ -144,35 +151,6 @@ ROUTES: tuple[Route, ...] = (
         "virtual accounts",
         wire.NoBody,
         wire.StatusResponse,
-    ),
-    # tokens
-    Route(
-        "GET",
-        VA + "/tokens",
-        tokens.list_tokens,
-        "Registration tokens",
-        "tokens",
-        None,
-        wire.TokenList,
-        query=wire.TokensQuery,
-    ),
-    Route(
-        "POST",
-        VA + "/tokens",
-        tokens.create_token,
-        "Create a registration token",
-        "tokens",
-        wire.TokenCreate,
-        wire.TokenCreated,
-    ),
-    Route(
-        "POST",
-        VA + "/tokens/revoke",
-        tokens.revoke_tokens,
-        "Revoke registration tokens",
-        "tokens",
-        wire.TokenRevoke,
-        wire.TokenList,
     ),
     # product instances
     Route(
@@ -636,7 +614,29 @@ ROUTES: tuple[Route, ...] = (
 
 
 def full_paths(route: Route) -> list[str]:
-    return [prefix + route.path for prefix in API_PREFIXES] if route.api else [route.path]
+    return api_paths(route.path) if route.api else [route.path]
+
+
+def generated_route(op: Operation[Any, Any]) -> Route:
+    in_body = op.method in BODY_METHODS
+    return Route(
+        op.method,
+        op.path,
+        handler(op),
+        op.summary,
+        op.tag,
+        body=op.request if in_body else None,
+        response=op.answer,
+        query=None if in_body else op.request,
+        path_fields=tuple(path_fields(op)),
+    )
+
+
+ROUTES: tuple[Route, ...] = HAND_WRITTEN + tuple(generated_route(op) for op in OPERATIONS)
+
+
+def api_paths(path: str) -> list[str]:
+    return [prefix + path for prefix in API_PREFIXES]
 
 
 def setup_routes(app: web.Application, extra: list[web.RouteDef]) -> None:

@@ -29,7 +29,6 @@ from satellite.http.wire import (
     DeviceDetail,
     DeviceOut,
     EventOut,
-    ExportFlag,
     ExportKeyOut,
     Flag,
     LicenseDetail,
@@ -51,7 +50,6 @@ from satellite.http.wire import (
     SyncHistoryOut,
     SyncResultOut,
     SyncStatusOut,
-    TokenInfo,
     TransferredLineOut,
     TransferredOut,
     UsageReportOut,
@@ -59,18 +57,12 @@ from satellite.http.wire import (
 )
 from satellite.services.products import ProductDetail, ProductView
 from satellite.services.reservations import Ended, Issued
-from satellite.services.tokens import TokenView
 from satellite.services.transfers import Transferred
 from sync.satellite import Imported, SyncStatus
 
 
 def flag(value: bool) -> Flag:
     return "true" if value else "false"
-
-
-def export_flag(value: ExportFlag | bool | None) -> bool | None:
-    """``exportControlled`` as given: "Allowed", "Not Allowed", a boolean, or absent."""
-    return value if value is None or isinstance(value, bool) else value == "Allowed"
 
 
 def account_out(account: Account) -> AccountOut:
@@ -90,22 +82,6 @@ def virtual_account_out(va: VirtualAccount) -> VirtualAccountOut:
         description=va.description,
         is_default=flag(va.is_default),
         created_at=va.created_at,
-    )
-
-
-def token_info(view: TokenView, now: dt.datetime) -> TokenInfo:
-    row = view.row
-    return TokenInfo(
-        token=view.token,
-        description=row.description,
-        expiration_date=row.expires_at,
-        export_controlled="Allowed" if row.export_controlled else "Not Allowed",
-        number_of_uses=row.max_uses,
-        uses=row.uses,
-        status=row.status(now),
-        virtual_account=row.virtual_account,
-        created_by=row.created_by,
-        created_at=row.created_at,
     )
 
 

@@ -2,7 +2,8 @@
 
 Field names follow the SSM On-Prem API toolkit as public automation calls it (camelCase,
 plus the snake_case of the OAuth endpoint). The OpenAPI document is generated from these
-same types, so the document and the handlers cannot drift apart.
+same types. Each resource's types move to its module in ``satellite.api`` as its
+operations do.
 """
 
 from __future__ import annotations
@@ -12,32 +13,49 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+# Shared with every operation (re-exported while resources move to satellite.api).
+from satellite.api.types import (
+    Description as Description,
+)
+from satellite.api.types import (
+    Domain as Domain,
+)
+from satellite.api.types import (
+    Empty as Empty,
+)
+from satellite.api.types import (
+    ExportFlag as ExportFlag,
+)
+from satellite.api.types import (
+    Flag as Flag,
+)
+from satellite.api.types import (
+    Limit as Limit,
+)
+from satellite.api.types import (
+    Name as Name,
+)
+from satellite.api.types import (
+    NoBody as NoBody,
+)
+from satellite.api.types import (
+    Offset as Offset,
+)
+from satellite.api.types import (
+    Request as Request,
+)
+from satellite.api.types import (
+    Response as Response,
+)
+from satellite.api.types import (
+    Secret as Secret,
+)
+from satellite.api.types import (
+    StatusResponse as StatusResponse,
+)
 from satellite.domain.access import Role
 from satellite.domain.catalog import LicenseType, TagOrigin
 from satellite.domain.paging import ALL
-
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^/\x00-\x1f]+$")]
-Description = Annotated[str, msgspec.Meta(max_length=500)]
-# Every list that pages takes the same limit: -1 (the toolkit's "all") or a page size,
-# and an offset counting the records skipped in the list's order (domain.paging).
-Limit = Annotated[int, msgspec.Meta(ge=ALL, le=100_000)]
-# PostgreSQL's OFFSET is a bigint: a larger one is refused here, naming the parameter.
-Offset = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-ExportFlag = Literal["Allowed", "Not Allowed"]
-# A flag of the toolkit's answers: a string, so that automation comparing it with "true"
-# matches (a JSON boolean does not).
-Flag = Literal["true", "false"]
-Domain = Annotated[str, msgspec.Meta(max_length=253)]  # checked by domain.names.check_domain
-Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-
-
-class Request(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
-    """Base of every request body: unknown fields are refused."""
-
-
-class Response(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=False):
-    """Base of every response body."""
-
 
 # --- OAuth ---------------------------------------------------------------------------------
 
@@ -60,19 +78,6 @@ class TokenResponse(msgspec.Struct, kw_only=True):
 class RevokeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     token: Secret
     token_type_hint: str | None = None
-
-
-class NoBody(Request):
-    """An action that takes no parameters: the body is empty, ``{}`` or ``null``."""
-
-
-class Empty(Response):
-    pass
-
-
-class StatusResponse(Response):
-    status: Literal["SUCCESS"] = "SUCCESS"
-    message: str = ""
 
 
 # --- accounts ------------------------------------------------------------------------------
@@ -122,49 +127,6 @@ class VirtualAccountList(Response):
 class VirtualAccountCreate(Request):
     name: Name
     description: Description = ""
-
-
-# --- registration tokens -------------------------------------------------------------------
-
-
-class TokenCreate(Request):
-    description: Description = ""
-    expires_after_days: Annotated[int, msgspec.Meta(ge=1, le=365)] | None = None
-    # Absent: "Allowed" where the account may use export-controlled functionality.
-    export_controlled: ExportFlag | bool | None = None
-    number_of_uses: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
-
-
-class TokenInfo(Response):
-    token: str
-    description: str
-    expiration_date: dt.datetime
-    export_controlled: ExportFlag
-    number_of_uses: int | None
-    uses: int
-    status: Literal["Active", "Expired", "Revoked", "Used"]
-    virtual_account: str
-    created_by: str
-    created_at: dt.datetime
-
-
-class TokenCreated(Response):
-    token_info: TokenInfo
-
-
-class TokenList(Response):
-    tokens: list[TokenInfo]
-
-
-class TokensQuery(Request):
-    """Query parameters of the token list."""
-
-    limit: Limit = ALL
-    offset: Offset = 0
-
-
-class TokenRevoke(Request):
-    tokens: Annotated[list[Secret], msgspec.Meta(min_length=1, max_length=1000)]
 
 
 # --- licenses ------------------------------------------------------------------------------

@@ -22,6 +22,11 @@ class AccountService:
             only = None if principal.is_system_admin else principal.account_ids
             return await accounts.list_accounts(conn, only)
 
+    async def visible_account(self, principal: Principal, name: str) -> Account:
+        """The account if the caller sees it; NotFound (as for one that does not exist)."""
+        async with self._db.connection() as conn:
+            return await scope.readable_account(conn, principal, name)
+
     async def create_account(
         self,
         principal: Principal,

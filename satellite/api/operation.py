@@ -1,0 +1,130 @@
+"""An operation: one thing a caller may do, written once, with who may do it.
+
+An operation is an async function ``(services, caller, request) -> answer`` whose request
+and answer are wire types (``satellite.api.types``), declared with :func:`operation`::
+
+    @operation("POST", VA + "/tokens", "Create a registration token", tag="tokens",
+               access=WRITE)
+    async def create_token(services: Services, caller: Principal, request: TokenCreate)
+        -> TokenCreated: ...
+
+The declaration is the whole contract: the HTTP layer generates the route and its OpenAPI
+entry from it (path parameters and body or query fields are the request type's fields,
+by their wire names), the CLI and the console call the same object. Calling it checks the
+request against its type's limits and the declared access first, so no caller repeats
+either:
+
+* the account named by the request (its ``account`` field, for ``account_scoped``
+  operations) must be one the caller sees, else it is reported missing (404) exactly as an
+  account that does not exist, whatever the role;
+* then the caller's role must be at least the declared one (403 naming the role).
+
+Services check account scope again inside their transactions (with the locks they need):
+the declaration is what a reader sees, the service is what holds under concurrency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar, get_type_hints
+
+import msgspec
+
+from satellite.api.context import Services
+from satellite.domain.access import Principal, Role
+from satellite.errors import Forbidden
+from satellite.protocol.validation import validation_error
+
+RequestT = TypeVar("RequestT", bound=msgspec.Struct)
+AnswerT = TypeVar("AnswerT", bound=msgspec.Struct)
+Method = Literal["GET", "POST", "PUT", "DELETE"]
+
+# The roles in order of what they may do; an operation declares the least it needs.
+_RANK: dict[Role, int] = {"account-viewer": 0, "account-admin": 1, "system-admin": 2}
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call an operation: at least ``role``; ``account_scoped``: only in an account
+    the caller sees (the request's ``account`` field names it)."""
+
+    role: Role
+    account_scoped: bool = True
+
+    def allows(self, role: Role) -> bool:
+        return _RANK[role] >= _RANK[self.role]
+
+
+READ = Access("account-viewer")  # any authenticated caller, in an account it sees
+WRITE = Access("account-admin")  # an admin of the account (or a system admin)
+SYSTEM = Access("system-admin", account_scoped=False)  # system admins only
+ANYONE = Access("account-viewer", account_scoped=False)  # any authenticated caller
+
+
+Run = Callable[[Services, Principal, RequestT], Awaitable[AnswerT]]
+
+
+@dataclass(frozen=True)
+class Operation(Generic[RequestT, AnswerT]):
+    """A declared operation; call it as the function it wraps."""
+
+    method: Method
+    path: str  # under the API prefixes; ``{name}`` segments are request fields (wire names)
+    summary: str
+    tag: str
+    access: Access
+    request: type[RequestT]
+    answer: type[AnswerT]
+    run: Run[RequestT, AnswerT]
+    # Answers holding secrets (registration tokens) must not be kept by caches.
+    no_store: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.run.__name__
+
+    async def __call__(self, services: Services, caller: Principal, request: RequestT) -> AnswerT:
+        request = _validated(request, self.request)
+        if self.access.account_scoped:
+            await services.accounts.visible_account(caller, _account_of(request))
+        if not self.access.allows(caller.role):
+            raise Forbidden(f"role {caller.role} may not do this: {self.summary.lower()}")
+        return await self.run(services, caller, request)
+
+
+def operation(
+    method: Method,
+    path: str,
+    summary: str,
+    *,
+    tag: str,
+    access: Access,
+    no_store: bool = False,
+) -> Callable[[Run[RequestT, AnswerT]], Operation[RequestT, AnswerT]]:
+    """Declare the decorated function an operation; its request and answer types are read
+    from its annotations (so they are written once)."""
+
+    def declare(run: Run[RequestT, AnswerT]) -> Operation[RequestT, AnswerT]:
+        hints = get_type_hints(run)
+        request, answer = hints["request"], hints["return"]
+        if access.account_scoped and "account" not in request.__struct_fields__:
+            raise TypeError(f"{run.__name__}: an account-scoped request needs an account field")
+        return Operation(method, path, summary, tag, access, request, answer, run, no_store)
+
+    return declare
+
+
+def _validated(request: RequestT, type_: type[RequestT]) -> RequestT:
+    """The request checked against its type's constraints (lengths, ranges, patterns), as
+    decoding checks them: a request built in code (the CLI's, the console's) is held to
+    the same limits as one decoded from HTTP."""
+    try:
+        return msgspec.convert(msgspec.to_builtins(request), type_)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def _account_of(request: Any) -> str:
+    account: str = request.account
+    return account

@@ -1,0 +1,10 @@
+"""Every operation, in the order the OpenAPI document lists them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from satellite.api import tokens
+from satellite.api.operation import Operation
+
+OPERATIONS: tuple[Operation[Any, Any], ...] = (*tokens.OPERATIONS,)
