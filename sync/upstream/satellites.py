@@ -3,10 +3,8 @@ products and usage as its last sync left them; and revoking one."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from satellite.domain.access import Principal
-from satellite.domain.sync import RegisteredSatellite
+from satellite.domain.sync import MirroredProduct, MirroredUsage, RegisteredSatellite
 from satellite.errors import NotFound
 from satellite.services import audit, scope
 from satellite.storage import upstream
@@ -21,7 +19,7 @@ class Satellites(UpstreamBase):
 
     async def mirror(
         self, principal: Principal, account: str, satellite_id: str, limit: int, offset: int
-    ) -> tuple[RegisteredSatellite, list[dict[str, Any]], list[dict[str, Any]]]:
+    ) -> tuple[RegisteredSatellite, list[MirroredProduct], list[MirroredUsage]]:
         """A satellite's products (a page) and usage, as its last sync left them."""
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
@@ -30,7 +28,7 @@ class Satellites(UpstreamBase):
                 raise NotFound(f"satellite {satellite_id} not found", field="satelliteId")
             products = await upstream.mirrored_products(conn, sat.id, limit, offset)
             usage = await upstream.mirrored_usage(conn, sat.id)
-        return sat, [dict(r) for r in products], [dict(r) for r in usage]
+        return sat, products, usage
 
     async def revoke_satellite(self, principal: Principal, account: str, satellite_id: str) -> None:
         """No more syncs from this satellite (its key leaked, it was retired); what it
