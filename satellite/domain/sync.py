@@ -6,6 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
+
+from satellite.domain.catalog import LicenseType
+
 SyncMode = Literal["connected", "disconnected"]
 Outcome = Literal["success", "failure"]
 
@@ -137,3 +141,37 @@ class MirroredUsage:
     in_use: int
     reserved: int
     exported: int  # granted as export keys
+
+
+# Structs, not dataclasses: a sync request of a million product instances builds one of
+# each per instance, and a Struct is the cheaper to build.
+class ReservationLine(msgspec.Struct, frozen=True, kw_only=True):
+    """A license a product instance's reservation (SLR) holds, as a sync request says it."""
+
+    tag: str
+    quantity: int
+    license_type: LicenseType
+    end_date: dt.date | None
+    stage: Literal["current", "pending"]  # pending: not confirmed by the product yet
+
+
+class ChangedProductInstance(msgspec.Struct, frozen=True, kw_only=True):
+    """A product instance changed since the upstream's last acknowledgement: what a sync
+    request carries of it."""
+
+    id: str
+    virtual_account: str
+    udi_pid: str
+    udi_serial: str
+    udi_uuid: str
+    product_type: str
+    product_version: str
+    hostname: str | None
+    ip_address: str | None
+    export_controlled: bool
+    status: str
+    registered_at: dt.datetime
+    ended_at: dt.datetime | None
+    reservation: str | None  # its reservation's status, if it has one
+    reserved: list[ReservationLine]
+    export_keys: list[str]  # the features it holds export keys for

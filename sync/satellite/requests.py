@@ -4,14 +4,12 @@ it, and every product changed since the upstream acknowledged; sql/008_sync.sql)
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
-from typing import Any
 
 from satellite.crypto import bundles
 from satellite.crypto.secrets import decrypt
 from satellite.domain.access import Principal
-from satellite.domain.sync import ExportedRequest, SyncLink
+from satellite.domain.sync import ChangedProductInstance, ExportedRequest, SyncLink
 from satellite.errors import SatelliteError
 from satellite.storage import accounts
 from satellite.storage import sync as storage
@@ -87,8 +85,8 @@ class SyncRequests(SatelliteBase):
                             )
                 for what, gone in await storage.departures(conn, link.account_id, since):
                     writer.write(DepartureRecord(what=what, key=gone))
-                async for row in storage.changed_products(conn, link.account_id, since):
-                    writer.write(_product_record(row))
+                async for product in storage.changed_products(conn, link.account_id, since):
+                    writer.write(_product_record(product))
                     products += 1
                 digest = writer.finish(key)
             partial.replace(out)  # whole, or not at all
@@ -106,31 +104,31 @@ class SyncRequests(SatelliteBase):
         return request
 
 
-def _product_record(row: Any) -> ProductRecord:
+def _product_record(product: ChangedProductInstance) -> ProductRecord:
     return ProductRecord(
-        id=row["id"],
-        virtual_account=row["virtual_account"],
-        pid=row["udi_pid"],
-        serial_number=row["udi_serial"],
-        uuid=row["udi_uuid"],
-        product_type=row["product_type"],
-        product_version=row["product_version"],
-        hostname=row["hostname"],
-        ip_address=row["ip_address"],
-        export_controlled=row["export_controlled"],
-        status=row["status"],
-        registered_at=row["registered_at"],
-        ended_at=row["ended_at"],
-        reservation=row["reservation"],
+        id=product.id,
+        virtual_account=product.virtual_account,
+        pid=product.udi_pid,
+        serial_number=product.udi_serial,
+        uuid=product.udi_uuid,
+        product_type=product.product_type,
+        product_version=product.product_version,
+        hostname=product.hostname,
+        ip_address=product.ip_address,
+        export_controlled=product.export_controlled,
+        status=product.status,
+        registered_at=product.registered_at,
+        ended_at=product.ended_at,
+        reservation=product.reservation,
         reserved=[
             ReservedLicense(
-                tag=r["tag"],
-                quantity=r["quantity"],
-                license_type=r["licenseType"],
-                end_date=dt.date.fromisoformat(r["endDate"]) if r["endDate"] else None,
-                stage=r["stage"],
+                tag=r.tag,
+                quantity=r.quantity,
+                license_type=r.license_type,
+                end_date=r.end_date,
+                stage=r.stage,
             )
-            for r in row["reserved"]
+            for r in product.reserved
         ],
-        export_keys=row["export_keys"],
+        export_keys=product.export_keys,
     )
