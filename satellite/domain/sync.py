@@ -155,9 +155,9 @@ class ReservationLine(msgspec.Struct, frozen=True, kw_only=True):
     stage: Literal["current", "pending"]  # pending: not confirmed by the product yet
 
 
-class ChangedProductInstance(msgspec.Struct, frozen=True, kw_only=True):
+class ChangedProductInstance(msgspec.Struct, frozen=True):
     """A product instance changed since the upstream's last acknowledgement: what a sync
-    request carries of it."""
+    request carries of it. (Storage builds it from its columns in this order.)"""
 
     id: str
     virtual_account: str

@@ -219,6 +219,12 @@ async def changed_products(
         "WHERE va.account_id = $1 AND p.sync_xid >= $2::text::xid8"
     )
     async for row in conn.cursor(query, account_id, str(since), prefetch=prefetch):
+        # From the columns in their order (a million make one request, and by name each
+        # cost a microsecond more); only a reservation has reserved licenses to turn into
+        # lines.
+        if not row["reserved"]:
+            yield ChangedProductInstance(*row)
+            continue
         yield ChangedProductInstance(
             id=row["id"],
             virtual_account=row["virtual_account"],
