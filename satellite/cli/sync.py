@@ -201,7 +201,7 @@ def sync_export(obj: CliContext, account: str | None, out: Path) -> None:
 
     async def action(s: Services) -> str:
         name_ = await s.sync.account_or_only(obj.operator, account)
-        exported = await s.sync.export_request(obj.operator, name_, out)
+        exported = await s.sync.write_request(obj.operator, name_, out)
         return (
             f"account {name_}: request {exported.sequence} written to {out}; answer it at the "
             "upstream ('satellite sync answer'), then 'satellite sync import ANSWER' here"

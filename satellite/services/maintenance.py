@@ -47,7 +47,8 @@ LOCK_KEYS: dict[JobName, int] = {
     "forget-usage-history": 0x5A7E_1006,
     "sync-alerts": 0x5A7E_1007,
     "forget-rate-limits": 0x5A7E_1008,
-    # "sync" locks per account (sync.satellite.LOCK_BASE), for as long as the exchange takes.
+    # "sync" locks per account (sync.satellite.connected.LOCK_BASE), for as long as the
+    # exchange takes.
 }
 # Usage reports forgotten per run at most, so that one run stays a short transaction; at
 # one run an hour that is far more than products report.
