@@ -15,6 +15,7 @@ as anything but ```sh, or sit outside these pages.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -23,10 +24,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import pytest
+import msgspec
+import msgspec.inspect
+
+from satellite.config import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 # (page, heading of the section whose blocks run; None: the whole page), in the order they run
@@ -60,7 +66,7 @@ class Outcome:
 
 
 def page_blocks(page: str, section: str | None) -> list[Block]:
-    """The ```sh blocks of ``page`` (of its ``section`` only, if named), each with its expect lines."""
+    """The ```sh blocks of ``page`` (of its ``section`` only, if named), with expect lines."""
     lines = (REPO / page).read_text(encoding="utf-8").splitlines()
     blocks: list[Block] = []
     inside = section is None
@@ -216,8 +222,6 @@ def test_every_block_of_the_walk_throughs_does_what_it_says(tmp_path: Path) -> N
         wait_ready(daemon, url, ca, log)
         for block in blocks:
             outcome = shell.run(block)
-            if os.environ.get("README_DUMP"):
-                print(f"=== {block.where}\n{outcome.stdout}\n--- err\n{outcome.stderr}")
             assert not problems(block, outcome), report(block, outcome, log)
 
         # An example that rots fails: a path changed in a copy of a block, and a copy that
@@ -236,7 +240,8 @@ def test_every_block_of_the_walk_throughs_does_what_it_says(tmp_path: Path) -> N
             licenses.expect,
         )
         outcome = shell.run(quiet)
-        assert outcome.returncode == 0 and problems(quiet, outcome), outcome
+        assert outcome.returncode == 0, outcome
+        assert problems(quiet, outcome), outcome
     finally:
         stop(daemon)
 
@@ -246,3 +251,40 @@ def test_every_block_of_the_walk_throughs_does_what_it_says(tmp_path: Path) -> N
     assert created, "the walk-throughs created no file in the checkout"
     if (REPO / ".git").exists():
         assert [name for name in created if not git_ignored(name)] == [], ".gitignore them"
+
+
+def _toml(value: Any) -> str:
+    """A default as docs/configuration.md shows it."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, list):
+        return "`[" + ", ".join(json.dumps(item) for item in value) + "]`"
+    return f"`{json.dumps(value)}`" if isinstance(value, str) else f"`{value!r}`"
+
+
+def _settings(struct: type[msgspec.Struct], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every leaf setting by its dotted name, with its default."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
+        if isinstance(field.type, msgspec.inspect.StructType):
+            yield from _settings(field.type.cls, f"{prefix}{field.name}.")
+            continue
+        default = field.default
+        if default is msgspec.NODEFAULT:
+            default = field.default_factory()
+        yield prefix + field.name, _toml(default)
+
+
+def test_the_configuration_page_names_every_setting_with_its_default() -> None:
+    rows = {}
+    for line in (REPO / "docs" / "configuration.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) > 3 and cells[1].startswith("`"):
+            rows[cells[1].strip("`")] = cells[2]
+    settings = dict(_settings(Settings))
+    assert len(settings) > 50
+    assert {name: rows.get(name) for name in settings} == settings
+    assert set(rows) - set(settings) == set(), "settings the code does not have"
