@@ -1,4 +1,4 @@
-"""The sync bundle: one signed format for both modes (docs/design.md, "Protocols").
+"""The sync bundle: one signed format for both modes (docs/sync.md).
 
 A bundle is JSON Lines: a header line that says what it is, one line per record, and a
 signature line last::
