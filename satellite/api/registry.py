@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from satellite.api import tokens
+from satellite.api import accounts, activity, principals, tokens
 from satellite.api.operation import Operation
 
-OPERATIONS: tuple[Operation[Any, Any], ...] = (*tokens.OPERATIONS,)
+OPERATIONS: tuple[Operation[Any, Any], ...] = (
+    *accounts.OPERATIONS,
+    *tokens.OPERATIONS,
+    *activity.OPERATIONS,
+    *principals.OPERATIONS,
+)

@@ -13,7 +13,17 @@ from pathlib import Path
 import click
 
 from satellite import __version__
-from satellite.cli import admin, exports, reservations, server, sync, tokens
+from satellite.cli import (
+    accounts,
+    activity,
+    admin,
+    exports,
+    principals,
+    reservations,
+    server,
+    sync,
+    tokens,
+)
 from satellite.cli.context import CliContext
 from satellite.errors import SatelliteError
 from satellite.protocol.untrusted import first_not_utf8
@@ -42,15 +52,15 @@ for command in (
     server.init,
     server.migrate,
     server.serve,
-    admin.account,
-    admin.va,
+    accounts.account,
+    accounts.va,
     admin.license,
     tokens.token,
     admin.device,
-    admin.client,
-    admin.user,
-    admin.events,
-    admin.alert,
+    principals.client,
+    principals.user,
+    activity.events,
+    activity.alert,
     reservations.reservation,
     exports.export,
     sync.sync,

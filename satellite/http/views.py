@@ -8,15 +8,10 @@ from typing import Any, Literal
 from satellite.domain.catalog import Catalog, CatalogEntry
 from satellite.domain.compliance import PoolLine, Position, line_status
 from satellite.domain.models import (
-    Account,
-    Alert,
-    Event,
     ExportKey,
     ExportKeyStatus,
-    PrincipalRecord,
     ProductInstance,
     ProductStatus,
-    VirtualAccount,
 )
 from satellite.domain.reservation import Reservation, ReservedLine
 from satellite.domain.sync import (
@@ -26,16 +21,12 @@ from satellite.domain.sync import (
     SatelliteToken,
 )
 from satellite.http.wire import (
-    AccountOut,
-    AlertOut,
     AuthorizationCodeOut,
     CatalogEntryOut,
     DeviceChange,
     DeviceDetail,
     DeviceOut,
-    EventOut,
     ExportKeyOut,
-    Flag,
     LicenseDetail,
     LicenseOut,
     LicenseSubstitution,
@@ -44,7 +35,6 @@ from satellite.http.wire import (
     MirroredProductOut,
     MirroredUsageOut,
     PoolLineOut,
-    PrincipalOut,
     ReservationChange,
     ReservationOut,
     ReservedLicenseOut,
@@ -58,36 +48,11 @@ from satellite.http.wire import (
     TransferredLineOut,
     TransferredOut,
     UsageReportOut,
-    VirtualAccountOut,
 )
 from satellite.services.products import ProductDetail, ProductView
 from satellite.services.reservations import Ended, Issued
 from satellite.services.transfers import Transferred
 from sync.satellite import Imported, SyncStatus
-
-
-def flag(value: bool) -> Flag:
-    return "true" if value else "false"
-
-
-def account_out(account: Account) -> AccountOut:
-    return AccountOut(
-        id=account.id,
-        name=account.name,
-        domain=account.domain,
-        description=account.description,
-        export_controlled_allowed=account.export_controlled_allowed,
-        created_at=account.created_at,
-    )
-
-
-def virtual_account_out(va: VirtualAccount) -> VirtualAccountOut:
-    return VirtualAccountOut(
-        name=va.name,
-        description=va.description,
-        is_default=flag(va.is_default),
-        created_at=va.created_at,
-    )
 
 
 def _substitutions(position: Position, catalog: Catalog) -> list[LicenseSubstitution]:
@@ -174,42 +139,6 @@ def transfer_out(done: list[Transferred], catalog: Catalog) -> LicenseTransferOu
             )
             for t in done
         ],
-    )
-
-
-def principal_out(record: PrincipalRecord) -> PrincipalOut:
-    return PrincipalOut(
-        name=record.login,
-        role=record.role,
-        accounts=list(record.account_names),
-        description=record.description,
-        created_at=record.created_at,
-        disabled=record.disabled_at is not None,
-    )
-
-
-def alert_out(alert: Alert) -> AlertOut:
-    return AlertOut(
-        message_type=alert.message_type,
-        severity=alert.severity,
-        source=alert.source,
-        message=alert.message,
-        virtual_account=alert.virtual_account,
-        created_at=alert.created_at,
-        cleared_at=alert.cleared_at,
-    )
-
-
-def event_out(event: Event) -> EventOut:
-    return EventOut(
-        id=event.id,
-        occurred_at=event.occurred_at,
-        account=event.account,
-        actor=event.actor,
-        action=event.action,
-        target=event.target,
-        details=event.details,
-        request_id=event.request_id,
     )
 
 

@@ -53,7 +53,6 @@ from satellite.api.types import (
 from satellite.api.types import (
     StatusResponse as StatusResponse,
 )
-from satellite.domain.access import Role
 from satellite.domain.catalog import LicenseType, TagOrigin
 from satellite.domain.paging import ALL
 
@@ -78,55 +77,6 @@ class TokenResponse(msgspec.Struct, kw_only=True):
 class RevokeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     token: Secret
     token_type_hint: str | None = None
-
-
-# --- accounts ------------------------------------------------------------------------------
-
-
-class AccountOut(Response):
-    id: int
-    name: str
-    domain: str | None  # the smart account's domain name (acme.example)
-    description: str
-    export_controlled_allowed: bool
-    created_at: dt.datetime
-
-
-class AccountList(Response):
-    accounts: list[AccountOut]
-
-
-class AccountCreate(Request):
-    name: Name
-    domain: Domain | None = None
-    description: Description = ""
-    export_controlled_allowed: bool = False
-
-
-class AccountUpdate(Request):
-    domain: Domain | None = None  # "" removes it
-    description: Description | None = None
-    export_controlled_allowed: bool | None = None
-
-
-class AccountOne(Response):
-    account: AccountOut
-
-
-class VirtualAccountOut(Response):
-    name: str
-    description: str
-    is_default: Flag
-    created_at: dt.datetime
-
-
-class VirtualAccountList(Response):
-    virtual_accounts: list[VirtualAccountOut]
-
-
-class VirtualAccountCreate(Request):
-    name: Name
-    description: Description = ""
 
 
 # --- licenses ------------------------------------------------------------------------------
@@ -291,102 +241,6 @@ class CatalogEntryOut(Response):
 
 class CatalogList(Response):
     licenses: list[CatalogEntryOut]
-
-
-# --- alerts and events ---------------------------------------------------------------------
-
-
-class AlertsQuery(Request):
-    limit: Limit = 100
-    offset: Offset = 0
-    include_cleared: bool = False
-
-
-class AlertOut(Response):
-    message_type: str
-    severity: Literal["Info", "Minor", "Major", "Critical"]
-    source: str
-    message: str
-    virtual_account: str | None
-    created_at: dt.datetime
-    cleared_at: dt.datetime | None
-
-
-class AlertList(Response):
-    alerts: list[AlertOut]
-
-
-class EventsQuery(Request):
-    account: Name | None = None
-    action: Annotated[str, msgspec.Meta(max_length=100)] | None = None
-    actor: Annotated[str, msgspec.Meta(max_length=200)] | None = None
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    limit: Limit = 100
-    offset: Offset = 0
-
-
-class EventOut(Response):
-    id: int
-    occurred_at: dt.datetime
-    account: str | None
-    actor: str
-    action: str
-    target: str
-    details: dict[str, Any]
-    request_id: str | None
-
-
-class EventList(Response):
-    total_records: int
-    events: list[EventOut]
-
-
-# --- clients and users ---------------------------------------------------------------------
-
-
-class ClientCreate(Request):
-    role: Role
-    accounts: Annotated[list[Name], msgspec.Meta(max_length=1000)] = msgspec.field(
-        default_factory=list
-    )
-    description: Description = ""
-
-
-class PrincipalOut(Response):
-    name: str
-    role: Role
-    accounts: list[str]
-    description: str
-    created_at: dt.datetime
-    disabled: bool
-
-
-class ClientCreated(Response):
-    client_id: str
-    client_secret: str
-    client: PrincipalOut
-
-
-class PrincipalList(Response):
-    items: list[PrincipalOut]
-
-
-class UserCreate(Request):
-    username: Name
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
-    role: Role
-    accounts: Annotated[list[Name], msgspec.Meta(max_length=1000)] = msgspec.field(
-        default_factory=list
-    )
-
-
-class PasswordSet(Request):
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
-
-
-class PrincipalOne(Response):
-    item: PrincipalOut
 
 
 # --- product instances (devices) -----------------------------------------------------------
