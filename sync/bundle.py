@@ -33,7 +33,7 @@ from satellite.crypto.bundles import (
     verify_digest,
 )
 from satellite.errors import InvalidInput
-from satellite.protocol.untrusted import ESCAPED_NUL, NESTED_TOO_DEEP, nul_field, too_deep
+from satellite_protocol.untrusted import ESCAPED_NUL, NESTED_TOO_DEEP, nul_field, too_deep
 
 FORMAT = "satellite-sync/1"
 MAX_LINE_BYTES = 64 * 1024  # one record; a product's is a few hundred bytes

@@ -42,14 +42,14 @@ from satellite.domain.sync import (
     horizon_passed,
 )
 from satellite.errors import Conflict, InvalidInput, NotFound, SatelliteError
-from satellite.protocol import outbound
-from satellite.protocol.backoff import Backoff
 from satellite.services import audit, scope
 from satellite.services.licenses import LicenseService
 from satellite.services.maintenance import LOCK_KEYS, JobReport
 from satellite.storage import accounts, alerts, locks
 from satellite.storage import sync as storage
 from satellite.storage.db import Connection, Database
+from satellite_protocol import outbound
+from satellite_protocol.backoff import Backoff
 from sync import bundle
 from sync.bundle import (
     BundleError,

@@ -26,7 +26,6 @@ from satellite.crypto.bundles import (
     satellite_certificate,
 )
 from satellite.crypto.keys import ServerKeys
-from satellite.crypto.pki import to_pem
 from satellite.crypto.secrets import random_secret, secret_digest
 from satellite.domain.access import Principal
 from satellite.domain.sync import RegisteredSatellite, SatelliteToken
@@ -34,6 +33,7 @@ from satellite.errors import Conflict, Forbidden, InvalidInput, NotFound
 from satellite.services import audit, scope
 from satellite.storage import accounts, devices, licenses, upstream
 from satellite.storage.db import Connection, Database
+from satellite_protocol.crypto.pki import to_pem
 from sync import bundle
 from sync.bundle import (
     BundleError,

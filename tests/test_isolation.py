@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.export import ExportControl
 from satellite.http.routes import ACCOUNT, API_PREFIXES, ROUTES, VA
+from satellite_agent.export import ExportControl
 from tests.conftest import ENHANCED, Api, Credentials, login
 from tests.test_device import new_agent
 from tests.test_export import EXPORT_KEY, FEATURE

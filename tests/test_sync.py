@@ -19,13 +19,13 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import RequestRefused
-from satellite.agent.export import ExportControl
 from satellite.api.context import Services
 from satellite.config import DatabaseSettings, Settings, SyncSettings
 from satellite.domain.access import Principal, host_operator
 from satellite.errors import Conflict, NotFound, PayloadTooLarge
 from satellite.wiring import Runtime, create_app, load_runtime, open_services
+from satellite_agent.client import RequestRefused
+from satellite_agent.export import ExportControl
 from sync.bundle import BundleError, RegistrationRequest, SyncRequest
 from sync.satellite import SatelliteSync
 from sync.transport import UpstreamRefused, UpstreamUnreachable

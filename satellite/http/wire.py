@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from satellite.domain.access import Role
-from satellite.domain.catalog import LicenseType, TagOrigin
 from satellite.domain.paging import ALL
+from satellite_protocol.catalog import LicenseType, TagOrigin
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^/\x00-\x1f]+$")]
 Description = Annotated[str, msgspec.Meta(max_length=500)]

@@ -6,10 +6,10 @@ import asyncio
 
 import click
 
-from satellite.agent.cli import pass_agent
-from satellite.agent.client import Agent
-from satellite.agent.export import ExportControl
-from satellite.agent.reservation_cli import smart
+from satellite_agent.cli import pass_agent
+from satellite_agent.client import Agent
+from satellite_agent.export import ExportControl
+from satellite_agent.reservation_cli import smart
 
 
 @smart.group("export")

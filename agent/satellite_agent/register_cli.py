@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import click
 
-from satellite.agent.cli import FORCE_HELP, pass_agent, register_with
-from satellite.agent.client import Agent, AgentError
-from satellite.agent.reservation_cli import smart
+from satellite_agent.cli import FORCE_HELP, pass_agent, register_with
+from satellite_agent.client import Agent, AgentError
+from satellite_agent.reservation_cli import smart
 
 
 @smart.group("register")

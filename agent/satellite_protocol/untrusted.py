@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from satellite.errors import InvalidInput, MalformedJson
-from satellite.protocol.validation import validation_error
+from satellite_protocol.validation import validation_error
 
 T = TypeVar("T")
 

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from satellite.protocol.untrusted import NESTED_TOO_DEEP, NUL, too_deep
+from satellite_protocol.untrusted import NESTED_TOO_DEEP, NUL, too_deep
 
 MAX_CODE_CHARS = 65_536  # an authorization code with a few hundred entitlements fits
 MAX_SHORT_CODE_CHARS = 2_048  # request, confirmation and return codes

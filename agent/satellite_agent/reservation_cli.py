@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from satellite.agent.cli import cli, pass_agent
-from satellite.agent.client import Agent
-from satellite.agent.reservation import Reservations, SftpOptions, fetch_code_file
+from satellite_agent.cli import cli, pass_agent
+from satellite_agent.client import Agent
+from satellite_agent.reservation import Reservations, SftpOptions, fetch_code_file
 
 
 def _reservations(agent: Agent) -> Reservations:

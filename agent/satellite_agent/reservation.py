@@ -29,9 +29,9 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from satellite.agent.client import AgentError
-from satellite.agent.state import AgentState, ReservedEntitlement, StateDir
-from satellite.crypto.slr import (
+from satellite_agent.client import AgentError
+from satellite_agent.state import AgentState, ReservedEntitlement, StateDir
+from satellite_protocol.crypto.slr import (
     MAX_CODE_CHARS,
     AuthorizationCode,
     CodeError,

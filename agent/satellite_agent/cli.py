@@ -14,20 +14,20 @@ import click
 import msgspec
 import platformdirs
 
-from satellite.agent.arguments import parse_usage, server_url
-from satellite.agent.client import Agent, AgentError, ServerUnreachable
-from satellite.agent.export import ExportControl
-from satellite.agent.reservation import Reservations
-from satellite.agent.runner import Runner, Schedule
-from satellite.agent.state import (
+from satellite_agent.arguments import parse_usage, server_url
+from satellite_agent.client import Agent, AgentError, ServerUnreachable
+from satellite_agent.export import ExportControl
+from satellite_agent.reservation import Reservations
+from satellite_agent.runner import Runner, Schedule
+from satellite_agent.state import (
     MAX_CLOCK_TOLERANCE,
     AgentState,
     Identity,
     new_uuid,
     shown_url,
 )
-from satellite.protocol import outbound
-from satellite.protocol.untrusted import first_not_utf8
+from satellite_protocol import outbound
+from satellite_protocol.untrusted import first_not_utf8
 
 T = TypeVar("T")
 
@@ -472,7 +472,7 @@ def run(agent: Agent, usage_file: Path | None, usage_every: int) -> None:
 
 def main() -> None:
     # (They register 'license smart reservation', 'export' and 'register'.)
-    from satellite.agent import export_cli, register_cli, reservation_cli  # noqa: F401
+    from satellite_agent import export_cli, register_cli, reservation_cli  # noqa: F401
 
     undecodable = first_not_utf8(sys.argv[1:])
     if undecodable is not None:

@@ -28,8 +28,9 @@ import msgspec
 import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from satellite.agent import trust
-from satellite.agent.state import (
+from satellite.crypto.secrets import token_id, token_proof
+from satellite_agent import trust
+from satellite_agent.state import (
     AgentState,
     Alarm,
     Identity,
@@ -37,18 +38,17 @@ from satellite.agent.state import (
     StateDir,
     shown_url,
 )
-from satellite.crypto import jose
-from satellite.crypto.pki import (
+from satellite_protocol import device as wire
+from satellite_protocol import outbound
+from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.pki import (
     CertificateError,
     certificate_fingerprint,
     check_issued_by,
     load_pem_certificate,
     make_csr,
 )
-from satellite.crypto.secrets import token_id, token_proof
-from satellite.protocol import device as wire
-from satellite.protocol import outbound
-from satellite.protocol.untrusted import NESTED_TOO_DEEP, too_deep
+from satellite_protocol.untrusted import NESTED_TOO_DEEP, too_deep
 
 T = TypeVar("T")
 MAX_ANSWER_BYTES = 1_048_576
