@@ -26,9 +26,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 import structlog
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from satellite.crypto.secrets import token_id, token_proof
 from satellite_agent import trust
 from satellite_agent.state import (
     AgentState,
@@ -41,6 +39,7 @@ from satellite_agent.state import (
 from satellite_protocol import device as wire
 from satellite_protocol import outbound
 from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.keys import PrivateKey, PublicKey, ec_public_key
 from satellite_protocol.crypto.pki import (
     CertificateError,
     certificate_fingerprint,
@@ -48,6 +47,7 @@ from satellite_protocol.crypto.pki import (
     load_pem_certificate,
     make_csr,
 )
+from satellite_protocol.crypto.tokens import token_id, token_proof
 from satellite_protocol.untrusted import NESTED_TOO_DEEP, too_deep
 
 T = TypeVar("T")
@@ -116,7 +116,7 @@ class Agent:
         self._nonce: str | None = None
         # The kept session, with the trust it was made for.
         self._kept_session: tuple[trust.Trust, aiohttp.ClientSession] | None = None
-        self._signing_key: tuple[str, ec.EllipticCurvePublicKey] | None = None
+        self._signing_key: tuple[str, PublicKey] | None = None
 
     # --- state -----------------------------------------------------------------------------
 
@@ -272,7 +272,7 @@ class Agent:
         state: AgentState,
         path: str,
         payload: msgspec.Struct | Callable[[str], msgspec.Struct],
-        key: ec.EllipticCurvePrivateKey,
+        key: PrivateKey,
         header: dict[str, Any],
         signing_certificate: str | None,
         answer_type: type[T],
@@ -350,15 +350,15 @@ class Agent:
             raise AgentError(f"the answer is not understood: {exc}") from exc
         return decoded, msgspec.json.decode(payload)
 
-    def _certificate_key(self, certificate_pem: str) -> ec.EllipticCurvePublicKey:
+    def _certificate_key(self, certificate_pem: str) -> PublicKey:
         """The public key of a signing certificate; the last one's is kept parsed."""
         if self._signing_key is not None and self._signing_key[0] == certificate_pem:
             return self._signing_key[1]
         try:
-            key = load_pem_certificate(certificate_pem).public_key()
+            key = ec_public_key(load_pem_certificate(certificate_pem).public_key())
         except CertificateError as exc:
             raise AgentError(f"the signing certificate is not usable: {exc}") from exc
-        if not isinstance(key, ec.EllipticCurvePublicKey):
+        if key is None:
             raise AgentError("the signing certificate does not hold an EC key")
         self._signing_key = (certificate_pem, key)
         return key
@@ -453,7 +453,7 @@ class Agent:
         self.announce(alarm)
         return state
 
-    def _current_key(self, state: AgentState) -> tuple[str, ec.EllipticCurvePrivateKey] | None:
+    def _current_key(self, state: AgentState) -> tuple[str, PrivateKey] | None:
         """The product instance id and key of this product's last registration, if any (the
         server says whether it is still the live one)."""
         if state.product_instance_id is None or not self.dir.key_file.exists():
@@ -696,7 +696,7 @@ def _check_udi(identity: Identity) -> None:
         raise AgentError(f"this UDI cannot be registered: {refusal}")
 
 
-def _csr(key: ec.EllipticCurvePrivateKey, identity: Identity) -> str:
+def _csr(key: PrivateKey, identity: Identity) -> str:
     """The CSR naming the product, refused before anything is sent when its UDI cannot be
     in a certificate (a state written by an agent that did not check it at init)."""
     _check_udi(identity)

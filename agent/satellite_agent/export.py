@@ -25,13 +25,12 @@ from collections.abc import Callable
 import msgspec
 import structlog
 
-from satellite.resources import config_dir
 from satellite_agent.client import Agent, AgentError, RequestRefused, ServerUnreachable
 from satellite_agent.reservation import Reservations
 from satellite_agent.state import AgentState, ExportKey, PendingExport
 from satellite_protocol import device as wire
 from satellite_protocol.backoff import Backoff
-from satellite_protocol.catalog import Catalog, parse_catalog
+from satellite_protocol.catalog import Catalog, parse_catalog, shipped_catalog_path
 
 log = structlog.get_logger("satellite.agent")
 
@@ -55,7 +54,7 @@ class ExportUnavailable(AgentError):
 def product_catalog() -> Catalog:
     """What the product knows of licenses: the catalog shipped with satellite (which export
     key license enables which feature)."""
-    path = config_dir() / "catalog.toml"
+    path = shipped_catalog_path()
     return parse_catalog(path.read_bytes(), str(path))
 
 

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from satellite_protocol.crypto.keys import new_private_key
+from satellite_protocol.crypto.keys import private_key_pem as keys_private_key_pem
 from satellite_protocol.crypto.pki import (
     certificate_fingerprint,
     issue_certificate,
@@ -26,8 +28,7 @@ from satellite_protocol.crypto.pki import (
     to_pem,
 )
 from satellite_protocol.crypto.slr import load_private_key as slr_load_private_key
-from satellite_protocol.crypto.slr import load_trusted_key, new_reservation_key, public_key_pem
-from satellite_protocol.crypto.slr import private_key_pem as slr_private_key_pem
+from satellite_protocol.crypto.slr import load_trusted_key, public_key_pem
 
 _PREHASHED = ec.ECDSA(Prehashed(hashes.SHA256()))
 PrivateKey = ec.EllipticCurvePrivateKey
@@ -104,7 +105,7 @@ def satellite_certificate(
 
 
 # A satellite's sync key is a P-256 key like a product's reservation key.
-new_key = new_reservation_key
+new_key = new_private_key
 public_pem = public_key_pem
-private_key_pem = slr_private_key_pem
+private_key_pem = keys_private_key_pem
 load_private_key = slr_load_private_key
