@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from satellite_agent.cli import cli, pass_agent
+from satellite_agent.cli.context import pass_agent
 from satellite_agent.client import Agent
 from satellite_agent.reservation import Reservations, SftpOptions, fetch_code_file
 
@@ -16,17 +16,7 @@ def _reservations(agent: Agent) -> Reservations:
     return Reservations(agent.dir.path)
 
 
-@cli.group("license")
-def license_() -> None:
-    """Licensing commands in the reference's grammar."""
-
-
-@license_.group("smart")
-def smart() -> None:
-    """Smart licensing."""
-
-
-@smart.group("reservation")
+@click.group("reservation")
 def reservation() -> None:
     """Specific license reservation: licenses reserved for this product, codes carried by
     hand (for networks where the product never talks to a server)."""
