@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from satellite_protocol.crypto.keys import new_private_key
-from satellite_protocol.crypto.keys import private_key_pem as keys_private_key_pem
+from satellite_protocol.crypto.keys import private_key_pem as private_key_pem
 from satellite_protocol.crypto.pki import (
     certificate_fingerprint,
     issue_certificate,
@@ -107,5 +107,4 @@ def satellite_certificate(
 # A satellite's sync key is a P-256 key like a product's reservation key.
 new_key = new_private_key
 public_pem = public_key_pem
-private_key_pem = keys_private_key_pem
 load_private_key = slr_load_private_key

@@ -19,7 +19,7 @@ from satellite_protocol.crypto.tokens import b64url as b64url
 from satellite_protocol.crypto.tokens import secret_digest as secret_digest
 from satellite_protocol.crypto.tokens import token_id as token_id
 from satellite_protocol.crypto.tokens import token_proof as token_proof
-from satellite_protocol.crypto.tokens import utf8_bytes
+from satellite_protocol.crypto.tokens import utf8_bytes as _utf8
 
 _NONCE_BYTES = 12
 _password_hasher = PasswordHasher()
@@ -110,10 +110,8 @@ def nonce_is_fresh(server_key: bytes, nonce: str, now: float, lifetime: float) -
     """
     body, _, mac = nonce.rpartition(".")
     issued, _, _ = body.partition(".")
-    expected = b64url(
-        hmac.new(_nonce_key(server_key), utf8_bytes(body), hashlib.sha256).digest()[:16]
-    )
-    if not hmac.compare_digest(utf8_bytes(mac), expected.encode()) or not re.fullmatch(
+    expected = b64url(hmac.new(_nonce_key(server_key), _utf8(body), hashlib.sha256).digest()[:16])
+    if not hmac.compare_digest(_utf8(mac), expected.encode()) or not re.fullmatch(
         r"[0-9]+", issued
     ):
         return False
@@ -129,6 +127,4 @@ def digest_of_token_id(value: str) -> bytes:
 
 
 def token_proof_is_valid(token: str, nonce: str, key_thumbprint: str, proof: str) -> bool:
-    return hmac.compare_digest(
-        token_proof(token, nonce, key_thumbprint).encode(), utf8_bytes(proof)
-    )
+    return hmac.compare_digest(token_proof(token, nonce, key_thumbprint).encode(), _utf8(proof))
