@@ -36,10 +36,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 # bench/load.py, beside this script (a script's own directory is first on sys.path).
 from load import api, free_port, satellite, serve, wait_ready
 
-from satellite.crypto import jose
-from satellite.crypto.pki import make_csr
 from satellite.crypto.secrets import b64url
-from satellite.protocol import device as wire
+from satellite_protocol import device as wire
+from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.pki import make_csr
 
 MAX_REQUESTS = 1_000_000  # per kind and connection, besides the time bound
 Guess = Callable[[aiohttp.ClientSession], Awaitable[int]]

@@ -25,7 +25,6 @@ from satellite.crypto.keys import (
 )
 from satellite.crypto.secrets import Passwords
 from satellite.domain.access import host_operator
-from satellite.domain.catalog import Catalog, parse_catalog
 from satellite.errors import ConfigError, StateDirError
 from satellite.http.keys import MIGRATIONS, SERVICES, SETTINGS
 from satellite.http.middlewares import (
@@ -57,6 +56,7 @@ from satellite.services.transfers import LicenseTransferService
 from satellite.storage.db import Database
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.migrations import Migration, load_migrations, migrate
+from satellite_protocol.catalog import Catalog, parse_catalog
 from sync.satellite import SatelliteSync
 from sync.upstream import UpstreamSync
 

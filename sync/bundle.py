@@ -32,9 +32,9 @@ from satellite.crypto.bundles import (
     sign_digest,
     verify_digest,
 )
-from satellite.domain.catalog import LicenseType
 from satellite.errors import InvalidInput
-from satellite.protocol.untrusted import ESCAPED_NUL, NESTED_TOO_DEEP, nul_field, too_deep
+from satellite_protocol.catalog import LicenseType
+from satellite_protocol.untrusted import ESCAPED_NUL, NESTED_TOO_DEEP, nul_field, too_deep
 
 FORMAT = "satellite-sync/1"
 MAX_LINE_BYTES = 64 * 1024  # one record; a product's is a few hundred bytes

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import Agent, AgentError, RequestRefused
+from satellite_agent.client import Agent, AgentError, RequestRefused
 from tests.conftest import BASIC, ENHANCED, Api, lock_waiters, new_client
 from tests.test_cli import Cli, _toml_config
 from tests.test_device import (

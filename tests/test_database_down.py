@@ -15,8 +15,6 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import ServerUnreachable
-from satellite.agent.state import AgentState
 from satellite.api.context import Services
 from satellite.config import DatabaseSettings, Settings
 from satellite.domain.access import host_operator
@@ -25,6 +23,8 @@ from satellite.resources import migrations_dir
 from satellite.storage.embedded import EmbeddedPostgres, alive
 from satellite.storage.migrations import load_migrations, migrate
 from satellite.wiring import create_app, load_runtime, open_services
+from satellite_agent.client import ServerUnreachable
+from satellite_agent.state import AgentState
 from sync.transport import UpstreamRefused
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, login
 from tests.sync import conftest as sync_fixtures

@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.export import ExportControl
 from satellite.api.paths import ACCOUNT, VA
 from satellite.http.routes import API_PREFIXES, ROUTES
+from satellite_agent.export import ExportControl
 from tests.conftest import ENHANCED, Api, Credentials, login
 from tests.test_device import new_agent
 from tests.test_export import EXPORT_KEY, FEATURE

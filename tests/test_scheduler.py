@@ -16,12 +16,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from satellite.agent.client import Agent, RequestRefused
-from satellite.agent.state import Identity
 from satellite.api.context import Services
 from satellite.scheduler import JobScheduler, jobs
 from satellite.services.maintenance import LOCK_KEYS
 from satellite.wiring import SCHEDULER, Runtime, create_app, open_services
+from satellite_agent.client import Agent, RequestRefused
+from satellite_agent.state import Identity
 from tests.conftest import CUWL, ENHANCED, Api
 
 ACCOUNT = "/api/v1/accounts/Acme"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from satellite.domain.catalog import Catalog
 from satellite.services.accounts import AccountService
 from satellite.services.alerts import AlertService
 from satellite.services.auth import AuthService
@@ -21,6 +20,7 @@ from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
 from satellite.storage.db import Database
+from satellite_protocol.catalog import Catalog
 from sync.satellite import SatelliteSync
 from sync.upstream import UpstreamSync
 

@@ -26,7 +26,7 @@ from satellite.cli import (
 )
 from satellite.cli.context import CliContext
 from satellite.errors import SatelliteError
-from satellite.protocol.untrusted import first_not_utf8
+from satellite_protocol.untrusted import first_not_utf8
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

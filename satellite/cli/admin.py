@@ -13,7 +13,6 @@ from satellite.api.context import Services
 from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit, emit_one, table
 from satellite.cli.transfers import license_transfer
-from satellite.domain.catalog import Catalog, CatalogEntry
 from satellite.domain.compliance import LicenseType, LineValues, PoolLine, Position, line_status
 from satellite.http import wire
 from satellite.http.views import (
@@ -32,6 +31,7 @@ from satellite.services.products import (
     ProductView,
     Transfer,
 )
+from satellite_protocol.catalog import Catalog, CatalogEntry
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
 # Row ids and offsets go to the database as bigint: a larger number is refused here, in

@@ -7,10 +7,10 @@ import click
 from satellite.api.context import Services
 from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit
-from satellite.domain.catalog import Catalog
 from satellite.domain.models import ExportKey
 from satellite.http import wire
 from satellite.http.views import export_key_out
+from satellite_protocol.catalog import Catalog
 
 
 @click.group("export")

@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from satellite.crypto.pki import (
+from satellite.crypto.secrets import new_symmetric_key
+from satellite.errors import StateDirError
+from satellite_protocol.crypto.pki import (
     CertificateError,
     authority_key_identifier,
     certificate_fingerprint,
@@ -30,8 +32,6 @@ from satellite.crypto.pki import (
     issue_certificate,
     leaf_key_usage,
 )
-from satellite.crypto.secrets import new_symmetric_key
-from satellite.errors import StateDirError
 
 CA_VALIDITY = dt.timedelta(days=3650)
 # Under the 398 days that browsers and strict TLS clients accept for a server certificate.

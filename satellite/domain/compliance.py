@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
 
-from satellite.domain.catalog import Catalog
-from satellite.domain.catalog import LicenseType as LicenseType
+from satellite_protocol.catalog import Catalog
+from satellite_protocol.catalog import LicenseType as LicenseType
 
 LineStatus = Literal["Active", "Pending", "Expired"]
 ComplianceStatus = Literal["In Compliance", "Out Of Compliance"]

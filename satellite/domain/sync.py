@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from satellite.domain.catalog import LicenseType
+from satellite_protocol.catalog import LicenseType
 
 SyncMode = Literal["connected", "disconnected"]
 Outcome = Literal["success", "failure"]

@@ -18,7 +18,7 @@ from satellite.errors import InvalidInput, MalformedJson
 from satellite.http.auth import caller
 from satellite.http.body import convert, render
 from satellite.http.keys import SERVICES
-from satellite.protocol.untrusted import decode
+from satellite_protocol.untrusted import decode
 
 _NO_BODY = (b"", b"null")
 BODY_METHODS = ("POST", "PUT")

@@ -26,8 +26,8 @@ from satellite.http.handlers import (
     sync,
 )
 from satellite.http.operations import BODY_METHODS, handler, path_fields
-from satellite.protocol.device import CA_CERTIFICATE
-from satellite.protocol.device import PREFIX as DEVICE
+from satellite_protocol.device import CA_CERTIFICATE
+from satellite_protocol.device import PREFIX as DEVICE
 from sync.transport import EXCHANGE_PATH as SYNC_EXCHANGE
 from sync.transport import REGISTER_PATH as SYNC_REGISTER
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from satellite.domain.catalog import Catalog, CatalogEntry
 from satellite.domain.compliance import PoolLine, Position, line_status
 from satellite.domain.models import (
     ExportKey,
@@ -52,6 +51,7 @@ from satellite.http.wire import (
 from satellite.services.products import ProductDetail, ProductView
 from satellite.services.reservations import Ended, Issued
 from satellite.services.transfers import Transferred
+from satellite_protocol.catalog import Catalog, CatalogEntry
 from sync.satellite import Imported, SyncStatus
 
 

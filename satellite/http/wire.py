@@ -53,8 +53,8 @@ from satellite.api.types import (
 from satellite.api.types import (
     StatusResponse as StatusResponse,
 )
-from satellite.domain.catalog import LicenseType, TagOrigin
 from satellite.domain.paging import ALL
+from satellite_protocol.catalog import LicenseType, TagOrigin
 
 # --- OAuth ---------------------------------------------------------------------------------
 

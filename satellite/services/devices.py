@@ -13,16 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from satellite.config import TimerSettings
-from satellite.crypto import jose
 from satellite.crypto.keys import ServerKeys
-from satellite.crypto.pki import CertificateError, csr_public_key, issue_certificate, to_pem
 from satellite.crypto.secrets import (
     decrypt,
     digest_of_token_id,
     token_proof_is_valid,
 )
 from satellite.domain.access import product_actor
-from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import Position
 from satellite.domain.models import ExportKey, ProductInstance
 from satellite.errors import (
@@ -32,13 +29,21 @@ from satellite.errors import (
     InvalidInput,
     NotAuthenticated,
 )
-from satellite.protocol import device as wire
 from satellite.services import audit, exports, horizon, reregistration
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
 from satellite.storage import devices, reservations, tokens
 from satellite.storage.db import Connection, Database
+from satellite_protocol import device as wire
+from satellite_protocol.catalog import Catalog
+from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.pki import (
+    CertificateError,
+    csr_public_key,
+    issue_certificate,
+    to_pem,
+)
 
 _STATE_ORDER: dict[wire.TagState, int] = {
     "AUTHORIZED": 0,

@@ -17,17 +17,17 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from satellite.crypto import jose
 from satellite.crypto.keys import ServerKeys
-from satellite.crypto.pki import to_pem
 from satellite.crypto.secrets import issue_nonce, nonce_is_fresh
 from satellite.domain.models import ProductInstance
 from satellite.errors import BadNonce, BadSignature, ProductEnded, RegistrationExpired
-from satellite.protocol import device as wire
-from satellite.protocol import untrusted
 from satellite.services import reregistration
 from satellite.storage import devices
 from satellite.storage.db import Connection
+from satellite_protocol import device as wire
+from satellite_protocol import untrusted
+from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.pki import to_pem
 
 T = TypeVar("T")
 NONCE_LIFETIME = 15 * 60.0  # seconds a nonce stays good; longer is "stale"

@@ -24,10 +24,8 @@ from typing import Any, Protocol
 import msgspec
 import structlog
 
-from satellite.crypto import jose
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal, product_actor
-from satellite.domain.catalog import Catalog, CatalogEntry
 from satellite.domain.models import ExportKey, ProductInstance, udi_label
 from satellite.errors import (
     Conflict,
@@ -36,12 +34,14 @@ from satellite.errors import (
     ExportRegistrationNotAllowed,
     UnknownExportFeature,
 )
-from satellite.protocol import device as wire
 from satellite.services import audit, horizon, scope
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
 from satellite.storage import accounts, alerts, devices, export_keys, reservations
 from satellite.storage.db import Connection, Database
+from satellite_protocol import device as wire
+from satellite_protocol.catalog import Catalog, CatalogEntry
+from satellite_protocol.crypto import jose
 
 log = structlog.get_logger(__name__)
 

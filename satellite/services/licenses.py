@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from satellite.domain.access import Principal
-from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import (
     LineValues,
     PoolLine,
@@ -21,6 +20,7 @@ from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
 from satellite.storage import accounts, alerts, devices, export_keys, licenses, reservations
 from satellite.storage.db import Connection, Database
+from satellite_protocol.catalog import Catalog
 
 EXPIRY_WARNING = dt.timedelta(days=30)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import msgspec
 
-from satellite.crypto import jose
 from satellite.domain.models import ProductInstance
 from satellite.errors import AlreadyRegistered, RegisteredElsewhere, RegistrationReplaced
-from satellite.protocol import device as wire
+from satellite_protocol import device as wire
+from satellite_protocol.crypto import jose
 
 
 def proves_current_key(

@@ -19,7 +19,17 @@ from dataclasses import dataclass
 import structlog
 
 from satellite.crypto.keys import ServerKeys
-from satellite.crypto.slr import (
+from satellite.domain.access import Principal
+from satellite.domain.compliance import Position
+from satellite.domain.models import Account, ProductInstance, VirtualAccount, udi_label
+from satellite.domain.reservation import Precedence, Reservation, ReservedLine, allocate
+from satellite.errors import Conflict, ExportAccountNotAllowed, InvalidInput, NotFound
+from satellite.services import audit, horizon, scope
+from satellite.services.licenses import LicenseService
+from satellite.storage import devices, licenses, reservations
+from satellite.storage.db import Connection, Database
+from satellite_protocol.catalog import Catalog
+from satellite_protocol.crypto.slr import (
     AuthorizationCode,
     CodeError,
     Entitlement,
@@ -30,16 +40,6 @@ from satellite.crypto.slr import (
     public_key_pem,
     udi_text,
 )
-from satellite.domain.access import Principal
-from satellite.domain.catalog import Catalog
-from satellite.domain.compliance import Position
-from satellite.domain.models import Account, ProductInstance, VirtualAccount, udi_label
-from satellite.domain.reservation import Precedence, Reservation, ReservedLine, allocate
-from satellite.errors import Conflict, ExportAccountNotAllowed, InvalidInput, NotFound
-from satellite.services import audit, horizon, scope
-from satellite.services.licenses import LicenseService
-from satellite.storage import devices, licenses, reservations
-from satellite.storage.db import Connection, Database
 
 log = structlog.get_logger(__name__)
 

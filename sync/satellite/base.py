@@ -17,12 +17,12 @@ from satellite.domain.access import Principal
 from satellite.domain.models import Account
 from satellite.domain.sync import HistoryEntry, SyncLink, SyncMode
 from satellite.errors import Conflict, InvalidInput, SatelliteError
-from satellite.protocol import outbound
 from satellite.services import scope
 from satellite.services.licenses import LicenseService
 from satellite.storage import accounts, alerts
 from satellite.storage import sync as storage
 from satellite.storage.db import Connection, Database
+from satellite_protocol import outbound
 from sync.spool import Spool
 from sync.transport import UpstreamClient
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from satellite.domain.access import Principal, system_actor
 from satellite.domain.sync import SyncLink
 from satellite.errors import Conflict, SatelliteError
-from satellite.protocol.backoff import Backoff
 from satellite.services.maintenance import JobReport
 from satellite.storage import locks
 from satellite.storage import sync as storage
+from satellite_protocol.backoff import Backoff
 from sync.satellite.answers import SyncAnswers
 from sync.satellite.base import Imported, log
 from sync.satellite.requests import SyncRequests

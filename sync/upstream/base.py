@@ -15,12 +15,12 @@ import structlog
 from satellite.config import Settings
 from satellite.crypto.bundles import pinned_key_fingerprint, public_key_from_pem
 from satellite.crypto.keys import ServerKeys
-from satellite.crypto.pki import to_pem
 from satellite.domain.access import Principal
 from satellite.domain.sync import RegisteredSatellite
 from satellite.errors import Conflict, Forbidden, NotFound
 from satellite.storage import upstream
 from satellite.storage.db import Database
+from satellite_protocol.crypto.pki import to_pem
 from sync import bundle
 from sync.bundle import BundleError
 from sync.spool import Spool

@@ -9,12 +9,12 @@ import uuid
 from pathlib import Path
 
 from satellite.crypto.bundles import satellite_certificate
-from satellite.crypto.pki import to_pem
 from satellite.crypto.secrets import secret_digest
 from satellite.domain.access import Principal
 from satellite.errors import Forbidden
 from satellite.services import audit
 from satellite.storage import upstream
+from satellite_protocol.crypto.pki import to_pem
 from sync import bundle
 from sync.bundle import RegistrationAnswer, RegistrationRequest
 from sync.upstream.base import Answered, UpstreamBase, public_pem, satellite_actor

@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import RequestRefused
 from satellite.api.context import Services
 from satellite.wiring import Runtime, open_services
+from satellite_agent.client import RequestRefused
 from tests.conftest import (
     ENHANCED,
     Api,

@@ -9,8 +9,8 @@ from pathlib import Path
 import asyncpg
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.export import ExportControl
 from satellite.api.context import Services
+from satellite_agent.export import ExportControl
 from tests.conftest import (
     ENHANCED,
     Api,

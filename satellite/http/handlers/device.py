@@ -1,4 +1,4 @@
-"""The device API: signed requests in, signed answers out (see satellite.protocol.device)."""
+"""The device API: signed requests in, signed answers out (see satellite_protocol.device)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ import datetime as dt
 
 from aiohttp import web
 
-from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import line_status
 from satellite.domain.subscriptions import Subscription
 from satellite.http.auth import caller
@@ -18,6 +17,7 @@ from satellite.http.wire import (
     SubscriptionOut,
     SubscriptionsQuery,
 )
+from satellite_protocol.catalog import Catalog
 
 
 def subscription_out(found: Subscription, catalog: Catalog, today: dt.date) -> SubscriptionOut:

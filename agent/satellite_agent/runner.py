@@ -1,7 +1,7 @@
 """The product's automatic timers: usage reports, authorization and registration renewal.
 
 Each duty runs when it is due; while the server cannot be reached the runner retries with
-a doubling, jittered wait (30 s up to an hour, ``satellite.protocol.backoff``), and it
+a doubling, jittered wait (30 s up to an hour, ``satellite_protocol.backoff``), and it
 stops at once when asked to.
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from satellite.agent.client import Agent, AgentError, ServerUnreachable
-from satellite.agent.export import ExportControl
-from satellite.protocol.backoff import Backoff
+from satellite_agent.client import Agent, AgentError, ServerUnreachable
+from satellite_agent.export import ExportControl
+from satellite_protocol.backoff import Backoff
 
 log = structlog.get_logger("satellite.agent")
 

@@ -6,7 +6,7 @@ import re
 
 import msgspec
 
-from satellite.errors import InvalidInput
+from satellite_protocol.errors import InvalidInput
 
 _PATH_RE = re.compile(r" - at `\$\.?([^`]*)`$")
 _UNKNOWN_RE = re.compile(r"^Object contains unknown field `([^`]+)`")

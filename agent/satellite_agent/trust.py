@@ -12,14 +12,14 @@ from typing import Any
 
 import aiohttp
 
-from satellite.agent.state import AgentState
-from satellite.crypto.pki import (
+from satellite_agent.state import AgentState
+from satellite_protocol import device as wire
+from satellite_protocol.crypto.pki import (
     CertificateError,
     certificate_fingerprint,
     load_pem_certificate,
     to_pem,
 )
-from satellite.protocol import device as wire
 
 MAX_CA_BYTES = 65_536
 Trust = tuple[str | None, str | None]  # CA file (else the system's CAs), pinned CA (PEM)

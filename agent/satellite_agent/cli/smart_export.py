@@ -6,13 +6,12 @@ import asyncio
 
 import click
 
-from satellite.agent.cli import pass_agent
-from satellite.agent.client import Agent
-from satellite.agent.export import ExportControl
-from satellite.agent.reservation_cli import smart
+from satellite_agent.cli.context import pass_agent
+from satellite_agent.client import Agent
+from satellite_agent.export import ExportControl
 
 
-@smart.group("export")
+@click.group("export")
 def export() -> None:
     """Export-controlled features: an export authorization key per feature, granted by the
     server when the account and this product's registration allow them."""

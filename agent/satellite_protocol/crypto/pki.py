@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from satellite.crypto.secrets import b64url
+from satellite_protocol.crypto.tokens import b64url
 
 
 class CertificateError(ValueError):

@@ -1,62 +1,34 @@
-"""``satellite-agent``: what a licensed product does, from the command line."""
+"""The ``satellite-agent`` commands of a product's life: init, register, renew, usage,
+deregister, status, its transport and clock settings, and ``run``."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import signal
-import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import msgspec
-import platformdirs
 
-from satellite.agent.arguments import parse_usage, server_url
-from satellite.agent.client import Agent, AgentError, ServerUnreachable
-from satellite.agent.export import ExportControl
-from satellite.agent.reservation import Reservations
-from satellite.agent.runner import Runner, Schedule
-from satellite.agent.state import (
+from satellite_agent.arguments import parse_usage, server_url
+from satellite_agent.cli.context import FORCE_HELP, pass_agent, register_with, run_async
+from satellite_agent.client import Agent, AgentError, ServerUnreachable
+from satellite_agent.export import ExportControl
+from satellite_agent.reservation import Reservations
+from satellite_agent.runner import Runner, Schedule
+from satellite_agent.state import (
     MAX_CLOCK_TOLERANCE,
     AgentState,
     Identity,
     new_uuid,
     shown_url,
 )
-from satellite.protocol import outbound
-from satellite.protocol.untrusted import first_not_utf8
-
-T = TypeVar("T")
+from satellite_protocol import outbound
 
 
-def _run(action: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return asyncio.run(action())
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--state-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    envvar="SATELLITE_AGENT_STATE",
-    default=lambda: platformdirs.user_state_dir("satellite-agent"),
-    show_default="the user's state directory",
-    help="Where the product keeps its registration and key.",
-)
-@click.pass_context
-def cli(ctx: click.Context, state_dir: Path) -> None:
-    """The product side of satellite: register, report usage, renew, deregister."""
-    agent = Agent(Path(state_dir))
-    agent.dir.remove_leftovers()  # a crashed write's temporary file (it may hold a key)
-    ctx.obj = agent
-
-
-pass_agent = click.make_pass_decorator(Agent)
-
-
-@cli.command()
+@click.command()
 @click.option("--pid", required=True, help="Product ID of the UDI.")
 @click.option("--serial", "serial_number", required=True, help="Serial number of the UDI.")
 @click.option("--uuid", "uuid_", default=None, help="UUID of the UDI (default: a new one).")
@@ -96,18 +68,7 @@ def init(
     )
 
 
-FORCE_HELP = (
-    "Replace a registration of this UDI in the token's virtual account that this product "
-    "cannot prove is its own (e.g. after its key was lost); that registration ends."
-)
-
-
-def register_with(agent: Agent, token: str, force: bool) -> None:
-    state = _run(lambda: agent.register(token, force=force))
-    click.echo(f"registered as {state.product_instance_id} in {state.virtual_account}")
-
-
-@cli.command()
+@click.command()
 @click.argument("token")
 @click.option("--force", is_flag=True, help=FORCE_HELP)
 @pass_agent
@@ -118,7 +79,7 @@ def register(agent: Agent, token: str, force: bool) -> None:
     register_with(agent, token, force)
 
 
-@cli.command()
+@click.command()
 @click.argument("token")
 @click.option("--force", is_flag=True, help=FORCE_HELP)
 @pass_agent
@@ -127,7 +88,7 @@ def reregister(agent: Agent, token: str, force: bool) -> None:
     register_with(agent, token, force)
 
 
-@cli.group()
+@click.group()
 def renew() -> None:
     """Renew the authorization or the registration now."""
 
@@ -135,7 +96,7 @@ def renew() -> None:
 @renew.command("authorization")
 @pass_agent
 def renew_authorization(agent: Agent) -> None:
-    state = _run(agent.renew_authorization)
+    state = run_async(agent.renew_authorization)
     click.echo(
         f"authorization {(state.authorization or {}).get('state')}, "
         f"expires {(state.authorization or {}).get('expiresAt')}"
@@ -145,11 +106,11 @@ def renew_authorization(agent: Agent) -> None:
 @renew.command("registration")
 @pass_agent
 def renew_registration(agent: Agent) -> None:
-    state = _run(agent.renew_registration)
+    state = run_async(agent.renew_registration)
     click.echo(f"registration renewed, certificate expires {state.certificate_expires_at}")
 
 
-@cli.group()
+@click.group()
 def usage() -> None:
     """Usage reports."""
 
@@ -173,16 +134,16 @@ def usage_update(agent: Agent, pairs: tuple[str, ...], file: Path | None) -> Non
         for tag, tag_state in reservations.check_usage(report).items():
             click.echo(f"  {tag}: {report[tag]} {tag_state}")
         return
-    state = _run(lambda: agent.report_usage(report))
+    state = run_async(lambda: agent.report_usage(report))
     _echo_authorization(state)
 
 
-@cli.command()
+@click.command()
 @pass_agent
 def deregister(agent: Agent) -> None:
     """Leave the server; all usage is released there at once."""
     try:
-        _run(agent.deregister)
+        run_async(agent.deregister)
     except ServerUnreachable as exc:
         agent.deregister_locally()
         click.echo(
@@ -200,7 +161,7 @@ def _echo_authorization(state: AgentState) -> None:
         click.echo(f"  {tag['displayName']}: {tag['count']} {tag['state']}")
 
 
-@cli.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_agent
 def status(agent: Agent, as_json: bool) -> None:
@@ -318,7 +279,7 @@ def _echo_export(export: dict[str, Any]) -> None:
         click.echo(f"alarm {alarm['name']}: {alarm['message']}")
 
 
-@cli.group()
+@click.group()
 def transport() -> None:
     """How the product reaches the server."""
 
@@ -400,7 +361,7 @@ def transport_direct(agent: Agent) -> None:
     click.echo("direct (no proxy)")
 
 
-@cli.command("clock-tolerance")
+@click.command("clock-tolerance")
 @click.argument("seconds", type=click.IntRange(0, MAX_CLOCK_TOLERANCE))
 @pass_agent
 def clock_tolerance(agent: Agent, seconds: int) -> None:
@@ -415,7 +376,7 @@ def clock_tolerance(agent: Agent, seconds: int) -> None:
     click.echo(f"clock tolerance: {seconds} s")
 
 
-@cli.command()
+@click.command()
 @click.argument("setting", type=click.Choice(["on", "off"]))
 @pass_agent
 def privacy(agent: Agent, setting: str) -> None:
@@ -428,7 +389,7 @@ def privacy(agent: Agent, setting: str) -> None:
     click.echo(f"privacy {setting}")
 
 
-@cli.command()
+@click.command()
 @click.option(
     "--usage-file",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -468,26 +429,3 @@ def run(agent: Agent, usage_file: Path | None, usage_every: int) -> None:
 
     asyncio.run(go())
     click.echo("stopped", err=True)
-
-
-def main() -> None:
-    # (They register 'license smart reservation', 'export' and 'register'.)
-    from satellite.agent import export_cli, register_cli, reservation_cli  # noqa: F401
-
-    undecodable = first_not_utf8(sys.argv[1:])
-    if undecodable is not None:
-        click.echo(f"error: argument {undecodable} is not UTF-8 text", err=True)
-        sys.exit(2)
-    try:
-        code = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        sys.exit(1)
-    except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except (AgentError, FileNotFoundError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    if isinstance(code, int) and code:
-        sys.exit(code)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import click
 
-from satellite.agent.cli import FORCE_HELP, pass_agent, register_with
-from satellite.agent.client import Agent, AgentError
-from satellite.agent.reservation_cli import smart
+from satellite_agent.cli.context import FORCE_HELP, pass_agent, register_with
+from satellite_agent.client import Agent, AgentError
 
 
-@smart.group("register")
+@click.group("register")
 def register() -> None:
     """Register with the server."""
 

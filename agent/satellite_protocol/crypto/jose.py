@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
-from satellite.protocol.untrusted import NESTED_TOO_DEEP, nul_field, too_deep
+from satellite_protocol.untrusted import NESTED_TOO_DEEP, nul_field, too_deep
 
 ALGORITHM = "ES256"
 _ECDSA = ec.ECDSA(hashes.SHA256())

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from satellite.errors import InvalidInput, MalformedJson
-from satellite.protocol.validation import validation_error
+from satellite_protocol.errors import InvalidInput, MalformedJson
+from satellite_protocol.validation import validation_error
 
 T = TypeVar("T")
 

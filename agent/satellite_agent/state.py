@@ -30,8 +30,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import structlog
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+
+from satellite_protocol.crypto.keys import (
+    PrivateKey,
+    load_private_key,
+    new_private_key,
+    private_key_pem,
+)
 
 T = TypeVar("T")
 log = structlog.get_logger("satellite.agent")
@@ -257,7 +262,7 @@ class StateDir:
         self._swept = False  # this object removed crashed writers' temporary files
         # The parsed key and the file identity it was read from: parsing PEM on every
         # request costs more than signing it; a changed file is read again.
-        self._key: tuple[tuple[int, int, int], ec.EllipticCurvePrivateKey] | None = None
+        self._key: tuple[tuple[int, int, int], PrivateKey] | None = None
         self._lock_depth = 0  # held by this object (re-entrant within it)
 
     @property
@@ -380,29 +385,24 @@ class StateDir:
         self.save(state)
         return state
 
-    def load_key(self) -> ec.EllipticCurvePrivateKey:
+    def load_key(self) -> PrivateKey:
         with self.key_file.open("rb") as handle:
             info = os.fstat(handle.fileno())
             identity = (info.st_ino, info.st_mtime_ns, info.st_size)
             if self._key is not None and self._key[0] == identity:
                 return self._key[1]
-            key = serialization.load_pem_private_key(handle.read(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            key = load_private_key(handle.read())
+        if key is None:
             raise ValueError(f"{self.key_file} does not hold an EC private key")
         self._key = (identity, key)
         return key
 
-    def new_key(self) -> ec.EllipticCurvePrivateKey:
+    def new_key(self) -> PrivateKey:
         """A new key for a (re)registration, stored only once the server accepted it."""
-        return ec.generate_private_key(ec.SECP256R1())
+        return new_private_key()
 
-    def save_key(self, key: ec.EllipticCurvePrivateKey) -> None:
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        self._write_atomically(self.key_file, pem)
+    def save_key(self, key: PrivateKey) -> None:
+        self._write_atomically(self.key_file, private_key_pem(key))
 
     def _write_atomically(self, target: Path, data: bytes) -> None:
         with self.locked():  # (re-entrant: most callers hold it already)

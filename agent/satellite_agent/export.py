@@ -6,7 +6,7 @@ authorization key signed by the server, which is verified here (signature by the
 server certificate, this product, this feature) before it is stored: the feature is then
 enabled. A request or return that fails for a reason that may pass (server away, no key
 free, account not allowed yet) stays pending and is retried with a doubling, jittered
-wait (``satellite.protocol.backoff``) by ``satellite-agent run`` until it succeeds or
+wait (``satellite_protocol.backoff``) by ``satellite-agent run`` until it succeeds or
 ``cancel`` stops it. A request that can never succeed (unknown feature, a registration
 that does not allow export-controlled features) is not retried.
 
@@ -25,13 +25,12 @@ from collections.abc import Callable
 import msgspec
 import structlog
 
-from satellite.agent.client import Agent, AgentError, RequestRefused, ServerUnreachable
-from satellite.agent.reservation import Reservations
-from satellite.agent.state import AgentState, ExportKey, PendingExport
-from satellite.domain.catalog import Catalog, parse_catalog
-from satellite.protocol import device as wire
-from satellite.protocol.backoff import Backoff
-from satellite.resources import config_dir
+from satellite_agent.client import Agent, AgentError, RequestRefused, ServerUnreachable
+from satellite_agent.reservation import Reservations
+from satellite_agent.state import AgentState, ExportKey, PendingExport
+from satellite_protocol import device as wire
+from satellite_protocol.backoff import Backoff
+from satellite_protocol.catalog import Catalog, parse_catalog, shipped_catalog_path
 
 log = structlog.get_logger("satellite.agent")
 
@@ -55,7 +54,7 @@ class ExportUnavailable(AgentError):
 def product_catalog() -> Catalog:
     """What the product knows of licenses: the catalog shipped with satellite (which export
     key license enables which feature)."""
-    path = config_dir() / "catalog.toml"
+    path = shipped_catalog_path()
     return parse_catalog(path.read_bytes(), str(path))
 
 

@@ -7,26 +7,16 @@ from pathlib import Path
 
 import click
 
-from satellite.agent.cli import cli, pass_agent
-from satellite.agent.client import Agent
-from satellite.agent.reservation import Reservations, SftpOptions, fetch_code_file
+from satellite_agent.cli.context import pass_agent
+from satellite_agent.client import Agent
+from satellite_agent.reservation import Reservations, SftpOptions, fetch_code_file
 
 
 def _reservations(agent: Agent) -> Reservations:
     return Reservations(agent.dir.path)
 
 
-@cli.group("license")
-def license_() -> None:
-    """Licensing commands in the reference's grammar."""
-
-
-@license_.group("smart")
-def smart() -> None:
-    """Smart licensing."""
-
-
-@smart.group("reservation")
+@click.group("reservation")
 def reservation() -> None:
     """Specific license reservation: licenses reserved for this product, codes carried by
     hand (for networks where the product never talks to a server)."""

@@ -7,92 +7,61 @@ key for this very request (nonce and path). From then on the CA and signing cert
 are pinned in the agent's state, so a gateway or proxy in between can neither read a
 secret (there is none on the wire after the token) nor change an answer.
 
-TLS to an https:// server trusts the system's CAs (or the configured CA file instead) and
-the pinned CA, which issues the server's own TLS certificate: before the first
-registration the agent fetches the CA certificate and keeps it only if the token's
-fingerprint matches, so a product verifies the server with no file of its own.
+Before the first registration the agent fetches the server's CA certificate and keeps it
+only if the token's fingerprint matches: it issues the server's own TLS certificate, so a
+product verifies the server with no file of its own (``transport``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import socket
-import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
 import msgspec
 import structlog
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from satellite.agent import trust
-from satellite.agent.state import (
+from satellite_agent import trust
+
+# The library's errors: a product imports them from here, with Agent.
+from satellite_agent.errors import AgentError as AgentError
+from satellite_agent.errors import RequestRefused as RequestRefused
+from satellite_agent.errors import ServerUnreachable as ServerUnreachable
+from satellite_agent.registration import (
+    check_registration_answer,
+    check_udi,
+    identity_csr,
+    register_request,
+    split_token,
+)
+from satellite_agent.state import (
     AgentState,
     Alarm,
     Identity,
     RegistrationState,
     StateDir,
-    shown_url,
 )
-from satellite.crypto import jose
-from satellite.crypto.pki import (
+from satellite_agent.transport import Transport
+from satellite_protocol import device as wire
+from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.keys import PrivateKey
+from satellite_protocol.crypto.pki import (
     CertificateError,
-    certificate_fingerprint,
     check_issued_by,
     load_pem_certificate,
-    make_csr,
 )
-from satellite.crypto.secrets import token_id, token_proof
-from satellite.protocol import device as wire
-from satellite.protocol import outbound
-from satellite.protocol.untrusted import NESTED_TOO_DEEP, too_deep
 
 T = TypeVar("T")
-MAX_ANSWER_BYTES = 1_048_576
 EXPORT_ALARM = "SmartLicenseExportControlNotAllowed"
 
 log = structlog.get_logger("satellite.agent")
 AlarmCallback = Callable[[Alarm], None]
 
 
-class AgentError(Exception):
-    """Something the operator must read: one line, no traceback."""
-
-
-class ServerUnreachable(AgentError):
-    """The server (or the proxy) could not be reached."""
-
-
-class RequestRefused(AgentError):
-    """The server refused the request; the message says why."""
-
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        self.status = status
-        self.problem = problem
-        detail = problem.get("detail") or problem.get("title") or f"HTTP {status}"
-        super().__init__(f"the server refused the request ({status}): {detail}")
-
-
-def _unavailable(state: AgentState, problem: dict[str, Any]) -> ServerUnreachable:
-    detail = problem.get("detail") or "no reason given"
-    return ServerUnreachable(f"{shown_url(state.transport.url)} is unavailable (503): {detail}")
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def split_token(token: str) -> tuple[str, str]:
-    """``<secret>.<CA fingerprint>``; refuse anything else before sending it anywhere."""
-    secret, dot, fingerprint = token.strip().rpartition(".")
-    if not dot or not secret or len(fingerprint) != 43:
-        raise AgentError(
-            "this is not a registration token of this kind (<secret>.<CA fingerprint>)"
-        )
-    return secret, fingerprint
 
 
 class Agent:
@@ -110,18 +79,14 @@ class Agent:
         (after it is saved in the state), e.g. SmartLicenseExportControlNotAllowed.
         ``timeout``: seconds a request may take in all (connecting: 10 at most)."""
         self.dir = StateDir(state_dir, clock)
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
+        self._transport = Transport(timeout)
         self._clock = clock
         self._on_alarm = on_alarm
-        self._nonce: str | None = None
-        # The kept session, with the trust it was made for.
-        self._kept_session: tuple[trust.Trust, aiohttp.ClientSession] | None = None
-        self._signing_key: tuple[str, ec.EllipticCurvePublicKey] | None = None
 
     # --- state -----------------------------------------------------------------------------
 
     def init(self, identity: Identity) -> AgentState:
-        _check_udi(identity)
+        check_udi(identity)
         if self.dir.exists():
             raise AgentError(f"{self.dir.path} holds an agent state already")
         return self.dir.create(identity)
@@ -194,7 +159,7 @@ class Agent:
         if state.signing_certificate is None:
             raise AgentError("no server signing certificate is pinned: register first")
         try:
-            return jose.verify(message, self._certificate_key(state.signing_certificate))
+            return jose.verify(message, self._transport.certificate_key(state.signing_certificate))
         except jose.InvalidSignature as exc:
             raise AgentError(f"its signature does not verify: {exc}") from exc
 
@@ -204,164 +169,8 @@ class Agent:
     async def connected(self) -> AsyncIterator[None]:
         """Keep one HTTP session (and its keep-alive connections) for the requests made
         inside; without it every request opens and closes a session of its own."""
-        if self._kept_session is not None:
-            raise AgentError("this agent keeps a session already")
-        state = self.state
-        session = self._new_session(state)
-        self._kept_session = (trust.trust(state), session)
-        try:
+        async with self._transport.connected(self.state):
             yield
-        finally:
-            self._kept_session = None
-            await session.close()
-
-    @asynccontextmanager
-    async def _session(self, state: AgentState) -> AsyncIterator[aiohttp.ClientSession]:
-        kept = self._kept_session
-        if kept is not None and kept[0] == trust.trust(state):
-            yield kept[1]
-            return
-        async with self._new_session(state) as session:
-            yield session
-
-    def _new_session(self, state: AgentState) -> aiohttp.ClientSession:
-        connector = None
-        ca_file, pinned = trust.trust(state)
-        try:
-            context = outbound.tls_context(ca_file, pinned)
-        except (OSError, ssl.SSLError) as exc:
-            raise AgentError(f"cannot use {ca_file or 'the pinned CA'}: {exc}") from exc
-        if context is not None:
-            connector = aiohttp.TCPConnector(ssl=context)
-        return aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            trust_env=False,  # the proxy is what the transport settings say, nothing else
-        )
-
-    def _proxy(self, state: AgentState) -> dict[str, Any]:
-        """aiohttp arguments for the configured proxy, if any."""
-        transport = state.transport
-        return outbound.proxy_arguments(
-            transport.url, transport.proxy_url, transport.proxy_user, transport.proxy_password
-        )
-
-    async def _fetch_nonce(self, session: aiohttp.ClientSession, state: AgentState) -> str:
-        url = state.transport.url.rstrip("/") + wire.PREFIX + "/nonce"
-        try:
-            async with session.get(url, **self._proxy(state)) as response:
-                if response.status == 407:
-                    raise AgentError("the proxy refused the credentials (407)")
-                if response.status == 503:
-                    raise _unavailable(
-                        state, _problem(await _read_at_most(response.content, MAX_ANSWER_BYTES))
-                    )
-                nonce = response.headers.get(wire.NONCE_HEADER)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServerUnreachable(
-                f"cannot reach {shown_url(state.transport.url)}: {_reason(exc)}"
-            ) from exc
-        if not nonce:
-            raise AgentError(
-                f"{shown_url(state.transport.url)} did not answer as a satellite server"
-            )
-        return nonce
-
-    async def _post(
-        self,
-        state: AgentState,
-        path: str,
-        payload: msgspec.Struct | Callable[[str], msgspec.Struct],
-        key: ec.EllipticCurvePrivateKey,
-        header: dict[str, Any],
-        signing_certificate: str | None,
-        answer_type: type[T],
-    ) -> tuple[T, dict[str, Any]]:
-        """Sign, send, verify the signed answer; one retry when the nonce went stale.
-
-        ``payload`` may be a function of the nonce, for messages that must bind it.
-        """
-        proxy = self._proxy(state)
-        headers = {"Content-Type": "application/jose+json", **proxy.pop("headers", {})}
-        if not state.share_host_identity:
-            # (So that what it shared before it was set is cleared there too.)
-            header = {**header, wire.WITHHOLD_HOST: True}
-        url = state.transport.url.rstrip("/") + path
-        async with self._session(state) as session:
-            for attempt in (1, 2):
-                nonce = self._nonce or await self._fetch_nonce(session, state)
-                self._nonce = None
-                body = msgspec.json.encode(payload(nonce) if callable(payload) else payload)
-                message = jose.sign(key, body, {**header, "nonce": nonce, "url": path})
-                try:
-                    async with session.post(
-                        url,
-                        data=msgspec.json.encode(message),
-                        headers=headers,
-                        **proxy,
-                    ) as response:
-                        self._nonce = response.headers.get(wire.NONCE_HEADER)
-                        raw = await _read_at_most(response.content, MAX_ANSWER_BYTES + 1)
-                        status = response.status
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    # aiohttp's timeouts raise TimeoutError, not a ClientError.
-                    raise ServerUnreachable(
-                        f"cannot reach {shown_url(state.transport.url)}: {_reason(exc)}"
-                    ) from exc
-                if status == 407:
-                    raise AgentError("the proxy refused the credentials (407)")
-                if len(raw) > MAX_ANSWER_BYTES:
-                    raise AgentError("the answer is too large")
-                if status == 503:  # the server is there but cannot work now: try later
-                    raise _unavailable(state, _problem(raw))
-                if status != 200:
-                    problem = _problem(raw)
-                    if attempt == 1 and problem.get("type", "").endswith(":bad-nonce"):
-                        continue
-                    raise RequestRefused(status, problem)
-                return self._verified(raw, nonce, path, signing_certificate, answer_type, state)
-        raise AssertionError("unreachable")
-
-    def _verified(
-        self,
-        raw: bytes,
-        nonce: str,
-        path: str,
-        signing_certificate: str | None,
-        answer_type: type[T],
-        state: AgentState,
-    ) -> tuple[T, dict[str, Any]]:
-        try:
-            if too_deep(raw):
-                raise msgspec.DecodeError(NESTED_TOO_DEEP)
-            message = msgspec.json.decode(raw, type=dict[str, Any])
-        except msgspec.DecodeError as exc:
-            raise AgentError("the answer is not a signed message") from exc
-        certificate_pem = signing_certificate or _unverified_field(message, "signingCertificate")
-        try:
-            header, payload = jose.verify(message, self._certificate_key(certificate_pem))
-        except jose.InvalidSignature as exc:
-            raise AgentError(f"the answer's signature does not verify: {exc}") from exc
-        if header.get("nonce") != nonce or header.get("url") != path:
-            raise AgentError("the answer is not for this request (nonce or path differ)")
-        try:
-            decoded = msgspec.json.decode(payload, type=answer_type)
-        except msgspec.MsgspecError as exc:
-            raise AgentError(f"the answer is not understood: {exc}") from exc
-        return decoded, msgspec.json.decode(payload)
-
-    def _certificate_key(self, certificate_pem: str) -> ec.EllipticCurvePublicKey:
-        """The public key of a signing certificate; the last one's is kept parsed."""
-        if self._signing_key is not None and self._signing_key[0] == certificate_pem:
-            return self._signing_key[1]
-        try:
-            key = load_pem_certificate(certificate_pem).public_key()
-        except CertificateError as exc:
-            raise AgentError(f"the signing certificate is not usable: {exc}") from exc
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise AgentError("the signing certificate does not hold an EC key")
-        self._signing_key = (certificate_pem, key)
-        return key
 
     # --- commands --------------------------------------------------------------------------
 
@@ -381,7 +190,9 @@ class Agent:
         if trust.fingerprint(state.ca_certificate) != fingerprint:
             # For TLS, before anything is sent; the state pins the CA once the answer
             # checked out.
-            fetched = await trust.fetch_ca(state, self._proxy(state), self._timeout)
+            fetched = await trust.fetch_ca(
+                state, self._transport.proxy(state), self._transport.timeout
+            )
             if fetched is not None and trust.fingerprint(fetched) != fingerprint:
                 raise AgentError(
                     "the server's CA does not match the token: this is not the server that "
@@ -391,36 +202,12 @@ class Agent:
         key = self.dir.new_key()
         jwk = jose.public_jwk(key.public_key())
         thumbprint = jose.jwk_thumbprint(jwk)
-        csr = _csr(key, state.identity)
-        share = state.share_host_identity
         path = wire.PREFIX + "/register"
+        csr = identity_csr(key, state.identity)
         current = self._current_key(state)
-
-        def request_for(nonce: str) -> wire.RegisterRequest:
-            proof = None
-            if current is not None:
-                product_id, current_key = current
-                header = {"kid": product_id, "nonce": nonce, "url": path}
-                proof = wire.KeyProof(**jose.sign(current_key, thumbprint.encode(), header))
-            return wire.RegisterRequest(
-                token_id=token_id(token),
-                token_proof=token_proof(token, nonce, thumbprint),
-                udi=wire.Udi(
-                    pid=state.identity.pid,
-                    serial_number=state.identity.serial_number,
-                    uuid=state.identity.uuid,
-                ),
-                csr=csr,
-                product_type=state.identity.product_type,
-                product_version=state.identity.product_version,
-                hostname=socket.gethostname() if share else None,
-                ip_address=_local_address() if share else None,
-                current_key_proof=proof,
-                force=force,
-            )
-
-        self._nonce = None
-        answer, _ = await self._post(
+        request_for = register_request(state, token, csr, thumbprint, current, path, force)
+        self._transport.forget_nonce()
+        answer, _ = await self._transport.post(
             state,
             path,
             request_for,
@@ -430,18 +217,7 @@ class Agent:
             wire.RegisterAnswer,
         )
         # Trust only what the token pinned.
-        now = self._clock()
-        try:
-            ca = load_pem_certificate(answer.ca_certificate)
-            if certificate_fingerprint(ca) != fingerprint:
-                raise AgentError(
-                    "the server's CA does not match the token: this is not the server that "
-                    "issued the token (or someone is in between); nothing was changed"
-                )
-            check_issued_by(load_pem_certificate(answer.signing_certificate), ca, now)
-            check_issued_by(load_pem_certificate(answer.registration.certificate), ca, now)
-        except CertificateError as exc:
-            raise AgentError(f"the server's certificates do not check out: {exc}") from exc
+        check_registration_answer(answer, fingerprint, self._clock())
         with self.dir.locked():
             # What changed while the request was on its way stays (e.g. a key installed by
             # the runner); the registration's fields are the answer's.
@@ -453,7 +229,7 @@ class Agent:
         self.announce(alarm)
         return state
 
-    def _current_key(self, state: AgentState) -> tuple[str, ec.EllipticCurvePrivateKey] | None:
+    def _current_key(self, state: AgentState) -> tuple[str, PrivateKey] | None:
         """The product instance id and key of this product's last registration, if any (the
         server says whether it is still the live one)."""
         if state.product_instance_id is None or not self.dir.key_file.exists():
@@ -512,7 +288,7 @@ class Agent:
         state, product_id, signing = self._registered()
         path = f"{wire.PREFIX}/products/{product_id}/{what}"
         try:
-            answer, _ = await self._post(
+            answer, _ = await self._transport.post(
                 state, path, payload, self.dir.load_key(), {"kid": product_id}, signing, answer_type
             )
         except RequestRefused as refused:
@@ -590,7 +366,7 @@ class Agent:
         """A new key and a new ID certificate; the old key signs the request for the new."""
         state, product_id, _ = self._registered()
         key = self.dir.new_key()
-        request = wire.RenewRegistrationRequest(csr=_csr(key, state.identity))
+        request = wire.RenewRegistrationRequest(csr=identity_csr(key, state.identity))
         # (As every signed request: an ended registration is noted, so the runner stops.)
         state, answer = await self.signed_request("registration", request, wire.Registration)
         try:
@@ -688,66 +464,3 @@ class Agent:
         state.renew_registration_after = None
         state.authorization = None
         state.export_controlled = False
-
-
-def _check_udi(identity: Identity) -> None:
-    refusal = wire.udi_refusal(identity.pid, identity.serial_number)
-    if refusal is not None:
-        raise AgentError(f"this UDI cannot be registered: {refusal}")
-
-
-def _csr(key: ec.EllipticCurvePrivateKey, identity: Identity) -> str:
-    """The CSR naming the product, refused before anything is sent when its UDI cannot be
-    in a certificate (a state written by an agent that did not check it at init)."""
-    _check_udi(identity)
-    return make_csr(key, f"{identity.pid}:{identity.serial_number}")
-
-
-async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """The body up to ``limit`` bytes. (``read(n)`` alone returns what has arrived so far,
-    which for an answer in several TCP segments is only its beginning.)"""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await stream.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def _reason(exc: BaseException) -> str:
-    """What went wrong on the way (a TimeoutError says nothing by itself)."""
-    if isinstance(exc, TimeoutError) and not str(exc):
-        return "no answer in time"
-    return str(exc)
-
-
-def _problem(raw: bytes) -> dict[str, Any]:
-    try:
-        if too_deep(raw):
-            raise msgspec.DecodeError(NESTED_TOO_DEEP)
-        problem = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return {"detail": raw[:200].decode("utf-8", "replace")}
-    return problem if isinstance(problem, dict) else {"detail": str(problem)}
-
-
-def _unverified_field(message: dict[str, Any], name: str) -> str:
-    """A field of a not-yet-verified payload: only to find the key it must verify with."""
-    try:
-        value = jose.unverified_payload(message).get(name)
-    except jose.InvalidSignature as exc:
-        raise AgentError("the answer is not a signed message") from exc
-    if not isinstance(value, str):
-        raise AgentError("the registration answer carries no signing certificate")
-    return value
-
-
-def _local_address() -> str | None:
-    """The address the host name resolves to, if it resolves."""
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return None

@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from satellite.protocol.untrusted import NESTED_TOO_DEEP, NUL, too_deep
+from satellite_protocol.crypto import keys
+from satellite_protocol.untrusted import NESTED_TOO_DEEP, NUL, too_deep
 
 MAX_CODE_CHARS = 65_536  # an authorization code with a few hundred entitlements fits
 MAX_SHORT_CODE_CHARS = 2_048  # request, confirmation and return codes
@@ -412,18 +413,8 @@ def decode_product_code(kind: Literal["confirmation", "return"], code: str) -> P
     )
 
 
-def new_reservation_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def load_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
+    key = keys.load_private_key(pem)
+    if key is None:
         raise CodeError("the reservation key is not an ECDSA key")
     return key

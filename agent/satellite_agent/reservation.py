@@ -27,11 +27,11 @@ from typing import Concatenate, Literal, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import msgspec
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from satellite.agent.client import AgentError
-from satellite.agent.state import AgentState, ReservedEntitlement, StateDir
-from satellite.crypto.slr import (
+from satellite_agent.client import AgentError
+from satellite_agent.state import AgentState, ReservedEntitlement, StateDir
+from satellite_protocol.crypto.keys import PrivateKey, PublicKey, new_private_key, private_key_pem
+from satellite_protocol.crypto.slr import (
     MAX_CODE_CHARS,
     AuthorizationCode,
     CodeError,
@@ -39,8 +39,6 @@ from satellite.crypto.slr import (
     load_private_key,
     load_trusted_key,
     make_product_code,
-    new_reservation_key,
-    private_key_pem,
     public_key_pem,
     public_key_text,
     udi_text,
@@ -108,16 +106,16 @@ class Reservations:
             return "reservation in progress"
         return None
 
-    def _key(self) -> ec.EllipticCurvePrivateKey:
+    def _key(self) -> PrivateKey:
         path = self.dir.reservation_key_file
         if not path.exists():
-            self.dir.write_private(path, private_key_pem(new_reservation_key()))
+            self.dir.write_private(path, private_key_pem(new_private_key()))
         try:
             return load_private_key(path.read_bytes())
         except (CodeError, ValueError) as exc:
             raise AgentError(f"{path} is not a usable key: {exc}") from exc
 
-    def _trusted(self, state: AgentState) -> ec.EllipticCurvePublicKey:
+    def _trusted(self, state: AgentState) -> PublicKey:
         if state.reservation.trusted_key is None:
             raise AgentError(
                 "no trusted server key: run 'license smart reservation trust FILE' with the "

@@ -5,11 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import msgspec
 
-from satellite.errors import ConfigError
+from satellite_protocol.errors import ConfigError
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def shipped_catalog_path() -> Path:
+    """The catalog shipped with satellite: inside a wheel of the agent distribution, else
+    ``config/catalog.toml`` of the checkout this package is in (an editable install)."""
+    bundled = _PACKAGE / "_data" / "catalog.toml"
+    if bundled.is_file():
+        return bundled
+    return _PACKAGE.parents[1] / "config" / "catalog.toml"
+
 
 LicenseType = Literal["PERPETUAL", "TERM", "SUBSCRIPTION"]
 # "vendor": the vendor's own tag, as products report it; "satellite": a tag this project

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from satellite.protocol import outbound
+from satellite_protocol import outbound
 
 
 def server_url(url: str | None) -> str | None:
