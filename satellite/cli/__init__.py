@@ -13,7 +13,16 @@ from pathlib import Path
 import click
 
 from satellite import __version__
-from satellite.cli import admin, exports, reservations, server, sync, tokens
+from satellite.cli import (
+    admin,
+    exports,
+    licenses,
+    product_instances,
+    reservations,
+    server,
+    sync,
+    tokens,
+)
 from satellite.cli.context import CliContext
 from satellite.errors import SatelliteError
 from satellite.protocol.untrusted import first_not_utf8
@@ -44,9 +53,9 @@ for command in (
     server.serve,
     admin.account,
     admin.va,
-    admin.license,
+    licenses.license,
     tokens.token,
-    admin.device,
+    product_instances.device,
     admin.client,
     admin.user,
     admin.events,

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from satellite.api.products import DeviceOut, ReservationOut, Sudi
+
 # Shared with every operation (re-exported while resources move to satellite.api).
 from satellite.api.types import (
     Description as Description,
@@ -54,8 +56,6 @@ from satellite.api.types import (
     StatusResponse as StatusResponse,
 )
 from satellite.domain.access import Role
-from satellite.domain.catalog import LicenseType, TagOrigin
-from satellite.domain.paging import ALL
 
 # --- OAuth ---------------------------------------------------------------------------------
 
@@ -127,170 +127,6 @@ class VirtualAccountList(Response):
 class VirtualAccountCreate(Request):
     name: Name
     description: Description = ""
-
-
-# --- licenses ------------------------------------------------------------------------------
-
-
-class LicensesQuery(Request):
-    virtual_accounts: Annotated[list[Name], msgspec.Meta(max_length=1000)] | None = None
-    limit: Limit = -1
-    offset: Offset = 0
-
-
-class LicenseDetail(Response):
-    license_type: str
-    quantity: int
-    start_date: dt.date | None
-    end_date: dt.date | None
-    subscription_id: str | None
-    status: str
-
-
-class LicenseSubstitution(Response):
-    license: str
-    entitlement_tag: str
-    quantity: int
-    direction: Literal["borrowed", "lent"]
-
-
-class LicenseOut(Response):
-    license: str
-    entitlement_tag: str
-    virtual_account: str
-    quantity: int
-    in_use: int  # product usage plus export keys granted
-    available: int
-    reserved: int
-    export_keys: int  # export authorization keys granted to products (part of inUse)
-    status: Literal["In Compliance", "Out Of Compliance"]
-    license_details: list[LicenseDetail]
-    license_substitutions: list[LicenseSubstitution]
-
-
-class LicenseList(Response):
-    total_records: int
-    licenses: list[LicenseOut]
-
-
-class SubscriptionsQuery(Request):
-    virtual_accounts: Annotated[list[Name], msgspec.Meta(max_length=1000)] | None = None
-    limit: Limit = ALL
-    offset: Offset = 0
-
-
-class SubscriptionLicenseOut(Response):
-    license: str
-    entitlement_tag: str
-    quantity: int
-    license_type: str
-    start_date: dt.date | None
-    end_date: dt.date | None
-    status: Literal["Active", "Pending", "Expired"]
-
-
-class SubscriptionOut(Response):
-    """The pool lines of one subscription in one virtual account."""
-
-    subscription_id: str
-    virtual_account: str
-    start_date: dt.date | None  # the earliest of its lines
-    end_date: dt.date | None  # the latest of its lines
-    status: Literal["Active", "Pending", "Expired"]  # Active while one line is
-    licenses: list[SubscriptionLicenseOut]
-
-
-class SubscriptionList(Response):
-    total_records: int
-    subscriptions: list[SubscriptionOut]
-
-
-class PoolLineIn(Request):
-    entitlement_tag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
-    license_type: Literal["PERPETUAL", "TERM", "SUBSCRIPTION"] = "PERPETUAL"
-    start_date: dt.date | None = None
-    end_date: dt.date | None = None
-    subscription_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
-    export_restricted: bool | None = None
-
-
-class PoolLineOut(Response):
-    id: int
-    entitlement_tag: str
-    license: str
-    quantity: int
-    license_type: str
-    start_date: dt.date | None
-    end_date: dt.date | None
-    subscription_id: str | None
-    export_restricted: bool
-    source: Literal["local", "upstream"]
-    status: Literal["Active", "Pending", "Expired"]
-
-
-class PoolLineList(Response):
-    licenses: list[PoolLineOut]
-
-
-class PoolLineOne(Response):
-    license: PoolLineOut
-
-
-class LicenseTransferItem(Request):
-    license: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]  # tag or display name
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
-    target_virtual_account: Name
-    license_type: Literal["PERPETUAL", "TERM", "SUBSCRIPTION"] | None = None  # None: any
-    source_virtual_account: Name | None = None  # None: the request's
-    precedence: Literal["LONGEST_TERM_FIRST", "SHORTEST_TERM_FIRST"] = "LONGEST_TERM_FIRST"
-
-
-class LicenseTransferIn(Request):
-    licenses: Annotated[list[LicenseTransferItem], msgspec.Meta(min_length=1, max_length=100)]
-    source_virtual_account: Name | None = None
-
-
-class TransferredLineOut(Response):
-    source_line_id: int
-    target_line_id: int
-    quantity: int
-    license_type: str
-    start_date: dt.date | None
-    end_date: dt.date | None
-    subscription_id: str | None
-
-
-class TransferredOut(Response):
-    entitlement_tag: str
-    license: str
-    quantity: int
-    source_virtual_account: str
-    target_virtual_account: str
-    lines: list[TransferredLineOut]
-
-
-class LicenseTransferOut(Response):
-    status: Literal["SUCCESS"] = "SUCCESS"
-    message: str = ""
-    transfers: list[TransferredOut] = msgspec.field(default_factory=list)
-
-
-class CatalogEntryOut(Response):
-    entitlement_tag: str
-    display_name: str
-    description: str
-    family: str
-    tier: int
-    export_restricted: bool
-    export_feature: str | None  # the export-controlled feature this key license enables
-    tag_origin: TagOrigin  # satellite: a tag this project made up, not the vendor's
-    license_type: LicenseType | None  # the only type a pool line of the tag may have
-    stands_in_for: list[str]  # version-specific tags it covers when they run short
-
-
-class CatalogList(Response):
-    licenses: list[CatalogEntryOut]
 
 
 # --- alerts and events ---------------------------------------------------------------------
@@ -389,86 +225,6 @@ class PrincipalOne(Response):
     item: PrincipalOut
 
 
-# --- product instances (devices) -----------------------------------------------------------
-
-UdiText = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-OptionalText = Annotated[str, msgspec.Meta(max_length=256)] | None
-
-
-class DevicesQuery(Request):
-    """Query parameters of the device list."""
-
-    status: Annotated[str, msgspec.Meta(max_length=20)] = "Registered"  # or "all"
-    udi_pid: UdiText | None = None
-    udi_serial_number: UdiText | None = None
-    host_name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
-    product_tag_name: UdiText | None = None
-    limit: Limit = 100
-    offset: Offset = 0
-
-
-class Sudi(Response):
-    udi_pid: str
-    udi_serial_number: str
-    uuid: str
-
-
-class LicenseUsage(Response):
-    license: str
-    entitlement_tag: str
-    quantity: int
-
-
-class ReservedLicenseOut(Response):
-    """Licenses of one pool line held by a specific license reservation."""
-
-    license: str
-    entitlement_tag: str
-    quantity: int
-    license_type: str
-    start_date: dt.date | None
-    end_date: dt.date | None
-    subscription_id: str | None
-
-
-class ReservationOut(Response):
-    # "Pending Confirmation" (first code issued), "Reserved" (settled), "In Transition"
-    # (an updated code awaits the product's confirmation code), "Returned", "Removed"
-    status: str
-    authorization_code_timestamp: int | None  # of the latest code issued
-    reserved_licenses: list[LicenseUsage]  # held out of the pool now (the larger in transition)
-    confirmed_licenses: list[ReservedLicenseOut]
-    pending_licenses: list[ReservedLicenseOut]
-    created_at: dt.datetime
-
-
-class DeviceOut(Response):
-    product_tag_name: str
-    product_name: str
-    display_name: str
-    host_name: str | None
-    sudi: Sudi
-    registration_date: dt.datetime
-    last_contact_date: dt.datetime
-    status: str  # "Registered", "Deregistered", "Removed", ...
-    license_usage: list[LicenseUsage]
-    virtual_account: str
-    # extensions
-    product_instance_id: str
-    ip_address: str | None
-    export_controlled: bool
-    certificate_expires_at: dt.datetime
-    authorization_expires_at: dt.datetime
-    authorization_status: Literal["Authorized", "Expired"]
-    ended_at: dt.datetime | None
-    reservation: ReservationOut | None  # specific license reservation (SLR), if any
-
-
-class DeviceList(Response):
-    total_records: int
-    devices: list[DeviceOut]
-
-
 # --- export-controlled features ------------------------------------------------------------
 
 
@@ -497,61 +253,6 @@ class ExportKeyOut(Response):
 class ExportKeyList(Response):
     total_records: int
     export_keys: list[ExportKeyOut]
-
-
-class UsageReportOut(Response):
-    reported_at: dt.datetime
-    license_usage: list[LicenseUsage]
-
-
-class DeviceDetail(DeviceOut):
-    usage_history: list[UsageReportOut]  # the last 50 reports, newest first
-
-
-class SudiIn(Request):
-    """A product's identity as public clients send it; PID and serial number name it."""
-
-    udi_pid: UdiText
-    udi_serial_number: UdiText
-    uuid: UdiText | None = None  # when given, it must match too
-    udi_vid: OptionalText = None
-    suvi: OptionalText = None
-    host_identifier: OptionalText = None
-    mac_address: OptionalText = None
-
-
-class DeviceTransferItem(Request):
-    sudi: SudiIn
-    target_virtual_account: Name
-    product_tag_name: UdiText | None = None  # when given, it must match the product's type
-
-
-class DeviceTransfer(Request):
-    product_instances: Annotated[
-        list[DeviceTransferItem], msgspec.Meta(min_length=1, max_length=1000)
-    ]
-
-
-class DeviceRemoveItem(Request):
-    sudi: SudiIn
-    product_tag_name: UdiText | None = None
-    # A product holding a specific license reservation is removed by its return code.
-    return_code: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
-
-
-DeviceRemoveList = Annotated[list[DeviceRemoveItem], msgspec.Meta(min_length=1, max_length=1000)]
-
-
-class DeviceRemove(Request):
-    # Public clients send the first spelling (sic); the second is accepted as well.
-    product_instaces_remove_requests: DeviceRemoveList | None = None
-    product_instances_remove_requests: DeviceRemoveList | None = None
-
-
-class DeviceChange(Response, kw_only=True):
-    status: Literal["SUCCESS"] = "SUCCESS"
-    message: str
-    devices: list[DeviceOut]
 
 
 # --- specific license reservation (SLR) ----------------------------------------------------
