@@ -296,7 +296,7 @@ OPERATIONS = (
 )
 
 
-# --- records -> answers --------------------------------------------------------------------
+# --- requests -> services, records -> answers ---------------------------------------------
 
 
 def _line_id(text: str) -> int:

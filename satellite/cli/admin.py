@@ -1,4 +1,4 @@
-"""Host-side administration: accounts, licenses, tokens, clients, users, events, alerts."""
+"""Host-side administration: accounts, clients, users, events, alerts."""
 
 from __future__ import annotations
 
@@ -21,16 +21,9 @@ from satellite.http.views import (
 )
 from satellite.services.events import EventFilter
 
-DATE = click.DateTime(formats=["%Y-%m-%d"])
-# Row ids and offsets go to the database as bigint: a larger number is refused here, in
-# one line, rather than by the driver with a traceback.
-INT64_MAX = 2**63 - 1
-LINE_ID = click.IntRange(1, INT64_MAX)
-OFFSET = click.IntRange(0, INT64_MAX)
-
-
-def _date(value: dt.datetime | None) -> dt.date | None:
-    return value.date() if value else None
+# Offsets go to the database as bigint: a larger number is refused here, in one line,
+# rather than by the driver with a traceback.
+OFFSET = click.IntRange(0, 2**63 - 1)
 
 
 # --- accounts ------------------------------------------------------------------------------
