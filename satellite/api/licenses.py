@@ -54,13 +54,20 @@ class PoolLineIn(InVirtualAccount):
 
 
 class PoolLineUpdate(PoolLineIn, kw_only=True):
-    # The path's segment as sent: a line id that is not a number is refused naming
-    # ``lineId``, as the services name the line (``_line_id``).
+    # The path's segment as sent: one that is not a number is refused naming ``lineId``
+    # (as the services name the line) when the request is decoded, before the account is
+    # looked at.
     line: str
+
+    def __post_init__(self) -> None:
+        _line_id(self.line)
 
 
 class PoolLineRemove(InVirtualAccount):
     line: str  # as in PoolLineUpdate
+
+    def __post_init__(self) -> None:
+        _line_id(self.line)
 
 
 class LicenseTransferItem(Request):
