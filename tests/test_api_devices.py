@@ -749,6 +749,9 @@ async def test_products_are_named_by_product_instance_id_too(
     await register(admin, tmp_path, server, "FCH0002")
     await first.report_usage({ENHANCED: 4})
     first_id = product_id(first)
+    # The detail takes no query parameters and ignores any sent, as ever.
+    status, detail = await admin.get(f"{VOICE}/devices/{first_id}?color=blue")
+    assert (status, detail["productInstanceId"]) == (200, first_id), detail
 
     before = await snapshot(db)
     by_id = {"productInstanceId": first_id, "targetVirtualAccount": "Lab"}
