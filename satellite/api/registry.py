@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from satellite.api import accounts, activity, principals, tokens
+from satellite.api import (
+    accounts,
+    activity,
+    licenses,
+    principals,
+    product_instances,
+    subscriptions,
+    tokens,
+)
 from satellite.api.operation import Operation
 
 OPERATIONS: tuple[Operation[Any, Any], ...] = (
     *accounts.OPERATIONS,
     *tokens.OPERATIONS,
+    *product_instances.OPERATIONS,
+    *licenses.OPERATIONS,
+    *subscriptions.OPERATIONS,
     *activity.OPERATIONS,
     *principals.OPERATIONS,
 )

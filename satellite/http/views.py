@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Literal
 
-from satellite.domain.compliance import PoolLine, Position, line_status
+from satellite.api.products import Sudi, device_out, reservation_out
 from satellite.domain.models import (
     ExportKey,
     ExportKeyStatus,
     ProductInstance,
-    ProductStatus,
 )
-from satellite.domain.reservation import Reservation, ReservedLine
+from satellite.domain.reservation import Reservation
 from satellite.domain.sync import (
     MirroredProduct,
     MirroredUsage,
@@ -21,230 +20,21 @@ from satellite.domain.sync import (
 )
 from satellite.http.wire import (
     AuthorizationCodeOut,
-    CatalogEntryOut,
-    DeviceChange,
-    DeviceDetail,
-    DeviceOut,
     ExportKeyOut,
-    LicenseDetail,
-    LicenseOut,
-    LicenseSubstitution,
-    LicenseTransferOut,
-    LicenseUsage,
     MirroredProductOut,
     MirroredUsageOut,
-    PoolLineOut,
     ReservationChange,
-    ReservationOut,
-    ReservedLicenseOut,
     SatelliteMirrorOut,
     SatelliteOut,
     SatelliteTokenOut,
-    Sudi,
     SyncHistoryOut,
     SyncResultOut,
     SyncStatusOut,
-    TransferredLineOut,
-    TransferredOut,
-    UsageReportOut,
 )
-from satellite.services.products import ProductDetail, ProductView
+from satellite.services.products import ProductView
 from satellite.services.reservations import Ended, Issued
-from satellite.services.transfers import Transferred
-from satellite_protocol.catalog import Catalog, CatalogEntry
+from satellite_protocol.catalog import Catalog
 from sync.satellite import Imported, SyncStatus
-
-
-def _substitutions(position: Position, catalog: Catalog) -> list[LicenseSubstitution]:
-    out = [
-        LicenseSubstitution(
-            license=catalog.display_name(tag), entitlement_tag=tag, quantity=n, direction="borrowed"
-        )
-        for tag, n in position.borrowed.items()
-    ]
-    out += [
-        LicenseSubstitution(
-            license=catalog.display_name(tag), entitlement_tag=tag, quantity=n, direction="lent"
-        )
-        for tag, n in position.lent.items()
-    ]
-    return out
-
-
-def license_out(position: Position, catalog: Catalog, today: dt.date) -> LicenseOut:
-    return LicenseOut(
-        license=catalog.display_name(position.tag),
-        entitlement_tag=position.tag,
-        virtual_account=position.virtual_account,
-        quantity=position.purchased,
-        in_use=position.in_use + position.exported,
-        available=position.available,
-        reserved=position.reserved,
-        export_keys=position.exported,
-        status=position.status,
-        license_details=[
-            LicenseDetail(
-                license_type=line.license_type,
-                quantity=line.quantity,
-                start_date=line.start_date,
-                end_date=line.end_date,
-                subscription_id=line.subscription_id,
-                status=line_status(line, today),
-            )
-            for line in position.lines
-        ],
-        license_substitutions=_substitutions(position, catalog),
-    )
-
-
-def pool_line_out(line: PoolLine, catalog: Catalog, today: dt.date) -> PoolLineOut:
-    return PoolLineOut(
-        id=line.id,
-        entitlement_tag=line.tag,
-        license=catalog.display_name(line.tag),
-        quantity=line.quantity,
-        license_type=line.license_type,
-        start_date=line.start_date,
-        end_date=line.end_date,
-        subscription_id=line.subscription_id,
-        export_restricted=line.export_restricted,
-        source=line.source,
-        status=line_status(line, today),
-    )
-
-
-def transfer_out(done: list[Transferred], catalog: Catalog) -> LicenseTransferOut:
-    moved = sum(t.quantity for t in done)
-    return LicenseTransferOut(
-        message=f"{moved} license(s) transferred",
-        transfers=[
-            TransferredOut(
-                entitlement_tag=t.tag,
-                license=catalog.display_name(t.tag),
-                quantity=t.quantity,
-                source_virtual_account=t.source,
-                target_virtual_account=t.target,
-                lines=[
-                    TransferredLineOut(
-                        source_line_id=m.source_line_id,
-                        target_line_id=m.target_line_id,
-                        quantity=m.quantity,
-                        license_type=m.license_type,
-                        start_date=m.start_date,
-                        end_date=m.end_date,
-                        subscription_id=m.subscription_id,
-                    )
-                    for m in t.lines
-                ],
-            )
-            for t in done
-        ],
-    )
-
-
-def catalog_entry_out(entry: CatalogEntry) -> CatalogEntryOut:
-    return CatalogEntryOut(
-        entitlement_tag=entry.tag,
-        display_name=entry.display_name,
-        description=entry.description,
-        family=entry.family,
-        tier=entry.tier,
-        export_restricted=entry.export_restricted,
-        export_feature=entry.export_feature,
-        tag_origin=entry.tag_origin,
-        license_type=entry.license_type,
-        stands_in_for=list(entry.stands_in_for),
-    )
-
-
-def device_status(status: ProductStatus) -> str:
-    """The status as the API shows it: Registered, Deregistered, Removed, ..."""
-    return status.replace("_", " ").title()
-
-
-def license_usage(usage: dict[str, int], catalog: Catalog) -> list[LicenseUsage]:
-    return [
-        LicenseUsage(license=catalog.display_name(tag), entitlement_tag=tag, quantity=count)
-        for tag, count in sorted(usage.items())
-    ]
-
-
-def _reserved_lines(lines: tuple[ReservedLine, ...], catalog: Catalog) -> list[ReservedLicenseOut]:
-    return [
-        ReservedLicenseOut(
-            license=catalog.display_name(line.tag),
-            entitlement_tag=line.tag,
-            quantity=line.quantity,
-            license_type=line.license_type,
-            start_date=line.start_date,
-            end_date=line.end_date,
-            subscription_id=line.subscription_id,
-        )
-        for line in lines
-    ]
-
-
-def reservation_out(reservation: Reservation, catalog: Catalog, now: dt.datetime) -> ReservationOut:
-    return ReservationOut(
-        status=reservation.state,
-        authorization_code_timestamp=reservation.latest_timestamp or None,
-        reserved_licenses=license_usage(reservation.held(now.date()), catalog),
-        confirmed_licenses=_reserved_lines(reservation.current, catalog),
-        pending_licenses=_reserved_lines(reservation.pending, catalog),
-        created_at=reservation.created_at,
-    )
-
-
-def _device_fields(view: ProductView, catalog: Catalog, now: dt.datetime) -> dict[str, Any]:
-    p = view.product
-    return {
-        "product_tag_name": p.product_type,
-        "product_name": f"{p.product_type} {p.product_version}",
-        "display_name": p.hostname or f"PID:{p.udi_pid} SN:{p.udi_serial}",
-        "host_name": p.hostname,
-        "sudi": Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
-        "registration_date": p.registered_at,
-        "last_contact_date": p.last_contact_at,
-        "status": device_status(p.status),
-        "license_usage": license_usage(view.usage, catalog),
-        "virtual_account": p.virtual_account,
-        "product_instance_id": p.id,
-        "ip_address": p.ip_address,
-        "export_controlled": p.export_controlled,
-        "certificate_expires_at": p.certificate_expires_at,
-        "authorization_expires_at": p.authorization_expires_at,
-        "authorization_status": p.authorization_status(now),
-        "ended_at": p.ended_at,
-        "reservation": (
-            reservation_out(view.reservation, catalog, now) if view.reservation else None
-        ),
-    }
-
-
-def device_out(view: ProductView, catalog: Catalog, now: dt.datetime) -> DeviceOut:
-    return DeviceOut(**_device_fields(view, catalog, now))
-
-
-def device_detail(detail: ProductDetail, catalog: Catalog, now: dt.datetime) -> DeviceDetail:
-    return DeviceDetail(
-        **_device_fields(detail.view, catalog, now),
-        usage_history=[
-            UsageReportOut(
-                reported_at=record.reported_at, license_usage=license_usage(record.usage, catalog)
-            )
-            for record in detail.history
-        ],
-    )
-
-
-def device_change(
-    verb: str, views: list[ProductView], catalog: Catalog, now: dt.datetime
-) -> DeviceChange:
-    """The answer to a transfer or removal: the products as they are now."""
-    return DeviceChange(
-        message=f"{len(views)} product instance(s) {verb}",
-        devices=[device_out(v, catalog, now) for v in views],
-    )
 
 
 def issued_out(issued: Issued, catalog: Catalog, now: dt.datetime) -> AuthorizationCodeOut:

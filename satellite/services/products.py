@@ -67,9 +67,11 @@ class ProductDetail:
 
 @dataclass(frozen=True)
 class ById:
-    """A product named by its product instance id."""
+    """A product named by its product instance id; its type, when given, must match."""
 
     product_id: str
+    product_type: str | None = None
+    return_code: str | None = None  # a reserved product is removed by its return code
 
     def describe(self) -> str:
         return f"product instance {self.product_id}"
@@ -195,12 +197,12 @@ class ProductService:
                     raise NotFound(missing, field=f"{where}.sudi")
                 if ref.uuid is not None and ref.uuid != product.udi_uuid:
                     raise NotFound(f"{missing} with UUID {ref.uuid!r}", field=f"{where}.sudi.uuid")
-                if ref.product_type is not None and ref.product_type != product.product_type:
-                    raise NotFound(
-                        f"{ref.describe()} of virtual account {va.name!r} is a "
-                        f"{product.product_type!r}, not a {ref.product_type!r}",
-                        field=f"{where}.productTagName",
-                    )
+            if ref.product_type is not None and ref.product_type != product.product_type:
+                raise NotFound(
+                    f"{ref.describe()} of virtual account {va.name!r} is a "
+                    f"{product.product_type!r}, not a {ref.product_type!r}",
+                    field=f"{where}.productTagName",
+                )
             if any(p.id == product.id for p in result):
                 raise InvalidInput(f"{ref.describe()} is named twice", field=where)
             result.append(product)
@@ -315,7 +317,7 @@ class ProductService:
             released = await devices.usage_of_products(conn, [p.id for p in products])
             held = await reservations.reservations_of_products(conn, [p.id for p in products])
             for index, (product, ref) in enumerate(zip(products, refs, strict=True)):
-                return_code = ref.return_code if isinstance(ref, ByUdi) else None
+                return_code = ref.return_code
                 where = f"{field}[{index}].returnCode"
                 if return_code is not None:
                     reservation, code = await self._reservations.verified_return_code(
