@@ -33,12 +33,12 @@ from satellite.http.views import (
     virtual_account_out,
 )
 from satellite.services.events import EventFilter
-from satellite.services.products import (
+from satellite.services.product_instances import (
     ById,
-    ProductDetail,
-    ProductFilter,
+    ProductInstanceDetail,
+    ProductInstanceFilter,
+    ProductInstanceView,
     ProductRef,
-    ProductView,
     Transfer,
 )
 
@@ -521,7 +521,7 @@ def _device_rows(devices: list[wire.DeviceOut]) -> list[list[object]]:
             d.display_name,
             d.product_name,
             d.sudi.udi_pid,
-            d.sudi.udi_serial_number,
+            d.sudi.udi_serial,
             d.status,
             d.authorization_status,
             d.last_contact_date,
@@ -533,8 +533,8 @@ def _device_rows(devices: list[wire.DeviceOut]) -> list[list[object]]:
 _DEVICE_HEADERS = ["ID", "NAME", "PRODUCT", "PID", "SERIAL", "STATUS", "AUTHORIZATION", "CONTACT"]
 
 
-def _change(verb: str, views: list[ProductView], s: Services) -> wire.DeviceChange:
-    return device_change(verb, views, s.catalog, s.products.now())
+def _change(verb: str, views: list[ProductInstanceView], s: Services) -> wire.DeviceChange:
+    return device_change(verb, views, s.catalog, s.product_instances.now())
 
 
 def _emit_change(as_json: bool, document: wire.DeviceChange) -> None:
@@ -574,7 +574,7 @@ def device_list(
     as_json: bool,
 ) -> None:
     """Product instances of virtual account VA."""
-    query = ProductFilter(
+    query = ProductInstanceFilter(
         status=status,
         udi_pid=pid,
         udi_serial=serial,
@@ -584,8 +584,10 @@ def device_list(
     )
 
     async def action(s: Services) -> wire.DeviceList:
-        total, views = await s.products.list_products(obj.operator, account, va_name, query)
-        now = s.products.now()
+        total, views = await s.product_instances.list_instances(
+            obj.operator, account, va_name, query
+        )
+        now = s.product_instances.now()
         return wire.DeviceList(
             total_records=total, devices=[device_out(v, s.catalog, now) for v in views]
         )
@@ -606,8 +608,10 @@ def device_show(
     """Product instance ID of virtual account VA, with its recent usage reports."""
 
     async def action(s: Services) -> wire.DeviceDetail:
-        detail: ProductDetail = await s.products.product(obj.operator, account, va_name, product_id)
-        return device_detail(detail, s.catalog, s.products.now())
+        detail: ProductInstanceDetail = await s.product_instances.show(
+            obj.operator, account, va_name, product_id
+        )
+        return device_detail(detail, s.catalog, s.product_instances.now())
 
     d = obj.run(action)
     emit_one(
@@ -617,7 +621,7 @@ def device_show(
             ("id", d.product_instance_id),
             ("name", d.display_name),
             ("product", d.product_name),
-            ("udi", f"PID:{d.sudi.udi_pid} SN:{d.sudi.udi_serial_number} UUID:{d.sudi.uuid}"),
+            ("udi", f"PID:{d.sudi.udi_pid} SN:{d.sudi.udi_serial} UUID:{d.sudi.udi_uuid}"),
             ("host name", d.host_name),
             ("ip address", d.ip_address),
             ("virtual account", d.virtual_account),
@@ -664,7 +668,7 @@ def device_transfer(
     moves = [Transfer(ById(product_id), target) for product_id in product_ids]
 
     async def action(s: Services) -> wire.DeviceChange:
-        views = await s.products.transfer(obj.operator, account, va_name, moves)
+        views = await s.product_instances.transfer(obj.operator, account, va_name, moves)
         return _change("transferred", views, s)
 
     _emit_change(as_json, obj.run(action))
@@ -683,7 +687,7 @@ def device_remove(
     refs: list[ProductRef] = [ById(product_id) for product_id in product_ids]
 
     async def action(s: Services) -> wire.DeviceChange:
-        views = await s.products.remove(obj.operator, account, va_name, refs)
+        views = await s.product_instances.remove(obj.operator, account, va_name, refs)
         return _change("removed", views, s)
 
     _emit_change(as_json, obj.run(action))

@@ -15,7 +15,7 @@ CERTIFICATE_WARNING = dt.timedelta(days=30)
 
 
 @dataclass(frozen=True)
-class ProductTimers:
+class ProductInstanceTimers:
     """A product instance as the scheduled jobs see it: where it is and when what expires."""
 
     id: str

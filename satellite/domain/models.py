@@ -105,7 +105,9 @@ class Alert:
     cleared_at: dt.datetime | None
 
 
-ProductStatus = Literal["registered", "registration_expired", "deregistered", "removed", "replaced"]
+ProductInstanceStatus = Literal[
+    "registered", "registration_expired", "deregistered", "removed", "replaced"
+]
 AuthorizationStatus = Literal["Authorized", "Expired"]
 
 
@@ -124,7 +126,7 @@ class ProductInstance:
     ip_address: str | None
     public_jwk: dict[str, Any]
     export_controlled: bool
-    status: ProductStatus
+    status: ProductInstanceStatus
     registered_at: dt.datetime
     last_contact_at: dt.datetime
     certificate_expires_at: dt.datetime

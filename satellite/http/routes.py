@@ -17,7 +17,7 @@ from satellite.http.handlers import (
     licenses,
     oauth,
     principals,
-    products,
+    product_instances,
     reservations,
     subscriptions,
     sync,
@@ -178,7 +178,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
         VA + "/devices",
-        products.list_devices,
+        product_instances.list_devices,
         "Product instances (query parameters filter and page)",
         "devices",
         None,
@@ -188,7 +188,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
         VA + "/devices/{product}",
-        products.show_device,
+        product_instances.show_device,
         "A product instance with its usage history",
         "devices",
         None,
@@ -197,7 +197,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST",
         VA + "/devices/transfer",
-        products.transfer_devices,
+        product_instances.transfer_devices,
         "Move product instances to other virtual accounts",
         "devices",
         wire.DeviceTransfer,
@@ -206,7 +206,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST",
         VA + "/devices/remove",
-        products.remove_devices,
+        product_instances.remove_devices,
         "Remove product instances (their usage is released)",
         "devices",
         wire.DeviceRemove,

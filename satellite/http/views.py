@@ -15,7 +15,7 @@ from satellite.domain.models import (
     ExportKeyStatus,
     PrincipalRecord,
     ProductInstance,
-    ProductStatus,
+    ProductInstanceStatus,
     VirtualAccount,
 )
 from satellite.domain.reservation import Reservation, ReservedLine
@@ -57,7 +57,7 @@ from satellite.http.wire import (
     UsageReportOut,
     VirtualAccountOut,
 )
-from satellite.services.products import ProductDetail, ProductView
+from satellite.services.product_instances import ProductInstanceDetail, ProductInstanceView
 from satellite.services.reservations import Ended, Issued
 from satellite.services.tokens import TokenView
 from satellite.services.transfers import Transferred
@@ -247,7 +247,7 @@ def catalog_entry_out(entry: CatalogEntry) -> CatalogEntryOut:
     )
 
 
-def device_status(status: ProductStatus) -> str:
+def device_status(status: ProductInstanceStatus) -> str:
     """The status as the API shows it: Registered, Deregistered, Removed, ..."""
     return status.replace("_", " ").title()
 
@@ -285,14 +285,14 @@ def reservation_out(reservation: Reservation, catalog: Catalog, now: dt.datetime
     )
 
 
-def _device_fields(view: ProductView, catalog: Catalog, now: dt.datetime) -> dict[str, Any]:
+def _device_fields(view: ProductInstanceView, catalog: Catalog, now: dt.datetime) -> dict[str, Any]:
     p = view.product
     return {
         "product_tag_name": p.product_type,
         "product_name": f"{p.product_type} {p.product_version}",
         "display_name": p.hostname or f"PID:{p.udi_pid} SN:{p.udi_serial}",
         "host_name": p.hostname,
-        "sudi": Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
+        "sudi": Sudi(udi_pid=p.udi_pid, udi_serial=p.udi_serial, udi_uuid=p.udi_uuid),
         "registration_date": p.registered_at,
         "last_contact_date": p.last_contact_at,
         "status": device_status(p.status),
@@ -311,11 +311,13 @@ def _device_fields(view: ProductView, catalog: Catalog, now: dt.datetime) -> dic
     }
 
 
-def device_out(view: ProductView, catalog: Catalog, now: dt.datetime) -> DeviceOut:
+def device_out(view: ProductInstanceView, catalog: Catalog, now: dt.datetime) -> DeviceOut:
     return DeviceOut(**_device_fields(view, catalog, now))
 
 
-def device_detail(detail: ProductDetail, catalog: Catalog, now: dt.datetime) -> DeviceDetail:
+def device_detail(
+    detail: ProductInstanceDetail, catalog: Catalog, now: dt.datetime
+) -> DeviceDetail:
     return DeviceDetail(
         **_device_fields(detail.view, catalog, now),
         usage_history=[
@@ -328,7 +330,7 @@ def device_detail(detail: ProductDetail, catalog: Catalog, now: dt.datetime) -> 
 
 
 def device_change(
-    verb: str, views: list[ProductView], catalog: Catalog, now: dt.datetime
+    verb: str, views: list[ProductInstanceView], catalog: Catalog, now: dt.datetime
 ) -> DeviceChange:
     """The answer to a transfer or removal: the products as they are now."""
     return DeviceChange(
@@ -343,7 +345,7 @@ def issued_out(issued: Issued, catalog: Catalog, now: dt.datetime) -> Authorizat
         authorization_code=issued.code.text,
         reservation_code=issued.reservation.request_code,
         product_instance_id=p.id,
-        sudi=Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
+        sudi=Sudi(udi_pid=p.udi_pid, udi_serial=p.udi_serial, udi_uuid=p.udi_uuid),
         timestamp=issued.code.timestamp,
         reservation=reservation_out(issued.reservation, catalog, now),
     )
@@ -355,7 +357,7 @@ def reservation_confirmed(
     """The answer to a confirmation code: the product with its settled reservation."""
     return ReservationChange(
         message=f"reservation of product instance {product.id} confirmed",
-        device=device_out(ProductView(product, {}, reservation), catalog, now),
+        device=device_out(ProductInstanceView(product, {}, reservation), catalog, now),
     )
 
 
@@ -366,7 +368,7 @@ def reservation_ended(
     released = ", ".join(f"{catalog.display_name(t)}={n}" for t, n in ended.released.items())
     return ReservationChange(
         message=f"product instance {ended.product.id} {verb}; released: {released or '-'}",
-        device=device_out(ProductView(ended.product, {}), catalog, now),
+        device=device_out(ProductInstanceView(ended.product, {}), catalog, now),
     )
 
 
@@ -463,9 +465,7 @@ def satellite_mirror_out(
             MirroredProductOut(
                 product_instance_id=p["id"],
                 virtual_account=p["virtual_account"],
-                sudi=Sudi(
-                    udi_pid=p["udi_pid"], udi_serial_number=p["udi_serial"], uuid=p["udi_uuid"]
-                ),
+                sudi=Sudi(udi_pid=p["udi_pid"], udi_serial=p["udi_serial"], udi_uuid=p["udi_uuid"]),
                 product_type=p["product_type"],
                 product_version=p["product_version"],
                 hostname=p["hostname"],
@@ -506,7 +506,7 @@ def export_key_out(key: ExportKey, catalog: Catalog) -> ExportKeyOut:
         license=catalog.display_name(key.tag),
         entitlement_tag=key.tag,
         product_instance_id=key.product_id,
-        sudi=Sudi(udi_pid=key.udi_pid, udi_serial_number=key.udi_serial, uuid=key.udi_uuid),
+        sudi=Sudi(udi_pid=key.udi_pid, udi_serial=key.udi_serial, udi_uuid=key.udi_uuid),
         virtual_account=key.virtual_account,
         status=_EXPORT_KEY_STATUS[key.status],
         granted_at=key.granted_at,

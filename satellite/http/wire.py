@@ -438,7 +438,7 @@ class DevicesQuery(Request):
 
     status: Annotated[str, msgspec.Meta(max_length=20)] = "Registered"  # or "all"
     udi_pid: UdiText | None = None
-    udi_serial_number: UdiText | None = None
+    udi_serial: UdiText | None = msgspec.field(default=None, name="udiSerialNumber")
     host_name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     product_tag_name: UdiText | None = None
     limit: Limit = 100
@@ -447,8 +447,8 @@ class DevicesQuery(Request):
 
 class Sudi(Response):
     udi_pid: str
-    udi_serial_number: str
-    uuid: str
+    udi_serial: str = msgspec.field(name="udiSerialNumber")
+    udi_uuid: str = msgspec.field(name="uuid")
 
 
 class LicenseUsage(Response):
@@ -550,8 +550,9 @@ class SudiIn(Request):
     """A product's identity as public clients send it; PID and serial number name it."""
 
     udi_pid: UdiText
-    udi_serial_number: UdiText
-    uuid: UdiText | None = None  # when given, it must match too
+    udi_serial: UdiText = msgspec.field(name="udiSerialNumber")
+    # when given, it must match too
+    udi_uuid: UdiText | None = msgspec.field(default=None, name="uuid")
     udi_vid: OptionalText = None
     suvi: OptionalText = None
     host_identifier: OptionalText = None

@@ -41,9 +41,9 @@ class _Message(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_on
 
 
 class Udi(_Message):
-    pid: UdiPart
-    serial_number: UdiPart
-    uuid: Text
+    udi_pid: UdiPart = msgspec.field(name="pid")
+    udi_serial: UdiPart = msgspec.field(name="serialNumber")
+    udi_uuid: Text = msgspec.field(name="uuid")
 
 
 # One part of a flattened JWS: base64url, no padding.

@@ -26,7 +26,7 @@ from satellite.errors import BadNonce, BadSignature, ProductEnded, RegistrationE
 from satellite.protocol import device as wire
 from satellite.protocol import untrusted
 from satellite.services import reregistration
-from satellite.storage import devices
+from satellite.storage import product_instances
 from satellite.storage.db import Connection
 
 T = TypeVar("T")
@@ -73,7 +73,7 @@ class DeviceEnvelope:
 
     async def use_nonce(self, conn: Connection, header: dict[str, Any], path: str) -> str:
         nonce = self.check_nonce(header, path)
-        if not await devices.use_nonce(conn, nonce):
+        if not await product_instances.use_nonce(conn, nonce):
             raise _replayed()
         return nonce
 
@@ -98,7 +98,7 @@ class DeviceEnvelope:
         if header.get("kid") != product_id:
             raise BadSignature("the request is not signed as the product in its path")
         nonce = header.get("nonce")
-        product, nonce_was_unused = await devices.lock_product_using_nonce(
+        product, nonce_was_unused = await product_instances.lock_instance_using_nonce(
             conn, product_id, nonce if isinstance(nonce, str) else ""
         )
         if product is None:
@@ -125,6 +125,6 @@ class DeviceEnvelope:
         if header.get(wire.WITHHOLD_HOST) is True and (product.hostname or product.ip_address):
             # Privacy turned on after it registered: forgotten here, and (the row changes)
             # in the next sync request.
-            await devices.forget_host_identity(conn, product_id)
+            await product_instances.forget_host_identity(conn, product_id)
             product = dataclasses.replace(product, hostname=None, ip_address=None)
         return product, payload, nonce

@@ -40,7 +40,7 @@ from satellite.protocol import device as wire
 from satellite.services import audit, horizon, scope
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
-from satellite.storage import accounts, alerts, devices, export_keys, reservations
+from satellite.storage import accounts, alerts, export_keys, product_instances, reservations
 from satellite.storage.db import Connection, Database
 
 log = structlog.get_logger(__name__)
@@ -150,7 +150,7 @@ class ExportService:
             key_id=key.id,
             product_instance_id=product.id,
             udi=wire.Udi(
-                pid=product.udi_pid, serial_number=product.udi_serial, uuid=product.udi_uuid
+                udi_pid=product.udi_pid, udi_serial=product.udi_serial, udi_uuid=product.udi_uuid
             ),
             feature=key.feature,
             tag=key.tag,
@@ -169,7 +169,7 @@ class ExportService:
         async with self._db.transaction() as conn:
             # The virtual account is locked before the product, as the admin changes do
             # (a product locked first could deadlock with them).
-            seen = await devices.get_product(conn, product_id)
+            seen = await product_instances.get_instance(conn, product_id)
             if seen is not None:
                 await reservations.lock_virtual_account(conn, seen.virtual_account_id)
             product, payload, nonce = await self._envelope.signed_by_product(
@@ -308,5 +308,5 @@ class ExportService:
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            product = await scope.product(conn, vacc, product_id)
+            product = await scope.product_instance(conn, vacc, product_id)
             return await export_keys.keys_of_product(conn, product.id, vacc.id)

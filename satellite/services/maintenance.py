@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from satellite.domain.access import system_actor
-from satellite.domain.expiry import CERTIFICATE_WARNING, ProductTimers
+from satellite.domain.expiry import CERTIFICATE_WARNING, ProductInstanceTimers
 from satellite.services import audit, exports
 from satellite.services.envelope import NONCE_LIFETIME
 from satellite.services.licenses import LicenseService
-from satellite.storage import accounts, alerts, devices, expiry, limits, locks
+from satellite.storage import accounts, alerts, expiry, limits, locks, product_instances
 from satellite.storage.db import Connection, Database
 
 JobName = Literal[
@@ -87,7 +87,7 @@ class MaintenanceService:
             return JobReport(job, await work(conn))
 
     async def _refresh_pools(
-        self, conn: Connection, products: list[ProductTimers], now: dt.datetime
+        self, conn: Connection, products: list[ProductInstanceTimers], now: dt.datetime
     ) -> None:
         """Refresh the pool alerts of the virtual accounts these products are in."""
         vas = {(p.virtual_account_id, p.account_id, p.virtual_account) for p in products}
@@ -98,12 +98,12 @@ class MaintenanceService:
         self,
         conn: Connection,
         prefix: str,
-        products: list[ProductTimers],
-        raise_one: Callable[[ProductTimers, str], Awaitable[None]],
+        products: list[ProductInstanceTimers],
+        raise_one: Callable[[ProductInstanceTimers, str], Awaitable[None]],
     ) -> None:
         """One open alert per product listed (key: prefix + product id); the others with
         that prefix, whose cause is gone, are cleared."""
-        by_account: dict[int, list[ProductTimers]] = {}
+        by_account: dict[int, list[ProductInstanceTimers]] = {}
         for product in products:
             by_account.setdefault(product.account_id, []).append(product)
         open_before = await alerts.accounts_with_open_alerts(conn, prefix)
@@ -161,7 +161,7 @@ class MaintenanceService:
                 )
             await expiry.record_authorization_lapses(conn, [p.id for p in new], now)
 
-            async def raise_one(product: ProductTimers, key: str) -> None:
+            async def raise_one(product: ProductInstanceTimers, key: str) -> None:
                 await alerts.raise_alert(
                     conn,
                     account_id=product.account_id,
@@ -188,7 +188,7 @@ class MaintenanceService:
         async def work(conn: Connection) -> dict[str, int]:
             expiring = await expiry.certificates_expiring(conn, now, now + CERTIFICATE_WARNING)
 
-            async def raise_one(product: ProductTimers, key: str) -> None:
+            async def raise_one(product: ProductInstanceTimers, key: str) -> None:
                 await alerts.raise_alert(
                     conn,
                     account_id=product.account_id,
@@ -230,7 +230,7 @@ class MaintenanceService:
 
         async def work(conn: Connection) -> dict[str, int]:
             before = now - dt.timedelta(seconds=2 * NONCE_LIFETIME)
-            return {"forgotten": await devices.forget_used_nonces(conn, before)}
+            return {"forgotten": await product_instances.forget_used_nonces(conn, before)}
 
         return await self._run("forget-nonces", work)
 
@@ -239,7 +239,7 @@ class MaintenanceService:
         not history: it stays)."""
 
         async def work(conn: Connection) -> dict[str, int]:
-            forgotten = await devices.forget_usage_reports(
+            forgotten = await product_instances.forget_usage_reports(
                 conn, now - self._usage_history, USAGE_REPORTS_FORGOTTEN_PER_RUN
             )
             return {"forgotten": forgotten}

@@ -38,7 +38,7 @@ from satellite.domain.reservation import Precedence, Reservation, ReservedLine, 
 from satellite.errors import Conflict, ExportAccountNotAllowed, InvalidInput, NotFound
 from satellite.services import audit, horizon, scope
 from satellite.services.licenses import LicenseService
-from satellite.storage import devices, licenses, reservations
+from satellite.storage import licenses, product_instances, reservations
 from satellite.storage.db import Connection, Database
 
 log = structlog.get_logger(__name__)
@@ -209,7 +209,7 @@ class ReservationService:
         account is named only when it is one of ``account``'s (nothing of other accounts
         shows through)."""
         field = f"{where}.reservationCode"
-        used = await devices.get_product(conn, nonce)
+        used = await product_instances.get_instance(conn, nonce)
         if used is not None:
             if used.account_id == account.id:
                 raise Conflict(
@@ -221,7 +221,7 @@ class ReservationService:
                 "this request code cannot be used: request a new one on the product",
                 field=field,
             )
-        live = await devices.live_product_by_udi(conn, pid, serial)
+        live = await product_instances.live_instance_by_udi(conn, pid, serial)
         if live is not None:
             where_live = (
                 f" (in virtual account {live.virtual_account!r})"
@@ -290,7 +290,7 @@ class ReservationService:
         self, conn: Connection, va: VirtualAccount, product_id: str, field: str
     ) -> tuple[ProductInstance, Reservation]:
         """The live reserved product of ``va``, locked."""
-        product = await devices.get_product(conn, product_id, for_update=True)
+        product = await product_instances.get_instance(conn, product_id, for_update=True)
         reservation = await reservations.get_reservation(conn, product_id, for_update=True)
         if (
             product is None
@@ -378,7 +378,7 @@ class ReservationService:
                     request_code=request.request_code.strip(),
                     now=now,
                 )
-                product = await devices.get_product(conn, code.nonce)
+                product = await product_instances.get_instance(conn, code.nonce)
                 assert product is not None
                 authorization, reservation = await self._issue_pending(conn, product, lines, 0, now)
                 await audit.record(
@@ -502,7 +502,7 @@ class ReservationService:
     ) -> Ended:
         released = reservation.held()
         await reservations.end_reservation(conn, product.id, status, now)
-        await devices.end_product(conn, product.id, "removed", now)
+        await product_instances.end_instance(conn, product.id, "removed", now)
         await audit.record(
             conn,
             principal,
@@ -513,7 +513,7 @@ class ReservationService:
             released=released,
             **details,
         )
-        ended = await devices.get_product(conn, product.id)
+        ended = await product_instances.get_instance(conn, product.id)
         assert ended is not None
         return Ended(ended, released)
 
@@ -628,7 +628,7 @@ class ReservationService:
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            product = await devices.get_product(conn, product_id)
+            product = await product_instances.get_instance(conn, product_id)
             reservation = await reservations.get_reservation(conn, product_id)
             if (
                 product is None

@@ -10,10 +10,10 @@ import uuid
 
 import asyncpg
 
-from satellite.domain.expiry import ProductTimers
-from satellite.storage.devices import recount
+from satellite.domain.expiry import ProductInstanceTimers
+from satellite.storage.product_instances import recount
 
-# Scalar subqueries rather than a join, for rows locked FOR UPDATE: see storage.devices.
+# Scalar subqueries rather than a join, for rows locked FOR UPDATE: see storage.product_instances.
 _COLUMNS = (
     "p.id::text AS id, "
     "(SELECT account_id FROM virtual_accounts WHERE id = p.virtual_account_id) AS account_id, "
@@ -25,11 +25,13 @@ _COLUMNS = (
 _FROM = "FROM product_instances p"
 
 
-def _timers(row: asyncpg.Record) -> ProductTimers:
-    return ProductTimers(**dict(row))
+def _timers(row: asyncpg.Record) -> ProductInstanceTimers:
+    return ProductInstanceTimers(**dict(row))
 
 
-async def lapsed_authorizations(conn: asyncpg.Connection, now: dt.datetime) -> list[ProductTimers]:
+async def lapsed_authorizations(
+    conn: asyncpg.Connection, now: dt.datetime
+) -> list[ProductInstanceTimers]:
     """Registered products whose authorization expired at or before ``now``; locked.
 
     A product whose certificate expired too is left to the registration's expiry.
@@ -58,7 +60,7 @@ async def record_authorization_lapses(
 
 async def end_expired_registrations(
     conn: asyncpg.Connection, now: dt.datetime
-) -> list[ProductTimers]:
+) -> list[ProductInstanceTimers]:
     """Registered products whose certificate expired at or before ``now`` become
     'registration_expired', ended when their certificate expired, and their usage stops
     counting; the products ended."""
@@ -78,7 +80,7 @@ async def end_expired_registrations(
 
 async def certificates_expiring(
     conn: asyncpg.Connection, now: dt.datetime, until: dt.datetime
-) -> list[ProductTimers]:
+) -> list[ProductInstanceTimers]:
     """Registered products whose certificate is valid at ``now`` but not after ``until``."""
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} {_FROM} WHERE p.status = 'registered' "

@@ -37,7 +37,7 @@ from satellite.services import audit, exports, horizon, reregistration
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
-from satellite.storage import devices, reservations, tokens
+from satellite.storage import product_instances, reservations, tokens
 from satellite.storage.db import Connection, Database
 
 _STATE_ORDER: dict[wire.TagState, int] = {
@@ -51,7 +51,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class DeviceService:
+class DeviceApiService:
     def __init__(
         self,
         db: Database,
@@ -95,7 +95,7 @@ class DeviceService:
         """``usage``: the product's usage, and ``in_use``: its virtual account's, when the
         caller has them at hand (each saves a query)."""
         if usage is None:
-            usage = await devices.usage_of(conn, product.id)
+            usage = await product_instances.usage_of(conn, product.id)
         positions: dict[str, Position] = {}
         if usage:  # (a new registration has none: no need to read the pool)
             positions = {
@@ -146,7 +146,7 @@ class DeviceService:
             self._keys.ca_cert,
             key,
             product_id,
-            f"PID:{udi.pid} SN:{udi.serial_number}",
+            f"PID:{udi.udi_pid} SN:{udi.udi_serial}",
             validity,
             now,
             identity_uri=f"urn:uuid:{product_id}",
@@ -248,7 +248,9 @@ class DeviceService:
                 "authorization_expires_at": authorization_expires,
             }
             udi = request.udi
-            existing = await devices.live_product_by_udi(conn, udi.pid, udi.serial_number)
+            existing = await product_instances.live_instance_by_udi(
+                conn, udi.udi_pid, udi.udi_serial
+            )
             proven = existing is not None and reregistration.proves_current_key(
                 existing,
                 self._envelope.product_keys,
@@ -264,7 +266,7 @@ class DeviceService:
                 and await reservations.get_reservation(conn, existing.id) is not None
             ):
                 raise Conflict(
-                    f"PID:{udi.pid} SN:{udi.serial_number} holds a specific license "
+                    f"PID:{udi.udi_pid} SN:{udi.udi_serial} holds a specific license "
                     "reservation: return it (return code) before registering with a token"
                 )
             replaced: ProductInstance | None = None
@@ -276,16 +278,16 @@ class DeviceService:
                 # product is told so on its next request (signed_by_product).
                 replaced, existing = existing, None
                 await exports.release(conn, product_actor(replaced.id), replaced, "replaced", now)
-                await devices.end_product(conn, replaced.id, "replaced", now)
+                await product_instances.end_instance(conn, replaced.id, "replaced", now)
             # The ID certificate first: its expiry is what the product row records.
             product_id = existing.id if existing else str(uuid.uuid4())
             certificate, certificate_expires = self._certificate(product_id, udi, request.csr)
             released: list[ExportKey] = []
             if existing is None:
-                product = await devices.insert_product(
+                product = await product_instances.insert_instance(
                     conn,
                     product_id,
-                    udi=(udi.pid, udi.serial_number, udi.uuid),
+                    udi=(udi.udi_pid, udi.udi_serial, udi.udi_uuid),
                     certificate_expires_at=certificate_expires,
                     **fields,
                 )
@@ -296,10 +298,10 @@ class DeviceService:
                     released = await exports.release(
                         conn, product_actor(product_id), existing, "re-registered", now
                     )
-                product = await devices.reregister_product(
+                product = await product_instances.reregister_instance(
                     conn,
                     product_id,
-                    udi_uuid=udi.uuid,
+                    udi_uuid=udi.udi_uuid,
                     certificate_expires_at=certificate_expires,
                     **fields,
                 )
@@ -310,7 +312,7 @@ class DeviceService:
                     "product.replaced",
                     f"{replaced.virtual_account}/{replaced.id}",
                     account_id=account_id,
-                    udi=f"PID:{udi.pid} SN:{udi.serial_number}",
+                    udi=f"PID:{udi.udi_pid} SN:{udi.udi_serial}",
                     token_id=token.id,
                     replaced_by=product_id,
                 )
@@ -320,7 +322,7 @@ class DeviceService:
                 "product.reregistered" if existing else "product.registered",
                 f"{product.virtual_account}/{product_id}",
                 account_id=account_id,
-                udi=f"PID:{udi.pid} SN:{udi.serial_number}",
+                udi=f"PID:{udi.udi_pid} SN:{udi.udi_serial}",
                 token_id=token.id,
                 **(
                     {"from_virtual_account": existing.virtual_account}
@@ -385,7 +387,7 @@ class DeviceService:
             )
             report = self._envelope.decode(payload, wire.UsageReport)
             usage = self._usage(report)
-            in_use = await devices.replace_usage(
+            in_use = await product_instances.replace_usage(
                 conn, product_id, product.virtual_account_id, usage, self._clock()
             )
             authorization = await self._authorization(
@@ -404,7 +406,7 @@ class DeviceService:
             now = self._clock()
             await self.check_horizon(conn, product.account_id, now)
             expires = now + dt.timedelta(days=self._timers.authorization_validity_days)
-            await devices.touch(conn, product_id, now, authorization_expires_at=expires)
+            await product_instances.touch(conn, product_id, now, authorization_expires_at=expires)
             authorization = await self._authorization(conn, product, expires)
         return self._envelope.answer(nonce, path, authorization)
 
@@ -418,11 +420,11 @@ class DeviceService:
             )
             request = self._envelope.decode(payload, wire.RenewRegistrationRequest)
             udi = wire.Udi(
-                pid=product.udi_pid, serial_number=product.udi_serial, uuid=product.udi_uuid
+                udi_pid=product.udi_pid, udi_serial=product.udi_serial, udi_uuid=product.udi_uuid
             )
             certificate, expires = self._certificate(product_id, udi, request.csr)
             now = self._clock()
-            await devices.touch(
+            await product_instances.touch(
                 conn,
                 product_id,
                 now,
@@ -452,7 +454,7 @@ class DeviceService:
             released = await exports.release(
                 conn, product_actor(product_id), product, "deregistered", now
             )
-            await devices.end_product(conn, product_id, "deregistered", now)
+            await product_instances.end_instance(conn, product_id, "deregistered", now)
             await audit.record(
                 conn,
                 product_actor(product_id),

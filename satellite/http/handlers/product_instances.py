@@ -18,7 +18,12 @@ from satellite.http.wire import (
     DeviceTransfer,
     SudiIn,
 )
-from satellite.services.products import ByUdi, ProductFilter, ProductView, Transfer
+from satellite.services.product_instances import (
+    ByUdi,
+    ProductInstanceFilter,
+    ProductInstanceView,
+    Transfer,
+)
 
 MISSPELLED = "productInstacesRemoveRequests"  # sic: what public clients send
 SPELLED = "productInstancesRemoveRequests"
@@ -26,37 +31,37 @@ SPELLED = "productInstancesRemoveRequests"
 
 def _by_udi(sudi: SudiIn, product_tag_name: str | None, return_code: str | None = None) -> ByUdi:
     return ByUdi(
-        pid=sudi.udi_pid,
-        serial=sudi.udi_serial_number,
-        uuid=sudi.uuid,
+        udi_pid=sudi.udi_pid,
+        udi_serial=sudi.udi_serial,
+        udi_uuid=sudi.udi_uuid,
         product_type=product_tag_name,
         return_code=return_code,
     )
 
 
-def _changed(services: Services, verb: str, views: list[ProductView]) -> web.Response:
-    return render(device_change(verb, views, services.catalog, services.products.now()))
+def _changed(services: Services, verb: str, views: list[ProductInstanceView]) -> web.Response:
+    return render(device_change(verb, views, services.catalog, services.product_instances.now()))
 
 
 async def list_devices(request: web.Request) -> web.Response:
     principal = await caller(request)
     query = read_query(request, DevicesQuery)
     services = request.app[SERVICES]
-    total, views = await services.products.list_products(
+    total, views = await services.product_instances.list_instances(
         principal,
         request.match_info["account"],
         request.match_info["va"],
-        ProductFilter(
+        ProductInstanceFilter(
             status=query.status,
             udi_pid=query.udi_pid,
-            udi_serial=query.udi_serial_number,
+            udi_serial=query.udi_serial,
             hostname=query.host_name,
             product_type=query.product_tag_name,
             limit=query.limit,
             offset=query.offset,
         ),
     )
-    now = services.products.now()
+    now = services.product_instances.now()
     return render(
         DeviceList(
             total_records=total, devices=[device_out(v, services.catalog, now) for v in views]
@@ -67,20 +72,20 @@ async def list_devices(request: web.Request) -> web.Response:
 async def show_device(request: web.Request) -> web.Response:
     principal = await caller(request)
     services = request.app[SERVICES]
-    detail = await services.products.product(
+    detail = await services.product_instances.show(
         principal,
         request.match_info["account"],
         request.match_info["va"],
         request.match_info["product"],
     )
-    return render(device_detail(detail, services.catalog, services.products.now()))
+    return render(device_detail(detail, services.catalog, services.product_instances.now()))
 
 
 async def transfer_devices(request: web.Request) -> web.Response:
     principal = await caller(request)
     body = await read_json(request, DeviceTransfer)
     services = request.app[SERVICES]
-    views = await services.products.transfer(
+    views = await services.product_instances.transfer(
         principal,
         request.match_info["account"],
         request.match_info["va"],
@@ -108,7 +113,7 @@ async def remove_devices(request: web.Request) -> web.Response:
             f"name the products to remove in {MISSPELLED} (or {SPELLED})", field=MISSPELLED
         )
     services = request.app[SERVICES]
-    views = await services.products.remove(
+    views = await services.product_instances.remove(
         principal,
         request.match_info["account"],
         request.match_info["va"],

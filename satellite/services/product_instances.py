@@ -18,7 +18,7 @@ from satellite.domain.access import Principal
 from satellite.domain.models import (
     Account,
     ProductInstance,
-    ProductStatus,
+    ProductInstanceStatus,
     UsageRecord,
     VirtualAccount,
     udi_label,
@@ -28,7 +28,7 @@ from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, exports, scope
 from satellite.services.licenses import LicenseService
 from satellite.services.reservations import ReservationService
-from satellite.storage import accounts, devices, export_keys, reservations
+from satellite.storage import accounts, export_keys, product_instances, reservations
 from satellite.storage.db import Connection, Database
 
 HISTORY_LENGTH = 50  # usage reports shown with a product
@@ -40,7 +40,7 @@ def _now() -> dt.datetime:
 
 
 @dataclass(frozen=True)
-class ProductFilter:
+class ProductInstanceFilter:
     """Which products of a virtual account to list, and which page of them."""
 
     status: str = "registered"  # a product status (any case), or "all"
@@ -53,15 +53,15 @@ class ProductFilter:
 
 
 @dataclass(frozen=True)
-class ProductView:
+class ProductInstanceView:
     product: ProductInstance
     usage: dict[str, int]  # tag -> count, as last reported (empty once it ended)
     reservation: Reservation | None = None  # its specific license reservation, if any
 
 
 @dataclass(frozen=True)
-class ProductDetail:
-    view: ProductView
+class ProductInstanceDetail:
+    view: ProductInstanceView
     history: list[UsageRecord]  # newest first
 
 
@@ -79,14 +79,14 @@ class ById:
 class ByUdi:
     """A product named by its UDI; its UUID and type, when given, must match too."""
 
-    pid: str
-    serial: str
-    uuid: str | None = None
+    udi_pid: str
+    udi_serial: str
+    udi_uuid: str | None = None
     product_type: str | None = None
     return_code: str | None = None  # a reserved product is removed by its return code
 
     def describe(self) -> str:
-        return f"product PID:{self.pid} SN:{self.serial}"
+        return f"product PID:{self.udi_pid} SN:{self.udi_serial}"
 
 
 ProductRef = ById | ByUdi
@@ -98,12 +98,12 @@ class Transfer:
     target: str  # name of a virtual account of the same account
 
 
-def parse_status(text: str) -> ProductStatus | None:
+def parse_status(text: str) -> ProductInstanceStatus | None:
     """A status filter: one product status (any case, "_" or " "), or None for "all"."""
     value = text.strip().lower().replace(" ", "_")
     if value == ALL_STATUSES:
         return None
-    statuses: tuple[ProductStatus, ...] = get_args(ProductStatus)
+    statuses: tuple[ProductInstanceStatus, ...] = get_args(ProductInstanceStatus)
     for status in statuses:
         if value == status:
             return status
@@ -111,7 +111,7 @@ def parse_status(text: str) -> ProductStatus | None:
     raise InvalidInput(f"status {text!r} is not one of {choices}", field="status")
 
 
-class ProductService:
+class ProductInstanceService:
     def __init__(
         self,
         db: Database,
@@ -129,21 +129,23 @@ class ProductService:
         return self._clock()
 
     @staticmethod
-    async def _views(conn: Connection, products: list[ProductInstance]) -> list[ProductView]:
+    async def _views(
+        conn: Connection, products: list[ProductInstance]
+    ) -> list[ProductInstanceView]:
         ids = [p.id for p in products]
-        usage = await devices.usage_of_products(conn, ids)
+        usage = await product_instances.usage_of_instances(conn, ids)
         held = await reservations.reservations_of_products(conn, ids)
-        return [ProductView(p, usage.get(p.id, {}), held.get(p.id)) for p in products]
+        return [ProductInstanceView(p, usage.get(p.id, {}), held.get(p.id)) for p in products]
 
-    async def list_products(
-        self, principal: Principal, account: str, va: str, query: ProductFilter
-    ) -> tuple[int, list[ProductView]]:
+    async def list_instances(
+        self, principal: Principal, account: str, va: str, query: ProductInstanceFilter
+    ) -> tuple[int, list[ProductInstanceView]]:
         """The virtual account's products that match: the total and the requested page."""
         status = parse_status(query.status)
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            total, products = await devices.list_products(
+            total, products = await product_instances.list_instances(
                 conn,
                 vacc.id,
                 status=status,
@@ -156,28 +158,28 @@ class ProductService:
             )
             return total, await self._views(conn, products)
 
-    async def product(
+    async def show(
         self, principal: Principal, account: str, va: str, product_id: str
-    ) -> ProductDetail:
+    ) -> ProductInstanceDetail:
         """One product of the virtual account, whatever its status, with its usage history."""
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            product = await scope.product(conn, vacc, product_id)
+            product = await scope.product_instance(conn, vacc, product_id)
             [view] = await self._views(conn, [product])
-            history = await devices.usage_history(conn, product.id, HISTORY_LENGTH)
-        return ProductDetail(view, history)
+            history = await product_instances.usage_history(conn, product.id, HISTORY_LENGTH)
+        return ProductInstanceDetail(view, history)
 
     async def _resolve(
         self, conn: Connection, va: VirtualAccount, refs: list[ProductRef], field: str
     ) -> list[ProductInstance]:
         """The registered products of ``va`` that ``refs`` name, locked, in the order named;
         NotFound naming the first that names none."""
-        found = await devices.registered_products_of_virtual_account(
+        found = await product_instances.registered_instances_of_virtual_account(
             conn,
             va.id,
             ids=[r.product_id for r in refs if isinstance(r, ById)],
-            udis=[(r.pid, r.serial) for r in refs if isinstance(r, ByUdi)],
+            udis=[(r.udi_pid, r.udi_serial) for r in refs if isinstance(r, ByUdi)],
         )
         by_id = {p.id: p for p in found}
         by_udi = {(p.udi_pid, p.udi_serial): p for p in found}
@@ -190,11 +192,13 @@ class ProductService:
                 if product is None:
                     raise NotFound(missing, field=where)
             else:
-                product = by_udi.get((ref.pid, ref.serial))
+                product = by_udi.get((ref.udi_pid, ref.udi_serial))
                 if product is None:
                     raise NotFound(missing, field=f"{where}.sudi")
-                if ref.uuid is not None and ref.uuid != product.udi_uuid:
-                    raise NotFound(f"{missing} with UUID {ref.uuid!r}", field=f"{where}.sudi.uuid")
+                if ref.udi_uuid is not None and ref.udi_uuid != product.udi_uuid:
+                    raise NotFound(
+                        f"{missing} with UUID {ref.udi_uuid!r}", field=f"{where}.sudi.uuid"
+                    )
                 if ref.product_type is not None and ref.product_type != product.product_type:
                     raise NotFound(
                         f"{ref.describe()} of virtual account {va.name!r} is a "
@@ -229,7 +233,7 @@ class ProductService:
         moves: list[Transfer],
         *,
         field: str = "productInstances",
-    ) -> list[ProductView]:
+    ) -> list[ProductInstanceView]:
         """Move each named registered product of ``va`` to its target virtual account of the
         same account, with its usage; all of them or, if one cannot move, none."""
         if not moves:
@@ -273,7 +277,7 @@ class ProductService:
                     )
             for product, move in zip(products, moves, strict=True):
                 target = targets[move.target]
-                await devices.move_products(conn, [product.id], target.id, now)
+                await product_instances.move_instances(conn, [product.id], target.id, now)
                 await audit.record(
                     conn,
                     principal,
@@ -291,7 +295,7 @@ class ProductService:
             for va_id in sorted(involved):
                 vacc = involved[va_id]
                 await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
-            moved = [await devices.get_product(conn, p.id) for p in products]
+            moved = [await product_instances.get_instance(conn, p.id) for p in products]
             return await self._views(conn, [p for p in moved if p is not None])
 
     async def remove(
@@ -302,7 +306,7 @@ class ProductService:
         refs: list[ProductRef],
         *,
         field: str = "productInstancesRemoveRequests",
-    ) -> list[ProductView]:
+    ) -> list[ProductInstanceView]:
         """End each named registered product of ``va``: its usage is released at once and
         its next device request is refused. All of them or, if one is unknown, none."""
         if not refs:
@@ -312,7 +316,7 @@ class ProductService:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va, lock="share")
             products = await self._resolve(conn, vacc, refs, field)
-            released = await devices.usage_of_products(conn, [p.id for p in products])
+            released = await product_instances.usage_of_instances(conn, [p.id for p in products])
             held = await reservations.reservations_of_products(conn, [p.id for p in products])
             for index, (product, ref) in enumerate(zip(products, refs, strict=True)):
                 return_code = ref.return_code if isinstance(ref, ByUdi) else None
@@ -340,7 +344,7 @@ class ProductService:
                         field=where,
                     )
                 await exports.release(conn, principal, product, "removed", now)
-                await devices.end_product(conn, product.id, "removed", now)
+                await product_instances.end_instance(conn, product.id, "removed", now)
                 await audit.record(
                     conn,
                     principal,
@@ -352,5 +356,5 @@ class ProductService:
                 )
             # Released usage and returned reservations may end a shortage (or its alert).
             await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
-            ended = [await devices.get_product(conn, p.id) for p in products]
+            ended = [await product_instances.get_instance(conn, p.id) for p in products]
             return await self._views(conn, [p for p in ended if p is not None])

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from satellite.domain.models import ProductInstance, ProductStatus, UsageRecord
+from satellite.domain.models import ProductInstance, ProductInstanceStatus, UsageRecord
 from satellite.domain.paging import sql_limit
 from satellite.storage.errors import unique_as_conflict
 
@@ -95,7 +95,7 @@ async def forget_used_nonces(conn: asyncpg.Connection, before: dt.datetime) -> i
     return int(result.rsplit(" ", 1)[1])
 
 
-async def lock_product_using_nonce(
+async def lock_instance_using_nonce(
     conn: asyncpg.Connection, product_id: str, nonce: str
 ) -> tuple[ProductInstance | None, bool]:
     """The product, locked for update, and whether ``nonce`` was still unused; it is used
@@ -131,7 +131,7 @@ async def forget_usage_reports(conn: asyncpg.Connection, before: dt.datetime, li
     return int(result.rsplit(" ", 1)[1])
 
 
-async def get_product(
+async def get_instance(
     conn: asyncpg.Connection, product_id: str, *, for_update: bool = False
 ) -> ProductInstance | None:
     try:
@@ -143,7 +143,7 @@ async def get_product(
     return _product(row) if row else None
 
 
-async def live_product_by_udi(
+async def live_instance_by_udi(
     conn: asyncpg.Connection, pid: str, serial: str
 ) -> ProductInstance | None:
     row = await conn.fetchrow(
@@ -155,7 +155,7 @@ async def live_product_by_udi(
     return _product(row) if row else None
 
 
-async def insert_product(
+async def insert_instance(
     conn: asyncpg.Connection,
     product_id: str,
     *,
@@ -200,7 +200,7 @@ async def insert_product(
     return _product(row)
 
 
-async def reregister_product(
+async def reregister_instance(
     conn: asyncpg.Connection,
     product_id: str,
     *,
@@ -237,7 +237,7 @@ async def reregister_product(
         authorization_expires_at,
     )
     await recount(conn, [product_id], now)
-    product = await get_product(conn, product_id)
+    product = await get_instance(conn, product_id)
     assert product is not None
     return product
 
@@ -338,7 +338,7 @@ async def usage_of(conn: asyncpg.Connection, product_id: str) -> dict[str, int]:
     return {row["tag"]: row["count"] for row in rows}
 
 
-async def end_product(
+async def end_instance(
     conn: asyncpg.Connection, product_id: str, status: str, now: dt.datetime
 ) -> None:
     """Deregistered or removed: its usage is released at once."""
@@ -387,11 +387,11 @@ def uuids(product_ids: list[str]) -> list[uuid.UUID]:
     return keys
 
 
-async def list_products(
+async def list_instances(
     conn: asyncpg.Connection,
     va_id: int,
     *,
-    status: ProductStatus | None,
+    status: ProductInstanceStatus | None,
     udi_pid: str | None,
     udi_serial: str | None,
     hostname: str | None,
@@ -421,7 +421,7 @@ async def list_products(
     return int(total), [_product(r) for r in rows]
 
 
-async def usage_of_products(
+async def usage_of_instances(
     conn: asyncpg.Connection, product_ids: list[str]
 ) -> dict[str, dict[str, int]]:
     """Current usage per product (products without usage are absent)."""
@@ -447,7 +447,7 @@ async def usage_history(conn: asyncpg.Connection, product_id: str, limit: int) -
     return [UsageRecord(**dict(r)) for r in rows]
 
 
-async def registered_products_of_virtual_account(
+async def registered_instances_of_virtual_account(
     conn: asyncpg.Connection,
     va_id: int,
     *,
@@ -469,7 +469,7 @@ async def registered_products_of_virtual_account(
     return [_product(r) for r in rows]
 
 
-async def move_products(
+async def move_instances(
     conn: asyncpg.Connection, product_ids: list[str], va_id: int, now: dt.datetime
 ) -> None:
     """The products (and so their usage) now belong to virtual account ``va_id``."""
@@ -481,7 +481,7 @@ async def move_products(
     await recount(conn, product_ids, now)
 
 
-async def forget_ended_products(conn: asyncpg.Connection, va_id: int) -> int:
+async def forget_ended_instances(conn: asyncpg.Connection, va_id: int) -> int:
     """Delete the deregistered and removed products of a virtual account, with their usage
     history; the number deleted. (Registered products are never forgotten.)"""
     result = await conn.execute(
