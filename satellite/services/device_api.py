@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from satellite.config import TimerSettings
@@ -23,6 +22,7 @@ from satellite.crypto.secrets import (
 )
 from satellite.domain.access import product_actor
 from satellite.domain.catalog import Catalog
+from satellite.domain.clock import utc_now
 from satellite.domain.compliance import Position
 from satellite.domain.models import ExportKey, ProductInstance
 from satellite.errors import (
@@ -47,10 +47,6 @@ _STATE_ORDER: dict[wire.TagState, int] = {
 }
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class DeviceApiService:
     def __init__(
         self,
@@ -62,7 +58,6 @@ class DeviceApiService:
         max_usage_tags: int,
         limiter: RateLimiter,
         envelope: DeviceEnvelope,
-        clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         """``max_usage_tags``: the most tags one usage report may carry."""
         self._db = db
@@ -73,10 +68,9 @@ class DeviceApiService:
         self._max_usage_tags = max_usage_tags
         self._limiter = limiter
         self._envelope = envelope
-        self._clock = clock
 
     def now(self) -> dt.datetime:
-        return self._clock()
+        return utc_now()
 
     # --- authorization -------------------------------------------------------------------
 
@@ -104,7 +98,7 @@ class DeviceApiService:
                     conn,
                     product.virtual_account_id,
                     product.virtual_account,
-                    self._clock(),
+                    utc_now(),
                     in_use=in_use,
                 )
             }
@@ -125,7 +119,7 @@ class DeviceApiService:
         overall: wire.AuthorizationState = max(
             (t.state for t in tags), key=_STATE_ORDER.__getitem__, default="AUTHORIZED"
         )
-        now = self._clock()
+        now = utc_now()
         return wire.Authorization(
             state=overall,
             tags=tags,
@@ -139,7 +133,7 @@ class DeviceApiService:
             key = csr_public_key(csr)
         except CertificateError as exc:
             raise InvalidInput(str(exc), field="csr") from exc
-        now = self._clock()
+        now = utc_now()
         validity = dt.timedelta(days=self._timers.certificate_validity_days)
         cert = issue_certificate(
             self._keys.ca_key,
@@ -217,7 +211,7 @@ class DeviceApiService:
         request: wire.RegisterRequest,
         path: str,
     ) -> dict[str, str]:
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             nonce = await self._envelope.use_nonce(conn, header, path)
             found = await tokens.token_for_registration(conn, digest_of_token_id(request.token_id))
@@ -388,7 +382,7 @@ class DeviceApiService:
             report = self._envelope.decode(payload, wire.UsageReport)
             usage = self._usage(report)
             in_use = await product_instances.replace_usage(
-                conn, product_id, product.virtual_account_id, usage, self._clock()
+                conn, product_id, product.virtual_account_id, usage, utc_now()
             )
             authorization = await self._authorization(
                 conn, product, product.authorization_expires_at, usage=usage, in_use=in_use
@@ -403,7 +397,7 @@ class DeviceApiService:
                 conn, product_id, message, path
             )
             self._envelope.decode(payload, wire.NoParameters)
-            now = self._clock()
+            now = utc_now()
             await self.check_horizon(conn, product.account_id, now)
             expires = now + dt.timedelta(days=self._timers.authorization_validity_days)
             await product_instances.touch(conn, product_id, now, authorization_expires_at=expires)
@@ -423,7 +417,7 @@ class DeviceApiService:
                 udi_pid=product.udi_pid, udi_serial=product.udi_serial, udi_uuid=product.udi_uuid
             )
             certificate, expires = self._certificate(product_id, udi, request.csr)
-            now = self._clock()
+            now = utc_now()
             await product_instances.touch(
                 conn,
                 product_id,
@@ -450,7 +444,7 @@ class DeviceApiService:
                 conn, product_id, message, path
             )
             self._envelope.decode(payload, wire.NoParameters)
-            now = self._clock()
+            now = utc_now()
             released = await exports.release(
                 conn, product_actor(product_id), product, "deregistered", now
             )

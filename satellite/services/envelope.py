@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -21,6 +20,7 @@ from satellite.crypto import jose
 from satellite.crypto.keys import ServerKeys
 from satellite.crypto.pki import to_pem
 from satellite.crypto.secrets import issue_nonce, nonce_is_fresh
+from satellite.domain.clock import utc_now
 from satellite.domain.models import ProductInstance
 from satellite.errors import BadNonce, BadSignature, ProductEnded, RegistrationExpired
 from satellite.protocol import device as wire
@@ -34,23 +34,18 @@ NONCE_LIFETIME = 15 * 60.0  # seconds a nonce stays good; longer is "stale"
 PRODUCT_KEYS_KEPT = 65_536  # parsed product keys kept in memory (about 30 MB at most)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _replayed() -> BadNonce:
     return BadNonce("the nonce was used already (a replayed request)")
 
 
 class DeviceEnvelope:
-    def __init__(self, keys: ServerKeys, clock: Callable[[], dt.datetime] = _now) -> None:
+    def __init__(self, keys: ServerKeys) -> None:
         self._keys = keys
-        self._clock = clock
         # Parsed product keys, by JWK: parsing one costs more than checking its signature.
         self.product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
 
     def now(self) -> dt.datetime:
-        return self._clock()
+        return utc_now()
 
     def ca_certificate(self) -> str:
         """The CA's certificate (PEM): public, and checked by products against their token."""
@@ -113,7 +108,7 @@ class DeviceEnvelope:
         if product.status == "replaced":
             raise reregistration.replaced(product)
         if product.status == "registration_expired" or (
-            product.status == "registered" and product.certificate_expires_at <= self._clock()
+            product.status == "registered" and product.certificate_expires_at <= utc_now()
         ):
             raise RegistrationExpired(
                 f"the registration of product instance {product_id} expired on "

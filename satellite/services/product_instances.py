@@ -10,11 +10,11 @@ product's next device request is refused as ended). A change names its products 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import get_args
 
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.models import (
     Account,
     ProductInstance,
@@ -33,10 +33,6 @@ from satellite.storage.db import Connection, Database
 
 HISTORY_LENGTH = 50  # usage reports shown with a product
 ALL_STATUSES = "all"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -117,16 +113,14 @@ class ProductInstanceService:
         db: Database,
         reservations: ReservationService,
         licenses: LicenseService,
-        clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._db = db
         self._reservations = reservations
         self._licenses = licenses
-        self._clock = clock
 
     def now(self) -> dt.datetime:
         """The time authorizations are judged at."""
-        return self._clock()
+        return utc_now()
 
     @staticmethod
     async def _views(
@@ -238,7 +232,7 @@ class ProductInstanceService:
         same account, with its usage; all of them or, if one cannot move, none."""
         if not moves:
             raise InvalidInput("name at least one product to transfer", field=field)
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             source = await scope.virtual_account(conn, acc, va)
@@ -311,7 +305,7 @@ class ProductInstanceService:
         its next device request is refused. All of them or, if one is unknown, none."""
         if not refs:
             raise InvalidInput("name at least one product to remove", field=field)
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va, lock="share")

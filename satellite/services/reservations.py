@@ -13,7 +13,6 @@ product that cannot make one (failed, destroyed) may be force-removed with a rea
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -32,6 +31,7 @@ from satellite.crypto.slr import (
 )
 from satellite.domain.access import Principal
 from satellite.domain.catalog import Catalog
+from satellite.domain.clock import utc_now
 from satellite.domain.compliance import Position
 from satellite.domain.models import Account, ProductInstance, VirtualAccount, udi_label
 from satellite.domain.reservation import Precedence, Reservation, ReservedLine, allocate
@@ -42,10 +42,6 @@ from satellite.storage import licenses, product_instances, reservations
 from satellite.storage.db import Connection, Database
 
 log = structlog.get_logger(__name__)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -86,17 +82,15 @@ class ReservationService:
         catalog: Catalog,
         licenses: LicenseService,
         horizon_days: int,
-        clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._db = db
         self._keys = keys
         self._catalog = catalog
         self._licenses = licenses
         self._horizon_days = horizon_days
-        self._clock = clock
 
     def now(self) -> dt.datetime:
-        return self._clock()
+        return utc_now()
 
     def signing_public_key(self) -> str:
         """PEM of the key authorization codes are signed with (what products trust)."""
@@ -350,7 +344,7 @@ class ReservationService:
                     field=f"{field}[{index}].reservationCode",
                 ) from exc
             self._check_licenses(request.licenses, f"{field}[{index}].licenses")
-        now = self._clock()
+        now = utc_now()
         issued: list[Issued] = []
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
@@ -409,7 +403,7 @@ class ReservationService:
         """A new authorization code with ``wanted`` as the product's reserved licenses; the
         reservation is in transition (holding the larger counts) until it is confirmed."""
         self._check_licenses(wanted, field)
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await self._locked_virtual_account(conn, acc, va)
@@ -447,7 +441,7 @@ class ReservationService:
         self, principal: Principal, account: str, va: str, code: str, *, field: str
     ) -> tuple[ProductInstance, Reservation]:
         """The product installed the pending code: the reservation settles on it."""
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await self._locked_virtual_account(conn, acc, va)
@@ -521,7 +515,7 @@ class ReservationService:
         self, principal: Principal, account: str, va: str, code: str, *, field: str
     ) -> Ended:
         """A return code from the product: its licenses go back, the product is removed."""
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await self._locked_virtual_account(conn, acc, va)
@@ -596,7 +590,7 @@ class ReservationService:
             raise InvalidInput(
                 "say why the product is removed without a return code", field="reason"
             )
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await self._locked_virtual_account(conn, acc, va)
