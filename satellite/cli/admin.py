@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import click
 
@@ -17,6 +17,7 @@ from satellite.cli.transfers import license_transfer
 from satellite.domain.access import ROLES, Role
 from satellite.domain.catalog import Catalog, CatalogEntry
 from satellite.domain.compliance import LicenseType, LineValues, PoolLine, Position, line_status
+from satellite.domain.models import PrincipalKind
 from satellite.http import wire
 from satellite.http.views import (
     account_out,
@@ -701,7 +702,7 @@ accounts_option = click.option(
 )
 
 
-def _list_principals(obj: CliContext, kind: Literal["client", "user"], as_json: bool) -> None:
+def _list_principals(obj: CliContext, kind: PrincipalKind, as_json: bool) -> None:
     records = obj.run(lambda s: s.principals.list_principals(obj.operator, kind))
     emit(
         as_json,

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from satellite.domain.catalog import LicenseType
 from satellite.protocol.untrusted import NESTED_TOO_DEEP, NUL, too_deep
 
 MAX_CODE_CHARS = 65_536  # an authorization code with a few hundred entitlements fits
@@ -55,8 +56,6 @@ _CODE_RE = re.compile(
     r"<signature>([A-Za-z0-9+/=\s]{1,300})</signature><udi>([^<]{0,512})</udi></specificPLR>",
     re.DOTALL,
 )
-
-LicenseType = Literal["PERPETUAL", "TERM", "SUBSCRIPTION"]
 
 
 class CodeError(ValueError):

@@ -10,6 +10,7 @@ from satellite.domain.access import Role
 
 Severity = Literal["Info", "Minor", "Major", "Critical"]
 TokenStatus = Literal["Active", "Expired", "Revoked", "Used"]
+PrincipalKind = Literal["client", "user"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class RegistrationToken:
 @dataclass(frozen=True)
 class PrincipalRecord:
     id: int
-    kind: Literal["client", "user"]
+    kind: PrincipalKind
     login: str
     role: Role
     description: str

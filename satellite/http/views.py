@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any
 
 from satellite.domain.catalog import Catalog, CatalogEntry
 from satellite.domain.compliance import PoolLine, Position, line_status
@@ -31,6 +31,7 @@ from satellite.http.wire import (
     EventOut,
     ExportFlag,
     ExportKeyOut,
+    ExportKeyState,
     Flag,
     LicenseDetail,
     LicenseOut,
@@ -492,7 +493,7 @@ def satellite_mirror_out(
     )
 
 
-_EXPORT_KEY_STATUS: dict[ExportKeyStatus, Literal["Granted", "Returned", "Released"]] = {
+_EXPORT_KEY_STATUS: dict[ExportKeyStatus, ExportKeyState] = {
     "granted": "Granted",
     "returned": "Returned",
     "released": "Released",

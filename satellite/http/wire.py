@@ -14,7 +14,10 @@ import msgspec
 
 from satellite.domain.access import Role
 from satellite.domain.catalog import LicenseType, TagOrigin
+from satellite.domain.compliance import ComplianceStatus, LineSource, LineStatus
+from satellite.domain.models import AuthorizationStatus, Severity, TokenStatus
 from satellite.domain.paging import ALL
+from satellite.domain.reservation import Precedence
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^/\x00-\x1f]+$")]
 Description = Annotated[str, msgspec.Meta(max_length=500)]
@@ -29,6 +32,8 @@ ExportFlag = Literal["Allowed", "Not Allowed"]
 Flag = Literal["true", "false"]
 Domain = Annotated[str, msgspec.Meta(max_length=253)]  # checked by domain.names.check_domain
 Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+# An export key's status as the toolkit spells it (domain.models.ExportKeyStatus is ours).
+ExportKeyState = Literal["Granted", "Returned", "Released"]
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
@@ -142,7 +147,7 @@ class TokenInfo(Response):
     export_controlled: ExportFlag
     number_of_uses: int | None
     uses: int
-    status: Literal["Active", "Expired", "Revoked", "Used"]
+    status: TokenStatus
     virtual_account: str
     created_by: str
     created_at: dt.datetime
@@ -201,7 +206,7 @@ class LicenseOut(Response):
     available: int
     reserved: int
     export_keys: int  # export authorization keys granted to products (part of inUse)
-    status: Literal["In Compliance", "Out Of Compliance"]
+    status: ComplianceStatus
     license_details: list[LicenseDetail]
     license_substitutions: list[LicenseSubstitution]
 
@@ -224,7 +229,7 @@ class SubscriptionLicenseOut(Response):
     license_type: str
     start_date: dt.date | None
     end_date: dt.date | None
-    status: Literal["Active", "Pending", "Expired"]
+    status: LineStatus
 
 
 class SubscriptionOut(Response):
@@ -234,7 +239,7 @@ class SubscriptionOut(Response):
     virtual_account: str
     start_date: dt.date | None  # the earliest of its lines
     end_date: dt.date | None  # the latest of its lines
-    status: Literal["Active", "Pending", "Expired"]  # Active while one line is
+    status: LineStatus  # Active while one line is
     licenses: list[SubscriptionLicenseOut]
 
 
@@ -246,7 +251,7 @@ class SubscriptionList(Response):
 class PoolLineIn(Request):
     entitlement_tag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
-    license_type: Literal["PERPETUAL", "TERM", "SUBSCRIPTION"] = "PERPETUAL"
+    license_type: LicenseType = "PERPETUAL"
     start_date: dt.date | None = None
     end_date: dt.date | None = None
     subscription_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
@@ -263,8 +268,8 @@ class PoolLineOut(Response):
     end_date: dt.date | None
     subscription_id: str | None
     export_restricted: bool
-    source: Literal["local", "upstream"]
-    status: Literal["Active", "Pending", "Expired"]
+    source: LineSource
+    status: LineStatus
 
 
 class PoolLineList(Response):
@@ -279,9 +284,9 @@ class LicenseTransferItem(Request):
     license: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]  # tag or display name
     quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
     target_virtual_account: Name
-    license_type: Literal["PERPETUAL", "TERM", "SUBSCRIPTION"] | None = None  # None: any
+    license_type: LicenseType | None = None  # None: any
     source_virtual_account: Name | None = None  # None: the request's
-    precedence: Literal["LONGEST_TERM_FIRST", "SHORTEST_TERM_FIRST"] = "LONGEST_TERM_FIRST"
+    precedence: Precedence = "LONGEST_TERM_FIRST"
 
 
 class LicenseTransferIn(Request):
@@ -342,7 +347,7 @@ class AlertsQuery(Request):
 
 class AlertOut(Response):
     message_type: str
-    severity: Literal["Info", "Minor", "Major", "Critical"]
+    severity: Severity
     source: str
     message: str
     virtual_account: str | None
@@ -497,7 +502,7 @@ class DeviceOut(Response):
     export_controlled: bool
     certificate_expires_at: dt.datetime
     authorization_expires_at: dt.datetime
-    authorization_status: Literal["Authorized", "Expired"]
+    authorization_status: AuthorizationStatus
     ended_at: dt.datetime | None
     reservation: ReservationOut | None  # specific license reservation (SLR), if any
 
@@ -526,7 +531,7 @@ class ExportKeyOut(Response):
     product_instance_id: str
     sudi: Sudi
     virtual_account: str
-    status: Literal["Granted", "Returned", "Released"]
+    status: ExportKeyState
     granted_at: dt.datetime
     ended_at: dt.datetime | None
     end_reason: str | None  # returned, deregistered, removed, re-registered
@@ -601,7 +606,7 @@ CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 class ReservationLicenseIn(Request):
     entitlement_tag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
-    precedence: Literal["LONGEST_TERM_FIRST", "SHORTEST_TERM_FIRST"] = "LONGEST_TERM_FIRST"
+    precedence: Precedence = "LONGEST_TERM_FIRST"
 
 
 ReservationLicenses = Annotated[
