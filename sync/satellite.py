@@ -35,10 +35,10 @@ from satellite.domain.access import Principal, system_actor
 from satellite.domain.compliance import LineValues
 from satellite.domain.models import Account, Severity
 from satellite.domain.sync import (
-    ExportedRequest,
     HistoryEntry,
     SyncLink,
     SyncMode,
+    WrittenSyncRequest,
     horizon_passed,
 )
 from satellite.errors import Conflict, InvalidInput, NotFound, SatelliteError
@@ -386,15 +386,15 @@ class SatelliteSync:
             )
         return acc, link
 
-    async def export_request(
+    async def write_sync_request(
         self, principal: Principal, account: str, out: Path
-    ) -> ExportedRequest:
+    ) -> WrittenSyncRequest:
         """Disconnected mode, step one: the request, to carry to the upstream."""
         async with self._db.connection() as conn:
             _, link = await self._link(conn, principal, account)
         started = self._clock()
         try:
-            request = await self._export(link, out)
+            request = await self._write_sync_request(link, out)
         except SatelliteError as exc:
             await self._record_failure(link, "disconnected", "export", started, exc)
             raise
@@ -402,7 +402,7 @@ class SatelliteSync:
             await self._history(conn, link, "disconnected", "export", started, request.sequence, {})
         return request
 
-    async def _export(self, link: SyncLink, out: Path) -> ExportedRequest:
+    async def _write_sync_request(self, link: SyncLink, out: Path) -> WrittenSyncRequest:
         async with self._db.transaction() as conn:
             sequence, since = await storage.next_request_sequence(conn, link.account_id)
         key = bundles.load_private_key(
@@ -451,7 +451,7 @@ class SatelliteSync:
                     products += 1
                 digest = writer.finish(key)
             partial.replace(out)  # whole, or not at all
-        request = ExportedRequest(sequence=sequence, digest=digest, through_xid=through)
+        request = WrittenSyncRequest(sequence=sequence, digest=digest, through_xid=through)
         async with self._db.transaction() as conn:
             await storage.record_request(conn, link.account_id, request, now)
         log.info(
@@ -580,7 +580,7 @@ class SatelliteSync:
                     f"request {link.applied_sequence} was imported already (an old or replayed "
                     "file): export a new request and import its answer"
                 )
-            request = await storage.exported_request(conn, link.account_id, header.sequence)
+            request = await storage.written_sync_request(conn, link.account_id, header.sequence)
             if request is None or request.digest.hex() != header.request_digest:
                 raise Conflict(
                     f"this answer is for a request {header.sequence} that this satellite did "
@@ -749,7 +749,7 @@ class SatelliteSync:
                 await storage.record_attempt(conn, link.account_id, started, None, None)
             with self.spool.files("request", "answer") as (request_path, answer_path):
                 try:
-                    await self._export(link, request_path)
+                    await self._write_sync_request(link, request_path)
                     await self._send(link.upstream_url, request_path, answer_path)
                 except SatelliteError as exc:
                     await self._record_failure(link, "connected", operation, started, exc)

@@ -376,7 +376,7 @@ async def test_the_same_request_twice_gets_the_same_answer_and_changes_nothing(
     await setup_site(admin)
     await register_online(upstream, services)
     request = tmp_path / "request.bundle"
-    await services.sync.export_request(OPERATOR, "Site", request)
+    await services.sync.write_sync_request(OPERATOR, "Site", request)
     first, again = tmp_path / "a1.bundle", tmp_path / "a2.bundle"
     answered = await answer_file(upstream, request, first, OPERATOR)
     assert not answered.repeated
@@ -402,7 +402,7 @@ async def test_replayed_old_bundles_are_refused_at_both_ends(
     await setup_site(admin)
     await register_online(upstream, services)
     old_request, old_answer = tmp_path / "r1", tmp_path / "a1"
-    await services.sync.export_request(OPERATOR, "Site", old_request)
+    await services.sync.write_sync_request(OPERATOR, "Site", old_request)
     await answer_file(upstream, old_request, old_answer, OPERATOR)
     await services.sync.import_answer(OPERATOR, old_answer)
     await services.sync.sync_now(OPERATOR, "Site")  # request 2, answered and applied
@@ -447,14 +447,14 @@ async def test_a_bundle_for_another_satellite_is_refused(
             name="site-2",
         )
         theirs_request, theirs_answer = tmp_path / "r-other", tmp_path / "a-other"
-        await other_services.sync.export_request(OPERATOR, "Site", theirs_request)
+        await other_services.sync.write_sync_request(OPERATOR, "Site", theirs_request)
         await answer_file(upstream, theirs_request, theirs_answer, OPERATOR)
     with pytest.raises(BundleError, match="not for this satellite"):
         await services.sync.import_answer(OPERATOR, theirs_answer)
 
     # A request signed by the other satellite, claiming to be this one: altered.
     ours = tmp_path / "r-ours"
-    await services.sync.export_request(OPERATOR, "Site", ours)
+    await services.sync.write_sync_request(OPERATOR, "Site", ours)
     our_id = (await services.sync.status(OPERATOR, "Site")).link.satellite_id  # type: ignore[union-attr]
     forged = theirs_request.read_bytes().replace(
         theirs_request.read_bytes().split(b'"satelliteId":"')[1].split(b'"')[0],
@@ -475,7 +475,7 @@ async def test_a_flipped_byte_is_refused_and_changes_nothing(
     await setup_site(admin)
     satellite_id = await register_online(upstream, services)
     request, answer = tmp_path / "request", tmp_path / "answer"
-    await services.sync.export_request(OPERATOR, "Site", request)
+    await services.sync.write_sync_request(OPERATOR, "Site", request)
     target = request
     if where == "answer":
         await answer_file(upstream, request, answer, OPERATOR)
@@ -1154,7 +1154,7 @@ async def test_another_account_at_the_upstream_sees_nothing_of_its_satellites(
     assert (await ok(beta.get("/api/v1/accounts/Beta/satellites")))["satellites"] == []
     # An operator of Beta cannot carry in Acme's satellite's request either.
     request = Path(upstream.services.upstream.spool.path) / "acme.request"
-    await services.sync.export_request(OPERATOR, "Site", request)
+    await services.sync.write_sync_request(OPERATOR, "Site", request)
     async with beta.client.post(
         "/api/v1/sync/answer", data=request.read_bytes(), headers=beta._headers()
     ) as response:
@@ -1186,7 +1186,7 @@ async def test_a_change_committed_while_a_request_is_exported_travels_in_the_nex
         await transaction.start()
         await slow.execute("UPDATE product_instances SET hostname = 'renamed.example'")
         request, answer = tmp_path / "r", tmp_path / "a"
-        await services.sync.export_request(OPERATOR, "Site", request)
+        await services.sync.write_sync_request(OPERATOR, "Site", request)
         await transaction.commit()
     finally:
         await slow.close()
@@ -1211,8 +1211,8 @@ async def test_an_answer_to_an_older_request_after_a_newer_one_was_applied_is_st
     await setup_site(admin)
     await register_online(upstream, services)
     first, second = tmp_path / "r1", tmp_path / "r2"
-    await services.sync.export_request(OPERATOR, "Site", first)
-    await services.sync.export_request(OPERATOR, "Site", second)  # exported again meanwhile
+    await services.sync.write_sync_request(OPERATOR, "Site", first)
+    await services.sync.write_sync_request(OPERATOR, "Site", second)  # exported again meanwhile
     # The newer request is answered and applied first; the older one's answer then is stale.
     await answer_file(upstream, second, tmp_path / "a2", OPERATOR)
     assert not (await services.sync.import_answer(OPERATOR, tmp_path / "a2")).repeated
