@@ -197,7 +197,7 @@ class ReservationService:
 
     @staticmethod
     async def _check_unused(
-        conn: Connection, account: Account, nonce: str, pid: str, serial: str, where: str
+        conn: Connection, account: Account, nonce: str, udi_pid: str, udi_serial: str, where: str
     ) -> None:
         """Conflict when the request code was used already or the UDI is live; a virtual
         account is named only when it is one of ``account``'s (nothing of other accounts
@@ -215,7 +215,7 @@ class ReservationService:
                 "this request code cannot be used: request a new one on the product",
                 field=field,
             )
-        live = await product_instances.live_instance_by_udi(conn, pid, serial)
+        live = await product_instances.live_instance_by_udi(conn, udi_pid, udi_serial)
         if live is not None:
             where_live = (
                 f" (in virtual account {live.virtual_account!r})"
@@ -223,8 +223,8 @@ class ReservationService:
                 else ""
             )
             raise Conflict(
-                f"product PID:{pid} SN:{serial} is registered already{where_live}: return or "
-                "remove it first",
+                f"product PID:{udi_pid} SN:{udi_serial} is registered already{where_live}: "
+                "return or remove it first",
                 field=field,
             )
 
@@ -352,21 +352,23 @@ class ReservationService:
             for index, (request, code) in enumerate(zip(requests, decoded, strict=True)):
                 where = f"{field}[{index}]"
                 self._check_export_allowed(acc, request.licenses, f"{where}.licenses")
-                await self._check_unused(conn, acc, code.nonce, code.pid, code.serial, where)
+                await self._check_unused(
+                    conn, acc, code.nonce, code.udi_pid, code.udi_serial, where
+                )
                 lines = await self._plan(
                     conn, vacc, request.licenses, None, f"{where}.licenses", now
                 )
                 await reservations.insert_reserved_product(
                     conn,
                     conflict=(
-                        f"product PID:{code.pid} SN:{code.serial} (or its request code) was "
-                        "reserved or registered at the same time: look it up, or request a new "
-                        "code on the product",
+                        f"product PID:{code.udi_pid} SN:{code.udi_serial} (or its request code) "
+                        "was reserved or registered at the same time: look it up, or request "
+                        "a new code on the product",
                         f"{where}.reservationCode",
                     ),
                     product_id=code.nonce,
                     va_id=vacc.id,
-                    udi=(code.pid, code.serial, code.uuid),
+                    udi=(code.udi_pid, code.udi_serial, code.udi_uuid),
                     product_type=code.product_type,
                     public_key=code.public_key,
                     request_code=request.request_code.strip(),

@@ -144,13 +144,13 @@ async def get_instance(
 
 
 async def live_instance_by_udi(
-    conn: asyncpg.Connection, pid: str, serial: str
+    conn: asyncpg.Connection, udi_pid: str, udi_serial: str
 ) -> ProductInstance | None:
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} {_FROM} WHERE p.udi_pid = $1 AND p.udi_serial = $2 "
         f"AND p.status = 'registered' FOR UPDATE",
-        pid,
-        serial,
+        udi_pid,
+        udi_serial,
     )
     return _product(row) if row else None
 
@@ -463,8 +463,8 @@ async def registered_instances_of_virtual_account(
         f"ORDER BY p.id FOR UPDATE",
         va_id,
         uuids(ids),
-        [pid for pid, _ in udis],
-        [serial for _, serial in udis],
+        [udi_pid for udi_pid, _ in udis],
+        [udi_serial for _, udi_serial in udis],
     )
     return [_product(r) for r in rows]
 
