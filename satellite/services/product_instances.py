@@ -1,6 +1,6 @@
 """Product instances as administrators see them: listed, shown, transferred, removed.
 
-Products register, report and leave through the device API (``services.devices``); here an
+Products register, report and leave through the device API (``services.device_api``); here an
 account's admins look at them, move them to another virtual account of the same account
 (their usage goes with them) or remove them (their usage is released at once, and the
 product's next device request is refused as ended). A change names its products by UDI
