@@ -80,7 +80,7 @@ class DeviceApiService:
     async def _authorization(
         self,
         conn: Connection,
-        product: ProductInstance,
+        instance: ProductInstance,
         expires_at: dt.datetime,
         *,
         usage: dict[str, int] | None = None,
@@ -89,15 +89,15 @@ class DeviceApiService:
         """``usage``: the product's usage, and ``in_use``: its virtual account's, when the
         caller has them at hand (each saves a query)."""
         if usage is None:
-            usage = await product_instances.usage_of(conn, product.id)
+            usage = await product_instances.usage_of(conn, instance.id)
         positions: dict[str, Position] = {}
         if usage:  # (a new registration has none: no need to read the pool)
             positions = {
                 p.tag: p
                 for p in await self._licenses.virtual_account_positions(
                     conn,
-                    product.virtual_account_id,
-                    product.virtual_account,
+                    instance.virtual_account_id,
+                    instance.virtual_account,
                     utc_now(),
                     in_use=in_use,
                 )
@@ -149,19 +149,19 @@ class DeviceApiService:
 
     def _registration(
         self,
-        product: ProductInstance,
+        instance: ProductInstance,
         certificate: str,
         expires: dt.datetime,
         now: dt.datetime,
     ) -> wire.Registration:
         return wire.Registration(
-            product_instance_id=product.id,
-            virtual_account=product.virtual_account,
+            product_instance_id=instance.id,
+            virtual_account=instance.virtual_account,
             certificate=certificate,
             certificate_expires_at=expires,
             renew_registration_after=now
             + dt.timedelta(days=self._timers.registration_renewal_days),
-            export_controlled=product.export_controlled,
+            export_controlled=instance.export_controlled,
         )
 
     # --- requests ------------------------------------------------------------------------
@@ -278,7 +278,7 @@ class DeviceApiService:
             certificate, certificate_expires = self._certificate(product_id, udi, request.csr)
             released: list[ExportKey] = []
             if existing is None:
-                product = await product_instances.insert_instance(
+                instance = await product_instances.insert_instance(
                     conn,
                     product_id,
                     udi=(udi.udi_pid, udi.udi_serial, udi.udi_uuid),
@@ -292,7 +292,7 @@ class DeviceApiService:
                     released = await exports.release(
                         conn, product_actor(product_id), existing, "re-registered", now
                     )
-                product = await product_instances.reregister_instance(
+                instance = await product_instances.reregister_instance(
                     conn,
                     product_id,
                     udi_uuid=udi.udi_uuid,
@@ -314,13 +314,13 @@ class DeviceApiService:
                 conn,
                 product_actor(product_id),
                 "product.reregistered" if existing else "product.registered",
-                f"{product.virtual_account}/{product_id}",
+                f"{instance.virtual_account}/{product_id}",
                 account_id=account_id,
                 udi=f"PID:{udi.udi_pid} SN:{udi.udi_serial}",
                 token_id=token.id,
                 **(
                     {"from_virtual_account": existing.virtual_account}
-                    if existing and existing.virtual_account != product.virtual_account
+                    if existing and existing.virtual_account != instance.virtual_account
                     else {}
                 ),
             )
@@ -332,13 +332,13 @@ class DeviceApiService:
                     f"{existing.virtual_account}/{product_id}",
                     account_id=existing.account_id,
                 )
-            authorization = await self._authorization(conn, product, authorization_expires)
+            authorization = await self._authorization(conn, instance, authorization_expires)
             # The token's use last, so that it stays locked only for the commit: the
             # registrations of a whole site share one token.
             if not await tokens.use_token(conn, token.id, now):
                 raise Forbidden("the registration token was used up, expired or revoked meanwhile")
         answer = wire.RegisterAnswer(
-            registration=self._registration(product, certificate, certificate_expires, now),
+            registration=self._registration(instance, certificate, certificate_expires, now),
             authorization=authorization,
             ca_certificate=to_pem(self._keys.ca_cert),
             signing_certificate=to_pem(self._keys.signing_cert),
@@ -376,16 +376,16 @@ class DeviceApiService:
     ) -> dict[str, str]:
         """The product's usage becomes what it reports; the answer says what is authorized."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._envelope.signed_by_product(
+            instance, payload, nonce = await self._envelope.signed_by_product(
                 conn, product_id, message, path
             )
             report = self._envelope.decode(payload, wire.UsageReport)
             usage = self._usage(report)
             in_use = await product_instances.replace_usage(
-                conn, product_id, product.virtual_account_id, usage, utc_now()
+                conn, product_id, instance.virtual_account_id, usage, utc_now()
             )
             authorization = await self._authorization(
-                conn, product, product.authorization_expires_at, usage=usage, in_use=in_use
+                conn, instance, instance.authorization_expires_at, usage=usage, in_use=in_use
             )
         return self._envelope.answer(nonce, path, authorization)
 
@@ -393,15 +393,15 @@ class DeviceApiService:
         self, product_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._envelope.signed_by_product(
+            instance, payload, nonce = await self._envelope.signed_by_product(
                 conn, product_id, message, path
             )
             self._envelope.decode(payload, wire.NoParameters)
             now = utc_now()
-            await self.check_horizon(conn, product.account_id, now)
+            await self.check_horizon(conn, instance.account_id, now)
             expires = now + dt.timedelta(days=self._timers.authorization_validity_days)
             await product_instances.touch(conn, product_id, now, authorization_expires_at=expires)
-            authorization = await self._authorization(conn, product, expires)
+            authorization = await self._authorization(conn, instance, expires)
         return self._envelope.answer(nonce, path, authorization)
 
     async def renew_registration(
@@ -409,12 +409,12 @@ class DeviceApiService:
     ) -> dict[str, str]:
         """A new ID certificate for a new key; later requests must be signed with that key."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._envelope.signed_by_product(
+            instance, payload, nonce = await self._envelope.signed_by_product(
                 conn, product_id, message, path
             )
             request = self._envelope.decode(payload, wire.RenewRegistrationRequest)
             udi = wire.Udi(
-                udi_pid=product.udi_pid, udi_serial=product.udi_serial, udi_uuid=product.udi_uuid
+                udi_pid=instance.udi_pid, udi_serial=instance.udi_serial, udi_uuid=instance.udi_uuid
             )
             certificate, expires = self._certificate(product_id, udi, request.csr)
             now = utc_now()
@@ -429,10 +429,10 @@ class DeviceApiService:
                 conn,
                 product_actor(product_id),
                 "product.registration_renewed",
-                f"{product.virtual_account}/{product_id}",
-                account_id=product.account_id,
+                f"{instance.virtual_account}/{product_id}",
+                account_id=instance.account_id,
             )
-        answer = self._registration(product, certificate, expires, now)
+        answer = self._registration(instance, certificate, expires, now)
         return self._envelope.answer(nonce, path, answer)
 
     async def deregister(
@@ -440,21 +440,21 @@ class DeviceApiService:
     ) -> dict[str, str]:
         """The product leaves: all its usage is released at once."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._envelope.signed_by_product(
+            instance, payload, nonce = await self._envelope.signed_by_product(
                 conn, product_id, message, path
             )
             self._envelope.decode(payload, wire.NoParameters)
             now = utc_now()
             released = await exports.release(
-                conn, product_actor(product_id), product, "deregistered", now
+                conn, product_actor(product_id), instance, "deregistered", now
             )
             await product_instances.end_instance(conn, product_id, "deregistered", now)
             await audit.record(
                 conn,
                 product_actor(product_id),
                 "product.deregistered",
-                f"{product.virtual_account}/{product_id}",
-                account_id=product.account_id,
+                f"{instance.virtual_account}/{product_id}",
+                account_id=instance.account_id,
             )
         return self._envelope.answer(
             nonce,

@@ -93,33 +93,33 @@ class DeviceEnvelope:
         if header.get("kid") != product_id:
             raise BadSignature("the request is not signed as the product in its path")
         nonce = header.get("nonce")
-        product, nonce_was_unused = await product_instances.lock_instance_using_nonce(
+        instance, nonce_was_unused = await product_instances.lock_instance_using_nonce(
             conn, product_id, nonce if isinstance(nonce, str) else ""
         )
-        if product is None:
+        if instance is None:
             raise BadSignature("no such product instance")
         try:
-            _, payload = jose.verify(message, self.product_keys.key(product.public_jwk))
+            _, payload = jose.verify(message, self.product_keys.key(instance.public_jwk))
         except jose.InvalidSignature as exc:
             raise BadSignature(str(exc)) from exc
         nonce = self.check_nonce(header, path)
         if not nonce_was_unused:
             raise _replayed()
-        if product.status == "replaced":
-            raise reregistration.replaced(product)
-        if product.status == "registration_expired" or (
-            product.status == "registered" and product.certificate_expires_at <= utc_now()
+        if instance.status == "replaced":
+            raise reregistration.replaced(instance)
+        if instance.status == "registration_expired" or (
+            instance.status == "registered" and instance.certificate_expires_at <= utc_now()
         ):
             raise RegistrationExpired(
                 f"the registration of product instance {product_id} expired on "
-                f"{product.certificate_expires_at:%Y-%m-%d} with its ID certificate: "
+                f"{instance.certificate_expires_at:%Y-%m-%d} with its ID certificate: "
                 "register it again with a token"
             )
-        if product.status != "registered":
-            raise ProductEnded(f"product instance {product_id} is {product.status}")
-        if header.get(wire.WITHHOLD_HOST) is True and (product.hostname or product.ip_address):
+        if instance.status != "registered":
+            raise ProductEnded(f"product instance {product_id} is {instance.status}")
+        if header.get(wire.WITHHOLD_HOST) is True and (instance.hostname or instance.ip_address):
             # Privacy turned on after it registered: forgotten here, and (the row changes)
             # in the next sync request.
             await product_instances.forget_host_identity(conn, product_id)
-            product = dataclasses.replace(product, hostname=None, ip_address=None)
-        return product, payload, nonce
+            instance = dataclasses.replace(instance, hostname=None, ip_address=None)
+        return instance, payload, nonce

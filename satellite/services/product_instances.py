@@ -124,12 +124,12 @@ class ProductInstanceService:
 
     @staticmethod
     async def _views(
-        conn: Connection, products: list[ProductInstance]
+        conn: Connection, instances: list[ProductInstance]
     ) -> list[ProductInstanceView]:
-        ids = [p.id for p in products]
+        ids = [p.id for p in instances]
         usage = await product_instances.usage_of_instances(conn, ids)
         held = await reservations.reservations_of_products(conn, ids)
-        return [ProductInstanceView(p, usage.get(p.id, {}), held.get(p.id)) for p in products]
+        return [ProductInstanceView(p, usage.get(p.id, {}), held.get(p.id)) for p in instances]
 
     async def list_instances(
         self, principal: Principal, account: str, va: str, query: ProductInstanceFilter
@@ -139,7 +139,7 @@ class ProductInstanceService:
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            total, products = await product_instances.list_instances(
+            total, instances = await product_instances.list_instances(
                 conn,
                 vacc.id,
                 status=status,
@@ -150,7 +150,7 @@ class ProductInstanceService:
                 limit=query.limit,
                 offset=query.offset,
             )
-            return total, await self._views(conn, products)
+            return total, await self._views(conn, instances)
 
     async def show(
         self, principal: Principal, account: str, va: str, product_id: str
@@ -159,9 +159,9 @@ class ProductInstanceService:
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            product = await scope.product_instance(conn, vacc, product_id)
-            [view] = await self._views(conn, [product])
-            history = await product_instances.usage_history(conn, product.id, HISTORY_LENGTH)
+            instance = await scope.product_instance(conn, vacc, product_id)
+            [view] = await self._views(conn, [instance])
+            history = await product_instances.usage_history(conn, instance.id, HISTORY_LENGTH)
         return ProductInstanceDetail(view, history)
 
     async def _resolve(
@@ -182,26 +182,26 @@ class ProductInstanceService:
             where = f"{field}[{index}]"
             missing = f"{ref.describe()} is not a registered product of virtual account {va.name!r}"
             if isinstance(ref, ById):
-                product = by_id.get(ref.product_id)
-                if product is None:
+                instance = by_id.get(ref.product_id)
+                if instance is None:
                     raise NotFound(missing, field=where)
             else:
-                product = by_udi.get((ref.udi_pid, ref.udi_serial))
-                if product is None:
+                instance = by_udi.get((ref.udi_pid, ref.udi_serial))
+                if instance is None:
                     raise NotFound(missing, field=f"{where}.sudi")
-                if ref.udi_uuid is not None and ref.udi_uuid != product.udi_uuid:
+                if ref.udi_uuid is not None and ref.udi_uuid != instance.udi_uuid:
                     raise NotFound(
                         f"{missing} with UUID {ref.udi_uuid!r}", field=f"{where}.sudi.uuid"
                     )
-                if ref.product_type is not None and ref.product_type != product.product_type:
+                if ref.product_type is not None and ref.product_type != instance.product_type:
                     raise NotFound(
                         f"{ref.describe()} of virtual account {va.name!r} is a "
-                        f"{product.product_type!r}, not a {ref.product_type!r}",
+                        f"{instance.product_type!r}, not a {ref.product_type!r}",
                         field=f"{where}.productTagName",
                     )
-            if any(p.id == product.id for p in result):
+            if any(p.id == instance.id for p in result):
                 raise InvalidInput(f"{ref.describe()} is named twice", field=where)
-            result.append(product)
+            result.append(instance)
         return result
 
     async def _target(
@@ -252,33 +252,33 @@ class ProductInstanceService:
                     "a virtual account of the transfer was deleted meanwhile: retry",
                     field=field,
                 )
-            products = await self._resolve(conn, source, [m.product for m in moves], field)
-            held = await reservations.reservations_of_products(conn, [p.id for p in products])
-            keys = await export_keys.live_keys_of_products(conn, [p.id for p in products])
-            for index, product in enumerate(products):
-                if product.id in held and held[product.id].status == "active":
+            instances = await self._resolve(conn, source, [m.product for m in moves], field)
+            held = await reservations.reservations_of_products(conn, [p.id for p in instances])
+            keys = await export_keys.live_keys_of_products(conn, [p.id for p in instances])
+            for index, instance in enumerate(instances):
+                if instance.id in held and held[instance.id].status == "active":
                     raise Conflict(
-                        f"{udi_label(product)} holds a specific license reservation out of this "
+                        f"{udi_label(instance)} holds a specific license reservation out of this "
                         "virtual account's pool: return it before moving the product",
                         field=f"{field}[{index}]",
                     )
-                if product.id in keys:
+                if instance.id in keys:
                     raise Conflict(
-                        f"{udi_label(product)} holds export keys out of this virtual "
-                        f"account's pool ({', '.join(k.feature for k in keys[product.id])}): "
+                        f"{udi_label(instance)} holds export keys out of this virtual "
+                        f"account's pool ({', '.join(k.feature for k in keys[instance.id])}): "
                         "the product returns them before it moves",
                         field=f"{field}[{index}]",
                     )
-            for product, move in zip(products, moves, strict=True):
+            for instance, move in zip(instances, moves, strict=True):
                 target = targets[move.target]
-                await product_instances.move_instances(conn, [product.id], target.id, now)
+                await product_instances.move_instances(conn, [instance.id], target.id, now)
                 await audit.record(
                     conn,
                     principal,
                     "product.transferred",
-                    f"{account}/{target.name}/{product.id}",
+                    f"{account}/{target.name}/{instance.id}",
                     account_id=acc.id,
-                    udi=udi_label(product),
+                    udi=udi_label(instance),
                     from_virtual_account=source.name,
                     to_virtual_account=target.name,
                 )
@@ -289,7 +289,7 @@ class ProductInstanceService:
             for va_id in sorted(involved):
                 vacc = involved[va_id]
                 await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
-            moved = [await product_instances.get_instance(conn, p.id) for p in products]
+            moved = [await product_instances.get_instance(conn, p.id) for p in instances]
             return await self._views(conn, [p for p in moved if p is not None])
 
     async def remove(
@@ -309,46 +309,46 @@ class ProductInstanceService:
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va, lock="share")
-            products = await self._resolve(conn, vacc, refs, field)
-            released = await product_instances.usage_of_instances(conn, [p.id for p in products])
-            held = await reservations.reservations_of_products(conn, [p.id for p in products])
-            for index, (product, ref) in enumerate(zip(products, refs, strict=True)):
+            instances = await self._resolve(conn, vacc, refs, field)
+            released = await product_instances.usage_of_instances(conn, [p.id for p in instances])
+            held = await reservations.reservations_of_products(conn, [p.id for p in instances])
+            for index, (instance, ref) in enumerate(zip(instances, refs, strict=True)):
                 return_code = ref.return_code if isinstance(ref, ByUdi) else None
                 where = f"{field}[{index}].returnCode"
                 if return_code is not None:
                     reservation, code = await self._reservations.verified_return_code(
-                        conn, product, return_code, where
+                        conn, instance, return_code, where
                     )
                     await self._reservations.end_with_return_code(
                         conn,
                         principal,
                         acc.id,
                         f"{account}/{va}",
-                        product,
+                        instance,
                         reservation,
                         code,
                         now,
                         where,
                     )
                     continue
-                if product.id in held and held[product.id].status == "active":
+                if instance.id in held and held[instance.id].status == "active":
                     raise Conflict(
-                        f"{udi_label(product)} holds a specific license reservation: send the "
+                        f"{udi_label(instance)} holds a specific license reservation: send the "
                         "product's returnCode, or force-remove it with a reason",
                         field=where,
                     )
-                await exports.release(conn, principal, product, "removed", now)
-                await product_instances.end_instance(conn, product.id, "removed", now)
+                await exports.release(conn, principal, instance, "removed", now)
+                await product_instances.end_instance(conn, instance.id, "removed", now)
                 await audit.record(
                     conn,
                     principal,
                     "product.removed",
-                    f"{account}/{va}/{product.id}",
+                    f"{account}/{va}/{instance.id}",
                     account_id=acc.id,
-                    udi=udi_label(product),
-                    released_usage=released.get(product.id, {}),
+                    udi=udi_label(instance),
+                    released_usage=released.get(instance.id, {}),
                 )
             # Released usage and returned reservations may end a shortage (or its alert).
             await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
-            ended = [await product_instances.get_instance(conn, p.id) for p in products]
+            ended = [await product_instances.get_instance(conn, p.id) for p in instances]
             return await self._views(conn, [p for p in ended if p is not None])

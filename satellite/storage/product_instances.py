@@ -237,9 +237,9 @@ async def reregister_instance(
         authorization_expires_at,
     )
     await recount(conn, [product_id], now)
-    product = await get_instance(conn, product_id)
-    assert product is not None
-    return product
+    instance = await get_instance(conn, product_id)
+    assert instance is not None
+    return instance
 
 
 async def touch(
