@@ -69,9 +69,6 @@ class DeviceApiService:
         self._limiter = limiter
         self._envelope = envelope
 
-    def now(self) -> dt.datetime:
-        return utc_now()
-
     # --- authorization -------------------------------------------------------------------
 
     async def check_horizon(self, conn: Connection, account_id: int, now: dt.datetime) -> None:

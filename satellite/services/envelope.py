@@ -10,7 +10,6 @@ nothing. Device, export-key and reservation services all go through here.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import time
 from typing import Any, TypeVar
 
@@ -43,9 +42,6 @@ class DeviceEnvelope:
         self._keys = keys
         # Parsed product keys, by JWK: parsing one costs more than checking its signature.
         self.product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
-
-    def now(self) -> dt.datetime:
-        return utc_now()
 
     def ca_certificate(self) -> str:
         """The CA's certificate (PEM): public, and checked by products against their token."""

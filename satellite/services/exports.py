@@ -28,6 +28,7 @@ from satellite.crypto import jose
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal, product_actor
 from satellite.domain.catalog import Catalog, CatalogEntry
+from satellite.domain.clock import utc_now
 from satellite.domain.models import ExportKey, ProductInstance, udi_label
 from satellite.errors import (
     Conflict,
@@ -165,7 +166,7 @@ class ExportService:
     async def request(self, product_id: str, message: dict[str, Any], path: str) -> dict[str, str]:
         """``license smart export request local <feature>``: the product's export key for
         the feature (the same key again when it holds one already)."""
-        now = self._envelope.now()
+        now = utc_now()
         async with self._db.transaction() as conn:
             # The virtual account is locked before the product, as the admin changes do
             # (a product locked first could deadlock with them).
@@ -254,7 +255,7 @@ class ExportService:
         catalog still names that feature (it may have left the catalog since the grant);
         only a feature the product holds no key for and the catalog does not know is
         refused."""
-        now = self._envelope.now()
+        now = utc_now()
         async with self._db.transaction() as conn:
             product, payload, nonce = await self._envelope.signed_by_product(
                 conn, product_id, message, path
