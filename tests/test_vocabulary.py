@@ -1,0 +1,76 @@
+"""Issue 13 section 4: one name per concept in code (docs/glossary.md), and the wire names
+the toolkit fixes unchanged by it. Reads the source; no database."""
+
+from __future__ import annotations
+
+import io
+import tokenize
+from pathlib import Path
+
+import msgspec
+
+from satellite.http import wire as admin_wire
+from satellite.protocol import device as device_wire
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = [ROOT / "satellite", ROOT / "sync"]
+
+# Old names of one concept, and what says it now.
+RETIRED = {
+    "DeviceService": "DeviceApiService",
+    "ProductService": "ProductInstanceService",
+    "ProductStatus": "ProductInstanceStatus",
+    "udi_serial_number": "udi_serial",
+    "ExportedRequest": "WrittenSyncRequest (a sync request is written, not exported)",
+    "export_request": "write_sync_request",
+    "live_product_by_udi": "live_instance_by_udi",
+}
+
+
+def _names(path: Path) -> list[tuple[int, str]]:
+    source = path.read_text(encoding="utf-8")
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    return [(t.start[0], t.string) for t in tokens if t.type == tokenize.NAME]
+
+
+def _sources() -> list[Path]:
+    return sorted(p for package in PACKAGES for p in package.rglob("*.py"))
+
+
+def test_retired_names_are_gone_from_the_code() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {name} (now {RETIRED[name]})"
+        for path in _sources()
+        for line, name in _names(path)
+        if name in RETIRED
+    ]
+    assert found == []
+
+
+def test_the_old_modules_are_gone() -> None:
+    for old in ("storage/devices.py", "services/devices.py", "services/products.py"):
+        assert not (ROOT / "satellite" / old).exists(), old
+
+
+def test_license_type_is_defined_once_in_the_domain() -> None:
+    defined = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "satellite").rglob("*.py"))
+        if "\nLicenseType = " in path.read_text(encoding="utf-8")
+    ]
+    assert defined == ["satellite/domain/catalog.py"]
+
+
+def test_udi_fields_keep_the_toolkits_json_names() -> None:
+    sudi = admin_wire.Sudi(udi_pid="C9300", udi_serial="FOC1", udi_uuid="u-1")
+    assert msgspec.to_builtins(sudi) == {
+        "udiPid": "C9300",
+        "udiSerialNumber": "FOC1",
+        "uuid": "u-1",
+    }
+    query = msgspec.convert({"udiSerialNumber": "FOC1"}, admin_wire.DevicesQuery)
+    assert query.udi_serial == "FOC1"
+    sent = {"pid": "C9300", "serialNumber": "FOC1", "uuid": "u-1"}
+    udi = msgspec.convert(sent, device_wire.Udi)
+    assert (udi.udi_pid, udi.udi_serial, udi.udi_uuid) == ("C9300", "FOC1", "u-1")
+    assert msgspec.to_builtins(udi) == sent
