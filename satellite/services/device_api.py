@@ -125,7 +125,9 @@ class DeviceApiService:
             renew_after=now + dt.timedelta(days=self._timers.authorization_renewal_days),
         )
 
-    def _certificate(self, product_id: str, udi: wire.Udi, csr: str) -> tuple[str, dt.datetime]:
+    def _certificate(
+        self, product_instance_id: str, udi: wire.Udi, csr: str
+    ) -> tuple[str, dt.datetime]:
         try:
             key = csr_public_key(csr)
         except CertificateError as exc:
@@ -136,11 +138,11 @@ class DeviceApiService:
             self._keys.ca_key,
             self._keys.ca_cert,
             key,
-            product_id,
+            product_instance_id,
             f"PID:{udi.udi_pid} SN:{udi.udi_serial}",
             validity,
             now,
-            identity_uri=f"urn:uuid:{product_id}",
+            identity_uri=f"urn:uuid:{product_instance_id}",
         )
         return to_pem(cert), cert.not_valid_after_utc
 
@@ -271,13 +273,15 @@ class DeviceApiService:
                 await exports.release(conn, product_actor(replaced.id), replaced, "replaced", now)
                 await product_instances.end_instance(conn, replaced.id, "replaced", now)
             # The ID certificate first: its expiry is what the product row records.
-            product_id = existing.id if existing else str(uuid.uuid4())
-            certificate, certificate_expires = self._certificate(product_id, udi, request.csr)
+            product_instance_id = existing.id if existing else str(uuid.uuid4())
+            certificate, certificate_expires = self._certificate(
+                product_instance_id, udi, request.csr
+            )
             released: list[ExportKey] = []
             if existing is None:
                 instance = await product_instances.insert_instance(
                     conn,
-                    product_id,
+                    product_instance_id,
                     udi=(udi.udi_pid, udi.udi_serial, udi.udi_uuid),
                     certificate_expires_at=certificate_expires,
                     **fields,
@@ -287,11 +291,11 @@ class DeviceApiService:
                     # Its export keys came from the old pool, or the new registration
                     # does not allow them: they go back.
                     released = await exports.release(
-                        conn, product_actor(product_id), existing, "re-registered", now
+                        conn, product_actor(product_instance_id), existing, "re-registered", now
                     )
                 instance = await product_instances.reregister_instance(
                     conn,
-                    product_id,
+                    product_instance_id,
                     udi_uuid=udi.udi_uuid,
                     certificate_expires_at=certificate_expires,
                     **fields,
@@ -299,19 +303,19 @@ class DeviceApiService:
             if replaced is not None:
                 await audit.record(
                     conn,
-                    product_actor(product_id),
+                    product_actor(product_instance_id),
                     "product.replaced",
                     f"{replaced.virtual_account}/{replaced.id}",
                     account_id=account_id,
                     udi=f"PID:{udi.udi_pid} SN:{udi.udi_serial}",
                     token_id=token.id,
-                    replaced_by=product_id,
+                    replaced_by=product_instance_id,
                 )
             await audit.record(
                 conn,
-                product_actor(product_id),
+                product_actor(product_instance_id),
                 "product.reregistered" if existing else "product.registered",
-                f"{instance.virtual_account}/{product_id}",
+                f"{instance.virtual_account}/{product_instance_id}",
                 account_id=account_id,
                 udi=f"PID:{udi.udi_pid} SN:{udi.udi_serial}",
                 token_id=token.id,
@@ -324,9 +328,9 @@ class DeviceApiService:
             if existing and existing.account_id != account_id:
                 await audit.record(
                     conn,
-                    product_actor(product_id),
+                    product_actor(product_instance_id),
                     "product.moved_out",
-                    f"{existing.virtual_account}/{product_id}",
+                    f"{existing.virtual_account}/{product_instance_id}",
                     account_id=existing.account_id,
                 )
             authorization = await self._authorization(conn, instance, authorization_expires)
@@ -369,17 +373,17 @@ class DeviceApiService:
         return usage
 
     async def report_usage(
-        self, product_id: str, message: dict[str, Any], path: str
+        self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """The product's usage becomes what it reports; the answer says what is authorized."""
         async with self._db.transaction() as conn:
             instance, payload, nonce = await self._envelope.signed_by_product(
-                conn, product_id, message, path
+                conn, product_instance_id, message, path
             )
             report = self._envelope.decode(payload, wire.UsageReport)
             usage = self._usage(report)
             in_use = await product_instances.replace_usage(
-                conn, product_id, instance.virtual_account_id, usage, utc_now()
+                conn, product_instance_id, instance.virtual_account_id, usage, utc_now()
             )
             authorization = await self._authorization(
                 conn, instance, instance.authorization_expires_at, usage=usage, in_use=in_use
@@ -387,77 +391,79 @@ class DeviceApiService:
         return self._envelope.answer(nonce, path, authorization)
 
     async def renew_authorization(
-        self, product_id: str, message: dict[str, Any], path: str
+        self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         async with self._db.transaction() as conn:
             instance, payload, nonce = await self._envelope.signed_by_product(
-                conn, product_id, message, path
+                conn, product_instance_id, message, path
             )
             self._envelope.decode(payload, wire.NoParameters)
             now = utc_now()
             await self.check_horizon(conn, instance.account_id, now)
             expires = now + dt.timedelta(days=self._timers.authorization_validity_days)
-            await product_instances.touch(conn, product_id, now, authorization_expires_at=expires)
+            await product_instances.touch(
+                conn, product_instance_id, now, authorization_expires_at=expires
+            )
             authorization = await self._authorization(conn, instance, expires)
         return self._envelope.answer(nonce, path, authorization)
 
     async def renew_registration(
-        self, product_id: str, message: dict[str, Any], path: str
+        self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """A new ID certificate for a new key; later requests must be signed with that key."""
         async with self._db.transaction() as conn:
             instance, payload, nonce = await self._envelope.signed_by_product(
-                conn, product_id, message, path
+                conn, product_instance_id, message, path
             )
             request = self._envelope.decode(payload, wire.RenewRegistrationRequest)
             udi = wire.Udi(
                 udi_pid=instance.udi_pid, udi_serial=instance.udi_serial, udi_uuid=instance.udi_uuid
             )
-            certificate, expires = self._certificate(product_id, udi, request.csr)
+            certificate, expires = self._certificate(product_instance_id, udi, request.csr)
             now = utc_now()
             await product_instances.touch(
                 conn,
-                product_id,
+                product_instance_id,
                 now,
                 certificate_expires_at=expires,
                 public_jwk=jose.public_jwk(csr_public_key(request.csr)),
             )
             await audit.record(
                 conn,
-                product_actor(product_id),
+                product_actor(product_instance_id),
                 "product.registration_renewed",
-                f"{instance.virtual_account}/{product_id}",
+                f"{instance.virtual_account}/{product_instance_id}",
                 account_id=instance.account_id,
             )
         answer = self._registration(instance, certificate, expires, now)
         return self._envelope.answer(nonce, path, answer)
 
     async def deregister(
-        self, product_id: str, message: dict[str, Any], path: str
+        self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """The product leaves: all its usage is released at once."""
         async with self._db.transaction() as conn:
             instance, payload, nonce = await self._envelope.signed_by_product(
-                conn, product_id, message, path
+                conn, product_instance_id, message, path
             )
             self._envelope.decode(payload, wire.NoParameters)
             now = utc_now()
             released = await exports.release(
-                conn, product_actor(product_id), instance, "deregistered", now
+                conn, product_actor(product_instance_id), instance, "deregistered", now
             )
-            await product_instances.end_instance(conn, product_id, "deregistered", now)
+            await product_instances.end_instance(conn, product_instance_id, "deregistered", now)
             await audit.record(
                 conn,
-                product_actor(product_id),
+                product_actor(product_instance_id),
                 "product.deregistered",
-                f"{instance.virtual_account}/{product_id}",
+                f"{instance.virtual_account}/{product_instance_id}",
                 account_id=instance.account_id,
             )
         return self._envelope.answer(
             nonce,
             path,
             wire.Deregistered(
-                product_instance_id=product_id,
+                product_instance_id=product_instance_id,
                 deregistered_at=now,
                 released_export_features=[key.feature for key in released],
             ),

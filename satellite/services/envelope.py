@@ -79,18 +79,18 @@ class DeviceEnvelope:
         return untrusted.decode(payload or b"{}", type_, what="the signed payload")
 
     async def signed_by_product(
-        self, conn: Connection, product_id: str, message: dict[str, Any], path: str
+        self, conn: Connection, product_instance_id: str, message: dict[str, Any], path: str
     ) -> tuple[ProductInstance, bytes, str]:
         """The product named in the path, after its request proved itself; locked."""
         try:
             header = jose.protected_header(message)
         except jose.InvalidSignature as exc:
             raise BadSignature(str(exc)) from exc
-        if header.get("kid") != product_id:
+        if header.get("kid") != product_instance_id:
             raise BadSignature("the request is not signed as the product in its path")
         nonce = header.get("nonce")
         instance, nonce_was_unused = await product_instances.lock_instance_using_nonce(
-            conn, product_id, nonce if isinstance(nonce, str) else ""
+            conn, product_instance_id, nonce if isinstance(nonce, str) else ""
         )
         if instance is None:
             raise BadSignature("no such product instance")
@@ -107,15 +107,15 @@ class DeviceEnvelope:
             instance.status == "registered" and instance.certificate_expires_at <= utc_now()
         ):
             raise RegistrationExpired(
-                f"the registration of product instance {product_id} expired on "
+                f"the registration of product instance {product_instance_id} expired on "
                 f"{instance.certificate_expires_at:%Y-%m-%d} with its ID certificate: "
                 "register it again with a token"
             )
         if instance.status != "registered":
-            raise ProductEnded(f"product instance {product_id} is {instance.status}")
+            raise ProductEnded(f"product instance {product_instance_id} is {instance.status}")
         if header.get(wire.WITHHOLD_HOST) is True and (instance.hostname or instance.ip_address):
             # Privacy turned on after it registered: forgotten here, and (the row changes)
             # in the next sync request.
-            await product_instances.forget_host_identity(conn, product_id)
+            await product_instances.forget_host_identity(conn, product_instance_id)
             instance = dataclasses.replace(instance, hostname=None, ip_address=None)
         return instance, payload, nonce

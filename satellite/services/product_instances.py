@@ -153,13 +153,13 @@ class ProductInstanceService:
             return total, await self._views(conn, instances)
 
     async def show(
-        self, principal: Principal, account: str, va: str, product_id: str
+        self, principal: Principal, account: str, va: str, product_instance_id: str
     ) -> ProductInstanceDetail:
         """One product of the virtual account, whatever its status, with its usage history."""
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            instance = await scope.product_instance(conn, vacc, product_id)
+            instance = await scope.product_instance(conn, vacc, product_instance_id)
             [view] = await self._views(conn, [instance])
             history = await product_instances.usage_history(conn, instance.id, HISTORY_LENGTH)
         return ProductInstanceDetail(view, history)
