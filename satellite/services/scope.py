@@ -63,13 +63,13 @@ def named_virtual_accounts(
 
 
 async def product_instance(
-    conn: Connection, va: VirtualAccount, product_id: str
+    conn: Connection, va: VirtualAccount, product_instance_id: str
 ) -> ProductInstance:
     """A product instance of the virtual account, whatever its status."""
-    found = await product_instances.get_instance(conn, product_id)
+    found = await product_instances.get_instance(conn, product_instance_id)
     if found is None or found.virtual_account_id != va.id:
         raise NotFound(
-            f"product instance {product_id!r} not found in virtual account {va.name!r}",
+            f"product instance {product_instance_id!r} not found in virtual account {va.name!r}",
             field="productInstanceId",
         )
     return found

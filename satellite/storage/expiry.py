@@ -46,15 +46,15 @@ async def lapsed_authorizations(
 
 
 async def record_authorization_lapses(
-    conn: asyncpg.Connection, product_ids: list[str], now: dt.datetime
+    conn: asyncpg.Connection, product_instance_ids: list[str], now: dt.datetime
 ) -> None:
     """Remember that the current authorization of these products lapsed (and was recorded);
     their usage stops counting."""
-    await recount(conn, product_ids, now)
+    await recount(conn, product_instance_ids, now)
     await conn.execute(
         "UPDATE product_instances SET authorization_lapse_recorded = authorization_expires_at "
         "WHERE id = ANY($1::uuid[])",
-        [uuid.UUID(product_id) for product_id in product_ids],
+        [uuid.UUID(product_instance_id) for product_instance_id in product_instance_ids],
     )
 
 
@@ -74,7 +74,7 @@ async def end_expired_registrations(
         now,
     )
     ended = [_timers(r) for r in rows]
-    await recount(conn, [product.id for product in ended], now)
+    await recount(conn, [instance.id for instance in ended], now)
     return ended
 
 
