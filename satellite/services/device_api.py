@@ -377,7 +377,7 @@ class DeviceApiService:
     ) -> dict[str, str]:
         """The product's usage becomes what it reports; the answer says what is authorized."""
         async with self._db.transaction() as conn:
-            instance, payload, nonce = await self._envelope.signed_by_product(
+            instance, payload, nonce = await self._envelope.signed_by_instance(
                 conn, product_instance_id, message, path
             )
             report = self._envelope.decode(payload, wire.UsageReport)
@@ -394,7 +394,7 @@ class DeviceApiService:
         self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         async with self._db.transaction() as conn:
-            instance, payload, nonce = await self._envelope.signed_by_product(
+            instance, payload, nonce = await self._envelope.signed_by_instance(
                 conn, product_instance_id, message, path
             )
             self._envelope.decode(payload, wire.NoParameters)
@@ -412,7 +412,7 @@ class DeviceApiService:
     ) -> dict[str, str]:
         """A new ID certificate for a new key; later requests must be signed with that key."""
         async with self._db.transaction() as conn:
-            instance, payload, nonce = await self._envelope.signed_by_product(
+            instance, payload, nonce = await self._envelope.signed_by_instance(
                 conn, product_instance_id, message, path
             )
             request = self._envelope.decode(payload, wire.RenewRegistrationRequest)
@@ -443,7 +443,7 @@ class DeviceApiService:
     ) -> dict[str, str]:
         """The product leaves: all its usage is released at once."""
         async with self._db.transaction() as conn:
-            instance, payload, nonce = await self._envelope.signed_by_product(
+            instance, payload, nonce = await self._envelope.signed_by_instance(
                 conn, product_instance_id, message, path
             )
             self._envelope.decode(payload, wire.NoParameters)

@@ -78,7 +78,7 @@ class DeviceEnvelope:
     def decode(payload: bytes, type_: type[T]) -> T:
         return untrusted.decode(payload or b"{}", type_, what="the signed payload")
 
-    async def signed_by_product(
+    async def signed_by_instance(
         self, conn: Connection, product_instance_id: str, message: dict[str, Any], path: str
     ) -> tuple[ProductInstance, bytes, str]:
         """The product named in the path, after its request proved itself; locked."""

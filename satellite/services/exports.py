@@ -175,7 +175,7 @@ class ExportService:
             seen = await product_instances.get_instance(conn, product_instance_id)
             if seen is not None:
                 await reservations.lock_virtual_account(conn, seen.virtual_account_id)
-            instance, payload, nonce = await self._envelope.signed_by_product(
+            instance, payload, nonce = await self._envelope.signed_by_instance(
                 conn, product_instance_id, message, path
             )
             request = self._envelope.decode(payload, wire.ExportRequest)
@@ -193,7 +193,7 @@ class ExportService:
                     "features: it can never get them with this registration (register again "
                     "with a token that allows them)"
                 )
-            held = await export_keys.live_keys_of_products(conn, [instance.id])
+            held = await export_keys.live_keys_of_instances(conn, [instance.id])
             key = next((k for k in held.get(instance.id, []) if k.feature == request.feature), None)
             granted = key is None
             if key is None:
@@ -259,7 +259,7 @@ class ExportService:
         refused."""
         now = utc_now()
         async with self._db.transaction() as conn:
-            instance, payload, nonce = await self._envelope.signed_by_product(
+            instance, payload, nonce = await self._envelope.signed_by_instance(
                 conn, product_instance_id, message, path
             )
             request = self._envelope.decode(payload, wire.ExportRequest)
@@ -309,7 +309,7 @@ class ExportService:
             )
         return ExportKeyPage(total, keys)
 
-    async def keys_of_product(
+    async def keys_of_instance(
         self, principal: Principal, account: str, va: str, product_instance_id: str
     ) -> list[ExportKey]:
         """Every export key of one product of the virtual account, granted or ended."""
@@ -317,4 +317,4 @@ class ExportService:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
             instance = await scope.product_instance(conn, vacc, product_instance_id)
-            return await export_keys.keys_of_product(conn, instance.id, vacc.id)
+            return await export_keys.keys_of_instance(conn, instance.id, vacc.id)

@@ -128,7 +128,7 @@ class ProductInstanceService:
     ) -> list[ProductInstanceView]:
         ids = [p.id for p in instances]
         usage = await product_instances.usage_of_instances(conn, ids)
-        held = await reservations.reservations_of_products(conn, ids)
+        held = await reservations.reservations_of_instances(conn, ids)
         return [ProductInstanceView(p, usage.get(p.id, {}), held.get(p.id)) for p in instances]
 
     async def list_instances(
@@ -253,8 +253,8 @@ class ProductInstanceService:
                     field=field,
                 )
             instances = await self._resolve(conn, source, [m.product for m in moves], field)
-            held = await reservations.reservations_of_products(conn, [p.id for p in instances])
-            keys = await export_keys.live_keys_of_products(conn, [p.id for p in instances])
+            held = await reservations.reservations_of_instances(conn, [p.id for p in instances])
+            keys = await export_keys.live_keys_of_instances(conn, [p.id for p in instances])
             for index, instance in enumerate(instances):
                 if instance.id in held and held[instance.id].status == "active":
                     raise Conflict(
@@ -311,7 +311,7 @@ class ProductInstanceService:
             vacc = await scope.virtual_account(conn, acc, va, lock="share")
             instances = await self._resolve(conn, vacc, refs, field)
             released = await product_instances.usage_of_instances(conn, [p.id for p in instances])
-            held = await reservations.reservations_of_products(conn, [p.id for p in instances])
+            held = await reservations.reservations_of_instances(conn, [p.id for p in instances])
             for index, (instance, ref) in enumerate(zip(instances, refs, strict=True)):
                 return_code = ref.return_code if isinstance(ref, ByUdi) else None
                 where = f"{field}[{index}].returnCode"

@@ -280,7 +280,7 @@ class ReservationService:
         assert reservation is not None
         return authorization, reservation
 
-    async def _reserved_product(
+    async def _reserved_instance(
         self, conn: Connection, va: VirtualAccount, product_instance_id: str, field: str
     ) -> tuple[ProductInstance, Reservation]:
         """The live reserved product of ``va``, locked."""
@@ -313,7 +313,7 @@ class ReservationService:
             code = decode_product_code("confirmation" if kind == "confirmation" else "return", text)
         except CodeError as exc:
             raise InvalidInput(f"the {kind} code is not valid: {exc}", field=field) from exc
-        instance, reservation = await self._reserved_product(conn, va, code.piid, field)
+        instance, reservation = await self._reserved_instance(conn, va, code.piid, field)
         try:
             code.verify(reservation.public_key)
         except CodeError as exc:
@@ -358,7 +358,7 @@ class ReservationService:
                 lines = await self._plan(
                     conn, vacc, request.licenses, None, f"{where}.licenses", now
                 )
-                await reservations.insert_reserved_product(
+                await reservations.insert_reserved_instance(
                     conn,
                     conflict=(
                         f"product PID:{code.udi_pid} SN:{code.udi_serial} (or its request code) "
@@ -412,7 +412,7 @@ class ReservationService:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await self._locked_virtual_account(conn, acc, va)
             self._check_export_allowed(acc, wanted, field)
-            instance, reservation = await self._reserved_product(
+            instance, reservation = await self._reserved_instance(
                 conn, vacc, product_instance_id, "productInstanceId"
             )
             if reservation.in_transition:
@@ -599,7 +599,7 @@ class ReservationService:
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await self._locked_virtual_account(conn, acc, va)
-            instance, reservation = await self._reserved_product(
+            instance, reservation = await self._reserved_instance(
                 conn, vacc, product_instance_id, "productInstanceId"
             )
             ended = await self._end(

@@ -52,7 +52,7 @@ async def insert_key(
     return _key(row)
 
 
-async def live_keys_of_products(
+async def live_keys_of_instances(
     conn: asyncpg.Connection, product_instance_ids: list[str]
 ) -> dict[str, list[ExportKey]]:
     """The granted keys of the products, by product (products without any are absent)."""
@@ -133,7 +133,7 @@ async def keys_of_virtual_account(
     return int(total), [_key(row) for row in rows]
 
 
-async def keys_of_product(
+async def keys_of_instance(
     conn: asyncpg.Connection, product_instance_id: str, va_id: int
 ) -> list[ExportKey]:
     """Every key the product was granted out of virtual account ``va_id``'s pool, granted

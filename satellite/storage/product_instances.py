@@ -76,7 +76,7 @@ async def recount(
     )
 
 
-def _product(row: asyncpg.Record) -> ProductInstance:
+def _instance(row: asyncpg.Record) -> ProductInstance:
     return ProductInstance(**dict(row))
 
 
@@ -142,7 +142,7 @@ async def get_instance(
         return None
     lock = " FOR UPDATE" if for_update else ""
     row = await conn.fetchrow(f"SELECT {_COLUMNS} {_FROM} WHERE p.id = $1{lock}", key)
-    return _product(row) if row else None
+    return _instance(row) if row else None
 
 
 async def live_instance_by_udi(
@@ -154,7 +154,7 @@ async def live_instance_by_udi(
         udi_pid,
         udi_serial,
     )
-    return _product(row) if row else None
+    return _instance(row) if row else None
 
 
 async def insert_instance(
@@ -199,7 +199,7 @@ async def insert_instance(
             authorization_expires_at,
         )
     assert row is not None
-    return _product(row)
+    return _instance(row)
 
 
 async def reregister_instance(
@@ -420,7 +420,7 @@ async def list_instances(
         sql_limit(limit),
         offset,
     )
-    return int(total), [_product(r) for r in rows]
+    return int(total), [_instance(r) for r in rows]
 
 
 async def usage_of_instances(
@@ -470,7 +470,7 @@ async def registered_instances_of_virtual_account(
         [udi_pid for udi_pid, _ in udis],
         [udi_serial for _, udi_serial in udis],
     )
-    return [_product(r) for r in rows]
+    return [_instance(r) for r in rows]
 
 
 async def move_instances(

@@ -39,7 +39,7 @@ async def lock_virtual_account(conn: asyncpg.Connection, va_id: int) -> bool:
     return found is not None
 
 
-async def insert_reserved_product(
+async def insert_reserved_instance(
     conn: asyncpg.Connection,
     *,
     product_instance_id: str,
@@ -209,7 +209,7 @@ async def get_reservation(
     return reservation
 
 
-async def reservations_of_products(
+async def reservations_of_instances(
     conn: asyncpg.Connection, product_instance_ids: list[str]
 ) -> dict[str, Reservation]:
     keys = [k for k in (_key(p) for p in product_instance_ids) if k is not None]
