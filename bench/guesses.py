@@ -92,7 +92,7 @@ def registration_guess() -> Guess:
         request = wire.RegisterRequest(
             token_id=b64url(secrets.token_bytes(32)),
             token_proof=b64url(secrets.token_bytes(32)),
-            udi=wire.Udi(pid="BENCH", serial_number="GUESS", uuid="guess"),
+            udi=wire.Udi(udi_pid="BENCH", udi_serial="GUESS", udi_uuid="guess"),
             csr=csr,
             product_type="UCM",
             product_version="15",

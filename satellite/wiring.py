@@ -40,7 +40,7 @@ from satellite.scheduler import JobScheduler
 from satellite.services.accounts import AccountService
 from satellite.services.alerts import AlertService
 from satellite.services.auth import AuthService
-from satellite.services.devices import DeviceService
+from satellite.services.device_api import DeviceApiService
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.events import EventService
 from satellite.services.exports import ExportService
@@ -48,7 +48,7 @@ from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
 from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import NewClient, PrincipalService
-from satellite.services.products import ProductService
+from satellite.services.product_instances import ProductInstanceService
 from satellite.services.reservations import ReservationService
 from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
@@ -186,7 +186,7 @@ def build_services(
         db, keys, catalog, licenses, settings.timers.sync_horizon_days
     )
     envelope = DeviceEnvelope(keys)
-    devices = DeviceService(
+    device_api = DeviceApiService(
         db,
         keys,
         catalog,
@@ -203,11 +203,11 @@ def build_services(
         licenses=licenses,
         transfers=LicenseTransferService(db, catalog, licenses),
         envelope=envelope,
-        devices=devices,
+        device_api=device_api,
         exports=ExportService(
             db, keys, catalog, licenses, envelope, settings.timers.sync_horizon_days
         ),
-        products=ProductService(db, reservations, licenses),
+        product_instances=ProductInstanceService(db, reservations, licenses),
         reservations=reservations,
         tokens=TokenService(db, keys, settings.timers),
         auth=AuthService(db, passwords, limiter, settings.api.access_token_ttl_seconds),

@@ -382,7 +382,7 @@ async def test_forged_export_keys_are_refused_and_change_nothing(
         claims = wire.ExportKeyClaims(
             key_id="k1",
             product_instance_id=product or "",
-            udi=wire.Udi(pid="UCM", serial_number=serial, uuid=state.identity.uuid),
+            udi=wire.Udi(udi_pid="UCM", udi_serial=serial, udi_uuid=state.identity.uuid),
             feature=feature,
             tag=EXPORT_KEY,
             issued_at=dt.datetime.now(dt.UTC),

@@ -313,7 +313,7 @@ async def register_proving(
     request = wire.RegisterRequest(
         token_id=named or token_id(token),
         token_proof=token_proof(proof_of, nonce, jose.jwk_thumbprint(jwk)),
-        udi=wire.Udi(pid="UCM", serial_number="FCH0001", uuid="uuid-FCH0001"),
+        udi=wire.Udi(udi_pid="UCM", udi_serial="FCH0001", udi_uuid="uuid-FCH0001"),
         csr=make_csr(key, "UCM:FCH0001"),
         product_type="UCM",
         product_version="15.0",

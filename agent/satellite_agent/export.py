@@ -151,9 +151,9 @@ class ExportControl:
         identity = state.identity
         udi = (identity.pid, identity.serial_number, identity.uuid)
         if claims.product_instance_id != state.product_instance_id or udi != (
-            claims.udi.pid,
-            claims.udi.serial_number,
-            claims.udi.uuid,
+            claims.udi.udi_pid,
+            claims.udi.udi_serial,
+            claims.udi.udi_uuid,
         ):
             raise AgentError(
                 "export key refused: it was issued to another product; nothing changed"

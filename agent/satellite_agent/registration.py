@@ -56,9 +56,9 @@ def register_request(
             token_id=token_id(token),
             token_proof=token_proof(token, nonce, thumbprint),
             udi=wire.Udi(
-                pid=state.identity.pid,
-                serial_number=state.identity.serial_number,
-                uuid=state.identity.uuid,
+                udi_pid=state.identity.pid,
+                udi_serial=state.identity.serial_number,
+                udi_uuid=state.identity.uuid,
             ),
             csr=csr,
             product_type=state.identity.product_type,

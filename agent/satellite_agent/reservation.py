@@ -195,9 +195,9 @@ class Reservations:
             self.dir.save(state)
         identity = state.identity
         return RequestCode(
-            pid=identity.pid,
-            serial=identity.serial_number,
-            uuid=identity.uuid,
+            udi_pid=identity.pid,
+            udi_serial=identity.serial_number,
+            udi_uuid=identity.uuid,
             product_type=identity.product_type,
             nonce=state.reservation.request_nonce,
             public_key=public_key_text(key.public_key()),

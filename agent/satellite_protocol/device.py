@@ -3,9 +3,10 @@
 A product signs every request as a flattened JWS (ES256) whose protected header carries
 the server ``nonce`` and the request path as ``url``; registration carries the product's
 public key as ``jwk``, later requests name it by ``kid`` = product instance id. The server
-answers with a JWS signed by its answer-signing key, whose payload is an ``Answer``: the
-answer proper plus the nonce of the request it answers, so an answer cannot be replayed
-for another request. Every response carries the next nonce in ``Replay-Nonce``.
+answers with a JWS signed by its answer-signing key: the payload is the answer proper, and
+the protected header carries the ``nonce`` and ``url`` of the request it answers, so an
+answer cannot be replayed for another request. Every device API response, success or
+problem, carries the next nonce in ``Replay-Nonce``.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ class _Message(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_on
 
 
 class Udi(_Message):
-    pid: UdiPart
-    serial_number: UdiPart
-    uuid: Text
+    udi_pid: UdiPart = msgspec.field(name="pid")
+    udi_serial: UdiPart = msgspec.field(name="serialNumber")
+    udi_uuid: Text = msgspec.field(name="uuid")
 
 
 # One part of a flattened JWS: base64url, no padding.

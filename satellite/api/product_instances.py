@@ -25,13 +25,13 @@ from satellite.api.scopes import InVirtualAccount
 from satellite.api.types import Limit, Name, Offset, Request, Response
 from satellite.domain.access import Principal
 from satellite.errors import InvalidInput
-from satellite.services.products import (
+from satellite.services.product_instances import (
     ById,
     ByUdi,
-    ProductDetail,
-    ProductFilter,
+    ProductInstanceDetail,
+    ProductInstanceFilter,
+    ProductInstanceView,
     ProductRef,
-    ProductView,
     Transfer,
 )
 from satellite_protocol.catalog import Catalog
@@ -48,7 +48,7 @@ class DevicesQuery(InVirtualAccount):
 
     status: Annotated[str, msgspec.Meta(max_length=20)] = "Registered"  # or "all"
     udi_pid: UdiText | None = None
-    udi_serial_number: UdiText | None = None
+    udi_serial: UdiText | None = msgspec.field(default=None, name="udiSerialNumber")
     host_name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     product_tag_name: UdiText | None = None
     limit: Limit = 100
@@ -64,8 +64,9 @@ class SudiIn(Request):
     """A product's identity as public clients send it; PID and serial number name it."""
 
     udi_pid: UdiText
-    udi_serial_number: UdiText
-    uuid: UdiText | None = None  # when given, it must match too
+    udi_serial: UdiText = msgspec.field(name="udiSerialNumber")
+    # when given, it must match too
+    udi_uuid: UdiText | None = msgspec.field(default=None, name="uuid")
     udi_vid: OptionalText = None
     suvi: OptionalText = None
     host_identifier: OptionalText = None
@@ -135,21 +136,21 @@ class DeviceChange(Response, kw_only=True):
     access=READ,
 )
 async def list_devices(services: Services, caller: Principal, request: DevicesQuery) -> DeviceList:
-    total, views = await services.products.list_products(
+    total, views = await services.product_instances.list_instances(
         caller,
         request.account,
         request.va,
-        ProductFilter(
+        ProductInstanceFilter(
             status=request.status,
             udi_pid=request.udi_pid,
-            udi_serial=request.udi_serial_number,
+            udi_serial=request.udi_serial,
             hostname=request.host_name,
             product_type=request.product_tag_name,
             limit=request.limit,
             offset=request.offset,
         ),
     )
-    now = services.products.now()
+    now = services.product_instances.now()
     return DeviceList(
         total_records=total, devices=[device_out(v, services.catalog, now) for v in views]
     )
@@ -163,8 +164,10 @@ async def list_devices(services: Services, caller: Principal, request: DevicesQu
     access=READ,
 )
 async def show_device(services: Services, caller: Principal, request: DeviceShow) -> DeviceDetail:
-    detail = await services.products.product(caller, request.account, request.va, request.product)
-    return _detail(detail, services.catalog, services.products.now())
+    detail = await services.product_instances.show(
+        caller, request.account, request.va, request.product
+    )
+    return _detail(detail, services.catalog, services.product_instances.now())
 
 
 @operation(
@@ -185,7 +188,7 @@ async def transfer_devices(
         )
         for index, item in enumerate(request.product_instances)
     ]
-    views = await services.products.transfer(
+    views = await services.product_instances.transfer(
         caller, request.account, request.va, moves, field=field
     )
     return _changed(services, "transferred", views)
@@ -222,7 +225,9 @@ async def remove_devices(
         )
         for index, item in enumerate(items)
     ]
-    views = await services.products.remove(caller, request.account, request.va, refs, field=field)
+    views = await services.product_instances.remove(
+        caller, request.account, request.va, refs, field=field
+    )
     return _changed(services, "removed", views)
 
 
@@ -249,15 +254,15 @@ def _ref(
             "Object missing required field `sudi` (or productInstanceId)", field=f"{where}.sudi"
         )
     return ByUdi(
-        pid=sudi.udi_pid,
-        serial=sudi.udi_serial_number,
-        uuid=sudi.uuid,
+        udi_pid=sudi.udi_pid,
+        udi_serial=sudi.udi_serial,
+        udi_uuid=sudi.udi_uuid,
         product_type=product_tag_name,
         return_code=return_code,
     )
 
 
-def _detail(detail: ProductDetail, catalog: Catalog, now: dt.datetime) -> DeviceDetail:
+def _detail(detail: ProductInstanceDetail, catalog: Catalog, now: dt.datetime) -> DeviceDetail:
     return DeviceDetail(
         **device_fields(detail.view, catalog, now),
         usage_history=[
@@ -269,9 +274,9 @@ def _detail(detail: ProductDetail, catalog: Catalog, now: dt.datetime) -> Device
     )
 
 
-def _changed(services: Services, verb: str, views: list[ProductView]) -> DeviceChange:
+def _changed(services: Services, verb: str, views: list[ProductInstanceView]) -> DeviceChange:
     """The answer to a transfer or removal: the products as they are now."""
-    now = services.products.now()
+    now = services.product_instances.now()
     return DeviceChange(
         message=f"{len(views)} product instance(s) {verb}",
         devices=[device_out(v, services.catalog, now) for v in views],

@@ -37,7 +37,7 @@ def export_list(
 
     async def action(s: Services) -> tuple[list[ExportKey], Catalog]:
         if product_id is not None:
-            keys = await s.exports.keys_of_product(obj.operator, account, va_name, product_id)
+            keys = await s.exports.keys_of_instance(obj.operator, account, va_name, product_id)
             if not include_ended:
                 keys = [k for k in keys if k.status == "granted"]
             return keys, s.catalog

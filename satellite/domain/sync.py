@@ -47,7 +47,7 @@ class SyncLink:
 
 
 @dataclass(frozen=True)
-class ExportedRequest:
+class WrittenSyncRequest:
     sequence: int
     digest: bytes
     through_xid: int

@@ -31,7 +31,7 @@ from satellite.http.wire import (
     SyncResultOut,
     SyncStatusOut,
 )
-from satellite.services.products import ProductView
+from satellite.services.product_instances import ProductInstanceView
 from satellite.services.reservations import Ended, Issued
 from satellite_protocol.catalog import Catalog
 from sync.satellite import Imported, SyncStatus
@@ -43,7 +43,7 @@ def issued_out(issued: Issued, catalog: Catalog, now: dt.datetime) -> Authorizat
         authorization_code=issued.code.text,
         reservation_code=issued.reservation.request_code,
         product_instance_id=p.id,
-        sudi=Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
+        sudi=Sudi(udi_pid=p.udi_pid, udi_serial=p.udi_serial, udi_uuid=p.udi_uuid),
         timestamp=issued.code.timestamp,
         reservation=reservation_out(issued.reservation, catalog, now),
     )
@@ -55,7 +55,7 @@ def reservation_confirmed(
     """The answer to a confirmation code: the product with its settled reservation."""
     return ReservationChange(
         message=f"reservation of product instance {product.id} confirmed",
-        device=device_out(ProductView(product, {}, reservation), catalog, now),
+        device=device_out(ProductInstanceView(product, {}, reservation), catalog, now),
     )
 
 
@@ -66,7 +66,7 @@ def reservation_ended(
     released = ", ".join(f"{catalog.display_name(t)}={n}" for t, n in ended.released.items())
     return ReservationChange(
         message=f"product instance {ended.product.id} {verb}; released: {released or '-'}",
-        device=device_out(ProductView(ended.product, {}), catalog, now),
+        device=device_out(ProductInstanceView(ended.product, {}), catalog, now),
     )
 
 
@@ -163,7 +163,7 @@ def satellite_mirror_out(
             MirroredProductOut(
                 product_instance_id=p.id,
                 virtual_account=p.virtual_account,
-                sudi=Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
+                sudi=Sudi(udi_pid=p.udi_pid, udi_serial=p.udi_serial, udi_uuid=p.udi_uuid),
                 product_type=p.product_type,
                 product_version=p.product_version,
                 hostname=p.hostname,
@@ -204,7 +204,7 @@ def export_key_out(key: ExportKey, catalog: Catalog) -> ExportKeyOut:
         license=catalog.display_name(key.tag),
         entitlement_tag=key.tag,
         product_instance_id=key.product_id,
-        sudi=Sudi(udi_pid=key.udi_pid, udi_serial_number=key.udi_serial, uuid=key.udi_uuid),
+        sudi=Sudi(udi_pid=key.udi_pid, udi_serial=key.udi_serial, udi_uuid=key.udi_uuid),
         virtual_account=key.virtual_account,
         status=_EXPORT_KEY_STATUS[key.status],
         granted_at=key.granted_at,

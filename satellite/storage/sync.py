@@ -11,10 +11,10 @@ import asyncpg
 from satellite.domain.compliance import LineValues
 from satellite.domain.sync import (
     ChangedProductInstance,
-    ExportedRequest,
     HistoryEntry,
     ReservationLine,
     SyncLink,
+    WrittenSyncRequest,
 )
 from satellite.storage.db import RowLock, lock_clause
 
@@ -271,7 +271,7 @@ async def departures(
 async def record_request(
     conn: asyncpg.Connection,
     account_id: int,
-    request: ExportedRequest,
+    request: WrittenSyncRequest,
     now: dt.datetime,
 ) -> None:
     await conn.execute(
@@ -285,16 +285,16 @@ async def record_request(
     )
 
 
-async def exported_request(
+async def written_sync_request(
     conn: asyncpg.Connection, account_id: int, sequence: int
-) -> ExportedRequest | None:
+) -> WrittenSyncRequest | None:
     row = await conn.fetchrow(
         "SELECT sequence, digest, through_xid::text::bigint AS through_xid FROM sync_requests "
         "WHERE account_id = $1 AND sequence = $2",
         account_id,
         sequence,
     )
-    return ExportedRequest(**dict(row)) if row else None
+    return WrittenSyncRequest(**dict(row)) if row else None
 
 
 # --- applying an answer --------------------------------------------------------------------

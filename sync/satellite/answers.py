@@ -149,7 +149,7 @@ class SyncAnswers(SatelliteBase):
                     f"request {link.applied_sequence} was imported already (an old or replayed "
                     "file): export a new request and import its answer"
                 )
-            request = await storage.exported_request(conn, link.account_id, header.sequence)
+            request = await storage.written_sync_request(conn, link.account_id, header.sequence)
             if request is None or request.digest.hex() != header.request_digest:
                 raise Conflict(
                     f"this answer is for a request {header.sequence} that this satellite did "

@@ -9,7 +9,7 @@ from pathlib import Path
 from satellite.crypto import bundles
 from satellite.crypto.secrets import decrypt
 from satellite.domain.access import Principal
-from satellite.domain.sync import ChangedProductInstance, ExportedRequest, SyncLink
+from satellite.domain.sync import ChangedProductInstance, SyncLink, WrittenSyncRequest
 from satellite.errors import SatelliteError
 from satellite.storage import accounts
 from satellite.storage import sync as storage
@@ -27,7 +27,9 @@ from sync.spool import partial_path
 
 
 class SyncRequests(SatelliteBase):
-    async def write_request(self, principal: Principal, account: str, out: Path) -> ExportedRequest:
+    async def write_request(
+        self, principal: Principal, account: str, out: Path
+    ) -> WrittenSyncRequest:
         """Disconnected mode, step one: the sync request, to carry to the upstream."""
         async with self._db.connection() as conn:
             _, link = await self._link(conn, principal, account)
@@ -41,7 +43,7 @@ class SyncRequests(SatelliteBase):
             await self._history(conn, link, "disconnected", "export", started, request.sequence, {})
         return request
 
-    async def _write_request(self, link: SyncLink, out: Path) -> ExportedRequest:
+    async def _write_request(self, link: SyncLink, out: Path) -> WrittenSyncRequest:
         async with self._db.transaction() as conn:
             sequence, since = await storage.next_request_sequence(conn, link.account_id)
         key = bundles.load_private_key(
@@ -90,7 +92,7 @@ class SyncRequests(SatelliteBase):
                     products += 1
                 digest = writer.finish(key)
             partial.replace(out)  # whole, or not at all
-        request = ExportedRequest(sequence=sequence, digest=digest, through_xid=through)
+        request = WrittenSyncRequest(sequence=sequence, digest=digest, through_xid=through)
         async with self._db.transaction() as conn:
             await storage.record_request(conn, link.account_id, request, now)
         log.info(

@@ -14,7 +14,7 @@ from satellite.domain.access import Principal
 from satellite.domain.sync import RegisteredSatellite
 from satellite.errors import Conflict
 from satellite.services import audit
-from satellite.storage import accounts, devices, licenses, upstream
+from satellite.storage import accounts, licenses, product_instances, upstream
 from satellite.storage.db import Connection
 from sync import bundle
 from sync.bundle import (
@@ -140,7 +140,7 @@ class Exchange(UpstreamBase):
             if va_key in named or va_key not in vas:
                 continue  # named again by the request, or gone here already
             if await accounts.virtual_account_holdings(conn, vas[va_key]) == (0, 0, 0):
-                await devices.forget_ended_products(conn, vas[va_key])
+                await product_instances.forget_ended_instances(conn, vas[va_key])
                 await accounts.delete_virtual_account(conn, vas[va_key])
                 gone += 1
             # (else it stays: it holds licenses, tokens or products here, and the answer

@@ -3,11 +3,13 @@
 Products sign their requests; the server signs its answers. Both sides use this module.
 
 Signing and verifying are written here on top of ``cryptography`` rather than through
-joserfc: this is the hottest path of the device API, and joserfc's generic header and key
-registries cost about 90 µs per operation, more than half of the signature itself. The
-form is narrow enough to check completely by hand (one algorithm, no unprotected header,
-no ``crit`` extensions, canonical base64url), and the tests cross-check every message
-against joserfc in both directions. JWK import, export and thumbprints stay with joserfc.
+joserfc, on the hottest path of the device API. The gain is small: ``bench/jose.py``
+measured (2 shared cores, load average 5-7) ours at 19-20 µs per sign and 48-52 µs per
+verify, joserfc about 8 µs more for each, over the bare ECDSA underneath (16 µs, 42-44
+µs). The form is narrow enough to check completely by hand (one algorithm, no unprotected
+header, no ``crit`` extensions, canonical base64url), and the tests cross-check every
+message against joserfc in both directions. JWK import, export and thumbprints stay with
+joserfc.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from satellite_protocol.catalog import LicenseType
 from satellite_protocol.crypto import keys
 from satellite_protocol.untrusted import NESTED_TOO_DEEP, NUL, too_deep
 
@@ -56,8 +57,6 @@ _CODE_RE = re.compile(
     r"<signature>([A-Za-z0-9+/=\s]{1,300})</signature><udi>([^<]{0,512})</udi></specificPLR>",
     re.DOTALL,
 )
-
-LicenseType = Literal["PERPETUAL", "TERM", "SUBSCRIPTION"]
 
 
 class CodeError(ValueError):
@@ -110,19 +109,26 @@ def public_key_from_text(text: str) -> ec.EllipticCurvePublicKey:
 
 @dataclass(frozen=True)
 class RequestCode:
-    pid: str
-    serial: str
-    uuid: str
+    udi_pid: str
+    udi_serial: str
+    udi_uuid: str
     product_type: str
     nonce: str  # a UUID: the product instance id of the reservation it asks for
     public_key: str  # public_key_text of the product's reservation key
 
     @property
     def udi(self) -> str:
-        return udi_text(self.pid, self.serial, self.uuid)
+        return udi_text(self.udi_pid, self.udi_serial, self.udi_uuid)
 
     def encode(self) -> str:
-        fields = [self.pid, self.serial, self.uuid, self.product_type, self.nonce, self.public_key]
+        fields = [
+            self.udi_pid,
+            self.udi_serial,
+            self.udi_uuid,
+            self.product_type,
+            self.nonce,
+            self.public_key,
+        ]
         body = _b32(json.dumps(fields, separators=(",", ":")).encode("utf-8"))
         return f"{REQUEST_PREFIX}{body}-{_checksum(body)}"
 

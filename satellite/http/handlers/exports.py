@@ -38,7 +38,7 @@ async def list_export_keys(request: web.Request) -> web.Response:
 async def product_export_keys(request: web.Request) -> web.Response:
     principal = await caller(request)
     services = request.app[SERVICES]
-    keys = await services.exports.keys_of_product(
+    keys = await services.exports.keys_of_instance(
         principal,
         request.match_info["account"],
         request.match_info["va"],

@@ -81,9 +81,9 @@ async def download_request(request: web.Request) -> web.StreamResponse:
     principal = await caller(request)
     sync = request.app[SERVICES].sync
     with sync.spool.files("request") as (path,):
-        exported = await sync.write_request(principal, _account(request), path)
+        written = await sync.write_request(principal, _account(request), path)
         return await send_file(
-            request, path, f"sync-request-{_account(request)}-{exported.sequence}.bundle"
+            request, path, f"sync-request-{_account(request)}-{written.sequence}.bundle"
         )
 
 

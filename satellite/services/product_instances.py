@@ -1,6 +1,6 @@
 """Product instances as administrators see them: listed, shown, transferred, removed.
 
-Products register, report and leave through the device API (``services.devices``); here an
+Products register, report and leave through the device API (``services.device_api``); here an
 account's admins look at them, move them to another virtual account of the same account
 (their usage goes with them) or remove them (their usage is released at once, and the
 product's next device request is refused as ended). A change names its products by UDI
@@ -10,15 +10,15 @@ product's next device request is refused as ended). A change names its products 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import get_args
 
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.models import (
     Account,
     ProductInstance,
-    ProductStatus,
+    ProductInstanceStatus,
     UsageRecord,
     VirtualAccount,
     udi_label,
@@ -28,19 +28,15 @@ from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, exports, scope
 from satellite.services.licenses import LicenseService
 from satellite.services.reservations import ReservationService
-from satellite.storage import accounts, devices, export_keys, reservations
+from satellite.storage import accounts, export_keys, product_instances, reservations
 from satellite.storage.db import Connection, Database
 
 HISTORY_LENGTH = 50  # usage reports shown with a product
 ALL_STATUSES = "all"
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 @dataclass(frozen=True)
-class ProductFilter:
+class ProductInstanceFilter:
     """Which products of a virtual account to list, and which page of them."""
 
     status: str = "registered"  # a product status (any case), or "all"
@@ -53,15 +49,15 @@ class ProductFilter:
 
 
 @dataclass(frozen=True)
-class ProductView:
+class ProductInstanceView:
     product: ProductInstance
     usage: dict[str, int]  # tag -> count, as last reported (empty once it ended)
     reservation: Reservation | None = None  # its specific license reservation, if any
 
 
 @dataclass(frozen=True)
-class ProductDetail:
-    view: ProductView
+class ProductInstanceDetail:
+    view: ProductInstanceView
     history: list[UsageRecord]  # newest first
 
 
@@ -81,14 +77,14 @@ class ById:
 class ByUdi:
     """A product named by its UDI; its UUID and type, when given, must match too."""
 
-    pid: str
-    serial: str
-    uuid: str | None = None
+    udi_pid: str
+    udi_serial: str
+    udi_uuid: str | None = None
     product_type: str | None = None
     return_code: str | None = None  # a reserved product is removed by its return code
 
     def describe(self) -> str:
-        return f"product PID:{self.pid} SN:{self.serial}"
+        return f"product PID:{self.udi_pid} SN:{self.udi_serial}"
 
 
 ProductRef = ById | ByUdi
@@ -100,12 +96,12 @@ class Transfer:
     target: str  # name of a virtual account of the same account
 
 
-def parse_status(text: str) -> ProductStatus | None:
+def parse_status(text: str) -> ProductInstanceStatus | None:
     """A status filter: one product status (any case, "_" or " "), or None for "all"."""
     value = text.strip().lower().replace(" ", "_")
     if value == ALL_STATUSES:
         return None
-    statuses: tuple[ProductStatus, ...] = get_args(ProductStatus)
+    statuses: tuple[ProductInstanceStatus, ...] = get_args(ProductInstanceStatus)
     for status in statuses:
         if value == status:
             return status
@@ -113,39 +109,39 @@ def parse_status(text: str) -> ProductStatus | None:
     raise InvalidInput(f"status {text!r} is not one of {choices}", field="status")
 
 
-class ProductService:
+class ProductInstanceService:
     def __init__(
         self,
         db: Database,
         reservations: ReservationService,
         licenses: LicenseService,
-        clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._db = db
         self._reservations = reservations
         self._licenses = licenses
-        self._clock = clock
 
     def now(self) -> dt.datetime:
         """The time authorizations are judged at."""
-        return self._clock()
+        return utc_now()
 
     @staticmethod
-    async def _views(conn: Connection, products: list[ProductInstance]) -> list[ProductView]:
-        ids = [p.id for p in products]
-        usage = await devices.usage_of_products(conn, ids)
-        held = await reservations.reservations_of_products(conn, ids)
-        return [ProductView(p, usage.get(p.id, {}), held.get(p.id)) for p in products]
+    async def _views(
+        conn: Connection, instances: list[ProductInstance]
+    ) -> list[ProductInstanceView]:
+        ids = [p.id for p in instances]
+        usage = await product_instances.usage_of_instances(conn, ids)
+        held = await reservations.reservations_of_instances(conn, ids)
+        return [ProductInstanceView(p, usage.get(p.id, {}), held.get(p.id)) for p in instances]
 
-    async def list_products(
-        self, principal: Principal, account: str, va: str, query: ProductFilter
-    ) -> tuple[int, list[ProductView]]:
+    async def list_instances(
+        self, principal: Principal, account: str, va: str, query: ProductInstanceFilter
+    ) -> tuple[int, list[ProductInstanceView]]:
         """The virtual account's products that match: the total and the requested page."""
         status = parse_status(query.status)
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            total, products = await devices.list_products(
+            total, instances = await product_instances.list_instances(
                 conn,
                 vacc.id,
                 status=status,
@@ -156,30 +152,30 @@ class ProductService:
                 limit=query.limit,
                 offset=query.offset,
             )
-            return total, await self._views(conn, products)
+            return total, await self._views(conn, instances)
 
-    async def product(
-        self, principal: Principal, account: str, va: str, product_id: str
-    ) -> ProductDetail:
+    async def show(
+        self, principal: Principal, account: str, va: str, product_instance_id: str
+    ) -> ProductInstanceDetail:
         """One product of the virtual account, whatever its status, with its usage history."""
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            product = await scope.product(conn, vacc, product_id)
-            [view] = await self._views(conn, [product])
-            history = await devices.usage_history(conn, product.id, HISTORY_LENGTH)
-        return ProductDetail(view, history)
+            instance = await scope.product_instance(conn, vacc, product_instance_id)
+            [view] = await self._views(conn, [instance])
+            history = await product_instances.usage_history(conn, instance.id, HISTORY_LENGTH)
+        return ProductInstanceDetail(view, history)
 
     async def _resolve(
         self, conn: Connection, va: VirtualAccount, refs: list[ProductRef], field: str
     ) -> list[ProductInstance]:
         """The registered products of ``va`` that ``refs`` name, locked, in the order named;
         NotFound naming the first that names none."""
-        found = await devices.registered_products_of_virtual_account(
+        found = await product_instances.registered_instances_of_virtual_account(
             conn,
             va.id,
             ids=[r.product_id for r in refs if isinstance(r, ById)],
-            udis=[(r.pid, r.serial) for r in refs if isinstance(r, ByUdi)],
+            udis=[(r.udi_pid, r.udi_serial) for r in refs if isinstance(r, ByUdi)],
         )
         by_id = {p.id: p for p in found}
         by_udi = {(p.udi_pid, p.udi_serial): p for p in found}
@@ -188,24 +184,26 @@ class ProductService:
             where = f"{field}[{index}]"
             missing = f"{ref.describe()} is not a registered product of virtual account {va.name!r}"
             if isinstance(ref, ById):
-                product = by_id.get(ref.product_id)
-                if product is None:
+                instance = by_id.get(ref.product_id)
+                if instance is None:
                     raise NotFound(missing, field=where)
             else:
-                product = by_udi.get((ref.pid, ref.serial))
-                if product is None:
+                instance = by_udi.get((ref.udi_pid, ref.udi_serial))
+                if instance is None:
                     raise NotFound(missing, field=f"{where}.sudi")
-                if ref.uuid is not None and ref.uuid != product.udi_uuid:
-                    raise NotFound(f"{missing} with UUID {ref.uuid!r}", field=f"{where}.sudi.uuid")
-            if ref.product_type is not None and ref.product_type != product.product_type:
+                if ref.udi_uuid is not None and ref.udi_uuid != instance.udi_uuid:
+                    raise NotFound(
+                        f"{missing} with UUID {ref.udi_uuid!r}", field=f"{where}.sudi.uuid"
+                    )
+            if ref.product_type is not None and ref.product_type != instance.product_type:
                 raise NotFound(
                     f"{ref.describe()} of virtual account {va.name!r} is a "
-                    f"{product.product_type!r}, not a {ref.product_type!r}",
+                    f"{instance.product_type!r}, not a {ref.product_type!r}",
                     field=f"{where}.productTagName",
                 )
-            if any(p.id == product.id for p in result):
+            if any(p.id == instance.id for p in result):
                 raise InvalidInput(f"{ref.describe()} is named twice", field=where)
-            result.append(product)
+            result.append(instance)
         return result
 
     async def _target(
@@ -231,12 +229,12 @@ class ProductService:
         moves: list[Transfer],
         *,
         field: str = "productInstances",
-    ) -> list[ProductView]:
+    ) -> list[ProductInstanceView]:
         """Move each named registered product of ``va`` to its target virtual account of the
         same account, with its usage; all of them or, if one cannot move, none."""
         if not moves:
             raise InvalidInput("name at least one product to transfer", field=field)
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             source = await scope.virtual_account(conn, acc, va)
@@ -256,33 +254,33 @@ class ProductService:
                     "a virtual account of the transfer was deleted meanwhile: retry",
                     field=field,
                 )
-            products = await self._resolve(conn, source, [m.product for m in moves], field)
-            held = await reservations.reservations_of_products(conn, [p.id for p in products])
-            keys = await export_keys.live_keys_of_products(conn, [p.id for p in products])
-            for index, product in enumerate(products):
-                if product.id in held and held[product.id].status == "active":
+            instances = await self._resolve(conn, source, [m.product for m in moves], field)
+            held = await reservations.reservations_of_instances(conn, [p.id for p in instances])
+            keys = await export_keys.live_keys_of_instances(conn, [p.id for p in instances])
+            for index, instance in enumerate(instances):
+                if instance.id in held and held[instance.id].status == "active":
                     raise Conflict(
-                        f"{udi_label(product)} holds a specific license reservation out of this "
+                        f"{udi_label(instance)} holds a specific license reservation out of this "
                         "virtual account's pool: return it before moving the product",
                         field=f"{field}[{index}]",
                     )
-                if product.id in keys:
+                if instance.id in keys:
                     raise Conflict(
-                        f"{udi_label(product)} holds export keys out of this virtual "
-                        f"account's pool ({', '.join(k.feature for k in keys[product.id])}): "
+                        f"{udi_label(instance)} holds export keys out of this virtual "
+                        f"account's pool ({', '.join(k.feature for k in keys[instance.id])}): "
                         "the product returns them before it moves",
                         field=f"{field}[{index}]",
                     )
-            for product, move in zip(products, moves, strict=True):
+            for instance, move in zip(instances, moves, strict=True):
                 target = targets[move.target]
-                await devices.move_products(conn, [product.id], target.id, now)
+                await product_instances.move_instances(conn, [instance.id], target.id, now)
                 await audit.record(
                     conn,
                     principal,
                     "product.transferred",
-                    f"{account}/{target.name}/{product.id}",
+                    f"{account}/{target.name}/{instance.id}",
                     account_id=acc.id,
-                    udi=udi_label(product),
+                    udi=udi_label(instance),
                     from_virtual_account=source.name,
                     to_virtual_account=target.name,
                 )
@@ -293,7 +291,7 @@ class ProductService:
             for va_id in sorted(involved):
                 vacc = involved[va_id]
                 await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
-            moved = [await devices.get_product(conn, p.id) for p in products]
+            moved = [await product_instances.get_instance(conn, p.id) for p in instances]
             return await self._views(conn, [p for p in moved if p is not None])
 
     async def remove(
@@ -304,55 +302,55 @@ class ProductService:
         refs: list[ProductRef],
         *,
         field: str = "productInstancesRemoveRequests",
-    ) -> list[ProductView]:
+    ) -> list[ProductInstanceView]:
         """End each named registered product of ``va``: its usage is released at once and
         its next device request is refused. All of them or, if one is unknown, none."""
         if not refs:
             raise InvalidInput("name at least one product to remove", field=field)
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va, lock="share")
-            products = await self._resolve(conn, vacc, refs, field)
-            released = await devices.usage_of_products(conn, [p.id for p in products])
-            held = await reservations.reservations_of_products(conn, [p.id for p in products])
-            for index, (product, ref) in enumerate(zip(products, refs, strict=True)):
+            instances = await self._resolve(conn, vacc, refs, field)
+            released = await product_instances.usage_of_instances(conn, [p.id for p in instances])
+            held = await reservations.reservations_of_instances(conn, [p.id for p in instances])
+            for index, (instance, ref) in enumerate(zip(instances, refs, strict=True)):
                 return_code = ref.return_code
                 where = f"{field}[{index}].returnCode"
                 if return_code is not None:
                     reservation, code = await self._reservations.verified_return_code(
-                        conn, product, return_code, where
+                        conn, instance, return_code, where
                     )
                     await self._reservations.end_with_return_code(
                         conn,
                         principal,
                         acc.id,
                         f"{account}/{va}",
-                        product,
+                        instance,
                         reservation,
                         code,
                         now,
                         where,
                     )
                     continue
-                if product.id in held and held[product.id].status == "active":
+                if instance.id in held and held[instance.id].status == "active":
                     raise Conflict(
-                        f"{udi_label(product)} holds a specific license reservation: send the "
+                        f"{udi_label(instance)} holds a specific license reservation: send the "
                         "product's returnCode, or force-remove it with a reason",
                         field=where,
                     )
-                await exports.release(conn, principal, product, "removed", now)
-                await devices.end_product(conn, product.id, "removed", now)
+                await exports.release(conn, principal, instance, "removed", now)
+                await product_instances.end_instance(conn, instance.id, "removed", now)
                 await audit.record(
                     conn,
                     principal,
                     "product.removed",
-                    f"{account}/{va}/{product.id}",
+                    f"{account}/{va}/{instance.id}",
                     account_id=acc.id,
-                    udi=udi_label(product),
-                    released_usage=released.get(product.id, {}),
+                    udi=udi_label(instance),
+                    released_usage=released.get(instance.id, {}),
                 )
             # Released usage and returned reservations may end a shortage (or its alert).
             await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
-            ended = [await devices.get_product(conn, p.id) for p in products]
+            ended = [await product_instances.get_instance(conn, p.id) for p in instances]
             return await self._views(conn, [p for p in ended if p is not None])

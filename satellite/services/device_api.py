@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from satellite.config import TimerSettings
@@ -20,6 +19,7 @@ from satellite.crypto.secrets import (
     token_proof_is_valid,
 )
 from satellite.domain.access import product_actor
+from satellite.domain.clock import utc_now
 from satellite.domain.compliance import Position
 from satellite.domain.models import ExportKey, ProductInstance
 from satellite.errors import (
@@ -33,7 +33,7 @@ from satellite.services import audit, exports, horizon, reregistration
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
-from satellite.storage import devices, reservations, tokens
+from satellite.storage import product_instances, reservations, tokens
 from satellite.storage.db import Connection, Database
 from satellite_protocol import device as wire
 from satellite_protocol.catalog import Catalog
@@ -52,11 +52,7 @@ _STATE_ORDER: dict[wire.TagState, int] = {
 }
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class DeviceService:
+class DeviceApiService:
     def __init__(
         self,
         db: Database,
@@ -67,7 +63,6 @@ class DeviceService:
         max_usage_tags: int,
         limiter: RateLimiter,
         envelope: DeviceEnvelope,
-        clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         """``max_usage_tags``: the most tags one usage report may carry."""
         self._db = db
@@ -78,10 +73,6 @@ class DeviceService:
         self._max_usage_tags = max_usage_tags
         self._limiter = limiter
         self._envelope = envelope
-        self._clock = clock
-
-    def now(self) -> dt.datetime:
-        return self._clock()
 
     # --- authorization -------------------------------------------------------------------
 
@@ -91,7 +82,7 @@ class DeviceService:
     async def _authorization(
         self,
         conn: Connection,
-        product: ProductInstance,
+        instance: ProductInstance,
         expires_at: dt.datetime,
         *,
         usage: dict[str, int] | None = None,
@@ -100,16 +91,16 @@ class DeviceService:
         """``usage``: the product's usage, and ``in_use``: its virtual account's, when the
         caller has them at hand (each saves a query)."""
         if usage is None:
-            usage = await devices.usage_of(conn, product.id)
+            usage = await product_instances.usage_of(conn, instance.id)
         positions: dict[str, Position] = {}
         if usage:  # (a new registration has none: no need to read the pool)
             positions = {
                 p.tag: p
                 for p in await self._licenses.virtual_account_positions(
                     conn,
-                    product.virtual_account_id,
-                    product.virtual_account,
-                    self._clock(),
+                    instance.virtual_account_id,
+                    instance.virtual_account,
+                    utc_now(),
                     in_use=in_use,
                 )
             }
@@ -130,7 +121,7 @@ class DeviceService:
         overall: wire.AuthorizationState = max(
             (t.state for t in tags), key=_STATE_ORDER.__getitem__, default="AUTHORIZED"
         )
-        now = self._clock()
+        now = utc_now()
         return wire.Authorization(
             state=overall,
             tags=tags,
@@ -139,40 +130,42 @@ class DeviceService:
             renew_after=now + dt.timedelta(days=self._timers.authorization_renewal_days),
         )
 
-    def _certificate(self, product_id: str, udi: wire.Udi, csr: str) -> tuple[str, dt.datetime]:
+    def _certificate(
+        self, product_instance_id: str, udi: wire.Udi, csr: str
+    ) -> tuple[str, dt.datetime]:
         try:
             key = csr_public_key(csr)
         except CertificateError as exc:
             raise InvalidInput(str(exc), field="csr") from exc
-        now = self._clock()
+        now = utc_now()
         validity = dt.timedelta(days=self._timers.certificate_validity_days)
         cert = issue_certificate(
             self._keys.ca_key,
             self._keys.ca_cert,
             key,
-            product_id,
-            f"PID:{udi.pid} SN:{udi.serial_number}",
+            product_instance_id,
+            f"PID:{udi.udi_pid} SN:{udi.udi_serial}",
             validity,
             now,
-            identity_uri=f"urn:uuid:{product_id}",
+            identity_uri=f"urn:uuid:{product_instance_id}",
         )
         return to_pem(cert), cert.not_valid_after_utc
 
     def _registration(
         self,
-        product: ProductInstance,
+        instance: ProductInstance,
         certificate: str,
         expires: dt.datetime,
         now: dt.datetime,
     ) -> wire.Registration:
         return wire.Registration(
-            product_instance_id=product.id,
-            virtual_account=product.virtual_account,
+            product_instance_id=instance.id,
+            virtual_account=instance.virtual_account,
             certificate=certificate,
             certificate_expires_at=expires,
             renew_registration_after=now
             + dt.timedelta(days=self._timers.registration_renewal_days),
-            export_controlled=product.export_controlled,
+            export_controlled=instance.export_controlled,
         )
 
     # --- requests ------------------------------------------------------------------------
@@ -222,7 +215,7 @@ class DeviceService:
         request: wire.RegisterRequest,
         path: str,
     ) -> dict[str, str]:
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             nonce = await self._envelope.use_nonce(conn, header, path)
             found = await tokens.token_for_registration(conn, digest_of_token_id(request.token_id))
@@ -253,7 +246,9 @@ class DeviceService:
                 "authorization_expires_at": authorization_expires,
             }
             udi = request.udi
-            existing = await devices.live_product_by_udi(conn, udi.pid, udi.serial_number)
+            existing = await product_instances.live_instance_by_udi(
+                conn, udi.udi_pid, udi.udi_serial
+            )
             proven = existing is not None and reregistration.proves_current_key(
                 existing,
                 self._envelope.product_keys,
@@ -269,7 +264,7 @@ class DeviceService:
                 and await reservations.get_reservation(conn, existing.id) is not None
             ):
                 raise Conflict(
-                    f"PID:{udi.pid} SN:{udi.serial_number} holds a specific license "
+                    f"PID:{udi.udi_pid} SN:{udi.udi_serial} holds a specific license "
                     "reservation: return it (return code) before registering with a token"
                 )
             replaced: ProductInstance | None = None
@@ -281,16 +276,18 @@ class DeviceService:
                 # product is told so on its next request (signed_by_product).
                 replaced, existing = existing, None
                 await exports.release(conn, product_actor(replaced.id), replaced, "replaced", now)
-                await devices.end_product(conn, replaced.id, "replaced", now)
+                await product_instances.end_instance(conn, replaced.id, "replaced", now)
             # The ID certificate first: its expiry is what the product row records.
-            product_id = existing.id if existing else str(uuid.uuid4())
-            certificate, certificate_expires = self._certificate(product_id, udi, request.csr)
+            product_instance_id = existing.id if existing else str(uuid.uuid4())
+            certificate, certificate_expires = self._certificate(
+                product_instance_id, udi, request.csr
+            )
             released: list[ExportKey] = []
             if existing is None:
-                product = await devices.insert_product(
+                instance = await product_instances.insert_instance(
                     conn,
-                    product_id,
-                    udi=(udi.pid, udi.serial_number, udi.uuid),
+                    product_instance_id,
+                    udi=(udi.udi_pid, udi.udi_serial, udi.udi_uuid),
                     certificate_expires_at=certificate_expires,
                     **fields,
                 )
@@ -299,55 +296,55 @@ class DeviceService:
                     # Its export keys came from the old pool, or the new registration
                     # does not allow them: they go back.
                     released = await exports.release(
-                        conn, product_actor(product_id), existing, "re-registered", now
+                        conn, product_actor(product_instance_id), existing, "re-registered", now
                     )
-                product = await devices.reregister_product(
+                instance = await product_instances.reregister_instance(
                     conn,
-                    product_id,
-                    udi_uuid=udi.uuid,
+                    product_instance_id,
+                    udi_uuid=udi.udi_uuid,
                     certificate_expires_at=certificate_expires,
                     **fields,
                 )
             if replaced is not None:
                 await audit.record(
                     conn,
-                    product_actor(product_id),
+                    product_actor(product_instance_id),
                     "product.replaced",
                     f"{replaced.virtual_account}/{replaced.id}",
                     account_id=account_id,
-                    udi=f"PID:{udi.pid} SN:{udi.serial_number}",
+                    udi=f"PID:{udi.udi_pid} SN:{udi.udi_serial}",
                     token_id=token.id,
-                    replaced_by=product_id,
+                    replaced_by=product_instance_id,
                 )
             await audit.record(
                 conn,
-                product_actor(product_id),
+                product_actor(product_instance_id),
                 "product.reregistered" if existing else "product.registered",
-                f"{product.virtual_account}/{product_id}",
+                f"{instance.virtual_account}/{product_instance_id}",
                 account_id=account_id,
-                udi=f"PID:{udi.pid} SN:{udi.serial_number}",
+                udi=f"PID:{udi.udi_pid} SN:{udi.udi_serial}",
                 token_id=token.id,
                 **(
                     {"from_virtual_account": existing.virtual_account}
-                    if existing and existing.virtual_account != product.virtual_account
+                    if existing and existing.virtual_account != instance.virtual_account
                     else {}
                 ),
             )
             if existing and existing.account_id != account_id:
                 await audit.record(
                     conn,
-                    product_actor(product_id),
+                    product_actor(product_instance_id),
                     "product.moved_out",
-                    f"{existing.virtual_account}/{product_id}",
+                    f"{existing.virtual_account}/{product_instance_id}",
                     account_id=existing.account_id,
                 )
-            authorization = await self._authorization(conn, product, authorization_expires)
+            authorization = await self._authorization(conn, instance, authorization_expires)
             # The token's use last, so that it stays locked only for the commit: the
             # registrations of a whole site share one token.
             if not await tokens.use_token(conn, token.id, now):
                 raise Forbidden("the registration token was used up, expired or revoked meanwhile")
         answer = wire.RegisterAnswer(
-            registration=self._registration(product, certificate, certificate_expires, now),
+            registration=self._registration(instance, certificate, certificate_expires, now),
             authorization=authorization,
             ca_certificate=to_pem(self._keys.ca_cert),
             signing_certificate=to_pem(self._keys.signing_cert),
@@ -381,95 +378,97 @@ class DeviceService:
         return usage
 
     async def report_usage(
-        self, product_id: str, message: dict[str, Any], path: str
+        self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """The product's usage becomes what it reports; the answer says what is authorized."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._envelope.signed_by_product(
-                conn, product_id, message, path
+            instance, payload, nonce = await self._envelope.signed_by_instance(
+                conn, product_instance_id, message, path
             )
             report = self._envelope.decode(payload, wire.UsageReport)
             usage = self._usage(report)
-            in_use = await devices.replace_usage(
-                conn, product_id, product.virtual_account_id, usage, self._clock()
+            in_use = await product_instances.replace_usage(
+                conn, product_instance_id, instance.virtual_account_id, usage, utc_now()
             )
             authorization = await self._authorization(
-                conn, product, product.authorization_expires_at, usage=usage, in_use=in_use
+                conn, instance, instance.authorization_expires_at, usage=usage, in_use=in_use
             )
         return self._envelope.answer(nonce, path, authorization)
 
     async def renew_authorization(
-        self, product_id: str, message: dict[str, Any], path: str
+        self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._envelope.signed_by_product(
-                conn, product_id, message, path
+            instance, payload, nonce = await self._envelope.signed_by_instance(
+                conn, product_instance_id, message, path
             )
             self._envelope.decode(payload, wire.NoParameters)
-            now = self._clock()
-            await self.check_horizon(conn, product.account_id, now)
+            now = utc_now()
+            await self.check_horizon(conn, instance.account_id, now)
             expires = now + dt.timedelta(days=self._timers.authorization_validity_days)
-            await devices.touch(conn, product_id, now, authorization_expires_at=expires)
-            authorization = await self._authorization(conn, product, expires)
+            await product_instances.touch(
+                conn, product_instance_id, now, authorization_expires_at=expires
+            )
+            authorization = await self._authorization(conn, instance, expires)
         return self._envelope.answer(nonce, path, authorization)
 
     async def renew_registration(
-        self, product_id: str, message: dict[str, Any], path: str
+        self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """A new ID certificate for a new key; later requests must be signed with that key."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._envelope.signed_by_product(
-                conn, product_id, message, path
+            instance, payload, nonce = await self._envelope.signed_by_instance(
+                conn, product_instance_id, message, path
             )
             request = self._envelope.decode(payload, wire.RenewRegistrationRequest)
             udi = wire.Udi(
-                pid=product.udi_pid, serial_number=product.udi_serial, uuid=product.udi_uuid
+                udi_pid=instance.udi_pid, udi_serial=instance.udi_serial, udi_uuid=instance.udi_uuid
             )
-            certificate, expires = self._certificate(product_id, udi, request.csr)
-            now = self._clock()
-            await devices.touch(
+            certificate, expires = self._certificate(product_instance_id, udi, request.csr)
+            now = utc_now()
+            await product_instances.touch(
                 conn,
-                product_id,
+                product_instance_id,
                 now,
                 certificate_expires_at=expires,
                 public_jwk=jose.public_jwk(csr_public_key(request.csr)),
             )
             await audit.record(
                 conn,
-                product_actor(product_id),
+                product_actor(product_instance_id),
                 "product.registration_renewed",
-                f"{product.virtual_account}/{product_id}",
-                account_id=product.account_id,
+                f"{instance.virtual_account}/{product_instance_id}",
+                account_id=instance.account_id,
             )
-        answer = self._registration(product, certificate, expires, now)
+        answer = self._registration(instance, certificate, expires, now)
         return self._envelope.answer(nonce, path, answer)
 
     async def deregister(
-        self, product_id: str, message: dict[str, Any], path: str
+        self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """The product leaves: all its usage is released at once."""
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._envelope.signed_by_product(
-                conn, product_id, message, path
+            instance, payload, nonce = await self._envelope.signed_by_instance(
+                conn, product_instance_id, message, path
             )
             self._envelope.decode(payload, wire.NoParameters)
-            now = self._clock()
+            now = utc_now()
             released = await exports.release(
-                conn, product_actor(product_id), product, "deregistered", now
+                conn, product_actor(product_instance_id), instance, "deregistered", now
             )
-            await devices.end_product(conn, product_id, "deregistered", now)
+            await product_instances.end_instance(conn, product_instance_id, "deregistered", now)
             await audit.record(
                 conn,
-                product_actor(product_id),
+                product_actor(product_instance_id),
                 "product.deregistered",
-                f"{product.virtual_account}/{product_id}",
-                account_id=product.account_id,
+                f"{instance.virtual_account}/{product_instance_id}",
+                account_id=instance.account_id,
             )
         return self._envelope.answer(
             nonce,
             path,
             wire.Deregistered(
-                product_instance_id=product_id,
+                product_instance_id=product_instance_id,
                 deregistered_at=now,
                 released_export_features=[key.feature for key in released],
             ),

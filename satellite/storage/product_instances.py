@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from satellite.domain.models import ProductInstance, ProductStatus, UsageRecord
+from satellite.domain.models import ProductInstance, ProductInstanceStatus, UsageRecord
 from satellite.domain.paging import sql_limit
 from satellite.storage.errors import unique_as_conflict
 
@@ -49,7 +49,9 @@ _LAPSED_USAGE = (
 )
 
 
-async def recount(conn: asyncpg.Connection, product_ids: list[str], now: dt.datetime) -> None:
+async def recount(
+    conn: asyncpg.Connection, product_instance_ids: list[str], now: dt.datetime
+) -> None:
     """Bring the usage totals in line with these products as they are now (the caller
     holds their rows locked): a product's usage counts in its virtual account while it is
     registered and its authorization and ID certificate hold, and in no other.
@@ -69,12 +71,12 @@ async def recount(conn: asyncpg.Connection, product_ids: list[str], now: dt.date
         f"  UNION ALL SELECT c.now_in, u.tag, {_SHARD.format(id='c.id')}, u.count "
         "  FROM changed c JOIN product_usage u ON u.product_id = c.id "
         "  WHERE c.now_in IS NOT NULL) " + _ADD_TO_TOTALS,
-        uuids(product_ids),
+        uuids(product_instance_ids),
         now,
     )
 
 
-def _product(row: asyncpg.Record) -> ProductInstance:
+def _instance(row: asyncpg.Record) -> ProductInstance:
     return ProductInstance(**dict(row))
 
 
@@ -95,14 +97,14 @@ async def forget_used_nonces(conn: asyncpg.Connection, before: dt.datetime) -> i
     return int(result.rsplit(" ", 1)[1])
 
 
-async def lock_product_using_nonce(
-    conn: asyncpg.Connection, product_id: str, nonce: str
+async def lock_instance_using_nonce(
+    conn: asyncpg.Connection, product_instance_id: str, nonce: str
 ) -> tuple[ProductInstance | None, bool]:
     """The product, locked for update, and whether ``nonce`` was still unused; it is used
     now (the caller's transaction undoes that if the request is refused). One round trip:
     every signed device request starts here."""
     try:
-        key = uuid.UUID(product_id)
+        key = uuid.UUID(product_instance_id)
     except ValueError:
         return None, False
     row = await conn.fetchrow(
@@ -131,33 +133,33 @@ async def forget_usage_reports(conn: asyncpg.Connection, before: dt.datetime, li
     return int(result.rsplit(" ", 1)[1])
 
 
-async def get_product(
-    conn: asyncpg.Connection, product_id: str, *, for_update: bool = False
+async def get_instance(
+    conn: asyncpg.Connection, product_instance_id: str, *, for_update: bool = False
 ) -> ProductInstance | None:
     try:
-        key = uuid.UUID(product_id)
+        key = uuid.UUID(product_instance_id)
     except ValueError:
         return None
     lock = " FOR UPDATE" if for_update else ""
     row = await conn.fetchrow(f"SELECT {_COLUMNS} {_FROM} WHERE p.id = $1{lock}", key)
-    return _product(row) if row else None
+    return _instance(row) if row else None
 
 
-async def live_product_by_udi(
-    conn: asyncpg.Connection, pid: str, serial: str
+async def live_instance_by_udi(
+    conn: asyncpg.Connection, udi_pid: str, udi_serial: str
 ) -> ProductInstance | None:
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} {_FROM} WHERE p.udi_pid = $1 AND p.udi_serial = $2 "
         f"AND p.status = 'registered' FOR UPDATE",
-        pid,
-        serial,
+        udi_pid,
+        udi_serial,
     )
-    return _product(row) if row else None
+    return _instance(row) if row else None
 
 
-async def insert_product(
+async def insert_instance(
     conn: asyncpg.Connection,
-    product_id: str,
+    product_instance_id: str,
     *,
     va_id: int,
     udi: tuple[str, str, str],
@@ -183,7 +185,7 @@ async def insert_product(
             "export_controlled, status, registered_at, last_contact_at, certificate_expires_at, "
             "authorization_expires_at, counted_in) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
             f"$10, $11, 'registered', $12, $12, $13, $14, $2) RETURNING {_COLUMNS}",
-            uuid.UUID(product_id),
+            uuid.UUID(product_instance_id),
             va_id,
             *udi,
             product_type,
@@ -197,12 +199,12 @@ async def insert_product(
             authorization_expires_at,
         )
     assert row is not None
-    return _product(row)
+    return _instance(row)
 
 
-async def reregister_product(
+async def reregister_instance(
     conn: asyncpg.Connection,
-    product_id: str,
+    product_instance_id: str,
     *,
     va_id: int,
     udi_uuid: str,
@@ -223,7 +225,7 @@ async def reregister_product(
         "product_version = $5, hostname = $6, ip_address = $7, public_jwk = $8, "
         "export_controlled = $9, registered_at = $10, last_contact_at = $10, "
         "certificate_expires_at = $11, authorization_expires_at = $12 WHERE id = $1",
-        uuid.UUID(product_id),
+        uuid.UUID(product_instance_id),
         va_id,
         udi_uuid,
         product_type,
@@ -236,15 +238,15 @@ async def reregister_product(
         certificate_expires_at,
         authorization_expires_at,
     )
-    await recount(conn, [product_id], now)
-    product = await get_product(conn, product_id)
-    assert product is not None
-    return product
+    await recount(conn, [product_instance_id], now)
+    instance = await get_instance(conn, product_instance_id)
+    assert instance is not None
+    return instance
 
 
 async def touch(
     conn: asyncpg.Connection,
-    product_id: str,
+    product_instance_id: str,
     now: dt.datetime,
     *,
     authorization_expires_at: dt.datetime | None = None,
@@ -258,28 +260,28 @@ async def touch(
         "authorization_expires_at = coalesce($3, authorization_expires_at), "
         "certificate_expires_at = coalesce($4, certificate_expires_at), "
         "public_jwk = coalesce($5, public_jwk) WHERE id = $1",
-        uuid.UUID(product_id),
+        uuid.UUID(product_instance_id),
         now,
         authorization_expires_at,
         certificate_expires_at,
         public_jwk,
     )
     if authorization_expires_at is not None or certificate_expires_at is not None:
-        await recount(conn, [product_id], now)
+        await recount(conn, [product_instance_id], now)
 
 
-async def forget_host_identity(conn: asyncpg.Connection, product_id: str) -> None:
+async def forget_host_identity(conn: asyncpg.Connection, product_instance_id: str) -> None:
     """The product's host name and IP address are no longer shared (the change stamps the
     row for the next sync request, sql/008_sync.sql)."""
     await conn.execute(
         "UPDATE product_instances SET hostname = NULL, ip_address = NULL WHERE id = $1",
-        uuid.UUID(product_id),
+        uuid.UUID(product_instance_id),
     )
 
 
 async def replace_usage(
     conn: asyncpg.Connection,
-    product_id: str,
+    product_instance_id: str,
     va_id: int,
     usage: dict[str, int],
     now: dt.datetime,
@@ -320,7 +322,7 @@ async def replace_usage(
         "  UNION ALL SELECT new.tag, -new.count FROM new CROSS JOIN counted "
         "    WHERE counted.lapsed AND counted.va = $6"
         ") AS after GROUP BY tag",
-        uuid.UUID(product_id),
+        uuid.UUID(product_instance_id),
         list(usage),
         list(usage.values()),
         now,
@@ -330,26 +332,26 @@ async def replace_usage(
     return {row["tag"]: int(row["total"]) for row in rows if row["total"]}
 
 
-async def usage_of(conn: asyncpg.Connection, product_id: str) -> dict[str, int]:
+async def usage_of(conn: asyncpg.Connection, product_instance_id: str) -> dict[str, int]:
     rows = await conn.fetch(
         "SELECT tag, count FROM product_usage WHERE product_id = $1 ORDER BY tag",
-        uuid.UUID(product_id),
+        uuid.UUID(product_instance_id),
     )
     return {row["tag"]: row["count"] for row in rows}
 
 
-async def end_product(
-    conn: asyncpg.Connection, product_id: str, status: str, now: dt.datetime
+async def end_instance(
+    conn: asyncpg.Connection, product_instance_id: str, status: str, now: dt.datetime
 ) -> None:
     """Deregistered or removed: its usage is released at once."""
-    key = uuid.UUID(product_id)
+    key = uuid.UUID(product_instance_id)
     await conn.execute(
         "UPDATE product_instances SET status = $2, ended_at = $3 WHERE id = $1",
         key,
         status,
         now,
     )
-    await recount(conn, [product_id], now)
+    await recount(conn, [product_instance_id], now)
     await conn.execute("DELETE FROM product_usage WHERE product_id = $1", key)
 
 
@@ -376,22 +378,22 @@ async def in_use_by_virtual_account(
 # --- administration ------------------------------------------------------------------------
 
 
-def uuids(product_ids: list[str]) -> list[uuid.UUID]:
+def uuids(product_instance_ids: list[str]) -> list[uuid.UUID]:
     """The ids that are UUIDs at all (no other can name a product)."""
     keys = []
-    for product_id in product_ids:
+    for product_instance_id in product_instance_ids:
         try:
-            keys.append(uuid.UUID(product_id))
+            keys.append(uuid.UUID(product_instance_id))
         except ValueError:
             continue
     return keys
 
 
-async def list_products(
+async def list_instances(
     conn: asyncpg.Connection,
     va_id: int,
     *,
-    status: ProductStatus | None,
+    status: ProductInstanceStatus | None,
     udi_pid: str | None,
     udi_serial: str | None,
     hostname: str | None,
@@ -418,17 +420,17 @@ async def list_products(
         sql_limit(limit),
         offset,
     )
-    return int(total), [_product(r) for r in rows]
+    return int(total), [_instance(r) for r in rows]
 
 
-async def usage_of_products(
-    conn: asyncpg.Connection, product_ids: list[str]
+async def usage_of_instances(
+    conn: asyncpg.Connection, product_instance_ids: list[str]
 ) -> dict[str, dict[str, int]]:
     """Current usage per product (products without usage are absent)."""
     rows = await conn.fetch(
         "SELECT product_id::text AS product, tag, count FROM product_usage "
         "WHERE product_id = ANY($1::uuid[]) ORDER BY product_id, tag",
-        uuids(product_ids),
+        uuids(product_instance_ids),
     )
     result: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -436,18 +438,20 @@ async def usage_of_products(
     return result
 
 
-async def usage_history(conn: asyncpg.Connection, product_id: str, limit: int) -> list[UsageRecord]:
+async def usage_history(
+    conn: asyncpg.Connection, product_instance_id: str, limit: int
+) -> list[UsageRecord]:
     """The product's last ``limit`` usage reports, newest first."""
     rows = await conn.fetch(
         "SELECT id, reported_at, usage FROM usage_reports WHERE product_id = $1 "
         "ORDER BY id DESC LIMIT $2",
-        uuid.UUID(product_id),
+        uuid.UUID(product_instance_id),
         limit,
     )
     return [UsageRecord(**dict(r)) for r in rows]
 
 
-async def registered_products_of_virtual_account(
+async def registered_instances_of_virtual_account(
     conn: asyncpg.Connection,
     va_id: int,
     *,
@@ -463,25 +467,25 @@ async def registered_products_of_virtual_account(
         f"ORDER BY p.id FOR UPDATE",
         va_id,
         uuids(ids),
-        [pid for pid, _ in udis],
-        [serial for _, serial in udis],
+        [udi_pid for udi_pid, _ in udis],
+        [udi_serial for _, udi_serial in udis],
     )
-    return [_product(r) for r in rows]
+    return [_instance(r) for r in rows]
 
 
-async def move_products(
-    conn: asyncpg.Connection, product_ids: list[str], va_id: int, now: dt.datetime
+async def move_instances(
+    conn: asyncpg.Connection, product_instance_ids: list[str], va_id: int, now: dt.datetime
 ) -> None:
     """The products (and so their usage) now belong to virtual account ``va_id``."""
     await conn.execute(
         "UPDATE product_instances SET virtual_account_id = $2 WHERE id = ANY($1::uuid[])",
-        uuids(product_ids),
+        uuids(product_instance_ids),
         va_id,
     )
-    await recount(conn, product_ids, now)
+    await recount(conn, product_instance_ids, now)
 
 
-async def forget_ended_products(conn: asyncpg.Connection, va_id: int) -> int:
+async def forget_ended_instances(conn: asyncpg.Connection, va_id: int) -> int:
     """Delete the deregistered and removed products of a virtual account, with their usage
     history; the number deleted. (Registered products are never forgotten.)"""
     result = await conn.execute(
