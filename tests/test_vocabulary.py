@@ -75,7 +75,9 @@ def test_udi_fields_keep_the_toolkits_json_names() -> None:
         "udiSerialNumber": "FOC1",
         "uuid": "u-1",
     }
-    query = msgspec.convert({"udiSerialNumber": "FOC1"}, DevicesQuery)
+    query = msgspec.convert(
+        {"account": "Acme", "va": "DEFAULT", "udiSerialNumber": "FOC1"}, DevicesQuery
+    )
     assert query.udi_serial == "FOC1"
     sent = {"pid": "C9300", "serialNumber": "FOC1", "uuid": "u-1"}
     udi = msgspec.convert(sent, device_wire.Udi)
