@@ -23,7 +23,7 @@ import getpass
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Concatenate, Literal, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -44,9 +44,9 @@ from satellite_protocol.crypto.slr import (
     udi_text,
     verify_authorization_code,
 )
+from satellite_protocol.device import TagState
 
 MAX_FILE_BYTES = MAX_CODE_CHARS
-TagState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]
 
 
 P = ParamSpec("P")

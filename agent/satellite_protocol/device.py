@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -33,8 +33,8 @@ PRINTABLE_STRING = r"\A[A-Za-z0-9 '()+,\-./:=?]+\Z"
 UdiPart = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=PRINTABLE_STRING)]
 # The product's CSR carries "PID:serial" as its common name, of at most 64 characters.
 CSR_NAME_MAX = 64
+# A tag's state; an authorization's state is its worst tag's.
 TagState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]
-AuthorizationState = Literal["AUTHORIZED", "OUT_OF_COMPLIANCE", "NOT_AUTHORIZED"]
 
 
 class _Message(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
@@ -118,7 +118,7 @@ class TagAuthorization(_Message):
 
 
 class Authorization(_Message):
-    state: AuthorizationState
+    state: TagState
     tags: list[TagAuthorization]
     issued_at: dt.datetime
     expires_at: dt.datetime
@@ -189,10 +189,3 @@ class ExportGranted(_Message):
 class ExportReturned(_Message):
     feature: str
     returned: bool  # False: the product held no key for it (given back already)
-
-
-class Answer(_Message):
-    """The signed payload of every successful device API answer."""
-
-    request_nonce: str
-    body: dict[str, Any]

@@ -10,14 +10,14 @@ import click
 from satellite.api.context import Services
 from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit, emit_one
-from satellite.domain.reservation import Precedence
+from satellite.domain.reservation import LicenseRequest, Precedence
 from satellite.http import wire
 from satellite.http.views import (
     issued_out,
     reservation_confirmed,
     reservation_ended,
 )
-from satellite.services.reservations import LicenseRequest, ReservationRequest
+from satellite.services.reservations import ReservationRequest
 
 
 @click.group()

@@ -167,3 +167,12 @@ def allocate(
         for line in candidates
         if taking.get(line.id, 0) > 0
     ]
+
+
+@dataclass(frozen=True)
+class LicenseRequest:
+    """Licenses of one tag to reserve, taken from the pool lines in ``precedence`` order."""
+
+    tag: str
+    quantity: int
+    precedence: Precedence = "LONGEST_TERM_FIRST"

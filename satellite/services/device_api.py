@@ -118,7 +118,7 @@ class DeviceApiService:
                     tag=tag, display_name=self._catalog.display_name(tag), count=count, state=state
                 )
             )
-        overall: wire.AuthorizationState = max(
+        overall: wire.TagState = max(
             (t.state for t in tags), key=_STATE_ORDER.__getitem__, default="AUTHORIZED"
         )
         now = utc_now()

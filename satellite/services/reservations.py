@@ -20,13 +20,13 @@ import structlog
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal
 from satellite.domain.clock import utc_now
-from satellite.domain.compliance import Position
-from satellite.domain.models import Account, ProductInstance, VirtualAccount, udi_label
-from satellite.domain.reservation import Precedence, Reservation, ReservedLine, allocate
-from satellite.errors import Conflict, ExportAccountNotAllowed, InvalidInput, NotFound
+from satellite.domain.models import ProductInstance, udi_label
+from satellite.domain.reservation import LicenseRequest, Reservation, ReservedLine
+from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, horizon, scope
+from satellite.services import reservation_checks as checks
 from satellite.services.licenses import LicenseService
-from satellite.storage import licenses, product_instances, reservations
+from satellite.storage import product_instances, reservations
 from satellite.storage.db import Connection, Database
 from satellite_protocol.catalog import Catalog
 from satellite_protocol.crypto.slr import (
@@ -42,13 +42,6 @@ from satellite_protocol.crypto.slr import (
 )
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class LicenseRequest:
-    tag: str
-    quantity: int
-    precedence: Precedence = "LONGEST_TERM_FIRST"
 
 
 @dataclass(frozen=True)
@@ -95,138 +88,6 @@ class ReservationService:
     def signing_public_key(self) -> str:
         """PEM of the key authorization codes are signed with (what products trust)."""
         return public_key_pem(self._keys.signing_key.public_key())
-
-    # --- helpers ---------------------------------------------------------------------------
-
-    @staticmethod
-    async def _locked_virtual_account(
-        conn: Connection, account: Account, name: str
-    ) -> VirtualAccount:
-        """The virtual account, locked for changes to its reservations until the transaction
-        ends (not share-locked first: two transactions upgrading it would deadlock)."""
-        va = await scope.virtual_account(conn, account, name)
-        if not await reservations.lock_virtual_account(conn, va.id):
-            raise NotFound(
-                f"virtual account {name!r} not found in account {account.name!r}",
-                field="virtualAccount",
-            )
-        return va
-
-    def _check_export_allowed(
-        self, account: Account, wanted: list[LicenseRequest], field: str
-    ) -> None:
-        """An export authorization-key license reserved enables an export-controlled feature
-        on the product: only for accounts allowed such features."""
-        if account.export_controlled_allowed:
-            return
-        for index, item in enumerate(wanted):
-            entry = self._catalog.get(item.tag)
-            if entry is not None and entry.export_restricted:
-                raise ExportAccountNotAllowed(
-                    f"account {account.name!r} is not allowed export-controlled functionality: "
-                    f"it cannot reserve {entry.display_name}",
-                    field=f"{field}[{index}].entitlementTag",
-                )
-
-    def _check_licenses(self, wanted: list[LicenseRequest], field: str) -> None:
-        if not wanted:
-            raise InvalidInput("name at least one license to reserve", field=field)
-        seen: set[str] = set()
-        for index, item in enumerate(wanted):
-            where = f"{field}[{index}].entitlementTag"
-            if item.tag not in self._catalog:
-                raise InvalidInput(f"tag {item.tag!r} is not in the license catalog", field=where)
-            if item.tag in seen:
-                raise InvalidInput(f"tag {item.tag!r} is named twice", field=where)
-            seen.add(item.tag)
-
-    async def _plan(
-        self,
-        conn: Connection,
-        va: VirtualAccount,
-        wanted: list[LicenseRequest],
-        updated: Reservation | None,
-        field: str,
-        now: dt.datetime,
-    ) -> list[ReservedLine]:
-        """The pool lines that ``wanted`` takes; Conflict naming the first license that is
-        not free. ``updated``: the settled reservation being updated (its licenses stay on
-        their lines up to the new counts; only an increase takes more, and is checked)."""
-        today = now.date()
-        product_instance_id = updated.product_id if updated else None
-        current = updated.confirmed(today) if updated else {}
-        kept: dict[int, int] = {}
-        for line in updated.current if updated else ():
-            if line.counts_on(today):
-                kept[line.line_id] = kept.get(line.line_id, 0) + line.quantity
-        positions: dict[str, Position] = {
-            p.tag: p
-            for p in await self._licenses.virtual_account_positions(conn, va.id, va.name, now)
-        }
-        lines = await licenses.lines_of_virtual_account(conn, va.id)
-        held_on_lines: dict[int, int] = {}
-        for other in await reservations.active_reservations_of_virtual_account(conn, va.id):
-            if other.product_id == product_instance_id:
-                continue
-            for line_id, quantity in other.held_on_lines().items():
-                held_on_lines[line_id] = held_on_lines.get(line_id, 0) + quantity
-        taken: list[ReservedLine] = []
-        for index, item in enumerate(wanted):
-            position = positions.get(item.tag)
-            free = position.free if position else 0
-            more = item.quantity - current.get(item.tag, 0)
-            if more > free:
-                raise Conflict(
-                    f"{self._catalog.display_name(item.tag)}: {item.quantity} asked, "
-                    f"{free + current.get(item.tag, 0)} free to reserve in virtual account "
-                    f"{va.name!r} (reservations never borrow from a higher tier "
-                    "or a version-independent license)",
-                    field=f"{field}[{index}].quantity",
-                )
-            lines_taken = allocate(
-                item.tag, item.quantity, lines, held_on_lines, today, item.precedence, kept
-            )
-            if lines_taken is None:
-                raise Conflict(
-                    f"{self._catalog.display_name(item.tag)}: the active pool lines cannot "
-                    f"hold {item.quantity} more reserved licenses",
-                    field=f"{field}[{index}].quantity",
-                )
-            taken.extend(lines_taken)
-        return taken
-
-    @staticmethod
-    async def _check_unused(
-        conn: Connection, account: Account, nonce: str, udi_pid: str, udi_serial: str, where: str
-    ) -> None:
-        """Conflict when the request code was used already or the UDI is live; a virtual
-        account is named only when it is one of ``account``'s (nothing of other accounts
-        shows through)."""
-        field = f"{where}.reservationCode"
-        used = await product_instances.get_instance(conn, nonce)
-        if used is not None:
-            if used.account_id == account.id:
-                raise Conflict(
-                    f"this request code was used already (in virtual account "
-                    f"{used.virtual_account!r}): request a new one on the product",
-                    field=field,
-                )
-            raise Conflict(
-                "this request code cannot be used: request a new one on the product",
-                field=field,
-            )
-        live = await product_instances.live_instance_by_udi(conn, udi_pid, udi_serial)
-        if live is not None:
-            where_live = (
-                f" (in virtual account {live.virtual_account!r})"
-                if live.account_id == account.id
-                else ""
-            )
-            raise Conflict(
-                f"product PID:{udi_pid} SN:{udi_serial} is registered already{where_live}: "
-                "return or remove it first",
-                field=field,
-            )
 
     def _issue(
         self,
@@ -280,46 +141,6 @@ class ReservationService:
         assert reservation is not None
         return authorization, reservation
 
-    async def _reserved_instance(
-        self, conn: Connection, va: VirtualAccount, product_instance_id: str, field: str
-    ) -> tuple[ProductInstance, Reservation]:
-        """The live reserved product of ``va``, locked."""
-        instance = await product_instances.get_instance(conn, product_instance_id, for_update=True)
-        reservation = await reservations.get_reservation(conn, product_instance_id, for_update=True)
-        if (
-            instance is None
-            or instance.virtual_account_id != va.id
-            or reservation is None
-            or reservation.status != "active"
-            or instance.status != "registered"
-        ):
-            raise NotFound(
-                f"product instance {product_instance_id!r} holds no reservation in virtual account "
-                f"{va.name!r}",
-                field=field,
-            )
-        return instance, reservation
-
-    async def _product_code(
-        self,
-        conn: Connection,
-        va: VirtualAccount,
-        kind: str,
-        text: str,
-        field: str,
-    ) -> tuple[ProductInstance, Reservation, ProductCode]:
-        """A confirmation or return code, verified with its product's key before use."""
-        try:
-            code = decode_product_code("confirmation" if kind == "confirmation" else "return", text)
-        except CodeError as exc:
-            raise InvalidInput(f"the {kind} code is not valid: {exc}", field=field) from exc
-        instance, reservation = await self._reserved_instance(conn, va, code.piid, field)
-        try:
-            code.verify(reservation.public_key)
-        except CodeError as exc:
-            raise InvalidInput(str(exc), field=field) from exc
-        return instance, reservation, code
-
     # --- requests --------------------------------------------------------------------------
 
     async def reserve(
@@ -343,20 +164,29 @@ class ReservationService:
                     f"the reservation code is not valid: {exc}",
                     field=f"{field}[{index}].reservationCode",
                 ) from exc
-            self._check_licenses(request.licenses, f"{field}[{index}].licenses")
+            checks.check_licenses(self._catalog, request.licenses, f"{field}[{index}].licenses")
         now = utc_now()
         issued: list[Issued] = []
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await self._locked_virtual_account(conn, acc, va)
+            vacc = await checks.locked_virtual_account(conn, acc, va)
             for index, (request, code) in enumerate(zip(requests, decoded, strict=True)):
                 where = f"{field}[{index}]"
-                self._check_export_allowed(acc, request.licenses, f"{where}.licenses")
-                await self._check_unused(
+                checks.check_export_allowed(
+                    self._catalog, acc, request.licenses, f"{where}.licenses"
+                )
+                await checks.check_unused(
                     conn, acc, code.nonce, code.udi_pid, code.udi_serial, where
                 )
-                lines = await self._plan(
-                    conn, vacc, request.licenses, None, f"{where}.licenses", now
+                lines = await checks.plan(
+                    conn,
+                    self._licenses,
+                    self._catalog,
+                    vacc,
+                    request.licenses,
+                    None,
+                    f"{where}.licenses",
+                    now,
                 )
                 await reservations.insert_reserved_instance(
                     conn,
@@ -406,13 +236,13 @@ class ReservationService:
     ) -> Issued:
         """A new authorization code with ``wanted`` as the product's reserved licenses; the
         reservation is in transition (holding the larger counts) until it is confirmed."""
-        self._check_licenses(wanted, field)
+        checks.check_licenses(self._catalog, wanted, field)
         now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await self._locked_virtual_account(conn, acc, va)
-            self._check_export_allowed(acc, wanted, field)
-            instance, reservation = await self._reserved_instance(
+            vacc = await checks.locked_virtual_account(conn, acc, va)
+            checks.check_export_allowed(self._catalog, acc, wanted, field)
+            instance, reservation = await checks.reserved_instance(
                 conn, vacc, product_instance_id, "productInstanceId"
             )
             if reservation.in_transition:
@@ -423,7 +253,9 @@ class ReservationService:
                     "(or download that code again)",
                     field="productInstanceId",
                 )
-            lines = await self._plan(conn, vacc, wanted, reservation, field, now)
+            lines = await checks.plan(
+                conn, self._licenses, self._catalog, vacc, wanted, reservation, field, now
+            )
             authorization, updated = await self._issue_pending(
                 conn, instance, lines, reservation.latest_timestamp, now
             )
@@ -449,8 +281,8 @@ class ReservationService:
         now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await self._locked_virtual_account(conn, acc, va)
-            instance, reservation, confirmation = await self._product_code(
+            vacc = await checks.locked_virtual_account(conn, acc, va)
+            instance, reservation, confirmation = await checks.product_code(
                 conn, vacc, "confirmation", code, field
             )
             if confirmation.timestamp == reservation.current_timestamp:
@@ -523,8 +355,8 @@ class ReservationService:
         now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await self._locked_virtual_account(conn, acc, va)
-            instance, reservation, returned = await self._product_code(
+            vacc = await checks.locked_virtual_account(conn, acc, va)
+            instance, reservation, returned = await checks.product_code(
                 conn, vacc, "return", code, field
             )
             ended = await self.end_with_return_code(
@@ -598,8 +430,8 @@ class ReservationService:
         now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            vacc = await self._locked_virtual_account(conn, acc, va)
-            instance, reservation = await self._reserved_instance(
+            vacc = await checks.locked_virtual_account(conn, acc, va)
+            instance, reservation = await checks.reserved_instance(
                 conn, vacc, product_instance_id, "productInstanceId"
             )
             ended = await self._end(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from satellite.crypto import bundles
 from satellite.domain.access import Principal, system_actor
+from satellite.domain.clock import utc_now
 from satellite.domain.compliance import LineValues
 from satellite.domain.sync import SyncLink, SyncMode
 from satellite.errors import Conflict, NotFound, SatelliteError
@@ -73,7 +74,7 @@ class SyncAnswers(SatelliteBase):
         operation: str,
         expected: SyncLink | None,
     ) -> Imported:
-        started = self._clock()
+        started = utc_now()
         try:
             header, link = await self._answered_link(principal, path, expected)
         except SatelliteError as exc:
@@ -138,7 +139,7 @@ class SyncAnswers(SatelliteBase):
             bundle.verify, path, key, self._settings.sync.max_bundle_bytes
         )
         header = bundle.signed_header(verified, seen)
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             link = await self._locked_link(conn, link.account_id)
             if header.sequence == link.applied_sequence and verified.digest == link.applied_digest:

@@ -14,6 +14,7 @@ import structlog
 from satellite.config import Settings
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.models import Account
 from satellite.domain.sync import HistoryEntry, SyncLink, SyncMode
 from satellite.errors import Conflict, InvalidInput, SatelliteError
@@ -28,10 +29,6 @@ from sync.transport import UpstreamClient
 
 log = structlog.get_logger("sync.satellite")
 FAILED_ALERT = "sync-failed"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def key_context(account_id: int) -> bytes:
@@ -84,14 +81,12 @@ class SatelliteBase:
         licenses: LicenseService,
         settings: Settings,
         client: UpstreamClient | None = None,
-        clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._db = db
         self._keys = keys
         self._licenses = licenses
         self._settings = settings
         self._client = client or UpstreamClient(settings.sync)
-        self._clock = clock
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.spool = Spool(settings)
 
@@ -148,7 +143,7 @@ class SatelliteBase:
             mode=mode,
             operation=operation,
             started_at=started,
-            finished_at=self._clock(),
+            finished_at=utc_now(),
             outcome="failure" if error else "success",
             sequence=sequence,
             counts=counts,
@@ -164,7 +159,7 @@ class SatelliteBase:
         error: SatelliteError,
     ) -> None:
         """What went wrong, where the operator looks: status, history, an alert."""
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             await storage.record_attempt(conn, link.account_id, now, error.detail, None)
             await self._history(conn, link, mode, operation, started, None, {}, error.detail)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from satellite.domain.access import Principal, system_actor
+from satellite.domain.clock import utc_now
 from satellite.domain.sync import SyncLink
 from satellite.errors import Conflict, SatelliteError
 from satellite.services.maintenance import JobReport
@@ -66,7 +67,7 @@ class ConnectedMode(SyncRequests, SyncAnswers):
         held. A scheduled run first claims the run (None: another node has done it this
         time)."""
         assert link.upstream_url is not None
-        started = self._clock()
+        started = utc_now()
         async with self._exclusive(link):
             interval = dt.timedelta(minutes=self._settings.timers.sync_interval_minutes)
             async with self._db.transaction() as conn:
@@ -126,7 +127,7 @@ class ConnectedMode(SyncRequests, SyncAnswers):
                     link,
                     "connected",
                     "scheduled",
-                    self._clock(),
+                    utc_now(),
                     SatelliteError(f"internal error ({type(exc).__name__}); the log has details"),
                 )
                 done["failed"] += 1

@@ -11,6 +11,7 @@ from pathlib import Path
 from satellite.crypto import bundles
 from satellite.crypto.secrets import decrypt, encrypt, secret_digest
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.sync import SyncLink
 from satellite.errors import Conflict, InvalidInput
 from satellite.services import audit, scope
@@ -41,7 +42,7 @@ class Registration(SatelliteBase):
         if not token:
             raise InvalidInput("the satellite token is empty", field="token")
         token_digest = secret_digest(token)
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account, lock="update")
             self._require_satellite()
@@ -126,7 +127,7 @@ class Registration(SatelliteBase):
             bundle.verify, answer, upstream_key, self._settings.sync.max_bundle_bytes
         )
         header = bundle.signed_header(verified, header)
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account, lock="update")
             pending = await storage.take_pending_registration(conn, acc.id)

@@ -9,6 +9,7 @@ from pathlib import Path
 from satellite.crypto import bundles
 from satellite.crypto.secrets import decrypt
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.sync import ChangedProductInstance, SyncLink, WrittenSyncRequest
 from satellite.errors import SatelliteError
 from satellite.storage import accounts
@@ -33,7 +34,7 @@ class SyncRequests(SatelliteBase):
         """Disconnected mode, step one: the sync request, to carry to the upstream."""
         async with self._db.connection() as conn:
             _, link = await self._link(conn, principal, account)
-        started = self._clock()
+        started = utc_now()
         try:
             request = await self._write_request(link, out)
         except SatelliteError as exc:
@@ -51,7 +52,7 @@ class SyncRequests(SatelliteBase):
                 "ascii"
             )
         )
-        now = self._clock()
+        now = utc_now()
         products = 0
         async with self._db.snapshot() as conn:
             through = await storage.snapshot_watermark(conn)

@@ -7,6 +7,7 @@ import datetime as dt
 
 from satellite.crypto import bundles
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.models import Severity
 from satellite.domain.sync import horizon_passed
 from satellite.services import scope
@@ -31,7 +32,7 @@ class SyncStatusReports(SatelliteBase):
         if link is not None:
             horizon = self._settings.timers.sync_horizon_days
             until = link.in_step_since() + dt.timedelta(days=horizon)
-            passed = horizon_passed(link.in_step_since(), self._clock(), horizon)
+            passed = horizon_passed(link.in_step_since(), utc_now(), horizon)
         fingerprint = bundles.pinned_key_fingerprint(link.upstream_key) if link else None
         return SyncStatus(acc.name, link, pending, history, until, passed, fingerprint)
 

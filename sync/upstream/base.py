@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from satellite.config import Settings
 from satellite.crypto.bundles import pinned_key_fingerprint, public_key_from_pem
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.sync import RegisteredSatellite
 from satellite.errors import Conflict, Forbidden, NotFound
 from satellite.storage import upstream
@@ -26,10 +26,6 @@ from sync.bundle import BundleError
 from sync.spool import Spool
 
 log = structlog.get_logger("sync.upstream")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -51,16 +47,14 @@ class UpstreamBase:
         db: Database,
         keys: ServerKeys,
         settings: Settings,
-        clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._db = db
         self._keys = keys
         self._settings = settings
-        self._clock = clock
         self.spool = Spool(settings)
 
     def now(self) -> dt.datetime:
-        return self._clock()
+        return utc_now()
 
     def fingerprint(self) -> str:
         """What a satellite's operator checks when it pins this upstream's key."""

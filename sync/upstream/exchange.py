@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.sync import RegisteredSatellite
 from satellite.errors import Conflict
 from satellite.services import audit
@@ -39,7 +40,7 @@ class Exchange(UpstreamBase):
         known = await self._sender(header.satellite_id, principal)
         verified = await self._verify(path, known.public_key)
         header = bundle.signed_header(verified, header)
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             # The account first: two satellites of one account share its usage totals.
             await accounts.get_account(conn, known.account, lock="update")

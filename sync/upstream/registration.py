@@ -11,6 +11,7 @@ from pathlib import Path
 from satellite.crypto.bundles import satellite_certificate
 from satellite.crypto.secrets import secret_digest
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.errors import Forbidden
 from satellite.services import audit
 from satellite.storage import upstream
@@ -29,7 +30,7 @@ class UpstreamRegistration(UpstreamBase):
         # Signed with the key it asks a certificate for: the satellite holds that key.
         verified = await self._verify(path, header.public_key)
         header = bundle.signed_header(verified, header)
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             earlier = await upstream.registration_answer(conn, verified.digest)
             if earlier is not None:

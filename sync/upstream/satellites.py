@@ -4,6 +4,7 @@ products and usage as its last sync left them; and revoking one."""
 from __future__ import annotations
 
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.sync import MirroredProduct, MirroredUsage, RegisteredSatellite
 from satellite.errors import NotFound
 from satellite.services import audit, scope
@@ -36,7 +37,7 @@ class Satellites(UpstreamBase):
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account, lock="update")
             self._require_upstream()
-            if not await upstream.revoke_satellite(conn, acc.id, satellite_id, self._clock()):
+            if not await upstream.revoke_satellite(conn, acc.id, satellite_id, utc_now()):
                 raise NotFound(f"no live satellite {satellite_id}", field="satelliteId")
             await audit.record(
                 conn,

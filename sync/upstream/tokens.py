@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from satellite.crypto.secrets import random_secret, secret_digest
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.sync import SatelliteToken
 from satellite.errors import InvalidInput, NotFound
 from satellite.services import audit, scope
@@ -38,7 +39,7 @@ class SatelliteTokens(UpstreamBase):
                 secret_digest(secret),
                 description,
                 principal.actor,
-                self._clock() + dt.timedelta(days=days),
+                utc_now() + dt.timedelta(days=days),
             )
             await audit.record(
                 conn,

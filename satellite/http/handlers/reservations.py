@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from satellite.api.context import Services
+from satellite.domain.reservation import LicenseRequest
 from satellite.http.auth import caller
 from satellite.http.body import read_json, render
 from satellite.http.keys import SERVICES
@@ -24,7 +25,7 @@ from satellite.http.wire import (
     ReserveLicensesOut,
     ReturnCodeIn,
 )
-from satellite.services.reservations import Ended, Issued, LicenseRequest, ReservationRequest
+from satellite.services.reservations import Ended, Issued, ReservationRequest
 
 
 def _wanted(licenses: list[ReservationLicenseIn]) -> list[LicenseRequest]:
