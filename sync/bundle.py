@@ -20,7 +20,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Annotated, Literal, TypeVar
+from typing import IO, Annotated, TypeVar
 
 import msgspec
 
@@ -32,6 +32,7 @@ from satellite.crypto.bundles import (
     sign_digest,
     verify_digest,
 )
+from satellite.domain.sync import DepartureKind, ReservationStage
 from satellite.errors import InvalidInput
 from satellite_protocol.catalog import LicenseType
 from satellite_protocol.untrusted import ESCAPED_NUL, NESTED_TOO_DEEP, nul_field, too_deep
@@ -131,7 +132,7 @@ class ReservedLicense(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     quantity: Count
     license_type: LicenseType
     end_date: dt.date | None = None
-    stage: Literal["current", "pending"] = "current"  # pending: not confirmed yet
+    stage: ReservationStage = "current"
 
 
 class ProductRecord(_Record, tag="product", kw_only=True):
@@ -157,7 +158,7 @@ class DepartureRecord(_Record, tag="departed", kw_only=True):
     """Something that left the satellite's account: a product (moved to another account,
     or deleted) by its id, or a virtual account (deleted) by its name."""
 
-    what: Literal["product", "virtualAccount"]
+    what: DepartureKind
     key: Text
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
@@ -13,7 +13,7 @@ from satellite.api.paths import ACCOUNT
 from satellite.api.scopes import InAccount
 from satellite.api.types import Limit, Name, Offset, Request, Response
 from satellite.domain.access import Principal
-from satellite.domain.models import Alert, Event
+from satellite.domain.models import Alert, Event, Severity
 from satellite.services.events import EventFilter
 
 
@@ -25,7 +25,7 @@ class AlertsQuery(InAccount):
 
 class AlertOut(Response):
     message_type: str
-    severity: Literal["Info", "Minor", "Major", "Critical"]
+    severity: Severity
     source: str
     message: str
     virtual_account: str | None

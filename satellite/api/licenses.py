@@ -13,9 +13,17 @@ from satellite.api.context import Services
 from satellite.api.operation import ANYONE, READ, WRITE, operation
 from satellite.api.paths import ACCOUNT, VA
 from satellite.api.scopes import InAccount, InVirtualAccount
-from satellite.api.types import Limit, Name, Offset, Request, Response, StatusResponse
+from satellite.api.types import Limit, Name, Offset, Request, Response, StatusResponse, Success
 from satellite.domain.access import Principal
-from satellite.domain.compliance import LineValues, PoolLine, Position, line_status
+from satellite.domain.compliance import (
+    ComplianceStatus,
+    LineSource,
+    LineStatus,
+    LineValues,
+    PoolLine,
+    Position,
+    line_status,
+)
 from satellite.domain.paging import ALL
 from satellite.domain.reservation import Precedence
 from satellite.errors import InvalidInput
@@ -112,7 +120,7 @@ class LicenseOut(Response):
     available: int
     reserved: int
     export_keys: int  # export authorization keys granted to products (part of inUse)
-    status: Literal["In Compliance", "Out Of Compliance"]
+    status: ComplianceStatus
     license_details: list[LicenseDetail]
     license_substitutions: list[LicenseSubstitution]
 
@@ -132,8 +140,8 @@ class PoolLineOut(Response):
     end_date: dt.date | None
     subscription_id: str | None
     export_restricted: bool
-    source: Literal["local", "upstream"]
-    status: Literal["Active", "Pending", "Expired"]
+    source: LineSource
+    status: LineStatus
 
 
 class PoolLineList(Response):
@@ -164,7 +172,7 @@ class TransferredOut(Response):
 
 
 class LicenseTransferOut(Response):
-    status: Literal["SUCCESS"] = "SUCCESS"
+    status: Success = "SUCCESS"
     message: str = ""
     transfers: list[TransferredOut] = msgspec.field(default_factory=list)
 

@@ -7,7 +7,7 @@ toolkit calls product instances "devices", hence the paths.)
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
@@ -22,7 +22,7 @@ from satellite.api.products import (
     license_usage,
 )
 from satellite.api.scopes import InVirtualAccount
-from satellite.api.types import Limit, Name, Offset, Request, Response
+from satellite.api.types import Limit, Name, Offset, Request, Response, Success
 from satellite.domain.access import Principal
 from satellite.errors import InvalidInput
 from satellite.services.product_instances import (
@@ -123,7 +123,7 @@ class DeviceDetail(DeviceOut):
 
 
 class DeviceChange(Response, kw_only=True):
-    status: Literal["SUCCESS"] = "SUCCESS"
+    status: Success = "SUCCESS"
     message: str
     devices: list[DeviceOut]
 

@@ -8,12 +8,12 @@ the UDI serial number).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from satellite.api.types import Response
-from satellite.domain.models import ProductInstanceStatus
+from satellite.domain.models import AuthorizationStatus, ProductInstanceStatus
 from satellite.domain.reservation import Reservation, ReservedLine
 from satellite.services.product_instances import ProductInstanceView
 from satellite_protocol.catalog import Catalog
@@ -71,7 +71,7 @@ class DeviceOut(Response):
     export_controlled: bool
     certificate_expires_at: dt.datetime
     authorization_expires_at: dt.datetime
-    authorization_status: Literal["Authorized", "Expired"]
+    authorization_status: AuthorizationStatus
     ended_at: dt.datetime | None
     reservation: ReservationOut | None  # specific license reservation (SLR), if any
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
@@ -13,7 +13,7 @@ from satellite.api.paths import ACCOUNT
 from satellite.api.scopes import InAccount
 from satellite.api.types import Limit, Name, Offset, Response
 from satellite.domain.access import Principal
-from satellite.domain.compliance import line_status
+from satellite.domain.compliance import LineStatus, line_status
 from satellite.domain.paging import ALL
 from satellite.domain.subscriptions import Subscription
 from satellite_protocol.catalog import Catalog
@@ -32,7 +32,7 @@ class SubscriptionLicenseOut(Response):
     license_type: str
     start_date: dt.date | None
     end_date: dt.date | None
-    status: Literal["Active", "Pending", "Expired"]
+    status: LineStatus
 
 
 class SubscriptionOut(Response):
@@ -42,7 +42,7 @@ class SubscriptionOut(Response):
     virtual_account: str
     start_date: dt.date | None  # the earliest of its lines
     end_date: dt.date | None  # the latest of its lines
-    status: Literal["Active", "Pending", "Expired"]  # Active while one line is
+    status: LineStatus  # Active while one line is
     licenses: list[SubscriptionLicenseOut]
 
 

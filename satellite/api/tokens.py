@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
@@ -13,6 +13,7 @@ from satellite.api.paths import VA
 from satellite.api.scopes import InVirtualAccount
 from satellite.api.types import Description, ExportFlag, Limit, Offset, Response, Secret
 from satellite.domain.access import Principal
+from satellite.domain.models import TokenStatus
 from satellite.domain.paging import ALL
 from satellite.services.tokens import TokenView
 
@@ -41,7 +42,7 @@ class TokenInfo(Response):
     export_controlled: ExportFlag
     number_of_uses: int | None
     uses: int
-    status: Literal["Active", "Expired", "Revoked", "Used"]
+    status: TokenStatus
     virtual_account: str
     created_by: str
     created_at: dt.datetime

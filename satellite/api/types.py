@@ -20,6 +20,8 @@ Description = Annotated[str, msgspec.Meta(max_length=500)]
 Limit = Annotated[int, msgspec.Meta(ge=ALL, le=100_000)]
 # PostgreSQL's OFFSET is a bigint: a larger one is refused here, naming the parameter.
 Offset = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+# What the toolkit answers a change that was made.
+Success = Literal["SUCCESS"]
 ExportFlag = Literal["Allowed", "Not Allowed"]
 # A flag of the toolkit's answers: a string, so that automation comparing it with "true"
 # matches (a JSON boolean does not).
@@ -45,5 +47,5 @@ class Empty(Response):
 
 
 class StatusResponse(Response):
-    status: Literal["SUCCESS"] = "SUCCESS"
+    status: Success = "SUCCESS"
     message: str = ""

@@ -152,7 +152,14 @@ class ReservationLine(msgspec.Struct, frozen=True, kw_only=True):
     quantity: int
     license_type: LicenseType
     end_date: dt.date | None
-    stage: Literal["current", "pending"]  # pending: not confirmed by the product yet
+    stage: ReservationStage
+
+
+# What left a satellite's account (a sync request says so): a product by its id, a
+# virtual account by its name.
+DepartureKind = Literal["product", "virtualAccount"]
+# A reserved license's stage; pending: not confirmed by the product yet.
+ReservationStage = Literal["current", "pending"]
 
 
 class ChangedProductInstance(msgspec.Struct, frozen=True):

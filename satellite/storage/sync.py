@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
 from satellite.domain.compliance import LineValues
 from satellite.domain.sync import (
     ChangedProductInstance,
+    DepartureKind,
     HistoryEntry,
     ReservationLine,
     SyncLink,
@@ -256,7 +257,7 @@ async def changed_products(
 
 async def departures(
     conn: asyncpg.Connection, account_id: int, since: int
-) -> list[tuple[Literal["product", "virtualAccount"], str]]:
+) -> list[tuple[DepartureKind, str]]:
     """What left the account at or after ``since`` (kind, key), oldest first
     (sql/009_sync_departures.sql)."""
     rows = await conn.fetch(

@@ -58,6 +58,9 @@ _CODE_RE = re.compile(
     re.DOTALL,
 )
 
+# The codes a product makes: confirming an authorization code, giving its licenses back.
+ProductCodeKind = Literal["confirmation", "return"]
+
 
 class CodeError(ValueError):
     """A code is malformed, mistyped, or its signature does not verify: the message says which."""
@@ -365,7 +368,7 @@ def verify_authorization_code(code: str, trusted: ec.EllipticCurvePublicKey) -> 
 class ProductCode:
     """A confirmation or return code: which authorization code (piid, timestamp) it answers."""
 
-    kind: Literal["confirmation", "return"]
+    kind: ProductCodeKind
     piid: str
     timestamp: int
     signature: bytes  # raw r || s
@@ -382,16 +385,16 @@ class ProductCode:
             ) from exc
 
 
-def _context(kind: Literal["confirmation", "return"]) -> bytes:
+def _context(kind: ProductCodeKind) -> bytes:
     return _CONFIRM_CONTEXT if kind == "confirmation" else _RETURN_CONTEXT
 
 
-def _prefix(kind: Literal["confirmation", "return"]) -> str:
+def _prefix(kind: ProductCodeKind) -> str:
     return CONFIRMATION_PREFIX if kind == "confirmation" else RETURN_PREFIX
 
 
 def make_product_code(
-    kind: Literal["confirmation", "return"],
+    kind: ProductCodeKind,
     key: ec.EllipticCurvePrivateKey,
     piid: str,
     timestamp: int,
@@ -401,7 +404,7 @@ def make_product_code(
     return _prefix(kind) + _b32(body + r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
-def decode_product_code(kind: Literal["confirmation", "return"], code: str) -> ProductCode:
+def decode_product_code(kind: ProductCodeKind, code: str) -> ProductCode:
     text = _compact(code, MAX_SHORT_CODE_CHARS)
     prefix = _prefix(kind)
     if not text.startswith(prefix):
