@@ -8,10 +8,8 @@ import click
 
 from satellite.api import activity as api
 from satellite.cli.context import CliContext, json_option, pass_cli
+from satellite.cli.options import OFFSET
 from satellite.cli.output import emit
-
-# Offsets go to the database as bigint: a larger one is refused here, in one line.
-OFFSET = click.IntRange(0, 2**63 - 1)
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:

@@ -13,13 +13,10 @@ import msgspec
 
 from satellite.api import licenses as api
 from satellite.cli.context import CliContext, json_option, pass_cli
+from satellite.cli.options import DATE, ROW_ID
 from satellite.cli.output import emit, emit_one
 from satellite.cli.transfers import license_transfer
 from satellite_protocol.catalog import LicenseType
-
-DATE = click.DateTime(formats=["%Y-%m-%d"])
-# Line ids go to the database as bigint: a larger number is refused here, in one line.
-LINE_ID = click.IntRange(1, 2**63 - 1)
 
 
 @click.group()
@@ -167,7 +164,7 @@ def license_add(obj: CliContext, line: api.PoolLineIn, as_json: bool) -> None:
 @license.command("update")
 @click.argument("account")
 @click.argument("va", metavar="VA")
-@click.argument("line_id", metavar="LINE", type=LINE_ID)
+@click.argument("line_id", metavar="LINE", type=ROW_ID)
 @_line_options
 @json_option
 @pass_cli
@@ -180,7 +177,7 @@ def license_update(obj: CliContext, line: api.PoolLineIn, line_id: int, as_json:
 @license.command("remove")
 @click.argument("account")
 @click.argument("va", metavar="VA")
-@click.argument("line_id", metavar="LINE", type=LINE_ID)
+@click.argument("line_id", metavar="LINE", type=ROW_ID)
 @pass_cli
 def license_remove(obj: CliContext, account: str, va: str, line_id: int) -> None:
     """Remove pool line LINE of virtual account VA."""

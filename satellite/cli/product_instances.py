@@ -7,10 +7,8 @@ import click
 from satellite.api import product_instances as api
 from satellite.api.products import DeviceOut
 from satellite.cli.context import CliContext, json_option, pass_cli
+from satellite.cli.options import OFFSET
 from satellite.cli.output import emit, emit_one, table
-
-# Offsets go to the database as bigint: a larger one is refused here, in one line.
-OFFSET = click.IntRange(0, 2**63 - 1)
 
 
 @click.group()
