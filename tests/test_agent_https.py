@@ -18,8 +18,7 @@ from satellite.agent.state import Identity
 from satellite.crypto.keys import KeyPaths, ensure_server_keys, ensure_tls_certificate
 from satellite.wiring import Runtime, create_app
 from tests.conftest import ENHANCED, Api
-from tests.test_device import new_token, setup_voice
-from tests.test_proxy import through
+from tests.helpers.api import new_token, setup_voice, through
 
 
 @asynccontextmanager

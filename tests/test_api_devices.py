@@ -16,15 +16,8 @@ from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import Agent, AgentError, RequestRefused
 from tests.conftest import BASIC, ENHANCED, Api, lock_waiters, new_client
-from tests.test_cli import Cli, _toml_config
-from tests.test_device import (
-    ACCOUNT,
-    VOICE,
-    licenses,
-    new_agent,
-    new_token,
-    setup_voice,
-)
+from tests.helpers.api import ACCOUNT, VOICE, licenses, new_agent, new_token, setup_voice
+from tests.helpers.cli import Cli, toml_config
 
 LAB = ACCOUNT + "/virtual-accounts/Lab"
 ENHANCED_NAME = "UC Manager Enhanced License (12.x)"
@@ -560,7 +553,7 @@ async def test_device_commands(
     second = await register(admin, tmp_path, server, "FCH0002", share=False)
     await first.report_usage({ENHANCED: 4})
     await first.report_usage({ENHANCED: 5})
-    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
 
     async def run(*args: str) -> Any:
         return await asyncio.to_thread(cli, *args)

@@ -29,7 +29,7 @@ from satellite.crypto.keys import (
 from satellite.tls import ServerTls, host_names
 from satellite.wiring import create_key_material
 from tests.conftest import Api
-from tests.test_device import new_agent, new_token, setup_voice
+from tests.helpers.api import new_agent, new_token, setup_voice
 
 
 def _ca(state: Path) -> x509.Certificate:

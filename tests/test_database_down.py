@@ -8,7 +8,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -26,14 +26,15 @@ from satellite.storage.embedded import EmbeddedPostgres, alive
 from satellite.storage.migrations import load_migrations, migrate
 from satellite.wiring import create_app, load_runtime, open_services
 from sync.transport import UpstreamRefused
-from tests import test_sync
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, login
-from tests.test_device import new_agent, new_token, setup_voice
-from tests.test_sync import (
+from tests.helpers.api import new_agent, new_token, setup_voice
+from tests.helpers.sync import (
     OPERATOR,
     SITE,
     Upstream,
+    open_upstream,
     register_online,
+    satellite_settings,
     setup_site,
     setup_upstream,
 )
@@ -218,8 +219,17 @@ async def test_the_agent_told_503_does_not_show_a_password_of_its_url(
 
 
 # The sync tests' two daemons: their satellite's settings, their upstream (on upstream_dsn).
-settings = test_sync.settings
-upstream = test_sync.upstream
+@pytest.fixture
+def settings(state_dir: Path, db_dsn: str, tmp_path: Path) -> Settings:
+    return satellite_settings(state_dir, db_dsn, tmp_path)
+
+
+@pytest.fixture
+async def upstream(
+    upstream_state_dir: Path, upstream_dsn: str, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Upstream]:
+    async with open_upstream(upstream_state_dir, upstream_dsn, tmp_path, aiohttp_client) as up:
+        yield up
 
 
 @pytest.fixture

@@ -34,15 +34,17 @@ from satellite.protocol import device as wire
 from satellite.resources import config_dir
 from satellite.wiring import Runtime, create_app
 from tests.conftest import ENHANCED, Api
-from tests.test_agent_cli import AgentCli
-from tests.test_cli import Cli, _toml_config
-from tests.test_device import base_url, new_agent, new_token
-from tests.test_reservation import new_product
-
-ACCOUNT = "/api/v1/accounts/Acme"
-VOICE = ACCOUNT + "/virtual-accounts/Voice"
-EXPORT_KEY = "regid.2019-03.com.cisco.UCM_ExportKey_12.0_d1e6b8a3-4f2c-4b7d-9e31-6a5c0f7b2d48"
-FEATURE = "UCM_Encryption"
+from tests.helpers.api import (
+    ACCOUNT,
+    EXPORT_KEY,
+    FEATURE,
+    VOICE,
+    base_url,
+    new_agent,
+    new_product,
+    new_token,
+)
+from tests.helpers.cli import AgentCli, Cli, toml_config
 
 
 async def setup_acme(admin: Api, keys: int = 1, *, allowed: bool = True) -> None:
@@ -575,7 +577,7 @@ async def test_agent_and_host_command_lines(
     assert status["exportControlled"] is True
     assert status["exportControl"]["features"] == {FEATURE: "export key"}
 
-    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
     listed, positions, missing = cli.many(
         ["export", "list", "Acme", "Voice", "--json"],
         ["license", "list", "Acme", "--json"],

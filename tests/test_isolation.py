@@ -18,9 +18,7 @@ from aiohttp.test_utils import TestServer
 from satellite.agent.export import ExportControl
 from satellite.http.routes import ACCOUNT, API_PREFIXES, ROUTES, VA
 from tests.conftest import ENHANCED, Api, Credentials, login
-from tests.test_device import new_agent
-from tests.test_export import EXPORT_KEY, FEATURE
-from tests.test_reservation import new_product
+from tests.helpers.api import EXPORT_KEY, FEATURE, new_agent, new_product
 
 PROBLEM = "application/problem+json"
 ALPHA, BRAVO, GHOST = "acct-alpha", "acct-bravo", "acct-ghost"

@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 import functools
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,93 +16,31 @@ from aiohttp.test_utils import TestServer
 
 from satellite.agent.client import Agent, AgentError, RequestRefused
 from satellite.agent.reservation import Reservations
-from satellite.agent.state import Identity
 from satellite.api.context import Services
-from satellite.crypto.keys import KeyPaths
 from satellite.crypto.slr import format_date
 from satellite.domain.access import host_operator
 from satellite.services.licenses import LicenseService
 from satellite.wiring import Runtime, open_services
-from tests.conftest import BASIC, CUWL, ENHANCED, Api, new_client
-from tests.test_device import new_agent
+from tests.conftest import CUWL, ENHANCED, Api, new_client
+from tests.helpers.api import (
+    ACCOUNT,
+    VOICE,
+    licenses,
+    new_agent,
+    new_product,
+    product_uuid,
+    reserve,
+    reserved_code,
+    setup_pool,
+)
 
-ACCOUNT = "/api/v1/accounts/Acme"
-VOICE = ACCOUNT + "/virtual-accounts/Voice"
 CONFIRM = VOICE + "/reservations/confirm"
 RETURN = VOICE + "/reservations/return"
 LONGEST = "LONGEST_TERM_FIRST"
 
 
-async def setup_pool(admin: Api, *lines: dict[str, Any]) -> None:
-    assert (await admin.post("/api/v1/accounts", {"name": "Acme"}))[0] == 200
-    assert (await admin.post(ACCOUNT + "/virtual-accounts", {"name": "Voice"}))[0] == 200
-    for line in lines:
-        status, body = await admin.post(VOICE + "/license-pool", line)
-        assert status == 200, body
-
-
 def id_(day: dt.date) -> dt.date:
     return day
-
-
-def product_uuid(serial: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_OID, serial))
-
-
-def new_product(
-    tmp_path: Path, state_dir: Path, serial: str = "SLR0001", trust: bool = True, **kw: Any
-) -> Reservations:
-    agent = Agent(tmp_path / f"product-{serial}")
-    agent.init(
-        Identity(
-            pid="UCM",
-            serial_number=serial,
-            uuid=product_uuid(serial),
-            product_type="UCM",
-            product_version="15.0",
-        )
-    )
-    product = Reservations(agent.dir.path, **kw)
-    if trust:
-        product.trust(KeyPaths(state_dir).signing_public.read_bytes())
-    return product
-
-
-async def reserve(admin: Api, code: str, **counts: int) -> tuple[int, Any]:
-    tags = {"enhanced": ENHANCED, "cuwl": CUWL, "basic": BASIC}
-    return await admin.post(
-        VOICE + "/reserve-licenses",
-        {
-            "reservationRequests": [
-                {
-                    "reservationCode": code,
-                    "reservationType": "SPECIFIC",
-                    "licenses": [
-                        {
-                            "entitlementTag": tags[t],
-                            "quantity": n,
-                            "precedence": "LONGEST_TERM_FIRST",
-                        }
-                        for t, n in counts.items()
-                    ],
-                }
-            ]
-        },
-    )
-
-
-async def reserved_code(admin: Api, code: str, **counts: int) -> tuple[str, str]:
-    """Reserve; the authorization code and the product instance id."""
-    status, body = await reserve(admin, code, **counts)
-    assert status == 200, body
-    [issued] = body["authorizationCodes"]
-    return issued["authorizationCode"], issued["productInstanceId"]
-
-
-async def positions(admin: Api) -> dict[str, dict[str, Any]]:
-    status, body = await admin.post(ACCOUNT + "/licenses", {})
-    assert status == 200, body
-    return {line["entitlementTag"]: line for line in body["licenses"]}
 
 
 async def device(admin: Api, product_id: str) -> dict[str, Any]:
@@ -127,7 +64,7 @@ async def test_reserve_install_confirm_return_releases(
     assert code.startswith("<specificPLR><authorizationCode><flag>A</flag><version>C</version>")
     assert f"<piid>{product_id}</piid>" in code
     assert f"<udi>P:UCM,S:SLR0001,U:{product_uuid('SLR0001')}</udi>" in code
-    line = (await positions(admin))[ENHANCED]
+    line = (await licenses(admin))[ENHANCED]
     assert (line["quantity"], line["reserved"], line["available"]) == (5, 2, 3)
     shown = await device(admin, product_id)
     assert shown["reservation"]["status"] == "Pending Confirmation"
@@ -168,7 +105,7 @@ async def test_reserve_install_confirm_return_releases(
     status, body = await admin.post(RETURN, {"returnCode": returned})
     assert status == 200, body
     assert body["device"]["status"] == "Removed"
-    line = (await positions(admin))[ENHANCED]
+    line = (await licenses(admin))[ENHANCED]
     assert (line["reserved"], line["available"]) == (0, 5)
     status, body = await admin.post(RETURN, {"returnCode": returned})
     assert status == 404, body
@@ -266,7 +203,7 @@ async def test_server_refusals_change_nothing(
     assert status == 409, problem
     assert problem["field"] == "reservationRequests[1].licenses[0].quantity"
     assert await db.fetch("SELECT * FROM reservations") == before
-    assert (await positions(admin))[ENHANCED]["reserved"] == 0
+    assert (await licenses(admin))[ENHANCED]["reserved"] == 0
 
     _, product_id = await reserved_code(admin, request, enhanced=1)
     status, problem = await reserve(admin, request, enhanced=1)
@@ -307,7 +244,7 @@ async def test_two_reservations_race_for_the_last_licenses(
     results = await asyncio.gather(*(reserve(admin, r, enhanced=1) for r in requests))
     statuses = sorted(status for status, _ in results)
     assert statuses == [200, 200, 200, 409, 409, 409], results
-    line = (await positions(admin))[ENHANCED]
+    line = (await licenses(admin))[ENHANCED]
     assert (line["reserved"], line["available"]) == (3, 0)
     # Two asking for 2 of the last 3: one wins.
     assert (
@@ -323,7 +260,7 @@ async def test_two_reservations_race_for_the_last_licenses(
         pair.append(product.request())
     results = await asyncio.gather(*(reserve(admin, r, enhanced=2) for r in pair))
     assert sorted(status for status, _ in results) == [200, 409], results
-    assert (await positions(admin))[ENHANCED]["reserved"] == 5
+    assert (await licenses(admin))[ENHANCED]["reserved"] == 5
 
 
 async def test_offline_refusals_change_nothing(admin: Api, state_dir: Path, tmp_path: Path) -> None:
@@ -382,7 +319,7 @@ async def test_offline_refusals_change_nothing(admin: Api, state_dir: Path, tmp_
     returned = product.return_authorization(old_code)
     status, body = await admin.post(RETURN, {"returnCode": returned})
     assert status == 200, body
-    assert (await positions(admin))[ENHANCED]["reserved"] == 2
+    assert (await licenses(admin))[ENHANCED]["reserved"] == 2
 
 
 async def test_update_in_transition_then_settled(
@@ -419,7 +356,7 @@ async def test_update_in_transition_then_settled(
     assert issued["reservation"]["status"] == "In Transition"
     held = {u["entitlementTag"]: u["quantity"] for u in issued["reservation"]["reservedLicenses"]}
     assert held == {ENHANCED: 3, CUWL: 2}  # the larger of old and new, until confirmed
-    view = await positions(admin)
+    view = await licenses(admin)
     assert (view[ENHANCED]["reserved"], view[CUWL]["reserved"]) == (3, 2)
     status, problem = await admin.post(
         update, {"licenses": [{"entitlementTag": ENHANCED, "quantity": 2}]}
@@ -441,13 +378,13 @@ async def test_update_in_transition_then_settled(
     status, body = await admin.post(CONFIRM, {"confirmationCode": new_confirmation})
     assert status == 200, body
     assert body["device"]["reservation"]["status"] == "Reserved"
-    view = await positions(admin)
+    view = await licenses(admin)
     assert (view[ENHANCED]["reserved"], view[CUWL]["reserved"]) == (1, 2)
     assert (view[ENHANCED]["available"], view[CUWL]["available"]) == (4, 2)
     # Settled: the return code of the code now installed releases everything.
     status, body = await admin.post(RETURN, {"returnCode": product.give_back()})
     assert status == 200, body
-    view = await positions(admin)
+    view = await licenses(admin)
     assert (view[ENHANCED]["reserved"], view[CUWL]["reserved"]) == (0, 0)
 
 
@@ -490,7 +427,7 @@ async def test_removal_paths(
     )
     assert status == 200, body
     assert [d["status"] for d in body["devices"]] == ["Removed", "Removed"]
-    assert (await positions(admin))[ENHANCED]["reserved"] == 2
+    assert (await licenses(admin))[ENHANCED]["reserved"] == 2
 
     # A reserved product does not move: its licenses are this pool's.
     assert (await admin.post(ACCOUNT + "/virtual-accounts", {"name": "Lab"}))[0] == 200
@@ -513,7 +450,7 @@ async def test_removal_paths(
     )
     assert status == 200, body
     assert body["device"]["status"] == "Removed"
-    assert (await positions(admin))[ENHANCED]["reserved"] == 0
+    assert (await licenses(admin))[ENHANCED]["reserved"] == 0
     row = await db.fetchrow("SELECT details FROM events WHERE action = 'reservation.force_removed'")
     assert row is not None
     assert json.loads(row["details"])["reason"] == "RMA 4711: board failed"
@@ -774,13 +711,13 @@ async def test_update_keeps_its_lines_so_the_rest_stays_reservable(
     assert issued["reservation"]["status"] == "In Transition"
     # Its licenses stay on the PERPETUAL line: the TERM line is all free.
     assert "<licenseType>TERM</licenseType>" not in issued["authorizationCode"]
-    line = (await positions(admin))[ENHANCED]
+    line = (await licenses(admin))[ENHANCED]
     assert (line["reserved"], line["available"]) == (5, 5)
     other = new_product(tmp_path, state_dir, "SLR0002")
     other.enable()
     status, body = await reserve(admin, other.request(), enhanced=5)
     assert status == 200, body
-    line = (await positions(admin))[ENHANCED]
+    line = (await licenses(admin))[ENHANCED]
     assert (line["reserved"], line["available"]) == (10, 0)
 
 
@@ -896,7 +833,7 @@ async def test_forged_and_replaced_product_codes_are_refused(
         assert status == 422, (path, problem)
         assert "not made by this product" in problem["detail"], problem
     assert await db.fetch("SELECT * FROM reservations") == rows
-    assert (await positions(admin))[ENHANCED]["reserved"] == 2
+    assert (await licenses(admin))[ENHANCED]["reserved"] == 2
 
     # Confirmed, updated, the new code installed and confirmed: the first code is replaced.
     status, body = await admin.post(
@@ -919,4 +856,4 @@ async def test_forged_and_replaced_product_codes_are_refused(
     assert status == 409, problem
     assert "replaced" in problem["detail"]
     assert await db.fetch("SELECT * FROM reservations") == rows
-    assert (await positions(admin))[ENHANCED]["reserved"] == 3
+    assert (await licenses(admin))[ENHANCED]["reserved"] == 3

@@ -32,7 +32,7 @@ from satellite.domain.access import host_operator
 from satellite.domain.compliance import LineValues
 from satellite.wiring import Runtime, open_services
 from tests.conftest import ENHANCED, Api, satellite_exe
-from tests.test_reservation import new_product, positions, reserved_code, setup_pool
+from tests.helpers.api import licenses, new_product, reserved_code, setup_pool
 
 TIMEOUT = 60
 
@@ -267,7 +267,7 @@ async def test_install_file_over_sftp_with_password_and_key(
     assert code_ == 0, err
     assert "Authorization code installed successfully." in out
     assert by_key.authorized() == {ENHANCED: 2}
-    assert (await positions(admin))[ENHANCED]["reserved"] == 3
+    assert (await licenses(admin))[ENHANCED]["reserved"] == 3
     assert KeyPaths(state_dir).signing_public.exists()
 
 

@@ -41,8 +41,7 @@ from tests.conftest import (
     login,
     new_client,
 )
-from tests.test_device import base_url, new_agent
-from tests.test_reservation import new_product
+from tests.helpers.api import base_url, new_agent, new_product
 
 OPERATOR = host_operator("pytest")
 UP_ACCOUNT = "/api/v1/accounts/Acme"
