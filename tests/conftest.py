@@ -63,6 +63,13 @@ async def _admin(server_dsn: str, *statements: str) -> None:
         await conn.close()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked ``unit`` must not reach PostgreSQL: ``pytest -m unit`` starts none."""
+    for item in items:
+        if item.get_closest_marker("unit") and "pg_server" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but needs the database")
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """DSN of a PostgreSQL server the tests may create databases on."""

@@ -1,4 +1,6 @@
-"""The real ``satellite`` console script, in subprocesses, against a real PostgreSQL."""
+"""The ``satellite`` command against a real PostgreSQL: in process, and as the console script
+in subprocesses where the process is the point (init, exit codes, the terminal, the
+embedded server)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from satellite.resources import migrations_dir
 from tests.conftest import ENHANCED, satellite_exe
 from tests.helpers.cli import Cli, query, toml_config
+from tests.helpers.daemon import named_values
 
 VERSIONS = sorted(int(p.name.split("_")[0]) for p in migrations_dir().glob("*.sql"))
 SCHEMA_VERSION = VERSIONS[-1]
@@ -36,11 +39,6 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def named_values(out: str, name: str) -> list[str]:
-    prefix = f"{name}: "
-    return [line[len(prefix) :].strip() for line in out.splitlines() if line.startswith(prefix)]
-
-
 # --- init and migrate ----------------------------------------------------------------------
 
 
@@ -48,7 +46,7 @@ def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fres
     state = tmp_path / "state"
     cli = Cli(toml_config(tmp_path / "satellite.toml", state, fresh_db), tmp_path)
 
-    first = cli("init", "--tls-hostname", "localhost", "--tls-hostname", "127.0.0.1").ok()
+    first = cli.spawn("init", "--tls-hostname", "localhost", "--tls-hostname", "127.0.0.1").ok()
     client_ids = named_values(first.out, "client_id")
     secrets = named_values(first.out, "client_secret")
     assert len(client_ids) == 1, first.out
@@ -92,7 +90,7 @@ def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fres
     # Again, this time naming the state directory on the command line instead of the config,
     # and a name the certificate lacks: it is issued again (same key), no key is touched.
     cli.config = toml_config(tmp_path / "no-state-dir.toml", None, fresh_db)
-    second, migrated = cli.many(
+    second, migrated = cli.spawn_many(
         ["init", "--state-dir", str(state), "--tls-hostname", "other.example.net"],
         ["--state-dir", str(state), "migrate"],
     )
@@ -275,7 +273,7 @@ def test_errors_are_one_line_with_a_non_zero_exit(
     uninitialized = toml_config(tmp_path / "uninit.toml", empty, None)
     no_keys = toml_config(tmp_path / "nokeys.toml", tmp_path / "no-keys", db_dsn)
 
-    unknown, usage, config_error, uninit_error, no_keys_error = good.many(
+    unknown, usage, config_error, uninit_error, no_keys_error = good.spawn_many(
         ["va", "list", "NoSuchAccount"],
         ["account", "frobnicate"],
         ["--config", str(bad_config), "account", "list"],
@@ -297,7 +295,7 @@ def test_a_tls_hostname_that_cannot_be_one_is_refused_before_anything_is_made(
     state = tmp_path / "state"
     cli = Cli(toml_config(tmp_path / "satellite.toml", state, db_dsn), tmp_path)
     plain = toml_config(tmp_path / "plain.toml", state, db_dsn, "[tls]\nplain_http = true\n")
-    bad, link_local, not_managed = cli.many(
+    bad, link_local, not_managed = cli.spawn_many(
         ["init", "--tls-hostname", "under_score.example.net"],
         ["init", "--tls-hostname", "fe80::1"],
         ["--config", str(plain), "init", "--tls-hostname", "satellite.example.net"],
@@ -312,7 +310,7 @@ def test_user_create_without_password_or_terminal_is_one_line(
     tmp_path: Path, db_dsn: str, state_dir: Path
 ) -> None:
     cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
-    result = cli("user", "create", "bob", "--role", "system-admin")
+    result = cli.spawn("user", "create", "bob", "--role", "system-admin")
     # No --password, no $SATELLITE_PASSWORD and no terminal to ask on: refused, readably.
     assert query(db_dsn, "SELECT 1 FROM principals WHERE login = 'bob'") == []
     assert "password" in result.one_error_line().lower()
@@ -321,10 +319,10 @@ def test_user_create_without_password_or_terminal_is_one_line(
 def test_an_embedded_database_that_cannot_start_is_one_line(tmp_path: Path) -> None:
     state = tmp_path / "state"
     cli = Cli(toml_config(tmp_path / "embedded.toml", state, None), tmp_path)
-    cli("init").ok()
+    cli.spawn("init").ok()
     conf = state / "pgdata" / "postgresql.conf"
     conf.write_text(conf.read_text() + "this is not = a setting\n")
-    line = cli("account", "list").one_error_line()
+    line = cli.spawn("account", "list").one_error_line()
     # PostgreSQL's own reason, from its log, rather than the command that failed.
     assert "configuration file" in line, line
     assert "pg_ctl" not in line, line

@@ -182,6 +182,7 @@ async def test_pid_or_serial_outside_printable_string_is_422(
     assert await snapshot(db) == before
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("pid", "serial"),
     [("C9300", "F" * 60), ("C9300_48P", "FOC1"), ("C9300", "FOC#1"), ("C9300", "FOCé")],

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -110,7 +111,7 @@ def test_cli_arguments_that_are_not_utf8_are_one_line(
     surrogate, which the database driver cannot encode."""
     cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
     before = query(db_dsn, "SELECT count(*) FROM accounts")
-    for result in cli.many(
+    for result in cli.spawn_many(
         ["account", "create", "Caf\udce9"],
         ["va", "list", "Caf\udce9"],
         ["events", "--action", "\udcff"],
@@ -258,6 +259,7 @@ async def test_agent_usage_files_that_are_not_text_or_too_large_are_one_line(
     assert f"usage file {binary}" in err
 
 
+@pytest.mark.unit
 def test_a_config_file_nested_too_deep_holding_nul_or_too_large_is_one_line(
     tmp_path: Path,
 ) -> None:

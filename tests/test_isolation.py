@@ -430,6 +430,7 @@ async def account_view(admin: Api, account: str) -> dict[str, Any]:
 # --- the table is complete -----------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_table_covers_every_account_route() -> None:
     routes = {
         (r.method, r.path)

@@ -460,6 +460,7 @@ async def test_removal_paths(
     assert status == 404, problem
 
 
+@pytest.mark.unit
 async def test_agent_state_machine_refusals(state_dir: Path, tmp_path: Path) -> None:
     product = new_product(tmp_path, state_dir)
     for action, reason in (
@@ -759,6 +760,7 @@ async def test_device_remove_with_return_code_clears_a_shortage_alert(
     assert await open_alerts() == []
 
 
+@pytest.mark.unit
 async def test_enable_only_while_unregistered(state_dir: Path, tmp_path: Path) -> None:
     product = new_product(tmp_path, state_dir, trust=False)
     for registration, reason in (

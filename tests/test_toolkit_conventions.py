@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import asyncpg
+import pytest
 import structlog
 
 from satellite.http.openapi import build_document
@@ -440,6 +441,7 @@ async def test_license_subscriptions_are_scoped_to_the_callers_accounts(admin: A
 # --- the OpenAPI document ---------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_openapi_describes_every_query_parameter() -> None:
     document = build_document()
     events = document["paths"]["/api/v1/events"]["get"]
@@ -455,6 +457,7 @@ def test_openapi_describes_every_query_parameter() -> None:
     assert {"grant_type", "client_id", "client_secret"} <= grant
 
 
+@pytest.mark.unit
 def test_openapi_operation_ids_are_plain_identifiers() -> None:
     document = build_document()
     ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
