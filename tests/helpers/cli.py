@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,17 @@ class Cli:
         return env
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        """The command in this process, with the environment ``spawn`` would give it."""
+        """The command in this process, with the environment ``spawn`` would give it. Called
+        from a coroutine it runs in a thread of its own (a command runs its own event loop),
+        holding the caller's loop up as waiting for a subprocess did."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._invoke(args, env)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(self._invoke, args, env).result()
+
+    def _invoke(self, args: Sequence[str], env: dict[str, str] | None) -> Result:
         overrides: dict[str, str | None] = {
             k: None for k in os.environ if k in _HIDDEN or k.startswith("SATELLITE_PASSWORD")
         }
