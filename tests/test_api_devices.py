@@ -13,7 +13,6 @@ from aiohttp.test_utils import TestServer
 from tests.conftest import BASIC, ENHANCED, Api
 from tests.helpers.api import ACCOUNT, VOICE, licenses, setup_voice
 from tests.helpers.devices import (
-    BASIC_NAME,
     LAB,
     devices,
     product_events,
@@ -23,7 +22,7 @@ from tests.helpers.devices import (
     snapshot,
     sudi,
 )
-from tests.helpers.licenses import ENHANCED_NAME
+from tests.helpers.licenses import BASIC_NAME, ENHANCED_NAME
 
 # --- listing and detail --------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from tests.conftest import Api
 from tests.helpers.api import ACCOUNT, VOICE, new_agent, new_token
 
 LAB = ACCOUNT + "/virtual-accounts/Lab"
-BASIC_NAME = "UC Manager Basic License (12.x)"
 
 
 async def register(

@@ -13,6 +13,9 @@ POOL = "/api/v1/accounts/Acme/virtual-accounts/DEFAULT/license-pool"
 LICENSES = "/api/v1/accounts/Acme/licenses"
 ALERTS = "/api/v1/accounts/Acme/alerts"
 ENHANCED_NAME = "UC Manager Enhanced License (12.x)"
+BASIC_NAME = "UC Manager Basic License (12.x)"
+CUWL_NAME = "UC Manager CUWL License (12.x)"
+LAB_POOL = "/api/v1/accounts/Acme/virtual-accounts/Lab/license-pool"
 
 
 def today() -> dt.date:
