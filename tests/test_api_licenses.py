@@ -8,13 +8,13 @@ import asyncpg
 
 from tests.conftest import BASIC, ENHANCED, Api, Credentials, new_client
 from tests.helpers.api import EXPORT_KEY
+from tests.helpers.events import event_count
 from tests.helpers.licenses import (
     ENHANCED_NAME,
     LAB_POOL,
     POOL,
     add_line,
     day,
-    event_count,
     insert_upstream_line,
     licenses,
     pool,

@@ -10,6 +10,7 @@ import asyncpg
 from satellite.resources import config_dir
 from tests.conftest import BASIC, CUWL, ENHANCED, Api, new_client
 from tests.helpers.api import EXPORT_KEY
+from tests.helpers.events import refuse_events
 from tests.helpers.licenses import (
     ALERTS,
     BASIC_NAME,
@@ -300,14 +301,6 @@ async def test_expired_line_raises_an_expired_alert(admin: Api) -> None:
     [alert] = await alerts(admin)
     assert alert["messageType"] == "Licenses Expired"
     assert day(-1) in alert["message"]
-
-
-async def refuse_events(db: asyncpg.Connection, action: str) -> None:
-    """Make the audit insert of ``action`` fail inside the database."""
-    await db.execute(
-        f"ALTER TABLE events ADD CONSTRAINT refuse_{action.replace('.', '_')} "
-        f"CHECK (action <> '{action}') NOT VALID"
-    )
 
 
 async def test_pool_changes_roll_back_with_their_audit_event(

@@ -18,13 +18,13 @@ from aiohttp.test_utils import TestServer
 from tests.conftest import BASIC, CUWL, ENHANCED, Api, new_client
 from tests.helpers.api import new_agent, new_product
 from tests.helpers.cli import Cli, query, toml_config
+from tests.helpers.events import event_count
 from tests.helpers.licenses import (
     ENHANCED_NAME,
     POOL,
     add_line,
     alerts,
     day,
-    event_count,
     insert_upstream_line,
     licenses,
     pool,

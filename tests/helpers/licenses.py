@@ -62,10 +62,6 @@ async def alerts(api: Api, query: dict[str, Any] | None = None) -> list[dict[str
     return result
 
 
-async def event_count(db: asyncpg.Connection) -> int:
-    return int(await db.fetchval("SELECT count(*) FROM events"))
-
-
 async def insert_upstream_line(db: asyncpg.Connection, va: str, tag: str, quantity: int) -> int:
     line_id = await db.fetchval(
         "INSERT INTO license_lines (virtual_account_id, tag, quantity, license_type, source) "
