@@ -1,8 +1,9 @@
 """Shared fixtures: a real PostgreSQL, a migrated template database, a database per test.
 
-PostgreSQL is the embedded server (started once per session in a temporary directory)
-or the server named by ``SATELLITE_TEST_DSN``. Each test gets its own database, cloned
-from a template that has every migration applied, so tests are isolated and fast.
+PostgreSQL is the embedded server (started once per session, that is once per xdist
+worker, in a temporary directory) or the server named by ``SATELLITE_TEST_DSN``. Each test
+gets its own database, cloned from a template that has every migration applied, so tests
+are isolated and fast.
 """
 
 from __future__ import annotations
