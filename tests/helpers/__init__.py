@@ -1,9 +1,14 @@
-"""Factories and helpers the test modules share (fixtures stay in tests/conftest.py).
+"""Factories and helpers the test modules share; no test module imports another, and
+fixtures stay in conftest.py files.
 
-- ``tests.helpers.api``: accounts, pools, tokens, agents and SLR products through the admin API.
-- ``tests.helpers.licenses``: the license pool, licenses view and alerts of account Acme.
-- ``tests.helpers.cli``: the ``satellite`` command in process, ``satellite-agent`` in a
-  subprocess, configuration files and direct queries.
-- ``tests.helpers.daemon``: the real daemon in a subprocess.
-- ``tests.helpers.sync``: an upstream beside the satellite, for sync tests.
+- ``api``: accounts, pools, tokens, agents and SLR products through the admin API; the
+  refusal checks of hostile input.
+- ``accounts``, ``auth``, ``devices``, ``licenses``, ``reservation``, ``export``, ``jobs``:
+  what the tests of one resource (or of the scheduled jobs) share.
+- ``events``: the audit log seen from the database.
+- ``isolation``: the table of account-scoped routes and the two tenants driven through it.
+- ``cli``: the ``satellite`` command in process (or as the console script where the process
+  is the point), ``satellite-agent`` in a subprocess, configuration files, direct queries.
+- ``daemon``: the real daemon in a subprocess.
+- ``sync``: an upstream beside the satellite, for sync tests.
 """
