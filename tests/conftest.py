@@ -1,8 +1,9 @@
 """Shared fixtures: a real PostgreSQL, a migrated template database, a database per test.
 
-PostgreSQL is the embedded server (started once per session in a temporary directory)
-or the server named by ``SATELLITE_TEST_DSN``. Each test gets its own database, cloned
-from a template that has every migration applied, so tests are isolated and fast.
+PostgreSQL is the embedded server (started once per session, that is once per xdist
+worker, in a temporary directory) or the server named by ``SATELLITE_TEST_DSN``. Each test
+gets its own database, cloned from a template that has every migration applied, so tests
+are isolated and fast.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ async def _admin(server_dsn: str, *statements: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked ``unit`` must not reach PostgreSQL: ``pytest -m unit`` starts none."""
+    for item in items:
+        if item.get_closest_marker("unit") and "pg_server" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but needs the database")
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,39 +18,10 @@ from aiohttp.test_utils import TestServer
 from satellite_agent.client import Agent
 from satellite_agent.state import Identity
 from tests.conftest import ENHANCED, Api
+from tests.helpers.cli import AgentCli, agent_exe
 
 TIMEOUT = 60
 ACCOUNT = "/api/v1/accounts/Acme"
-
-
-def agent_exe() -> str:
-    return str(Path(sys.executable).parent / "satellite-agent")
-
-
-class AgentCli:
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-
-    async def __call__(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            agent_exe(),
-            "--state-dir",
-            str(self.state_dir),
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            stdin=asyncio.subprocess.DEVNULL,
-            env={k: v for k, v in os.environ.items() if not k.startswith("SATELLITE")}
-            | (env or {}),
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
-
-    async def ok(self, *args: str) -> str:
-        code, out, err = await self(*args)
-        assert code == 0, (args, out, err)
-        return out
 
 
 async def token_for(admin: Api, pool: int = 10) -> str:

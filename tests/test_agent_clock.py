@@ -22,8 +22,7 @@ from satellite_agent.client import Agent
 from satellite_agent.reservation import Reservations
 from satellite_agent.state import Identity
 from tests.conftest import CUWL, Api
-from tests.test_device import new_agent, new_token, setup_voice
-from tests.test_reservation import new_product, setup_pool
+from tests.helpers.api import new_agent, new_product, new_token, setup_pool, setup_voice
 
 TIMEOUT = 60
 

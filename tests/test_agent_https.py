@@ -18,8 +18,7 @@ from satellite.wiring import Runtime, create_app
 from satellite_agent.client import Agent, AgentError, ServerUnreachable
 from satellite_agent.state import Identity
 from tests.conftest import ENHANCED, Api
-from tests.test_device import new_token, setup_voice
-from tests.test_proxy import through
+from tests.helpers.api import new_token, setup_voice, through
 
 
 @asynccontextmanager

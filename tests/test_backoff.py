@@ -6,6 +6,8 @@ import pytest
 
 from satellite_protocol.backoff import Backoff
 
+pytestmark = pytest.mark.unit
+
 
 def test_the_wait_doubles_up_to_the_cap() -> None:
     exact = Backoff(30, 3600, jitter=lambda: 1.0)

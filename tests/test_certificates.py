@@ -13,6 +13,7 @@ import ssl
 import stat
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography import x509
@@ -29,7 +30,7 @@ from satellite.crypto.keys import (
 from satellite.tls import ServerTls, host_names
 from satellite.wiring import create_key_material
 from tests.conftest import Api
-from tests.test_device import new_agent, new_token, setup_voice
+from tests.helpers.api import new_agent, new_token, setup_voice
 
 
 def _ca(state: Path) -> x509.Certificate:
@@ -40,6 +41,7 @@ def _policy(ca: x509.Certificate, at: dt.datetime) -> PolicyBuilder:
     return PolicyBuilder().store(Store([ca])).time(at)
 
 
+@pytest.mark.unit
 def test_the_ca_is_a_ca_that_signs_certificates(tmp_path: Path) -> None:
     ensure_server_keys(KeyPaths(tmp_path))
     ca = _ca(tmp_path)
@@ -92,6 +94,7 @@ def _served(port: int, context: ssl.SSLContext, host: str = "127.0.0.1") -> x509
     return x509.load_der_x509_certificate(der)
 
 
+@pytest.mark.unit
 def test_the_daemons_certificate_is_the_cas_for_this_hosts_names(tmp_path: Path) -> None:
     settings = Settings(state_dir=str(tmp_path / "state"), listen=["127.0.0.1:8443"])
     created = create_key_material(settings, ["satellite.example.net"])
@@ -174,6 +177,7 @@ async def test_the_certificate_is_renewed_before_it_ends_and_served_without_rest
         await runner.cleanup()
 
 
+@pytest.mark.unit
 def test_a_certificate_of_another_issuer_in_the_state_directory_is_replaced(
     tmp_path: Path,
 ) -> None:
@@ -193,6 +197,7 @@ def test_a_certificate_of_another_issuer_in_the_state_directory_is_replaced(
     assert "localhost" in tls_certificate_names(cert)
 
 
+@pytest.mark.unit
 def test_a_start_issues_again_a_certificate_about_to_end(tmp_path: Path) -> None:
     settings = Settings(state_dir=str(tmp_path / "state"), listen=["127.0.0.1:0"])
     paths = KeyPaths(settings.state_path)

@@ -1,124 +1,29 @@
-"""The real ``satellite`` console script, in subprocesses, against a real PostgreSQL."""
+"""The ``satellite`` command against a real PostgreSQL: in process, and as the console script
+in subprocesses where the process is the point (init, exit codes, the terminal, the
+embedded server)."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import ipaddress
-import json
 import os
 import socket
 import stat
 import subprocess
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from satellite.resources import migrations_dir
 from tests.conftest import ENHANCED, satellite_exe
+from tests.helpers.cli import Cli, query, toml_config
+from tests.helpers.daemon import named_values
 
 VERSIONS = sorted(int(p.name.split("_")[0]) for p in migrations_dir().glob("*.sql"))
 SCHEMA_VERSION = VERSIONS[-1]
 TIMEOUT = 60
-
-
-@dataclass
-class Result:
-    args: Sequence[str]
-    code: int
-    out: str
-    err: str
-
-    def ok(self) -> Result:
-        assert self.code == 0, f"satellite {' '.join(self.args)} failed: {self.err}"
-        return self
-
-    def json(self) -> Any:
-        return json.loads(self.ok().out)
-
-    def one_error_line(self) -> str:
-        assert self.code != 0, f"satellite {' '.join(self.args)} should have failed: {self.out}"
-        lines = self.err.splitlines()
-        assert len(lines) == 1, f"expected one line on stderr, got: {self.err!r}"
-        assert lines[0].startswith("error: "), lines[0]
-        return lines[0]
-
-
-@dataclass
-class Cli:
-    """Runs ``satellite --config FILE ...``; several commands at once when they are independent."""
-
-    config: Path
-    home: Path
-
-    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in {"SATELLITE_CONFIG", "STATE_DIRECTORY", "NOTIFY_SOCKET"}
-            and not k.startswith("SATELLITE_PASSWORD")
-        }
-        # Whatever goes wrong, nothing lands in the real user's state directory.
-        env["XDG_STATE_HOME"] = str(self.home / "xdg-state")
-        env.update(extra or {})
-        return env
-
-    def many(self, *commands: Sequence[str], env: dict[str, str] | None = None) -> list[Result]:
-        procs = [
-            (
-                args,
-                subprocess.Popen(
-                    [satellite_exe(), "--config", str(self.config), *args],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    stdin=subprocess.DEVNULL,
-                    text=True,
-                    env=self.env(env),
-                ),
-            )
-            for args in commands
-        ]
-        results = []
-        for args, proc in procs:
-            try:
-                out, err = proc.communicate(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-                raise
-            results.append(Result(args, proc.returncode, out, err))
-        return results
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        return self.many(args, env=env)[0]
-
-
-def _toml_config(path: Path, state_dir: Path | None, dsn: str | None, extra: str = "") -> Path:
-    lines = []
-    if state_dir is not None:
-        lines.append(f"state_dir = {json.dumps(str(state_dir))}")
-    lines.append('listen = ["127.0.0.1:0"]')
-    if dsn is not None:
-        lines += ["[database]", f"dsn = {json.dumps(dsn)}"]
-    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
-    return path
-
-
-def _query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    async def go() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -134,21 +39,16 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def _values(out: str, name: str) -> list[str]:
-    prefix = f"{name}: "
-    return [line[len(prefix) :].strip() for line in out.splitlines() if line.startswith(prefix)]
-
-
 # --- init and migrate ----------------------------------------------------------------------
 
 
 def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fresh_db: str) -> None:
     state = tmp_path / "state"
-    cli = Cli(_toml_config(tmp_path / "satellite.toml", state, fresh_db), tmp_path)
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state, fresh_db), tmp_path)
 
-    first = cli("init", "--tls-hostname", "localhost", "--tls-hostname", "127.0.0.1").ok()
-    client_ids = _values(first.out, "client_id")
-    secrets = _values(first.out, "client_secret")
+    first = cli.spawn("init", "--tls-hostname", "localhost", "--tls-hostname", "127.0.0.1").ok()
+    client_ids = named_values(first.out, "client_id")
+    secrets = named_values(first.out, "client_secret")
     assert len(client_ids) == 1, first.out
     assert client_ids[0]
     assert len(secrets) == 1, first.out
@@ -182,15 +82,15 @@ def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fres
     assert f"--cacert {keys / 'ca.crt'}" in first.out
     assert "https" in first.out
 
-    rows = _query(fresh_db, "SELECT login, role, secret_digest FROM principals")
+    rows = query(fresh_db, "SELECT login, role, secret_digest FROM principals")
     assert [(r["login"], r["role"]) for r in rows] == [(client_ids[0], "system-admin")]
     assert secrets[0].encode() not in bytes(rows[0]["secret_digest"])
 
     before = _snapshot(state)
     # Again, this time naming the state directory on the command line instead of the config,
     # and a name the certificate lacks: it is issued again (same key), no key is touched.
-    cli.config = _toml_config(tmp_path / "no-state-dir.toml", None, fresh_db)
-    second, migrated = cli.many(
+    cli.config = toml_config(tmp_path / "no-state-dir.toml", None, fresh_db)
+    second, migrated = cli.spawn_many(
         ["init", "--state-dir", str(state), "--tls-hostname", "other.example.net"],
         ["--state-dir", str(state), "migrate"],
     )
@@ -206,7 +106,7 @@ def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fres
     ).value.get_values_for_type(x509.DNSName)
     del before["tls/server.crt"]
     assert after == before
-    assert len(_query(fresh_db, "SELECT 1 FROM principals")) == 1
+    assert len(query(fresh_db, "SELECT 1 FROM principals")) == 1
 
     migrated.ok()
     assert f"schema is at version {SCHEMA_VERSION}" in migrated.out
@@ -216,7 +116,7 @@ def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fres
 def test_first_credentials_never_go_to_the_journal(tmp_path: Path, fresh_db: str) -> None:
     """Under systemd stdout is the journal: the secret goes to a private file instead."""
     state = tmp_path / "state"
-    config = _toml_config(tmp_path / "satellite.toml", state, fresh_db)
+    config = toml_config(tmp_path / "satellite.toml", state, fresh_db)
     journal = tmp_path / "journal"
     with journal.open("w") as out:
         info = os.fstat(out.fileno())
@@ -237,16 +137,16 @@ def test_first_credentials_never_go_to_the_journal(tmp_path: Path, fresh_db: str
     saved = state / "first-client.txt"
     assert str(saved) in logged
     assert _mode(saved) == 0o600
-    assert len(_values(saved.read_text(), "client_secret")) == 1
-    assert len(_values(saved.read_text(), "client_id")) == 1
+    assert len(named_values(saved.read_text(), "client_secret")) == 1
+    assert len(named_values(saved.read_text(), "client_id")) == 1
 
 
 def test_migrate_applies_the_schema_and_reports_its_version(tmp_path: Path, fresh_db: str) -> None:
-    cli = Cli(_toml_config(tmp_path / "satellite.toml", tmp_path / "state", fresh_db), tmp_path)
+    cli = Cli(toml_config(tmp_path / "satellite.toml", tmp_path / "state", fresh_db), tmp_path)
     result = cli("migrate").ok()
     assert "migration applied: 001_init" in result.out
     assert f"schema is at version {SCHEMA_VERSION}" in result.out
-    rows = _query(fresh_db, "SELECT version FROM schema_migrations ORDER BY version")
+    rows = query(fresh_db, "SELECT version FROM schema_migrations ORDER BY version")
     assert [r["version"] for r in rows] == VERSIONS
 
 
@@ -254,7 +154,7 @@ def test_migrate_applies_the_schema_and_reports_its_version(tmp_path: Path, fres
 
 
 def test_administration_commands(tmp_path: Path, db_dsn: str, state_dir: Path) -> None:
-    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
     operator = f"host:{getpass.getuser()}"
 
     created = cli("account", "create", "Acme", "--export-controlled", "--json").json()
@@ -286,7 +186,7 @@ def test_administration_commands(tmp_path: Path, db_dsn: str, state_dir: Path) -
         "account-admin",
         ["Acme"],
     )
-    stored = _query(db_dsn, "SELECT password_hash FROM principals WHERE login = 'alice'")
+    stored = query(db_dsn, "SELECT password_hash FROM principals WHERE login = 'alice'")
     assert stored[0]["password_hash"].startswith("$argon2")
     assert "correct horse" not in stored[0]["password_hash"]
 
@@ -307,7 +207,7 @@ def test_administration_commands(tmp_path: Path, db_dsn: str, state_dir: Path) -
     assert info["description"] == "ci"
     assert info["exportControlled"] == "Allowed"  # the account may use it: on by default
     assert {v["name"] for v in vas.json()["virtualAccounts"]} == {"DEFAULT", "Lab"}
-    ciphertexts = _query(db_dsn, "SELECT token_ciphertext FROM registration_tokens")
+    ciphertexts = query(db_dsn, "SELECT token_ciphertext FROM registration_tokens")
     assert len(ciphertexts) == 1
     assert token.encode() not in bytes(ciphertexts[0]["token_ciphertext"])
 
@@ -334,10 +234,10 @@ def test_administration_commands(tmp_path: Path, db_dsn: str, state_dir: Path) -
     )
     assert [(t["token"], t["status"]) for t in tokens.json()["tokens"]] == [(token, "Revoked")]
     removed.ok()
-    assert _query(db_dsn, "SELECT 1 FROM license_lines") == []
+    assert query(db_dsn, "SELECT 1 FROM license_lines") == []
 
     cli("va", "delete", "Acme", "Lab").ok()
-    remaining = _query(
+    remaining = query(
         db_dsn,
         "SELECT v.name FROM virtual_accounts v JOIN accounts a ON a.id = v.account_id "
         "WHERE a.name = 'Acme'",
@@ -367,13 +267,13 @@ def test_administration_commands(tmp_path: Path, db_dsn: str, state_dir: Path) -
 def test_errors_are_one_line_with_a_non_zero_exit(
     tmp_path: Path, db_dsn: str, state_dir: Path
 ) -> None:
-    good = Cli(_toml_config(tmp_path / "good.toml", state_dir, db_dsn), tmp_path)
-    bad_config = _toml_config(tmp_path / "bad.toml", state_dir, db_dsn, "foo = 1\n")
+    good = Cli(toml_config(tmp_path / "good.toml", state_dir, db_dsn), tmp_path)
+    bad_config = toml_config(tmp_path / "bad.toml", state_dir, db_dsn, "foo = 1\n")
     empty = tmp_path / "never-initialized"
-    uninitialized = _toml_config(tmp_path / "uninit.toml", empty, None)
-    no_keys = _toml_config(tmp_path / "nokeys.toml", tmp_path / "no-keys", db_dsn)
+    uninitialized = toml_config(tmp_path / "uninit.toml", empty, None)
+    no_keys = toml_config(tmp_path / "nokeys.toml", tmp_path / "no-keys", db_dsn)
 
-    unknown, usage, config_error, uninit_error, no_keys_error = good.many(
+    unknown, usage, config_error, uninit_error, no_keys_error = good.spawn_many(
         ["va", "list", "NoSuchAccount"],
         ["account", "frobnicate"],
         ["--config", str(bad_config), "account", "list"],
@@ -393,9 +293,9 @@ def test_a_tls_hostname_that_cannot_be_one_is_refused_before_anything_is_made(
     tmp_path: Path, db_dsn: str
 ) -> None:
     state = tmp_path / "state"
-    cli = Cli(_toml_config(tmp_path / "satellite.toml", state, db_dsn), tmp_path)
-    plain = _toml_config(tmp_path / "plain.toml", state, db_dsn, "[tls]\nplain_http = true\n")
-    bad, link_local, not_managed = cli.many(
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state, db_dsn), tmp_path)
+    plain = toml_config(tmp_path / "plain.toml", state, db_dsn, "[tls]\nplain_http = true\n")
+    bad, link_local, not_managed = cli.spawn_many(
         ["init", "--tls-hostname", "under_score.example.net"],
         ["init", "--tls-hostname", "fe80::1"],
         ["--config", str(plain), "init", "--tls-hostname", "satellite.example.net"],
@@ -409,20 +309,20 @@ def test_a_tls_hostname_that_cannot_be_one_is_refused_before_anything_is_made(
 def test_user_create_without_password_or_terminal_is_one_line(
     tmp_path: Path, db_dsn: str, state_dir: Path
 ) -> None:
-    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
-    result = cli("user", "create", "bob", "--role", "system-admin")
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    result = cli.spawn("user", "create", "bob", "--role", "system-admin")
     # No --password, no $SATELLITE_PASSWORD and no terminal to ask on: refused, readably.
-    assert _query(db_dsn, "SELECT 1 FROM principals WHERE login = 'bob'") == []
+    assert query(db_dsn, "SELECT 1 FROM principals WHERE login = 'bob'") == []
     assert "password" in result.one_error_line().lower()
 
 
 def test_an_embedded_database_that_cannot_start_is_one_line(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    cli = Cli(_toml_config(tmp_path / "embedded.toml", state, None), tmp_path)
-    cli("init").ok()
+    cli = Cli(toml_config(tmp_path / "embedded.toml", state, None), tmp_path)
+    cli.spawn("init").ok()
     conf = state / "pgdata" / "postgresql.conf"
     conf.write_text(conf.read_text() + "this is not = a setting\n")
-    line = cli("account", "list").one_error_line()
+    line = cli.spawn("account", "list").one_error_line()
     # PostgreSQL's own reason, from its log, rather than the command that failed.
     assert "configuration file" in line, line
     assert "pg_ctl" not in line, line

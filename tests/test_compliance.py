@@ -20,10 +20,12 @@ from tests.conftest import (
     FLEX_ENHANCED,
     FLEX_PROFESSIONAL,
 )
+from tests.helpers.api import ENHANCED_PLUS
+
+pytestmark = pytest.mark.unit
 
 TODAY = dt.date(2026, 11, 28)
 ESSENTIAL = "regid.2016-07.com.cisco.UCM_Essential_12.0_8c3a1f2e-2d8b-4e57-9d0e-5b1f3c6a7e01"
-ENHANCED_PLUS = "regid.2016-07.com.cisco.UCM_EnhancedPlus_12.0_5e2c8a90-7b14-4d3f-a6c2-9f81e0d4b723"
 ROOM = "regid.2016-07.com.cisco.UCM_TelePresenceRoom_12.0_a4f7e3d2-1c9b-4a68-b0e5-7d2c6f8e9a34"
 
 

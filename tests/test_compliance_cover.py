@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,8 @@ from satellite.domain.compliance import PoolLine, positions_for_virtual_account
 from satellite.resources import config_dir
 from satellite.wiring import load_catalog
 from satellite_protocol.catalog import Catalog
+
+pytestmark = pytest.mark.unit
 
 CATALOG: Catalog = load_catalog(config_dir() / "catalog.toml")
 TAGS = [e.tag for e in CATALOG if not e.export_restricted]

@@ -20,6 +20,8 @@ from satellite.config import (
 from satellite.errors import ConfigError
 from satellite.resources import config_dir
 
+pytestmark = pytest.mark.unit
+
 EXAMPLE = config_dir() / "satellite.toml"
 ANY_V4 = "0.0.0.0"  # noqa: S104 - parsed, never bound
 

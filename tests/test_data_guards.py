@@ -14,8 +14,16 @@ from aiohttp.test_utils import TestServer
 
 from satellite_agent.client import RequestRefused
 from tests.conftest import BASIC, ENHANCED, Api
-from tests.test_device import VOICE, licenses, new_agent, new_token, setup_voice
-from tests.test_reservation import new_product, reserved_code, setup_pool
+from tests.helpers.api import (
+    VOICE,
+    licenses,
+    new_agent,
+    new_product,
+    new_token,
+    reserved_code,
+    setup_pool,
+    setup_voice,
+)
 
 
 async def usage_rows(db: asyncpg.Connection) -> list[Any]:

@@ -8,7 +8,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -27,16 +27,17 @@ from satellite_agent.client import ServerUnreachable
 from satellite_agent.state import AgentState
 from sync.transport import UpstreamRefused
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, login
-from tests.sync import conftest as sync_fixtures
-from tests.sync.support import (
+from tests.helpers.api import new_agent, new_token, setup_voice
+from tests.helpers.sync import (
     OPERATOR,
     SITE,
     Upstream,
+    open_upstream,
     register_online,
+    satellite_settings,
     setup_site,
     setup_upstream,
 )
-from tests.test_device import new_agent, new_token, setup_voice
 
 UNAVAILABLE = "urn:satellite:problem:database-unavailable"
 WAIT = 30.0  # bound on waiting for a server to die or to come back
@@ -218,8 +219,17 @@ async def test_the_agent_told_503_does_not_show_a_password_of_its_url(
 
 
 # The sync tests' two daemons: their satellite's settings, their upstream (on upstream_dsn).
-settings = sync_fixtures.settings
-upstream = sync_fixtures.upstream
+@pytest.fixture
+def settings(state_dir: Path, db_dsn: str, tmp_path: Path) -> Settings:
+    return satellite_settings(state_dir, db_dsn, tmp_path)
+
+
+@pytest.fixture
+async def upstream(
+    upstream_state_dir: Path, upstream_dsn: str, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Upstream]:
+    async with open_upstream(upstream_state_dir, upstream_dsn, tmp_path, aiohttp_client) as up:
+        yield up
 
 
 @pytest.fixture

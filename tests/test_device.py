@@ -14,61 +14,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from satellite_agent.client import Agent, AgentError, RequestRefused
-from satellite_agent.state import Identity
+from satellite_agent.client import AgentError, RequestRefused
 from satellite_protocol.crypto import jose
 from tests.conftest import BASIC, CUWL, ENHANCED, Api
-
-ACCOUNT = "/api/v1/accounts/Acme"
-VOICE = ACCOUNT + "/virtual-accounts/Voice"
-
-
-def base_url(server: TestServer) -> str:
-    return str(server.make_url("")).rstrip("/")
-
-
-async def setup_voice(admin: Api, **pool: int) -> None:
-    status, body = await admin.post("/api/v1/accounts", {"name": "Acme"})
-    assert status == 200, body
-    status, body = await admin.post(ACCOUNT + "/virtual-accounts", {"name": "Voice"})
-    assert status == 200, body
-    for tag, quantity in pool.items():
-        status, body = await admin.post(
-            VOICE + "/license-pool", {"entitlementTag": TAGS[tag], "quantity": quantity}
-        )
-        assert status == 200, body
-
-
-TAGS = {"enhanced": ENHANCED, "basic": BASIC, "cuwl": CUWL}
-
-
-async def new_token(admin: Api, va: str = "Voice", **fields: Any) -> str:
-    status, body = await admin.post(f"{ACCOUNT}/virtual-accounts/{va}/tokens", fields)
-    assert status == 200, body
-    token: str = body["tokenInfo"]["token"]
-    return token
-
-
-def new_agent(tmp_path: Path, server: TestServer, serial: str = "FCH0001") -> Agent:
-    agent = Agent(tmp_path / f"agent-{serial}")
-    state = agent.init(
-        Identity(
-            pid="UCM",
-            serial_number=serial,
-            uuid=f"6f1e0c5a-0000-4000-8000-{serial[-6:].rjust(12, '0')}",
-            product_type="UCM",
-            product_version="15.0",
-        )
-    )
-    state.transport.url = base_url(server)
-    agent.save(state)
-    return agent
-
-
-async def licenses(admin: Api) -> dict[str, dict[str, Any]]:
-    status, body = await admin.post(ACCOUNT + "/licenses", {})
-    assert status == 200, body
-    return {line["entitlementTag"]: line for line in body["licenses"]}
+from tests.helpers.api import ACCOUNT, VOICE, base_url, licenses, new_agent, new_token, setup_voice
 
 
 async def test_register_report_renew_deregister(

@@ -47,7 +47,7 @@ from satellite_protocol.crypto.pki import make_csr
 from sync import bundle
 from sync.transport import BUNDLE_TYPE
 from tests.conftest import ENHANCED, AiohttpClient, Api
-from tests.test_device import VOICE, new_agent, new_token, setup_voice
+from tests.helpers.api import VOICE, new_agent, new_token, setup_voice
 
 FUZZ = settings(
     derandomize=True,

@@ -22,9 +22,18 @@ from satellite_agent.state import Identity
 from satellite_protocol.crypto import jose
 from satellite_protocol.crypto.pki import make_csr
 from tests.conftest import ENHANCED, Api
-from tests.test_cli import Cli
-from tests.test_device import ACCOUNT, VOICE, new_agent, new_token, setup_voice
-from tests.test_sync_cli import config
+from tests.helpers.api import (
+    ACCOUNT,
+    VOICE,
+    assert_refused,
+    fresh_nonce,
+    new_agent,
+    new_token,
+    send,
+    setup_voice,
+    snapshot,
+)
+from tests.helpers.cli import Cli, sync_config
 
 REGISTER = "/device/v1/register"
 DEEP = 1000
@@ -33,31 +42,6 @@ DEEP = 1000
 def deep(levels: int = DEEP) -> bytes:
     """A JSON document nested ``levels`` deep: an object whose one member holds arrays."""
     return b'{"name": ' + b"[" * levels + b"]" * levels + b"}"
-
-
-async def snapshot(db: asyncpg.Connection) -> dict[str, int]:
-    """Row counts of the tables a refused request could have written to."""
-    tables = (
-        "accounts",
-        "virtual_accounts",
-        "product_instances",
-        "product_usage",
-        "usage_reports",
-        "used_nonces",
-        "events",
-        "registration_tokens",
-    )
-    return {t: await db.fetchval(f"SELECT count(*) FROM {t}") for t in tables}  # noqa: S608
-
-
-async def fresh_nonce(api: Api) -> str:
-    async with api.client.get("/device/v1/nonce") as response:
-        assert response.status == 204
-        return response.headers["Replay-Nonce"]
-
-
-async def send(api: Api, path: str, data: bytes) -> tuple[int, Any]:
-    return await api.call("POST", path, raw=data)
 
 
 def register_message(
@@ -81,14 +65,6 @@ def register_message(
     } | fields
     protected = {"jwk": jwk, "nonce": nonce, "url": REGISTER} | (header or {})
     return jose.sign(key, json.dumps(body).encode(), protected)
-
-
-def assert_refused(status: int, body: Any, field: str | None = None) -> None:
-    assert 400 <= status < 500, (status, body)
-    assert isinstance(body, dict), body
-    assert body["status"] == status
-    if field is not None:
-        assert body.get("field") == field, body
 
 
 # --- secrets compared as bytes ---------------------------------------------------------------
@@ -168,7 +144,8 @@ def test_sync_import_of_a_deeply_nested_file_is_one_line(
     tmp_path: Path, state_dir: Path, db_dsn: str
 ) -> None:
     site = Cli(
-        config(tmp_path / "site.toml", state_dir, db_dsn, "satellite", tmp_path / "spool"), tmp_path
+        sync_config(tmp_path / "site.toml", state_dir, db_dsn, "satellite", tmp_path / "spool"),
+        tmp_path,
     )
     site("account", "create", "Site").ok()
     for name, data in (("header", deep()), ("array", b"[" * 5000)):
@@ -205,6 +182,7 @@ async def test_pid_or_serial_outside_printable_string_is_422(
     assert await snapshot(db) == before
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("pid", "serial"),
     [("C9300", "F" * 60), ("C9300_48P", "FOC1"), ("C9300", "FOC#1"), ("C9300", "FOCé")],

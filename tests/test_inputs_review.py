@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,11 +20,17 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from satellite_protocol.crypto import jose
 from satellite_protocol.crypto.slr import RequestCode, public_key_text
 from tests.conftest import ENHANCED, Api
-from tests.test_agent_cli import AgentCli
-from tests.test_cli import Cli, _query, _toml_config
-from tests.test_device import new_agent, new_token, setup_voice
-from tests.test_inputs import assert_refused, fresh_nonce, send, snapshot
-from tests.test_reservation import reserve
+from tests.helpers.api import (
+    assert_refused,
+    fresh_nonce,
+    new_agent,
+    new_token,
+    reserve,
+    send,
+    setup_voice,
+    snapshot,
+)
+from tests.helpers.cli import AgentCli, Cli, query, toml_config
 
 
 def sign_raw(key: ec.EllipticCurvePrivateKey, payload: bytes, protected: bytes) -> dict[str, str]:
@@ -83,7 +90,7 @@ async def test_a_request_code_with_nul_or_a_lone_surrogate_is_refused(
 def test_cli_numbers_beyond_int64_are_one_line(
     tmp_path: Path, db_dsn: str, state_dir: Path
 ) -> None:
-    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
     cli("account", "create", "Acme").ok()
     cli("va", "create", "Acme", "Voice").ok()
     huge = str(2**63)
@@ -102,15 +109,15 @@ def test_cli_arguments_that_are_not_utf8_are_one_line(
 ) -> None:
     """A terminal in Latin-1 sends "é" as the byte 0xE9: Python hands it over as a lone
     surrogate, which the database driver cannot encode."""
-    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
-    before = _query(db_dsn, "SELECT count(*) FROM accounts")
-    for result in cli.many(
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    before = query(db_dsn, "SELECT count(*) FROM accounts")
+    for result in cli.spawn_many(
         ["account", "create", "Caf\udce9"],
         ["va", "list", "Caf\udce9"],
         ["events", "--action", "\udcff"],
     ):
         assert "not UTF-8" in result.one_error_line(), result.args
-    assert _query(db_dsn, "SELECT count(*) FROM accounts") == before
+    assert query(db_dsn, "SELECT count(*) FROM accounts") == before
 
 
 async def test_agent_arguments_that_are_not_utf8_are_one_line(tmp_path: Path) -> None:
@@ -252,6 +259,7 @@ async def test_agent_usage_files_that_are_not_text_or_too_large_are_one_line(
     assert f"usage file {binary}" in err
 
 
+@pytest.mark.unit
 def test_a_config_file_nested_too_deep_holding_nul_or_too_large_is_one_line(
     tmp_path: Path,
 ) -> None:

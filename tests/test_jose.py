@@ -16,6 +16,8 @@ from joserfc.registry import HeaderParameter
 
 from satellite_protocol.crypto import jose
 
+pytestmark = pytest.mark.unit
+
 
 def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())

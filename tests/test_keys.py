@@ -11,6 +11,8 @@ from satellite.crypto.keys import KeyPaths, ensure_server_keys, load_server_keys
 from satellite.errors import StateDirError
 from satellite_protocol.crypto.pki import check_issued_by
 
+pytestmark = pytest.mark.unit
+
 
 def test_keys_are_made_once_with_private_modes(tmp_path: Path) -> None:
     paths = KeyPaths(tmp_path)

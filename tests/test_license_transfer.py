@@ -16,21 +16,20 @@ import asyncpg
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import BASIC, CUWL, ENHANCED, Api, new_client
-from tests.test_api_licenses import (
+from tests.helpers.api import new_agent, new_product
+from tests.helpers.cli import Cli, query, toml_config
+from tests.helpers.events import event_count
+from tests.helpers.licenses import (
     ENHANCED_NAME,
     POOL,
     add_line,
     alerts,
     day,
-    event_count,
     insert_upstream_line,
     licenses,
     pool,
     setup_account,
 )
-from tests.test_cli import Cli, _query, _toml_config
-from tests.test_device import new_agent
-from tests.test_reservation import new_product
 
 TRANSFER = "/api/v1/accounts/Acme/licenses/transfer"
 LAB_POOL = "/api/v1/accounts/Acme/virtual-accounts/Lab/license-pool"
@@ -440,7 +439,7 @@ async def test_lines_from_the_upstream_are_the_upstreams_to_transfer(
 
 
 def test_cli_transfer(tmp_path: Path, db_dsn: str, state_dir: Path) -> None:
-    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
     cli("account", "create", "Acme").ok()
     cli("va", "create", "Acme", "Lab").ok()
     cli("license", "add", "Acme", "DEFAULT", "--tag", ENHANCED, "--quantity", "10").ok()
@@ -467,7 +466,7 @@ def test_cli_transfer(tmp_path: Path, db_dsn: str, state_dir: Path) -> None:
     )
     lab = cli("license", "pool", "Acme", "Lab", "--json").json()["licenses"]
     assert [x["quantity"] for x in lab] == [5]
-    events = _query(db_dsn, "SELECT actor FROM events WHERE action LIKE 'license.transferred%'")
+    events = query(db_dsn, "SELECT actor FROM events WHERE action LIKE 'license.transferred%'")
     assert {r["actor"] for r in events} == {f"host:{getpass.getuser()}"}
 
 

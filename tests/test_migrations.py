@@ -46,6 +46,7 @@ async def _table_exists(conn: asyncpg.Connection, name: str) -> bool:
     return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name))
 
 
+@pytest.mark.unit
 def test_the_shipped_migrations_are_numbered_files() -> None:
     assert SQL_FILES, f"no migrations in {SQL_DIR}"
     assert SQL_FILES[0].name == "001_init.sql"
@@ -196,12 +197,14 @@ async def test_concurrent_migrations_apply_each_migration_once(
             await c.close()
 
 
+@pytest.mark.unit
 def test_load_migrations_refuses_badly_named_files(tmp_path: Path) -> None:
     (tmp_path / "1_init.sql").write_text("SELECT 1;", encoding="utf-8")
     with pytest.raises(MigrationError, match=r"1_init\.sql"):
         load_migrations(tmp_path)
 
 
+@pytest.mark.unit
 def test_load_migrations_refuses_two_files_with_one_number(tmp_path: Path) -> None:
     (tmp_path / "001_init.sql").write_text("SELECT 1;", encoding="utf-8")
     (tmp_path / "001_other.sql").write_text("SELECT 1;", encoding="utf-8")
@@ -209,6 +212,7 @@ def test_load_migrations_refuses_two_files_with_one_number(tmp_path: Path) -> No
         load_migrations(tmp_path)
 
 
+@pytest.mark.unit
 def test_load_migrations_orders_by_number_not_by_file_name(tmp_path: Path) -> None:
     for name in ("002_b.sql", "999_c.sql", "1000_d.sql", "001_a.sql"):
         (tmp_path / name).write_text("SELECT 1;", encoding="utf-8")

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestServer
 
 from satellite.storage import sync
 from tests.conftest import ENHANCED, Api
-from tests.test_agent_cli import AgentCli
-from tests.test_device import VOICE, base_url, new_token, setup_voice
+from tests.helpers.api import VOICE, base_url, new_token, setup_voice
+from tests.helpers.cli import AgentCli
 
 
 async def test_privacy_on_after_registering_clears_them_on_the_next_request(

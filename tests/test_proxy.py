@@ -8,18 +8,10 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite_agent.client import Agent, AgentError
+from satellite_agent.client import AgentError
 from tests.conftest import ENHANCED, Api
-from tests.test_agent_cli import AgentCli
-from tests.test_device import new_agent, new_token, setup_voice
-
-
-def through(agent: Agent, port: int, user: str | None = None, password: str | None = None) -> None:
-    state = agent.state
-    state.transport.proxy_url = f"http://127.0.0.1:{port}"
-    state.transport.proxy_user = user
-    state.transport.proxy_password = password
-    agent.save(state)
+from tests.helpers.api import new_agent, new_token, setup_voice, through
+from tests.helpers.cli import AgentCli
 
 
 async def test_through_a_proxy_without_credentials(

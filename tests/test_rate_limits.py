@@ -415,6 +415,7 @@ async def test_addresses_of_one_ipv6_network_or_of_both_forms_count_as_one(
         await services.auth.authenticate("a guess", "2001:db8:1:3::1")
 
 
+@pytest.mark.unit
 def test_the_ipv6_network_an_address_counts_as_is_a_setting() -> None:
     assert address_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
     assert address_key("2001:db8:1:2:3:4:5:6", 128) == "2001:db8:1:2:3:4:5:6/128"

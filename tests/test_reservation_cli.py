@@ -1,6 +1,6 @@
 """SLR with the real command lines: ``satellite-agent license smart reservation ...`` (the
-reference's grammar) and ``satellite reservation ...``, codes carried between them; and
-``install-file`` from file:// and from an in-process SFTP server (password and key)."""
+reference's grammar) and ``satellite reservation ...`` (in process), codes carried between
+them; and ``install-file`` from file:// and from an in-process SFTP server (password and key)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ from satellite_protocol.crypto.slr import (
     issue_authorization_code,
     verify_authorization_code,
 )
-from tests.conftest import ENHANCED, Api, satellite_exe
-from tests.test_reservation import new_product, positions, reserved_code, setup_pool
+from tests.conftest import ENHANCED, Api
+from tests.helpers.api import licenses, new_product, reserved_code, setup_pool
+from tests.helpers.cli import Cli
 
 TIMEOUT = 60
 
@@ -63,7 +64,9 @@ class Clis:
         return result
 
     async def admin(self, *args: str, ok: bool = True) -> tuple[int, str, str]:
-        result = await run(satellite_exe(), "--config", str(self.config), *args)
+        """``satellite --config CONFIG ...``, in this process."""
+        done = await asyncio.to_thread(Cli(self.config, self.config.parent), *args)
+        result = (done.code, done.out, done.err)
         if ok:
             assert result[0] == 0, (args, result)
         return result
@@ -267,7 +270,7 @@ async def test_install_file_over_sftp_with_password_and_key(
     assert code_ == 0, err
     assert "Authorization code installed successfully." in out
     assert by_key.authorized() == {ENHANCED: 2}
-    assert (await positions(admin))[ENHANCED]["reserved"] == 3
+    assert (await licenses(admin))[ENHANCED]["reserved"] == 3
     assert KeyPaths(state_dir).signing_public.exists()
 
 

@@ -14,16 +14,16 @@ from pathlib import Path
 from satellite_agent.client import Agent
 from satellite_agent.state import Identity
 from tests.conftest import ENHANCED
-from tests.test_serve import (
+from tests.helpers.daemon import (
     POLL,
     START_TIMEOUT,
     Daemon,
-    _kill,
-    _login,
-    _values,
     base_env,
+    daemon_login,
     free_port,
     http,
+    kill_daemon,
+    named_values,
     start,
 )
 
@@ -79,8 +79,11 @@ def test_the_agent_verifies_the_real_daemon_through_its_token(tmp_path: Path, db
             base_env(tmp_path),
         )
         _wait_healthy(daemon, base, ca)
-        token = _login(
-            base, _values(daemon.out, "client_id")[0], _values(daemon.out, "client_secret")[0], ca
+        token = daemon_login(
+            base,
+            named_values(daemon.out, "client_id")[0],
+            named_values(daemon.out, "client_secret")[0],
+            ca,
         )
         for path, body in (
             ("/api/v1/accounts", {"name": "Acme"}),
@@ -97,4 +100,4 @@ def test_the_agent_verifies_the_real_daemon_through_its_token(tmp_path: Path, db
         assert authorization["state"] == "AUTHORIZED"
         assert daemon.stop() == 0, daemon.err
     finally:
-        _kill(daemon)
+        kill_daemon(daemon)

@@ -16,20 +16,20 @@ from pathlib import Path
 
 from satellite.errors import StateDirError
 from satellite.storage.embedded import EmbeddedPostgres, alive
-from tests.test_serve import (
+from tests.helpers.daemon import (
     POLL,
     START_TIMEOUT,
     STOP_TIMEOUT,
     Daemon,
-    _kill,
-    _login,
-    _stop_orphaned_postgres,
-    _values,
     base_env,
+    daemon_login,
     free_port,
     http,
+    kill_daemon,
+    named_values,
     notify_socket,
     start,
+    stop_orphaned_postgres,
 )
 
 RECOVERY_TIMEOUT = 60.0
@@ -114,15 +114,15 @@ def test_a_killed_postmaster_is_restarted_and_a_clean_stop_stops_it(tmp_path: Pa
             first = start(args, tmp_path / "logs", env, sock)
             first.wait_for_notify("READY=1", START_TIMEOUT)
             client_id, secret = (
-                _values(first.out, "client_id")[0],
-                _values(first.out, "client_secret")[0],
+                named_values(first.out, "client_id")[0],
+                named_values(first.out, "client_secret")[0],
             )
             first.proc.kill()
             first.proc.wait(timeout=STOP_TIMEOUT)
             assert first.proc.pid in json.loads((pgdata / ".handle_pids.json").read_text())
             daemon = start(args, tmp_path / "logs", env, sock)
             daemon.wait_for_notify("READY=1", START_TIMEOUT)
-            token = _login(base, client_id, secret)
+            token = daemon_login(base, client_id, secret)
             assert http("POST", f"{base}/api/v1/accounts", {"name": "Acme"}, token)[0] == 200
 
             # kill -9 the postmaster while requests come in.
@@ -161,9 +161,9 @@ def test_a_killed_postmaster_is_restarted_and_a_clean_stop_stops_it(tmp_path: Pa
             assert not alive(restarted)
             assert not (pgdata / "postmaster.pid").exists()
         finally:
-            _kill(first)
-            _kill(daemon)
-            _stop_orphaned_postgres(pgdata)
+            kill_daemon(first)
+            kill_daemon(daemon)
+            stop_orphaned_postgres(pgdata)
 
 
 def _restart(embedded: EmbeddedPostgres) -> None:
@@ -223,5 +223,5 @@ def test_the_watchdog_stops_while_the_database_cannot_be_reached(tmp_path: Path)
             assert "STATUS=serving" in daemon.messages
             assert daemon.stop() == 0, daemon.err
     finally:
-        _kill(daemon)
+        kill_daemon(daemon)
         embedded.stop()

@@ -13,27 +13,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ENHANCED, satellite_exe
-from tests.test_cli import Cli, _query
+from tests.helpers.cli import Cli, query, sync_config
 
 TIMEOUT = 60
-
-
-def config(path: Path, state_dir: Path, dsn: str, role: str, spool: Path) -> Path:
-    path.write_text(
-        f'role = "{role}"\n'
-        f"state_dir = {json.dumps(str(state_dir))}\n"
-        'listen = ["127.0.0.1:0"]\n'
-        f"[database]\ndsn = {json.dumps(dsn)}\n"
-        f"[sync]\nspool_dir = {json.dumps(str(spool))}\n",
-        encoding="utf-8",
-    )
-    return path
 
 
 @pytest.fixture
 def site(tmp_path: Path, state_dir: Path, db_dsn: str) -> Cli:
     return Cli(
-        config(tmp_path / "site.toml", state_dir, db_dsn, "satellite", tmp_path / "site-spool"),
+        sync_config(
+            tmp_path / "site.toml", state_dir, db_dsn, "satellite", tmp_path / "site-spool"
+        ),
         tmp_path,
     )
 
@@ -41,7 +31,7 @@ def site(tmp_path: Path, state_dir: Path, db_dsn: str) -> Cli:
 @pytest.fixture
 def upstream(tmp_path: Path, upstream_state_dir: Path, upstream_dsn: str) -> Cli:
     return Cli(
-        config(
+        sync_config(
             tmp_path / "upstream.toml",
             upstream_state_dir,
             upstream_dsn,
@@ -119,7 +109,7 @@ def test_disconnected_mode_by_the_command_line(
         "license", "update", "Site", "Voice", line_id, "--tag", ENHANCED, "--quantity", "1"
     ).one_error_line()
     assert "comes from the upstream" in line
-    assert _query(db_dsn, "SELECT quantity FROM license_lines")[0]["quantity"] == 12
+    assert query(db_dsn, "SELECT quantity FROM license_lines")[0]["quantity"] == 12
 
 
 def test_an_import_killed_in_the_middle_leaves_nothing_half_applied(
@@ -127,7 +117,7 @@ def test_an_import_killed_in_the_middle_leaves_nothing_half_applied(
 ) -> None:
     register_by_files(site, upstream, tmp_path)
     lines = 50_000  # enough that applying them takes a while (a second or more)
-    _query(
+    query(
         upstream_dsn,
         "INSERT INTO license_lines (virtual_account_id, tag, quantity, license_type) "
         "SELECT (SELECT id FROM virtual_accounts WHERE name = 'Voice'), $1, n, 'PERPETUAL' "
@@ -150,7 +140,7 @@ def test_an_import_killed_in_the_middle_leaves_nothing_half_applied(
         deadline = time.monotonic() + TIMEOUT
         seen = False
         while time.monotonic() < deadline and importing.poll() is None:
-            busy = _query(
+            busy = query(
                 db_dsn,
                 "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
                 "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
@@ -171,7 +161,7 @@ def test_an_import_killed_in_the_middle_leaves_nothing_half_applied(
     assert importing.returncode == -signal.SIGKILL
 
     def state() -> tuple[int, int, int]:
-        [row] = _query(
+        [row] = query(
             db_dsn,
             "SELECT (SELECT applied_sequence FROM sync_links) AS applied, "
             "(SELECT count(*) FROM license_lines) AS lines, "
@@ -185,7 +175,7 @@ def test_an_import_killed_in_the_middle_leaves_nothing_half_applied(
     deadline = time.monotonic() + TIMEOUT
     while (
         time.monotonic() < deadline
-        and _query(
+        and query(
             db_dsn,
             "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL",

@@ -28,6 +28,7 @@ def _service_section() -> dict[str, list[str]]:
     return values
 
 
+@pytest.mark.unit
 def test_unit_is_notify_with_reload_and_restart() -> None:
     service = _service_section()
     assert service["Type"] == ["notify"]

@@ -16,8 +16,8 @@ from satellite_agent.client import Agent, RequestRefused
 from satellite_agent.runner import Runner
 from satellite_agent.state import AgentState, Identity
 from tests.conftest import ENHANCED, Api
-from tests.test_agent_cli import AgentCli
-from tests.test_device import ACCOUNT, VOICE, base_url, licenses, new_token, setup_voice
+from tests.helpers.api import ACCOUNT, VOICE, base_url, licenses, new_token, setup_voice
+from tests.helpers.cli import AgentCli
 
 PID, SERIAL = "C9300", "FOC1234X0AB"
 PROBLEM = "urn:satellite:problem:"

@@ -9,12 +9,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import asyncpg
+import pytest
 import structlog
 
 from satellite.http.openapi import build_document
 from satellite.http.routes import ROUTES
 from tests.conftest import BASIC, CUWL, ENHANCED, Api, Credentials, new_client
-from tests.test_cli import Cli, _toml_config
+from tests.helpers.cli import Cli, toml_config
 
 ACME = "/api/v1/accounts/Acme"
 VAS = ACME + "/virtual-accounts"
@@ -284,7 +285,7 @@ async def test_accounts_carry_their_domain_and_an_id(admin: Api) -> None:
 def test_the_cli_sets_and_shows_an_accounts_domain(
     tmp_path: Path, db_dsn: str, state_dir: Path
 ) -> None:
-    cli = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
     created = cli("account", "create", "Acme", "--domain", "acme.example", "--json").json()
     assert created["account"]["domain"] == "acme.example"
     updated = cli("account", "update", "Acme", "--domain", "voice.acme.example").ok()
@@ -440,6 +441,7 @@ async def test_license_subscriptions_are_scoped_to_the_callers_accounts(admin: A
 # --- the OpenAPI document ---------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_openapi_describes_every_query_parameter() -> None:
     document = build_document()
     events = document["paths"]["/api/v1/events"]["get"]
@@ -455,6 +457,7 @@ def test_openapi_describes_every_query_parameter() -> None:
     assert {"grant_type", "client_id", "client_secret"} <= grant
 
 
+@pytest.mark.unit
 def test_openapi_operation_ids_are_plain_identifiers() -> None:
     document = build_document()
     ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]

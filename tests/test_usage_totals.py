@@ -17,7 +17,7 @@ from satellite.api.context import Services
 from satellite.scheduler import jobs
 from satellite_agent.client import Agent
 from tests.conftest import BASIC, ENHANCED, Api
-from tests.test_device import ACCOUNT, new_agent, new_token, setup_voice
+from tests.helpers.api import ACCOUNT, new_agent, new_token, setup_voice
 
 # From scratch: usage of registered products whose authorization and certificate hold.
 COUNTED = (

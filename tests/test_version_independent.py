@@ -21,10 +21,16 @@ from tests.conftest import (
     FLEX_PROFESSIONAL,
     Api,
 )
-from tests.test_cli import Cli, _toml_config
-from tests.test_compliance import ENHANCED_PLUS
-from tests.test_device import new_agent, new_token
-from tests.test_reservation import VOICE, new_product, positions, setup_pool
+from tests.helpers.api import (
+    ENHANCED_PLUS,
+    VOICE,
+    licenses,
+    new_agent,
+    new_product,
+    new_token,
+    setup_pool,
+)
+from tests.helpers.cli import Cli, toml_config
 
 FLEX_ENHANCED_NAME = "UC Manager Flex NU Enhanced License (version-independent)"
 
@@ -62,7 +68,7 @@ async def test_a_version_specific_tag_running_short_is_covered_by_a_version_inde
         admin, {"entitlementTag": ENHANCED, "quantity": 2}, subscription(FLEX_ENHANCED, 5)
     )
     assert await report(admin, server, tmp_path, {ENHANCED: 4}) == "AUTHORIZED"
-    view = await positions(admin)
+    view = await licenses(admin)
     assert (view[ENHANCED]["available"], view[ENHANCED]["status"]) == (0, "In Compliance")
     assert view[ENHANCED]["licenseSubstitutions"] == [
         {
@@ -98,7 +104,7 @@ async def test_a_version_specific_tag_not_short_takes_nothing_from_a_version_ind
         admin, {"entitlementTag": ENHANCED, "quantity": 10}, subscription(FLEX_ENHANCED, 5)
     )
     assert await report(admin, server, tmp_path, {ENHANCED: 10}) == "AUTHORIZED"
-    view = await positions(admin)
+    view = await licenses(admin)
     assert view[ENHANCED]["licenseSubstitutions"] == []
     assert view[FLEX_ENHANCED]["licenseSubstitutions"] == []
     assert view[FLEX_ENHANCED]["available"] == 5
@@ -110,7 +116,7 @@ async def test_a_higher_tier_version_independent_license_covers_a_lower_tier(
     await setup_pool(admin, subscription(FLEX_PROFESSIONAL, 3), subscription(FLEX_EA, 1))
     usage = {BASIC: 1, ENHANCED: 1, CUWL: 2}
     assert await report(admin, server, tmp_path, usage) == "AUTHORIZED"
-    view = await positions(admin)
+    view = await licenses(admin)
     # Lowest tier first; at the same tier the catalog's order (Flex EA, then Flex NU).
     assert {tag: view[tag]["licenseSubstitutions"][0]["entitlementTag"] for tag in usage} == {
         BASIC: FLEX_EA,
@@ -130,7 +136,7 @@ async def test_a_shortfall_is_covered_whenever_the_licenses_cover_it(
     await setup_pool(admin, {"entitlementTag": CUWL, "quantity": 5}, subscription(FLEX_ACCESS, 5))
     usage = {BASIC: 5, ENHANCED_PLUS: 5}
     assert await report(admin, server, tmp_path, usage) == "AUTHORIZED"
-    view = await positions(admin)
+    view = await licenses(admin)
     assert {tag: view[tag]["status"] for tag in usage} == dict.fromkeys(usage, "In Compliance")
     assert [s["entitlementTag"] for s in view[BASIC]["licenseSubstitutions"]] == [FLEX_ACCESS]
     assert [s["entitlementTag"] for s in view[ENHANCED_PLUS]["licenseSubstitutions"]] == [CUWL]
@@ -142,7 +148,7 @@ async def test_a_lower_tier_version_independent_license_never_covers_a_higher_ti
 ) -> None:
     await setup_pool(admin, subscription(FLEX_ACCESS, 10), subscription(FLEX_ENHANCED, 10))
     assert await report(admin, server, tmp_path, {ENHANCED_PLUS: 1}) == "OUT_OF_COMPLIANCE"
-    view = await positions(admin)
+    view = await licenses(admin)
     assert view[ENHANCED_PLUS]["licenseSubstitutions"] == []
     assert view[ENHANCED_PLUS]["status"] == "Out Of Compliance"
     assert (view[FLEX_ACCESS]["available"], view[FLEX_ENHANCED]["available"]) == (10, 10)
@@ -157,7 +163,7 @@ async def test_a_version_independent_license_whose_term_ended_covers_nothing(
         subscription(FLEX_PROFESSIONAL, 5, start=1, end=366),  # starts tomorrow
     )
     assert await report(admin, server, tmp_path, {ENHANCED: 1}) == "OUT_OF_COMPLIANCE"
-    view = await positions(admin)
+    view = await licenses(admin)
     assert view[ENHANCED]["licenseSubstitutions"] == []
     assert view[FLEX_PROFESSIONAL]["quantity"] == 0
     assert [d["status"] for d in view[FLEX_PROFESSIONAL]["licenseDetails"]] == [
@@ -189,7 +195,7 @@ async def test_a_reservation_never_takes_a_version_independent_license_unless_it
     assert status == 409, problem
     assert problem["field"] == "reservationRequests[0].licenses[0].quantity"
     assert "version-independent" in problem["detail"]
-    view = await positions(admin)
+    view = await licenses(admin)
     assert (view[ENHANCED]["reserved"], view[FLEX_ENHANCED]["reserved"]) == (0, 0)
 
     status, body = await admin.post(VOICE + "/reserve-licenses", asking(FLEX_ENHANCED, 2))
@@ -203,7 +209,7 @@ async def test_a_reservation_never_takes_a_version_independent_license_unless_it
         FLEX_ENHANCED: "AUTHORIZED",
         ENHANCED: "NOT_AUTHORIZED",
     }
-    view = await positions(admin)
+    view = await licenses(admin)
     assert (view[FLEX_ENHANCED]["reserved"], view[FLEX_ENHANCED]["available"]) == (2, 3)
     assert view[ENHANCED]["licenseSubstitutions"] == []
 
@@ -245,7 +251,7 @@ async def test_the_catalog_marks_the_tags_that_are_ours(admin: Api) -> None:
 def test_the_cli_catalog_shows_where_each_tag_comes_from(
     tmp_path: Path, state_dir: Path, db_dsn: str
 ) -> None:
-    run = Cli(_toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    run = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
     out = run("license", "catalog").ok().out
     rows = {line.split()[-1]: line.split() for line in out.splitlines()[1:]}
     assert "satellite" in rows[FLEX_EA]

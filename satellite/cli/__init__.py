@@ -8,6 +8,7 @@ one visible place: ``from satellite.cli import cli`` is the whole tree.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -69,24 +70,30 @@ for command in (
     cli.add_command(command)
 
 
-def main() -> None:
-    undecodable = first_not_utf8(sys.argv[1:])
+def run(args: Sequence[str]) -> int:
+    """Run the command line ``args`` (without the program name); the exit code. Whatever goes
+    wrong is one line on stderr, never a traceback (``main`` and the tests' in-process runner
+    both come through here)."""
+    undecodable = first_not_utf8(list(args))
     if undecodable is not None:
         click.echo(f"error: argument {undecodable} is not UTF-8 text", err=True)
-        sys.exit(2)
+        return 2
     try:
-        code = cli.main(standalone_mode=False)
+        code = cli.main(args=list(args), prog_name="satellite", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
-        sys.exit(1)
+        return 1
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except SatelliteError as exc:
         click.echo(f"error: {exc.detail}", err=True)
-        sys.exit(1)
+        return 1
     except OSError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

@@ -22,7 +22,7 @@ from tests.conftest import (
     ENHANCED,
     Api,
 )
-from tests.test_device import base_url
+from tests.helpers.api import base_url
 
 OPERATOR = host_operator("pytest")
 UP_ACCOUNT = "/api/v1/accounts/Acme"

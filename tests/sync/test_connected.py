@@ -22,6 +22,7 @@ from tests.conftest import (
     Api,
     lock_waiters,
 )
+from tests.helpers.api import new_agent
 from tests.sync.support import (
     OPERATOR,
     SITE,
@@ -39,7 +40,6 @@ from tests.sync.support import (
     setup_upstream,
     site_token,
 )
-from tests.test_device import new_agent
 
 
 async def test_connected_cycle_brings_pools_down_and_products_up(

@@ -18,6 +18,7 @@ from tests.conftest import (
     ENHANCED,
     Api,
 )
+from tests.helpers.api import new_agent, new_product
 from tests.sync.support import (
     OPERATOR,
     SITE,
@@ -28,8 +29,6 @@ from tests.sync.support import (
     setup_upstream,
     site_token,
 )
-from tests.test_device import new_agent
-from tests.test_reservation import new_product
 
 
 async def test_no_new_authorizations_beyond_the_horizon(

@@ -18,6 +18,7 @@ from tests.conftest import (
     ENHANCED,
     Api,
 )
+from tests.helpers.api import new_agent
 from tests.sync.support import (
     OPERATOR,
     SITE,
@@ -34,7 +35,6 @@ from tests.sync.support import (
     setup_upstream,
     site_token,
 )
-from tests.test_device import new_agent
 
 
 async def test_registration_and_sync_by_files(

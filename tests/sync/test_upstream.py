@@ -16,6 +16,7 @@ from tests.conftest import (
     Api,
     new_client,
 )
+from tests.helpers.api import new_agent, new_product
 from tests.sync.support import (
     OPERATOR,
     SITE,
@@ -30,8 +31,6 @@ from tests.sync.support import (
     setup_upstream,
     site_token,
 )
-from tests.test_device import new_agent
-from tests.test_reservation import new_product
 
 EXPORT_KEY = "regid.2019-03.com.cisco.UCM_ExportKey_12.0_d1e6b8a3-4f2c-4b7d-9e31-6a5c0f7b2d48"
 
