@@ -9,8 +9,11 @@ import tomllib
 from pathlib import Path
 
 import grimp
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.unit
 
 
 def root_packages() -> list[str]:

@@ -84,6 +84,7 @@ async def test_a_body_cannot_name_another_account_than_its_path(admin: Api) -> N
     assert (status, listed["tokens"]) == (200, [])
 
 
+@pytest.mark.unit
 def test_every_operation_is_routed_and_documented_without_its_path_fields() -> None:
     document = build_document()
     schemas = document["components"]["schemas"]

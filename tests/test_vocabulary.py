@@ -8,6 +8,7 @@ import tokenize
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from satellite.api.product_instances import DevicesQuery
 from satellite.api.products import Sudi
@@ -26,6 +27,8 @@ RETIRED = {
     "export_request": "write_request (on the sync service: a sync request is written)",
     "live_product_by_udi": "live_instance_by_udi",
 }
+
+pytestmark = pytest.mark.unit
 
 
 def _names(path: Path) -> list[tuple[int, str]]:
