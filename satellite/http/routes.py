@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from satellite.api.files import is_file, upload_field
 from satellite.api.operation import Operation
 from satellite.api.paths import ACCOUNT, VA
 from satellite.api.registry import OPERATIONS
@@ -618,7 +619,9 @@ def full_paths(route: Route) -> list[str]:
 
 
 def generated_route(op: Operation[Any, Any]) -> Route:
-    in_body = op.method in BODY_METHODS
+    # A file in or out has no JSON schema: the body, or the answer, is the file itself.
+    in_body = op.method in BODY_METHODS and upload_field(op.request) is None
+    in_query = op.method not in BODY_METHODS
     return Route(
         op.method,
         op.path,
@@ -626,8 +629,8 @@ def generated_route(op: Operation[Any, Any]) -> Route:
         op.summary,
         op.tag,
         body=op.request if in_body else None,
-        response=op.answer,
-        query=None if in_body else op.request,
+        response=None if is_file(op.answer) else op.answer,
+        query=op.request if in_query else None,
         path_fields=tuple(path_fields(op)),
     )
 

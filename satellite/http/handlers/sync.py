@@ -83,7 +83,10 @@ async def download_request(request: web.Request) -> web.StreamResponse:
     with sync.spool.files("request") as (path,):
         exported = await sync.export_request(principal, _account(request), path)
         return await send_file(
-            request, path, f"sync-request-{_account(request)}-{exported.sequence}.bundle"
+            request,
+            path,
+            f"sync-request-{_account(request)}-{exported.sequence}.bundle",
+            BUNDLE_TYPE,
         )
 
 
