@@ -3,62 +3,41 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
 
+from satellite.api.products import device_fields, license_usage
+
+# Moved to satellite.api.products (shared with reservations, export keys and sync).
+from satellite.api.products import device_out as device_out
 from satellite.domain.catalog import Catalog, CatalogEntry
 from satellite.domain.compliance import PoolLine, Position, line_status
 from satellite.domain.models import (
     Account,
     Alert,
     Event,
-    ExportKey,
-    ExportKeyStatus,
     PrincipalRecord,
-    ProductInstance,
-    ProductStatus,
     VirtualAccount,
 )
-from satellite.domain.reservation import Reservation, ReservedLine
-from satellite.domain.sync import RegisteredSatellite, SatelliteToken
 from satellite.http.wire import (
     AccountOut,
     AlertOut,
-    AuthorizationCodeOut,
     CatalogEntryOut,
     DeviceChange,
     DeviceDetail,
-    DeviceOut,
     EventOut,
-    ExportKeyOut,
     Flag,
     LicenseDetail,
     LicenseOut,
     LicenseSubstitution,
     LicenseTransferOut,
-    LicenseUsage,
-    MirroredProductOut,
-    MirroredUsageOut,
     PoolLineOut,
     PrincipalOut,
-    ReservationChange,
-    ReservationOut,
-    ReservedLicenseOut,
-    SatelliteMirrorOut,
-    SatelliteOut,
-    SatelliteTokenOut,
-    Sudi,
-    SyncHistoryOut,
-    SyncResultOut,
-    SyncStatusOut,
     TransferredLineOut,
     TransferredOut,
     UsageReportOut,
     VirtualAccountOut,
 )
 from satellite.services.products import ProductDetail, ProductView
-from satellite.services.reservations import Ended, Issued
 from satellite.services.transfers import Transferred
-from sync.satellite import Imported, SyncStatus
 
 
 def flag(value: bool) -> Flag:
@@ -223,77 +202,9 @@ def catalog_entry_out(entry: CatalogEntry) -> CatalogEntryOut:
     )
 
 
-def device_status(status: ProductStatus) -> str:
-    """The status as the API shows it: Registered, Deregistered, Removed, ..."""
-    return status.replace("_", " ").title()
-
-
-def license_usage(usage: dict[str, int], catalog: Catalog) -> list[LicenseUsage]:
-    return [
-        LicenseUsage(license=catalog.display_name(tag), entitlement_tag=tag, quantity=count)
-        for tag, count in sorted(usage.items())
-    ]
-
-
-def _reserved_lines(lines: tuple[ReservedLine, ...], catalog: Catalog) -> list[ReservedLicenseOut]:
-    return [
-        ReservedLicenseOut(
-            license=catalog.display_name(line.tag),
-            entitlement_tag=line.tag,
-            quantity=line.quantity,
-            license_type=line.license_type,
-            start_date=line.start_date,
-            end_date=line.end_date,
-            subscription_id=line.subscription_id,
-        )
-        for line in lines
-    ]
-
-
-def reservation_out(reservation: Reservation, catalog: Catalog, now: dt.datetime) -> ReservationOut:
-    return ReservationOut(
-        status=reservation.state,
-        authorization_code_timestamp=reservation.latest_timestamp or None,
-        reserved_licenses=license_usage(reservation.held(now.date()), catalog),
-        confirmed_licenses=_reserved_lines(reservation.current, catalog),
-        pending_licenses=_reserved_lines(reservation.pending, catalog),
-        created_at=reservation.created_at,
-    )
-
-
-def _device_fields(view: ProductView, catalog: Catalog, now: dt.datetime) -> dict[str, Any]:
-    p = view.product
-    return {
-        "product_tag_name": p.product_type,
-        "product_name": f"{p.product_type} {p.product_version}",
-        "display_name": p.hostname or f"PID:{p.udi_pid} SN:{p.udi_serial}",
-        "host_name": p.hostname,
-        "sudi": Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
-        "registration_date": p.registered_at,
-        "last_contact_date": p.last_contact_at,
-        "status": device_status(p.status),
-        "license_usage": license_usage(view.usage, catalog),
-        "virtual_account": p.virtual_account,
-        "product_instance_id": p.id,
-        "ip_address": p.ip_address,
-        "export_controlled": p.export_controlled,
-        "certificate_expires_at": p.certificate_expires_at,
-        "authorization_expires_at": p.authorization_expires_at,
-        "authorization_status": p.authorization_status(now),
-        "ended_at": p.ended_at,
-        "reservation": (
-            reservation_out(view.reservation, catalog, now) if view.reservation else None
-        ),
-    }
-
-
-def device_out(view: ProductView, catalog: Catalog, now: dt.datetime) -> DeviceOut:
-    return DeviceOut(**_device_fields(view, catalog, now))
-
-
 def device_detail(detail: ProductDetail, catalog: Catalog, now: dt.datetime) -> DeviceDetail:
     return DeviceDetail(
-        **_device_fields(detail.view, catalog, now),
+        **device_fields(detail.view, catalog, now),
         usage_history=[
             UsageReportOut(
                 reported_at=record.reported_at, license_usage=license_usage(record.usage, catalog)
@@ -310,182 +221,4 @@ def device_change(
     return DeviceChange(
         message=f"{len(views)} product instance(s) {verb}",
         devices=[device_out(v, catalog, now) for v in views],
-    )
-
-
-def issued_out(issued: Issued, catalog: Catalog, now: dt.datetime) -> AuthorizationCodeOut:
-    p = issued.product
-    return AuthorizationCodeOut(
-        authorization_code=issued.code.text,
-        reservation_code=issued.reservation.request_code,
-        product_instance_id=p.id,
-        sudi=Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
-        timestamp=issued.code.timestamp,
-        reservation=reservation_out(issued.reservation, catalog, now),
-    )
-
-
-def reservation_confirmed(
-    product: ProductInstance, reservation: Reservation, catalog: Catalog, now: dt.datetime
-) -> ReservationChange:
-    """The answer to a confirmation code: the product with its settled reservation."""
-    return ReservationChange(
-        message=f"reservation of product instance {product.id} confirmed",
-        device=device_out(ProductView(product, {}, reservation), catalog, now),
-    )
-
-
-def reservation_ended(
-    verb: str, ended: Ended, catalog: Catalog, now: dt.datetime
-) -> ReservationChange:
-    """The answer to a return or forced removal: the product as it is now, what went back."""
-    released = ", ".join(f"{catalog.display_name(t)}={n}" for t, n in ended.released.items())
-    return ReservationChange(
-        message=f"product instance {ended.product.id} {verb}; released: {released or '-'}",
-        device=device_out(ProductView(ended.product, {}), catalog, now),
-    )
-
-
-# --- sync ----------------------------------------------------------------------------------
-
-
-def sync_status_out(status: SyncStatus) -> SyncStatusOut:
-    history = [
-        SyncHistoryOut(
-            mode=h.mode,
-            operation=h.operation,
-            started_at=h.started_at,
-            finished_at=h.finished_at,
-            outcome=h.outcome,
-            sequence=h.sequence,
-            counts=h.counts,
-            error=h.error,
-        )
-        for h in status.history
-    ]
-    link = status.link
-    if link is None:
-        return SyncStatusOut(
-            account=status.account,
-            registered=False,
-            registration_pending=status.pending_registration,
-            history=history,
-        )
-    return SyncStatusOut(
-        account=status.account,
-        registered=True,
-        registration_pending=status.pending_registration,
-        mode=link.mode,
-        satellite_id=link.satellite_id,
-        upstream=link.upstream_url,
-        upstream_account=link.upstream_account,
-        upstream_fingerprint=status.upstream_fingerprint,
-        registered_at=link.registered_at,
-        last_success=link.last_success_at,
-        last_attempt=link.last_attempt_at,
-        last_error=link.last_error,
-        last_error_at=link.last_error_at,
-        next_run=link.next_run_at,
-        request_sequence=link.request_sequence,
-        applied_sequence=link.applied_sequence,
-        authorizations_until=status.authorizations_until,
-        horizon_passed=status.horizon_passed,
-        history=history,
-    )
-
-
-def sync_result_out(imported: Imported) -> SyncResultOut:
-    return SyncResultOut(
-        account=imported.account,
-        sequence=imported.sequence,
-        repeated=imported.repeated,
-        counts=imported.counts,
-    )
-
-
-def satellite_token_out(
-    token: SatelliteToken, now: dt.datetime, secret: str | None = None
-) -> SatelliteTokenOut:
-    return SatelliteTokenOut(
-        id=token.id,
-        description=token.description,
-        status=token.status(now),
-        created_by=token.created_by,
-        created_at=token.created_at,
-        expires_at=token.expires_at,
-        used_at=token.used_at,
-        token=secret,
-    )
-
-
-def satellite_out(sat: RegisteredSatellite) -> SatelliteOut:
-    return SatelliteOut(
-        satellite_id=sat.id,
-        name=sat.name,
-        revoked_at=sat.revoked_at,
-        registered_at=sat.registered_at,
-        last_sequence=sat.last_sequence,
-        last_sync=sat.last_sync_at,
-        products=sat.products,
-    )
-
-
-def satellite_mirror_out(
-    sat: RegisteredSatellite, products: list[dict[str, Any]], usage: list[dict[str, Any]]
-) -> SatelliteMirrorOut:
-    return SatelliteMirrorOut(
-        satellite=satellite_out(sat),
-        products=[
-            MirroredProductOut(
-                product_instance_id=p["id"],
-                virtual_account=p["virtual_account"],
-                sudi=Sudi(
-                    udi_pid=p["udi_pid"], udi_serial_number=p["udi_serial"], uuid=p["udi_uuid"]
-                ),
-                product_type=p["product_type"],
-                product_version=p["product_version"],
-                hostname=p["hostname"],
-                ip_address=p["ip_address"],
-                export_controlled=p["export_controlled"],
-                status=p["status"],
-                registered_at=p["registered_at"],
-                ended_at=p["ended_at"],
-                export_keys=list(p["export_keys"]),
-                reservation=p["reservation"],
-            )
-            for p in products
-        ],
-        usage=[
-            MirroredUsageOut(
-                virtual_account=u["virtual_account"],
-                entitlement_tag=u["tag"],
-                in_use=u["in_use"],
-                reserved=u["reserved"],
-                export_keys=u["exported"],
-            )
-            for u in usage
-        ],
-    )
-
-
-_EXPORT_KEY_STATUS: dict[ExportKeyStatus, Literal["Granted", "Returned", "Released"]] = {
-    "granted": "Granted",
-    "returned": "Returned",
-    "released": "Released",
-}
-
-
-def export_key_out(key: ExportKey, catalog: Catalog) -> ExportKeyOut:
-    return ExportKeyOut(
-        key_id=key.id,
-        feature=key.feature,
-        license=catalog.display_name(key.tag),
-        entitlement_tag=key.tag,
-        product_instance_id=key.product_id,
-        sudi=Sudi(udi_pid=key.udi_pid, udi_serial_number=key.udi_serial, uuid=key.udi_uuid),
-        virtual_account=key.virtual_account,
-        status=_EXPORT_KEY_STATUS[key.status],
-        granted_at=key.granted_at,
-        ended_at=key.ended_at,
-        end_reason=key.end_reason,
     )

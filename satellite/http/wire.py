@@ -13,6 +13,22 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from satellite.api.products import (
+    DeviceOut as DeviceOut,
+)
+from satellite.api.products import (
+    LicenseUsage as LicenseUsage,
+)
+from satellite.api.products import (
+    ReservationOut as ReservationOut,
+)
+from satellite.api.products import (
+    ReservedLicenseOut as ReservedLicenseOut,
+)
+from satellite.api.products import (
+    Sudi as Sudi,
+)
+
 # Shared with every operation (re-exported while resources move to satellite.api).
 from satellite.api.types import (
     Description as Description,
@@ -407,96 +423,9 @@ class DevicesQuery(Request):
     offset: Offset = 0
 
 
-class Sudi(Response):
-    udi_pid: str
-    udi_serial_number: str
-    uuid: str
-
-
-class LicenseUsage(Response):
-    license: str
-    entitlement_tag: str
-    quantity: int
-
-
-class ReservedLicenseOut(Response):
-    """Licenses of one pool line held by a specific license reservation."""
-
-    license: str
-    entitlement_tag: str
-    quantity: int
-    license_type: str
-    start_date: dt.date | None
-    end_date: dt.date | None
-    subscription_id: str | None
-
-
-class ReservationOut(Response):
-    # "Pending Confirmation" (first code issued), "Reserved" (settled), "In Transition"
-    # (an updated code awaits the product's confirmation code), "Returned", "Removed"
-    status: str
-    authorization_code_timestamp: int | None  # of the latest code issued
-    reserved_licenses: list[LicenseUsage]  # held out of the pool now (the larger in transition)
-    confirmed_licenses: list[ReservedLicenseOut]
-    pending_licenses: list[ReservedLicenseOut]
-    created_at: dt.datetime
-
-
-class DeviceOut(Response):
-    product_tag_name: str
-    product_name: str
-    display_name: str
-    host_name: str | None
-    sudi: Sudi
-    registration_date: dt.datetime
-    last_contact_date: dt.datetime
-    status: str  # "Registered", "Deregistered", "Removed", ...
-    license_usage: list[LicenseUsage]
-    virtual_account: str
-    # extensions
-    product_instance_id: str
-    ip_address: str | None
-    export_controlled: bool
-    certificate_expires_at: dt.datetime
-    authorization_expires_at: dt.datetime
-    authorization_status: Literal["Authorized", "Expired"]
-    ended_at: dt.datetime | None
-    reservation: ReservationOut | None  # specific license reservation (SLR), if any
-
-
 class DeviceList(Response):
     total_records: int
     devices: list[DeviceOut]
-
-
-# --- export-controlled features ------------------------------------------------------------
-
-
-class ExportKeysQuery(Request):
-    """Query parameters of the export key list."""
-
-    status: Annotated[str, msgspec.Meta(max_length=20)] = "Granted"  # or "all"
-    limit: Limit = 100
-    offset: Offset = 0
-
-
-class ExportKeyOut(Response):
-    key_id: str
-    feature: str
-    license: str
-    entitlement_tag: str
-    product_instance_id: str
-    sudi: Sudi
-    virtual_account: str
-    status: Literal["Granted", "Returned", "Released"]
-    granted_at: dt.datetime
-    ended_at: dt.datetime | None
-    end_reason: str | None  # returned, deregistered, removed, re-registered
-
-
-class ExportKeyList(Response):
-    total_records: int
-    export_keys: list[ExportKeyOut]
 
 
 class UsageReportOut(Response):
@@ -554,70 +483,6 @@ class DeviceChange(Response, kw_only=True):
     devices: list[DeviceOut]
 
 
-# --- specific license reservation (SLR) ----------------------------------------------------
-
-CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
-
-
-class ReservationLicenseIn(Request):
-    entitlement_tag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
-    precedence: Literal["LONGEST_TERM_FIRST", "SHORTEST_TERM_FIRST"] = "LONGEST_TERM_FIRST"
-
-
-ReservationLicenses = Annotated[
-    list[ReservationLicenseIn], msgspec.Meta(min_length=1, max_length=1000)
-]
-
-
-class ReservationRequestIn(Request):
-    reservation_code: CodeText  # the product's request code
-    licenses: ReservationLicenses
-    reservation_type: Literal["SPECIFIC"] = "SPECIFIC"
-
-
-class ReserveLicenses(Request):
-    reservation_requests: Annotated[
-        list[ReservationRequestIn], msgspec.Meta(min_length=1, max_length=100)
-    ]
-
-
-class AuthorizationCodeOut(Response):
-    authorization_code: str  # the <specificPLR> XML to install on the product
-    reservation_code: str
-    product_instance_id: str
-    sudi: Sudi
-    timestamp: int
-    reservation: ReservationOut
-
-
-class ReserveLicensesOut(Response, kw_only=True):
-    status: Literal["SUCCESS"] = "SUCCESS"
-    authorization_codes: list[AuthorizationCodeOut]
-
-
-class ReservationUpdate(Request):
-    licenses: ReservationLicenses  # the product's reserved licenses from now on
-
-
-class ConfirmationCodeIn(Request):
-    confirmation_code: CodeText
-
-
-class ReturnCodeIn(Request):
-    return_code: CodeText
-
-
-class ForceRemoveIn(Request):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-
-
-class ReservationChange(Response, kw_only=True):
-    status: Literal["SUCCESS"] = "SUCCESS"
-    message: str
-    device: DeviceOut
-
-
 # --- device API ---------------------------------------------------------------------------
 
 
@@ -643,125 +508,3 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     field: str | None = None
     request_id: str | None = msgspec.field(default=None, name="requestId")
     error: str | None = None  # OAuth error code (RFC 6749) on the token endpoints
-
-
-# --- sync with the upstream ----------------------------------------------------------------
-
-Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000, pattern=r"^https?://")]
-
-
-class SyncRegister(Request):
-    upstream: Url
-    token: Secret
-    name: Name | None = None  # how the upstream lists this satellite (default: the host name)
-    # What `satellite sync fingerprint` prints at the upstream: a key with another is refused.
-    upstream_fingerprint: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
-
-
-class SyncHistoryOut(Response):
-    mode: str
-    operation: str
-    started_at: dt.datetime
-    finished_at: dt.datetime
-    outcome: str
-    sequence: int | None
-    counts: dict[str, Any]
-    error: str | None
-
-
-class SyncStatusOut(Response):
-    account: str
-    registered: bool
-    registration_pending: bool
-    mode: str | None = None  # "connected" or "disconnected"
-    satellite_id: str | None = None
-    upstream: str | None = None
-    upstream_account: str | None = None
-    upstream_fingerprint: str | None = None  # of the pinned upstream key
-    registered_at: dt.datetime | None = None
-    last_success: dt.datetime | None = None
-    last_attempt: dt.datetime | None = None
-    last_error: str | None = None
-    last_error_at: dt.datetime | None = None
-    next_run: dt.datetime | None = None
-    request_sequence: int = 0
-    applied_sequence: int = 0
-    authorizations_until: dt.datetime | None = None
-    horizon_passed: bool = False
-    history: list[SyncHistoryOut] = msgspec.field(default_factory=list)
-
-
-class SyncResultOut(Response):
-    account: str
-    sequence: int
-    repeated: bool  # the answer had been applied before: nothing changed
-    counts: dict[str, int]
-
-
-class SatelliteTokenCreate(Request):
-    description: Description = ""
-    expires_days: Annotated[int, msgspec.Meta(ge=1, le=365)] | None = None
-
-
-class SatelliteTokenOut(Response):
-    id: int
-    description: str
-    status: str
-    created_by: str
-    created_at: dt.datetime
-    expires_at: dt.datetime
-    used_at: dt.datetime | None
-    token: str | None = None  # only when created
-
-
-class SatelliteTokenList(Response):
-    satellite_tokens: list[SatelliteTokenOut]
-
-
-class SatelliteOut(Response):
-    satellite_id: str
-    name: str
-    revoked_at: dt.datetime | None
-    registered_at: dt.datetime
-    last_sequence: int
-    last_sync: dt.datetime | None
-    products: int
-
-
-class SatelliteList(Response):
-    satellites: list[SatelliteOut]
-
-
-class MirroredProductOut(Response):
-    product_instance_id: str
-    virtual_account: str
-    sudi: Sudi
-    product_type: str
-    product_version: str
-    hostname: str | None
-    ip_address: str | None
-    export_controlled: bool
-    status: str
-    registered_at: dt.datetime
-    ended_at: dt.datetime | None
-    export_keys: list[str]  # features it holds export keys for
-    reservation: dict[str, Any] | None
-
-
-class MirroredUsageOut(Response):
-    virtual_account: str
-    entitlement_tag: str
-    in_use: int
-    reserved: int
-    export_keys: int
-
-
-class SatelliteProductsQuery(Request):
-    limit: Limit = 1000
-    offset: Offset = 0
-
-
-class SatelliteMirrorOut(Response):
-    satellite: SatelliteOut
-    products: list[MirroredProductOut]
-    usage: list[MirroredUsageOut]
