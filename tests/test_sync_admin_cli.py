@@ -5,9 +5,12 @@ a satellite. Their ``--json`` is the API's answer."""
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from click.testing import CliRunner, Result
 
 from satellite.cli import cli
@@ -32,6 +35,19 @@ def ok(path: Path, *args: str) -> str:
     result = run(path, *args)
     assert result.exit_code == 0, (args, result.output, result.exception)
     return result.output
+
+
+@pytest.fixture(autouse=True)
+def logging_restored() -> Iterator[None]:
+    """A command configures logging for the process (quiet, to stderr): the tests after
+    these, in the same process, get theirs back."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

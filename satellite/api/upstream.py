@@ -41,7 +41,7 @@ class SatelliteProductsQuery(SatelliteIn):
 
 
 class SyncRequestUpload(Request):
-    request: Upload  # a satellite's sync request or registration request, the raw body
+    bundle: Upload  # a satellite's sync request or registration request, the raw body
 
 
 class SatelliteTokenOut(Response):
@@ -205,7 +205,7 @@ async def answer_upload(
     services: Services, caller: Principal, request: SyncRequestUpload
 ) -> Download:
     """Disconnected mode at the upstream: a satellite's request in, the answer out."""
-    answered, data = await services.upstream.answer_stream(request.request.chunks, caller)
+    answered, data = await services.upstream.answer_stream(request.bundle.chunks, caller)
     return Download(
         filename=f"sync-answer-{answered.account}-{answered.sequence}.bundle",
         media_type=BUNDLE_TYPE,
