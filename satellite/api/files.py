@@ -5,13 +5,13 @@ rather than a JSON document.
   attachment, the CLI prints it or writes it.
 * :class:`Spooled`: a file too large to hold in memory (a sync request bundle, up to
   ``sync.max_bundle_bytes``): ``write`` makes it at a path the receiver chooses (HTTP: a
-  scratch file it streams and then removes; the CLI: the operator's file).
+  ``scratch`` file it streams and then removes).
 * :class:`Upload`: a request field holding a file the caller sends, as chunks (HTTP: the
   raw body); the operation reads it only as far as it decides to (a bundle's header
   first).
 
-The HTTP layer knows these types (``satellite.http.operations``); neither has a JSON
-schema, so the OpenAPI document lists no JSON body for them.
+The HTTP layer knows these types (``satellite.http.operations``). None of them has a JSON
+schema: the OpenAPI document lists no JSON body, or answer, for them.
 """
 
 from __future__ import annotations
