@@ -28,8 +28,8 @@ class ExportKeysQuery(InVirtualAccount):
     offset: Offset = 0
 
 
-class ProductExportKeysQuery(InVirtualAccount):
-    product: str
+class ProductExportKeysQuery(InVirtualAccount, forbid_unknown_fields=False):
+    product: str  # (a query string sent anyway is ignored, as it always was)
 
 
 class ExportKeyOut(Response):

@@ -51,8 +51,8 @@ class ReservationUpdate(InVirtualAccount):
     licenses: ReservationLicenses  # the product's reserved licenses from now on
 
 
-class AuthorizationCodeQuery(InVirtualAccount):
-    product: str
+class AuthorizationCodeQuery(InVirtualAccount, forbid_unknown_fields=False):
+    product: str  # (a query string sent anyway is ignored, as it always was)
 
 
 class ConfirmationCodeIn(InVirtualAccount):

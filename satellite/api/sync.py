@@ -31,6 +31,14 @@ class SyncRegister(InAccount):
     upstream_fingerprint: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
 
 
+class SyncStatusQuery(InAccount, forbid_unknown_fields=False):
+    """No parameters: a query string sent anyway is ignored, as it always was."""
+
+
+class SyncRequestQuery(InAccount, forbid_unknown_fields=False):
+    """No parameters: a query string sent anyway is ignored, as it always was."""
+
+
 class SyncAnswerUpload(InAccount):
     answer: Upload  # the upstream's sync answer, the raw body
 
@@ -76,7 +84,9 @@ class SyncResultOut(Response):
 
 
 @operation("GET", ACCOUNT + "/sync", "Sync status and history", tag="sync", access=READ)
-async def sync_status(services: Services, caller: Principal, request: InAccount) -> SyncStatusOut:
+async def sync_status(
+    services: Services, caller: Principal, request: SyncStatusQuery
+) -> SyncStatusOut:
     return sync_status_out(await services.sync.status(caller, request.account))
 
 
@@ -127,7 +137,9 @@ async def sync_now(services: Services, caller: Principal, request: InAccount) ->
     tag="sync",
     access=WRITE,
 )
-async def download_request(services: Services, caller: Principal, request: InAccount) -> Spooled:
+async def download_request(
+    services: Services, caller: Principal, request: SyncRequestQuery
+) -> Spooled:
     """Disconnected mode: the sync request, to carry to the upstream."""
 
     async def write(path: Path) -> str:

@@ -27,6 +27,14 @@ class SatelliteTokenCreate(InAccount):
     expires_days: Annotated[int, msgspec.Meta(ge=1, le=365)] | None = None
 
 
+class SatelliteTokensQuery(InAccount, forbid_unknown_fields=False):
+    """No parameters: a query string sent anyway is ignored, as it always was."""
+
+
+class SatellitesQuery(InAccount, forbid_unknown_fields=False):
+    """No parameters: a query string sent anyway is ignored, as it always was."""
+
+
 class SatelliteTokenRevoke(InAccount):
     token: str  # the token's id (the path's)
 
@@ -127,7 +135,7 @@ async def create_satellite_token(
     access=READ,
 )
 async def list_satellite_tokens(
-    services: Services, caller: Principal, request: InAccount
+    services: Services, caller: Principal, request: SatelliteTokensQuery
 ) -> SatelliteTokenList:
     tokens = await services.upstream.list_tokens(caller, request.account)
     now = services.upstream.now()
@@ -156,7 +164,7 @@ async def revoke_satellite_token(
     access=READ,
 )
 async def list_satellites(
-    services: Services, caller: Principal, request: InAccount
+    services: Services, caller: Principal, request: SatellitesQuery
 ) -> SatelliteList:
     satellites = await services.upstream.satellites(caller, request.account)
     return SatelliteList(satellites=[satellite_out(s) for s in satellites])

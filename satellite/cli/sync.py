@@ -241,7 +241,9 @@ async def _imported(s: Services, obj: CliContext, answer: Path) -> api.SyncResul
 @pass_cli
 def sync_status(obj: CliContext, account: str | None, as_json: bool) -> None:
     """Mode, last success, last error, next run, sequence numbers and recent history."""
-    _, status = _call_in(obj, account, api.sync_status, lambda name_: InAccount(account=name_))
+    _, status = _call_in(
+        obj, account, api.sync_status, lambda name_: api.SyncStatusQuery(account=name_)
+    )
     if as_json:
         emit(True, status, [], [])
         return
@@ -361,7 +363,9 @@ def token_create(
 @json_option
 @pass_cli
 def token_list(obj: CliContext, account: str, as_json: bool) -> None:
-    out = obj.call(upstream_api.list_satellite_tokens, InAccount(account=account))
+    out = obj.call(
+        upstream_api.list_satellite_tokens, upstream_api.SatelliteTokensQuery(account=account)
+    )
     emit(
         as_json,
         out,
@@ -397,7 +401,7 @@ def sync_revoke(obj: CliContext, account: str, satellite_id: str) -> None:
 @pass_cli
 def sync_satellites(obj: CliContext, account: str, as_json: bool) -> None:
     """On the upstream: the satellites registered for an account."""
-    out = obj.call(upstream_api.list_satellites, InAccount(account=account))
+    out = obj.call(upstream_api.list_satellites, upstream_api.SatellitesQuery(account=account))
     emit(
         as_json,
         out,
