@@ -36,10 +36,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 # bench/load.py, beside this script (a script's own directory is first on sys.path).
 from load import api, free_port, satellite, serve, wait_ready
 
-from satellite.crypto import jose
-from satellite.crypto.pki import make_csr
 from satellite.crypto.secrets import b64url
-from satellite.protocol import device as wire
+from satellite_protocol import device as wire
+from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.pki import make_csr
 
 MAX_REQUESTS = 1_000_000  # per kind and connection, besides the time bound
 Guess = Callable[[aiohttp.ClientSession], Awaitable[int]]
@@ -92,7 +92,7 @@ def registration_guess() -> Guess:
         request = wire.RegisterRequest(
             token_id=b64url(secrets.token_bytes(32)),
             token_proof=b64url(secrets.token_bytes(32)),
-            udi=wire.Udi(pid="BENCH", serial_number="GUESS", uuid="guess"),
+            udi=wire.Udi(udi_pid="BENCH", udi_serial="GUESS", udi_uuid="guess"),
             csr=csr,
             product_type="UCM",
             product_version="15",

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import uvloop
 
-from satellite.agent.client import Agent
-from satellite.agent.state import Identity
+from satellite_agent.client import Agent
+from satellite_agent.state import Identity
 
 TAG = "regid.2016-07.com.cisco.UCM_Enhanced_12.0_66d0d1cf-4863-4761-91d0-d01d3eb1949a"
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

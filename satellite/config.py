@@ -17,7 +17,7 @@ import msgspec
 import platformdirs
 
 from satellite.errors import ConfigError
-from satellite.protocol.untrusted import nul_field
+from satellite_protocol.untrusted import nul_field
 
 Role = Literal["satellite", "upstream"]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]

@@ -7,18 +7,12 @@ Nothing here knows about HTTP or the database driver.
 
 from __future__ import annotations
 
-
-class SatelliteError(Exception):
-    """The operation failed."""
-
-    def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
-        self.detail = detail or (self.__doc__ or "").strip()
-        self.field = field
-        super().__init__(self.detail)
-
-
-class ConfigError(SatelliteError):
-    """The configuration is not valid."""
+# The errors the agent distribution raises too (wire-format checks, the catalog) are defined
+# there; they are the same classes here.
+from satellite_protocol.errors import ConfigError as ConfigError
+from satellite_protocol.errors import InvalidInput as InvalidInput
+from satellite_protocol.errors import MalformedJson as MalformedJson
+from satellite_protocol.errors import SatelliteError as SatelliteError
 
 
 class MigrationError(SatelliteError):
@@ -40,14 +34,6 @@ class DatabaseBusy(SatelliteError):
 
 class StateDirError(SatelliteError):
     """The state directory cannot be used."""
-
-
-class InvalidInput(SatelliteError):
-    """The request is not valid."""
-
-
-class MalformedJson(InvalidInput):
-    """The text is not JSON."""
 
 
 class NotAuthenticated(SatelliteError):

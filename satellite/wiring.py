@@ -25,7 +25,6 @@ from satellite.crypto.keys import (
 )
 from satellite.crypto.secrets import Passwords
 from satellite.domain.access import host_operator
-from satellite.domain.catalog import Catalog, parse_catalog
 from satellite.errors import ConfigError, StateDirError
 from satellite.http.keys import MIGRATIONS, SERVICES, SETTINGS
 from satellite.http.middlewares import (
@@ -41,7 +40,7 @@ from satellite.scheduler import JobScheduler
 from satellite.services.accounts import AccountService
 from satellite.services.alerts import AlertService
 from satellite.services.auth import AuthService
-from satellite.services.devices import DeviceService
+from satellite.services.device_api import DeviceApiService
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.events import EventService
 from satellite.services.exports import ExportService
@@ -49,7 +48,7 @@ from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
 from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import NewClient, PrincipalService
-from satellite.services.products import ProductService
+from satellite.services.product_instances import ProductInstanceService
 from satellite.services.reservations import ReservationService
 from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
@@ -57,6 +56,7 @@ from satellite.services.transfers import LicenseTransferService
 from satellite.storage.db import Database
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.migrations import Migration, load_migrations, migrate
+from satellite_protocol.catalog import Catalog, parse_catalog
 from sync.satellite import SatelliteSync
 from sync.upstream import UpstreamSync
 
@@ -186,7 +186,7 @@ def build_services(
         db, keys, catalog, licenses, settings.timers.sync_horizon_days
     )
     envelope = DeviceEnvelope(keys)
-    devices = DeviceService(
+    device_api = DeviceApiService(
         db,
         keys,
         catalog,
@@ -203,11 +203,11 @@ def build_services(
         licenses=licenses,
         transfers=LicenseTransferService(db, catalog, licenses),
         envelope=envelope,
-        devices=devices,
+        device_api=device_api,
         exports=ExportService(
             db, keys, catalog, licenses, envelope, settings.timers.sync_horizon_days
         ),
-        products=ProductService(db, reservations, licenses),
+        product_instances=ProductInstanceService(db, reservations, licenses),
         reservations=reservations,
         tokens=TokenService(db, keys, settings.timers),
         auth=AuthService(db, passwords, limiter, settings.api.access_token_ttl_seconds),

@@ -1,4 +1,4 @@
-"""The sync bundle: one signed format for both modes (docs/design.md, "Protocols").
+"""The sync bundle: one signed format for both modes (docs/sync.md).
 
 A bundle is JSON Lines: a header line that says what it is, one line per record, and a
 signature line last::
@@ -33,11 +33,11 @@ from satellite.crypto.bundles import (
     verify_digest,
 )
 from satellite.errors import InvalidInput
-from satellite.protocol.untrusted import ESCAPED_NUL, NESTED_TOO_DEEP, nul_field, too_deep
+from satellite_protocol.catalog import LicenseType
+from satellite_protocol.untrusted import ESCAPED_NUL, NESTED_TOO_DEEP, nul_field, too_deep
 
 FORMAT = "satellite-sync/1"
 MAX_LINE_BYTES = 64 * 1024  # one record; a product's is a few hundred bytes
-LicenseType = Literal["PERPETUAL", "TERM", "SUBSCRIPTION"]
 
 
 class _Record(msgspec.Struct, tag_field="type", rename="camel", forbid_unknown_fields=True):

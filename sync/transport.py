@@ -16,8 +16,8 @@ import aiohttp
 
 from satellite.config import SyncSettings
 from satellite.errors import UpstreamError
-from satellite.protocol import outbound
-from satellite.protocol.untrusted import NESTED_TOO_DEEP, too_deep
+from satellite_protocol import outbound
+from satellite_protocol.untrusted import NESTED_TOO_DEEP, too_deep
 
 BUNDLE_TYPE = "application/x-satellite-sync"
 REGISTER_PATH = "/sync/v1/register"

@@ -16,8 +16,8 @@ from pathlib import Path
 import asyncpg
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import Agent
-from satellite.agent.state import Identity
+from satellite_agent.client import Agent
+from satellite_agent.state import Identity
 from tests.conftest import ENHANCED, Api
 
 TIMEOUT = 60
@@ -210,7 +210,7 @@ async def test_run_reports_on_schedule_and_stops_on_sigterm(
 _WRITER = """
 import datetime as dt, sys
 from pathlib import Path
-from satellite.agent.state import Identity, StateDir
+from satellite_agent.state import Identity, StateDir
 state_dir = StateDir(Path(sys.argv[1]))
 state = state_dir.load()
 n = 0

@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from satellite.agent.client import Agent
-from satellite.agent.reservation import Reservations
-from satellite.agent.state import Identity
 from satellite.crypto.keys import KeyPaths
+from satellite_agent.client import Agent
+from satellite_agent.reservation import Reservations
+from satellite_agent.state import Identity
 from tests.conftest import CUWL, Api
 from tests.test_device import new_agent, new_token, setup_voice
 from tests.test_reservation import new_product, setup_pool

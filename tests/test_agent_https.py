@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from satellite.agent.client import Agent, AgentError, ServerUnreachable
-from satellite.agent.state import Identity
 from satellite.crypto.keys import KeyPaths, ensure_server_keys, ensure_tls_certificate
 from satellite.wiring import Runtime, create_app
+from satellite_agent.client import Agent, AgentError, ServerUnreachable
+from satellite_agent.state import Identity
 from tests.conftest import ENHANCED, Api
 from tests.test_device import new_token, setup_voice
 from tests.test_proxy import through

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from satellite.agent.client import Agent
-from satellite.agent.state import Identity
+from satellite_agent.client import Agent
+from satellite_agent.state import Identity
 
 TIMEOUT = 60
 PROXY_PASSWORD = "pr0xy-pa55-Zq81"
@@ -117,7 +117,7 @@ def test_errors_show_no_password_and_no_token(tmp_path: Path) -> None:
 _CRASHING_WRITER = """
 import os, resource, signal, sys
 from pathlib import Path
-from satellite.agent.state import StateDir
+from satellite_agent.state import StateDir
 
 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # (Python ignores it: a handled error, no crash)
 os.umask(0)

@@ -120,6 +120,26 @@ async def test_accounts_are_listed_by_both_list_calls(admin: Api) -> None:
     assert got == listed
 
 
+async def test_lists_without_parameters_ignore_the_query_string(admin: Api) -> None:
+    """The account, virtual account, client and user lists never read a query string
+    (nor the toolkit's POST its body): a parameter they do not take changes nothing."""
+    await create_account(admin, "Acme")
+    for path in (
+        "/api/v1/accounts",
+        "/api/v1/accounts/Acme/virtual-accounts",
+        "/api/v1/clients",
+        "/api/v1/users",
+    ):
+        status, plain = await admin.get(path)
+        assert status == 200, plain
+        status, with_query = await admin.get(path + "?limit=1&whatever=x")
+        assert status == 200, with_query
+        assert with_query == plain
+    status, posted = await admin.post("/api/v1/upstream_satellites/accounts", {"limit": 1})
+    assert status == 200, posted
+    assert [a["name"] for a in posted["accounts"]] == ["Acme"]
+
+
 async def test_account_list_shows_only_the_callers_accounts(admin: Api) -> None:
     await create_account(admin, "Acme")
     await create_account(admin, "Globex")

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import Agent, AgentError, RequestRefused
+from satellite_agent.client import Agent, AgentError, RequestRefused
 from tests.conftest import BASIC, ENHANCED, Api, lock_waiters, new_client
 from tests.test_cli import Cli, _toml_config
 from tests.test_device import (
@@ -735,3 +735,66 @@ async def test_two_device_transfers_crossing_do_not_deadlock(
     assert [status for status, _ in results] == [200, 200], results
     assert await serials(admin) == ["FCH0002"]
     assert await serials(admin, LAB) == ["FCH0001"]
+
+
+async def test_products_are_named_by_product_instance_id_too(
+    admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """A transfer or removal item names its product by UDI (as public clients do) or by
+    product instance id (as the CLI and the console do), never both."""
+    await setup_voice(admin, enhanced=10)
+    status, body = await admin.post(ACCOUNT + "/virtual-accounts", {"name": "Lab"})
+    assert status == 200, body
+    first = await register(admin, tmp_path, server, "FCH0001")
+    await register(admin, tmp_path, server, "FCH0002")
+    await first.report_usage({ENHANCED: 4})
+    first_id = product_id(first)
+    # The detail takes no query parameters and ignores any sent, as ever.
+    status, detail = await admin.get(f"{VOICE}/devices/{first_id}?color=blue")
+    assert (status, detail["productInstanceId"]) == (200, first_id), detail
+
+    before = await snapshot(db)
+    by_id = {"productInstanceId": first_id, "targetVirtualAccount": "Lab"}
+    for item, code, field in (
+        ({**by_id, "sudi": sudi("FCH0001")}, 422, "productInstances[0].productInstanceId"),
+        ({"targetVirtualAccount": "Lab"}, 422, "productInstances[0].sudi"),
+        ({**by_id, "productTagName": "ISR"}, 404, "productInstances[0].productTagName"),
+        ({**by_id, "productInstanceId": "nope"}, 404, "productInstances[0]"),
+        ({**by_id, "productInstanceId": ""}, 422, "productInstances[0].productInstanceId"),
+    ):
+        status, problem = await admin.post(
+            f"{VOICE}/devices/transfer", {"productInstances": [item]}
+        )
+        assert (status, problem["field"]) == (code, field), (item, problem)
+    assert await snapshot(db) == before, "a refused transfer changed something"
+
+    status, answer = await admin.post(
+        f"{VOICE}/devices/transfer", {"productInstances": [{**by_id, "productTagName": "UCM"}]}
+    )
+    assert status == 200, answer
+    assert [(d["productInstanceId"], d["virtualAccount"]) for d in answer["devices"]] == [
+        (first_id, "Lab")
+    ]
+    assert await serials(admin, LAB) == ["FCH0001"]
+    assert (await devices(admin, LAB))["devices"][0]["licenseUsage"][0]["quantity"] == 4
+
+    status, answer = await admin.post(
+        f"{LAB}/devices/remove",
+        {"productInstancesRemoveRequests": [{"productInstanceId": first_id}]},
+    )
+    assert status == 200, answer
+    assert [(d["productInstanceId"], d["status"]) for d in answer["devices"]] == [
+        (first_id, "Removed")
+    ]
+    assert await serials(admin, LAB) == []
+    # Registered again, the product is a new instance: the old id names no product to move.
+    (tmp_path / "again").mkdir()
+    again = await register(admin, tmp_path / "again", server, "FCH0001")
+    status, problem = await admin.post(
+        f"{VOICE}/devices/transfer",
+        {"productInstances": [{**by_id, "targetVirtualAccount": "Lab"}]},
+    )
+    assert (status, problem["field"]) == (404, "productInstances[0]"), problem
+    assert first_id in problem["detail"]
+    assert await serials(admin) == ["FCH0002", "FCH0001"]  # in the order they registered
+    assert product_id(again) != first_id

@@ -619,3 +619,16 @@ async def test_pool_changes_roll_back_with_their_audit_event(
     assert status == 500, body
     assert await pool(admin) == [line]
     assert await alerts(admin) == []
+
+
+async def test_reads_without_parameters_ignore_a_query_string(admin: Api) -> None:
+    """The pool list and the catalog take no query parameters: a query string sent anyway
+    (a toolkit client's paging, say) changes nothing and is not refused."""
+    await setup_account(admin)
+    line = await add_line(admin, entitlementTag=ENHANCED, quantity=10)
+    status, body = await admin.get(POOL + "?limit=5&color=blue")
+    assert (status, body) == (200, {"licenses": [line]})
+    status, plain = await admin.get("/api/v1/license-catalog")
+    assert status == 200, plain
+    status, body = await admin.get("/api/v1/license-catalog?offset=3&color=blue")
+    assert (status, body) == (200, plain)

@@ -1,10 +1,10 @@
-"""The one retry rule (satellite.protocol.backoff) of the agent, its exports and the sync."""
+"""The one retry rule (satellite_protocol.backoff) of the agent, its exports and the sync."""
 
 from __future__ import annotations
 
 import pytest
 
-from satellite.protocol.backoff import Backoff
+from satellite_protocol.backoff import Backoff
 
 
 def test_the_wait_doubles_up_to_the_cap() -> None:

@@ -6,11 +6,11 @@ import datetime as dt
 
 import pytest
 
-from satellite.domain.catalog import Catalog, parse_catalog
 from satellite.domain.compliance import LicenseType, PoolLine, positions_for_virtual_account
 from satellite.errors import ConfigError
 from satellite.resources import config_dir
 from satellite.wiring import load_catalog
+from satellite_protocol.catalog import Catalog, parse_catalog
 from tests.conftest import (
     BASIC,
     CUWL,

@@ -9,10 +9,10 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import PoolLine, positions_for_virtual_account
 from satellite.resources import config_dir
 from satellite.wiring import load_catalog
+from satellite_protocol.catalog import Catalog
 
 CATALOG: Catalog = load_catalog(config_dir() / "catalog.toml")
 TAGS = [e.tag for e in CATALOG if not e.export_restricted]

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import RequestRefused
+from satellite_agent.client import RequestRefused
 from tests.conftest import BASIC, ENHANCED, Api
 from tests.test_device import VOICE, licenses, new_agent, new_token, setup_voice
 from tests.test_reservation import new_product, reserved_code, setup_pool

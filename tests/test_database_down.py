@@ -15,8 +15,6 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import ServerUnreachable
-from satellite.agent.state import AgentState
 from satellite.api.context import Services
 from satellite.config import DatabaseSettings, Settings
 from satellite.domain.access import host_operator
@@ -25,11 +23,12 @@ from satellite.resources import migrations_dir
 from satellite.storage.embedded import EmbeddedPostgres, alive
 from satellite.storage.migrations import load_migrations, migrate
 from satellite.wiring import create_app, load_runtime, open_services
+from satellite_agent.client import ServerUnreachable
+from satellite_agent.state import AgentState
 from sync.transport import UpstreamRefused
-from tests import test_sync
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, login
-from tests.test_device import new_agent, new_token, setup_voice
-from tests.test_sync import (
+from tests.sync import conftest as sync_fixtures
+from tests.sync.support import (
     OPERATOR,
     SITE,
     Upstream,
@@ -37,6 +36,7 @@ from tests.test_sync import (
     setup_site,
     setup_upstream,
 )
+from tests.test_device import new_agent, new_token, setup_voice
 
 UNAVAILABLE = "urn:satellite:problem:database-unavailable"
 WAIT = 30.0  # bound on waiting for a server to die or to come back
@@ -218,8 +218,8 @@ async def test_the_agent_told_503_does_not_show_a_password_of_its_url(
 
 
 # The sync tests' two daemons: their satellite's settings, their upstream (on upstream_dsn).
-settings = test_sync.settings
-upstream = test_sync.upstream
+settings = sync_fixtures.settings
+upstream = sync_fixtures.upstream
 
 
 @pytest.fixture

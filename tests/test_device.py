@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import Agent, AgentError, RequestRefused
-from satellite.agent.state import Identity
-from satellite.crypto import jose
+from satellite_agent.client import Agent, AgentError, RequestRefused
+from satellite_agent.state import Identity
+from satellite_protocol.crypto import jose
 from tests.conftest import BASIC, CUWL, ENHANCED, Api
 
 ACCOUNT = "/api/v1/accounts/Acme"

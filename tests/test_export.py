@@ -22,17 +22,17 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from satellite.agent.client import Agent, AgentError, RequestRefused, ServerUnreachable
-from satellite.agent.export import ExportControl, ExportUnavailable
-from satellite.agent.runner import Runner, Schedule
-from satellite.agent.state import Alarm
 from satellite.api.context import Services
-from satellite.crypto import jose
 from satellite.crypto.keys import KeyPaths, load_server_keys
-from satellite.domain.catalog import parse_catalog
-from satellite.protocol import device as wire
 from satellite.resources import config_dir
 from satellite.wiring import Runtime, create_app
+from satellite_agent.client import Agent, AgentError, RequestRefused, ServerUnreachable
+from satellite_agent.export import ExportControl, ExportUnavailable
+from satellite_agent.runner import Runner, Schedule
+from satellite_agent.state import Alarm
+from satellite_protocol import device as wire
+from satellite_protocol.catalog import parse_catalog
+from satellite_protocol.crypto import jose
 from tests.conftest import ENHANCED, Api
 from tests.test_agent_cli import AgentCli
 from tests.test_cli import Cli, _toml_config
@@ -382,7 +382,7 @@ async def test_forged_export_keys_are_refused_and_change_nothing(
         claims = wire.ExportKeyClaims(
             key_id="k1",
             product_instance_id=product or "",
-            udi=wire.Udi(pid="UCM", serial_number=serial, uuid=state.identity.uuid),
+            udi=wire.Udi(udi_pid="UCM", udi_serial=serial, udi_uuid=state.identity.uuid),
             feature=feature,
             tag=EXPORT_KEY,
             issued_at=dt.datetime.now(dt.UTC),

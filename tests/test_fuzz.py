@@ -37,13 +37,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from satellite.config import DatabaseSettings, Settings, SyncSettings
-from satellite.crypto import jose
-from satellite.crypto.pki import make_csr
 from satellite.crypto.secrets import token_id, token_proof
 from satellite.http import wire
 from satellite.http.routes import ROUTES, Route
-from satellite.protocol import device
 from satellite.wiring import create_app, load_runtime
+from satellite_protocol import device
+from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.pki import make_csr
 from sync import bundle
 from sync.transport import BUNDLE_TYPE
 from tests.conftest import ENHANCED, AiohttpClient, Api

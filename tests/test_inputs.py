@@ -16,11 +16,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from satellite.agent.client import Agent, AgentError
-from satellite.agent.state import Identity
-from satellite.crypto import jose
-from satellite.crypto.pki import make_csr
 from satellite.crypto.secrets import token_id, token_proof
+from satellite_agent.client import Agent, AgentError
+from satellite_agent.state import Identity
+from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.pki import make_csr
 from tests.conftest import ENHANCED, Api
 from tests.test_cli import Cli
 from tests.test_device import ACCOUNT, VOICE, new_agent, new_token, setup_voice

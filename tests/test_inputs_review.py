@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from satellite.crypto import jose
-from satellite.crypto.slr import RequestCode, public_key_text
+from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.slr import RequestCode, public_key_text
 from tests.conftest import ENHANCED, Api
 from tests.test_agent_cli import AgentCli
 from tests.test_cli import Cli, _query, _toml_config

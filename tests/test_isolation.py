@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.export import ExportControl
 from satellite.api.paths import ACCOUNT, VA
 from satellite.http.routes import API_PREFIXES, ROUTES
+from satellite_agent.export import ExportControl
 from tests.conftest import ENHANCED, Api, Credentials, login
 from tests.test_device import new_agent
 from tests.test_export import EXPORT_KEY, FEATURE
@@ -148,7 +148,7 @@ TABLE: tuple[Call, ...] = (
         fill={"product": "forced"},
     ),
     # Sync, on this satellite whose accounts are not registered with an upstream: past the
-    # account's checks, each request meets the next rule (which tests/test_sync.py covers).
+    # account's checks, each request meets the next rule (which tests/sync/ covers).
     Call("GET", ACCOUNT + "/sync", None, False),
     Call(
         "POST",

@@ -14,7 +14,7 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 from joserfc.registry import HeaderParameter
 
-from satellite.crypto import jose
+from satellite_protocol.crypto import jose
 
 
 def _key() -> ec.EllipticCurvePrivateKey:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from satellite.crypto.keys import KeyPaths, ensure_server_keys, load_server_keys
-from satellite.crypto.pki import check_issued_by
 from satellite.errors import StateDirError
+from satellite_protocol.crypto.pki import check_issued_by
 
 
 def test_keys_are_made_once_with_private_modes(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """License transfer between virtual accounts (POST .../licenses/transfer, and the CLI).
 
 The sync's side of it (a transfer at the upstream reaches the satellite) is in
-tests/test_sync.py, with the two daemons it needs.
+tests/sync/, with the two daemons it needs.
 """
 
 from __future__ import annotations

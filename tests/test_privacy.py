@@ -40,9 +40,7 @@ async def test_privacy_on_after_registering_clears_them_on_the_next_request(
     account_id = await db.fetchval("SELECT id FROM accounts WHERE name = 'Acme'")
     async with db.transaction():
         exported = [row async for row in sync.changed_products(db, account_id, since)]
-    assert [(r["udi_serial"], r["hostname"], r["ip_address"]) for r in exported] == [
-        ("FCH7001", None, None)
-    ]
+    assert [(r.udi_serial, r.hostname, r.ip_address) for r in exported] == [("FCH7001", None, None)]
     # Later requests change nothing more there.
     await agent.ok("usage", "update", "--usage", f"{ENHANCED}=2")
     since = await db.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")

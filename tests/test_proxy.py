@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import Agent, AgentError
+from satellite_agent.client import Agent, AgentError
 from tests.conftest import ENHANCED, Api
 from tests.test_agent_cli import AgentCli
 from tests.test_device import new_agent, new_token, setup_voice

@@ -15,8 +15,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric import ec
 from multidict import CIMultiDictProxy
 
-from satellite.agent.client import Agent, RequestRefused
-from satellite.agent.state import Identity
 from satellite.api.context import Services
 from satellite.config import (
     BearerTokenLimit,
@@ -27,14 +25,16 @@ from satellite.config import (
     RegistrationLimit,
     Settings,
 )
-from satellite.crypto import jose
-from satellite.crypto.pki import make_csr
 from satellite.crypto.secrets import token_id, token_proof
 from satellite.domain.limits import address_key
 from satellite.errors import InvalidToken, TooManyAttempts
-from satellite.protocol import device as wire
 from satellite.scheduler import jobs
 from satellite.wiring import Runtime, create_app, load_runtime
+from satellite_agent.client import Agent, RequestRefused
+from satellite_agent.state import Identity
+from satellite_protocol import device as wire
+from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.pki import make_csr
 from tests.conftest import AiohttpClient, Api, Credentials
 
 TOKEN = "/backend/oauth/token"
@@ -313,7 +313,7 @@ async def register_proving(
     request = wire.RegisterRequest(
         token_id=named or token_id(token),
         token_proof=token_proof(proof_of, nonce, jose.jwk_thumbprint(jwk)),
-        udi=wire.Udi(pid="UCM", serial_number="FCH0001", uuid="uuid-FCH0001"),
+        udi=wire.Udi(udi_pid="UCM", udi_serial="FCH0001", udi_uuid="uuid-FCH0001"),
         csr=make_csr(key, "UCM:FCH0001"),
         product_type="UCM",
         product_version="15.0",

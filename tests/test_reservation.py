@@ -15,15 +15,15 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import Agent, AgentError, RequestRefused
-from satellite.agent.reservation import Reservations
-from satellite.agent.state import Identity
 from satellite.api.context import Services
 from satellite.crypto.keys import KeyPaths
-from satellite.crypto.slr import format_date
 from satellite.domain.access import host_operator
 from satellite.services.licenses import LicenseService
 from satellite.wiring import Runtime, open_services
+from satellite_agent.client import Agent, AgentError, RequestRefused
+from satellite_agent.reservation import Reservations
+from satellite_agent.state import Identity
+from satellite_protocol.crypto.slr import format_date
 from tests.conftest import BASIC, CUWL, ENHANCED, Api, new_client
 from tests.test_device import new_agent
 
@@ -850,7 +850,7 @@ async def test_forged_and_replaced_product_codes_are_refused(
 ) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from satellite.crypto.slr import make_product_code
+    from satellite_protocol.crypto.slr import make_product_code
 
     await setup_pool(admin, {"entitlementTag": ENHANCED, "quantity": 5})
     product = new_product(tmp_path, state_dir)

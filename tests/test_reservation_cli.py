@@ -19,18 +19,18 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from satellite.agent.client import Agent, AgentError
-from satellite.agent.reservation import SftpOptions, fetch_code_file
 from satellite.crypto.keys import KeyPaths
-from satellite.crypto.slr import (
+from satellite.domain.access import host_operator
+from satellite.domain.compliance import LineValues
+from satellite.wiring import Runtime, open_services
+from satellite_agent.client import Agent, AgentError
+from satellite_agent.reservation import SftpOptions, fetch_code_file
+from satellite_protocol.crypto.slr import (
     CodeError,
     Entitlement,
     issue_authorization_code,
     verify_authorization_code,
 )
-from satellite.domain.access import host_operator
-from satellite.domain.compliance import LineValues
-from satellite.wiring import Runtime, open_services
 from tests.conftest import ENHANCED, Api, satellite_exe
 from tests.test_reservation import new_product, positions, reserved_code, setup_pool
 

@@ -16,12 +16,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from satellite.agent.client import Agent, RequestRefused
-from satellite.agent.state import Identity
 from satellite.api.context import Services
 from satellite.scheduler import JobScheduler, jobs
 from satellite.services.maintenance import LOCK_KEYS
 from satellite.wiring import SCHEDULER, Runtime, create_app, open_services
+from satellite_agent.client import Agent, RequestRefused
+from satellite_agent.state import Identity
 from tests.conftest import CUWL, ENHANCED, Api
 
 ACCOUNT = "/api/v1/accounts/Acme"
@@ -415,7 +415,7 @@ WORK_AT = {
 }
 
 
-# The sync jobs need an upstream: tests/test_sync.py runs them from two nodes.
+# The sync jobs need an upstream: tests/sync/ runs them from two nodes.
 @pytest.mark.parametrize("job", [j for j in jobs.JOBS if not j.startswith("sync")])
 async def test_concurrent_runs_of_a_job_from_two_nodes_do_the_work_once(
     admin: Api,

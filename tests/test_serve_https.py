@@ -11,8 +11,8 @@ import socket
 import time
 from pathlib import Path
 
-from satellite.agent.client import Agent
-from satellite.agent.state import Identity
+from satellite_agent.client import Agent
+from satellite_agent.state import Identity
 from tests.conftest import ENHANCED
 from tests.test_serve import (
     POLL,

@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import Agent, RequestRefused
-from satellite.agent.runner import Runner
-from satellite.agent.state import AgentState, Identity
+from satellite_agent.client import Agent, RequestRefused
+from satellite_agent.runner import Runner
+from satellite_agent.state import AgentState, Identity
 from tests.conftest import ENHANCED, Api
 from tests.test_agent_cli import AgentCli
 from tests.test_device import ACCOUNT, VOICE, base_url, licenses, new_token, setup_voice

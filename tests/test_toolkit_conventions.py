@@ -116,7 +116,7 @@ async def test_creates_answer_200_with_the_created_object(admin: Api) -> None:
         },
     )
     assert user["item"]["name"] == "ops"
-    # (An upstream's satellite tokens too: tests/test_sync.py creates them.)
+    # (An upstream's satellite tokens too: tests/sync/ creates them.)
     # The document says so too.
     creates = [
         r for r in ROUTES if r.summary.startswith("Create") or r.summary == "Add a pool line"

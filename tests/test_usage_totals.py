@@ -13,9 +13,9 @@ from pathlib import Path
 import asyncpg
 from aiohttp.test_utils import TestServer
 
-from satellite.agent.client import Agent
 from satellite.api.context import Services
 from satellite.scheduler import jobs
+from satellite_agent.client import Agent
 from tests.conftest import BASIC, ENHANCED, Api
 from tests.test_device import ACCOUNT, new_agent, new_token, setup_voice
 

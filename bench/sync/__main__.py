@@ -355,7 +355,7 @@ async def run_phase(setup: Setup, phase: str) -> dict[str, Any]:
         cpu, started = cpu_seconds(), time.perf_counter()
         if phase.startswith("export"):
             out = setup.bundle(phase)
-            await services.sync.export_request(OPERATOR, SITE, out)
+            await services.sync.write_request(OPERATOR, SITE, out)
             result["bytes"] = out.stat().st_size
             result["records"] = sum(1 for _ in out.open("rb")) - 2
         elif phase.startswith("answer"):

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from satellite.domain.catalog import Catalog
 from satellite.services.accounts import AccountService
 from satellite.services.alerts import AlertService
 from satellite.services.auth import AuthService
-from satellite.services.devices import DeviceService
+from satellite.services.device_api import DeviceApiService
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.events import EventService
 from satellite.services.exports import ExportService
 from satellite.services.licenses import LicenseService
 from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import PrincipalService
-from satellite.services.products import ProductService
+from satellite.services.product_instances import ProductInstanceService
 from satellite.services.reservations import ReservationService
 from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
 from satellite.storage.db import Database
+from satellite_protocol.catalog import Catalog
 from sync.satellite import SatelliteSync
 from sync.upstream import UpstreamSync
 
@@ -33,9 +33,9 @@ class Services:
     licenses: LicenseService
     transfers: LicenseTransferService
     envelope: DeviceEnvelope
-    devices: DeviceService
+    device_api: DeviceApiService
     exports: ExportService
-    products: ProductService
+    product_instances: ProductInstanceService
     reservations: ReservationService
     tokens: TokenService
     auth: AuthService

@@ -15,9 +15,9 @@ from satellite.api.products import Sudi
 from satellite.api.scopes import InVirtualAccount
 from satellite.api.types import Limit, Offset, Response
 from satellite.domain.access import Principal
-from satellite.domain.catalog import Catalog
 from satellite.domain.models import ExportKey, ExportKeyStatus
 from satellite.errors import InvalidInput
+from satellite_protocol.catalog import Catalog
 
 
 class ExportKeysQuery(InVirtualAccount):
@@ -88,7 +88,7 @@ async def list_export_keys(
 async def product_export_keys(
     services: Services, caller: Principal, request: ProductExportKeysQuery
 ) -> ExportKeyList:
-    keys = await services.exports.keys_of_product(
+    keys = await services.exports.keys_of_instance(
         caller, request.account, request.va, request.product
     )
     return ExportKeyList(
@@ -114,7 +114,7 @@ def export_key_out(key: ExportKey, catalog: Catalog) -> ExportKeyOut:
         license=catalog.display_name(key.tag),
         entitlement_tag=key.tag,
         product_instance_id=key.product_id,
-        sudi=Sudi(udi_pid=key.udi_pid, udi_serial_number=key.udi_serial, uuid=key.udi_uuid),
+        sudi=Sudi(udi_pid=key.udi_pid, udi_serial=key.udi_serial, udi_uuid=key.udi_uuid),
         virtual_account=key.virtual_account,
         status=_EXPORT_KEY_STATUS[key.status],
         granted_at=key.granted_at,

@@ -35,7 +35,7 @@ from satellite.api.context import Services
 from satellite.api.files import Upload
 from satellite.domain.access import Principal, Role
 from satellite.errors import Forbidden
-from satellite.protocol.validation import validation_error
+from satellite_protocol.validation import validation_error
 
 RequestT = TypeVar("RequestT", bound=msgspec.Struct)
 AnswerT = TypeVar("AnswerT", bound=msgspec.Struct)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
+import msgspec
+
 from satellite.api.types import Response
-from satellite.domain.catalog import Catalog
-from satellite.domain.models import ProductStatus
+from satellite.domain.models import ProductInstanceStatus
 from satellite.domain.reservation import Reservation, ReservedLine
-from satellite.services.products import ProductView
+from satellite.services.product_instances import ProductInstanceView
+from satellite_protocol.catalog import Catalog
 
 
 class Sudi(Response):
     udi_pid: str
-    udi_serial_number: str
-    uuid: str
+    udi_serial: str = msgspec.field(name="udiSerialNumber")
+    udi_uuid: str = msgspec.field(name="uuid")
 
 
 class LicenseUsage(Response):
@@ -74,7 +76,7 @@ class DeviceOut(Response):
     reservation: ReservationOut | None  # specific license reservation (SLR), if any
 
 
-def device_status(status: ProductStatus) -> str:
+def device_status(status: ProductInstanceStatus) -> str:
     """The status as the API shows it: Registered, Deregistered, Removed, ..."""
     return status.replace("_", " ").title()
 
@@ -112,14 +114,14 @@ def reservation_out(reservation: Reservation, catalog: Catalog, now: dt.datetime
     )
 
 
-def device_fields(view: ProductView, catalog: Catalog, now: dt.datetime) -> dict[str, Any]:
+def device_fields(view: ProductInstanceView, catalog: Catalog, now: dt.datetime) -> dict[str, Any]:
     p = view.product
     return {
         "product_tag_name": p.product_type,
         "product_name": f"{p.product_type} {p.product_version}",
         "display_name": p.hostname or f"PID:{p.udi_pid} SN:{p.udi_serial}",
         "host_name": p.hostname,
-        "sudi": Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
+        "sudi": Sudi(udi_pid=p.udi_pid, udi_serial=p.udi_serial, udi_uuid=p.udi_uuid),
         "registration_date": p.registered_at,
         "last_contact_date": p.last_contact_at,
         "status": device_status(p.status),
@@ -138,5 +140,5 @@ def device_fields(view: ProductView, catalog: Catalog, now: dt.datetime) -> dict
     }
 
 
-def device_out(view: ProductView, catalog: Catalog, now: dt.datetime) -> DeviceOut:
+def device_out(view: ProductInstanceView, catalog: Catalog, now: dt.datetime) -> DeviceOut:
     return DeviceOut(**device_fields(view, catalog, now))

@@ -4,13 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from satellite.api import exports, reservations, sync, tokens, upstream
+from satellite.api import (
+    accounts,
+    activity,
+    exports,
+    licenses,
+    principals,
+    product_instances,
+    reservations,
+    subscriptions,
+    sync,
+    tokens,
+    upstream,
+)
 from satellite.api.operation import Operation
 
 OPERATIONS: tuple[Operation[Any, Any], ...] = (
+    *accounts.OPERATIONS,
     *tokens.OPERATIONS,
+    *product_instances.OPERATIONS,
     *exports.OPERATIONS,
     *reservations.OPERATIONS,
+    *licenses.OPERATIONS,
+    *subscriptions.OPERATIONS,
+    *activity.OPERATIONS,
+    *principals.OPERATIONS,
     *sync.OPERATIONS,
     *upstream.OPERATIONS,
 )

@@ -16,9 +16,9 @@ from satellite.api.products import DeviceOut, ReservationOut, Sudi, device_out, 
 from satellite.api.scopes import InVirtualAccount
 from satellite.api.types import Request, Response
 from satellite.domain.access import Principal
-from satellite.domain.catalog import Catalog
-from satellite.services.products import ProductView
+from satellite.services.product_instances import ProductInstanceView
 from satellite.services.reservations import Ended, Issued, LicenseRequest, ReservationRequest
+from satellite_protocol.catalog import Catalog
 
 CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 
@@ -167,7 +167,9 @@ async def confirm_reservation(
     return ReservationChange(
         message=f"reservation of product instance {product.id} confirmed",
         device=device_out(
-            ProductView(product, {}, reservation), services.catalog, services.reservations.now()
+            ProductInstanceView(product, {}, reservation),
+            services.catalog,
+            services.reservations.now(),
         ),
     )
 
@@ -224,7 +226,7 @@ def _issued_out(issued: Issued, catalog: Catalog, now: dt.datetime) -> Authoriza
         authorization_code=issued.code.text,
         reservation_code=issued.reservation.request_code,
         product_instance_id=p.id,
-        sudi=Sudi(udi_pid=p.udi_pid, udi_serial_number=p.udi_serial, uuid=p.udi_uuid),
+        sudi=Sudi(udi_pid=p.udi_pid, udi_serial=p.udi_serial, udi_uuid=p.udi_uuid),
         timestamp=issued.code.timestamp,
         reservation=reservation_out(issued.reservation, catalog, now),
     )
@@ -236,5 +238,7 @@ def _ended(services: Services, verb: str, ended: Ended) -> ReservationChange:
     released = ", ".join(f"{catalog.display_name(t)}={n}" for t, n in ended.released.items())
     return ReservationChange(
         message=f"product instance {ended.product.id} {verb}; released: {released or '-'}",
-        device=device_out(ProductView(ended.product, {}), catalog, services.reservations.now()),
+        device=device_out(
+            ProductInstanceView(ended.product, {}), catalog, services.reservations.now()
+        ),
     )

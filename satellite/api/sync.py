@@ -143,7 +143,7 @@ async def download_request(
     """Disconnected mode: the sync request, to carry to the upstream."""
 
     async def write(path: Path) -> str:
-        exported = await services.sync.export_request(caller, request.account, path)
+        exported = await services.sync.write_request(caller, request.account, path)
         return f"sync-request-{request.account}-{exported.sequence}.bundle"
 
     return Spooled(

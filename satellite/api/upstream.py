@@ -18,7 +18,12 @@ from satellite.api.products import Sudi
 from satellite.api.scopes import InAccount
 from satellite.api.types import Description, Limit, Offset, Request, Response, StatusResponse
 from satellite.domain.access import Principal
-from satellite.domain.sync import RegisteredSatellite, SatelliteToken
+from satellite.domain.sync import (
+    MirroredProduct,
+    MirroredUsage,
+    RegisteredSatellite,
+    SatelliteToken,
+)
 from sync.transport import BUNDLE_TYPE
 
 
@@ -260,37 +265,35 @@ def satellite_out(sat: RegisteredSatellite) -> SatelliteOut:
 
 
 def satellite_mirror_out(
-    sat: RegisteredSatellite, products: list[dict[str, Any]], usage: list[dict[str, Any]]
+    sat: RegisteredSatellite, products: list[MirroredProduct], usage: list[MirroredUsage]
 ) -> SatelliteMirrorOut:
     return SatelliteMirrorOut(
         satellite=satellite_out(sat),
         products=[
             MirroredProductOut(
-                product_instance_id=p["id"],
-                virtual_account=p["virtual_account"],
-                sudi=Sudi(
-                    udi_pid=p["udi_pid"], udi_serial_number=p["udi_serial"], uuid=p["udi_uuid"]
-                ),
-                product_type=p["product_type"],
-                product_version=p["product_version"],
-                hostname=p["hostname"],
-                ip_address=p["ip_address"],
-                export_controlled=p["export_controlled"],
-                status=p["status"],
-                registered_at=p["registered_at"],
-                ended_at=p["ended_at"],
-                export_keys=list(p["export_keys"]),
-                reservation=p["reservation"],
+                product_instance_id=p.id,
+                virtual_account=p.virtual_account,
+                sudi=Sudi(udi_pid=p.udi_pid, udi_serial=p.udi_serial, udi_uuid=p.udi_uuid),
+                product_type=p.product_type,
+                product_version=p.product_version,
+                hostname=p.hostname,
+                ip_address=p.ip_address,
+                export_controlled=p.export_controlled,
+                status=p.status,
+                registered_at=p.registered_at,
+                ended_at=p.ended_at,
+                export_keys=list(p.export_keys),
+                reservation=p.reservation,
             )
             for p in products
         ],
         usage=[
             MirroredUsageOut(
-                virtual_account=u["virtual_account"],
-                entitlement_tag=u["tag"],
-                in_use=u["in_use"],
-                reserved=u["reserved"],
-                export_keys=u["exported"],
+                virtual_account=u.virtual_account,
+                entitlement_tag=u.tag,
+                in_use=u.in_use,
+                reserved=u.reserved,
+                export_keys=u.exported,
             )
             for u in usage
         ],

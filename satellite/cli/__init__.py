@@ -13,10 +13,21 @@ from pathlib import Path
 import click
 
 from satellite import __version__
-from satellite.cli import admin, exports, reservations, server, sync, tokens
+from satellite.cli import (
+    accounts,
+    activity,
+    exports,
+    licenses,
+    principals,
+    product_instances,
+    reservations,
+    server,
+    sync,
+    tokens,
+)
 from satellite.cli.context import CliContext
 from satellite.errors import SatelliteError
-from satellite.protocol.untrusted import first_not_utf8
+from satellite_protocol.untrusted import first_not_utf8
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,15 +53,15 @@ for command in (
     server.init,
     server.migrate,
     server.serve,
-    admin.account,
-    admin.va,
-    admin.license,
+    accounts.account,
+    accounts.va,
+    licenses.license,
     tokens.token,
-    admin.device,
-    admin.client,
-    admin.user,
-    admin.events,
-    admin.alert,
+    product_instances.device,
+    principals.client,
+    principals.user,
+    activity.events,
+    activity.alert,
     reservations.reservation,
     exports.export,
     sync.sync,

@@ -50,7 +50,7 @@ def export_list(
             [
                 k.feature,
                 k.product_instance_id,
-                f"PID:{k.sudi.udi_pid} SN:{k.sudi.udi_serial_number}",
+                f"PID:{k.sudi.udi_pid} SN:{k.sudi.udi_serial}",
                 k.status.lower(),
                 k.granted_at,
                 f"{k.ended_at:%Y-%m-%d} ({k.end_reason})" if k.ended_at else None,

@@ -72,7 +72,7 @@ def _emit_codes(as_json: bool, document: api.ReserveLicensesOut, out: Path | Non
     for issued in document.authorization_codes:
         click.echo(
             f"product instance {issued.product_instance_id} "
-            f"(PID:{issued.sudi.udi_pid} SN:{issued.sudi.udi_serial_number}): "
+            f"(PID:{issued.sudi.udi_pid} SN:{issued.sudi.udi_serial}): "
             f"{issued.reservation.status}"
         )
         for held in issued.reservation.reserved_licenses:

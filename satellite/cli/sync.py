@@ -206,14 +206,14 @@ def sync_now(obj: CliContext, account: str | None, as_json: bool) -> None:
     "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Request file."
 )
 @pass_cli
-def sync_export(obj: CliContext, account: str | None, out: Path) -> None:
+def sync_write_request(obj: CliContext, account: str | None, out: Path) -> None:
     """Disconnected mode: write a request to carry to the upstream."""
 
     async def action(s: Services) -> str:
         name_ = await s.sync.account_or_only(obj.operator, account)
-        exported = await s.sync.export_request(obj.operator, name_, out)
+        written = await s.sync.write_request(obj.operator, name_, out)
         return (
-            f"account {name_}: request {exported.sequence} written to {out}; answer it at the "
+            f"account {name_}: request {written.sequence} written to {out}; answer it at the "
             "upstream ('satellite sync answer'), then 'satellite sync import ANSWER' here"
         )
 

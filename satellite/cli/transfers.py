@@ -7,14 +7,11 @@ from typing import get_args
 
 import click
 
-from satellite.api.context import Services
+from satellite.api import licenses as api
 from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit
-from satellite.domain.compliance import LicenseType
 from satellite.domain.reservation import Precedence
-from satellite.http import wire
-from satellite.http.views import transfer_out
-from satellite.services.transfers import TransferItem
+from satellite_protocol.catalog import LicenseType
 
 
 def _items(
@@ -22,7 +19,7 @@ def _items(
     target: str,
     license_type: LicenseType | None,
     precedence: Precedence,
-) -> list[TransferItem]:
+) -> list[api.LicenseTransferItem]:
     items = []
     for pair in pairs:
         # A display name may hold '=' (a tag does not): the count is after the last one.
@@ -32,10 +29,10 @@ def _items(
         if int(count) < 1:
             raise click.BadParameter(f"{pair!r}: the count is at least 1", param_hint="--license")
         items.append(
-            TransferItem(
+            api.LicenseTransferItem(
                 license=name.strip(),
                 quantity=int(count),
-                target=target,
+                target_virtual_account=target,
                 license_type=license_type,
                 precedence=precedence,
             )
@@ -83,13 +80,12 @@ def license_transfer(
 ) -> None:
     """Move free licenses of VA, with their dates and subscription ids, to another virtual
     account of ACCOUNT."""
-    items = _items(pairs, target, license_type, precedence)
-
-    async def action(s: Services) -> wire.LicenseTransferOut:
-        done = await s.transfers.transfer(obj.operator, account, items, va_name)
-        return transfer_out(done, s.catalog)
-
-    document = obj.run(action)
+    request = api.LicenseTransferIn(
+        account=account,
+        licenses=_items(pairs, target, license_type, precedence),
+        source_virtual_account=va_name,
+    )
+    document = obj.call(api.transfer_licenses, request)
     emit(
         as_json,
         document,

@@ -19,15 +19,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from satellite.crypto.pki import (
+from satellite_protocol.crypto.keys import new_private_key
+from satellite_protocol.crypto.keys import private_key_pem as private_key_pem
+from satellite_protocol.crypto.pki import (
     certificate_fingerprint,
     issue_certificate,
     load_pem_certificate,
     to_pem,
 )
-from satellite.crypto.slr import load_private_key as slr_load_private_key
-from satellite.crypto.slr import load_trusted_key, new_reservation_key, public_key_pem
-from satellite.crypto.slr import private_key_pem as slr_private_key_pem
+from satellite_protocol.crypto.slr import load_private_key as slr_load_private_key
+from satellite_protocol.crypto.slr import load_trusted_key, public_key_pem
 
 _PREHASHED = ec.ECDSA(Prehashed(hashes.SHA256()))
 PrivateKey = ec.EllipticCurvePrivateKey
@@ -104,7 +105,6 @@ def satellite_certificate(
 
 
 # A satellite's sync key is a P-256 key like a product's reservation key.
-new_key = new_reservation_key
+new_key = new_private_key
 public_pem = public_key_pem
-private_key_pem = slr_private_key_pem
 load_private_key = slr_load_private_key

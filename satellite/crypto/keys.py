@@ -22,7 +22,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from satellite.crypto.pki import (
+from satellite.crypto.secrets import new_symmetric_key
+from satellite.domain.clock import utc_now
+from satellite.errors import StateDirError
+from satellite_protocol.crypto.pki import (
     CertificateError,
     authority_key_identifier,
     certificate_fingerprint,
@@ -30,8 +33,6 @@ from satellite.crypto.pki import (
     issue_certificate,
     leaf_key_usage,
 )
-from satellite.crypto.secrets import new_symmetric_key
-from satellite.errors import StateDirError
 
 CA_VALIDITY = dt.timedelta(days=3650)
 # Under the 398 days that browsers and strict TLS clients accept for a server certificate.
@@ -127,13 +128,9 @@ def _load_private(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _ca_certificate(key: ec.EllipticCurvePrivateKey, common_name: str) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = _now()
+    now = utc_now()
     return (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -210,7 +207,7 @@ def ensure_server_keys(paths: KeyPaths, common_name: str = "satellite CA") -> li
             "satellite answer signing",
             "signing",
             CA_VALIDITY,
-            _now(),
+            utc_now(),
             usage=ExtendedKeyUsageOID.CODE_SIGNING,
         )
         if write_new(
@@ -351,7 +348,7 @@ def ensure_tls_certificate(
     the CA, so whoever trusts ``keys/ca.crt`` (a product that pinned it through its
     registration token, ``curl --cacert``) trusts it.
     """
-    now = now or _now()
+    now = now or utc_now()
     ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
     with _tls_lock(paths):
         reason, held = _renewal_reason(paths, ca_cert, names, now, renew_before)

@@ -14,25 +14,20 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+# What a product computes too lives in the agent distribution; the server names it from here.
+from satellite_protocol.crypto.tokens import b64url as b64url
+from satellite_protocol.crypto.tokens import secret_digest as secret_digest
+from satellite_protocol.crypto.tokens import token_id as token_id
+from satellite_protocol.crypto.tokens import token_proof as token_proof
+from satellite_protocol.crypto.tokens import utf8_bytes as _utf8
+
 _NONCE_BYTES = 12
 _password_hasher = PasswordHasher()
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def random_secret(nbytes: int = 32) -> str:
     """A URL-safe random string carrying ``nbytes`` bytes of entropy."""
     return secrets.token_urlsafe(nbytes)
-
-
-def secret_digest(secret: str) -> bytes:
-    """SHA-256 of a high-entropy secret (access tokens, client secrets, registration tokens).
-
-    A slow hash adds nothing for 256-bit random values; passwords use argon2 instead.
-    """
-    return hashlib.sha256(_utf8(secret)).digest()
 
 
 def digests_equal(a: bytes, b: bytes) -> bool:
@@ -123,12 +118,6 @@ def nonce_is_fresh(server_key: bytes, nonce: str, now: float, lifetime: float) -
     return 0 <= now - int(issued) <= lifetime
 
 
-def token_id(token: str) -> str:
-    """How a product names its registration token on the wire: the digest the server
-    looks tokens up by. The token itself never travels."""
-    return b64url(secret_digest(token))
-
-
 def digest_of_token_id(value: str) -> bytes:
     """The lookup digest a ``token_id`` names (empty when it is not base64url)."""
     try:
@@ -137,17 +126,5 @@ def digest_of_token_id(value: str) -> bytes:
         return b""
 
 
-def token_proof(token: str, nonce: str, key_thumbprint: str) -> str:
-    """Proof that the sender holds ``token``, bound to this request's nonce and key."""
-    message = f"satellite-register|{nonce}|{key_thumbprint}".encode()
-    return b64url(hmac.new(token.encode("utf-8"), message, hashlib.sha256).digest())
-
-
 def token_proof_is_valid(token: str, nonce: str, key_thumbprint: str, proof: str) -> bool:
     return hmac.compare_digest(token_proof(token, nonce, key_thumbprint).encode(), _utf8(proof))
-
-
-def _utf8(text: str) -> bytes:
-    """Text from a request as bytes, whatever it holds: compare_digest refuses ``str`` with
-    non-ASCII characters, and a header's undecodable bytes arrive as lone surrogates."""
-    return text.encode("utf-8", "surrogatepass")

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
 
-from satellite.domain.catalog import Catalog
-from satellite.domain.catalog import LicenseType as LicenseType
+from satellite_protocol.catalog import Catalog
+from satellite_protocol.catalog import LicenseType as LicenseType
 
 LineStatus = Literal["Active", "Pending", "Expired"]
 ComplianceStatus = Literal["In Compliance", "Out Of Compliance"]
+LineSource = Literal["local", "upstream"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class PoolLine:
     end_date: dt.date | None
     subscription_id: str | None
     export_restricted: bool
-    source: Literal["local", "upstream"]
+    source: LineSource
 
 
 @dataclass(frozen=True)

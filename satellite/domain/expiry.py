@@ -2,8 +2,9 @@
 
 An authorization not renewed within its validity lapses: the product's usage stops
 counting until it renews. An ID certificate past its expiry ends the registration: the
-product must register again with a token. Both are judged at a given instant, so the
-scheduled jobs (and their tests) can judge them at any time.
+product must register again with a token. The scheduled jobs find both in SQL
+(``storage.expiry``) as at the instant they are given, so their tests can run them at any
+date.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ CERTIFICATE_WARNING = dt.timedelta(days=30)
 
 
 @dataclass(frozen=True)
-class ProductTimers:
+class ProductInstanceTimers:
     """A product instance as the scheduled jobs see it: where it is and when what expires."""
 
     id: str
@@ -36,20 +37,10 @@ class ProductTimers:
 
     @property
     def target(self) -> str:
-        """The audit target, as the device service writes it."""
+        """The audit target, as the device API service writes it."""
         return f"{self.virtual_account}/{self.id}"
-
-    def authorization_lapsed(self, now: dt.datetime) -> bool:
-        return self.authorization_expires_at <= now
 
     @property
     def lapse_is_recorded(self) -> bool:
         """The current authorization's lapse was recorded already (by an earlier run)."""
         return self.authorization_lapse_recorded == self.authorization_expires_at
-
-    def certificate_expired(self, now: dt.datetime) -> bool:
-        return self.certificate_expires_at <= now
-
-    def certificate_expiring(self, now: dt.datetime) -> bool:
-        """Valid now, but not for the warning period any more."""
-        return now < self.certificate_expires_at <= now + CERTIFICATE_WARNING

@@ -10,6 +10,7 @@ from satellite.domain.access import Role
 
 Severity = Literal["Info", "Minor", "Major", "Critical"]
 TokenStatus = Literal["Active", "Expired", "Revoked", "Used"]
+PrincipalKind = Literal["client", "user"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class RegistrationToken:
 @dataclass(frozen=True)
 class PrincipalRecord:
     id: int
-    kind: Literal["client", "user"]
+    kind: PrincipalKind
     login: str
     role: Role
     description: str
@@ -105,7 +106,9 @@ class Alert:
     cleared_at: dt.datetime | None
 
 
-ProductStatus = Literal["registered", "registration_expired", "deregistered", "removed", "replaced"]
+ProductInstanceStatus = Literal[
+    "registered", "registration_expired", "deregistered", "removed", "replaced"
+]
 AuthorizationStatus = Literal["Authorized", "Expired"]
 
 
@@ -124,7 +127,7 @@ class ProductInstance:
     ip_address: str | None
     public_jwk: dict[str, Any]
     export_controlled: bool
-    status: ProductStatus
+    status: ProductInstanceStatus
     registered_at: dt.datetime
     last_contact_at: dt.datetime
     certificate_expires_at: dt.datetime

@@ -6,6 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
+
+from satellite_protocol.catalog import LicenseType
+
 SyncMode = Literal["connected", "disconnected"]
 Outcome = Literal["success", "failure"]
 
@@ -43,7 +47,7 @@ class SyncLink:
 
 
 @dataclass(frozen=True)
-class ExportedRequest:
+class WrittenSyncRequest:
     sequence: int
     digest: bytes
     through_xid: int
@@ -105,3 +109,69 @@ def horizon_passed(in_step_since: dt.datetime, now: dt.datetime, horizon_days: i
     """A satellite out of step with its upstream for longer than the horizon grants no new
     authorizations: what it knows of the pools may no longer be true."""
     return now - in_step_since > dt.timedelta(days=horizon_days)
+
+
+@dataclass(frozen=True)
+class MirroredProduct:
+    """A satellite's product as the satellite's last sync request left it at the upstream."""
+
+    id: str
+    virtual_account: str
+    udi_pid: str
+    udi_serial: str
+    udi_uuid: str
+    product_type: str
+    product_version: str
+    hostname: str | None
+    ip_address: str | None
+    export_controlled: bool
+    status: str
+    registered_at: dt.datetime
+    ended_at: dt.datetime | None
+    export_keys: list[str]  # the features it holds export keys for
+    reservation: dict[str, Any] | None  # its status and reserved licenses, as reported
+
+
+@dataclass(frozen=True)
+class MirroredUsage:
+    """What a satellite's products take of a tag in a virtual account, as last reported."""
+
+    virtual_account: str
+    tag: str
+    in_use: int
+    reserved: int
+    exported: int  # granted as export keys
+
+
+# Structs, not dataclasses: a sync request of a million product instances builds one of
+# each per instance, and a Struct is the cheaper to build.
+class ReservationLine(msgspec.Struct, frozen=True, kw_only=True):
+    """A license a product instance's reservation (SLR) holds, as a sync request says it."""
+
+    tag: str
+    quantity: int
+    license_type: LicenseType
+    end_date: dt.date | None
+    stage: Literal["current", "pending"]  # pending: not confirmed by the product yet
+
+
+class ChangedProductInstance(msgspec.Struct, frozen=True):
+    """A product instance changed since the upstream's last acknowledgement: what a sync
+    request carries of it. (Storage builds it from its columns in this order.)"""
+
+    id: str
+    virtual_account: str
+    udi_pid: str
+    udi_serial: str
+    udi_uuid: str
+    product_type: str
+    product_version: str
+    hostname: str | None
+    ip_address: str | None
+    export_controlled: bool
+    status: str
+    registered_at: dt.datetime
+    ended_at: dt.datetime | None
+    reservation: str | None  # its reservation's status, if it has one
+    reserved: list[ReservationLine]
+    export_keys: list[str]  # the features it holds export keys for

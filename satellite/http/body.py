@@ -10,8 +10,8 @@ import msgspec
 from aiohttp import web
 
 from satellite.errors import MalformedJson
-from satellite.protocol.untrusted import decode, refuse_nul
-from satellite.protocol.validation import validation_error
+from satellite_protocol.untrusted import decode, refuse_nul
+from satellite_protocol.validation import validation_error
 
 T = TypeVar("T")
 

@@ -13,9 +13,9 @@ from aiohttp.typedefs import Handler
 from satellite.errors import InvalidInput, SatelliteError
 from satellite.http import problems
 from satellite.http.keys import SERVICES
-from satellite.protocol.device import NONCE_HEADER
-from satellite.protocol.device import PREFIX as DEVICE_PREFIX
-from satellite.protocol.untrusted import NUL
+from satellite_protocol.device import NONCE_HEADER
+from satellite_protocol.device import PREFIX as DEVICE_PREFIX
+from satellite_protocol.untrusted import NUL
 
 log = structlog.get_logger("satellite.http")
 

@@ -21,7 +21,7 @@ from satellite.errors import InvalidInput, MalformedJson
 from satellite.http.auth import caller
 from satellite.http.body import convert, render, send_file
 from satellite.http.keys import SERVICES
-from satellite.protocol.untrusted import decode
+from satellite_protocol.untrusted import decode
 
 _NO_BODY = (b"", b"null")
 CHUNK = 256 * 1024  # of an uploaded file, read as the operation takes it in

@@ -1,7 +1,10 @@
-"""The scheduled jobs: each asks one service to do one run as at the clock's time.
+"""The scheduled jobs: each asks one service to do one run as at the clock's time (the
+sync with the upstream excepted: it exchanges with the upstream now).
 
-A job takes the time from the clock it is given, so a test can run it "at" any date. When
-another node holds the job's lock the run is skipped (that node does the work).
+A job reads the time once, from the clock it is given: the scheduler gives it the server's
+clock (``domain.clock.utc_now``), a test a clock fixed at any date, so it can run a job
+"at" that date. When another node holds the job's lock the run is skipped (that node does
+the work).
 """
 
 from __future__ import annotations
@@ -18,10 +21,6 @@ log = structlog.get_logger("satellite.scheduler")
 
 Clock = Callable[[], dt.datetime]
 Job = Callable[[Services, Clock], Awaitable[JobReport | None]]
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 async def _run(
@@ -74,7 +73,10 @@ async def forget_rate_limits(services: Services, clock: Clock) -> JobReport | No
 
 
 async def sync_with_upstream(services: Services, clock: Clock) -> JobReport | None:
-    """Connected mode: every linked account syncs (its own lock; a busy one is skipped)."""
+    """Connected mode: every linked account syncs (its own lock; a busy one is skipped).
+
+    ``clock`` is not used: a sync talks to the upstream now, and the sync service reads the
+    server's time itself."""
     report = await services.sync.run_scheduled()
     log.info("job.done", job="sync", **report.counts)
     return report

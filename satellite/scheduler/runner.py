@@ -17,8 +17,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from satellite.api.context import Services
+from satellite.domain.clock import utc_now
 from satellite.errors import DatabaseUnavailable
-from satellite.scheduler.jobs import JOBS, Clock, Job, utc_now
+from satellite.scheduler.jobs import JOBS, Job
 
 log = structlog.get_logger("satellite.scheduler")
 
@@ -28,7 +29,6 @@ class JobScheduler:
         self,
         services: Services,
         interval: dt.timedelta,
-        clock: Clock = utc_now,
         stop_timeout: float = 5.0,
         jobs: Mapping[str, Job] = JOBS,
         intervals: Mapping[str, dt.timedelta] | None = None,
@@ -36,7 +36,6 @@ class JobScheduler:
     ) -> None:
         self._services = services
         self._interval = interval
-        self._clock = clock
         self._stop_timeout = stop_timeout
         self._jobs = dict(jobs)
         self._intervals = dict(intervals or {})  # a job's own interval, else ``interval``
@@ -82,7 +81,7 @@ class JobScheduler:
         if task is not None:
             self._runs[task] = name
         try:
-            await job(self._services, self._clock)
+            await job(self._services, utc_now)
         except DatabaseUnavailable:
             # Not a fault of the job: it runs again at its next time (no traceback to read).
             log.warning("job.failed", job=name, reason="database unavailable")

@@ -7,7 +7,7 @@ from satellite.domain.models import Account, VirtualAccount
 from satellite.domain.names import check_description, check_domain, check_name
 from satellite.errors import Conflict
 from satellite.services import audit, scope
-from satellite.storage import accounts, devices
+from satellite.storage import accounts, product_instances
 from satellite.storage.db import Database
 
 DEFAULT_VIRTUAL_ACCOUNT = "DEFAULT"
@@ -145,7 +145,7 @@ class AccountService:
                     field="virtualAccount",
                 )
             # Deregistered and removed products go with it; the audit log keeps their story.
-            forgotten = await devices.forget_ended_products(conn, va.id)
+            forgotten = await product_instances.forget_ended_instances(conn, va.id)
             await accounts.delete_virtual_account(conn, va.id)
             await audit.record(
                 conn,

@@ -10,32 +10,27 @@ nothing. Device, export-key and reservation services all go through here.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
 
-from satellite.crypto import jose
 from satellite.crypto.keys import ServerKeys
-from satellite.crypto.pki import to_pem
 from satellite.crypto.secrets import issue_nonce, nonce_is_fresh
+from satellite.domain.clock import utc_now
 from satellite.domain.models import ProductInstance
 from satellite.errors import BadNonce, BadSignature, ProductEnded, RegistrationExpired
-from satellite.protocol import device as wire
-from satellite.protocol import untrusted
 from satellite.services import reregistration
-from satellite.storage import devices
+from satellite.storage import product_instances
 from satellite.storage.db import Connection
+from satellite_protocol import device as wire
+from satellite_protocol import untrusted
+from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.pki import to_pem
 
 T = TypeVar("T")
 NONCE_LIFETIME = 15 * 60.0  # seconds a nonce stays good; longer is "stale"
 PRODUCT_KEYS_KEPT = 65_536  # parsed product keys kept in memory (about 30 MB at most)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _replayed() -> BadNonce:
@@ -43,14 +38,10 @@ def _replayed() -> BadNonce:
 
 
 class DeviceEnvelope:
-    def __init__(self, keys: ServerKeys, clock: Callable[[], dt.datetime] = _now) -> None:
+    def __init__(self, keys: ServerKeys) -> None:
         self._keys = keys
-        self._clock = clock
         # Parsed product keys, by JWK: parsing one costs more than checking its signature.
         self.product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
-
-    def now(self) -> dt.datetime:
-        return self._clock()
 
     def ca_certificate(self) -> str:
         """The CA's certificate (PEM): public, and checked by products against their token."""
@@ -73,7 +64,7 @@ class DeviceEnvelope:
 
     async def use_nonce(self, conn: Connection, header: dict[str, Any], path: str) -> str:
         nonce = self.check_nonce(header, path)
-        if not await devices.use_nonce(conn, nonce):
+        if not await product_instances.use_nonce(conn, nonce):
             raise _replayed()
         return nonce
 
@@ -87,44 +78,44 @@ class DeviceEnvelope:
     def decode(payload: bytes, type_: type[T]) -> T:
         return untrusted.decode(payload or b"{}", type_, what="the signed payload")
 
-    async def signed_by_product(
-        self, conn: Connection, product_id: str, message: dict[str, Any], path: str
+    async def signed_by_instance(
+        self, conn: Connection, product_instance_id: str, message: dict[str, Any], path: str
     ) -> tuple[ProductInstance, bytes, str]:
         """The product named in the path, after its request proved itself; locked."""
         try:
             header = jose.protected_header(message)
         except jose.InvalidSignature as exc:
             raise BadSignature(str(exc)) from exc
-        if header.get("kid") != product_id:
+        if header.get("kid") != product_instance_id:
             raise BadSignature("the request is not signed as the product in its path")
         nonce = header.get("nonce")
-        product, nonce_was_unused = await devices.lock_product_using_nonce(
-            conn, product_id, nonce if isinstance(nonce, str) else ""
+        instance, nonce_was_unused = await product_instances.lock_instance_using_nonce(
+            conn, product_instance_id, nonce if isinstance(nonce, str) else ""
         )
-        if product is None:
+        if instance is None:
             raise BadSignature("no such product instance")
         try:
-            _, payload = jose.verify(message, self.product_keys.key(product.public_jwk))
+            _, payload = jose.verify(message, self.product_keys.key(instance.public_jwk))
         except jose.InvalidSignature as exc:
             raise BadSignature(str(exc)) from exc
         nonce = self.check_nonce(header, path)
         if not nonce_was_unused:
             raise _replayed()
-        if product.status == "replaced":
-            raise reregistration.replaced(product)
-        if product.status == "registration_expired" or (
-            product.status == "registered" and product.certificate_expires_at <= self._clock()
+        if instance.status == "replaced":
+            raise reregistration.replaced(instance)
+        if instance.status == "registration_expired" or (
+            instance.status == "registered" and instance.certificate_expires_at <= utc_now()
         ):
             raise RegistrationExpired(
-                f"the registration of product instance {product_id} expired on "
-                f"{product.certificate_expires_at:%Y-%m-%d} with its ID certificate: "
+                f"the registration of product instance {product_instance_id} expired on "
+                f"{instance.certificate_expires_at:%Y-%m-%d} with its ID certificate: "
                 "register it again with a token"
             )
-        if product.status != "registered":
-            raise ProductEnded(f"product instance {product_id} is {product.status}")
-        if header.get(wire.WITHHOLD_HOST) is True and (product.hostname or product.ip_address):
+        if instance.status != "registered":
+            raise ProductEnded(f"product instance {product_instance_id} is {instance.status}")
+        if header.get(wire.WITHHOLD_HOST) is True and (instance.hostname or instance.ip_address):
             # Privacy turned on after it registered: forgotten here, and (the row changes)
             # in the next sync request.
-            await devices.forget_host_identity(conn, product_id)
-            product = dataclasses.replace(product, hostname=None, ip_address=None)
-        return product, payload, nonce
+            await product_instances.forget_host_identity(conn, product_instance_id)
+            instance = dataclasses.replace(instance, hostname=None, ip_address=None)
+        return instance, payload, nonce

@@ -24,10 +24,9 @@ from typing import Any, Protocol
 import msgspec
 import structlog
 
-from satellite.crypto import jose
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal, product_actor
-from satellite.domain.catalog import Catalog, CatalogEntry
+from satellite.domain.clock import utc_now
 from satellite.domain.models import ExportKey, ProductInstance, udi_label
 from satellite.errors import (
     Conflict,
@@ -36,12 +35,14 @@ from satellite.errors import (
     ExportRegistrationNotAllowed,
     UnknownExportFeature,
 )
-from satellite.protocol import device as wire
 from satellite.services import audit, horizon, scope
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
-from satellite.storage import accounts, alerts, devices, export_keys, reservations
+from satellite.storage import accounts, alerts, export_keys, product_instances, reservations
 from satellite.storage.db import Connection, Database
+from satellite_protocol import device as wire
+from satellite_protocol.catalog import Catalog, CatalogEntry
+from satellite_protocol.crypto import jose
 
 log = structlog.get_logger(__name__)
 
@@ -70,14 +71,14 @@ class KeyHolder(Protocol):
 async def release(
     conn: Connection,
     actor: Principal,
-    product: KeyHolder,
+    instance: KeyHolder,
     cause: str,
     now: dt.datetime,
 ) -> list[ExportKey]:
     """Within the caller's transaction (the product's row locked): the product's granted
     export keys are released, their licenses back in the pool; audited, and an alert for
     the account. ``cause``: what the product went through ("deregistered", ...)."""
-    ended = await export_keys.end_keys(conn, product.id, "released", cause, now)
+    ended = await export_keys.end_keys(conn, instance.id, "released", cause, now)
     if not ended:
         return []
     features = [key.feature for key in ended]
@@ -85,29 +86,29 @@ async def release(
         conn,
         actor,
         "export.released",
-        f"{product.virtual_account}/{product.id}",
-        account_id=product.account_id,
-        udi=udi_label(product),
+        f"{instance.virtual_account}/{instance.id}",
+        account_id=instance.account_id,
+        udi=udi_label(instance),
         cause=cause,
         features=features,
         key_ids=[key.id for key in ended],
     )
     await alerts.raise_alert(
         conn,
-        account_id=product.account_id,
-        virtual_account_id=product.virtual_account_id,
-        dedupe_key=f"export:{product.id}",
+        account_id=instance.account_id,
+        virtual_account_id=instance.virtual_account_id,
+        dedupe_key=f"export:{instance.id}",
         message_type=ALERT_TYPE,
         severity="Major",
-        source=product.virtual_account,
+        source=instance.virtual_account,
         message=(
-            f"{udi_label(product)} held export-controlled feature(s) {', '.join(features)} "
+            f"{udi_label(instance)} held export-controlled feature(s) {', '.join(features)} "
             f"({cause}): their export keys went back to the pool; the product keeps the "
             f"feature(s) enabled and raises {ALARM} to its administrator"
         ),
     )
     log.info(
-        "export.released", product=product.id, cause=cause, features=features, count=len(ended)
+        "export.released", product=instance.id, cause=cause, features=features, count=len(ended)
     )
     return ended
 
@@ -145,12 +146,12 @@ class ExportService:
             )
         return entry
 
-    def _signed_key(self, product: ProductInstance, key: ExportKey) -> dict[str, str]:
+    def _signed_key(self, instance: ProductInstance, key: ExportKey) -> dict[str, str]:
         claims = wire.ExportKeyClaims(
             key_id=key.id,
-            product_instance_id=product.id,
+            product_instance_id=instance.id,
             udi=wire.Udi(
-                pid=product.udi_pid, serial_number=product.udi_serial, uuid=product.udi_uuid
+                udi_pid=instance.udi_pid, udi_serial=instance.udi_serial, udi_uuid=instance.udi_uuid
             ),
             feature=key.feature,
             tag=key.tag,
@@ -162,46 +163,48 @@ class ExportService:
 
     # --- the device API ----------------------------------------------------------------------
 
-    async def request(self, product_id: str, message: dict[str, Any], path: str) -> dict[str, str]:
+    async def request(
+        self, product_instance_id: str, message: dict[str, Any], path: str
+    ) -> dict[str, str]:
         """``license smart export request local <feature>``: the product's export key for
         the feature (the same key again when it holds one already)."""
-        now = self._envelope.now()
+        now = utc_now()
         async with self._db.transaction() as conn:
             # The virtual account is locked before the product, as the admin changes do
             # (a product locked first could deadlock with them).
-            seen = await devices.get_product(conn, product_id)
+            seen = await product_instances.get_instance(conn, product_instance_id)
             if seen is not None:
                 await reservations.lock_virtual_account(conn, seen.virtual_account_id)
-            product, payload, nonce = await self._envelope.signed_by_product(
-                conn, product_id, message, path
+            instance, payload, nonce = await self._envelope.signed_by_instance(
+                conn, product_instance_id, message, path
             )
             request = self._envelope.decode(payload, wire.ExportRequest)
             entry = self._entry(request.feature)
-            if seen is None or seen.virtual_account_id != product.virtual_account_id:
+            if seen is None or seen.virtual_account_id != instance.virtual_account_id:
                 raise Conflict("the product moved to another virtual account meanwhile: retry")
-            account = await accounts.get_account_by_id(conn, product.account_id, lock="share")
+            account = await accounts.get_account_by_id(conn, instance.account_id, lock="share")
             if account is None or not account.export_controlled_allowed:
                 raise ExportAccountNotAllowed(
                     "the product's account is not allowed export-controlled functionality"
                 )
-            if not product.export_controlled:
+            if not instance.export_controlled:
                 raise ExportRegistrationNotAllowed(
                     "the product registered with a token that does not allow export-controlled "
                     "features: it can never get them with this registration (register again "
                     "with a token that allows them)"
                 )
-            held = await export_keys.live_keys_of_products(conn, [product.id])
-            key = next((k for k in held.get(product.id, []) if k.feature == request.feature), None)
+            held = await export_keys.live_keys_of_instances(conn, [instance.id])
+            key = next((k for k in held.get(instance.id, []) if k.feature == request.feature), None)
             granted = key is None
             if key is None:
-                key = await self._grant(conn, product, request.feature, entry, now)
+                key = await self._grant(conn, instance, request.feature, entry, now)
         if granted:  # committed
-            log.info("export.granted", product=product.id, feature=key.feature, key_id=key.id)
+            log.info("export.granted", product=instance.id, feature=key.feature, key_id=key.id)
         answer = wire.ExportGranted(
             feature=key.feature,
             tag=key.tag,
             display_name=entry.display_name,
-            key=self._signed_key(product, key),
+            key=self._signed_key(instance, key),
             granted_at=key.granted_at,
         )
         return self._envelope.answer(nonce, path, answer)
@@ -209,36 +212,36 @@ class ExportService:
     async def _grant(
         self,
         conn: Connection,
-        product: ProductInstance,
+        instance: ProductInstance,
         feature: str,
         entry: CatalogEntry,
         now: dt.datetime,
     ) -> ExportKey:
-        await horizon.require_in_step(conn, product.account_id, now, self._sync_horizon_days)
+        await horizon.require_in_step(conn, instance.account_id, now, self._sync_horizon_days)
         positions = await self._licenses.virtual_account_positions(
-            conn, product.virtual_account_id, product.virtual_account, now
+            conn, instance.virtual_account_id, instance.virtual_account, now
         )
         free = next((p.free for p in positions if p.tag == entry.tag), 0)
         if free < 1:
             raise ExportKeyUnavailable(
                 f"no {entry.display_name} license is free in virtual account "
-                f"{product.virtual_account!r} (export keys are never borrowed from a higher tier)"
+                f"{instance.virtual_account!r} (export keys are never borrowed from a higher tier)"
             )
         key = await export_keys.insert_key(
             conn,
-            product_id=product.id,
-            va_id=product.virtual_account_id,
+            product_instance_id=instance.id,
+            va_id=instance.virtual_account_id,
             feature=feature,
             tag=entry.tag,
             now=now,
         )
         await audit.record(
             conn,
-            product_actor(product.id),
+            product_actor(instance.id),
             "export.granted",
-            f"{product.virtual_account}/{product.id}",
-            account_id=product.account_id,
-            udi=udi_label(product),
+            f"{instance.virtual_account}/{instance.id}",
+            account_id=instance.account_id,
+            udi=udi_label(instance),
             feature=feature,
             tag=entry.tag,
             key_id=key.id,
@@ -246,7 +249,7 @@ class ExportService:
         return key
 
     async def give_back(
-        self, product_id: str, message: dict[str, Any], path: str
+        self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """``license smart export return local <feature>``: the license goes back to the
         pool. Returning a key the product no longer holds is not an error (a retried
@@ -254,29 +257,34 @@ class ExportService:
         catalog still names that feature (it may have left the catalog since the grant);
         only a feature the product holds no key for and the catalog does not know is
         refused."""
-        now = self._envelope.now()
+        now = utc_now()
         async with self._db.transaction() as conn:
-            product, payload, nonce = await self._envelope.signed_by_product(
-                conn, product_id, message, path
+            instance, payload, nonce = await self._envelope.signed_by_instance(
+                conn, product_instance_id, message, path
             )
             request = self._envelope.decode(payload, wire.ExportRequest)
             ended = await export_keys.end_keys(
-                conn, product.id, "returned", "returned", now, feature=request.feature
+                conn, instance.id, "returned", "returned", now, feature=request.feature
             )
             if not ended:
                 self._entry(request.feature)
             else:
                 await audit.record(
                     conn,
-                    product_actor(product.id),
+                    product_actor(instance.id),
                     "export.returned",
-                    f"{product.virtual_account}/{product.id}",
-                    account_id=product.account_id,
-                    udi=udi_label(product),
+                    f"{instance.virtual_account}/{instance.id}",
+                    account_id=instance.account_id,
+                    udi=udi_label(instance),
                     feature=request.feature,
                     key_id=ended[0].id,
                 )
-        log.info("export.returned", product=product_id, feature=request.feature, held=bool(ended))
+        log.info(
+            "export.returned",
+            product=product_instance_id,
+            feature=request.feature,
+            held=bool(ended),
+        )
         return self._envelope.answer(
             nonce, path, wire.ExportReturned(feature=request.feature, returned=bool(ended))
         )
@@ -301,12 +309,12 @@ class ExportService:
             )
         return ExportKeyPage(total, keys)
 
-    async def keys_of_product(
-        self, principal: Principal, account: str, va: str, product_id: str
+    async def keys_of_instance(
+        self, principal: Principal, account: str, va: str, product_instance_id: str
     ) -> list[ExportKey]:
         """Every export key of one product of the virtual account, granted or ended."""
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            product = await scope.product(conn, vacc, product_id)
-            return await export_keys.keys_of_product(conn, product.id, vacc.id)
+            instance = await scope.product_instance(conn, vacc, product_instance_id)
+            return await export_keys.keys_of_instance(conn, instance.id, vacc.id)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from satellite.domain.access import Principal
-from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import (
     LineValues,
     PoolLine,
@@ -19,8 +18,16 @@ from satellite.domain.models import Account, Severity, VirtualAccount
 from satellite.domain.paging import page
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
-from satellite.storage import accounts, alerts, devices, export_keys, licenses, reservations
+from satellite.storage import (
+    accounts,
+    alerts,
+    export_keys,
+    licenses,
+    product_instances,
+    reservations,
+)
 from satellite.storage.db import Connection, Database
+from satellite_protocol.catalog import Catalog
 
 EXPIRY_WARNING = dt.timedelta(days=30)
 
@@ -216,7 +223,7 @@ class LicenseService:
                 vas = scope.named_virtual_accounts(vas, va_names, account)
             vas.sort(key=lambda va: va.name)
             lines = await licenses.lines_of_account(conn, acc.id, [va.name for va in vas])
-            in_use = await devices.in_use_by_virtual_account(
+            in_use = await product_instances.in_use_by_virtual_account(
                 conn, [va.id for va in vas], dt.datetime.now(dt.UTC)
             )
             reserved = await reservations.reserved_by_virtual_account(
@@ -258,7 +265,7 @@ class LicenseService:
         counted it (saves a query)."""
         lines = await licenses.lines_of_virtual_account(conn, va_id)
         if in_use is None:
-            counted = await devices.in_use_by_virtual_account(
+            counted = await product_instances.in_use_by_virtual_account(
                 conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
             )
             in_use = counted.get(va_id, {})

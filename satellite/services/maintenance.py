@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from satellite.domain.access import system_actor
-from satellite.domain.expiry import CERTIFICATE_WARNING, ProductTimers
+from satellite.domain.expiry import CERTIFICATE_WARNING, ProductInstanceTimers
 from satellite.services import audit, exports
 from satellite.services.envelope import NONCE_LIFETIME
 from satellite.services.licenses import LicenseService
-from satellite.storage import accounts, alerts, devices, expiry, limits, locks
+from satellite.storage import accounts, alerts, expiry, limits, locks, product_instances
 from satellite.storage.db import Connection, Database
 
 JobName = Literal[
@@ -47,7 +47,8 @@ LOCK_KEYS: dict[JobName, int] = {
     "forget-usage-history": 0x5A7E_1006,
     "sync-alerts": 0x5A7E_1007,
     "forget-rate-limits": 0x5A7E_1008,
-    # "sync" locks per account (sync.satellite.LOCK_BASE), for as long as the exchange takes.
+    # "sync" locks per account (sync.satellite.connected.LOCK_BASE), for as long as the
+    # exchange takes.
 }
 # Usage reports forgotten per run at most, so that one run stays a short transaction; at
 # one run an hour that is far more than products report.
@@ -87,10 +88,10 @@ class MaintenanceService:
             return JobReport(job, await work(conn))
 
     async def _refresh_pools(
-        self, conn: Connection, products: list[ProductTimers], now: dt.datetime
+        self, conn: Connection, instances: list[ProductInstanceTimers], now: dt.datetime
     ) -> None:
         """Refresh the pool alerts of the virtual accounts these products are in."""
-        vas = {(p.virtual_account_id, p.account_id, p.virtual_account) for p in products}
+        vas = {(p.virtual_account_id, p.account_id, p.virtual_account) for p in instances}
         for va_id, account_id, va_name in sorted(vas):
             await self._licenses.refresh_alerts(conn, account_id, va_id, va_name, now)
 
@@ -98,21 +99,21 @@ class MaintenanceService:
         self,
         conn: Connection,
         prefix: str,
-        products: list[ProductTimers],
-        raise_one: Callable[[ProductTimers, str], Awaitable[None]],
+        instances: list[ProductInstanceTimers],
+        raise_one: Callable[[ProductInstanceTimers, str], Awaitable[None]],
     ) -> None:
         """One open alert per product listed (key: prefix + product id); the others with
         that prefix, whose cause is gone, are cleared."""
-        by_account: dict[int, list[ProductTimers]] = {}
-        for product in products:
-            by_account.setdefault(product.account_id, []).append(product)
+        by_account: dict[int, list[ProductInstanceTimers]] = {}
+        for instance in instances:
+            by_account.setdefault(instance.account_id, []).append(instance)
         open_before = await alerts.accounts_with_open_alerts(conn, prefix)
         for account_id in sorted(set(by_account) | set(open_before)):
             keep = []
-            for product in by_account.get(account_id, []):
-                key = prefix + product.id
+            for instance in by_account.get(account_id, []):
+                key = prefix + instance.id
                 keep.append(key)
-                await raise_one(product, key)
+                await raise_one(instance, key)
             await alerts.clear_alerts_except(conn, account_id, prefix, keep)
 
     async def expire_registrations(self, now: dt.datetime) -> JobReport | None:
@@ -122,19 +123,19 @@ class MaintenanceService:
 
         async def work(conn: Connection) -> dict[str, int]:
             ended = await expiry.end_expired_registrations(conn, now)
-            for product in ended:
+            for instance in ended:
                 await audit.record(
                     conn,
                     SCHEDULER,
                     "product.registration_expired",
-                    product.target,
-                    account_id=product.account_id,
-                    udi=f"PID:{product.udi_pid} SN:{product.udi_serial}",
-                    certificate_expired_at=product.certificate_expires_at.isoformat(),
+                    instance.target,
+                    account_id=instance.account_id,
+                    udi=f"PID:{instance.udi_pid} SN:{instance.udi_serial}",
+                    certificate_expired_at=instance.certificate_expires_at.isoformat(),
                 )
             released = 0
-            for product in ended:
-                keys = await exports.release(conn, SCHEDULER, product, "registration expired", now)
+            for instance in ended:
+                keys = await exports.release(conn, SCHEDULER, instance, "registration expired", now)
                 released += len(keys)
             await self._refresh_pools(conn, ended, now)
             return {"expired": len(ended), "export_keys_released": released}
@@ -149,29 +150,29 @@ class MaintenanceService:
         async def work(conn: Connection) -> dict[str, int]:
             lapsed = await expiry.lapsed_authorizations(conn, now)
             new = [p for p in lapsed if not p.lapse_is_recorded]
-            for product in new:
+            for instance in new:
                 await audit.record(
                     conn,
                     SCHEDULER,
                     "product.authorization_expired",
-                    product.target,
-                    account_id=product.account_id,
-                    udi=f"PID:{product.udi_pid} SN:{product.udi_serial}",
-                    authorization_expired_at=product.authorization_expires_at.isoformat(),
+                    instance.target,
+                    account_id=instance.account_id,
+                    udi=f"PID:{instance.udi_pid} SN:{instance.udi_serial}",
+                    authorization_expired_at=instance.authorization_expires_at.isoformat(),
                 )
             await expiry.record_authorization_lapses(conn, [p.id for p in new], now)
 
-            async def raise_one(product: ProductTimers, key: str) -> None:
+            async def raise_one(instance: ProductInstanceTimers, key: str) -> None:
                 await alerts.raise_alert(
                     conn,
-                    account_id=product.account_id,
-                    virtual_account_id=product.virtual_account_id,
+                    account_id=instance.account_id,
+                    virtual_account_id=instance.virtual_account_id,
                     dedupe_key=key,
                     message_type="Authorization Expired",
                     severity="Major",
-                    source=product.name,
-                    message=f"{product.name} has not renewed its authorization, which expired "
-                    f"on {_date(product.authorization_expires_at)}: its license usage no "
+                    source=instance.name,
+                    message=f"{instance.name} has not renewed its authorization, which expired "
+                    f"on {_date(instance.authorization_expires_at)}: its license usage no "
                     "longer counts until it renews",
                 )
 
@@ -188,17 +189,17 @@ class MaintenanceService:
         async def work(conn: Connection) -> dict[str, int]:
             expiring = await expiry.certificates_expiring(conn, now, now + CERTIFICATE_WARNING)
 
-            async def raise_one(product: ProductTimers, key: str) -> None:
+            async def raise_one(instance: ProductInstanceTimers, key: str) -> None:
                 await alerts.raise_alert(
                     conn,
-                    account_id=product.account_id,
-                    virtual_account_id=product.virtual_account_id,
+                    account_id=instance.account_id,
+                    virtual_account_id=instance.virtual_account_id,
                     dedupe_key=key,
                     message_type="Certificate Expiring",
                     severity="Minor",
-                    source=product.name,
-                    message=f"the ID certificate of {product.name} expires on "
-                    f"{_date(product.certificate_expires_at)}: unless the product renews its "
+                    source=instance.name,
+                    message=f"the ID certificate of {instance.name} expires on "
+                    f"{_date(instance.certificate_expires_at)}: unless the product renews its "
                     "registration by then, it must register again with a token",
                 )
 
@@ -230,7 +231,7 @@ class MaintenanceService:
 
         async def work(conn: Connection) -> dict[str, int]:
             before = now - dt.timedelta(seconds=2 * NONCE_LIFETIME)
-            return {"forgotten": await devices.forget_used_nonces(conn, before)}
+            return {"forgotten": await product_instances.forget_used_nonces(conn, before)}
 
         return await self._run("forget-nonces", work)
 
@@ -239,7 +240,7 @@ class MaintenanceService:
         not history: it stays)."""
 
         async def work(conn: Connection) -> dict[str, int]:
-            forgotten = await devices.forget_usage_reports(
+            forgotten = await product_instances.forget_usage_reports(
                 conn, now - self._usage_history, USAGE_REPORTS_FORGOTTEN_PER_RUN
             )
             return {"forgotten": forgotten}

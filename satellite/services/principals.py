@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from satellite.crypto.secrets import Passwords, new_client_id, random_secret, secret_digest
 from satellite.domain.access import Principal, Role
-from satellite.domain.models import PrincipalRecord
+from satellite.domain.models import PrincipalKind, PrincipalRecord
 from satellite.domain.names import check_description, check_name
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
 from satellite.storage import accounts, principals
 from satellite.storage.db import Connection, Database
 
-Kind = Literal["client", "user"]
 MIN_PASSWORD_LENGTH = 12
 
 
@@ -125,7 +123,9 @@ class PrincipalService:
             )
         return record
 
-    async def list_principals(self, principal: Principal, kind: Kind) -> list[PrincipalRecord]:
+    async def list_principals(
+        self, principal: Principal, kind: PrincipalKind
+    ) -> list[PrincipalRecord]:
         """A system admin sees everyone; others see those scoped to their own accounts,
         and of their scopes only the accounts they may see themselves."""
         if principal.is_system_admin:
@@ -135,7 +135,9 @@ class PrincipalService:
             records = await principals.list_principals(conn, kind, principal.account_ids)
         return [_visible_part(record, principal) for record in records]
 
-    async def disable(self, principal: Principal, kind: Kind, login: str) -> PrincipalRecord:
+    async def disable(
+        self, principal: Principal, kind: PrincipalKind, login: str
+    ) -> PrincipalRecord:
         """Disable a client or user and revoke its access tokens at once."""
         scope.require_system_admin(principal)
         async with self._db.transaction() as conn:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import msgspec
 
-from satellite.crypto import jose
 from satellite.domain.models import ProductInstance
 from satellite.errors import AlreadyRegistered, RegisteredElsewhere, RegistrationReplaced
-from satellite.protocol import device as wire
+from satellite_protocol import device as wire
+from satellite_protocol.crypto import jose
 
 
 def proves_current_key(
@@ -63,12 +63,12 @@ def require_replaceable(live: ProductInstance, va_id: int, force: bool) -> None:
         )
 
 
-def replaced(product: ProductInstance) -> RegistrationReplaced:
+def replaced(instance: ProductInstance) -> RegistrationReplaced:
     """What a replaced instance's product is told when it signs a request again."""
-    ended = f" on {product.ended_at:%Y-%m-%d %H:%M} UTC" if product.ended_at else ""
+    ended = f" on {instance.ended_at:%Y-%m-%d %H:%M} UTC" if instance.ended_at else ""
     return RegistrationReplaced(
         "registration replaced by a forced registration of the same product "
-        f"(PID:{product.udi_pid} SN:{product.udi_serial}) in virtual account "
-        f"{product.virtual_account}{ended}: product instance {product.id} ended; register "
+        f"(PID:{instance.udi_pid} SN:{instance.udi_serial}) in virtual account "
+        f"{instance.virtual_account}{ended}: product instance {instance.id} ended; register "
         "again with a token (with force to take the registration back)"
     )

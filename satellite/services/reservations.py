@@ -13,13 +13,23 @@ product that cannot make one (failed, destroyed) may be force-removed with a rea
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from satellite.crypto.keys import ServerKeys
-from satellite.crypto.slr import (
+from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
+from satellite.domain.compliance import Position
+from satellite.domain.models import Account, ProductInstance, VirtualAccount, udi_label
+from satellite.domain.reservation import Precedence, Reservation, ReservedLine, allocate
+from satellite.errors import Conflict, ExportAccountNotAllowed, InvalidInput, NotFound
+from satellite.services import audit, horizon, scope
+from satellite.services.licenses import LicenseService
+from satellite.storage import licenses, product_instances, reservations
+from satellite.storage.db import Connection, Database
+from satellite_protocol.catalog import Catalog
+from satellite_protocol.crypto.slr import (
     AuthorizationCode,
     CodeError,
     Entitlement,
@@ -30,22 +40,8 @@ from satellite.crypto.slr import (
     public_key_pem,
     udi_text,
 )
-from satellite.domain.access import Principal
-from satellite.domain.catalog import Catalog
-from satellite.domain.compliance import Position
-from satellite.domain.models import Account, ProductInstance, VirtualAccount, udi_label
-from satellite.domain.reservation import Precedence, Reservation, ReservedLine, allocate
-from satellite.errors import Conflict, ExportAccountNotAllowed, InvalidInput, NotFound
-from satellite.services import audit, horizon, scope
-from satellite.services.licenses import LicenseService
-from satellite.storage import devices, licenses, reservations
-from satellite.storage.db import Connection, Database
 
 log = structlog.get_logger(__name__)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -86,17 +82,15 @@ class ReservationService:
         catalog: Catalog,
         licenses: LicenseService,
         horizon_days: int,
-        clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._db = db
         self._keys = keys
         self._catalog = catalog
         self._licenses = licenses
         self._horizon_days = horizon_days
-        self._clock = clock
 
     def now(self) -> dt.datetime:
-        return self._clock()
+        return utc_now()
 
     def signing_public_key(self) -> str:
         """PEM of the key authorization codes are signed with (what products trust)."""
@@ -159,7 +153,7 @@ class ReservationService:
         not free. ``updated``: the settled reservation being updated (its licenses stay on
         their lines up to the new counts; only an increase takes more, and is checked)."""
         today = now.date()
-        product_id = updated.product_id if updated else None
+        product_instance_id = updated.product_id if updated else None
         current = updated.confirmed(today) if updated else {}
         kept: dict[int, int] = {}
         for line in updated.current if updated else ():
@@ -172,7 +166,7 @@ class ReservationService:
         lines = await licenses.lines_of_virtual_account(conn, va.id)
         held_on_lines: dict[int, int] = {}
         for other in await reservations.active_reservations_of_virtual_account(conn, va.id):
-            if other.product_id == product_id:
+            if other.product_id == product_instance_id:
                 continue
             for line_id, quantity in other.held_on_lines().items():
                 held_on_lines[line_id] = held_on_lines.get(line_id, 0) + quantity
@@ -203,13 +197,13 @@ class ReservationService:
 
     @staticmethod
     async def _check_unused(
-        conn: Connection, account: Account, nonce: str, pid: str, serial: str, where: str
+        conn: Connection, account: Account, nonce: str, udi_pid: str, udi_serial: str, where: str
     ) -> None:
         """Conflict when the request code was used already or the UDI is live; a virtual
         account is named only when it is one of ``account``'s (nothing of other accounts
         shows through)."""
         field = f"{where}.reservationCode"
-        used = await devices.get_product(conn, nonce)
+        used = await product_instances.get_instance(conn, nonce)
         if used is not None:
             if used.account_id == account.id:
                 raise Conflict(
@@ -221,7 +215,7 @@ class ReservationService:
                 "this request code cannot be used: request a new one on the product",
                 field=field,
             )
-        live = await devices.live_product_by_udi(conn, pid, serial)
+        live = await product_instances.live_instance_by_udi(conn, udi_pid, udi_serial)
         if live is not None:
             where_live = (
                 f" (in virtual account {live.virtual_account!r})"
@@ -229,14 +223,14 @@ class ReservationService:
                 else ""
             )
             raise Conflict(
-                f"product PID:{pid} SN:{serial} is registered already{where_live}: return or "
-                "remove it first",
+                f"product PID:{udi_pid} SN:{udi_serial} is registered already{where_live}: "
+                "return or remove it first",
                 field=field,
             )
 
     def _issue(
         self,
-        product: ProductInstance,
+        instance: ProductInstance,
         lines: list[ReservedLine],
         after: int,
         now: dt.datetime,
@@ -261,50 +255,50 @@ class ReservationService:
         timestamp = max(int(now.timestamp() * 1000), after + 1)
         return issue_authorization_code(
             self._keys.signing_key,
-            product.id,
+            instance.id,
             timestamp,
             tuple(entitlements),
-            udi_text(product.udi_pid, product.udi_serial, product.udi_uuid),
+            udi_text(instance.udi_pid, instance.udi_serial, instance.udi_uuid),
         )
 
     async def _issue_pending(
         self,
         conn: Connection,
-        product: ProductInstance,
+        instance: ProductInstance,
         lines: list[ReservedLine],
         after: int,
         now: dt.datetime,
     ) -> tuple[AuthorizationCode, Reservation]:
         """A new code for ``lines``, recorded as the product's pending one; the reservation
         as it now stands (in transition until the code is confirmed)."""
-        await horizon.require_in_step(conn, product.account_id, now, self._horizon_days)
-        authorization = self._issue(product, lines, after, now)
+        await horizon.require_in_step(conn, instance.account_id, now, self._horizon_days)
+        authorization = self._issue(instance, lines, after, now)
         await reservations.set_pending(
-            conn, product.id, authorization.timestamp, authorization.text, lines, now
+            conn, instance.id, authorization.timestamp, authorization.text, lines, now
         )
-        reservation = await reservations.get_reservation(conn, product.id)
+        reservation = await reservations.get_reservation(conn, instance.id)
         assert reservation is not None
         return authorization, reservation
 
-    async def _reserved_product(
-        self, conn: Connection, va: VirtualAccount, product_id: str, field: str
+    async def _reserved_instance(
+        self, conn: Connection, va: VirtualAccount, product_instance_id: str, field: str
     ) -> tuple[ProductInstance, Reservation]:
         """The live reserved product of ``va``, locked."""
-        product = await devices.get_product(conn, product_id, for_update=True)
-        reservation = await reservations.get_reservation(conn, product_id, for_update=True)
+        instance = await product_instances.get_instance(conn, product_instance_id, for_update=True)
+        reservation = await reservations.get_reservation(conn, product_instance_id, for_update=True)
         if (
-            product is None
-            or product.virtual_account_id != va.id
+            instance is None
+            or instance.virtual_account_id != va.id
             or reservation is None
             or reservation.status != "active"
-            or product.status != "registered"
+            or instance.status != "registered"
         ):
             raise NotFound(
-                f"product instance {product_id!r} holds no reservation in virtual account "
+                f"product instance {product_instance_id!r} holds no reservation in virtual account "
                 f"{va.name!r}",
                 field=field,
             )
-        return product, reservation
+        return instance, reservation
 
     async def _product_code(
         self,
@@ -319,12 +313,12 @@ class ReservationService:
             code = decode_product_code("confirmation" if kind == "confirmation" else "return", text)
         except CodeError as exc:
             raise InvalidInput(f"the {kind} code is not valid: {exc}", field=field) from exc
-        product, reservation = await self._reserved_product(conn, va, code.piid, field)
+        instance, reservation = await self._reserved_instance(conn, va, code.piid, field)
         try:
             code.verify(reservation.public_key)
         except CodeError as exc:
             raise InvalidInput(str(exc), field=field) from exc
-        return product, reservation, code
+        return instance, reservation, code
 
     # --- requests --------------------------------------------------------------------------
 
@@ -350,7 +344,7 @@ class ReservationService:
                     field=f"{field}[{index}].reservationCode",
                 ) from exc
             self._check_licenses(request.licenses, f"{field}[{index}].licenses")
-        now = self._clock()
+        now = utc_now()
         issued: list[Issued] = []
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
@@ -358,40 +352,44 @@ class ReservationService:
             for index, (request, code) in enumerate(zip(requests, decoded, strict=True)):
                 where = f"{field}[{index}]"
                 self._check_export_allowed(acc, request.licenses, f"{where}.licenses")
-                await self._check_unused(conn, acc, code.nonce, code.pid, code.serial, where)
+                await self._check_unused(
+                    conn, acc, code.nonce, code.udi_pid, code.udi_serial, where
+                )
                 lines = await self._plan(
                     conn, vacc, request.licenses, None, f"{where}.licenses", now
                 )
-                await reservations.insert_reserved_product(
+                await reservations.insert_reserved_instance(
                     conn,
                     conflict=(
-                        f"product PID:{code.pid} SN:{code.serial} (or its request code) was "
-                        "reserved or registered at the same time: look it up, or request a new "
-                        "code on the product",
+                        f"product PID:{code.udi_pid} SN:{code.udi_serial} (or its request code) "
+                        "was reserved or registered at the same time: look it up, or request "
+                        "a new code on the product",
                         f"{where}.reservationCode",
                     ),
-                    product_id=code.nonce,
+                    product_instance_id=code.nonce,
                     va_id=vacc.id,
-                    udi=(code.pid, code.serial, code.uuid),
+                    udi=(code.udi_pid, code.udi_serial, code.udi_uuid),
                     product_type=code.product_type,
                     public_key=code.public_key,
                     request_code=request.request_code.strip(),
                     now=now,
                 )
-                product = await devices.get_product(conn, code.nonce)
-                assert product is not None
-                authorization, reservation = await self._issue_pending(conn, product, lines, 0, now)
+                instance = await product_instances.get_instance(conn, code.nonce)
+                assert instance is not None
+                authorization, reservation = await self._issue_pending(
+                    conn, instance, lines, 0, now
+                )
                 await audit.record(
                     conn,
                     principal,
                     "reservation.created",
-                    f"{account}/{va}/{product.id}",
+                    f"{account}/{va}/{instance.id}",
                     account_id=acc.id,
-                    udi=udi_label(product),
+                    udi=udi_label(instance),
                     reserved=reservation.held(),
                     authorization_code_timestamp=authorization.timestamp,
                 )
-                issued.append(Issued(product, reservation, authorization))
+                issued.append(Issued(instance, reservation, authorization))
             await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
         log.info("reservation.created", account=account, virtual_account=va, count=len(issued))
         return issued
@@ -401,7 +399,7 @@ class ReservationService:
         principal: Principal,
         account: str,
         va: str,
-        product_id: str,
+        product_instance_id: str,
         wanted: list[LicenseRequest],
         *,
         field: str = "licenses",
@@ -409,49 +407,50 @@ class ReservationService:
         """A new authorization code with ``wanted`` as the product's reserved licenses; the
         reservation is in transition (holding the larger counts) until it is confirmed."""
         self._check_licenses(wanted, field)
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await self._locked_virtual_account(conn, acc, va)
             self._check_export_allowed(acc, wanted, field)
-            product, reservation = await self._reserved_product(
-                conn, vacc, product_id, "productInstanceId"
+            instance, reservation = await self._reserved_instance(
+                conn, vacc, product_instance_id, "productInstanceId"
             )
             if reservation.in_transition:
                 raise Conflict(
-                    f"the reservation of product instance {product_id} is in transition: enter "
-                    "the product's confirmation code for the last authorization code first "
+                    f"the reservation of product instance {product_instance_id} is in transition: "
+                    "enter the product's confirmation code for the last authorization code "
+                    "first "
                     "(or download that code again)",
                     field="productInstanceId",
                 )
             lines = await self._plan(conn, vacc, wanted, reservation, field, now)
             authorization, updated = await self._issue_pending(
-                conn, product, lines, reservation.latest_timestamp, now
+                conn, instance, lines, reservation.latest_timestamp, now
             )
             await audit.record(
                 conn,
                 principal,
                 "reservation.updated",
-                f"{account}/{va}/{product.id}",
+                f"{account}/{va}/{instance.id}",
                 account_id=acc.id,
-                udi=udi_label(product),
+                udi=udi_label(instance),
                 confirmed=reservation.confirmed(),
                 requested=updated.requested(),
                 authorization_code_timestamp=authorization.timestamp,
             )
             await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
-        log.info("reservation.updated", account=account, virtual_account=va, product=product.id)
-        return Issued(product, updated, authorization)
+        log.info("reservation.updated", account=account, virtual_account=va, product=instance.id)
+        return Issued(instance, updated, authorization)
 
     async def confirm(
         self, principal: Principal, account: str, va: str, code: str, *, field: str
     ) -> tuple[ProductInstance, Reservation]:
         """The product installed the pending code: the reservation settles on it."""
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await self._locked_virtual_account(conn, acc, va)
-            product, reservation, confirmation = await self._product_code(
+            instance, reservation, confirmation = await self._product_code(
                 conn, vacc, "confirmation", code, field
             )
             if confirmation.timestamp == reservation.current_timestamp:
@@ -465,16 +464,16 @@ class ReservationService:
                     "awaiting confirmation (an older one?)",
                     field=field,
                 )
-            await reservations.settle(conn, product.id, now)
-            settled = await reservations.get_reservation(conn, product.id)
+            await reservations.settle(conn, instance.id, now)
+            settled = await reservations.get_reservation(conn, instance.id)
             assert settled is not None
             await audit.record(
                 conn,
                 principal,
                 "reservation.confirmed",
-                f"{account}/{va}/{product.id}",
+                f"{account}/{va}/{instance.id}",
                 account_id=acc.id,
-                udi=udi_label(product),
+                udi=udi_label(instance),
                 reserved=settled.held(),
                 released={
                     tag: n - settled.held().get(tag, 0)
@@ -484,8 +483,8 @@ class ReservationService:
                 authorization_code_timestamp=confirmation.timestamp,
             )
             await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
-        log.info("reservation.confirmed", account=account, virtual_account=va, product=product.id)
-        return product, settled
+        log.info("reservation.confirmed", account=account, virtual_account=va, product=instance.id)
+        return instance, settled
 
     async def _end(
         self,
@@ -493,7 +492,7 @@ class ReservationService:
         principal: Principal,
         account_id: int,
         target: str,
-        product: ProductInstance,
+        instance: ProductInstance,
         reservation: Reservation,
         action: str,
         status: str,
@@ -501,19 +500,19 @@ class ReservationService:
         **details: object,
     ) -> Ended:
         released = reservation.held()
-        await reservations.end_reservation(conn, product.id, status, now)
-        await devices.end_product(conn, product.id, "removed", now)
+        await reservations.end_reservation(conn, instance.id, status, now)
+        await product_instances.end_instance(conn, instance.id, "removed", now)
         await audit.record(
             conn,
             principal,
             action,
             target,
             account_id=account_id,
-            udi=udi_label(product),
+            udi=udi_label(instance),
             released=released,
             **details,
         )
-        ended = await devices.get_product(conn, product.id)
+        ended = await product_instances.get_instance(conn, instance.id)
         assert ended is not None
         return Ended(ended, released)
 
@@ -521,18 +520,18 @@ class ReservationService:
         self, principal: Principal, account: str, va: str, code: str, *, field: str
     ) -> Ended:
         """A return code from the product: its licenses go back, the product is removed."""
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await self._locked_virtual_account(conn, acc, va)
-            product, reservation, returned = await self._product_code(
+            instance, reservation, returned = await self._product_code(
                 conn, vacc, "return", code, field
             )
             ended = await self.end_with_return_code(
-                conn, principal, acc.id, f"{account}/{va}", product, reservation, returned, now
+                conn, principal, acc.id, f"{account}/{va}", instance, reservation, returned, now
             )
             await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
-        log.info("reservation.returned", account=account, virtual_account=va, product=product.id)
+        log.info("reservation.returned", account=account, virtual_account=va, product=instance.id)
         return ended
 
     async def end_with_return_code(
@@ -541,7 +540,7 @@ class ReservationService:
         principal: Principal,
         account_id: int,
         where: str,
-        product: ProductInstance,
+        instance: ProductInstance,
         reservation: Reservation,
         returned: ProductCode,
         now: dt.datetime,
@@ -559,8 +558,8 @@ class ReservationService:
             conn,
             principal,
             account_id,
-            f"{where}/{product.id}",
-            product,
+            f"{where}/{instance.id}",
+            instance,
             reservation,
             "reservation.returned",
             "returned",
@@ -569,18 +568,18 @@ class ReservationService:
         )
 
     async def verified_return_code(
-        self, conn: Connection, product: ProductInstance, text: str, field: str
+        self, conn: Connection, instance: ProductInstance, text: str, field: str
     ) -> tuple[Reservation, ProductCode]:
         """For a removal that names ``product`` (locked by the caller) with a return code:
         the product's reservation and the code, verified with the product's key."""
-        reservation = await reservations.get_reservation(conn, product.id, for_update=True)
+        reservation = await reservations.get_reservation(conn, instance.id, for_update=True)
         if reservation is None or reservation.status != "active":
             raise InvalidInput(
-                f"{udi_label(product)} holds no reservation: it takes no return code", field=field
+                f"{udi_label(instance)} holds no reservation: it takes no return code", field=field
             )
         try:
             returned = decode_product_code("return", text)
-            if returned.piid != product.id:
+            if returned.piid != instance.id:
                 raise CodeError("it was made for another product instance")
             returned.verify(reservation.public_key)
         except CodeError as exc:
@@ -588,7 +587,7 @@ class ReservationService:
         return reservation, returned
 
     async def force_remove(
-        self, principal: Principal, account: str, va: str, product_id: str, reason: str
+        self, principal: Principal, account: str, va: str, product_instance_id: str, reason: str
     ) -> Ended:
         """A reserved product that cannot make a return code (failed, destroyed): its
         licenses go back and it is removed; the reason is kept in the audit log."""
@@ -596,19 +595,19 @@ class ReservationService:
             raise InvalidInput(
                 "say why the product is removed without a return code", field="reason"
             )
-        now = self._clock()
+        now = utc_now()
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
             vacc = await self._locked_virtual_account(conn, acc, va)
-            product, reservation = await self._reserved_product(
-                conn, vacc, product_id, "productInstanceId"
+            instance, reservation = await self._reserved_instance(
+                conn, vacc, product_instance_id, "productInstanceId"
             )
             ended = await self._end(
                 conn,
                 principal,
                 acc.id,
-                f"{account}/{va}/{product.id}",
-                product,
+                f"{account}/{va}/{instance.id}",
+                instance,
                 reservation,
                 "reservation.force_removed",
                 "removed",
@@ -617,29 +616,32 @@ class ReservationService:
             )
             await self._licenses.refresh_alerts(conn, acc.id, vacc.id, vacc.name, now)
         log.info(
-            "reservation.force_removed", account=account, virtual_account=va, product=product_id
+            "reservation.force_removed",
+            account=account,
+            virtual_account=va,
+            product=product_instance_id,
         )
         return ended
 
     async def authorization_code(
-        self, principal: Principal, account: str, va: str, product_id: str
+        self, principal: Principal, account: str, va: str, product_instance_id: str
     ) -> tuple[ProductInstance, str]:
         """The latest authorization code of a reservation (the pending one if any)."""
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             vacc = await scope.virtual_account(conn, acc, va)
-            product = await devices.get_product(conn, product_id)
-            reservation = await reservations.get_reservation(conn, product_id)
+            instance = await product_instances.get_instance(conn, product_instance_id)
+            reservation = await reservations.get_reservation(conn, product_instance_id)
             if (
-                product is None
-                or product.virtual_account_id != vacc.id
+                instance is None
+                or instance.virtual_account_id != vacc.id
                 or reservation is None
                 or reservation.status != "active"
                 or reservation.latest_code is None
             ):
                 raise NotFound(
-                    f"product instance {product_id!r} holds no reservation in virtual account "
-                    f"{va!r}",
+                    f"product instance {product_instance_id!r} holds no reservation in virtual "
+                    f"account {va!r}",
                     field="productInstanceId",
                 )
-            return product, reservation.latest_code
+            return instance, reservation.latest_code

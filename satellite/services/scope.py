@@ -9,7 +9,7 @@ from __future__ import annotations
 from satellite.domain.access import Principal
 from satellite.domain.models import Account, ProductInstance, VirtualAccount
 from satellite.errors import Forbidden, NotFound
-from satellite.storage import accounts, devices
+from satellite.storage import accounts, product_instances
 from satellite.storage.db import Connection, RowLock
 
 
@@ -62,12 +62,14 @@ def named_virtual_accounts(
     return [va for va in vas if va.name.lower() in wanted]
 
 
-async def product(conn: Connection, va: VirtualAccount, product_id: str) -> ProductInstance:
+async def product_instance(
+    conn: Connection, va: VirtualAccount, product_instance_id: str
+) -> ProductInstance:
     """A product instance of the virtual account, whatever its status."""
-    found = await devices.get_product(conn, product_id)
+    found = await product_instances.get_instance(conn, product_instance_id)
     if found is None or found.virtual_account_id != va.id:
         raise NotFound(
-            f"product instance {product_id!r} not found in virtual account {va.name!r}",
+            f"product instance {product_instance_id!r} not found in virtual account {va.name!r}",
             field="productInstanceId",
         )
     return found

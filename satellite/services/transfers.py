@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import structlog
 
 from satellite.domain.access import Principal
-from satellite.domain.catalog import Catalog
 from satellite.domain.compliance import LicenseType, LineValues, PoolLine, Position
 from satellite.domain.models import Account, VirtualAccount
 from satellite.domain.reservation import Precedence, ReservedLine, allocate
@@ -39,6 +38,7 @@ from satellite.services import audit, scope
 from satellite.services.licenses import LicenseService
 from satellite.storage import accounts, licenses, reservations
 from satellite.storage.db import Connection, Database
+from satellite_protocol.catalog import Catalog
 
 log = structlog.get_logger(__name__)
 

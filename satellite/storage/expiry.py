@@ -10,10 +10,10 @@ import uuid
 
 import asyncpg
 
-from satellite.domain.expiry import ProductTimers
-from satellite.storage.devices import recount
+from satellite.domain.expiry import ProductInstanceTimers
+from satellite.storage.product_instances import recount
 
-# Scalar subqueries rather than a join, for rows locked FOR UPDATE: see storage.devices.
+# Scalar subqueries rather than a join, for rows locked FOR UPDATE: see storage.product_instances.
 _COLUMNS = (
     "p.id::text AS id, "
     "(SELECT account_id FROM virtual_accounts WHERE id = p.virtual_account_id) AS account_id, "
@@ -25,11 +25,13 @@ _COLUMNS = (
 _FROM = "FROM product_instances p"
 
 
-def _timers(row: asyncpg.Record) -> ProductTimers:
-    return ProductTimers(**dict(row))
+def _timers(row: asyncpg.Record) -> ProductInstanceTimers:
+    return ProductInstanceTimers(**dict(row))
 
 
-async def lapsed_authorizations(conn: asyncpg.Connection, now: dt.datetime) -> list[ProductTimers]:
+async def lapsed_authorizations(
+    conn: asyncpg.Connection, now: dt.datetime
+) -> list[ProductInstanceTimers]:
     """Registered products whose authorization expired at or before ``now``; locked.
 
     A product whose certificate expired too is left to the registration's expiry.
@@ -44,21 +46,21 @@ async def lapsed_authorizations(conn: asyncpg.Connection, now: dt.datetime) -> l
 
 
 async def record_authorization_lapses(
-    conn: asyncpg.Connection, product_ids: list[str], now: dt.datetime
+    conn: asyncpg.Connection, product_instance_ids: list[str], now: dt.datetime
 ) -> None:
     """Remember that the current authorization of these products lapsed (and was recorded);
     their usage stops counting."""
-    await recount(conn, product_ids, now)
+    await recount(conn, product_instance_ids, now)
     await conn.execute(
         "UPDATE product_instances SET authorization_lapse_recorded = authorization_expires_at "
         "WHERE id = ANY($1::uuid[])",
-        [uuid.UUID(product_id) for product_id in product_ids],
+        [uuid.UUID(product_instance_id) for product_instance_id in product_instance_ids],
     )
 
 
 async def end_expired_registrations(
     conn: asyncpg.Connection, now: dt.datetime
-) -> list[ProductTimers]:
+) -> list[ProductInstanceTimers]:
     """Registered products whose certificate expired at or before ``now`` become
     'registration_expired', ended when their certificate expired, and their usage stops
     counting; the products ended."""
@@ -72,13 +74,13 @@ async def end_expired_registrations(
         now,
     )
     ended = [_timers(r) for r in rows]
-    await recount(conn, [product.id for product in ended], now)
+    await recount(conn, [instance.id for instance in ended], now)
     return ended
 
 
 async def certificates_expiring(
     conn: asyncpg.Connection, now: dt.datetime, until: dt.datetime
-) -> list[ProductTimers]:
+) -> list[ProductInstanceTimers]:
     """Registered products whose certificate is valid at ``now`` but not after ``until``."""
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} {_FROM} WHERE p.status = 'registered' "

@@ -9,7 +9,7 @@ import asyncpg
 
 from satellite.domain.models import ExportKey, ExportKeyStatus
 from satellite.domain.paging import sql_limit
-from satellite.storage.devices import uuids
+from satellite.storage.product_instances import uuids
 
 _COLUMNS = (
     "k.id::text AS id, k.product_id::text AS product_id, k.virtual_account_id, "
@@ -29,7 +29,7 @@ def _key(row: asyncpg.Record) -> ExportKey:
 async def insert_key(
     conn: asyncpg.Connection,
     *,
-    product_id: str,
+    product_instance_id: str,
     va_id: int,
     feature: str,
     tag: str,
@@ -41,7 +41,7 @@ async def insert_key(
         "INSERT INTO export_keys (id, product_id, virtual_account_id, feature, tag, status, "
         "granted_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'granted', $6, $6) RETURNING id",
         uuid.uuid4(),
-        uuid.UUID(product_id),
+        uuid.UUID(product_instance_id),
         va_id,
         feature,
         tag,
@@ -52,14 +52,14 @@ async def insert_key(
     return _key(row)
 
 
-async def live_keys_of_products(
-    conn: asyncpg.Connection, product_ids: list[str]
+async def live_keys_of_instances(
+    conn: asyncpg.Connection, product_instance_ids: list[str]
 ) -> dict[str, list[ExportKey]]:
     """The granted keys of the products, by product (products without any are absent)."""
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} {_FROM} WHERE k.product_id = ANY($1::uuid[]) "
         f"AND k.status = 'granted' ORDER BY k.product_id, k.feature",
-        uuids(product_ids),
+        uuids(product_instance_ids),
     )
     result: dict[str, list[ExportKey]] = {}
     for row in rows:
@@ -70,7 +70,7 @@ async def live_keys_of_products(
 
 async def end_keys(
     conn: asyncpg.Connection,
-    product_id: str,
+    product_instance_id: str,
     status: ExportKeyStatus,
     reason: str,
     now: dt.datetime,
@@ -83,7 +83,7 @@ async def end_keys(
         "UPDATE export_keys SET status = $2, end_reason = $3, ended_at = $4, updated_at = $4 "
         "WHERE product_id = $1 AND status = 'granted' AND ($5::text IS NULL OR feature = $5) "
         "RETURNING id",
-        uuid.UUID(product_id),
+        uuid.UUID(product_instance_id),
         status,
         reason,
         now,
@@ -133,7 +133,9 @@ async def keys_of_virtual_account(
     return int(total), [_key(row) for row in rows]
 
 
-async def keys_of_product(conn: asyncpg.Connection, product_id: str, va_id: int) -> list[ExportKey]:
+async def keys_of_instance(
+    conn: asyncpg.Connection, product_instance_id: str, va_id: int
+) -> list[ExportKey]:
     """Every key the product was granted out of virtual account ``va_id``'s pool, granted
     ones and ended ones, in order of grant. (A product that registered again elsewhere
     keeps its id: the keys of its time in another virtual account, or account, are not
@@ -141,7 +143,7 @@ async def keys_of_product(conn: asyncpg.Connection, product_id: str, va_id: int)
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} {_FROM} WHERE k.product_id = ANY($1::uuid[]) "
         f"AND k.virtual_account_id = $2 ORDER BY k.granted_at, k.id",
-        uuids([product_id]),
+        uuids([product_instance_id]),
         va_id,
     )
     return [_key(row) for row in rows]

@@ -8,8 +8,8 @@ import uuid
 import asyncpg
 
 from satellite.domain.reservation import FAR_FUTURE, Reservation, ReservedLine
-from satellite.storage.devices import recount
 from satellite.storage.errors import unique_as_conflict
+from satellite.storage.product_instances import recount
 
 _COLUMNS = (
     "r.product_id::text AS product_id, r.public_key, r.request_code, r.status, "
@@ -22,9 +22,9 @@ _LINE_COLUMNS = (
 )
 
 
-def _key(product_id: str) -> uuid.UUID | None:
+def _key(product_instance_id: str) -> uuid.UUID | None:
     try:
-        return uuid.UUID(product_id)
+        return uuid.UUID(product_instance_id)
     except ValueError:
         return None
 
@@ -39,10 +39,10 @@ async def lock_virtual_account(conn: asyncpg.Connection, va_id: int) -> bool:
     return found is not None
 
 
-async def insert_reserved_product(
+async def insert_reserved_instance(
     conn: asyncpg.Connection,
     *,
-    product_id: str,
+    product_instance_id: str,
     va_id: int,
     udi: tuple[str, str, str],
     product_type: str,
@@ -55,7 +55,7 @@ async def insert_reserved_product(
     device API, and timers that do not run out) and its reservation row. ``conflict``:
     the detail and field of the Conflict raised when the product id or its UDI was taken
     by a concurrent transaction (a reservation elsewhere, a token registration)."""
-    key = uuid.UUID(product_id)
+    key = uuid.UUID(product_instance_id)
     with unique_as_conflict(*conflict):
         await conn.execute(
             "INSERT INTO product_instances (id, virtual_account_id, udi_pid, udi_serial, "
@@ -70,7 +70,7 @@ async def insert_reserved_product(
             now,
             FAR_FUTURE,
         )
-    await recount(conn, [product_id], now)  # (no usage: keeps counted_in in step)
+    await recount(conn, [product_instance_id], now)  # (no usage: keeps counted_in in step)
     await conn.execute(
         "INSERT INTO reservations (product_id, public_key, request_code, status, created_at, "
         "updated_at) VALUES ($1, $2, $3, 'active', $4, $4)",
@@ -83,13 +83,13 @@ async def insert_reserved_product(
 
 async def set_pending(
     conn: asyncpg.Connection,
-    product_id: str,
+    product_instance_id: str,
     timestamp: int,
     code: str,
     lines: list[ReservedLine],
     now: dt.datetime,
 ) -> None:
-    key = uuid.UUID(product_id)
+    key = uuid.UUID(product_instance_id)
     await conn.execute(
         "DELETE FROM reservation_licenses WHERE product_id = $1 AND stage = 'pending'", key
     )
@@ -121,9 +121,9 @@ async def set_pending(
     )
 
 
-async def settle(conn: asyncpg.Connection, product_id: str, now: dt.datetime) -> None:
+async def settle(conn: asyncpg.Connection, product_instance_id: str, now: dt.datetime) -> None:
     """The pending code becomes the current one: what it does not name goes back."""
-    key = uuid.UUID(product_id)
+    key = uuid.UUID(product_instance_id)
     await conn.execute(
         "DELETE FROM reservation_licenses WHERE product_id = $1 AND stage = 'current'", key
     )
@@ -140,10 +140,10 @@ async def settle(conn: asyncpg.Connection, product_id: str, now: dt.datetime) ->
 
 
 async def end_reservation(
-    conn: asyncpg.Connection, product_id: str, status: str, now: dt.datetime
+    conn: asyncpg.Connection, product_instance_id: str, status: str, now: dt.datetime
 ) -> None:
     """Every license it held goes back to the pool."""
-    key = uuid.UUID(product_id)
+    key = uuid.UUID(product_instance_id)
     await conn.execute("DELETE FROM reservation_licenses WHERE product_id = $1", key)
     await conn.execute(
         "UPDATE reservations SET status = $2, ended_at = $3, updated_at = $3 WHERE product_id = $1",
@@ -194,9 +194,9 @@ async def _with_lines(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> l
 
 
 async def get_reservation(
-    conn: asyncpg.Connection, product_id: str, *, for_update: bool = False
+    conn: asyncpg.Connection, product_instance_id: str, *, for_update: bool = False
 ) -> Reservation | None:
-    key = _key(product_id)
+    key = _key(product_instance_id)
     if key is None:
         return None
     lock = " FOR UPDATE" if for_update else ""
@@ -209,10 +209,10 @@ async def get_reservation(
     return reservation
 
 
-async def reservations_of_products(
-    conn: asyncpg.Connection, product_ids: list[str]
+async def reservations_of_instances(
+    conn: asyncpg.Connection, product_instance_ids: list[str]
 ) -> dict[str, Reservation]:
-    keys = [k for k in (_key(p) for p in product_ids) if k is not None]
+    keys = [k for k in (_key(p) for p in product_instance_ids) if k is not None]
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM reservations r WHERE r.product_id = ANY($1::uuid[])", keys
     )

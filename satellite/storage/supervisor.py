@@ -13,8 +13,8 @@ import msgspec
 import structlog
 
 from satellite.errors import StateDirError
-from satellite.protocol.backoff import Backoff
 from satellite.storage.embedded import EmbeddedPostgres
+from satellite_protocol.backoff import Backoff
 
 log = structlog.get_logger(__name__)
 

@@ -9,7 +9,13 @@ from typing import Any, Literal
 import asyncpg
 
 from satellite.domain.compliance import LineValues
-from satellite.domain.sync import ExportedRequest, HistoryEntry, SyncLink
+from satellite.domain.sync import (
+    ChangedProductInstance,
+    HistoryEntry,
+    ReservationLine,
+    SyncLink,
+    WrittenSyncRequest,
+)
 from satellite.storage.db import RowLock, lock_clause
 
 _LINK_COLUMNS = (
@@ -188,11 +194,10 @@ async def snapshot_watermark(conn: asyncpg.Connection) -> int:
 
 async def changed_products(
     conn: asyncpg.Connection, account_id: int, since: int, prefetch: int = 10_000
-) -> AsyncIterator[asyncpg.Record]:
+) -> AsyncIterator[ChangedProductInstance]:
     """Every product of the account stamped at or after ``since``, with its reservation
-    (``reserved``: records with tag, quantity, licenseType, endDate (ISO text or None) and
-    stage: 'current' confirmed, 'pending' awaiting the product's confirmation)
-    and the features of the export keys it holds.
+    (its status and the licenses it holds: 'current' confirmed, 'pending' awaiting the
+    product's confirmation) and the features of the export keys it holds.
     Streams: call inside a transaction."""
     query = (
         "SELECT p.id::text AS id, va.name AS virtual_account, p.udi_pid, p.udi_serial, "
@@ -214,7 +219,39 @@ async def changed_products(
         "WHERE va.account_id = $1 AND p.sync_xid >= $2::text::xid8"
     )
     async for row in conn.cursor(query, account_id, str(since), prefetch=prefetch):
-        yield row
+        # From the columns in their order (a million make one request, and by name each
+        # cost a microsecond more); only a reservation has reserved licenses to turn into
+        # lines.
+        if not row["reserved"]:
+            yield ChangedProductInstance(*row)
+            continue
+        yield ChangedProductInstance(
+            id=row["id"],
+            virtual_account=row["virtual_account"],
+            udi_pid=row["udi_pid"],
+            udi_serial=row["udi_serial"],
+            udi_uuid=row["udi_uuid"],
+            product_type=row["product_type"],
+            product_version=row["product_version"],
+            hostname=row["hostname"],
+            ip_address=row["ip_address"],
+            export_controlled=row["export_controlled"],
+            status=row["status"],
+            registered_at=row["registered_at"],
+            ended_at=row["ended_at"],
+            reservation=row["reservation"],
+            reserved=[
+                ReservationLine(
+                    tag=r["tag"],
+                    quantity=r["quantity"],
+                    license_type=r["licenseType"],
+                    end_date=dt.date.fromisoformat(r["endDate"]) if r["endDate"] else None,
+                    stage=r["stage"],
+                )
+                for r in row["reserved"]
+            ],
+            export_keys=row["export_keys"],
+        )
 
 
 async def departures(
@@ -234,7 +271,7 @@ async def departures(
 async def record_request(
     conn: asyncpg.Connection,
     account_id: int,
-    request: ExportedRequest,
+    request: WrittenSyncRequest,
     now: dt.datetime,
 ) -> None:
     await conn.execute(
@@ -248,16 +285,16 @@ async def record_request(
     )
 
 
-async def exported_request(
+async def written_sync_request(
     conn: asyncpg.Connection, account_id: int, sequence: int
-) -> ExportedRequest | None:
+) -> WrittenSyncRequest | None:
     row = await conn.fetchrow(
         "SELECT sequence, digest, through_xid::text::bigint AS through_xid FROM sync_requests "
         "WHERE account_id = $1 AND sequence = $2",
         account_id,
         sequence,
     )
-    return ExportedRequest(**dict(row)) if row else None
+    return WrittenSyncRequest(**dict(row)) if row else None
 
 
 # --- applying an answer --------------------------------------------------------------------

@@ -9,7 +9,12 @@ from collections.abc import Sequence
 import asyncpg
 
 from satellite.domain.paging import sql_limit
-from satellite.domain.sync import RegisteredSatellite, SatelliteToken
+from satellite.domain.sync import (
+    MirroredProduct,
+    MirroredUsage,
+    RegisteredSatellite,
+    SatelliteToken,
+)
 from satellite.errors import Conflict, InvalidInput
 from satellite.storage.db import RowLock, lock_clause
 
@@ -323,8 +328,8 @@ async def replace_usage(
 
 async def mirrored_products(
     conn: asyncpg.Connection, satellite_id: str, limit: int, offset: int
-) -> list[asyncpg.Record]:
-    result: list[asyncpg.Record] = await conn.fetch(
+) -> list[MirroredProduct]:
+    rows = await conn.fetch(
         "SELECT p.product_id::text AS id, va.name AS virtual_account, p.udi_pid, p.udi_serial, "
         "p.udi_uuid, p.product_type, p.product_version, p.hostname, p.ip_address, "
         "p.export_controlled, p.status, p.registered_at, p.ended_at, p.export_keys, "
@@ -335,15 +340,15 @@ async def mirrored_products(
         sql_limit(limit),
         offset,
     )
-    return result
+    return [MirroredProduct(**dict(r)) for r in rows]
 
 
-async def mirrored_usage(conn: asyncpg.Connection, satellite_id: str) -> list[asyncpg.Record]:
-    result: list[asyncpg.Record] = await conn.fetch(
+async def mirrored_usage(conn: asyncpg.Connection, satellite_id: str) -> list[MirroredUsage]:
+    rows = await conn.fetch(
         "SELECT va.name AS virtual_account, u.tag, u.in_use, u.reserved, u.exported "
         "FROM satellite_usage u "
         "JOIN virtual_accounts va ON va.id = u.virtual_account_id "
         "WHERE u.satellite_id = $1::uuid ORDER BY 1, 2",
         satellite_id,
     )
-    return result
+    return [MirroredUsage(**dict(r)) for r in rows]

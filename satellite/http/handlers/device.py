@@ -1,4 +1,4 @@
-"""The device API: signed requests in, signed answers out (see satellite.protocol.device)."""
+"""The device API: signed requests in, signed answers out (see satellite_protocol.device)."""
 
 from __future__ import annotations
 
@@ -27,34 +27,38 @@ async def ca_certificate(request: web.Request) -> web.Response:
 
 async def register(request: web.Request) -> web.Response:
     message = await read_json(request, dict[str, Any])
-    devices = request.app[SERVICES].devices
-    return _signed(await devices.register(message, request.path, request.remote))
+    device_api = request.app[SERVICES].device_api
+    return _signed(await device_api.register(message, request.path, request.remote))
 
 
 async def report_usage(request: web.Request) -> web.Response:
     message = await read_json(request, dict[str, Any])
-    devices = request.app[SERVICES].devices
-    return _signed(await devices.report_usage(request.match_info["product"], message, request.path))
+    device_api = request.app[SERVICES].device_api
+    return _signed(
+        await device_api.report_usage(request.match_info["product"], message, request.path)
+    )
 
 
 async def renew_authorization(request: web.Request) -> web.Response:
     message = await read_json(request, dict[str, Any])
-    devices = request.app[SERVICES].devices
+    device_api = request.app[SERVICES].device_api
     product = request.match_info["product"]
-    return _signed(await devices.renew_authorization(product, message, request.path))
+    return _signed(await device_api.renew_authorization(product, message, request.path))
 
 
 async def renew_registration(request: web.Request) -> web.Response:
     message = await read_json(request, dict[str, Any])
-    devices = request.app[SERVICES].devices
+    device_api = request.app[SERVICES].device_api
     product = request.match_info["product"]
-    return _signed(await devices.renew_registration(product, message, request.path))
+    return _signed(await device_api.renew_registration(product, message, request.path))
 
 
 async def deregister(request: web.Request) -> web.Response:
     message = await read_json(request, dict[str, Any])
-    devices = request.app[SERVICES].devices
-    return _signed(await devices.deregister(request.match_info["product"], message, request.path))
+    device_api = request.app[SERVICES].device_api
+    return _signed(
+        await device_api.deregister(request.match_info["product"], message, request.path)
+    )
 
 
 async def request_export(request: web.Request) -> web.Response:

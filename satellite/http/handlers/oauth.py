@@ -13,7 +13,7 @@ from satellite.http.auth import caller
 from satellite.http.body import convert, read_json, render
 from satellite.http.keys import SERVICES
 from satellite.http.wire import Empty, RevokeRequest, TokenRequest, TokenResponse
-from satellite.protocol.untrusted import NUL
+from satellite_protocol.untrusted import NUL
 
 
 def _basic_credentials(request: web.Request) -> tuple[str, str] | None:

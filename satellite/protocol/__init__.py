@@ -1,1 +1,0 @@
-"""Wire messages shared by the daemon and the agent (msgspec only: no server parts)."""
