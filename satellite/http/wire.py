@@ -1,9 +1,9 @@
-"""Wire messages of the admin API.
+"""Wire messages of the routes written by hand (OAuth, the device API's signed messages)
+and the problem document every error answers with. The admin API's types are its
+operations' own (``satellite.api``).
 
-Field names follow the SSM On-Prem API toolkit as public automation calls it (camelCase,
-plus the snake_case of the OAuth endpoint). The OpenAPI document is generated from these
-same types. Each resource's types move to its module in ``satellite.api`` as its
-operations do.
+Field names are those public clients send: the OAuth endpoint's snake_case (RFC 6749),
+the flattened JWS's (RFC 7515).
 """
 
 from __future__ import annotations
@@ -12,46 +12,8 @@ from typing import Literal
 
 import msgspec
 
-# Shared with every operation (re-exported while resources move to satellite.api).
-from satellite.api.types import (
-    Description as Description,
-)
-from satellite.api.types import (
-    Domain as Domain,
-)
-from satellite.api.types import (
-    Empty as Empty,
-)
-from satellite.api.types import (
-    ExportFlag as ExportFlag,
-)
-from satellite.api.types import (
-    Flag as Flag,
-)
-from satellite.api.types import (
-    Limit as Limit,
-)
-from satellite.api.types import (
-    Name as Name,
-)
-from satellite.api.types import (
-    NoBody as NoBody,
-)
-from satellite.api.types import (
-    Offset as Offset,
-)
-from satellite.api.types import (
-    Request as Request,
-)
-from satellite.api.types import (
-    Response as Response,
-)
-from satellite.api.types import (
-    Secret as Secret,
-)
-from satellite.api.types import (
-    StatusResponse as StatusResponse,
-)
+from satellite.api.types import Empty as Empty  # the revocation's answer (re-exported)
+from satellite.api.types import Secret
 
 # --- OAuth ---------------------------------------------------------------------------------
 
