@@ -162,6 +162,61 @@ async def test_both_command_lines_end_to_end(clis: Clis, tmp_path: Path, runtime
         assert await reserved() == 0
 
 
+async def test_update_code_force_remove_and_export_keys_from_the_host(
+    clis: Clis, admin: Api, tmp_path: Path, state_dir: Path
+) -> None:
+    await setup_pool(admin, {"entitlementTag": ENHANCED, "quantity": 5})
+    product = new_product(tmp_path, state_dir, "CLI0009")
+    product.enable()
+    _, out, _ = await clis.admin(
+        "reservation", "reserve", "Acme", "Voice", "--code", product.request(),
+        "--license", f"{ENHANCED}=2", "--json",
+    )  # fmt: skip
+    [issued] = json.loads(out)["authorizationCodes"]
+    product_id = issued["productInstanceId"]
+    _, confirmed, _ = await clis.admin(
+        "reservation", "confirm", "Acme", "Voice", product.install(issued["authorizationCode"])
+    )
+    assert "Reserved" in confirmed
+
+    updated_file = tmp_path / "updated.xml"
+    _, out, _ = await clis.admin(
+        "reservation", "update", "Acme", "Voice", product_id,
+        "--license", f"{ENHANCED}=3", "--out", str(updated_file), "--json",
+    )  # fmt: skip
+    [updated] = json.loads(out)["authorizationCodes"]
+    assert updated["reservation"]["status"] == "In Transition"
+    assert updated_file.read_text() == updated["authorizationCode"] + "\n"
+    # The latest code, printed or written: the one the update issued.
+    code_file = tmp_path / "latest.xml"
+    (_, printed, _), (_, written, _) = await asyncio.gather(
+        clis.admin("reservation", "code", "Acme", "Voice", product_id),
+        clis.admin("reservation", "code", "Acme", "Voice", product_id, "--out", str(code_file)),
+    )
+    assert printed == updated["authorizationCode"] + "\n"
+    assert written == f"authorization code written to {code_file}\n"
+    assert code_file.read_text() == printed
+
+    # Export keys of the product: none (its reservation holds no export key license).
+    (_, keys, _), (_, table, _) = await asyncio.gather(
+        clis.admin("export", "list", "Acme", "Voice", "--product", product_id, "--all", "--json"),
+        clis.admin("export", "list", "Acme", "Voice", "--product", product_id),
+    )
+    assert json.loads(keys) == {"totalRecords": 0, "exportKeys": []}
+    assert table.split() == ["FEATURE", "PRODUCT", "UDI", "STATUS", "GRANTED", "ENDED", "KEY", "ID"]
+
+    _, out, _ = await clis.admin(
+        "reservation", "force-remove", "Acme", "Voice", product_id, "--reason", "RMA 42", "--json"
+    )
+    removed = json.loads(out)
+    assert removed["device"]["status"] == "Removed"
+    assert removed["message"].startswith(f"product instance {product_id} force-removed; released:")
+    error = one_error(
+        await clis.admin("reservation", "code", "Acme", "Voice", product_id, ok=False)
+    )
+    assert product_id in error
+
+
 # --- install-file over SFTP ----------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from typing import Any, Generic, Literal, TypeVar, get_type_hints
 import msgspec
 
 from satellite.api.context import Services
+from satellite.api.files import Upload
 from satellite.domain.access import Principal, Role
 from satellite.errors import Forbidden
 from satellite_protocol.validation import validation_error
@@ -118,9 +119,9 @@ def operation(
 def _validated(request: RequestT, type_: type[RequestT]) -> RequestT:
     """The request checked against its type's constraints (lengths, ranges, patterns), as
     decoding checks them: a request built in code (the CLI's, the console's) is held to
-    the same limits as one decoded from HTTP."""
+    the same limits as one decoded from HTTP (a file it sends is passed as it is)."""
     try:
-        return msgspec.convert(msgspec.to_builtins(request), type_)
+        return msgspec.convert(msgspec.to_builtins(request, builtin_types=(Upload,)), type_)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from exc
 

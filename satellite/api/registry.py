@@ -7,11 +7,15 @@ from typing import Any
 from satellite.api import (
     accounts,
     activity,
+    exports,
     licenses,
     principals,
     product_instances,
+    reservations,
     subscriptions,
+    sync,
     tokens,
+    upstream,
 )
 from satellite.api.operation import Operation
 
@@ -19,8 +23,12 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
     *accounts.OPERATIONS,
     *tokens.OPERATIONS,
     *product_instances.OPERATIONS,
+    *exports.OPERATIONS,
+    *reservations.OPERATIONS,
     *licenses.OPERATIONS,
     *subscriptions.OPERATIONS,
     *activity.OPERATIONS,
     *principals.OPERATIONS,
+    *sync.OPERATIONS,
+    *upstream.OPERATIONS,
 )

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import click
 
-from satellite.api.context import Services
+from satellite.api import exports as api
 from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit
-from satellite.domain.models import ExportKey
-from satellite.http import wire
-from satellite.http.views import export_key_out
-from satellite_protocol.catalog import Catalog
 
 
 @click.group("export")
@@ -34,35 +30,32 @@ def export_list(
     as_json: bool,
 ) -> None:
     """Export keys taken from VA's pool (with --product: one product's, ended ones too)."""
-
-    async def action(s: Services) -> tuple[list[ExportKey], Catalog]:
-        if product_id is not None:
-            keys = await s.exports.keys_of_instance(obj.operator, account, va_name, product_id)
-            if not include_ended:
-                keys = [k for k in keys if k.status == "granted"]
-            return keys, s.catalog
-        page = await s.exports.keys_of_virtual_account(
-            obj.operator, account, va_name, granted_only=not include_ended, limit=100_000
+    if product_id is not None:
+        answer = obj.call(
+            api.product_export_keys,
+            api.ProductExportKeysQuery(account=account, va=va_name, product=product_id),
         )
-        return page.keys, s.catalog
-
-    keys, catalog = obj.run(action)
+        if not include_ended:
+            granted = [k for k in answer.export_keys if k.status == "Granted"]
+            answer = api.ExportKeyList(total_records=len(granted), export_keys=granted)
+    else:
+        status = "all" if include_ended else "Granted"
+        query = api.ExportKeysQuery(account=account, va=va_name, status=status, limit=100_000)
+        answer = obj.call(api.list_export_keys, query)
     emit(
         as_json,
-        wire.ExportKeyList(
-            total_records=len(keys), export_keys=[export_key_out(k, catalog) for k in keys]
-        ),
+        answer,
         ["FEATURE", "PRODUCT", "UDI", "STATUS", "GRANTED", "ENDED", "KEY ID"],
         [
             [
                 k.feature,
-                k.product_id,
-                f"PID:{k.udi_pid} SN:{k.udi_serial}",
-                k.status,
+                k.product_instance_id,
+                f"PID:{k.sudi.udi_pid} SN:{k.sudi.udi_serial}",
+                k.status.lower(),
                 k.granted_at,
                 f"{k.ended_at:%Y-%m-%d} ({k.end_reason})" if k.ended_at else None,
-                k.id,
+                k.key_id,
             ]
-            for k in keys
+            for k in answer.export_keys
         ],
     )

@@ -7,17 +7,11 @@ from pathlib import Path
 
 import click
 
+from satellite.api import reservations as api
 from satellite.api.context import Services
 from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit, emit_one
-from satellite.domain.reservation import LicenseRequest, Precedence
-from satellite.http import wire
-from satellite.http.views import (
-    issued_out,
-    reservation_confirmed,
-    reservation_ended,
-)
-from satellite.services.reservations import ReservationRequest
+from satellite.domain.reservation import Precedence
 
 
 @click.group()
@@ -26,7 +20,7 @@ def reservation() -> None:
     update, confirm, return, force-remove."""
 
 
-def _licenses(pairs: tuple[str, ...], precedence: Precedence) -> list[LicenseRequest]:
+def _licenses(pairs: tuple[str, ...], precedence: Precedence) -> list[api.ReservationLicenseIn]:
     wanted = []
     for pair in pairs:
         tag, sep, count = pair.partition("=")
@@ -37,7 +31,11 @@ def _licenses(pairs: tuple[str, ...], precedence: Precedence) -> list[LicenseReq
             or int(count) < 1
         ):
             raise click.BadParameter(f"{pair!r} is not TAG=COUNT", param_hint="--license")
-        wanted.append(LicenseRequest(tag.strip(), int(count), precedence))
+        wanted.append(
+            api.ReservationLicenseIn(
+                entitlement_tag=tag.strip(), quantity=int(count), precedence=precedence
+            )
+        )
     return wanted
 
 
@@ -64,7 +62,7 @@ out_option = click.option(
 )
 
 
-def _emit_codes(as_json: bool, document: wire.ReserveLicensesOut, out: Path | None) -> None:
+def _emit_codes(as_json: bool, document: api.ReserveLicensesOut, out: Path | None) -> None:
     if out is not None:
         [issued] = document.authorization_codes
         out.write_text(issued.authorization_code + "\n")
@@ -104,16 +102,11 @@ def reservation_reserve(
 ) -> None:
     """Reserve licenses of VA for the product whose request code is given; print the
     authorization code."""
-    request = ReservationRequest(request_code, _licenses(pairs, precedence))
-
-    async def action(s: Services) -> wire.ReserveLicensesOut:
-        issued = await s.reservations.reserve(obj.operator, account, va_name, [request])
-        now = s.reservations.now()
-        return wire.ReserveLicensesOut(
-            authorization_codes=[issued_out(i, s.catalog, now) for i in issued]
-        )
-
-    _emit_codes(as_json, obj.run(action), out)
+    wanted = api.ReservationRequestIn(
+        reservation_code=request_code, licenses=_licenses(pairs, precedence)
+    )
+    request = api.ReserveLicenses(account=account, va=va_name, reservation_requests=[wanted])
+    _emit_codes(as_json, obj.call(api.reserve_licenses, request), out)
 
 
 @reservation.command("update")
@@ -137,15 +130,10 @@ def reservation_update(
 ) -> None:
     """Change the reserved licenses of product instance ID (a new authorization code; in
     transition until its confirmation code is entered)."""
-    wanted = _licenses(pairs, precedence)
-
-    async def action(s: Services) -> wire.ReserveLicensesOut:
-        issued = await s.reservations.update(obj.operator, account, va_name, product_id, wanted)
-        return wire.ReserveLicensesOut(
-            authorization_codes=[issued_out(issued, s.catalog, s.reservations.now())]
-        )
-
-    _emit_codes(as_json, obj.run(action), out)
+    request = api.ReservationUpdate(
+        account=account, va=va_name, product=product_id, licenses=_licenses(pairs, precedence)
+    )
+    _emit_codes(as_json, obj.call(api.update_reservation, request), out)
 
 
 @reservation.command("code")
@@ -158,9 +146,8 @@ def reservation_code(
     obj: CliContext, account: str, va_name: str, product_id: str, out: Path | None
 ) -> None:
     """Print (or write to a file) the latest authorization code of product instance ID."""
-    _, code = obj.run(
-        lambda s: s.reservations.authorization_code(obj.operator, account, va_name, product_id)
-    )
+    request = api.AuthorizationCodeQuery(account=account, va=va_name, product=product_id)
+    code = obj.call(api.download_authorization_code, request).content.decode()
     if out is not None:
         out.write_text(code + "\n")
         click.echo(f"authorization code written to {out}")
@@ -168,7 +155,7 @@ def reservation_code(
         click.echo(code)
 
 
-def _emit_change(as_json: bool, document: wire.ReservationChange) -> None:
+def _emit_change(as_json: bool, document: api.ReservationChange) -> None:
     if as_json:
         emit(True, document, [], [])
         return
@@ -196,14 +183,10 @@ def reservation_confirm(
     obj: CliContext, account: str, va_name: str, confirmation_code: str, as_json: bool
 ) -> None:
     """Enter a product's confirmation code: its reservation settles on the installed code."""
-
-    async def action(s: Services) -> wire.ReservationChange:
-        product, settled = await s.reservations.confirm(
-            obj.operator, account, va_name, confirmation_code, field="CODE"
-        )
-        return reservation_confirmed(product, settled, s.catalog, s.reservations.now())
-
-    _emit_change(as_json, obj.run(action))
+    request = api.ConfirmationCodeIn(
+        account=account, va=va_name, confirmation_code=confirmation_code
+    )
+    _emit_change(as_json, obj.call(api.confirm_reservation, request))
 
 
 @reservation.command("return")
@@ -216,16 +199,8 @@ def reservation_return(
     obj: CliContext, account: str, va_name: str, return_code: str, as_json: bool
 ) -> None:
     """Enter a product's return code: its licenses go back, the product is removed."""
-
-    async def action(s: Services) -> wire.ReservationChange:
-        ended = await s.reservations.return_licenses(
-            obj.operator, account, va_name, return_code, field="CODE"
-        )
-        return reservation_ended(
-            "returned its reservation and was removed", ended, s.catalog, s.reservations.now()
-        )
-
-    _emit_change(as_json, obj.run(action))
+    request = api.ReturnCodeIn(account=account, va=va_name, return_code=return_code)
+    _emit_change(as_json, obj.call(api.return_reservation, request))
 
 
 @reservation.command("force-remove")
@@ -239,14 +214,8 @@ def reservation_force_remove(
     obj: CliContext, account: str, va_name: str, product_id: str, reason: str, as_json: bool
 ) -> None:
     """Remove a reserved product that cannot make a return code (failed, destroyed)."""
-
-    async def action(s: Services) -> wire.ReservationChange:
-        ended = await s.reservations.force_remove(
-            obj.operator, account, va_name, product_id, reason
-        )
-        return reservation_ended("force-removed", ended, s.catalog, s.reservations.now())
-
-    _emit_change(as_json, obj.run(action))
+    request = api.ForceRemoveIn(account=account, va=va_name, product=product_id, reason=reason)
+    _emit_change(as_json, obj.call(api.force_remove, request))
 
 
 @reservation.command("signing-key")

@@ -8,21 +8,24 @@ tokens, the satellites registered, and answering a request carried in.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
+import msgspec
 
+from satellite.api import sync as api
+from satellite.api import upstream as upstream_api
 from satellite.api.context import Services
+from satellite.api.operation import Operation
+from satellite.api.scopes import InAccount
 from satellite.cli.context import CliContext, json_option, pass_cli
 from satellite.cli.output import emit, emit_one
-from satellite.http import wire
-from satellite.http.views import (
-    satellite_out,
-    satellite_token_out,
-    sync_result_out,
-    sync_status_out,
-)
 from sync.spool import write_atomically
+
+RequestT = TypeVar("RequestT", bound=msgspec.Struct)
+AnswerT = TypeVar("AnswerT", bound=msgspec.Struct)
 
 account_option = click.option(
     "--account",
@@ -37,7 +40,23 @@ def sync() -> None:
     mode (register --out / --answer, export, import); on an upstream: token, answer."""
 
 
-def _print_result(as_json: bool, result: wire.SyncResultOut) -> None:
+def _call_in(
+    obj: CliContext,
+    account: str | None,
+    op: Operation[RequestT, AnswerT],
+    request: Callable[[str], RequestT],
+) -> tuple[str, AnswerT]:
+    """Call ``op`` in ``account``, or in the one account the operator sees when it is left
+    out: that account's name and the answer."""
+
+    async def action(s: Services) -> tuple[str, AnswerT]:
+        name = await s.sync.account_or_only(obj.operator, account)
+        return name, await op(s, obj.operator, request(name))
+
+    return obj.run(action)
+
+
+def _print_result(as_json: bool, result: api.SyncResultOut) -> None:
     if as_json:
         emit(True, result, [], [])
     elif result.repeated:
@@ -127,19 +146,19 @@ def sync_register(
     if upstream is None:
         raise click.UsageError("--upstream URL is required (or --out FILE to register by files)")
 
-    async def online(s: Services) -> str:
-        name_ = await s.sync.account_or_only(obj.operator, account)
-        link = await s.sync.register_online(
-            obj.operator,
-            name_,
-            upstream_url=upstream,
+    name_, status = _call_in(
+        obj,
+        account,
+        api.sync_register,
+        lambda name_: api.SyncRegister(
+            account=name_,
+            upstream=upstream,
             token=token,
             name=label,
-            expected_fingerprint=fingerprint,
-        )
-        return _registered(name_, link.satellite_id, f"with {upstream}")
-
-    click.echo(obj.run(online))
+            upstream_fingerprint=fingerprint,
+        ),
+    )
+    click.echo(_registered(name_, str(status.satellite_id), f"with {upstream}"))
 
 
 def _registered(account: str, satellite_id: str, how: str) -> str:
@@ -167,13 +186,8 @@ def sync_connect(obj: CliContext, account: str | None, upstream: str | None) -> 
 @pass_cli
 def sync_unregister(obj: CliContext, account: str | None) -> None:
     """Unlink an account from its upstream (e.g. after the upstream revoked it)."""
-
-    async def action(s: Services) -> str:
-        name_ = await s.sync.account_or_only(obj.operator, account)
-        await s.sync.unregister(obj.operator, name_)
-        return f"account {name_}: no longer registered with an upstream"
-
-    click.echo(obj.run(action))
+    name_, _ = _call_in(obj, account, api.sync_unregister, lambda name_: InAccount(account=name_))
+    click.echo(f"account {name_}: no longer registered with an upstream")
 
 
 @sync.command("now")
@@ -182,12 +196,8 @@ def sync_unregister(obj: CliContext, account: str | None) -> None:
 @pass_cli
 def sync_now(obj: CliContext, account: str | None, as_json: bool) -> None:
     """Sync with the upstream now (connected mode)."""
-
-    async def action(s: Services) -> wire.SyncResultOut:
-        name_ = await s.sync.account_or_only(obj.operator, account)
-        return sync_result_out(await s.sync.sync_now(obj.operator, name_))
-
-    _print_result(as_json, obj.run(action))
+    _, result = _call_in(obj, account, api.sync_now, lambda name_: InAccount(account=name_))
+    _print_result(as_json, result)
 
 
 @sync.command("export")
@@ -219,8 +229,10 @@ def sync_import(obj: CliContext, answer: Path, as_json: bool) -> None:
     _print_result(as_json, obj.run(lambda s: _imported(s, obj, answer)))
 
 
-async def _imported(s: Services, obj: CliContext, answer: Path) -> wire.SyncResultOut:
-    return sync_result_out(await s.sync.import_answer(obj.operator, answer))
+async def _imported(s: Services, obj: CliContext, answer: Path) -> api.SyncResultOut:
+    # The host's operator may leave the account out: the answer names it (the admin API's
+    # upload names it in its path).
+    return api.sync_result_out(await s.sync.import_answer(obj.operator, answer))
 
 
 @sync.command("status")
@@ -229,12 +241,9 @@ async def _imported(s: Services, obj: CliContext, answer: Path) -> wire.SyncResu
 @pass_cli
 def sync_status(obj: CliContext, account: str | None, as_json: bool) -> None:
     """Mode, last success, last error, next run, sequence numbers and recent history."""
-
-    async def action(s: Services) -> wire.SyncStatusOut:
-        name_ = await s.sync.account_or_only(obj.operator, account)
-        return sync_status_out(await s.sync.status(obj.operator, name_))
-
-    status = obj.run(action)
+    _, status = _call_in(
+        obj, account, api.sync_status, lambda name_: api.SyncStatusQuery(account=name_)
+    )
     if as_json:
         emit(True, status, [], [])
         return
@@ -339,12 +348,10 @@ def token_create(
     obj: CliContext, account: str, description: str, expires_days: int | None, as_json: bool
 ) -> None:
     """Create a token a satellite registers with (shown once)."""
-
-    async def action(s: Services) -> wire.SatelliteTokenOut:
-        created = await s.upstream.create_token(obj.operator, account, description, expires_days)
-        return satellite_token_out(created.token, s.upstream.now(), created.secret)
-
-    out = obj.run(action)
+    request = upstream_api.SatelliteTokenCreate(
+        account=account, description=description, expires_days=expires_days
+    )
+    out = obj.call(upstream_api.create_satellite_token, request)
     if as_json:
         emit(True, out, [], [])
     else:
@@ -356,14 +363,9 @@ def token_create(
 @json_option
 @pass_cli
 def token_list(obj: CliContext, account: str, as_json: bool) -> None:
-    async def action(s: Services) -> wire.SatelliteTokenList:
-        tokens = await s.upstream.list_tokens(obj.operator, account)
-        now = s.upstream.now()
-        return wire.SatelliteTokenList(
-            satellite_tokens=[satellite_token_out(t, now) for t in tokens]
-        )
-
-    out = obj.run(action)
+    out = obj.call(
+        upstream_api.list_satellite_tokens, upstream_api.SatelliteTokensQuery(account=account)
+    )
     emit(
         as_json,
         out,
@@ -377,7 +379,8 @@ def token_list(obj: CliContext, account: str, as_json: bool) -> None:
 @click.argument("token_id")
 @pass_cli
 def token_revoke(obj: CliContext, account: str, token_id: str) -> None:
-    obj.run(lambda s: s.upstream.revoke_token(obj.operator, account, token_id))
+    request = upstream_api.SatelliteTokenRevoke(account=account, token=token_id)
+    obj.call(upstream_api.revoke_satellite_token, request)
     click.echo(f"satellite token {token_id} revoked")
 
 
@@ -387,7 +390,8 @@ def token_revoke(obj: CliContext, account: str, token_id: str) -> None:
 @pass_cli
 def sync_revoke(obj: CliContext, account: str, satellite_id: str) -> None:
     """On the upstream: no more syncs from a satellite; what it reported leaves the view."""
-    obj.run(lambda s: s.upstream.revoke_satellite(obj.operator, account, satellite_id))
+    request = upstream_api.SatelliteIn(account=account, satellite=satellite_id)
+    obj.call(upstream_api.revoke_satellite, request)
     click.echo(f"satellite {satellite_id} revoked")
 
 
@@ -397,12 +401,7 @@ def sync_revoke(obj: CliContext, account: str, satellite_id: str) -> None:
 @pass_cli
 def sync_satellites(obj: CliContext, account: str, as_json: bool) -> None:
     """On the upstream: the satellites registered for an account."""
-
-    async def action(s: Services) -> wire.SatelliteList:
-        found = await s.upstream.satellites(obj.operator, account)
-        return wire.SatelliteList(satellites=[satellite_out(x) for x in found])
-
-    out = obj.run(action)
+    out = obj.call(upstream_api.list_satellites, upstream_api.SatellitesQuery(account=account))
     emit(
         as_json,
         out,

@@ -67,12 +67,14 @@ def render(body: msgspec.Struct, status: int = 200) -> web.Response:
     )
 
 
-async def send_file(request: web.Request, path: Path, filename: str) -> web.StreamResponse:
-    """Stream a bundle file as a download; the response is sent when this returns (so the
-    caller may remove the file)."""
+async def send_file(
+    request: web.Request, path: Path, filename: str, media_type: str
+) -> web.StreamResponse:
+    """Stream a file as a download; the response is sent when this returns (so the caller
+    may remove the file)."""
     response = web.StreamResponse(
         headers={
-            "Content-Type": "application/x-satellite-sync",
+            "Content-Type": media_type,
             "Content-Disposition": f'attachment; filename="{filename}"',
         }
     )

@@ -3,7 +3,9 @@
 A request type's fields come from the path (``{name}`` segments of the operation's path)
 and from the body (POST, PUT) or the query string (GET, DELETE), by their wire names. A
 body or query naming a path field is refused as an unknown field, so a request can never
-say one account in its path and another in its body.
+say one account in its path and another in its body. A request with an ``Upload`` field
+takes the raw body as that file (its other fields from the path); an answer that is a
+file (``Download``, ``Spooled``) is sent as an attachment (``satellite.api.files``).
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from satellite.api.files import Download, Spooled, Upload, upload_field
 from satellite.api.operation import Operation
 from satellite.errors import InvalidInput, MalformedJson
 from satellite.http.auth import caller
-from satellite.http.body import convert, render
+from satellite.http.body import convert, render, send_file
 from satellite.http.keys import SERVICES
 from satellite_protocol.untrusted import decode
 
 _NO_BODY = (b"", b"null")
+CHUNK = 256 * 1024  # of an uploaded file, read as the operation takes it in
 BODY_METHODS = ("POST", "PUT")
 
 
@@ -36,7 +40,10 @@ def path_fields(op: Operation[Any, Any]) -> list[str]:
 
 async def _parameters(request: web.Request, op: Operation[Any, Any]) -> dict[str, Any]:
     """The body's (or query string's) fields, checked not to name a path field."""
-    if op.method in BODY_METHODS:
+    upload = upload_field(op.request)
+    if upload is not None:
+        given: dict[str, Any] = {upload: Upload(request.content.iter_chunked(CHUNK))}
+    elif op.method in BODY_METHODS:
         raw = await request.read()  # bounded by the app's client_max_size (413 beyond it)
         try:
             given = decode(raw if raw.strip() not in _NO_BODY else b"{}", dict[str, Any])
@@ -51,14 +58,27 @@ async def _parameters(request: web.Request, op: Operation[Any, Any]) -> dict[str
 
 
 def handler(op: Operation[Any, Any]) -> Any:
-    async def handle(request: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.StreamResponse:
         principal = await caller(request)
         typed = convert(await _parameters(request, op), op.request)
         answer = await op(request.app[SERVICES], principal, typed)
-        response = render(answer)
+        if isinstance(answer, Spooled):
+            with answer.scratch() as path:
+                name = await answer.write(path)
+                return await send_file(request, path, name, answer.media_type)
+        response = _download(answer) if isinstance(answer, Download) else render(answer)
         if op.no_store:
             response.headers["Cache-Control"] = "no-store"
         return response
 
     handle.__name__ = op.name
     return handle
+
+
+def _download(answer: Download) -> web.Response:
+    return web.Response(
+        body=answer.content,
+        content_type=answer.media_type,
+        charset=answer.charset,
+        headers={"Content-Disposition": f'attachment; filename="{answer.filename}"'},
+    )

@@ -10,16 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
+from satellite.api.files import is_file, upload_field
 from satellite.api.operation import Operation
-from satellite.api.paths import ACCOUNT, VA
 from satellite.api.registry import OPERATIONS
 from satellite.http import wire
 from satellite.http.handlers import (
     device,
-    exports,
     health,
     oauth,
-    reservations,
     sync,
 )
 from satellite.http.operations import BODY_METHODS, handler, path_fields
@@ -82,190 +80,7 @@ HAND_WRITTEN: tuple[Route, ...] = (
         )
         for p in ("/backend/oauth/revoke", "/oauth/revoke")
     ),
-    # export-controlled features
-    Route(
-        "GET",
-        VA + "/export-keys",
-        exports.list_export_keys,
-        "Export keys granted from the virtual account's pool (?status=all: with ended ones)",
-        "export control",
-        None,
-        wire.ExportKeyList,
-        query=wire.ExportKeysQuery,
-    ),
-    Route(
-        "GET",
-        VA + "/devices/{product}/export-keys",
-        exports.product_export_keys,
-        "Every export key of a product instance, granted or ended",
-        "export control",
-        None,
-        wire.ExportKeyList,
-    ),
-    # specific license reservation (SLR)
-    Route(
-        "POST",
-        VA + "/reserve-licenses",
-        reservations.reserve_licenses,
-        "Reserve licenses for products by their request codes (authorization codes back)",
-        "reservations",
-        wire.ReserveLicenses,
-        wire.ReserveLicensesOut,
-    ),
-    Route(
-        "POST",
-        VA + "/reservations/{product}/update",
-        reservations.update_reservation,
-        "Change a product's reserved licenses (a new authorization code)",
-        "reservations",
-        wire.ReservationUpdate,
-        wire.ReserveLicensesOut,
-    ),
-    Route(
-        "GET",
-        VA + "/reservations/{product}/authorization-code",
-        reservations.download_authorization_code,
-        "The latest authorization code of a reservation, as a file (application/xml)",
-        "reservations",
-    ),
-    Route(
-        "POST",
-        VA + "/reservations/confirm",
-        reservations.confirm_reservation,
-        "Enter a product's confirmation code (the reservation settles)",
-        "reservations",
-        wire.ConfirmationCodeIn,
-        wire.ReservationChange,
-    ),
-    Route(
-        "POST",
-        VA + "/reservations/return",
-        reservations.return_reservation,
-        "Enter a product's return code (licenses released, product removed)",
-        "reservations",
-        wire.ReturnCodeIn,
-        wire.ReservationChange,
-    ),
-    Route(
-        "POST",
-        VA + "/reservations/{product}/force-remove",
-        reservations.force_remove,
-        "Remove a reserved product that cannot return its licenses (reason audited)",
-        "reservations",
-        wire.ForceRemoveIn,
-        wire.ReservationChange,
-    ),
-    # sync with the upstream: the satellite's side
-    Route(
-        "GET",
-        ACCOUNT + "/sync",
-        sync.sync_status,
-        "Sync status and history",
-        "sync",
-        response=wire.SyncStatusOut,
-    ),
-    Route(
-        "POST",
-        ACCOUNT + "/sync/register",
-        sync.sync_register,
-        "Register the account with an upstream (connected mode)",
-        "sync",
-        wire.SyncRegister,
-        wire.SyncStatusOut,
-    ),
-    Route(
-        "POST",
-        ACCOUNT + "/sync/unregister",
-        sync.sync_unregister,
-        "Unlink the account from its upstream (to register again)",
-        "sync",
-        wire.NoBody,
-        wire.StatusResponse,
-    ),
-    Route(
-        "POST",
-        ACCOUNT + "/sync/now",
-        sync.sync_now,
-        "Sync with the upstream now",
-        "sync",
-        wire.NoBody,
-        wire.SyncResultOut,
-    ),
-    Route(
-        "GET",
-        ACCOUNT + "/sync/request",
-        sync.download_request,
-        "Export a sync request bundle (disconnected mode; a file download)",
-        "sync",
-    ),
-    Route(
-        "POST",
-        ACCOUNT + "/sync/answer",
-        sync.upload_answer,
-        "Import the upstream's answer bundle (disconnected mode; the file as the body)",
-        "sync",
-        response=wire.SyncResultOut,
-    ),
-    # sync with the upstream: the upstream's side
-    Route(
-        "POST",
-        ACCOUNT + "/satellite-tokens",
-        sync.create_satellite_token,
-        "Create a satellite registration token",
-        "sync",
-        wire.SatelliteTokenCreate,
-        wire.SatelliteTokenOut,
-    ),
-    Route(
-        "GET",
-        ACCOUNT + "/satellite-tokens",
-        sync.list_satellite_tokens,
-        "List satellite registration tokens",
-        "sync",
-        response=wire.SatelliteTokenList,
-    ),
-    Route(
-        "POST",
-        ACCOUNT + "/satellite-tokens/{token}/revoke",
-        sync.revoke_satellite_token,
-        "Revoke a satellite registration token",
-        "sync",
-        wire.NoBody,
-        wire.StatusResponse,
-    ),
-    Route(
-        "GET",
-        ACCOUNT + "/satellites",
-        sync.list_satellites,
-        "Satellites registered with this upstream",
-        "sync",
-        response=wire.SatelliteList,
-    ),
-    Route(
-        "POST",
-        ACCOUNT + "/satellites/{satellite}/revoke",
-        sync.revoke_satellite,
-        "Revoke a satellite: no more syncs from it; its products and usage leave the view",
-        "sync",
-        wire.NoBody,
-        wire.StatusResponse,
-    ),
-    Route(
-        "GET",
-        ACCOUNT + "/satellites/{satellite}/products",
-        sync.satellite_products,
-        "A satellite's products and usage as its last sync left them",
-        "sync",
-        response=wire.SatelliteMirrorOut,
-        query=wire.SatelliteProductsQuery,
-    ),
-    Route(
-        "POST",
-        "/sync/answer",
-        sync.answer_upload,
-        "Answer a satellite's request bundle (disconnected mode; the file in, the answer out)",
-        "sync",
-    ),
+    # sync with the upstream: the endpoints satellites post their signed bundles to
     *(
         Route("POST", path, handler, summary, "sync", public=True, api=False)
         for path, handler, summary in (
@@ -352,7 +167,9 @@ def full_paths(route: Route) -> list[str]:
 
 
 def generated_route(op: Operation[Any, Any]) -> Route:
-    in_body = op.method in BODY_METHODS
+    # A file in or out has no JSON schema: the body, or the answer, is the file itself.
+    in_body = op.method in BODY_METHODS and upload_field(op.request) is None
+    in_query = op.method not in BODY_METHODS
     return Route(
         op.method,
         op.path,
@@ -360,8 +177,8 @@ def generated_route(op: Operation[Any, Any]) -> Route:
         op.summary,
         op.tag,
         body=op.request if in_body else None,
-        response=op.answer,
-        query=None if in_body else op.request,
+        response=None if is_file(op.answer) else op.answer,
+        query=op.request if in_query else None,
         path_fields=tuple(path_fields(op)),
     )
 
