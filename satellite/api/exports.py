@@ -19,6 +19,9 @@ from satellite.domain.models import ExportKey, ExportKeyStatus
 from satellite.errors import InvalidInput
 from satellite_protocol.catalog import Catalog
 
+# The toolkit's words for an export key's state (ExportKeyStatus is ours).
+ExportKeyState = Literal["Granted", "Returned", "Released"]
+
 
 class ExportKeysQuery(InVirtualAccount):
     """Query parameters of the export key list."""
@@ -40,7 +43,7 @@ class ExportKeyOut(Response):
     product_instance_id: str
     sudi: Sudi
     virtual_account: str
-    status: Literal["Granted", "Returned", "Released"]
+    status: ExportKeyState
     granted_at: dt.datetime
     ended_at: dt.datetime | None
     end_reason: str | None  # returned, deregistered, removed, re-registered
@@ -100,7 +103,7 @@ async def product_export_keys(
 OPERATIONS = (list_export_keys, product_export_keys)
 
 
-_EXPORT_KEY_STATUS: dict[ExportKeyStatus, Literal["Granted", "Returned", "Released"]] = {
+_EXPORT_KEY_STATUS: dict[ExportKeyStatus, ExportKeyState] = {
     "granted": "Granted",
     "returned": "Returned",
     "released": "Released",

@@ -14,9 +14,9 @@ from satellite.api.operation import READ, WRITE, operation
 from satellite.api.paths import VA
 from satellite.api.products import DeviceOut, ReservationOut, Sudi, device_out, reservation_out
 from satellite.api.scopes import InVirtualAccount
-from satellite.api.types import Request, Response
+from satellite.api.types import Request, Response, Success
 from satellite.domain.access import Principal
-from satellite.domain.reservation import LicenseRequest
+from satellite.domain.reservation import LicenseRequest, Precedence
 from satellite.services.product_instances import ProductInstanceView
 from satellite.services.reservations import Ended, Issued, ReservationRequest
 from satellite_protocol.catalog import Catalog
@@ -27,7 +27,7 @@ CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 class ReservationLicenseIn(Request):
     entitlement_tag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
-    precedence: Literal["LONGEST_TERM_FIRST", "SHORTEST_TERM_FIRST"] = "LONGEST_TERM_FIRST"
+    precedence: Precedence = "LONGEST_TERM_FIRST"
 
 
 ReservationLicenses = Annotated[
@@ -79,12 +79,12 @@ class AuthorizationCodeOut(Response):
 
 
 class ReserveLicensesOut(Response, kw_only=True):
-    status: Literal["SUCCESS"] = "SUCCESS"
+    status: Success = "SUCCESS"
     authorization_codes: list[AuthorizationCodeOut]
 
 
 class ReservationChange(Response, kw_only=True):
-    status: Literal["SUCCESS"] = "SUCCESS"
+    status: Success = "SUCCESS"
     message: str
     device: DeviceOut
 
