@@ -11,7 +11,7 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
@@ -55,6 +55,9 @@ async def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, 
 class Clis:
     product: Path
     config: Path
+    # In-process commands share this process's stdout and stderr (click's runner swaps
+    # them): two at once would read each other's output, so they take turns.
+    in_process: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def agent(self, *args: str, ok: bool = True, **env: str) -> tuple[int, str, str]:
         exe = str(Path(sys.executable).parent / "satellite-agent")
@@ -65,7 +68,8 @@ class Clis:
 
     async def admin(self, *args: str, ok: bool = True) -> tuple[int, str, str]:
         """``satellite --config CONFIG ...``, in this process."""
-        done = await asyncio.to_thread(Cli(self.config, self.config.parent), *args)
+        async with self.in_process:
+            done = await asyncio.to_thread(Cli(self.config, self.config.parent), *args)
         result = (done.code, done.out, done.err)
         if ok:
             assert result[0] == 0, (args, result)
