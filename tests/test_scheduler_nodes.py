@@ -65,7 +65,7 @@ WORK_AT = {
 }
 
 
-# The sync jobs need an upstream: tests/test_sync.py runs them from two nodes.
+# The sync jobs need an upstream: tests/sync/test_connected.py runs them from two nodes.
 @pytest.mark.parametrize("job", [j for j in jobs.JOBS if not j.startswith("sync")])
 async def test_concurrent_runs_of_a_job_from_two_nodes_do_the_work_once(
     admin: Api,

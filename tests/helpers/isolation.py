@@ -152,7 +152,7 @@ TABLE: tuple[Call, ...] = (
         fill={"product": "forced"},
     ),
     # Sync, on this satellite whose accounts are not registered with an upstream: past the
-    # account's checks, each request meets the next rule (which tests/test_sync.py covers).
+    # account's checks, each request meets the next rule (which tests/sync/ covers).
     Call("GET", ACCOUNT + "/sync", None, False),
     Call(
         "POST",
