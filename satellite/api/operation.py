@@ -33,7 +33,9 @@ import msgspec
 
 from satellite.api.context import Services
 from satellite.api.files import Upload
+from satellite.api.types import Name
 from satellite.domain.access import Principal, Role
+from satellite.domain.names import check_name
 from satellite.errors import Forbidden
 from satellite_protocol.validation import validation_error
 
@@ -119,11 +121,29 @@ def operation(
 def _validated(request: RequestT, type_: type[RequestT]) -> RequestT:
     """The request checked against its type's constraints (lengths, ranges, patterns), as
     decoding checks them: a request built in code (the CLI's, the console's) is held to
-    the same limits as one decoded from HTTP (a file it sends is passed as it is)."""
+    the same limits as one decoded from HTTP (a file it sends is passed as it is).
+
+    A ``Name`` the constraints refuse is refused with the rule it breaks, in the words of
+    ``domain.names.check_name`` (which every name it breaks also breaks), as the services
+    refused it before the CLI called operations: an operator reads the rule, not the
+    pattern."""
     try:
         return msgspec.convert(msgspec.to_builtins(request, builtin_types=(Upload,)), type_)
     except msgspec.ValidationError as exc:
-        raise validation_error(exc) from exc
+        error = validation_error(exc)
+        _refuse_bad_name(request, error.field)
+        raise error from exc
+
+
+def _refuse_bad_name(request: msgspec.Struct, wire_name: str | None) -> None:
+    """``check_name``'s refusal if ``wire_name`` is a top-level ``Name`` field of the
+    request holding a name it refuses."""
+    hints = get_type_hints(type(request), include_extras=True)
+    for field in msgspec.structs.fields(request):
+        if field.encode_name == wire_name and hints[field.name] in (Name, Name | None):
+            value = getattr(request, field.name)
+            if isinstance(value, str):
+                check_name(value, wire_name)
 
 
 def _account_of(request: Any) -> str:
