@@ -33,9 +33,9 @@ import msgspec
 
 from satellite.api.context import Services
 from satellite.api.files import Upload
-from satellite.api.types import Name
+from satellite.api.types import Description, Name
 from satellite.domain.access import Principal, Role
-from satellite.domain.names import check_name
+from satellite.domain.names import check_description, check_name
 from satellite.errors import Forbidden
 from satellite_protocol.validation import validation_error
 
@@ -123,27 +123,36 @@ def _validated(request: RequestT, type_: type[RequestT]) -> RequestT:
     decoding checks them: a request built in code (the CLI's, the console's) is held to
     the same limits as one decoded from HTTP (a file it sends is passed as it is).
 
-    A ``Name`` the constraints refuse is refused with the rule it breaks, in the words of
-    ``domain.names.check_name`` (which every name it breaks also breaks), as the services
-    refused it before the CLI called operations: an operator reads the rule, not the
-    pattern."""
+    A ``Name`` or ``Description`` the constraints refuse is refused with the rule it
+    breaks, in the words of ``domain.names`` (whose checks refuse all that the constraints
+    refuse), as the services refused it before the CLI called operations: an operator reads
+    the rule, not a pattern or a length."""
     try:
         return msgspec.convert(msgspec.to_builtins(request, builtin_types=(Upload,)), type_)
     except msgspec.ValidationError as exc:
         error = validation_error(exc)
-        _refuse_bad_name(request, error.field)
+        _refuse_in_words(request, error.field)
         raise error from exc
 
 
-def _refuse_bad_name(request: msgspec.Struct, wire_name: str | None) -> None:
-    """``check_name``'s refusal if ``wire_name`` is a top-level ``Name`` field of the
-    request holding a name it refuses."""
+# The checks that word the rule of a wire type (each refuses all its constraints refuse).
+_IN_WORDS: dict[Any, Callable[[str, str], str]] = {
+    Name: check_name,
+    Name | None: check_name,
+    Description: check_description,
+    Description | None: check_description,
+}
+
+
+def _refuse_in_words(request: msgspec.Struct, wire_name: str | None) -> None:
+    """The worded refusal if ``wire_name`` is a top-level field of the request whose type
+    has one (``_IN_WORDS``) and whose value it refuses."""
     hints = get_type_hints(type(request), include_extras=True)
     for field in msgspec.structs.fields(request):
-        if field.encode_name == wire_name and hints[field.name] in (Name, Name | None):
-            value = getattr(request, field.name)
-            if isinstance(value, str):
-                check_name(value, wire_name)
+        check = _IN_WORDS.get(hints[field.name])
+        value = getattr(request, field.name)
+        if field.encode_name == wire_name and check is not None and isinstance(value, str):
+            check(value, wire_name)
 
 
 def _account_of(request: Any) -> str:
