@@ -17,7 +17,8 @@ either:
 * the account named by the request (its ``account`` field, for ``account_scoped``
   operations) must be one the caller sees, else it is reported missing (404) exactly as an
   account that does not exist, whatever the role;
-* then the caller's role must be at least the declared one (403 naming the role).
+* then the caller's role must be at least the declared one (403, in the services' words:
+  the account it may not change, or that only a system admin may do this).
 
 Services check account scope again inside their transactions (with the locks they need):
 the declaration is what a reader sees, the service is what holds under concurrency.
@@ -37,6 +38,7 @@ from satellite.api.types import Description, Name
 from satellite.domain.access import Principal, Role
 from satellite.domain.names import check_description, check_name
 from satellite.errors import Forbidden
+from satellite.services import scope
 from satellite_protocol.validation import validation_error
 
 RequestT = TypeVar("RequestT", bound=msgspec.Struct)
@@ -92,7 +94,7 @@ class Operation(Generic[RequestT, AnswerT]):
         if self.access.account_scoped:
             await services.accounts.visible_account(caller, _account_of(request))
         if not self.access.allows(caller.role):
-            raise Forbidden(f"role {caller.role} may not do this: {self.summary.lower()}")
+            raise _refusal(caller, self.access, request)
         return await self.run(services, caller, request)
 
 
@@ -153,6 +155,14 @@ def _refuse_in_words(request: msgspec.Struct, wire_name: str | None) -> None:
         value = getattr(request, field.name)
         if field.encode_name == wire_name and check is not None and isinstance(value, str):
             check(value, wire_name)
+
+
+def _refusal(caller: Principal, access: Access, request: Any) -> Forbidden:
+    """Why the caller may not, in the words the services refuse it with: a change to an
+    account it only sees, or what only a system admin may do."""
+    if access.account_scoped and not WRITE.allows(caller.role):
+        return scope.may_not_change(caller, _account_of(request))
+    return scope.system_admins_only()
 
 
 def _account_of(request: Any) -> str:
