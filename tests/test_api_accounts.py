@@ -99,6 +99,16 @@ async def test_lists_without_parameters_ignore_the_query_string(admin: Api) -> N
     assert [a["name"] for a in posted["accounts"]] == ["Acme"]
 
 
+async def test_the_toolkits_account_list_never_reads_its_body(admin: Api) -> None:
+    """The toolkit's POST of the account list takes no parameters: whatever it sends as the
+    body (a form, as ``curl -d`` sends; not JSON; a JSON array) is not read, as it never was."""
+    await create_account(admin, "Acme")
+    for raw in (b"limit=1&x=y", b"{not json", b"[1, 2]", b'"x"', b"[" * 100 + b"]" * 100):
+        status, posted = await admin.post("/api/v1/upstream_satellites/accounts", raw=raw)
+        assert status == 200, (raw, posted)
+        assert [a["name"] for a in posted["accounts"]] == ["Acme"]
+
+
 async def test_account_list_shows_only_the_callers_accounts(admin: Api) -> None:
     await create_account(admin, "Acme")
     await create_account(admin, "Globex")

@@ -326,3 +326,36 @@ def test_an_embedded_database_that_cannot_start_is_one_line(tmp_path: Path) -> N
     # PostgreSQL's own reason, from its log, rather than the command that failed.
     assert "configuration file" in line, line
     assert "pg_ctl" not in line, line
+
+
+def test_a_name_or_description_that_cannot_be_one_is_refused_in_words(
+    tmp_path: Path, db_dsn: str, state_dir: Path
+) -> None:
+    """A name with a slash, a control character or over 100 characters, or a description
+    over 500, is refused with the rule it breaks (as the services word it), not a pattern
+    or a length; nothing is made."""
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    cli("account", "create", "Acme").ok()
+    rule = "must be 1 to 100 characters without '/', control characters or blanks at either end"
+    for args, field in (
+        (["account", "create", "a/b"], "name"),
+        (["account", "create", "x" * 101], "name"),
+        (["va", "create", "Acme", "a\x01b"], "name"),
+        (["user", "create", "bob/x", "--role", "system-admin"], "username"),
+    ):
+        line = cli(*args, env={"SATELLITE_PASSWORD": "correct horse battery"}).one_error_line()
+        assert line == f"error: {field} {rule}", (args, line)
+    long = "d" * 501
+    described = "error: description must be at most 500 characters of printable text"
+    for args in (
+        ["account", "create", "Long", "--description", long],
+        ["account", "update", "Acme", "--description", long],
+        ["va", "create", "Acme", "Lab", "--description", long],
+        ["client", "create", "--role", "system-admin", "--description", long],
+        ["token", "create", "Acme", "DEFAULT", "--description", long],
+    ):
+        assert cli(*args).one_error_line() == described, args
+    assert [row["name"] for row in query(db_dsn, "SELECT name FROM accounts")] == ["Acme"]
+    assert query(db_dsn, "SELECT 1 FROM principals WHERE login LIKE 'bob%'") == []
+    assert query(db_dsn, "SELECT 1 FROM virtual_accounts WHERE name = 'Lab'") == []
+    assert query(db_dsn, "SELECT 1 FROM registration_tokens") == []

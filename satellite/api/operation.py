@@ -17,7 +17,8 @@ either:
 * the account named by the request (its ``account`` field, for ``account_scoped``
   operations) must be one the caller sees, else it is reported missing (404) exactly as an
   account that does not exist, whatever the role;
-* then the caller's role must be at least the declared one (403 naming the role).
+* then the caller's role must be at least the declared one (403, in the services' words:
+  the account it may not change, or that only a system admin may do this).
 
 Services check account scope again inside their transactions (with the locks they need):
 the declaration is what a reader sees, the service is what holds under concurrency.
@@ -33,8 +34,11 @@ import msgspec
 
 from satellite.api.context import Services
 from satellite.api.files import Upload
+from satellite.api.types import Description, Name
 from satellite.domain.access import Principal, Role
+from satellite.domain.names import check_description, check_name
 from satellite.errors import Forbidden
+from satellite.services import scope
 from satellite_protocol.validation import validation_error
 
 RequestT = TypeVar("RequestT", bound=msgspec.Struct)
@@ -90,7 +94,7 @@ class Operation(Generic[RequestT, AnswerT]):
         if self.access.account_scoped:
             await services.accounts.visible_account(caller, _account_of(request))
         if not self.access.allows(caller.role):
-            raise Forbidden(f"role {caller.role} may not do this: {self.summary.lower()}")
+            raise _refusal(caller, self.access, request)
         return await self.run(services, caller, request)
 
 
@@ -119,11 +123,46 @@ def operation(
 def _validated(request: RequestT, type_: type[RequestT]) -> RequestT:
     """The request checked against its type's constraints (lengths, ranges, patterns), as
     decoding checks them: a request built in code (the CLI's, the console's) is held to
-    the same limits as one decoded from HTTP (a file it sends is passed as it is)."""
+    the same limits as one decoded from HTTP (a file it sends is passed as it is).
+
+    A ``Name`` or ``Description`` the constraints refuse is refused with the rule it
+    breaks, in the words of ``domain.names`` (whose checks refuse all that the constraints
+    refuse), as the services refused it before the CLI called operations: an operator reads
+    the rule, not a pattern or a length."""
     try:
         return msgspec.convert(msgspec.to_builtins(request, builtin_types=(Upload,)), type_)
     except msgspec.ValidationError as exc:
-        raise validation_error(exc) from exc
+        error = validation_error(exc)
+        _refuse_in_words(request, error.field)
+        raise error from exc
+
+
+# The checks that word the rule of a wire type (each refuses all its constraints refuse).
+_IN_WORDS: dict[Any, Callable[[str, str], str]] = {
+    Name: check_name,
+    Name | None: check_name,
+    Description: check_description,
+    Description | None: check_description,
+}
+
+
+def _refuse_in_words(request: msgspec.Struct, wire_name: str | None) -> None:
+    """The worded refusal if ``wire_name`` is a top-level field of the request whose type
+    has one (``_IN_WORDS``) and whose value it refuses."""
+    hints = get_type_hints(type(request), include_extras=True)
+    for field in msgspec.structs.fields(request):
+        check = _IN_WORDS.get(hints[field.name])
+        value = getattr(request, field.name)
+        if field.encode_name == wire_name and check is not None and isinstance(value, str):
+            check(value, wire_name)
+
+
+def _refusal(caller: Principal, access: Access, request: Any) -> Forbidden:
+    """Why the caller may not, in the words the services refuse it with: a change to an
+    account it only sees, or what only a system admin may do."""
+    if access.account_scoped and not WRITE.allows(caller.role):
+        return scope.may_not_change(caller, _account_of(request))
+    return scope.system_admins_only()
 
 
 def _account_of(request: Any) -> str:

@@ -38,10 +38,6 @@ class Response(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=False
     """Base of every response body."""
 
 
-class NoBody(Request):
-    """An action that takes no parameters: the body is empty, ``{}`` or ``null``."""
-
-
 class Empty(Response):
     pass
 

@@ -28,7 +28,7 @@ async def read_json(request: web.Request, type_: type[T], *, allow_form: bool = 
 
     The body is read as JSON whatever the Content-Type says (curl's ``-d`` sends a form
     type); only the OAuth endpoints also take real forms, as OAuth clients send them.
-    Values convert as in a query string (``read_query``): the toolkit's automation sends
+    Values convert as in a query string (``convert``): the toolkit's automation sends
     numbers as JSON strings or integral floats (``"365"``, ``365.0``), and an exact integer
     in any of these forms is taken; ``"1.5"``, ``"abc"`` or ``true`` are refused naming
     the field.
@@ -44,12 +44,6 @@ async def read_json(request: web.Request, type_: type[T], *, allow_form: bool = 
         return decode(raw if raw.strip() not in _NO_BODY else b"{}", type_, strict=False)
     except MalformedJson as exc:
         raise MalformedBody(text=exc.detail) from exc
-
-
-def read_query(request: web.Request, type_: type[T]) -> T:
-    """Decode query parameters as ``type_`` (strings are converted to the field types;
-    U+0000 was refused already, with the path, by a middleware)."""
-    return convert(dict(request.query), type_)
 
 
 def convert(data: dict[str, Any], type_: type[T]) -> T:

@@ -3,9 +3,11 @@
 A request type's fields come from the path (``{name}`` segments of the operation's path)
 and from the body (POST, PUT) or the query string (GET, DELETE), by their wire names. A
 body or query naming a path field is refused as an unknown field, so a request can never
-say one account in its path and another in its body. A request with an ``Upload`` field
-takes the raw body as that file (its other fields from the path); an answer that is a
-file (``Download``, ``Spooled``) is sent as an attachment (``satellite.api.files``).
+say one account in its path and another in its body; a POST whose request takes nothing
+but path fields and ignores unknown ones does not read its body at all. A request with an
+``Upload`` field takes the raw body as that file (its other fields from the path); an
+answer that is a file (``Download``, ``Spooled``) is sent as an attachment
+(``satellite.api.files``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ async def _parameters(request: web.Request, op: Operation[Any, Any]) -> dict[str
     upload = upload_field(op.request)
     if upload is not None:
         given: dict[str, Any] = {upload: Upload(request.content.iter_chunked(CHUNK))}
+    elif op.method in BODY_METHODS and ignores_body(op):
+        given = {}
     elif op.method in BODY_METHODS:
         raw = await request.read()  # bounded by the app's client_max_size (413 beyond it)
         try:
@@ -55,6 +59,14 @@ async def _parameters(request: web.Request, op: Operation[Any, Any]) -> dict[str
         if name in given:
             raise InvalidInput(f"unknown field `{name}`", field=name)
     return {**given, **request.match_info}
+
+
+def ignores_body(op: Operation[Any, Any]) -> bool:
+    """A request whose every field is in the path and that ignores unknown fields (the
+    toolkit's POST of the account list) has nothing to read in a body: whatever is sent
+    (a form, as ``curl -d`` sends, or no JSON at all) is not read, as it never was."""
+    ignores_unknown = not op.request.__struct_config__.forbid_unknown_fields
+    return ignores_unknown and len(path_fields(op)) == len(msgspec.structs.fields(op.request))
 
 
 def handler(op: Operation[Any, Any]) -> Any:

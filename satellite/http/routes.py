@@ -20,7 +20,7 @@ from satellite.http.handlers import (
     oauth,
     sync,
 )
-from satellite.http.operations import BODY_METHODS, handler, path_fields
+from satellite.http.operations import BODY_METHODS, handler, ignores_body, path_fields
 from satellite_protocol.device import CA_CERTIFICATE
 from satellite_protocol.device import PREFIX as DEVICE
 from sync.transport import EXCHANGE_PATH as SYNC_EXCHANGE
@@ -168,7 +168,9 @@ def full_paths(route: Route) -> list[str]:
 
 def generated_route(op: Operation[Any, Any]) -> Route:
     # A file in or out has no JSON schema: the body, or the answer, is the file itself.
+    # A body that is never read is not listed.
     in_body = op.method in BODY_METHODS and upload_field(op.request) is None
+    in_body = in_body and not ignores_body(op)
     in_query = op.method not in BODY_METHODS
     return Route(
         op.method,

@@ -29,8 +29,13 @@ async def writable_account(
     if account is None or not principal.sees(account.id):
         raise NotFound(f"account {name!r} not found", field="account")
     if not principal.may_write(account.id):
-        raise Forbidden(f"role {principal.role} may not change account {name!r}")
+        raise may_not_change(principal, name)
     return account
+
+
+def may_not_change(principal: Principal, name: str) -> Forbidden:
+    """The refusal of a change to an account the caller sees but may not change."""
+    return Forbidden(f"role {principal.role} may not change account {name!r}")
 
 
 async def virtual_account(
@@ -77,4 +82,8 @@ async def product_instance(
 
 def require_system_admin(principal: Principal) -> None:
     if not principal.is_system_admin:
-        raise Forbidden("only a system admin may do this")
+        raise system_admins_only()
+
+
+def system_admins_only() -> Forbidden:
+    return Forbidden("only a system admin may do this")

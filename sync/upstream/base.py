@@ -18,6 +18,7 @@ from satellite.domain.access import Principal
 from satellite.domain.clock import utc_now
 from satellite.domain.sync import RegisteredSatellite
 from satellite.errors import Conflict, Forbidden, NotFound
+from satellite.services import scope
 from satellite.storage import upstream
 from satellite.storage.db import Database
 from satellite_protocol.crypto.pki import to_pem
@@ -94,7 +95,7 @@ class UpstreamBase:
             # As everywhere: an account the caller may not see does not exist for them.
             if not principal.sees(account_id):
                 raise NotFound("the bundle's account is not one of yours", field="account")
-            raise Forbidden(f"role {principal.role} may not change account {account!r}")
+            raise scope.may_not_change(principal, account)
 
     def _signed(self, header: bundle.Header, records: list[bundle.Record]) -> bytes:
         buffer = io.BytesIO()

@@ -10,5 +10,5 @@ fixtures stay in conftest.py files.
 - ``cli``: the ``satellite`` command in process (or as the console script where the process
   is the point), ``satellite-agent`` in a subprocess, configuration files, direct queries.
 - ``daemon``: the real daemon in a subprocess.
-- ``sync``: an upstream beside the satellite, for sync tests.
+- ``sync``: an upstream beside the satellite, and the steps the sync tests take at each end.
 """

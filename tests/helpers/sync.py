@@ -1,8 +1,11 @@
 """An upstream beside the satellite under test, for sync tests: its app on a real port of
-127.0.0.1, its services and its admin client; and the satellite's settings for syncing."""
+127.0.0.1, its services and its admin client; the satellite's settings for syncing; and
+the steps (accounts, purchases, registration, carrying bundles) the tests take at each
+end."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 from aiohttp.test_utils import TestServer
 
 from satellite.api.context import Services
 from satellite.config import DatabaseSettings, Settings, SyncSettings
-from satellite.domain.access import host_operator
+from satellite.domain.access import Principal, host_operator
 from satellite.wiring import Runtime, create_app, load_runtime, open_services
+from sync.satellite import SatelliteSync
+from sync.upstream import Answered
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, login
 from tests.helpers.api import base_url
 
@@ -128,3 +134,61 @@ async def register_online(up: Upstream, services: Services) -> str:
         OPERATOR, "Site", upstream_url=up.url, token=await satellite_token(up), name="site-1"
     )
     return link.satellite_id
+
+
+async def pool(admin: Api, base: str, va: str = "Voice") -> list[dict[str, Any]]:
+    body = await ok(admin.get(f"{base}/virtual-accounts/{va}/license-pool"))
+    lines: list[dict[str, Any]] = body["licenses"]
+    return lines
+
+
+async def in_use(admin: Api, base: str) -> dict[tuple[str, str], int]:
+    body = await ok(admin.post(base + "/licenses", {}))
+    return {
+        (line["virtualAccount"], line["entitlementTag"]): line["inUse"]
+        for line in body["licenses"]
+        if line["inUse"]
+    }
+
+
+async def satellite_products(db: asyncpg.Connection, account: str = "Site") -> set[tuple[Any, ...]]:
+    rows = await db.fetch(
+        "SELECT p.id::text, va.name, p.udi_pid, p.udi_serial, p.status, p.export_controlled "
+        "FROM product_instances p JOIN virtual_accounts va ON va.id = p.virtual_account_id "
+        "WHERE va.account_id = (SELECT id FROM accounts WHERE name = $1)",
+        account,
+    )
+    return {tuple(r) for r in rows}
+
+
+async def mirrored_products(up: Upstream, satellite_id: str) -> set[tuple[Any, ...]]:
+    rows = await up.db.fetch(
+        "SELECT p.product_id::text, va.name, p.udi_pid, p.udi_serial, p.status, "
+        "p.export_controlled FROM satellite_products p "
+        "JOIN virtual_accounts va ON va.id = p.virtual_account_id WHERE p.satellite_id = $1",
+        satellite_id,
+    )
+    return {tuple(r) for r in rows}
+
+
+async def answer_file(
+    up: Upstream, request: Path, out: Path, principal: Principal | None
+) -> Answered:
+    """What ``satellite sync answer --in REQUEST --out ANSWER`` does at the upstream."""
+    answered, data = await up.services.upstream.answer(request, principal)
+    await asyncio.to_thread(out.write_bytes, data)
+    return answered
+
+
+async def site_token(admin: Api) -> str:
+    body = await ok(admin.post(SITE + "/virtual-accounts/Voice/tokens", {}), 200)
+    token: str = body["tokenInfo"]["token"]
+    return token
+
+
+def proxied(services: Services, runtime: Runtime, tmp_path: Path, **proxy: Any) -> SatelliteSync:
+    """The satellite's sync service as a daemon configured with ``[sync] proxy_*`` has it."""
+    settings = msgspec.structs.replace(
+        runtime.settings, sync=sync_settings(tmp_path, attempts=1, **proxy)
+    )
+    return SatelliteSync(services.db, runtime.keys, services.licenses, settings)

@@ -43,6 +43,24 @@ async def test_viewer_reads_but_never_writes(world: World, db: asyncpg.Connectio
     assert await snapshot(db) == before, "a viewer changed the database"
 
 
+async def test_a_refused_write_says_why_as_it_always_did(world: World) -> None:
+    """A viewer's write is refused naming the account it may not change; an account admin's
+    system admin work, saying only a system admin may do it (the services' words)."""
+    a = world.a
+    failures = []
+    for call in TABLE:
+        if not call.write:
+            continue
+        expected = [(a.viewer, f"role account-viewer may not change account {ALPHA!r}")]
+        if call.writer == "system-admin":
+            expected.append((a.admin, "only a system admin may do this"))
+        for api, detail in expected:
+            status, body, _ = await perform(api, call, a)
+            if status != 403 or body.get("detail") != detail:
+                failures.append(f"{label(call)}: {status} {body}")
+    assert not failures, "\n".join(failures)
+
+
 async def test_account_admin_writes_in_own_account(world: World) -> None:
     a = world.a
     b_before = await account_view(world.admin, BRAVO)

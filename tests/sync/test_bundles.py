@@ -18,7 +18,7 @@ from sync.bundle import BundleError, RegistrationRequest, SyncRequest
 from tests.conftest import (
     Api,
 )
-from tests.sync.support import (
+from tests.helpers.sync import (
     OPERATOR,
     SITE,
     Upstream,

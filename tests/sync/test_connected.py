@@ -23,7 +23,7 @@ from tests.conftest import (
     lock_waiters,
 )
 from tests.helpers.api import new_agent
-from tests.sync.support import (
+from tests.helpers.sync import (
     OPERATOR,
     SITE,
     UP_ACCOUNT,

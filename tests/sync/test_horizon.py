@@ -19,7 +19,7 @@ from tests.conftest import (
     Api,
 )
 from tests.helpers.api import new_agent, new_product
-from tests.sync.support import (
+from tests.helpers.sync import (
     OPERATOR,
     SITE,
     Upstream,

@@ -12,7 +12,7 @@ from sync.transport import UpstreamRefused, UpstreamUnreachable
 from tests.conftest import (
     Api,
 )
-from tests.sync.support import (
+from tests.helpers.sync import (
     OPERATOR,
     SITE,
     Upstream,

@@ -17,7 +17,7 @@ from tests.conftest import (
     new_client,
 )
 from tests.helpers.api import new_agent, new_product
-from tests.sync.support import (
+from tests.helpers.sync import (
     OPERATOR,
     SITE,
     UP_ACCOUNT,
