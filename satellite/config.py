@@ -114,6 +114,13 @@ class ApiSettings(_Section):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
 
 
+class ConsoleSettings(_Section):
+    # A session unused this long ends (the user signs in again) ...
+    session_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] = 30
+    # ... and one this old ends however busy it is.
+    session_absolute_hours: Annotated[int, msgspec.Meta(ge=1, le=168)] = 12
+
+
 class DeviceSettings(_Section):
     # (The device API's message takes 1000 at most whatever this says.)
     max_usage_tags: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
@@ -198,6 +205,7 @@ class Settings(_Section):
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     device: DeviceSettings = msgspec.field(default_factory=DeviceSettings)
+    console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
     systemd: SystemdSettings = msgspec.field(default_factory=SystemdSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)

@@ -17,6 +17,7 @@ from aiohttp import web
 from satellite import tls
 from satellite.api.context import Services
 from satellite.config import Settings
+from satellite.console import attach_services, setup_console
 from satellite.crypto.keys import (
     KeyPaths,
     ServerKeys,
@@ -50,6 +51,7 @@ from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import NewClient, PrincipalService
 from satellite.services.product_instances import ProductInstanceService
 from satellite.services.reservations import ReservationService
+from satellite.services.sessions import SessionService
 from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
@@ -186,6 +188,7 @@ def build_services(
         db, keys, catalog, licenses, settings.timers.sync_horizon_days
     )
     envelope = DeviceEnvelope(keys)
+    auth = AuthService(db, passwords, limiter, settings.api.access_token_ttl_seconds)
     device_api = DeviceApiService(
         db,
         keys,
@@ -210,7 +213,8 @@ def build_services(
         product_instances=ProductInstanceService(db, reservations, licenses),
         reservations=reservations,
         tokens=TokenService(db, keys, settings.timers),
-        auth=AuthService(db, passwords, limiter, settings.api.access_token_ttl_seconds),
+        auth=auth,
+        sessions=SessionService(db, auth, settings.console),
         principals=PrincipalService(db, passwords),
         events=EventService(db),
         alerts=AlertService(db),
@@ -237,6 +241,7 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_services(runtime) as services:
             app[SERVICES] = services
+            attach_services(app, services)
             yield
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -259,4 +264,5 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
     if scheduler:
         app.cleanup_ctx.append(scheduler_ctx)
     setup_routes(app, openapi_routes())
+    setup_console(app)
     return app

@@ -16,6 +16,7 @@ from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import PrincipalService
 from satellite.services.product_instances import ProductInstanceService
 from satellite.services.reservations import ReservationService
+from satellite.services.sessions import SessionService
 from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
@@ -39,6 +40,7 @@ class Services:
     reservations: ReservationService
     tokens: TokenService
     auth: AuthService
+    sessions: SessionService
     principals: PrincipalService
     events: EventService
     alerts: AlertService

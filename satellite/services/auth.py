@@ -79,6 +79,13 @@ class AuthService:
         return await self._issue(creds.principal, "client_credentials")
 
     async def password(self, username: str, password: str, source: str | None) -> IssuedToken:
+        return await self._issue(await self.check_password(username, password, source), "password")
+
+    async def check_password(
+        self, username: str, password: str, source: str | None
+    ) -> PrincipalRecord:
+        """The enabled user with this name and password, under the password limits (the
+        password grant and the console's sign-in both check here)."""
         async with self._db.connection() as conn:
             # Counted before the slow argon2 check: parallel guesses cannot all be checked.
             attempt = await self._limiter.begin_password(username, source, conn)
@@ -89,7 +96,7 @@ class AuthService:
             log.warning("auth.password_refused", username=username)
             raise InvalidGrant(_WRONG_USER, field="password")
         await self._limiter.passed(attempt)
-        return await self._issue(creds.principal, "password")
+        return creds.principal
 
     async def authenticate(self, access_token: str, source: str | None) -> Principal:
         async with self._db.connection() as conn:

@@ -10,7 +10,7 @@ from satellite.domain.models import PrincipalKind, PrincipalRecord
 from satellite.domain.names import check_description, check_name
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
-from satellite.storage import accounts, principals
+from satellite.storage import accounts, principals, sessions
 from satellite.storage.db import Connection, Database
 
 MIN_PASSWORD_LENGTH = 12
@@ -155,6 +155,7 @@ class PrincipalService:
                     field="name",
                 )
             await principals.disable_principal(conn, record.id)
+            await sessions.delete_principal_sessions(conn, record.id)
             await audit.record(conn, principal, f"{kind}.disabled", login, account_id=None)
             updated = await principals.get_principal(conn, kind, login)
         assert updated is not None
@@ -169,6 +170,7 @@ class PrincipalService:
                 raise NotFound(f"user {username!r} not found", field="name")
             await principals.set_password(conn, record.id, password_hash)
             await principals.revoke_principal_tokens(conn, record.id)
+            await sessions.delete_principal_sessions(conn, record.id)
             await audit.record(conn, principal, "user.password_set", username, account_id=None)
 
     async def bootstrap_client(self, principal: Principal) -> NewClient | None:

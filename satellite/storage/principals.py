@@ -80,6 +80,15 @@ async def get_principal(conn: asyncpg.Connection, kind: str, login: str) -> Prin
     return _principal(row) if row else None
 
 
+async def get_enabled_principal(
+    conn: asyncpg.Connection, principal_id: int
+) -> PrincipalRecord | None:
+    row = await conn.fetchrow(
+        _SELECT + " WHERE p.disabled_at IS NULL AND p.id = $1" + _GROUP, principal_id
+    )
+    return _principal(row) if row else None
+
+
 async def get_credentials(conn: asyncpg.Connection, kind: str, login: str) -> Credentials | None:
     row = await conn.fetchrow(
         "SELECT secret_digest, password_hash FROM principals WHERE kind = $1 AND login = $2",

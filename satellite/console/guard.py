@@ -1,0 +1,147 @@
+"""What every console answer gets: the security headers, the session of signed-in pages,
+the CSRF check of every POST, and domain errors shown as a page (not a problem document:
+a browser shows this to a person)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp_jinja2
+import structlog
+from aiohttp import web
+
+from satellite.api.context import Services
+from satellite.console import i18n
+from satellite.crypto.secrets import digests_equal, random_secret
+from satellite.domain.access import Principal
+from satellite.errors import Forbidden, NotFound
+
+log = structlog.get_logger(__name__)
+
+SESSION_COOKIE = "satellite_session"
+# Before sign-in there is no session to hold the CSRF secret: the sign-in form's token is
+# also in this cookie, and the two must match (a cross-site page can set neither).
+SIGN_IN_CSRF_COOKIE = "satellite_csrf"
+SERVICES = web.AppKey("console_services", Services)
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A signed-in request: who, with which session and CSRF token, in which language."""
+
+    principal: Principal
+    session_id: str
+    csrf_token: str
+    language: i18n.Language
+
+
+SignedInHandler = Callable[[web.Request, Visit], Awaitable[web.StreamResponse]]
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
+    response.set_cookie(
+        name, value, path="/", httponly=True, samesite="Strict", secure=request.secure
+    )
+
+
+def secured(handler: Handler) -> Handler:
+    """The headers every console answer carries, and the language cookie when ``?lang=``
+    chose it."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        response = await handler(request)
+        language, chosen = i18n.choose(request)
+        if chosen:
+            set_cookie(request, response, i18n.LANG_COOKIE, language.tag)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return wrapped
+
+
+def see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def tokens_match(presented: str, expected: str) -> bool:
+    return digests_equal(presented.encode(), expected.encode())
+
+
+async def form_field(request: web.Request, name: str) -> str:
+    value = (await request.post()).get(name)
+    return value if isinstance(value, str) else ""
+
+
+def new_csrf() -> str:
+    return random_secret(32)
+
+
+def error_page(
+    request: web.Request, visit: Visit | None, status: int, message: str
+) -> web.Response:
+    language = visit.language if visit else i18n.choose(request)[0]
+    return aiohttp_jinja2.render_template(
+        "error.html",
+        request,
+        {"language": language, "visit": visit, "message": message},
+        status=status,
+    )
+
+
+def signed_in(handler: SignedInHandler) -> Handler:
+    """A page for signed-in users: no session (or an ended one) goes to the sign-in page;
+    a POST without the session's CSRF token is refused (403); refusals of the operations
+    are shown as a page with their status."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        session_id = request.cookies.get(SESSION_COOKIE, "")
+        live = await services(request).sessions.resume(session_id) if session_id else None
+        if live is None:
+            away = see_other("/sign-in")
+            if session_id:
+                away.del_cookie(SESSION_COOKIE, path="/")
+            return away
+        visit = Visit(live.principal, session_id, live.csrf_token, i18n.choose(request)[0])
+        response: web.StreamResponse
+        if request.method == "POST" and not tokens_match(
+            await form_field(request, "csrf"), live.csrf_token
+        ):
+            log.warning("console.csrf_refused", login=live.principal.login)
+            response = error_page(
+                request,
+                visit,
+                403,
+                i18n.gettext(
+                    visit.language, "The form has expired. Go back, reload the page and try again."
+                ),
+            )
+        else:
+            try:
+                response = await handler(request, visit)
+            except Forbidden:
+                response = error_page(
+                    request, visit, 403, i18n.gettext(visit.language, "You may not do this.")
+                )
+            except NotFound:
+                response = error_page(
+                    request, visit, 404, i18n.gettext(visit.language, "Not found.")
+                )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return wrapped

@@ -1,0 +1,166 @@
+"""The console's pages: each parses the form or path, calls one operation with the
+session's principal (so access is the operation's declared one) and renders."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp_jinja2
+import structlog
+from aiohttp import web
+
+from satellite.api import accounts as api_accounts
+from satellite.console import i18n
+from satellite.console.guard import (
+    SESSION_COOKIE,
+    SIGN_IN_CSRF_COOKIE,
+    Visit,
+    form_field,
+    new_csrf,
+    secured,
+    see_other,
+    services,
+    set_cookie,
+    signed_in,
+    tokens_match,
+)
+from satellite.errors import Conflict, InvalidGrant, InvalidInput, TooManyAttempts
+
+log = structlog.get_logger(__name__)
+
+
+def render(
+    template: str, request: web.Request, visit: Visit, status: int = 200, **context: Any
+) -> web.Response:
+    return aiohttp_jinja2.render_template(
+        template,
+        request,
+        {"language": visit.language, "visit": visit} | context,
+        status=status,
+    )
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    live = await services(request).sessions.resume(session_id) if session_id else None
+    return see_other("/accounts" if live else "/sign-in")
+
+
+def _sign_in_form(
+    request: web.Request, language: i18n.Language, error: str | None, status: int
+) -> web.Response:
+    csrf = new_csrf()
+    response = aiohttp_jinja2.render_template(
+        "sign_in.html",
+        request,
+        {"language": language, "visit": None, "csrf": csrf, "error": error},
+        status=status,
+    )
+    set_cookie(request, response, SIGN_IN_CSRF_COOKIE, csrf)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def sign_in_form(request: web.Request) -> web.StreamResponse:
+    return _sign_in_form(request, i18n.choose(request)[0], None, 200)
+
+
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    language = i18n.choose(request)[0]
+    expected = request.cookies.get(SIGN_IN_CSRF_COOKIE, "")
+    if not expected or not tokens_match(await form_field(request, "csrf"), expected):
+        log.warning("console.csrf_refused", login=None)
+        message = i18n.gettext(
+            language, "The form has expired. Go back, reload the page and try again."
+        )
+        return _sign_in_form(request, language, message, 403)
+    username = await form_field(request, "username")
+    password = await form_field(request, "password")
+    try:
+        new = await services(request).sessions.sign_in(username, password, request.remote)
+    except InvalidGrant:
+        wrong = i18n.gettext(language, "The user name or password is wrong.")
+        return _sign_in_form(request, language, wrong, 401)
+    except TooManyAttempts as exc:
+        many = i18n.gettext(language, "Too many attempts. Wait %(seconds)s seconds.")
+        response = _sign_in_form(request, language, many % {"seconds": exc.retry_after}, 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    response = see_other("/accounts")
+    set_cookie(request, response, SESSION_COOKIE, new.session_id)
+    response.del_cookie(SIGN_IN_CSRF_COOKIE, path="/")
+    return response
+
+
+@signed_in
+async def sign_out(request: web.Request, visit: Visit) -> web.StreamResponse:
+    await services(request).sessions.sign_out(visit.principal, visit.session_id)
+    response = see_other("/sign-in")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@signed_in
+async def accounts(request: web.Request, visit: Visit) -> web.StreamResponse:
+    answer = await api_accounts.list_accounts(
+        services(request), visit.principal, api_accounts.AccountsQuery()
+    )
+    return render("accounts.html", request, visit, accounts=answer.accounts)
+
+
+async def _account_page(
+    request: web.Request, visit: Visit, status: int = 200, error: str | None = None
+) -> web.Response:
+    account = request.match_info["account"]
+    answer = await api_accounts.list_virtual_accounts(
+        services(request), visit.principal, api_accounts.VirtualAccountsQuery(account=account)
+    )
+    may_create = api_accounts.create_virtual_account.access.allows(visit.principal.role)
+    return render(
+        "account.html",
+        request,
+        visit,
+        status=status,
+        account=account,
+        virtual_accounts=answer.virtual_accounts,
+        may_create=may_create,
+        error=error,
+    )
+
+
+@signed_in
+async def account(request: web.Request, visit: Visit) -> web.StreamResponse:
+    return await _account_page(request, visit)
+
+
+@signed_in
+async def create_virtual_account(request: web.Request, visit: Visit) -> web.StreamResponse:
+    account = request.match_info["account"]
+    try:
+        await api_accounts.create_virtual_account(
+            services(request),
+            visit.principal,
+            api_accounts.VirtualAccountCreate(
+                account=account,
+                name=await form_field(request, "name"),
+                description=await form_field(request, "description"),
+            ),
+        )
+    except (InvalidInput, Conflict) as exc:
+        # The services' words are English, as the API's problem documents are.
+        status = 409 if isinstance(exc, Conflict) else 400
+        return await _account_page(request, visit, status, exc.detail)
+    return see_other("/accounts/" + quote(account, safe=""))
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/", secured(index)),
+        web.get("/sign-in", secured(sign_in_form)),
+        web.post("/sign-in", secured(sign_in)),
+        web.post("/sign-out", secured(sign_out)),
+        web.get("/accounts", secured(accounts)),
+        web.get("/accounts/{account}", secured(account)),
+        web.post("/accounts/{account}/virtual-accounts", secured(create_virtual_account)),
+    ]
