@@ -1,0 +1,83 @@
+"""A plain-HTTP visitor of the console: its own cookie jar (one per person), forms posted
+as a browser posts them, the CSRF token read from the page."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from tests.conftest import Api
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass
+class Page:
+    status: int
+    url: URL
+    text: str
+    headers: Any  # the answer's headers (a multidict)
+    cookies: Any  # the Set-Cookie headers' morsels
+
+    @property
+    def csrf(self) -> str:
+        match = _CSRF.search(self.text)
+        assert match, "the page has no form with a CSRF token"
+        return match.group(1)
+
+
+class Visitor:
+    def __init__(self, api: Api, accept_language: str = "en") -> None:
+        self.base = api.client.make_url("")
+        self.jar = aiohttp.CookieJar(unsafe=True)  # the test server is 127.0.0.1
+        self.session = aiohttp.ClientSession(
+            cookie_jar=self.jar, headers={"Accept-Language": accept_language}
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def _page(self, response: aiohttp.ClientResponse) -> Page:
+        return Page(
+            response.status, response.url, await response.text(), response.headers,
+            response.cookies,
+        )
+
+    async def get(self, path: str, *, follow: bool = True) -> Page:
+        async with self.session.get(self.base.join(URL(path)), allow_redirects=follow) as r:
+            return await self._page(r)
+
+    async def post(self, path: str, form: dict[str, str], *, follow: bool = True) -> Page:
+        async with self.session.post(
+            self.base.join(URL(path)), data=form, allow_redirects=follow
+        ) as r:
+            return await self._page(r)
+
+    async def sign_in(self, username: str, password: str, *, follow: bool = True) -> Page:
+        form = await self.get("/sign-in")
+        return await self.post(
+            "/sign-in",
+            {"username": username, "password": password, "csrf": form.csrf},
+            follow=follow,
+        )
+
+    def cookie(self, name: str) -> str | None:
+        for morsel in self.jar:
+            if morsel.key == name:
+                return morsel.value
+        return None
+
+
+async def create_user(
+    admin: Api, username: str, role: str, accounts: list[str], password: str = "a long password!"
+) -> str:
+    status, body = await admin.post(
+        "/api/v1/users",
+        {"username": username, "password": password, "role": role, "accounts": accounts},
+    )
+    assert status == 200, body
+    return password
