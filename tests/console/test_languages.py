@@ -1,0 +1,109 @@
+"""Two languages: every string of the console in both catalogs, chosen from
+Accept-Language, switched by ?lang= (kept in a cookie), dates per locale."""
+
+from __future__ import annotations
+
+import ast
+import html
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import jinja2
+from babel.messages.pofile import read_po
+
+import satellite.console
+from satellite.console import i18n
+from tests.conftest import Api
+from tests.helpers.accounts import create_account
+from tests.helpers.console import Visitor, create_user
+
+CONSOLE = Path(satellite.console.__file__).parent
+
+
+def _catalog(language: i18n.Language) -> dict[str, str]:
+    with i18n.po_path(language).open("rb") as po:
+        return {m.id: m.string for m in read_po(po) if m.id and isinstance(m.id, str)}
+
+
+def _console_messages() -> set[str]:
+    """Every message the templates pass to _() and the Python passes to i18n.gettext()."""
+    env = jinja2.Environment(extensions=["jinja2.ext.i18n"])
+    found: set[str] = set()
+    for template in (CONSOLE / "templates").glob("*.html"):
+        for _, _, message in env.extract_translations(template.read_text(encoding="utf-8")):
+            assert isinstance(message, str), template
+            found.add(message)
+    for module in CONSOLE.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "gettext"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "i18n"
+            ):
+                message = node.args[1]
+                assert isinstance(message, ast.Constant), f"{module.name}: a non-literal message"
+                found.add(message.value)
+    return found
+
+
+def test_every_string_of_the_console_is_in_both_catalogs() -> None:
+    messages = _console_messages()
+    assert len(messages) > 15
+    english, chinese = _catalog(i18n.ENGLISH), _catalog(i18n.CHINESE)
+    assert messages == set(english) == set(chinese)  # nothing missing, nothing stale
+    for message in messages:
+        assert english[message] == message
+        assert chinese[message] and chinese[message] != message, message
+        assert not re.search(r"[A-Za-z]{3,}", re.sub(r"%\(\w+\)s", "", chinese[message])), message
+
+
+def _visible_text(page: str) -> str:
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+async def test_chinese_pages_have_no_english_string_left(
+    admin: Api, visitors: Callable[..., Visitor]
+) -> None:
+    await create_account(admin, "Acme")
+    password = await create_user(admin, "ann", "account-admin", ["Acme"])
+    visitor = visitors("zh-CN,zh;q=0.9,en;q=0.8")
+    pages = [await visitor.get("/sign-in"), await visitor.sign_in("ann", "wrong password")]
+    await visitor.sign_in("ann", password)
+    pages += [await visitor.get("/accounts"), await visitor.get("/accounts/Acme")]
+    pages.append(await visitor.get("/accounts/Missing"))  # the error page
+    english = set(_catalog(i18n.ENGLISH))
+    for page in pages:
+        assert '<html lang="zh-CN">' in page.text, page.url
+        # The English sign-in page is the only one with the language link's own name.
+        text = _visible_text(page.text).replace("English", "")
+        # What the user's data says stays as it is (names, the default virtual account's
+        # description the server wrote).
+        for data in ("Acme", "ann", "DEFAULT", "Default virtual account", "Missing"):
+            text = text.replace(data, "")
+        for message in english:
+            assert message not in text, (page.url, message)
+        assert not re.search(r"\b[A-Za-z]{4,}\b", text), (page.url, text)
+    # Dates in the Chinese way (2026年12月1日 ...).
+    assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日", pages[2].text)
+
+
+async def test_the_language_comes_from_the_browser_and_the_switch_is_kept(
+    visitors: Callable[..., Visitor],
+) -> None:
+    assert '<html lang="en">' in (await visitors("fr-FR,fr;q=0.9").get("/sign-in")).text
+    assert '<html lang="zh-CN">' in (await visitors("zh-TW").get("/sign-in")).text
+    assert '<html lang="en">' in (await visitors("en-US,zh;q=0.5").get("/sign-in")).text
+
+    visitor = visitors("zh-CN")
+    page = await visitor.get("/sign-in")
+    assert 'href="?lang=en"' in page.text and 'href="?lang=zh-CN"' in page.text
+    switched = await visitor.get("/sign-in?lang=en")
+    assert '<html lang="en">' in switched.text
+    assert visitor.cookie("satellite_lang") == "en"
+    assert '<html lang="en">' in (await visitor.get("/sign-in")).text
+    assert '<html lang="zh-CN">' in (await visitor.get("/sign-in?lang=zh-CN")).text
+    assert '<html lang="zh-CN">' in (await visitor.get("/sign-in")).text
