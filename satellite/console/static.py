@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 STATIC_DIR = Path(__file__).parent / "static"
-_SERVED = (".css", ".js")
+# (Named here, not guessed from the host's MIME table, which differs between hosts.)
+_SERVED = {".css": "text/css", ".js": "text/javascript"}
 LONG_CACHE = "public, max-age=31536000, immutable"
 
 
@@ -27,8 +27,8 @@ def _load() -> dict[str, Asset]:
     for path in sorted(STATIC_DIR.iterdir()):
         if path.suffix in _SERVED:
             body = path.read_bytes()
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            assets[path.name] = Asset(body, content_type, hashlib.sha256(body).hexdigest()[:16])
+            version = hashlib.sha256(body).hexdigest()[:16]
+            assets[path.name] = Asset(body, _SERVED[path.suffix], version)
     return assets
 
 
