@@ -29,6 +29,10 @@ from satellite.errors import Conflict, InvalidGrant, InvalidInput, TooManyAttemp
 
 log = structlog.get_logger(__name__)
 
+# The longest user name (a name) and password (the API's ``Password``) a user can have.
+MAX_USERNAME = 100
+MAX_PASSWORD = 1024
+
 
 def render(
     template: str, request: web.Request, visit: Visit, status: int = 200, **context: Any
@@ -78,6 +82,9 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     username = await form_field(request, "username")
     password = await form_field(request, "password")
     try:
+        if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
+            # No user has such a name or password: not worth an argon2 check of a megabyte.
+            raise InvalidGrant(field="password")
         new = await services(request).sessions.sign_in(username, password, request.remote)
     except InvalidGrant:
         wrong = i18n.gettext(language, "The user name or password is wrong.")

@@ -9,8 +9,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import jinja2
 from babel.messages.pofile import read_po
+from jinja2.ext import GETTEXT_FUNCTIONS, babel_extract
 
 import satellite.console
 from satellite.console import i18n
@@ -23,17 +23,17 @@ CONSOLE = Path(satellite.console.__file__).parent
 
 def _catalog(language: i18n.Language) -> dict[str, str]:
     with i18n.po_path(language).open("rb") as po:
-        return {m.id: m.string for m in read_po(po) if m.id and isinstance(m.id, str)}
+        return {m.id: str(m.string) for m in read_po(po) if m.id and isinstance(m.id, str)}
 
 
 def _console_messages() -> set[str]:
     """Every message the templates pass to _() and the Python passes to i18n.gettext()."""
-    env = jinja2.Environment(extensions=["jinja2.ext.i18n"])
     found: set[str] = set()
     for template in (CONSOLE / "templates").glob("*.html"):
-        for _, _, message in env.extract_translations(template.read_text(encoding="utf-8")):
-            assert isinstance(message, str), template
-            found.add(message)
+        with template.open("rb") as source:
+            for _, _, message, _ in babel_extract(source, GETTEXT_FUNCTIONS, [], {}):
+                assert isinstance(message, str), template
+                found.add(message)
     for module in CONSOLE.glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
             if (
@@ -43,9 +43,10 @@ def _console_messages() -> set[str]:
                 and isinstance(node.func.value, ast.Name)
                 and node.func.value.id == "i18n"
             ):
-                message = node.args[1]
-                assert isinstance(message, ast.Constant), f"{module.name}: a non-literal message"
-                found.add(message.value)
+                literal = node.args[1]
+                assert isinstance(literal, ast.Constant), f"{module.name}: a non-literal message"
+                assert isinstance(literal.value, str)
+                found.add(literal.value)
     return found
 
 
@@ -56,7 +57,8 @@ def test_every_string_of_the_console_is_in_both_catalogs() -> None:
     assert messages == set(english) == set(chinese)  # nothing missing, nothing stale
     for message in messages:
         assert english[message] == message
-        assert chinese[message] and chinese[message] != message, message
+        assert chinese[message], message
+        assert chinese[message] != message
         assert not re.search(r"[A-Za-z]{3,}", re.sub(r"%\(\w+\)s", "", chinese[message])), message
 
 
@@ -100,7 +102,8 @@ async def test_the_language_comes_from_the_browser_and_the_switch_is_kept(
 
     visitor = visitors("zh-CN")
     page = await visitor.get("/sign-in")
-    assert 'href="?lang=en"' in page.text and 'href="?lang=zh-CN"' in page.text
+    assert 'href="?lang=en"' in page.text
+    assert 'href="?lang=zh-CN"' in page.text
     switched = await visitor.get("/sign-in?lang=en")
     assert '<html lang="en">' in switched.text
     assert visitor.cookie("satellite_lang") == "en"

@@ -21,11 +21,9 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_write_is_refused(
     assert page.status == 200
     assert "<h1>Acme</h1>" in page.text
     assert '<table id="virtual-accounts">' in page.text
-    assert "<td>DEFAULT <span class=\"muted\">(default)</span></td>" in page.text
+    assert '<td>DEFAULT <span class="muted">(default)</span></td>' in page.text
     assert "create-virtual-account" not in page.text
-    assert 'method="post"' not in page.text.replace(
-        'id="sign-out" method="post"', ""
-    )
+    assert 'method="post"' not in page.text.replace('id="sign-out" method="post"', "")
     forged = await viewer.post(
         "/accounts/Acme/virtual-accounts", {"csrf": page.csrf, "name": "Forged"}
     )
@@ -62,7 +60,9 @@ async def test_an_account_admin_sees_only_its_accounts_and_creates_a_virtual_acc
     assert sorted(await va_names(admin, "Acme")) == ["DEFAULT", "Lab"]
 
     # Another account's form, forged with a valid token: the account is not found.
-    other = await visitor.post("/accounts/Globex/virtual-accounts", {"csrf": page.csrf, "name": "X"})
+    other = await visitor.post(
+        "/accounts/Globex/virtual-accounts", {"csrf": page.csrf, "name": "X"}
+    )
     assert other.status == 404
     assert await va_names(admin, "Globex") == ["DEFAULT"]
     # A name that cannot be one, or one taken: the page again with the rule, nothing made.

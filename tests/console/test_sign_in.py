@@ -13,7 +13,6 @@ import trustme
 from aiohttp.test_utils import TestServer
 
 from satellite.wiring import Runtime, create_app
-
 from tests.conftest import Api
 from tests.helpers.accounts import create_account
 from tests.helpers.console import Visitor, create_user
@@ -43,9 +42,16 @@ async def test_sign_in_wrong_then_right(
     password = await create_user(admin, "alice", "account-viewer", ["Acme"])
     visitor = visitors()
 
-    wrong = await visitor.sign_in("alice", "not the password", follow=False)
-    assert wrong.status == 401
-    assert 'class="error"' in wrong.text
+    for username, guess in (
+        ("alice", "not the password"),
+        ("nobody", password),
+        ("alice", password + "x" * 2000),
+        ("a" * 5000, password),
+    ):
+        wrong = await visitor.sign_in(username, guess, follow=False)
+        assert wrong.status == 401
+        assert "The user name or password is wrong." in wrong.text
+        assert 'class="error"' in wrong.text
     assert visitor.cookie("satellite_session") is None
     assert await db.fetchval("SELECT count(*) FROM console_sessions") == 0
 
@@ -66,7 +72,7 @@ async def test_sign_in_wrong_then_right(
     assert page.url.path == "/accounts"
     assert "<h1>Accounts</h1>" in page.text
     assert '<table id="accounts">' in page.text
-    assert "<td><a href=\"/accounts/Acme\">Acme</a></td>" in page.text
+    assert '<td><a href="/accounts/Acme">Acme</a></td>' in page.text
     assert 'form id="sign-out" method="post" action="/sign-out"' in page.text
     assert '<span class="user">alice</span>' in page.text
 
@@ -171,7 +177,9 @@ async def test_idle_and_old_sessions_end(
     for visitor in (idle, old):
         assert (await visitor.get("/accounts", follow=False)).headers["Location"] == "/sign-in"
     assert (await busy.get("/accounts", follow=False)).status == 200
-    left = await db.fetch("SELECT id, last_seen_at > now() - interval '1 minute' AS seen FROM console_sessions")
+    left = await db.fetch(
+        "SELECT id, last_seen_at > now() - interval '1 minute' AS seen FROM console_sessions"
+    )
     assert [(r["id"], r["seen"]) for r in left] == [(ids[2]["id"], True)]
 
 

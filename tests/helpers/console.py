@@ -43,7 +43,10 @@ class Visitor:
 
     async def _page(self, response: aiohttp.ClientResponse) -> Page:
         return Page(
-            response.status, response.url, await response.text(), response.headers,
+            response.status,
+            response.url,
+            await response.text(),
+            response.headers,
             response.cookies,
         )
 
@@ -72,8 +75,11 @@ class Visitor:
         return None
 
 
+PASSWORD = "a long password!"
+
+
 async def create_user(
-    admin: Api, username: str, role: str, accounts: list[str], password: str = "a long password!"
+    admin: Api, username: str, role: str, accounts: list[str], password: str = PASSWORD
 ) -> str:
     status, body = await admin.post(
         "/api/v1/users",
