@@ -91,16 +91,32 @@ def new_csrf() -> str:
     return random_secret(32)
 
 
+def render_page(
+    template: str,
+    request: web.Request,
+    language: i18n.Language,
+    visit: Visit | None,
+    status: int = 200,
+    **context: object,
+) -> web.Response:
+    """A page in ``language``. Its language links stay on the page for a GET; the answer
+    to a POST links to a page one can GET (the sign-in form, else the start page)."""
+    here = ""
+    if request.method != "GET":
+        here = "/sign-in" if request.path == "/sign-in" else "/"
+    return aiohttp_jinja2.render_template(
+        template,
+        request,
+        {"language": language, "visit": visit, "here": here} | context,
+        status=status,
+    )
+
+
 def error_page(
     request: web.Request, visit: Visit | None, status: int, message: str
 ) -> web.Response:
     language = visit.language if visit else i18n.choose(request)[0]
-    return aiohttp_jinja2.render_template(
-        "error.html",
-        request,
-        {"language": language, "visit": visit, "message": message},
-        status=status,
-    )
+    return render_page("error.html", request, language, visit, status, message=message)
 
 
 def signed_in(handler: SignedInHandler) -> Handler:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp_jinja2
 import structlog
 from aiohttp import web
 
@@ -18,6 +17,7 @@ from satellite.console.guard import (
     Visit,
     form_field,
     new_csrf,
+    render_page,
     secured,
     see_other,
     services,
@@ -37,12 +37,7 @@ MAX_PASSWORD = 1024
 def render(
     template: str, request: web.Request, visit: Visit, status: int = 200, **context: Any
 ) -> web.Response:
-    return aiohttp_jinja2.render_template(
-        template,
-        request,
-        {"language": visit.language, "visit": visit} | context,
-        status=status,
-    )
+    return render_page(template, request, visit.language, visit, status, **context)
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -55,12 +50,7 @@ def _sign_in_form(
     request: web.Request, language: i18n.Language, error: str | None, status: int
 ) -> web.Response:
     csrf = new_csrf()
-    response = aiohttp_jinja2.render_template(
-        "sign_in.html",
-        request,
-        {"language": language, "visit": None, "csrf": csrf, "error": error},
-        status=status,
-    )
+    response = render_page("sign_in.html", request, language, None, status, csrf=csrf, error=error)
     set_cookie(request, response, SIGN_IN_CSRF_COOKIE, csrf)
     response.headers["Cache-Control"] = "no-store"
     return response

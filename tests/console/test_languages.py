@@ -104,6 +104,9 @@ async def test_the_language_comes_from_the_browser_and_the_switch_is_kept(
     page = await visitor.get("/sign-in")
     assert 'href="?lang=en"' in page.text
     assert 'href="?lang=zh-CN"' in page.text
+    # The answer to a POST links to a page one can GET.
+    wrong = await visitor.sign_in("nobody", "a long password!")
+    assert 'href="/sign-in?lang=en"' in wrong.text
     switched = await visitor.get("/sign-in?lang=en")
     assert '<html lang="en">' in switched.text
     assert visitor.cookie("satellite_lang") == "en"

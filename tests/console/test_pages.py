@@ -72,4 +72,5 @@ async def test_an_account_admin_sees_only_its_accounts_and_creates_a_virtual_acc
         )
         assert refused.status == status, name
         assert 'class="error"' in refused.text
+        assert 'href="/?lang=zh-CN"' in refused.text
     assert sorted(await va_names(admin, "Acme")) == ["DEFAULT", "Lab"]
