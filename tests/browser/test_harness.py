@@ -15,7 +15,8 @@ from tests.helpers.browser import PageErrors
 pytestmark = pytest.mark.browser
 
 BROKEN_HTML = """<!doctype html>
-<html lang="en"><head><title>broken</title><script src="/broken.js"></script></head>
+<html lang="en"><head><title>broken</title><script src="/broken.js"></script>
+<link rel="stylesheet" href="/missing.css"></head>
 <body><h1>broken</h1></body></html>"""
 BROKEN_JS = """console.error("logged on purpose");
 window.addEventListener("load", () => { throw new Error("thrown on purpose"); });"""
@@ -23,7 +24,8 @@ window.addEventListener("load", () => { throw new Error("thrown on purpose"); })
 
 @pytest.fixture
 async def broken_site() -> AsyncIterator[str]:
-    """A tiny app on 127.0.0.1 whose page logs a console error and throws."""
+    """A tiny app on 127.0.0.1 whose page logs a console error, throws, and names a
+    stylesheet that is not there."""
 
     async def html(request: web.Request) -> web.Response:
         return web.Response(text=BROKEN_HTML, content_type="text/html")
@@ -60,5 +62,6 @@ async def test_a_page_with_javascript_errors_fails_the_check(
         await page_errors.assert_none(page)
     assert "logged on purpose" in str(failed.value)
     assert "thrown on purpose" in str(failed.value)
+    assert "/missing.css" in str(failed.value)
     # Caught, as it must be; the page fixture's own check at the end has nothing left.
-    page_errors.messages.clear()
+    page_errors.clear()

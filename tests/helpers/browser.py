@@ -18,8 +18,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from playwright.async_api import ConsoleMessage, Error, Page
+from playwright.async_api import ConsoleMessage, Error, Page, Response
 
 from satellite.api.context import Services
 from satellite.domain.access import Role, host_operator
@@ -112,32 +113,57 @@ async def sign_in(page: Page, base_url: str, username: str, password: str) -> No
 
 @dataclass
 class PageErrors:
-    """Every JavaScript error a page reported: console errors and uncaught exceptions."""
+    """Every JavaScript error a page reported: console errors and uncaught exceptions.
 
-    messages: list[str] = field(default_factory=list)
+    Chromium also logs "Failed to load resource" for a page's own 4xx answer (a sign-in
+    form re-shown with 401) and for the /favicon.ico it asks every origin for on its own;
+    neither is the page's error (a test asserts the status it expects), so neither counts.
+    Every other resource that fails to load (a stylesheet, a script) does.
+    """
+
+    console_errors: list[tuple[str, str]] = field(default_factory=list)  # (url, text)
+    uncaught: list[str] = field(default_factory=list)
+    documents: set[str] = field(default_factory=set)
 
     def watch(self, page: Page) -> None:
         page.on("console", self._console)
         page.on("pageerror", self._page_error)
+        page.on("response", self._response)
 
     def _console(self, message: ConsoleMessage) -> None:
-        # Chromium asks every origin for /favicon.ico on its own, whether a page names an
-        # icon or not; its 404 is the browser's probe, not the page's error. Every other
-        # resource that fails to load (a stylesheet, a script) counts.
-        if message.location.get("url", "").endswith("/favicon.ico"):
-            return
         if message.type == "error":
-            self.messages.append(f"console error at {message.location}: {message.text}")
+            self.console_errors.append((message.location.get("url", ""), message.text))
 
     def _page_error(self, error: Error) -> None:
-        self.messages.append(f"uncaught {error.name}: {error.message}")
+        self.uncaught.append(f"uncaught {error.name}: {error.message}")
+
+    def _response(self, response: Response) -> None:
+        if response.request.is_navigation_request():
+            self.documents.add(response.url)
+
+    @property
+    def messages(self) -> list[str]:
+        counted = [
+            f"console error at {url}: {text}"
+            for url, text in self.console_errors
+            if not (
+                text.startswith("Failed to load resource")
+                and (url in self.documents or urlsplit(url).path == "/favicon.ico")
+            )
+        ]
+        return counted + self.uncaught
+
+    def clear(self) -> None:
+        self.console_errors.clear()
+        self.uncaught.clear()
 
     async def assert_none(self, page: Page) -> None:
         """Fails with every error recorded. One round trip to the page first, so that what
         the browser reported before it has arrived (events come in order)."""
         if not page.is_closed():
             await page.evaluate("0")
-        assert not self.messages, "JavaScript errors:\n" + "\n".join(self.messages)
+        messages = self.messages
+        assert not messages, "JavaScript errors:\n" + "\n".join(messages)
 
 
 async def screenshot(page: Page, name: str) -> None:
