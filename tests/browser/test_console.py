@@ -92,21 +92,44 @@ async def test_a_wrong_password_shows_an_error_and_signs_no_one_in(
     await expect(page).to_have_url(base_url + "/sign-in")
 
 
+# What sends a change: any form, button or input but the header's sign-out (the language
+# switch is links).
+WRITE_CONTROLS = "form:not(#sign-out), button:not(#sign-out *), input:not(#sign-out *)"
+
+
+async def open_account(page: Page, name: str) -> None:
+    """From the accounts table, the account's own page, by its link."""
+    async with page.expect_navigation():
+        await page.locator("table#accounts a", has_text=name).click()
+
+
 async def test_a_viewer_sees_its_accounts_and_no_write_controls(
-    base_url: str, services: Services, page: Page
+    base_url: str, services: Services, browser: Browser, page: Page
 ) -> None:
     password = await make_user(services, "vera", "account-viewer", ["Acme"])
-    await make_user(services, "someone", "account-admin", ["Other"])
+    admin_password = await make_user(services, "adam", "account-admin", ["Acme", "Other"])
     await sign_in(page, base_url, "vera", password)
     await expect(page).to_have_url(base_url + "/accounts")
     names = page.locator("table#accounts tr td")
     await expect(names.filter(has_text="Acme")).to_have_count(1)
     await expect(names.filter(has_text="Other")).to_have_count(0)
-    # The only thing a viewer may send is its own sign-out (and the language links).
-    main = page.locator("body")
-    await expect(main.locator("form:not(#sign-out)")).to_have_count(0)
-    await expect(main.locator("button:not(form#sign-out button)")).to_have_count(0)
-    await expect(main.locator("input:not(form#sign-out input)")).to_have_count(0)
+    await expect(page.locator(WRITE_CONTROLS)).to_have_count(0)
+    await open_account(page, "Acme")
+    await expect(page.locator("h1")).to_contain_text("Acme")
+    await expect(page.locator(WRITE_CONTROLS)).to_have_count(0)
+
+    # The same page shows an account admin what it may change: the check above can see them.
+    admin_context = await browser.new_context()
+    try:
+        admin_page = await admin_context.new_page()
+        errors = PageErrors()
+        errors.watch(admin_page)
+        await sign_in(admin_page, base_url, "adam", admin_password)
+        await open_account(admin_page, "Acme")
+        assert await admin_page.locator(WRITE_CONTROLS).count() > 0
+        await errors.assert_none(admin_page)
+    finally:
+        await admin_context.close()
 
 
 async def test_the_language_follows_the_browser_and_the_switch(
