@@ -118,12 +118,13 @@ class PageErrors:
     Chromium also logs "Failed to load resource" for a page's own 4xx answer (a sign-in
     form re-shown with 401) and for the /favicon.ico it asks every origin for on its own;
     neither is the page's error (a test asserts the status it expects), so neither counts.
-    Every other resource that fails to load (a stylesheet, a script) does.
+    A page answered with 5xx, and every other resource that fails to load (a stylesheet,
+    a script), does.
     """
 
     console_errors: list[tuple[str, str]] = field(default_factory=list)  # (url, text)
     uncaught: list[str] = field(default_factory=list)
-    documents: set[str] = field(default_factory=set)
+    refused_documents: set[str] = field(default_factory=set)  # pages answered 4xx
 
     def watch(self, page: Page) -> None:
         page.on("console", self._console)
@@ -138,8 +139,8 @@ class PageErrors:
         self.uncaught.append(f"uncaught {error.name}: {error.message}")
 
     def _response(self, response: Response) -> None:
-        if response.request.is_navigation_request():
-            self.documents.add(response.url)
+        if response.request.is_navigation_request() and 400 <= response.status < 500:
+            self.refused_documents.add(response.url)
 
     @property
     def messages(self) -> list[str]:
@@ -148,7 +149,7 @@ class PageErrors:
             for url, text in self.console_errors
             if not (
                 text.startswith("Failed to load resource")
-                and (url in self.documents or urlsplit(url).path == "/favicon.ico")
+                and (url in self.refused_documents or urlsplit(url).path == "/favicon.ico")
             )
         ]
         return counted + self.uncaught
