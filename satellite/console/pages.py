@@ -11,6 +11,7 @@ from aiohttp import web
 
 from satellite.api import accounts as api_accounts
 from satellite.console import i18n
+from satellite.console import tokens as token_pages
 from satellite.console.guard import (
     SESSION_COOKIE,
     SIGN_IN_CSRF_COOKIE,
@@ -160,4 +161,5 @@ def routes() -> list[web.RouteDef]:
         web.get("/accounts", secured(accounts)),
         web.get("/accounts/{account}", secured(account)),
         web.post("/accounts/{account}/virtual-accounts", secured(create_virtual_account)),
+        *token_pages.routes(),
     ]
