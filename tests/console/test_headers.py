@@ -55,6 +55,7 @@ async def test_static_assets_are_served_with_a_long_cache(
         "/static/console.css",
         "/static/htmx-2.0.4.min.js",
         "/static/console.js",
+        "/static/copy.js",
     }
     for path in linked:
         asset = await visitor.get(path)
