@@ -83,7 +83,9 @@ async def create_token(request: web.Request, visit: Visit) -> web.StreamResponse
     export = await form_field(request, "export_controlled")
     try:
         if export not in EXPORT_CHOICES:
-            raise InvalidInput("exportControlled is 'Allowed' or 'Not Allowed'", field="export")
+            raise InvalidInput(
+                "exportControlled is 'Allowed' or 'Not Allowed'", field="export_controlled"
+            )
         answer = await api_tokens.create_token(
             services(request),
             visit.principal,
@@ -92,10 +94,12 @@ async def create_token(request: web.Request, visit: Visit) -> web.StreamResponse
                 va=va,
                 description=await form_field(request, "description"),
                 expires_after_days=_whole_number(
-                    visit.language, await form_field(request, "expires_after_days"), "days"
+                    visit.language,
+                    await form_field(request, "expires_after_days"),
+                    "expires_after_days",
                 ),
                 number_of_uses=_whole_number(
-                    visit.language, await form_field(request, "number_of_uses"), "uses"
+                    visit.language, await form_field(request, "number_of_uses"), "number_of_uses"
                 ),
                 export_controlled=EXPORT_CHOICES[export],
             ),
