@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from satellite.api import accounts as api_accounts
+from satellite.console import activity as activity_pages
 from satellite.console import i18n
 from satellite.console import tokens as token_pages
 from satellite.console.guard import (
@@ -162,4 +163,5 @@ def routes() -> list[web.RouteDef]:
         web.get("/accounts/{account}", secured(account)),
         web.post("/accounts/{account}/virtual-accounts", secured(create_virtual_account)),
         *token_pages.routes(),
+        *activity_pages.routes(),
     ]
