@@ -15,7 +15,7 @@ from satellite.console.guard import Visit, render_page, secured, services, signe
 from satellite.errors import InvalidInput
 
 # One page of the audit log; the form's filters are kept on the next/previous links.
-PAGE_SIZE = 50
+PAGE_SIZE = 25
 FILTERS = ("account", "action", "actor", "since", "until")
 MAX_NUMBER = 18  # digits of an offset: within the API's Offset range
 
