@@ -88,18 +88,18 @@ async def test_audit_log_filters_and_pages_and_an_account_admin_sees_only_its_ow
     assert len(rows) == 25
     assert all("virtual_account.created" in row and "Acme" in row for row in rows)
     assert "Other/Secret" not in first.text  # not ann's account
-    assert "1–25 of 30" in first.text
+    assert "Shown: 1–25 · Total: 30" in first.text
     assert 'rel="prev"' not in first.text
     [next_link] = re.findall(r'<a rel="next" href="([^"]+)"', first.text)
     second = await visitor.get(html.unescape(next_link))
     assert len(_rows(second.text, "events")) == 5
-    assert "26–30 of 30" in second.text
+    assert "Shown: 26–30 · Total: 30" in second.text
     assert 'rel="next"' not in second.text
     assert 'value="virtual_account"' in second.text  # the filter is kept
     seen = {re.search(r"Acme/VA\d\d", row).group(0) for row in rows + _rows(second.text, "events")}  # type: ignore[union-attr]
     assert len(seen) == 30
     [prev_link] = re.findall(r'<a rel="prev" href="([^"]+)"', second.text)
-    assert "1–25 of 30" in (await visitor.get(html.unescape(prev_link))).text
+    assert "Shown: 1–25 · Total: 30" in (await visitor.get(html.unescape(prev_link))).text
 
     # A system admin sees every account; the actor and account filters narrow it.
     operator = visitors()

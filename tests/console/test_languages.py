@@ -81,6 +81,8 @@ async def test_chinese_pages_have_no_english_string_left(
     empty = await visitor.get(tokens)
     pages += [empty, await visitor.post(tokens, {"csrf": empty.csrf, "number_of_uses": "x"})]
     pages.append(await visitor.post(tokens, {"csrf": empty.csrf, "description": "lab"}))
+    pages += [await visitor.get("/accounts/Acme/alerts"), await visitor.get("/events")]
+    pages.append(await visitor.get("/events?since=x"))  # the form again, with its error
     english = set(_catalog(i18n.ENGLISH))
     for page in pages:
         assert '<html lang="zh-CN">' in page.text, page.url
