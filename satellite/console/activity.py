@@ -5,6 +5,7 @@ decides which accounts' alerts and events the caller sees)."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -50,16 +51,14 @@ def _offset(language: i18n.Language, text: str) -> int:
     if not text:
         return 0
     if not text.isdigit() or len(text) > MAX_NUMBER:
-        raise InvalidInput(
-            i18n.gettext(language, "The offset is a whole number."), field="offset"
-        )
+        raise InvalidInput(i18n.gettext(language, "The offset is a whole number."), field="offset")
     return int(text)
 
 
 @signed_in
 async def events(request: web.Request, visit: Visit) -> web.StreamResponse:
     form = {name: request.query.get(name, "") for name in FILTERS}
-    context: dict[str, object] = {"form": form, "events": [], "total": 0, "error": None}
+    context: dict[str, Any] = {"form": form, "events": [], "total": 0, "error": None}
     try:
         offset = _offset(visit.language, request.query.get("offset", ""))
         answer = await api_activity.list_events(

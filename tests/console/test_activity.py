@@ -45,7 +45,7 @@ async def test_alerts_show_severity_in_words_and_only_the_own_account(
     await create_account(admin, "Other")
     await _raise(services, "Acme", "Critical", "Pool short by 3")
     await _raise(services, "Acme", "Info", "Sync done")
-    await _raise(services, "Other", "Major", "Other's trouble")
+    await _raise(services, "Other", "Major", "Other trouble")
     password = await create_user(admin, "ann", "account-admin", ["Acme"])
     visitor = visitors()
     await visitor.sign_in("ann", password)
@@ -61,11 +61,11 @@ async def test_alerts_show_severity_in_words_and_only_the_own_account(
     assert "<td>DEFAULT</td>" in critical
     assert re.search(r"<td>\w{3} \d{1,2}, \d{4}", critical)  # the raised time, in English
     assert any('class="severity-info"' in row and "<td>Info</td>" in row for row in rows)
-    assert "Other's trouble" not in page.text
+    assert "Other trouble" not in page.text
     # Another account's alerts are the operation's answer: not found, not a 500.
     other = await visitor.get("/accounts/Other/alerts")
     assert other.status == 404
-    assert "Other's trouble" not in other.text
+    assert "Other trouble" not in other.text
 
 
 async def test_audit_log_filters_and_pages_and_an_account_admin_sees_only_its_own(
@@ -88,18 +88,18 @@ async def test_audit_log_filters_and_pages_and_an_account_admin_sees_only_its_ow
     assert len(rows) == 25
     assert all("virtual_account.created" in row and "Acme" in row for row in rows)
     assert "Other/Secret" not in first.text  # not ann's account
-    assert "Shown: 1–25 · Total: 30" in first.text
+    assert "Shown: 1-25 · Total: 30" in first.text
     assert 'rel="prev"' not in first.text
     [next_link] = re.findall(r'<a rel="next" href="([^"]+)"', first.text)
     second = await visitor.get(html.unescape(next_link))
     assert len(_rows(second.text, "events")) == 5
-    assert "Shown: 26–30 · Total: 30" in second.text
+    assert "Shown: 26-30 · Total: 30" in second.text
     assert 'rel="next"' not in second.text
     assert 'value="virtual_account"' in second.text  # the filter is kept
-    seen = {re.search(r"Acme/VA\d\d", row).group(0) for row in rows + _rows(second.text, "events")}  # type: ignore[union-attr]
-    assert len(seen) == 30
+    both = "".join(rows + _rows(second.text, "events"))
+    assert len(set(re.findall(r"Acme/VA\d\d", both))) == 30  # each once, none twice
     [prev_link] = re.findall(r'<a rel="prev" href="([^"]+)"', second.text)
-    assert "Shown: 1–25 · Total: 30" in (await visitor.get(html.unescape(prev_link))).text
+    assert "Shown: 1-25 · Total: 30" in (await visitor.get(html.unescape(prev_link))).text
 
     # A system admin sees every account; the actor and account filters narrow it.
     operator = visitors()
