@@ -58,7 +58,7 @@ def _offset(language: i18n.Language, text: str) -> int:
 @signed_in
 async def events(request: web.Request, visit: Visit) -> web.StreamResponse:
     form = {name: request.query.get(name, "") for name in FILTERS}
-    context: dict[str, Any] = {"form": form, "events": [], "total": 0, "error": None}
+    context: dict[str, Any] = {"form": form, "error": None}
     try:
         offset = _offset(visit.language, request.query.get("offset", ""))
         answer = await api_activity.list_events(
