@@ -24,6 +24,7 @@ from satellite.api.products import (
 from satellite.api.scopes import InVirtualAccount
 from satellite.api.types import Limit, Name, Offset, Request, Response, Success
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.errors import InvalidInput
 from satellite.services.product_instances import (
     ById,
@@ -150,7 +151,7 @@ async def list_devices(services: Services, caller: Principal, request: DevicesQu
             offset=request.offset,
         ),
     )
-    now = services.product_instances.now()
+    now = utc_now()
     return DeviceList(
         total_records=total, devices=[device_out(v, services.catalog, now) for v in views]
     )
@@ -167,7 +168,7 @@ async def show_device(services: Services, caller: Principal, request: DeviceShow
     detail = await services.product_instances.show(
         caller, request.account, request.va, request.product
     )
-    return _detail(detail, services.catalog, services.product_instances.now())
+    return _detail(detail, services.catalog, utc_now())
 
 
 @operation(
@@ -276,7 +277,7 @@ def _detail(detail: ProductInstanceDetail, catalog: Catalog, now: dt.datetime) -
 
 def _changed(services: Services, verb: str, views: list[ProductInstanceView]) -> DeviceChange:
     """The answer to a transfer or removal: the products as they are now."""
-    now = services.product_instances.now()
+    now = utc_now()
     return DeviceChange(
         message=f"{len(views)} product instance(s) {verb}",
         devices=[device_out(v, services.catalog, now) for v in views],

@@ -16,6 +16,7 @@ from satellite.api.products import DeviceOut, ReservationOut, Sudi, device_out, 
 from satellite.api.scopes import InVirtualAccount
 from satellite.api.types import Request, Response, Success
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.reservation import LicenseRequest, Precedence
 from satellite.services.product_instances import ProductInstanceView
 from satellite.services.reservations import Ended, Issued, ReservationRequest
@@ -108,7 +109,7 @@ async def reserve_licenses(
             for item in request.reservation_requests
         ],
     )
-    now = services.reservations.now()
+    now = utc_now()
     return ReserveLicensesOut(
         authorization_codes=[_issued_out(i, services.catalog, now) for i in issued]
     )
@@ -127,7 +128,7 @@ async def update_reservation(
     issued = await services.reservations.update(
         caller, request.account, request.va, request.product, _wanted(request.licenses)
     )
-    now = services.reservations.now()
+    now = utc_now()
     return ReserveLicensesOut(authorization_codes=[_issued_out(issued, services.catalog, now)])
 
 
@@ -170,7 +171,7 @@ async def confirm_reservation(
         device=device_out(
             ProductInstanceView(product, {}, reservation),
             services.catalog,
-            services.reservations.now(),
+            utc_now(),
         ),
     )
 
@@ -239,7 +240,5 @@ def _ended(services: Services, verb: str, ended: Ended) -> ReservationChange:
     released = ", ".join(f"{catalog.display_name(t)}={n}" for t, n in ended.released.items())
     return ReservationChange(
         message=f"product instance {ended.product.id} {verb}; released: {released or '-'}",
-        device=device_out(
-            ProductInstanceView(ended.product, {}), catalog, services.reservations.now()
-        ),
+        device=device_out(ProductInstanceView(ended.product, {}), catalog, utc_now()),
     )

@@ -18,6 +18,7 @@ from satellite.api.products import Sudi
 from satellite.api.scopes import InAccount
 from satellite.api.types import Description, Limit, Offset, Request, Response, StatusResponse
 from satellite.domain.access import Principal
+from satellite.domain.clock import utc_now
 from satellite.domain.sync import (
     MirroredProduct,
     MirroredUsage,
@@ -129,7 +130,7 @@ async def create_satellite_token(
     created = await services.upstream.create_token(
         caller, request.account, request.description, request.expires_days
     )
-    return satellite_token_out(created.token, services.upstream.now(), created.secret)
+    return satellite_token_out(created.token, utc_now(), created.secret)
 
 
 @operation(
@@ -143,7 +144,7 @@ async def list_satellite_tokens(
     services: Services, caller: Principal, request: SatelliteTokensQuery
 ) -> SatelliteTokenList:
     tokens = await services.upstream.list_tokens(caller, request.account)
-    now = services.upstream.now()
+    now = utc_now()
     return SatelliteTokenList(satellite_tokens=[satellite_token_out(t, now) for t in tokens])
 
 

@@ -9,7 +9,6 @@ product's next device request is refused as ended). A change names its products 
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import get_args
 
@@ -119,10 +118,6 @@ class ProductInstanceService:
         self._db = db
         self._reservations = reservations
         self._licenses = licenses
-
-    def now(self) -> dt.datetime:
-        """The time authorizations are judged at."""
-        return utc_now()
 
     @staticmethod
     async def _views(

@@ -82,9 +82,6 @@ class ReservationService:
         self._licenses = licenses
         self._horizon_days = horizon_days
 
-    def now(self) -> dt.datetime:
-        return utc_now()
-
     def signing_public_key(self) -> str:
         """PEM of the key authorization codes are signed with (what products trust)."""
         return public_key_pem(self._keys.signing_key.public_key())

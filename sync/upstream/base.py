@@ -4,7 +4,6 @@ checks of who sent or carried in a bundle."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,6 @@ from satellite.config import Settings
 from satellite.crypto.bundles import pinned_key_fingerprint, public_key_from_pem
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal
-from satellite.domain.clock import utc_now
 from satellite.domain.sync import RegisteredSatellite
 from satellite.errors import Conflict, Forbidden, NotFound
 from satellite.services import scope
@@ -53,9 +51,6 @@ class UpstreamBase:
         self._keys = keys
         self._settings = settings
         self.spool = Spool(settings)
-
-    def now(self) -> dt.datetime:
-        return utc_now()
 
     def fingerprint(self) -> str:
         """What a satellite's operator checks when it pins this upstream's key."""
