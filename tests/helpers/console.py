@@ -3,13 +3,17 @@ as a browser posts them, the CSRF token read from the page."""
 
 from __future__ import annotations
 
+import html
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from babel.messages.pofile import read_po
 from yarl import URL
 
+from satellite.console import i18n
 from tests.conftest import Api
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -87,3 +91,29 @@ async def create_user(
     )
     assert status == 200, body
     return password
+
+
+def catalog(language: i18n.Language) -> dict[str, str]:
+    """The messages of ``language``'s catalog: msgid -> msgstr."""
+    with i18n.po_path(language).open("rb") as po:
+        return {m.id: str(m.string) for m in read_po(po) if m.id and isinstance(m.id, str)}
+
+
+def visible_text(page: str) -> str:
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def assert_chinese(page: Page, data: Iterable[str] = ()) -> None:
+    """``page`` is in Chinese with no English message or word left: besides ``data`` (what
+    the test's users typed: names, descriptions), the language link's own name, and
+    ``<code>`` (tokens, codes, identifiers: data, not words)."""
+    assert '<html lang="zh-CN">' in page.text, page.url
+    text = visible_text(re.sub(r"<code\b[^>]*>[^<]*</code>", " ", page.text))
+    # The language link names itself in its own language.
+    text = text.replace("English", "")
+    for item in sorted(data, key=len, reverse=True):
+        text = text.replace(item, "")
+    for message in catalog(i18n.ENGLISH):
+        assert message not in text, (page.url, message)
+    assert not re.search(r"\b[A-Za-z]{4,}\b", text), (page.url, text)
