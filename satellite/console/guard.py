@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import aiohttp_jinja2
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from satellite.api.context import Services
 from satellite.console import i18n
@@ -99,15 +100,20 @@ def render_page(
     status: int = 200,
     **context: object,
 ) -> web.Response:
-    """A page in ``language``. Its language links stay on the page for a GET; the answer
-    to a POST links to a page one can GET (the sign-in form, else the start page)."""
-    here = ""
-    if request.method != "GET":
-        here = "/sign-in" if request.path == "/sign-in" else "/"
+    """A page in ``language``. Its language links stay on the page for a GET, with the
+    page's query (filters, paging); the answer to a POST links to a page one can GET (the
+    sign-in form, else the start page)."""
+    if request.method == "GET":
+        here = request.rel_url.with_query(
+            [(key, value) for key, value in request.query.items() if key != "lang"]
+        )
+    else:
+        here = URL("/sign-in" if request.path == "/sign-in" else "/")
+    links = {tag: str(here.update_query(lang=tag)) for tag in i18n.LANGUAGES}
     return aiohttp_jinja2.render_template(
         template,
         request,
-        {"language": language, "visit": visit, "here": here} | context,
+        {"language": language, "visit": visit, "language_links": links} | context,
         status=status,
     )
 

@@ -89,8 +89,8 @@ async def test_the_language_comes_from_the_browser_and_the_switch_is_kept(
 
     visitor = visitors("zh-CN")
     page = await visitor.get("/sign-in")
-    assert 'href="?lang=en"' in page.text
-    assert 'href="?lang=zh-CN"' in page.text
+    assert 'href="/sign-in?lang=en"' in page.text
+    assert 'href="/sign-in?lang=zh-CN"' in page.text
     # The answer to a POST links to a page one can GET.
     wrong = await visitor.sign_in("nobody", "a long password!")
     assert 'href="/sign-in?lang=en"' in wrong.text
@@ -100,3 +100,16 @@ async def test_the_language_comes_from_the_browser_and_the_switch_is_kept(
     assert '<html lang="en">' in (await visitor.get("/sign-in")).text
     assert '<html lang="zh-CN">' in (await visitor.get("/sign-in?lang=zh-CN")).text
     assert '<html lang="zh-CN">' in (await visitor.get("/sign-in")).text
+
+
+async def test_the_language_links_keep_the_page_and_its_query(
+    admin: Api, visitors: Callable[..., Visitor]
+) -> None:
+    password = await create_user(admin, "ann", "system-admin", [])
+    visitor = visitors("en")
+    await visitor.sign_in("ann", password)
+    # A page's filters and paging stay; only the language changes.
+    events = await visitor.get("/events?actor=ann&offset=25&lang=zh-CN")
+    assert '<html lang="zh-CN">' in events.text
+    assert 'href="/events?actor=ann&amp;offset=25&amp;lang=en"' in events.text
+    assert 'href="/events?actor=ann&amp;offset=25&amp;lang=zh-CN"' in events.text
