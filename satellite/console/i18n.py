@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import babel.dates
+import babel.numbers
 from aiohttp import web
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -106,9 +107,15 @@ def format_datetime(context: Context, value: dt.datetime) -> str:
     )
 
 
+@pass_context
+def format_number(context: Context, value: int | float) -> str:
+    return babel.numbers.format_decimal(value, locale=context["language"].locale)
+
+
 def install(env: Environment) -> None:
     env.add_extension("jinja2.ext.i18n")
     env.globals["_"] = _template_gettext
     env.globals["gettext"] = _template_gettext
     env.globals["ngettext"] = _template_ngettext
     env.filters["datetime"] = format_datetime
+    env.filters["number"] = format_number
