@@ -237,11 +237,13 @@ async def test_the_scheduler_forgets_sessions_that_ended_without_a_sign_out(
         "WHERE id = (SELECT min(id) FROM console_sessions)"
     )
     report = await jobs.forget_sessions(services, at(now()))
-    assert report is not None and report.counts == {"forgotten": 1}
+    assert report is not None
+    assert report.counts == {"forgotten": 1}
     assert await db.fetchval("SELECT count(*) FROM console_sessions") == 1
     assert (await late.get("/accounts")).url.path == "/accounts"
     assert (await early.get("/accounts")).url.path == "/sign-in"
     # Twelve hours after sign-in the other ends too, however busy.
     report = await jobs.forget_sessions(services, at(now() + dt.timedelta(hours=12)))
-    assert report is not None and report.counts == {"forgotten": 1}
+    assert report is not None
+    assert report.counts == {"forgotten": 1}
     assert await db.fetchval("SELECT count(*) FROM console_sessions") == 0
