@@ -23,6 +23,11 @@ class SchemaMismatch(SatelliteError):
     """The database schema does not match this version of satellite."""
 
 
+# Seconds a client is told to wait when the database cannot be reached or is busy (503):
+# about as long as the daemon takes to restart its embedded PostgreSQL.
+UNAVAILABLE_RETRY_AFTER = 5
+
+
 class DatabaseUnavailable(SatelliteError):
     """The database cannot be reached."""
 

@@ -218,7 +218,9 @@ def build_services(
         principals=PrincipalService(db, passwords),
         events=EventService(db),
         alerts=AlertService(db),
-        maintenance=MaintenanceService(db, licenses, settings.timers.usage_history_days),
+        maintenance=MaintenanceService(
+            db, licenses, settings.timers.usage_history_days, settings.console
+        ),
         sync=SatelliteSync(db, keys, licenses, settings),
         upstream=UpstreamSync(db, keys, settings),
         subscriptions=SubscriptionService(db, licenses),

@@ -28,6 +28,7 @@ from satellite_agent.state import AgentState
 from sync.transport import UpstreamRefused
 from tests.conftest import ENHANCED, AiohttpClient, Api, Credentials, login
 from tests.helpers.api import new_agent, new_token, setup_voice
+from tests.helpers.console import Visitor, create_user
 from tests.helpers.sync import (
     OPERATOR,
     SITE,
@@ -129,6 +130,9 @@ async def test_requests_get_503_with_retry_after_while_the_database_is_down(
     agent = new_agent(tmp_path, client.server)
     await agent.register(token)
     waiting = new_agent(tmp_path, client.server, serial="FCH0002")
+    password = await create_user(admin, "ann", "system-admin", [])
+    person = Visitor(admin, "zh-CN")
+    await person.sign_in("ann", password)
 
     kill_postmaster(embedded.pgdata)
 
@@ -162,6 +166,24 @@ async def test_requests_get_503_with_retry_after_while_the_database_is_down(
     ) as response:
         assert response.status < 500 or response.status == 503, await response.text()
 
+    # A person in the console gets a page in their language, not a problem document.
+    stranger = Visitor(admin, "en")
+    try:
+        pages = [
+            await person.get("/accounts"),
+            await person.post("/accounts/Acme/virtual-accounts", {"name": "X", "csrf": "x"}),
+            await stranger.sign_in("ann", password),
+        ]
+        for page, language in zip(pages, ("zh-CN", "zh-CN", "en"), strict=True):
+            assert page.status == 503, page.text
+            assert f'<html lang="{language}">' in page.text
+            assert page.headers["Content-Type"].startswith("text/html"), page.headers
+            assert "Retry-After" in page.headers
+            assert page.headers["Cache-Control"] == "no-store"
+            assert 'class="error"' in page.text
+    finally:
+        await stranger.close()
+
     # The product's side: a 503 is "server unreachable" (retried later), not a refusal.
     with pytest.raises(ServerUnreachable, match="503"):
         await agent.report_usage({ENHANCED: 3})
@@ -185,6 +207,11 @@ async def test_requests_get_503_with_retry_after_while_the_database_is_down(
     await agent.report_usage({ENHANCED: 3})
     status, body, _ = await _call(admin, "GET", "/api/v1/accounts")
     assert status == 200, body
+    # The session outlived the outage.
+    try:
+        assert (await person.get("/accounts")).url.path == "/accounts"
+    finally:
+        await person.close()
 
 
 async def test_the_agent_told_503_does_not_show_a_password_of_its_url(

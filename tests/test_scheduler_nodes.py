@@ -62,6 +62,7 @@ WORK_AT = {
     "forget-nonces": DAY,
     "forget-usage-history": 401 * DAY,
     "forget-rate-limits": DAY,
+    "forget-sessions": DAY,
 }
 
 
@@ -84,6 +85,11 @@ async def test_concurrent_runs_of_a_job_from_two_nodes_do_the_work_once(
     )
     used = await db.fetchval("SELECT count(*) FROM used_nonces")
     counters = await db.fetchval("SELECT count(*) FROM rate_limit_counters")
+    # A console session of the admin client's principal (as a sign-in leaves one).
+    await db.execute(
+        "INSERT INTO console_sessions (session_digest, principal_id, csrf_secret) "
+        "SELECT '\\x01'::bytea, min(id), 'csrf' FROM principals"
+    )
     later = now() + WORK_AT[job]
     run = jobs.JOBS[job]
     # Two daemons (each its own pool), each firing the job twice at the same moment.
@@ -138,6 +144,9 @@ async def test_concurrent_runs_of_a_job_from_two_nodes_do_the_work_once(
         # The registrations' counters (the token's, the virtual account's, the address's).
         assert sum(c["forgotten"] for c in counts) == counters > 0, counts
         assert await db.fetchval("SELECT count(*) FROM rate_limit_counters") == 0
+    elif job == "forget-sessions":
+        assert sum(c["forgotten"] for c in counts) == 1, counts
+        assert await db.fetchval("SELECT count(*) FROM console_sessions") == 0
     else:
         assert sum(c["forgotten"] for c in counts) == used, counts
         assert await db.fetchval("SELECT count(*) FROM used_nonces") == 0

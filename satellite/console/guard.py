@@ -16,7 +16,13 @@ from satellite.api.context import Services
 from satellite.console import i18n
 from satellite.crypto.secrets import digests_equal, random_secret
 from satellite.domain.access import Principal
-from satellite.errors import Forbidden, NotFound
+from satellite.errors import (
+    UNAVAILABLE_RETRY_AFTER,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    Forbidden,
+    NotFound,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -58,11 +64,23 @@ def set_cookie(request: web.Request, response: web.StreamResponse, name: str, va
 
 
 def secured(handler: Handler) -> Handler:
-    """The headers every console answer carries, and the language cookie when ``?lang=``
-    chose it."""
+    """The headers every console answer carries, the language cookie when ``?lang=``
+    chose it, and a page (503, Retry-After) when the database cannot be reached."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except (DatabaseUnavailable, DatabaseBusy):
+            # A page for a person, not the API's problem document: nothing was done.
+            log.warning("console.database_unavailable", method=request.method)
+            message = i18n.gettext(
+                i18n.choose(request)[0],
+                "The database is not available at the moment; nothing was changed. "
+                "Try again in a few seconds.",
+            )
+            response = error_page(request, None, 503, message)
+            response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+            response.headers["Cache-Control"] = "no-store"
         language, chosen = i18n.choose(request)
         if chosen:
             set_cookie(request, response, i18n.LANG_COOKIE, language.tag)

@@ -51,10 +51,6 @@ _DOMAIN: dict[type[errors.SatelliteError], tuple[int, str, str]] = {
     errors.DatabaseBusy: (503, "database-busy", "Database busy"),
 }
 
-# Seconds a client is told to wait when the database cannot be reached (503): about as long
-# as the daemon takes to restart its embedded PostgreSQL.
-UNAVAILABLE_RETRY_AFTER = 5
-
 _HTTP_SLUGS = {
     400: "bad-request",
     404: "not-found",
@@ -116,7 +112,7 @@ def from_domain_error(exc: errors.SatelliteError) -> web.Response:
             "RateLimit-Reset": str(exc.retry_after),
         }
     elif status == 503:
-        headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)}
+        headers = {"Retry-After": str(errors.UNAVAILABLE_RETRY_AFTER)}
     error = exc.oauth_error if isinstance(exc, errors.OAuthRequestError) else None
     return problem_response(
         status, slug, title, exc.detail, field=exc.field, error=error, headers=headers

@@ -72,6 +72,10 @@ async def forget_rate_limits(services: Services, clock: Clock) -> JobReport | No
     return await _run("forget-rate-limits", MaintenanceService.forget_rate_limits, services, clock)
 
 
+async def forget_sessions(services: Services, clock: Clock) -> JobReport | None:
+    return await _run("forget-sessions", MaintenanceService.forget_sessions, services, clock)
+
+
 async def sync_with_upstream(services: Services, clock: Clock) -> JobReport | None:
     """Connected mode: every linked account syncs (its own lock; a busy one is skipped).
 
@@ -98,6 +102,7 @@ JOBS: dict[str, Job] = {
     "forget-nonces": forget_nonces,
     "forget-usage-history": forget_usage_history,
     "forget-rate-limits": forget_rate_limits,
+    "forget-sessions": forget_sessions,
     "sync-alerts": sync_alerts,
     "sync": sync_with_upstream,
 }

@@ -17,12 +17,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from satellite.config import ConsoleSettings
 from satellite.domain.access import system_actor
 from satellite.domain.expiry import CERTIFICATE_WARNING, ProductInstanceTimers
 from satellite.services import audit, exports
 from satellite.services.envelope import NONCE_LIFETIME
 from satellite.services.licenses import LicenseService
-from satellite.storage import accounts, alerts, expiry, limits, locks, product_instances
+from satellite.storage import (
+    accounts,
+    alerts,
+    expiry,
+    limits,
+    locks,
+    product_instances,
+    sessions,
+)
 from satellite.storage.db import Connection, Database
 
 JobName = Literal[
@@ -33,6 +42,7 @@ JobName = Literal[
     "forget-nonces",
     "forget-usage-history",
     "forget-rate-limits",
+    "forget-sessions",
     "sync",
     "sync-alerts",
 ]
@@ -47,6 +57,7 @@ LOCK_KEYS: dict[JobName, int] = {
     "forget-usage-history": 0x5A7E_1006,
     "sync-alerts": 0x5A7E_1007,
     "forget-rate-limits": 0x5A7E_1008,
+    "forget-sessions": 0x5A7E_1009,
     # "sync" locks per account (sync.satellite.connected.LOCK_BASE), for as long as the
     # exchange takes.
 }
@@ -56,6 +67,8 @@ USAGE_REPORTS_FORGOTTEN_PER_RUN = 100_000
 # Rate-limit counters forgotten per run at most (a flood of guesses from many addresses
 # leaves a row per address); what is left is forgotten by the next run.
 RATE_LIMITS_FORGOTTEN_PER_RUN = 100_000
+# Console sessions forgotten per run at most (one a sign-in; the rest waits for the next run).
+SESSIONS_FORGOTTEN_PER_RUN = 100_000
 AUTHORIZATION_EXPIRED = "authorization-expired:"  # alert key prefix, + product id
 CERTIFICATE_EXPIRING = "certificate-expiring:"  # alert key prefix, + product id
 SCHEDULER = system_actor("scheduler")
@@ -74,10 +87,18 @@ def _date(moment: dt.datetime) -> str:
 
 
 class MaintenanceService:
-    def __init__(self, db: Database, licenses: LicenseService, usage_history_days: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        licenses: LicenseService,
+        usage_history_days: int,
+        console: ConsoleSettings,
+    ) -> None:
         self._db = db
         self._licenses = licenses
         self._usage_history = dt.timedelta(days=usage_history_days)
+        self._session_idle = dt.timedelta(minutes=console.session_idle_minutes)
+        self._session_absolute = dt.timedelta(hours=console.session_absolute_hours)
 
     async def _run(
         self, job: JobName, work: Callable[[Connection], Awaitable[dict[str, int]]]
@@ -256,3 +277,18 @@ class MaintenanceService:
             return {"forgotten": forgotten}
 
         return await self._run("forget-rate-limits", work)
+
+    async def forget_sessions(self, now: dt.datetime) -> JobReport | None:
+        """Forget console sessions that ended (idle or too old) without a sign-out: nobody
+        can resume them, and a user who never comes back would otherwise leave them."""
+
+        async def work(conn: Connection) -> dict[str, int]:
+            forgotten = await sessions.forget_ended(
+                conn,
+                seen_before=now - self._session_idle,
+                begun_before=now - self._session_absolute,
+                limit=SESSIONS_FORGOTTEN_PER_RUN,
+            )
+            return {"forgotten": forgotten}
+
+        return await self._run("forget-sessions", work)

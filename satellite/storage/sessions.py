@@ -56,3 +56,18 @@ async def delete_principal_sessions(conn: asyncpg.Connection, principal_id: int)
         "DELETE FROM console_sessions WHERE principal_id = $1", principal_id
     )
     return int(result.split()[-1])
+
+
+async def forget_ended(
+    conn: asyncpg.Connection, *, seen_before: dt.datetime, begun_before: dt.datetime, limit: int
+) -> int:
+    """Delete up to ``limit`` sessions last seen before ``seen_before`` or begun before
+    ``begun_before`` (the ones ``touch_live_session`` no longer resumes); how many."""
+    result = await conn.execute(
+        "DELETE FROM console_sessions WHERE id IN (SELECT id "
+        "FROM console_sessions WHERE last_seen_at <= $1 OR created_at <= $2 LIMIT $3)",
+        seen_before,
+        begun_before,
+        limit,
+    )
+    return int(result.rsplit(" ", 1)[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import ssl
 from collections.abc import Callable
@@ -12,10 +13,13 @@ import asyncpg
 import trustme
 from aiohttp.test_utils import TestServer
 
+from satellite.api.context import Services
+from satellite.scheduler import jobs
 from satellite.wiring import Runtime, create_app
 from tests.conftest import Api
 from tests.helpers.accounts import create_account
 from tests.helpers.console import Visitor, create_user
+from tests.helpers.jobs import at, now
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -218,3 +222,28 @@ async def test_the_password_limits_of_the_api_apply(
         {"grant_type": "password", "username": "carol", "password": password},
     )
     assert status == 429
+
+
+async def test_the_scheduler_forgets_sessions_that_ended_without_a_sign_out(
+    admin: Api, visitors: Callable[..., Visitor], services: Services, db: asyncpg.Connection
+) -> None:
+    password = await create_user(admin, "ann", "system-admin", [])
+    early, late = visitors(), visitors()
+    await early.sign_in("ann", password)
+    await late.sign_in("ann", password)
+    # The early one was last seen 40 minutes ago (idle after 30), the late one now.
+    await db.execute(
+        "UPDATE console_sessions SET last_seen_at = now() - interval '40 minutes' "
+        "WHERE id = (SELECT min(id) FROM console_sessions)"
+    )
+    report = await jobs.forget_sessions(services, at(now()))
+    assert report is not None
+    assert report.counts == {"forgotten": 1}
+    assert await db.fetchval("SELECT count(*) FROM console_sessions") == 1
+    assert (await late.get("/accounts")).url.path == "/accounts"
+    assert (await early.get("/accounts")).url.path == "/sign-in"
+    # Twelve hours after sign-in the other ends too, however busy.
+    report = await jobs.forget_sessions(services, at(now() + dt.timedelta(hours=12)))
+    assert report is not None
+    assert report.counts == {"forgotten": 1}
+    assert await db.fetchval("SELECT count(*) FROM console_sessions") == 0

@@ -6,9 +6,8 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from satellite.errors import SchemaMismatch
+from satellite.errors import UNAVAILABLE_RETRY_AFTER, SchemaMismatch
 from satellite.http.keys import DATABASE_SUPERVISOR, MIGRATIONS, SERVICES
-from satellite.http.problems import UNAVAILABLE_RETRY_AFTER
 from satellite.services import health
 
 log = structlog.get_logger(__name__)
