@@ -310,8 +310,8 @@ async def test_every_page_and_state_in_chinese(
     assert all("\u4e00" <= char <= "\u9fff" for char in english[2][0].rstrip("。"))
     # What the users typed and the server wrote (the first client's description) is data.
     first_client = "first system admin (created by init)"
-    data = ("Acme", "Globex", "sam", "bob", "lab", first_client)
-    data += tuple(e for found in english[3:] for e in found)
+    data = ["Acme", "Globex", "sam", "bob", "lab", first_client]
+    data += [e for found in english[3:] for e in found]
     for page in pages:
         assert_chinese(page, data)
     assert "系统管理员" in pages[0].text
