@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
 from satellite.api import accounts as api_accounts
@@ -17,7 +18,8 @@ from satellite.console.guard import Visit, render_page, secured, see_other, serv
 from satellite.domain.access import ROLES, Principal, Role
 from satellite.errors import Conflict, InvalidInput, NotFound, SatelliteError
 
-Form = MultiDictProxy[str | bytes | bytearray | Any]
+# A posted form, as ``request.post()`` answers it.
+Form = MultiDictProxy[str | bytes | bytearray | FileField]
 
 
 def lists_allowed(principal: Principal) -> dict[str, bool]:
