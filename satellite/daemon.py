@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 from aiohttp import web
@@ -91,7 +91,9 @@ def _nothing() -> None:
     pass
 
 
-def console_urls(scheme: str, addresses: list[tuple[str, int]]) -> list[str]:
+def console_urls(
+    scheme: str, addresses: Sequence[tuple[str, int] | tuple[str, int, int, int]]
+) -> list[str]:
     """A URL a browser on this host opens for each bound address: an address of every
     interface (0.0.0.0, ::) is reached at the loopback of its family."""
     loopback = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 (names, not a bind)

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 
+from satellite.daemon import console_urls
 from tests.conftest import satellite_exe
 from tests.helpers.daemon import Daemon, kill_daemon, named_values, start
 
@@ -276,3 +278,21 @@ def test_a_newcomer_signs_in_to_the_console_with_the_user_the_first_start_prints
         kill_daemon(first)
         kill_daemon(second)
     assert asyncio.run(user_logins(db_dsn)) == [username]
+
+
+@pytest.mark.unit
+def test_the_console_urls_of_every_interface_are_the_loopbacks() -> None:
+    """The default listen addresses (0.0.0.0:8443, [::]:8443) as a browser on the host
+    opens them; a named address as it is."""
+    every = "0.0.0.0"  # noqa: S104 (what aiohttp answers for the default address)
+    bound: list[tuple[str, int] | tuple[str, int, int, int]] = [
+        (every, 8443),
+        ("::", 8443, 0, 0),
+        ("192.0.2.7", 9443),
+    ]
+    assert console_urls("https", bound) == [
+        "https://127.0.0.1:8443/",
+        "https://[::1]:8443/",
+        "https://192.0.2.7:9443/",
+    ]
+    assert console_urls("http", [("127.0.0.1", 80), (every, 80)]) == ["http://127.0.0.1:80/"]
