@@ -315,3 +315,17 @@ async def test_every_page_and_state_in_chinese(
     for page in pages:
         assert_chinese(page, data)
     assert "系统管理员" in pages[0].text
+
+
+async def test_the_last_system_admin_cannot_be_disabled(
+    admin: Api, visitors: Callable[..., Visitor]
+) -> None:
+    sam = await signed_in_admin(admin, visitors)
+    page = await sam.get("/clients")
+    [first] = await api_list(admin, "clients")  # the first start's client: a system admin
+    gone = await sam.post("/clients/disable", {"csrf": page.csrf, "client": first["name"]})
+    assert gone.status == 200
+    refused = await sam.post("/users/disable", {"csrf": page.csrf, "user": "sam"})
+    assert refused.status == 409
+    assert "the last system admin" in refused.text
+    assert "<td>Active</td>" in row(await sam.get("/users"), "users", "sam")
