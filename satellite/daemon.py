@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import signal
 import time
+from collections.abc import Callable, Sequence
 
 import structlog
 from aiohttp import web
@@ -22,8 +23,13 @@ from satellite.wiring import Runtime, create_app
 log = structlog.get_logger("satellite.daemon")
 
 
-async def serve(runtime: Runtime, embedded: EmbeddedPostgres | None = None) -> None:
-    """Serve until SIGTERM; ``embedded``: the embedded PostgreSQL to watch and restart."""
+async def serve(
+    runtime: Runtime,
+    embedded: EmbeddedPostgres | None = None,
+    announce: Callable[[list[str]], None] | None = None,
+) -> None:
+    """Serve until SIGTERM; ``embedded``: the embedded PostgreSQL to watch and restart;
+    ``announce``: told the console's URLs once the daemon listens."""
     settings = runtime.settings
     tls = ServerTls.for_settings(settings)
     ssl_context = tls.context if tls is not None else None
@@ -54,6 +60,8 @@ async def serve(runtime: Runtime, embedded: EmbeddedPostgres | None = None) -> N
         scheme = "https" if ssl_context else "http"
         bound = [f"{scheme}://{_format(address)}" for address in runner.addresses]
         log.info("daemon.listening", addresses=bound, role=settings.role)
+        if announce is not None:
+            announce(console_urls(scheme, runner.addresses))
         if tls is not None and settings.tls.managed:
             every = dt.timedelta(minutes=settings.timers.jobs_interval_minutes)
             renewals = asyncio.create_task(tls.renew_periodically(every))
@@ -81,6 +89,16 @@ async def serve(runtime: Runtime, embedded: EmbeddedPostgres | None = None) -> N
 
 def _nothing() -> None:
     pass
+
+
+def console_urls(
+    scheme: str, addresses: Sequence[tuple[str, int] | tuple[str, int, int, int]]
+) -> list[str]:
+    """A URL a browser on this host opens for each bound address: an address of every
+    interface (0.0.0.0, ::) is reached at the loopback of its family."""
+    loopback = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 (names, not a bind)
+    urls = [f"{scheme}://{_format((loopback.get(a[0], a[0]), a[1]))}/" for a in addresses]
+    return list(dict.fromkeys(urls))
 
 
 def _format(address: tuple[str, int]) -> str:

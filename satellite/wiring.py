@@ -48,7 +48,7 @@ from satellite.services.exports import ExportService
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
 from satellite.services.maintenance import MaintenanceService
-from satellite.services.principals import NewClient, PrincipalService
+from satellite.services.principals import NewClient, NewUser, PrincipalService
 from satellite.services.product_instances import ProductInstanceService
 from satellite.services.reservations import ReservationService
 from satellite.services.sessions import SessionService
@@ -76,6 +76,7 @@ class Runtime:
 class InitResult:
     applied: list[Migration]
     first_client: NewClient | None
+    first_user: NewUser | None
 
 
 def key_paths(settings: Settings) -> KeyPaths:
@@ -171,11 +172,13 @@ def create_key_material(settings: Settings, tls_hostnames: list[str]) -> list[Pa
 
 
 async def initialize(runtime: Runtime, operator: str) -> InitResult:
-    """Migrate and create the first system-admin client if there is none (key material first)."""
+    """Migrate, create the first system-admin client if there is none and the first console
+    user if there is no user (key material first); each its own transaction."""
     applied, _ = await apply_migrations(runtime.settings, runtime.dsn)
     async with open_services(runtime) as services:
-        first = await services.principals.bootstrap_client(host_operator(operator))
-    return InitResult(applied=applied, first_client=first)
+        client = await services.principals.bootstrap_client(host_operator(operator))
+        user = await services.principals.bootstrap_user(host_operator(operator))
+    return InitResult(applied=applied, first_client=client, first_user=user)
 
 
 def build_services(

@@ -82,9 +82,15 @@ def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fres
     assert f"--cacert {keys / 'ca.crt'}" in first.out
     assert "https" in first.out
 
-    rows = query(fresh_db, "SELECT login, role, secret_digest FROM principals")
-    assert [(r["login"], r["role"]) for r in rows] == [(client_ids[0], "system-admin")]
+    rows = query(fresh_db, "SELECT kind, login, role, secret_digest FROM principals ORDER BY id")
+    assert [(r["kind"], r["login"], r["role"]) for r in rows] == [
+        ("client", client_ids[0], "system-admin"),
+        ("user", "admin", "system-admin"),  # the console's first user
+    ]
     assert secrets[0].encode() not in bytes(rows[0]["secret_digest"])
+    assert named_values(first.out, "username") == ["admin"]
+    [password] = named_values(first.out, "password")
+    assert len(password) >= 12
 
     before = _snapshot(state)
     # Again, this time naming the state directory on the command line instead of the config,
@@ -98,6 +104,7 @@ def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fres
     assert f"state directory: {state}" in second.out
     assert "client_secret" not in second.out
     assert "client_id" not in second.out
+    assert "password" not in second.out
     assert "migration applied" not in second.out
     after = _snapshot(state)
     renewed = x509.load_pem_x509_certificate(after.pop("tls/server.crt"))
@@ -106,7 +113,7 @@ def test_init_creates_keys_once_and_prints_credentials_once(tmp_path: Path, fres
     ).value.get_values_for_type(x509.DNSName)
     del before["tls/server.crt"]
     assert after == before
-    assert len(query(fresh_db, "SELECT 1 FROM principals")) == 1
+    assert len(query(fresh_db, "SELECT 1 FROM principals")) == 2
 
     migrated.ok()
     assert f"schema is at version {SCHEMA_VERSION}" in migrated.out
@@ -134,11 +141,13 @@ def test_first_credentials_never_go_to_the_journal(tmp_path: Path, fresh_db: str
     assert result.returncode == 0, result.stderr
     logged = journal.read_text()
     assert "client_secret" not in logged
+    assert "password" not in logged
     saved = state / "first-client.txt"
     assert str(saved) in logged
     assert _mode(saved) == 0o600
     assert len(named_values(saved.read_text(), "client_secret")) == 1
     assert len(named_values(saved.read_text(), "client_id")) == 1
+    assert len(named_values(saved.read_text(), "password")) == 1
 
 
 def test_migrate_applies_the_schema_and_reports_its_version(tmp_path: Path, fresh_db: str) -> None:

@@ -51,25 +51,33 @@ def _report_init(settings: Settings, created: list[Path], result: InitResult) ->
         click.echo(f"created: {path}")
     for migration in result.applied:
         click.echo(f"migration applied: {migration.version:03d}_{migration.name}")
+    lines = ""
     if result.first_client is not None:
-        lines = (
+        lines += (
+            "first system-admin API client:\n"
             f"client_id: {result.first_client.client_id}\n"
             f"client_secret: {result.first_client.client_secret}\n"
         )
-        if systemd.stdout_is_journal():
-            # The journal keeps what it is given, readable by its readers: not for a secret.
-            path = settings.state_path / "first-client.txt"
-            # (Replacing one an earlier init left: its client is not this database's.)
-            replace_file(path, lines.encode(), 0o600)
-            click.echo(
-                f"first system-admin API client written to {path} (mode 0600): "
-                "store it elsewhere and delete the file"
-            )
-        else:
-            click.echo("first system-admin API client (the secret is shown only this once):")
-            click.echo(lines, nl=False)
+    if result.first_user is not None:
+        lines += (
+            "first console user (a system admin; sign in to the console with it):\n"
+            f"username: {result.first_user.record.login}\n"
+            f"password: {result.first_user.password}\n"
+        )
+    if not lines:
+        click.echo("a system admin and a user exist already; no new credentials")
+    elif systemd.stdout_is_journal():
+        # The journal keeps what it is given, readable by its readers: not for a secret.
+        path = settings.state_path / "first-client.txt"
+        # (Replacing one an earlier init left: its credentials are not this database's.)
+        replace_file(path, lines.encode(), 0o600)
+        click.echo(
+            f"first system-admin credentials written to {path} (mode 0600): "
+            "store them elsewhere and delete the file"
+        )
     else:
-        click.echo("a system-admin client exists already; no new credentials")
+        click.echo("the first credentials are shown only this once:")
+        click.echo(lines, nl=False)
     paths = key_paths(settings)
     if paths.tls_cert in created:
         click.echo(
@@ -174,8 +182,13 @@ def serve(
                 raise SchemaMismatch(f"{exc.detail} (started with --no-migrate)") from exc
         else:
             result = asyncio.run(initialize(runtime, obj.operator.login))
-            if created or result.first_client is not None:
+            if created or result.first_client is not None or result.first_user is not None:
                 _report_init(settings, created, result)
         # uvloop: the same asyncio, its event loop in C; the device API answers about a
         # third more requests per second of CPU with it.
-        uvloop.run(run_daemon(runtime, embedded))
+        uvloop.run(run_daemon(runtime, embedded, announce=_announce))
+
+
+def _announce(urls: list[str]) -> None:
+    """Where to open the console, once the daemon listens."""
+    click.echo(f"console: {'  '.join(urls)}")

@@ -12,6 +12,7 @@ from satellite.api.context import Services
 from satellite.console import i18n, static
 from satellite.console.guard import SERVICES, secured
 from satellite.console.pages import routes
+from satellite.console.principals import lists_allowed
 
 
 def setup_console(app: web.Application) -> None:
@@ -26,6 +27,7 @@ def setup_console(app: web.Application) -> None:
     i18n.install(env)
     env.globals["static"] = static.url
     env.globals["languages"] = list(i18n.LANGUAGES.values())
+    env.globals["principal_lists"] = lists_allowed
     app.router.add_routes(routes())
     app.router.add_get("/static/{name}", secured(static.serve))
 

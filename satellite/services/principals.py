@@ -14,6 +14,8 @@ from satellite.storage import accounts, principals, sessions
 from satellite.storage.db import Connection, Database
 
 MIN_PASSWORD_LENGTH = 12
+# The first console user, made by the first start when there is no user at all.
+FIRST_USER = "admin"
 
 
 def _visible_part(record: PrincipalRecord, viewer: Principal) -> PrincipalRecord:
@@ -25,6 +27,12 @@ class NewClient:
     record: PrincipalRecord
     client_id: str
     client_secret: str
+
+
+@dataclass(frozen=True)
+class NewUser:
+    record: PrincipalRecord
+    password: str
 
 
 class PrincipalService:
@@ -103,24 +111,38 @@ class PrincipalService:
         check_name(username, "username")
         password_hash = await self._password_hash(password)
         async with self._db.transaction() as conn:
-            record = await principals.insert_principal(
-                conn,
-                kind="user",
-                login=username,
-                role=role,
-                description="",
-                account_ids=await self._account_ids(conn, role, account_names),
-                password_hash=password_hash,
+            account_ids = await self._account_ids(conn, role, account_names)
+            return await self._insert_user(
+                conn, principal, username, password_hash, role, account_ids
             )
-            await audit.record(
-                conn,
-                principal,
-                "user.created",
-                username,
-                account_id=None,
-                role=role,
-                accounts=list(record.account_names),
-            )
+
+    async def _insert_user(
+        self,
+        conn: Connection,
+        principal: Principal,
+        username: str,
+        password_hash: str,
+        role: Role,
+        account_ids: list[int],
+    ) -> PrincipalRecord:
+        record = await principals.insert_principal(
+            conn,
+            kind="user",
+            login=username,
+            role=role,
+            description="",
+            account_ids=account_ids,
+            password_hash=password_hash,
+        )
+        await audit.record(
+            conn,
+            principal,
+            "user.created",
+            username,
+            account_id=None,
+            role=role,
+            accounts=list(record.account_names),
+        )
         return record
 
     async def list_principals(
@@ -182,3 +204,17 @@ class PrincipalService:
             return await self._insert_client(
                 conn, principal, "system-admin", [], "first system admin (created by init)"
             )
+
+    async def bootstrap_user(self, principal: Principal) -> NewUser | None:
+        """The first console user (a system admin with a random password), unless a user
+        exists already, enabled or not: a newcomer signs in to the console with it."""
+        async with self._db.transaction() as conn:
+            await principals.lock_principals(conn)
+            if await principals.count_principals(conn, "user") > 0:
+                return None
+            # 24 characters of the URL-safe alphabet: 144 bits, twice the minimum length.
+            password = random_secret(18)
+            record = await self._insert_user(
+                conn, principal, FIRST_USER, await self._password_hash(password), "system-admin", []
+            )
+        return NewUser(record, password)

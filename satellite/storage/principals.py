@@ -121,6 +121,11 @@ async def lock_principals(conn: asyncpg.Connection) -> None:
     await conn.execute("LOCK TABLE principals IN SHARE ROW EXCLUSIVE MODE")
 
 
+async def count_principals(conn: asyncpg.Connection, kind: str) -> int:
+    """Principals of ``kind``, disabled ones too."""
+    return int(await conn.fetchval("SELECT count(*) FROM principals WHERE kind = $1", kind))
+
+
 async def count_system_admins(conn: asyncpg.Connection) -> int:
     return int(
         await conn.fetchval(
