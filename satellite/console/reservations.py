@@ -208,7 +208,11 @@ async def reserve(request: web.Request, visit: Visit) -> web.StreamResponse:
         )
     except (InvalidInput, Conflict, NotFound) as exc:
         # The services' words are English, as the API's problem documents are.
-        form = {"request_code": code, "chosen": chosen}
+        form = {
+            "request_code": code,
+            "chosen": chosen,
+            "precedence": await form_field(request, "precedence"),
+        }
         return await _list_page(request, visit, _status_of(exc), error=exc.detail, form=form)
     return _code_page(request, visit, account, va, answer)
 
@@ -256,6 +260,7 @@ async def _detail_page(
     *,
     error: str | None = None,
     chosen: dict[str, str] | None = None,
+    precedence: str = "",
     reason: str = "",
 ) -> web.Response:
     account, va = request.match_info["account"], request.match_info["va"]
@@ -284,6 +289,7 @@ async def _detail_page(
         "pool": await _pool(request, visit, account, va) if may_update else [],
         "chosen": chosen if chosen is not None else {t: str(n) for t, n in held.items()},
         "held": held,
+        "precedence": precedence,
         "reason": reason,
         "error": error,
     }
@@ -312,7 +318,14 @@ async def update(request: web.Request, visit: Visit) -> web.StreamResponse:
             ),
         )
     except (InvalidInput, Conflict, NotFound) as exc:
-        return await _detail_page(request, visit, _status_of(exc), error=exc.detail, chosen=chosen)
+        return await _detail_page(
+            request,
+            visit,
+            _status_of(exc),
+            error=exc.detail,
+            chosen=chosen,
+            precedence=await form_field(request, "precedence"),
+        )
     return _code_page(request, visit, account, va, answer)
 
 

@@ -253,9 +253,19 @@ async def test_refusals_are_pages_with_the_operations_words_and_change_nothing(
         assert words in error_of(refused), (code[:20], counts)
         assert 'id="authorization-code"' not in refused.text
     # The pasted code and the quantities are kept for another try.
-    kept = await reserve(visitor, page.csrf, request, enhanced="6")
+    kept = await post_pairs(
+        visitor,
+        PAGE + "/reserve",
+        [
+            ("request_code", request),
+            ("precedence", "SHORTEST_TERM_FIRST"),
+            *licenses_form(page.csrf, enhanced="6"),
+        ],
+    )
+    assert kept.status == 409
     assert html.escape(request) in kept.text
     assert 'name="quantity" min="0" max="999999999" value="6"' in kept.text
+    assert '<option value="SHORTEST_TERM_FIRST" selected>' in kept.text
     # Forged fields: an unknown license, tags and quantities that do not pair, a precedence.
     unknown = await post_pairs(
         visitor,
@@ -299,7 +309,9 @@ async def test_refusals_are_pages_with_the_operations_words_and_change_nothing(
         lab + "/confirm", {"csrf": page.csrf, "confirmation_code": product.install(code)}
     )
     assert wrong.status == 404
-    assert "Lab" in error_of(wrong) or product_id in error_of(wrong), error_of(wrong)
+    assert error_of(wrong) == (
+        f"product instance '{product_id}' holds no reservation in virtual account 'Lab'"
+    )
     assert (await visitor.get(f"{lab}/{product_id}")).status == 404
     assert (await visitor.get(f"{lab}/{product_id}/authorization-code")).status == 404
     forced = await visitor.post(
