@@ -45,8 +45,10 @@ async def test_an_slr_round_trip_through_the_page(
     request_code = product.request()
 
     context = await browser.new_context(
-        viewport=SCREENSHOT_SIZE, locale="en-US", accept_downloads=True
-    )  # type: ignore[arg-type]
+        viewport=SCREENSHOT_SIZE,  # type: ignore[arg-type]
+        locale="en-US",
+        accept_downloads=True,
+    )
     try:
         await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
         page = await context.new_page()

@@ -42,7 +42,7 @@ async def test_granted_keys_and_with_the_ended_ones(
     assert page.headers["Cache-Control"] == "no-store"
     granted = rows(page.text)
     assert f"<code>{FEATURE}</code>" in granted
-    assert kept.state.product_instance_id in granted
+    assert f"<code>{kept.state.product_instance_id}</code>" in granted
     assert "PID:UCM SN:EXP101" in granted
     assert "<td>Granted</td>" in granted
     assert "EXP102" not in granted

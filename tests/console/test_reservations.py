@@ -1,7 +1,7 @@
 """The SLR pages of a virtual account over plain HTTP, with request, confirmation and
 return codes made by the real agent library: reserve, the authorization code shown and
 downloaded, confirm, update, return, force-remove; refusals as pages; the viewer and
-another account's admin; every page and state in Chinese."""
+another account's admin. (In Chinese: test_reservations_chinese.py.)"""
 
 from __future__ import annotations
 
@@ -15,68 +15,19 @@ from yarl import URL
 
 from satellite_agent.reservation import Reservations
 from tests.conftest import CUWL, ENHANCED, Api
-from tests.helpers.api import licenses, new_product, setup_pool
-from tests.helpers.console import Page, Visitor, assert_chinese, create_user
-
-PAGE = "/accounts/Acme/virtual-accounts/Voice/reservations"
-_CODE = re.compile(r'<code id="authorization-code">([^<]*)</code>')
-
-
-async def post_pairs(visitor: Visitor, path: str, pairs: list[tuple[str, str]]) -> Page:
-    """A form with repeated fields (a tag and a quantity per license), as a browser posts it."""
-    async with visitor.session.post(visitor.base.join(URL(path)), data=pairs) as response:
-        return Page(
-            response.status,
-            response.url,
-            await response.text(),
-            response.headers,
-            response.cookies,
-        )
-
-
-def licenses_form(csrf: str, **counts: str) -> list[tuple[str, str]]:
-    tags = {"enhanced": ENHANCED, "cuwl": CUWL}
-    pairs = [("csrf", csrf)]
-    for name, tag in tags.items():
-        pairs += [("tag", tag), ("quantity", counts.get(name, ""))]
-    return pairs
-
-
-async def reserve(visitor: Visitor, csrf: str, request_code: str, **counts: str) -> Page:
-    pairs = [("request_code", request_code), *licenses_form(csrf, **counts)]
-    return await post_pairs(visitor, PAGE + "/reserve", pairs)
-
-
-def shown_code(page: Page) -> str:
-    match = _CODE.search(page.text)
-    assert match, page.text
-    return html.unescape(match.group(1))
-
-
-def error_of(page: Page) -> str:
-    match = re.search(r'<p class="error" role="alert">([^<]*)</p>', page.text)
-    assert match, page.text
-    return html.unescape(match.group(1))
-
-
-async def positions(admin: Api) -> dict[str, tuple[int, int]]:
-    """(reserved, available) per tag."""
-    return {t: (x["reserved"], x["available"]) for t, x in (await licenses(admin)).items()}
-
-
-async def signed_in(visitors: Callable[..., Visitor], admin: Api, language: str = "en") -> Visitor:
-    password = await create_user(admin, "ann", "account-admin", ["Acme"])
-    visitor = visitors(language)
-    await visitor.sign_in("ann", password)
-    return visitor
-
-
-async def setup(admin: Api) -> None:
-    await setup_pool(
-        admin,
-        {"entitlementTag": ENHANCED, "quantity": 5},
-        {"entitlementTag": CUWL, "quantity": 2},
-    )
+from tests.helpers.api import new_product
+from tests.helpers.console import Visitor, create_user
+from tests.helpers.reservation_pages import (
+    PAGE,
+    error_of,
+    licenses_form,
+    positions,
+    post_pairs,
+    reserve,
+    setup,
+    shown_code,
+    signed_in,
+)
 
 
 async def test_reserve_download_confirm_update_and_return(
@@ -420,85 +371,3 @@ async def test_another_account_is_not_found(
     assert await db.fetchval("SELECT status FROM reservations") == "active"
     assert Reservations.describe(product.state) == "registered - specific license reservation"
     assert "Awaiting confirmation" in (await writer.get(detail_path)).text
-
-
-async def test_every_page_and_state_in_chinese(
-    admin: Api,
-    visitors: Callable[..., Visitor],
-    state_dir: Path,
-    tmp_path: Path,
-) -> None:
-    await setup(admin)
-    visitor = await signed_in(visitors, admin, "zh-CN")
-    data: list[str] = ["Acme", "Voice", "ann", "PID", "UCM", "garbage"]
-    status, body = await admin.get("/api/v1/license-catalog")
-    assert status == 200, body
-    data += [entry["displayName"] for entry in body["licenses"]]
-
-    def chinese(page: Page, *more: str) -> None:
-        assert page.status < 500
-        assert_chinese(page, data=[*data, *more])
-
-    empty = await visitor.get(PAGE)
-    chinese(empty)
-    product = new_product(tmp_path, state_dir, "WEB0007")
-    product.enable()
-    request = product.request()
-    issued = await reserve(visitor, empty.csrf, request, enhanced="2")
-    chinese(issued)
-    code = shown_code(issued)
-    [product_id] = re.findall(r"<piid>([^<]+)</piid>", code)
-    detail_path = f"{PAGE}/{product_id}"
-    chinese(await visitor.get(PAGE))  # awaiting confirmation
-    chinese(await visitor.get(detail_path))
-    confirmed = await visitor.post(
-        PAGE + "/confirm", {"csrf": empty.csrf, "confirmation_code": product.install(code)}
-    )
-    chinese(confirmed)  # reserved
-    updated = await post_pairs(
-        visitor, detail_path + "/update", licenses_form(empty.csrf, enhanced="3")
-    )
-    chinese(updated)
-    chinese(await visitor.get(detail_path))  # in transition, two tables
-    chinese(await visitor.get(PAGE + "?status=all"))
-
-    # Error states: the console's own words are Chinese; the services' stay English (as
-    # the API's problem documents are), so they count as data here.
-    for refused in (
-        await reserve(visitor, empty.csrf, "", enhanced="1"),
-        await reserve(visitor, empty.csrf, request, enhanced="x"),
-        await reserve(visitor, empty.csrf, request),
-    ):
-        assert refused.status == 400
-        chinese(refused, request)  # (the pasted code is kept in its field)
-    for refused in (
-        await reserve(visitor, empty.csrf, "garbage", enhanced="1"),
-        await visitor.post(PAGE + "/confirm", {"csrf": empty.csrf, "confirmation_code": "x"}),
-        await visitor.post(detail_path + "/force-remove", {"csrf": empty.csrf, "reason": ""}),
-    ):
-        assert refused.status == 400
-        chinese(refused, error_of(refused))
-    for missing in (f"{PAGE}/nope", PAGE + "?offset=x"):
-        chinese(await visitor.get(missing))
-    returned = await visitor.post(
-        PAGE + "/confirm",
-        {"csrf": empty.csrf, "confirmation_code": product.install(shown_code(updated))},
-    )
-    chinese(returned)
-    chinese(
-        await visitor.post(
-            PAGE + "/return", {"csrf": empty.csrf, "return_code": product.give_back()}
-        )
-    )
-    other = new_product(tmp_path, state_dir, "WEB0008")
-    other.enable()
-    removed_id = re.findall(
-        r"<piid>([^<]+)</piid>",
-        shown_code(await reserve(visitor, empty.csrf, other.request(), cuwl="1")),
-    )[0]
-    chinese(
-        await visitor.post(
-            f"{PAGE}/{removed_id}/force-remove", {"csrf": empty.csrf, "reason": "故障"}
-        )
-    )
-    chinese(await visitor.get(PAGE + "?status=all"))
