@@ -209,9 +209,21 @@ async def test_update_code_force_remove_and_export_keys_from_the_host(
     assert json.loads(keys) == {"totalRecords": 0, "exportKeys": []}
     assert table.split() == ["FEATURE", "PRODUCT", "UDI", "STATUS", "GRANTED", "ENDED", "KEY", "ID"]
 
+    _, listed, _ = await clis.admin("reservation", "list", "Acme", "Voice")
+    [header, row] = listed.splitlines()
+    assert header.split() == ["PRODUCT", "UDI", "TYPE", "RESERVATION", "RESERVED", "CREATED"]
+    assert row.startswith(f"{product_id}  PID:UCM SN:CLI0009  UCM   In Transition")
+
     _, out, _ = await clis.admin(
         "reservation", "force-remove", "Acme", "Voice", product_id, "--reason", "RMA 42", "--json"
     )
+    (_, active, _), (_, every, _) = await asyncio.gather(
+        clis.admin("reservation", "list", "Acme", "Voice", "--json"),
+        clis.admin("reservation", "list", "Acme", "Voice", "--all", "--json"),
+    )
+    assert json.loads(active) == {"totalRecords": 0, "reservations": []}
+    [ended] = json.loads(every)["reservations"]
+    assert (ended["status"], ended["reservation"]["status"]) == ("Removed", "Removed")
     removed = json.loads(out)
     assert removed["device"]["status"] == "Removed"
     assert removed["message"].startswith(f"product instance {product_id} force-removed; released:")

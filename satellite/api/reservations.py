@@ -1,5 +1,5 @@
-"""Specific license reservation (SLR) in a virtual account: reserve, update, confirm,
-return, force-remove, and the authorization code as a file."""
+"""Specific license reservation (SLR) in a virtual account: the list, reserve, update,
+confirm, return, force-remove, and the authorization code as a file."""
 
 from __future__ import annotations
 
@@ -12,12 +12,20 @@ from satellite.api.context import Services
 from satellite.api.files import Download
 from satellite.api.operation import READ, WRITE, operation
 from satellite.api.paths import VA
-from satellite.api.products import DeviceOut, ReservationOut, Sudi, device_out, reservation_out
+from satellite.api.products import (
+    DeviceOut,
+    ReservationOut,
+    Sudi,
+    device_out,
+    device_status,
+    reservation_out,
+)
 from satellite.api.scopes import InVirtualAccount
-from satellite.api.types import Request, Response, Success
+from satellite.api.types import Offset, Request, Response, Success
 from satellite.domain.access import Principal
 from satellite.domain.clock import utc_now
-from satellite.domain.reservation import LicenseRequest, Precedence
+from satellite.domain.models import ProductInstance
+from satellite.domain.reservation import LicenseRequest, Precedence, Reservation
 from satellite.services.product_instances import ProductInstanceView
 from satellite.services.reservations import Ended, Issued, ReservationRequest
 from satellite_protocol.catalog import Catalog
@@ -34,6 +42,16 @@ class ReservationLicenseIn(Request):
 ReservationLicenses = Annotated[
     list[ReservationLicenseIn], msgspec.Meta(min_length=1, max_length=1000)
 ]
+
+
+class ReservationsQuery(InVirtualAccount):
+    """Query parameters of the reservation list."""
+
+    status: Annotated[str, msgspec.Meta(max_length=20)] = "active"  # or "all"
+    # (Each reservation's product is read on its own: pages are kept smaller than the
+    # toolkit's lists allow.)
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    offset: Offset = 0
 
 
 class ReservationRequestIn(Request):
@@ -79,6 +97,19 @@ class AuthorizationCodeOut(Response):
     reservation: ReservationOut
 
 
+class ReservedProductOut(Response):
+    product_instance_id: str
+    product_tag_name: str
+    sudi: Sudi
+    status: str  # of the product instance: "Registered", or "Removed" once it ended
+    reservation: ReservationOut
+
+
+class ReservationList(Response):
+    total_records: int
+    reservations: list[ReservedProductOut]
+
+
 class ReserveLicensesOut(Response, kw_only=True):
     status: Success = "SUCCESS"
     authorization_codes: list[AuthorizationCodeOut]
@@ -88,6 +119,31 @@ class ReservationChange(Response, kw_only=True):
     status: Success = "SUCCESS"
     message: str
     device: DeviceOut
+
+
+@operation(
+    "GET",
+    VA + "/reservations",
+    "Reservations of the virtual account, newest first (?status=all: with ended ones)",
+    tag="reservations",
+    access=READ,
+)
+async def list_reservations(
+    services: Services, caller: Principal, request: ReservationsQuery
+) -> ReservationList:
+    total, found = await services.reservations.list_reservations(
+        caller,
+        request.account,
+        request.va,
+        status=request.status,
+        limit=request.limit,
+        offset=request.offset,
+    )
+    now = utc_now()
+    return ReservationList(
+        total_records=total,
+        reservations=[_reserved_out(p, r, services.catalog, now) for p, r in found],
+    )
 
 
 @operation(
@@ -209,6 +265,7 @@ async def force_remove(
 
 
 OPERATIONS = (
+    list_reservations,
     reserve_licenses,
     update_reservation,
     download_authorization_code,
@@ -220,6 +277,20 @@ OPERATIONS = (
 
 def _wanted(licenses: list[ReservationLicenseIn]) -> list[LicenseRequest]:
     return [LicenseRequest(x.entitlement_tag, x.quantity, x.precedence) for x in licenses]
+
+
+def _reserved_out(
+    product: ProductInstance, reservation: Reservation, catalog: Catalog, now: dt.datetime
+) -> ReservedProductOut:
+    return ReservedProductOut(
+        product_instance_id=product.id,
+        product_tag_name=product.product_type,
+        sudi=Sudi(
+            udi_pid=product.udi_pid, udi_serial=product.udi_serial, udi_uuid=product.udi_uuid
+        ),
+        status=device_status(product.status),
+        reservation=reservation_out(reservation, catalog, now),
+    )
 
 
 def _issued_out(issued: Issued, catalog: Catalog, now: dt.datetime) -> AuthorizationCodeOut:

@@ -81,6 +81,38 @@ def _emit_codes(as_json: bool, document: api.ReserveLicensesOut, out: Path | Non
         click.echo(issued.authorization_code)
 
 
+@reservation.command("list")
+@click.argument("account")
+@click.argument("va_name", metavar="VA")
+@click.option("--all", "include_ended", is_flag=True, help="Include returned and removed ones.")
+@json_option
+@pass_cli
+def reservation_list(
+    obj: CliContext, account: str, va_name: str, include_ended: bool, as_json: bool
+) -> None:
+    """The reservations of VA, newest first: each product and what it holds."""
+    query = api.ReservationsQuery(
+        account=account, va=va_name, status="all" if include_ended else "active", limit=1000
+    )
+    answer = obj.call(api.list_reservations, query)
+    emit(
+        as_json,
+        answer,
+        ["PRODUCT", "UDI", "TYPE", "RESERVATION", "RESERVED", "CREATED"],
+        [
+            [
+                r.product_instance_id,
+                f"PID:{r.sudi.udi_pid} SN:{r.sudi.udi_serial}",
+                r.product_tag_name,
+                r.reservation.status,
+                [f"{u.license}={u.quantity}" for u in r.reservation.reserved_licenses],
+                r.reservation.created_at,
+            ]
+            for r in answer.reservations
+        ],
+    )
+
+
 @reservation.command("reserve")
 @click.argument("account")
 @click.argument("va_name", metavar="VA")

@@ -11,8 +11,10 @@ from aiohttp import web
 
 from satellite.api import accounts as api_accounts
 from satellite.console import activity as activity_pages
+from satellite.console import export_keys as export_key_pages
 from satellite.console import i18n
 from satellite.console import principals as principal_pages
+from satellite.console import reservations as reservation_pages
 from satellite.console import tokens as token_pages
 from satellite.console.guard import (
     SESSION_COOKIE,
@@ -166,4 +168,6 @@ def routes() -> list[web.RouteDef]:
         *token_pages.routes(),
         *activity_pages.routes(),
         *principal_pages.routes(),
+        *reservation_pages.routes(),
+        *export_key_pages.routes(),
     ]

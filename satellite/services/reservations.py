@@ -22,10 +22,11 @@ from satellite.domain.access import Principal
 from satellite.domain.clock import utc_now
 from satellite.domain.models import ProductInstance, udi_label
 from satellite.domain.reservation import LicenseRequest, Reservation, ReservedLine
-from satellite.errors import Conflict, InvalidInput, NotFound
+from satellite.errors import Conflict, InvalidInput
 from satellite.services import audit, horizon, scope
 from satellite.services import reservation_checks as checks
 from satellite.services.licenses import LicenseService
+from satellite.services.reservation_reads import ReservationReads
 from satellite.storage import product_instances, reservations
 from satellite.storage.db import Connection, Database
 from satellite_protocol.catalog import Catalog
@@ -67,7 +68,7 @@ class Ended:
     released: dict[str, int]
 
 
-class ReservationService:
+class ReservationService(ReservationReads):
     def __init__(
         self,
         db: Database,
@@ -451,26 +452,3 @@ class ReservationService:
             product=product_instance_id,
         )
         return ended
-
-    async def authorization_code(
-        self, principal: Principal, account: str, va: str, product_instance_id: str
-    ) -> tuple[ProductInstance, str]:
-        """The latest authorization code of a reservation (the pending one if any)."""
-        async with self._db.connection() as conn:
-            acc = await scope.readable_account(conn, principal, account)
-            vacc = await scope.virtual_account(conn, acc, va)
-            instance = await product_instances.get_instance(conn, product_instance_id)
-            reservation = await reservations.get_reservation(conn, product_instance_id)
-            if (
-                instance is None
-                or instance.virtual_account_id != vacc.id
-                or reservation is None
-                or reservation.status != "active"
-                or reservation.latest_code is None
-            ):
-                raise NotFound(
-                    f"product instance {product_instance_id!r} holds no reservation in virtual "
-                    f"account {va!r}",
-                    field="productInstanceId",
-                )
-            return instance, reservation.latest_code

@@ -259,3 +259,22 @@ async def reserved_by_virtual_account(
     for row in rows:
         result.setdefault(row["va"], {})[row["tag"]] = int(row["total"])
     return result
+
+
+async def reservations_of_virtual_account(
+    conn: asyncpg.Connection, va_id: int, *, active_only: bool, limit: int | None, offset: int
+) -> tuple[int, list[Reservation]]:
+    """The virtual account's reservations, newest first (``active_only``: not the returned
+    or removed ones): the total and one page."""
+    where = "p.virtual_account_id = $1 AND (NOT $2::boolean OR r.status = 'active')"
+    joined = "FROM reservations r JOIN product_instances p ON p.id = r.product_id"
+    total = await conn.fetchval(f"SELECT count(*) {joined} WHERE {where}", va_id, active_only)
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} {joined} WHERE {where} "
+        f"ORDER BY r.created_at DESC, r.product_id LIMIT $3 OFFSET $4",
+        va_id,
+        active_only,
+        limit,
+        offset,
+    )
+    return int(total), await _with_lines(conn, list(rows))

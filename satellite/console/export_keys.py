@@ -1,0 +1,71 @@
+"""The export keys granted from a virtual account's pool (``list_export_keys``), the
+granted ones or, with ``?status=all``, the ended ones too; paged."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from satellite.api import exports as api_exports
+from satellite.console import i18n
+from satellite.console.guard import (
+    Visit,
+    error_page,
+    render_page,
+    secured,
+    services,
+    signed_in,
+)
+from satellite.errors import InvalidInput
+
+PAGE_SIZE = 50
+_OFFSET = re.compile(r"[0-9]{1,18}")  # within the API's Offset range
+
+
+@signed_in
+async def export_keys(request: web.Request, visit: Visit) -> web.StreamResponse:
+    account, va = request.match_info["account"], request.match_info["va"]
+    shown = request.query.get("status", "Granted")
+    offset_text = request.query.get("offset", "0")
+    if not _OFFSET.fullmatch(offset_text):
+        message = i18n.gettext(visit.language, "The offset is a whole number.")
+        return error_page(request, visit, 400, message)
+    offset = int(offset_text)
+    try:
+        answer = await api_exports.list_export_keys(
+            services(request),
+            visit.principal,
+            api_exports.ExportKeysQuery(
+                account=account, va=va, status=shown, limit=PAGE_SIZE, offset=offset
+            ),
+        )
+    except InvalidInput as exc:
+        return error_page(request, visit, 400, exc.detail)
+    path = f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}/export-keys"
+
+    def link(at: int) -> str:
+        return path + "?" + urlencode({"status": shown, "offset": str(at)})
+
+    total = answer.total_records
+    return render_page(
+        "export_keys.html",
+        request,
+        visit.language,
+        visit,
+        account=account,
+        va=va,
+        path=path,
+        keys=answer.export_keys,
+        every=shown.strip().lower() == "all",
+        total=total,
+        first=offset + 1,
+        last=offset + len(answer.export_keys),
+        previous=link(max(offset - PAGE_SIZE, 0)) if offset > 0 else None,
+        next=link(offset + PAGE_SIZE) if offset + PAGE_SIZE < total else None,
+    )
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/accounts/{account}/virtual-accounts/{va}/export-keys", secured(export_keys))]
