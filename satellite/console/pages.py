@@ -12,6 +12,7 @@ from aiohttp import web
 from satellite.api import accounts as api_accounts
 from satellite.console import activity as activity_pages
 from satellite.console import i18n
+from satellite.console import product_instances as instance_pages
 from satellite.console import tokens as token_pages
 from satellite.console.guard import (
     SESSION_COOKIE,
@@ -164,4 +165,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/accounts/{account}/virtual-accounts", secured(create_virtual_account)),
         *token_pages.routes(),
         *activity_pages.routes(),
+        *instance_pages.routes(),
     ]
