@@ -80,7 +80,8 @@ def usage_chart(
 ) -> Markup:
     """The chart of ``points`` (any order; drawn oldest first) against ``owned``."""
     points = sorted(points, key=lambda p: p.at)
-    top, step = _nice_top(max([owned, *(p.count for p in points)]))
+    # One more than the largest count: neither line runs along the plot's top edge.
+    top, step = _nice_top(max([owned, *(p.count for p in points)]) + 1)
 
     def y_of(count: int) -> float:
         return BOTTOM - count / top * (BOTTOM - TOP)
@@ -128,7 +129,7 @@ def usage_chart(
             )
         # The time axis: the first and the last report's dates (one if they are one).
         first, last = points[0].at, points[-1].at
-        if first == last:
+        if date(first) == date(last):  # one moment, as far as the label tells
             parts.append(_text(x_of(first), BOTTOM + 18, date(first)))
         else:
             parts.append(_text(LEFT, BOTTOM + 18, date(first), "start"))
