@@ -58,13 +58,30 @@ def _page_link(path: str, kept: dict[str, str], offset: int) -> str:
     return path + "?" + urlencode({**kept, "offset": str(offset)})
 
 
-@signed_in
-async def product_instances(request: web.Request, visit: Visit) -> web.StreamResponse:
+def _refused(exc: InvalidInput | Conflict | NotFound) -> int:
+    if isinstance(exc, Conflict):
+        return 409
+    return 404 if isinstance(exc, NotFound) else 400
+
+
+async def _list_page(
+    request: web.Request, visit: Visit, status: int = 200, *, error: str | None = None
+) -> web.Response:
+    """The list as the query's filters and offset choose (a POST keeps them in its query);
+    ``error`` of a refused change above it."""
     account, va = request.match_info["account"], request.match_info["va"]
     path = instances_path(account, va)
     form = {name: request.query.get(name, "") for name in FILTERS}
     form["state"] = form["state"] or DEFAULT_STATE
-    context: dict[str, Any] = {"account": account, "va": va, "path": path, "form": form}
+    context: dict[str, Any] = {
+        "account": account,
+        "va": va,
+        "path": path,
+        "form": form,
+        "query": request.query_string,
+        "error": error,
+        "refused_filter": False,
+    }
     try:
         offset = _offset(visit.language, request.query.get("offset", ""))
         answer = await api_instances.list_devices(
@@ -84,11 +101,11 @@ async def product_instances(request: web.Request, visit: Visit) -> web.StreamRes
         )
     except InvalidInput as exc:
         # The services' words are English, as the API's problem documents are.
-        context.update(error=exc.detail, devices=[])
+        context.update(error=exc.detail, refused_filter=True, devices=[])
         return render_page("product_instances.html", request, visit.language, visit, 400, **context)
+    may_transfer = api_instances.transfer_devices.access.allows(visit.principal.role)
     kept = {name: value for name, value in form.items() if value}
     context.update(
-        error=None,
         devices=answer.devices,
         total=answer.total_records,
         first=offset + 1,
@@ -97,8 +114,84 @@ async def product_instances(request: web.Request, visit: Visit) -> web.StreamRes
         next=_page_link(path, kept, offset + PAGE_SIZE)
         if offset + PAGE_SIZE < answer.total_records
         else None,
+        may_transfer=may_transfer,
+        may_remove=api_instances.remove_devices.access.allows(visit.principal.role),
+        targets=await _targets(request, visit, account, va) if may_transfer else [],
     )
-    return render_page("product_instances.html", request, visit.language, visit, **context)
+    return render_page("product_instances.html", request, visit.language, visit, status, **context)
+
+
+async def _targets(request: web.Request, visit: Visit, account: str, va: str) -> list[str]:
+    """The account's other virtual accounts: where a product of ``va`` may move."""
+    listed = await api_accounts.list_virtual_accounts(
+        services(request), visit.principal, api_accounts.VirtualAccountsQuery(account=account)
+    )
+    return [v.name for v in listed.virtual_accounts if v.name != va]
+
+
+@signed_in
+async def product_instances(request: web.Request, visit: Visit) -> web.StreamResponse:
+    return await _list_page(request, visit)
+
+
+async def _chosen(request: web.Request, visit: Visit) -> list[str]:
+    """The product instance ids the list's checkboxes chose; none is refused."""
+    chosen = [v for v in (await request.post()).getall("product", []) if isinstance(v, str)]
+    if not chosen:
+        raise InvalidInput(
+            i18n.gettext(visit.language, "Choose the product instances first."), field="product"
+        )
+    return chosen
+
+
+def _back_to_list(request: web.Request, account: str, va: str) -> web.Response:
+    query = request.query_string
+    return see_other(instances_path(account, va) + (f"?{query}" if query else ""))
+
+
+@signed_in
+async def transfer_chosen(request: web.Request, visit: Visit) -> web.StreamResponse:
+    account, va = request.match_info["account"], request.match_info["va"]
+    target = await form_field(request, "target")
+    try:
+        await api_instances.transfer_devices(
+            services(request),
+            visit.principal,
+            api_instances.DeviceTransfer(
+                account=account,
+                va=va,
+                product_instances=[
+                    api_instances.DeviceTransferItem(
+                        target_virtual_account=target, product_instance_id=product
+                    )
+                    for product in await _chosen(request, visit)
+                ],
+            ),
+        )
+    except (InvalidInput, Conflict, NotFound) as exc:
+        return await _list_page(request, visit, _refused(exc), error=exc.detail)
+    return _back_to_list(request, account, va)
+
+
+@signed_in
+async def remove_chosen(request: web.Request, visit: Visit) -> web.StreamResponse:
+    account, va = request.match_info["account"], request.match_info["va"]
+    try:
+        await api_instances.remove_devices(
+            services(request),
+            visit.principal,
+            api_instances.DeviceRemove(
+                account=account,
+                va=va,
+                product_instances_remove_requests=[
+                    api_instances.DeviceRemoveItem(product_instance_id=product)
+                    for product in await _chosen(request, visit)
+                ],
+            ),
+        )
+    except (InvalidInput, Conflict, NotFound) as exc:
+        return await _list_page(request, visit, _refused(exc), error=exc.detail)
+    return _back_to_list(request, account, va)
 
 
 # --- one product ---------------------------------------------------------------------------
@@ -222,12 +315,6 @@ async def _detail_page(
     )
     may_transfer = api_instances.transfer_devices.access.allows(visit.principal.role)
     may_remove = api_instances.remove_devices.access.allows(visit.principal.role)
-    targets: list[str] = []
-    if may_transfer:
-        listed = await api_accounts.list_virtual_accounts(
-            the, visit.principal, api_accounts.VirtualAccountsQuery(account=account)
-        )
-        targets = [v.name for v in listed.virtual_accounts if v.name != va]
     path = instances_path(account, va)
     context: dict[str, Any] = {
         "account": account,
@@ -240,7 +327,7 @@ async def _detail_page(
         "registered": device.status == "Registered",
         "may_transfer": may_transfer,
         "may_remove": may_remove,
-        "targets": targets,
+        "targets": await _targets(request, visit, account, va) if may_transfer else [],
         "error": error,
     }
     return render_page("product_instance.html", request, visit.language, visit, status, **context)
@@ -249,12 +336,6 @@ async def _detail_page(
 @signed_in
 async def product_instance(request: web.Request, visit: Visit) -> web.StreamResponse:
     return await _detail_page(request, visit)
-
-
-def _refused(exc: InvalidInput | Conflict | NotFound) -> int:
-    if isinstance(exc, Conflict):
-        return 409
-    return 404 if isinstance(exc, NotFound) else 400
 
 
 @signed_in
@@ -311,6 +392,8 @@ def routes() -> list[web.RouteDef]:
     base = "/accounts/{account}/virtual-accounts/{va}/product-instances"
     return [
         web.get(base, secured(product_instances)),
+        web.post(base + "/transfer", secured(transfer_chosen)),
+        web.post(base + "/remove", secured(remove_chosen)),
         web.get(base + "/{product}", secured(product_instance)),
         web.post(base + "/{product}/transfer", secured(transfer)),
         web.post(base + "/{product}/remove", secured(remove)),

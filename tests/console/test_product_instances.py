@@ -233,6 +233,57 @@ async def test_transfer_and_remove_through_the_detail_page(
     assert serials((await visitor.get(LAB_PAGE)).text) == []
 
 
+async def test_transfer_and_remove_the_products_chosen_on_the_list(
+    admin: Api,
+    visitors: Callable[..., Visitor],
+    server: TestServer,
+    tmp_path: Path,
+    db: asyncpg.Connection,
+) -> None:
+    await setup_voice(admin)
+    await add_lab(admin)
+    agents = [await register(admin, tmp_path, server, f"FCH000{n}") for n in range(1, 5)]
+    ids = [product_id(agent) for agent in agents]
+    visitor = await signed_in(admin, visitors)
+    query = "?udi_pid=UCM"
+    page = await visitor.get(PAGE + query)
+    assert page.text.count('type="checkbox" name="product"') == 4
+    assert f'action="{PAGE}/transfer?udi_pid=UCM"' in page.text
+
+    before = await snapshot(db)
+    for form, status, words in (
+        ([("target", "Lab")], 400, "Choose the product instances first."),
+        ([("target", "Nowhere"), ("product", ids[0])], 404, "&#39;Nowhere&#39; not found"),
+        ([("target", "Lab"), ("product", "not-a-uuid")], 404, "not-a-uuid"),
+        ([("target", "Lab"), ("product", ids[0]), ("product", ids[0])], 400, "named twice"),
+    ):
+        refused = await visitor.post(f"{PAGE}/transfer{query}", [("csrf", page.csrf), *form])
+        assert refused.status == status, form
+        assert words in refused.text, form
+        assert serials(refused.text) == ["FCH0001", "FCH0002", "FCH0003", "FCH0004"]
+    assert await snapshot(db) == before
+
+    moved = await visitor.post(
+        f"{PAGE}/transfer{query}",
+        [("csrf", page.csrf), ("target", "Lab"), ("product", ids[0]), ("product", ids[2])],
+        follow=False,
+    )
+    assert moved.status == 303
+    assert moved.headers["Location"] == PAGE + query
+    assert serials((await visitor.get(PAGE)).text) == ["FCH0002", "FCH0004"]
+    assert serials((await visitor.get(LAB_PAGE)).text) == ["FCH0001", "FCH0003"]
+
+    removed = await visitor.post(
+        f"{PAGE}/remove", [("csrf", page.csrf), ("product", ids[1])], follow=False
+    )
+    assert (removed.status, removed.headers["Location"]) == (303, PAGE)
+    assert serials((await visitor.get(PAGE)).text) == ["FCH0004"]
+    assert serials((await visitor.get(PAGE + "?state=Removed")).text) == ["FCH0002"]
+    # Ended products have no checkbox: nothing to transfer or remove.
+    ended = await visitor.get(PAGE + "?state=all")
+    assert ended.text.count('type="checkbox" name="product"') == 1
+
+
 async def test_refused_changes_show_the_page_with_the_operations_words(
     admin: Api,
     visitors: Callable[..., Visitor],
@@ -293,10 +344,15 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_write_is_refused(
     assert page.status == 200
     assert 'method="post"' not in page.text.replace('id="sign-out" method="post"', "")
     before = await snapshot(db)
+    assert 'type="checkbox"' not in listing.text
     for action, form in (("transfer", {"target": "Lab"}), ("remove", {})):
         forged = await viewer.post(f"{PAGE}/{product}/{action}", {"csrf": page.csrf} | form)
         assert forged.status == 403, action
         assert "You may not do this." in forged.text
+        chosen = await viewer.post(
+            f"{PAGE}/{action}", {"csrf": page.csrf, "product": product} | form
+        )
+        assert chosen.status == 403, action
     assert await snapshot(db) == before
 
 
@@ -355,7 +411,9 @@ async def test_every_page_and_refusal_in_chinese(
     ]
     page = pages[4]
     pages.append(await visitor.post(detail + "/transfer", {"csrf": page.csrf, "target": "Nope"}))
-    assert [p.status for p in pages] == [200, 200, 200, 400, 200, 200, 200, 404, 404]
+    pages.append(await visitor.post(PAGE + "/remove", {"csrf": page.csrf}))  # none chosen
+    assert [p.status for p in pages] == [200, 200, 200, 400, 200, 200, 200, 404, 404, 400]
+    assert "请先选择产品实例。" in pages[-1].text
     assert "年" in page.text  # dates the Chinese way, on the chart's axis too
     data = (
         "Acme",
