@@ -34,6 +34,8 @@ async def test_a_product_registered_with_a_token_from_the_page_shows_its_usage(
         {"entitlementTag": ENHANCED, "quantity": 8},
     )
     assert status == 200, body
+    status, body = await admin.post("/api/v1/accounts/Acme/virtual-accounts", {"name": "Lab"})
+    assert status == 200, body  # somewhere to transfer to
     await sign_in(page, base_url, "tara", password)
     async with page.expect_navigation():
         await page.locator("table#accounts a", has_text="Acme").click()
