@@ -414,7 +414,11 @@ async def test_every_page_and_refusal_in_chinese(
     pages.append(await visitor.post(PAGE + "/remove", {"csrf": page.csrf}))  # none chosen
     assert [p.status for p in pages] == [200, 200, 200, 400, 200, 200, 200, 404, 404, 400]
     assert "请先选择产品实例。" in pages[-1].text
-    assert "年" in page.text  # dates the Chinese way, on the chart's axis too
+    # Dates and words the Chinese way on the chart too (its axis, legend and text alternative).
+    [chart] = re.findall(r"<svg .*?</svg>", page.text, flags=re.S)
+    assert re.search(r">\d{4}年\d{1,2}月\d{1,2}日 [\d:]+</text>", chart)
+    assert "本产品使用中" in chart
+    assert "虚拟账户拥有 10 个。</desc>" in chart
     data = (
         "Acme",
         "ann",
