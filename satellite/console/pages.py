@@ -15,6 +15,7 @@ from satellite.console import export_keys as export_key_pages
 from satellite.console import i18n
 from satellite.console import principals as principal_pages
 from satellite.console import reservations as reservation_pages
+from satellite.console import product_instances as instance_pages
 from satellite.console import tokens as token_pages
 from satellite.console.guard import (
     SESSION_COOKIE,
@@ -170,4 +171,5 @@ def routes() -> list[web.RouteDef]:
         *principal_pages.routes(),
         *reservation_pages.routes(),
         *export_key_pages.routes(),
+        *instance_pages.routes(),
     ]

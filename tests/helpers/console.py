@@ -58,7 +58,10 @@ class Visitor:
         async with self.session.get(self.base.join(URL(path)), allow_redirects=follow) as r:
             return await self._page(r)
 
-    async def post(self, path: str, form: dict[str, str], *, follow: bool = True) -> Page:
+    async def post(
+        self, path: str, form: dict[str, str] | list[tuple[str, str]], *, follow: bool = True
+    ) -> Page:
+        """``form`` as pairs when a field repeats (checkboxes)."""
         async with self.session.post(
             self.base.join(URL(path)), data=form, allow_redirects=follow
         ) as r:
