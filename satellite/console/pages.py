@@ -14,8 +14,8 @@ from satellite.console import activity as activity_pages
 from satellite.console import export_keys as export_key_pages
 from satellite.console import i18n
 from satellite.console import principals as principal_pages
-from satellite.console import reservations as reservation_pages
 from satellite.console import product_instances as instance_pages
+from satellite.console import reservations as reservation_pages
 from satellite.console import tokens as token_pages
 from satellite.console.guard import (
     SESSION_COOKIE,
