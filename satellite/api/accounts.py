@@ -74,6 +74,13 @@ class VirtualAccountCreate(InAccount):
     description: Description = ""
 
 
+class VirtualAccountUpdate(InVirtualAccount):
+    """A new name and/or description (absent: unchanged), with create's limits."""
+
+    name: Name | None = None
+    description: Description | None = None
+
+
 class VirtualAccountDelete(InVirtualAccount):
     pass
 
@@ -166,6 +173,22 @@ async def create_virtual_account(
 
 @operation(
     "POST",
+    VA + "/update",
+    "Rename a virtual account or change its description",
+    tag="virtual accounts",
+    access=WRITE,
+)
+async def update_virtual_account(
+    services: Services, caller: Principal, request: VirtualAccountUpdate
+) -> VirtualAccountList:
+    va = await services.accounts.update_virtual_account(
+        caller, request.account, request.va, request.name, request.description
+    )
+    return VirtualAccountList(virtual_accounts=[virtual_account_out(va)])
+
+
+@operation(
+    "POST",
     VA + "/delete",
     "Delete an empty virtual account",
     tag="virtual accounts",
@@ -185,6 +208,7 @@ OPERATIONS = (
     update_account,
     list_virtual_accounts,
     create_virtual_account,
+    update_virtual_account,
     delete_virtual_account,
 )
 

@@ -143,6 +143,30 @@ def va_create(obj: CliContext, account: str, name: str, description: str, as_jso
     emit_one(as_json, answer, [("name", created.name), ("description", created.description)])
 
 
+@va.command("update")
+@click.argument("account")
+@click.argument("name")
+@click.option("--name", "new_name", default=None, help="Its new name.")
+@click.option("--description", default=None)
+@json_option
+@pass_cli
+def va_update(
+    obj: CliContext,
+    account: str,
+    name: str,
+    new_name: str | None,
+    description: str | None,
+    as_json: bool,
+) -> None:
+    """Rename virtual account NAME of ACCOUNT or change its description."""
+    request = api.VirtualAccountUpdate(
+        account=account, va=name, name=new_name, description=description
+    )
+    answer = obj.call(api.update_virtual_account, request)
+    (updated,) = answer.virtual_accounts
+    emit_one(as_json, answer, [("name", updated.name), ("description", updated.description)])
+
+
 @va.command("delete")
 @click.argument("account")
 @click.argument("name")

@@ -127,6 +127,58 @@ class AccountService:
             )
             return va
 
+    async def update_virtual_account(
+        self,
+        principal: Principal,
+        account: str,
+        va_name: str,
+        name: str | None,
+        description: str | None,
+    ) -> VirtualAccount:
+        """Rename it and/or change its description (what is not None). Everything refers to
+        it by id, so what it holds goes with it; but its name is the key a sync matches it
+        by at the other end, and the default's name every account shares: those keep
+        their names."""
+        if name is not None:
+            check_name(name)
+        if description is not None:
+            check_description(description)
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            va = await scope.virtual_account(conn, acc, va_name, lock="update")
+            renamed = name is not None and name != va.name
+            if renamed and va.is_default:
+                raise Conflict(
+                    f"virtual account {va.name!r} is the account's default: it keeps its name",
+                    field="name",
+                )
+            if renamed and await accounts.synced_by_name(conn, acc.id):
+                raise Conflict(
+                    f"account {account!r} syncs with an upstream or its satellites, which know "
+                    f"virtual account {va.name!r} by its name: it keeps its name",
+                    field="name",
+                )
+            changed = description is not None and description != va.description
+            if not renamed and not changed:
+                return va  # nothing to change, nothing to record
+            updated = await accounts.update_virtual_account(
+                conn, va.id, name if renamed else None, description if changed else None
+            )
+            details: dict[str, str] = {"from": va.name, "to": updated.name} if renamed else {}
+            if changed:
+                details["description"] = updated.description
+            if renamed:
+                await accounts.rename_pool_alerts(conn, va.id, updated.name)
+            await audit.record(
+                conn,
+                principal,
+                "virtual_account.updated",
+                f"{account}/{updated.name}",
+                account_id=acc.id,
+                **details,
+            )
+            return updated
+
     async def delete_virtual_account(self, principal: Principal, account: str, name: str) -> None:
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
