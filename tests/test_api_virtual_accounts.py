@@ -265,9 +265,7 @@ async def test_a_name_ending_in_a_newline_is_refused(admin: Api, db: asyncpg.Con
 UPDATE = "/api/v1/accounts/Acme/virtual-accounts/{}/update"
 
 
-async def test_rename_and_describe_a_virtual_account(
-    admin: Api, system_admin: Credentials
-) -> None:
+async def test_rename_and_describe_a_virtual_account(admin: Api, system_admin: Credentials) -> None:
     """What the virtual account holds goes with it; its old name no longer finds it."""
     await create_account(admin, "Acme")
     await create_va(admin, "Acme", "Lab", "the lab")

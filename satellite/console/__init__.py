@@ -9,7 +9,7 @@ import jinja2
 from aiohttp import web
 
 from satellite.api.context import Services
-from satellite.console import i18n, static
+from satellite.console import i18n, licenses, static
 from satellite.console.guard import SERVICES, secured
 from satellite.console.pages import routes
 
@@ -26,6 +26,7 @@ def setup_console(app: web.Application) -> None:
     i18n.install(env)
     env.globals["static"] = static.url
     env.globals["languages"] = list(i18n.LANGUAGES.values())
+    env.filters["date"] = licenses.format_date
     app.router.add_routes(routes())
     app.router.add_get("/static/{name}", secured(static.serve))
 

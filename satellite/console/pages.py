@@ -12,7 +12,9 @@ from aiohttp import web
 from satellite.api import accounts as api_accounts
 from satellite.console import activity as activity_pages
 from satellite.console import i18n
+from satellite.console import licenses as license_pages
 from satellite.console import tokens as token_pages
+from satellite.console import virtual_accounts as virtual_account_pages
 from satellite.console.guard import (
     SESSION_COOKIE,
     SIGN_IN_CSRF_COOKIE,
@@ -164,4 +166,6 @@ def routes() -> list[web.RouteDef]:
         web.post("/accounts/{account}/virtual-accounts", secured(create_virtual_account)),
         *token_pages.routes(),
         *activity_pages.routes(),
+        *virtual_account_pages.routes(),
+        *license_pages.routes(),
     ]
