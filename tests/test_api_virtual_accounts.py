@@ -481,3 +481,31 @@ def test_va_update_command(tmp_path: Path, db_dsn: str, state_dir: Path) -> None
         ("Bench", "bench"),
     ]
     assert "default" in cli("va", "update", "Acme", "DEFAULT", "--name", "X").one_error_line()
+
+
+async def test_one_virtual_account_by_its_name(admin: Api) -> None:
+    await create_account(admin, "Acme")
+    await create_account(admin, "Globex")
+    await create_va(admin, "Acme", "Lab North", "the lab")
+    viewer = await new_client(admin, "account-viewer", ["Acme"])
+    other = await new_client(admin, "account-admin", ["Globex"])
+    # Named ignoring case, answered with the stored spelling.
+    status, body = await viewer.get("/api/v1/accounts/Acme/virtual-accounts/lab%20north")
+    assert status == 200, body
+    va = body["virtualAccount"]
+    assert (va["name"], va["description"], va["isDefault"]) == ("Lab North", "the lab", "false")
+    status, body = await viewer.get("/api/v1/accounts/Acme/virtual-accounts/Nope")
+    assert status == 404, body
+    assert body["field"] == "virtualAccount"
+    status, body = await other.get("/api/v1/accounts/Acme/virtual-accounts/DEFAULT")
+    assert status == 404, body
+    assert body["field"] == "account"
+
+
+def test_va_show_command(tmp_path: Path, db_dsn: str, state_dir: Path) -> None:
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    cli("account", "create", "Acme").ok()
+    shown = cli("va", "show", "Acme", "default", "--json").json()
+    assert shown["virtualAccount"]["name"] == "DEFAULT"
+    assert "Default virtual account" in cli("va", "show", "Acme", "DEFAULT").ok().out
+    assert "Nope" in cli("va", "show", "Acme", "Nope").one_error_line()

@@ -129,6 +129,27 @@ def va_list(obj: CliContext, account: str, as_json: bool) -> None:
     )
 
 
+@va.command("show")
+@click.argument("account")
+@click.argument("name")
+@json_option
+@pass_cli
+def va_show(obj: CliContext, account: str, name: str, as_json: bool) -> None:
+    """Show virtual account NAME of ACCOUNT."""
+    answer = obj.call(api.get_virtual_account, api.VirtualAccountQuery(account=account, va=name))
+    out = answer.virtual_account
+    emit_one(
+        as_json,
+        answer,
+        [
+            ("name", out.name),
+            ("default", out.is_default == "true"),
+            ("created", out.created_at),
+            ("description", out.description),
+        ],
+    )
+
+
 @va.command("create")
 @click.argument("account")
 @click.argument("name")

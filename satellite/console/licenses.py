@@ -57,9 +57,7 @@ def licenses_path(account: str, va: str) -> str:
     return f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}/licenses"
 
 
-def _status(exc: InvalidInput | Conflict | NotFound) -> int:
-    if isinstance(exc, NotFound):
-        return 404
+def _status(exc: InvalidInput | Conflict) -> int:
     return 409 if isinstance(exc, Conflict) else 400
 
 
@@ -92,18 +90,22 @@ async def _licenses_page(
     )
     pool = await api_licenses.list_pool(svc, caller, api_licenses.PoolQuery(account=account, va=va))
     catalog = await api_licenses.catalog(svc, caller, api_licenses.CatalogQuery())
+    this = await api_accounts.get_virtual_account(
+        svc, caller, api_accounts.VirtualAccountQuery(account=account, va=va)
+    )
     vas = await api_accounts.list_virtual_accounts(
         svc, caller, api_accounts.VirtualAccountsQuery(account=account)
     )
+    name = this.virtual_account.name  # as stored, whatever the path's case
     context: dict[str, Any] = {
         "account": account,
-        "va": va,
-        "path": licenses_path(account, va),
+        "va": name,
+        "path": licenses_path(account, name),
         "positions": positions.licenses,
         "lines": pool.licenses,
         "catalog": sorted(catalog.licenses, key=lambda entry: entry.display_name),
         # Targets of a transfer: the account's other virtual accounts.
-        "targets": [v.name for v in vas.virtual_accounts if v.name.lower() != va.lower()],
+        "targets": [v.name for v in vas.virtual_accounts if v.name != name],
         "transfer_rows": range(TRANSFER_ROWS),
         "may_add": api_licenses.add_pool_line.access.allows(role),
         "may_update": api_licenses.update_pool_line.access.allows(role),

@@ -19,7 +19,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
-from satellite.errors import Conflict, InvalidInput, NotFound
+from satellite.errors import Conflict, InvalidInput
 
 
 def account_path(account: str) -> str:
@@ -34,14 +34,12 @@ async def _virtual_account_page(
     request: web.Request, visit: Visit, status: int = 200, error: str | None = None
 ) -> web.Response:
     account, name = request.match_info["account"], request.match_info["va"]
-    answer = await api_accounts.list_virtual_accounts(
-        services(request), visit.principal, api_accounts.VirtualAccountsQuery(account=account)
+    answer = await api_accounts.get_virtual_account(
+        services(request),
+        visit.principal,
+        api_accounts.VirtualAccountQuery(account=account, va=name),
     )
-    # The path names it as a link did, or as typed: names are one ignoring case (as every
-    # lookup of a virtual account in the services).
-    found = [va for va in answer.virtual_accounts if va.name.lower() == name.lower()]
-    if not found:
-        raise NotFound(f"virtual account {name!r} not found", field="virtualAccount")
+    va = answer.virtual_account
     role = visit.principal.role
     return render_page(
         "virtual_account.html",
@@ -50,8 +48,8 @@ async def _virtual_account_page(
         visit,
         status,
         account=account,
-        va=found[0],
-        path=virtual_account_path(account, found[0].name),
+        va=va,
+        path=virtual_account_path(account, va.name),
         may_update=api_accounts.update_virtual_account.access.allows(role),
         may_delete=api_accounts.delete_virtual_account.access.allows(role),
         error=error,

@@ -114,6 +114,14 @@ class AccountService:
             acc = await scope.readable_account(conn, principal, account)
             return await accounts.list_virtual_accounts(conn, acc.id)
 
+    async def virtual_account(
+        self, principal: Principal, account: str, name: str
+    ) -> VirtualAccount:
+        """One virtual account, named ignoring case as every lookup of one is."""
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            return await scope.virtual_account(conn, acc, name)
+
     async def create_virtual_account(
         self, principal: Principal, account: str, name: str, description: str
     ) -> VirtualAccount:
