@@ -7,6 +7,7 @@ write and what is refused; the page only parses its form)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -126,7 +127,8 @@ async def licenses(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 def _quantity(language: i18n.Language, text: str, field: str) -> int:
     text = text.strip()
-    if not text.isdigit() or len(text) > MAX_DIGITS:
+    # ASCII digits only: str.isdigit() takes "²", which int() then refuses.
+    if not re.fullmatch(rf"[0-9]{{1,{MAX_DIGITS}}}", text):
         raise InvalidInput(
             i18n.gettext(language, "A quantity is a whole number of licenses."), field=field
         )

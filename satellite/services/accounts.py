@@ -7,7 +7,7 @@ from satellite.domain.models import Account, VirtualAccount
 from satellite.domain.names import check_description, check_domain, check_name
 from satellite.errors import Conflict
 from satellite.services import audit, scope
-from satellite.storage import accounts, product_instances
+from satellite.storage import accounts, alerts, product_instances
 from satellite.storage.db import Database
 
 DEFAULT_VIRTUAL_ACCOUNT = "DEFAULT"
@@ -176,7 +176,7 @@ class AccountService:
             if changed:
                 details["description"] = updated.description
             if renamed:
-                await accounts.rename_pool_alerts(conn, va.id, updated.name)
+                await alerts.rename_pool_alerts(conn, va.id, updated.name)
             await audit.record(
                 conn,
                 principal,

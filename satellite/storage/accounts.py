@@ -129,17 +129,6 @@ async def update_virtual_account(
     return _va(row)
 
 
-async def rename_pool_alerts(conn: asyncpg.Connection, va_id: int, name: str) -> None:
-    """The open pool alerts of a renamed virtual account name it by its new name (their
-    source; sql/001's alerts, raised by the licenses service with keys "pool:<id>:...")."""
-    await conn.execute(
-        "UPDATE alerts SET source = $2 WHERE virtual_account_id = $1 AND cleared_at IS NULL "
-        "AND starts_with(dedupe_key, 'pool:')",
-        va_id,
-        name,
-    )
-
-
 async def synced_by_name(conn: asyncpg.Connection, account_id: int) -> bool:
     """Whether the account's virtual accounts are known by name at the other end of a
     sync: linked (or registering) to an upstream, or with satellites registered to it here

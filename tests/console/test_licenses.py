@@ -244,6 +244,8 @@ async def test_bad_input_is_a_400_page_and_changes_nothing(
         {"quantity": "-5"},
         {"quantity": "0"},
         {"quantity": "1.5"},
+        {"quantity": "²"},
+        {"quantity": "٣"},
         {"quantity": ""},
         {"quantity": "99999999"},  # over the API's 10,000,000
         {"quantity": "9" * 40},
@@ -276,6 +278,7 @@ async def test_bad_input_is_a_400_page_and_changes_nothing(
         {},  # no line at all
         {"license_0": ENHANCED, "quantity_0": "x", "target_0": "DEFAULT"},
         {"license_0": ENHANCED, "quantity_0": "-1", "target_0": "DEFAULT"},
+        {"license_0": ENHANCED, "quantity_0": "²", "target_0": "DEFAULT"},
         {"license_0": ENHANCED, "quantity_0": "99999999", "target_0": "DEFAULT"},
         {"license_0": "regid.nope", "quantity_0": "1", "target_0": "DEFAULT"},
         {"license_0": ENHANCED, "quantity_0": "1", "target_0": ""},
