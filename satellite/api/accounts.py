@@ -69,9 +69,24 @@ class VirtualAccountList(Response):
     virtual_accounts: list[VirtualAccountOut]
 
 
+class VirtualAccountQuery(InVirtualAccount, forbid_unknown_fields=False):
+    """No parameters but the path's (as the list)."""
+
+
+class VirtualAccountOne(Response):
+    virtual_account: VirtualAccountOut
+
+
 class VirtualAccountCreate(InAccount):
     name: Name
     description: Description = ""
+
+
+class VirtualAccountUpdate(InVirtualAccount):
+    """A new name and/or description (absent: unchanged), with create's limits."""
+
+    name: Name | None = None
+    description: Description | None = None
 
 
 class VirtualAccountDelete(InVirtualAccount):
@@ -148,6 +163,14 @@ async def list_virtual_accounts(
     return VirtualAccountList(virtual_accounts=[virtual_account_out(v) for v in vas])
 
 
+@operation("GET", VA, "One virtual account", tag="virtual accounts", access=READ)
+async def get_virtual_account(
+    services: Services, caller: Principal, request: VirtualAccountQuery
+) -> VirtualAccountOne:
+    va = await services.accounts.virtual_account(caller, request.account, request.va)
+    return VirtualAccountOne(virtual_account=virtual_account_out(va))
+
+
 @operation(
     "POST",
     ACCOUNT + "/virtual-accounts",
@@ -160,6 +183,22 @@ async def create_virtual_account(
 ) -> VirtualAccountList:
     va = await services.accounts.create_virtual_account(
         caller, request.account, request.name, request.description
+    )
+    return VirtualAccountList(virtual_accounts=[virtual_account_out(va)])
+
+
+@operation(
+    "POST",
+    VA + "/update",
+    "Rename a virtual account or change its description",
+    tag="virtual accounts",
+    access=WRITE,
+)
+async def update_virtual_account(
+    services: Services, caller: Principal, request: VirtualAccountUpdate
+) -> VirtualAccountList:
+    va = await services.accounts.update_virtual_account(
+        caller, request.account, request.va, request.name, request.description
     )
     return VirtualAccountList(virtual_accounts=[virtual_account_out(va)])
 
@@ -184,7 +223,9 @@ OPERATIONS = (
     create_account,
     update_account,
     list_virtual_accounts,
+    get_virtual_account,
     create_virtual_account,
+    update_virtual_account,
     delete_virtual_account,
 )
 

@@ -129,6 +129,27 @@ def va_list(obj: CliContext, account: str, as_json: bool) -> None:
     )
 
 
+@va.command("show")
+@click.argument("account")
+@click.argument("name")
+@json_option
+@pass_cli
+def va_show(obj: CliContext, account: str, name: str, as_json: bool) -> None:
+    """Show virtual account NAME of ACCOUNT."""
+    answer = obj.call(api.get_virtual_account, api.VirtualAccountQuery(account=account, va=name))
+    out = answer.virtual_account
+    emit_one(
+        as_json,
+        answer,
+        [
+            ("name", out.name),
+            ("default", out.is_default == "true"),
+            ("created", out.created_at),
+            ("description", out.description),
+        ],
+    )
+
+
 @va.command("create")
 @click.argument("account")
 @click.argument("name")
@@ -141,6 +162,30 @@ def va_create(obj: CliContext, account: str, name: str, description: str, as_jso
     answer = obj.call(api.create_virtual_account, request)
     (created,) = answer.virtual_accounts
     emit_one(as_json, answer, [("name", created.name), ("description", created.description)])
+
+
+@va.command("update")
+@click.argument("account")
+@click.argument("name")
+@click.option("--name", "new_name", default=None, help="Its new name.")
+@click.option("--description", default=None)
+@json_option
+@pass_cli
+def va_update(
+    obj: CliContext,
+    account: str,
+    name: str,
+    new_name: str | None,
+    description: str | None,
+    as_json: bool,
+) -> None:
+    """Rename virtual account NAME of ACCOUNT or change its description."""
+    request = api.VirtualAccountUpdate(
+        account=account, va=name, name=new_name, description=description
+    )
+    answer = obj.call(api.update_virtual_account, request)
+    (updated,) = answer.virtual_accounts
+    emit_one(as_json, answer, [("name", updated.name), ("description", updated.description)])
 
 
 @va.command("delete")

@@ -108,6 +108,11 @@ def format_datetime(context: Context, value: dt.datetime) -> str:
 
 
 @pass_context
+def format_date(context: Context, value: dt.date) -> str:
+    return babel.dates.format_date(value, format="medium", locale=context["language"].locale)
+
+
+@pass_context
 def format_number(context: Context, value: int | float) -> str:
     return babel.numbers.format_decimal(value, locale=context["language"].locale)
 
@@ -118,4 +123,5 @@ def install(env: Environment) -> None:
     env.globals["gettext"] = _template_gettext
     env.globals["ngettext"] = _template_ngettext
     env.filters["datetime"] = format_datetime
+    env.filters["date"] = format_date
     env.filters["number"] = format_number

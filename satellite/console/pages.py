@@ -13,10 +13,12 @@ from satellite.api import accounts as api_accounts
 from satellite.console import activity as activity_pages
 from satellite.console import export_keys as export_key_pages
 from satellite.console import i18n
+from satellite.console import licenses as license_pages
 from satellite.console import principals as principal_pages
 from satellite.console import product_instances as instance_pages
 from satellite.console import reservations as reservation_pages
 from satellite.console import tokens as token_pages
+from satellite.console import virtual_accounts as virtual_account_pages
 from satellite.console.guard import (
     SESSION_COOKIE,
     SIGN_IN_CSRF_COOKIE,
@@ -172,4 +174,6 @@ def routes() -> list[web.RouteDef]:
         *reservation_pages.routes(),
         *export_key_pages.routes(),
         *instance_pages.routes(),
+        *virtual_account_pages.routes(),
+        *license_pages.routes(),
     ]

@@ -7,7 +7,7 @@ from satellite.domain.models import Account, VirtualAccount
 from satellite.domain.names import check_description, check_domain, check_name
 from satellite.errors import Conflict
 from satellite.services import audit, scope
-from satellite.storage import accounts, product_instances
+from satellite.storage import accounts, alerts, product_instances
 from satellite.storage.db import Database
 
 DEFAULT_VIRTUAL_ACCOUNT = "DEFAULT"
@@ -114,6 +114,14 @@ class AccountService:
             acc = await scope.readable_account(conn, principal, account)
             return await accounts.list_virtual_accounts(conn, acc.id)
 
+    async def virtual_account(
+        self, principal: Principal, account: str, name: str
+    ) -> VirtualAccount:
+        """One virtual account, named ignoring case as every lookup of one is."""
+        async with self._db.connection() as conn:
+            acc = await scope.readable_account(conn, principal, account)
+            return await scope.virtual_account(conn, acc, name)
+
     async def create_virtual_account(
         self, principal: Principal, account: str, name: str, description: str
     ) -> VirtualAccount:
@@ -126,6 +134,58 @@ class AccountService:
                 conn, principal, "virtual_account.created", f"{account}/{name}", account_id=acc.id
             )
             return va
+
+    async def update_virtual_account(
+        self,
+        principal: Principal,
+        account: str,
+        va_name: str,
+        name: str | None,
+        description: str | None,
+    ) -> VirtualAccount:
+        """Rename it and/or change its description (what is not None). Everything refers to
+        it by id, so what it holds goes with it; but its name is the key a sync matches it
+        by at the other end, and the default's name every account shares: those keep
+        their names."""
+        if name is not None:
+            check_name(name)
+        if description is not None:
+            check_description(description)
+        async with self._db.transaction() as conn:
+            acc = await scope.writable_account(conn, principal, account)
+            va = await scope.virtual_account(conn, acc, va_name, lock="update")
+            renamed = name is not None and name != va.name
+            if renamed and va.is_default:
+                raise Conflict(
+                    f"virtual account {va.name!r} is the account's default: it keeps its name",
+                    field="name",
+                )
+            if renamed and await accounts.synced_by_name(conn, acc.id):
+                raise Conflict(
+                    f"account {account!r} syncs with an upstream or its satellites, which know "
+                    f"virtual account {va.name!r} by its name: it keeps its name",
+                    field="name",
+                )
+            changed = description is not None and description != va.description
+            if not renamed and not changed:
+                return va  # nothing to change, nothing to record
+            updated = await accounts.update_virtual_account(
+                conn, va.id, name if renamed else None, description if changed else None
+            )
+            details: dict[str, str] = {"from": va.name, "to": updated.name} if renamed else {}
+            if changed:
+                details["description"] = updated.description
+            if renamed:
+                await alerts.rename_pool_alerts(conn, va.id, updated.name)
+            await audit.record(
+                conn,
+                principal,
+                "virtual_account.updated",
+                f"{account}/{updated.name}",
+                account_id=acc.id,
+                **details,
+            )
+            return updated
 
     async def delete_virtual_account(self, principal: Principal, account: str, name: str) -> None:
         async with self._db.transaction() as conn:

@@ -112,6 +112,36 @@ async def insert_virtual_account(
     return _va(row)
 
 
+async def update_virtual_account(
+    conn: asyncpg.Connection, va_id: int, name: str | None, description: str | None
+) -> VirtualAccount:
+    """Changes what is not None. A name another virtual account of the account has
+    (ignoring case) is a Conflict."""
+    with unique_as_conflict(f"virtual account {name!r} already exists", field="name"):
+        row = await conn.fetchrow(
+            f"UPDATE virtual_accounts SET name = coalesce($2, name), "
+            f"description = coalesce($3, description) WHERE id = $1 RETURNING {_VA_COLUMNS}",
+            va_id,
+            name,
+            description,
+        )
+    assert row is not None
+    return _va(row)
+
+
+async def synced_by_name(conn: asyncpg.Connection, account_id: int) -> bool:
+    """Whether the account's virtual accounts are known by name at the other end of a
+    sync: linked (or registering) to an upstream, or with satellites registered to it here
+    (sql/008)."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM sync_links WHERE account_id = $1) "
+        "OR EXISTS (SELECT FROM sync_pending_registrations WHERE account_id = $1) "
+        "OR EXISTS (SELECT FROM satellites WHERE account_id = $1 AND revoked_at IS NULL)",
+        account_id,
+    )
+    return found
+
+
 async def get_virtual_account(
     conn: asyncpg.Connection, account_id: int, name: str, *, lock: RowLock
 ) -> VirtualAccount | None:

@@ -41,6 +41,17 @@ async def raise_alert(
     return inserted
 
 
+async def rename_pool_alerts(conn: asyncpg.Connection, va_id: int, name: str) -> None:
+    """The open pool alerts of a renamed virtual account name it by its new name (their
+    source; raised by the licenses service with keys "pool:<id>:...")."""
+    await conn.execute(
+        "UPDATE alerts SET source = $2 WHERE virtual_account_id = $1 AND cleared_at IS NULL "
+        "AND starts_with(dedupe_key, 'pool:')",
+        va_id,
+        name,
+    )
+
+
 async def clear_alerts_except(
     conn: asyncpg.Connection, account_id: int, key_prefix: str, keep: list[str]
 ) -> None:
