@@ -111,12 +111,17 @@ def assert_chinese(page: Page, data: Iterable[str] = ()) -> None:
     """``page`` is in Chinese with no English message or word left: besides ``data`` (what
     the test's users typed: names, descriptions), the language link's own name, and
     ``<code>`` (tokens, codes, identifiers: data, not words)."""
-    assert '<html lang="zh-CN">' in page.text, page.url
-    text = visible_text(re.sub(r"<code\b[^>]*>[^<]*</code>", " ", page.text))
+    assert_chinese_html(str(page.url), page.text, data)
+
+
+def assert_chinese_html(url: str, page: str, data: Iterable[str] = ()) -> None:
+    """As ``assert_chinese``, for a page's HTML from anywhere (a browser's, say)."""
+    assert '<html lang="zh-CN">' in page, url
+    text = visible_text(re.sub(r"<code\b[^>]*>[^<]*</code>", " ", page))
     # The language link names itself in its own language.
     text = text.replace("English", "")
     for item in sorted(data, key=len, reverse=True):
         text = text.replace(item, "")
     for message in catalog(i18n.ENGLISH):
-        assert message not in text, (page.url, message)
-    assert not re.search(r"\b[A-Za-z]{4,}\b", text), (page.url, text)
+        assert message not in text, (url, message)
+    assert not re.search(r"\b[A-Za-z]{4,}\b", text), (url, text)
