@@ -12,6 +12,8 @@ from aiohttp import web
 from satellite.api import accounts as api_accounts
 from satellite.console import activity as activity_pages
 from satellite.console import i18n
+from satellite.console import satellites as satellite_pages
+from satellite.console import sync as sync_pages
 from satellite.console import tokens as token_pages
 from satellite.console.guard import (
     SESSION_COOKIE,
@@ -164,4 +166,6 @@ def routes() -> list[web.RouteDef]:
         web.post("/accounts/{account}/virtual-accounts", secured(create_virtual_account)),
         *token_pages.routes(),
         *activity_pages.routes(),
+        *sync_pages.routes(),
+        *satellite_pages.routes(),
     ]
