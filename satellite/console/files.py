@@ -91,7 +91,7 @@ async def send_spooled(request: web.Request, answer: Spooled) -> web.StreamRespo
         response = web.StreamResponse(
             headers={"Content-Type": answer.media_type, **_file_headers(filename)}
         )
-        response.content_length = path.stat().st_size  # noqa: ASYNC240 - a stat
+        response.content_length = path.stat().st_size
         await response.prepare(request)
         with path.open("rb") as handle:
             while chunk := handle.read(UPLOAD_CHUNK):
@@ -104,7 +104,7 @@ def _file_headers(filename: str) -> dict[str, str]:
     # Set here: a streamed answer's headers are sent before the guard could add them. The
     # name holds the account's, which may be any letters: an ASCII fallback, and the name
     # itself as RFC 6266 says.
-    fallback = "".join(c if c.isascii() and c.isalnum() or c in "-_." else "_" for c in filename)
+    fallback = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in filename)
     return {
         "Content-Disposition": (
             f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -189,7 +189,8 @@ async def test_a_disconnected_round_trip_by_files_through_both_consoles(
     [line] = await pool(admin, SITE)
     assert line["quantity"] == 10
     history = applied.text.split('id="sync-history"')[1]
-    assert "Answer uploaded" in history and "Request downloaded" in history
+    assert "Answer uploaded" in history
+    assert "Request downloaded" in history
     assert "Success" in history
     assert '<td class="sequences">1 / 1</td>' in applied.text
     # The same answer again changes nothing, and says so.
@@ -207,3 +208,403 @@ async def test_a_disconnected_round_trip_by_files_through_both_consoles(
     assert detail.status == 200
     assert "<h1>site-1</h1>" in detail.text
     assert "No product instances reported." in detail.text
+
+
+async def test_bad_answer_files_are_refused_in_the_operations_words_and_change_nothing(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    tmp_path: Path,
+    visitors: Callable[..., Visitor],
+) -> None:
+    ann_password, _ = await two_sides(upstream, admin, services, tmp_path)
+    ann = visitors()
+    await ann.sign_in("ann", ann_password)
+    page = await ann.get(SYNC)
+    request = tmp_path / "request.bundle"
+    await services.sync.write_request(OPERATOR, "Site", request)
+    answer = tmp_path / "answer.bundle"
+    await answer_file(upstream, request, answer, OPERATOR)
+    altered = answer.read_bytes().replace(b'"quantity":10', b'"quantity":99')
+    assert altered != answer.read_bytes()
+    before = await status(admin)
+    for content, code, words in (
+        (b"garbage, not a bundle", 400, "no header line"),
+        (b"", 400, "no header line"),
+        (b"{not json}\n", 400, ""),
+        (request.read_bytes(), 400, "this is not an answer for account"),
+        (altered, 400, "signature"),
+        (b'{"type":"syncAnswer"}\n', 400, "header is not valid"),
+        (answer.read_bytes()[:-1] + b" " * (LIMIT * 2) + b"\n", 413, "larger than the limit"),
+        (None, 400, "Choose the file to upload."),
+    ):
+        refused = await upload(ann, SYNC + "/answer", page.csrf, "answer", content)
+        assert refused.status == code, (content[:40] if content else content, refused.text)
+        assert 'class="error"' in refused.text
+        assert words in refused.text, refused.text
+        assert 'id="sync-status"' in refused.text  # the sync page again, not a bare error
+    assert await pool(admin, SITE) == []
+    after = await status(admin)
+    assert (after["requestSequence"], after["appliedSequence"]) == (1, 0)
+    assert before["appliedSequence"] == 0
+
+    # A stale answer: request 2 answered and applied, then the answer to request 1.
+    newer, newer_answer = tmp_path / "r2", tmp_path / "a2"
+    await services.sync.write_request(OPERATOR, "Site", newer)
+    await answer_file(upstream, newer, newer_answer, OPERATOR)
+    applied = await upload(ann, SYNC + "/answer", page.csrf, "answer", newer_answer.read_bytes())
+    assert applied.status == 200, applied.text
+    stale = await upload(ann, SYNC + "/answer", page.csrf, "answer", answer.read_bytes())
+    assert stale.status == 409
+    assert "stale answer" in stale.text
+    assert (await status(admin))["appliedSequence"] == 2
+
+
+async def test_bad_request_files_at_the_upstream_are_refused_in_its_words(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    tmp_path: Path,
+    up_visitors: Callable[..., Visitor],
+) -> None:
+    _, uma_password = await two_sides(upstream, admin, services, tmp_path)
+    await ok_account(upstream.admin, "Globex")
+    await create_user(upstream.admin, "olga", "account-admin", ["Globex"])
+    uma = up_visitors()
+    await uma.sign_in("uma", uma_password)
+    form = await uma.get("/sync-answer")
+    request, answer = tmp_path / "request.bundle", tmp_path / "answer.bundle"
+    await services.sync.write_request(OPERATOR, "Site", request)
+    await answer_file(upstream, request, answer, OPERATOR)
+    synced = "SELECT count(*) FROM events WHERE action = 'satellite.synced'"
+    events = await upstream.db.fetchval(synced)
+    for content, code, words in (
+        (b"garbage", 400, "no header line"),
+        (b"", 400, "no header line"),
+        (answer.read_bytes(), 400, "this file is an answer from an upstream"),
+        (b"x" * (LIMIT * 2), 400, "first line is too long"),
+        (None, 400, "Choose the file to upload."),
+    ):
+        refused = await upload(uma, "/sync-answer", form.csrf, "bundle", content)
+        assert refused.status == code, refused.text
+        assert words in refused.text
+        assert 'id="answer-request"' in refused.text  # the form again
+    # An admin of another account carrying the request in: not one of theirs.
+    olga = up_visitors()
+    await olga.sign_in("olga", "a long password!")
+    other = await olga.get("/sync-answer")
+    refused = await upload(olga, "/sync-answer", other.csrf, "bundle", request.read_bytes())
+    assert refused.status == 404
+    assert "the bundle&#39;s account is not one of yours" in refused.text
+    assert await upstream.db.fetchval(synced) == events
+
+
+async def test_connected_mode_register_sync_now_and_unlink_through_the_page(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    visitors: Callable[..., Visitor],
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    ann = visitors()
+    await ann.sign_in("ann", await create_user(admin, "ann", "account-admin", ["Site"]))
+    page = await ann.get(SYNC)
+    assert "This account is not registered with an upstream." in page.text
+    assert 'id="register"' in page.text
+    token = await satellite_token(upstream)
+    for form, code, words in (
+        ({"upstream": "", "token": token}, 400, "upstream"),
+        ({"upstream": "ftp://example.com", "token": token}, 400, "upstream"),
+        ({"upstream": upstream.url, "token": ""}, 400, "token"),
+        ({"upstream": upstream.url, "token": "x" * 600}, 400, "token"),
+        ({"upstream": "http://127.0.0.1:1", "token": token}, 502, ""),
+        ({"upstream": upstream.url, "token": "sat-unknown"}, 502, "satellite token"),
+    ):
+        refused = await ann.post(SYNC + "/register", {"csrf": page.csrf} | form)
+        assert refused.status == code, (form, refused.text)
+        assert 'class="error"' in refused.text
+        assert words in refused.text
+    assert not (await status(admin))["registered"]
+
+    registered = await ann.post(
+        SYNC + "/register", {"csrf": page.csrf, "upstream": upstream.url, "token": token}
+    )
+    assert registered.status == 200
+    assert '<td class="mode">Connected</td>' in registered.text
+    assert 'id="sync-now"' in registered.text
+    assert 'id="download-request"' not in registered.text
+    synced = await ann.post(SYNC + "/now", {"csrf": page.csrf})
+    assert synced.status == 200
+    assert "The answer to request 1 was applied." in synced.text
+    assert "<li>added: 1</li>" in synced.text
+    assert "Sync now" in synced.text.split('id="sync-history"')[1]
+    assert len(await pool(admin, SITE)) == 1
+
+    unlinked = await ann.post(SYNC + "/unregister", {"csrf": page.csrf})
+    assert unlinked.status == 200
+    assert "This account is not registered with an upstream." in unlinked.text
+    assert not (await status(admin))["registered"]
+    refused = await ann.post(SYNC + "/now", {"csrf": page.csrf})
+    assert refused.status == 409
+    assert "is not registered with an upstream" in refused.text
+
+
+async def test_satellite_tokens_created_copied_and_revoked_and_a_satellite_revoked(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    tmp_path: Path,
+    up_visitors: Callable[..., Visitor],
+) -> None:
+    _, uma_password = await two_sides(upstream, admin, services, tmp_path)
+    uma = up_visitors()
+    await uma.sign_in("uma", uma_password)
+    page = await uma.get(SATELLITES)
+    assert 'id="create-satellite-token"' in page.text
+    created = await uma.post(
+        SATELLITES + "/tokens", {"csrf": page.csrf, "description": "branch", "expires_days": "3"}
+    )
+    assert created.status == 200
+    [secret] = re.findall(r'<code id="new-satellite-token-value">([^<]+)</code>', created.text)
+    assert secret.startswith("sat-")
+    assert 'data-copy="new-satellite-token-value"' in created.text
+    tokens = created.text.split('id="satellite-tokens"')[1]
+    assert "<td>branch</td>" in tokens
+    assert secret not in tokens  # shown once, above the list
+    for form, code in (
+        ({"expires_days": "ten"}, 400),
+        ({"expires_days": "400"}, 400),
+        ({"description": "x" * 501}, 400),
+    ):
+        refused = await uma.post(SATELLITES + "/tokens", {"csrf": page.csrf} | form)
+        assert refused.status == code, form
+        assert 'class="error"' in refused.text
+    code, body = await upstream.admin.get(UP_ACCOUNT + "/satellite-tokens")
+    branch = [t for t in body["satelliteTokens"] if t["description"] == "branch"]
+    assert len(branch) == 1
+    token_id = str(branch[0]["id"])
+    for bad in ("nope", "999999", ""):
+        refused = await uma.post(SATELLITES + "/tokens/revoke", {"csrf": page.csrf, "token": bad})
+        assert refused.status in (400, 404), bad
+    revoked = await uma.post(
+        SATELLITES + "/tokens/revoke", {"csrf": page.csrf, "token": token_id}, follow=False
+    )
+    assert revoked.status == 303
+    code, body = await upstream.admin.get(UP_ACCOUNT + "/satellite-tokens")
+    assert {str(t["id"]): t["status"] for t in body["satelliteTokens"]}[token_id] == "Revoked"
+
+    listing = await uma.get(SATELLITES)
+    [satellite_id] = re.findall(r'href="/accounts/Acme/satellites/([0-9a-f-]{36})"', listing.text)
+    assert 'class="revoke-satellite"' in listing.text
+    missing = await uma.post(f"{SATELLITES}/{'0' * 8}/revoke", {"csrf": page.csrf})
+    assert missing.status == 404
+    gone = await uma.post(f"{SATELLITES}/{satellite_id}/revoke", {"csrf": page.csrf})
+    assert gone.status == 200
+    assert "Revoked" in gone.text.split('id="satellites"')[1]
+    assert 'class="revoke-satellite"' not in gone.text
+    # Its next request is refused at the upstream's page, in the words of the operation.
+    request = tmp_path / "after.bundle"
+    await services.sync.write_request(OPERATOR, "Site", request)
+    form = await uma.get("/sync-answer")
+    refused = await upload(uma, "/sync-answer", form.csrf, "bundle", request.read_bytes())
+    assert refused.status == 403
+    assert "was revoked at the upstream" in refused.text
+    assert (await uma.get(f"{SATELLITES}/nope")).status == 404
+    assert (await uma.get(f"{SATELLITES}/{satellite_id}?offset=x")).status == 400
+
+
+async def test_viewers_see_no_write_controls_and_forged_writes_are_refused(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    tmp_path: Path,
+    visitors: Callable[..., Visitor],
+    up_visitors: Callable[..., Visitor],
+) -> None:
+    await two_sides(upstream, admin, services, tmp_path)
+    victor = visitors()
+    await victor.sign_in("victor", await create_user(admin, "victor", "account-viewer", ["Site"]))
+    page = await victor.get(SYNC)
+    assert page.status == 200
+    assert '<td class="mode">Disconnected</td>' in page.text
+    assert 'method="post"' not in page.text.replace('id="sign-out" method="post"', "")
+    before = await status(admin)
+    for path in ("/now", "/request", "/unregister"):
+        forged = await victor.post(SYNC + path, {"csrf": page.csrf})
+        assert forged.status == 403, path
+    forged = await victor.post(
+        SYNC + "/register", {"csrf": page.csrf, "upstream": upstream.url, "token": "sat-x"}
+    )
+    assert forged.status == 403
+    forged = await upload(victor, SYNC + "/answer", page.csrf, "answer", b"anything")
+    assert forged.status == 403
+    after = await status(admin)
+    assert after["requestSequence"] == before["requestSequence"] == 0
+    assert after["registered"]
+
+    vera = up_visitors()
+    await vera.sign_in(
+        "vera", await create_user(upstream.admin, "vera", "account-viewer", ["Acme"])
+    )
+    listing = await vera.get(SATELLITES)
+    assert listing.status == 200
+    assert "site-1" in listing.text
+    assert 'method="post"' not in listing.text.replace('id="sign-out" method="post"', "")
+    [satellite_id] = re.findall(r'href="/accounts/Acme/satellites/([0-9a-f-]{36})"', listing.text)
+    assert (await vera.post(SATELLITES + "/tokens", {"csrf": listing.csrf})).status == 403
+    assert (
+        await vera.post(SATELLITES + "/tokens/revoke", {"csrf": listing.csrf, "token": "1"})
+    ).status == 403
+    assert (
+        await vera.post(f"{SATELLITES}/{satellite_id}/revoke", {"csrf": listing.csrf})
+    ).status == 403
+    request = tmp_path / "request.bundle"
+    await services.sync.write_request(OPERATOR, "Site", request)
+    form = await vera.get("/sync-answer")
+    refused = await upload(vera, "/sync-answer", form.csrf, "bundle", request.read_bytes())
+    assert refused.status == 403
+    code, body = await upstream.admin.get(UP_ACCOUNT + "/satellites")
+    assert [(s["revokedAt"], s["lastSequence"]) for s in body["satellites"]] == [(None, 0)]
+    code, body = await upstream.admin.get(UP_ACCOUNT + "/satellite-tokens")
+    assert all(t["status"] != "Active" for t in body["satelliteTokens"])  # only the spent one
+
+
+async def test_another_accounts_admin_finds_nothing(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    tmp_path: Path,
+    visitors: Callable[..., Visitor],
+    up_visitors: Callable[..., Visitor],
+) -> None:
+    await two_sides(upstream, admin, services, tmp_path)
+    await ok_account(admin, "Other")
+    olive = visitors()
+    await olive.sign_in("olive", await create_user(admin, "olive", "account-admin", ["Other"]))
+    mine = await olive.get("/accounts/Other/sync")
+    assert mine.status == 200
+    assert (await olive.get(SYNC)).status == 404
+    for path in ("/now", "/request", "/unregister", "/register"):
+        assert (await olive.post(SYNC + path, {"csrf": mine.csrf})).status == 404, path
+    assert (await upload(olive, SYNC + "/answer", mine.csrf, "answer", b"x")).status == 404
+    assert (await status(admin))["requestSequence"] == 0
+
+    await ok_account(upstream.admin, "Globex")
+    gail = up_visitors()
+    await gail.sign_in(
+        "gail", await create_user(upstream.admin, "gail", "account-admin", ["Globex"])
+    )
+    theirs = await gail.get("/accounts/Globex/satellites")
+    assert theirs.status == 200
+    assert (await gail.get(SATELLITES)).status == 404
+    assert (await gail.post(SATELLITES + "/tokens", {"csrf": theirs.csrf})).status == 404
+    code, body = await upstream.admin.get(UP_ACCOUNT + "/satellites")
+    [satellite_id] = [s["satelliteId"] for s in body["satellites"]]
+    assert (await gail.get(f"{SATELLITES}/{satellite_id}")).status == 404
+    assert (await gail.get(f"/accounts/Globex/satellites/{satellite_id}")).status == 404
+    revoke = await gail.post(f"{SATELLITES}/{satellite_id}/revoke", {"csrf": theirs.csrf})
+    assert revoke.status == 404
+
+
+async def ok_account(api: Api, name: str) -> None:
+    code, body = await api.post("/api/v1/accounts", {"name": name})
+    assert code == 200, body
+
+
+async def test_a_multipart_form_without_its_csrf_part_first_is_refused(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    tmp_path: Path,
+    visitors: Callable[..., Visitor],
+) -> None:
+    ann_password, _ = await two_sides(upstream, admin, services, tmp_path)
+    ann = visitors()
+    await ann.sign_in("ann", ann_password)
+    page = await ann.get(SYNC)
+    form = aiohttp.FormData()
+    form.add_field("answer", b"x", filename="a")
+    form.add_field("csrf", page.csrf)
+    async with ann.session.post(ann.base.join(URL(SYNC + "/answer")), data=form) as r:
+        assert r.status == 403
+    broken = "multipart/form-data; boundary=nothing"
+    async with ann.session.post(
+        ann.base.join(URL(SYNC + "/answer")), data=b"garbage", headers={"Content-Type": broken}
+    ) as r:
+        assert r.status == 403
+    async with ann.session.post(
+        ann.base.join(URL(SYNC + "/answer")),
+        data=b"x",
+        headers={"Content-Type": "multipart/form-data"},
+    ) as r:
+        assert r.status == 403
+
+
+async def test_every_sync_page_and_state_in_chinese(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    tmp_path: Path,
+    visitors: Callable[..., Visitor],
+    up_visitors: Callable[..., Visitor],
+) -> None:
+    await setup_upstream(upstream)
+    await setup_site(admin)
+    zh = "zh-CN,zh;q=0.9"
+    ann = visitors(zh)
+    await ann.sign_in("ann", await create_user(admin, "ann", "account-admin", ["Site"]))
+    pages = [await ann.get(SYNC)]  # not registered, the register form
+    pages.append(await ann.post(SYNC + "/register", {"csrf": pages[0].csrf, "upstream": ""}))
+    await register_by_file(upstream, services, tmp_path)
+    page = await ann.get(SYNC)
+    pages.append(page)  # disconnected, no history
+    response, request = await download(ann, SYNC + "/request", page.csrf)
+    assert response.status == 200
+    pages.append(await upload(ann, SYNC + "/answer", page.csrf, "answer", b"garbage"))
+    pages.append(await upload(ann, SYNC + "/answer", page.csrf, "answer", None))
+
+    uma = up_visitors(zh)
+    await uma.sign_in("uma", await create_user(upstream.admin, "uma", "account-admin", ["Acme"]))
+    form = await uma.get("/sync-answer")
+    pages += [form, await upload(uma, "/sync-answer", form.csrf, "bundle", b"garbage")]
+    response, answer = await upload_for_download(uma, "/sync-answer", form.csrf, "bundle", request)
+    assert response.status == 200
+    pages.append(await upload(ann, SYNC + "/answer", page.csrf, "answer", answer))  # applied
+    pages.append(await upload(ann, SYNC + "/answer", page.csrf, "answer", answer))  # repeated
+    listing = await uma.get(SATELLITES)
+    pages.append(listing)
+    pages.append(await uma.post(SATELLITES + "/tokens", {"csrf": listing.csrf}))  # created
+    pages.append(
+        await uma.post(SATELLITES + "/tokens", {"csrf": listing.csrf, "expires_days": "x"})
+    )
+    [satellite_id] = re.findall(r'href="/accounts/Acme/satellites/([0-9a-f-]{36})"', listing.text)
+    pages.append(await uma.get(f"{SATELLITES}/{satellite_id}"))
+    pages.append(await uma.post(f"{SATELLITES}/{satellite_id}/revoke", {"csrf": listing.csrf}))
+    empty = await uma.get("/accounts/Acme")  # (another page's link to this one)
+    assert f'href="{SATELLITES}"' in empty.text
+
+    # Connected mode's page, with sync now.
+    await services.sync.unregister(OPERATOR, "Site")
+    token = await satellite_token(upstream)
+    await services.sync.register_online(
+        OPERATOR, "Site", upstream_url=upstream.url, token=token, name="site-2"
+    )
+    pages.append(await ann.post(SYNC + "/now", {"csrf": page.csrf}))
+    # The services' words of a refusal are English, as the API's are (docs/console.md):
+    # the Chinese pages here are those whose error, if any, is the console's own.
+    data = (
+        "Site",
+        "Acme",
+        "ann",
+        "uma",
+        "site",
+        "site-1",
+        "site-2",
+        "Voice",
+        "Default virtual account",
+    )
+    for shown in pages:
+        if 'class="error"' in shown.text and "请选择" not in shown.text:
+            shown.text = re.sub(r'<p class="error" role="alert">[^<]*</p>', "", shown.text)
+        assert_chinese(shown, data)

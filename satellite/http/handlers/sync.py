@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from satellite.http.keys import SERVICES
 from satellite.api.files import UPLOAD_CHUNK
+from satellite.http.keys import SERVICES
 from sync.bundle import RegistrationRequest, SyncRequest
 from sync.transport import BUNDLE_TYPE
 
