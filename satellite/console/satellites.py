@@ -21,11 +21,10 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
-from satellite.console.sync import SHOWN, refusal_status
+from satellite.console.sync import SHOWN, offset_field, refusal_status
 from satellite.errors import Forbidden, InvalidInput, NotFound
 
 PAGE_SIZE = 50  # products of a satellite, a page
-MAX_NUMBER = 18  # digits of an offset: within the API's Offset range
 
 
 def satellites_path(account: str) -> str:
@@ -131,20 +130,11 @@ async def revoke_satellite(request: web.Request, visit: Visit) -> web.StreamResp
     return see_other(satellites_path(account))
 
 
-def _offset(language: i18n.Language, text: str) -> int:
-    text = text.strip()
-    if not text:
-        return 0
-    if not text.isdigit() or len(text) > MAX_NUMBER:
-        raise InvalidInput(i18n.gettext(language, "The offset is a whole number."), field="offset")
-    return int(text)
-
-
 @signed_in
 async def satellite(request: web.Request, visit: Visit) -> web.StreamResponse:
     account, satellite_id = request.match_info["account"], request.match_info["satellite"]
     try:
-        offset = _offset(visit.language, request.query.get("offset", ""))
+        offset = offset_field(visit.language, request.query.get("offset", ""), "offset")
     except InvalidInput as exc:
         return render_page("error.html", request, visit.language, visit, 400, message=exc.detail)
     mirror = await api_upstream.satellite_products(

@@ -6,11 +6,12 @@ request downloaded and the upstream's answer uploaded, each through an operation
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
 from satellite.api import sync as api_sync
+from satellite.api.scopes import InAccount
 from satellite.console import files, i18n
 from satellite.console.guard import (
     Visit,
@@ -38,8 +39,21 @@ def refusal_status(exc: SatelliteError) -> int:
     return next(status for kind, status in REFUSALS if isinstance(exc, kind))
 
 
+MAX_NUMBER = 18  # digits of an offset: within the API's Offset range
+
+
 def sync_path(account: str) -> str:
     return f"/accounts/{quote(account, safe='')}/sync"
+
+
+def offset_field(language: i18n.Language, text: str, field: str) -> int:
+    """A paging offset of a query string: empty is 0; anything but digits is refused."""
+    text = text.strip()
+    if not text:
+        return 0
+    if not text.isdigit() or len(text) > MAX_NUMBER:
+        raise InvalidInput(i18n.gettext(language, "The offset is a whole number."), field=field)
+    return int(text)
 
 
 async def _sync_page(
@@ -49,15 +63,25 @@ async def _sync_page(
     *,
     error: str | None = None,
     result: api_sync.SyncResultOut | None = None,
+    history_offset: int = 0,
 ) -> web.Response:
     account = request.match_info["account"]
     answer = await api_sync.sync_status(
-        services(request), visit.principal, api_sync.SyncStatusQuery(account=account)
+        services(request),
+        visit.principal,
+        api_sync.SyncStatusQuery(account=account, history_offset=history_offset),
     )
+    path = sync_path(account)
+    shown = history_offset + len(answer.history)
+    back = max(history_offset - api_sync.HISTORY_PAGE, 0)
     context: dict[str, Any] = {
         "account": account,
-        "path": sync_path(account),
+        "path": path,
         "sync": answer,
+        "previous": f"{path}?{urlencode({'history_offset': back})}" if history_offset > 0 else None,
+        "next": f"{path}?{urlencode({'history_offset': shown})}"
+        if shown < answer.history_total
+        else None,
         # Every write of this page is one of an account admin (WRITE): one check for all.
         "may_write": api_sync.sync_now.access.allows(visit.principal.role),
         "error": error,
@@ -68,7 +92,13 @@ async def _sync_page(
 
 @signed_in
 async def sync_page(request: web.Request, visit: Visit) -> web.StreamResponse:
-    return await _sync_page(request, visit)
+    try:
+        offset = offset_field(
+            visit.language, request.query.get("history_offset", ""), "history_offset"
+        )
+    except InvalidInput as exc:
+        return await _sync_page(request, visit, 400, error=exc.detail)
+    return await _sync_page(request, visit, history_offset=offset)
 
 
 @signed_in
@@ -99,7 +129,7 @@ async def unregister(request: web.Request, visit: Visit) -> web.StreamResponse:
     account = request.match_info["account"]
     try:
         await api_sync.sync_unregister(
-            services(request), visit.principal, api_sync.InAccount(account=account)
+            services(request), visit.principal, InAccount(account=account)
         )
     except SHOWN as exc:
         return await _sync_page(request, visit, refusal_status(exc), error=exc.detail)
@@ -111,7 +141,7 @@ async def sync_now(request: web.Request, visit: Visit) -> web.StreamResponse:
     account = request.match_info["account"]
     try:
         result = await api_sync.sync_now(
-            services(request), visit.principal, api_sync.InAccount(account=account)
+            services(request), visit.principal, InAccount(account=account)
         )
     except SHOWN as exc:
         return await _sync_page(request, visit, refusal_status(exc), error=exc.detail)

@@ -24,6 +24,7 @@ from tests.helpers.sync import (
     UP_ACCOUNT,
     Upstream,
     answer_file,
+    ok,
     open_upstream,
     pool,
     satellite_token,
@@ -380,7 +381,7 @@ async def test_satellite_tokens_created_copied_and_revoked_and_a_satellite_revok
         refused = await uma.post(SATELLITES + "/tokens", {"csrf": page.csrf} | form)
         assert refused.status == code, form
         assert 'class="error"' in refused.text
-    code, body = await upstream.admin.get(UP_ACCOUNT + "/satellite-tokens")
+    body = await ok(upstream.admin.get(UP_ACCOUNT + "/satellite-tokens"))
     branch = [t for t in body["satelliteTokens"] if t["description"] == "branch"]
     assert len(branch) == 1
     token_id = str(branch[0]["id"])
@@ -391,7 +392,7 @@ async def test_satellite_tokens_created_copied_and_revoked_and_a_satellite_revok
         SATELLITES + "/tokens/revoke", {"csrf": page.csrf, "token": token_id}, follow=False
     )
     assert revoked.status == 303
-    code, body = await upstream.admin.get(UP_ACCOUNT + "/satellite-tokens")
+    body = await ok(upstream.admin.get(UP_ACCOUNT + "/satellite-tokens"))
     assert {str(t["id"]): t["status"] for t in body["satelliteTokens"]}[token_id] == "Revoked"
 
     listing = await uma.get(SATELLITES)
@@ -406,8 +407,8 @@ async def test_satellite_tokens_created_copied_and_revoked_and_a_satellite_revok
     # Its next request is refused at the upstream's page, in the words of the operation.
     request = tmp_path / "after.bundle"
     await services.sync.write_request(OPERATOR, "Site", request)
-    form = await uma.get("/sync-answer")
-    refused = await upload(uma, "/sync-answer", form.csrf, "bundle", request.read_bytes())
+    answering = await uma.get("/sync-answer")
+    refused = await upload(uma, "/sync-answer", answering.csrf, "bundle", request.read_bytes())
     assert refused.status == 403
     assert "was revoked at the upstream" in refused.text
     assert (await uma.get(f"{SATELLITES}/nope")).status == 404
@@ -464,9 +465,9 @@ async def test_viewers_see_no_write_controls_and_forged_writes_are_refused(
     form = await vera.get("/sync-answer")
     refused = await upload(vera, "/sync-answer", form.csrf, "bundle", request.read_bytes())
     assert refused.status == 403
-    code, body = await upstream.admin.get(UP_ACCOUNT + "/satellites")
+    body = await ok(upstream.admin.get(UP_ACCOUNT + "/satellites"))
     assert [(s["revokedAt"], s["lastSequence"]) for s in body["satellites"]] == [(None, 0)]
-    code, body = await upstream.admin.get(UP_ACCOUNT + "/satellite-tokens")
+    body = await ok(upstream.admin.get(UP_ACCOUNT + "/satellite-tokens"))
     assert all(t["status"] != "Active" for t in body["satelliteTokens"])  # only the spent one
 
 
@@ -499,7 +500,7 @@ async def test_another_accounts_admin_finds_nothing(
     assert theirs.status == 200
     assert (await gail.get(SATELLITES)).status == 404
     assert (await gail.post(SATELLITES + "/tokens", {"csrf": theirs.csrf})).status == 404
-    code, body = await upstream.admin.get(UP_ACCOUNT + "/satellites")
+    body = await ok(upstream.admin.get(UP_ACCOUNT + "/satellites"))
     [satellite_id] = [s["satelliteId"] for s in body["satellites"]]
     assert (await gail.get(f"{SATELLITES}/{satellite_id}")).status == 404
     assert (await gail.get(f"/accounts/Globex/satellites/{satellite_id}")).status == 404
@@ -608,3 +609,56 @@ async def test_every_sync_page_and_state_in_chinese(
         if 'class="error"' in shown.text and "请选择" not in shown.text:
             shown.text = re.sub(r'<p class="error" role="alert">[^<]*</p>', "", shown.text)
         assert_chinese(shown, data)
+
+
+async def test_another_form_posted_as_multipart_is_read_as_a_form(
+    admin: Api, visitors: Callable[..., Visitor]
+) -> None:
+    await setup_site(admin)
+    ann = visitors()
+    await ann.sign_in("ann", await create_user(admin, "ann", "account-admin", ["Site"]))
+    page = await ann.get("/accounts/Site")
+    form = aiohttp.FormData()
+    form.add_field("csrf", page.csrf)
+    form.add_field("name", "Lab")
+    form.add_field("file", b"x", filename="x")  # (makes aiohttp send it as multipart)
+    async with ann.session.post(
+        ann.base.join(URL("/accounts/Site/virtual-accounts")), data=form, allow_redirects=False
+    ) as r:
+        assert r.status == 303, await r.text()
+    names = [
+        va["name"] for va in (await ok(admin.get(SITE + "/virtual-accounts")))["virtualAccounts"]
+    ]
+    assert "Lab" in names
+
+
+async def test_a_long_history_is_paged(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    tmp_path: Path,
+    visitors: Callable[..., Visitor],
+) -> None:
+    ann_password, _ = await two_sides(upstream, admin, services, tmp_path)
+    for _ in range(23):  # each a line of the history: a request written
+        await services.sync.write_request(OPERATOR, "Site", tmp_path / "request.bundle")
+    ann = visitors()
+    await ann.sign_in("ann", ann_password)
+    first = await ann.get(SYNC)
+    rows = first.text.split('id="sync-history"')[1].count("<tr class=")
+    assert rows == 20
+    assert f'href="{SYNC}?history_offset=20"' in first.text
+    assert 'rel="prev"' not in first.text
+    second = await ann.get(SYNC + "?history_offset=20")
+    assert second.status == 200
+    assert second.text.split('id="sync-history"')[1].count("<tr class=") == 3
+    assert f'href="{SYNC}?history_offset=0"' in second.text
+    assert 'rel="next"' not in second.text
+    # The oldest line last: request 1.
+    assert "<td>1</td>" in second.text.split('id="sync-history"')[1].split("</tr>")[-2]
+    for bad in ("x", "-1", "9" * 30):
+        refused = await ann.get(SYNC + "?history_offset=" + bad)
+        assert refused.status == 400, bad
+        assert 'class="error"' in refused.text
+    body = await ok(admin.get(SITE + "/sync?historyOffset=20"))
+    assert (len(body["history"]), body["historyTotal"]) == (3, 23)
