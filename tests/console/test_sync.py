@@ -1,27 +1,25 @@
-"""The sync pages over plain HTTP, with two daemons: the satellite's sync page (status,
-history, registering and unlinking, sync now, the request downloaded and the answer
-uploaded in disconnected mode) and the upstream's satellites, satellite tokens and
-answering an uploaded request; refusals as pages with the operation's words."""
+"""The satellite's sync page over plain HTTP, with an upstream beside it: status and
+history (paged), registering and unlinking, sync now, and in disconnected mode the sync
+request downloaded, answered on the upstream's console, and the answer uploaded; bad files
+refused as pages with the operation's words; every page and state in Chinese."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 from yarl import URL
 
 from satellite.api.context import Services
-from satellite.config import DatabaseSettings, Settings
+from satellite.config import Settings
 from tests.conftest import AiohttpClient, Api
-from tests.helpers.console import Page, Visitor, assert_chinese, create_user
+from tests.helpers.console import Visitor, assert_chinese, create_user
 from tests.helpers.sync import (
     OPERATOR,
     SITE,
-    UP_ACCOUNT,
     Upstream,
     answer_file,
     ok,
@@ -30,22 +28,26 @@ from tests.helpers.sync import (
     satellite_token,
     setup_site,
     setup_upstream,
-    sync_settings,
 )
-
-SYNC = "/accounts/Site/sync"
-SATELLITES = "/accounts/Acme/satellites"
-LIMIT = 65_536  # the satellite's sync.max_bundle_bytes here: the least it may be
+from tests.helpers.sync_console import (
+    LIMIT,
+    SATELLITES,
+    SYNC,
+    download,
+    ok_account,
+    register_by_file,
+    small_bundles_settings,
+    status,
+    two_sides,
+    upload,
+    upload_for_download,
+    visitors_of,
+)
 
 
 @pytest.fixture
 def settings(state_dir: Path, db_dsn: str, tmp_path: Path) -> Settings:
-    return Settings(
-        state_dir=str(state_dir),
-        listen=["127.0.0.1:0"],
-        database=DatabaseSettings(dsn=db_dsn, pool_min_size=1, pool_max_size=5),
-        sync=sync_settings(tmp_path, max_bundle_bytes=LIMIT),
-    )
+    return small_bundles_settings(state_dir, db_dsn, tmp_path)
 
 
 @pytest.fixture
@@ -59,87 +61,8 @@ async def upstream(
 @pytest.fixture
 async def up_visitors(upstream: Upstream) -> AsyncIterator[Callable[..., Visitor]]:
     """Visitors of the upstream's console."""
-    opened: list[Visitor] = []
-
-    def open_visitor(accept_language: str = "en") -> Visitor:
-        visitor = Visitor(upstream.admin, accept_language)
-        opened.append(visitor)
-        return visitor
-
-    yield open_visitor
-    for visitor in opened:
-        await visitor.close()
-
-
-async def upload(
-    visitor: Visitor,
-    path: str,
-    csrf: str,
-    field: str,
-    content: bytes | None,
-    filename: str = "bundle",
-) -> Page:
-    """A form with a file, as a browser posts it (multipart, the CSRF field first);
-    ``content`` None: no file chosen (a browser sends an empty part with no name)."""
-    form = aiohttp.FormData()
-    form.add_field("csrf", csrf)
-    if content is None:
-        form.add_field(field, b"", filename="", content_type="application/octet-stream")
-    else:
-        form.add_field(field, content, filename=filename, content_type="application/octet-stream")
-    async with visitor.session.post(visitor.base.join(URL(path)), data=form) as r:
-        return Page(r.status, r.url, await r.text(errors="replace"), r.headers, r.cookies)
-
-
-async def download(visitor: Visitor, path: str, csrf: str) -> tuple[aiohttp.ClientResponse, bytes]:
-    async with visitor.session.post(visitor.base.join(URL(path)), data={"csrf": csrf}) as r:
-        return r, await r.read()
-
-
-async def upload_for_download(
-    visitor: Visitor, path: str, csrf: str, field: str, content: bytes
-) -> tuple[aiohttp.ClientResponse, bytes]:
-    form = aiohttp.FormData()
-    form.add_field("csrf", csrf)
-    form.add_field(field, content, filename="request.bundle")
-    async with visitor.session.post(visitor.base.join(URL(path)), data=form) as r:
-        return r, await r.read()
-
-
-async def register_by_file(up: Upstream, services: Services, tmp_path: Path) -> None:
-    """Disconnected mode's registration, as the host CLI does it at both ends."""
-    request, answer = tmp_path / "registration.request", tmp_path / "registration.answer"
-    await services.sync.request_registration(
-        OPERATOR,
-        "Site",
-        token=await satellite_token(up),
-        name="site-1",
-        upstream_url=None,
-        out=request,
-    )
-    await answer_file(up, request, answer, OPERATOR)
-    await services.sync.complete_registration(OPERATOR, "Site", answer)
-
-
-async def two_sides(
-    upstream: Upstream, admin: Api, services: Services, tmp_path: Path
-) -> tuple[str, str]:
-    """The upstream's Acme with 10 licenses, the satellite's Site registered by file; the
-    passwords of their account admins (ann at the satellite, uma at the upstream)."""
-    await setup_upstream(upstream)
-    await setup_site(admin)
-    await register_by_file(upstream, services, tmp_path)
-    return (
-        await create_user(admin, "ann", "account-admin", ["Site"]),
-        await create_user(upstream.admin, "uma", "account-admin", ["Acme"]),
-    )
-
-
-async def status(admin: Api) -> dict[str, Any]:
-    code, body = await admin.get(SITE + "/sync")
-    assert code == 200, body
-    result: dict[str, Any] = body
-    return result
+    async with visitors_of(upstream.admin) as open_visitor:
+        yield open_visitor
 
 
 async def test_a_disconnected_round_trip_by_files_through_both_consoles(
@@ -261,45 +184,6 @@ async def test_bad_answer_files_are_refused_in_the_operations_words_and_change_n
     assert (await status(admin))["appliedSequence"] == 2
 
 
-async def test_bad_request_files_at_the_upstream_are_refused_in_its_words(
-    upstream: Upstream,
-    admin: Api,
-    services: Services,
-    tmp_path: Path,
-    up_visitors: Callable[..., Visitor],
-) -> None:
-    _, uma_password = await two_sides(upstream, admin, services, tmp_path)
-    await ok_account(upstream.admin, "Globex")
-    await create_user(upstream.admin, "olga", "account-admin", ["Globex"])
-    uma = up_visitors()
-    await uma.sign_in("uma", uma_password)
-    form = await uma.get("/sync-answer")
-    request, answer = tmp_path / "request.bundle", tmp_path / "answer.bundle"
-    await services.sync.write_request(OPERATOR, "Site", request)
-    await answer_file(upstream, request, answer, OPERATOR)
-    synced = "SELECT count(*) FROM events WHERE action = 'satellite.synced'"
-    events = await upstream.db.fetchval(synced)
-    for content, code, words in (
-        (b"garbage", 400, "no header line"),
-        (b"", 400, "no header line"),
-        (answer.read_bytes(), 400, "this file is an answer from an upstream"),
-        (b"x" * (LIMIT * 2), 400, "first line is too long"),
-        (None, 400, "Choose the file to upload."),
-    ):
-        refused = await upload(uma, "/sync-answer", form.csrf, "bundle", content)
-        assert refused.status == code, refused.text
-        assert words in refused.text
-        assert 'id="answer-request"' in refused.text  # the form again
-    # An admin of another account carrying the request in: not one of theirs.
-    olga = up_visitors()
-    await olga.sign_in("olga", "a long password!")
-    other = await olga.get("/sync-answer")
-    refused = await upload(olga, "/sync-answer", other.csrf, "bundle", request.read_bytes())
-    assert refused.status == 404
-    assert "the bundle&#39;s account is not one of yours" in refused.text
-    assert await upstream.db.fetchval(synced) == events
-
-
 async def test_connected_mode_register_sync_now_and_unlink_through_the_page(
     upstream: Upstream,
     admin: Api,
@@ -351,77 +235,12 @@ async def test_connected_mode_register_sync_now_and_unlink_through_the_page(
     assert "is not registered with an upstream" in refused.text
 
 
-async def test_satellite_tokens_created_copied_and_revoked_and_a_satellite_revoked(
-    upstream: Upstream,
-    admin: Api,
-    services: Services,
-    tmp_path: Path,
-    up_visitors: Callable[..., Visitor],
-) -> None:
-    _, uma_password = await two_sides(upstream, admin, services, tmp_path)
-    uma = up_visitors()
-    await uma.sign_in("uma", uma_password)
-    page = await uma.get(SATELLITES)
-    assert 'id="create-satellite-token"' in page.text
-    created = await uma.post(
-        SATELLITES + "/tokens", {"csrf": page.csrf, "description": "branch", "expires_days": "3"}
-    )
-    assert created.status == 200
-    [secret] = re.findall(r'<code id="new-satellite-token-value">([^<]+)</code>', created.text)
-    assert secret.startswith("sat-")
-    assert 'data-copy="new-satellite-token-value"' in created.text
-    tokens = created.text.split('id="satellite-tokens"')[1]
-    assert "<td>branch</td>" in tokens
-    assert secret not in tokens  # shown once, above the list
-    for form, code in (
-        ({"expires_days": "ten"}, 400),
-        ({"expires_days": "400"}, 400),
-        ({"description": "x" * 501}, 400),
-    ):
-        refused = await uma.post(SATELLITES + "/tokens", {"csrf": page.csrf} | form)
-        assert refused.status == code, form
-        assert 'class="error"' in refused.text
-    body = await ok(upstream.admin.get(UP_ACCOUNT + "/satellite-tokens"))
-    branch = [t for t in body["satelliteTokens"] if t["description"] == "branch"]
-    assert len(branch) == 1
-    token_id = str(branch[0]["id"])
-    for bad in ("nope", "999999", ""):
-        refused = await uma.post(SATELLITES + "/tokens/revoke", {"csrf": page.csrf, "token": bad})
-        assert refused.status in (400, 404), bad
-    revoked = await uma.post(
-        SATELLITES + "/tokens/revoke", {"csrf": page.csrf, "token": token_id}, follow=False
-    )
-    assert revoked.status == 303
-    body = await ok(upstream.admin.get(UP_ACCOUNT + "/satellite-tokens"))
-    assert {str(t["id"]): t["status"] for t in body["satelliteTokens"]}[token_id] == "Revoked"
-
-    listing = await uma.get(SATELLITES)
-    [satellite_id] = re.findall(r'href="/accounts/Acme/satellites/([0-9a-f-]{36})"', listing.text)
-    assert 'class="revoke-satellite"' in listing.text
-    missing = await uma.post(f"{SATELLITES}/{'0' * 8}/revoke", {"csrf": page.csrf})
-    assert missing.status == 404
-    gone = await uma.post(f"{SATELLITES}/{satellite_id}/revoke", {"csrf": page.csrf})
-    assert gone.status == 200
-    assert "Revoked" in gone.text.split('id="satellites"')[1]
-    assert 'class="revoke-satellite"' not in gone.text
-    # Its next request is refused at the upstream's page, in the words of the operation.
-    request = tmp_path / "after.bundle"
-    await services.sync.write_request(OPERATOR, "Site", request)
-    answering = await uma.get("/sync-answer")
-    refused = await upload(uma, "/sync-answer", answering.csrf, "bundle", request.read_bytes())
-    assert refused.status == 403
-    assert "was revoked at the upstream" in refused.text
-    assert (await uma.get(f"{SATELLITES}/nope")).status == 404
-    assert (await uma.get(f"{SATELLITES}/{satellite_id}?offset=x")).status == 400
-
-
-async def test_viewers_see_no_write_controls_and_forged_writes_are_refused(
+async def test_a_viewer_sees_the_sync_page_without_controls_and_forged_writes_are_refused(
     upstream: Upstream,
     admin: Api,
     services: Services,
     tmp_path: Path,
     visitors: Callable[..., Visitor],
-    up_visitors: Callable[..., Visitor],
 ) -> None:
     await two_sides(upstream, admin, services, tmp_path)
     victor = visitors()
@@ -444,40 +263,13 @@ async def test_viewers_see_no_write_controls_and_forged_writes_are_refused(
     assert after["requestSequence"] == before["requestSequence"] == 0
     assert after["registered"]
 
-    vera = up_visitors()
-    await vera.sign_in(
-        "vera", await create_user(upstream.admin, "vera", "account-viewer", ["Acme"])
-    )
-    listing = await vera.get(SATELLITES)
-    assert listing.status == 200
-    assert "site-1" in listing.text
-    assert 'method="post"' not in listing.text.replace('id="sign-out" method="post"', "")
-    [satellite_id] = re.findall(r'href="/accounts/Acme/satellites/([0-9a-f-]{36})"', listing.text)
-    assert (await vera.post(SATELLITES + "/tokens", {"csrf": listing.csrf})).status == 403
-    assert (
-        await vera.post(SATELLITES + "/tokens/revoke", {"csrf": listing.csrf, "token": "1"})
-    ).status == 403
-    assert (
-        await vera.post(f"{SATELLITES}/{satellite_id}/revoke", {"csrf": listing.csrf})
-    ).status == 403
-    request = tmp_path / "request.bundle"
-    await services.sync.write_request(OPERATOR, "Site", request)
-    form = await vera.get("/sync-answer")
-    refused = await upload(vera, "/sync-answer", form.csrf, "bundle", request.read_bytes())
-    assert refused.status == 403
-    body = await ok(upstream.admin.get(UP_ACCOUNT + "/satellites"))
-    assert [(s["revokedAt"], s["lastSequence"]) for s in body["satellites"]] == [(None, 0)]
-    body = await ok(upstream.admin.get(UP_ACCOUNT + "/satellite-tokens"))
-    assert all(t["status"] != "Active" for t in body["satelliteTokens"])  # only the spent one
 
-
-async def test_another_accounts_admin_finds_nothing(
+async def test_another_accounts_admin_finds_no_sync_page(
     upstream: Upstream,
     admin: Api,
     services: Services,
     tmp_path: Path,
     visitors: Callable[..., Visitor],
-    up_visitors: Callable[..., Visitor],
 ) -> None:
     await two_sides(upstream, admin, services, tmp_path)
     await ok_account(admin, "Other")
@@ -490,27 +282,6 @@ async def test_another_accounts_admin_finds_nothing(
         assert (await olive.post(SYNC + path, {"csrf": mine.csrf})).status == 404, path
     assert (await upload(olive, SYNC + "/answer", mine.csrf, "answer", b"x")).status == 404
     assert (await status(admin))["requestSequence"] == 0
-
-    await ok_account(upstream.admin, "Globex")
-    gail = up_visitors()
-    await gail.sign_in(
-        "gail", await create_user(upstream.admin, "gail", "account-admin", ["Globex"])
-    )
-    theirs = await gail.get("/accounts/Globex/satellites")
-    assert theirs.status == 200
-    assert (await gail.get(SATELLITES)).status == 404
-    assert (await gail.post(SATELLITES + "/tokens", {"csrf": theirs.csrf})).status == 404
-    body = await ok(upstream.admin.get(UP_ACCOUNT + "/satellites"))
-    [satellite_id] = [s["satelliteId"] for s in body["satellites"]]
-    assert (await gail.get(f"{SATELLITES}/{satellite_id}")).status == 404
-    assert (await gail.get(f"/accounts/Globex/satellites/{satellite_id}")).status == 404
-    revoke = await gail.post(f"{SATELLITES}/{satellite_id}/revoke", {"csrf": theirs.csrf})
-    assert revoke.status == 404
-
-
-async def ok_account(api: Api, name: str) -> None:
-    code, body = await api.post("/api/v1/accounts", {"name": name})
-    assert code == 200, body
 
 
 async def test_a_multipart_form_without_its_csrf_part_first_is_refused(
