@@ -16,7 +16,7 @@ from satellite.config import Settings
 from tests.conftest import AiohttpClient, Api
 from tests.helpers.browser import SCREENSHOT_SIZE, PageErrors, make_user, screenshot, sign_in
 from tests.helpers.sync import SITE, Upstream, open_upstream, pool, setup_site, setup_upstream
-from tests.helpers.sync_console import SATELLITES, SYNC, register_by_file, small_bundles_settings
+from tests.helpers.sync_console import SATELLITES, register_by_file, small_bundles_settings
 
 pytestmark = pytest.mark.browser
 
