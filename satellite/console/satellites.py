@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from satellite.api import upstream as api_upstream
+from satellite.api.operation import WRITE
 from satellite.console import files, i18n
 from satellite.console.guard import (
     Visit,
@@ -163,9 +164,26 @@ async def satellite(request: web.Request, visit: Visit) -> web.StreamResponse:
     return render_page("satellite.html", request, visit.language, visit, **context)
 
 
+def _answer_page(
+    request: web.Request, visit: Visit, status: int = 200, error: str | None = None
+) -> web.Response:
+    # Whose account a request is, only its file says (the operation checks that the user
+    # may change it); a viewer may change none: no form to fill in for nothing.
+    may_answer = WRITE.allows(visit.principal.role)
+    return render_page(
+        "sync_answer.html",
+        request,
+        visit.language,
+        visit,
+        status,
+        error=error,
+        may_answer=may_answer,
+    )
+
+
 @signed_in
 async def answer_form(request: web.Request, visit: Visit) -> web.StreamResponse:
-    return render_page("sync_answer.html", request, visit.language, visit, error=None)
+    return _answer_page(request, visit)
 
 
 @signed_in
@@ -188,7 +206,7 @@ async def answer(request: web.Request, visit: Visit) -> web.StreamResponse:
             error, status = exc.detail, refusal_status(exc)
         except (Forbidden, NotFound) as exc:
             error, status = exc.detail, 403 if isinstance(exc, Forbidden) else 404
-    return render_page("sync_answer.html", request, visit.language, visit, status, error=error)
+    return _answer_page(request, visit, status, error)
 
 
 def routes() -> list[web.RouteDef]:

@@ -171,6 +171,7 @@ async def test_a_viewer_sees_satellites_without_controls_and_forged_writes_are_r
     listing = await vera.get(SATELLITES)
     assert listing.status == 200
     assert "site-1" in listing.text
+    assert 'id="answer-link"' not in listing.text
     assert 'method="post"' not in listing.text.replace('id="sign-out" method="post"', "")
     [satellite_id] = re.findall(r'href="/accounts/Acme/satellites/([0-9a-f-]{36})"', listing.text)
     assert (await vera.post(SATELLITES + "/tokens", {"csrf": listing.csrf})).status == 403
@@ -183,7 +184,9 @@ async def test_a_viewer_sees_satellites_without_controls_and_forged_writes_are_r
     request = tmp_path / "request.bundle"
     await services.sync.write_request(OPERATOR, "Site", request)
     form = await vera.get("/sync-answer")
-    refused = await upload(vera, "/sync-answer", form.csrf, "bundle", request.read_bytes())
+    assert form.status == 200
+    assert 'id="answer-request"' not in form.text
+    refused = await upload(vera, "/sync-answer", listing.csrf, "bundle", request.read_bytes())
     assert refused.status == 403
     body = await ok(upstream.admin.get(UP_ACCOUNT + "/satellites"))
     assert [(s["revokedAt"], s["lastSequence"]) for s in body["satellites"]] == [(None, 0)]

@@ -151,6 +151,21 @@ async def test_bad_answer_files_are_refused_in_the_operations_words_and_change_n
     await answer_file(upstream, request, answer, OPERATOR)
     altered = answer.read_bytes().replace(b'"quantity":10', b'"quantity":99')
     assert altered != answer.read_bytes()
+    # Another account of this satellite, registered with the upstream too: its answer.
+    await ok_account(admin, "Branch")
+    branch_request, branch_answer = tmp_path / "branch.request", tmp_path / "branch.answer"
+    await services.sync.request_registration(
+        OPERATOR,
+        "Branch",
+        token=await satellite_token(upstream),
+        name="branch",
+        upstream_url=None,
+        out=branch_request,
+    )
+    await answer_file(upstream, branch_request, branch_answer, OPERATOR)
+    await services.sync.complete_registration(OPERATOR, "Branch", branch_answer)
+    await services.sync.write_request(OPERATOR, "Branch", branch_request)
+    await answer_file(upstream, branch_request, branch_answer, OPERATOR)
     before = await status(admin)
     for content, code, words in (
         (b"garbage, not a bundle", 400, "no header line"),
@@ -158,6 +173,7 @@ async def test_bad_answer_files_are_refused_in_the_operations_words_and_change_n
         (b"{not json}\n", 400, ""),
         (request.read_bytes(), 400, "this is not an answer for account"),
         (altered, 400, "signature"),
+        (branch_answer.read_bytes(), 400, "this is not an answer for account &#39;Site&#39;"),
         (b'{"type":"syncAnswer"}\n', 400, "header is not valid"),
         (answer.read_bytes()[:-1] + b" " * (LIMIT * 2) + b"\n", 413, "larger than the limit"),
         (None, 400, "Choose the file to upload."),
@@ -363,6 +379,19 @@ async def test_every_sync_page_and_state_in_chinese(
         OPERATOR, "Site", upstream_url=upstream.url, token=token, name="site-2"
     )
     pages.append(await ann.post(SYNC + "/now", {"csrf": page.csrf}))
+    for _ in range(20):  # a second page of history
+        await services.sync.sync_now(OPERATOR, "Site")
+    pages += [await ann.get(SYNC), await ann.get(SYNC + "?history_offset=20")]
+    pages.append(await ann.get(SYNC + "?history_offset=x"))
+    # A viewer at each end: no controls.
+    viv = visitors(zh)
+    await viv.sign_in("viv", await create_user(admin, "viv", "account-viewer", ["Site"]))
+    pages.append(await viv.get(SYNC))
+    vera = up_visitors(zh)
+    await vera.sign_in(
+        "vera", await create_user(upstream.admin, "vera", "account-viewer", ["Acme"])
+    )
+    pages += [await vera.get(SATELLITES), await vera.get("/sync-answer")]
     # The services' words of a refusal are English, as the API's are (docs/console.md):
     # the Chinese pages here are those whose error, if any, is the console's own.
     data = (
@@ -370,16 +399,19 @@ async def test_every_sync_page_and_state_in_chinese(
         "Acme",
         "ann",
         "uma",
+        "viv",
+        "vera",
         "site",
         "site-1",
         "site-2",
         "Voice",
         "Default virtual account",
     )
+    english_refusal = re.compile(r'<p class="error" role="alert">[^<\u4e00-\u9fff]*</p>')
     for shown in pages:
-        if 'class="error"' in shown.text and "请选择" not in shown.text:
-            shown.text = re.sub(r'<p class="error" role="alert">[^<]*</p>', "", shown.text)
+        shown.text = english_refusal.sub("", shown.text)
         assert_chinese(shown, data)
+    assert sum('class="error"' in shown.text for shown in pages) == 3  # the console's own
 
 
 async def test_another_form_posted_as_multipart_is_read_as_a_form(
