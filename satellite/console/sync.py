@@ -33,13 +33,11 @@ REFUSALS: tuple[tuple[type[SatelliteError], int], ...] = (
     (UpstreamError, 502),
 )
 SHOWN = tuple(kind for kind, _ in REFUSALS)
+MAX_NUMBER = 18  # digits of an offset: within the API's Offset range
 
 
 def refusal_status(exc: SatelliteError) -> int:
     return next(status for kind, status in REFUSALS if isinstance(exc, kind))
-
-
-MAX_NUMBER = 18  # digits of an offset: within the API's Offset range
 
 
 def sync_path(account: str) -> str:
