@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from satellite.api.context import Services
 from satellite.config import Settings
-from tests.conftest import AiohttpClient, Api
+from tests.conftest import ENHANCED, AiohttpClient, Api
+from tests.helpers.api import new_agent
 from tests.helpers.console import Visitor, create_user
 from tests.helpers.sync import (
     OPERATOR,
@@ -21,6 +23,7 @@ from tests.helpers.sync import (
     answer_file,
     ok,
     open_upstream,
+    site_token,
 )
 from tests.helpers.sync_console import (
     LIMIT,
@@ -217,3 +220,37 @@ async def test_another_accounts_admin_finds_no_satellites(
     assert (await gail.get(f"/accounts/Globex/satellites/{satellite_id}")).status == 404
     revoke = await gail.post(f"{SATELLITES}/{satellite_id}/revoke", {"csrf": theirs.csrf})
     assert revoke.status == 404
+
+
+async def test_a_satellites_page_shows_the_products_and_usage_it_reported(
+    upstream: Upstream,
+    admin: Api,
+    services: Services,
+    server: TestServer,
+    tmp_path: Path,
+    up_visitors: Callable[..., Visitor],
+) -> None:
+    _, uma_password = await two_sides(upstream, admin, services, tmp_path)
+    agents = []
+    for serial in ("FCH0001", "FCH0002", "FCH0003"):
+        agent = new_agent(tmp_path, server, serial)
+        await agent.register(await site_token(admin))
+        await agent.report_usage({ENHANCED: 2})
+        agents.append(agent)
+    request, answer = tmp_path / "request.bundle", tmp_path / "answer.bundle"
+    await services.sync.write_request(OPERATOR, "Site", request)
+    await answer_file(upstream, request, answer, OPERATOR)
+    uma = up_visitors()
+    await uma.sign_in("uma", uma_password)
+    listing = await uma.get(SATELLITES)
+    [satellite_id] = re.findall(r'href="/accounts/Acme/satellites/([0-9a-f-]{36})"', listing.text)
+    row = listing.text.split('id="satellites"')[1].split("</tr>")[1]
+    assert "<td>3</td>" in row  # its products
+    detail = await uma.get(f"{SATELLITES}/{satellite_id}")
+    assert detail.status == 200
+    usage = detail.text.split('id="satellite-usage"')[1].split("</table>")[0]
+    assert f"<td>Voice</td><td><code>{ENHANCED}</code></td><td>6</td>" in usage
+    products = detail.text.split('id="satellite-products"')[1].split("</table>")[0]
+    for serial in ("FCH0001", "FCH0002", "FCH0003"):
+        assert f"<code>UCM {serial}</code>" in products
+    assert 'rel="next"' not in detail.text
