@@ -5,6 +5,7 @@ them, and the two sides registered by file as the host CLI does it."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -76,7 +77,9 @@ async def upload(
     if content is None:
         form.add_field(field, b"", filename="", content_type="application/octet-stream")
     else:
-        form.add_field(field, content, filename=filename, content_type="application/octet-stream")
+        form.add_field(
+            field, io.BytesIO(content), filename=filename, content_type="application/octet-stream"
+        )
     async with visitor.session.post(visitor.base.join(URL(path)), data=form) as r:
         return Page(r.status, r.url, await r.text(errors="replace"), r.headers, r.cookies)
 
