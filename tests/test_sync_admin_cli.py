@@ -105,6 +105,9 @@ def test_status_and_unregister_of_an_account_not_registered(site: Path) -> None:
     assert (status["account"], status["registered"], status["history"]) == ("Site", False, [])
     table = ok(site, "sync", "status", "--account", "Site")
     assert table.splitlines()[0].split() == ["account", "Site"]
+    paged = json.loads(ok(site, "sync", "status", "--history-offset", "20", "--json"))
+    assert (paged["history"], paged["historyTotal"]) == ([], 0)
+    assert run(site, "sync", "status", "--history-offset", "-1").exit_code != 0
     refused = run(site, "sync", "unregister")
     assert refused.exit_code != 0
     assert isinstance(refused.exception, Conflict)

@@ -39,6 +39,12 @@ class Spooled(msgspec.Struct, frozen=True, kw_only=True):
     scratch: Callable[[], contextlib.AbstractContextManager[Path]]
 
 
+# The size of the chunks an uploaded file is read in, as the operation takes it in (the
+# operation, not its caller, decides how much of a file it takes: the sync services stop
+# at ``sync.max_bundle_bytes``).
+UPLOAD_CHUNK = 256 * 1024
+
+
 class Upload:
     """A file sent with a request, as chunks; read once."""
 

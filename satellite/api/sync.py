@@ -15,12 +15,16 @@ from satellite.api.files import Spooled, Upload, only
 from satellite.api.operation import READ, WRITE, operation
 from satellite.api.paths import ACCOUNT
 from satellite.api.scopes import InAccount
-from satellite.api.types import Name, Response, Secret, StatusResponse
+from satellite.api.types import Name, Offset, Response, Secret, StatusResponse
 from satellite.domain.access import Principal
 from sync.satellite import Imported, SyncStatus
+from sync.satellite.status import HISTORY_SHOWN
 from sync.transport import BUNDLE_TYPE
 
 Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000, pattern=r"^https?://")]
+
+
+HISTORY_PAGE = HISTORY_SHOWN  # entries of the history an answer holds
 
 
 class SyncRegister(InAccount):
@@ -32,7 +36,9 @@ class SyncRegister(InAccount):
 
 
 class SyncStatusQuery(InAccount, forbid_unknown_fields=False):
-    """No parameters: a query string sent anyway is ignored, as it always was."""
+    """Other parameters of a query string are ignored, as they always were."""
+
+    history_offset: Offset = 0  # the history is shown HISTORY_PAGE entries from here, latest first
 
 
 class SyncRequestQuery(InAccount, forbid_unknown_fields=False):
@@ -74,6 +80,7 @@ class SyncStatusOut(Response):
     authorizations_until: dt.datetime | None = None
     horizon_passed: bool = False
     history: list[SyncHistoryOut] = msgspec.field(default_factory=list)
+    history_total: int = 0  # entries in the whole history
 
 
 class SyncResultOut(Response):
@@ -87,7 +94,9 @@ class SyncResultOut(Response):
 async def sync_status(
     services: Services, caller: Principal, request: SyncStatusQuery
 ) -> SyncStatusOut:
-    return sync_status_out(await services.sync.status(caller, request.account))
+    return sync_status_out(
+        await services.sync.status(caller, request.account, request.history_offset)
+    )
 
 
 @operation(
@@ -199,6 +208,7 @@ def sync_status_out(status: SyncStatus) -> SyncStatusOut:
             registered=False,
             registration_pending=status.pending_registration,
             history=history,
+            history_total=status.history_total,
         )
     return SyncStatusOut(
         account=status.account,
@@ -220,6 +230,7 @@ def sync_status_out(status: SyncStatus) -> SyncStatusOut:
         authorizations_until=status.authorizations_until,
         horizon_passed=status.horizon_passed,
         history=history,
+        history_total=status.history_total,
     )
 
 

@@ -237,12 +237,22 @@ async def _imported(s: Services, obj: CliContext, answer: Path) -> api.SyncResul
 
 @sync.command("status")
 @account_option
+@click.option(
+    "--history-offset",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help=f"Show the history {api.HISTORY_PAGE} entries from here (the latest first).",
+)
 @json_option
 @pass_cli
-def sync_status(obj: CliContext, account: str | None, as_json: bool) -> None:
+def sync_status(obj: CliContext, account: str | None, history_offset: int, as_json: bool) -> None:
     """Mode, last success, last error, next run, sequence numbers and recent history."""
     _, status = _call_in(
-        obj, account, api.sync_status, lambda name_: api.SyncStatusQuery(account=name_)
+        obj,
+        account,
+        api.sync_status,
+        lambda name_: api.SyncStatusQuery(account=name_, history_offset=history_offset),
     )
     if as_json:
         emit(True, status, [], [])

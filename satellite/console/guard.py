@@ -13,7 +13,7 @@ from aiohttp import web
 from yarl import URL
 
 from satellite.api.context import Services
-from satellite.console import i18n
+from satellite.console import files, i18n
 from satellite.crypto.secrets import digests_equal, random_secret
 from satellite.domain.access import Principal
 from satellite.errors import (
@@ -106,6 +106,14 @@ async def form_field(request: web.Request, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+async def posted_csrf(request: web.Request) -> str:
+    """The form's CSRF token; of a form uploading a file, its first part (the file is left
+    unread for the page: ``files``)."""
+    if files.is_multipart(request):
+        return await files.csrf_part(request)
+    return await form_field(request, "csrf")
+
+
 def new_csrf() -> str:
     return random_secret(32)
 
@@ -159,7 +167,7 @@ def signed_in(handler: SignedInHandler) -> Handler:
         visit = Visit(live.principal, session_id, live.csrf_token, i18n.choose(request)[0])
         response: web.StreamResponse
         if request.method == "POST" and not tokens_match(
-            await form_field(request, "csrf"), live.csrf_token
+            await posted_csrf(request), live.csrf_token
         ):
             log.warning("console.csrf_refused", login=live.principal.login)
             response = error_page(

@@ -17,6 +17,8 @@ from satellite.console import licenses as license_pages
 from satellite.console import principals as principal_pages
 from satellite.console import product_instances as instance_pages
 from satellite.console import reservations as reservation_pages
+from satellite.console import satellites as satellite_pages
+from satellite.console import sync as sync_pages
 from satellite.console import tokens as token_pages
 from satellite.console import virtual_accounts as virtual_account_pages
 from satellite.console.guard import (
@@ -176,4 +178,6 @@ def routes() -> list[web.RouteDef]:
         *instance_pages.routes(),
         *virtual_account_pages.routes(),
         *license_pages.routes(),
+        *sync_pages.routes(),
+        *satellite_pages.routes(),
     ]

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from satellite.api.files import Download, Spooled, Upload, upload_field
+from satellite.api.files import UPLOAD_CHUNK, Download, Spooled, Upload, upload_field
 from satellite.api.operation import Operation
 from satellite.errors import InvalidInput, MalformedJson
 from satellite.http.auth import caller
@@ -26,7 +26,6 @@ from satellite.http.keys import SERVICES
 from satellite_protocol.untrusted import decode
 
 _NO_BODY = (b"", b"null")
-CHUNK = 256 * 1024  # of an uploaded file, read as the operation takes it in
 BODY_METHODS = ("POST", "PUT")
 
 
@@ -44,7 +43,7 @@ async def _parameters(request: web.Request, op: Operation[Any, Any]) -> dict[str
     """The body's (or query string's) fields, checked not to name a path field."""
     upload = upload_field(op.request)
     if upload is not None:
-        given: dict[str, Any] = {upload: Upload(request.content.iter_chunked(CHUNK))}
+        given: dict[str, Any] = {upload: Upload(request.content.iter_chunked(UPLOAD_CHUNK))}
     elif op.method in BODY_METHODS and ignores_body(op):
         given = {}
     elif op.method in BODY_METHODS:

@@ -469,11 +469,22 @@ async def insert_history(
     )
 
 
-async def history(conn: asyncpg.Connection, account_id: int, limit: int) -> list[HistoryEntry]:
+async def history(
+    conn: asyncpg.Connection, account_id: int, limit: int, offset: int = 0
+) -> list[HistoryEntry]:
+    """A page of the account's sync history, the latest first."""
     rows = await conn.fetch(
         "SELECT id, mode, operation, started_at, finished_at, outcome, sequence, counts, error "
-        "FROM sync_history WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+        "FROM sync_history WHERE account_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
         account_id,
         limit,
+        offset,
     )
     return [HistoryEntry(**dict(r)) for r in rows]
+
+
+async def history_count(conn: asyncpg.Connection, account_id: int) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM sync_history WHERE account_id = $1", account_id
+    )
+    return count

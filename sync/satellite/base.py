@@ -64,7 +64,8 @@ class SyncStatus:
     account: str
     link: SyncLink | None
     pending_registration: bool
-    history: list[HistoryEntry]
+    history: list[HistoryEntry]  # a page of it, the latest first
+    history_total: int
     authorizations_until: dt.datetime | None  # the horizon, for a linked account
     horizon_passed: bool
     upstream_fingerprint: str | None  # of the pinned upstream key

@@ -21,12 +21,17 @@ HORIZON_ALERT = "sync-horizon"
 
 
 class SyncStatusReports(SatelliteBase):
-    async def status(self, principal: Principal, account: str) -> SyncStatus:
+    async def status(
+        self, principal: Principal, account: str, history_offset: int = 0
+    ) -> SyncStatus:
+        """The account's link and its history, ``HISTORY_SHOWN`` entries from
+        ``history_offset`` (the latest first)."""
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
             link = await storage.get_link(conn, acc.id, lock=None)
             pending = await storage.has_pending_registration(conn, acc.id)
-            history = await storage.history(conn, acc.id, HISTORY_SHOWN)
+            history = await storage.history(conn, acc.id, HISTORY_SHOWN, history_offset)
+            total = await storage.history_count(conn, acc.id)
         until = None
         passed = False
         if link is not None:
@@ -34,7 +39,7 @@ class SyncStatusReports(SatelliteBase):
             until = link.in_step_since() + dt.timedelta(days=horizon)
             passed = horizon_passed(link.in_step_since(), utc_now(), horizon)
         fingerprint = bundles.pinned_key_fingerprint(link.upstream_key) if link else None
-        return SyncStatus(acc.name, link, pending, history, until, passed, fingerprint)
+        return SyncStatus(acc.name, link, pending, history, total, until, passed, fingerprint)
 
     async def horizon_alerts(self, now: dt.datetime) -> JobReport | None:
         """Warn before the horizon and when it has passed; clear when in step again."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from satellite.api.files import UPLOAD_CHUNK
 from satellite.http.keys import SERVICES
-from satellite.http.operations import CHUNK
 from sync.bundle import RegistrationRequest, SyncRequest
 from sync.transport import BUNDLE_TYPE
 
@@ -25,7 +25,7 @@ async def _answer(
     request: web.Request, only: type[RegistrationRequest | SyncRequest]
 ) -> web.StreamResponse:
     answered, data = await request.app[SERVICES].upstream.answer_stream(
-        request.content.iter_chunked(CHUNK), None, only
+        request.content.iter_chunked(UPLOAD_CHUNK), None, only
     )
     return web.Response(
         body=data,
