@@ -21,7 +21,7 @@ from satellite.domain.clock import utc_now
 from satellite.domain.models import ProductInstance
 from satellite.errors import BadNonce, BadSignature, ProductEnded, RegistrationExpired
 from satellite.services import reregistration
-from satellite.storage import product_instances
+from satellite.storage import nonces, product_instances
 from satellite.storage.db import Connection
 from satellite_protocol import device as wire
 from satellite_protocol import untrusted
@@ -64,7 +64,7 @@ class DeviceEnvelope:
 
     async def use_nonce(self, conn: Connection, header: dict[str, Any], path: str) -> str:
         nonce = self.check_nonce(header, path)
-        if not await product_instances.use_nonce(conn, nonce):
+        if not await nonces.use_nonce(conn, nonce):
             raise _replayed()
         return nonce
 

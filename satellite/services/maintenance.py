@@ -29,6 +29,7 @@ from satellite.storage import (
     expiry,
     limits,
     locks,
+    nonces,
     product_instances,
     sessions,
 )
@@ -252,7 +253,7 @@ class MaintenanceService:
 
         async def work(conn: Connection) -> dict[str, int]:
             before = now - dt.timedelta(seconds=2 * NONCE_LIFETIME)
-            return {"forgotten": await product_instances.forget_used_nonces(conn, before)}
+            return {"forgotten": await nonces.forget_used_nonces(conn, before)}
 
         return await self._run("forget-nonces", work)
 
