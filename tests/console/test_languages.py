@@ -43,6 +43,18 @@ def _console_messages() -> set[str]:
     return found
 
 
+def test_no_catalog_defines_a_message_twice() -> None:
+    # Babel keeps the last of two definitions without a word; GNU msgfmt refuses the file.
+    for language in i18n.LANGUAGES.values():
+        text = i18n.po_path(language).read_text(encoding="utf-8")
+        ids = [
+            "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', block))
+            for block in re.findall(r'^msgid ((?:"(?:[^"\\]|\\.)*"\n)+)', text, re.M)
+        ]
+        repeated = sorted({message for message in ids if ids.count(message) > 1})
+        assert not repeated, (language.locale, repeated)
+
+
 def test_every_string_of_the_console_is_in_both_catalogs() -> None:
     messages = _console_messages()
     assert len(messages) > 15
