@@ -89,7 +89,7 @@ async def test_chinese_pages_have_no_english_string_left(
     for page in pages:
         assert_chinese(page, data)
     # Dates in the Chinese way (2026年12月1日 ...).
-    assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日", pages[2].text)
+    assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}:\d{2} UTC", pages[2].text)
 
 
 async def test_the_language_comes_from_the_browser_and_the_switch_is_kept(
