@@ -102,9 +102,12 @@ def _template_ngettext(
 
 @pass_context
 def format_datetime(context: Context, value: dt.datetime) -> str:
-    return babel.dates.format_datetime(
+    """In UTC, and saying so: the server does not know the reader's zone, and operators of
+    one satellite may sit in several."""
+    moment = babel.dates.format_datetime(
         value, format="medium", tzinfo=dt.UTC, locale=context["language"].locale
     )
+    return f"{moment} UTC"
 
 
 @pass_context

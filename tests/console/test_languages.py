@@ -43,6 +43,18 @@ def _console_messages() -> set[str]:
     return found
 
 
+def test_no_catalog_defines_a_message_twice() -> None:
+    # Babel keeps the last of two definitions without a word; GNU msgfmt refuses the file.
+    for language in i18n.LANGUAGES.values():
+        text = i18n.po_path(language).read_text(encoding="utf-8")
+        ids = [
+            "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', block))
+            for block in re.findall(r'^msgid ((?:"(?:[^"\\]|\\.)*"\n)+)', text, re.M)
+        ]
+        repeated = sorted({message for message in ids if ids.count(message) > 1})
+        assert not repeated, (language.locale, repeated)
+
+
 def test_every_string_of_the_console_is_in_both_catalogs() -> None:
     messages = _console_messages()
     assert len(messages) > 15
@@ -77,7 +89,7 @@ async def test_chinese_pages_have_no_english_string_left(
     for page in pages:
         assert_chinese(page, data)
     # Dates in the Chinese way (2026年12月1日 ...).
-    assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日", pages[2].text)
+    assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}:\d{2} UTC", pages[2].text)
 
 
 async def test_the_language_comes_from_the_browser_and_the_switch_is_kept(

@@ -64,6 +64,8 @@ TABLE: tuple[Call, ...] = (
         {"name": "Fresh", "description": "new"},
         True,
     ),
+    Call("GET", VA, None, False),
+    Call("POST", VA + "/update", {"description": "changed"}, True),
     Call("POST", VA + "/delete", {}, True, fill={"va": "spare_va"}),
     Call("GET", VA + "/tokens", None, False),
     Call(
@@ -98,6 +100,7 @@ TABLE: tuple[Call, ...] = (
     Call("GET", VA + "/devices/{product}", None, False),
     Call("GET", VA + "/devices/{product}/export-keys", None, False),
     Call("GET", VA + "/export-keys", None, False),
+    Call("GET", VA + "/reservations", None, False),
     Call(
         "POST",
         VA + "/devices/transfer",
