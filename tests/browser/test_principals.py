@@ -66,4 +66,5 @@ async def test_a_fresh_system_admin_creates_the_first_account(
     settings = page.locator("form#update-account")
     await expect(settings.locator("input[name=domain]")).to_have_value("acme.example")
     await expect(settings.locator("input[name=export_controlled_allowed]")).to_be_checked()
+    await screenshot(page, "account")
     await page_errors.assert_none(page)
