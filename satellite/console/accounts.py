@@ -93,6 +93,7 @@ async def _account_page(
     *,
     error: str | None = None,
     settings_error: str | None = None,
+    typed: dict[str, Any] | None = None,
 ) -> web.Response:
     account = request.match_info["account"]
     listed = await api_accounts.list_virtual_accounts(
@@ -104,6 +105,15 @@ async def _account_page(
         services(request), visit.principal, api_accounts.AccountsQuery()
     )
     details = next((a for a in seen.accounts if a.name == account), None)
+    settings = typed or (
+        {
+            "domain": details.domain or "",
+            "description": details.description,
+            EXPORT_FIELD: details.export_controlled_allowed,
+        }
+        if details
+        else {}
+    )
     role = visit.principal.role
     return render_page(
         "account.html",
@@ -113,6 +123,7 @@ async def _account_page(
         status,
         account=account,
         details=details,
+        settings=settings,
         virtual_accounts=listed.virtual_accounts,
         may_create=api_accounts.create_virtual_account.access.allows(role),
         may_update=api_accounts.update_account.access.allows(role),
@@ -129,20 +140,24 @@ async def account(request: web.Request, visit: Visit) -> web.StreamResponse:
 @signed_in
 async def update_account(request: web.Request, visit: Visit) -> web.StreamResponse:
     account = request.match_info["account"]
+    # The form shows every field, so each is sent: an empty domain removes it.
+    typed: dict[str, Any] = {name: await form_field(request, name) for name in ACCOUNT_FIELDS[1:]}
+    typed[EXPORT_FIELD] = await _checked(request, EXPORT_FIELD)
     try:
         await api_accounts.update_account(
             services(request),
             visit.principal,
             api_accounts.AccountUpdate(
                 account=account,
-                # The form shows every field, so each is sent: an empty domain removes it.
-                domain=await form_field(request, "domain"),
-                description=await form_field(request, "description"),
-                export_controlled_allowed=await _checked(request, EXPORT_FIELD),
+                domain=typed["domain"],
+                description=typed["description"],
+                export_controlled_allowed=typed[EXPORT_FIELD],
             ),
         )
     except (InvalidInput, Conflict) as exc:
-        return await _account_page(request, visit, _refused(exc), settings_error=exc.detail)
+        return await _account_page(
+            request, visit, _refused(exc), settings_error=exc.detail, typed=typed
+        )
     return see_other(account_path(account))
 
 

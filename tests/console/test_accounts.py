@@ -119,6 +119,8 @@ async def test_refused_input_shows_the_form_again_with_nothing_made(
         assert words in error_of(refused), (form, error_of(refused))
         assert 'id="update-account"' in refused.text
         assert 'id="virtual-accounts"' in refused.text
+        if "domain" in form:
+            assert 'name="domain" maxlength="253" value="not a domain!"' in refused.text
     assert (await accounts(admin))["Acme"] == before
 
 
