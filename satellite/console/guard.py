@@ -160,7 +160,11 @@ def signed_in(handler: SignedInHandler) -> Handler:
         session_id = request.cookies.get(SESSION_COOKIE, "")
         live = await services(request).sessions.resume(session_id) if session_id else None
         if live is None:
-            away = see_other("/sign-in")
+            # htmx follows a redirect and swaps in what it leads to: told to, it goes there.
+            hx = request.headers.get("HX-Request") == "true"
+            away = (
+                web.Response(headers={"HX-Redirect": "/sign-in"}) if hx else see_other("/sign-in")
+            )
             if session_id:
                 away.del_cookie(SESSION_COOKIE, path="/")
             return away

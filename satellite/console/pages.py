@@ -3,13 +3,10 @@ session's principal (so access is the operation's declared one) and renders."""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import quote
-
 import structlog
 from aiohttp import web
 
-from satellite.api import accounts as api_accounts
+from satellite.console import accounts as account_pages
 from satellite.console import activity as activity_pages
 from satellite.console import export_keys as export_key_pages
 from satellite.console import i18n
@@ -35,19 +32,13 @@ from satellite.console.guard import (
     signed_in,
     tokens_match,
 )
-from satellite.errors import Conflict, InvalidGrant, InvalidInput, TooManyAttempts
+from satellite.errors import InvalidGrant, TooManyAttempts
 
 log = structlog.get_logger(__name__)
 
 # The longest user name (a name) and password (the API's ``Password``) a user can have.
 MAX_USERNAME = 100
 MAX_PASSWORD = 1024
-
-
-def render(
-    template: str, request: web.Request, visit: Visit, status: int = 200, **context: Any
-) -> web.Response:
-    return render_page(template, request, visit.language, visit, status, **context)
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -108,68 +99,13 @@ async def sign_out(request: web.Request, visit: Visit) -> web.StreamResponse:
     return response
 
 
-@signed_in
-async def accounts(request: web.Request, visit: Visit) -> web.StreamResponse:
-    answer = await api_accounts.list_accounts(
-        services(request), visit.principal, api_accounts.AccountsQuery()
-    )
-    return render("accounts.html", request, visit, accounts=answer.accounts)
-
-
-async def _account_page(
-    request: web.Request, visit: Visit, status: int = 200, error: str | None = None
-) -> web.Response:
-    account = request.match_info["account"]
-    answer = await api_accounts.list_virtual_accounts(
-        services(request), visit.principal, api_accounts.VirtualAccountsQuery(account=account)
-    )
-    may_create = api_accounts.create_virtual_account.access.allows(visit.principal.role)
-    return render(
-        "account.html",
-        request,
-        visit,
-        status=status,
-        account=account,
-        virtual_accounts=answer.virtual_accounts,
-        may_create=may_create,
-        error=error,
-    )
-
-
-@signed_in
-async def account(request: web.Request, visit: Visit) -> web.StreamResponse:
-    return await _account_page(request, visit)
-
-
-@signed_in
-async def create_virtual_account(request: web.Request, visit: Visit) -> web.StreamResponse:
-    account = request.match_info["account"]
-    try:
-        await api_accounts.create_virtual_account(
-            services(request),
-            visit.principal,
-            api_accounts.VirtualAccountCreate(
-                account=account,
-                name=await form_field(request, "name"),
-                description=await form_field(request, "description"),
-            ),
-        )
-    except (InvalidInput, Conflict) as exc:
-        # The services' words are English, as the API's problem documents are.
-        status = 409 if isinstance(exc, Conflict) else 400
-        return await _account_page(request, visit, status, exc.detail)
-    return see_other("/accounts/" + quote(account, safe=""))
-
-
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/", secured(index)),
         web.get("/sign-in", secured(sign_in_form)),
         web.post("/sign-in", secured(sign_in)),
         web.post("/sign-out", secured(sign_out)),
-        web.get("/accounts", secured(accounts)),
-        web.get("/accounts/{account}", secured(account)),
-        web.post("/accounts/{account}/virtual-accounts", secured(create_virtual_account)),
+        *account_pages.routes(),
         *token_pages.routes(),
         *activity_pages.routes(),
         *principal_pages.routes(),

@@ -47,3 +47,24 @@ async def test_a_system_admin_creates_a_user_who_then_signs_in(
     await expect(names.filter(has_text="Acme")).to_have_count(0)
     await expect(page.locator("header")).to_contain_text("nora")
     await page_errors.assert_none(page)
+
+
+async def test_a_fresh_system_admin_creates_the_first_account(
+    base_url: str, services: Services, page: Page, page_errors: PageErrors
+) -> None:
+    password = await make_user(services, "sam", "system-admin")
+    await sign_in(page, base_url, "sam", password)
+    await expect(page).to_have_url(base_url + "/accounts")
+    form = page.locator("form#create-account")
+    await form.locator("input[name=name]").fill("Acme")
+    await form.locator("input[name=domain]").fill("acme.example")
+    await form.locator("input[name=export_controlled_allowed]").check()
+    async with page.expect_navigation():
+        await form.locator("button[type=submit]").click()
+    await expect(page).to_have_url(base_url + "/accounts/Acme")
+    await expect(page.locator("table#virtual-accounts")).to_contain_text("DEFAULT")
+    settings = page.locator("form#update-account")
+    await expect(settings.locator("input[name=domain]")).to_have_value("acme.example")
+    await expect(settings.locator("input[name=export_controlled_allowed]")).to_be_checked()
+    await screenshot(page, "account")
+    await page_errors.assert_none(page)
