@@ -47,9 +47,13 @@ async def _satellites_page(
     tokens = await api_upstream.list_satellite_tokens(
         services(request), visit.principal, api_upstream.SatelliteTokensQuery(account=account)
     )
+    key = await api_upstream.upstream_fingerprint(
+        services(request), visit.principal, api_upstream.FingerprintQuery()
+    )
     context: dict[str, Any] = {
         "account": account,
         "path": satellites_path(account),
+        "fingerprint": key.fingerprint,
         "satellites": listed.satellites,
         "tokens": tokens.satellite_tokens,
         "may_create": api_upstream.create_satellite_token.access.allows(visit.principal.role),
@@ -147,9 +151,13 @@ async def satellite(request: web.Request, visit: Visit) -> web.StreamResponse:
     )
     here = satellites_path(account) + "/" + quote(satellite_id, safe="")
     products = mirror.products[:PAGE_SIZE]
+    key = await api_upstream.upstream_fingerprint(
+        services(request), visit.principal, api_upstream.FingerprintQuery()
+    )
     context: dict[str, Any] = {
         "account": account,
         "path": satellites_path(account),
+        "fingerprint": key.fingerprint,
         "mirror": mirror,
         "products": products,
         "first": offset + 1,
