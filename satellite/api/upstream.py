@@ -229,6 +229,11 @@ async def upstream_fingerprint(
     return UpstreamKeyOut(fingerprint=services.upstream.fingerprint())
 
 
+# The least role that has any request answered (see answer_upload): a caller offering the
+# form only to those who may use it (the console) asks this.
+ANSWERED_BY = WRITE
+
+
 # The account is the one the request's satellite belongs to, known only from the bundle:
 # the service checks the caller may change it (the same check as an account-scoped write).
 @operation(

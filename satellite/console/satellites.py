@@ -11,7 +11,6 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from satellite.api import upstream as api_upstream
-from satellite.api.operation import WRITE
 from satellite.console import files, i18n
 from satellite.console.guard import (
     Visit,
@@ -177,7 +176,7 @@ def _answer_page(
 ) -> web.Response:
     # Whose account a request is, only its file says (the operation checks that the user
     # may change it); a viewer may change none: no form to fill in for nothing.
-    may_answer = WRITE.allows(visit.principal.role)
+    may_answer = api_upstream.ANSWERED_BY.allows(visit.principal.role)
     return render_page(
         "sync_answer.html",
         request,

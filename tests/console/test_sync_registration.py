@@ -77,8 +77,9 @@ async def uma_of(
 
 
 def fingerprint_on(page_text: str) -> str:
-    [fingerprint] = re.findall(r'<code id="upstream-fingerprint">([^<]+)</code>', page_text)
-    return fingerprint
+    found = re.search(r'<code id="upstream-fingerprint">([^<]+)</code>', page_text)
+    assert found is not None
+    return found.group(1)
 
 
 async def test_registration_then_a_sync_by_files_through_both_consoles(

@@ -124,8 +124,8 @@ async def register_by_file(up: Upstream, admin: Api, account: str = "Site") -> N
     assert code == 200, request
     code, answer, _ = await file_call(up.admin, "/api/v1/sync/answer", raw=request)
     assert code == 200, answer
-    code, body, _ = await file_call(admin, base + "/registration-answer", raw=answer)
-    assert code == 200, body
+    code, done, _ = await file_call(admin, base + "/registration-answer", raw=answer)
+    assert code == 200, done
 
 
 async def two_sides(
