@@ -214,12 +214,22 @@ async def test_bad_registration_answers_and_requests_are_refused_and_change_noth
             assert r.status == 400, (form, text)
             assert words in text
             assert 'id="registration-request"' in text
+    # Switching the mode of an account not registered: nothing to switch.
+    unlinked = await ann.post(SYNC + "/connect", {"csrf": page.csrf, "upstream": upstream.url})
+    assert unlinked.status == 409
+    assert "is not registered with an upstream" in unlinked.text
     # The right answer still completes it (the refusals changed nothing).
     done = await upload(
         ann, ANSWER, page.csrf, "answer", answer, fields={"upstream_fingerprint": ""}
     )
     assert done.status == 200, done.text
     assert (await status(admin))["registered"]
+    # Registered: another registration request is refused, the link kept.
+    again = {"csrf": page.csrf, "token": await satellite_token(upstream)}
+    async with ann.session.post(ann.base.join(URL(REQUEST)), data=again) as r:
+        assert r.status == 409
+        assert "is registered with its upstream already" in await r.text()
+    assert (await status(admin))["mode"] == "disconnected"
 
 
 async def test_a_viewer_sees_no_registration_forms_and_forged_ones_change_nothing(
