@@ -1,5 +1,6 @@
-"""Sync with the upstream, the satellite's side: status, registration (connected mode),
-sync now, and disconnected mode's files (the sync request out, the sync answer in)."""
+"""Sync with the upstream, the satellite's side: status, registration (online, or by files:
+the registration request out, the upstream's registration answer in), the mode, sync now,
+and disconnected mode's files (the sync request out, the sync answer in)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 import msgspec
 
 from satellite.api.context import Services
-from satellite.api.files import Spooled, Upload, only
+from satellite.api.files import Download, Spooled, Upload, only
 from satellite.api.operation import READ, WRITE, operation
 from satellite.api.paths import ACCOUNT
 from satellite.api.scopes import InAccount
@@ -32,7 +33,27 @@ class SyncRegister(InAccount):
     token: Secret
     name: Name | None = None  # how the upstream lists this satellite (default: the host name)
     # What `satellite sync fingerprint` prints at the upstream: a key with another is refused.
-    upstream_fingerprint: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    upstream_fingerprint: Fingerprint | None = None
+
+
+Fingerprint = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class RegistrationRequestIn(InAccount):
+    token: Secret
+    name: Name | None = None  # how the upstream lists this satellite (default: the host name)
+    # For connected mode once registered; without it the account syncs by files.
+    upstream: Url | None = None
+
+
+class RegistrationAnswerUpload(InAccount):
+    answer: Upload  # the upstream's answer to the registration request, the raw body
+    # What the upstream's satellites page (or `satellite sync fingerprint`) shows.
+    upstream_fingerprint: Fingerprint | None = None
+
+
+class SyncConnect(InAccount):
+    upstream: Url | None = None  # connected mode with this upstream; None: disconnected
 
 
 class SyncStatusQuery(InAccount, forbid_unknown_fields=False):
@@ -122,6 +143,65 @@ async def sync_register(
 
 @operation(
     "POST",
+    ACCOUNT + "/sync/registration-request",
+    "Write a registration request to carry to the upstream (registration by files; a file "
+    "download)",
+    tag="sync",
+    access=WRITE,
+    no_store=True,
+)
+async def request_registration(
+    services: Services, caller: Principal, request: RegistrationRequestIn
+) -> Download:
+    """Registration by files, first step: the request (it holds the satellite token)."""
+    data = await services.sync.registration_request(
+        caller,
+        request.account,
+        token=request.token,
+        name=request.name or socket.gethostname(),
+        upstream_url=request.upstream,
+    )
+    return Download(
+        filename=f"registration-request-{request.account}.bundle",
+        media_type=BUNDLE_TYPE,
+        content=data,
+    )
+
+
+@operation(
+    "POST",
+    ACCOUNT + "/sync/registration-answer",
+    "Complete a registration with the upstream's answer (registration by files; the file "
+    "as the body)",
+    tag="sync",
+    access=WRITE,
+)
+async def complete_registration(
+    services: Services, caller: Principal, request: RegistrationAnswerUpload
+) -> SyncStatusOut:
+    """Registration by files, last step: the link made, the upstream's key pinned."""
+    await services.sync.complete_registration_stream(
+        caller, request.account, request.answer.chunks, request.upstream_fingerprint
+    )
+    return sync_status_out(await services.sync.status(caller, request.account))
+
+
+@operation(
+    "POST",
+    ACCOUNT + "/sync/connect",
+    "Switch a registered account to connected mode (an upstream URL) or disconnected (none)",
+    tag="sync",
+    access=WRITE,
+)
+async def sync_connect(
+    services: Services, caller: Principal, request: SyncConnect
+) -> SyncStatusOut:
+    await services.sync.set_upstream_url(caller, request.account, request.upstream)
+    return sync_status_out(await services.sync.status(caller, request.account))
+
+
+@operation(
+    "POST",
     ACCOUNT + "/sync/unregister",
     "Unlink the account from its upstream (to register again)",
     tag="sync",
@@ -180,6 +260,9 @@ async def upload_answer(
 OPERATIONS = (
     sync_status,
     sync_register,
+    request_registration,
+    complete_registration,
+    sync_connect,
     sync_unregister,
     sync_now,
     download_request,

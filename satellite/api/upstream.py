@@ -58,6 +58,16 @@ class SyncRequestUpload(Request):
     bundle: Upload  # a satellite's sync request or registration request, the raw body
 
 
+class FingerprintQuery(Request, forbid_unknown_fields=False):
+    """No parameters: a query string sent anyway is ignored."""
+
+
+class UpstreamKeyOut(Response):
+    # What a satellite's operator gives as the upstream key fingerprint when registering:
+    # an answer signed with another key is refused there.
+    fingerprint: str
+
+
 class SatelliteTokenOut(Response):
     id: int
     description: str
@@ -206,6 +216,24 @@ async def satellite_products(
     return satellite_mirror_out(sat, products, usage)
 
 
+@operation(
+    "GET",
+    "/sync/fingerprint",
+    "The fingerprint of this upstream's signing key (for satellites registering with it)",
+    tag="sync",
+    access=ANYONE,
+)
+async def upstream_fingerprint(
+    services: Services, caller: Principal, request: FingerprintQuery
+) -> UpstreamKeyOut:
+    return UpstreamKeyOut(fingerprint=services.upstream.fingerprint())
+
+
+# The least role that has any request answered (see answer_upload): a caller offering the
+# form only to those who may use it (the console) asks this.
+ANSWERED_BY = WRITE
+
+
 # The account is the one the request's satellite belongs to, known only from the bundle:
 # the service checks the caller may change it (the same check as an account-scoped write).
 @operation(
@@ -220,8 +248,12 @@ async def answer_upload(
 ) -> Download:
     """Disconnected mode at the upstream: a satellite's request in, the answer out."""
     answered, data = await services.upstream.answer_stream(request.bundle.chunks, caller)
+    if answered.kind == "registration":
+        filename = f"registration-answer-{answered.account}.bundle"
+    else:
+        filename = f"sync-answer-{answered.account}-{answered.sequence}.bundle"
     return Download(
-        filename=f"sync-answer-{answered.account}-{answered.sequence}.bundle",
+        filename=filename,
         media_type=BUNDLE_TYPE,
         content=data,
     )
@@ -234,6 +266,7 @@ OPERATIONS = (
     list_satellites,
     revoke_satellite,
     satellite_products,
+    upstream_fingerprint,
     answer_upload,
 )
 

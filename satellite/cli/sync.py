@@ -8,7 +8,7 @@ tokens, the satellites registered, and answering a request carried in.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +18,7 @@ import msgspec
 from satellite.api import sync as api
 from satellite.api import upstream as upstream_api
 from satellite.api.context import Services
+from satellite.api.files import UPLOAD_CHUNK, Upload
 from satellite.api.operation import Operation
 from satellite.api.scopes import InAccount
 from satellite.cli.context import CliContext, json_option, pass_cli
@@ -54,6 +55,13 @@ def _call_in(
         return name, await op(s, obj.operator, request(name))
 
     return obj.run(action)
+
+
+async def file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A file given on the command line as an operation's ``Upload``."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(UPLOAD_CHUNK):
+            yield chunk
 
 
 def _print_result(as_json: bool, result: api.SyncResultOut) -> None:
@@ -117,31 +125,34 @@ def sync_register(
     if answer is not None:
         if token or out:
             raise click.UsageError("--answer completes a registration: give it alone")
-
-        async def complete(s: Services) -> str:
-            name_ = await s.sync.account_or_only(obj.operator, account)
-            link = await s.sync.complete_registration(obj.operator, name_, answer, fingerprint)
-            return _registered(name_, link.satellite_id, f"({link.mode})")
-
-        click.echo(obj.run(complete))
+        name_, status = _call_in(
+            obj,
+            account,
+            api.complete_registration,
+            lambda name_: api.RegistrationAnswerUpload(
+                account=name_, answer=Upload(file_chunks(answer)), upstream_fingerprint=fingerprint
+            ),
+        )
+        click.echo(_registered(name_, str(status.satellite_id), f"({status.mode})"))
         return
     if not token:
         raise click.UsageError("--token is required (or --answer FILE to complete)")
     label = name or socket.gethostname()
     if out is not None:
-
-        async def request(s: Services) -> str:
-            name_ = await s.sync.account_or_only(obj.operator, account)
-            await s.sync.request_registration(
-                obj.operator, name_, token=token, name=label, upstream_url=upstream, out=out
-            )
-            return (
-                f"account {name_}: registration request written to {out}; carry it to the "
-                "upstream ('satellite sync answer --in FILE --out ANSWER' there), then run "
-                "'satellite sync register --answer ANSWER' here"
-            )
-
-        click.echo(obj.run(request))
+        name_, written = _call_in(
+            obj,
+            account,
+            api.request_registration,
+            lambda name_: api.RegistrationRequestIn(
+                account=name_, token=token, name=label, upstream=upstream
+            ),
+        )
+        write_atomically(out, written.content)  # mode 0600: it holds the satellite token
+        click.echo(
+            f"account {name_}: registration request written to {out}; carry it to the "
+            "upstream ('satellite sync answer --in FILE --out ANSWER' there), then run "
+            "'satellite sync register --answer ANSWER' here"
+        )
         return
     if upstream is None:
         raise click.UsageError("--upstream URL is required (or --out FILE to register by files)")
@@ -171,14 +182,14 @@ def _registered(account: str, satellite_id: str, how: str) -> str:
 @pass_cli
 def sync_connect(obj: CliContext, account: str | None, upstream: str | None) -> None:
     """Switch a registered account to connected mode (with --upstream) or disconnected."""
-
-    async def action(s: Services) -> str:
-        name_ = await s.sync.account_or_only(obj.operator, account)
-        await s.sync.set_upstream_url(obj.operator, name_, upstream)
-        mode = f"connected to {upstream}" if upstream else "disconnected (files only)"
-        return f"account {name_}: {mode}"
-
-    click.echo(obj.run(action))
+    name_, _ = _call_in(
+        obj,
+        account,
+        api.sync_connect,
+        lambda name_: api.SyncConnect(account=name_, upstream=upstream),
+    )
+    mode = f"connected to {upstream}" if upstream else "disconnected (files only)"
+    click.echo(f"account {name_}: {mode}")
 
 
 @sync.command("unregister")
@@ -336,11 +347,9 @@ def sync_answer(obj: CliContext, request: Path, out: Path) -> None:
 def sync_fingerprint(obj: CliContext) -> None:
     """On the upstream: the fingerprint of its signing key, for satellites' operators to
     check when they register ('--upstream-fingerprint')."""
-    click.echo(obj.run(_fingerprint))
-
-
-async def _fingerprint(s: Services) -> str:
-    return s.upstream.fingerprint()
+    click.echo(
+        obj.call(upstream_api.upstream_fingerprint, upstream_api.FingerprintQuery()).fingerprint
+    )
 
 
 @sync.group("token")

@@ -51,6 +51,25 @@ async def csrf_part(request: web.Request) -> str:
         return ""
 
 
+async def text_part(request: web.Request, name: str, limit: int) -> str | None:
+    """The form's next part, a text field ``name`` (after ``csrf``, before the file), read
+    to at most ``limit`` bytes (a longer value is the operation's to refuse); None when
+    the next part is not that field."""
+    reader = request.get(_READER)
+    if reader is None:
+        return None
+    try:
+        part = await reader.next()
+        if not isinstance(part, BodyPartReader) or part.name != name or part.filename:
+            return None
+        value = bytearray()
+        while len(value) <= limit and (chunk := await part.read_chunk(limit + 1)):
+            value += chunk
+    except (ValueError, AssertionError, RuntimeError):
+        return None
+    return value[: limit + 1].decode("utf-8", "replace")
+
+
 async def file_part(request: web.Request, name: str) -> Upload | None:
     """The form's file field ``name`` (after ``csrf``) as an ``Upload`` the operation reads
     as far as it decides to; None when the form sent no file in it."""

@@ -11,7 +11,6 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from satellite.api import upstream as api_upstream
-from satellite.api.operation import WRITE
 from satellite.console import files, i18n
 from satellite.console.guard import (
     Visit,
@@ -47,9 +46,13 @@ async def _satellites_page(
     tokens = await api_upstream.list_satellite_tokens(
         services(request), visit.principal, api_upstream.SatelliteTokensQuery(account=account)
     )
+    key = await api_upstream.upstream_fingerprint(
+        services(request), visit.principal, api_upstream.FingerprintQuery()
+    )
     context: dict[str, Any] = {
         "account": account,
         "path": satellites_path(account),
+        "fingerprint": key.fingerprint,
         "satellites": listed.satellites,
         "tokens": tokens.satellite_tokens,
         "may_create": api_upstream.create_satellite_token.access.allows(visit.principal.role),
@@ -147,9 +150,13 @@ async def satellite(request: web.Request, visit: Visit) -> web.StreamResponse:
     )
     here = satellites_path(account) + "/" + quote(satellite_id, safe="")
     products = mirror.products[:PAGE_SIZE]
+    key = await api_upstream.upstream_fingerprint(
+        services(request), visit.principal, api_upstream.FingerprintQuery()
+    )
     context: dict[str, Any] = {
         "account": account,
         "path": satellites_path(account),
+        "fingerprint": key.fingerprint,
         "mirror": mirror,
         "products": products,
         "first": offset + 1,
@@ -169,7 +176,7 @@ def _answer_page(
 ) -> web.Response:
     # Whose account a request is, only its file says (the operation checks that the user
     # may change it); a viewer may change none: no form to fill in for nothing.
-    may_answer = WRITE.allows(visit.principal.role)
+    may_answer = api_upstream.ANSWERED_BY.allows(visit.principal.role)
     return render_page(
         "sync_answer.html",
         request,

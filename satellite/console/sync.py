@@ -1,7 +1,8 @@
 """An account's sync with its upstream, the satellite's side: status and history,
-registering (connected mode) and unlinking, "sync now", and in disconnected mode the sync
-request downloaded and the upstream's answer uploaded, each through an operation of
-``satellite.api.sync`` with the session's principal."""
+registering (online, or by files: the registration request downloaded and the upstream's
+registration answer uploaded), switching the mode, unlinking, "sync now", and in
+disconnected mode the sync request downloaded and the upstream's answer uploaded, each
+through an operation of ``satellite.api.sync`` with the session's principal."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ REFUSALS: tuple[tuple[type[SatelliteError], int], ...] = (
 )
 SHOWN = tuple(kind for kind, _ in REFUSALS)
 MAX_NUMBER = 18  # digits of an offset: within the API's Offset range
+MAX_FIELD_BYTES = 1024  # of a text field of an upload form (the operation allows less)
 
 
 def refusal_status(exc: SatelliteError) -> int:
@@ -80,8 +82,20 @@ async def _sync_page(
         "next": f"{path}?{urlencode({'history_offset': shown})}"
         if shown < answer.history_total
         else None,
-        # Every write of this page is one of an account admin (WRITE): one check for all.
-        "may_write": api_sync.sync_now.access.allows(visit.principal.role),
+        # Each form is shown to those its own operation allows.
+        "may": {
+            op.name: op.access.allows(visit.principal.role)
+            for op in (
+                api_sync.sync_register,
+                api_sync.request_registration,
+                api_sync.complete_registration,
+                api_sync.sync_connect,
+                api_sync.sync_unregister,
+                api_sync.sync_now,
+                api_sync.download_request,
+                api_sync.upload_answer,
+            )
+        },
         "error": error,
         "result": result,
     }
@@ -118,6 +132,67 @@ async def register(request: web.Request, visit: Visit) -> web.StreamResponse:
         )
     except SHOWN as exc:
         # The services' words are English, as the API's problem documents are.
+        return await _sync_page(request, visit, refusal_status(exc), error=exc.detail)
+    return see_other(sync_path(account))
+
+
+@signed_in
+async def request_registration(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Registration by files, first step: the request file, to carry to the upstream."""
+    account = request.match_info["account"]
+    name = (await form_field(request, "name")).strip()
+    upstream = (await form_field(request, "upstream")).strip()
+    try:
+        answer = await api_sync.request_registration(
+            services(request),
+            visit.principal,
+            api_sync.RegistrationRequestIn(
+                account=account,
+                token=(await form_field(request, "token")).strip(),
+                name=name or None,
+                upstream=upstream or None,
+            ),
+        )
+    except SHOWN as exc:
+        return await _sync_page(request, visit, refusal_status(exc), error=exc.detail)
+    return files.download(answer)
+
+
+@signed_in
+async def complete_registration(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Registration by files, last step: the upstream's answer (multipart: the CSRF part,
+    the fingerprint, then the file)."""
+    account = request.match_info["account"]
+    fingerprint = await files.text_part(request, "upstream_fingerprint", MAX_FIELD_BYTES)
+    upload = await files.file_part(request, "answer") if fingerprint is not None else None
+    if fingerprint is None or upload is None:
+        no_file = i18n.gettext(visit.language, "Choose the file to upload.")
+        return await _sync_page(request, visit, 400, error=no_file)
+    try:
+        await api_sync.complete_registration(
+            services(request),
+            visit.principal,
+            api_sync.RegistrationAnswerUpload(
+                account=account, answer=upload, upstream_fingerprint=fingerprint.strip() or None
+            ),
+        )
+    except SHOWN as exc:
+        return await _sync_page(request, visit, refusal_status(exc), error=exc.detail)
+    return see_other(sync_path(account))
+
+
+@signed_in
+async def connect(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """Connected mode (the form's upstream URL) or disconnected (an empty one)."""
+    account = request.match_info["account"]
+    upstream = (await form_field(request, "upstream")).strip()
+    try:
+        await api_sync.sync_connect(
+            services(request),
+            visit.principal,
+            api_sync.SyncConnect(account=account, upstream=upstream or None),
+        )
+    except SHOWN as exc:
         return await _sync_page(request, visit, refusal_status(exc), error=exc.detail)
     return see_other(sync_path(account))
 
@@ -183,6 +258,9 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get(base, secured(sync_page)),
         web.post(base + "/register", secured(register)),
+        web.post(base + "/registration-request", secured(request_registration)),
+        web.post(base + "/registration-answer", secured(complete_registration)),
+        web.post(base + "/connect", secured(connect)),
         web.post(base + "/unregister", secured(unregister)),
         web.post(base + "/now", secured(sync_now)),
         web.post(base + "/request", secured(download_request)),

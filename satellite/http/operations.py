@@ -5,9 +5,9 @@ and from the body (POST, PUT) or the query string (GET, DELETE), by their wire n
 body or query naming a path field is refused as an unknown field, so a request can never
 say one account in its path and another in its body; a POST whose request takes nothing
 but path fields and ignores unknown ones does not read its body at all. A request with an
-``Upload`` field takes the raw body as that file (its other fields from the path); an
-answer that is a file (``Download``, ``Spooled``) is sent as an attachment
-(``satellite.api.files``).
+``Upload`` field takes the raw body as that file (its other fields from the path and the
+query string); an answer that is a file (``Download``, ``Spooled``) is sent as an
+attachment (``satellite.api.files``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,12 @@ async def _parameters(request: web.Request, op: Operation[Any, Any]) -> dict[str
     """The body's (or query string's) fields, checked not to name a path field."""
     upload = upload_field(op.request)
     if upload is not None:
-        given: dict[str, Any] = {upload: Upload(request.content.iter_chunked(UPLOAD_CHUNK))}
+        # The body is the file: its other fields (a fingerprint to check it by) are the
+        # query string's.
+        given: dict[str, Any] = {
+            **request.query,
+            upload: Upload(request.content.iter_chunked(UPLOAD_CHUNK)),
+        }
     elif op.method in BODY_METHODS and ignores_body(op):
         given = {}
     elif op.method in BODY_METHODS:

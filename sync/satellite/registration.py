@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from satellite.crypto import bundles
@@ -20,8 +21,16 @@ from satellite.storage import sync as storage
 from sync import bundle
 from sync.bundle import BundleError, RegistrationAnswer, RegistrationRequest
 from sync.satellite.base import SatelliteBase, check_upstream_url, key_context, log
-from sync.spool import write_atomically
+from sync.spool import Incoming, write_atomically
 from sync.transport import REGISTER_PATH
+
+# A registration answer is one line (a certificate and a key) and a signature: a file
+# beyond this is not one, and is not taken in.
+REGISTRATION_ANSWER_MAX_BYTES = 64 * 1024
+NOT_A_REGISTRATION_ANSWER = (
+    "this file is not the answer to a registration request (for a sync answer, use "
+    "'satellite sync import', or the sync page's \"Upload the answer\")"
+)
 
 
 class Registration(SatelliteBase):
@@ -36,8 +45,25 @@ class Registration(SatelliteBase):
         out: Path,
     ) -> None:
         """Write a registration request for the account to ``out`` (to carry to the
-        upstream, or to send it); its key waits here for the answer. Asked again with the
-        same token (an answer was lost), it writes the same request."""
+        upstream, or to send it): ``registration_request``'s file, mode 0600 (it holds the
+        satellite token)."""
+        data = await self.registration_request(
+            principal, account, token=token, name=name, upstream_url=upstream_url
+        )
+        write_atomically(out, data)
+
+    async def registration_request(
+        self,
+        principal: Principal,
+        account: str,
+        *,
+        token: str,
+        name: str,
+        upstream_url: str | None,
+    ) -> bytes:
+        """A registration request for the account (to carry to the upstream, or to send
+        it); its key waits here for the answer. Asked again with the same token (an answer
+        was lost), it is the same request."""
         token = token.strip()
         if not token:
             raise InvalidInput("the satellite token is empty", field="token")
@@ -58,8 +84,7 @@ class Registration(SatelliteBase):
             if earlier is not None:
                 # The same token again: the same request (the upstream answers it again; a
                 # new request would need a new token, the first one being spent).
-                write_atomically(out, decrypt(self._keys.token_key, earlier, context).encode())
-                return
+                return decrypt(self._keys.token_key, earlier, context).encode()
             key = bundles.new_key()
             request = RegistrationRequest(
                 name=name,
@@ -70,7 +95,6 @@ class Registration(SatelliteBase):
             )
             buffer = io.BytesIO()
             digest = bundle.BundleWriter(buffer, request).finish(key)
-            write_atomically(out, buffer.getvalue())
             await storage.put_pending_registration(
                 conn,
                 acc.id,
@@ -91,6 +115,26 @@ class Registration(SatelliteBase):
                 account_id=acc.id,
                 upstream_url=upstream_url,
             )
+        return buffer.getvalue()
+
+    async def complete_registration_stream(
+        self,
+        principal: Principal,
+        account: str,
+        chunks: AsyncIterator[bytes],
+        expected_fingerprint: str | None = None,
+    ) -> SyncLink:
+        """``complete_registration`` with an answer arriving over HTTP: the account is
+        checked, then the answer's first line, before the rest of it is taken in."""
+        async with self._db.connection() as conn:
+            await scope.writable_account(conn, principal, account, lock=None)
+        self._require_satellite()
+        incoming = Incoming(chunks)
+        if not isinstance(await incoming.header(), RegistrationAnswer):
+            raise BundleError(NOT_A_REGISTRATION_ANSWER)
+        with self.spool.files("registration.answer") as (path,):
+            await incoming.save(path, REGISTRATION_ANSWER_MAX_BYTES)
+            return await self.complete_registration(principal, account, path, expected_fingerprint)
 
     async def complete_registration(
         self,
@@ -105,10 +149,7 @@ class Registration(SatelliteBase):
         self._require_satellite()
         header = bundle.read_header(answer)
         if not isinstance(header, RegistrationAnswer):
-            raise BundleError(
-                "this file is not the answer to a registration request (for a sync answer, "
-                "use 'satellite sync import')"
-            )
+            raise BundleError(NOT_A_REGISTRATION_ANSWER)
         try:
             upstream_key = bundles.public_key_from_pem(header.upstream_key)
             fingerprint = bundles.pinned_key_fingerprint(header.upstream_key)

@@ -1,7 +1,10 @@
-"""A disconnected sync round trip in a real browser, between two daemons: the satellite's
-operator downloads the sync request from its sync page, the upstream's operator uploads it
-on the upstream's "Answer a sync request" page and downloads the answer, and the
-satellite's operator uploads that on the sync page, which shows what it changed."""
+"""Disconnected mode in a real browser, between two daemons, from registration on: the
+upstream's operator creates a satellite token on its satellites page (beside its key
+fingerprint); the satellite's operator downloads a registration request from its sync
+page; the upstream's operator answers it on the "Answer a sync request" page; the
+satellite's operator uploads the answer with the fingerprint. Then a sync round trip the
+same way: the sync request downloaded, answered at the upstream, the answer uploaded on
+the sync page, which shows what it changed."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from satellite.config import Settings
 from tests.conftest import AiohttpClient, Api
 from tests.helpers.browser import SCREENSHOT_SIZE, PageErrors, make_user, screenshot, sign_in
 from tests.helpers.sync import SITE, Upstream, open_upstream, pool, setup_site, setup_upstream
-from tests.helpers.sync_console import SATELLITES, register_by_file, small_bundles_settings
+from tests.helpers.sync_console import SATELLITES, small_bundles_settings
 
 pytestmark = pytest.mark.browser
 
@@ -34,7 +37,7 @@ async def upstream(
         yield up
 
 
-async def test_a_disconnected_sync_round_trip_by_file_upload_and_download(
+async def test_a_disconnected_registration_and_sync_round_trip_by_file_in_the_browser(
     base_url: str,
     page: Page,
     page_errors: PageErrors,
@@ -46,7 +49,6 @@ async def test_a_disconnected_sync_round_trip_by_file_upload_and_download(
 ) -> None:
     await setup_upstream(upstream)
     await setup_site(admin)
-    await register_by_file(upstream, services, tmp_path)
     password = await make_user(services, "sam", "account-admin", ["Site"])
     await make_user(upstream.services, "uma", "account-admin", ["Acme"])
     upstream_url = upstream.url.rstrip("/")
@@ -58,11 +60,53 @@ async def test_a_disconnected_sync_round_trip_by_file_upload_and_download(
         up_errors = PageErrors()
         up_errors.watch(up_page)
 
-        # At the satellite: the sync page in disconnected mode, the request downloaded.
+        # At the upstream: a satellite token, and the fingerprint to check its answer by.
+        await sign_in(up_page, upstream_url, "uma", password)
+        await up_page.goto(upstream_url + SATELLITES)
+        fingerprint = await up_page.locator("#upstream-fingerprint").inner_text()
+        async with up_page.expect_navigation():
+            await up_page.locator("#create-satellite-token button[type=submit]").click()
+        token = await up_page.locator("#new-satellite-token-value").inner_text()
+
+        # At the satellite: a registration request downloaded from the sync page.
         await sign_in(page, base_url, "sam", password)
         await page.goto(base_url + "/accounts/Site")
         async with page.expect_navigation():
             await page.locator("#account-pages a.sync").click()
+        await expect(page.locator("#not-registered")).to_be_visible()
+        await screenshot(page, "sync-register")
+        form = page.locator("#registration-request")
+        await form.locator("input[name=token]").fill(token)
+        await form.locator("input[name=name]").fill("site-1")
+        async with page.expect_download() as downloading:
+            await form.locator("button[type=submit]").click()
+        registration = await downloading.value
+        assert registration.suggested_filename == "registration-request-Site.bundle"
+        registration_file = tmp_path / "browser-registration.request"
+        await registration.save_as(registration_file)
+
+        # At the upstream: answered on its page.
+        async with up_page.expect_navigation():
+            await up_page.locator("#answer-link").click()
+        await up_page.locator("#answer-request input[name=bundle]").set_input_files(
+            registration_file
+        )
+        async with up_page.expect_download() as downloading:
+            await up_page.locator("#answer-request button[type=submit]").click()
+        registered = await downloading.value
+        assert registered.suggested_filename == "registration-answer-Acme.bundle"
+        registered_file = tmp_path / "browser-registration.answer"
+        await registered.save_as(registered_file)
+
+        # At the satellite: the answer uploaded with the fingerprint: registered.
+        await page.reload()
+        form = page.locator("#registration-answer")
+        await form.locator("input[name=upstream_fingerprint]").fill(fingerprint)
+        await form.locator("input[name=answer]").set_input_files(registered_file)
+        async with page.expect_navigation():
+            await form.locator("button[type=submit]").click()
+
+        # At the satellite: the sync page in disconnected mode, the request downloaded.
         await expect(page.locator("#sync-status td.mode")).to_have_text("Disconnected")
         async with page.expect_download() as downloading:
             await page.locator("#download-request button[type=submit]").click()
@@ -72,7 +116,6 @@ async def test_a_disconnected_sync_round_trip_by_file_upload_and_download(
         await request.save_as(request_file)
 
         # At the upstream: answered through its page, the answer downloaded.
-        await sign_in(up_page, upstream_url, "uma", password)
         await up_page.goto(upstream_url + SATELLITES)
         async with up_page.expect_navigation():
             await up_page.locator("#answer-link").click()

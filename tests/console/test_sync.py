@@ -346,7 +346,7 @@ async def test_every_sync_page_and_state_in_chinese(
     await ann.sign_in("ann", await create_user(admin, "ann", "account-admin", ["Site"]))
     pages = [await ann.get(SYNC)]  # not registered, the register form
     pages.append(await ann.post(SYNC + "/register", {"csrf": pages[0].csrf, "upstream": ""}))
-    await register_by_file(upstream, services, tmp_path)
+    await register_by_file(upstream, admin)
     page = await ann.get(SYNC)
     pages.append(page)  # disconnected, no history
     response, request = await download(ann, SYNC + "/request", page.csrf)

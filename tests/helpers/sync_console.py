@@ -1,7 +1,7 @@
 """The sync pages' tests at both ends (tests/console/test_sync.py, test_satellites.py and
 the browser's): a satellite whose bundles may be no larger than the least limit, an
 upstream beside it (tests/helpers/sync.py), forms with files posted as a browser posts
-them, and the two sides registered by file as the host CLI does it."""
+them, and the two sides registered by file through their admin APIs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 from yarl import URL
 
 from satellite.api.context import Services
@@ -19,10 +20,8 @@ from satellite.config import DatabaseSettings, Settings
 from tests.conftest import Api
 from tests.helpers.console import Page, Visitor, create_user
 from tests.helpers.sync import (
-    OPERATOR,
     SITE,
     Upstream,
-    answer_file,
     satellite_token,
     setup_site,
     setup_upstream,
@@ -69,11 +68,15 @@ async def upload(
     field: str,
     content: bytes | None,
     filename: str = "bundle",
+    fields: dict[str, str] | None = None,
 ) -> Page:
-    """A form with a file, as a browser posts it (multipart, the CSRF field first);
-    ``content`` None: no file chosen (a browser sends an empty part with no name)."""
+    """A form with a file, as a browser posts it (multipart, the CSRF field first, then
+    the form's ``fields``, the file last); ``content`` None: no file chosen (a browser
+    sends an empty part with no name)."""
     form = aiohttp.FormData()
     form.add_field("csrf", csrf)
+    for name, value in (fields or {}).items():
+        form.add_field(name, value)
     if content is None:
         form.add_field(field, b"", filename="", content_type="application/octet-stream")
     else:
@@ -99,19 +102,30 @@ async def upload_for_download(
         return r, await r.read()
 
 
-async def register_by_file(up: Upstream, services: Services, tmp_path: Path) -> None:
-    """Disconnected mode's registration, as the host CLI does it at both ends."""
-    request, answer = tmp_path / "registration.request", tmp_path / "registration.answer"
-    await services.sync.request_registration(
-        OPERATOR,
-        "Site",
-        token=await satellite_token(up),
-        name="site-1",
-        upstream_url=None,
-        out=request,
-    )
-    await answer_file(up, request, answer, OPERATOR)
-    await services.sync.complete_registration(OPERATOR, "Site", answer)
+async def file_call(
+    api: Api, path: str, *, json: Any = None, raw: bytes | None = None
+) -> tuple[int, bytes, Any]:
+    """A POST of the admin API whose answer is a file (or a problem document): its status,
+    body and headers."""
+    data = raw if raw is not None else msgspec.json.encode(json)
+    headers = {"Authorization": f"Bearer {api.token}"}
+    if raw is None:
+        headers["Content-Type"] = "application/json"
+    async with api.client.post(path, data=data, headers=headers) as r:
+        return r.status, await r.read(), r.headers
+
+
+async def register_by_file(up: Upstream, admin: Api, account: str = "Site") -> None:
+    """Disconnected mode's registration, through the admin APIs of both daemons (the
+    operations the consoles and the host CLI call)."""
+    base = f"/api/v1/accounts/{account}/sync"
+    body = {"token": await satellite_token(up), "name": "site-1"}
+    code, request, _ = await file_call(admin, base + "/registration-request", json=body)
+    assert code == 200, request
+    code, answer, _ = await file_call(up.admin, "/api/v1/sync/answer", raw=request)
+    assert code == 200, answer
+    code, done, _ = await file_call(admin, base + "/registration-answer", raw=answer)
+    assert code == 200, done
 
 
 async def two_sides(
@@ -121,7 +135,7 @@ async def two_sides(
     passwords of their account admins (ann at the satellite, uma at the upstream)."""
     await setup_upstream(upstream)
     await setup_site(admin)
-    await register_by_file(upstream, services, tmp_path)
+    await register_by_file(upstream, admin)
     return (
         await create_user(admin, "ann", "account-admin", ["Site"]),
         await create_user(upstream.admin, "uma", "account-admin", ["Acme"]),
