@@ -168,6 +168,9 @@ TABLE: tuple[Call, ...] = (
     Call("POST", ACCOUNT + "/sync/unregister", {}, True, status=409),
     Call("GET", ACCOUNT + "/sync/request", None, True, status=409),
     Call("POST", ACCOUNT + "/sync/answer", None, True, status=409),
+    Call("POST", ACCOUNT + "/sync/connect", {}, True, status=409),  # not registered
+    Call("POST", ACCOUNT + "/sync/registration-answer", None, True, status=422),  # no file
+    Call("POST", ACCOUNT + "/sync/registration-request", {"token": "sat-none"}, True),
     # The upstream's side, on a satellite: lists are empty, changes are refused (409).
     Call("GET", ACCOUNT + "/satellite-tokens", None, False),
     Call("POST", ACCOUNT + "/satellite-tokens", {"description": "s"}, True, status=409),
@@ -269,8 +272,8 @@ async def perform(
         headers={"Authorization": f"Bearer {api.token}"},
     ) as response:
         content_type = response.headers.get("Content-Type", "")
-        if content_type.startswith("application/xml"):  # an authorization code file
-            payload = await response.text()
+        if not content_type.startswith(("application/json", "application/problem+json")):
+            payload = await response.read()  # a file: an authorization code, a bundle
         else:
             payload = await response.json(content_type=None)
         return response.status, payload, content_type
