@@ -18,7 +18,7 @@ from satellite.api import accounts as api_accounts
 from satellite.api import exports as api_exports
 from satellite.api import licenses as api_licenses
 from satellite.api import product_instances as api_instances
-from satellite.console import i18n
+from satellite.console import forms, i18n
 from satellite.console.chart import ChartText, Point, usage_chart
 from satellite.console.guard import (
     Visit,
@@ -35,7 +35,6 @@ from satellite.errors import Conflict, InvalidInput, NotFound
 PAGE_SIZE = 25
 FILTERS = ("host_name", "udi_pid", "udi_serial", "product", "state")
 DEFAULT_STATE = "Registered"
-MAX_NUMBER = 18  # digits of an offset: within the API's Offset range
 
 
 def instances_path(account: str, va: str) -> str:
@@ -43,15 +42,6 @@ def instances_path(account: str, va: str) -> str:
         f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}"
         "/product-instances"
     )
-
-
-def _offset(language: i18n.Language, text: str) -> int:
-    text = text.strip()
-    if not text:
-        return 0
-    if not text.isdigit() or len(text) > MAX_NUMBER:
-        raise InvalidInput(i18n.gettext(language, "The offset is a whole number."), field="offset")
-    return int(text)
 
 
 def _page_link(path: str, kept: dict[str, str], offset: int) -> str:
@@ -83,7 +73,7 @@ async def _list_page(
         "refused_filter": False,
     }
     try:
-        offset = _offset(visit.language, request.query.get("offset", ""))
+        offset = forms.offset(visit.language, request.query.get("offset", ""))
         answer = await api_instances.list_devices(
             services(request),
             visit.principal,
