@@ -11,8 +11,12 @@ import re
 from collections.abc import Mapping
 from typing import TypeVar
 
+from aiohttp import web
+from multidict import MultiDictProxy
+
 from satellite.console import i18n
-from satellite.errors import InvalidInput
+from satellite.errors import InvalidInput, PayloadTooLarge
+from satellite_protocol.untrusted import NUL
 
 DIGITS = 9  # a count or a number of days: within the API's 32-bit numbers
 OFFSET_DIGITS = 18  # a paging offset: within the API's Offset range
@@ -20,6 +24,28 @@ _DIGITS = re.compile(r"[0-9]+")
 DATE_LENGTH = len("YYYY-MM-DD")
 
 T = TypeVar("T")
+# A posted form, as aiohttp reads it.
+Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
+
+
+async def posted(request: web.Request) -> Form:
+    """The posted form. A body that is not the form it claims to be (a multipart one with
+    no boundary or cut off, bytes that are not UTF-8) or a field holding U+0000 is refused
+    as input, and one with more fields than aiohttp reads as too large, instead of
+    escaping as an error."""
+    try:
+        form = await request.post()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(exc.text or "the form is too large", field="form") from None
+    except (ValueError, AssertionError, RuntimeError) as exc:
+        # (UnicodeDecodeError is a ValueError.)
+        raise InvalidInput("the form could not be read", field="form") from exc
+    for name, value in form.items():
+        # PostgreSQL cannot store U+0000: refused here, as the HTTP layer refuses it in
+        # paths, queries and bodies, before an operation would look it up.
+        if NUL in name or (isinstance(value, str) and NUL in value):
+            raise InvalidInput(f"`{name}` must not contain U+0000 (NUL)", field=name)
+    return form
 
 
 def whole_number(text: str, field: str, refusal: str, *, digits: int = DIGITS) -> int | None:

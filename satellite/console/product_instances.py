@@ -126,7 +126,7 @@ async def product_instances(request: web.Request, visit: Visit) -> web.StreamRes
 
 async def _chosen(request: web.Request, visit: Visit) -> list[str]:
     """The product instance ids the list's checkboxes chose; none is refused."""
-    chosen = [v for v in (await request.post()).getall("product", []) if isinstance(v, str)]
+    chosen = [v for v in (await forms.posted(request)).getall("product", []) if isinstance(v, str)]
     if not chosen:
         raise InvalidInput(
             i18n.gettext(visit.language, "Choose the product instances first."), field="product"

@@ -114,7 +114,7 @@ async def reservations(request: web.Request, visit: Visit) -> web.StreamResponse
 
 async def _chosen(request: web.Request, language: i18n.Language) -> dict[str, str]:
     """The form's quantities as typed, per entitlement tag (kept when it is shown again)."""
-    form = await request.post()
+    form = await forms.posted(request)
     tags = [t for t in form.getall("tag", []) if isinstance(t, str)]
     counts = [c for c in form.getall("quantity", []) if isinstance(c, str)]
     if len(tags) != len(counts):

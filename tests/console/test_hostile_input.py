@@ -1,0 +1,310 @@
+"""Every console route, from the app's own router, attacked by a signed-in system admin:
+no fields, each field of its forms empty, huge, "²", "-1", "1e309", NUL, bytes that are
+not UTF-8, markup, repeated; hostile query strings and path parameters; a multipart body
+where a urlencoded one is expected and the reverse; a wrong Content-Type. Never a 5xx, the
+answer still a page (or the file asked for), and a refused request writes nothing.
+
+And what users type (account and virtual account names, descriptions) is shown escaped
+on every page that shows it."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+import asyncpg
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from tests.conftest import ENHANCED, Api
+from tests.helpers.api import new_agent, new_product, new_token, reserved_code, setup_voice
+from tests.helpers.console import Visitor, create_user
+
+# Routes of other layers than the console (and its assets).
+NOT_CONSOLE = (
+    *("/api", "/backend", "/devices", "/device", "/sync/v1", "/healthz", "/readyz", "/oauth"),
+    "/static",
+)
+# Not attacked with a session: they end it or start one (attacked without, below).
+SESSION_ROUTES = {"/sign-in", "/sign-out"}
+HUGE = "x" * 100_000
+VALUES = ("", HUGE, "²", "-1", "1e309", "a\x00b", "<script>alert(1)</script>\"'")
+QUERY_KEYS = (
+    *("offset", "history_offset", "status", "state", "account", "action", "actor"),
+    *("since", "until", "host_name", "udi_pid", "udi_serial", "product", "lang"),
+)
+# (A query string of the request line stays under aiohttp's limit of a line, 8190 bytes:
+# longer, aiohttp's parser refuses the request before the console sees it.)
+QUERY_VALUES = tuple(v if v != HUGE else "x" * 400 for v in VALUES)
+REPEATS = 200
+BUDGET_SECONDS = 120  # a bound on the sweep (it takes a fraction of it)
+# Files a route may answer with instead of a page.
+FILE_TYPES = ("text/plain", "application/xml", "application/octet-stream", "application/gzip")
+_FORM = re.compile(r"<form\b[^>]*\baction=\"([^\"]+)\"[^>]*>(.*?)</form>", re.S)
+_FIELD = re.compile(r"<(?:input|select|textarea)\b[^>]*\bname=\"([^\"]+)\"")
+_MARKUP_NAME = "<img src=x onerror=alert(1)> \"q\" 'a'"
+_MARKUP_TEXT = "<script>alert(1)</script> \"q\" 'a'"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str  # as the router has it: /accounts/{account}/...
+
+
+def console_routes(api: Api) -> list[Route]:
+    found = set()
+    for route in api.client.app.router.routes():
+        pattern = route.resource.canonical if route.resource else ""
+        if route.method == "HEAD" or pattern.startswith(NOT_CONSOLE):
+            continue
+        found.add(Route(route.method, pattern))
+    return sorted(found, key=lambda r: (r.pattern, r.method))
+
+
+def fill(pattern: str, names: dict[str, str]) -> str:
+    """The route's path with each parameter an existing name (quoted as a link has it)."""
+    product = names["reserved"] if "/reservations/" in pattern else names["instance"]
+    values = {**names, "product": product}
+    return re.sub(r"\{(\w+)\}", lambda m: quote(values[m.group(1)], safe=""), pattern)
+
+
+async def counting(db: asyncpg.Connection) -> str:
+    """One query counting the rows of every table, so a snapshot before and after each
+    request is one round trip. Not counted: console sessions (a sign-in adds one) and the
+    rate limits' counters (a refused sign-in counts against its limit, as it should)."""
+    names = await db.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        " AND tablename NOT IN ('sessions', 'rate_limit_counters') ORDER BY tablename"
+    )
+    tables = [row["tablename"] for row in names]
+    counts = ", ".join(f'(SELECT count(*) FROM "{t}") AS "{t}"' for t in tables)  # noqa: S608
+    return f"SELECT {counts}"
+
+
+class Attacker:
+    """A signed-in system admin sending raw requests, checking each answer."""
+
+    def __init__(self, visitor: Visitor, db: asyncpg.Connection, counts: str, csrf: str) -> None:
+        self.visitor, self.db, self.counts, self.csrf = visitor, db, counts, csrf
+        self.sent = 0
+        self.found: list[str] = []  # what went wrong, said at the end (all of it at once)
+        self.started = time.monotonic()
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: object = None,
+        headers: dict[str, str] | None = None,
+        encoded: bool = False,
+    ) -> int:
+        assert time.monotonic() - self.started < BUDGET_SECONDS, "the sweep took too long"
+        before = await self.snapshot()
+        url = self.visitor.base.join(URL(path, encoded=encoded))
+        async with self.visitor.session.request(
+            method, url, data=data, headers=headers, allow_redirects=False
+        ) as response:
+            body = await response.read()
+            status, kind = response.status, response.content_type
+        self.sent += 1
+        where = f"{method} {path[:120]} {str(data)[:120]} {headers or ''}"
+        if status >= 500:
+            self.found.append(f"{status} {where}: {body[:300]!r}")
+        elif status != 303 and not (kind == "text/html" or (status == 200 and kind in FILE_TYPES)):
+            self.found.append(f"{status} {kind} {where}: {body[:300]!r}")
+        elif 400 <= status < 500 and (after := await self.snapshot()) != before:
+            changed = {t: (n, after[t]) for t, n in before.items() if after[t] != n}
+            self.found.append(f"{status}, yet written {changed}: {where}")
+        return status
+
+    async def snapshot(self) -> dict[str, int]:
+        row = await self.db.fetchrow(self.counts)
+        assert row is not None
+        return dict(row)
+
+    def forms(self, fields: list[str]) -> Iterator[object]:
+        """The hostile forms of a route whose forms have ``fields``."""
+        csrf = [("csrf", self.csrf)]
+        yield csrf  # no fields
+        for value in VALUES:
+            yield csrf + [(name, value) for name in fields]  # every field at once
+        for name in fields:
+            for value in VALUES[1:]:
+                yield [*csrf, (name, value)]  # one field alone
+        yield csrf + [(name, "1") for name in fields] * REPEATS
+        # Bytes that are not UTF-8, as a urlencoded body.
+        yield ("csrf=" + self.csrf + "".join(f"&{quote(n)}=%FF%FE" for n in fields)).encode()
+
+    async def signed_in(self) -> bool:
+        page = await self.visitor.get("/accounts", follow=False)
+        return page.status == 200
+
+
+async def _world(admin: Api, server: TestServer, tmp_path: Path, state_dir: Path) -> dict[str, str]:
+    """Acme/Voice with a pool, a registered product with usage, a reservation, a token."""
+    await setup_voice(admin, enhanced=3, cuwl=2)
+    product = new_product(tmp_path, state_dir, "SLR0001")
+    product.enable()
+    _, reserved = await reserved_code(admin, product.request(), cuwl=1)
+    agent = new_agent(tmp_path, server, "FCH0001")
+    await agent.register(await new_token(admin, description="phones"))
+    await agent.report_usage({ENHANCED: 1})
+    status, body = await admin.post(
+        "/api/v1/accounts/Acme/virtual-accounts/Voice/devices", {"limit": 10}
+    )
+    instances = [d["productInstanceId"] for d in body.get("devices", [])] if status == 200 else []
+    instance = next((i for i in instances if i != reserved), reserved)
+    return {
+        "account": "Acme",
+        "va": "Voice",
+        "instance": instance,
+        "reserved": reserved,
+        "satellite": "no-such-satellite",
+    }
+
+
+def _form_fields(pages: dict[str, str]) -> dict[str, list[str]]:
+    """Each form action's field names, as the pages' forms have them."""
+    fields: dict[str, list[str]] = {}
+    for text in pages.values():
+        for action, inner in _FORM.findall(text):
+            names = fields.setdefault(html.unescape(action).split("?")[0], [])
+            for name in _FIELD.findall(inner):
+                if name != "csrf" and name not in names:
+                    names.append(name)
+    return fields
+
+
+async def test_no_hostile_input_makes_a_5xx_or_writes_when_refused(
+    admin: Api,
+    server: TestServer,
+    visitors: Callable[..., Visitor],
+    db: asyncpg.Connection,
+    tmp_path: Path,
+    state_dir: Path,
+) -> None:
+    names = await _world(admin, server, tmp_path, state_dir)
+    password = await create_user(admin, "root", "system-admin", [])
+    visitor = visitors()
+    await visitor.sign_in("root", password)
+    routes = console_routes(admin)
+    assert {r.pattern for r in routes} >= {"/events", "/accounts/{account}/sync", "/users"}
+
+    pages = {}
+    for route in routes:
+        if route.method == "GET":
+            page = await visitor.get(fill(route.pattern, names), follow=False)
+            assert page.status < 500, (route, page.status)
+            pages[route.pattern] = page.text
+    fields = _form_fields(pages)
+    attacker = Attacker(visitor, db, await counting(db), (await visitor.get("/accounts")).csrf)
+
+    for route in routes:
+        path = fill(route.pattern, names)
+        if route.pattern in SESSION_ROUTES:
+            continue
+        if route.method == "GET":
+            for value in QUERY_VALUES:
+                query = "&".join(f"{key}={quote(value)}" for key in QUERY_KEYS)
+                await attacker.send("GET", f"{path}?{query}", encoded=True)
+            await attacker.send("GET", path + "?offset=%FF%FE&since=%FF", encoded=True)
+            await attacker.send("GET", path + "?" + "&".join(["offset=1"] * REPEATS))
+        else:
+            for form in attacker.forms(fields.get(path, [])):
+                await attacker.send("POST", path, data=form)
+            await _wrong_bodies(attacker, path, fields.get(path, []))
+        for hostile in ("x" * 1500, "%00", "a%00b", "%FF", "%2e%2e"):
+            if "{" in route.pattern:
+                broken = re.sub(r"\{\w+\}", hostile, route.pattern)
+                await attacker.send(
+                    route.method, broken, data=[("csrf", attacker.csrf)], encoded=True
+                )
+        if not await attacker.signed_in():  # a route that ends the session: sign in again
+            await visitor.sign_in("root", password)
+            attacker.csrf = (await visitor.get("/accounts")).csrf
+    assert not attacker.found, "\n".join(attacker.found[:60])
+    assert attacker.sent > 500
+    print(f"{attacker.sent} hostile requests in {time.monotonic() - attacker.started:.1f} s")
+
+
+async def _wrong_bodies(attacker: Attacker, path: str, fields: list[str]) -> None:
+    """A multipart body where a urlencoded one is expected (and, on an upload form, the
+    reverse: every form is sent both ways), a wrong Content-Type, a broken multipart."""
+    multipart = aiohttp.FormData()
+    multipart.add_field("csrf", attacker.csrf)
+    for name in fields:
+        multipart.add_field(name, "²")
+    multipart.add_field("file", b"\xff\x00not a file", filename='x"; name="csrf.bin')
+    await attacker.send("POST", path, data=multipart)
+    await attacker.send(
+        "POST", path, data=[("csrf", attacker.csrf), *[(n, "1") for n in fields], ("file", "x")]
+    )
+    json_body = '{"csrf": "' + attacker.csrf + '"}'
+    await attacker.send("POST", path, data=json_body, headers={"Content-Type": "application/json"})
+    await attacker.send("POST", path, data=b"\x00\xff", headers={"Content-Type": "text/plain"})
+    await attacker.send(
+        "POST", path, data=b"csrf=x", headers={"Content-Type": "multipart/form-data"}
+    )
+    broken = b'--b\r\nContent-Disposition: form-data; name="csrf"\r\n\r\n' + attacker.csrf.encode()
+    await attacker.send(
+        "POST", path, data=broken, headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+
+
+async def test_hostile_requests_without_a_session_are_refused_as_pages(
+    admin: Api, visitors: Callable[..., Visitor], db: asyncpg.Connection
+) -> None:
+    visitor = visitors()
+    attacker = Attacker(visitor, db, await counting(db), (await visitor.get("/sign-in")).csrf)
+    for form in attacker.forms(["username", "password"]):
+        status = await attacker.send("POST", "/sign-in", data=form)
+        assert status in (303, 400, 401, 403, 429), status
+    await _wrong_bodies(attacker, "/sign-in", ["username", "password"])
+    await attacker.send("POST", "/sign-out", data=[("csrf", "x" * 100_000)])
+    assert not attacker.found, "\n".join(attacker.found[:60])
+
+
+async def test_what_users_type_is_shown_escaped_on_every_page(
+    admin: Api, visitors: Callable[..., Visitor]
+) -> None:
+    status, body = await admin.post(
+        "/api/v1/accounts", {"name": _MARKUP_NAME, "description": _MARKUP_TEXT}
+    )
+    assert status == 200, body
+    base = "/api/v1/accounts/" + quote(_MARKUP_NAME, safe="")
+    status, body = await admin.post(
+        base + "/virtual-accounts", {"name": _MARKUP_NAME, "description": _MARKUP_TEXT}
+    )
+    assert status == 200, body
+    va = base + "/virtual-accounts/" + quote(_MARKUP_NAME, safe="")
+    status, body = await admin.post(va + "/tokens", {"description": _MARKUP_TEXT})
+    assert status == 200, body
+    password = await create_user(admin, "root", "system-admin", [])
+    visitor = visitors()
+    await visitor.sign_in("root", password)
+    names = {
+        "account": _MARKUP_NAME,
+        "va": _MARKUP_NAME,
+        "instance": "none",
+        "reserved": "none",
+        "satellite": "none",
+    }
+    shown = 0
+    for route in console_routes(admin):
+        if route.method != "GET" or route.pattern in SESSION_ROUTES:
+            continue
+        page = await visitor.get(fill(route.pattern, names))
+        assert page.status < 500, route
+        for raw in ("<img src=x", "<script>alert", "\"q\" 'a'"):
+            assert raw not in page.text, (route, raw)
+        if html.escape(_MARKUP_NAME) in page.text or "&lt;img src=x" in page.text:
+            shown += 1
+    assert shown >= 5  # the name is on the account's pages, escaped
