@@ -14,7 +14,7 @@ from aiohttp import web
 from satellite.api import licenses as api_licenses
 from satellite.api import product_instances as api_instances
 from satellite.api import reservations as api
-from satellite.console import forms, i18n
+from satellite.console import files, forms, i18n
 from satellite.console.guard import (
     Visit,
     error_page,
@@ -346,12 +346,7 @@ async def authorization_code(request: web.Request, visit: Visit) -> web.StreamRe
             product=request.match_info["product"],
         ),
     )
-    return web.Response(
-        body=answer.content,
-        content_type=answer.media_type,
-        charset=answer.charset,
-        headers={"Content-Disposition": f'attachment; filename="{answer.filename}"'},
-    )
+    return files.download(answer)
 
 
 def routes() -> list[web.RouteDef]:
