@@ -20,10 +20,18 @@ from urllib.parse import quote
 import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDictProxy
 from yarl import URL
 
 from tests.conftest import ENHANCED, Api
-from tests.helpers.api import new_agent, new_product, new_token, reserved_code, setup_voice
+from tests.helpers.api import (
+    new_agent,
+    new_product,
+    new_token,
+    reserved_code,
+    setup_voice,
+    snapshot,
+)
 from tests.helpers.console import Visitor, create_user
 
 # Routes of other layers than the console (and its assets).
@@ -308,3 +316,89 @@ async def test_what_users_type_is_shown_escaped_on_every_page(
         if html.escape(_MARKUP_NAME) in page.text or "&lt;img src=x" in page.text:
             shown += 1
     assert shown >= 5  # the name is on the account's pages, escaped
+
+
+# --- each finding of the sweep, by itself ---------------------------------------------------
+
+
+async def _root(admin: Api, visitors: Callable[..., Visitor]) -> tuple[Visitor, str]:
+    await setup_voice(admin, enhanced=1)
+    password = await create_user(admin, "root", "system-admin", [])
+    visitor = visitors()
+    await visitor.sign_in("root", password)
+    return visitor, (await visitor.get("/accounts")).csrf
+
+
+async def _raw(
+    visitor: Visitor, method: str, path: str, **kw: object
+) -> tuple[int, str, str, CIMultiDictProxy[str]]:
+    url = visitor.base.join(URL(path, encoded=True))
+    async with visitor.session.request(method, url, allow_redirects=False, **kw) as response:  # type: ignore[arg-type]
+        return response.status, response.content_type, await response.text(), response.headers
+
+
+async def test_a_body_that_is_not_the_multipart_it_claims_is_a_400_page(
+    admin: Api, visitors: Callable[..., Visitor], db: asyncpg.Connection
+) -> None:
+    visitor, csrf = await _root(admin, visitors)
+    before = await snapshot(db)
+    cut_off = b'--b\r\nContent-Disposition: form-data; name="csrf"\r\n\r\n' + csrf.encode()
+    anonymous = visitors()
+    await anonymous.get("/sign-in")  # (its CSRF cookie: the form is read past it)
+    for who, path, body, kind in (
+        (anonymous, "/sign-in", b"csrf=x", "multipart/form-data"),  # no boundary
+        (visitor, "/accounts/Acme/virtual-accounts", cut_off, "multipart/form-data; boundary=b"),
+    ):
+        status, content_type, text, _ = await _raw(
+            who, "POST", path, data=body, headers={"Content-Type": kind}
+        )
+        assert (status, content_type) == (400, "text/html"), (path, status, text[:300])
+        assert "the form could not be read" in text
+    assert await snapshot(db) == before
+
+
+async def test_nul_in_a_path_or_query_is_a_400_page_not_a_problem_document(
+    admin: Api, visitors: Callable[..., Visitor]
+) -> None:
+    visitor, _ = await _root(admin, visitors)
+    for path in ("/events?action=a%00b", "/accounts/a%00b/licenses"):
+        status, content_type, text, headers = await _raw(visitor, "GET", path)
+        assert (status, content_type) == (400, "text/html"), (path, status, text[:300])
+        assert "must not contain U+0000 (NUL)" in html.unescape(text)
+        assert headers["Content-Security-Policy"].startswith("default-src 'self'")
+        assert headers["Cache-Control"] == "no-store"
+
+
+async def test_nul_in_a_form_field_is_a_400_page(
+    admin: Api, visitors: Callable[..., Visitor], db: asyncpg.Connection
+) -> None:
+    visitor, csrf = await _root(admin, visitors)
+    before = await snapshot(db)
+    for path, field in (("/users/disable", "user"), ("/clients/disable", "client")):
+        page = await visitor.post(path, {"csrf": csrf, field: "a\x00b"})
+        assert page.status == 400, (path, page.status, page.text[:300])
+        assert "must not contain U+0000 (NUL)" in html.unescape(page.text)
+    assert await snapshot(db) == before
+
+
+async def test_more_form_fields_than_are_read_is_a_413_page(
+    admin: Api, visitors: Callable[..., Visitor], db: asyncpg.Connection
+) -> None:
+    visitor, csrf = await _root(admin, visitors)
+    before = await snapshot(db)
+    page = await visitor.post(
+        "/accounts/Acme/virtual-accounts", [("csrf", csrf), *[("name", "x")] * 2000]
+    )
+    assert page.status == 413
+    assert '<html lang="en">' in page.text
+    assert await snapshot(db) == before
+
+
+async def test_a_path_name_longer_than_an_operation_takes_is_a_400_page(
+    admin: Api, visitors: Callable[..., Visitor]
+) -> None:
+    visitor, _ = await _root(admin, visitors)
+    status, content_type, text, _ = await _raw(
+        visitor, "GET", "/accounts/Acme/virtual-accounts/" + "x" * 200 + "/licenses"
+    )
+    assert (status, content_type) == (400, "text/html"), (status, text[:300])
