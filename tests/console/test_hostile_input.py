@@ -23,8 +23,11 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from satellite_agent.client import Agent
+from satellite_agent.state import Identity
 from tests.conftest import ENHANCED, Api
 from tests.helpers.api import (
+    base_url,
     new_agent,
     new_product,
     new_token,
@@ -50,6 +53,14 @@ QUERY_KEYS = (
 # (A query string of the request line stays under aiohttp's limit of a line, 8190 bytes:
 # longer, aiohttp's parser refuses the request before the console sees it.)
 QUERY_VALUES = tuple(v if v != HUGE else "x" * 400 for v in VALUES)
+# Fields of forms this world does not show (nothing to revoke, an account not registered
+# for sync, the list's checkboxes outside a form element), as the templates name them.
+UNSHOWN_FIELDS = {
+    "/accounts/{account}/satellites/tokens/revoke": ["token"],
+    "/accounts/{account}/sync/answer": ["answer"],
+    "/accounts/{account}/virtual-accounts/{va}/product-instances/remove": ["product"],
+    "/accounts/{account}/virtual-accounts/{va}/product-instances/transfer": ["product", "target"],
+}
 REPEATS = 200
 BUDGET_SECONDS = 120  # a bound on the sweep (it takes a fraction of it)
 # Files a route may answer with instead of a page.
@@ -213,6 +224,9 @@ async def test_no_hostile_input_makes_a_5xx_or_writes_when_refused(
             assert page.status < 500, (route, page.status)
             pages[route.pattern] = page.text
     fields = _form_fields(pages)
+    for pattern, unshown in UNSHOWN_FIELDS.items():
+        shown = fields.setdefault(fill(pattern, names), [])
+        shown.extend(name for name in unshown if name not in shown)
     attacker = Attacker(visitor, db, await counting(db), (await visitor.get("/accounts")).csrf)
 
     for route in routes:
@@ -281,7 +295,7 @@ async def test_hostile_requests_without_a_session_are_refused_as_pages(
 
 
 async def test_what_users_type_is_shown_escaped_on_every_page(
-    admin: Api, visitors: Callable[..., Visitor]
+    admin: Api, visitors: Callable[..., Visitor], server: TestServer, tmp_path: Path
 ) -> None:
     status, body = await admin.post(
         "/api/v1/accounts", {"name": _MARKUP_NAME, "description": _MARKUP_TEXT}
@@ -295,14 +309,30 @@ async def test_what_users_type_is_shown_escaped_on_every_page(
     va = base + "/virtual-accounts/" + quote(_MARKUP_NAME, safe="")
     status, body = await admin.post(va + "/tokens", {"description": _MARKUP_TEXT})
     assert status == 200, body
+    # A product whose type and version (its own words, sent by the agent) are markup.
+    agent = Agent(tmp_path / "agent-markup")
+    state = agent.init(
+        Identity(
+            pid="UCM",
+            serial_number="FCH0009",
+            uuid="6f1e0c5a-0000-4000-8000-000000000009",
+            product_type=_MARKUP_NAME,
+            product_version=_MARKUP_TEXT,
+        )
+    )
+    state.transport.url = base_url(server)
+    agent.save(state)
+    await agent.register(body["tokenInfo"]["token"])
+    instance = agent.state.product_instance_id
+    assert instance is not None
     password = await create_user(admin, "root", "system-admin", [])
     visitor = visitors()
     await visitor.sign_in("root", password)
     names = {
         "account": _MARKUP_NAME,
         "va": _MARKUP_NAME,
-        "instance": "none",
-        "reserved": "none",
+        "instance": instance,
+        "reserved": instance,
         "satellite": "none",
     }
     shown = 0
@@ -316,6 +346,11 @@ async def test_what_users_type_is_shown_escaped_on_every_page(
         if html.escape(_MARKUP_NAME) in page.text or "&lt;img src=x" in page.text:
             shown += 1
     assert shown >= 5  # the name is on the account's pages, escaped
+    # The product's own words too, on its page and in the list.
+    path = fill("/accounts/{account}/virtual-accounts/{va}/product-instances", names)
+    for page in (await visitor.get(path), await visitor.get(f"{path}/{instance}")):
+        assert page.status == 200
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page.text
 
 
 # --- each finding of the sweep, by itself ---------------------------------------------------
