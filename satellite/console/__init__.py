@@ -14,6 +14,8 @@ from satellite.console.guard import PAGES, SERVICES, refusals_as_pages, secured
 from satellite.console.pages import routes
 from satellite.console.principals import lists_allowed
 
+__all__ = ["attach_services", "refusals_as_pages", "setup_console"]
+
 
 def setup_console(app: web.Application) -> None:
     """Add the console's pages and assets to ``app`` (its services come with
@@ -31,9 +33,6 @@ def setup_console(app: web.Application) -> None:
     added = app.router.add_routes(routes())
     added.append(app.router.add_get("/static/{name}", secured(static.serve)))
     app[PAGES] = frozenset(route.resource for route in added if route.resource is not None)
-
-
-__all__ = ["attach_services", "refusals_as_pages", "setup_console"]
 
 
 def attach_services(app: web.Application, services: Services) -> None:
