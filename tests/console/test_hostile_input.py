@@ -10,6 +10,7 @@ on every page that shows it."""
 from __future__ import annotations
 
 import html
+import io
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -426,6 +427,16 @@ async def test_more_form_fields_than_are_read_is_a_413_page(
     )
     assert page.status == 413
     assert '<html lang="en">' in page.text
+    # A body over the server's limit (api.max_body_bytes) too.
+    body = io.BytesIO(f"csrf={csrf}&description={'x' * 2_000_000}".encode())
+    status, content_type, text, _ = await _raw(
+        visitor,
+        "POST",
+        "/accounts/Acme/virtual-accounts",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert (status, content_type) == (413, "text/html"), (status, text[:300])
     assert await snapshot(db) == before
 
 
@@ -437,3 +448,25 @@ async def test_a_path_name_longer_than_an_operation_takes_is_a_400_page(
         visitor, "GET", "/accounts/Acme/virtual-accounts/" + "x" * 200 + "/licenses"
     )
     assert (status, content_type) == (400, "text/html"), (status, text[:300])
+
+
+async def test_hostile_languages_and_cookies_are_pages(
+    admin: Api, visitors: Callable[..., Visitor], db: asyncpg.Connection
+) -> None:
+    visitor, _ = await _root(admin, visitors)
+    attacker = Attacker(visitor, db, await counting(db), "")
+    languages = ("x" * 4000, "zh-CN;q=abc, en;q=1e309", "*;q=-1, ²", "<script>", ",,;;=")
+    for language in languages:
+        for path in ("/accounts", "/sign-in", "/events?lang=" + quote(language)):
+            await attacker.send("GET", path, headers={"Accept-Language": language})
+    cookies = (
+        'satellite_session="\\000"',  # a quoted cookie value unquotes to U+0000
+        "satellite_session=" + "x" * 4000,
+        'satellite_lang="\\000"; satellite_csrf="\\377"',
+        "satellite_session=%00; satellite_lang=<script>",
+    )
+    for cookie in cookies:
+        for path in ("/accounts", "/sign-in", "/events"):
+            status = await attacker.send("GET", path, headers={"Cookie": cookie})
+            assert status in (200, 303), (cookie, path, status)
+    assert not attacker.found, "\n".join(attacker.found[:60])
