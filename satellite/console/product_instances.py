@@ -68,7 +68,7 @@ async def _list_page(
         "va": va,
         "path": path,
         "form": form,
-        "query": request.query_string,
+        "query": _kept_query(request),
         "error": error,
         "refused_filter": False,
     }
@@ -134,8 +134,15 @@ async def _chosen(request: web.Request, visit: Visit) -> list[str]:
     return chosen
 
 
+def _kept_query(request: web.Request) -> str:
+    """The list's query (its filters and offset), to come back to after a POST: encoded
+    again, as ``query_string`` is decoded (a CR or LF in a filter would break the Location
+    header, aiohttp then dropping the connection; a "&" or "#" would break the URL)."""
+    return urlencode(list(request.query.items()))
+
+
 def _back_to_list(request: web.Request, account: str, va: str) -> web.Response:
-    query = request.query_string
+    query = _kept_query(request)
     return see_other(instances_path(account, va) + (f"?{query}" if query else ""))
 
 

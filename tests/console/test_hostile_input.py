@@ -177,11 +177,8 @@ async def _world(admin: Api, server: TestServer, tmp_path: Path, state_dir: Path
     agent = new_agent(tmp_path, server, "FCH0001")
     await agent.register(await new_token(admin, description="phones"))
     await agent.report_usage({ENHANCED: 1})
-    status, body = await admin.post(
-        "/api/v1/accounts/Acme/virtual-accounts/Voice/devices", {"limit": 10}
-    )
-    instances = [d["productInstanceId"] for d in body.get("devices", [])] if status == 200 else []
-    instance = next((i for i in instances if i != reserved), reserved)
+    instance = agent.state.product_instance_id
+    assert instance is not None
     return {
         "account": "Acme",
         "va": "Voice",
@@ -470,3 +467,32 @@ async def test_hostile_languages_and_cookies_are_pages(
             status = await attacker.send("GET", path, headers={"Cookie": cookie})
             assert status in (200, 303), (cookie, path, status)
     assert not attacker.found, "\n".join(attacker.found[:60])
+
+
+async def test_the_list_kept_after_a_post_cannot_inject_a_header(
+    admin: Api,
+    server: TestServer,
+    visitors: Callable[..., Visitor],
+    tmp_path: Path,
+    state_dir: Path,
+) -> None:
+    # The list's filters ride on the POST's query and come back in the redirect's Location.
+    names = await _world(admin, server, tmp_path, state_dir)
+    password = await create_user(admin, "root", "system-admin", [])
+    visitor = visitors()
+    await visitor.sign_in("root", password)
+    path = fill("/accounts/{account}/virtual-accounts/{va}/product-instances", names)
+    page = await visitor.get(path)
+    hostile = "host_name=%0D%0ASet-Cookie:%20injected=1%22%E4%B8%AD&state=all"
+    status, _, text, headers = await _raw(
+        visitor,
+        "POST",
+        f"{path}/remove?{hostile}",
+        data={"csrf": page.csrf, "product": names["instance"]},
+    )
+    assert status == 303, (status, re.findall(r"class=\"error[^>]*>([^<]*)", text))
+    assert "injected" not in headers.getall("Set-Cookie", [""])[0]
+    location = URL(headers["Location"])
+    assert location.path == path
+    assert location.query["host_name"] == '\r\nSet-Cookie: injected=1"中'
+    assert location.query["state"] == "all"
