@@ -496,3 +496,21 @@ async def test_the_list_kept_after_a_post_cannot_inject_a_header(
     assert location.path == path
     assert location.query["host_name"] == '\r\nSet-Cookie: injected=1"中'
     assert location.query["state"] == "all"
+
+
+async def test_a_name_a_browser_would_resolve_away_is_refused(
+    admin: Api, visitors: Callable[..., Visitor], db: asyncpg.Connection
+) -> None:
+    # "/accounts/Acme/virtual-accounts/.." is "/accounts/Acme" to a browser (and to any URL
+    # library): a virtual account so named could never be reached by its link.
+    visitor, csrf = await _root(admin, visitors)
+    before = await snapshot(db)
+    for name in (".", ".."):
+        page = await visitor.post("/accounts/Acme/virtual-accounts", {"csrf": csrf, "name": name})
+        assert page.status == 400, (name, page.status)
+        status, body = await admin.post("/api/v1/accounts", {"name": name})
+        assert 400 <= status < 500, (name, status, body)
+    assert await snapshot(db) == before
+    # Dots inside a name are fine.
+    page = await visitor.post("/accounts/Acme/virtual-accounts", {"csrf": csrf, "name": "..a."})
+    assert page.status == 200, page.status
