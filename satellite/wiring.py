@@ -17,7 +17,7 @@ from aiohttp import web
 from satellite import tls
 from satellite.api.context import Services
 from satellite.config import Settings
-from satellite.console import attach_services, setup_console
+from satellite.console import attach_services, refusals_as_pages, setup_console
 from satellite.crypto.keys import (
     KeyPaths,
     ServerKeys,
@@ -237,7 +237,13 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
     """The application; with ``scheduler`` it also runs the scheduled jobs while it runs
     (``serve`` does; tests and tools that only need the HTTP side leave it off)."""
     app = web.Application(
-        middlewares=[request_context, device_nonces, problem_documents, no_nul_in_parameters],
+        middlewares=[
+            request_context,
+            device_nonces,
+            problem_documents,
+            refusals_as_pages,  # (the console's pages: bad input as a page, not a document)
+            no_nul_in_parameters,
+        ],
         client_max_size=runtime.settings.api.max_body_bytes,
     )
     app[SETTINGS] = runtime.settings

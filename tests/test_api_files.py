@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -136,3 +137,44 @@ def test_files_have_no_json_schema_in_the_openapi_document() -> None:
     # A JSON answer keeps its schema.
     imported = paths[account + "/sync/answer"]["post"]["responses"]["200"]
     assert "application/json" in imported["content"]
+
+
+async def test_a_sync_request_of_an_account_named_with_quotes_cannot_add_header_parameters(
+    admin: Api, services: Services, upstream: Services, tmp_path: Path
+) -> None:
+    # A name may hold quotes, semicolons and any letters (not CR or LF: no control
+    # characters); in a quoted filename it would end the string and add a parameter.
+    name = "Q\"; filename*=UTF-8''evil.exe; x=\"ü"
+    await services.accounts.create_account(OPERATOR, name, "", False)
+    token = (await upstream.upstream.create_token(OPERATOR, "Acme", "site", None)).secret
+    registration, answer = tmp_path / "registration", tmp_path / "answer"
+    await services.sync.request_registration(
+        OPERATOR, name, token=token, name="dark-site", upstream_url=None, out=registration
+    )
+    _, data = await upstream.upstream.answer(registration, OPERATOR)
+    answer.write_bytes(data)
+    await services.sync.complete_registration(OPERATOR, name, answer)
+
+    path = "/api/v1/accounts/" + quote(name, safe="") + "/sync/request"
+    async with admin.client.get(path, headers=admin._headers()) as response:
+        assert response.status == 200, await response.text()
+        disposition = response.headers["Content-Disposition"]
+    fallback = "sync-request-Q___filename__UTF-8__evil.exe__x___-1.bundle"
+    assert disposition == (
+        f"attachment; filename=\"{fallback}\"; filename*=UTF-8''"
+        + quote(f"sync-request-{name}-1.bundle", safe="")
+    )
+
+
+async def test_an_account_named_in_chinese_asks_to_register(
+    services: Services, upstream: Services, tmp_path: Path
+) -> None:
+    # The registration request is kept (encrypted) as text: its name is not ASCII.
+    await services.accounts.create_account(OPERATOR, "华东", "", False)
+    token = (await upstream.upstream.create_token(OPERATOR, "Acme", "site", None)).secret
+    registration = tmp_path / "registration"
+    await services.sync.request_registration(
+        OPERATOR, "华东", token=token, name="dark-site", upstream_url=None, out=registration
+    )
+    answered, _ = await upstream.upstream.answer(registration, OPERATOR)
+    assert answered.kind == "registration"

@@ -17,8 +17,10 @@ schema: the OpenAPI document lists no JSON body, or answer, for them.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import msgspec
 
@@ -43,6 +45,21 @@ class Spooled(msgspec.Struct, frozen=True, kw_only=True):
 # operation, not its caller, decides how much of a file it takes: the sync services stop
 # at ``sync.max_bundle_bytes``).
 UPLOAD_CHUNK = 256 * 1024
+# What a file name may hold as it is in a quoted ``filename=`` parameter.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def attachment(filename: str) -> str:
+    """The Content-Disposition of a file offered by ``filename``, for HTTP and the
+    console alike. Names hold account names, which may hold quotes, semicolons and any
+    letters: such a name is sent as RFC 6266 says (``filename*``, percent-encoded UTF-8)
+    beside an ASCII fallback with every other character replaced, so no name can end the
+    quoted string and add parameters of its own. (Control characters, CR and LF, are
+    never in a name: ``satellite.domain.names``.)"""
+    if _PLAIN_NAME.fullmatch(filename):
+        return f'attachment; filename="{filename}"'
+    fallback = "".join(c if _PLAIN_NAME.fullmatch(c) else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 class Upload:

@@ -10,9 +10,11 @@ from aiohttp import web
 
 from satellite.api.context import Services
 from satellite.console import i18n, static
-from satellite.console.guard import SERVICES, secured
+from satellite.console.guard import PAGES, SERVICES, refusals_as_pages, secured
 from satellite.console.pages import routes
 from satellite.console.principals import lists_allowed
+
+__all__ = ["attach_services", "refusals_as_pages", "setup_console"]
 
 
 def setup_console(app: web.Application) -> None:
@@ -28,8 +30,9 @@ def setup_console(app: web.Application) -> None:
     env.globals["static"] = static.url
     env.globals["languages"] = list(i18n.LANGUAGES.values())
     env.globals["principal_lists"] = lists_allowed
-    app.router.add_routes(routes())
-    app.router.add_get("/static/{name}", secured(static.serve))
+    added = app.router.add_routes(routes())
+    added.append(app.router.add_get("/static/{name}", secured(static.serve)))
+    app[PAGES] = frozenset(route.resource for route in added if route.resource is not None)
 
 
 def attach_services(app: web.Application, services: Services) -> None:

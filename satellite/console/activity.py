@@ -11,14 +11,13 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from satellite.api import activity as api_activity
-from satellite.console import i18n
+from satellite.console import forms, i18n
 from satellite.console.guard import Visit, render_page, secured, services, signed_in
 from satellite.errors import InvalidInput
 
 # One page of the audit log; the form's filters are kept on the next/previous links.
 PAGE_SIZE = 25
 FILTERS = ("account", "action", "actor", "since", "until")
-MAX_NUMBER = 18  # digits of an offset: within the API's Offset range
 
 
 @signed_in
@@ -33,26 +32,8 @@ async def alerts(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 
 def _moment(language: i18n.Language, text: str, field: str) -> dt.datetime | None:
-    """A form's date (or date and time) field: empty is absent; a naive one is UTC."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(
-            i18n.gettext(language, "Since and until are dates (YYYY-MM-DD)."), field=field
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-def _offset(language: i18n.Language, text: str) -> int:
-    text = text.strip()
-    if not text:
-        return 0
-    if not text.isdigit() or len(text) > MAX_NUMBER:
-        raise InvalidInput(i18n.gettext(language, "The offset is a whole number."), field="offset")
-    return int(text)
+    refusal = i18n.gettext(language, "Since and until are dates (YYYY-MM-DD).")
+    return forms.moment(text, field, refusal)
 
 
 @signed_in
@@ -60,7 +41,7 @@ async def events(request: web.Request, visit: Visit) -> web.StreamResponse:
     form = {name: request.query.get(name, "") for name in FILTERS}
     context: dict[str, Any] = {"form": form, "error": None}
     try:
-        offset = _offset(visit.language, request.query.get("offset", ""))
+        offset = forms.offset(visit.language, request.query.get("offset", ""))
         answer = await api_activity.list_events(
             services(request),
             visit.principal,

@@ -3,13 +3,12 @@ granted ones or, with ``?status=all``, the ended ones too; paged."""
 
 from __future__ import annotations
 
-import re
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
 from satellite.api import exports as api_exports
-from satellite.console import i18n
+from satellite.console import forms
 from satellite.console.guard import (
     Visit,
     error_page,
@@ -21,19 +20,14 @@ from satellite.console.guard import (
 from satellite.errors import InvalidInput
 
 PAGE_SIZE = 50
-_OFFSET = re.compile(r"[0-9]{1,18}")  # within the API's Offset range
 
 
 @signed_in
 async def export_keys(request: web.Request, visit: Visit) -> web.StreamResponse:
     account, va = request.match_info["account"], request.match_info["va"]
     shown = request.query.get("status", "Granted")
-    offset_text = request.query.get("offset", "0")
-    if not _OFFSET.fullmatch(offset_text):
-        message = i18n.gettext(visit.language, "The offset is a whole number.")
-        return error_page(request, visit, 400, message)
-    offset = int(offset_text)
     try:
+        offset = forms.offset(visit.language, request.query.get("offset", ""))
         answer = await api_exports.list_export_keys(
             services(request),
             visit.principal,

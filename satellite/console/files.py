@@ -10,12 +10,11 @@ A form that uploads a file puts its ``csrf`` field first: the guard reads that p
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from urllib.parse import quote
 
 import structlog
 from aiohttp import BodyPartReader, MultipartReader, web
 
-from satellite.api.files import UPLOAD_CHUNK, Download, Spooled, Upload
+from satellite.api.files import UPLOAD_CHUNK, Download, Spooled, Upload, attachment
 from satellite.errors import InvalidInput
 
 log = structlog.get_logger(__name__)
@@ -120,14 +119,9 @@ async def send_spooled(request: web.Request, answer: Spooled) -> web.StreamRespo
 
 
 def _file_headers(filename: str) -> dict[str, str]:
-    # Set here: a streamed answer's headers are sent before the guard could add them. The
-    # name holds the account's, which may be any letters: an ASCII fallback, and the name
-    # itself as RFC 6266 says.
-    fallback = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in filename)
+    # Set here: a streamed answer's headers are sent before the guard could add them.
     return {
-        "Content-Disposition": (
-            f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-        ),
+        "Content-Disposition": attachment(filename),
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
     }

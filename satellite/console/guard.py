@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import aiohttp_jinja2
 import structlog
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractResource
 from yarl import URL
 
 from satellite.api.context import Services
-from satellite.console import files, i18n
+from satellite.console import files, forms, i18n
 from satellite.crypto.secrets import digests_equal, random_secret
 from satellite.domain.access import Principal
 from satellite.errors import (
@@ -21,7 +22,9 @@ from satellite.errors import (
     DatabaseBusy,
     DatabaseUnavailable,
     Forbidden,
+    InvalidInput,
     NotFound,
+    PayloadTooLarge,
 )
 
 log = structlog.get_logger(__name__)
@@ -31,6 +34,8 @@ SESSION_COOKIE = "satellite_session"
 # also in this cookie, and the two must match (a cross-site page can set neither).
 SIGN_IN_CSRF_COOKIE = "satellite_csrf"
 SERVICES = web.AppKey("console_services", Services)
+# The console's own routes' resources (``refusals_as_pages`` answers for these alone).
+PAGES = web.AppKey("console_pages", frozenset[AbstractResource])
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -81,16 +86,39 @@ def secured(handler: Handler) -> Handler:
             response = error_page(request, None, 503, message)
             response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
             response.headers["Cache-Control"] = "no-store"
-        language, chosen = i18n.choose(request)
-        if chosen:
-            set_cookie(request, response, i18n.LANG_COOKIE, language.tag)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+        return _with_headers(request, response)
 
     return wrapped
+
+
+def _with_headers(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    language, chosen = i18n.choose(request)
+    if chosen:
+        set_cookie(request, response, i18n.LANG_COOKIE, language.tag)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@web.middleware
+async def refusals_as_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bad input a console page did not show itself (a path or query the HTTP layer
+    refuses before any handler, with U+0000 in it; a name longer than an operation takes;
+    a form that cannot be read) is a page with its status, not the API's problem document:
+    a browser shows it to a person. Nothing was done. (Placed inside the problem documents'
+    middleware and outside the HTTP layer's checks of parameters.)"""
+    if request.match_info.route.resource not in request.app.get(PAGES, ()):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except InvalidInput as exc:
+        status = 413 if isinstance(exc, PayloadTooLarge) else 400
+        log.info("console.input_refused", status=status, field=exc.field)
+        response = error_page(request, None, status, exc.detail)
+        response.headers["Cache-Control"] = "no-store"
+        return _with_headers(request, response)
 
 
 def see_other(location: str) -> web.Response:
@@ -102,7 +130,7 @@ def tokens_match(presented: str, expected: str) -> bool:
 
 
 async def form_field(request: web.Request, name: str) -> str:
-    value = (await request.post()).get(name)
+    value = (await forms.posted(request)).get(name)
     return value if isinstance(value, str) else ""
 
 

@@ -7,7 +7,6 @@ write and what is refused; the page only parses its form)."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +14,7 @@ from aiohttp import web
 
 from satellite.api import accounts as api_accounts
 from satellite.api import licenses as api_licenses
-from satellite.console import i18n
+from satellite.console import forms, i18n
 from satellite.console.guard import (
     Visit,
     form_field,
@@ -37,8 +36,6 @@ LICENSE_TYPES: dict[str, LicenseType] = {
 EXPORT_RESTRICTED: dict[str, bool | None] = {"": None, "true": True, "false": False}
 # Lines of the transfer form (all move or none does); rows left empty are not sent.
 TRANSFER_ROWS = 3
-# The most digits a form's quantity may have before it is refused unread.
-MAX_DIGITS = 9
 
 
 def account_licenses_path(account: str) -> str:
@@ -117,33 +114,17 @@ async def licenses(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 
 def _quantity(language: i18n.Language, text: str, field: str) -> int:
-    text = text.strip()
-    # ASCII digits only: str.isdigit() takes "²", which int() then refuses.
-    if not re.fullmatch(rf"[0-9]{{1,{MAX_DIGITS}}}", text):
-        raise InvalidInput(
-            i18n.gettext(language, "A quantity is a whole number of licenses."), field=field
-        )
-    return int(text)
+    refusal = i18n.gettext(language, "A quantity is a whole number of licenses.")
+    return forms.required_number(text, field, refusal)
 
 
 def _date(language: i18n.Language, text: str, field: str) -> dt.date | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        if len(text) != len("YYYY-MM-DD"):
-            raise ValueError(text)
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(
-            i18n.gettext(language, "Dates are written YYYY-MM-DD."), field=field
-        ) from None
+    return forms.date(text, field, i18n.gettext(language, "Dates are written YYYY-MM-DD."))
 
 
 def _choice(choices: dict[str, Any], text: str, field: str) -> Any:
-    if text not in choices:
-        raise InvalidInput(f"{field} is one of {', '.join(c for c in choices if c)}", field=field)
-    return choices[text]
+    refusal = f"{field} is one of {', '.join(c for c in choices if c)}"
+    return forms.choice(choices, text, field, refusal)
 
 
 async def _line_fields(request: web.Request, visit: Visit) -> dict[str, Any]:

@@ -8,18 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_request import FileField
-from multidict import MultiDictProxy
 
 from satellite.api import accounts as api_accounts
 from satellite.api import principals as api_principals
-from satellite.console import i18n
+from satellite.console import forms, i18n
 from satellite.console.guard import Visit, render_page, secured, see_other, services, signed_in
 from satellite.domain.access import ROLES, Principal, Role
 from satellite.errors import Conflict, InvalidInput, NotFound, SatelliteError
 
-# A posted form, as ``request.post()`` answers it.
-Form = MultiDictProxy[str | bytes | bytearray | FileField]
+Form = forms.Form
 
 
 def lists_allowed(principal: Principal) -> dict[str, bool]:
@@ -136,7 +133,7 @@ async def users(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 @signed_in
 async def create_user(request: web.Request, visit: Visit) -> web.StreamResponse:
-    form = await request.post()
+    form = await forms.posted(request)
     try:
         await api_principals.create_user(
             services(request),
@@ -156,7 +153,7 @@ async def create_user(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 @signed_in
 async def disable_user(request: web.Request, visit: Visit) -> web.StreamResponse:
-    form = await request.post()
+    form = await forms.posted(request)
     try:
         await api_principals.disable_user(
             services(request), visit.principal, api_principals.UserDisable(user=_text(form, "user"))
@@ -168,7 +165,7 @@ async def disable_user(request: web.Request, visit: Visit) -> web.StreamResponse
 
 @signed_in
 async def set_password(request: web.Request, visit: Visit) -> web.StreamResponse:
-    form = await request.post()
+    form = await forms.posted(request)
     try:
         await api_principals.set_user_password(
             services(request),
@@ -187,7 +184,7 @@ async def clients(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 @signed_in
 async def create_client(request: web.Request, visit: Visit) -> web.StreamResponse:
-    form = await request.post()
+    form = await forms.posted(request)
     try:
         created = await api_principals.create_client(
             services(request),
@@ -206,7 +203,7 @@ async def create_client(request: web.Request, visit: Visit) -> web.StreamRespons
 
 @signed_in
 async def disable_client(request: web.Request, visit: Visit) -> web.StreamResponse:
-    form = await request.post()
+    form = await forms.posted(request)
     try:
         await api_principals.disable_client(
             services(request),

@@ -18,7 +18,7 @@ from satellite.api import accounts as api_accounts
 from satellite.api import exports as api_exports
 from satellite.api import licenses as api_licenses
 from satellite.api import product_instances as api_instances
-from satellite.console import i18n
+from satellite.console import forms, i18n
 from satellite.console.chart import ChartText, Point, usage_chart
 from satellite.console.guard import (
     Visit,
@@ -35,7 +35,6 @@ from satellite.errors import Conflict, InvalidInput, NotFound
 PAGE_SIZE = 25
 FILTERS = ("host_name", "udi_pid", "udi_serial", "product", "state")
 DEFAULT_STATE = "Registered"
-MAX_NUMBER = 18  # digits of an offset: within the API's Offset range
 
 
 def instances_path(account: str, va: str) -> str:
@@ -43,15 +42,6 @@ def instances_path(account: str, va: str) -> str:
         f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}"
         "/product-instances"
     )
-
-
-def _offset(language: i18n.Language, text: str) -> int:
-    text = text.strip()
-    if not text:
-        return 0
-    if not text.isdigit() or len(text) > MAX_NUMBER:
-        raise InvalidInput(i18n.gettext(language, "The offset is a whole number."), field="offset")
-    return int(text)
 
 
 def _page_link(path: str, kept: dict[str, str], offset: int) -> str:
@@ -78,12 +68,12 @@ async def _list_page(
         "va": va,
         "path": path,
         "form": form,
-        "query": request.query_string,
+        "query": _kept_query(request),
         "error": error,
         "refused_filter": False,
     }
     try:
-        offset = _offset(visit.language, request.query.get("offset", ""))
+        offset = forms.offset(visit.language, request.query.get("offset", ""))
         answer = await api_instances.list_devices(
             services(request),
             visit.principal,
@@ -136,7 +126,7 @@ async def product_instances(request: web.Request, visit: Visit) -> web.StreamRes
 
 async def _chosen(request: web.Request, visit: Visit) -> list[str]:
     """The product instance ids the list's checkboxes chose; none is refused."""
-    chosen = [v for v in (await request.post()).getall("product", []) if isinstance(v, str)]
+    chosen = [v for v in (await forms.posted(request)).getall("product", []) if isinstance(v, str)]
     if not chosen:
         raise InvalidInput(
             i18n.gettext(visit.language, "Choose the product instances first."), field="product"
@@ -144,8 +134,15 @@ async def _chosen(request: web.Request, visit: Visit) -> list[str]:
     return chosen
 
 
+def _kept_query(request: web.Request) -> str:
+    """The list's query (its filters and offset), to come back to after a POST: encoded
+    again, as ``query_string`` is decoded (a CR or LF in a filter would break the Location
+    header, aiohttp then dropping the connection; a "&" or "#" would break the URL)."""
+    return urlencode(list(request.query.items()))
+
+
 def _back_to_list(request: web.Request, account: str, va: str) -> web.Response:
-    query = request.query_string
+    query = _kept_query(request)
     return see_other(instances_path(account, va) + (f"?{query}" if query else ""))
 
 

@@ -6,7 +6,6 @@ update a reservation; force-remove a failed product. Every step is an operation 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -15,7 +14,7 @@ from aiohttp import web
 from satellite.api import licenses as api_licenses
 from satellite.api import product_instances as api_instances
 from satellite.api import reservations as api
-from satellite.console import i18n
+from satellite.console import files, forms, i18n
 from satellite.console.guard import (
     Visit,
     error_page,
@@ -26,13 +25,14 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.domain.reservation import Precedence
 from satellite.errors import Conflict, InvalidInput, NotFound
 
 PAGE_SIZE = 50
-PRECEDENCES = ("LONGEST_TERM_FIRST", "SHORTEST_TERM_FIRST")
-# A quantity the form takes: ASCII digits, as many as the API's quantities have.
-_QUANTITY = re.compile(r"[0-9]{1,9}")
-_OFFSET = re.compile(r"[0-9]{1,18}")  # within the API's Offset range
+PRECEDENCES: dict[str, Precedence] = {
+    "LONGEST_TERM_FIRST": "LONGEST_TERM_FIRST",
+    "SHORTEST_TERM_FIRST": "SHORTEST_TERM_FIRST",
+}
 
 
 def reservations_path(account: str, va: str) -> str:
@@ -66,12 +66,9 @@ async def _list_page(
     account, va = request.match_info["account"], request.match_info["va"]
     role = visit.principal.role
     shown = request.query.get("status", "active") if request.method == "GET" else "active"
-    offset_text = request.query.get("offset", "0") if request.method == "GET" else "0"
-    if not _OFFSET.fullmatch(offset_text):
-        offset_error = i18n.gettext(visit.language, "The offset is a whole number.")
-        return error_page(request, visit, 400, offset_error)
-    offset = int(offset_text)
+    offset_text = request.query.get("offset", "") if request.method == "GET" else ""
     try:
+        offset = forms.offset(visit.language, offset_text)
         answer = await api.list_reservations(
             services(request),
             visit.principal,
@@ -117,7 +114,7 @@ async def reservations(request: web.Request, visit: Visit) -> web.StreamResponse
 
 async def _chosen(request: web.Request, language: i18n.Language) -> dict[str, str]:
     """The form's quantities as typed, per entitlement tag (kept when it is shown again)."""
-    form = await request.post()
+    form = await forms.posted(request)
     tags = [t for t in form.getall("tag", []) if isinstance(t, str)]
     counts = [c for c in form.getall("quantity", []) if isinstance(c, str)]
     if len(tags) != len(counts):
@@ -131,28 +128,20 @@ async def _wanted(
     request: web.Request, language: i18n.Language, chosen: dict[str, str]
 ) -> list[api.ReservationLicenseIn]:
     """The licenses a form chose: a quantity of 0 or none is not chosen."""
-    precedence = await form_field(request, "precedence") or PRECEDENCES[0]
-    if precedence not in PRECEDENCES:
-        raise InvalidInput(
-            "precedence is LONGEST_TERM_FIRST or SHORTEST_TERM_FIRST", field="precedence"
-        )
+    precedence = forms.choice(
+        PRECEDENCES,
+        await form_field(request, "precedence") or "LONGEST_TERM_FIRST",
+        "precedence",
+        "precedence is LONGEST_TERM_FIRST or SHORTEST_TERM_FIRST",
+    )
+    refusal = i18n.gettext(language, "Quantities are whole numbers.")
     wanted = []
     for tag, text in chosen.items():
-        text = text.strip()
-        if not text:
-            continue
-        if not _QUANTITY.fullmatch(text):
-            raise InvalidInput(
-                i18n.gettext(language, "Quantities are whole numbers."), field="quantity"
-            )
-        if int(text) > 0:
+        quantity = forms.whole_number(text, "quantity", refusal)
+        if quantity:  # a quantity of 0 or none is not chosen
             wanted.append(
                 api.ReservationLicenseIn(
-                    entitlement_tag=tag,
-                    quantity=int(text),
-                    precedence="LONGEST_TERM_FIRST"
-                    if precedence == PRECEDENCES[0]
-                    else "SHORTEST_TERM_FIRST",
+                    entitlement_tag=tag, quantity=quantity, precedence=precedence
                 )
             )
     if not wanted:
@@ -357,12 +346,7 @@ async def authorization_code(request: web.Request, visit: Visit) -> web.StreamRe
             product=request.match_info["product"],
         ),
     )
-    return web.Response(
-        body=answer.content,
-        content_type=answer.media_type,
-        charset=answer.charset,
-        headers={"Content-Disposition": f'attachment; filename="{answer.filename}"'},
-    )
+    return files.download(answer)
 
 
 def routes() -> list[web.RouteDef]:

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from satellite.api import upstream as api_upstream
-from satellite.console import files, i18n
+from satellite.console import files, forms, i18n
 from satellite.console.guard import (
     Visit,
     form_field,
@@ -21,7 +21,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
-from satellite.console.sync import SHOWN, offset_field, refusal_status
+from satellite.console.sync import SHOWN, refusal_status
 from satellite.errors import Forbidden, InvalidInput, NotFound
 
 PAGE_SIZE = 50  # products of a satellite, a page
@@ -70,14 +70,8 @@ async def satellites(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 
 def _days(language: i18n.Language, text: str) -> int | None:
-    text = text.strip()
-    if not text:
-        return None
-    if not text.isdigit() or len(text) > 9:
-        raise InvalidInput(
-            i18n.gettext(language, "The expiry is a whole number of days."), field="expires_days"
-        )
-    return int(text)
+    refusal = i18n.gettext(language, "The expiry is a whole number of days.")
+    return forms.whole_number(text, "expires_days", refusal)
 
 
 @signed_in
@@ -138,7 +132,7 @@ async def revoke_satellite(request: web.Request, visit: Visit) -> web.StreamResp
 async def satellite(request: web.Request, visit: Visit) -> web.StreamResponse:
     account, satellite_id = request.match_info["account"], request.match_info["satellite"]
     try:
-        offset = offset_field(visit.language, request.query.get("offset", ""), "offset")
+        offset = forms.offset(visit.language, request.query.get("offset", ""))
     except InvalidInput as exc:
         return render_page("error.html", request, visit.language, visit, 400, message=exc.detail)
     mirror = await api_upstream.satellite_products(

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from satellite.api import sync as api_sync
 from satellite.api.scopes import InAccount
-from satellite.console import files, i18n
+from satellite.console import files, forms, i18n
 from satellite.console.guard import (
     Visit,
     form_field,
@@ -34,7 +34,6 @@ REFUSALS: tuple[tuple[type[SatelliteError], int], ...] = (
     (UpstreamError, 502),
 )
 SHOWN = tuple(kind for kind, _ in REFUSALS)
-MAX_NUMBER = 18  # digits of an offset: within the API's Offset range
 MAX_FIELD_BYTES = 1024  # of a text field of an upload form (the operation allows less)
 
 
@@ -44,16 +43,6 @@ def refusal_status(exc: SatelliteError) -> int:
 
 def sync_path(account: str) -> str:
     return f"/accounts/{quote(account, safe='')}/sync"
-
-
-def offset_field(language: i18n.Language, text: str, field: str) -> int:
-    """A paging offset of a query string: empty is 0; anything but digits is refused."""
-    text = text.strip()
-    if not text:
-        return 0
-    if not text.isdigit() or len(text) > MAX_NUMBER:
-        raise InvalidInput(i18n.gettext(language, "The offset is a whole number."), field=field)
-    return int(text)
 
 
 async def _sync_page(
@@ -105,7 +94,7 @@ async def _sync_page(
 @signed_in
 async def sync_page(request: web.Request, visit: Visit) -> web.StreamResponse:
     try:
-        offset = offset_field(
+        offset = forms.offset(
             visit.language, request.query.get("history_offset", ""), "history_offset"
         )
     except InvalidInput as exc:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from satellite.api import tokens as api_tokens
 from satellite.api.types import ExportFlag
-from satellite.console import i18n
+from satellite.console import forms, i18n
 from satellite.console.guard import (
     Visit,
     form_field,
@@ -66,15 +66,8 @@ async def tokens(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 
 def _whole_number(language: i18n.Language, text: str, field: str) -> int | None:
-    """A form's number field: empty is absent; anything but digits is refused."""
-    text = text.strip()
-    if not text:
-        return None
-    if not text.isdigit() or len(text) > 9:
-        raise InvalidInput(
-            i18n.gettext(language, "Expiry days and uses are whole numbers."), field=field
-        )
-    return int(text)
+    refusal = i18n.gettext(language, "Expiry days and uses are whole numbers.")
+    return forms.whole_number(text, field, refusal)
 
 
 @signed_in
@@ -82,10 +75,12 @@ async def create_token(request: web.Request, visit: Visit) -> web.StreamResponse
     account, va = request.match_info["account"], request.match_info["va"]
     export = await form_field(request, "export_controlled")
     try:
-        if export not in EXPORT_CHOICES:
-            raise InvalidInput(
-                "exportControlled is 'Allowed' or 'Not Allowed'", field="export_controlled"
-            )
+        export_controlled = forms.choice(
+            EXPORT_CHOICES,
+            export,
+            "export_controlled",
+            "exportControlled is 'Allowed' or 'Not Allowed'",
+        )
         answer = await api_tokens.create_token(
             services(request),
             visit.principal,
@@ -101,7 +96,7 @@ async def create_token(request: web.Request, visit: Visit) -> web.StreamResponse
                 number_of_uses=_whole_number(
                     visit.language, await form_field(request, "number_of_uses"), "number_of_uses"
                 ),
-                export_controlled=EXPORT_CHOICES[export],
+                export_controlled=export_controlled,
             ),
         )
     except InvalidInput as exc:

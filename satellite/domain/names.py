@@ -13,6 +13,10 @@ DESCRIPTION_MAX = 500
 _NAME_RE = re.compile(r"[^/\s\x00-\x1f\x7f](?:[^/\x00-\x1f\x7f]*[^/\s\x00-\x1f\x7f])?")
 
 
+# A path segment of these is resolved away by browsers and URL libraries ("a/.." is "").
+DOT_SEGMENTS = (".", "..")
+
+
 def check_name(value: str, field: str = "name") -> str:
     if not _NAME_RE.fullmatch(value) or len(value) > NAME_MAX:
         raise InvalidInput(
@@ -20,6 +24,8 @@ def check_name(value: str, field: str = "name") -> str:
             "or blanks at either end",
             field=field,
         )
+    if value in DOT_SEGMENTS:
+        raise InvalidInput(f"{field} must not be '.' or '..' (URLs drop those)", field=field)
     return value
 
 

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from aiohttp import web
 
+from satellite.api.files import attachment
 from satellite.errors import MalformedJson
 from satellite_protocol.untrusted import decode, refuse_nul
 from satellite_protocol.validation import validation_error
@@ -69,7 +70,7 @@ async def send_file(
     response = web.StreamResponse(
         headers={
             "Content-Type": media_type,
-            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Disposition": attachment(filename),
         }
     )
     response.content_length = path.stat().st_size  # noqa: ASYNC240 - a stat

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from satellite.api.files import UPLOAD_CHUNK, Download, Spooled, Upload, upload_field
+from satellite.api.files import UPLOAD_CHUNK, Download, Spooled, Upload, attachment, upload_field
 from satellite.api.operation import Operation
 from satellite.errors import InvalidInput, MalformedJson
 from satellite.http.auth import caller
@@ -96,5 +96,5 @@ def _download(answer: Download) -> web.Response:
         body=answer.content,
         content_type=answer.media_type,
         charset=answer.charset,
-        headers={"Content-Disposition": f'attachment; filename="{answer.filename}"'},
+        headers={"Content-Disposition": attachment(answer.filename)},
     )

@@ -101,7 +101,7 @@ class Registration(SatelliteBase):
                 private_key=encrypt(
                     self._keys.token_key, bundles.private_key_pem(key).decode("ascii"), context
                 ),
-                request=encrypt(self._keys.token_key, buffer.getvalue().decode("ascii"), context),
+                request=encrypt(self._keys.token_key, buffer.getvalue().decode("utf-8"), context),
                 token_digest=token_digest,
                 request_digest=digest,
                 upstream_url=upstream_url,

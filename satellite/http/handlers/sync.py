@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from satellite.api.files import UPLOAD_CHUNK
+from satellite.api.files import UPLOAD_CHUNK, attachment
 from satellite.http.keys import SERVICES
 from sync.bundle import RegistrationRequest, SyncRequest
 from sync.transport import BUNDLE_TYPE
@@ -31,8 +31,8 @@ async def _answer(
         body=data,
         headers={
             "Content-Type": BUNDLE_TYPE,
-            "Content-Disposition": (
-                f'attachment; filename="sync-answer-{answered.account}-{answered.sequence}.bundle"'
+            "Content-Disposition": attachment(
+                f"sync-answer-{answered.account}-{answered.sequence}.bundle"
             ),
         },
     )
