@@ -163,7 +163,7 @@ async def download_request(request: web.Request, visit: Visit) -> web.StreamResp
 @signed_in
 async def upload_answer(request: web.Request, visit: Visit) -> web.StreamResponse:
     account = request.match_info["account"]
-    upload = await files.file_part(request, "answer")
+    upload = await files.file_part(request, visit.language, "answer")
     if upload is None:
         no_file = i18n.gettext(visit.language, "Choose the file to upload.")
         return await _sync_page(request, visit, 400, error=no_file)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from satellite.api import tokens as api_tokens
 from satellite.api.types import ExportFlag
-from satellite.console import i18n
+from satellite.console import i18n, words
 from satellite.console.guard import (
     Visit,
     form_field,
@@ -84,7 +84,10 @@ async def create_token(request: web.Request, visit: Visit) -> web.StreamResponse
     try:
         if export not in EXPORT_CHOICES:
             raise InvalidInput(
-                "exportControlled is 'Allowed' or 'Not Allowed'", field="export_controlled"
+                words.not_a_choice(
+                    visit.language, i18n.gettext(visit.language, "Export controlled")
+                ),
+                field="export_controlled",
             )
         answer = await api_tokens.create_token(
             services(request),

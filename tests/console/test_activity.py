@@ -58,7 +58,8 @@ async def test_alerts_show_severity_in_words_and_only_the_own_account(
     critical = next(row for row in rows if "Pool short by 3" in row)
     assert 'class="severity-critical"' in critical
     assert "<td>Critical</td>" in critical
-    assert "<td>DEFAULT</td>" in critical
+    # The virtual account is a link to its page.
+    assert '<td><a href="/accounts/Acme/virtual-accounts/DEFAULT">DEFAULT</a></td>' in critical
     assert re.search(r"<td>\w{3} \d{1,2}, \d{4}", critical)  # the raised time, in English
     assert any('class="severity-info"' in row and "<td>Info</td>" in row for row in rows)
     assert "Other trouble" not in page.text
