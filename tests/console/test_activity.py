@@ -144,6 +144,7 @@ async def test_audit_log_filters_and_pages_and_an_account_admin_sees_only_its_ow
     rows = _rows(first.text, "events")
     assert len(rows) == 25
     assert all("virtual_account.created" in row and "Acme" in row for row in rows)
+    assert all('<a href="/accounts/Acme">Acme</a>' in row for row in rows)  # linked
     assert "Other/Secret" not in first.text  # not ann's account
     assert "Shown: 1-25 · Total: 30" in first.text
     assert 'rel="prev"' not in first.text
