@@ -95,3 +95,13 @@ def test_no_template_keeps_a_word_map_or_a_fallback_of_its_own() -> None:
         text = template.read_text(encoding="utf-8")
         assert not re.search(r"{%-?\s*set\s+\w+\s*=\s*{", text), template.name
         assert not re.search(r"\.get\(\s*([\w.]+)\s*,\s*\1\s*\)", text), template.name
+
+
+def test_every_kind_a_template_asks_for_is_one() -> None:
+    asked = set()
+    for template in TEMPLATES.glob("*.html"):
+        text = template.read_text(encoding="utf-8")
+        asked |= {m for m in re.findall(r"words\.(\w+)\(", text) if m != "choices"}
+        asked |= set(re.findall(r'words\.choices\("(\w+)"\)', text))
+    assert asked
+    assert asked <= set(words.KINDS), asked - set(words.KINDS)
