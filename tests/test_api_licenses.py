@@ -52,6 +52,7 @@ async def test_add_line_answers_with_the_line(admin: Api) -> None:
         "exportRestricted": False,
         "source": "local",
         "status": "Active",
+        "editable": True,
     }
 
 
@@ -189,6 +190,7 @@ async def test_upstream_lines_are_read_only(admin: Api, db: asyncpg.Connection) 
     [listed] = await pool(admin)
     assert listed["id"] == line_id
     assert listed["source"] == "upstream"
+    assert listed["editable"] is False
     assert listed["quantity"] == 40
     events_before = await event_count(db)
     status, body = await admin.post(

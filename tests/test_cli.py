@@ -253,6 +253,15 @@ def test_administration_commands(tmp_path: Path, db_dsn: str, state_dir: Path) -
     )
     assert [r["name"] for r in remaining] == ["DEFAULT"]
 
+    # Alerts are paged as the API pages them, with how many there are.
+    first, beyond = cli.many(
+        ["alert", "list", "Acme", "--all", "--limit", "1", "--json"],
+        ["alert", "list", "Acme", "--all", "--offset", "1000", "--json"],
+    )
+    total = first.json()["totalRecords"]
+    assert len(first.json()["alerts"]) == min(total, 1)
+    assert beyond.json() == {"totalRecords": total, "alerts": []}
+
     log = cli("events", "--json").json()
     actions = {e["action"] for e in log["events"]}
     assert {

@@ -34,6 +34,7 @@ class AlertOut(Response):
 
 
 class AlertList(Response):
+    total_records: int
     alerts: list[AlertOut]
 
 
@@ -66,10 +67,10 @@ class EventList(Response):
 
 @operation("POST", ACCOUNT + "/alerts", "Alerts of an account", tag="alerts", access=READ)
 async def list_alerts(services: Services, caller: Principal, request: AlertsQuery) -> AlertList:
-    alerts = await services.alerts.list_alerts(
+    total, alerts = await services.alerts.list_alerts(
         caller, request.account, request.limit, request.include_cleared, offset=request.offset
     )
-    return AlertList(alerts=[alert_out(a) for a in alerts])
+    return AlertList(total_records=total, alerts=[alert_out(a) for a in alerts])
 
 
 async def _events(services: Services, caller: Principal, request: EventsQuery) -> EventList:

@@ -15,7 +15,7 @@ from satellite.api.products import Sudi
 from satellite.api.scopes import InVirtualAccount
 from satellite.api.types import Limit, Offset, Response
 from satellite.domain.access import Principal
-from satellite.domain.models import ExportKey, ExportKeyStatus
+from satellite.domain.models import ExportKey, ExportKeyEndReason, ExportKeyStatus
 from satellite.errors import InvalidInput
 from satellite_protocol.catalog import Catalog
 
@@ -46,7 +46,7 @@ class ExportKeyOut(Response):
     status: ExportKeyState
     granted_at: dt.datetime
     ended_at: dt.datetime | None
-    end_reason: str | None  # returned, deregistered, removed, re-registered
+    end_reason: ExportKeyEndReason | None
 
 
 class ExportKeyList(Response):

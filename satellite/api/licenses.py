@@ -135,13 +135,14 @@ class PoolLineOut(Response):
     entitlement_tag: str
     license: str
     quantity: int
-    license_type: str
+    license_type: LicenseType
     start_date: dt.date | None
     end_date: dt.date | None
     subscription_id: str | None
     export_restricted: bool
     source: LineSource
     status: LineStatus
+    editable: bool  # may be changed or removed here (not a line from the upstream)
 
 
 class PoolLineList(Response):
@@ -345,6 +346,7 @@ def _line(line: PoolLine, catalog: Catalog, today: dt.date) -> PoolLineOut:
         export_restricted=line.export_restricted,
         source=line.source,
         status=line_status(line, today),
+        editable=line.editable,
     )
 
 

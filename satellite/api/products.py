@@ -8,15 +8,15 @@ the UDI serial number).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from satellite.api.types import Response
 from satellite.domain.models import AuthorizationStatus, ProductInstanceStatus
-from satellite.domain.reservation import Reservation, ReservedLine
+from satellite.domain.reservation import Reservation, ReservationState, ReservedLine
 from satellite.services.product_instances import ProductInstanceView
-from satellite_protocol.catalog import Catalog
+from satellite_protocol.catalog import Catalog, LicenseType
 
 
 class Sudi(Response):
@@ -37,7 +37,7 @@ class ReservedLicenseOut(Response):
     license: str
     entitlement_tag: str
     quantity: int
-    license_type: str
+    license_type: LicenseType
     start_date: dt.date | None
     end_date: dt.date | None
     subscription_id: str | None
@@ -46,7 +46,8 @@ class ReservedLicenseOut(Response):
 class ReservationOut(Response):
     # "Pending Confirmation" (first code issued), "Reserved" (settled), "In Transition"
     # (an updated code awaits the product's confirmation code), "Returned", "Removed"
-    status: str
+    status: ReservationState
+    active: bool  # holds licenses out of the pool (not returned or removed)
     authorization_code_timestamp: int | None  # of the latest code issued
     reserved_licenses: list[LicenseUsage]  # held out of the pool now (the larger in transition)
     confirmed_licenses: list[ReservedLicenseOut]
@@ -62,7 +63,7 @@ class DeviceOut(Response):
     sudi: Sudi
     registration_date: dt.datetime
     last_contact_date: dt.datetime
-    status: str  # "Registered", "Deregistered", "Removed", ...
+    status: DeviceState
     license_usage: list[LicenseUsage]
     virtual_account: str
     # extensions
@@ -76,9 +77,20 @@ class DeviceOut(Response):
     reservation: ReservationOut | None  # specific license reservation (SLR), if any
 
 
-def device_status(status: ProductInstanceStatus) -> str:
+# A product instance's state as the API shows it (the toolkit's words).
+DeviceState = Literal["Registered", "Registration Expired", "Deregistered", "Removed", "Replaced"]
+_DEVICE_STATES: dict[ProductInstanceStatus, DeviceState] = {
+    "registered": "Registered",
+    "registration_expired": "Registration Expired",
+    "deregistered": "Deregistered",
+    "removed": "Removed",
+    "replaced": "Replaced",
+}
+
+
+def device_status(status: ProductInstanceStatus) -> DeviceState:
     """The status as the API shows it: Registered, Deregistered, Removed, ..."""
-    return status.replace("_", " ").title()
+    return _DEVICE_STATES[status]
 
 
 def license_usage(usage: dict[str, int], catalog: Catalog) -> list[LicenseUsage]:
@@ -106,6 +118,7 @@ def _reserved_lines(lines: tuple[ReservedLine, ...], catalog: Catalog) -> list[R
 def reservation_out(reservation: Reservation, catalog: Catalog, now: dt.datetime) -> ReservationOut:
     return ReservationOut(
         status=reservation.state,
+        active=reservation.status == "active",
         authorization_code_timestamp=reservation.latest_timestamp or None,
         reserved_licenses=license_usage(reservation.held(now.date()), catalog),
         confirmed_licenses=_reserved_lines(reservation.current, catalog),

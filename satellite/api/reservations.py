@@ -14,6 +14,7 @@ from satellite.api.operation import READ, WRITE, operation
 from satellite.api.paths import VA
 from satellite.api.products import (
     DeviceOut,
+    DeviceState,
     ReservationOut,
     Sudi,
     device_out,
@@ -101,7 +102,7 @@ class ReservedProductOut(Response):
     product_instance_id: str
     product_tag_name: str
     sudi: Sudi
-    status: str  # of the product instance: "Registered", or "Removed" once it ended
+    status: DeviceState  # of the product instance: "Registered", or "Removed" once it ended
     reservation: ReservationOut
 
 

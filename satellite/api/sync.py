@@ -18,6 +18,7 @@ from satellite.api.paths import ACCOUNT
 from satellite.api.scopes import InAccount
 from satellite.api.types import Name, Offset, Response, Secret, StatusResponse
 from satellite.domain.access import Principal
+from satellite.domain.sync import Outcome, SyncMode, SyncOperation
 from sync.satellite import Imported, SyncStatus
 from sync.satellite.status import HISTORY_SHOWN
 from sync.transport import BUNDLE_TYPE
@@ -71,11 +72,11 @@ class SyncAnswerUpload(InAccount):
 
 
 class SyncHistoryOut(Response):
-    mode: str
-    operation: str
+    mode: SyncMode
+    operation: SyncOperation
     started_at: dt.datetime
     finished_at: dt.datetime
-    outcome: str
+    outcome: Outcome
     sequence: int | None
     counts: dict[str, Any]
     error: str | None
@@ -85,7 +86,7 @@ class SyncStatusOut(Response):
     account: str
     registered: bool
     registration_pending: bool
-    mode: str | None = None  # "connected" or "disconnected"
+    mode: SyncMode | None = None
     satellite_id: str | None = None
     upstream: str | None = None
     upstream_account: str | None = None

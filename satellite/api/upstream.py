@@ -19,6 +19,7 @@ from satellite.api.scopes import InAccount
 from satellite.api.types import Description, Limit, Offset, Request, Response, StatusResponse
 from satellite.domain.access import Principal
 from satellite.domain.clock import utc_now
+from satellite.domain.models import TokenStatus
 from satellite.domain.sync import (
     MirroredProduct,
     MirroredUsage,
@@ -71,7 +72,7 @@ class UpstreamKeyOut(Response):
 class SatelliteTokenOut(Response):
     id: int
     description: str
-    status: str
+    status: TokenStatus
     created_by: str
     created_at: dt.datetime
     expires_at: dt.datetime
@@ -106,7 +107,7 @@ class MirroredProductOut(Response):
     hostname: str | None
     ip_address: str | None
     export_controlled: bool
-    status: str
+    status: str  # as the satellite reported it: "registered", ... (ProductInstanceStatus)
     registered_at: dt.datetime
     ended_at: dt.datetime | None
     export_keys: list[str]  # features it holds export keys for

@@ -65,14 +65,17 @@ def alert() -> None:
 @alert.command("list")
 @click.argument("account")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(0, 10**15), default=0, help="Skip this many.")
 @click.option("--all", "include_cleared", is_flag=True, help="Include cleared alerts.")
 @json_option
 @pass_cli
 def alert_list(
-    obj: CliContext, account: str, limit: int, include_cleared: bool, as_json: bool
+    obj: CliContext, account: str, limit: int, offset: int, include_cleared: bool, as_json: bool
 ) -> None:
-    """Alerts of ACCOUNT, newest first."""
-    request = api.AlertsQuery(account=account, limit=limit, include_cleared=include_cleared)
+    """Alerts of ACCOUNT, newest first (--json: with totalRecords, how many there are)."""
+    request = api.AlertsQuery(
+        account=account, limit=limit, offset=offset, include_cleared=include_cleared
+    )
     answer = obj.call(api.list_alerts, request)
     emit(
         as_json,

@@ -9,7 +9,7 @@ import jinja2
 from aiohttp import web
 
 from satellite.api.context import Services
-from satellite.console import i18n, static
+from satellite.console import i18n, static, words
 from satellite.console.guard import PAGES, SERVICES, refusals_as_pages, secured
 from satellite.console.pages import routes
 from satellite.console.principals import lists_allowed
@@ -30,6 +30,7 @@ def setup_console(app: web.Application) -> None:
     env.globals["static"] = static.url
     env.globals["languages"] = list(i18n.LANGUAGES.values())
     env.globals["principal_lists"] = lists_allowed
+    env.globals["words"] = words.WORDS
     added = app.router.add_routes(routes())
     added.append(app.router.add_get("/static/{name}", secured(static.serve)))
     app[PAGES] = frozenset(route.resource for route in added if route.resource is not None)

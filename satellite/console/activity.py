@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -15,20 +15,44 @@ from satellite.console import forms, i18n
 from satellite.console.guard import Visit, render_page, secured, services, signed_in
 from satellite.errors import InvalidInput
 
-# One page of the audit log; the form's filters are kept on the next/previous links.
+# One page of the audit log or alerts; the filters are kept on the next/previous links.
 PAGE_SIZE = 25
 FILTERS = ("account", "action", "actor", "since", "until")
 
 
 @signed_in
 async def alerts(request: web.Request, visit: Visit) -> web.StreamResponse:
+    """The account's open alerts (``?cleared=yes``: the cleared ones too), a page at a time
+    as ``list_alerts`` counts and pages them."""
     account = request.match_info["account"]
+    cleared = request.query.get("cleared", "") == "yes"
+    path = f"/accounts/{quote(account, safe='')}/alerts"
+    context: dict[str, Any] = {"account": account, "path": path, "cleared": cleared}
+    try:
+        offset = forms.offset(visit.language, request.query.get("offset", ""))
+    except InvalidInput as exc:
+        context.update(error=exc.detail, alerts=[])
+        return render_page("alerts.html", request, visit.language, visit, 400, **context)
     answer = await api_activity.list_alerts(
-        services(request), visit.principal, api_activity.AlertsQuery(account=account)
+        services(request),
+        visit.principal,
+        api_activity.AlertsQuery(
+            account=account, include_cleared=cleared, limit=PAGE_SIZE, offset=offset
+        ),
     )
-    return render_page(
-        "alerts.html", request, visit.language, visit, account=account, alerts=answer.alerts
+    kept = {"cleared": "yes"} if cleared else {}
+    context.update(
+        error=None,
+        alerts=answer.alerts,
+        total=answer.total_records,
+        first=offset + 1,
+        last=offset + len(answer.alerts),
+        previous=_page_link(path, kept, max(offset - PAGE_SIZE, 0)) if offset > 0 else None,
+        next=_page_link(path, kept, offset + PAGE_SIZE)
+        if offset + PAGE_SIZE < answer.total_records
+        else None,
     )
+    return render_page("alerts.html", request, visit.language, visit, **context)
 
 
 def _moment(language: i18n.Language, text: str, field: str) -> dt.datetime | None:
@@ -65,16 +89,16 @@ async def events(request: web.Request, visit: Visit) -> web.StreamResponse:
         total=answer.total_records,
         first=offset + 1,
         last=offset + len(answer.events),
-        previous=_page_link(kept, max(offset - PAGE_SIZE, 0)) if offset > 0 else None,
-        next=_page_link(kept, offset + PAGE_SIZE)
+        previous=_page_link("/events", kept, max(offset - PAGE_SIZE, 0)) if offset > 0 else None,
+        next=_page_link("/events", kept, offset + PAGE_SIZE)
         if offset + PAGE_SIZE < answer.total_records
         else None,
     )
     return render_page("events.html", request, visit.language, visit, **context)
 
 
-def _page_link(kept: dict[str, str], offset: int) -> str:
-    return "/events?" + urlencode({**kept, "offset": str(offset)})
+def _page_link(path: str, kept: dict[str, str], offset: int) -> str:
+    return path + "?" + urlencode({**kept, "offset": str(offset)})
 
 
 def routes() -> list[web.RouteDef]:

@@ -15,6 +15,7 @@ import structlog
 from aiohttp import BodyPartReader, MultipartReader, web
 
 from satellite.api.files import UPLOAD_CHUNK, Download, Spooled, Upload, attachment
+from satellite.console import i18n
 from satellite.errors import InvalidInput
 
 log = structlog.get_logger(__name__)
@@ -69,7 +70,7 @@ async def text_part(request: web.Request, name: str, limit: int) -> str | None:
     return value[: limit + 1].decode("utf-8", "replace")
 
 
-async def file_part(request: web.Request, name: str) -> Upload | None:
+async def file_part(request: web.Request, language: i18n.Language, name: str) -> Upload | None:
     """The form's file field ``name`` (after ``csrf``) as an ``Upload`` the operation reads
     as far as it decides to; None when the form sent no file in it."""
     reader = request.get(_READER)
@@ -81,15 +82,16 @@ async def file_part(request: web.Request, name: str) -> Upload | None:
         return None
     if not isinstance(part, BodyPartReader) or part.name != name or not part.filename:
         return None  # (a browser sends an empty file name when no file was chosen)
-    return Upload(_chunks(part))
+    return Upload(_chunks(part, language))
 
 
-async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+async def _chunks(part: BodyPartReader, language: i18n.Language) -> AsyncIterator[bytes]:
     try:
         while chunk := await part.read_chunk(UPLOAD_CHUNK):
             yield chunk
     except (ValueError, AssertionError, RuntimeError) as exc:
-        raise InvalidInput("the uploaded file was cut off or malformed", field="file") from exc
+        cut = i18n.gettext(language, "The uploaded file was cut off or malformed.")
+        raise InvalidInput(cut, field="file") from exc
 
 
 def download(answer: Download) -> web.Response:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from satellite.api import accounts as api_accounts
 from satellite.api import licenses as api_licenses
-from satellite.console import forms, i18n
+from satellite.console import forms, i18n, words
 from satellite.console.guard import (
     Visit,
     form_field,
@@ -122,8 +122,7 @@ def _date(language: i18n.Language, text: str, field: str) -> dt.date | None:
     return forms.date(text, field, i18n.gettext(language, "Dates are written YYYY-MM-DD."))
 
 
-def _choice(choices: dict[str, Any], text: str, field: str) -> Any:
-    refusal = f"{field} is one of {', '.join(c for c in choices if c)}"
+def _choice(choices: dict[str, Any], text: str, field: str, refusal: str) -> Any:
     return forms.choice(choices, text, field, refusal)
 
 
@@ -134,13 +133,19 @@ async def _line_fields(request: web.Request, visit: Visit) -> dict[str, Any]:
         "entitlement_tag": await form_field(request, "entitlement_tag"),
         "quantity": _quantity(visit.language, await form_field(request, "quantity"), "quantity"),
         "license_type": _choice(
-            LICENSE_TYPES, await form_field(request, "license_type"), "licenseType"
+            LICENSE_TYPES,
+            await form_field(request, "license_type"),
+            "licenseType",
+            words.not_a_choice(visit.language, i18n.gettext(visit.language, "Type")),
         ),
         "start_date": _date(visit.language, await form_field(request, "start_date"), "startDate"),
         "end_date": _date(visit.language, await form_field(request, "end_date"), "endDate"),
         "subscription_id": subscription or None,
         "export_restricted": _choice(
-            EXPORT_RESTRICTED, await form_field(request, "export_restricted"), "exportRestricted"
+            EXPORT_RESTRICTED,
+            await form_field(request, "export_restricted"),
+            "exportRestricted",
+            words.not_a_choice(visit.language, i18n.gettext(visit.language, "Export restricted")),
         ),
     }
 

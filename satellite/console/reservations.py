@@ -14,7 +14,7 @@ from aiohttp import web
 from satellite.api import licenses as api_licenses
 from satellite.api import product_instances as api_instances
 from satellite.api import reservations as api
-from satellite.console import files, forms, i18n
+from satellite.console import files, forms, i18n, words
 from satellite.console.guard import (
     Visit,
     error_page,
@@ -132,7 +132,7 @@ async def _wanted(
         PRECEDENCES,
         await form_field(request, "precedence") or "LONGEST_TERM_FIRST",
         "precedence",
-        "precedence is LONGEST_TERM_FIRST or SHORTEST_TERM_FIRST",
+        words.not_a_choice(language, i18n.gettext(language, "Take licenses first from")),
     )
     refusal = i18n.gettext(language, "Quantities are whole numbers.")
     wanted = []
@@ -262,7 +262,7 @@ async def _detail_page(
     if device.reservation is None:
         raise NotFound(f"product instance {product!r} holds no reservation", field="product")
     role = visit.principal.role
-    active = device.reservation.status not in ("Returned", "Removed")
+    active = device.reservation.active
     may_update = active and api.update_reservation.access.allows(role)
     held = {u.entitlement_tag: u.quantity for u in device.reservation.reserved_licenses}
     context: dict[str, Any] = {

@@ -192,7 +192,7 @@ async def answer(request: web.Request, visit: Visit) -> web.StreamResponse:
     """The satellite's request in, the answer out as a download; a refusal is the form
     again with the operation's words (the account is known from the file alone, so a
     file of an account the user may not change is refused in those words too)."""
-    upload = await files.file_part(request, "bundle")
+    upload = await files.file_part(request, visit.language, "bundle")
     error: str
     status: int
     if upload is None:

@@ -153,7 +153,11 @@ async def complete_registration(request: web.Request, visit: Visit) -> web.Strea
     the fingerprint, then the file)."""
     account = request.match_info["account"]
     fingerprint = await files.text_part(request, "upstream_fingerprint", MAX_FIELD_BYTES)
-    upload = await files.file_part(request, "answer") if fingerprint is not None else None
+    upload = (
+        await files.file_part(request, visit.language, "answer")
+        if fingerprint is not None
+        else None
+    )
     if fingerprint is None or upload is None:
         no_file = i18n.gettext(visit.language, "Choose the file to upload.")
         return await _sync_page(request, visit, 400, error=no_file)
@@ -227,7 +231,7 @@ async def download_request(request: web.Request, visit: Visit) -> web.StreamResp
 @signed_in
 async def upload_answer(request: web.Request, visit: Visit) -> web.StreamResponse:
     account = request.match_info["account"]
-    upload = await files.file_part(request, "answer")
+    upload = await files.file_part(request, visit.language, "answer")
     if upload is None:
         no_file = i18n.gettext(visit.language, "Choose the file to upload.")
         return await _sync_page(request, visit, 400, error=no_file)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from satellite.api import tokens as api_tokens
 from satellite.api.types import ExportFlag
-from satellite.console import forms, i18n
+from satellite.console import forms, i18n, words
 from satellite.console.guard import (
     Visit,
     form_field,
@@ -79,7 +79,7 @@ async def create_token(request: web.Request, visit: Visit) -> web.StreamResponse
             EXPORT_CHOICES,
             export,
             "export_controlled",
-            "exportControlled is 'Allowed' or 'Not Allowed'",
+            words.not_a_choice(visit.language, i18n.gettext(visit.language, "Export controlled")),
         )
         answer = await api_tokens.create_token(
             services(request),

@@ -39,6 +39,11 @@ class PoolLine:
     export_restricted: bool
     source: LineSource
 
+    @property
+    def editable(self) -> bool:
+        """Changed or removed here: a line from the upstream changes only there (and syncs)."""
+        return self.source == "local"
+
 
 @dataclass(frozen=True)
 class LineValues:

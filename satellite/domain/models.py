@@ -151,6 +151,10 @@ class UsageRecord:
 
 
 ExportKeyStatus = Literal["granted", "returned", "released"]
+# Why an export key ended (returned by the product, or released by what it went through).
+ExportKeyEndReason = Literal[
+    "returned", "deregistered", "removed", "re-registered", "replaced", "registration expired"
+]
 
 
 class HasUdi(Protocol):
@@ -182,4 +186,4 @@ class ExportKey:
     status: ExportKeyStatus
     granted_at: dt.datetime
     ended_at: dt.datetime | None
-    end_reason: str | None
+    end_reason: ExportKeyEndReason | None

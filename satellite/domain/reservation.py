@@ -18,6 +18,10 @@ from satellite.domain.compliance import LicenseType, PoolLine, line_status
 
 Precedence = Literal["LONGEST_TERM_FIRST", "SHORTEST_TERM_FIRST"]
 ReservationStatus = Literal["active", "returned", "removed"]
+# As the admin sees it (the toolkit's words); every one but the last two is active.
+ReservationState = Literal[
+    "Pending Confirmation", "Reserved", "In Transition", "Returned", "Removed"
+]
 FAR_FUTURE = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)  # a reserved product's timers never run out
 
 
@@ -64,10 +68,12 @@ class Reservation:
         return self.pending_timestamp is not None
 
     @property
-    def state(self) -> str:
+    def state(self) -> ReservationState:
         """As the admin sees it."""
-        if self.status != "active":
-            return self.status.title()
+        if self.status == "returned":
+            return "Returned"
+        if self.status == "removed":
+            return "Removed"
         if self.current_timestamp is None:
             return "Pending Confirmation"  # the first code: issued, not confirmed yet
         return "In Transition" if self.in_transition else "Reserved"

@@ -8,10 +8,16 @@ from typing import Any, Literal
 
 import msgspec
 
+from satellite.domain.models import TokenStatus
 from satellite_protocol.catalog import LicenseType
 
 SyncMode = Literal["connected", "disconnected"]
 Outcome = Literal["success", "failure"]
+# What a history entry records: a sync request written (export), an answer applied
+# (import), a sync now, a scheduled sync.
+SyncOperation = Literal["export", "import", "sync-now", "scheduled"]
+# The counts an applied answer records.
+SyncCount = Literal["added", "changed", "removed", "virtualAccountsCreated", "flagsChanged"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class WrittenSyncRequest:
 class HistoryEntry:
     id: int
     mode: SyncMode
-    operation: str
+    operation: SyncOperation
     started_at: dt.datetime
     finished_at: dt.datetime
     outcome: Outcome
@@ -77,7 +83,7 @@ class SatelliteToken:
     used_at: dt.datetime | None
     revoked_at: dt.datetime | None
 
-    def status(self, now: dt.datetime) -> str:
+    def status(self, now: dt.datetime) -> TokenStatus:
         if self.revoked_at is not None:
             return "Revoked"
         if self.used_at is not None:

@@ -20,8 +20,9 @@ class AlertService:
         limit: int,
         include_cleared: bool = False,
         offset: int = 0,
-    ) -> list[Alert]:
-        """Newest first: ``limit`` of them (-1: all) from ``offset``."""
+    ) -> tuple[int, list[Alert]]:
+        """How many there are, and newest first ``limit`` of them (-1: all) from ``offset``."""
         async with self._db.connection() as conn:
             acc = await scope.readable_account(conn, principal, account)
-            return await alerts.list_alerts(conn, acc.id, limit, offset, include_cleared)
+            total = await alerts.count_alerts(conn, acc.id, include_cleared)
+            return total, await alerts.list_alerts(conn, acc.id, limit, offset, include_cleared)

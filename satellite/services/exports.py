@@ -27,7 +27,7 @@ import structlog
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal, product_actor
 from satellite.domain.clock import utc_now
-from satellite.domain.models import ExportKey, ProductInstance, udi_label
+from satellite.domain.models import ExportKey, ExportKeyEndReason, ProductInstance, udi_label
 from satellite.errors import (
     Conflict,
     ExportAccountNotAllowed,
@@ -72,7 +72,7 @@ async def release(
     conn: Connection,
     actor: Principal,
     instance: KeyHolder,
-    cause: str,
+    cause: ExportKeyEndReason,
     now: dt.datetime,
 ) -> list[ExportKey]:
     """Within the caller's transaction (the product's row locked): the product's granted

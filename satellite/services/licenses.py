@@ -114,7 +114,7 @@ class LicenseService:
         line = await licenses.get_line(conn, va_id, line_id, for_update=True)
         if line is None:
             raise NotFound(f"license line {line_id} not found", field="lineId")
-        if line.source == "upstream":
+        if not line.editable:
             raise Conflict(
                 f"license line {line_id} comes from the upstream and is read-only here; "
                 "change it at the upstream and sync",

@@ -83,6 +83,15 @@ async def list_alerts(
     return [Alert(**dict(r)) for r in rows]
 
 
+async def count_alerts(conn: asyncpg.Connection, account_id: int, include_cleared: bool) -> int:
+    count = await conn.fetchval(
+        "SELECT count(*) FROM alerts WHERE account_id = $1 AND ($2 OR cleared_at IS NULL)",
+        account_id,
+        include_cleared,
+    )
+    return int(count)
+
+
 async def accounts_with_open_alerts(conn: asyncpg.Connection, key_prefix: str) -> list[int]:
     """Ids of the accounts with an open alert whose key starts with ``key_prefix``."""
     rows = await conn.fetch(

@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 
-from satellite.domain.models import ExportKey, ExportKeyStatus
+from satellite.domain.models import ExportKey, ExportKeyEndReason, ExportKeyStatus
 from satellite.domain.paging import sql_limit
 from satellite.storage.product_instances import uuids
 
@@ -72,7 +72,7 @@ async def end_keys(
     conn: asyncpg.Connection,
     product_instance_id: str,
     status: ExportKeyStatus,
-    reason: str,
+    reason: ExportKeyEndReason,
     now: dt.datetime,
     *,
     feature: str | None = None,

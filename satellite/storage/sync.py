@@ -15,6 +15,7 @@ from satellite.domain.sync import (
     HistoryEntry,
     ReservationLine,
     SyncLink,
+    SyncOperation,
     WrittenSyncRequest,
 )
 from satellite.storage.db import RowLock, lock_clause
@@ -446,7 +447,7 @@ async def insert_history(
     account_id: int,
     *,
     mode: str,
-    operation: str,
+    operation: SyncOperation,
     started_at: dt.datetime,
     finished_at: dt.datetime,
     outcome: str,

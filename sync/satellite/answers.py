@@ -15,7 +15,7 @@ from satellite.crypto import bundles
 from satellite.domain.access import Principal, system_actor
 from satellite.domain.clock import utc_now
 from satellite.domain.compliance import LineValues
-from satellite.domain.sync import SyncLink, SyncMode
+from satellite.domain.sync import SyncLink, SyncMode, SyncOperation
 from satellite.errors import Conflict, NotFound, SatelliteError
 from satellite.services import audit, scope
 from satellite.storage import accounts, alerts
@@ -71,7 +71,7 @@ class SyncAnswers(SatelliteBase):
         principal: Principal,
         path: Path,
         mode: SyncMode,
-        operation: str,
+        operation: SyncOperation,
         expected: SyncLink | None,
     ) -> Imported:
         started = utc_now()
@@ -128,7 +128,7 @@ class SyncAnswers(SatelliteBase):
         seen: SyncAnswer,
         path: Path,
         mode: SyncMode,
-        operation: str,
+        operation: SyncOperation,
         started: dt.datetime,
     ) -> Imported:
         try:

@@ -16,7 +16,7 @@ from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal
 from satellite.domain.clock import utc_now
 from satellite.domain.models import Account
-from satellite.domain.sync import HistoryEntry, SyncLink, SyncMode
+from satellite.domain.sync import HistoryEntry, SyncLink, SyncMode, SyncOperation
 from satellite.errors import Conflict, InvalidInput, SatelliteError
 from satellite.services import scope
 from satellite.services.licenses import LicenseService
@@ -132,7 +132,7 @@ class SatelliteBase:
         conn: Connection,
         link: SyncLink,
         mode: SyncMode,
-        operation: str,
+        operation: SyncOperation,
         started: dt.datetime,
         sequence: int | None,
         counts: dict[str, int],
@@ -155,7 +155,7 @@ class SatelliteBase:
         self,
         link: SyncLink,
         mode: SyncMode,
-        operation: str,
+        operation: SyncOperation,
         started: dt.datetime,
         error: SatelliteError,
     ) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from satellite.domain.access import Principal, system_actor
 from satellite.domain.clock import utc_now
-from satellite.domain.sync import SyncLink
+from satellite.domain.sync import SyncLink, SyncOperation
 from satellite.errors import Conflict, SatelliteError
 from satellite.services.maintenance import JobReport
 from satellite.storage import locks
@@ -61,7 +61,12 @@ class ConnectedMode(SyncRequests, SyncAnswers):
         return imported
 
     async def _connected(
-        self, principal: Principal, link: SyncLink, operation: str, *, scheduled: bool = False
+        self,
+        principal: Principal,
+        link: SyncLink,
+        operation: SyncOperation,
+        *,
+        scheduled: bool = False,
     ) -> Imported | None:
         """Write the sync request, send it, import the answer, with the account's sync lock
         held. A scheduled run first claims the run (None: another node has done it this

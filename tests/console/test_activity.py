@@ -8,10 +8,10 @@ import re
 from collections.abc import Callable
 
 from satellite.api.context import Services
-from satellite.storage.alerts import raise_alert
+from satellite.storage.alerts import clear_alerts_except, raise_alert
 from tests.conftest import Api
 from tests.helpers.accounts import create_account, create_va
-from tests.helpers.console import Visitor, create_user
+from tests.helpers.console import Visitor, assert_chinese, create_user
 
 
 async def _raise(services: Services, account: str, severity: str, message: str) -> None:
@@ -58,7 +58,8 @@ async def test_alerts_show_severity_in_words_and_only_the_own_account(
     critical = next(row for row in rows if "Pool short by 3" in row)
     assert 'class="severity-critical"' in critical
     assert "<td>Critical</td>" in critical
-    assert "<td>DEFAULT</td>" in critical
+    # The virtual account is a link to its page.
+    assert '<td><a href="/accounts/Acme/virtual-accounts/DEFAULT">DEFAULT</a></td>' in critical
     assert re.search(r"<td>\w{3} \d{1,2}, \d{4}", critical)  # the raised time, in English
     assert any('class="severity-info"' in row and "<td>Info</td>" in row for row in rows)
     assert "Other trouble" not in page.text
@@ -66,6 +67,62 @@ async def test_alerts_show_severity_in_words_and_only_the_own_account(
     other = await visitor.get("/accounts/Other/alerts")
     assert other.status == 404
     assert "Other trouble" not in other.text
+
+
+async def test_alerts_are_paged_with_their_total_and_the_cleared_ones_on_asking(
+    admin: Api, visitors: Callable[..., Visitor], services: Services
+) -> None:
+    await create_account(admin, "Acme")
+    for number in range(30):
+        await _raise(services, "Acme", "Minor", f"Open {number:02}")
+    for number in range(3):
+        await _raise(services, "Acme", "Info", f"Old {number}")
+    async with services.db.transaction() as conn:
+        account_id = await conn.fetchval("SELECT id FROM accounts WHERE name = 'Acme'")
+        await clear_alerts_except(conn, account_id, "Old", [])
+    password = await create_user(admin, "ann", "account-viewer", ["Acme"])
+    visitor = visitors()
+    await visitor.sign_in("ann", password)
+
+    first = await visitor.get("/accounts/Acme/alerts")
+    assert len(_rows(first.text, "alerts")) == 25
+    assert "Shown: 1-25 · Total: 30" in first.text
+    assert "Open 29" in first.text  # newest first
+    assert "Old" not in first.text
+    assert 'rel="prev"' not in first.text
+    [next_link] = re.findall(r'<a rel="next" href="([^"]+)"', first.text)
+    second = await visitor.get(html.unescape(next_link))
+    assert len(_rows(second.text, "alerts")) == 5
+    assert "Shown: 26-30 · Total: 30" in second.text
+    assert "Open 00" in second.text
+    assert 'rel="next"' not in second.text
+    assert 'rel="prev"' in second.text
+
+    # The cleared ones too: 33, the filter kept on the paging links.
+    every = await visitor.get("/accounts/Acme/alerts?cleared=yes")
+    assert "Shown: 1-25 · Total: 33" in every.text
+    assert 'id="show-open"' in every.text
+    [next_link] = re.findall(r'<a rel="next" href="([^"]+)"', every.text)
+    assert "cleared=yes" in html.unescape(next_link)
+    rest = await visitor.get(html.unescape(next_link))
+    assert "Shown: 26-33 · Total: 33" in rest.text
+    assert "Old 0" in every.text  # the newest
+    assert "Open 00" in rest.text
+    chinese = await visitor.get("/accounts/Acme/alerts?cleared=yes&offset=25&lang=zh-CN")
+    assert "清除时间" in chinese.text
+    data = ["Acme", "DEFAULT", *(f"Open {n:02}" for n in range(30)), "Old 0", "Old 1", "Old 2"]
+    assert_chinese(chinese, data)
+
+    # An offset that is not one: the page with its error, not a 500.
+    for offset in ("x", "-1", "9" * 30):
+        bad = await visitor.get(f"/accounts/Acme/alerts?offset={offset}")
+        assert bad.status == 400, offset
+        assert 'role="alert"' in bad.text
+    # The API answers the total too.
+    status, body = await admin.post("/api/v1/accounts/Acme/alerts", {"limit": 5})
+    assert status == 200
+    assert body["totalRecords"] == 30
+    assert len(body["alerts"]) == 5
 
 
 async def test_audit_log_filters_and_pages_and_an_account_admin_sees_only_its_own(
@@ -87,6 +144,7 @@ async def test_audit_log_filters_and_pages_and_an_account_admin_sees_only_its_ow
     rows = _rows(first.text, "events")
     assert len(rows) == 25
     assert all("virtual_account.created" in row and "Acme" in row for row in rows)
+    assert all('<a href="/accounts/Acme">Acme</a>' in row for row in rows)  # linked
     assert "Other/Secret" not in first.text  # not ann's account
     assert "Shown: 1-25 · Total: 30" in first.text
     assert 'rel="prev"' not in first.text

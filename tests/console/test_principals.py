@@ -85,7 +85,7 @@ async def test_a_system_admin_creates_a_user_sets_its_password_and_disables_it(
     listing = await sam.get("/users")
     ann_row = row(listing, "users", "ann")
     assert "<td>Account admin</td>" in ann_row
-    assert "<td>Acme</td>" in ann_row
+    assert '<td><a href="/accounts/Acme">Acme</a></td>' in ann_row  # linked to its page
     assert "<td>Active</td>" in ann_row
     assert NEW_PASSWORD not in listing.text
     assert "<td>All accounts</td>" in row(listing, "users", "sam")
@@ -158,8 +158,10 @@ async def test_a_new_clients_secret_is_shown_once_and_the_client_can_be_disabled
     assert secret not in listing.text
     assert 'id="new-client"' not in listing.text
     client_row = row(listing, "clients", f"<code>{client_id}</code>")
-    for cell in ("Account viewer", "Acme, Globex", "monitoring", "Active"):
+    for cell in ("Account viewer", "monitoring", "Active"):
         assert f"<td>{cell}</td>" in client_row, cell
+    accounts = '<a href="/accounts/Acme">Acme</a>, <a href="/accounts/Globex">Globex</a>'
+    assert f"<td>{accounts}</td>" in client_row
 
     disabled = await sam.post(
         "/clients/disable", {"csrf": page.csrf, "client": client_id}, follow=False

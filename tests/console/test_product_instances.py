@@ -218,7 +218,7 @@ async def test_transfer_and_remove_through_the_detail_page(
     [there] = (await devices(admin, ACCOUNT + "/virtual-accounts/Lab"))["devices"]
     assert there["licenseUsage"][0]["quantity"] == 4
     shown = await visitor.get(f"{LAB_PAGE}/{product}")
-    assert "<dd>Lab</dd>" in shown.text
+    assert '<dd><a href="/accounts/Acme/virtual-accounts/Lab">Lab</a></dd>' in shown.text
     assert (await visitor.get(f"{PAGE}/{product}")).status == 404  # not Voice's any more
 
     removed = await visitor.post(f"{LAB_PAGE}/{product}/remove", {"csrf": page.csrf}, follow=False)

@@ -240,7 +240,7 @@ async def test_refusals_are_pages_with_the_operations_words_and_change_nothing(
         ],
     )
     assert precedence.status == 400
-    assert "precedence" in error_of(precedence)
+    assert "Take licenses first from: choose one" in error_of(precedence)
 
     for path, field in (("/confirm", "confirmation_code"), ("/return", "return_code")):
         for text in ("", "garbage", "C" * 5000):

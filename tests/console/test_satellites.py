@@ -254,3 +254,9 @@ async def test_a_satellites_page_shows_the_products_and_usage_it_reported(
     for serial in ("FCH0001", "FCH0002", "FCH0003"):
         assert f"<code>UCM {serial}</code>" in products
     assert 'rel="next"' not in detail.text
+    # Their state in words of the page's language, not the satellite's stored value.
+    assert products.count("<td>Registered</td>") == 3
+    chinese = await uma.get(f"{SATELLITES}/{satellite_id}?lang=zh-CN")
+    shown = chinese.text.split('id="satellite-products"')[1].split("</table>")[0]
+    assert shown.count("<td>已注册</td>") == 3
+    assert "registered" not in shown
