@@ -56,7 +56,13 @@ UNSHOWN_FIELDS = {
 REPEATS = 200
 BUDGET_SECONDS = 120  # a bound on the sweep (it takes a fraction of it)
 # Files a route may answer with instead of a page.
-FILE_TYPES = ("text/plain", "application/xml", "application/octet-stream", "application/gzip")
+FILE_TYPES = (
+    "text/plain",
+    "application/xml",
+    "application/octet-stream",
+    "application/gzip",
+    "application/x-satellite-sync",  # a registration request (any token goes in it)
+)
 _FORM = re.compile(r"<form\b[^>]*\baction=\"([^\"]+)\"[^>]*>(.*?)</form>", re.S)
 _FIELD = re.compile(r"<(?:input|select|textarea)\b[^>]*\bname=\"([^\"]+)\"")
 MARKUP_NAME = "<img src=x onerror=alert(1)> \"q\" 'a'"
