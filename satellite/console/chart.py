@@ -130,7 +130,9 @@ def usage_chart(
         # The time axis: the first and the last report's dates (one if they are one).
         first, last = points[0].at, points[-1].at
         if date(first) == date(last):  # one moment, as far as the label tells
-            parts.append(_text(x_of(first), BOTTOM + 18, date(first)))
+            # In the middle: at the first point's x (the left edge when the reports are
+            # apart by less than the label shows) half of it would fall off the chart.
+            parts.append(_text((LEFT + WIDTH - RIGHT) / 2, BOTTOM + 18, date(first)))
         else:
             parts.append(_text(LEFT, BOTTOM + 18, date(first), "start"))
             parts.append(_text(WIDTH - RIGHT, BOTTOM + 18, date(last), "end"))

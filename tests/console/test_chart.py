@@ -81,6 +81,15 @@ def test_one_report_is_a_point_in_the_middle_with_its_date() -> None:
     assert texts(svg)[:5] == ["n0", "n1", "n2", "n3", "n4"]
 
 
+def test_reports_closer_than_the_label_shows_have_one_date_in_the_middle() -> None:
+    # Seconds apart: the points spread over the plot, the one date label is not at the
+    # first point (the left edge, where half of it would be cut off).
+    svg = draw([Point(T0, 2), Point(T0 + dt.timedelta(seconds=3), 5)], 8)
+    [label] = [t for t in svg.iter(SVG + "text") if t.text == "day 01 10:00"]
+    assert label.get("text-anchor") == "middle"
+    assert float(label.get("x", "")) == pytest.approx((64 + 640 - 16) / 2)
+
+
 def test_no_history_says_so_and_still_shows_what_is_owned() -> None:
     svg = draw([], 2)
     assert "No reports" in texts(svg)
