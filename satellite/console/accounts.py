@@ -19,16 +19,13 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.refusals import refusal_status
 from satellite.console.virtual_accounts import account_path
 from satellite.errors import Conflict, InvalidInput
 
 # The account forms' fields, kept on a refusal so nothing typed is lost.
 ACCOUNT_FIELDS = ("name", "domain", "description")
 EXPORT_FIELD = "export_controlled_allowed"
-
-
-def _refused(exc: InvalidInput | Conflict) -> int:
-    return 409 if isinstance(exc, Conflict) else 400
 
 
 async def _checked(request: web.Request, name: str) -> bool:
@@ -82,7 +79,7 @@ async def create_account(request: web.Request, visit: Visit) -> web.StreamRespon
         )
     except (InvalidInput, Conflict) as exc:
         # The services' words are English, as the API's problem documents are.
-        return await _accounts_page(request, visit, _refused(exc), exc.detail, form)
+        return await _accounts_page(request, visit, refusal_status(exc), exc.detail, form)
     return see_other(account_path(answer.account.name))
 
 
@@ -156,7 +153,7 @@ async def update_account(request: web.Request, visit: Visit) -> web.StreamRespon
         )
     except (InvalidInput, Conflict) as exc:
         return await _account_page(
-            request, visit, _refused(exc), settings_error=exc.detail, typed=typed
+            request, visit, refusal_status(exc), settings_error=exc.detail, typed=typed
         )
     return see_other(account_path(account))
 
@@ -175,7 +172,7 @@ async def create_virtual_account(request: web.Request, visit: Visit) -> web.Stre
             ),
         )
     except (InvalidInput, Conflict) as exc:
-        return await _account_page(request, visit, _refused(exc), error=exc.detail)
+        return await _account_page(request, visit, refusal_status(exc), error=exc.detail)
     return see_other(account_path(account))
 
 

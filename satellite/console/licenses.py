@@ -24,6 +24,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.refusals import refusal_status
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite_protocol.catalog import LicenseType
 
@@ -44,10 +45,6 @@ def account_licenses_path(account: str) -> str:
 
 def licenses_path(account: str, va: str) -> str:
     return f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}/licenses"
-
-
-def _status(exc: InvalidInput | Conflict) -> int:
-    return 409 if isinstance(exc, Conflict) else 400
 
 
 # --- the pages -----------------------------------------------------------------------------
@@ -161,7 +158,7 @@ async def add_line(request: web.Request, visit: Visit) -> web.StreamResponse:
         )
     except (InvalidInput, Conflict) as exc:
         # The services' words are English, as the API's problem documents are.
-        return await _licenses_page(request, visit, _status(exc), exc.detail)
+        return await _licenses_page(request, visit, refusal_status(exc), exc.detail)
     return see_other(licenses_path(account, va))
 
 
@@ -180,7 +177,7 @@ async def update_line(request: web.Request, visit: Visit) -> web.StreamResponse:
             ),
         )
     except (InvalidInput, Conflict) as exc:
-        return await _licenses_page(request, visit, _status(exc), exc.detail)
+        return await _licenses_page(request, visit, refusal_status(exc), exc.detail)
     except NotFound as exc:
         if exc.field != "lineId":
             raise
@@ -201,7 +198,7 @@ async def remove_line(request: web.Request, visit: Visit) -> web.StreamResponse:
             ),
         )
     except (InvalidInput, Conflict) as exc:
-        return await _licenses_page(request, visit, _status(exc), exc.detail)
+        return await _licenses_page(request, visit, refusal_status(exc), exc.detail)
     except NotFound as exc:
         if exc.field != "lineId":
             raise
@@ -243,7 +240,7 @@ async def transfer(request: web.Request, visit: Visit) -> web.StreamResponse:
             ),
         )
     except (InvalidInput, Conflict) as exc:
-        return await _licenses_page(request, visit, _status(exc), exc.detail)
+        return await _licenses_page(request, visit, refusal_status(exc), exc.detail)
     except NotFound as exc:
         if exc.field == "account":
             raise

@@ -13,8 +13,9 @@ from satellite.api import accounts as api_accounts
 from satellite.api import principals as api_principals
 from satellite.console import forms, i18n
 from satellite.console.guard import Visit, render_page, secured, see_other, services, signed_in
+from satellite.console.refusals import refusal_status
 from satellite.domain.access import ROLES, Principal, Role
-from satellite.errors import Conflict, InvalidInput, NotFound, SatelliteError
+from satellite.errors import Conflict, InvalidInput, NotFound
 
 Form = forms.Form
 
@@ -43,12 +44,6 @@ def _role(language: i18n.Language, form: Form) -> Role:
 def _accounts(form: Form) -> list[str]:
     """The accounts chosen in the form's list (the operation checks each exists)."""
     return [value for value in form.getall("accounts", []) if isinstance(value, str) and value]
-
-
-def _status(exc: SatelliteError) -> int:
-    if isinstance(exc, NotFound):
-        return 404
-    return 409 if isinstance(exc, Conflict) else 400
 
 
 async def _account_names(request: web.Request, visit: Visit) -> list[str]:
@@ -147,7 +142,7 @@ async def create_user(request: web.Request, visit: Visit) -> web.StreamResponse:
         )
     except (InvalidInput, Conflict, NotFound) as exc:
         # The services' words are English, as the API's problem documents are.
-        return await _users_page(request, visit, _status(exc), error=exc.detail)
+        return await _users_page(request, visit, refusal_status(exc), error=exc.detail)
     return see_other("/users")
 
 
@@ -159,7 +154,7 @@ async def disable_user(request: web.Request, visit: Visit) -> web.StreamResponse
             services(request), visit.principal, api_principals.UserDisable(user=_text(form, "user"))
         )
     except (InvalidInput, Conflict, NotFound) as exc:
-        return await _users_page(request, visit, _status(exc), error=exc.detail)
+        return await _users_page(request, visit, refusal_status(exc), error=exc.detail)
     return see_other("/users")
 
 
@@ -173,7 +168,7 @@ async def set_password(request: web.Request, visit: Visit) -> web.StreamResponse
             api_principals.PasswordSet(user=_text(form, "user"), password=_text(form, "password")),
         )
     except (InvalidInput, NotFound) as exc:
-        return await _users_page(request, visit, _status(exc), error=exc.detail)
+        return await _users_page(request, visit, refusal_status(exc), error=exc.detail)
     return see_other("/users")
 
 
@@ -196,7 +191,7 @@ async def create_client(request: web.Request, visit: Visit) -> web.StreamRespons
             ),
         )
     except (InvalidInput, Conflict, NotFound) as exc:
-        return await _clients_page(request, visit, _status(exc), error=exc.detail)
+        return await _clients_page(request, visit, refusal_status(exc), error=exc.detail)
     # The one answer with the secret: a page (no redirect to a URL that could show it again).
     return await _clients_page(request, visit, created=created)
 
@@ -211,7 +206,7 @@ async def disable_client(request: web.Request, visit: Visit) -> web.StreamRespon
             api_principals.ClientDisable(client=_text(form, "client")),
         )
     except (InvalidInput, Conflict, NotFound) as exc:
-        return await _clients_page(request, visit, _status(exc), error=exc.detail)
+        return await _clients_page(request, visit, refusal_status(exc), error=exc.detail)
     return see_other("/clients")
 
 

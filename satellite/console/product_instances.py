@@ -29,6 +29,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.refusals import refusal_status
 from satellite.errors import Conflict, InvalidInput, NotFound
 
 # One page of the list; the form's filters are kept on the next/previous links.
@@ -46,12 +47,6 @@ def instances_path(account: str, va: str) -> str:
 
 def _page_link(path: str, kept: dict[str, str], offset: int) -> str:
     return path + "?" + urlencode({**kept, "offset": str(offset)})
-
-
-def _refused(exc: InvalidInput | Conflict | NotFound) -> int:
-    if isinstance(exc, Conflict):
-        return 409
-    return 404 if isinstance(exc, NotFound) else 400
 
 
 async def _list_page(
@@ -166,7 +161,7 @@ async def transfer_chosen(request: web.Request, visit: Visit) -> web.StreamRespo
             ),
         )
     except (InvalidInput, Conflict, NotFound) as exc:
-        return await _list_page(request, visit, _refused(exc), error=exc.detail)
+        return await _list_page(request, visit, refusal_status(exc), error=exc.detail)
     return _back_to_list(request, account, va)
 
 
@@ -187,7 +182,7 @@ async def remove_chosen(request: web.Request, visit: Visit) -> web.StreamRespons
             ),
         )
     except (InvalidInput, Conflict, NotFound) as exc:
-        return await _list_page(request, visit, _refused(exc), error=exc.detail)
+        return await _list_page(request, visit, refusal_status(exc), error=exc.detail)
     return _back_to_list(request, account, va)
 
 
@@ -357,7 +352,7 @@ async def transfer(request: web.Request, visit: Visit) -> web.StreamResponse:
     except (InvalidInput, Conflict, NotFound) as exc:
         # An unknown target virtual account or product: the page again says which (an
         # account the user does not see is a 404 page when the page is drawn again).
-        return await _detail_page(request, visit, _refused(exc), error=exc.detail)
+        return await _detail_page(request, visit, refusal_status(exc), error=exc.detail)
     return see_other(f"{instances_path(account, target)}/{quote(product, safe='')}")
 
 
@@ -381,7 +376,7 @@ async def remove(request: web.Request, visit: Visit) -> web.StreamResponse:
             ),
         )
     except (InvalidInput, Conflict, NotFound) as exc:
-        return await _detail_page(request, visit, _refused(exc), error=exc.detail)
+        return await _detail_page(request, visit, refusal_status(exc), error=exc.detail)
     return see_other(instances_path(account, va))
 
 

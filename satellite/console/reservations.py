@@ -25,6 +25,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.refusals import refusal_status
 from satellite.domain.reservation import Precedence
 from satellite.errors import Conflict, InvalidInput, NotFound
 
@@ -37,12 +38,6 @@ PRECEDENCES: dict[str, Precedence] = {
 
 def reservations_path(account: str, va: str) -> str:
     return f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}/reservations"
-
-
-def _status_of(exc: Exception) -> int:
-    if isinstance(exc, Conflict):
-        return 409
-    return 404 if isinstance(exc, NotFound) else 400
 
 
 async def _pool(request: web.Request, visit: Visit, account: str, va: str) -> list[Any]:
@@ -202,7 +197,7 @@ async def reserve(request: web.Request, visit: Visit) -> web.StreamResponse:
             "chosen": chosen,
             "precedence": await form_field(request, "precedence"),
         }
-        return await _list_page(request, visit, _status_of(exc), error=exc.detail, form=form)
+        return await _list_page(request, visit, refusal_status(exc), error=exc.detail, form=form)
     return _code_page(request, visit, account, va, answer)
 
 
@@ -222,7 +217,7 @@ async def confirm(request: web.Request, visit: Visit) -> web.StreamResponse:
         )
     except (InvalidInput, Conflict, NotFound) as exc:
         form = {"confirmation_code": code}
-        return await _list_page(request, visit, _status_of(exc), error=exc.detail, form=form)
+        return await _list_page(request, visit, refusal_status(exc), error=exc.detail, form=form)
     return see_other(_detail_path(account, va, answer.device.product_instance_id))
 
 
@@ -238,7 +233,7 @@ async def return_code(request: web.Request, visit: Visit) -> web.StreamResponse:
         )
     except (InvalidInput, Conflict, NotFound) as exc:
         form = {"return_code": code}
-        return await _list_page(request, visit, _status_of(exc), error=exc.detail, form=form)
+        return await _list_page(request, visit, refusal_status(exc), error=exc.detail, form=form)
     return see_other(_detail_path(account, va, answer.device.product_instance_id))
 
 
@@ -310,7 +305,7 @@ async def update(request: web.Request, visit: Visit) -> web.StreamResponse:
         return await _detail_page(
             request,
             visit,
-            _status_of(exc),
+            refusal_status(exc),
             error=exc.detail,
             chosen=chosen,
             precedence=await form_field(request, "precedence"),
@@ -330,7 +325,9 @@ async def force_remove(request: web.Request, visit: Visit) -> web.StreamResponse
             api.ForceRemoveIn(account=account, va=va, product=product, reason=reason),
         )
     except (InvalidInput, Conflict, NotFound) as exc:
-        return await _detail_page(request, visit, _status_of(exc), error=exc.detail, reason=reason)
+        return await _detail_page(
+            request, visit, refusal_status(exc), error=exc.detail, reason=reason
+        )
     return see_other(_detail_path(account, va, product))
 
 

@@ -21,7 +21,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
-from satellite.console.sync import SHOWN, refusal_status
+from satellite.console.refusals import SHOWN, refusal_status
 from satellite.errors import Forbidden, InvalidInput, NotFound
 
 PAGE_SIZE = 50  # products of a satellite, a page

@@ -23,22 +23,12 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
-from satellite.errors import Conflict, InvalidInput, PayloadTooLarge, SatelliteError, UpstreamError
+from satellite.console.refusals import SHOWN, refusal_status
+from satellite.errors import InvalidInput
 
 # The refusals a sync page shows with the operation's words, and their status (as the
 # API's problem documents have it); access refusals are the guard's.
-REFUSALS: tuple[tuple[type[SatelliteError], int], ...] = (
-    (PayloadTooLarge, 413),
-    (InvalidInput, 400),
-    (Conflict, 409),
-    (UpstreamError, 502),
-)
-SHOWN = tuple(kind for kind, _ in REFUSALS)
 MAX_FIELD_BYTES = 1024  # of a text field of an upload form (the operation allows less)
-
-
-def refusal_status(exc: SatelliteError) -> int:
-    return next(status for kind, status in REFUSALS if isinstance(exc, kind))
 
 
 def sync_path(account: str) -> str:

@@ -19,6 +19,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.refusals import refusal_status
 from satellite.errors import Conflict, InvalidInput
 
 
@@ -61,10 +62,6 @@ async def virtual_account(request: web.Request, visit: Visit) -> web.StreamRespo
     return await _virtual_account_page(request, visit)
 
 
-def _refused(exc: InvalidInput | Conflict) -> int:
-    return 409 if isinstance(exc, Conflict) else 400
-
-
 @signed_in
 async def update_virtual_account(request: web.Request, visit: Visit) -> web.StreamResponse:
     account, va = request.match_info["account"], request.match_info["va"]
@@ -81,7 +78,7 @@ async def update_virtual_account(request: web.Request, visit: Visit) -> web.Stre
         )
     except (InvalidInput, Conflict) as exc:
         # The services' words are English, as the API's problem documents are.
-        return await _virtual_account_page(request, visit, _refused(exc), exc.detail)
+        return await _virtual_account_page(request, visit, refusal_status(exc), exc.detail)
     (updated,) = answer.virtual_accounts
     return see_other(virtual_account_path(account, updated.name))
 
@@ -96,7 +93,7 @@ async def delete_virtual_account(request: web.Request, visit: Visit) -> web.Stre
             api_accounts.VirtualAccountDelete(account=account, va=va),
         )
     except (InvalidInput, Conflict) as exc:
-        return await _virtual_account_page(request, visit, _refused(exc), exc.detail)
+        return await _virtual_account_page(request, visit, refusal_status(exc), exc.detail)
     return see_other(account_path(account))
 
 
