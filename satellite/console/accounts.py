@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from satellite.api import accounts as api_accounts
+from satellite.console import forms
 from satellite.console.guard import (
     Visit,
     form_field,
@@ -30,7 +31,7 @@ EXPORT_FIELD = "export_controlled_allowed"
 
 async def _checked(request: web.Request, name: str) -> bool:
     """A checkbox: sent (whatever its value) when ticked, absent when not."""
-    return name in await request.post()
+    return name in await forms.posted(request)
 
 
 async def _accounts_page(

@@ -16,6 +16,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 
 from satellite.api.files import UPLOAD_CHUNK, Download, Spooled, Upload, attachment
 from satellite.console import i18n
+from satellite.console.headers import SECURITY_HEADERS
 from satellite.errors import InvalidInput
 
 log = structlog.get_logger(__name__)
@@ -123,7 +124,7 @@ async def send_spooled(request: web.Request, answer: Spooled) -> web.StreamRespo
 def _file_headers(filename: str) -> dict[str, str]:
     # Set here: a streamed answer's headers are sent before the guard could add them.
     return {
+        **SECURITY_HEADERS,
         "Content-Disposition": attachment(filename),
         "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
     }

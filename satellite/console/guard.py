@@ -15,6 +15,7 @@ from yarl import URL
 
 from satellite.api.context import Services
 from satellite.console import files, forms, i18n
+from satellite.console.headers import SECURITY_HEADERS
 from satellite.crypto.secrets import digests_equal, random_secret
 from satellite.domain.access import Principal
 from satellite.errors import (
@@ -36,11 +37,6 @@ SIGN_IN_CSRF_COOKIE = "satellite_csrf"
 SERVICES = web.AppKey("console_services", Services)
 # The console's own routes' resources (``refusals_as_pages`` answers for these alone).
 PAGES = web.AppKey("console_pages", frozenset[AbstractResource])
-
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "frame-ancestors 'none'; form-action 'self'"
-)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -95,10 +91,7 @@ def _with_headers(request: web.Request, response: web.StreamResponse) -> web.Str
     language, chosen = i18n.choose(request)
     if chosen:
         set_cookie(request, response, i18n.LANG_COOKIE, language.tag)
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.update(SECURITY_HEADERS)
     return response
 
 

@@ -144,13 +144,9 @@ async def satellite(request: web.Request, visit: Visit) -> web.StreamResponse:
     )
     here = satellites_path(account) + "/" + quote(satellite_id, safe="")
     products = mirror.products[:PAGE_SIZE]
-    key = await api_upstream.upstream_fingerprint(
-        services(request), visit.principal, api_upstream.FingerprintQuery()
-    )
     context: dict[str, Any] = {
         "account": account,
         "path": satellites_path(account),
-        "fingerprint": key.fingerprint,
         "mirror": mirror,
         "products": products,
         "first": offset + 1,

@@ -93,6 +93,9 @@ async def test_a_disconnected_round_trip_by_files_through_both_consoles(
         'attachment; filename="sync-request-Site-1.bundle"'
     )
     assert response.headers["Cache-Control"] == "no-store"
+    # Streamed, its headers go out before the guard's: it carries them itself.
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert response.headers["X-Frame-Options"] == "DENY"
     assert request.startswith(b'{"type":"syncRequest"')
 
     form = await uma.get("/sync-answer")
