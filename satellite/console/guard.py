@@ -100,8 +100,13 @@ async def refusals_as_pages(request: web.Request, handler: Handler) -> web.Strea
     """Bad input a console page did not show itself (a path or query the HTTP layer
     refuses before any handler, with U+0000 in it; a name longer than an operation takes;
     a form that cannot be read) is a page with its status, not the API's problem document:
-    a browser shows it to a person. Nothing was done. (Placed inside the problem documents'
-    middleware and outside the HTTP layer's checks of parameters.)"""
+    a browser shows it to a person. Nothing was done. So is a path no route has (404) or a
+    method its route does not take (405), when a browser asks for it as a page. (Placed
+    inside the problem documents' middleware and outside the HTTP layer's checks of
+    parameters.)"""
+    unmatched = request.match_info.http_exception
+    if unmatched is not None and _wants_a_page(request):
+        return _with_headers(request, _no_such_page(request, unmatched))
     if request.match_info.route.resource not in request.app.get(PAGES, ()):
         return await handler(request)
     try:
@@ -112,6 +117,31 @@ async def refusals_as_pages(request: web.Request, handler: Handler) -> web.Strea
         response = error_page(request, None, status, exc.detail)
         response.headers["Cache-Control"] = "no-store"
         return _with_headers(request, response)
+
+
+# Addresses of machines' protocols: their unknown paths stay problem documents whoever asks.
+_MACHINE_PREFIXES = ("/api/", "/backend/", "/device/", "/sync/", "/healthz", "/readyz")
+
+
+def _wants_a_page(request: web.Request) -> bool:
+    """A browser's navigation (it asks for HTML) to a path of none of the machines'
+    protocols: a person typed or followed it."""
+    return "text/html" in request.headers.get("Accept", "") and not request.path.startswith(
+        _MACHINE_PREFIXES
+    )
+
+
+def _no_such_page(request: web.Request, unmatched: web.HTTPException) -> web.Response:
+    language = i18n.choose(request)[0]
+    if unmatched.status == 405:
+        message = i18n.gettext(language, "This page does not answer this kind of request.")
+    else:
+        message = i18n.gettext(language, "Not found.")
+    response = error_page(request, None, unmatched.status, message)
+    if "Allow" in unmatched.headers:
+        response.headers["Allow"] = unmatched.headers["Allow"]
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def see_other(location: str) -> web.Response:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from yarl import URL
+
 from tests.conftest import Api
 from tests.helpers.accounts import create_account, va_names
 from tests.helpers.console import Visitor, create_user
@@ -74,3 +76,27 @@ async def test_an_account_admin_sees_only_its_accounts_and_creates_a_virtual_acc
         assert 'class="error"' in refused.text
         assert 'href="/?lang=zh-CN"' in refused.text
     assert sorted(await va_names(admin, "Acme")) == ["DEFAULT", "Lab"]
+
+
+async def test_a_page_no_route_has_is_a_page_for_a_browser_and_a_problem_for_machines(
+    admin: Api, visitors: Callable[..., Visitor]
+) -> None:
+    browser = visitors("zh-CN")
+    page = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    async with browser.session.get(browser.base.join(URL("/no-such-page")), headers=page) as r:
+        assert r.status == 404
+        assert r.content_type == "text/html"
+        assert r.headers["Content-Security-Policy"].startswith("default-src 'self'")
+        assert '<html lang="zh-CN">' in await r.text()
+    # The sign-out form posts; a link to it typed into the address bar is a GET.
+    async with browser.session.get(browser.base.join(URL("/sign-out")), headers=page) as r:
+        assert r.status == 405
+        assert r.content_type == "text/html"
+        assert "POST" in r.headers["Allow"]
+    # A machine (no HTML asked for), or a path of the API, keeps its problem document.
+    async with browser.session.get(browser.base.join(URL("/no-such-page"))) as r:
+        assert r.status == 404
+        assert r.content_type == "application/problem+json"
+    async with browser.session.get(browser.base.join(URL("/api/v1/nope")), headers=page) as r:
+        assert r.status == 404
+        assert r.content_type == "application/problem+json"
