@@ -33,18 +33,22 @@ async def posted(request: web.Request) -> Form:
     no boundary or cut off, bytes that are not UTF-8) or a field holding U+0000 is refused
     as input, and one with more fields than aiohttp reads as too large, instead of
     escaping as an error."""
+    language = i18n.choose(request)[0]
     try:
         form = await request.post()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(exc.text or "the form is too large", field="form") from None
+    except web.HTTPRequestEntityTooLarge:
+        too_large = i18n.gettext(language, "The form is larger than the server takes.")
+        raise PayloadTooLarge(too_large, field="form") from None
     except (ValueError, AssertionError, RuntimeError) as exc:
         # (UnicodeDecodeError is a ValueError.)
-        raise InvalidInput("the form could not be read", field="form") from exc
+        unread = i18n.gettext(language, "The form could not be read.")
+        raise InvalidInput(unread, field="form") from exc
     for name, value in form.items():
         # PostgreSQL cannot store U+0000: refused here, as the HTTP layer refuses it in
         # paths, queries and bodies, before an operation would look it up.
         if NUL in name or (isinstance(value, str) and NUL in value):
-            raise InvalidInput(f"`{name}` must not contain U+0000 (NUL)", field=name)
+            nul = i18n.gettext(language, "A field holds the character U+0000, which none takes.")
+            raise InvalidInput(nul, field=name)
     return form
 
 
