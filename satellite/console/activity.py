@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from aiohttp import web
 
 from satellite.api import activity as api_activity
 from satellite.console import forms, i18n
 from satellite.console.guard import Visit, render_page, secured, services, signed_in
+from satellite.console.paging import page
 from satellite.errors import InvalidInput
 
 # One page of the audit log or alerts; the filters are kept on the next/previous links.
@@ -45,12 +46,14 @@ async def alerts(request: web.Request, visit: Visit) -> web.StreamResponse:
         error=None,
         alerts=answer.alerts,
         total=answer.total_records,
-        first=offset + 1,
-        last=offset + len(answer.alerts),
-        previous=_page_link(path, kept, max(offset - PAGE_SIZE, 0)) if offset > 0 else None,
-        next=_page_link(path, kept, offset + PAGE_SIZE)
-        if offset + PAGE_SIZE < answer.total_records
-        else None,
+        **page(
+            path,
+            kept,
+            offset=offset,
+            size=PAGE_SIZE,
+            shown=len(answer.alerts),
+            more=offset + PAGE_SIZE < answer.total_records,
+        ),
     )
     return render_page("alerts.html", request, visit.language, visit, **context)
 
@@ -87,18 +90,16 @@ async def events(request: web.Request, visit: Visit) -> web.StreamResponse:
     context.update(
         events=answer.events,
         total=answer.total_records,
-        first=offset + 1,
-        last=offset + len(answer.events),
-        previous=_page_link("/events", kept, max(offset - PAGE_SIZE, 0)) if offset > 0 else None,
-        next=_page_link("/events", kept, offset + PAGE_SIZE)
-        if offset + PAGE_SIZE < answer.total_records
-        else None,
+        **page(
+            "/events",
+            kept,
+            offset=offset,
+            size=PAGE_SIZE,
+            shown=len(answer.events),
+            more=offset + PAGE_SIZE < answer.total_records,
+        ),
     )
     return render_page("events.html", request, visit.language, visit, **context)
-
-
-def _page_link(path: str, kept: dict[str, str], offset: int) -> str:
-    return path + "?" + urlencode({**kept, "offset": str(offset)})
 
 
 def routes() -> list[web.RouteDef]:

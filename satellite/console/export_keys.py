@@ -3,7 +3,7 @@ granted ones or, with ``?status=all``, the ended ones too; paged."""
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -17,6 +17,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.paging import page
 from satellite.errors import InvalidInput
 
 PAGE_SIZE = 50
@@ -39,9 +40,6 @@ async def export_keys(request: web.Request, visit: Visit) -> web.StreamResponse:
         return error_page(request, visit, 400, exc.detail)
     path = f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}/export-keys"
 
-    def link(at: int) -> str:
-        return path + "?" + urlencode({"status": shown, "offset": str(at)})
-
     total = answer.total_records
     return render_page(
         "export_keys.html",
@@ -54,10 +52,14 @@ async def export_keys(request: web.Request, visit: Visit) -> web.StreamResponse:
         keys=answer.export_keys,
         every=shown.strip().lower() == "all",
         total=total,
-        first=offset + 1,
-        last=offset + len(answer.export_keys),
-        previous=link(max(offset - PAGE_SIZE, 0)) if offset > 0 else None,
-        next=link(offset + PAGE_SIZE) if offset + PAGE_SIZE < total else None,
+        **page(
+            path,
+            {"status": shown},
+            offset=offset,
+            size=PAGE_SIZE,
+            shown=len(answer.export_keys),
+            more=offset + PAGE_SIZE < total,
+        ),
     )
 
 

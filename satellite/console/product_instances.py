@@ -29,6 +29,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.paging import page
 from satellite.console.refusals import refusal_status
 from satellite.errors import Conflict, InvalidInput, NotFound
 
@@ -43,10 +44,6 @@ def instances_path(account: str, va: str) -> str:
         f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}"
         "/product-instances"
     )
-
-
-def _page_link(path: str, kept: dict[str, str], offset: int) -> str:
-    return path + "?" + urlencode({**kept, "offset": str(offset)})
 
 
 async def _list_page(
@@ -93,12 +90,14 @@ async def _list_page(
     context.update(
         devices=answer.devices,
         total=answer.total_records,
-        first=offset + 1,
-        last=offset + len(answer.devices),
-        previous=_page_link(path, kept, max(offset - PAGE_SIZE, 0)) if offset > 0 else None,
-        next=_page_link(path, kept, offset + PAGE_SIZE)
-        if offset + PAGE_SIZE < answer.total_records
-        else None,
+        **page(
+            path,
+            kept,
+            offset=offset,
+            size=PAGE_SIZE,
+            shown=len(answer.devices),
+            more=offset + PAGE_SIZE < answer.total_records,
+        ),
         may_transfer=may_transfer,
         may_remove=api_instances.remove_devices.access.allows(visit.principal.role),
         targets=await _targets(request, visit, account, va) if may_transfer else [],

@@ -7,7 +7,7 @@ update a reservation; force-remove a failed product. Every step is an operation 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -25,6 +25,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.paging import page
 from satellite.console.refusals import refusal_status
 from satellite.domain.reservation import Precedence
 from satellite.errors import Conflict, InvalidInput, NotFound
@@ -82,12 +83,14 @@ async def _list_page(
         "reservations": answer.reservations,
         "total": answer.total_records,
         "every": shown.strip().lower() == "all",
-        "first": offset + 1,
-        "last": offset + len(answer.reservations),
-        "previous": _page_link(path, shown, max(offset - PAGE_SIZE, 0)) if offset > 0 else None,
-        "next": _page_link(path, shown, offset + PAGE_SIZE)
-        if offset + PAGE_SIZE < answer.total_records
-        else None,
+        **page(
+            path,
+            {"status": shown},
+            offset=offset,
+            size=PAGE_SIZE,
+            shown=len(answer.reservations),
+            more=offset + PAGE_SIZE < answer.total_records,
+        ),
         "may_reserve": may_reserve,
         "may_confirm": api.confirm_reservation.access.allows(role),
         "may_return": api.return_reservation.access.allows(role),
@@ -96,10 +99,6 @@ async def _list_page(
         "form": form or {},
     }
     return render_page("reservations.html", request, visit.language, visit, status, **context)
-
-
-def _page_link(path: str, shown: str, offset: int) -> str:
-    return path + "?" + urlencode({"status": shown, "offset": str(offset)})
 
 
 @signed_in

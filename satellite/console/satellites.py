@@ -6,7 +6,7 @@ a sync request an operator carried in as a file, each through an operation of
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -21,6 +21,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.paging import page
 from satellite.console.refusals import SHOWN, refusal_status
 from satellite.errors import Forbidden, InvalidInput, NotFound
 
@@ -149,14 +150,14 @@ async def satellite(request: web.Request, visit: Visit) -> web.StreamResponse:
         "path": satellites_path(account),
         "mirror": mirror,
         "products": products,
-        "first": offset + 1,
-        "last": offset + len(products),
-        "previous": here + "?" + urlencode({"offset": max(offset - PAGE_SIZE, 0)})
-        if offset > 0
-        else None,
-        "next": here + "?" + urlencode({"offset": offset + PAGE_SIZE})
-        if len(mirror.products) > PAGE_SIZE
-        else None,
+        **page(
+            here,
+            {},
+            offset=offset,
+            size=PAGE_SIZE,
+            shown=len(products),
+            more=len(mirror.products) > PAGE_SIZE,
+        ),
     }
     return render_page("satellite.html", request, visit.language, visit, **context)
 

@@ -7,7 +7,7 @@ through an operation of ``satellite.api.sync`` with the session's principal."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -23,6 +23,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.paging import page
 from satellite.console.refusals import SHOWN, refusal_status
 from satellite.errors import InvalidInput
 
@@ -51,16 +52,19 @@ async def _sync_page(
         api_sync.SyncStatusQuery(account=account, history_offset=history_offset),
     )
     path = sync_path(account)
-    shown = history_offset + len(answer.history)
-    back = max(history_offset - api_sync.HISTORY_PAGE, 0)
     context: dict[str, Any] = {
         "account": account,
         "path": path,
         "sync": answer,
-        "previous": f"{path}?{urlencode({'history_offset': back})}" if history_offset > 0 else None,
-        "next": f"{path}?{urlencode({'history_offset': shown})}"
-        if shown < answer.history_total
-        else None,
+        **page(
+            path,
+            {},
+            offset=history_offset,
+            size=api_sync.HISTORY_PAGE,
+            shown=len(answer.history),
+            more=history_offset + len(answer.history) < answer.history_total,
+            key="history_offset",
+        ),
         # Each form is shown to those its own operation allows.
         "may": {
             op.name: op.access.allows(visit.principal.role)
