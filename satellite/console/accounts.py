@@ -20,8 +20,8 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.paths import account_path
 from satellite.console.refusals import refusal_status
-from satellite.console.virtual_accounts import account_path
 from satellite.errors import Conflict, InvalidInput
 
 # The account forms' fields, kept on a refusal so nothing typed is lost.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -14,6 +13,7 @@ from satellite.api import activity as api_activity
 from satellite.console import forms, i18n
 from satellite.console.guard import Visit, render_page, secured, services, signed_in
 from satellite.console.paging import page
+from satellite.console.paths import account_path
 from satellite.errors import InvalidInput
 
 # One page of the audit log or alerts; the filters are kept on the next/previous links.
@@ -27,7 +27,7 @@ async def alerts(request: web.Request, visit: Visit) -> web.StreamResponse:
     as ``list_alerts`` counts and pages them."""
     account = request.match_info["account"]
     cleared = request.query.get("cleared", "") == "yes"
-    path = f"/accounts/{quote(account, safe='')}/alerts"
+    path = account_path(account, "alerts")
     context: dict[str, Any] = {"account": account, "path": path, "cleared": cleared}
     try:
         offset = forms.offset(visit.language, request.query.get("offset", ""))

@@ -3,8 +3,6 @@ granted ones or, with ``?status=all``, the ended ones too; paged."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from aiohttp import web
 
 from satellite.api import exports as api_exports
@@ -18,6 +16,7 @@ from satellite.console.guard import (
     signed_in,
 )
 from satellite.console.paging import page
+from satellite.console.paths import virtual_account_path
 from satellite.errors import InvalidInput
 
 PAGE_SIZE = 50
@@ -38,7 +37,7 @@ async def export_keys(request: web.Request, visit: Visit) -> web.StreamResponse:
         )
     except InvalidInput as exc:
         return error_page(request, visit, 400, exc.detail)
-    path = f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}/export-keys"
+    path = virtual_account_path(account, va, "export-keys")
 
     total = answer.total_records
     return render_page(

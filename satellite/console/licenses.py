@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -24,6 +23,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.paths import account_path, virtual_account_path
 from satellite.console.refusals import refusal_status
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite_protocol.catalog import LicenseType
@@ -40,11 +40,11 @@ TRANSFER_ROWS = 3
 
 
 def account_licenses_path(account: str) -> str:
-    return f"/accounts/{quote(account, safe='')}/licenses"
+    return account_path(account, "licenses")
 
 
 def licenses_path(account: str, va: str) -> str:
-    return f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}/licenses"
+    return virtual_account_path(account, va, "licenses")
 
 
 # --- the pages -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import babel.dates
 import babel.numbers
@@ -30,6 +30,7 @@ from satellite.console.guard import (
     signed_in,
 )
 from satellite.console.paging import page
+from satellite.console.paths import item_path, virtual_account_path
 from satellite.console.refusals import refusal_status
 from satellite.errors import Conflict, InvalidInput, NotFound
 
@@ -40,10 +41,7 @@ DEFAULT_STATE = "Registered"
 
 
 def instances_path(account: str, va: str) -> str:
-    return (
-        f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}"
-        "/product-instances"
-    )
+    return virtual_account_path(account, va, "product-instances")
 
 
 async def _list_page(
@@ -311,7 +309,7 @@ async def _detail_page(
         "account": account,
         "va": va,
         "list_path": path,
-        "path": f"{path}/{quote(product, safe='')}",
+        "path": item_path(path, product),
         "device": device,
         "licenses": _licenses(visit.language, device, positions.licenses),
         "export_keys": keys.export_keys,
@@ -352,7 +350,7 @@ async def transfer(request: web.Request, visit: Visit) -> web.StreamResponse:
         # An unknown target virtual account or product: the page again says which (an
         # account the user does not see is a 404 page when the page is drawn again).
         return await _detail_page(request, visit, refusal_status(exc), error=exc.detail)
-    return see_other(f"{instances_path(account, target)}/{quote(product, safe='')}")
+    return see_other(item_path(instances_path(account, target), product))
 
 
 @signed_in

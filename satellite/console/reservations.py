@@ -7,7 +7,6 @@ update a reservation; force-remove a failed product. Every step is an operation 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -26,6 +25,7 @@ from satellite.console.guard import (
     signed_in,
 )
 from satellite.console.paging import page
+from satellite.console.paths import item_path, virtual_account_path
 from satellite.console.refusals import refusal_status
 from satellite.domain.reservation import Precedence
 from satellite.errors import Conflict, InvalidInput, NotFound
@@ -38,7 +38,7 @@ PRECEDENCES: dict[str, Precedence] = {
 
 
 def reservations_path(account: str, va: str) -> str:
-    return f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}/reservations"
+    return virtual_account_path(account, va, "reservations")
 
 
 async def _pool(request: web.Request, visit: Visit, account: str, va: str) -> list[Any]:
@@ -201,7 +201,7 @@ async def reserve(request: web.Request, visit: Visit) -> web.StreamResponse:
 
 
 def _detail_path(account: str, va: str, product: str) -> str:
-    return reservations_path(account, va) + "/" + quote(product, safe="")
+    return item_path(reservations_path(account, va), product)
 
 
 @signed_in

@@ -6,7 +6,6 @@ a sync request an operator carried in as a file, each through an operation of
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -22,6 +21,7 @@ from satellite.console.guard import (
     signed_in,
 )
 from satellite.console.paging import page
+from satellite.console.paths import account_path, item_path
 from satellite.console.refusals import SHOWN, refusal_status
 from satellite.errors import Forbidden, InvalidInput, NotFound
 
@@ -29,7 +29,7 @@ PAGE_SIZE = 50  # products of a satellite, a page
 
 
 def satellites_path(account: str) -> str:
-    return f"/accounts/{quote(account, safe='')}/satellites"
+    return account_path(account, "satellites")
 
 
 async def _satellites_page(
@@ -143,7 +143,7 @@ async def satellite(request: web.Request, visit: Visit) -> web.StreamResponse:
             account=account, satellite=satellite_id, limit=PAGE_SIZE + 1, offset=offset
         ),
     )
-    here = satellites_path(account) + "/" + quote(satellite_id, safe="")
+    here = item_path(satellites_path(account), satellite_id)
     products = mirror.products[:PAGE_SIZE]
     context: dict[str, Any] = {
         "account": account,

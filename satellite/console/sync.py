@@ -7,7 +7,6 @@ through an operation of ``satellite.api.sync`` with the session's principal."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -24,6 +23,7 @@ from satellite.console.guard import (
     signed_in,
 )
 from satellite.console.paging import page
+from satellite.console.paths import account_path
 from satellite.console.refusals import SHOWN, refusal_status
 from satellite.errors import InvalidInput
 
@@ -33,7 +33,7 @@ MAX_FIELD_BYTES = 1024  # of a text field of an upload form (the operation allow
 
 
 def sync_path(account: str) -> str:
-    return f"/accounts/{quote(account, safe='')}/sync"
+    return account_path(account, "sync")
 
 
 async def _sync_page(

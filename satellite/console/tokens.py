@@ -5,7 +5,6 @@ principal (the operation decides who sees a whole token and who may write)."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -21,6 +20,7 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.paths import virtual_account_path
 from satellite.errors import InvalidInput, NotFound
 
 # The form's choice of export flag: the account's own default, or one of the API's words.
@@ -32,7 +32,7 @@ EXPORT_CHOICES: dict[str, ExportFlag | None] = {
 
 
 def tokens_path(account: str, va: str) -> str:
-    return f"/accounts/{quote(account, safe='')}/virtual-accounts/{quote(va, safe='')}/tokens"
+    return virtual_account_path(account, va, "tokens")
 
 
 async def _tokens_page(

@@ -5,8 +5,6 @@ and what is refused: a taken name, the default's name, one that is not empty).""
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from aiohttp import web
 
 from satellite.api import accounts as api_accounts
@@ -19,16 +17,9 @@ from satellite.console.guard import (
     services,
     signed_in,
 )
+from satellite.console.paths import account_path, virtual_account_path
 from satellite.console.refusals import refusal_status
 from satellite.errors import Conflict, InvalidInput
-
-
-def account_path(account: str) -> str:
-    return f"/accounts/{quote(account, safe='')}"
-
-
-def virtual_account_path(account: str, va: str) -> str:
-    return f"{account_path(account)}/virtual-accounts/{quote(va, safe='')}"
 
 
 async def _virtual_account_page(
