@@ -100,24 +100,37 @@ def _template_ngettext(
     return text % ({"num": n} | variables)
 
 
-@pass_context
-def format_datetime(context: Context, value: dt.datetime) -> str:
-    """In UTC, and saying so: the server does not know the reader's zone, and operators of
-    one satellite may sit in several."""
+def moment_text(language: Language, value: dt.datetime) -> str:
+    """A moment in UTC, and saying so: the server does not know the reader's zone, and
+    operators of one satellite may sit in several."""
     moment = babel.dates.format_datetime(
-        value, format="medium", tzinfo=dt.UTC, locale=context["language"].locale
+        value, format="medium", tzinfo=dt.UTC, locale=language.locale
     )
     return f"{moment} UTC"
 
 
+def date_text(language: Language, value: dt.date) -> str:
+    return babel.dates.format_date(value, format="medium", locale=language.locale)
+
+
+def number_text(language: Language, value: int | float) -> str:
+    return babel.numbers.format_decimal(value, locale=language.locale)
+
+
+# The template filters of the three, in the page's language.
+@pass_context
+def format_datetime(context: Context, value: dt.datetime) -> str:
+    return moment_text(context["language"], value)
+
+
 @pass_context
 def format_date(context: Context, value: dt.date) -> str:
-    return babel.dates.format_date(value, format="medium", locale=context["language"].locale)
+    return date_text(context["language"], value)
 
 
 @pass_context
 def format_number(context: Context, value: int | float) -> str:
-    return babel.numbers.format_decimal(value, locale=context["language"].locale)
+    return number_text(context["language"], value)
 
 
 def install(env: Environment) -> None:

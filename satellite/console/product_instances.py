@@ -5,12 +5,9 @@ operation of ``satellite.api`` with the session's principal."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 from urllib.parse import urlencode
 
-import babel.dates
-import babel.numbers
 from aiohttp import web
 from markupsafe import Markup
 
@@ -186,16 +183,6 @@ async def remove_chosen(request: web.Request, visit: Visit) -> web.StreamRespons
 # --- one product ---------------------------------------------------------------------------
 
 
-def _date(language: i18n.Language, value: dt.datetime) -> str:
-    return babel.dates.format_datetime(
-        value, format="medium", tzinfo=dt.UTC, locale=language.locale
-    )
-
-
-def _number(language: i18n.Language, value: int) -> str:
-    return babel.numbers.format_decimal(value, locale=language.locale)
-
-
 def _chart(
     language: i18n.Language,
     index: int,
@@ -204,7 +191,7 @@ def _chart(
     owned: int,
 ) -> Markup:
     """The usage chart of one license, in the page's language."""
-    words = {"license": license_name, "owned": _number(language, owned)}
+    words = {"license": license_name, "owned": i18n.number_text(language, owned)}
     if points:
         latest = max(points, key=lambda p: p.at)
         description = i18n.gettext(
@@ -214,9 +201,9 @@ def _chart(
         ) % (
             words
             | {
-                "count": _number(language, latest.count),
-                "latest": _date(language, latest.at),
-                "reports": _number(language, len(points)),
+                "count": i18n.number_text(language, latest.count),
+                "latest": i18n.moment_text(language, latest.at),
+                "reports": i18n.number_text(language, len(points)),
             }
         )
     else:
@@ -239,8 +226,8 @@ def _chart(
         owned,
         text,
         chart_id=f"usage-chart-{index}",
-        date=lambda at: _date(language, at),
-        number=lambda n: _number(language, n),
+        date=lambda at: i18n.moment_text(language, at),
+        number=lambda n: i18n.number_text(language, n),
     )
 
 

@@ -416,7 +416,7 @@ async def test_every_page_and_refusal_in_chinese(
     assert "请先选择产品实例。" in pages[-1].text
     # Dates and words the Chinese way on the chart too (its axis, legend and text alternative).
     [chart] = re.findall(r"<svg .*?</svg>", page.text, flags=re.S)
-    assert re.search(r">\d{4}年\d{1,2}月\d{1,2}日 [\d:]+</text>", chart)
+    assert re.search(r">\d{4}年\d{1,2}月\d{1,2}日 [\d:]+ UTC</text>", chart)
     assert "本产品使用中" in chart
     assert "虚拟账户拥有 10 个。</desc>" in chart
     data = (
