@@ -50,6 +50,10 @@ class JobScheduler:
     def job_names(self) -> list[str]:
         return [job.id for job in self._scheduler.get_jobs()]
 
+    def next_runs(self) -> dict[str, dt.datetime | None]:
+        """When each job runs next (None: paused, as while stopping)."""
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+
     def start(self) -> None:
         first = utc_now()
         for name, job in self._jobs.items():
@@ -70,6 +74,7 @@ class JobScheduler:
                 misfire_grace_time=None,
             )
         self._scheduler.start()
+        self._services.jobs.follow_schedule(self.next_runs)
         log.info(
             "scheduler.started",
             jobs=list(self._jobs),
@@ -81,12 +86,11 @@ class JobScheduler:
         if task is not None:
             self._runs[task] = name
         try:
-            await job(self._services, utc_now)
+            # Recorded in the job runs (a failure too, logged there with its traceback).
+            await self._services.jobs.run(name, lambda: job(self._services, utc_now))
         except DatabaseUnavailable:
             # Not a fault of the job: it runs again at its next time (no traceback to read).
             log.warning("job.failed", job=name, reason="database unavailable")
-        except Exception:
-            log.exception("job.failed", job=name)
         finally:
             if task is not None:
                 self._runs.pop(task, None)
@@ -96,6 +100,7 @@ class JobScheduler:
         if not self.running:
             return
         self._scheduler.pause()
+        self._services.jobs.follow_schedule(None)
         if self._runs:
             _, late = await asyncio.wait(set(self._runs), timeout=self._stop_timeout)
             for task in late:
