@@ -1,6 +1,7 @@
 """APScheduler's asyncio scheduler, started and stopped with the daemon.
 
-Every job runs at start and then every ``interval``; a run never overlaps the previous
+Every job runs at start and then every ``interval`` (each run recorded, and skipped when
+another node did the job lately: ``services.jobs``); a run never overlaps the previous
 run of the same job, and runs missed while the event loop was busy collapse into one.
 Stopping lets a running job finish (for a bounded time) before it is cancelled: a
 cancelled run rolls back and the next one does its work.
@@ -86,8 +87,13 @@ class JobScheduler:
         if task is not None:
             self._runs[task] = name
         try:
-            # Recorded in the job runs (a failure too, logged there with its traceback).
-            await self._services.jobs.run(name, lambda: job(self._services, utc_now))
+            # Recorded in the job runs (a failure too, logged there with its traceback); skipped
+            # if another node did it lately.
+            await self._services.jobs.run(
+                name,
+                lambda: job(self._services, utc_now),
+                interval=self._intervals.get(name, self._interval),
+            )
         except DatabaseUnavailable:
             # Not a fault of the job: it runs again at its next time (no traceback to read).
             log.warning("job.failed", job=name, reason="database unavailable")

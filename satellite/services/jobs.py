@@ -35,6 +35,11 @@ log = structlog.get_logger("satellite.scheduler")
 RUNS_KEPT = 50  # runs kept per job (the oldest beyond are forgotten as a run is recorded)
 REASON_CHARS = 500
 SKIPPED = "another node holds the job's lock"
+# A scheduled run is skipped when another node did the job this much of an interval ago
+# or less: each node runs on its own phase, and without this every node would do every job
+# once per interval. (Not the whole interval: a node whose phase is just ahead of the one
+# that ran takes over, rather than the two skipping each other's runs by turns.)
+RAN_ELSEWHERE = 0.9
 Work = Callable[[], Awaitable[JobReport | None]]
 NextRuns = Callable[[], Mapping[str, dt.datetime | None]]
 NextRunFrom = Literal["scheduler", "interval"]
@@ -82,8 +87,14 @@ class JobService:
     def names(self) -> list[str]:
         return list(self._jobs)
 
-    async def run(self, name: str, work: Work, *, on_demand: bool = False) -> JobRunRow:
+    async def run(
+        self, name: str, work: Work, *, interval: dt.timedelta | None = None
+    ) -> JobRunRow:
         """Run ``work`` as a run of job ``name`` and record how it went.
+
+        A scheduled run gives the job's ``interval``: if another node did the job less
+        than ``RAN_ELSEWHERE`` of it ago, this run is skipped (recorded, and logged as
+        ``job.skipped``). A run on demand (no interval) always runs.
 
         A failure is logged with its traceback: as an error for a scheduled run (nobody
         else hears of it), at info for a run on demand (its caller is answered with the
@@ -93,6 +104,17 @@ class JobService:
         the caller to report (the scheduler tries again at the next run, the API says 503).
         """
         started = utc_now()
+        if interval is not None:
+            since = started - interval * RAN_ELSEWHERE
+            async with self._db.connection() as conn:
+                done = await job_runs.done_elsewhere_since(conn, name, self.node, since)
+            if done is not None:
+                reason = f"done on {done.node} at {done.started_at.isoformat()}"
+                log.info("job.skipped", job=name, node=self.node, reason=reason)
+                return await self._record(
+                    JobRunRow(name, self.node, started, utc_now(), "skipped", {}, reason)
+                )
+        on_demand = interval is None
         outcome: job_runs.Outcome
         counts: dict[str, int] = {}
         reason: str | None = None
@@ -109,7 +131,11 @@ class JobService:
                 outcome, reason = "skipped", SKIPPED
             else:
                 outcome, counts = "done", dict(report.counts)
-        run = JobRunRow(name, self.node, started, utc_now(), outcome, counts, reason)
+        return await self._record(
+            JobRunRow(name, self.node, started, utc_now(), outcome, counts, reason)
+        )
+
+    async def _record(self, run: JobRunRow) -> JobRunRow:
         async with self._db.transaction() as conn:
             await job_runs.record_run(conn, run, self._keep)
         return run
@@ -120,7 +146,7 @@ class JobService:
         if work is None:
             known = ", ".join(self._jobs)
             raise InvalidInput(f"no job {name!r}: the jobs are {known}", field="name")
-        return await self.run(name, work, on_demand=True)
+        return await self.run(name, work)
 
     async def statuses(self) -> list[JobStatus]:
         """Each job's last run (by any node) and next run, in the jobs' order."""

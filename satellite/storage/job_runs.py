@@ -52,6 +52,21 @@ async def last_runs(conn: asyncpg.Connection) -> dict[str, JobRunRow]:
     return {row["job"]: _run(row) for row in rows}
 
 
+async def done_elsewhere_since(
+    conn: asyncpg.Connection, job: str, node: str, since: dt.datetime
+) -> JobRunRow | None:
+    """The newest done run of ``job`` started at or after ``since`` by a node but ``node``."""
+    row = await conn.fetchrow(
+        "SELECT job, node, started_at, finished_at, outcome, counts, reason FROM job_runs "
+        "WHERE job = $1 AND node <> $2 AND outcome = 'done' AND started_at >= $3 "
+        "ORDER BY started_at DESC, id DESC LIMIT 1",
+        job,
+        node,
+        since,
+    )
+    return None if row is None else _run(row)
+
+
 async def runs_of(conn: asyncpg.Connection, job: str, limit: int) -> list[JobRunRow]:
     """The newest runs of ``job``, newest first."""
     rows = await conn.fetch(
