@@ -105,14 +105,11 @@ class JobService:
         """
         started = utc_now()
         if interval is not None:
-            since = started - interval * RAN_ELSEWHERE
-            async with self._db.connection() as conn:
-                done = await job_runs.done_elsewhere_since(conn, name, self.node, since)
-            if done is not None:
-                reason = f"done on {done.node} at {done.started_at.isoformat()}"
-                log.info("job.skipped", job=name, node=self.node, reason=reason)
+            elsewhere = await self._done_elsewhere(name, started - interval * RAN_ELSEWHERE)
+            if elsewhere is not None:
+                log.info("job.skipped", job=name, node=self.node, reason=elsewhere)
                 return await self._record(
-                    JobRunRow(name, self.node, started, utc_now(), "skipped", {}, reason)
+                    JobRunRow(name, self.node, started, utc_now(), "skipped", {}, elsewhere)
                 )
         on_demand = interval is None
         outcome: job_runs.Outcome
@@ -134,6 +131,12 @@ class JobService:
         return await self._record(
             JobRunRow(name, self.node, started, utc_now(), outcome, counts, reason)
         )
+
+    async def _done_elsewhere(self, name: str, since: dt.datetime) -> str | None:
+        """Where and when another node did job ``name`` since ``since``, if it did."""
+        async with self._db.connection() as conn:
+            done = await job_runs.done_elsewhere_since(conn, name, self.node, since)
+        return None if done is None else f"done on {done.node} at {done.started_at.isoformat()}"
 
     async def _record(self, run: JobRunRow) -> JobRunRow:
         async with self._db.transaction() as conn:
