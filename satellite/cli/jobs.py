@@ -54,7 +54,7 @@ def job_list(obj: CliContext, as_json: bool) -> None:
 def job_run(obj: CliContext, name: str, as_json: bool) -> None:
     """Run job NAME once now, under its lock (skipped if another node holds it)."""
     run = obj.call(api.run_job, api.JobName(name=name))
-    if run.outcome == "failed" and not as_json:
+    if run.outcome == "failed":
         raise click.ClickException(f"job {name} failed: {run.reason}")
     counts = ", ".join(f"{k}={v}" for k, v in sorted(run.counts.items())) or None
     emit_one(

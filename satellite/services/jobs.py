@@ -166,7 +166,3 @@ class JobService:
             due = run.started_at + interval if run is not None and interval else None
             statuses.append(JobStatus(name, run, due, "interval"))
         return statuses
-
-    async def runs_of(self, name: str, limit: int) -> list[JobRunRow]:
-        async with self._db.connection() as conn:
-            return await job_runs.runs_of(conn, name, limit)

@@ -67,17 +67,6 @@ async def done_elsewhere_since(
     return None if row is None else _run(row)
 
 
-async def runs_of(conn: asyncpg.Connection, job: str, limit: int) -> list[JobRunRow]:
-    """The newest runs of ``job``, newest first."""
-    rows = await conn.fetch(
-        "SELECT job, node, started_at, finished_at, outcome, counts, reason FROM job_runs "
-        "WHERE job = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
-        job,
-        limit,
-    )
-    return [_run(row) for row in rows]
-
-
 def _run(row: Any) -> JobRunRow:
     return JobRunRow(
         job=row["job"],
