@@ -3,17 +3,21 @@ runs every node records (bounded, a failure with its reason)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Awaitable
 from pathlib import Path
 
 import asyncpg
 
 from satellite.api.context import Services
+from satellite.domain.clock import utc_now
 from satellite.scheduler import jobs
 from satellite.services.jobs import RUNS_KEPT
-from satellite.services.maintenance import LOCK_KEYS
+from satellite.services.maintenance import LOCK_KEYS, JobReport
 from tests.conftest import Api, new_client
 from tests.helpers.cli import Cli, query, toml_config
 
+MINUTE = dt.timedelta(minutes=1)
 OLD_NONCE = "INSERT INTO used_nonces (nonce, used_at) VALUES ('old', now() - interval '1 day')"
 
 
@@ -165,3 +169,38 @@ def test_a_failing_job_run_is_one_line_with_a_non_zero_exit(
         'error: job forget-nonces failed: UndefinedTableError: relation "used_nonces" does '
         "not exist"
     )
+
+
+async def test_a_scheduled_run_is_skipped_only_when_another_node_did_the_job_lately(
+    services: Services, db: asyncpg.Connection
+) -> None:
+    hour = dt.timedelta(hours=1)
+
+    def work() -> Awaitable[JobReport | None]:  # the job, as the scheduler calls it
+        return jobs.forget_nonces(services, utc_now)
+
+    async def did(node: str, ago: dt.timedelta) -> None:
+        await db.execute(
+            "INSERT INTO job_runs (job, node, started_at, finished_at, outcome) "
+            "VALUES ('forget-nonces', $1, now() - $2::interval, now() - $2::interval, 'done')",
+            node,
+            ago,
+        )
+
+    # This node's own run a moment ago: its schedule says when it runs again, not the table.
+    await did(services.jobs.node, dt.timedelta(minutes=1))
+    assert (await services.jobs.run("forget-nonces", work, interval=hour)).outcome == "done"
+    # Another node did it half an hour ago: this run is skipped, saying where and when.
+    await db.execute("DELETE FROM job_runs")
+    await did("other", 30 * MINUTE)
+    skipped = await services.jobs.run("forget-nonces", work, interval=hour)
+    assert skipped.outcome == "skipped"
+    assert skipped.reason is not None
+    assert skipped.reason.startswith("done on other at ")
+    # ... 57 minutes ago (past 0.9 of the interval): this node, just ahead, takes over.
+    await db.execute("DELETE FROM job_runs")
+    await did("other", 57 * MINUTE)
+    assert (await services.jobs.run("forget-nonces", work, interval=hour)).outcome == "done"
+    # A run on demand always runs.
+    await did("other", dt.timedelta(0))
+    assert (await services.jobs.run_now("forget-nonces")).outcome == "done"
