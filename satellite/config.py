@@ -199,6 +199,8 @@ class Settings(_Section):
     listen: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:8443", "[::]:8443"])
     state_dir: str | None = None
     catalog: str | None = None
+    # How this process is named in the job runs every node records (default hostname:pid).
+    node_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     timers: TimerSettings = msgspec.field(default_factory=TimerSettings)

@@ -6,6 +6,7 @@ import it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -26,6 +27,7 @@ from satellite.crypto.keys import (
 )
 from satellite.crypto.secrets import Passwords
 from satellite.domain.access import host_operator
+from satellite.domain.clock import utc_now
 from satellite.errors import ConfigError, StateDirError
 from satellite.http.keys import MIGRATIONS, SERVICES, SETTINGS
 from satellite.http.middlewares import (
@@ -38,6 +40,7 @@ from satellite.http.openapi import openapi_routes
 from satellite.http.routes import setup_routes
 from satellite.resources import config_dir, migrations_dir
 from satellite.scheduler import JobScheduler
+from satellite.scheduler.jobs import JOBS
 from satellite.services.accounts import AccountService
 from satellite.services.alerts import AlertService
 from satellite.services.auth import AuthService
@@ -45,6 +48,7 @@ from satellite.services.device_api import DeviceApiService
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.events import EventService
 from satellite.services.exports import ExportService
+from satellite.services.jobs import JobService, node_name
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
 from satellite.services.maintenance import MaintenanceService
@@ -202,7 +206,7 @@ def build_services(
         limiter,
         envelope,
     )
-    return Services(
+    services = Services(
         db=db,
         catalog=catalog,
         accounts=AccountService(db),
@@ -227,7 +231,20 @@ def build_services(
         sync=SatelliteSync(db, keys, licenses, settings),
         upstream=UpstreamSync(db, keys, settings),
         subscriptions=SubscriptionService(db, licenses),
+        jobs=JobService(db, node_name(settings.node_name)),
     )
+    services.jobs.define(
+        {name: functools.partial(job, services, utc_now) for name, job in JOBS.items()},
+        {name: job_interval(settings, name) for name in JOBS},
+    )
+    return services
+
+
+def job_interval(settings: Settings, job: str) -> dt.timedelta:
+    """How often the scheduler runs ``job``."""
+    timers = settings.timers
+    minutes = timers.sync_interval_minutes if job == "sync" else timers.jobs_interval_minutes
+    return dt.timedelta(minutes=minutes)
 
 
 SCHEDULER = web.AppKey("scheduler", JobScheduler)
@@ -260,7 +277,7 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
         jobs = JobScheduler(
             app[SERVICES],
             dt.timedelta(minutes=timers.jobs_interval_minutes),
-            intervals={"sync": dt.timedelta(minutes=timers.sync_interval_minutes)},
+            intervals={"sync": job_interval(runtime.settings, "sync")},
             # (at most half the interval: a run never slides into the next one)
             jitter={
                 "sync": min(runtime.settings.sync.jitter_seconds, timers.sync_interval_minutes * 30)

@@ -4,12 +4,14 @@ with the app."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
@@ -18,7 +20,7 @@ from satellite.api.context import Services
 from satellite.scheduler import JobScheduler, jobs
 from satellite.services.maintenance import LOCK_KEYS
 from satellite.wiring import SCHEDULER, Runtime, create_app, open_services
-from tests.conftest import ENHANCED, Api
+from tests.conftest import ENHANCED, Api, Credentials, login
 from tests.helpers.jobs import (
     DAY,
     at,
@@ -249,3 +251,68 @@ async def test_a_job_still_running_after_the_stop_timeout_is_cancelled(
     assert cancelled == [True]
     assert not scheduler.running
     assert ("job.cancelled", "hang") in [(e["event"], e.get("job")) for e in logs]
+
+
+# --- two daemons on one database -------------------------------------------------------------
+
+
+def named(runtime: Runtime, node: str) -> Runtime:
+    return dataclasses.replace(
+        runtime, settings=msgspec.structs.replace(runtime.settings, node_name=node)
+    )
+
+
+async def wait_for_runs(db: asyncpg.Connection, node: str, count: int) -> None:
+    """Until ``node`` has recorded ``count`` runs (a bounded wait)."""
+    for _ in range(400):
+        if await db.fetchval("SELECT count(*) FROM job_runs WHERE node = $1", node) >= count:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{node} did not record {count} job runs within 20 seconds")
+
+
+async def test_two_daemons_on_one_database_do_each_job_once_and_record_the_skips(
+    runtime: Runtime, db: asyncpg.Connection, system_admin: Credentials
+) -> None:
+    await db.execute(
+        "INSERT INTO used_nonces (nonce, used_at) VALUES ('old', now() - interval '1 day')"
+    )
+    first = TestClient(
+        TestServer(create_app(named(runtime, "node-a"), scheduler=True), host="127.0.0.1")
+    )
+    second = TestClient(
+        TestServer(create_app(named(runtime, "node-b"), scheduler=True), host="127.0.0.1")
+    )
+    with capture_logs() as logs:
+        await first.start_server()
+        try:
+            await wait_for_runs(db, "node-a", len(jobs.JOBS))
+            # A second daemon starts: every job runs at its start, as at the first's.
+            await second.start_server()
+            try:
+                await wait_for_runs(db, "node-b", len(jobs.JOBS))
+                admin = await login(Api(second), system_admin)
+                status, listed = await admin.get("/api/v1/jobs")
+            finally:
+                await second.close()
+        finally:
+            await first.close()
+    rows = await db.fetch("SELECT job, node, outcome, counts, reason FROM job_runs ORDER BY id")
+    by_job: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        by_job.setdefault(row["job"], []).append((row["node"], row["outcome"]))
+    # Each job was done once, by the first node; the second skipped each, and says why.
+    assert by_job == {job: [("node-a", "done"), ("node-b", "skipped")] for job in jobs.JOBS}
+    skips = [row for row in rows if row["node"] == "node-b"]
+    assert all(row["reason"].startswith("done on node-a at ") for row in skips), skips
+    assert await db.fetchval("SELECT count(*) FROM used_nonces") == 0
+    # In the second node's log too.
+    skipped = [e["job"] for e in logs if e["event"] == "job.skipped" and e["node"] == "node-b"]
+    assert sorted(skipped) == sorted(jobs.JOBS)
+    # The second daemon answers with its own schedule (the next runs an interval on).
+    assert status == 200, listed
+    assert listed["node"] == "node-b"
+    for job in listed["jobs"]:
+        assert job["nextRunFrom"] == "scheduler"
+        assert job["lastRun"]["node"] == "node-b"
+        assert job["nextRun"] > job["lastRun"]["startedAt"]

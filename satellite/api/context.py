@@ -11,6 +11,7 @@ from satellite.services.device_api import DeviceApiService
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.events import EventService
 from satellite.services.exports import ExportService
+from satellite.services.jobs import JobService
 from satellite.services.licenses import LicenseService
 from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import PrincipalService
@@ -45,6 +46,7 @@ class Services:
     events: EventService
     alerts: AlertService
     maintenance: MaintenanceService
+    jobs: JobService
     sync: SatelliteSync
     upstream: UpstreamSync
     subscriptions: SubscriptionService

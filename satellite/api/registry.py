@@ -8,6 +8,7 @@ from satellite.api import (
     accounts,
     activity,
     exports,
+    jobs,
     licenses,
     principals,
     product_instances,
@@ -31,4 +32,5 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
     *principals.OPERATIONS,
     *sync.OPERATIONS,
     *upstream.OPERATIONS,
+    *jobs.OPERATIONS,
 )

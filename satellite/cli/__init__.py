@@ -18,6 +18,7 @@ from satellite.cli import (
     accounts,
     activity,
     exports,
+    jobs,
     licenses,
     principals,
     product_instances,
@@ -66,6 +67,7 @@ for command in (
     reservations.reservation,
     exports.export,
     sync.sync,
+    jobs.job,
 ):
     cli.add_command(command)
 

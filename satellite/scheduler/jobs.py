@@ -32,9 +32,14 @@ async def _run(
     now = clock()
     report = await run(services.maintenance, now)
     if report is None:
-        log.info("job.skipped", job=name, reason="another node holds the job's lock")
+        log.info(
+            "job.skipped",
+            job=name,
+            node=services.jobs.node,
+            reason="another node holds the job's lock",
+        )
     else:
-        log.info("job.done", job=name, at=now.isoformat(), **report.counts)
+        log.info("job.done", job=name, node=services.jobs.node, at=now.isoformat(), **report.counts)
     return report
 
 
@@ -82,7 +87,7 @@ async def sync_with_upstream(services: Services, clock: Clock) -> JobReport | No
     ``clock`` is not used: a sync talks to the upstream now, and the sync service reads the
     server's time itself."""
     report = await services.sync.run_scheduled()
-    log.info("job.done", job="sync", **report.counts)
+    log.info("job.done", job="sync", node=services.jobs.node, **report.counts)
     return report
 
 

@@ -1,6 +1,7 @@
 """APScheduler's asyncio scheduler, started and stopped with the daemon.
 
-Every job runs at start and then every ``interval``; a run never overlaps the previous
+Every job runs at start and then every ``interval`` (each run recorded, and skipped when
+another node did the job lately: ``services.jobs``); a run never overlaps the previous
 run of the same job, and runs missed while the event loop was busy collapse into one.
 Stopping lets a running job finish (for a bounded time) before it is cancelled: a
 cancelled run rolls back and the next one does its work.
@@ -50,6 +51,10 @@ class JobScheduler:
     def job_names(self) -> list[str]:
         return [job.id for job in self._scheduler.get_jobs()]
 
+    def next_runs(self) -> dict[str, dt.datetime | None]:
+        """When each job runs next (None: paused, as while stopping)."""
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+
     def start(self) -> None:
         first = utc_now()
         for name, job in self._jobs.items():
@@ -70,6 +75,7 @@ class JobScheduler:
                 misfire_grace_time=None,
             )
         self._scheduler.start()
+        self._services.jobs.follow_schedule(self.next_runs)
         log.info(
             "scheduler.started",
             jobs=list(self._jobs),
@@ -81,12 +87,16 @@ class JobScheduler:
         if task is not None:
             self._runs[task] = name
         try:
-            await job(self._services, utc_now)
+            # Recorded in the job runs (a failure too, logged there with its traceback); skipped
+            # if another node did it lately.
+            await self._services.jobs.run(
+                name,
+                lambda: job(self._services, utc_now),
+                interval=self._intervals.get(name, self._interval),
+            )
         except DatabaseUnavailable:
             # Not a fault of the job: it runs again at its next time (no traceback to read).
             log.warning("job.failed", job=name, reason="database unavailable")
-        except Exception:
-            log.exception("job.failed", job=name)
         finally:
             if task is not None:
                 self._runs.pop(task, None)
@@ -96,6 +106,7 @@ class JobScheduler:
         if not self.running:
             return
         self._scheduler.pause()
+        self._services.jobs.follow_schedule(None)
         if self._runs:
             _, late = await asyncio.wait(set(self._runs), timeout=self._stop_timeout)
             for task in late:
