@@ -17,6 +17,7 @@ from satellite import __version__
 from satellite.cli import (
     accounts,
     activity,
+    backup,
     exports,
     licenses,
     principals,
@@ -66,6 +67,8 @@ for command in (
     reservations.reservation,
     exports.export,
     sync.sync,
+    backup.backup,
+    backup.restore,
 ):
     cli.add_command(command)
 
