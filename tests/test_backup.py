@@ -15,7 +15,7 @@ import pytest
 from satellite.config import DatabaseSettings, Settings
 from satellite.crypto.keys import KeyPaths, ensure_tls_certificate
 from satellite.wiring import Runtime, load_runtime
-from tests.conftest import ENHANCED, Api
+from tests.conftest import ENHANCED, Api, dsn_for
 from tests.helpers.api import new_token, setup_voice
 from tests.helpers.cli import Cli, query, toml_config
 from tests.test_agent_https import https_agent, serve_tls
@@ -119,7 +119,9 @@ def test_a_backup_that_does_not_authenticate_is_refused_with_nothing_written(
     damaged(out, how)
     target = tmp_path / "restored-state"
     cli = Cli(toml_config(tmp_path / "restored.toml", target, fresh_db), tmp_path)
-    env = {"SATELLITE_BACKUP_PASSPHRASE": "not the passphrase"} if how == "wrong passphrase" else ENV
+    env = (
+        {"SATELLITE_BACKUP_PASSPHRASE": "not the passphrase"} if how == "wrong passphrase" else ENV
+    )
     line = cli("restore", str(out), env=env).one_error_line()
     assert message in line
     assert not target.exists()
@@ -187,3 +189,17 @@ def test_the_embedded_database_is_backed_up_and_restored(tmp_path: Path) -> None
         assert restored(*command).json() == cli(*command).json()
     line = restored("restore", str(out), env=ENV).one_error_line()
     assert "is not empty" in line
+
+
+def test_a_database_pg_dump_cannot_read_is_one_line_and_no_file(
+    state_dir: Path, db_dsn: str, tmp_path: Path
+) -> None:
+    source = source_state(state_dir, tmp_path)
+    gone = dsn_for(db_dsn, "satellite_no_such_database")
+    cli = Cli(toml_config(tmp_path / "source.toml", source.root, gone), tmp_path)
+    out = tmp_path / "satellite.backup"
+    line = cli("backup", "--out", str(out), env=ENV).one_error_line()
+    assert "pg_dump failed" in line
+    assert "satellite_no_such_database" in line
+    assert list(tmp_path.glob("*.backup*")) == []
+    assert list(tmp_path.glob(".satellite.backup*")) == []

@@ -15,7 +15,7 @@ from satellite.logging import configure_logging
 from satellite.services import backup as backups
 from satellite.wiring import database_server, ensure_state_dir, is_initialized, key_paths
 
-PASSPHRASE_ENV = "SATELLITE_BACKUP_PASSPHRASE"
+PASSPHRASE_ENV = "SATELLITE_BACKUP_PASSPHRASE"  # noqa: S105 - the variable's name
 MAX_PASSPHRASE_FILE_BYTES = 4096
 
 passphrase_file_option = click.option(

@@ -8,6 +8,7 @@ The restore is one transaction: it is all there or nothing is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -19,9 +20,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import asyncpg
 
 from satellite.errors import BackupError
-from satellite.storage.embedded import _commands
+from satellite.storage.embedded import BIN_DIR as BIN
 
-BIN = _commands.POSTGRES_BIN_PATH
 READ_BYTES = 64 * 1024
 TIMEOUT_SECONDS = 60
 # The last bytes of a tool's stderr read for why it failed.
@@ -45,9 +45,10 @@ def _why(tool: str, stderr: IO[bytes]) -> str:
     stderr.seek(0, os.SEEK_END)
     stderr.seek(max(0, stderr.tell() - _STDERR_TAIL))
     lines = [line.strip() for line in stderr.read().decode("utf-8", "replace").splitlines()]
-    lines = [line for line in lines if line]
-    last = lines[-1] if lines else "no message"
-    return f"{tool} failed: {last.removeprefix(f'{tool}: ')}"
+    # Its own "error:" line says what went wrong; the lines after it are hints.
+    errors = [line for line in lines if line.startswith(f"{tool}: error:")]
+    last = (errors or [line for line in lines if line] or ["no message"])[-1]
+    return f"{tool} failed: {last.removeprefix(f'{tool}: error: ').removeprefix(f'{tool}: ')}"
 
 
 @contextmanager
@@ -69,10 +70,10 @@ def dump(dsn: str) -> Iterator[Iterator[bytes]]:
             stderr=stderr,
             env=env,
         )
-        assert proc.stdout is not None  # noqa: S101 - asked for above
+        assert proc.stdout is not None
 
         def blocks() -> Iterator[bytes]:
-            assert proc.stdout is not None  # noqa: S101 - asked for above
+            assert proc.stdout is not None
             while block := proc.stdout.read(READ_BYTES):
                 yield block
             if proc.wait(TIMEOUT_SECONDS) != 0:
@@ -105,13 +106,15 @@ def restore(dsn: str, blocks: Iterable[bytes]) -> None:
             stderr=stderr,
             env=env,
         )
-        assert proc.stdin is not None  # noqa: S101 - asked for above
+        assert proc.stdin is not None
         try:
             for block in blocks:
                 proc.stdin.write(block)
             proc.stdin.close()
         except BrokenPipeError:
-            pass  # it stopped reading: it says why below
+            # It stopped reading: it says why below.
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
         except BaseException:
             # The archive did not come whole (the backup failed to authenticate part way):
             # killed, pg_restore's one transaction is rolled back, nothing of it stays.
@@ -138,4 +141,3 @@ async def _tables(dsn: str) -> int:
 def database_is_empty(dsn: str) -> bool:
     """No table, view or sequence of anyone's in the database. Blocking."""
     return asyncio.run(_tables(dsn)) == 0
-
