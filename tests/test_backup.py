@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import stat
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -203,3 +204,41 @@ def test_a_database_pg_dump_cannot_read_is_one_line_and_no_file(
     assert "satellite_no_such_database" in line
     assert list(tmp_path.glob("*.backup*")) == []
     assert list(tmp_path.glob(".satellite.backup*")) == []
+
+
+def as_role(dsn: str, role: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
+
+
+def test_a_restore_that_fails_part_way_leaves_nothing_behind(
+    state_dir: Path, db_dsn: str, fresh_db: str, tmp_path: Path
+) -> None:
+    """The database's role may not create tables: pg_restore fails, its one transaction
+    is rolled back, the key files already written are removed."""
+    out = take_backup(source_state(state_dir, tmp_path), db_dsn, tmp_path)
+    role = f"no_create_{tmp_path.name[-12:].replace('-', '_')}".lower()
+    query(fresh_db, f'CREATE ROLE "{role}" LOGIN')
+    try:
+        target = tmp_path / "restored-state"
+        cli = Cli(toml_config(tmp_path / "r.toml", target, as_role(fresh_db, role)), tmp_path)
+        line = cli("restore", str(out), env=ENV).one_error_line()
+        assert "pg_restore failed" in line
+        assert "permission denied" in line
+        assert not target.exists()
+        assert restored_tables(fresh_db) == 0
+    finally:
+        query(fresh_db, f'DROP ROLE "{role}"')
+
+
+def test_a_database_holding_only_a_function_is_not_empty(
+    state_dir: Path, db_dsn: str, fresh_db: str, tmp_path: Path
+) -> None:
+    out = take_backup(source_state(state_dir, tmp_path), db_dsn, tmp_path)
+    query(fresh_db, "CREATE FUNCTION sync_stamp_product() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    target = tmp_path / "restored-state"
+    cli = Cli(toml_config(tmp_path / "r.toml", target, fresh_db), tmp_path)
+    line = cli("restore", str(out), env=ENV).one_error_line()
+    assert "database is not empty" in line
+    assert not target.exists()

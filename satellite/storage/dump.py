@@ -125,19 +125,28 @@ def restore(dsn: str, blocks: Iterable[bytes]) -> None:
             raise BackupError(_why("pg_restore", stderr))
 
 
-async def _tables(dsn: str) -> int:
+_SYSTEM = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
+# What a dump would collide with: relations (tables, views, sequences, composite types),
+# functions, and enum, domain and range types, in any schema but the system's.
+_OBJECTS = f"""
+SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c') AND {_SYSTEM})
+     + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE {_SYSTEM})
+     + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+         WHERE t.typtype IN ('e', 'd', 'r', 'm') AND {_SYSTEM})
+"""
+
+
+async def _objects(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S')"
-            " AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
-        )
+        count: int = await conn.fetchval(_OBJECTS)
         return count
     finally:
         await conn.close()
 
 
 def database_is_empty(dsn: str) -> bool:
-    """No table, view or sequence of anyone's in the database. Blocking."""
-    return asyncio.run(_tables(dsn)) == 0
+    """No table, view, sequence, type or function of anyone's in the database. Blocking."""
+    return asyncio.run(_objects(dsn)) == 0
