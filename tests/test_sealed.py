@@ -1,5 +1,6 @@
 """The sealed stream a backup is written in: many chunks come back whole; chunks dropped at a
-chunk boundary, swapped, or sealed under another passphrase are refused."""
+chunk boundary, swapped, or sealed under another passphrase are refused. And the DSN pg_dump is
+given keeps its password off the command line."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from satellite.crypto.sealed import CHUNK_BYTES, TAG_BYTES, SealedWriter, unseal
 from satellite.errors import BackupError
+from satellite.storage.dump import tool_connection
 
 pytestmark = pytest.mark.unit
 
@@ -78,3 +80,11 @@ def test_another_passphrase_and_a_changed_header_are_told_apart_from_damage() ->
         opened(b"PGDMP" + sealed[5:])
     with pytest.raises(BackupError, match="data follows its last part"):
         opened(sealed + b"x")
+
+
+def test_a_dsn_password_goes_to_pg_dump_in_its_environment_not_its_command_line() -> None:
+    dsn, env = tool_connection("postgresql://sat:p%40ss@db.example:5432/satellite?sslmode=require")
+    assert dsn == "postgresql://sat@db.example:5432/satellite?sslmode=require"
+    assert env["PGPASSWORD"] == "p@ss"
+    dsn, env = tool_connection("postgresql://postgres@/satellite?host=/run/pg")
+    assert dsn == "postgresql://postgres@/satellite?host=/run/pg"

@@ -8,6 +8,7 @@ whole file once to authenticate it before anything is written, then again to loa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import struct
@@ -176,18 +177,17 @@ def restore_keys(manifest: Manifest, root: Path) -> None:
     """Write the backup's key files into the state directory (none may exist there)."""
     for file in manifest.files:
         path = root / file.path
+        # As it was, but never executable or writable by others (0600 keys stay 0600).
         if not write_new(path, file.data, file.mode & 0o644):
             raise BackupError(f"{path} exists already")
     log.info("backup.keys_restored", state_dir=str(root), key_files=len(manifest.files))
 
 
 def remove_restored(root: Path, existed: bool) -> None:
-    """Undo a restore that failed part way: the state directory was empty (or absent)."""
+    """Undo a restore that failed part way: remove what it creates (the state directory was
+    empty, or absent, when it began)."""
+    for name in (*KEY_DIRS, "pgdata"):
+        shutil.rmtree(root / name, ignore_errors=True)
     if not existed:
-        shutil.rmtree(root, ignore_errors=True)
-        return
-    for entry in root.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            root.rmdir()

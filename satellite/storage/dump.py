@@ -23,15 +23,17 @@ from satellite.errors import BackupError
 from satellite.storage.embedded import BIN_DIR as BIN
 
 READ_BYTES = 64 * 1024
-TIMEOUT_SECONDS = 60
+# libpq waits for an unreachable server forever unless told otherwise.
+CONNECT_TIMEOUT_SECONDS = "30"
 # The last bytes of a tool's stderr read for why it failed.
 _STDERR_TAIL = 4096
 
 
-def _connection(dsn: str) -> tuple[str, dict[str, str]]:
+def tool_connection(dsn: str) -> tuple[str, dict[str, str]]:
     """The DSN without its password and the environment that carries the password: a
     command line is readable by every user of the host."""
     env = dict(os.environ)
+    env.setdefault("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_SECONDS)
     parts = urlsplit(dsn)
     if parts.scheme in ("postgres", "postgresql") and parts.password is not None:
         env["PGPASSWORD"] = unquote(parts.password)
@@ -55,7 +57,7 @@ def _why(tool: str, stderr: IO[bytes]) -> str:
 def dump(dsn: str) -> Iterator[Iterator[bytes]]:
     """The database as a ``pg_dump`` archive (custom format), block by block; BackupError
     when pg_dump fails (raised once the blocks are read)."""
-    target, env = _connection(dsn)
+    target, env = tool_connection(dsn)
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(  # noqa: S603 - the wheel's pg_dump, arguments of ours
             [
@@ -76,7 +78,7 @@ def dump(dsn: str) -> Iterator[Iterator[bytes]]:
             assert proc.stdout is not None
             while block := proc.stdout.read(READ_BYTES):
                 yield block
-            if proc.wait(TIMEOUT_SECONDS) != 0:
+            if proc.wait() != 0:  # its output has ended: it is exiting
                 raise BackupError(_why("pg_dump", stderr))
 
         try:
@@ -85,12 +87,12 @@ def dump(dsn: str) -> Iterator[Iterator[bytes]]:
             proc.stdout.close()
             if proc.poll() is None:
                 proc.kill()
-            proc.wait(TIMEOUT_SECONDS)
+            proc.wait()
 
 
 def restore(dsn: str, blocks: Iterable[bytes]) -> None:
     """Load a ``pg_dump`` archive into the (empty) database at ``dsn``, in one transaction."""
-    target, env = _connection(dsn)
+    target, env = tool_connection(dsn)
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(  # noqa: S603 - the wheel's pg_restore, arguments of ours
             [
@@ -119,9 +121,10 @@ def restore(dsn: str, blocks: Iterable[bytes]) -> None:
             # The archive did not come whole (the backup failed to authenticate part way):
             # killed, pg_restore's one transaction is rolled back, nothing of it stays.
             proc.kill()
-            proc.wait(TIMEOUT_SECONDS)
+            proc.wait()
             raise
-        if proc.wait(TIMEOUT_SECONDS) != 0:
+        # No time limit: after the last byte it still builds indexes, as long as that takes.
+        if proc.wait() != 0:
             raise BackupError(_why("pg_restore", stderr))
 
 
