@@ -82,9 +82,13 @@ def test_another_passphrase_and_a_changed_header_are_told_apart_from_damage() ->
         opened(sealed + b"x")
 
 
-def test_a_dsn_password_goes_to_pg_dump_in_its_environment_not_its_command_line() -> None:
+def test_a_dsn_password_goes_to_pg_dump_in_its_environment_not_its_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SATELLITE_BACKUP_PASSPHRASE", PASSPHRASE)
     dsn, env = tool_connection("postgresql://sat:p%40ss@db.example:5432/satellite?sslmode=require")
     assert dsn == "postgresql://sat@db.example:5432/satellite?sslmode=require"
     assert env["PGPASSWORD"] == "p@ss"
     dsn, env = tool_connection("postgresql://postgres@/satellite?host=/run/pg")
+    assert "SATELLITE_BACKUP_PASSPHRASE" not in env
     assert dsn == "postgresql://postgres@/satellite?host=/run/pg"

@@ -32,7 +32,8 @@ _STDERR_TAIL = 4096
 def tool_connection(dsn: str) -> tuple[str, dict[str, str]]:
     """The DSN without its password and the environment that carries the password: a
     command line is readable by every user of the host."""
-    env = dict(os.environ)
+    # Not satellite's own variables (the backup passphrase among them): pg_dump needs none.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SATELLITE_")}
     env.setdefault("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_SECONDS)
     parts = urlsplit(dsn)
     if parts.scheme in ("postgres", "postgresql") and parts.password is not None:
