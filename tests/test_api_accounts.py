@@ -226,6 +226,7 @@ def _api_routes() -> list[tuple[str, str]]:
         "{user}": "u",
         "{token}": "1",
         "{satellite}": "s",
+        "{name}": "forget-nonces",
     }
     routes = []
     for route in ROUTES:
@@ -234,6 +235,7 @@ def _api_routes() -> list[tuple[str, str]]:
         path = route.path
         for placeholder, value in fill.items():
             path = path.replace(placeholder, value)
+        assert "{" not in path, f"fill the placeholder of {route.path}"
         routes.append((route.method, path))
     return routes
 
