@@ -12,8 +12,10 @@ import structlog
 from aiohttp import web
 
 from satellite import systemd
+from satellite.config import Settings
 from satellite.errors import SatelliteError
 from satellite.http.keys import DATABASE_SUPERVISOR, MIGRATIONS, SERVICES
+from satellite.reload import Reloader
 from satellite.services import health
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.supervisor import PostgresSupervisor
@@ -22,14 +24,18 @@ from satellite.wiring import Runtime, create_app
 
 log = structlog.get_logger("satellite.daemon")
 
+RELOADER = web.AppKey("reloader", Reloader)
+
 
 async def serve(
     runtime: Runtime,
     embedded: EmbeddedPostgres | None = None,
     announce: Callable[[list[str]], None] | None = None,
+    read_settings: Callable[[], Settings] | None = None,
 ) -> None:
     """Serve until SIGTERM; ``embedded``: the embedded PostgreSQL to watch and restart;
-    ``announce``: told the console's URLs once the daemon listens."""
+    ``announce``: told the console's URLs once the daemon listens; ``read_settings``: the
+    settings as the config file says now (SIGHUP reads it again), else those at start."""
     settings = runtime.settings
     tls = ServerTls.for_settings(settings)
     ssl_context = tls.context if tls is not None else None
@@ -37,6 +43,13 @@ async def serve(
     supervisor = PostgresSupervisor(embedded) if embedded is not None else None
     if supervisor is not None:
         app[DATABASE_SUPERVISOR] = supervisor
+    app[RELOADER] = Reloader(
+        settings,
+        read_settings or (lambda: settings),
+        runtime.catalog,
+        tls,
+        lambda new: app[SERVICES].limiter.update(new.limits),
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
     stop = asyncio.Event()
@@ -44,9 +57,9 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    # SIGHUP: new TLS connections use the renewed certificate; existing ones keep theirs.
-    # Plain HTTP has nothing to reload, but SIGHUP must not end the daemon.
-    loop.add_signal_handler(signal.SIGHUP, tls.reload if tls is not None else _nothing)
+    # SIGHUP: the config file and the catalog again (satellite.reload); new TLS connections
+    # use the renewed certificate, existing ones keep theirs.
+    loop.add_signal_handler(signal.SIGHUP, app[RELOADER].reload)
     watchdog: asyncio.Task[None] | None = None
     renewals: asyncio.Task[None] | None = None
     try:
@@ -85,10 +98,6 @@ async def serve(
         if supervisor is not None:
             await supervisor.stop()
         log.info("daemon.stopped")
-
-
-def _nothing() -> None:
-    pass
 
 
 def console_urls(

@@ -132,13 +132,16 @@ def load_catalog(path: Path) -> Catalog:
     return parse_catalog(data, str(path))
 
 
+def catalog_path(settings: Settings) -> Path:
+    return Path(settings.catalog) if settings.catalog else config_dir() / "catalog.toml"
+
+
 def load_runtime(settings: Settings, dsn: str) -> Runtime:
-    catalog_path = Path(settings.catalog) if settings.catalog else config_dir() / "catalog.toml"
     return Runtime(
         settings=settings,
         dsn=dsn,
         keys=load_server_keys(key_paths(settings)),
-        catalog=load_catalog(catalog_path),
+        catalog=load_catalog(catalog_path(settings)),
         migrations=load_migrations(migrations_dir()),
     )
 
@@ -209,6 +212,7 @@ def build_services(
     services = Services(
         db=db,
         catalog=catalog,
+        limiter=limiter,
         accounts=AccountService(db),
         licenses=licenses,
         transfers=LicenseTransferService(db, catalog, licenses),

@@ -83,6 +83,14 @@ class Catalog:
             for covered in entry.stands_in_for:
                 self._stand_ins.setdefault(covered, []).append(entry.tag)
 
+    def adopt(self, other: Catalog) -> None:
+        """Take ``other``'s entries in place (a reload): every holder of this catalog sees
+        the new entries from its next look-up on; one step, no await between the tables."""
+        self._by_tag = other._by_tag
+        self._by_feature = other._by_feature
+        self._families = other._families
+        self._stand_ins = other._stand_ins
+
     def _stand_in_order(self, entry: CatalogEntry) -> tuple[int, str, int]:
         """Nearest first: by the highest tier the license covers, then by its own place."""
         top = max((e.tier for t in entry.stands_in_for if (e := self._by_tag.get(t))), default=0)

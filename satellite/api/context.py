@@ -13,6 +13,7 @@ from satellite.services.events import EventService
 from satellite.services.exports import ExportService
 from satellite.services.jobs import JobService
 from satellite.services.licenses import LicenseService
+from satellite.services.limits import RateLimiter
 from satellite.services.maintenance import MaintenanceService
 from satellite.services.principals import PrincipalService
 from satellite.services.product_instances import ProductInstanceService
@@ -31,6 +32,7 @@ from sync.upstream import UpstreamSync
 class Services:
     db: Database
     catalog: Catalog
+    limiter: RateLimiter
     accounts: AccountService
     licenses: LicenseService
     transfers: LicenseTransferService

@@ -161,11 +161,18 @@ def serve(
     own or says plain HTTP. An empty state directory is initialized first, as
     'satellite init' would.
     """
-    settings = obj.settings(state_dir, listen)
-    if plain_http:
-        # The command line wins over the config, as --listen does.
-        plain = msgspec.structs.replace(settings.tls, plain_http=True, certificate=None, key=None)
-        settings = msgspec.structs.replace(settings, tls=plain)
+
+    def read_settings() -> Settings:
+        settings = obj.settings(state_dir, listen)
+        if plain_http:
+            # The command line wins over the config, as --listen does.
+            plain = msgspec.structs.replace(
+                settings.tls, plain_http=True, certificate=None, key=None
+            )
+            settings = msgspec.structs.replace(settings, tls=plain)
+        return settings
+
+    settings = read_settings()
     configure_logging(settings.log)
     if no_migrate and not is_initialized(settings):
         raise StateDirError(
@@ -186,7 +193,7 @@ def serve(
                 _report_init(settings, created, result)
         # uvloop: the same asyncio, its event loop in C; the device API answers about a
         # third more requests per second of CPU with it.
-        uvloop.run(run_daemon(runtime, embedded, announce=_announce))
+        uvloop.run(run_daemon(runtime, embedded, announce=_announce, read_settings=read_settings))
 
 
 def _announce(urls: list[str]) -> None:

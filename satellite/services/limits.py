@@ -72,6 +72,11 @@ def _key(kind: LimitKind, value: str) -> bytes:
 class RateLimiter:
     def __init__(self, db: Database, settings: LimitSettings) -> None:
         self._db = db
+        self.update(settings)
+
+    def update(self, settings: LimitSettings) -> None:
+        """Count against these limits from the next attempt on (a reload); the counters
+        are kept as they are."""
         self._limits = _limits(settings)
         self._ipv6_prefix_length = settings.ipv6_prefix_length
 

@@ -1,0 +1,79 @@
+"""SIGHUP: read the config file and the catalog again and apply what can change while the
+daemon runs; report what cannot as needing a restart.
+
+Both files are checked whole before anything changes: an invalid one is refused in one log
+line and the running config stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+import structlog
+
+from satellite.config import Settings
+from satellite.errors import ConfigError
+from satellite.logging import configure_logging
+from satellite.tls import ServerTls
+from satellite.wiring import catalog_path, load_catalog
+from satellite_protocol.catalog import Catalog
+
+log = structlog.get_logger("satellite.reload")
+
+# Settings a reload applies (by dotted-name prefix); every other one that changed is
+# reported as needing a restart. The catalog file is read again whatever its setting says;
+# the limits are counted by the running rate limiter, which takes new values.
+LIVE = ("log.", "catalog", "limits.")
+
+
+class Reloader:
+    """Holds the settings the daemon runs with now (the app holds the reloader)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        read_settings: Callable[[], Settings],
+        catalog: Catalog,
+        tls: ServerTls | None,
+        apply_limits: Callable[[Settings], None],
+    ) -> None:
+        self.settings = settings
+        self._read_settings = read_settings
+        self._catalog = catalog
+        self._tls = tls
+        self._apply_limits = apply_limits
+
+    def reload(self) -> None:
+        try:
+            new = self._read_settings()
+            catalog = load_catalog(catalog_path(new))
+        except ConfigError as exc:
+            log.error("config.reload_refused", reason=exc.detail)
+            return
+        changed = changed_settings(self.settings, new)
+        restart = [name for name in changed if not name.startswith(LIVE)]
+        configure_logging(new.log)
+        self._catalog.adopt(catalog)
+        self._apply_limits(new)
+        if self._tls is not None:
+            self._tls.reload()
+        self.settings = new
+        log.info("config.reloaded", changed=[n for n in changed if n not in restart])
+        if restart:
+            log.warning("config.restart_needed", settings=restart)
+
+
+def changed_settings(old: Settings, new: Settings) -> list[str]:
+    """Dotted names of the settings whose values differ."""
+    before, after = dict(_flat(old)), dict(_flat(new))
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def _flat(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            yield from _flat(getattr(value, name), f"{prefix}{name}.")
+    else:
+        yield prefix.rstrip("."), value
