@@ -46,11 +46,11 @@ class ReservationReads:
                 limit=sql_limit(limit),
                 offset=offset,
             )
-            listed = []
-            for reservation in found:
-                instance = await product_instances.get_instance(conn, reservation.product_id)
-                if instance is not None:  # (else forgotten since, its reservation with it)
-                    listed.append((instance, reservation))
+            instances = await product_instances.get_instances(
+                conn, [reservation.product_id for reservation in found]
+            )
+        # (A product missing is one forgotten since, its reservation with it.)
+        listed = [(instances[r.product_id], r) for r in found if r.product_id in instances]
         return total, listed
 
     async def authorization_code(

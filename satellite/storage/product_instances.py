@@ -128,6 +128,16 @@ async def get_instance(
     return _instance(row) if row else None
 
 
+async def get_instances(
+    conn: asyncpg.Connection, product_instance_ids: list[str]
+) -> dict[str, ProductInstance]:
+    """The ones of ``product_instance_ids`` that exist, by id: one query for a page."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} {_FROM} WHERE p.id = ANY($1::uuid[])", uuids(product_instance_ids)
+    )
+    return {row["id"]: _instance(row) for row in rows}
+
+
 async def live_instance_by_udi(
     conn: asyncpg.Connection, udi_pid: str, udi_serial: str
 ) -> ProductInstance | None:
