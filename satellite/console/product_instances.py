@@ -135,25 +135,45 @@ def _back_to_list(request: web.Request, account: str, va: str) -> web.Response:
     return see_other(instances_path(account, va) + (f"?{query}" if query else ""))
 
 
+async def _transfer(request: web.Request, visit: Visit, products: list[str], target: str) -> None:
+    """The ``transfer_devices`` operation of the page's virtual account, for ``products``."""
+    await api_instances.transfer_devices(
+        services(request),
+        visit.principal,
+        api_instances.DeviceTransfer(
+            account=request.match_info["account"],
+            va=request.match_info["va"],
+            product_instances=[
+                api_instances.DeviceTransferItem(
+                    target_virtual_account=target, product_instance_id=product
+                )
+                for product in products
+            ],
+        ),
+    )
+
+
+async def _remove(
+    request: web.Request, visit: Visit, items: list[api_instances.DeviceRemoveItem]
+) -> None:
+    """The ``remove_devices`` operation of the page's virtual account, for ``items``."""
+    await api_instances.remove_devices(
+        services(request),
+        visit.principal,
+        api_instances.DeviceRemove(
+            account=request.match_info["account"],
+            va=request.match_info["va"],
+            product_instances_remove_requests=items,
+        ),
+    )
+
+
 @signed_in
 async def transfer_chosen(request: web.Request, visit: Visit) -> web.StreamResponse:
     account, va = request.match_info["account"], request.match_info["va"]
     target = await form_field(request, "target")
     try:
-        await api_instances.transfer_devices(
-            services(request),
-            visit.principal,
-            api_instances.DeviceTransfer(
-                account=account,
-                va=va,
-                product_instances=[
-                    api_instances.DeviceTransferItem(
-                        target_virtual_account=target, product_instance_id=product
-                    )
-                    for product in await _chosen(request, visit)
-                ],
-            ),
-        )
+        await _transfer(request, visit, await _chosen(request, visit), target)
     except (InvalidInput, Conflict, NotFound) as exc:
         return await _list_page(request, visit, refusal_status(exc), error=exc.detail)
     return _back_to_list(request, account, va)
@@ -163,17 +183,9 @@ async def transfer_chosen(request: web.Request, visit: Visit) -> web.StreamRespo
 async def remove_chosen(request: web.Request, visit: Visit) -> web.StreamResponse:
     account, va = request.match_info["account"], request.match_info["va"]
     try:
-        await api_instances.remove_devices(
-            services(request),
-            visit.principal,
-            api_instances.DeviceRemove(
-                account=account,
-                va=va,
-                product_instances_remove_requests=[
-                    api_instances.DeviceRemoveItem(product_instance_id=product)
-                    for product in await _chosen(request, visit)
-                ],
-            ),
+        chosen = await _chosen(request, visit)
+        await _remove(
+            request, visit, [api_instances.DeviceRemoveItem(product_instance_id=p) for p in chosen]
         )
     except (InvalidInput, Conflict, NotFound) as exc:
         return await _list_page(request, visit, refusal_status(exc), error=exc.detail)
@@ -316,23 +328,11 @@ async def product_instance(request: web.Request, visit: Visit) -> web.StreamResp
 
 @signed_in
 async def transfer(request: web.Request, visit: Visit) -> web.StreamResponse:
-    account, va = request.match_info["account"], request.match_info["va"]
+    account = request.match_info["account"]
     product = request.match_info["product"]
     target = await form_field(request, "target")
     try:
-        await api_instances.transfer_devices(
-            services(request),
-            visit.principal,
-            api_instances.DeviceTransfer(
-                account=account,
-                va=va,
-                product_instances=[
-                    api_instances.DeviceTransferItem(
-                        target_virtual_account=target, product_instance_id=product
-                    )
-                ],
-            ),
-        )
+        await _transfer(request, visit, [product], target)
     except (InvalidInput, Conflict, NotFound) as exc:
         # An unknown target virtual account or product: the page again says which (an
         # account the user does not see is a 404 page when the page is drawn again).
@@ -345,20 +345,11 @@ async def remove(request: web.Request, visit: Visit) -> web.StreamResponse:
     account, va = request.match_info["account"], request.match_info["va"]
     product = request.match_info["product"]
     return_code = (await form_field(request, "return_code")).strip()
+    item = api_instances.DeviceRemoveItem(
+        product_instance_id=product, return_code=return_code or None
+    )
     try:
-        await api_instances.remove_devices(
-            services(request),
-            visit.principal,
-            api_instances.DeviceRemove(
-                account=account,
-                va=va,
-                product_instances_remove_requests=[
-                    api_instances.DeviceRemoveItem(
-                        product_instance_id=product, return_code=return_code or None
-                    )
-                ],
-            ),
-        )
+        await _remove(request, visit, [item])
     except (InvalidInput, Conflict, NotFound) as exc:
         return await _detail_page(request, visit, refusal_status(exc), error=exc.detail)
     return see_other(instances_path(account, va))
