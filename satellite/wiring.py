@@ -29,7 +29,7 @@ from satellite.crypto.secrets import Passwords
 from satellite.domain.access import host_operator
 from satellite.domain.clock import utc_now
 from satellite.errors import ConfigError, StateDirError
-from satellite.http.keys import MIGRATIONS, SERVICES, SETTINGS
+from satellite.http.keys import MIGRATIONS, SERVICES
 from satellite.http.middlewares import (
     device_nonces,
     no_nul_in_parameters,
@@ -267,7 +267,6 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
         ],
         client_max_size=runtime.settings.api.max_body_bytes,
     )
-    app[SETTINGS] = runtime.settings
     app[MIGRATIONS] = runtime.migrations
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:

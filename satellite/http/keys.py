@@ -5,11 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from satellite.api.context import Services
-from satellite.config import Settings
 from satellite.storage.migrations import Migration
 from satellite.storage.supervisor import PostgresSupervisor
 
-SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
 MIGRATIONS = web.AppKey("migrations", list[Migration])
 # Only in the daemon on its embedded PostgreSQL: what /readyz shows of that server.
