@@ -103,6 +103,12 @@ class TimerSettings(_Section):
     jobs_interval_minutes: PositiveInt = 60
     usage_history_days: PositiveInt = 400
 
+    def adopt(self, new: TimerSettings) -> None:
+        """Take ``new``'s values in place (a reload): the services hold this object and read
+        it on every use, so each new registration, token or job run follows the new timers."""
+        for name in self.__struct_fields__:
+            setattr(self, name, getattr(new, name))
+
 
 class LogSettings(_Section):
     format: Literal["json", "console"] = "json"

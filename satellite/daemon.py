@@ -20,7 +20,7 @@ from satellite.services import health
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.supervisor import PostgresSupervisor
 from satellite.tls import ServerTls
-from satellite.wiring import Runtime, create_app
+from satellite.wiring import Runtime, apply_live_settings, create_app
 
 log = structlog.get_logger("satellite.daemon")
 
@@ -48,7 +48,7 @@ async def serve(
         read_settings or (lambda: settings),
         runtime.catalog,
         tls,
-        lambda new: app[SERVICES].limiter.update(new.limits),
+        lambda new: apply_live_settings(app, settings, new),
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
@@ -76,8 +76,12 @@ async def serve(
         if announce is not None:
             announce(console_urls(scheme, runner.addresses))
         if tls is not None and settings.tls.managed:
-            every = dt.timedelta(minutes=settings.timers.jobs_interval_minutes)
-            renewals = asyncio.create_task(tls.renew_periodically(every))
+            # (settings.timers is the running timers object: a reload changes it in place)
+            renewals = asyncio.create_task(
+                tls.renew_periodically(
+                    lambda: dt.timedelta(minutes=settings.timers.jobs_interval_minutes)
+                )
+            )
         systemd.notify("READY=1\nSTATUS=serving")
         interval = systemd.watchdog_interval()
         if interval:

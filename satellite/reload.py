@@ -24,8 +24,9 @@ log = structlog.get_logger("satellite.reload")
 
 # Settings a reload applies (by dotted-name prefix); every other one that changed is
 # reported as needing a restart. The catalog file is read again whatever its setting says;
-# the limits are counted by the running rate limiter, which takes new values.
-LIVE = ("log.", "catalog", "limits.")
+# the limits are counted by the running rate limiter, which takes new values; the timers
+# are read by the services on every use, and the scheduler takes the jobs' new intervals.
+LIVE = ("log.", "catalog", "limits.", "timers.")
 
 
 class Reloader:
@@ -37,13 +38,15 @@ class Reloader:
         read_settings: Callable[[], Settings],
         catalog: Catalog,
         tls: ServerTls | None,
-        apply_limits: Callable[[Settings], None],
+        apply: Callable[[Settings], None],
     ) -> None:
+        """``apply``: makes the running daemon use the live part of new settings (the log
+        and the catalog aside, which the reloader sets itself)."""
         self.settings = settings
         self._read_settings = read_settings
         self._catalog = catalog
         self._tls = tls
-        self._apply_limits = apply_limits
+        self._apply = apply
 
     def reload(self) -> None:
         try:
@@ -56,7 +59,7 @@ class Reloader:
         restart = [name for name in changed if not name.startswith(LIVE)]
         configure_logging(new.log)
         self._catalog.adopt(catalog)
-        self._apply_limits(new)
+        self._apply(new)
         if self._tls is not None:
             self._tls.reload()
         self.settings = new

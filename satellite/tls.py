@@ -15,6 +15,7 @@ import ipaddress
 import re
 import socket
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -184,10 +185,11 @@ class ServerTls:
         self.reload()
         return True
 
-    async def renew_periodically(self, interval: dt.timedelta) -> None:
-        """Check every ``interval``, for as long as the daemon runs."""
+    async def renew_periodically(self, interval: Callable[[], dt.timedelta]) -> None:
+        """Check every ``interval()`` (as the config says now), for as long as the daemon
+        runs."""
         while True:
-            await asyncio.sleep(interval.total_seconds())
+            await asyncio.sleep(interval().total_seconds())
             # Issuing signs with the CA key and writes files: off the event loop; loading
             # into the context the sockets use: on it.
             if await asyncio.to_thread(self._issue_if_due, None):

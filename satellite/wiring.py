@@ -17,7 +17,7 @@ from aiohttp import web
 
 from satellite import tls
 from satellite.api.context import Services
-from satellite.config import Settings
+from satellite.config import Settings, TimerSettings
 from satellite.console import attach_services, refusals_as_pages, setup_console
 from satellite.crypto.keys import (
     KeyPaths,
@@ -194,9 +194,7 @@ def build_services(
     passwords = Passwords()
     limiter = RateLimiter(db, settings.limits)
     licenses = LicenseService(db, catalog)
-    reservations = ReservationService(
-        db, keys, catalog, licenses, settings.timers.sync_horizon_days
-    )
+    reservations = ReservationService(db, keys, catalog, licenses, settings.timers)
     envelope = DeviceEnvelope(keys)
     auth = AuthService(db, passwords, limiter, settings.api.access_token_ttl_seconds)
     device_api = DeviceApiService(
@@ -218,9 +216,7 @@ def build_services(
         transfers=LicenseTransferService(db, catalog, licenses),
         envelope=envelope,
         device_api=device_api,
-        exports=ExportService(
-            db, keys, catalog, licenses, envelope, settings.timers.sync_horizon_days
-        ),
+        exports=ExportService(db, keys, catalog, licenses, envelope, settings.timers),
         product_instances=ProductInstanceService(db, reservations, licenses),
         reservations=reservations,
         tokens=TokenService(db, keys, settings.timers),
@@ -229,9 +225,7 @@ def build_services(
         principals=PrincipalService(db, passwords),
         events=EventService(db),
         alerts=AlertService(db),
-        maintenance=MaintenanceService(
-            db, licenses, settings.timers.usage_history_days, settings.console
-        ),
+        maintenance=MaintenanceService(db, licenses, settings.timers, settings.console),
         sync=SatelliteSync(db, keys, licenses, settings),
         upstream=UpstreamSync(db, keys, settings),
         subscriptions=SubscriptionService(db, licenses),
@@ -239,19 +233,42 @@ def build_services(
     )
     services.jobs.define(
         {name: functools.partial(job, services, utc_now) for name, job in JOBS.items()},
-        {name: job_interval(settings, name) for name in JOBS},
+        functools.partial(job_interval, settings.timers),
     )
     return services
 
 
-def job_interval(settings: Settings, job: str) -> dt.timedelta:
+def job_interval(timers: TimerSettings, job: str) -> dt.timedelta:
     """How often the scheduler runs ``job``."""
-    timers = settings.timers
     minutes = timers.sync_interval_minutes if job == "sync" else timers.jobs_interval_minutes
     return dt.timedelta(minutes=minutes)
 
 
+def job_timing(
+    settings: Settings,
+) -> tuple[dt.timedelta, dict[str, dt.timedelta], dict[str, float]]:
+    """The scheduler's timing as ``settings`` say: every job's interval, the jobs with their
+    own, and the seconds a job's run may start late at random."""
+    timers = settings.timers
+    return (
+        job_interval(timers, "expire-registrations"),
+        {"sync": job_interval(timers, "sync")},
+        # (at most half the interval: a run never slides into the next one)
+        {"sync": min(settings.sync.jitter_seconds, timers.sync_interval_minutes * 30)},
+    )
+
+
 SCHEDULER = web.AppKey("scheduler", JobScheduler)
+
+
+def apply_live_settings(app: web.Application, running: Settings, new: Settings) -> None:
+    """What a reload (``satellite.reload``) changes in the running daemon besides the log and
+    the catalog: the rate limits, the timers (in place: the services read them on every
+    use) and the scheduled jobs' intervals."""
+    app[SERVICES].limiter.update(new.limits)
+    running.timers.adopt(new.timers)
+    if SCHEDULER in app:
+        app[SCHEDULER].reschedule(*job_timing(new))
 
 
 def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
@@ -276,16 +293,8 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
             yield
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-        timers = runtime.settings.timers
-        jobs = JobScheduler(
-            app[SERVICES],
-            dt.timedelta(minutes=timers.jobs_interval_minutes),
-            intervals={"sync": job_interval(runtime.settings, "sync")},
-            # (at most half the interval: a run never slides into the next one)
-            jitter={
-                "sync": min(runtime.settings.sync.jitter_seconds, timers.sync_interval_minutes * 30)
-            },
-        )
+        interval, intervals, jitter = job_timing(runtime.settings)
+        jobs = JobScheduler(app[SERVICES], interval, intervals=intervals, jitter=jitter)
         jobs.start()
         app[SCHEDULER] = jobs
         yield

@@ -4,6 +4,7 @@ takes effect, what cannot is reported as needing a restart, an invalid file is r
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import signal
 import socket
@@ -130,6 +131,80 @@ def test_sighup_applies_a_changed_config_and_refuses_an_invalid_one(
         assert sorted(_tags(base, token)) == [tag_a, tag_b]
         # One failure allowed a window now (the three before still count in this window).
         assert _bad_login(base) == 429
+        assert daemon.stop() == 0, daemon.err
+    finally:
+        kill_daemon(daemon)
+
+
+def _next_runs(base: str, token: str) -> dict[str, dt.datetime]:
+    status, body = http("GET", f"{base}/api/v1/jobs", token=token)
+    assert status == 200, body
+    return {j["name"]: dt.datetime.fromisoformat(j["nextRun"]) for j in body["jobs"]}
+
+
+def _token_expires_in(base: str, token: str) -> dt.timedelta:
+    tokens = f"{base}/api/v1/accounts/Acme/virtual-accounts/DEFAULT/tokens"
+    status, body = http("POST", tokens, {"description": "reload"}, token=token)
+    assert status == 200, body
+    expires = dt.datetime.fromisoformat(body["tokenInfo"]["expirationDate"])
+    return expires - dt.datetime.now(dt.UTC)
+
+
+def test_sighup_applies_changed_timers_to_new_work_and_to_the_jobs_schedule(
+    tmp_path: Path, db_dsn: str, state_dir: Path
+) -> None:
+    port = free_port(socket.AF_INET, "127.0.0.1")
+    base = f"http://127.0.0.1:{port}"
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(_catalog(["regid.2026-01.com.example.A"]), encoding="utf-8")
+    config = tmp_path / "satellite.toml"
+    plain = _config(db_dsn, f"127.0.0.1:{port}", catalog, "info", 10)
+
+    def timers(jobs_minutes: int, token_days: int) -> str:
+        return (
+            f"{plain}[timers]\njobs_interval_minutes = {jobs_minutes}\n"
+            f"token_expiry_days = {token_days}\n"
+        )
+
+    config.write_text(timers(600, 30), "utf-8")
+    args = ["--config", str(config), "serve", "--state-dir", str(state_dir), "--plain-http"]
+    daemon: Daemon | None = None
+    try:
+        daemon = start(args, tmp_path / "logs", base_env(tmp_path))
+        deadline = time.monotonic() + START_TIMEOUT
+        for _ in range(int(START_TIMEOUT / POLL)):
+            assert daemon.proc.poll() is None, daemon.err
+            with contextlib.suppress(OSError):
+                if http("GET", f"{base}/healthz")[0] == 200:
+                    break
+            assert time.monotonic() < deadline, daemon.err
+            time.sleep(POLL)
+        (client_id,), (secret,) = (
+            named_values(daemon.out, "client_id"),
+            named_values(daemon.out, "client_secret"),
+        )
+        token = daemon_login(base, client_id, secret)
+        assert http("POST", f"{base}/api/v1/accounts", {"name": "Acme"}, token=token)[0] == 200
+        hour = dt.timedelta(hours=1)
+        assert abs(_token_expires_in(base, token) - dt.timedelta(days=30)) < hour
+        now = dt.datetime.now(dt.UTC)
+        before = _next_runs(base, token)
+        assert before["forget-nonces"] > now + dt.timedelta(minutes=590), before
+
+        config.write_text(timers(5, 3), "utf-8")
+        daemon.proc.send_signal(signal.SIGHUP)
+        reloaded = _wait_for_event(daemon, "config.reloaded")
+        assert {"timers.jobs_interval_minutes", "timers.token_expiry_days"} <= set(
+            reloaded[0]["changed"]
+        ), reloaded
+        assert not [r for r in _records(daemon) if r.get("event") == "config.restart_needed"]
+        # A token made now follows the new expiry; each job runs next within the new
+        # interval, not the old one.
+        assert abs(_token_expires_in(base, token) - dt.timedelta(days=3)) < hour
+        after = _next_runs(base, token)
+        latest = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5, seconds=5)
+        late = {name: at for name, at in after.items() if name != "sync" and at > latest}
+        assert not late, late
         assert daemon.stop() == 0, daemon.err
     finally:
         kill_daemon(daemon)

@@ -55,17 +55,22 @@ class JobScheduler:
         """When each job runs next (None: paused, as while stopping)."""
         return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
 
+    def _interval_of(self, name: str) -> dt.timedelta:
+        return self._intervals.get(name, self._interval)
+
+    def _trigger(self, name: str) -> IntervalTrigger:
+        return IntervalTrigger(
+            seconds=self._interval_of(name).total_seconds(),
+            timezone=dt.UTC,
+            jitter=self._jitter.get(name) or None,
+        )
+
     def start(self) -> None:
         first = utc_now()
         for name, job in self._jobs.items():
-            interval = self._intervals.get(name, self._interval)
             self._scheduler.add_job(
                 self._run,
-                IntervalTrigger(
-                    seconds=interval.total_seconds(),
-                    timezone=dt.UTC,
-                    jitter=self._jitter.get(name) or None,
-                ),
+                self._trigger(name),
                 args=(name, job),
                 id=name,
                 name=name,
@@ -92,7 +97,7 @@ class JobScheduler:
             await self._services.jobs.run(
                 name,
                 lambda: job(self._services, utc_now),
-                interval=self._intervals.get(name, self._interval),
+                interval=self._interval_of(name),
             )
         except DatabaseUnavailable:
             # Not a fault of the job: it runs again at its next time (no traceback to read).
@@ -100,6 +105,30 @@ class JobScheduler:
         finally:
             if task is not None:
                 self._runs.pop(task, None)
+
+    def reschedule(
+        self,
+        interval: dt.timedelta,
+        intervals: Mapping[str, dt.timedelta] | None = None,
+        jitter: Mapping[str, float] | None = None,
+    ) -> list[str]:
+        """New intervals (a reload of the config): each job whose interval or jitter changed
+        runs next one new interval from now (a run in progress finishes). Return their names."""
+        before = {name: (self._interval_of(name), self._jitter.get(name)) for name in self._jobs}
+        self._interval = interval
+        self._intervals = dict(intervals or {})
+        self._jitter = dict(jitter or {})
+        changed = [
+            name
+            for name in self._jobs
+            if before[name] != (self._interval_of(name), self._jitter.get(name))
+        ]
+        if self.running:
+            for name in changed:
+                self._scheduler.reschedule_job(name, trigger=self._trigger(name))
+        if changed:
+            log.info("scheduler.rescheduled", jobs=changed)
+        return changed
 
     async def stop(self) -> None:
         """No new runs; wait for the running ones (bounded), then shut down."""

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import msgspec
 import structlog
 
+from satellite.config import TimerSettings
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal, product_actor
 from satellite.domain.clock import utc_now
@@ -127,14 +128,14 @@ class ExportService:
         catalog: Catalog,
         licenses: LicenseService,
         envelope: DeviceEnvelope,
-        sync_horizon_days: int,
+        timers: TimerSettings,
     ) -> None:
         self._db = db
         self._keys = keys
         self._catalog = catalog
         self._licenses = licenses
         self._envelope = envelope
-        self._sync_horizon_days = sync_horizon_days
+        self._timers = timers
 
     def _entry(self, feature: str) -> CatalogEntry:
         entry = self._catalog.export_key(feature)
@@ -217,7 +218,9 @@ class ExportService:
         entry: CatalogEntry,
         now: dt.datetime,
     ) -> ExportKey:
-        await horizon.require_in_step(conn, instance.account_id, now, self._sync_horizon_days)
+        await horizon.require_in_step(
+            conn, instance.account_id, now, self._timers.sync_horizon_days
+        )
         positions = await self._licenses.virtual_account_positions(
             conn, instance.virtual_account_id, instance.virtual_account, now
         )

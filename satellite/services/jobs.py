@@ -70,14 +70,15 @@ class JobService:
         self.node = node
         self._keep = keep
         self._jobs: dict[str, Work] = {}
-        self._intervals: dict[str, dt.timedelta] = {}
+        self._interval_of: Callable[[str], dt.timedelta] | None = None
         self._next_runs: NextRuns | None = None
 
-    def define(self, jobs: Mapping[str, Work], intervals: Mapping[str, dt.timedelta]) -> None:
+    def define(self, jobs: Mapping[str, Work], interval_of: Callable[[str], dt.timedelta]) -> None:
         """The jobs there are (each bound to the services and the server's clock), and how
-        often each runs; given by the wiring once the services are built."""
+        often each runs as the config says now (a reload changes it); given by the wiring
+        once the services are built."""
         self._jobs = dict(jobs)
-        self._intervals = dict(intervals)
+        self._interval_of = interval_of
 
     def follow_schedule(self, next_runs: NextRuns | None) -> None:
         """While the daemon's scheduler runs, where its next runs are read (None: stopped)."""
@@ -162,7 +163,7 @@ class JobService:
             if scheduled is not None:
                 statuses.append(JobStatus(name, run, scheduled.get(name), "scheduler"))
                 continue
-            interval = self._intervals.get(name)
+            interval = self._interval_of(name) if self._interval_of is not None else None
             due = run.started_at + interval if run is not None and interval else None
             statuses.append(JobStatus(name, run, due, "interval"))
         return statuses

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from satellite.config import ConsoleSettings
+from satellite.config import ConsoleSettings, TimerSettings
 from satellite.domain.access import system_actor
 from satellite.domain.expiry import CERTIFICATE_WARNING, ProductInstanceTimers
 from satellite.services import audit, exports
@@ -92,12 +92,12 @@ class MaintenanceService:
         self,
         db: Database,
         licenses: LicenseService,
-        usage_history_days: int,
+        timers: TimerSettings,
         console: ConsoleSettings,
     ) -> None:
         self._db = db
         self._licenses = licenses
-        self._usage_history = dt.timedelta(days=usage_history_days)
+        self._timers = timers
         self._session_idle = dt.timedelta(minutes=console.session_idle_minutes)
         self._session_absolute = dt.timedelta(hours=console.session_absolute_hours)
 
@@ -263,7 +263,9 @@ class MaintenanceService:
 
         async def work(conn: Connection) -> dict[str, int]:
             forgotten = await product_instances.forget_usage_reports(
-                conn, now - self._usage_history, USAGE_REPORTS_FORGOTTEN_PER_RUN
+                conn,
+                now - dt.timedelta(days=self._timers.usage_history_days),
+                USAGE_REPORTS_FORGOTTEN_PER_RUN,
             )
             return {"forgotten": forgotten}
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from satellite.config import TimerSettings
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal
 from satellite.domain.clock import utc_now
@@ -75,13 +76,13 @@ class ReservationService(ReservationReads):
         keys: ServerKeys,
         catalog: Catalog,
         licenses: LicenseService,
-        horizon_days: int,
+        timers: TimerSettings,
     ) -> None:
         self._db = db
         self._keys = keys
         self._catalog = catalog
         self._licenses = licenses
-        self._horizon_days = horizon_days
+        self._timers = timers
 
     def signing_public_key(self) -> str:
         """PEM of the key authorization codes are signed with (what products trust)."""
@@ -130,7 +131,9 @@ class ReservationService(ReservationReads):
     ) -> tuple[AuthorizationCode, Reservation]:
         """A new code for ``lines``, recorded as the product's pending one; the reservation
         as it now stands (in transition until the code is confirmed)."""
-        await horizon.require_in_step(conn, instance.account_id, now, self._horizon_days)
+        await horizon.require_in_step(
+            conn, instance.account_id, now, self._timers.sync_horizon_days
+        )
         authorization = self._issue(instance, lines, after, now)
         await reservations.set_pending(
             conn, instance.id, authorization.timestamp, authorization.text, lines, now
