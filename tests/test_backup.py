@@ -242,3 +242,29 @@ def test_a_database_holding_only_a_function_is_not_empty(
     line = cli("restore", str(out), env=ENV).one_error_line()
     assert "database is not empty" in line
     assert not target.exists()
+
+
+def test_a_backup_to_a_folder_that_is_not_there_is_one_line_naming_it(
+    state_dir: Path, db_dsn: str, tmp_path: Path
+) -> None:
+    source = source_state(state_dir, tmp_path)
+    cli = Cli(toml_config(tmp_path / "source.toml", source.root, db_dsn), tmp_path)
+    out = tmp_path / "no-such-folder" / "satellite.backup"
+    line = cli("backup", "--out", str(out), env=ENV).one_error_line()
+    assert f"{out.parent} is not a folder" in line, line
+    assert "partial" not in line, line  # not the name of the file it would have written first
+    (tmp_path / "a-file").write_text("", "utf-8")
+    line = cli("backup", "--out", str(tmp_path / "a-file" / "x"), env=ENV).one_error_line()
+    assert "is not a folder" in line, line
+
+
+def test_a_backup_file_that_cannot_be_made_is_one_line_naming_it(
+    state_dir: Path, db_dsn: str, tmp_path: Path
+) -> None:
+    source = source_state(state_dir, tmp_path)
+    cli = Cli(toml_config(tmp_path / "source.toml", source.root, db_dsn), tmp_path)
+    # A name the file system takes, but not with the partial file's prefix and suffix.
+    out = tmp_path / ("b" * 250)
+    line = cli("backup", "--out", str(out), env=ENV).one_error_line()
+    assert f"cannot write {out}: File name too long" in line, line
+    assert list(tmp_path.glob("*bbbb*")) == []

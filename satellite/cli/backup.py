@@ -68,6 +68,7 @@ def backup(obj: CliContext, out: Path, passphrase_file: Path | None) -> None:
     configure_logging(QUIET_LOGS)
     if not is_initialized(settings):
         raise StateDirError(f"{settings.state_path} holds no server keys: nothing to back up")
+    backups.check_output(out)
     passphrase = _passphrase(passphrase_file, confirm=True)
     backups.check_passphrase(passphrase)
     with database_server(settings) as dsn:

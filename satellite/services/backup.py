@@ -66,15 +66,26 @@ def _key_files(root: Path) -> list[KeyFile]:
     return files
 
 
+def check_output(out: Path) -> None:
+    """Refuse an ``out`` whose folder is not there (before a passphrase is asked for)."""
+    if not out.parent.is_dir():
+        raise BackupError(f"{out.parent} is not a folder: cannot write {out}")
+
+
 def write_backup(paths: KeyPaths, dsn: str, out: Path, passphrase: str) -> Manifest:
     """Write the backup to ``out`` (mode 0600; replaced only once the new one is whole)."""
+    check_output(out)
     check_passphrase(passphrase)
     manifest = Manifest(FORMAT, __version__, utc_now().isoformat(), _key_files(paths.root))
     if not any(f.path == "keys/ca.key" for f in manifest.files):
         raise BackupError(f"{paths.root} holds no server keys: nothing to back up")
     encoded = msgspec.json.encode(manifest)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        # (named by the file asked for: the partial one beside it is ours)
+        raise BackupError(f"cannot write {out}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             writer = SealedWriter(handle, passphrase)
