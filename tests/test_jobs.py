@@ -3,8 +3,9 @@ runs every node records (bounded, a failure with its reason)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -12,7 +13,7 @@ import asyncpg
 from satellite.api.context import Services
 from satellite.domain.clock import utc_now
 from satellite.scheduler import jobs
-from satellite.services.jobs import RUNS_KEPT
+from satellite.services.jobs import RUNS_KEPT, JobService
 from satellite.services.maintenance import LOCK_KEYS, JobReport
 from tests.conftest import Api, new_client
 from tests.helpers.cli import Cli, query, toml_config
@@ -179,10 +180,11 @@ async def test_a_scheduled_run_is_skipped_only_when_another_node_did_the_job_lat
     def work() -> Awaitable[JobReport | None]:  # the job, as the scheduler calls it
         return jobs.forget_nonces(services, utc_now)
 
-    async def did(node: str, ago: dt.timedelta) -> None:
+    async def did(node: str, ago: dt.timedelta) -> None:  # that node's claim, ``ago``
         await db.execute(
-            "INSERT INTO job_runs (job, node, started_at, finished_at, outcome) "
-            "VALUES ('forget-nonces', $1, now() - $2::interval, now() - $2::interval, 'done')",
+            "INSERT INTO job_claims (job, node, claimed_at) "
+            "VALUES ('forget-nonces', $1, now() - $2::interval) ON CONFLICT (job) DO UPDATE "
+            "SET node = EXCLUDED.node, claimed_at = EXCLUDED.claimed_at",
             node,
             ago,
         )
@@ -191,16 +193,60 @@ async def test_a_scheduled_run_is_skipped_only_when_another_node_did_the_job_lat
     await did(services.jobs.node, dt.timedelta(minutes=1))
     assert (await services.jobs.run("forget-nonces", work, interval=hour)).outcome == "done"
     # Another node did it half an hour ago: this run is skipped, saying where and when.
-    await db.execute("DELETE FROM job_runs")
     await did("other", 30 * MINUTE)
     skipped = await services.jobs.run("forget-nonces", work, interval=hour)
     assert skipped.outcome == "skipped"
     assert skipped.reason is not None
     assert skipped.reason.startswith("done on other at ")
     # ... 57 minutes ago (past 0.9 of the interval): this node, just ahead, takes over.
-    await db.execute("DELETE FROM job_runs")
     await did("other", 57 * MINUTE)
     assert (await services.jobs.run("forget-nonces", work, interval=hour)).outcome == "done"
     # A run on demand always runs.
     await did("other", dt.timedelta(0))
     assert (await services.jobs.run_now("forget-nonces")).outcome == "done"
+
+
+async def test_two_nodes_whose_runs_fall_at_the_same_moment_do_the_job_once(
+    services: Services,
+) -> None:
+    # Each node looks, then runs: a look at the runs recorded could not see the other's run
+    # still in progress, and both did the job.
+    done: list[str] = []
+
+    def job(node: str) -> Callable[[], Awaitable[JobReport | None]]:
+        async def work() -> JobReport | None:
+            done.append(node)
+            await asyncio.sleep(0.2)  # (still running when the other node looks)
+            return JobReport("forget-nonces", {})
+
+        return work
+
+    a, b = JobService(services.db, "node-a"), JobService(services.db, "node-b")
+    hour = dt.timedelta(hours=1)
+    runs = await asyncio.gather(
+        a.run("forget-nonces", job("node-a"), interval=hour),
+        b.run("forget-nonces", job("node-b"), interval=hour),
+    )
+    assert len(done) == 1, done
+    assert sorted(run.outcome for run in runs) == ["done", "skipped"], runs
+
+
+async def test_a_failed_run_lets_another_node_do_the_job_before_its_next_run(
+    services: Services,
+) -> None:
+    async def boom() -> JobReport | None:
+        raise RuntimeError("disk full")
+
+    async def fine() -> JobReport | None:
+        return JobReport("forget-nonces", {})
+
+    a, b = JobService(services.db, "node-a"), JobService(services.db, "node-b")
+    hour = dt.timedelta(hours=1)
+    assert (await a.run("forget-nonces", boom, interval=hour)).outcome == "failed"
+    assert (await b.run("forget-nonces", fine, interval=hour)).outcome == "done"
+    # ... and a run done on demand counts as done for the other node's schedule.
+    assert (await a.run("forget-nonces", fine)).outcome == "done"
+    skipped = await b.run("forget-nonces", fine, interval=hour)
+    assert skipped.outcome == "skipped"
+    assert skipped.reason is not None
+    assert skipped.reason.startswith("done on node-a at ")

@@ -93,9 +93,10 @@ class JobService:
     ) -> JobRunRow:
         """Run ``work`` as a run of job ``name`` and record how it went.
 
-        A scheduled run gives the job's ``interval``: if another node did the job less
-        than ``RAN_ELSEWHERE`` of it ago, this run is skipped (recorded, and logged as
-        ``job.skipped``). A run on demand (no interval) always runs.
+        A scheduled run gives the job's ``interval``: it claims the run first, and if
+        another node claimed one (or ran the job on demand) less than ``RAN_ELSEWHERE`` of
+        it ago, this run is skipped (recorded, and logged as ``job.skipped``); a failed run
+        gives its claim back. A run on demand (no interval) always runs.
 
         A failure is logged with its traceback: as an error for a scheduled run (nobody
         else hears of it), at info for a run on demand (its caller is answered with the
@@ -106,7 +107,7 @@ class JobService:
         """
         started = utc_now()
         if interval is not None:
-            elsewhere = await self._done_elsewhere(name, started - interval * RAN_ELSEWHERE)
+            elsewhere = await self._claim(name, started, started - interval * RAN_ELSEWHERE)
             if elsewhere is not None:
                 log.info("job.skipped", job=name, node=self.node, reason=elsewhere)
                 return await self._record(
@@ -129,15 +130,21 @@ class JobService:
                 outcome, reason = "skipped", SKIPPED
             else:
                 outcome, counts = "done", dict(report.counts)
-        return await self._record(
-            JobRunRow(name, self.node, started, utc_now(), outcome, counts, reason)
-        )
+        run = JobRunRow(name, self.node, started, utc_now(), outcome, counts, reason)
+        async with self._db.transaction() as conn:
+            await job_runs.record_run(conn, run, self._keep)
+            if outcome == "done" and on_demand:
+                await job_runs.note_run(conn, name, self.node, started)
+            elif outcome == "failed" and not on_demand:
+                await job_runs.give_back_claim(conn, name, self.node, started)
+        return run
 
-    async def _done_elsewhere(self, name: str, since: dt.datetime) -> str | None:
-        """Where and when another node did job ``name`` since ``since``, if it did."""
-        async with self._db.connection() as conn:
-            done = await job_runs.done_elsewhere_since(conn, name, self.node, since)
-        return None if done is None else f"done on {done.node} at {done.started_at.isoformat()}"
+    async def _claim(self, name: str, at: dt.datetime, since: dt.datetime) -> str | None:
+        """Claim the run of job ``name`` at ``at``; if another node's claim since ``since``
+        stands in the way, say whose and when."""
+        async with self._db.transaction() as conn:
+            other = await job_runs.claim_run(conn, name, self.node, at, since)
+        return None if other is None else f"done on {other.node} at {other.claimed_at.isoformat()}"
 
     async def _record(self, run: JobRunRow) -> JobRunRow:
         async with self._db.transaction() as conn:

@@ -52,19 +52,56 @@ async def last_runs(conn: asyncpg.Connection) -> dict[str, JobRunRow]:
     return {row["job"]: _run(row) for row in rows}
 
 
-async def done_elsewhere_since(
-    conn: asyncpg.Connection, job: str, node: str, since: dt.datetime
-) -> JobRunRow | None:
-    """The newest done run of ``job`` started at or after ``since`` by a node but ``node``."""
-    row = await conn.fetchrow(
-        "SELECT job, node, started_at, finished_at, outcome, counts, reason FROM job_runs "
-        "WHERE job = $1 AND node <> $2 AND outcome = 'done' AND started_at >= $3 "
-        "ORDER BY started_at DESC, id DESC LIMIT 1",
+@dataclass(frozen=True)
+class Claim:
+    node: str
+    claimed_at: dt.datetime
+
+
+async def claim_run(
+    conn: asyncpg.Connection, job: str, node: str, at: dt.datetime, since: dt.datetime
+) -> Claim | None:
+    """Claim the run of ``job`` at ``at`` for ``node``, unless another node claimed one at
+    or after ``since``: then return that node's claim (and claim nothing). In a transaction:
+    the job's row stays locked until it ends, so two nodes' claims go one after the other."""
+    await conn.execute(
+        "INSERT INTO job_claims (job, node) VALUES ($1, $2) ON CONFLICT (job) DO NOTHING",
         job,
         node,
-        since,
     )
-    return None if row is None else _run(row)
+    row = await conn.fetchrow(
+        "SELECT node, claimed_at FROM job_claims WHERE job = $1 FOR UPDATE", job
+    )
+    assert row is not None  # (made just before if it was not there; never deleted)
+    if row["node"] != node and row["claimed_at"] is not None and row["claimed_at"] >= since:
+        return Claim(row["node"], row["claimed_at"])
+    await conn.execute(
+        "UPDATE job_claims SET node = $2, claimed_at = $3 WHERE job = $1", job, node, at
+    )
+    return None
+
+
+async def note_run(conn: asyncpg.Connection, job: str, node: str, at: dt.datetime) -> None:
+    """A run of ``job`` done by ``node`` at ``at`` outside the schedule (on demand): the
+    other nodes' scheduled runs see it as a claim."""
+    await conn.execute(
+        "INSERT INTO job_claims (job, node, claimed_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (job) DO UPDATE SET node = EXCLUDED.node, claimed_at = EXCLUDED.claimed_at",
+        job,
+        node,
+        at,
+    )
+
+
+async def give_back_claim(conn: asyncpg.Connection, job: str, node: str, at: dt.datetime) -> None:
+    """Give back ``node``'s claim of the run of ``job`` at ``at`` (the run failed: another
+    node may do the job before this one's next run)."""
+    await conn.execute(
+        "UPDATE job_claims SET claimed_at = NULL WHERE job = $1 AND node = $2 AND claimed_at = $3",
+        job,
+        node,
+        at,
+    )
 
 
 def _run(row: Any) -> JobRunRow:
