@@ -59,6 +59,7 @@ from satellite.services.sessions import SessionService
 from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
+from satellite.services.usage import UsageService
 from satellite.storage.db import Database
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.migrations import Migration, load_migrations, migrate
@@ -235,6 +236,7 @@ def build_services(
         sync=SatelliteSync(db, keys, licenses, settings),
         upstream=UpstreamSync(db, keys, settings),
         subscriptions=SubscriptionService(db, licenses),
+        usage=UsageService(db, licenses),
         jobs=JobService(db, node_name(settings.node_name)),
     )
     services.jobs.define(
@@ -247,7 +249,10 @@ def build_services(
 def job_interval(settings: Settings, job: str) -> dt.timedelta:
     """How often the scheduler runs ``job``."""
     timers = settings.timers
-    minutes = timers.sync_interval_minutes if job == "sync" else timers.jobs_interval_minutes
+    minutes = {
+        "sync": timers.sync_interval_minutes,
+        "usage-rollup": timers.usage_rollup_minutes,
+    }.get(job, timers.jobs_interval_minutes)
     return dt.timedelta(minutes=minutes)
 
 
@@ -280,7 +285,9 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
         jobs = JobScheduler(
             app[SERVICES],
             dt.timedelta(minutes=timers.jobs_interval_minutes),
-            intervals={"sync": job_interval(runtime.settings, "sync")},
+            intervals={
+                name: job_interval(runtime.settings, name) for name in ("sync", "usage-rollup")
+            },
             # (at most half the interval: a run never slides into the next one)
             jitter={
                 "sync": min(runtime.settings.sync.jitter_seconds, timers.sync_interval_minutes * 30)
