@@ -174,6 +174,12 @@ async def test_the_csv_holds_the_json_s_rows_and_runs_no_formula(
     assert rows == expected
     # Quoted as RFC 4180 says: the comma and the doubled quotes stay inside one cell.
     assert '"\'=HYPERLINK(""evil.example"",""x""),1"' in text
+    # The OpenAPI document offers both, and says what a row means.
+    status, document = await admin.get("/api/v1/openapi.json")
+    assert status == 200
+    described = document["paths"]["/api/v1/accounts/{account}/usage"]["get"]
+    assert set(described["responses"]["200"]["content"]) == {"application/json", "text/csv"}
+    assert "peakInUse" in described["description"]
     # JSON unless CSV is preferred; caches keep the two apart.
     for accept in ("application/json", "*/*", "application/json, text/csv;q=0.5"):
         headers = {"Authorization": f"Bearer {admin.token}", "Accept": accept}

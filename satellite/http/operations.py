@@ -109,7 +109,7 @@ def _download(answer: Download) -> web.Response:
 def _as_asked(request: web.Request, answer: msgspec.Struct, field: str) -> web.Response:
     """An answer that has a CSV form: CSV when the request's Accept prefers it, else JSON.
     Caches are told the answer varies with Accept."""
-    if wants_csv(request.headers.get("Accept", "")):
+    if _wants_csv(request.headers.get("Accept", "")):
         response = web.Response(
             text=tables.as_csv(answer, field), content_type=tables.MEDIA_TYPE, charset="utf-8"
         )
@@ -119,7 +119,7 @@ def _as_asked(request: web.Request, answer: msgspec.Struct, field: str) -> web.R
     return response
 
 
-def wants_csv(accept: str) -> bool:
+def _wants_csv(accept: str) -> bool:
     """Whether an Accept header asks for CSV before JSON: it names ``text/csv`` with a
     quality above 0 and at least that of ``application/json`` (wildcards such as ``*/*``
     never choose CSV)."""
