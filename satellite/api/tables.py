@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
 from typing import Any, get_args, get_origin, get_type_hints
 
 import msgspec
@@ -45,7 +44,7 @@ def _plain(hint: Any) -> bool:
     return not nested and get_origin(hint) not in (list, dict)
 
 
-def cell(value: Any) -> str:
+def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -55,23 +54,13 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def rows(answer: msgspec.Struct, field: str) -> list[list[str]]:
-    """The answer's records as rows of cells, in the header's order (values as the JSON
-    answer writes them: dates and times in ISO 8601)."""
+def as_csv(answer: msgspec.Struct, field: str) -> str:
+    """The answer's records as RFC 4180 text: the header row, then a row per record in the
+    header's order (values as the JSON answer writes them: dates and times in ISO 8601)."""
     header = columns(type(answer), field)
     records: list[dict[str, Any]] = msgspec.to_builtins(getattr(answer, field))
-    return [[cell(record[name]) for name in header] for record in records]
-
-
-def encode(header: Sequence[str] | None, body: Iterable[Sequence[str]]) -> str:
-    """RFC 4180 text: the header row (if given), then the rows."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    if header is not None:
-        writer.writerow(header)
-    writer.writerows(body)
+    writer.writerow(header)
+    writer.writerows([_cell(record[name]) for name in header] for record in records)
     return out.getvalue()
-
-
-def as_csv(answer: msgspec.Struct, field: str) -> str:
-    return encode(columns(type(answer), field), rows(answer, field))
