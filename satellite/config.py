@@ -102,6 +102,8 @@ class TimerSettings(_Section):
     sync_horizon_days: PositiveInt = 90
     jobs_interval_minutes: PositiveInt = 60
     usage_history_days: PositiveInt = 400
+    # Minutes between samples of the daily usage roll-up (its peaks are sampled peaks).
+    usage_rollup_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] = 10
 
     def adopt(self, new: TimerSettings) -> None:
         """Take ``new``'s values in place (a reload): the services hold this object and read

@@ -59,6 +59,7 @@ from satellite.services.sessions import SessionService
 from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
+from satellite.services.usage import UsageService
 from satellite.storage.db import Database
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.migrations import Migration, load_migrations, migrate
@@ -229,6 +230,7 @@ def build_services(
         sync=SatelliteSync(db, keys, licenses, settings),
         upstream=UpstreamSync(db, keys, settings),
         subscriptions=SubscriptionService(db, licenses),
+        usage=UsageService(db, licenses),
         jobs=JobService(db, node_name(settings.node_name)),
     )
     services.jobs.define(
@@ -240,7 +242,10 @@ def build_services(
 
 def job_interval(timers: TimerSettings, job: str) -> dt.timedelta:
     """How often the scheduler runs ``job``."""
-    minutes = timers.sync_interval_minutes if job == "sync" else timers.jobs_interval_minutes
+    minutes = {
+        "sync": timers.sync_interval_minutes,
+        "usage-rollup": timers.usage_rollup_minutes,
+    }.get(job, timers.jobs_interval_minutes)
     return dt.timedelta(minutes=minutes)
 
 
@@ -252,7 +257,7 @@ def job_timing(
     timers = settings.timers
     return (
         job_interval(timers, "expire-registrations"),
-        {"sync": job_interval(timers, "sync")},
+        {name: job_interval(timers, name) for name in ("sync", "usage-rollup")},
         # (at most half the interval: a run never slides into the next one)
         {"sync": min(settings.sync.jitter_seconds, timers.sync_interval_minutes * 30)},
     )

@@ -301,7 +301,7 @@ async def test_usage_reports_older_than_the_history_keeps_are_forgotten(
     )
     report = await jobs.forget_usage_history(services, at(now()))
     assert report is not None
-    assert report.counts == {"forgotten": 2}
+    assert report.counts == {"forgotten": 2, "usage_days_forgotten": 0}
     history = await db.fetch("SELECT usage FROM usage_reports")
     assert [json.loads(row["usage"]) for row in history] == [{ENHANCED: 3}]
     # The current usage is not history: it stays, and still counts.
@@ -309,5 +309,5 @@ async def test_usage_reports_older_than_the_history_keeps_are_forgotten(
     # 400 days on, the last report goes too; the current usage still stays.
     report = await jobs.forget_usage_history(services, at(now() + 401 * DAY))
     assert report is not None
-    assert report.counts == {"forgotten": 1}
+    assert report.counts == {"forgotten": 1, "usage_days_forgotten": 0}
     assert await db.fetchval("SELECT count(*) FROM product_usage") == 1

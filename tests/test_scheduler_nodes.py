@@ -65,6 +65,7 @@ WORK_AT = {
     "forget-usage-history": 401 * DAY,
     "forget-rate-limits": DAY,
     "forget-sessions": DAY,
+    "usage-rollup": DAY,
 }
 
 
@@ -142,6 +143,11 @@ async def test_concurrent_runs_of_a_job_from_two_nodes_do_the_work_once(
     elif job == "forget-usage-history":
         assert sum(c["forgotten"] for c in counts) == 3, counts
         assert await db.fetchval("SELECT count(*) FROM usage_reports") == 0
+    elif job == "usage-rollup":
+        # One sample (the four runs are at one moment): 6 of Enhanced in use in Voice.
+        assert sum(c["rows"] for c in counts) >= 1, counts
+        rows = await db.fetch("SELECT tag, peak_in_use, samples FROM usage_daily")
+        assert [tuple(r) for r in rows] == [(ENHANCED, 6, 1)]
     elif job == "forget-rate-limits":
         # The registrations' counters (the token's, the virtual account's, the address's).
         assert sum(c["forgotten"] for c in counts) == counters > 0, counts

@@ -22,6 +22,7 @@ from satellite.services.sessions import SessionService
 from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
+from satellite.services.usage import UsageService
 from satellite.storage.db import Database
 from satellite_protocol.catalog import Catalog
 from sync.satellite import SatelliteSync
@@ -52,3 +53,4 @@ class Services:
     sync: SatelliteSync
     upstream: UpstreamSync
     subscriptions: SubscriptionService
+    usage: UsageService

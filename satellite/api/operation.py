@@ -32,6 +32,7 @@ from typing import Any, Generic, Literal, TypeVar, get_type_hints
 
 import msgspec
 
+from satellite.api import tables
 from satellite.api.context import Services
 from satellite.api.files import Upload
 from satellite.api.types import Description, Name
@@ -84,6 +85,11 @@ class Operation(Generic[RequestT, AnswerT]):
     run: Run[RequestT, AnswerT]
     # Answers holding secrets (registration tokens) must not be kept by caches.
     no_store: bool = False
+    # What the answer means beyond its summary (the OpenAPI document's description).
+    description: str = ""
+    # The answer's field (Python name) holding a list of flat records, when the operation
+    # also answers as CSV, one row per record (``satellite.api.tables``).
+    csv: str | None = None
 
     @property
     def name(self) -> str:
@@ -106,6 +112,8 @@ def operation(
     tag: str,
     access: Access,
     no_store: bool = False,
+    description: str = "",
+    csv: str | None = None,
 ) -> Callable[[Run[RequestT, AnswerT]], Operation[RequestT, AnswerT]]:
     """Declare the decorated function an operation; its request and answer types are read
     from its annotations (so they are written once)."""
@@ -115,7 +123,11 @@ def operation(
         request, answer = hints["request"], hints["return"]
         if access.account_scoped and "account" not in request.__struct_fields__:
             raise TypeError(f"{run.__name__}: an account-scoped request needs an account field")
-        return Operation(method, path, summary, tag, access, request, answer, run, no_store)
+        if csv is not None:
+            tables.columns(answer, csv)  # (a CSV form that cannot be written fails here)
+        return Operation(
+            method, path, summary, tag, access, request, answer, run, no_store, description, csv
+        )
 
     return declare
 

@@ -17,6 +17,7 @@ from satellite.api import (
     sync,
     tokens,
     upstream,
+    usage,
 )
 from satellite.api.operation import Operation
 
@@ -27,6 +28,7 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
     *exports.OPERATIONS,
     *reservations.OPERATIONS,
     *licenses.OPERATIONS,
+    *usage.OPERATIONS,
     *subscriptions.OPERATIONS,
     *activity.OPERATIONS,
     *principals.OPERATIONS,

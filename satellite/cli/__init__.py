@@ -27,6 +27,7 @@ from satellite.cli import (
     server,
     sync,
     tokens,
+    usage,
 )
 from satellite.cli.context import CliContext
 from satellite.errors import SatelliteError
@@ -69,6 +70,7 @@ for command in (
     exports.export,
     sync.sync,
     jobs.job,
+    usage.usage,
     backup.backup,
     backup.restore,
 ):

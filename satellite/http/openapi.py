@@ -46,6 +46,14 @@ def _without(schema: dict[str, Any], fields: tuple[str, ...]) -> None:
             del schema["required"]
 
 
+def _content(schema: dict[str, Any], csv: bool) -> dict[str, Any]:
+    """An answer's media types: JSON, and CSV where the operation has a CSV form."""
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
+    if csv:
+        content["text/csv"] = {"schema": {"type": "string"}}
+    return content
+
+
 def build_document() -> dict[str, Any]:
     types = {t for r in ROUTES for t in (r.body, r.response) if t is not None} | {Problem}
     ordered = sorted(types, key=lambda t: t.__name__)
@@ -69,7 +77,7 @@ def build_document() -> dict[str, Any]:
                     str(route.status): {
                         "description": "Success",
                         **(
-                            {"content": {"application/json": {"schema": refs[route.response]}}}
+                            {"content": _content(refs[route.response], route.csv)}
                             if route.response
                             else {}
                         ),
@@ -90,6 +98,8 @@ def build_document() -> dict[str, Any]:
                     "required": False,
                     "content": {"application/json": {"schema": refs[route.body]}},
                 }
+            if route.description:
+                operation["description"] = route.description
             if not route.public:
                 operation["security"] = [{"bearer": []}]
             paths.setdefault(path, {})[route.method.lower()] = operation

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from satellite.api import tables
 from satellite.api.files import UPLOAD_CHUNK, Download, Spooled, Upload, attachment, upload_field
 from satellite.api.operation import Operation
 from satellite.errors import InvalidInput, MalformedJson
@@ -82,7 +83,12 @@ def handler(op: Operation[Any, Any]) -> Any:
             with answer.scratch() as path:
                 name = await answer.write(path)
                 return await send_file(request, path, name, answer.media_type)
-        response = _download(answer) if isinstance(answer, Download) else render(answer)
+        if isinstance(answer, Download):
+            response = _download(answer)
+        elif op.csv is not None:
+            response = _as_asked(request, answer, op.csv)
+        else:
+            response = render(answer)
         if op.no_store:
             response.headers["Cache-Control"] = "no-store"
         return response
@@ -98,3 +104,36 @@ def _download(answer: Download) -> web.Response:
         charset=answer.charset,
         headers={"Content-Disposition": attachment(answer.filename)},
     )
+
+
+def _as_asked(request: web.Request, answer: msgspec.Struct, field: str) -> web.Response:
+    """An answer that has a CSV form: CSV when the request's Accept prefers it, else JSON.
+    Caches are told the answer varies with Accept."""
+    if _wants_csv(request.headers.get("Accept", "")):
+        response = web.Response(
+            text=tables.as_csv(answer, field), content_type=tables.MEDIA_TYPE, charset="utf-8"
+        )
+    else:
+        response = render(answer)
+    response.headers["Vary"] = "Accept"
+    return response
+
+
+def _wants_csv(accept: str) -> bool:
+    """Whether an Accept header asks for CSV before JSON: it names ``text/csv`` with a
+    quality above 0 and at least that of ``application/json`` (wildcards such as ``*/*``
+    never choose CSV)."""
+    quality: dict[str, float] = {}
+    for item in accept.split(","):
+        media_type, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[media_type.lower()] = max(q, quality.get(media_type.lower(), 0.0))
+    csv_q = quality.get(tables.MEDIA_TYPE, 0.0)
+    return csv_q > 0 and csv_q >= quality.get("application/json", 0.0)

@@ -48,6 +48,8 @@ class Route:
     # Fields of ``body``/``query`` that the path holds (an operation's request type has
     # them all); the OpenAPI document lists them as path parameters only.
     path_fields: tuple[str, ...] = ()
+    description: str = ""
+    csv: bool = False  # also answers text/csv when asked (satellite.api.tables)
 
 
 HAND_WRITTEN: tuple[Route, ...] = (
@@ -182,6 +184,8 @@ def generated_route(op: Operation[Any, Any]) -> Route:
         response=None if is_file(op.answer) else op.answer,
         query=op.request if in_query else None,
         path_fields=tuple(path_fields(op)),
+        description=op.description,
+        csv=op.csv is not None,
     )
 
 

@@ -97,6 +97,10 @@ async def sync_alerts(services: Services, clock: Clock) -> JobReport | None:
     )
 
 
+async def usage_rollup(services: Services, clock: Clock) -> JobReport | None:
+    return await _run("usage-rollup", lambda _, now: services.usage.rollup(now), services, clock)
+
+
 # In the order a run of all of them makes sense: registrations end before authorizations are
 # looked at, and pool alerts see both.
 JOBS: dict[str, Job] = {
@@ -106,6 +110,7 @@ JOBS: dict[str, Job] = {
     "pool-alerts": pool_alerts,
     "forget-nonces": forget_nonces,
     "forget-usage-history": forget_usage_history,
+    "usage-rollup": usage_rollup,
     "forget-rate-limits": forget_rate_limits,
     "forget-sessions": forget_sessions,
     "sync-alerts": sync_alerts,

@@ -32,6 +32,7 @@ from satellite.storage import (
     nonces,
     product_instances,
     sessions,
+    usage,
 )
 from satellite.storage.db import Connection, Database
 
@@ -46,6 +47,7 @@ JobName = Literal[
     "forget-sessions",
     "sync",
     "sync-alerts",
+    "usage-rollup",
 ]
 # One advisory lock key per job, shared by every satellite process on the database
 # (the migration lock is 0x5A7E_0001).
@@ -59,6 +61,7 @@ LOCK_KEYS: dict[JobName, int] = {
     "sync-alerts": 0x5A7E_1007,
     "forget-rate-limits": 0x5A7E_1008,
     "forget-sessions": 0x5A7E_1009,
+    "usage-rollup": 0x5A7E_1060,  # (services.usage)
     # "sync" locks per account (sync.satellite.connected.LOCK_BASE), for as long as the
     # exchange takes.
 }
@@ -70,6 +73,9 @@ USAGE_REPORTS_FORGOTTEN_PER_RUN = 100_000
 RATE_LIMITS_FORGOTTEN_PER_RUN = 100_000
 # Console sessions forgotten per run at most (one a sign-in; the rest waits for the next run).
 SESSIONS_FORGOTTEN_PER_RUN = 100_000
+# Daily usage rows forgotten per run at most (one a virtual account and tag a day: a day of
+# 1 000 virtual accounts of 10 tags is 10 000).
+USAGE_DAYS_FORGOTTEN_PER_RUN = 100_000
 AUTHORIZATION_EXPIRED = "authorization-expired:"  # alert key prefix, + product id
 CERTIFICATE_EXPIRING = "certificate-expiring:"  # alert key prefix, + product id
 SCHEDULER = system_actor("scheduler")
@@ -259,15 +265,18 @@ class MaintenanceService:
 
     async def forget_usage_history(self, now: dt.datetime) -> JobReport | None:
         """Forget usage reports older than the history keeps (a product's current usage is
-        not history: it stays)."""
+        not history: it stays), and the daily usage rows of days before the history's
+        first day (``services.usage``)."""
 
         async def work(conn: Connection) -> dict[str, int]:
+            since = now - dt.timedelta(days=self._timers.usage_history_days)
             forgotten = await product_instances.forget_usage_reports(
-                conn,
-                now - dt.timedelta(days=self._timers.usage_history_days),
-                USAGE_REPORTS_FORGOTTEN_PER_RUN,
+                conn, since, USAGE_REPORTS_FORGOTTEN_PER_RUN
             )
-            return {"forgotten": forgotten}
+            days = await usage.forget_days(
+                conn, since.astimezone(dt.UTC).date(), USAGE_DAYS_FORGOTTEN_PER_RUN
+            )
+            return {"forgotten": forgotten, "usage_days_forgotten": days}
 
         return await self._run("forget-usage-history", work)
 

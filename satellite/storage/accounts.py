@@ -173,6 +173,12 @@ async def list_virtual_accounts(conn: asyncpg.Connection, account_id: int) -> li
     return [_va(r) for r in rows]
 
 
+async def all_virtual_accounts(conn: asyncpg.Connection) -> list[VirtualAccount]:
+    """Every virtual account of every account, in id order (for the jobs that cross them)."""
+    rows = await conn.fetch(f"SELECT {_VA_COLUMNS} FROM virtual_accounts ORDER BY id")
+    return [_va(r) for r in rows]
+
+
 async def virtual_account_holdings(conn: asyncpg.Connection, va_id: int) -> tuple[int, int, int]:
     """License lines, active (unrevoked, unexpired) tokens and registered products the
     virtual account holds."""

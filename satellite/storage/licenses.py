@@ -90,6 +90,24 @@ async def lines_of_virtual_account(conn: asyncpg.Connection, va_id: int) -> list
     return [_line(r) for r in rows]
 
 
+async def lines_by_virtual_account(
+    conn: asyncpg.Connection, va_ids: list[int]
+) -> dict[int, list[PoolLine]]:
+    """The lines of these virtual accounts (of any accounts), by virtual account id."""
+    rows = await conn.fetch(
+        f"SELECT l.virtual_account_id AS va_id, {_COLUMNS} FROM license_lines l "
+        f"JOIN virtual_accounts va ON va.id = l.virtual_account_id "
+        f"WHERE l.virtual_account_id = ANY($1::bigint[]) "
+        f"ORDER BY l.virtual_account_id, l.tag, l.id",
+        va_ids,
+    )
+    result: dict[int, list[PoolLine]] = {}
+    for row in rows:
+        values = dict(row)
+        result.setdefault(values.pop("va_id"), []).append(PoolLine(**values))
+    return result
+
+
 async def lines_of_account(
     conn: asyncpg.Connection, account_id: int, va_names: list[str] | None
 ) -> list[PoolLine]:

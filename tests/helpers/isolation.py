@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import asyncpg
 from aiohttp.test_utils import TestServer
@@ -41,6 +42,7 @@ class Call:
     status: int = 200  # on success
     writer: Literal["account-admin", "system-admin"] = "account-admin"
     fill: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)  # a GET's query string
 
 
 POOL_LINE = {"entitlementTag": ENHANCED, "quantity": 5}
@@ -96,6 +98,7 @@ TABLE: tuple[Call, ...] = (
     ),
     Call("POST", VA + "/license-pool/{line}/delete", {}, True, fill={"line": "spare_line"}),
     Call("POST", ACCOUNT + "/alerts", {"limit": 10}, False),
+    Call("GET", ACCOUNT + "/usage", None, False, query={"from": "2026-01-01", "to": "2026-03-31"}),
     Call("GET", VA + "/devices", None, False),
     Call("GET", VA + "/devices/{product}", None, False),
     Call("GET", VA + "/devices/{product}/export-keys", None, False),
@@ -258,7 +261,8 @@ def request_for(
     """The path and body of ``call`` aimed at ``tenant``'s objects (in ``account``)."""
     values = tenant.values(account)
     path_values = {**values, **{name: values[source] for name, source in call.fill.items()}}
-    return prefix + call.path.format(**path_values), _fill(call.body, values)
+    query = "?" + urlencode(call.query) if call.query else ""
+    return prefix + call.path.format(**path_values) + query, _fill(call.body, values)
 
 
 async def perform(
