@@ -159,6 +159,40 @@ class SystemdSettings(_Section):
     watchdog_not_ready_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 60.0
 
 
+class MetricsSettings(_Section):
+    # "own-listener": plain HTTP on ``listen`` (loopback unless a bearer token is required);
+    # "main-listener": at /metrics of the main listeners, a bearer token required;
+    # "off" (the default: no port opened, nothing of the accounts shown unasked).
+    serve: Literal["own-listener", "main-listener", "off"] = "off"
+    listen: str = "127.0.0.1:9464"
+    bearer_token_file: str | None = None
+    # Each of a scrape's reads of the database gets this long before PostgreSQL cancels it.
+    database_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+
+    def __post_init__(self) -> None:
+        try:
+            address = parse_listen(self.listen)
+        except ValueError as exc:
+            raise ValueError(f"metrics.listen: {exc}") from exc
+        if self.bearer_token_file is not None:
+            return
+        if self.serve == "main-listener":
+            raise ValueError('metrics.serve = "main-listener" needs metrics.bearer_token_file')
+        if self.serve == "own-listener" and not _loopback(address.host):
+            raise ValueError(
+                "metrics.listen on an address other than loopback needs metrics.bearer_token_file"
+            )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 WindowSeconds = Annotated[int, msgspec.Meta(ge=1, le=86_400)]
 
 
@@ -219,6 +253,7 @@ class Settings(_Section):
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
     systemd: SystemdSettings = msgspec.field(default_factory=SystemdSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
 
     def __post_init__(self) -> None:
         if not self.listen:

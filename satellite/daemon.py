@@ -15,6 +15,7 @@ from satellite import systemd
 from satellite.config import Settings
 from satellite.errors import SatelliteError
 from satellite.http.keys import DATABASE_SUPERVISOR, MIGRATIONS, SERVICES
+from satellite.http.metrics import start_own_listener
 from satellite.reload import Reloader
 from satellite.services import health
 from satellite.storage.embedded import EmbeddedPostgres
@@ -62,6 +63,7 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, app[RELOADER].reload)
     watchdog: asyncio.Task[None] | None = None
     renewals: asyncio.Task[None] | None = None
+    metrics: web.AppRunner | None = None
     try:
         if supervisor is not None:
             supervisor.start()
@@ -70,6 +72,7 @@ async def serve(
                 runner, address.host, address.port, ssl_context=ssl_context, reuse_address=True
             )
             await site.start()
+        metrics = await start_own_listener(app)
         scheme = "https" if ssl_context else "http"
         bound = [f"{scheme}://{_format(address)}" for address in runner.addresses]
         log.info("daemon.listening", addresses=bound, role=settings.role)
@@ -98,6 +101,8 @@ async def serve(
             renewals.cancel()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+        if metrics is not None:
+            await metrics.cleanup()
         await runner.cleanup()
         if supervisor is not None:
             await supervisor.stop()

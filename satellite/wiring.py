@@ -30,6 +30,9 @@ from satellite.domain.access import host_operator
 from satellite.domain.clock import utc_now
 from satellite.errors import ConfigError, StateDirError
 from satellite.http.keys import MIGRATIONS, SERVICES
+from satellite.http.metrics import METRICS, Metrics, count_requests
+from satellite.http.metrics import PATH as METRICS_PATH
+from satellite.http.metrics import scrape as scrape_metrics
 from satellite.http.middlewares import (
     device_nonces,
     no_nul_in_parameters,
@@ -279,8 +282,10 @@ def apply_live_settings(app: web.Application, running: Settings, new: Settings) 
 def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
     """The application; with ``scheduler`` it also runs the scheduled jobs while it runs
     (``serve`` does; tests and tools that only need the HTTP side leave it off)."""
+    metrics = runtime.settings.metrics
     app = web.Application(
         middlewares=[
+            *([count_requests] if metrics.serve != "off" else []),
             request_context,
             device_nonces,
             problem_documents,
@@ -295,6 +300,8 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
         async with open_services(runtime) as services:
             app[SERVICES] = services
             attach_services(app, services)
+            if METRICS in app:
+                app[METRICS].attach(app)
             yield
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -308,6 +315,13 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
     app.cleanup_ctx.append(services_ctx)
     if scheduler:
         app.cleanup_ctx.append(scheduler_ctx)
-    setup_routes(app, openapi_routes())
+    extra = openapi_routes()
+    if metrics.serve != "off":
+        # (Its own listener, or /metrics here: a scrape reads this app's services either way.)
+        app[METRICS] = Metrics(metrics)
+        app.on_startup.append(app[METRICS].check_token_file)
+        if metrics.serve == "main-listener":
+            extra.append(web.get(METRICS_PATH, scrape_metrics))
+    setup_routes(app, extra)
     setup_console(app)
     return app

@@ -29,6 +29,7 @@ from tests.helpers.jobs import (
     scheduler_events,
     setup_voice,
 )
+from tests.helpers.metrics import scrape, with_metrics
 
 # --- one node at a time ----------------------------------------------------------------------
 
@@ -278,11 +279,12 @@ async def wait_for_runs(db: asyncpg.Connection, node: str, count: int) -> None:
 
 
 async def test_two_daemons_on_one_database_do_each_job_once_and_record_the_skips(
-    runtime: Runtime, db: asyncpg.Connection, system_admin: Credentials
+    runtime: Runtime, db: asyncpg.Connection, system_admin: Credentials, tmp_path: Path
 ) -> None:
     await db.execute(
         "INSERT INTO used_nonces (nonce, used_at) VALUES ('old', now() - interval '1 day')"
     )
+    runtime = dataclasses.replace(runtime, settings=with_metrics(runtime.settings, tmp_path))
     first = TestClient(
         TestServer(create_app(named(runtime, "node-a"), scheduler=True), host="127.0.0.1")
     )
@@ -299,8 +301,10 @@ async def test_two_daemons_on_one_database_do_each_job_once_and_record_the_skips
                 await wait_for_runs(db, "node-b", len(jobs.JOBS))
                 admin = await login(Api(second), system_admin)
                 status, listed = await admin.get("/api/v1/jobs")
+                second_metrics = await scrape(Api(second))
             finally:
                 await second.close()
+            first_metrics = await scrape(Api(first))
         finally:
             await first.close()
     rows = await db.fetch("SELECT job, node, outcome, counts, reason FROM job_runs ORDER BY id")
@@ -315,6 +319,14 @@ async def test_two_daemons_on_one_database_do_each_job_once_and_record_the_skips
     # In the second node's log too.
     skipped = [e["job"] for e in logs if e["event"] == "job.skipped" and e["node"] == "node-b"]
     assert sorted(skipped) == sorted(jobs.JOBS)
+    # And in each node's metrics: the first did every job, the second skipped every one.
+    runs = "satellite_job_runs_total"
+    for job in jobs.JOBS:
+        assert first_metrics.value(runs, job=job, outcome="done") == 1, job
+        assert first_metrics.value(runs, job=job, outcome="skipped") is None, job
+        assert second_metrics.value(runs, job=job, outcome="skipped") == 1, job
+        assert second_metrics.value(runs, job=job, outcome="done") is None, job
+        assert second_metrics.value("satellite_job_run_duration_seconds_count", job=job) == 1
     # The second daemon answers with its own schedule (the next runs an interval on).
     assert status == 200, listed
     assert listed["node"] == "node-b"

@@ -372,7 +372,7 @@ def _license(position: Position, catalog: Catalog, today: dt.date) -> LicenseOut
         entitlement_tag=position.tag,
         virtual_account=position.virtual_account,
         quantity=position.purchased,
-        in_use=position.in_use + position.exported,
+        in_use=position.in_use_total,
         available=position.available,
         reserved=position.reserved,
         export_keys=position.exported,

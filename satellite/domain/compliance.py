@@ -79,6 +79,11 @@ class Position:
     lines: list[PoolLine] = field(default_factory=list)
 
     @property
+    def in_use_total(self) -> int:
+        """In use as the licenses operation shows it: product usage plus export keys granted."""
+        return self.in_use + self.exported
+
+    @property
     def available(self) -> int:
         return (
             self.purchased

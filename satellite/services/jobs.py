@@ -72,6 +72,7 @@ class JobService:
         self._jobs: dict[str, Work] = {}
         self._interval_of: Callable[[str], dt.timedelta] | None = None
         self._next_runs: NextRuns | None = None
+        self._on_run: Callable[[JobRunRow], None] | None = None
 
     def define(self, jobs: Mapping[str, Work], interval_of: Callable[[str], dt.timedelta]) -> None:
         """The jobs there are (each bound to the services and the server's clock), and how
@@ -83,6 +84,10 @@ class JobService:
     def follow_schedule(self, next_runs: NextRuns | None) -> None:
         """While the daemon's scheduler runs, where its next runs are read (None: stopped)."""
         self._next_runs = next_runs
+
+    def observe(self, on_run: Callable[[JobRunRow], None] | None) -> None:
+        """Tell ``on_run`` of every run this node records (the metrics count them)."""
+        self._on_run = on_run
 
     @property
     def names(self) -> list[str]:
@@ -120,6 +125,11 @@ class JobService:
         try:
             report = await work()
         except DatabaseUnavailable:
+            # Not recorded (it cannot be), but counted: the metrics show jobs failing.
+            if self._on_run is not None:
+                self._on_run(
+                    JobRunRow(name, self.node, started, utc_now(), "failed", {}, "database")
+                )
             raise
         except Exception as exc:
             outcome, reason = "failed", _reason(exc)
@@ -149,6 +159,8 @@ class JobService:
     async def _record(self, run: JobRunRow) -> JobRunRow:
         async with self._db.transaction() as conn:
             await job_runs.record_run(conn, run, self._keep)
+        if self._on_run is not None:
+            self._on_run(run)
         return run
 
     async def run_now(self, name: str) -> JobRunRow:

@@ -252,6 +252,18 @@ class LicenseService:
             for va in vas
         }
 
+    async def all_positions(self, conn: Connection) -> list[tuple[str, Position]]:
+        """Every account's (virtual account, tag) positions as ``positions`` counts them,
+        with the account's name, within the caller's transaction (what the metrics show:
+        no caller, no account scope)."""
+        names = {acc.id: acc.name for acc in await accounts.list_accounts(conn, None)}
+        vas = sorted(
+            await accounts.all_virtual_accounts(conn),
+            key=lambda va: (names[va.account_id], va.name),
+        )
+        by_va = await self.positions_of(conn, vas)
+        return [(names[va.account_id], position) for va in vas for position in by_va[va.id]]
+
     def _date(self, now: dt.datetime | None) -> dt.date:
         return self._today() if now is None else now.astimezone(dt.UTC).date()
 

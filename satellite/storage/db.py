@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Literal, cast
 
@@ -93,6 +93,26 @@ class Database:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
         self._quiet = _Quiet()
+        self._on_acquire: Callable[[float], None] | None = None
+
+    def observe_acquire(self, on_acquire: Callable[[float], None] | None) -> None:
+        """Tell ``on_acquire`` how many seconds each wait for a pooled connection took (the
+        metrics' histogram; a wait that fails is not told)."""
+        self._on_acquire = on_acquire
+
+    @property
+    def pool_size(self) -> int:
+        """Connections the pool holds open now."""
+        return self._pool.get_size()
+
+    @property
+    def pool_max_size(self) -> int:
+        return self._pool.get_max_size()
+
+    @property
+    def pool_in_use(self) -> int:
+        """Connections of the pool taken by a caller now."""
+        return self._pool.get_size() - self._pool.get_idle_size()
 
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
         self._quiet.warn(exc)
@@ -120,10 +140,13 @@ class Database:
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection from the pool; a database that cannot be reached, or that goes away
         while the connection is in use, is DatabaseUnavailable (never a driver error)."""
+        started = time.perf_counter()
         try:
             proxy = await self._pool.acquire(timeout=self._acquire_timeout)
         except _CONNECT_FAILED as exc:
             raise self._unavailable(exc) from exc
+        if self._on_acquire is not None:
+            self._on_acquire(time.perf_counter() - started)
         # The pool hands out proxies with the Connection interface.
         conn = cast(asyncpg.Connection, proxy)
         try:
@@ -135,6 +158,11 @@ class Database:
             raise DatabaseBusy(
                 "the database set this request aside for another one at the same time "
                 "(nothing was changed): retry it"
+            ) from exc
+        except asyncpg.QueryCanceledError as exc:
+            # A statement timeout (the metrics' reads set one): nothing was changed.
+            raise DatabaseBusy(
+                "the database took too long to answer (nothing was changed): retry it"
             ) from exc
         except asyncpg.InterfaceError as exc:
             if not conn.is_closed():
