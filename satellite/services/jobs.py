@@ -140,14 +140,10 @@ class JobService:
                 outcome, reason = "skipped", SKIPPED
             else:
                 outcome, counts = "done", dict(report.counts)
-        run = JobRunRow(name, self.node, started, utc_now(), outcome, counts, reason)
-        async with self._db.transaction() as conn:
-            await job_runs.record_run(conn, run, self._keep)
-            if outcome == "done" and on_demand:
-                await job_runs.note_run(conn, name, self.node, started)
-            elif outcome == "failed" and not on_demand:
-                await job_runs.give_back_claim(conn, name, self.node, started)
-        return run
+        return await self._record(
+            JobRunRow(name, self.node, started, utc_now(), outcome, counts, reason),
+            scheduled=not on_demand,
+        )
 
     async def _claim(self, name: str, at: dt.datetime, since: dt.datetime) -> str | None:
         """Claim the run of job ``name`` at ``at``; if another node's claim since ``since``
@@ -156,9 +152,15 @@ class JobService:
             other = await job_runs.claim_run(conn, name, self.node, at, since)
         return None if other is None else f"done on {other.node} at {other.claimed_at.isoformat()}"
 
-    async def _record(self, run: JobRunRow) -> JobRunRow:
+    async def _record(self, run: JobRunRow, *, scheduled: bool = True) -> JobRunRow:
+        """Record ``run``; with it, a run done on demand counts as a claim for the other
+        nodes' schedules, and a scheduled run that failed gives its claim back."""
         async with self._db.transaction() as conn:
             await job_runs.record_run(conn, run, self._keep)
+            if run.outcome == "done" and not scheduled:
+                await job_runs.note_run(conn, run.job, run.node, run.started_at)
+            elif run.outcome == "failed" and scheduled:
+                await job_runs.give_back_claim(conn, run.job, run.node, run.started_at)
         if self._on_run is not None:
             self._on_run(run)
         return run
