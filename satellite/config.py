@@ -147,6 +147,30 @@ class SyncSettings(_Section):
             raise ValueError("sync.proxy_password_file needs sync.proxy_username")
 
 
+class WebhookSettings(_Section):
+    give_up_after_hours: Annotated[float, msgspec.Meta(gt=0, le=24 * 30)] = 24.0
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    backoff_first_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 10.0
+    backoff_longest_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 3600.0
+    batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+    poll_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    allow_http: bool = False
+    ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backoff_longest_seconds < self.backoff_first_seconds:
+            raise ValueError(
+                "webhooks.backoff_longest_seconds must be at least backoff_first_seconds"
+            )
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claimed delivery is left to the node that claimed it: past the
+        longest attempt, so that no other node tries it meanwhile."""
+        return self.timeout_seconds + 60.0
+
+
 class SystemdSettings(_Section):
     watchdog_not_ready_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 60.0
 
@@ -210,6 +234,7 @@ class Settings(_Section):
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
     systemd: SystemdSettings = msgspec.field(default_factory=SystemdSettings)
+    webhooks: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
 
     def __post_init__(self) -> None:

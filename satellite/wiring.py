@@ -40,6 +40,7 @@ from satellite.http.openapi import openapi_routes
 from satellite.http.routes import setup_routes
 from satellite.resources import config_dir, migrations_dir
 from satellite.scheduler import JobScheduler
+from satellite.scheduler.deliveries import DeliveryWorker
 from satellite.scheduler.jobs import JOBS
 from satellite.services.accounts import AccountService
 from satellite.services.alerts import AlertService
@@ -59,6 +60,8 @@ from satellite.services.sessions import SessionService
 from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
+from satellite.services.webhook_deliveries import WebhookDeliveries
+from satellite.services.webhooks import WebhookService
 from satellite.storage.db import Database
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.migrations import Migration, load_migrations, migrate
@@ -209,6 +212,7 @@ def build_services(
         limiter,
         envelope,
     )
+    node = node_name(settings.node_name)
     services = Services(
         db=db,
         catalog=catalog,
@@ -235,7 +239,9 @@ def build_services(
         sync=SatelliteSync(db, keys, licenses, settings),
         upstream=UpstreamSync(db, keys, settings),
         subscriptions=SubscriptionService(db, licenses),
-        jobs=JobService(db, node_name(settings.node_name)),
+        jobs=JobService(db, node),
+        webhooks=WebhookService(db, keys, settings.webhooks),
+        deliveries=WebhookDeliveries(db, keys, settings.webhooks, settings.sync, node),
     )
     services.jobs.define(
         {name: functools.partial(job, services, utc_now) for name, job in JOBS.items()},
@@ -254,9 +260,12 @@ def job_interval(settings: Settings, job: str) -> dt.timedelta:
 SCHEDULER = web.AppKey("scheduler", JobScheduler)
 
 
-def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
+def create_app(
+    runtime: Runtime, *, scheduler: bool = False, deliveries: bool | None = None
+) -> web.Application:
     """The application; with ``scheduler`` it also runs the scheduled jobs while it runs
-    (``serve`` does; tests and tools that only need the HTTP side leave it off)."""
+    (``serve`` does; tests and tools that only need the HTTP side leave it off), and with
+    ``deliveries`` (by default: with the scheduler) the webhook worker."""
     app = web.Application(
         middlewares=[
             request_context,
@@ -291,9 +300,17 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
         yield
         await jobs.stop()
 
+    async def deliveries_ctx(app: web.Application) -> AsyncIterator[None]:
+        worker = DeliveryWorker(app[SERVICES].deliveries)
+        worker.start()
+        yield
+        await worker.stop()
+
     app.cleanup_ctx.append(services_ctx)
     if scheduler:
         app.cleanup_ctx.append(scheduler_ctx)
+    if scheduler if deliveries is None else deliveries:
+        app.cleanup_ctx.append(deliveries_ctx)
     setup_routes(app, openapi_routes())
     setup_console(app)
     return app

@@ -22,6 +22,8 @@ from satellite.services.sessions import SessionService
 from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
+from satellite.services.webhook_deliveries import WebhookDeliveries
+from satellite.services.webhooks import WebhookService
 from satellite.storage.db import Database
 from satellite_protocol.catalog import Catalog
 from sync.satellite import SatelliteSync
@@ -52,3 +54,5 @@ class Services:
     sync: SatelliteSync
     upstream: UpstreamSync
     subscriptions: SubscriptionService
+    webhooks: WebhookService
+    deliveries: WebhookDeliveries

@@ -17,6 +17,7 @@ from satellite.api import (
     sync,
     tokens,
     upstream,
+    webhooks,
 )
 from satellite.api.operation import Operation
 
@@ -33,4 +34,5 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
     *sync.OPERATIONS,
     *upstream.OPERATIONS,
     *jobs.OPERATIONS,
+    *webhooks.OPERATIONS,
 )

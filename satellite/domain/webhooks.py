@@ -1,0 +1,89 @@
+"""Webhooks: where an account's alerts are delivered, and what became of each delivery."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+# The events a webhook may ask for; a test delivery ("webhook.test") goes to any webhook.
+AlertEvent = Literal["alert.raised", "alert.cleared"]
+ALERT_EVENTS: tuple[AlertEvent, ...] = ("alert.raised", "alert.cleared")
+TEST_EVENT = "webhook.test"
+DeliveryState = Literal["pending", "delivered", "failed", "cancelled"]
+
+# The alert an account gets when a delivery to one of its webhooks is given up; open until
+# a later delivery to that webhook succeeds.
+DELIVERY_FAILED = "Webhook Delivery Failed"
+
+
+def delivery_failed_key(webhook: uuid.UUID) -> str:
+    return f"webhook:{webhook}:failed"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    id: int
+    public_id: uuid.UUID
+    account_id: int
+    url: str
+    secret: bytes  # encrypted
+    events: list[str]
+    alert_types: list[str]
+    enabled: bool
+    description: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempted_at: dt.datetime
+    node: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    response_excerpt: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    event: str
+    state: DeliveryState
+    created_at: dt.datetime
+    next_attempt_at: dt.datetime
+    attempts: int
+    finished_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A delivery a node claimed, with what it needs to send it."""
+
+    id: int
+    webhook_id: int
+    webhook: uuid.UUID
+    account_id: int
+    url: str
+    secret: bytes  # encrypted
+    event: str
+    payload: str
+    created_at: dt.datetime
+    attempts: int  # this one included
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: a status code, or an error that kept it from one."""
+
+    attempted_at: dt.datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    response_excerpt: str
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300

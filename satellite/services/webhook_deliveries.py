@@ -1,0 +1,126 @@
+"""The delivery queue's work: claim due deliveries, send each once, record the attempt, and
+then mark it delivered, schedule its retry (exponential backoff with jitter) or give it up.
+
+Deliveries are claimed with ``FOR UPDATE SKIP LOCKED`` and a lease (``claim_due``), so on
+several nodes each is tried by one node at a time, and one whose node died mid-attempt is
+tried again once the lease is over. A delivery still failing ``give_up_after_hours`` after
+its event is given up, which raises a "Webhook Delivery Failed" alert on the account (open
+until a later delivery to that webhook succeeds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from urllib.parse import urlsplit
+
+import structlog
+
+from satellite.config import SyncSettings, WebhookSettings
+from satellite.crypto.keys import ServerKeys
+from satellite.crypto.secrets import decrypt
+from satellite.domain.clock import utc_now
+from satellite.domain.webhooks import (
+    DELIVERY_FAILED,
+    DueDelivery,
+    Outcome,
+    delivery_failed_key,
+)
+from satellite.errors import SatelliteError
+from satellite.services.webhook_sender import WebhookSender
+from satellite.services.webhooks import secret_context
+from satellite.storage import alerts, webhooks
+from satellite.storage.db import Database
+from satellite_protocol.backoff import Backoff
+
+log = structlog.get_logger("satellite.webhooks")
+
+
+class WebhookDeliveries:
+    def __init__(
+        self,
+        db: Database,
+        keys: ServerKeys,
+        settings: WebhookSettings,
+        proxy: SyncSettings,
+        node: str,
+    ) -> None:
+        self._db = db
+        self._keys = keys
+        self._settings = settings
+        self._proxy = proxy
+        self._node = node
+
+    @property
+    def settings(self) -> WebhookSettings:
+        return self._settings
+
+    async def deliver_due(self) -> int:
+        """One pass: send up to ``webhooks.batch`` due deliveries; how many were claimed."""
+        settings = self._settings
+        async with self._db.transaction() as conn:
+            due = await webhooks.claim_due(conn, settings.batch, settings.lease_seconds)
+        if not due:
+            return 0
+        async with WebhookSender(settings, self._proxy).open() as sender:
+            await asyncio.gather(*(self._deliver(sender, delivery) for delivery in due))
+        return len(due)
+
+    async def _deliver(self, sender: WebhookSender, delivery: DueDelivery) -> None:
+        try:
+            secret = decrypt(
+                self._keys.token_key, delivery.secret, secret_context(delivery.webhook)
+            )
+        except ValueError:
+            outcome = Outcome(utc_now(), None, "the secret does not decrypt with this key", 0, "")
+        else:
+            outcome = await sender.send(delivery, secret)
+        try:
+            await self._record(delivery, outcome)
+        except SatelliteError as exc:
+            # (The lease runs out and the delivery is tried again.)
+            log.warning("webhook.not_recorded", delivery=delivery.id, error=str(exc))
+
+    async def _record(self, delivery: DueDelivery, outcome: Outcome) -> None:
+        settings = self._settings
+        now = utc_now()
+        deadline = delivery.created_at + dt.timedelta(hours=settings.give_up_after_hours)
+        where = {
+            "delivery": delivery.id,
+            "webhook": str(delivery.webhook),
+            "event": delivery.event,
+            "host": urlsplit(delivery.url).hostname,
+            "attempt": delivery.attempts,
+            "status": outcome.status_code,
+        }
+        async with self._db.transaction() as conn:
+            await webhooks.record_attempt(conn, delivery.id, self._node, outcome)
+            if outcome.delivered:
+                await webhooks.finish(conn, delivery.id, "delivered")
+                await alerts.clear_alerts_except(
+                    conn, delivery.account_id, delivery_failed_key(delivery.webhook), []
+                )
+                log.info("webhook.delivered", **where, duration_ms=outcome.duration_ms)
+            elif now >= deadline:
+                await webhooks.finish(conn, delivery.id, "failed")
+                await alerts.raise_alert(
+                    conn,
+                    account_id=delivery.account_id,
+                    virtual_account_id=None,
+                    dedupe_key=delivery_failed_key(delivery.webhook),
+                    message_type=DELIVERY_FAILED,
+                    severity="Major",
+                    source=f"webhook {delivery.webhook}",
+                    message=(
+                        f"a {delivery.event} delivery to {where['host']} was given up after "
+                        f"{delivery.attempts} attempt(s); the last: "
+                        f"{outcome.error or f'HTTP {outcome.status_code}'}"
+                    ),
+                )
+                log.warning("webhook.given_up", **where, error=outcome.error)
+            else:
+                backoff = Backoff(settings.backoff_first_seconds, settings.backoff_longest_seconds)
+                wait = dt.timedelta(seconds=backoff.wait(delivery.attempts))
+                # (The last attempt is made at the deadline, not skipped past it.)
+                await webhooks.retry_at(conn, delivery.id, min(now + wait, deadline))
+                log.info("webhook.attempt_failed", **where, error=outcome.error)
