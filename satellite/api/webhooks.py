@@ -19,7 +19,14 @@ from satellite.api.paths import ACCOUNT
 from satellite.api.scopes import InAccount
 from satellite.api.types import Description, Limit, Name, Offset, Response
 from satellite.domain.access import Principal
-from satellite.domain.webhooks import AlertEvent, Attempt, Delivery, DeliveryState, Webhook
+from satellite.domain.webhooks import (
+    ALERT_EVENTS,
+    AlertEvent,
+    Attempt,
+    Delivery,
+    DeliveryState,
+    Webhook,
+)
 from satellite.services.webhooks import MAX_URL_CHARS, WebhookChange
 
 WEBHOOK = ACCOUNT + "/webhooks/{webhook}"
@@ -31,7 +38,7 @@ AlertTypes = Annotated[list[Name], msgspec.Meta(max_length=50)]
 
 class WebhookCreate(InAccount):
     url: Url
-    events: Events = msgspec.field(default_factory=lambda: ["alert.raised", "alert.cleared"])
+    events: Events = msgspec.field(default_factory=lambda: list(ALERT_EVENTS))
     # Alert types (as alerts name them, e.g. "Insufficient Licenses"); empty: every type.
     alert_types: AlertTypes = msgspec.field(default_factory=list)
     enabled: bool = True

@@ -27,6 +27,7 @@ from satellite.cli import (
     server,
     sync,
     tokens,
+    webhooks,
 )
 from satellite.cli.context import CliContext
 from satellite.errors import SatelliteError
@@ -71,6 +72,7 @@ for command in (
     jobs.job,
     backup.backup,
     backup.restore,
+    webhooks.webhook,
 ):
     cli.add_command(command)
 

@@ -88,7 +88,7 @@ class WebhookDeliveries:
         where = {
             "delivery": delivery.id,
             "webhook": str(delivery.webhook),
-            "event": delivery.event,
+            "kind": delivery.event,
             "host": urlsplit(delivery.url).hostname,
             "attempt": delivery.attempts,
             "status": outcome.status_code,
