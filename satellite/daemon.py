@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 
 from satellite import systemd
+from satellite.api.context import Services
 from satellite.config import Settings
 from satellite.errors import SatelliteError
 from satellite.http.keys import DATABASE_SUPERVISOR, MIGRATIONS, SERVICES
@@ -48,7 +49,7 @@ async def serve(
         read_settings or (lambda: settings),
         runtime.catalog,
         tls,
-        lambda new: app[SERVICES].limiter.update(new.limits),
+        lambda new: _apply_live(app[SERVICES], new),
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
@@ -98,6 +99,13 @@ async def serve(
         if supervisor is not None:
             await supervisor.stop()
         log.info("daemon.stopped")
+
+
+def _apply_live(services: Services, new: Settings) -> None:
+    """What a reload gives the running services (``reload.LIVE``)."""
+    services.limiter.update(new.limits)
+    services.webhooks.use_settings(new.webhooks)
+    services.deliveries.use_settings(new.webhooks)
 
 
 def console_urls(

@@ -24,8 +24,9 @@ log = structlog.get_logger("satellite.reload")
 
 # Settings a reload applies (by dotted-name prefix); every other one that changed is
 # reported as needing a restart. The catalog file is read again whatever its setting says;
-# the limits are counted by the running rate limiter, which takes new values.
-LIVE = ("log.", "catalog", "limits.")
+# the limits are counted by the running rate limiter, and the webhook settings read by the
+# webhook service and its worker at each pass, which take new values.
+LIVE = ("log.", "catalog", "limits.", "webhooks.")
 
 
 class Reloader:
@@ -37,13 +38,14 @@ class Reloader:
         read_settings: Callable[[], Settings],
         catalog: Catalog,
         tls: ServerTls | None,
-        apply_limits: Callable[[Settings], None],
+        apply_live: Callable[[Settings], None],
     ) -> None:
         self.settings = settings
         self._read_settings = read_settings
         self._catalog = catalog
         self._tls = tls
-        self._apply_limits = apply_limits
+        # (Gives the running services the new limits and webhook settings.)
+        self._apply_live = apply_live
 
     def reload(self) -> None:
         try:
@@ -56,7 +58,7 @@ class Reloader:
         restart = [name for name in changed if not name.startswith(LIVE)]
         configure_logging(new.log)
         self._catalog.adopt(catalog)
-        self._apply_limits(new)
+        self._apply_live(new)
         if self._tls is not None:
             self._tls.reload()
         self.settings = new

@@ -55,6 +55,11 @@ class WebhookDeliveries:
     def settings(self) -> WebhookSettings:
         return self._settings
 
+    def use_settings(self, settings: WebhookSettings) -> None:
+        """New settings (a reload): the next pass, and the next attempt's retry, use them
+        (the proxy is the ``[sync]`` one the daemon started with)."""
+        self._settings = settings
+
     async def deliver_due(self) -> int:
         """One pass: send up to ``webhooks.batch`` due deliveries; how many were claimed."""
         settings = self._settings

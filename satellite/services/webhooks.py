@@ -71,6 +71,10 @@ class WebhookService:
         self._keys = keys
         self._settings = settings
 
+    def use_settings(self, settings: WebhookSettings) -> None:
+        """New settings (a reload): the next URL is checked against them."""
+        self._settings = settings
+
     def _checked_url(self, url: str) -> str:
         refusal = outbound.url_refusal(url)
         if refusal is None and len(url) > MAX_URL_CHARS:
