@@ -171,6 +171,23 @@ class WebhookSettings(_Section):
         return self.timeout_seconds + 60.0
 
 
+class SmtpSettings(_Section):
+    host: str | None = None
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_file: str | None = None
+    from_address: Annotated[str, msgspec.Meta(max_length=254)] | None = None
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 30.0
+    ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.host is not None and self.from_address is None:
+            raise ValueError("smtp.host needs smtp.from_address")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("smtp.password_file needs smtp.username")
+
+
 class SystemdSettings(_Section):
     watchdog_not_ready_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 60.0
 
@@ -235,6 +252,7 @@ class Settings(_Section):
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
     systemd: SystemdSettings = msgspec.field(default_factory=SystemdSettings)
     webhooks: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
+    smtp: SmtpSettings = msgspec.field(default_factory=SmtpSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
 
     def __post_init__(self) -> None:

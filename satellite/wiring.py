@@ -240,8 +240,10 @@ def build_services(
         upstream=UpstreamSync(db, keys, settings),
         subscriptions=SubscriptionService(db, licenses),
         jobs=JobService(db, node),
-        webhooks=WebhookService(db, keys, settings.webhooks),
-        deliveries=WebhookDeliveries(db, keys, settings.webhooks, settings.sync, node),
+        webhooks=WebhookService(db, keys, settings.webhooks, settings.smtp),
+        deliveries=WebhookDeliveries(
+            db, keys, settings.webhooks, settings.sync, settings.smtp, node
+        ),
     )
     services.jobs.define(
         {name: functools.partial(job, services, utc_now) for name, job in JOBS.items()},

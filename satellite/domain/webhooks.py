@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 # The events a webhook may ask for; a test delivery ("webhook.test") goes to any webhook.
 AlertEvent = Literal["alert.raised", "alert.cleared"]
@@ -76,14 +77,25 @@ class DueDelivery:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one attempt came to: a status code, or an error that kept it from one."""
+    """What one attempt came to: delivered or not, the receiver's HTTP status (none for an
+    e-mail, or when there was no answer), and why it failed."""
 
+    delivered: bool
     attempted_at: dt.datetime
     status_code: int | None
     error: str | None
     duration_ms: int
     response_excerpt: str
 
-    @property
-    def delivered(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+
+def is_mail(url: str) -> bool:
+    """A ``mailto:`` destination: the delivery is an e-mail, through ``[smtp]``."""
+    return url.startswith("mailto:")
+
+
+def destination(url: str) -> str | None:
+    """Where a delivery goes, as the log, the audit log and an alert name it: the
+    receiver's host, or the e-mail's domain (never a path or query, which may hold a token)."""
+    if is_mail(url):
+        return url.rpartition("@")[2]
+    return urlsplit(url).hostname

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from urllib.parse import urlsplit
 
 import structlog
 
-from satellite.config import SyncSettings, WebhookSettings
+from satellite.config import SmtpSettings, SyncSettings, WebhookSettings
 from satellite.crypto.keys import ServerKeys
 from satellite.crypto.secrets import decrypt
 from satellite.domain.clock import utc_now
@@ -25,8 +24,11 @@ from satellite.domain.webhooks import (
     DueDelivery,
     Outcome,
     delivery_failed_key,
+    destination,
+    is_mail,
 )
 from satellite.errors import SatelliteError
+from satellite.services.mail_sender import MailSender
 from satellite.services.webhook_sender import WebhookSender
 from satellite.services.webhooks import secret_context
 from satellite.storage import alerts, webhooks
@@ -43,12 +45,14 @@ class WebhookDeliveries:
         keys: ServerKeys,
         settings: WebhookSettings,
         proxy: SyncSettings,
+        smtp: SmtpSettings,
         node: str,
     ) -> None:
         self._db = db
         self._keys = keys
         self._settings = settings
         self._proxy = proxy
+        self._mail = MailSender(smtp)
         self._node = node
 
     @property
@@ -72,14 +76,17 @@ class WebhookDeliveries:
         return len(due)
 
     async def _deliver(self, sender: WebhookSender, delivery: DueDelivery) -> None:
-        try:
-            secret = decrypt(
-                self._keys.token_key, delivery.secret, secret_context(delivery.webhook)
-            )
-        except ValueError:
-            outcome = Outcome(utc_now(), None, "the secret does not decrypt with this key", 0, "")
+        if is_mail(delivery.url):
+            outcome = await self._mail.send(delivery)
         else:
-            outcome = await sender.send(delivery, secret)
+            try:
+                context = secret_context(delivery.webhook)
+                secret = decrypt(self._keys.token_key, delivery.secret, context)
+            except ValueError:
+                error = "the secret does not decrypt with this server's key"
+                outcome = Outcome(False, utc_now(), None, error, 0, "")
+            else:
+                outcome = await sender.send(delivery, secret)
         try:
             await self._record(delivery, outcome)
         except SatelliteError as exc:
@@ -94,7 +101,7 @@ class WebhookDeliveries:
             "delivery": delivery.id,
             "webhook": str(delivery.webhook),
             "kind": delivery.event,
-            "host": urlsplit(delivery.url).hostname,
+            "host": destination(delivery.url),
             "attempt": delivery.attempts,
             "status": outcome.status_code,
         }

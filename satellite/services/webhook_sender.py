@@ -100,6 +100,7 @@ class WebhookSender:
         except TimeoutError:
             error = f"no answer within {self._settings.timeout_seconds:g} s"
         return Outcome(
+            delivered=error is None and status is not None and 200 <= status < 300,
             attempted_at=started_at,
             status_code=status,
             error=error[:500] if error else None,

@@ -9,13 +9,14 @@ trigger on alerts (sql/016); only the test delivery is enqueued here.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import msgspec
 
-from satellite.config import WebhookSettings
+from satellite.config import SmtpSettings, WebhookSettings
 from satellite.crypto.keys import ServerKeys
 from satellite.crypto.secrets import decrypt, encrypt
 from satellite.crypto.webhooks import new_webhook_secret
@@ -23,7 +24,15 @@ from satellite.domain.access import Principal
 from satellite.domain.clock import utc_now
 from satellite.domain.models import Account
 from satellite.domain.names import check_description
-from satellite.domain.webhooks import ALERT_EVENTS, TEST_EVENT, Attempt, Delivery, Webhook
+from satellite.domain.webhooks import (
+    ALERT_EVENTS,
+    TEST_EVENT,
+    Attempt,
+    Delivery,
+    Webhook,
+    destination,
+    is_mail,
+)
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
 from satellite.storage import webhooks
@@ -31,6 +40,10 @@ from satellite.storage.db import Connection, Database
 from satellite_protocol import outbound
 
 MAX_URL_CHARS = 2000
+# One address, nothing a mail header would read as more (a comma, angle brackets, spaces).
+_MAILTO = re.compile(
+    r"mailto:[^@\s,;<>\"()\[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+)
 
 
 @dataclass(frozen=True)
@@ -66,16 +79,21 @@ def _events(events: list[str]) -> list[str]:
 
 
 class WebhookService:
-    def __init__(self, db: Database, keys: ServerKeys, settings: WebhookSettings) -> None:
+    def __init__(
+        self, db: Database, keys: ServerKeys, settings: WebhookSettings, smtp: SmtpSettings
+    ) -> None:
         self._db = db
         self._keys = keys
         self._settings = settings
+        self._smtp = smtp
 
     def use_settings(self, settings: WebhookSettings) -> None:
         """New settings (a reload): the next URL is checked against them."""
         self._settings = settings
 
     def _checked_url(self, url: str) -> str:
+        if is_mail(url):
+            return self._checked_address(url)
         refusal = outbound.url_refusal(url)
         if refusal is None and len(url) > MAX_URL_CHARS:
             refusal = f"the URL is longer than {MAX_URL_CHARS} characters"
@@ -85,6 +103,16 @@ class WebhookService:
                 refusal = "the URL must hold no user name or password (the signature is the proof)"
             elif parts.scheme == "http" and not self._settings.allow_http:
                 refusal = "the URL must be https:// (webhooks.allow_http allows http://)"
+        if refusal is not None:
+            raise InvalidInput(refusal, field="url")
+        return url
+
+    def _checked_address(self, url: str) -> str:
+        refusal = None
+        if _MAILTO.fullmatch(url) is None:
+            refusal = "a mailto: URL names one e-mail address (mailto:name@example.com)"
+        elif self._smtp.host is None:
+            refusal = "e-mail needs a mail server: set smtp.host (and smtp.from_address)"
         if refusal is not None:
             raise InvalidInput(refusal, field="url")
         return url
@@ -137,7 +165,7 @@ class WebhookService:
                 "webhook.created",
                 f"{account}/webhooks/{public_id}",
                 account_id=acc.id,
-                host=urlsplit(url).hostname,
+                host=destination(url),
                 events=chosen,
             )
         return NewSecret(webhook, secret)
@@ -204,7 +232,7 @@ class WebhookService:
                 "webhook.deleted",
                 f"{account}/webhooks/{public_id}",
                 account_id=acc.id,
-                host=urlsplit(old.url).hostname,
+                host=destination(old.url),
             )
         return old
 
