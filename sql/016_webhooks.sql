@@ -59,7 +59,7 @@ CREATE TABLE webhook_attempts (
 CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id, id);
 
 CREATE FUNCTION webhook_utc(at timestamptz) RETURNS text
-    LANGUAGE sql IMMUTABLE AS
+    LANGUAGE sql STABLE AS
 $$ SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;
 
 CREATE FUNCTION webhooks_enqueue_alert() RETURNS trigger

@@ -1,8 +1,9 @@
 """The daemon's webhook worker: passes over the delivery queue while the daemon runs.
 
 A pass that found a full batch is followed by the next at once; otherwise the worker waits
-``webhooks.poll_interval_seconds``. A pass that fails (the database
-is down) is logged and the worker goes on: the deliveries wait in the database.
+``webhooks.poll_interval_seconds``. A pass that fails (the database is down) is logged and
+the worker goes on: the deliveries wait in the database. Stopping lets the pass in flight
+finish (its attempts recorded), so an orderly stop leaves no delivery to its lease.
 """
 
 from __future__ import annotations
@@ -17,26 +18,36 @@ from satellite.services.webhook_deliveries import WebhookDeliveries
 
 log = structlog.get_logger("satellite.webhooks")
 
+# Past the longest attempt, the pass in flight is cancelled (its deliveries wait for their
+# lease).
+_STOP_MARGIN_SECONDS = 5.0
+
 
 class DeliveryWorker:
     def __init__(self, deliveries: WebhookDeliveries) -> None:
         self._deliveries = deliveries
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="webhook-deliveries")
 
     async def stop(self) -> None:
-        """Stop; a delivery in flight is left to its lease (tried again after it)."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._stopping.set()
+        grace = self._deliveries.settings.timeout_seconds + _STOP_MARGIN_SECONDS
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             settings = self._deliveries.settings
             try:
                 claimed = await self._deliveries.deliver_due()
@@ -48,4 +59,5 @@ class DeliveryWorker:
                 claimed = 0
             if claimed >= settings.batch:
                 continue
-            await asyncio.sleep(settings.poll_interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), settings.poll_interval_seconds)
