@@ -67,11 +67,12 @@ class WebhookDeliveries:
     async def deliver_due(self) -> int:
         """One pass: send up to ``webhooks.batch`` due deliveries; how many were claimed."""
         settings = self._settings
+        sender = WebhookSender(settings, self._proxy)  # (a CA file it cannot use: no claim)
         async with self._db.transaction() as conn:
             due = await webhooks.claim_due(conn, settings.batch, settings.lease_seconds)
         if not due:
             return 0
-        async with WebhookSender(settings, self._proxy).open() as sender:
+        async with sender.open():
             await asyncio.gather(*(self._deliver(sender, delivery) for delivery in due))
         return len(due)
 

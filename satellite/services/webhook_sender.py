@@ -38,16 +38,20 @@ def _tls(settings: WebhookSettings) -> ssl.SSLContext | None:
 
 
 class WebhookSender:
-    """Sends deliveries over one client session (``open`` it for a pass)."""
+    """Sends deliveries over one client session (``open`` it for a pass).
+
+    Raises ConfigError when ``webhooks.ca_file`` is not usable (before anything is claimed).
+    """
 
     def __init__(self, settings: WebhookSettings, proxy: SyncSettings) -> None:
         self._settings = settings
         self._proxy = proxy
+        self._tls = _tls(settings)
         self._session: aiohttp.ClientSession | None = None
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[WebhookSender]:
-        context = _tls(self._settings)
+        context = self._tls
         connector = aiohttp.TCPConnector(ssl=context) if context is not None else None
         async with aiohttp.ClientSession(
             connector=connector,

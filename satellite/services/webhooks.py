@@ -18,7 +18,7 @@ import msgspec
 
 from satellite.config import SmtpSettings, WebhookSettings
 from satellite.crypto.keys import ServerKeys
-from satellite.crypto.secrets import decrypt, encrypt
+from satellite.crypto.secrets import encrypt
 from satellite.crypto.webhooks import new_webhook_secret
 from satellite.domain.access import Principal
 from satellite.domain.clock import utc_now
@@ -44,6 +44,10 @@ MAX_URL_CHARS = 2000
 _MAILTO = re.compile(
     r"mailto:[^@\s,;<>\"()\[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
 )
+
+
+# What an update may change (the audit log names those it changed; never the secret).
+_CHANGEABLE = ("url", "events", "alert_types", "enabled", "description")
 
 
 @dataclass(frozen=True)
@@ -116,9 +120,6 @@ class WebhookService:
         if refusal is not None:
             raise InvalidInput(refusal, field="url")
         return url
-
-    def secret_of(self, public_id: uuid.UUID, ciphertext: bytes) -> str:
-        return decrypt(self._keys.token_key, ciphertext, secret_context(public_id))
 
     async def _webhook(
         self, conn: Connection, account: Account, public_id: uuid.UUID, *, for_update: bool
@@ -205,10 +206,7 @@ class WebhookService:
             )
             # A disabled webhook gets nothing more, not even what waited for it.
             cancelled = 0 if new.enabled else await webhooks.cancel_pending(conn, old.id)
-            before, after = _Changed.of(old), _Changed.of(new)
-            changed = [
-                f for f in after.__struct_fields__ if getattr(after, f) != getattr(before, f)
-            ]
+            changed = [f for f in _CHANGEABLE if getattr(new, f) != getattr(old, f)]
             await audit.record(
                 conn,
                 principal,
@@ -293,19 +291,3 @@ class WebhookService:
                 delivery=delivery,
             )
         return delivery
-
-
-class _Changed(msgspec.Struct):
-    """What an update may change (the audit log names the fields it changed)."""
-
-    url: str
-    events: list[str]
-    alert_types: list[str]
-    enabled: bool
-    description: str
-
-    @classmethod
-    def of(cls, webhook: Webhook) -> _Changed:
-        return cls(
-            webhook.url, webhook.events, webhook.alert_types, webhook.enabled, webhook.description
-        )
