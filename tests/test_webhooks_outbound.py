@@ -14,6 +14,9 @@ import pytest
 import trustme
 
 from satellite.config import Settings, SyncSettings, WebhookSettings
+from satellite.domain.access import host_operator
+from satellite.errors import ConfigError
+from satellite.wiring import open_services
 from tests.conftest import AiohttpClient, Credentials
 from tests.helpers.webhooks import (
     FAST,
@@ -124,3 +127,34 @@ async def test_a_receivers_certificate_is_verified(
             assert receiver.got == []
     finally:
         await receiver.server.close()
+
+
+async def test_an_unusable_ca_file_claims_nothing(
+    settings: Settings, db_dsn: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The pass fails (logged, the worker goes on) before it takes a delivery: nothing is
+    leased or counted as an attempt while the file is wrong, and all is sent once it is
+    right."""
+    missing = msgspec.structs.replace(FAST, ca_file=str(tmp_path / "no-such-ca.pem"))
+    operator = host_operator("pytest")
+    async with open_services(runtime_with(settings, db_dsn, missing)) as services:
+        await services.accounts.create_account(operator, "Acme", "", False)
+        new = await services.webhooks.create(
+            operator,
+            "Acme",
+            url=receiver.url(),
+            events=["alert.raised"],
+            alert_types=[],
+            enabled=True,
+            description="",
+        )
+        await services.webhooks.send_test(operator, "Acme", new.webhook.public_id)
+        with pytest.raises(ConfigError, match=r"webhooks\.ca_file"):
+            await services.deliveries.deliver_due()
+        [(delivery, attempts)] = (
+            await services.webhooks.deliveries(operator, "Acme", new.webhook.public_id, -1, 0)
+        )[1]
+        assert (delivery.attempts, attempts, receiver.got) == (0, [], [])
+        services.deliveries.use_settings(FAST)  # (the file fixed, and reloaded)
+        assert await services.deliveries.deliver_due() == 1
+        assert len(receiver.got) == 1
