@@ -35,7 +35,7 @@ def _show(as_json: bool, answer: api.WebhookOne | api.WebhookWithSecret) -> None
 
 @click.group()
 def webhook() -> None:
-    """Webhooks: an account's alerts delivered to a URL, signed."""
+    """Webhooks: an account's alerts delivered to a URL (signed) or by e-mail."""
 
 
 @webhook.command("create")
@@ -57,7 +57,9 @@ def webhook_create(
     description: str,
     as_json: bool,
 ) -> None:
-    """Deliver ACCOUNT's alerts to URL. The secret that signs them is shown this once."""
+    """Deliver ACCOUNT's alerts to URL (https://..., or mailto:ADDRESS through [smtp]).
+
+    The secret that signs the deliveries is shown this once."""
     request = api.WebhookCreate(
         account=account,
         url=url,
