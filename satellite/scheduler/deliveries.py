@@ -2,7 +2,8 @@
 
 A pass that found a full batch is followed by the next at once; otherwise the worker waits
 ``webhooks.poll_interval_seconds``. A pass that fails (the database is down) is logged and
-the worker goes on: the deliveries wait in the database. Stopping lets the pass in flight
+the worker goes on (it logs the first failure and the recovery, not each failed pass
+between): the deliveries wait in the database. Stopping lets the pass in flight
 finish (its attempts recorded), so an orderly stop leaves no delivery to its lease.
 """
 
@@ -47,16 +48,23 @@ class DeliveryWorker:
         self._task = None
 
     async def _run(self) -> None:
+        failing = False  # (passes that keep failing are logged once, not each of them)
         while not self._stopping.is_set():
             settings = self._deliveries.settings
             try:
                 claimed = await self._deliveries.deliver_due()
             except SatelliteError as exc:
-                log.warning("webhooks.pass_failed", error=str(exc))
-                claimed = 0
+                if not failing:
+                    log.warning("webhooks.pass_failed", error=str(exc))
+                failing, claimed = True, 0
             except Exception:
-                log.exception("webhooks.pass_crashed")
-                claimed = 0
+                if not failing:
+                    log.exception("webhooks.pass_crashed")
+                failing, claimed = True, 0
+            else:
+                if failing:
+                    log.info("webhooks.pass_recovered")
+                failing = False
             if claimed >= settings.batch:
                 continue
             with contextlib.suppress(TimeoutError):
