@@ -155,6 +155,7 @@ class WebhookSettings(_Section):
     backoff_longest_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 3600.0
     batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
     poll_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    log_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
     allow_http: bool = False
     ca_file: str | None = None
 

@@ -43,6 +43,9 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
     WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, id DESC);
+-- What the worker forgets after webhooks.log_days.
+CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at)
+    WHERE state <> 'pending';
 
 CREATE TABLE webhook_attempts (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -8,12 +8,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import asyncpg
 import msgspec
 import pytest
 
 from satellite.api.context import Services
 from satellite.config import Settings
 from satellite.domain.access import host_operator
+from satellite.scheduler.deliveries import DeliveryWorker
 from satellite.storage import webhooks as queue
 from satellite.wiring import open_services
 from tests.helpers.webhooks import FAST, Receiver, runtime_with, start_receiver, verify
@@ -104,3 +106,38 @@ async def _queued_test(services: Services, receiver: Receiver) -> int:
         description="",
     )
     return await services.webhooks.send_test(OPERATOR, "Acme", new.webhook.public_id)
+
+
+async def test_the_worker_forgets_deliveries_finished_longer_ago_than_the_log_keeps(
+    settings: Settings, db_dsn: str, db: asyncpg.Connection, receiver: Receiver
+) -> None:
+    async with open_services(runtime_with(settings, db_dsn, FAST)) as services:
+        first = await _queued_test(services, receiver)
+        [hook] = await services.webhooks.list_webhooks(OPERATOR, "Acme")
+        others = [await services.webhooks.send_test(OPERATOR, "Acme", hook.public_id)]
+        assert await services.deliveries.deliver_due() == 2
+        waiting = await services.webhooks.send_test(OPERATOR, "Acme", hook.public_id)
+        # The first finished 31 days ago (the log keeps 30); the waiting one is as old.
+        await db.execute(
+            "UPDATE webhook_deliveries SET finished_at = now() - interval '31 days', "
+            "created_at = now() - interval '31 days' WHERE id = $1",
+            first,
+        )
+        await db.execute(
+            "UPDATE webhook_deliveries SET created_at = now() - interval '31 days', "
+            "next_attempt_at = now() + interval '1 hour' WHERE id = $1",
+            waiting,
+        )
+        worker = DeliveryWorker(services.deliveries)
+        worker.start()  # (it forgets at start)
+        try:
+            deadline = time.monotonic() + 20
+            while await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE id = $1", first):
+                assert time.monotonic() < deadline, "the old delivery was not forgotten"
+                await asyncio.sleep(0.05)
+        finally:
+            await worker.stop()
+        _, log = await services.webhooks.deliveries(OPERATOR, "Acme", hook.public_id, -1, 0)
+        assert sorted(d.id for d, _ in log) == sorted([*others, waiting])
+        assert await db.fetchval("SELECT count(*) FROM webhook_attempts") == 1  # the other's
+        assert await services.deliveries.forget_finished() == 0

@@ -4,13 +4,16 @@ A pass that found a full batch is followed by the next at once; otherwise the wo
 ``webhooks.poll_interval_seconds``. A pass that fails (the database is down) is logged and
 the worker goes on (it logs the first failure and the recovery, not each failed pass
 between): the deliveries wait in the database. Stopping lets the pass in flight
-finish (its attempts recorded), so an orderly stop leaves no delivery to its lease.
+finish (its attempts recorded), so an orderly stop leaves no delivery to its lease. Once
+an hour (and at start) it forgets the deliveries finished more than ``webhooks.log_days``
+ago.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import structlog
 
@@ -19,6 +22,8 @@ from satellite.services.webhook_deliveries import WebhookDeliveries
 
 log = structlog.get_logger("satellite.webhooks")
 
+# How often the log's old deliveries are forgotten (webhooks.log_days), at start and then.
+FORGET_EVERY_SECONDS = 3600.0
 # Past the longest attempt, the pass in flight is cancelled (its deliveries wait for their
 # lease).
 _STOP_MARGIN_SECONDS = 5.0
@@ -49,9 +54,13 @@ class DeliveryWorker:
 
     async def _run(self) -> None:
         failing = False  # (passes that keep failing are logged once, not each of them)
+        forget_at = time.monotonic()
         while not self._stopping.is_set():
             settings = self._deliveries.settings
             try:
+                if time.monotonic() >= forget_at:
+                    await self._deliveries.forget_finished()
+                    forget_at = time.monotonic() + FORGET_EVERY_SECONDS
                 claimed = await self._deliveries.deliver_due()
             except SatelliteError as exc:
                 if not failing:

@@ -37,6 +37,8 @@ from satellite_protocol.backoff import Backoff
 
 log = structlog.get_logger("satellite.webhooks")
 
+FORGOTTEN_PER_CALL = 10_000  # (one transaction stays short; the next call takes the rest)
+
 
 class WebhookDeliveries:
     def __init__(
@@ -75,6 +77,16 @@ class WebhookDeliveries:
         async with sender.open():
             await asyncio.gather(*(self._deliver(sender, delivery) for delivery in due))
         return len(due)
+
+    async def forget_finished(self) -> int:
+        """Forget deliveries finished more than ``webhooks.log_days`` ago (a bounded number
+        per call); how many."""
+        before = utc_now() - dt.timedelta(days=self._settings.log_days)
+        async with self._db.transaction() as conn:
+            forgotten = await webhooks.forget_finished(conn, before, FORGOTTEN_PER_CALL)
+        if forgotten:
+            log.info("webhooks.deliveries_forgotten", forgotten=forgotten)
+        return forgotten
 
     async def _deliver(self, sender: WebhookSender, delivery: DueDelivery) -> None:
         if is_mail(delivery.url):

@@ -207,3 +207,14 @@ async def retry_at(conn: asyncpg.Connection, delivery_id: int, at: dt.datetime) 
         delivery_id,
         at,
     )
+
+
+async def forget_finished(conn: asyncpg.Connection, before: dt.datetime, limit: int) -> int:
+    """Forget up to ``limit`` deliveries (and their attempts) finished before ``before``."""
+    result = await conn.execute(
+        "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
+        "WHERE state <> 'pending' AND finished_at < $1 ORDER BY finished_at LIMIT $2)",
+        before,
+        limit,
+    )
+    return int(result.split()[-1])
