@@ -108,6 +108,9 @@ async def test_alert_raised_and_cleared_each_delivered_once_signed(
     assert listed["webhooks"][0]["description"] == "pager"
     assert logs
     assert secret not in repr(logs)
+    events = await get(api, "/api/v1/events?account=Acme&limit=-1")
+    assert "webhook.created" in {e["action"] for e in events["events"]}
+    assert secret not in json.dumps(events)
 
 
 async def test_alert_type_filter_and_events_chosen(api: Api, receiver: Receiver) -> None:
@@ -301,6 +304,35 @@ async def test_bad_input_is_refused_naming_the_field(
     assert status == 422, problem
     assert problem["field"] == field_name, problem
     assert (await get(api, HOOKS))["webhooks"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field_name"),
+    [
+        ({"url": "gopher://hooks.example.com/x"}, "url"),
+        ({"events": []}, "events"),
+        ({"events": ["alert.raised", "alert.raised", "alert.cleared"]}, "events"),
+        ({"alertTypes": ["x"] * 51}, "alertTypes"),
+        ({"enabled": "yes"}, "enabled"),
+        ({"secret": "whsec_mine"}, "secret"),
+    ],
+)
+async def test_a_bad_update_is_refused_naming_the_field_and_changes_nothing(
+    api: Api, body: dict[str, Any], field_name: str
+) -> None:
+    hook, _ = await create_hook(api, "https://hooks.example.com/x")
+    before = await get(api, f"{HOOKS}/{hook}")
+    status, problem = await api.post(f"{HOOKS}/{hook}/update", body)
+    assert status == 422, problem
+    assert problem["field"] == field_name, problem
+    assert await get(api, f"{HOOKS}/{hook}") == before
+
+
+async def test_a_webhook_id_that_is_not_one_is_refused_naming_it(api: Api) -> None:
+    for method, path in [("GET", f"{HOOKS}/not-a-uuid"), ("POST", f"{HOOKS}/%00/test")]:
+        status, problem = await api.call(method, path, {} if method == "POST" else None)
+        assert status == 422, (path, problem)
+        assert problem["field"] == "webhook", problem
 
 
 async def test_plain_http_needs_the_config_key(
