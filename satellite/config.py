@@ -165,12 +165,6 @@ class WebhookSettings(_Section):
                 "webhooks.backoff_longest_seconds must be at least backoff_first_seconds"
             )
 
-    @property
-    def lease_seconds(self) -> float:
-        """How long a claimed delivery is left to the node that claimed it: past the
-        longest attempt, so that no other node tries it meanwhile."""
-        return self.timeout_seconds + 60.0
-
 
 class SmtpSettings(_Section):
     host: str | None = None

@@ -43,7 +43,7 @@ class DeliveryWorker:
         if self._task is None:
             return
         self._stopping.set()
-        grace = self._deliveries.settings.timeout_seconds + _STOP_MARGIN_SECONDS
+        grace = self._deliveries.longest_attempt_seconds + _STOP_MARGIN_SECONDS
         try:
             await asyncio.wait_for(asyncio.shield(self._task), grace)
         except TimeoutError:

@@ -37,6 +37,7 @@ from satellite_protocol.backoff import Backoff
 
 log = structlog.get_logger("satellite.webhooks")
 
+LEASE_MARGIN_SECONDS = 60.0
 FORGOTTEN_PER_CALL = 10_000  # (one transaction stays short; the next call takes the rest)
 
 
@@ -54,12 +55,18 @@ class WebhookDeliveries:
         self._keys = keys
         self._settings = settings
         self._proxy = proxy
+        self._smtp = smtp
         self._mail = MailSender(smtp)
         self._node = node
 
     @property
     def settings(self) -> WebhookSettings:
         return self._settings
+
+    @property
+    def longest_attempt_seconds(self) -> float:
+        """The longest one attempt may take (a POST or an e-mail)."""
+        return max(self._settings.timeout_seconds, self._smtp.timeout_seconds)
 
     def use_settings(self, settings: WebhookSettings) -> None:
         """New settings (a reload): the next pass, and the next attempt's retry, use them
@@ -71,7 +78,9 @@ class WebhookDeliveries:
         settings = self._settings
         sender = WebhookSender(settings, self._proxy)  # (a CA file it cannot use: no claim)
         async with self._db.transaction() as conn:
-            due = await webhooks.claim_due(conn, settings.batch, settings.lease_seconds)
+            # (The lease outlasts the longest attempt: no other node tries it meanwhile.)
+            lease = self.longest_attempt_seconds + LEASE_MARGIN_SECONDS
+            due = await webhooks.claim_due(conn, settings.batch, lease)
         if not due:
             return 0
         async with sender.open():
