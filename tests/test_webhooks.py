@@ -232,6 +232,25 @@ async def test_redirect_is_not_followed(api: Api, receiver: Receiver) -> None:
     assert receiver.got == []  # /hook was never reached
 
 
+async def test_a_hostile_answer_is_logged_as_a_short_clean_excerpt(
+    api: Api, receiver: Receiver
+) -> None:
+    hook, _ = await create_hook(api, receiver.url("/hostile"))
+    await ok(api, f"{HOOKS}/{hook}/test")
+
+    async def two_attempts() -> Any:
+        [delivery] = (await get(api, f"{HOOKS}/{hook}/deliveries"))["deliveries"]
+        return delivery["attempts"][1:] and delivery["attempts"]
+
+    attempts = await until("two logged attempts", two_attempts)
+    excerpt = attempts[0]["responseExcerpt"]
+    assert attempts[0]["statusCode"] == 500
+    assert "\x00" not in excerpt
+    assert "\x1b" not in excerpt
+    assert "red" in excerpt
+    assert len(excerpt) <= 512
+
+
 async def test_disable_cancels_and_rotate_signs_with_the_new_secret(
     api: Api, receiver: Receiver
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Literal
@@ -91,6 +92,19 @@ class Outcome:
 def is_mail(url: str) -> bool:
     """A ``mailto:`` destination: the delivery is an e-mail, through ``[smtp]``."""
     return url.startswith("mailto:")
+
+
+# What an attempt's log keeps of an answer or an error: text a column holds and a terminal
+# shows as it is (a receiver may answer NUL bytes or escape sequences).
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+EXCERPT_CHARS = 512
+ERROR_CHARS = 500
+
+
+def log_text(text: str, limit: int) -> str:
+    """``text`` with its control characters (but newlines and tabs) replaced, cut at
+    ``limit`` characters."""
+    return _UNPRINTABLE.sub("\ufffd", text)[:limit]
 
 
 def destination(url: str) -> str | None:

@@ -19,7 +19,13 @@ import aiosmtplib
 
 from satellite.config import SmtpSettings
 from satellite.domain.clock import utc_now
-from satellite.domain.webhooks import DueDelivery, Outcome
+from satellite.domain.webhooks import (
+    ERROR_CHARS,
+    EXCERPT_CHARS,
+    DueDelivery,
+    Outcome,
+    log_text,
+)
 from satellite_protocol import outbound
 
 
@@ -96,7 +102,7 @@ class MailSender:
             delivered=error is None,
             attempted_at=started_at,
             status_code=None,
-            error=error[:500] if error else None,
+            error=None if error is None else log_text(error, ERROR_CHARS),
             duration_ms=round((time.monotonic() - started) * 1000),
-            response_excerpt=reply[:512],
+            response_excerpt=log_text(reply, EXCERPT_CHARS),
         )

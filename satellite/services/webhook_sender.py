@@ -19,12 +19,18 @@ import aiohttp
 from satellite.config import SyncSettings, WebhookSettings
 from satellite.crypto.webhooks import signature_header
 from satellite.domain.clock import utc_now
-from satellite.domain.webhooks import DueDelivery, Outcome
+from satellite.domain.webhooks import (
+    ERROR_CHARS,
+    EXCERPT_CHARS,
+    DueDelivery,
+    Outcome,
+    log_text,
+)
 from satellite.errors import ConfigError
 from satellite.services.outbound import proxy_arguments
 from satellite_protocol import outbound
 
-EXCERPT_BYTES = 512
+EXCERPT_BYTES = 2048  # (read; the log keeps EXCERPT_CHARS of it)
 USER_AGENT = "satellite-webhooks/1"
 
 
@@ -107,7 +113,7 @@ class WebhookSender:
             delivered=error is None and status is not None and 200 <= status < 300,
             attempted_at=started_at,
             status_code=status,
-            error=error[:500] if error else None,
+            error=None if error is None else log_text(error, ERROR_CHARS),
             duration_ms=round((time.monotonic() - started) * 1000),
-            response_excerpt=excerpt,
+            response_excerpt=log_text(excerpt, EXCERPT_CHARS),
         )

@@ -60,12 +60,18 @@ def receiver_app(receiver_of: Callable[[], Receiver]) -> web.Application:
         status = receiver.answers.pop(0) if receiver.answers else 200
         return web.Response(status=status, text=f"answered {status}")
 
+    async def hostile(request: web.Request) -> web.Response:
+        """Answers 500 with what no text column holds (NUL, invalid UTF-8, escapes)."""
+        receiver_of().got.append(Received(dict(request.headers), await request.read()))
+        return web.Response(status=500, body=b"\x00\xff\xfe\x1b[31mred\x00" + b"x" * 4096)
+
     async def redirect(request: web.Request) -> web.Response:
         raise web.HTTPFound(location="/hook")
 
     app = web.Application()
     app.router.add_post("/hook", hook)
     app.router.add_post("/redirect", redirect)
+    app.router.add_post("/hostile", hostile)
     return app
 
 
