@@ -354,6 +354,15 @@ async def test_a_webhook_id_that_is_not_one_is_refused_naming_it(api: Api) -> No
         assert problem["field"] == "webhook", problem
 
 
+async def test_an_account_has_at_most_twenty_webhooks(api: Api) -> None:
+    for n in range(20):
+        await create_hook(api, f"https://hooks.example.com/{n}")
+    status, problem = await api.post(HOOKS, {"url": "https://hooks.example.com/more"})
+    assert status == 409, problem
+    assert "20 webhooks" in problem["detail"]
+    assert len((await get(api, HOOKS))["webhooks"]) == 20
+
+
 async def test_plain_http_needs_the_config_key(
     settings: Settings, db_dsn: str, system_admin: Credentials, aiohttp_client: AiohttpClient
 ) -> None:

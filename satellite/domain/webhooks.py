@@ -15,6 +15,10 @@ ALERT_EVENTS: tuple[AlertEvent, ...] = ("alert.raised", "alert.cleared")
 TEST_EVENT = "webhook.test"
 DeliveryState = Literal["pending", "delivered", "failed", "cancelled"]
 
+# Webhooks an account may have: each alert is queued once per matching webhook, in the
+# transaction that raised it.
+MAX_WEBHOOKS_PER_ACCOUNT = 20
+
 # The alert an account gets when a delivery to one of its webhooks is given up; open until
 # a later delivery to that webhook succeeds.
 DELIVERY_FAILED = "Webhook Delivery Failed"

@@ -26,6 +26,7 @@ from satellite.domain.models import Account
 from satellite.domain.names import check_description
 from satellite.domain.webhooks import (
     ALERT_EVENTS,
+    MAX_WEBHOOKS_PER_ACCOUNT,
     TEST_EVENT,
     Attempt,
     Delivery,
@@ -148,7 +149,13 @@ class WebhookService:
         public_id = uuid.uuid4()
         secret = new_webhook_secret()
         async with self._db.transaction() as conn:
-            acc = await scope.writable_account(conn, principal, account)
+            # (Locked for update: two creations racing for the last place do not both win.)
+            acc = await scope.writable_account(conn, principal, account, lock="update")
+            if await webhooks.count_webhooks(conn, acc.id) >= MAX_WEBHOOKS_PER_ACCOUNT:
+                raise Conflict(
+                    f"account {account!r} has {MAX_WEBHOOKS_PER_ACCOUNT} webhooks, the most "
+                    "it may have: delete one first"
+                )
             webhook = await webhooks.insert_webhook(
                 conn,
                 public_id=public_id,

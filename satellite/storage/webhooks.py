@@ -66,6 +66,11 @@ async def list_webhooks(conn: asyncpg.Connection, account_id: int) -> list[Webho
     return [Webhook(**dict(r)) for r in rows]
 
 
+async def count_webhooks(conn: asyncpg.Connection, account_id: int) -> int:
+    count = await conn.fetchval("SELECT count(*) FROM webhooks WHERE account_id = $1", account_id)
+    return int(count)
+
+
 async def update_webhook(
     conn: asyncpg.Connection,
     webhook_id: int,
