@@ -158,3 +158,43 @@ async def test_an_unusable_ca_file_claims_nothing(
         services.deliveries.use_settings(FAST)  # (the file fixed, and reloaded)
         assert await services.deliveries.deliver_due() == 1
         assert len(receiver.got) == 1
+
+
+async def test_an_https_receiver_is_reached_through_the_proxys_tunnel(
+    settings: Settings,
+    db_dsn: str,
+    system_admin: Credentials,
+    auth_proxy: int,
+    tmp_path: Path,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """CONNECT through the proxy (its credentials in the CONNECT request), TLS to the
+    receiver inside the tunnel, its certificate verified with ``webhooks.ca_file``."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "receiver-ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    password = tmp_path / "proxy-password"
+    password.write_text("s3cret\n")
+    proxied = msgspec.structs.replace(
+        settings,
+        sync=SyncSettings(
+            proxy_url=f"http://127.0.0.1:{auth_proxy}",
+            proxy_username="product",
+            proxy_password_file=str(password),
+        ),
+    )
+    hooks = msgspec.structs.replace(FAST, allow_http=False, ca_file=str(ca_file))
+    receiver = await start_receiver(tls=context)
+    try:
+        admin, _ = await served(aiohttp_client, runtime_with(proxied, db_dsn, hooks), system_admin)
+        await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+        hook, secret = await create_hook(admin, receiver.url())
+        await ok(admin, f"{HOOKS}/{hook}/test")
+        await until("delivered", deliveries_in(admin, hook, "delivered"))
+        [got] = receiver.got
+        assert verify(secret, got, time.time())["event"] == "webhook.test"
+        assert "Proxy-Authorization" not in got.headers  # (never inside the tunnel)
+    finally:
+        await receiver.server.close()
