@@ -4,10 +4,11 @@ restart), given up after the configured age (which raises its own alert), never 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import msgspec
@@ -352,6 +353,33 @@ async def test_a_webhook_id_that_is_not_one_is_refused_naming_it(api: Api) -> No
         status, problem = await api.call(method, path, {} if method == "POST" else None)
         assert status == 422, (path, problem)
         assert problem["field"] == "webhook", problem
+
+
+async def test_a_webhook_deleted_while_its_delivery_is_in_flight(
+    api: Api, receiver: Receiver
+) -> None:
+    """The attempt's outcome has nowhere to go: it is dropped, and the worker goes on."""
+    doomed, _ = await create_hook(api, receiver.url())
+    kept, _ = await create_hook(api, receiver.url(), description="kept")
+    receiver.hold = asyncio.Event()
+    with structlog.testing.capture_logs() as logs:
+        await ok(api, f"{HOOKS}/{doomed}/test")
+        await until("the request held", lambda: _true(bool(receiver.got)))
+        await ok(api, f"{HOOKS}/{doomed}/delete", {})
+        receiver.hold.set()
+        await until("the attempt dropped", lambda: _true(_logged(logs, "webhook.dropped")))
+        await ok(api, f"{HOOKS}/{kept}/test")
+        await until("the next delivered", deliveries_in(api, kept, "delivered"))
+    assert not _logged(logs, "webhooks.pass_crashed"), logs
+    assert len(receiver.got) == 2
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _logged(logs: list[MutableMapping[str, Any]], event: str) -> bool:
+    return any(entry["event"] == event for entry in logs)
 
 
 async def test_an_account_has_at_most_twenty_webhooks(api: Api) -> None:

@@ -84,7 +84,14 @@ class WebhookDeliveries:
         if not due:
             return 0
         async with sender.open():
-            await asyncio.gather(*(self._deliver(sender, delivery) for delivery in due))
+            # Every attempt runs to its end (none is cut short by another's failure); one
+            # that failed unexpectedly is logged and left to its lease.
+            outcomes = await asyncio.gather(
+                *(self._deliver(sender, delivery) for delivery in due), return_exceptions=True
+            )
+        for delivery, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("webhook.attempt_crashed", delivery=delivery.id, exc_info=outcome)
         return len(due)
 
     async def forget_finished(self) -> int:
@@ -128,6 +135,10 @@ class WebhookDeliveries:
             "status": outcome.status_code,
         }
         async with self._db.transaction() as conn:
+            if not await webhooks.lock_pending(conn, delivery.id):
+                # (Deleted or disabled meanwhile: nothing waits for this outcome.)
+                log.info("webhook.dropped", **where)
+                return
             await webhooks.record_attempt(conn, delivery.id, self._node, outcome)
             if outcome.delivered:
                 await webhooks.finish(conn, delivery.id, "delivered")

@@ -180,6 +180,15 @@ async def claim_due(
     return sorted((DueDelivery(**dict(r)) for r in rows), key=lambda d: d.id)
 
 
+async def lock_pending(conn: asyncpg.Connection, delivery_id: int) -> bool:
+    """Lock the delivery for its outcome; False when it is no longer pending (its webhook
+    was deleted, or disabled, while it was being tried)."""
+    state: str | None = await conn.fetchval(
+        "SELECT state FROM webhook_deliveries WHERE id = $1 FOR UPDATE", delivery_id
+    )
+    return state == "pending"
+
+
 async def record_attempt(
     conn: asyncpg.Connection, delivery_id: int, node: str, outcome: Outcome
 ) -> None:
@@ -197,10 +206,9 @@ async def record_attempt(
 
 
 async def finish(conn: asyncpg.Connection, delivery_id: int, state: str) -> None:
-    """The delivery delivered or failed for good (unless it was cancelled meanwhile)."""
+    """The delivery delivered or failed for good."""
     await conn.execute(
-        "UPDATE webhook_deliveries SET state = $2, finished_at = now() "
-        "WHERE id = $1 AND state = 'pending'",
+        "UPDATE webhook_deliveries SET state = $2, finished_at = now() WHERE id = $1",
         delivery_id,
         state,
     )
@@ -208,9 +216,7 @@ async def finish(conn: asyncpg.Connection, delivery_id: int, state: str) -> None
 
 async def retry_at(conn: asyncpg.Connection, delivery_id: int, at: dt.datetime) -> None:
     await conn.execute(
-        "UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE id = $1 AND state = 'pending'",
-        delivery_id,
-        at,
+        "UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE id = $1", delivery_id, at
     )
 
 

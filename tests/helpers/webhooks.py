@@ -48,6 +48,8 @@ class Receiver:
     server: TestServer
     answers: list[int] = field(default_factory=list)
     got: list[Received] = field(default_factory=list)
+    # While set, /hook holds each request (after recording it) until the event is set.
+    hold: asyncio.Event | None = None
 
     def url(self, path: str = "/hook") -> str:
         return str(self.server.make_url(path))
@@ -57,6 +59,8 @@ def receiver_app(receiver_of: Callable[[], Receiver]) -> web.Application:
     async def hook(request: web.Request) -> web.Response:
         receiver = receiver_of()
         receiver.got.append(Received(dict(request.headers), await request.read()))
+        if receiver.hold is not None:
+            await receiver.hold.wait()
         status = receiver.answers.pop(0) if receiver.answers else 200
         return web.Response(status=status, text=f"answered {status}")
 
