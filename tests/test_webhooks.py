@@ -363,19 +363,22 @@ async def test_a_webhook_deleted_while_its_delivery_is_in_flight(
     kept, _ = await create_hook(api, receiver.url(), description="kept")
     receiver.hold = asyncio.Event()
     with structlog.testing.capture_logs() as logs:
+
+        async def held() -> bool:
+            return bool(receiver.got)
+
+        async def dropped() -> bool:
+            return _logged(logs, "webhook.dropped")
+
         await ok(api, f"{HOOKS}/{doomed}/test")
-        await until("the request held", lambda: _true(bool(receiver.got)))
+        await until("the request held", held)
         await ok(api, f"{HOOKS}/{doomed}/delete", {})
         receiver.hold.set()
-        await until("the attempt dropped", lambda: _true(_logged(logs, "webhook.dropped")))
+        await until("the attempt dropped", dropped)
         await ok(api, f"{HOOKS}/{kept}/test")
         await until("the next delivered", deliveries_in(api, kept, "delivered"))
     assert not _logged(logs, "webhooks.pass_crashed"), logs
     assert len(receiver.got) == 2
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def _logged(logs: list[MutableMapping[str, Any]], event: str) -> bool:
