@@ -155,6 +155,42 @@ class SyncSettings(_Section):
             raise ValueError("sync.proxy_password_file needs sync.proxy_username")
 
 
+class WebhookSettings(_Section):
+    give_up_after_hours: Annotated[float, msgspec.Meta(gt=0, le=24 * 30)] = 24.0
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    backoff_first_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 10.0
+    backoff_longest_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 3600.0
+    batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+    poll_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    log_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
+    allow_http: bool = False
+    ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backoff_longest_seconds < self.backoff_first_seconds:
+            raise ValueError(
+                "webhooks.backoff_longest_seconds must be at least backoff_first_seconds"
+            )
+
+
+class SmtpSettings(_Section):
+    host: str | None = None
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_file: str | None = None
+    from_address: Annotated[str, msgspec.Meta(max_length=254)] | None = None
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 30.0
+    ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.host is not None and self.from_address is None:
+            raise ValueError("smtp.host needs smtp.from_address")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("smtp.password_file needs smtp.username")
+
+
 class SystemdSettings(_Section):
     watchdog_not_ready_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 60.0
 
@@ -252,6 +288,8 @@ class Settings(_Section):
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
     systemd: SystemdSettings = msgspec.field(default_factory=SystemdSettings)
+    webhooks: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
+    smtp: SmtpSettings = msgspec.field(default_factory=SmtpSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
 

@@ -25,8 +25,9 @@ log = structlog.get_logger("satellite.reload")
 # Settings a reload applies (by dotted-name prefix); every other one that changed is
 # reported as needing a restart. The catalog file is read again whatever its setting says;
 # the limits are counted by the running rate limiter, which takes new values; the timers
-# are read by the services on every use, and the scheduler takes the jobs' new intervals.
-LIVE = ("log.", "catalog", "limits.", "timers.")
+# are read by the services on every use, and the scheduler takes the jobs' new intervals;
+# the webhook settings are read by the webhook service and its worker at each pass.
+LIVE = ("log.", "catalog", "limits.", "timers.", "webhooks.")
 
 
 class Reloader:

@@ -43,6 +43,7 @@ from satellite.http.openapi import openapi_routes
 from satellite.http.routes import setup_routes
 from satellite.resources import config_dir, migrations_dir
 from satellite.scheduler import JobScheduler
+from satellite.scheduler.deliveries import DeliveryWorker
 from satellite.scheduler.jobs import JOBS
 from satellite.services.accounts import AccountService
 from satellite.services.alerts import AlertService
@@ -63,6 +64,8 @@ from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
 from satellite.services.usage import UsageService
+from satellite.services.webhook_deliveries import WebhookDeliveries
+from satellite.services.webhooks import WebhookService
 from satellite.storage.db import Database
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.migrations import Migration, load_migrations, migrate
@@ -211,6 +214,7 @@ def build_services(
         limiter,
         envelope,
     )
+    node = node_name(settings.node_name)
     services = Services(
         db=db,
         catalog=catalog,
@@ -234,7 +238,11 @@ def build_services(
         upstream=UpstreamSync(db, keys, settings),
         subscriptions=SubscriptionService(db, licenses),
         usage=UsageService(db, licenses),
-        jobs=JobService(db, node_name(settings.node_name)),
+        jobs=JobService(db, node),
+        webhooks=WebhookService(db, keys, settings.webhooks, settings.smtp),
+        deliveries=WebhookDeliveries(
+            db, keys, settings.webhooks, settings.sync, settings.smtp, node
+        ),
     )
     services.jobs.define(
         {name: functools.partial(job, services, utc_now) for name, job in JOBS.items()},
@@ -272,16 +280,22 @@ SCHEDULER = web.AppKey("scheduler", JobScheduler)
 def apply_live_settings(app: web.Application, running: Settings, new: Settings) -> None:
     """What a reload (``satellite.reload``) changes in the running daemon besides the log and
     the catalog: the rate limits, the timers (in place: the services read them on every
-    use) and the scheduled jobs' intervals."""
-    app[SERVICES].limiter.update(new.limits)
+    use), the scheduled jobs' intervals and the webhook settings."""
+    services = app[SERVICES]
+    services.limiter.update(new.limits)
+    services.webhooks.use_settings(new.webhooks)
+    services.deliveries.use_settings(new.webhooks)
     running.timers.adopt(new.timers)
     if SCHEDULER in app:
         app[SCHEDULER].reschedule(*job_timing(new))
 
 
-def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
+def create_app(
+    runtime: Runtime, *, scheduler: bool = False, deliveries: bool | None = None
+) -> web.Application:
     """The application; with ``scheduler`` it also runs the scheduled jobs while it runs
-    (``serve`` does; tests and tools that only need the HTTP side leave it off)."""
+    (``serve`` does; tests and tools that only need the HTTP side leave it off), and with
+    ``deliveries`` (by default: with the scheduler) the webhook worker."""
     metrics = runtime.settings.metrics
     app = web.Application(
         middlewares=[
@@ -312,9 +326,17 @@ def create_app(runtime: Runtime, *, scheduler: bool = False) -> web.Application:
         yield
         await jobs.stop()
 
+    async def deliveries_ctx(app: web.Application) -> AsyncIterator[None]:
+        worker = DeliveryWorker(app[SERVICES].deliveries)
+        worker.start()
+        yield
+        await worker.stop()
+
     app.cleanup_ctx.append(services_ctx)
     if scheduler:
         app.cleanup_ctx.append(scheduler_ctx)
+    if scheduler if deliveries is None else deliveries:
+        app.cleanup_ctx.append(deliveries_ctx)
     extra = openapi_routes()
     if metrics.serve != "off":
         # (Its own listener, or /metrics here: a scrape reads this app's services either way.)

@@ -16,6 +16,7 @@ import aiohttp
 
 from satellite.config import SyncSettings
 from satellite.errors import UpstreamError
+from satellite.services.outbound import proxy_arguments
 from satellite_protocol import outbound
 from satellite_protocol.untrusted import NESTED_TOO_DEEP, too_deep
 
@@ -35,17 +36,6 @@ class UpstreamRefused(UpstreamError):
     def __init__(self, detail: str, *, status: int) -> None:
         super().__init__(detail)
         self.status = status
-
-
-def _proxy_password(settings: SyncSettings) -> str:
-    if settings.proxy_password_file is None:
-        return ""
-    try:
-        return Path(settings.proxy_password_file).read_text().strip()
-    except OSError as exc:
-        raise UpstreamUnreachable(
-            f"cannot read sync.proxy_password_file {settings.proxy_password_file}: {exc.strerror}"
-        ) from exc
 
 
 class UpstreamClient:
@@ -75,12 +65,13 @@ class UpstreamClient:
         """POST ``bundle``; write the upstream's answer bundle to ``answer``."""
         url = base_url.rstrip("/") + path
         settings = self._settings
-        proxy = outbound.proxy_arguments(
-            url,
-            settings.proxy_url,
-            settings.proxy_username,
-            _proxy_password(settings) if settings.proxy_username is not None else None,
-        )
+        try:
+            proxy = proxy_arguments(settings, url)
+        except OSError as exc:
+            raise UpstreamUnreachable(
+                f"cannot read sync.proxy_password_file {settings.proxy_password_file}: "
+                f"{exc.strerror}"
+            ) from exc
         headers = proxy.pop("headers", {})
         limit = self._settings.max_bundle_bytes
         try:

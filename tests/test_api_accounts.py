@@ -227,6 +227,7 @@ def _api_routes() -> list[tuple[str, str]]:
         "{token}": "1",
         "{satellite}": "s",
         "{name}": "forget-nonces",
+        "{webhook}": "5a7e0000-0000-4000-8000-000000000001",
     }
     routes = []
     for route in ROUTES:

@@ -36,13 +36,21 @@ def _catalog(tags: list[str]) -> str:
     return f'[[families]]\nname = "Test"\n{entries}'
 
 
-def _config(dsn: str, listen: str, catalog: Path, level: str, per_name: int) -> str:
+def _config(
+    dsn: str, listen: str, catalog: Path, level: str, per_name: int, http_hooks: bool = False
+) -> str:
     return (
         f"listen = [{json.dumps(listen)}]\ncatalog = {json.dumps(str(catalog))}\n"
         f"[database]\ndsn = {json.dumps(dsn)}\n"
         f'[log]\nlevel = "{level}"\n'
         f"[limits.client_secret]\nfailures_per_name = {per_name}\n"
+        f"[webhooks]\nallow_http = {json.dumps(http_hooks)}\n"
     )
+
+
+def _http_webhook(base: str, token: str) -> int:
+    hook = {"url": "http://hooks.example.com/in-house"}
+    return http("POST", f"{base}/api/v1/accounts/Acme/webhooks", hook, token=token)[0]
 
 
 def _records(daemon: Daemon) -> list[dict[str, Any]]:
@@ -100,6 +108,8 @@ def test_sighup_applies_a_changed_config_and_refuses_an_invalid_one(
         )
         token = daemon_login(base, client_id, secret)
         assert _tags(base, token) == [tag_a]
+        assert http("POST", f"{base}/api/v1/accounts", {"name": "Acme"}, token=token)[0] == 200
+        assert _http_webhook(base, token) == 422  # plain http:// needs webhooks.allow_http
         # At level warning the daemon's info lines are not written.
         assert "daemon.listening" not in daemon.err
 
@@ -119,16 +129,20 @@ def test_sighup_applies_a_changed_config_and_refuses_an_invalid_one(
         assert _tags(base, token) == [tag_a]
         assert [_bad_login(base) for _ in range(3)] == [401, 401, 401]  # still 10 a window
 
-        # A valid change: the level, the catalog and the limit take effect at once; the
-        # listen address is reported as needing a restart and the old one still serves.
+        # A valid change: the level, the catalog, the limit and the webhook settings take
+        # effect at once; the listen address is reported as needing a restart and the old
+        # one still serves.
         catalog.write_text(_catalog([tag_a, tag_b]), encoding="utf-8")
-        config.write_text(_config(db_dsn, f"127.0.0.1:{other_port}", catalog, "info", 1), "utf-8")
+        changed = _config(db_dsn, f"127.0.0.1:{other_port}", catalog, "info", 1, http_hooks=True)
+        config.write_text(changed, "utf-8")
         daemon.proc.send_signal(signal.SIGHUP)
         reloaded = _wait_for_event(daemon, "config.reloaded")  # an info line: level info now
         assert "log.level" in reloaded[0]["changed"], reloaded
         restart = _wait_for_event(daemon, "config.restart_needed")
         assert restart[0]["settings"] == ["listen"], restart
         assert sorted(_tags(base, token)) == [tag_a, tag_b]
+        assert "webhooks.allow_http" in reloaded[0]["changed"], reloaded
+        assert _http_webhook(base, token) == 200
         # One failure allowed a window now (the three before still count in this window).
         assert _bad_login(base) == 429
         assert daemon.stop() == 0, daemon.err

@@ -23,6 +23,8 @@ from satellite.services.subscriptions import SubscriptionService
 from satellite.services.tokens import TokenService
 from satellite.services.transfers import LicenseTransferService
 from satellite.services.usage import UsageService
+from satellite.services.webhook_deliveries import WebhookDeliveries
+from satellite.services.webhooks import WebhookService
 from satellite.storage.db import Database
 from satellite_protocol.catalog import Catalog
 from sync.satellite import SatelliteSync
@@ -54,3 +56,5 @@ class Services:
     upstream: UpstreamSync
     subscriptions: SubscriptionService
     usage: UsageService
+    webhooks: WebhookService
+    deliveries: WebhookDeliveries

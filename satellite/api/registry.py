@@ -18,6 +18,7 @@ from satellite.api import (
     tokens,
     upstream,
     usage,
+    webhooks,
 )
 from satellite.api.operation import Operation
 
@@ -35,4 +36,5 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
     *sync.OPERATIONS,
     *upstream.OPERATIONS,
     *jobs.OPERATIONS,
+    *webhooks.OPERATIONS,
 )

@@ -28,6 +28,7 @@ from satellite.cli import (
     sync,
     tokens,
     usage,
+    webhooks,
 )
 from satellite.cli.context import CliContext
 from satellite.errors import SatelliteError
@@ -73,6 +74,7 @@ for command in (
     usage.usage,
     backup.backup,
     backup.restore,
+    webhooks.webhook,
 ):
     cli.add_command(command)
 

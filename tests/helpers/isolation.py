@@ -16,6 +16,7 @@ import asyncpg
 from aiohttp.test_utils import TestServer
 
 from satellite.api.paths import ACCOUNT, VA
+from satellite.api.webhooks import WEBHOOK
 from satellite.http.routes import API_PREFIXES
 from satellite_agent.export import ExportControl
 from tests.conftest import ENHANCED, Api, Credentials, login
@@ -194,6 +195,15 @@ TABLE: tuple[Call, ...] = (
         False,
         status=404,  # (field satelliteId: there is none)
     ),
+    # Webhooks: only the account's admins see where its alerts go, so each is a write.
+    Call("GET", ACCOUNT + "/webhooks", None, True),
+    Call("POST", ACCOUNT + "/webhooks", {"url": "https://hooks.example.com/new"}, True),
+    Call("GET", WEBHOOK, None, True),
+    Call("POST", WEBHOOK + "/update", {"description": "changed"}, True),
+    Call("POST", WEBHOOK + "/delete", {}, True, fill={"webhook": "spare_webhook"}),
+    Call("POST", WEBHOOK + "/rotate-secret", {}, True),
+    Call("GET", WEBHOOK + "/deliveries", None, True),
+    Call("POST", WEBHOOK + "/test", {}, True),
 )
 
 
@@ -222,6 +232,8 @@ class Tenant:
     confirmation: str
     return_code: str
     forced: str
+    webhook: str
+    spare_webhook: str
     va: str = "Main"
     spare_va: str = "Spare"
 
@@ -241,6 +253,8 @@ class Tenant:
             "confirmation": self.confirmation,
             "return_code": self.return_code,
             "forced": self.forced,
+            "webhook": self.webhook,
+            "spare_webhook": self.spare_webhook,
             "satellite": "5a7e0000-0000-4000-8000-000000000000",
         }
 
@@ -363,6 +377,10 @@ async def make_tenant(
             )
             await ExportControl(agent).request(FEATURE)
     slr = await make_reservations(admin, account, state_dir, tmp_path)
+    hooks = [
+        await ok(admin, f"{base}/webhooks", {"url": f"https://hooks.example.com/{account}/{n}"})
+        for n in range(2)
+    ]
     return Tenant(
         account=account,
         admin=clients["account-admin"][1],
@@ -380,6 +398,8 @@ async def make_tenant(
         confirmation=slr["confirmation"],
         return_code=slr["return_code"],
         forced=slr["forced"],
+        webhook=hooks[0]["webhook"]["id"],
+        spare_webhook=hooks[1]["webhook"]["id"],
     )
 
 
@@ -406,6 +426,8 @@ _SNAPSHOT = {
         "reservations",
         "reservation_licenses",
         "export_keys",
+        "webhooks",
+        "webhook_deliveries",
     )
 }
 

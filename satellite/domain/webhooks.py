@@ -1,0 +1,119 @@
+"""Webhooks: where an account's alerts are delivered, and what became of each delivery."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+# The events a webhook may ask for; a test delivery ("webhook.test") goes to any webhook.
+AlertEvent = Literal["alert.raised", "alert.cleared"]
+ALERT_EVENTS: tuple[AlertEvent, ...] = ("alert.raised", "alert.cleared")
+TEST_EVENT = "webhook.test"
+DeliveryState = Literal["pending", "delivered", "failed", "cancelled"]
+
+# Webhooks an account may have: each alert is queued once per matching webhook, in the
+# transaction that raised it.
+MAX_WEBHOOKS_PER_ACCOUNT = 20
+
+# The alert an account gets when a delivery to one of its webhooks is given up; open until
+# a later delivery to that webhook succeeds.
+DELIVERY_FAILED = "Webhook Delivery Failed"
+
+
+def delivery_failed_key(webhook: uuid.UUID) -> str:
+    return f"webhook:{webhook}:failed"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    id: int
+    public_id: uuid.UUID
+    account_id: int
+    url: str
+    secret: bytes  # encrypted
+    events: list[str]
+    alert_types: list[str]
+    enabled: bool
+    description: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempted_at: dt.datetime
+    node: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    response_excerpt: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    event: str
+    state: DeliveryState
+    created_at: dt.datetime
+    next_attempt_at: dt.datetime
+    attempts: int
+    finished_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A delivery a node claimed, with what it needs to send it."""
+
+    id: int
+    webhook_id: int
+    webhook: uuid.UUID
+    account_id: int
+    url: str
+    secret: bytes  # encrypted
+    event: str
+    payload: str
+    created_at: dt.datetime
+    attempts: int  # this one included
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: delivered or not, the receiver's HTTP status (none for an
+    e-mail, or when there was no answer), and why it failed."""
+
+    delivered: bool
+    attempted_at: dt.datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    response_excerpt: str
+
+
+def is_mail(url: str) -> bool:
+    """A ``mailto:`` destination: the delivery is an e-mail, through ``[smtp]``."""
+    return url.startswith("mailto:")
+
+
+# What an attempt's log keeps of an answer or an error: text a column holds and a terminal
+# shows as it is (a receiver may answer NUL bytes or escape sequences).
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+EXCERPT_CHARS = 512
+ERROR_CHARS = 500
+
+
+def log_text(text: str, limit: int) -> str:
+    """``text`` with its control characters (but newlines and tabs) replaced, cut at
+    ``limit`` characters."""
+    return _UNPRINTABLE.sub("\ufffd", text)[:limit]
+
+
+def destination(url: str) -> str | None:
+    """Where a delivery goes, as the log, the audit log and an alert name it: the
+    receiver's host, or the e-mail's domain (never a path or query, which may hold a token)."""
+    if is_mail(url):
+        return url.rpartition("@")[2]
+    return urlsplit(url).hostname

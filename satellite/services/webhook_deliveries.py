@@ -1,0 +1,171 @@
+"""The delivery queue's work: claim due deliveries, send each once, record the attempt, and
+then mark it delivered, schedule its retry (exponential backoff with jitter) or give it up.
+
+Deliveries are claimed with ``FOR UPDATE SKIP LOCKED`` and a lease (``claim_due``), so on
+several nodes each is tried by one node at a time, and one whose node died mid-attempt is
+tried again once the lease is over. A delivery still failing ``give_up_after_hours`` after
+its event is given up, which raises a "Webhook Delivery Failed" alert on the account (open
+until a later delivery to that webhook succeeds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import structlog
+
+from satellite.config import SmtpSettings, SyncSettings, WebhookSettings
+from satellite.crypto.keys import ServerKeys
+from satellite.crypto.secrets import decrypt
+from satellite.domain.clock import utc_now
+from satellite.domain.webhooks import (
+    DELIVERY_FAILED,
+    DueDelivery,
+    Outcome,
+    delivery_failed_key,
+    destination,
+    is_mail,
+)
+from satellite.errors import SatelliteError
+from satellite.services.mail_sender import MailSender
+from satellite.services.webhook_sender import WebhookSender
+from satellite.services.webhooks import secret_context
+from satellite.storage import alerts, webhooks
+from satellite.storage.db import Database
+from satellite_protocol.backoff import Backoff
+
+log = structlog.get_logger("satellite.webhooks")
+
+LEASE_MARGIN_SECONDS = 60.0
+FORGOTTEN_PER_CALL = 10_000  # (one transaction stays short; the next call takes the rest)
+
+
+class WebhookDeliveries:
+    def __init__(
+        self,
+        db: Database,
+        keys: ServerKeys,
+        settings: WebhookSettings,
+        proxy: SyncSettings,
+        smtp: SmtpSettings,
+        node: str,
+    ) -> None:
+        self._db = db
+        self._keys = keys
+        self._settings = settings
+        self._proxy = proxy
+        self._smtp = smtp
+        self._mail = MailSender(smtp)
+        self._node = node
+
+    @property
+    def settings(self) -> WebhookSettings:
+        return self._settings
+
+    @property
+    def longest_attempt_seconds(self) -> float:
+        """The longest one attempt may take (a POST or an e-mail)."""
+        return max(self._settings.timeout_seconds, self._smtp.timeout_seconds)
+
+    def use_settings(self, settings: WebhookSettings) -> None:
+        """New settings (a reload): the next pass, and the next attempt's retry, use them
+        (the proxy is the ``[sync]`` one the daemon started with)."""
+        self._settings = settings
+
+    async def deliver_due(self) -> int:
+        """One pass: send up to ``webhooks.batch`` due deliveries; how many were claimed."""
+        settings = self._settings
+        sender = WebhookSender(settings, self._proxy)  # (a CA file it cannot use: no claim)
+        async with self._db.transaction() as conn:
+            # (The lease outlasts the longest attempt: no other node tries it meanwhile.)
+            lease = self.longest_attempt_seconds + LEASE_MARGIN_SECONDS
+            due = await webhooks.claim_due(conn, settings.batch, lease)
+        if not due:
+            return 0
+        async with sender.open():
+            # Every attempt runs to its end (none is cut short by another's failure); one
+            # that failed unexpectedly is logged and left to its lease.
+            outcomes = await asyncio.gather(
+                *(self._deliver(sender, delivery) for delivery in due), return_exceptions=True
+            )
+        for delivery, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("webhook.attempt_crashed", delivery=delivery.id, exc_info=outcome)
+        return len(due)
+
+    async def forget_finished(self) -> int:
+        """Forget deliveries finished more than ``webhooks.log_days`` ago (a bounded number
+        per call); how many."""
+        before = utc_now() - dt.timedelta(days=self._settings.log_days)
+        async with self._db.transaction() as conn:
+            forgotten = await webhooks.forget_finished(conn, before, FORGOTTEN_PER_CALL)
+        if forgotten:
+            log.info("webhooks.deliveries_forgotten", forgotten=forgotten)
+        return forgotten
+
+    async def _deliver(self, sender: WebhookSender, delivery: DueDelivery) -> None:
+        if is_mail(delivery.url):
+            outcome = await self._mail.send(delivery)
+        else:
+            try:
+                context = secret_context(delivery.webhook)
+                secret = decrypt(self._keys.token_key, delivery.secret, context)
+            except ValueError:
+                error = "the secret does not decrypt with this server's key"
+                outcome = Outcome(False, utc_now(), None, error, 0, "")
+            else:
+                outcome = await sender.send(delivery, secret)
+        try:
+            await self._record(delivery, outcome)
+        except SatelliteError as exc:
+            # (The lease runs out and the delivery is tried again.)
+            log.warning("webhook.not_recorded", delivery=delivery.id, error=str(exc))
+
+    async def _record(self, delivery: DueDelivery, outcome: Outcome) -> None:
+        settings = self._settings
+        now = utc_now()
+        deadline = delivery.created_at + dt.timedelta(hours=settings.give_up_after_hours)
+        where = {
+            "delivery": delivery.id,
+            "webhook": str(delivery.webhook),
+            "kind": delivery.event,
+            "host": destination(delivery.url),
+            "attempt": delivery.attempts,
+            "status": outcome.status_code,
+        }
+        async with self._db.transaction() as conn:
+            if not await webhooks.lock_pending(conn, delivery.id):
+                # (Deleted or disabled meanwhile: nothing waits for this outcome.)
+                log.info("webhook.dropped", **where)
+                return
+            await webhooks.record_attempt(conn, delivery.id, self._node, outcome)
+            if outcome.delivered:
+                await webhooks.finish(conn, delivery.id, "delivered")
+                await alerts.clear_alerts_except(
+                    conn, delivery.account_id, delivery_failed_key(delivery.webhook), []
+                )
+                log.info("webhook.delivered", **where, duration_ms=outcome.duration_ms)
+            elif now >= deadline:
+                await webhooks.finish(conn, delivery.id, "failed")
+                await alerts.raise_alert(
+                    conn,
+                    account_id=delivery.account_id,
+                    virtual_account_id=None,
+                    dedupe_key=delivery_failed_key(delivery.webhook),
+                    message_type=DELIVERY_FAILED,
+                    severity="Major",
+                    source=f"webhook {delivery.webhook}",
+                    message=(
+                        f"a {delivery.event} delivery to {where['host']} was given up after "
+                        f"{delivery.attempts} attempt(s); the last: "
+                        f"{outcome.error or f'HTTP {outcome.status_code}'}"
+                    ),
+                )
+                log.warning("webhook.given_up", **where, error=outcome.error)
+            else:
+                backoff = Backoff(settings.backoff_first_seconds, settings.backoff_longest_seconds)
+                wait = dt.timedelta(seconds=backoff.wait(delivery.attempts))
+                # (The last attempt is made at the deadline, not skipped past it.)
+                await webhooks.retry_at(conn, delivery.id, min(now + wait, deadline))
+                log.info("webhook.attempt_failed", **where, error=outcome.error)
