@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from satellite.api.context import Services
 from satellite.scheduler import jobs
-from satellite.services.licenses import SHORTAGE_LOCK_BASE
+from satellite.services.licenses import POOL_ALERT_LOCK_BASE
 from tests.conftest import BASIC, ENHANCED, Api, lock_waiters
 from tests.helpers.api import ACCOUNT, VOICE, licenses, setup_voice
 from tests.helpers.devices import register, sudi
@@ -187,7 +187,7 @@ async def test_two_concurrent_reports_leave_the_shortage_of_both(
     holder = await asyncpg.connect(db_dsn)
     try:
         async with holder.transaction():
-            key = SHORTAGE_LOCK_BASE + await va_id(db)
+            key = POOL_ALERT_LOCK_BASE + await va_id(db)
             await holder.execute("SELECT pg_advisory_xact_lock($1::bigint)", key)
             reports = asyncio.gather(
                 first.report_usage({ENHANCED: 6}), second.report_usage({ENHANCED: 6})

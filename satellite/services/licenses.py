@@ -33,9 +33,11 @@ from satellite.storage.db import Connection, Database
 from satellite_protocol.catalog import Catalog
 
 EXPIRY_WARNING = dt.timedelta(days=30)
-# + virtual account id: the advisory lock under which a change of usage raises or clears
-# the virtual account's shortage alerts (sync's locks are 0x5A7E_2000_0000 + account id).
-SHORTAGE_LOCK_BASE = 0x5A7E_3000_0000
+# + virtual account id: the advisory lock under which the virtual account's pool alerts
+# are raised and cleared, so that each refresh reads what the ones before it committed
+# (sync's locks are 0x5A7E_2000_0000 + account id). Taken after the virtual account's row
+# lock where a change holds that, and for several virtual accounts in the order of ids.
+POOL_ALERT_LOCK_BASE = 0x5A7E_3000_0000
 SHORTAGE = "Insufficient Licenses"  # the message type of a shortage alert (severity Major)
 
 
@@ -357,10 +359,10 @@ class LicenseService:
     ) -> None:
         """Raise and clear the "Insufficient Licenses" alerts of ``tags`` and of the tags
         related to them through borrowing, as ``refresh_alerts`` would, after a change of
-        usage in the caller's transaction. Such transactions of one virtual account take
-        its lock here, then read the pool: each reads what the ones before it committed,
-        so the last one leaves the alerts as the pool is."""
-        await locks.transaction_lock(conn, SHORTAGE_LOCK_BASE + va_id)
+        usage in the caller's transaction. It takes the virtual account's pool alert lock
+        (as ``refresh_alerts`` does), then reads the pool: each such refresh reads what the
+        ones before it committed, so the last one leaves the alerts as the pool is."""
+        await locks.transaction_lock(conn, POOL_ALERT_LOCK_BASE + va_id)
         state = await self.pool_state(conn, va_id, now)
         positions = positions_of_tags(va_name, self._catalog, tags, state, self._date(now))
         wanted = self._shortages(va_id, positions)
@@ -402,6 +404,7 @@ class LicenseService:
         """Raise and clear the pool alerts of one virtual account to match its positions at
         ``now`` (None: this moment): licenses short (what is in use and reserved counts),
         TERM lines expiring or expired."""
+        await locks.transaction_lock(conn, POOL_ALERT_LOCK_BASE + va_id)
         positions = await self.virtual_account_positions(conn, va_id, va_name, now)
         today = self._date(now)
         keep: list[str] = []
