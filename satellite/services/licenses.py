@@ -332,11 +332,11 @@ class LicenseService:
         changes: dict[str, int],
         now: dt.datetime,
     ) -> None:
-        """What is in use of some tags changed by ``changes`` in the caller's transaction,
-        and ``state`` is the pool it read after: if that moved a shortage alert of those
-        tags (or of tags they borrow from or lend to), raise and clear them as they are
-        now (``refresh_shortages``). Else nothing is read or written: this runs on every
-        usage report that changes the usage of a product, the busiest request there is."""
+        """The caller's transaction changed what is in use by ``changes`` (per tag), and
+        read ``state`` after. If that begins, ends or changes a shortage alert of those
+        tags or of the tags they borrow from or lend to (judged on ``state`` with and
+        without the change), ``refresh_shortages`` brings them up to date. Else nothing is
+        read or written: this runs on every usage report that changes a product's usage."""
         tags = set(changes)
         before = dict(state.in_use)
         for tag, change in changes.items():
@@ -403,7 +403,7 @@ class LicenseService:
     ) -> None:
         """Raise and clear the pool alerts of one virtual account to match its positions at
         ``now`` (None: this moment): licenses short (what is in use and reserved counts),
-        TERM lines expiring or expired."""
+        TERM lines expiring or expired. Under the virtual account's pool alert lock."""
         await locks.transaction_lock(conn, POOL_ALERT_LOCK_BASE + va_id)
         positions = await self.virtual_account_positions(conn, va_id, va_name, now)
         today = self._date(now)
