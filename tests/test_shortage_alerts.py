@@ -80,6 +80,22 @@ async def test_a_report_over_the_pool_opens_the_alert_at_once_and_one_under_clea
     assert (await licenses(admin))[ENHANCED]["status"] == "In Compliance"
 
 
+async def test_a_report_releasing_all_of_a_products_usage_ends_the_shortage(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    first = await register(admin, tmp_path, server, "FCH0001")
+    second = await register(admin, tmp_path, server, "FCH0002")
+    await first.report_usage({ENHANCED: 3})
+    await second.report_usage({ENHANCED: 4})
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 2)]
+    await second.report_usage({ENHANCED: 0})
+    assert await shortages(admin) == []
+    await first.report_usage({})  # nothing open: nothing to end
+    assert await shortages(admin) == []
+    assert (await licenses(admin))[ENHANCED]["inUse"] == 0
+
+
 async def test_a_report_that_moves_no_shortage_writes_no_alert(
     admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection
 ) -> None:

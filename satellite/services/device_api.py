@@ -389,6 +389,11 @@ class DeviceApiService:
             in_use, changes = await product_instances.replace_usage(
                 conn, product_instance_id, va_id, usage, now
             )
+            released_all = bool(changes) and not usage
+            if released_all and not await self._licenses.any_shortage_alert(
+                conn, instance.account_id, va_id
+            ):
+                changes = {}  # all of it released, and no shortage open that it could end
             pool = None
             if usage or changes:
                 pool = await self._licenses.pool_state(conn, va_id, now, in_use=in_use)

@@ -313,6 +313,11 @@ class LicenseService:
         state = await self.pool_state(conn, va_id, now, in_use=in_use)
         return self.state_positions(va_name, state, now)
 
+    async def any_shortage_alert(self, conn: Connection, account_id: int, va_id: int) -> bool:
+        """Whether a shortage alert of the virtual account is open (less in use can only end
+        or lessen a shortage: without one, it has nothing to change)."""
+        return await alerts.any_open_alert(conn, account_id, _shortage_key(va_id, ""))
+
     def _shortages(self, va_id: int, positions: list[Position]) -> dict[str, str]:
         """The "Insufficient Licenses" alerts these positions call for: message by key."""
         return {
