@@ -96,6 +96,41 @@ def wait_ready(base: str) -> None:
             time.sleep(0.1)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int, children_too: bool) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime, stime, cutime, cstime are fields 14-17 (1-based); fields[0] is field 3.
+    ticks = int(fields[11]) + int(fields[12])
+    if children_too:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks
+
+
+def cpu_seconds(daemon: int, pgdata: Path) -> tuple[float, float]:
+    """CPU seconds so far of the daemon's own process, and of the whole PostgreSQL server:
+    the postmaster, its live processes and the ones that ended (a backend's time goes to
+    the postmaster's children times when it exits)."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    server = _cpu_ticks(postmaster, children_too=True)
+    for pid in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        try:
+            server += _cpu_ticks(int(pid), children_too=False)
+        except (OSError, IndexError):
+            continue  # ended meanwhile (and counted in the postmaster's)
+    return _cpu_ticks(daemon, children_too=False) / CLOCK_TICKS, server / CLOCK_TICKS
+
+
+def cpu_line(before: tuple[float, float], after: tuple[float, float], reports: int) -> str:
+    daemon, server = (b - a for a, b in zip(before, after, strict=True))
+    per = 1000 / max(1, reports)
+    return (
+        f"  CPU per report: daemon {daemon * per:.2f} ms, PostgreSQL {server * per:.2f} ms "
+        f"({daemon:.1f} s and {server:.1f} s for {reports})"
+    )
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -213,6 +248,13 @@ def main() -> None:
         "--rate", type=float, default=2000, help="open-loop reports/s (0: closed loop only)"
     )
     parser.add_argument("--register-concurrency", type=int, default=100)
+    parser.add_argument(
+        "--quantity",
+        type=int,
+        default=10_000_000,
+        help="licenses in the pool (products report 0 to 6 each: about 3 x --concurrency "
+        "puts the virtual account on the line of its shortage alert)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="satellite-bench-", dir="/dev/shm"))
     state = work / "state"
@@ -244,7 +286,7 @@ def main() -> None:
         api(
             base,
             "/api/v1/accounts/Bench/virtual-accounts/DEFAULT/license-pool",
-            {"entitlementTag": TAG, "quantity": 10_000_000},
+            {"entitlementTag": TAG, "quantity": args.quantity},
             token,
         )
         reg_token = api(
@@ -276,10 +318,14 @@ def main() -> None:
         print(f"registrations: {args.products} in {took:.1f} s = {args.products / took:.0f}/s")
 
         reporting = agents[: args.concurrency]
+        pgdata = state / "pgdata"
+        before = cpu_seconds(daemon.pid, pgdata)
         tally = uvloop.run(closed_loop(reporting, args.seconds))
         print(tally.line(f"usage reports, closed loop, {len(reporting)} products", args.seconds))
+        print(cpu_line(before, cpu_seconds(daemon.pid, pgdata), len(tally.latencies)))
         rate = len(tally.latencies) / args.seconds
         if args.rate:
+            before = cpu_seconds(daemon.pid, pgdata)
             fixed = uvloop.run(open_loop(reporting, args.rate, args.seconds))
             print(
                 fixed.line(
@@ -287,6 +333,7 @@ def main() -> None:
                     args.seconds,
                 )
             )
+            print(cpu_line(before, cpu_seconds(daemon.pid, pgdata), len(fixed.latencies)))
         tps = pgbench(state / "pgdata", args.seconds)
         print(f"pgbench -N: {tps:.0f} tps; reports/s / pgbench tps = {rate / tps:.3f}")
     finally:

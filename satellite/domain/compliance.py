@@ -109,6 +109,58 @@ class Position:
         return "In Compliance" if self.available >= 0 else "Out Of Compliance"
 
 
+@dataclass(frozen=True)
+class PoolState:
+    """What one virtual account's positions are computed from: its pool lines, and per tag
+    what is reserved, in use and granted as export keys."""
+
+    lines: list[PoolLine]
+    reserved: dict[str, int]
+    in_use: dict[str, int]
+    exported: dict[str, int]
+
+    def tags(self) -> set[str]:
+        return (
+            {line.tag for line in self.lines}
+            | set(self.reserved)
+            | set(self.in_use)
+            | set(self.exported)
+        )
+
+
+def related_tags(catalog: Catalog, tags: set[str], present: set[str]) -> set[str]:
+    """``tags`` and every tag of ``present`` linked to them through borrowing (a substitute
+    that may cover a shortfall, or a tag it may cover, and so on): a tag's position
+    depends on these and on no other, so they are all that moves when ``tags`` change."""
+    related = set(tags)
+    queue = list(tags)
+    for tag in queue:
+        for other in present - related:
+            if other in catalog.substitutes(tag) or tag in catalog.substitutes(other):
+                related.add(other)
+                queue.append(other)
+    return related
+
+
+def positions_of_tags(
+    virtual_account: str, catalog: Catalog, tags: set[str], state: PoolState, today: dt.date
+) -> list[Position]:
+    """The positions of ``tags`` and of the tags related to them (``related_tags``), as
+    ``positions_for_virtual_account`` computes them for the whole virtual account: borrowing
+    never crosses from one set of related tags to another, so leaving the others out
+    changes none of these."""
+    keep = related_tags(catalog, tags, state.tags())
+    return positions_for_virtual_account(
+        virtual_account,
+        catalog,
+        [line for line in state.lines if line.tag in keep],
+        today,
+        reserved={t: n for t, n in state.reserved.items() if t in keep},
+        in_use={t: n for t, n in state.in_use.items() if t in keep},
+        exported={t: n for t, n in state.exported.items() if t in keep},
+    )
+
+
 def positions_for_virtual_account(
     virtual_account: str,
     catalog: Catalog,

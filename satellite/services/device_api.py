@@ -20,7 +20,7 @@ from satellite.crypto.secrets import (
 )
 from satellite.domain.access import product_actor
 from satellite.domain.clock import utc_now
-from satellite.domain.compliance import Position
+from satellite.domain.compliance import PoolState, Position
 from satellite.domain.models import ExportKey, ProductInstance
 from satellite.errors import (
     BadSignature,
@@ -86,23 +86,20 @@ class DeviceApiService:
         expires_at: dt.datetime,
         *,
         usage: dict[str, int] | None = None,
-        in_use: dict[str, int] | None = None,
+        pool: PoolState | None = None,
     ) -> wire.Authorization:
-        """``usage``: the product's usage, and ``in_use``: its virtual account's, when the
-        caller has them at hand (each saves a query)."""
+        """``usage``: the product's usage, and ``pool``: its virtual account's, when the
+        caller has them at hand (each saves queries)."""
         if usage is None:
             usage = await product_instances.usage_of(conn, instance.id)
         positions: dict[str, Position] = {}
         if usage:  # (a new registration has none: no need to read the pool)
+            now = utc_now()
+            if pool is None:
+                pool = await self._licenses.pool_state(conn, instance.virtual_account_id, now)
             positions = {
                 p.tag: p
-                for p in await self._licenses.virtual_account_positions(
-                    conn,
-                    instance.virtual_account_id,
-                    instance.virtual_account,
-                    utc_now(),
-                    in_use=in_use,
-                )
+                for p in self._licenses.state_positions(instance.virtual_account, pool, now)
             }
         tags = []
         for tag, count in sorted(usage.items()):
@@ -387,12 +384,26 @@ class DeviceApiService:
             )
             report = self._envelope.decode(payload, wire.UsageReport)
             usage = self._usage(report)
-            in_use = await product_instances.replace_usage(
-                conn, product_instance_id, instance.virtual_account_id, usage, utc_now()
+            now = utc_now()
+            va_id = instance.virtual_account_id
+            in_use, changes = await product_instances.replace_usage(
+                conn, product_instance_id, va_id, usage, now
             )
+            released_all = bool(changes) and not usage
+            if released_all and not await self._licenses.any_shortage_alert(
+                conn, instance.account_id, va_id
+            ):
+                changes = {}  # all of it released, and no shortage open that it could end
+            pool = None
+            if usage or changes:
+                pool = await self._licenses.pool_state(conn, va_id, now, in_use=in_use)
             authorization = await self._authorization(
-                conn, instance, instance.authorization_expires_at, usage=usage, in_use=in_use
+                conn, instance, instance.authorization_expires_at, usage=usage, pool=pool
             )
+            if pool is not None and changes:  # a shortage begun or ended is told at once
+                await self._licenses.follow_usage(
+                    conn, instance.account_id, va_id, instance.virtual_account, pool, changes, now
+                )
         return self._envelope.answer(nonce, path, authorization)
 
     async def renew_authorization(
@@ -409,7 +420,10 @@ class DeviceApiService:
             await product_instances.touch(
                 conn, product_instance_id, now, authorization_expires_at=expires
             )
-            authorization = await self._authorization(conn, instance, expires)
+            usage = await product_instances.usage_of(conn, product_instance_id)
+            if usage and instance.authorization_expires_at <= now:  # its usage counts again
+                await self._licenses.refresh_shortages_of(conn, instance, set(usage), now)
+            authorization = await self._authorization(conn, instance, expires, usage=usage)
         return self._envelope.answer(nonce, path, authorization)
 
     async def renew_registration(
@@ -456,7 +470,10 @@ class DeviceApiService:
             released = await exports.release(
                 conn, product_actor(product_instance_id), instance, "deregistered", now
             )
+            usage = await product_instances.usage_of(conn, product_instance_id)
             await product_instances.end_instance(conn, product_instance_id, "deregistered", now)
+            if usage:  # the usage it releases may end a shortage
+                await self._licenses.refresh_shortages_of(conn, instance, set(usage), now)
             await audit.record(
                 conn,
                 product_actor(product_instance_id),

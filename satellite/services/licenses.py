@@ -10,11 +10,13 @@ from satellite.domain.access import Principal
 from satellite.domain.compliance import (
     LineValues,
     PoolLine,
+    PoolState,
     Position,
     line_status,
     positions_for_virtual_account,
+    positions_of_tags,
 )
-from satellite.domain.models import Account, Severity, VirtualAccount
+from satellite.domain.models import Account, ProductInstance, Severity, VirtualAccount
 from satellite.domain.paging import page
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
@@ -23,6 +25,7 @@ from satellite.storage import (
     alerts,
     export_keys,
     licenses,
+    locks,
     product_instances,
     reservations,
 )
@@ -30,6 +33,16 @@ from satellite.storage.db import Connection, Database
 from satellite_protocol.catalog import Catalog
 
 EXPIRY_WARNING = dt.timedelta(days=30)
+# + virtual account id: the advisory lock under which the virtual account's pool alerts
+# are raised and cleared, so that each refresh reads what the ones before it committed
+# (sync's locks are 0x5A7E_2000_0000 + account id). Taken after the virtual account's row
+# lock where a change holds that, and for several virtual accounts in the order of ids.
+POOL_ALERT_LOCK_BASE = 0x5A7E_3000_0000
+SHORTAGE = "Insufficient Licenses"  # the message type of a shortage alert (severity Major)
+
+
+def _shortage_key(va_id: int, tag: str) -> str:
+    return f"pool:{va_id}:shortage:{tag}"
 
 
 def today_utc() -> dt.date:
@@ -267,6 +280,41 @@ class LicenseService:
     def _date(self, now: dt.datetime | None) -> dt.date:
         return self._today() if now is None else now.astimezone(dt.UTC).date()
 
+    async def pool_state(
+        self,
+        conn: Connection,
+        va_id: int,
+        now: dt.datetime | None = None,
+        *,
+        in_use: dict[str, int] | None = None,
+    ) -> PoolState:
+        """What one virtual account's positions at ``now`` (None: this moment) are computed
+        from, within the caller's transaction. ``in_use``: what is in use per tag, when the
+        caller has just counted it (saves a query)."""
+        lines = await licenses.lines_of_virtual_account(conn, va_id)
+        if in_use is None:
+            counted = await product_instances.in_use_by_virtual_account(
+                conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
+            )
+            in_use = counted.get(va_id, {})
+        day = self._date(now)
+        reserved = await reservations.reserved_by_virtual_account(conn, [va_id], day)
+        exported = await export_keys.granted_by_virtual_account(conn, [va_id])
+        return PoolState(lines, reserved.get(va_id, {}), in_use, exported.get(va_id, {}))
+
+    def state_positions(
+        self, va_name: str, state: PoolState, now: dt.datetime | None = None
+    ) -> list[Position]:
+        return positions_for_virtual_account(
+            va_name,
+            self._catalog,
+            state.lines,
+            self._date(now),
+            reserved=state.reserved,
+            in_use=state.in_use,
+            exported=state.exported,
+        )
+
     async def virtual_account_positions(
         self,
         conn: Connection,
@@ -277,25 +325,93 @@ class LicenseService:
         in_use: dict[str, int] | None = None,
     ) -> list[Position]:
         """One virtual account's positions at ``now`` (None: this moment), within the
-        caller's transaction. ``in_use``: what is in use per tag, when the caller has just
-        counted it (saves a query)."""
-        lines = await licenses.lines_of_virtual_account(conn, va_id)
-        if in_use is None:
-            counted = await product_instances.in_use_by_virtual_account(
-                conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
+        caller's transaction. ``in_use``: as for ``pool_state``."""
+        state = await self.pool_state(conn, va_id, now, in_use=in_use)
+        return self.state_positions(va_name, state, now)
+
+    async def any_shortage_alert(self, conn: Connection, account_id: int, va_id: int) -> bool:
+        """Whether a shortage alert of the virtual account is open (less in use can only end
+        or lessen a shortage: without one, it has nothing to change)."""
+        return await alerts.any_open_alert(conn, account_id, _shortage_key(va_id, ""))
+
+    def _shortages(self, va_id: int, positions: list[Position]) -> dict[str, str]:
+        """The "Insufficient Licenses" alerts these positions call for: message by key."""
+        return {
+            _shortage_key(va_id, p.tag): f"{self._catalog.display_name(p.tag)}: "
+            f"{-p.available} more in use or reserved than available"
+            for p in positions
+            if p.status == "Out Of Compliance"
+        }
+
+    async def follow_usage(
+        self,
+        conn: Connection,
+        account_id: int,
+        va_id: int,
+        va_name: str,
+        state: PoolState,
+        changes: dict[str, int],
+        now: dt.datetime,
+    ) -> None:
+        """The caller's transaction changed what is in use by ``changes`` (per tag), and
+        read ``state`` after. If that begins, ends or changes a shortage alert of those
+        tags or of the tags they borrow from or lend to (judged on ``state`` with and
+        without the change), ``refresh_shortages`` brings them up to date. Else nothing is
+        read or written: this runs on every usage report that changes a product's usage."""
+        tags = set(changes)
+        before = dict(state.in_use)
+        for tag, change in changes.items():
+            before[tag] = before.get(tag, 0) - change
+        today = self._date(now)
+        after = positions_of_tags(va_name, self._catalog, tags, state, today)
+        earlier = replace(state, in_use={tag: n for tag, n in before.items() if n})
+        was = positions_of_tags(va_name, self._catalog, tags, earlier, today)
+        if self._shortages(va_id, after) != self._shortages(va_id, was):
+            await self.refresh_shortages(conn, account_id, va_id, va_name, tags, now)
+
+    async def refresh_shortages(
+        self,
+        conn: Connection,
+        account_id: int,
+        va_id: int,
+        va_name: str,
+        tags: set[str],
+        now: dt.datetime | None = None,
+    ) -> None:
+        """Raise and clear the "Insufficient Licenses" alerts of ``tags`` and of the tags
+        related to them through borrowing, as ``refresh_alerts`` would, after a change of
+        usage in the caller's transaction. It takes the virtual account's pool alert lock
+        (as ``refresh_alerts`` does), then reads the pool: each such refresh reads what the
+        ones before it committed, so the last one leaves the alerts as the pool is."""
+        await locks.transaction_lock(conn, POOL_ALERT_LOCK_BASE + va_id)
+        state = await self.pool_state(conn, va_id, now)
+        positions = positions_of_tags(va_name, self._catalog, tags, state, self._date(now))
+        wanted = self._shortages(va_id, positions)
+        for key, message in wanted.items():
+            await alerts.raise_alert(
+                conn,
+                account_id=account_id,
+                virtual_account_id=va_id,
+                dedupe_key=key,
+                message_type=SHORTAGE,
+                severity="Major",
+                source=va_name,
+                message=message,
             )
-            in_use = counted.get(va_id, {})
-        day = self._date(now)
-        reserved = await reservations.reserved_by_virtual_account(conn, [va_id], day)
-        exported = await export_keys.granted_by_virtual_account(conn, [va_id])
-        return positions_for_virtual_account(
-            va_name,
-            self._catalog,
-            lines,
-            day,
-            reserved=reserved.get(va_id, {}),
-            in_use=in_use,
-            exported=exported.get(va_id, {}),
+        keys = (_shortage_key(va_id, tag) for tag in tags | {p.tag for p in positions})
+        await alerts.clear_alerts(conn, account_id, sorted(k for k in keys if k not in wanted))
+
+    async def refresh_shortages_of(
+        self, conn: Connection, instance: ProductInstance, tags: set[str], now: dt.datetime
+    ) -> None:
+        """``refresh_shortages`` in the virtual account of ``instance``."""
+        await self.refresh_shortages(
+            conn,
+            instance.account_id,
+            instance.virtual_account_id,
+            instance.virtual_account,
+            tags,
+            now,
         )
 
     async def refresh_alerts(
@@ -308,7 +424,8 @@ class LicenseService:
     ) -> None:
         """Raise and clear the pool alerts of one virtual account to match its positions at
         ``now`` (None: this moment): licenses short (what is in use and reserved counts),
-        TERM lines expiring or expired."""
+        TERM lines expiring or expired. Under the virtual account's pool alert lock."""
+        await locks.transaction_lock(conn, POOL_ALERT_LOCK_BASE + va_id)
         positions = await self.virtual_account_positions(conn, va_id, va_name, now)
         today = self._date(now)
         keep: list[str] = []
@@ -326,15 +443,8 @@ class LicenseService:
                 message=message,
             )
 
-        for position in positions:
-            if position.status == "Out Of Compliance":
-                await open_alert(
-                    f"pool:{va_id}:shortage:{position.tag}",
-                    "Insufficient Licenses",
-                    "Major",
-                    f"{self._catalog.display_name(position.tag)}: "
-                    f"{-position.available} more in use or reserved than available",
-                )
+        for key, message in self._shortages(va_id, positions).items():
+            await open_alert(key, SHORTAGE, "Major", message)
         lines = sorted((line for p in positions for line in p.lines), key=lambda x: (x.tag, x.id))
         for line in lines:
             status = line_status(line, today)

@@ -100,3 +100,24 @@ async def accounts_with_open_alerts(conn: asyncpg.Connection, key_prefix: str) -
         key_prefix,
     )
     return [row["account_id"] for row in rows]
+
+
+async def clear_alerts(conn: asyncpg.Connection, account_id: int, keys: list[str]) -> None:
+    """Clear the open alerts with these keys (those not open are left as they are)."""
+    await conn.execute(
+        "UPDATE alerts SET cleared_at = now() WHERE account_id = $1 AND cleared_at IS NULL "
+        "AND dedupe_key = ANY($2::text[])",
+        account_id,
+        keys,
+    )
+
+
+async def any_open_alert(conn: asyncpg.Connection, account_id: int, key_prefix: str) -> bool:
+    """Whether an alert whose key starts with ``key_prefix`` is open in the account."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM alerts WHERE account_id = $1 AND cleared_at IS NULL "
+        "AND starts_with(dedupe_key, $2))",
+        account_id,
+        key_prefix,
+    )
+    return found

@@ -23,3 +23,9 @@ async def try_session_lock(conn: asyncpg.Connection, key: int) -> bool:
 
 async def release_session_lock(conn: asyncpg.Connection, key: int) -> None:
     await conn.execute("SELECT pg_advisory_unlock($1::bigint)", key)
+
+
+async def transaction_lock(conn: asyncpg.Connection, key: int) -> None:
+    """Take the advisory lock ``key`` until the current transaction ends, waiting for the
+    transaction that holds it to end first."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", key)

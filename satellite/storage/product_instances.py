@@ -278,22 +278,22 @@ async def replace_usage(
     va_id: int,
     usage: dict[str, int],
     now: dt.datetime,
-) -> dict[str, int]:
-    """The product's usage becomes ``usage`` (the caller holds its row locked), the report
-    joins the history, the contact is recorded, the difference goes to the totals if its
-    usage is in them; return what is in use per tag in virtual account ``va_id`` after.
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The product's usage becomes ``usage`` (its row locked by the caller), the report joins
+    the history, the contact is recorded, the difference goes to the totals if its usage is
+    in them; return what is in use per tag in virtual account ``va_id`` after, and what the
+    report changed of that (change c: none where the product's usage had lapsed).
 
     One statement, one round trip: this is the busiest request. The statement cannot see
     its own changes, so the answer is computed from the totals it started from, the
-    difference it adds, and the usage that stopped counting (the product's own new usage,
-    if that is the case)."""
+    difference it adds, and the usage that stopped counting (maybe the product's own)."""
     rows = await conn.fetch(
         "WITH new AS (SELECT tag, count FROM unnest($2::text[], $3::int[]) AS n(tag, count)), "
         "old AS (SELECT tag, count FROM product_usage WHERE product_id = $1), "
         "counted AS (SELECT counted_in AS va, (authorization_expires_at <= $4 "
         "  OR certificate_expires_at <= $4) AS lapsed FROM product_instances "
         "  WHERE id = $1 AND counted_in IS NOT NULL), "
-        "deltas AS (SELECT counted.va, coalesce(new.tag, old.tag) AS tag, "
+        "deltas AS (SELECT counted.va, counted.lapsed, coalesce(new.tag, old.tag) AS tag, "
         f"  {_SHARD.format(id='$1::uuid')} AS shard, "
         "  coalesce(new.count, 0) - coalesce(old.count, 0) AS d "
         "  FROM new FULL JOIN old ON old.tag = new.tag CROSS JOIN counted), "
@@ -306,13 +306,13 @@ async def replace_usage(
         "  VALUES ($1, $4, $5)), "
         "contact AS (UPDATE product_instances SET last_contact_at = $4 WHERE id = $1), "
         f"totals AS ({_ADD_TO_TOTALS}) "
-        "SELECT tag, sum(n)::bigint AS total FROM ("
-        "  SELECT tag, in_use AS n FROM virtual_account_usage WHERE virtual_account_id = $6 "
-        "  UNION ALL SELECT tag, d FROM deltas WHERE va = $6 "
-        "  UNION ALL SELECT tag, n FROM ("
+        "SELECT tag, sum(n)::bigint AS total, sum(c)::bigint AS change FROM ("
+        "  SELECT tag, in_use n, 0 c FROM virtual_account_usage WHERE virtual_account_id = $6 "
+        "  UNION ALL SELECT tag, d, CASE WHEN lapsed THEN 0 ELSE d END FROM deltas WHERE va = $6"
+        "  UNION ALL SELECT tag, n, 0 FROM ("
         + _LAPSED_USAGE.format(vas="ARRAY[$6::bigint]", now="$4")
         + " AND p.id <> $1) AS others "
-        "  UNION ALL SELECT new.tag, -new.count FROM new CROSS JOIN counted "
+        "  UNION ALL SELECT new.tag, -new.count, 0 FROM new CROSS JOIN counted "
         "    WHERE counted.lapsed AND counted.va = $6"
         ") AS after GROUP BY tag",
         uuid.UUID(product_instance_id),
@@ -322,7 +322,8 @@ async def replace_usage(
         usage,
         va_id,
     )
-    return {row["tag"]: int(row["total"]) for row in rows if row["total"]}
+    in_use = {row["tag"]: int(row["total"]) for row in rows if row["total"]}
+    return in_use, {row["tag"]: int(row["change"]) for row in rows if row["change"]}
 
 
 async def usage_of(conn: asyncpg.Connection, product_instance_id: str) -> dict[str, int]:

@@ -1,0 +1,216 @@
+""" "Insufficient Licenses" raised and cleared by what moves the usage, in its transaction:
+a usage report, a deregistration, a removal, a renewal after a lapse, an expiry run. The
+alert is the one the hourly job raises (key, message, severity), the licenses API agrees
+with it, and the job finds nothing to change afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp.test_utils import TestServer
+
+from satellite.api.context import Services
+from satellite.scheduler import jobs
+from satellite.services.licenses import POOL_ALERT_LOCK_BASE
+from tests.conftest import BASIC, ENHANCED, Api, lock_waiters
+from tests.helpers.api import ACCOUNT, VOICE, licenses, setup_voice
+from tests.helpers.devices import register, sudi
+from tests.helpers.jobs import at, now
+from tests.helpers.licenses import BASIC_NAME, ENHANCED_NAME
+
+ROOM = "regid.2016-07.com.cisco.UCM_TelePresenceRoom_12.0_a4f7e3d2-1c9b-4a68-b0e5-7d2c6f8e9a34"
+
+
+async def shortages(admin: Api) -> list[dict[str, Any]]:
+    """The open "Insufficient Licenses" alerts, as the alerts API lists them."""
+    status, body = await admin.post(ACCOUNT + "/alerts", {})
+    assert status == 200, body
+    return [a for a in body["alerts"] if a["messageType"] == "Insufficient Licenses"]
+
+
+async def shortage_messages(admin: Api) -> list[str]:
+    return sorted(a["message"] for a in await shortages(admin))
+
+
+def short(name: str, count: int) -> str:
+    return f"{name}: {count} more in use or reserved than available"
+
+
+async def alert_rows(db: asyncpg.Connection) -> list[tuple[int, str, str, bool]]:
+    """Every alert row, open or cleared: id, key, message, whether it is open."""
+    rows = await db.fetch(
+        "SELECT id, dedupe_key, message, cleared_at IS NULL AS open FROM alerts ORDER BY id"
+    )
+    return [(r["id"], r["dedupe_key"], r["message"], r["open"]) for r in rows]
+
+
+async def alert_writes(db: asyncpg.Connection) -> list[tuple[int, int]]:
+    """Every alert row with the transaction that last wrote it."""
+    rows = await db.fetch("SELECT id, xmin::text::bigint AS written FROM alerts ORDER BY id")
+    return [(r["id"], r["written"]) for r in rows]
+
+
+async def test_a_report_over_the_pool_opens_the_alert_at_once_and_one_under_clears_it(
+    admin: Api, server: TestServer, tmp_path: Path, services: Services, db: asyncpg.Connection
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    agent = await register(admin, tmp_path, server, "FCH0001")
+    await agent.report_usage({ENHANCED: 6})
+    # No job ran: the report itself opened it, as the job words it.
+    [alert] = await shortages(admin)
+    assert (alert["severity"], alert["source"]) == ("Major", "Voice")
+    assert alert["message"] == short(ENHANCED_NAME, 1)
+    position = (await licenses(admin))[ENHANCED]
+    assert (position["status"], position["available"]) == ("Out Of Compliance", -1)
+
+    # Further over: the message follows. The job then finds nothing to change.
+    await agent.report_usage({ENHANCED: 8})
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 3)]
+    assert (await licenses(admin))[ENHANCED]["available"] == -3
+    written = await alert_rows(db)
+    await jobs.pool_alerts(services, at(now()))
+    assert await alert_rows(db) == written
+
+    # Back under: cleared at once.
+    await agent.report_usage({ENHANCED: 5})
+    assert await shortages(admin) == []
+    assert (await licenses(admin))[ENHANCED]["status"] == "In Compliance"
+
+
+async def test_a_report_releasing_all_of_a_products_usage_ends_the_shortage(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    first = await register(admin, tmp_path, server, "FCH0001")
+    second = await register(admin, tmp_path, server, "FCH0002")
+    await first.report_usage({ENHANCED: 3})
+    await second.report_usage({ENHANCED: 4})
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 2)]
+    await second.report_usage({ENHANCED: 0})
+    assert await shortages(admin) == []
+    await first.report_usage({})  # nothing open: nothing to end
+    assert await shortages(admin) == []
+    assert (await licenses(admin))[ENHANCED]["inUse"] == 0
+
+
+async def test_a_report_that_moves_no_shortage_writes_no_alert(
+    admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    status, body = await admin.post(
+        VOICE + "/license-pool", {"entitlementTag": ROOM, "quantity": 10}
+    )
+    assert status == 200, body
+    agent = await register(admin, tmp_path, server, "FCH0001")
+    other = await register(admin, tmp_path, server, "FCH0002")
+    await agent.report_usage({ENHANCED: 7})
+    [(_, key, _, _)] = await alert_rows(db)
+    assert key == f"pool:{await va_id(db)}:shortage:{ENHANCED}"
+    written = await alert_writes(db)
+    # Another tag, in compliance; the same usage again: the open alert is left alone.
+    await other.report_usage({ROOM: 4})
+    await other.report_usage({ROOM: 2})
+    await agent.report_usage({ENHANCED: 7})
+    assert await alert_writes(db) == written
+
+
+async def va_id(db: asyncpg.Connection, name: str = "Voice") -> int:
+    found: int = await db.fetchval("SELECT id FROM virtual_accounts WHERE name = $1", name)
+    return found
+
+
+async def test_a_tier_that_lent_its_licenses_leaves_the_lower_tier_short(
+    admin: Api, server: TestServer, tmp_path: Path, services: Services, db: asyncpg.Connection
+) -> None:
+    """Basic has no licenses and borrows Enhanced's; a report of Enhanced takes them back,
+    so Basic (which that report did not name) is short: its alert opens with it."""
+    await setup_voice(admin, enhanced=5)
+    basic = await register(admin, tmp_path, server, "FCH0001")
+    enhanced = await register(admin, tmp_path, server, "FCH0002")
+    await basic.report_usage({BASIC: 3})
+    assert await shortages(admin) == []
+    await enhanced.report_usage({ENHANCED: 3})
+    assert await shortage_messages(admin) == [short(BASIC_NAME, 1)]
+    assert (await licenses(admin))[BASIC]["available"] == -1
+    written = await alert_rows(db)
+    await jobs.pool_alerts(services, at(now()))
+    assert await alert_rows(db) == written
+    await enhanced.report_usage({ENHANCED: 2})
+    assert await shortages(admin) == []
+
+
+async def test_deregistering_or_removing_the_product_clears_it(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    first = await register(admin, tmp_path, server, "FCH0001")
+    second = await register(admin, tmp_path, server, "FCH0002")
+    await first.report_usage({ENHANCED: 4})
+    await second.report_usage({ENHANCED: 3})
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 2)]
+    await second.deregister()
+    assert await shortages(admin) == []
+
+    await second_product_over(admin, tmp_path, server)
+    status, body = await admin.post(
+        f"{VOICE}/devices/remove",
+        {"productInstancesRemoveRequests": [{"sudi": sudi("FCH0003"), "productTagName": "UCM"}]},
+    )
+    assert status == 200, body
+    assert await shortages(admin) == []
+
+
+async def second_product_over(admin: Api, tmp_path: Path, server: TestServer) -> None:
+    third = await register(admin, tmp_path, server, "FCH0003")
+    await third.report_usage({ENHANCED: 2})
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 1)]
+
+
+async def test_an_expiry_run_clears_it_and_a_renewal_opens_it_again(
+    admin: Api, server: TestServer, tmp_path: Path, services: Services, db: asyncpg.Connection
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    agent = await register(admin, tmp_path, server, "FCH0001")
+    await agent.report_usage({ENHANCED: 6})
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 1)]
+    # The authorization lapsed unrenewed: the expiry run stops its usage counting, and the
+    # shortage is over.
+    await db.execute(
+        "UPDATE product_instances SET authorization_expires_at = now() - interval '1 day'"
+    )
+    await jobs.expire_authorizations(services, at(now()))
+    assert await shortages(admin) == []
+    # Renewed (its usage counts again): short again, at once.
+    await agent.renew_authorization()
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 1)]
+
+
+async def test_two_concurrent_reports_leave_the_shortage_of_both(
+    admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection, db_dsn: str
+) -> None:
+    """10 in use of 10; two products each report one more at the same moment. Held at the
+    virtual account's shortage lock until both wait there, each then reads what the other
+    committed: the alert says 2, not the 1 each saw alone."""
+    await setup_voice(admin, enhanced=10)
+    first = await register(admin, tmp_path, server, "FCH0001")
+    second = await register(admin, tmp_path, server, "FCH0002")
+    await first.report_usage({ENHANCED: 5})
+    await second.report_usage({ENHANCED: 5})
+    assert await shortages(admin) == []
+    holder = await asyncpg.connect(db_dsn)
+    try:
+        async with holder.transaction():
+            key = POOL_ALERT_LOCK_BASE + await va_id(db)
+            await holder.execute("SELECT pg_advisory_xact_lock($1::bigint)", key)
+            reports = asyncio.gather(
+                first.report_usage({ENHANCED: 6}), second.report_usage({ENHANCED: 6})
+            )
+            await lock_waiters(db, 2)
+    finally:
+        await holder.close()
+    await reports
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 2)]
+    assert (await licenses(admin))[ENHANCED]["available"] == -2
