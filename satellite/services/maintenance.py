@@ -93,6 +93,17 @@ def _date(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).date().isoformat()
 
 
+async def run_locked(
+    db: Database, job: JobName, work: Callable[[Connection], Awaitable[dict[str, int]]]
+) -> JobReport | None:
+    """One run of ``job``: ``work`` in one transaction under the job's advisory lock, its
+    counts as the report; None when another node holds the lock (that node does the work)."""
+    async with db.transaction() as conn:
+        if not await locks.try_transaction_lock(conn, LOCK_KEYS[job]):
+            return None
+        return JobReport(job, await work(conn))
+
+
 class MaintenanceService:
     def __init__(
         self,
@@ -110,10 +121,7 @@ class MaintenanceService:
     async def _run(
         self, job: JobName, work: Callable[[Connection], Awaitable[dict[str, int]]]
     ) -> JobReport | None:
-        async with self._db.transaction() as conn:
-            if not await locks.try_transaction_lock(conn, LOCK_KEYS[job]):
-                return None
-            return JobReport(job, await work(conn))
+        return await run_locked(self._db, job, work)
 
     async def _refresh_pools(
         self, conn: Connection, instances: list[ProductInstanceTimers], now: dt.datetime

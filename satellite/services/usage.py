@@ -17,9 +17,9 @@ import datetime as dt
 from satellite.domain.access import Principal
 from satellite.services import scope
 from satellite.services.licenses import LicenseService
-from satellite.services.maintenance import LOCK_KEYS, JobReport
-from satellite.storage import accounts, locks, usage
-from satellite.storage.db import Database
+from satellite.services.maintenance import JobReport, run_locked
+from satellite.storage import accounts, usage
+from satellite.storage.db import Connection, Database
 from satellite.storage.usage import UsageDay, UsageSample
 
 
@@ -32,16 +32,15 @@ class UsageService:
         """One sample of every virtual account's positions at ``now``, folded into the rows
         of ``now``'s UTC day, in one transaction of a few statements (however many virtual
         accounts there are). None when another node holds the job's lock."""
-        async with self._db.transaction() as conn:
-            if not await locks.try_transaction_lock(conn, LOCK_KEYS["usage-rollup"]):
-                return None
+
+        async def work(conn: Connection) -> dict[str, int]:
             vas = await accounts.all_virtual_accounts(conn)
             by_va = await self._licenses.positions_of(conn, vas, now)
             samples = [
                 UsageSample(
                     virtual_account_id=va_id,
                     tag=position.tag,
-                    in_use=position.in_use + position.exported,
+                    in_use=position.in_use_total,
                     purchased=position.purchased,
                     reserved=position.reserved,
                     available=position.available,
@@ -50,7 +49,9 @@ class UsageService:
                 for position in positions
             ]
             rows = await usage.record_samples(conn, samples, now)
-        return JobReport("usage-rollup", {"virtual_accounts": len(vas), "rows": rows})
+            return {"virtual_accounts": len(vas), "rows": rows}
+
+        return await run_locked(self._db, "usage-rollup", work)
 
     async def days(
         self,
