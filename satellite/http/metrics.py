@@ -305,7 +305,9 @@ def read_token(path: Path) -> bytes:
 
 def _offered_token(request: web.Request) -> bytes:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip().encode() if scheme.lower() == "bearer" else b""
+    # (The header's bytes as they came: aiohttp decodes what is not UTF-8 with
+    # surrogateescape, which plain encode() refuses.)
+    return token.strip().encode("utf-8", "surrogateescape") if scheme.lower() == "bearer" else b""
 
 
 async def _scrape(metrics: Metrics, request: web.Request) -> web.StreamResponse:
