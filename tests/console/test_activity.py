@@ -26,10 +26,11 @@ async def _raise(services: Services, account: str, severity: str, message: str) 
             account_id=account_id,
             virtual_account_id=va_id,
             dedupe_key=message,
-            message_type="TEST",
+            message_type="TEST",  # type: ignore[arg-type]  # (a type no service raises)
             severity=severity,  # type: ignore[arg-type]
             source="test",
             message=message,
+            details={},
         )
 
 
