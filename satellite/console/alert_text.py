@@ -145,8 +145,8 @@ def _sync_horizon_passed(language: Language, v: _Values) -> str:
 def _delivery_failed(language: Language, v: _Values) -> str:
     return i18n.gettext(
         language,
-        "A %(event)s delivery to %(host)s was given up after %(attempts)s attempt(s); the "
-        "last: %(error)s",
+        "A delivery of %(event)s to %(host)s was given up after %(attempts)s attempt(s); "
+        "the last: %(error)s",
     ) % {
         "event": v.text("event"),
         "host": v.text("host"),
