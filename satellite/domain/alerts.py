@@ -70,7 +70,5 @@ def check_details(message_type: str, details: AlertDetails) -> AlertDetails:
             raise ValueError(f"{message_type}: detail {key} is out of JSON's safe range")
     expected = _EXPECTED.get(message_type)
     if expected is not None and set(details) != expected:
-        raise ValueError(
-            f"{message_type}: details {sorted(details)}, expected {sorted(expected)}"
-        )
+        raise ValueError(f"{message_type}: details {sorted(details)}, expected {sorted(expected)}")
     return details

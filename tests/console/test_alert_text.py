@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (the Chinese texts expected have Chinese punctuation: full-width)
 """An alert on the alerts page in the visitor's language: said from its type and details
 through the catalogs (a tag by its display name, numbers and dates as the language writes
 them); an alert of a type the console does not say, or without details (raised before
@@ -169,9 +170,9 @@ async def test_each_type_of_alert_is_said_in_the_visitors_language(
         assert any(in_english in row for row in en_rows), (kind, en_rows)
         assert any(in_chinese in row for row in zh_rows), (kind, zh_rows)
     # The type is a column, in words.
-    for kind, (word, chinese_word) in TYPE_WORDS.items():
-        assert any(f" {word} " in row for row in en_rows), kind
-        assert any(f" {chinese_word} " in row for row in zh_rows), kind
+    for shown, (word, chinese_word) in TYPE_WORDS.items():
+        assert any(f" {word} " in row for row in en_rows), shown
+        assert any(f" {chinese_word} " in row for row in zh_rows), shown
     # The old alert has no details: its stored message, in both.
     assert "stored words (old)" in en_page.text
     assert "stored words (old)" in zh_page.text
@@ -245,7 +246,7 @@ def test_an_alert_the_console_cannot_say_shows_its_stored_message(
     ],
 )
 def test_details_that_are_not_their_types_are_refused(details: AlertDetails) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Insufficient Licenses"):
         check_details("Insufficient Licenses", details)
 
 
