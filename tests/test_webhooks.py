@@ -97,6 +97,8 @@ async def test_alert_raised_and_cleared_each_delivered_once_signed(
         assert document["severity"] == "Minor"
         assert document["source"] == "Voice"
         assert end.isoformat() in document["message"]
+        # The values the message is made of, as the API's alert answer has them.
+        assert document["details"] == {"tag": ENHANCED, "quantity": 3, "end_date": str(end)}
         assert document["raisedAt"].endswith("Z")
     assert raised["clearedAt"] is None
     assert cleared["clearedAt"].endswith("Z")

@@ -13,6 +13,7 @@ from satellite.api.paths import ACCOUNT
 from satellite.api.scopes import InAccount
 from satellite.api.types import Limit, Name, Offset, Request, Response
 from satellite.domain.access import Principal
+from satellite.domain.alerts import ALERT_DETAILS, AlertDetails
 from satellite.domain.models import Alert, Event, Severity
 from satellite.services.events import EventFilter
 
@@ -28,6 +29,7 @@ class AlertOut(Response):
     severity: Severity
     source: str
     message: str
+    details: AlertDetails | None
     virtual_account: str | None
     created_at: dt.datetime
     cleared_at: dt.datetime | None
@@ -65,7 +67,24 @@ class EventList(Response):
     events: list[EventOut]
 
 
-@operation("POST", ACCOUNT + "/alerts", "Alerts of an account", tag="alerts", access=READ)
+ALERTS_DESCRIPTION = (
+    "Each alert has its `message` in English and its `details`: the values the message is "
+    "made of (text or integers; dates as YYYY-MM-DD, `tag` an entitlement tag), so that a "
+    "reader can say it in another language. `details` is null for an alert raised before "
+    "alerts kept them. The keys of each `messageType`: "
+    + "; ".join(f"{kind}: {', '.join(sorted(keys))}" for kind, keys in ALERT_DETAILS.items())
+    + "."
+)
+
+
+@operation(
+    "POST",
+    ACCOUNT + "/alerts",
+    "Alerts of an account",
+    tag="alerts",
+    access=READ,
+    description=ALERTS_DESCRIPTION,
+)
 async def list_alerts(services: Services, caller: Principal, request: AlertsQuery) -> AlertList:
     total, alerts = await services.alerts.list_alerts(
         caller, request.account, request.limit, request.include_cleared, offset=request.offset
@@ -110,6 +129,7 @@ def alert_out(alert: Alert) -> AlertOut:
         severity=alert.severity,
         source=alert.source,
         message=alert.message,
+        details=alert.details,
         virtual_account=alert.virtual_account,
         created_at=alert.created_at,
         cleared_at=alert.cleared_at,

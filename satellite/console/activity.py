@@ -5,12 +5,15 @@ decides which accounts' alerts and events the caller sees)."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from satellite.api import activity as api_activity
+from satellite.api import licenses as api_licenses
 from satellite.console import forms, i18n
+from satellite.console.alert_text import alert_text, alert_type
 from satellite.console.guard import Visit, render_page, secured, services, signed_in
 from satellite.console.paging import page
 from satellite.console.paths import account_path
@@ -21,10 +24,19 @@ PAGE_SIZE = 25
 FILTERS = ("account", "action", "actor", "since", "until")
 
 
+@dataclass(frozen=True)
+class AlertRow:
+    """An alert as its page's row says it: its type and text in the page's language."""
+
+    alert: api_activity.AlertOut
+    type: str
+    text: str
+
+
 @signed_in
 async def alerts(request: web.Request, visit: Visit) -> web.StreamResponse:
     """The account's open alerts (``?cleared=yes``: the cleared ones too), a page at a time
-    as ``list_alerts`` counts and pages them."""
+    as ``list_alerts`` counts and pages them, each said in the page's language."""
     account = request.match_info["account"]
     cleared = request.query.get("cleared", "") == "yes"
     path = account_path(account, "alerts")
@@ -41,10 +53,22 @@ async def alerts(request: web.Request, visit: Visit) -> web.StreamResponse:
             account=account, include_cleared=cleared, limit=PAGE_SIZE, offset=offset
         ),
     )
+    catalog = await api_licenses.catalog(
+        services(request), visit.principal, api_licenses.CatalogQuery()
+    )
+    names = {entry.entitlement_tag: entry.display_name for entry in catalog.licenses}
+    rows = [
+        AlertRow(
+            alert,
+            alert_type(visit.language, alert.message_type),
+            alert_text(visit.language, alert, names),
+        )
+        for alert in answer.alerts
+    ]
     kept = {"cleared": "yes"} if cleared else {}
     context.update(
         error=None,
-        alerts=answer.alerts,
+        alerts=rows,
         total=answer.total_records,
         **page(
             path,

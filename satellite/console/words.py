@@ -18,6 +18,7 @@ from satellite.api.types import ExportFlag
 from satellite.console import i18n
 from satellite.console.i18n import Language
 from satellite.domain.access import Role
+from satellite.domain.alerts import AlertType
 from satellite.domain.compliance import ComplianceStatus, LineSource, LineStatus
 from satellite.domain.models import (
     AuthorizationStatus,
@@ -152,6 +153,22 @@ def _severities(language: Language) -> dict[Severity, str]:
     }
 
 
+def _alert_types(language: Language) -> dict[AlertType, str]:
+    return {
+        "Insufficient Licenses": i18n.gettext(language, "Insufficient licenses"),
+        "Licenses Expired": i18n.gettext(language, "Licenses expired"),
+        "Licenses Expiring": i18n.gettext(language, "Licenses expiring"),
+        "Authorization Expired": i18n.gettext(language, "Authorization expired"),
+        "Certificate Expiring": i18n.gettext(language, "Certificate expiring"),
+        "Export Control Not Allowed": i18n.gettext(language, "Export control not allowed"),
+        "ExportControlWithdrawn": i18n.gettext(language, "Export control withdrawn"),
+        "SyncFailed": i18n.gettext(language, "Sync failed"),
+        "SyncOverdue": i18n.gettext(language, "Sync overdue"),
+        "SyncHorizonPassed": i18n.gettext(language, "Sync horizon passed"),
+        "Webhook Delivery Failed": i18n.gettext(language, "Webhook delivery failed"),
+    }
+
+
 def _roles(language: Language) -> dict[Role, str]:
     return {
         "system-admin": i18n.gettext(language, "System admin"),
@@ -211,6 +228,7 @@ KINDS: dict[str, tuple[Table, Any]] = {
     "token_state": (_token_states, TokenStatus),
     "export_flag": (_export_flags, ExportFlag),
     "severity": (_severities, Severity),
+    "alert_type": (_alert_types, AlertType),
     "role": (_roles, Role),
     "sync_mode": (_sync_modes, SyncMode),
     "sync_operation": (_sync_operations, SyncOperation),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from satellite.domain.access import Role
+from satellite.domain.alerts import AlertDetails
 
 Severity = Literal["Info", "Minor", "Major", "Critical"]
 TokenStatus = Literal["Active", "Expired", "Revoked", "Used"]
@@ -102,6 +103,7 @@ class Alert:
     severity: Severity
     source: str
     message: str
+    details: AlertDetails | None  # None: raised before alerts kept their details (sql/018)
     created_at: dt.datetime
     cleared_at: dt.datetime | None
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from satellite.domain.alerts import AlertType
+
 # The events a webhook may ask for; a test delivery ("webhook.test") goes to any webhook.
 AlertEvent = Literal["alert.raised", "alert.cleared"]
 ALERT_EVENTS: tuple[AlertEvent, ...] = ("alert.raised", "alert.cleared")
@@ -21,7 +23,7 @@ MAX_WEBHOOKS_PER_ACCOUNT = 20
 
 # The alert an account gets when a delivery to one of its webhooks is given up; open until
 # a later delivery to that webhook succeeds.
-DELIVERY_FAILED = "Webhook Delivery Failed"
+DELIVERY_FAILED: AlertType = "Webhook Delivery Failed"
 
 
 def delivery_failed_key(webhook: uuid.UUID) -> str:

@@ -27,6 +27,7 @@ import structlog
 from satellite.config import TimerSettings
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal, product_actor
+from satellite.domain.alerts import AlertType
 from satellite.domain.clock import utc_now
 from satellite.domain.models import ExportKey, ExportKeyEndReason, ProductInstance, udi_label
 from satellite.errors import (
@@ -48,7 +49,7 @@ from satellite_protocol.crypto import jose
 log = structlog.get_logger(__name__)
 
 ALARM = "SmartLicenseExportControlNotAllowed"
-ALERT_TYPE = "Export Control Not Allowed"
+ALERT_TYPE: AlertType = "Export Control Not Allowed"
 
 
 class KeyHolder(Protocol):
@@ -107,6 +108,12 @@ async def release(
             f"({cause}): their export keys went back to the pool; the product keeps the "
             f"feature(s) enabled and raises {ALARM} to its administrator"
         ),
+        details={
+            "product": udi_label(instance),
+            "features": ", ".join(features),
+            "cause": cause,
+            "alarm": ALARM,
+        },
     )
     log.info(
         "export.released", product=instance.id, cause=cause, features=features, count=len(ended)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from satellite.domain.access import Principal
+from satellite.domain.alerts import AlertDetails, AlertType
 from satellite.domain.compliance import (
     LineValues,
     PoolLine,
@@ -38,11 +39,19 @@ EXPIRY_WARNING = dt.timedelta(days=30)
 # (sync's locks are 0x5A7E_2000_0000 + account id). Taken after the virtual account's row
 # lock where a change holds that, and for several virtual accounts in the order of ids.
 POOL_ALERT_LOCK_BASE = 0x5A7E_3000_0000
-SHORTAGE = "Insufficient Licenses"  # the message type of a shortage alert (severity Major)
+SHORTAGE: AlertType = "Insufficient Licenses"  # a shortage alert's type (severity Major)
 
 
 def _shortage_key(va_id: int, tag: str) -> str:
     return f"pool:{va_id}:shortage:{tag}"
+
+
+def _shortage_details(key: str, positions: list[Position]) -> AlertDetails:
+    """The details of the shortage alert ``key`` (of ``_shortages``' answer for these
+    positions): the tag and how many more are in use or reserved than available."""
+    tag = key.partition(":shortage:")[2]
+    position = next(p for p in positions if p.tag == tag)
+    return {"tag": tag, "short": -position.available}
 
 
 def today_utc() -> dt.date:
@@ -397,6 +406,7 @@ class LicenseService:
                 severity="Major",
                 source=va_name,
                 message=message,
+                details=_shortage_details(key, positions),
             )
         keys = (_shortage_key(va_id, tag) for tag in tags | {p.tag for p in positions})
         await alerts.clear_alerts(conn, account_id, sorted(k for k in keys if k not in wanted))
@@ -430,7 +440,13 @@ class LicenseService:
         today = self._date(now)
         keep: list[str] = []
 
-        async def open_alert(key: str, message_type: str, severity: Severity, message: str) -> None:
+        async def open_alert(
+            key: str,
+            message_type: AlertType,
+            severity: Severity,
+            message: str,
+            details: AlertDetails,
+        ) -> None:
             keep.append(key)
             await alerts.raise_alert(
                 conn,
@@ -441,22 +457,29 @@ class LicenseService:
                 severity=severity,
                 source=va_name,
                 message=message,
+                details=details,
             )
 
         for key, message in self._shortages(va_id, positions).items():
-            await open_alert(key, SHORTAGE, "Major", message)
+            await open_alert(key, SHORTAGE, "Major", message, _shortage_details(key, positions))
         lines = sorted((line for p in positions for line in p.lines), key=lambda x: (x.tag, x.id))
         for line in lines:
             status = line_status(line, today)
             if line.end_date is None or status == "Pending":
                 continue
             name = self._catalog.display_name(line.tag)
+            details: AlertDetails = {
+                "tag": line.tag,
+                "quantity": line.quantity,
+                "end_date": line.end_date.isoformat(),
+            }
             if status == "Expired":
                 await open_alert(
                     f"pool:{va_id}:expired:{line.id}",
                     "Licenses Expired",
                     "Minor",
                     f"{line.quantity} {name} expired on {line.end_date.isoformat()}",
+                    details,
                 )
             elif line.end_date - today <= EXPIRY_WARNING:
                 await open_alert(
@@ -464,5 +487,6 @@ class LicenseService:
                     "Licenses Expiring",
                     "Minor",
                     f"{line.quantity} {name} expire on {line.end_date.isoformat()}",
+                    details,
                 )
         await alerts.clear_alerts_except(conn, account_id, f"pool:{va_id}:", keep)

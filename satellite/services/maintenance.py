@@ -210,6 +210,10 @@ class MaintenanceService:
                     message=f"{instance.name} has not renewed its authorization, which expired "
                     f"on {_date(instance.authorization_expires_at)}: its license usage no "
                     "longer counts until it renews",
+                    details={
+                        "product": instance.name,
+                        "expired_on": _date(instance.authorization_expires_at),
+                    },
                 )
 
             await self._sync_product_alerts(conn, AUTHORIZATION_EXPIRED, lapsed, raise_one)
@@ -237,6 +241,10 @@ class MaintenanceService:
                     message=f"the ID certificate of {instance.name} expires on "
                     f"{_date(instance.certificate_expires_at)}: unless the product renews its "
                     "registration by then, it must register again with a token",
+                    details={
+                        "product": instance.name,
+                        "expires_on": _date(instance.certificate_expires_at),
+                    },
                 )
 
             await self._sync_product_alerts(conn, CERTIFICATE_EXPIRING, expiring, raise_one)

@@ -18,6 +18,7 @@ import structlog
 from satellite.config import SmtpSettings, SyncSettings, WebhookSettings
 from satellite.crypto.keys import ServerKeys
 from satellite.crypto.secrets import decrypt
+from satellite.domain.alerts import detail_text
 from satellite.domain.clock import utc_now
 from satellite.domain.webhooks import (
     DELIVERY_FAILED,
@@ -161,6 +162,12 @@ class WebhookDeliveries:
                         f"{delivery.attempts} attempt(s); the last: "
                         f"{outcome.error or f'HTTP {outcome.status_code}'}"
                     ),
+                    details={
+                        "event": delivery.event,
+                        "host": destination(delivery.url) or "",
+                        "attempts": delivery.attempts,
+                        "error": detail_text(outcome.error or f"HTTP {outcome.status_code}"),
+                    },
                 )
                 log.warning("webhook.given_up", **where, error=outcome.error)
             else:

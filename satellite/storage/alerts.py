@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from satellite.domain.alerts import AlertDetails, AlertType, check_details
 from satellite.domain.models import Alert, Severity
 from satellite.domain.paging import sql_limit
 
@@ -14,21 +15,24 @@ async def raise_alert(
     account_id: int,
     virtual_account_id: int | None,
     dedupe_key: str,
-    message_type: str,
+    message_type: AlertType,
     severity: Severity,
     source: str,
     message: str,
+    details: AlertDetails,
 ) -> bool:
-    """Open an alert, or bring the open one with the same key up to date.
+    """Open an alert, or bring the open one with the same key up to date. ``details``: the
+    values ``message`` is made of, with the keys of its type (``domain.alerts``), so a
+    reader can say it in another language.
 
     Return True when a new alert opened.
     """
     inserted: bool = await conn.fetchval(
         "INSERT INTO alerts (account_id, virtual_account_id, dedupe_key, message_type, severity, "
-        "source, message) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "source, message, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
         "ON CONFLICT (account_id, dedupe_key) WHERE cleared_at IS NULL DO UPDATE SET "
         "message_type = EXCLUDED.message_type, severity = EXCLUDED.severity, "
-        "source = EXCLUDED.source, message = EXCLUDED.message "
+        "source = EXCLUDED.source, message = EXCLUDED.message, details = EXCLUDED.details "
         "RETURNING (xmax = 0) AS inserted",
         account_id,
         virtual_account_id,
@@ -37,6 +41,7 @@ async def raise_alert(
         severity,
         source,
         message,
+        check_details(message_type, details),
     )
     return inserted
 
@@ -70,7 +75,7 @@ async def list_alerts(
 ) -> list[Alert]:
     rows = await conn.fetch(
         "SELECT al.id, a.name AS account, va.name AS virtual_account, al.message_type, "
-        "al.severity, al.source, al.message, al.created_at, al.cleared_at "
+        "al.severity, al.source, al.message, al.details, al.created_at, al.cleared_at "
         "FROM alerts al JOIN accounts a ON a.id = al.account_id "
         "LEFT JOIN virtual_accounts va ON va.id = al.virtual_account_id "
         "WHERE al.account_id = $1 AND ($2 OR al.cleared_at IS NULL) "

@@ -269,4 +269,5 @@ class SyncAnswers(SatelliteBase):
                     f"export-controlled token(s) and {lines} export-restricted line(s): "
                     "have the products return their keys, and revoke the tokens"
                 ),
+                details={"export_keys": keys, "tokens": tokens, "lines": lines},
             )

@@ -14,6 +14,7 @@ import structlog
 from satellite.config import Settings
 from satellite.crypto.keys import ServerKeys
 from satellite.domain.access import Principal
+from satellite.domain.alerts import detail_text
 from satellite.domain.clock import utc_now
 from satellite.domain.models import Account
 from satellite.domain.sync import HistoryEntry, SyncLink, SyncMode, SyncOperation
@@ -173,6 +174,7 @@ class SatelliteBase:
                 severity="Major",
                 source="sync",
                 message=f"sync with the upstream failed ({operation}): {error.detail}",
+                details={"operation": operation, "error": detail_text(error.detail)},
             )
         # A scheduled sync's failure is for the log; an operator's gets the error itself.
         report = log.warning if mode == "connected" else log.info

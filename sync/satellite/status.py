@@ -7,6 +7,7 @@ import datetime as dt
 
 from satellite.crypto import bundles
 from satellite.domain.access import Principal
+from satellite.domain.alerts import AlertDetails, AlertType
 from satellite.domain.clock import utc_now
 from satellite.domain.models import Severity
 from satellite.domain.sync import horizon_passed
@@ -54,6 +55,8 @@ class SyncStatusReports(SatelliteBase):
                 since = link.in_step_since()
                 keep: list[str] = []
                 severity: Severity
+                kind: AlertType
+                details: AlertDetails
                 if horizon_passed(since, now, horizon):
                     keep = [HORIZON_ALERT]
                     severity, kind = "Critical", "SyncHorizonPassed"
@@ -62,6 +65,7 @@ class SyncStatusReports(SatelliteBase):
                         f"{horizon} days, so this satellite grants no new authorizations; "
                         "sync now (or import an answer) to resume"
                     )
+                    details = {"since": f"{since:%Y-%m-%d}", "days": horizon}
                 elif horizon_passed(since, now, max(horizon - warning, 0)):
                     keep = [HORIZON_ALERT]
                     severity, kind = "Major", "SyncOverdue"
@@ -71,6 +75,7 @@ class SyncStatusReports(SatelliteBase):
                         f"{until:%Y-%m-%d} this satellite grants no new authorizations "
                         "unless it syncs"
                     )
+                    details = {"since": f"{since:%Y-%m-%d}", "until": f"{until:%Y-%m-%d}"}
                 if keep:
                     raised += await alerts.raise_alert(
                         conn,
@@ -81,6 +86,7 @@ class SyncStatusReports(SatelliteBase):
                         severity=severity,
                         source="sync",
                         message=message,
+                        details=details,
                     )
                 await alerts.clear_alerts_except(conn, link.account_id, HORIZON_ALERT, keep)
         return JobReport("sync-alerts", {"linked": len(linked), "raised": raised})
