@@ -42,6 +42,7 @@ async def test_a_token_that_is_not_ascii_is_a_wrong_token(
     runtime = load_runtime(with_metrics(settings, tmp_path), db_dsn)
     server = (await aiohttp_client(create_app(runtime))).server
     assert server.host is not None
+    assert server.port is not None
     assert await _status(server.host, server.port, authorization) == b"HTTP/1.1 401 Unauthorized"
     right = b"Bearer " + TOKEN.encode()
     assert await _status(server.host, server.port, right) == b"HTTP/1.1 200 OK"
