@@ -20,7 +20,7 @@ DeliveryState = Literal["pending", "delivered", "failed", "cancelled"]
 MAX_WEBHOOKS_PER_ACCOUNT = 20
 
 # The alert an account gets when a delivery to one of its webhooks is given up; open until
-# a later delivery to that webhook succeeds.
+# a later delivery to that webhook succeeds, or the webhook is deleted or disabled.
 DELIVERY_FAILED = "Webhook Delivery Failed"
 
 

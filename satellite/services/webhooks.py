@@ -31,12 +31,13 @@ from satellite.domain.webhooks import (
     Attempt,
     Delivery,
     Webhook,
+    delivery_failed_key,
     destination,
     is_mail,
 )
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
-from satellite.storage import webhooks
+from satellite.storage import alerts, webhooks
 from satellite.storage.db import Connection, Database
 from satellite_protocol import outbound
 
@@ -74,6 +75,12 @@ def secret_context(public_id: uuid.UUID) -> bytes:
     """What a webhook's encrypted secret is bound to (a secret copied to another webhook's
     row does not decrypt)."""
     return b"satellite webhook secret:" + public_id.bytes
+
+
+async def _clear_delivery_failed(conn: Connection, account: Account, public_id: uuid.UUID) -> None:
+    """Clear the webhook's "Webhook Delivery Failed" alert (it was deleted or disabled).
+    The other webhooks hear of it (alert.cleared); this one, no longer enabled, does not."""
+    await alerts.clear_alerts_except(conn, account.id, delivery_failed_key(public_id), [])
 
 
 def _events(events: list[str]) -> list[str]:
@@ -211,8 +218,12 @@ class WebhookService:
                 enabled=old.enabled if change.enabled is None else change.enabled,
                 description=old.description if change.description is None else change.description,
             )
-            # A disabled webhook gets nothing more, not even what waited for it.
-            cancelled = 0 if new.enabled else await webhooks.cancel_pending(conn, old.id)
+            # A disabled webhook gets nothing more, not even what waited for it; so no
+            # delivery would ever clear its "Webhook Delivery Failed" alert: cleared here.
+            cancelled = 0
+            if not new.enabled:
+                cancelled = await webhooks.cancel_pending(conn, old.id)
+                await _clear_delivery_failed(conn, acc, public_id)
             changed = [f for f in _CHANGEABLE if getattr(new, f) != getattr(old, f)]
             await audit.record(
                 conn,
@@ -231,6 +242,7 @@ class WebhookService:
             acc = await scope.writable_account(conn, principal, account)
             old = await self._webhook(conn, acc, public_id, for_update=True)
             await webhooks.delete_webhook(conn, old.id)
+            await _clear_delivery_failed(conn, acc, public_id)
             await audit.record(
                 conn,
                 principal,
