@@ -97,7 +97,9 @@ class AttemptOut(Response):
     status_code: int | None
     error: str | None
     duration_ms: int
-    response_excerpt: str
+    # The start of the receiver's answer: for system admins only (null for others: an
+    # account admin's webhook may point at an internal address, whose answer is not theirs).
+    response_excerpt: str | None
 
 
 class DeliveryOut(Response):
@@ -213,7 +215,10 @@ async def list_webhook_deliveries(
         caller, request.account, request.webhook, request.limit, request.offset
     )
     return DeliveryList(
-        total_records=total, deliveries=[delivery_out(d, attempts) for d, attempts in found]
+        total_records=total,
+        deliveries=[
+            delivery_out(d, attempts, excerpts=caller.is_system_admin) for d, attempts in found
+        ],
     )
 
 
@@ -259,7 +264,7 @@ def webhook_out(webhook: Webhook) -> WebhookOut:
     )
 
 
-def delivery_out(delivery: Delivery, attempts: list[Attempt]) -> DeliveryOut:
+def delivery_out(delivery: Delivery, attempts: list[Attempt], *, excerpts: bool) -> DeliveryOut:
     return DeliveryOut(
         id=delivery.id,
         event=delivery.event,
@@ -274,7 +279,7 @@ def delivery_out(delivery: Delivery, attempts: list[Attempt]) -> DeliveryOut:
                 status_code=a.status_code,
                 error=a.error,
                 duration_ms=a.duration_ms,
-                response_excerpt=a.response_excerpt,
+                response_excerpt=a.response_excerpt if excerpts else None,
             )
             for a in attempts
         ],

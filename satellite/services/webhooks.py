@@ -31,9 +31,12 @@ from satellite.domain.webhooks import (
     Attempt,
     Delivery,
     Webhook,
+    address_allowed,
+    address_literal,
     delivery_failed_key,
     destination,
     is_mail,
+    networks,
 )
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
@@ -83,6 +86,13 @@ async def _clear_delivery_failed(conn: Connection, account: Account, public_id: 
     await alerts.clear_alerts_except(conn, account.id, delivery_failed_key(public_id), [])
 
 
+def _literal_allowed(url: str, settings: WebhookSettings) -> bool:
+    """A URL naming an address outside ``webhooks.allowed_networks`` can never be
+    delivered to: refused now (a name is checked as each delivery connects)."""
+    address = address_literal(url)
+    return address is None or address_allowed(address, networks(settings.allowed_networks))
+
+
 def _events(events: list[str]) -> list[str]:
     chosen: list[str] = [e for e in ALERT_EVENTS if e in events]
     if not chosen:
@@ -115,6 +125,8 @@ class WebhookService:
                 refusal = "the URL must hold no user name or password (the signature is the proof)"
             elif parts.scheme == "http" and not self._settings.allow_http:
                 refusal = "the URL must be https:// (webhooks.allow_http allows http://)"
+            elif not _literal_allowed(url, self._settings):
+                refusal = "the URL's address is outside webhooks.allowed_networks"
         if refusal is not None:
             raise InvalidInput(refusal, field="url")
         return url
