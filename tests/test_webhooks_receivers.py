@@ -77,6 +77,11 @@ async def test_only_system_admins_read_the_receivers_answer(
     assert (seen["statusCode"], seen["responseExcerpt"]) == (500, None)
     assert seen["durationMs"] >= 0
     assert seen["attemptedAt"] == seen_by_admin["attemptedAt"]
+    # Of an error, the kind, not the detail (which may quote the receiver: a header here).
+    hook, _ = await create_hook(account_admin, receiver.url("/redirect"))
+    await ok(account_admin, f"{HOOKS}/{hook}/test")
+    assert (await first_attempt(admin, hook))["error"] == "redirect not followed: to '/hook'"
+    assert (await first_attempt(account_admin, hook))["error"] == "redirect not followed"
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])

@@ -26,6 +26,7 @@ from satellite.domain.webhooks import (
     Delivery,
     DeliveryState,
     Webhook,
+    error_kind,
 )
 from satellite.services.webhooks import MAX_URL_CHARS, WebhookChange
 
@@ -95,6 +96,8 @@ class AttemptOut(Response):
     attempted_at: dt.datetime
     node: str
     status_code: int | None
+    # Why it failed; for others than system admins only the kind ("cannot reach the
+    # receiver"), not the detail, which may quote the receiver.
     error: str | None
     duration_ms: int
     # The start of the receiver's answer: for system admins only (null for others: an
@@ -265,6 +268,7 @@ def webhook_out(webhook: Webhook) -> WebhookOut:
 
 
 def delivery_out(delivery: Delivery, attempts: list[Attempt], *, excerpts: bool) -> DeliveryOut:
+    """``excerpts``: with what the receiver answered (the excerpt, the errors' details)."""
     return DeliveryOut(
         id=delivery.id,
         event=delivery.event,
@@ -277,7 +281,7 @@ def delivery_out(delivery: Delivery, attempts: list[Attempt], *, excerpts: bool)
                 attempted_at=a.attempted_at,
                 node=a.node,
                 status_code=a.status_code,
-                error=a.error,
+                error=a.error if excerpts else error_kind(a.error),
                 duration_ms=a.duration_ms,
                 response_excerpt=a.response_excerpt if excerpts else None,
             )

@@ -107,6 +107,13 @@ EXCERPT_CHARS = 512
 ERROR_CHARS = 500
 
 
+def error_kind(error: str | None) -> str | None:
+    """What an attempt's error is, without its detail: an error is written ``kind: detail``,
+    the detail may quote the receiver (a status line, a header, a mail server's reply),
+    and only system admins see it."""
+    return None if error is None else error.partition(": ")[0]
+
+
 def log_text(text: str, limit: int) -> str:
     """``text`` with its control characters (but newlines and tabs) replaced, cut at
     ``limit`` characters."""

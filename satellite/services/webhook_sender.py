@@ -47,6 +47,7 @@ from satellite.services.outbound import proxy_arguments
 from satellite_protocol import outbound
 
 EXCERPT_BYTES = 2048  # (read; the log keeps EXCERPT_CHARS of it)
+OUTSIDE_NETWORKS = "outside webhooks.allowed_networks"
 USER_AGENT = "satellite-webhooks/1"
 
 
@@ -67,7 +68,7 @@ def _confined(allowed: tuple[Network, ...]) -> SocketFactoryType:
         family, type_, proto, _, sockaddr = addr_info
         address = str(sockaddr[0])
         if not address_allowed(address, allowed):
-            raise OSError(errno.EACCES, f"{address} is outside webhooks.allowed_networks")
+            raise OSError(errno.EACCES, f"{address}: {OUTSIDE_NETWORKS}")
         return socket.socket(family=family, type=type_, proto=proto)
 
     return socket_for
@@ -83,10 +84,10 @@ async def _resolved_refusal(url: str, allowed: tuple[Network, ...]) -> str | Non
             parts.hostname, port, type=socket.SOCK_STREAM
         )
     except OSError as exc:
-        return f"cannot resolve {parts.hostname} to check webhooks.allowed_networks: {exc}"
+        return f"cannot resolve the receiver's host (to check it): {parts.hostname}: {exc}"
     for *_, sockaddr in found:
         if not address_allowed(str(sockaddr[0]), allowed):
-            return f"{sockaddr[0]} ({parts.hostname}) is outside webhooks.allowed_networks"
+            return f"{OUTSIDE_NETWORKS}: {sockaddr[0]} ({parts.hostname})"
     return None
 
 
@@ -158,9 +159,15 @@ class WebhookSender:
                     excerpt = raw.decode("utf-8", "replace")
                     if 300 <= status < 400:
                         location = response.headers.get("Location", "")[:200]
-                        error = f"redirect to {location!r} not followed"
+                        error = f"redirect not followed: to {location!r}"
+        except aiohttp.ClientConnectorCertificateError as exc:
+            error = f"the receiver's certificate is not trusted: {exc}"
+        except aiohttp.ClientConnectorError as exc:
+            outside = OUTSIDE_NETWORKS in str(exc)
+            error = f"{OUTSIDE_NETWORKS if outside else 'cannot reach the receiver'}: {exc}"
         except aiohttp.ClientError as exc:
-            error = f"cannot reach the receiver: {exc}"
+            # (The detail may quote what the receiver sent: a status line, a header.)
+            error = f"the exchange with the receiver failed: {exc}"
         except TimeoutError:
             error = f"no answer within {self._settings.timeout_seconds:g} s"
         return Outcome(
