@@ -166,12 +166,21 @@ class WebhookSettings(_Section):
     log_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
     allow_http: bool = False
     ca_file: str | None = None
+    # CIDR networks receivers may be at (checked on each address connected to); empty: any.
+    allowed_networks: Annotated[list[str], msgspec.Meta(max_length=100)] = msgspec.field(
+        default_factory=list
+    )
 
     def __post_init__(self) -> None:
         if self.backoff_longest_seconds < self.backoff_first_seconds:
             raise ValueError(
                 "webhooks.backoff_longest_seconds must be at least backoff_first_seconds"
             )
+        for network in self.allowed_networks:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError as exc:
+                raise ValueError(f"webhooks.allowed_networks: {exc}") from exc
 
 
 class SmtpSettings(_Section):

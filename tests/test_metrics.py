@@ -371,6 +371,10 @@ async def test_every_metric_the_example_alert_rules_use_is_in_a_real_scrape(
     await agent.report_usage({ENHANCED: 2})
     status, body = await admin.post("/api/v1/jobs/pool-alerts/run", {})
     assert status == 200, body
+    # A webhook delivery that waits (this app runs no webhook worker).
+    hook = (await admin.post(ACCOUNT + "/webhooks", {"url": "https://hooks.example.com/x"}))[1]
+    status, body = await admin.post(f"{ACCOUNT}/webhooks/{hook['webhook']['id']}/test", {})
+    assert status == 200, body
     # A linked account (its sync age and last result), synced with a real upstream.
     async with (
         open_upstream(upstream_state_dir, upstream_dsn, tmp_path, aiohttp_client) as up,
@@ -383,5 +387,6 @@ async def test_every_metric_the_example_alert_rules_use_is_in_a_real_scrape(
     assert seen.value("satellite_alerts_open", type="Insufficient Licenses") == 1
     assert seen.value("satellite_sync_last_succeeded", account="Site") is not None
     assert seen.value("satellite_job_runs_total", job="pool-alerts", outcome="done") == 1
+    assert seen.value("satellite_webhook_deliveries_pending", account="Acme") == 1
     missing = rules - seen.names
     assert not missing, f"the rules use metrics no scrape shows: {sorted(missing)}"

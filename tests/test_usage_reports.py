@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 
 import asyncpg
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from satellite.api.context import Services
 from satellite.scheduler import jobs
@@ -278,3 +279,28 @@ async def test_the_cli_prints_the_report_as_csv(
     line = cli("usage", "Acme", *reversed_span).one_error_line()
     assert "before from" in line
     assert "not found" in cli("usage", "Nowhere", *span).one_error_line()
+
+
+async def test_a_csv_page_says_the_total_and_links_the_next_page(
+    admin: Api, server: TestServer, tmp_path: Path, services: Services
+) -> None:
+    """A CSV answer has no totalRecords field: its headers say how many rows the range
+    holds (X-Total-Count) and where the next page is (Link rel="next"), until the last."""
+    await two_days_of_usage(admin, server, tmp_path, services)
+    path = query(**{"from": TODAY.isoformat(), "to": TOMORROW.isoformat(), "limit": "3"})
+    total = (await admin.get(path))[1]["totalRecords"]
+    assert total == 4
+    rows: list[dict[str, str]] = []
+    pages = 0
+    headers = {"Authorization": f"Bearer {admin.token}", "Accept": "text/csv"}
+    next_page: str | None = path
+    while next_page is not None and pages < 5:
+        async with admin.client.get(next_page, headers=headers) as response:
+            assert response.status == 200
+            assert response.headers["X-Total-Count"] == str(total)
+            rows += csv.DictReader(io.StringIO(await response.text(), newline=""))
+            link = response.links.get("next")
+            next_page = None if link is None else str(URL(link["url"]).relative())
+        pages += 1
+    assert (pages, len(rows)) == (2, total)
+    assert [r["day"] for r in rows] == [TODAY.isoformat()] * 2 + [TOMORROW.isoformat()] * 2

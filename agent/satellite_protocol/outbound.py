@@ -51,9 +51,11 @@ def url_refusal(url: str) -> str | None:
         return "the URL must start with http:// or https://"
     try:
         parts = urlsplit(url)
-        host, _ = parts.hostname, parts.port  # (the port: ValueError beyond 65535)
+        host, port = parts.hostname, parts.port  # (the port: ValueError beyond 65535)
         if not host:
             return "the URL names no host"
+        if port == 0:
+            return "the URL's port is 0, where no server listens"
         host.encode("idna")
     except (ValueError, UnicodeError) as exc:
         return f"the URL is not valid: {exc}"

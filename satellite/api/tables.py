@@ -7,6 +7,10 @@ read as a formula (text starting with ``=``, ``+``, ``-``, ``@``, a tab or a car
 return: a virtual account named ``=HYPERLINK(...)``) is prefixed with ``'`` so it stays
 text; numbers are written as they are (``-3`` is a number, not a formula). The HTTP layer
 answers this when the request's ``Accept`` asks for ``text/csv``, the CLI with ``--csv``.
+
+A paged answer (``totalRecords`` beside the records, ``offset`` in the request) loses its
+total in CSV: ``page_of`` gives it, and the next page's offset, for the HTTP layer to put
+in headers.
 """
 
 from __future__ import annotations
@@ -64,3 +68,16 @@ def as_csv(answer: msgspec.Struct, field: str) -> str:
     writer.writerow(header)
     writer.writerows([_cell(record[name]) for name in header] for record in records)
     return out.getvalue()
+
+
+def page_of(
+    answer: msgspec.Struct, field: str, request: msgspec.Struct
+) -> tuple[int, int | None] | None:
+    """A paged answer's total, and the offset of the page after it (None: this is the
+    last); None for an answer that is not paged."""
+    total = getattr(answer, "total_records", None)
+    offset = getattr(request, "offset", None)
+    if not isinstance(total, int) or not isinstance(offset, int):
+        return None
+    following = offset + len(getattr(answer, field))
+    return total, following if following < total else None

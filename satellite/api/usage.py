@@ -40,7 +40,9 @@ plus export keys granted). A day the job did not run has no row. Rows are kept f
 `timers.usage_history_days`.
 
 With `Accept: text/csv` the same rows are answered as CSV (RFC 4180, a header row of these
-field names; text a spreadsheet would read as a formula is prefixed with `'`)."""
+field names; text a spreadsheet would read as a formula is prefixed with `'`); the
+headers `X-Total-Count` (the total) and, but on the last page, `Link: <...>; rel="next"`
+(this request with the next `offset`) say what `totalRecords` says in JSON."""
 
 
 class UsageQuery(InAccount):

@@ -26,6 +26,7 @@ from satellite.domain.webhooks import (
     Delivery,
     DeliveryState,
     Webhook,
+    error_kind,
 )
 from satellite.services.webhooks import MAX_URL_CHARS, WebhookChange
 
@@ -95,9 +96,13 @@ class AttemptOut(Response):
     attempted_at: dt.datetime
     node: str
     status_code: int | None
+    # Why it failed; for others than system admins only the kind ("cannot reach the
+    # receiver"), not the detail, which may quote the receiver.
     error: str | None
     duration_ms: int
-    response_excerpt: str
+    # The start of the receiver's answer: for system admins only (null for others: an
+    # account admin's webhook may point at an internal address, whose answer is not theirs).
+    response_excerpt: str | None
 
 
 class DeliveryOut(Response):
@@ -213,7 +218,10 @@ async def list_webhook_deliveries(
         caller, request.account, request.webhook, request.limit, request.offset
     )
     return DeliveryList(
-        total_records=total, deliveries=[delivery_out(d, attempts) for d, attempts in found]
+        total_records=total,
+        deliveries=[
+            delivery_out(d, attempts, excerpts=caller.is_system_admin) for d, attempts in found
+        ],
     )
 
 
@@ -259,7 +267,8 @@ def webhook_out(webhook: Webhook) -> WebhookOut:
     )
 
 
-def delivery_out(delivery: Delivery, attempts: list[Attempt]) -> DeliveryOut:
+def delivery_out(delivery: Delivery, attempts: list[Attempt], *, excerpts: bool) -> DeliveryOut:
+    """``excerpts``: with what the receiver answered (the excerpt, the errors' details)."""
     return DeliveryOut(
         id=delivery.id,
         event=delivery.event,
@@ -272,9 +281,9 @@ def delivery_out(delivery: Delivery, attempts: list[Attempt]) -> DeliveryOut:
                 attempted_at=a.attempted_at,
                 node=a.node,
                 status_code=a.status_code,
-                error=a.error,
+                error=a.error if excerpts else error_kind(a.error),
                 duration_ms=a.duration_ms,
-                response_excerpt=a.response_excerpt,
+                response_excerpt=a.response_excerpt if excerpts else None,
             )
             for a in attempts
         ],

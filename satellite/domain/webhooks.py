@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -22,7 +24,7 @@ DeliveryState = Literal["pending", "delivered", "failed", "cancelled"]
 MAX_WEBHOOKS_PER_ACCOUNT = 20
 
 # The alert an account gets when a delivery to one of its webhooks is given up; open until
-# a later delivery to that webhook succeeds.
+# a later delivery to that webhook succeeds, or the webhook is deleted or disabled.
 DELIVERY_FAILED: AlertType = "Webhook Delivery Failed"
 
 
@@ -107,6 +109,13 @@ EXCERPT_CHARS = 512
 ERROR_CHARS = 500
 
 
+def error_kind(error: str | None) -> str | None:
+    """What an attempt's error is, without its detail: an error is written ``kind: detail``,
+    the detail may quote the receiver (a status line, a header, a mail server's reply),
+    and only system admins see it."""
+    return None if error is None else error.partition(": ")[0]
+
+
 def log_text(text: str, limit: int) -> str:
     """``text`` with its control characters (but newlines and tabs) replaced, cut at
     ``limit`` characters."""
@@ -119,3 +128,32 @@ def destination(url: str) -> str | None:
     if is_mail(url):
         return url.rpartition("@")[2]
     return urlsplit(url).hostname
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(texts: Sequence[str]) -> tuple[Network, ...]:
+    """``webhooks.allowed_networks`` as networks (the settings checked them)."""
+    return tuple(ipaddress.ip_network(text) for text in texts)
+
+
+def address_allowed(address: str, allowed: Sequence[Network]) -> bool:
+    """Whether a receiver at ``address`` (an IP address, as a socket names it) is in one of
+    the ``allowed`` networks; no networks: anywhere. An IPv4-mapped IPv6 address is judged
+    as the IPv4 address it reaches."""
+    if not allowed:
+        return True
+    ip = ipaddress.ip_address(address.partition("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in allowed)
+
+
+def address_literal(url: str) -> str | None:
+    """The URL's host when it is an IP address, else None (a name)."""
+    host = urlsplit(url).hostname
+    try:
+        return None if host is None else str(ipaddress.ip_address(host))
+    except ValueError:
+        return None

@@ -3,8 +3,9 @@ one, optionally behind a bearer token (``[metrics]`` in the config).
 
 Every app owns its registry: nothing is registered in prometheus-client's global one, so
 two apps in one process count apart. What the process sees happen (HTTP requests, device
-operations, job runs, waits for a pooled connection) is counted as it happens; what only
-the database knows (product instances, license positions, open alerts, sync links) is
+operations, job runs, webhook attempts, waits for a pooled connection) is counted as it
+happens; what only the database knows (product instances, license positions, open alerts,
+sync links, pending webhook deliveries) is
 read when Prometheus scrapes (``services.metrics.MetricsReader``), and a database that
 cannot be reached is ``satellite_database_up 0`` in a scrape that still answers 200.
 
@@ -42,6 +43,7 @@ from satellite.http import problems
 from satellite.http.handlers import device
 from satellite.http.keys import DATABASE_SUPERVISOR, SERVICES
 from satellite.services.metrics import DatabaseCounts, MetricsReader
+from satellite.services.webhook_deliveries import ATTEMPT_OUTCOMES, AttemptOutcome
 from satellite.storage.db import Database
 from satellite.storage.job_runs import JobRunRow
 
@@ -173,6 +175,22 @@ def _database_families(counts: DatabaseCounts) -> Iterator[Metric]:
         last.add_metric([link.account], float(link.last_succeeded))
     yield age
     yield last
+    pending = GaugeMetricFamily(
+        "satellite_webhook_deliveries_pending",
+        "Webhook deliveries waiting to be made (due, leased to an attempt, or waiting for a "
+        "retry), per account with any",
+        labels=["account"],
+    )
+    oldest = GaugeMetricFamily(
+        "satellite_webhook_oldest_pending_seconds",
+        "Seconds since the event of the account's oldest pending webhook delivery",
+        labels=["account"],
+    )
+    for account, n, seconds in counts.webhooks_pending:
+        pending.add_metric([account], n)
+        oldest.add_metric([account], seconds)
+    yield pending
+    yield oldest
 
 
 class Metrics:
@@ -203,13 +221,14 @@ class Metrics:
         )
         self.job_runs = Counter(
             "satellite_job_runs",
-            "Scheduled job runs of this node by job and outcome (done, skipped, failed)",
+            "Job runs of this node, scheduled or on demand, by job and outcome (done, "
+            "skipped, failed)",
             ["job", "outcome"],
             registry=self.registry,
         )
         self.job_seconds = Histogram(
             "satellite_job_run_duration_seconds",
-            "Time a job run of this node took, by job",
+            "Time a job run of this node took, by job (runs that ran: done or failed, not skipped)",
             ["job"],
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800),
             registry=self.registry,
@@ -220,6 +239,15 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 10),
             registry=self.registry,
         )
+        self.webhook_attempts = Counter(
+            "satellite_webhook_attempts",
+            "Webhook delivery attempts of this node by outcome (delivered, failed: to be "
+            "retried, given_up: failed and its delivery given up)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ATTEMPT_OUTCOMES:
+            self.webhook_attempts.labels(outcome)  # (each shows, at 0, from the start)
         self._at_scrape = _AtScrape(self)
         self.registry.register(self._at_scrape)
 
@@ -236,6 +264,7 @@ class Metrics:
         )
         services.db.observe_acquire(self.acquire_seconds.observe)
         services.jobs.observe(self.job_run)
+        services.deliveries.observe(self.webhook_attempt)
 
     def database(self) -> Database | None:
         return None if self._app is None else self._app[SERVICES].db
@@ -247,8 +276,12 @@ class Metrics:
 
     def job_run(self, run: JobRunRow) -> None:
         self.job_runs.labels(run.job, run.outcome).inc()
-        seconds = (run.finished_at - run.started_at).total_seconds()
-        self.job_seconds.labels(run.job).observe(max(0.0, seconds))
+        if run.outcome != "skipped":  # (a skip takes no time: it would drag the quantiles)
+            seconds = (run.finished_at - run.started_at).total_seconds()
+            self.job_seconds.labels(run.job).observe(max(0.0, seconds))
+
+    def webhook_attempt(self, outcome: AttemptOutcome) -> None:
+        self.webhook_attempts.labels(outcome).inc()
 
     def observe_request(
         self, request: web.Request, status: int, seconds: float, slug: str | None

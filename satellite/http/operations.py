@@ -86,7 +86,7 @@ def handler(op: Operation[Any, Any]) -> Any:
         if isinstance(answer, Download):
             response = _download(answer)
         elif op.csv is not None:
-            response = _as_asked(request, answer, op.csv)
+            response = _as_asked(request, answer, op.csv, typed)
         else:
             response = render(answer)
         if op.no_store:
@@ -106,13 +106,24 @@ def _download(answer: Download) -> web.Response:
     )
 
 
-def _as_asked(request: web.Request, answer: msgspec.Struct, field: str) -> web.Response:
+def _as_asked(
+    request: web.Request, answer: msgspec.Struct, field: str, typed: msgspec.Struct
+) -> web.Response:
     """An answer that has a CSV form: CSV when the request's Accept prefers it, else JSON.
-    Caches are told the answer varies with Accept."""
+    Caches are told the answer varies with Accept. A paged answer's CSV, which has no
+    ``totalRecords``, says it in headers: ``X-Total-Count`` and, unless it is the last
+    page, ``Link: <...>; rel="next"`` (this request with the next ``offset``)."""
     if _wants_csv(request.headers.get("Accept", "")):
         response = web.Response(
             text=tables.as_csv(answer, field), content_type=tables.MEDIA_TYPE, charset="utf-8"
         )
+        page = tables.page_of(answer, field, typed)
+        if page is not None:
+            total, next_offset = page
+            response.headers["X-Total-Count"] = str(total)
+            if next_offset is not None:
+                following = request.rel_url.update_query(offset=str(next_offset))
+                response.headers["Link"] = f'<{following}>; rel="next"'
     else:
         response = render(answer)
     response.headers["Vary"] = "Accept"

@@ -1,5 +1,6 @@
 """What the metrics show of the database, read at scrape time: product instances by state,
-license positions per virtual account and tag, open alerts, the sync links' last runs.
+license positions per virtual account and tag, open alerts, the sync links' last runs, the
+webhook deliveries waiting per account.
 
 One read-only transaction (one snapshot) with a statement timeout, a few aggregated queries:
 a scrape never waits long on a busy database, and never changes anything. The positions
@@ -33,6 +34,8 @@ class DatabaseCounts:
     positions: list[tuple[str, Position]]  # (account name, position), catalog tags only
     open_alerts: list[tuple[str, str, int]]  # (message type, severity, how many)
     sync: list[SyncState]
+    # (account name, webhook deliveries pending, seconds since the oldest one's event)
+    webhooks_pending: list[tuple[str, int, float]]
     read_seconds: float
 
 
@@ -60,6 +63,7 @@ class MetricsReader:
             positions = await self._licenses.all_positions(conn)
             alerts = await metrics.open_alerts_by_type(conn)
             links = await sync.links(conn)
+            pending = await metrics.pending_deliveries_by_account(conn)
         return DatabaseCounts(
             product_instances=by_status,
             # (A label value per tag: only the catalog's, a bounded set.)
@@ -74,6 +78,7 @@ class MetricsReader:
                 )
                 for link in links
             ],
+            webhooks_pending=pending,
             read_seconds=time.perf_counter() - started,
         )
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
+from typing import Literal
 
 import structlog
 
@@ -41,6 +43,11 @@ log = structlog.get_logger("satellite.webhooks")
 LEASE_MARGIN_SECONDS = 60.0
 FORGOTTEN_PER_CALL = 10_000  # (one transaction stays short; the next call takes the rest)
 
+# What one recorded attempt came to (the metrics count them): delivered, failed and to be
+# retried, or failed and its delivery given up.
+AttemptOutcome = Literal["delivered", "failed", "given_up"]
+ATTEMPT_OUTCOMES: tuple[AttemptOutcome, ...] = ("delivered", "failed", "given_up")
+
 
 class WebhookDeliveries:
     def __init__(
@@ -59,6 +66,12 @@ class WebhookDeliveries:
         self._smtp = smtp
         self._mail = MailSender(smtp)
         self._node = node
+        self._on_attempt: Callable[[AttemptOutcome], None] | None = None
+
+    def observe(self, on_attempt: Callable[[AttemptOutcome], None] | None) -> None:
+        """Tell ``on_attempt`` how each attempt this node records came out (once it is
+        committed; an outcome dropped because its webhook went meanwhile is not told)."""
+        self._on_attempt = on_attempt
 
     @property
     def settings(self) -> WebhookSettings:
@@ -118,12 +131,16 @@ class WebhookDeliveries:
             else:
                 outcome = await sender.send(delivery, secret)
         try:
-            await self._record(delivery, outcome)
+            recorded = await self._record(delivery, outcome)
         except SatelliteError as exc:
             # (The lease runs out and the delivery is tried again.)
             log.warning("webhook.not_recorded", delivery=delivery.id, error=str(exc))
+            return
+        if recorded is not None and self._on_attempt is not None:
+            self._on_attempt(recorded)
 
-    async def _record(self, delivery: DueDelivery, outcome: Outcome) -> None:
+    async def _record(self, delivery: DueDelivery, outcome: Outcome) -> AttemptOutcome | None:
+        """Record the attempt and what follows from it; how it came out (None: dropped)."""
         settings = self._settings
         now = utc_now()
         deadline = delivery.created_at + dt.timedelta(hours=settings.give_up_after_hours)
@@ -139,7 +156,7 @@ class WebhookDeliveries:
             if not await webhooks.lock_pending(conn, delivery.id):
                 # (Deleted or disabled meanwhile: nothing waits for this outcome.)
                 log.info("webhook.dropped", **where)
-                return
+                return None
             await webhooks.record_attempt(conn, delivery.id, self._node, outcome)
             if outcome.delivered:
                 await webhooks.finish(conn, delivery.id, "delivered")
@@ -147,6 +164,7 @@ class WebhookDeliveries:
                     conn, delivery.account_id, delivery_failed_key(delivery.webhook), []
                 )
                 log.info("webhook.delivered", **where, duration_ms=outcome.duration_ms)
+                return "delivered"
             elif now >= deadline:
                 await webhooks.finish(conn, delivery.id, "failed")
                 await alerts.raise_alert(
@@ -170,9 +188,11 @@ class WebhookDeliveries:
                     },
                 )
                 log.warning("webhook.given_up", **where, error=outcome.error)
+                return "given_up"
             else:
                 backoff = Backoff(settings.backoff_first_seconds, settings.backoff_longest_seconds)
                 wait = dt.timedelta(seconds=backoff.wait(delivery.attempts))
                 # (The last attempt is made at the deadline, not skipped past it.)
                 await webhooks.retry_at(conn, delivery.id, min(now + wait, deadline))
                 log.info("webhook.attempt_failed", **where, error=outcome.error)
+                return "failed"

@@ -4,17 +4,30 @@ The receiver is verified as any HTTPS server is (the system's CAs, and besides t
 ``webhooks.ca_file``); the proxy is the one ``[sync]`` names; a redirect is never followed
 (a 3xx is a failed attempt: the receiver named in the webhook is the only one that gets its
 alerts); of the answer only a short excerpt is read, for the log.
+
+``webhooks.allowed_networks`` confines receivers. Without a proxy it is checked on each
+address a connection is opened to (the connector's socket factory: whatever the name in the
+URL resolves to at that moment, each of its addresses, is checked before it is connected,
+so a name that changes its address after the webhook was made gains nothing). Through a
+proxy the daemon connects only to the proxy (the operator's choice, not checked), so the
+receiver's host is resolved here and each of its addresses checked before the request; the
+proxy resolves the name again, on its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
+from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 
 from satellite.config import SyncSettings, WebhookSettings
 from satellite.crypto.webhooks import signature_header
@@ -23,14 +36,18 @@ from satellite.domain.webhooks import (
     ERROR_CHARS,
     EXCERPT_CHARS,
     DueDelivery,
+    Network,
     Outcome,
+    address_allowed,
     log_text,
+    networks,
 )
 from satellite.errors import ConfigError
 from satellite.services.outbound import proxy_arguments
 from satellite_protocol import outbound
 
 EXCERPT_BYTES = 2048  # (read; the log keeps EXCERPT_CHARS of it)
+OUTSIDE_NETWORKS = "outside webhooks.allowed_networks"
 USER_AGENT = "satellite-webhooks/1"
 
 
@@ -43,6 +60,37 @@ def _tls(settings: WebhookSettings) -> ssl.SSLContext | None:
         raise ConfigError(f"cannot use webhooks.ca_file {settings.ca_file}: {exc}") from exc
 
 
+def _confined(allowed: tuple[Network, ...]) -> SocketFactoryType:
+    """A socket factory that refuses an address outside ``allowed`` (the connector then
+    tries the name's next address, or fails the attempt with this reason)."""
+
+    def socket_for(addr_info: AddrInfoType) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        address = str(sockaddr[0])
+        if not address_allowed(address, allowed):
+            raise OSError(errno.EACCES, f"{address}: {OUTSIDE_NETWORKS}")
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    return socket_for
+
+
+async def _resolved_refusal(url: str, allowed: tuple[Network, ...]) -> str | None:
+    """Why the receiver's host (resolved here, as a proxy will resolve it) is not allowed,
+    or None."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(
+            parts.hostname, port, type=socket.SOCK_STREAM
+        )
+    except OSError as exc:
+        return f"cannot resolve the receiver's host (to check it): {parts.hostname}: {exc}"
+    for *_, sockaddr in found:
+        if not address_allowed(str(sockaddr[0]), allowed):
+            return f"{OUTSIDE_NETWORKS}: {sockaddr[0]} ({parts.hostname})"
+    return None
+
+
 class WebhookSender:
     """Sends deliveries over one client session (``open`` it for a pass).
 
@@ -53,12 +101,17 @@ class WebhookSender:
         self._settings = settings
         self._proxy = proxy
         self._tls = _tls(settings)
+        self._allowed = networks(settings.allowed_networks)
         self._session: aiohttp.ClientSession | None = None
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[WebhookSender]:
-        context = self._tls
-        connector = aiohttp.TCPConnector(ssl=context) if context is not None else None
+        # (Through a proxy the only connection is to the proxy: see _resolved_refusal.)
+        confined = bool(self._allowed) and not self._proxy.proxy_url
+        connector = aiohttp.TCPConnector(
+            ssl=self._tls if self._tls is not None else True,
+            socket_factory=_confined(self._allowed) if confined else None,
+        )
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(
@@ -94,6 +147,8 @@ class WebhookSender:
         except OSError as exc:
             proxy, error = {}, f"cannot read sync.proxy_password_file: {exc.strerror}"
         headers.update(proxy.pop("headers", {}))
+        if error is None and proxy and self._allowed:
+            error = await _resolved_refusal(delivery.url, self._allowed)
         try:
             if error is None:
                 async with self._session.post(
@@ -104,9 +159,15 @@ class WebhookSender:
                     excerpt = raw.decode("utf-8", "replace")
                     if 300 <= status < 400:
                         location = response.headers.get("Location", "")[:200]
-                        error = f"redirect to {location!r} not followed"
+                        error = f"redirect not followed: to {location!r}"
+        except aiohttp.ClientConnectorCertificateError as exc:
+            error = f"the receiver's certificate is not trusted: {exc}"
+        except aiohttp.ClientConnectorError as exc:
+            outside = OUTSIDE_NETWORKS in str(exc)
+            error = f"{OUTSIDE_NETWORKS if outside else 'cannot reach the receiver'}: {exc}"
         except aiohttp.ClientError as exc:
-            error = f"cannot reach the receiver: {exc}"
+            # (The detail may quote what the receiver sent: a status line, a header.)
+            error = f"the exchange with the receiver failed: {exc}"
         except TimeoutError:
             error = f"no answer within {self._settings.timeout_seconds:g} s"
         return Outcome(

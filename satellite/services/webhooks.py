@@ -31,12 +31,16 @@ from satellite.domain.webhooks import (
     Attempt,
     Delivery,
     Webhook,
+    address_allowed,
+    address_literal,
+    delivery_failed_key,
     destination,
     is_mail,
+    networks,
 )
 from satellite.errors import Conflict, InvalidInput, NotFound
 from satellite.services import audit, scope
-from satellite.storage import webhooks
+from satellite.storage import alerts, webhooks
 from satellite.storage.db import Connection, Database
 from satellite_protocol import outbound
 
@@ -76,6 +80,19 @@ def secret_context(public_id: uuid.UUID) -> bytes:
     return b"satellite webhook secret:" + public_id.bytes
 
 
+async def _clear_delivery_failed(conn: Connection, account: Account, public_id: uuid.UUID) -> None:
+    """Clear the webhook's "Webhook Delivery Failed" alert (it was deleted or disabled).
+    The other webhooks hear of it (alert.cleared); this one, no longer enabled, does not."""
+    await alerts.clear_alerts_except(conn, account.id, delivery_failed_key(public_id), [])
+
+
+def _literal_allowed(url: str, settings: WebhookSettings) -> bool:
+    """A URL naming an address outside ``webhooks.allowed_networks`` can never be
+    delivered to: refused now (a name is checked as each delivery connects)."""
+    address = address_literal(url)
+    return address is None or address_allowed(address, networks(settings.allowed_networks))
+
+
 def _events(events: list[str]) -> list[str]:
     chosen: list[str] = [e for e in ALERT_EVENTS if e in events]
     if not chosen:
@@ -108,6 +125,8 @@ class WebhookService:
                 refusal = "the URL must hold no user name or password (the signature is the proof)"
             elif parts.scheme == "http" and not self._settings.allow_http:
                 refusal = "the URL must be https:// (webhooks.allow_http allows http://)"
+            elif not _literal_allowed(url, self._settings):
+                refusal = "the URL's address is outside webhooks.allowed_networks"
         if refusal is not None:
             raise InvalidInput(refusal, field="url")
         return url
@@ -211,8 +230,12 @@ class WebhookService:
                 enabled=old.enabled if change.enabled is None else change.enabled,
                 description=old.description if change.description is None else change.description,
             )
-            # A disabled webhook gets nothing more, not even what waited for it.
-            cancelled = 0 if new.enabled else await webhooks.cancel_pending(conn, old.id)
+            # A disabled webhook gets nothing more, not even what waited for it; so no
+            # delivery would ever clear its "Webhook Delivery Failed" alert: cleared here.
+            cancelled = 0
+            if not new.enabled:
+                cancelled = await webhooks.cancel_pending(conn, old.id)
+                await _clear_delivery_failed(conn, acc, public_id)
             changed = [f for f in _CHANGEABLE if getattr(new, f) != getattr(old, f)]
             await audit.record(
                 conn,
@@ -231,6 +254,7 @@ class WebhookService:
             acc = await scope.writable_account(conn, principal, account)
             old = await self._webhook(conn, acc, public_id, for_update=True)
             await webhooks.delete_webhook(conn, old.id)
+            await _clear_delivery_failed(conn, acc, public_id)
             await audit.record(
                 conn,
                 principal,

@@ -24,3 +24,18 @@ async def open_alerts_by_type(conn: asyncpg.Connection) -> list[tuple[str, str, 
         "GROUP BY message_type, severity ORDER BY message_type, severity"
     )
     return [(row["message_type"], row["severity"], int(row["n"])) for row in rows]
+
+
+async def pending_deliveries_by_account(
+    conn: asyncpg.Connection,
+) -> list[tuple[str, int, float]]:
+    """(account name, pending webhook deliveries, seconds since the oldest one's event) of
+    each account with a delivery pending."""
+    rows = await conn.fetch(
+        "SELECT a.name, count(*) AS n, "
+        "extract(epoch FROM now() - min(d.created_at))::float8 AS oldest "
+        "FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
+        "JOIN accounts a ON a.id = w.account_id WHERE d.state = 'pending' "
+        "GROUP BY a.name ORDER BY a.name"
+    )
+    return [(row["name"], int(row["n"]), max(0.0, float(row["oldest"]))) for row in rows]
