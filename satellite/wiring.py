@@ -56,6 +56,7 @@ from satellite.services.jobs import JobService, node_name
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
 from satellite.services.maintenance import MaintenanceService
+from satellite.services.metrics import MetricsReader
 from satellite.services.principals import NewClient, NewUser, PrincipalService
 from satellite.services.product_instances import ProductInstanceService
 from satellite.services.reservations import ReservationService
@@ -238,6 +239,7 @@ def build_services(
         upstream=UpstreamSync(db, keys, settings),
         subscriptions=SubscriptionService(db, licenses),
         usage=UsageService(db, licenses),
+        metrics=MetricsReader(db, licenses, catalog, settings.metrics.database_timeout_seconds),
         jobs=JobService(db, node),
         webhooks=WebhookService(db, keys, settings.webhooks, settings.smtp),
         deliveries=WebhookDeliveries(

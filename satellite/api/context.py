@@ -15,6 +15,7 @@ from satellite.services.jobs import JobService
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
 from satellite.services.maintenance import MaintenanceService
+from satellite.services.metrics import MetricsReader
 from satellite.services.principals import PrincipalService
 from satellite.services.product_instances import ProductInstanceService
 from satellite.services.reservations import ReservationService
@@ -56,5 +57,6 @@ class Services:
     upstream: UpstreamSync
     subscriptions: SubscriptionService
     usage: UsageService
+    metrics: MetricsReader  # (what /metrics reads from the database at scrape time)
     webhooks: WebhookService
     deliveries: WebhookDeliveries

@@ -256,12 +256,7 @@ class Metrics:
         runs and pool waits (once its services are open)."""
         self._app = app
         services = app[SERVICES]
-        self._reader = MetricsReader(
-            services.db,
-            services.licenses,
-            services.catalog,
-            self.settings.database_timeout_seconds,
-        )
+        self._reader = services.metrics
         services.db.observe_acquire(self.acquire_seconds.observe)
         services.jobs.observe(self.job_run)
         services.deliveries.observe(self.webhook_attempt)
