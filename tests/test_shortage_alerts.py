@@ -307,7 +307,8 @@ async def test_the_pool_alerts_job_holds_no_virtual_account_it_is_done_with(
         await holder.close()
     status, run = await job
     assert status == 200, run
-    assert (run["outcome"], run["counts"]) == ("done", {"virtual_accounts": 3})  # and the default one
+    # (Voice, Lab and the account's default virtual account.)
+    assert (run["outcome"], run["counts"]) == ("done", {"virtual_accounts": 3})
     outcomes = await db.fetch("SELECT outcome FROM job_runs WHERE job = 'pool-alerts' ORDER BY id")
     assert [r["outcome"] for r in outcomes] == ["skipped", "done"]
     assert await shortage_messages(admin) == [short(ENHANCED_NAME, 1)]
