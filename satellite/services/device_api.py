@@ -30,10 +30,10 @@ from satellite.errors import (
     NotAuthenticated,
 )
 from satellite.services import audit, exports, horizon, reregistration
+from satellite.services.device_usage import reported_usage
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
-from satellite.services.usage_reports import reported_usage
 from satellite.storage import product_instances, reservations, tokens
 from satellite.storage.db import Connection, Database
 from satellite_protocol import device as wire

@@ -1,11 +1,11 @@
 """What the scheduled jobs do as time passes: the rules behind each run.
 
 Each public method is one run of one job as at ``now``. It takes the job's PostgreSQL
-advisory lock in its transaction (or, for a job of several transactions, for its session),
-so with several daemons on one database one node runs the job each time; the others find
-the lock taken and get None back. A run records what
-changed with its audit events in that same transaction, and is idempotent: a second run
-at the same time finds nothing new to record.
+advisory lock in its transaction (pool-alerts, a transaction per virtual account: for its
+session), so with several daemons on one database one node runs the job each time; the
+others find the lock taken and get None back. A run records what changed with its audit
+events in that same transaction, and is idempotent: a second run at the same time finds
+nothing new to record.
 
 Virtual accounts are always refreshed in id order and products locked in id order, so
 two jobs (or a job and a request) cannot deadlock on the same rows.

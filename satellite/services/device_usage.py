@@ -1,4 +1,4 @@
-"""What a product's usage report sets, checked before anything is changed."""
+"""What a product's usage report (device API) sets, checked before anything is changed."""
 
 from __future__ import annotations
 
