@@ -16,8 +16,8 @@ from satellite.api.context import Services
 from satellite.scheduler import jobs
 from satellite.services.licenses import POOL_ALERT_LOCK_BASE
 from tests.conftest import BASIC, ENHANCED, Api, lock_waiters
-from tests.helpers.api import ACCOUNT, VOICE, licenses, setup_voice
-from tests.helpers.devices import register, sudi
+from tests.helpers.api import ACCOUNT, VOICE, licenses, new_agent, new_token, setup_voice
+from tests.helpers.devices import LAB, register, sudi
 from tests.helpers.jobs import at, now
 from tests.helpers.licenses import BASIC_NAME, ENHANCED_NAME
 
@@ -66,13 +66,19 @@ async def test_a_report_over_the_pool_opens_the_alert_at_once_and_one_under_clea
     position = (await licenses(admin))[ENHANCED]
     assert (position["status"], position["available"]) == ("Out Of Compliance", -1)
 
-    # Further over: the message follows. The job then finds nothing to change.
+    # Further over: the shortage goes on, so the report writes nothing (the alert's count
+    # is brought up to date by the next refresh, here the job); the licenses API tells the
+    # count at once. The job then leaves it as it is.
+    written = await alert_writes(db)
     await agent.report_usage({ENHANCED: 8})
-    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 3)]
+    assert await alert_writes(db) == written
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 1)]
     assert (await licenses(admin))[ENHANCED]["available"] == -3
-    written = await alert_rows(db)
     await jobs.pool_alerts(services, at(now()))
-    assert await alert_rows(db) == written
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 3)]
+    rows = await alert_rows(db)
+    await jobs.pool_alerts(services, at(now()))
+    assert await alert_rows(db) == rows
 
     # Back under: cleared at once.
     await agent.report_usage({ENHANCED: 5})
@@ -214,3 +220,95 @@ async def test_two_concurrent_reports_leave_the_shortage_of_both(
     await reports
     assert await shortage_messages(admin) == [short(ENHANCED_NAME, 2)]
     assert (await licenses(admin))[ENHANCED]["available"] == -2
+
+
+async def test_a_forced_replacement_ends_the_shortage_of_the_usage_it_releases(
+    admin: Api, server: TestServer, tmp_path: Path, services: Services, db: asyncpg.Connection
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    first = await register(admin, tmp_path, server, "FCH0001")
+    old = await register(admin, tmp_path, server, "FCH0002")
+    await first.report_usage({ENHANCED: 3})
+    await old.report_usage({ENHANCED: 4})
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 2)]
+    # Another agent of the same product (a key of its own) takes the registration with
+    # force: the old one ends, its 4 are released, and the shortage with them.
+    new = new_agent(tmp_path / "new", server, "FCH0002")
+    await new.register(await new_token(admin), force=True)
+    assert (await licenses(admin))[ENHANCED]["inUse"] == 3
+    assert await shortages(admin) == []
+    rows = await alert_rows(db)
+    await jobs.pool_alerts(services, at(now()))
+    assert await alert_rows(db) == rows
+
+
+async def test_a_product_moving_to_another_virtual_account_moves_its_shortage(
+    admin: Api, server: TestServer, tmp_path: Path, services: Services, db: asyncpg.Connection
+) -> None:
+    """The product itself registers again (proving its key) with a token of Lab: its usage
+    leaves Voice, where the shortage ends, and counts in Lab, where one begins."""
+    await setup_voice(admin, enhanced=5)
+    assert (await admin.post(ACCOUNT + "/virtual-accounts", {"name": "Lab"}))[0] == 200
+    status, body = await admin.post(
+        LAB + "/license-pool", {"entitlementTag": ENHANCED, "quantity": 2}
+    )
+    assert status == 200, body
+    agent = await register(admin, tmp_path, server, "FCH0001")
+    await agent.report_usage({ENHANCED: 6})
+    assert [(a["source"], a["message"]) for a in await shortages(admin)] == [
+        ("Voice", short(ENHANCED_NAME, 1))
+    ]
+    state = await agent.register(await new_token(admin, va="Lab"))
+    assert state.virtual_account == "Lab"
+    assert [(a["source"], a["message"]) for a in await shortages(admin)] == [
+        ("Lab", short(ENHANCED_NAME, 4))
+    ]
+    rows = await alert_rows(db)
+    await jobs.pool_alerts(services, at(now()))
+    assert await alert_rows(db) == rows
+
+
+async def test_the_pool_alerts_job_holds_no_virtual_account_it_is_done_with(
+    admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection, db_dsn: str
+) -> None:
+    """The job refreshes Voice, then waits for Lab (whose pool alert lock the test holds):
+    meanwhile a report in Voice that begins a shortage raises it without waiting, and the
+    job run on another node (here, on demand) is skipped and recorded so."""
+    await setup_voice(admin, enhanced=5)
+    assert (await admin.post(ACCOUNT + "/virtual-accounts", {"name": "Lab"}))[0] == 200
+    agent = await register(admin, tmp_path, server, "FCH0001")
+    holder = await asyncpg.connect(db_dsn)
+    try:
+        async with holder.transaction():
+            key = POOL_ALERT_LOCK_BASE + await va_id(db, "Lab")
+            await holder.execute("SELECT pg_advisory_xact_lock($1::bigint)", key)
+            job = asyncio.ensure_future(admin.post("/api/v1/jobs/pool-alerts/run"))
+            await lock_waiters(db, 1)
+            report = asyncio.ensure_future(agent.report_usage({ENHANCED: 6}))
+            for _ in range(400):  # bounded: the report is answered, or waits for the job
+                if report.done():
+                    break
+                waiting = await db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                assert waiting < 2, "the report waits for the job"
+                await asyncio.sleep(0.05)
+            await report
+            assert await shortage_messages(admin) == [short(ENHANCED_NAME, 1)]
+            status, run = await admin.post("/api/v1/jobs/pool-alerts/run")
+            assert status == 200, run
+            assert (run["outcome"], run["reason"]) == (
+                "skipped",
+                "another node holds the job's lock",
+            )
+            assert not job.done()
+    finally:
+        await holder.close()
+    status, run = await job
+    assert status == 200, run
+    # (Voice, Lab and the account's default virtual account.)
+    assert (run["outcome"], run["counts"]) == ("done", {"virtual_accounts": 3})
+    outcomes = await db.fetch("SELECT outcome FROM job_runs WHERE job = 'pool-alerts' ORDER BY id")
+    assert [r["outcome"] for r in outcomes] == ["skipped", "done"]
+    assert await shortage_messages(admin) == [short(ENHANCED_NAME, 1)]

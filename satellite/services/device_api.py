@@ -30,6 +30,7 @@ from satellite.errors import (
     NotAuthenticated,
 )
 from satellite.services import audit, exports, horizon, reregistration
+from satellite.services.device_usage import reported_usage
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
@@ -265,6 +266,10 @@ class DeviceApiService:
                     "reservation: return it (return code) before registering with a token"
                 )
             replaced: ProductInstance | None = None
+            # The tags whose shortages this may begin or end, by virtual account (with the
+            # instance as counted there): usage released, moved or counting again, and
+            # export keys given back.
+            moved: dict[int, tuple[ProductInstance, set[str]]] = {}
             if existing is not None and not proven:
                 reregistration.require_replaceable(
                     existing, token.virtual_account_id, request.force
@@ -272,8 +277,12 @@ class DeviceApiService:
                 # Forced: the old registration ends as a deregistration would, and its
                 # product is told so on its next request (signed_by_product).
                 replaced, existing = existing, None
-                await exports.release(conn, product_actor(replaced.id), replaced, "replaced", now)
+                keys = await exports.release(
+                    conn, product_actor(replaced.id), replaced, "replaced", now
+                )
+                usage = await product_instances.usage_of(conn, replaced.id)
                 await product_instances.end_instance(conn, replaced.id, "replaced", now)
+                moved[replaced.virtual_account_id] = (replaced, {*usage, *(k.tag for k in keys)})
             # The ID certificate first: its expiry is what the product row records.
             product_instance_id = existing.id if existing else str(uuid.uuid4())
             certificate, certificate_expires = self._certificate(
@@ -302,6 +311,12 @@ class DeviceApiService:
                     certificate_expires_at=certificate_expires,
                     **fields,
                 )
+                # Its usage leaves the old virtual account for the new one (or, in the
+                # same one, counts again if its authorization had lapsed).
+                usage = await product_instances.usage_of(conn, product_instance_id)
+                if tags := {*usage, *(key.tag for key in released)}:
+                    moved[existing.virtual_account_id] = (existing, tags)
+                    moved[instance.virtual_account_id] = (instance, tags)
             if replaced is not None:
                 await audit.record(
                     conn,
@@ -335,6 +350,8 @@ class DeviceApiService:
                     f"{existing.virtual_account}/{product_instance_id}",
                     account_id=existing.account_id,
                 )
+            for va_id in sorted(moved):  # (in id order: the order of the lock it takes)
+                await self._licenses.refresh_shortages_of(conn, *moved[va_id], now)
             authorization = await self._authorization(conn, instance, authorization_expires)
             # The token's use last, so that it stays locked only for the commit: the
             # registrations of a whole site share one token.
@@ -349,31 +366,6 @@ class DeviceApiService:
         )
         return self._envelope.answer(nonce, path, answer)
 
-    def _usage(self, report: wire.UsageReport) -> dict[str, int]:
-        """The usage a report sets: catalog tags only, each once, at most the configured
-        number; a tag reported as 0 is left out (it is no longer in use)."""
-        if len(report.usage) > self._max_usage_tags:
-            raise InvalidInput(
-                f"a usage report carries at most {self._max_usage_tags} tags, "
-                f"this one {len(report.usage)}",
-                field="usage",
-            )
-        usage: dict[str, int] = {}
-        seen: set[str] = set()
-        for index, entry in enumerate(report.usage):
-            if entry.tag in seen:
-                raise InvalidInput(
-                    f"tag {entry.tag} is reported twice", field=f"usage[{index}].tag"
-                )
-            if entry.tag not in self._catalog:
-                raise InvalidInput(
-                    f"tag {entry.tag} is not in the license catalog", field=f"usage[{index}].tag"
-                )
-            seen.add(entry.tag)
-            if entry.count:
-                usage[entry.tag] = entry.count
-        return usage
-
     async def report_usage(
         self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
@@ -383,7 +375,7 @@ class DeviceApiService:
                 conn, product_instance_id, message, path
             )
             report = self._envelope.decode(payload, wire.UsageReport)
-            usage = self._usage(report)
+            usage = reported_usage(report, self._catalog, self._max_usage_tags)
             now = utc_now()
             va_id = instance.virtual_account_id
             in_use, changes = await product_instances.replace_usage(

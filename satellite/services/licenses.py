@@ -363,10 +363,15 @@ class LicenseService:
         now: dt.datetime,
     ) -> None:
         """The caller's transaction changed what is in use by ``changes`` (per tag), and
-        read ``state`` after. If that begins, ends or changes a shortage alert of those
-        tags or of the tags they borrow from or lend to (judged on ``state`` with and
-        without the change), ``refresh_shortages`` brings them up to date. Else nothing is
-        read or written: this runs on every usage report that changes a product's usage."""
+        read ``state`` after. If that begins or ends a shortage of those tags or of the
+        tags they borrow from or lend to (judged on ``state`` with and without the change),
+        ``refresh_shortages`` brings their alerts up to date. Else nothing is read or
+        written: this runs on every usage report that changes a product's usage, and a
+        shortage that only grows or shrinks would otherwise have every report of the
+        virtual account wait in turn for its pool alert lock. The count in an open alert's
+        message then waits for the next refresh (a change of the pool or its
+        reservations, a deregistration, a shortage of the tag or of a related one
+        beginning or ending, the pool-alerts job)."""
         tags = set(changes)
         before = dict(state.in_use)
         for tag, change in changes.items():
@@ -375,7 +380,7 @@ class LicenseService:
         after = positions_of_tags(va_name, self._catalog, tags, state, today)
         earlier = replace(state, in_use={tag: n for tag, n in before.items() if n})
         was = positions_of_tags(va_name, self._catalog, tags, earlier, today)
-        if self._shortages(va_id, after) != self._shortages(va_id, was):
+        if self._shortages(va_id, after).keys() != self._shortages(va_id, was).keys():
             await self.refresh_shortages(conn, account_id, va_id, va_name, tags, now)
 
     async def refresh_shortages(

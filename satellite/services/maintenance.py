@@ -1,10 +1,11 @@
 """What the scheduled jobs do as time passes: the rules behind each run.
 
 Each public method is one run of one job as at ``now``. It takes the job's PostgreSQL
-advisory lock in its transaction, so with several daemons on one database one node runs
-the job each time; the others find the lock taken and get None back. A run records what
-changed with its audit events in that same transaction, and is idempotent: a second run
-at the same time finds nothing new to record.
+advisory lock in its transaction (pool-alerts, a transaction per virtual account: for its
+session), so with several daemons on one database one node runs the job each time; the
+others find the lock taken and get None back. A run records what changed with its audit
+events in that same transaction, and is idempotent: a second run at the same time finds
+nothing new to record.
 
 Virtual accounts are always refreshed in id order and products locked in id order, so
 two jobs (or a job and a request) cannot deadlock on the same rows.
@@ -254,20 +255,28 @@ class MaintenanceService:
 
     async def pool_alerts(self, now: dt.datetime) -> JobReport | None:
         """Refresh the pool alerts of every virtual account as at ``now``: TERM lines and
-        authorizations expire with time, not only when something changes."""
+        authorizations expire with time, not only when something changes.
 
-        async def work(conn: Connection) -> dict[str, int]:
-            vas = [
-                va
-                for account in await accounts.list_accounts(conn, None)
-                for va in await accounts.list_virtual_accounts(conn, account.id)
-            ]
-            vas.sort(key=lambda va: va.id)
-            for va in vas:
-                await self._licenses.refresh_alerts(conn, va.account_id, va.id, va.name, now)
-            return {"virtual_accounts": len(vas)}
-
-        return await self._run("pool-alerts", work)
+        One transaction per virtual account, so that a virtual account done is not held
+        (its pool alert lock) until the last one is: a usage report that begins a
+        shortage would wait for the whole run. The job's lock is a session lock instead,
+        held on this connection across those transactions."""
+        key = LOCK_KEYS["pool-alerts"]
+        async with self._db.connection() as conn:
+            if not await locks.try_session_lock(conn, key):
+                return None
+            try:
+                vas = await accounts.all_virtual_accounts(conn)
+                for va in vas:  # (in id order)
+                    async with conn.transaction():
+                        # A virtual account deleted since the list has no alerts to refresh.
+                        if await accounts.share_lock_virtual_accounts(conn, [va.id]):
+                            await self._licenses.refresh_alerts(
+                                conn, va.account_id, va.id, va.name, now
+                            )
+            finally:
+                await locks.release_session_lock(conn, key)
+        return JobReport("pool-alerts", {"virtual_accounts": len(vas)})
 
     async def forget_nonces(self, now: dt.datetime) -> JobReport | None:
         """Forget used device nonces older than twice their lifetime (refused as stale
