@@ -76,7 +76,7 @@ async def test_a_delivery_leased_by_a_dead_node_waits_for_its_lease(
         delivery = await _queued_test(services, receiver)
         # A node claims it and dies before it records anything (its lease: 1 s).
         async with services.db.transaction() as conn:
-            [claimed] = await queue.claim_due(conn, 10, 1.0)
+            [claimed] = await queue.claim_due(conn, 10, 10, 1.0)
         assert claimed.id == delivery
         assert await services.deliveries.deliver_due() == 0  # leased: left alone
         assert receiver.got == []
