@@ -193,4 +193,3 @@ async def test_a_url_with_a_control_character_is_refused(
     status, problem = await api.post(f"{HOOKS}/{hook}/update", {"url": receiver.url() + char})
     assert (status, problem["field"]) == (422, "url"), problem
     assert (await get(api, f"{HOOKS}/{hook}"))["webhook"]["url"] == receiver.url()
-

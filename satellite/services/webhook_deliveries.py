@@ -83,9 +83,7 @@ class WebhookDeliveries:
         async with self._db.transaction() as conn:
             # (The lease outlasts the longest attempt: no other node tries it meanwhile.)
             lease = self.longest_attempt_seconds + LEASE_MARGIN_SECONDS
-            due = await webhooks.claim_due(
-                conn, settings.batch, settings.batch_per_account, lease
-            )
+            due = await webhooks.claim_due(conn, settings.batch, settings.batch_per_account, lease)
         if not due:
             return 0
         async with sender.open():
