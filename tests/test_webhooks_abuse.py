@@ -14,7 +14,7 @@ import msgspec
 import pytest
 import structlog
 
-from satellite.config import Settings
+from satellite.config import Settings, SmtpSettings
 from satellite.domain.access import host_operator
 from satellite.domain.webhooks import Delivery
 from satellite.scheduler.deliveries import DeliveryWorker
@@ -193,3 +193,54 @@ async def test_a_url_with_a_control_character_is_refused(
     status, problem = await api.post(f"{HOOKS}/{hook}/update", {"url": receiver.url() + char})
     assert (status, problem["field"]) == (422, "url"), problem
     assert (await get(api, f"{HOOKS}/{hook}"))["webhook"]["url"] == receiver.url()
+
+
+async def test_a_mail_server_answering_slowly_is_cut_at_the_attempts_timeout(
+    settings: Settings, db_dsn: str
+) -> None:
+    """Each answer just inside smtp.timeout_seconds, a whole session well past it: the
+    attempt fails at the timeout (past it, the delivery's lease would run out and another
+    node send it again while this one still tries)."""
+
+    async def slow_smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def answer(line: bytes) -> None:
+            await asyncio.sleep(0.4)
+            writer.write(line)
+            await writer.drain()
+
+        await answer(b"220 slow ESMTP\r\n")
+        for _ in range(20):
+            command = (await reader.readline()).upper()
+            if not command or command.startswith(b"QUIT"):
+                break
+            if command.startswith(b"DATA"):
+                await answer(b"354 go on\r\n")
+                while (await reader.readline()) not in (b".\r\n", b""):
+                    pass
+            await answer(b"250 OK\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(slow_smtp, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    smtp = SmtpSettings(
+        host="127.0.0.1",
+        port=port,
+        security="none",
+        from_address="satellite@example.com",
+        timeout_seconds=1.0,
+    )
+    slow = msgspec.structs.replace(settings, smtp=smtp)
+    try:
+        async with open_services(runtime_with(slow, db_dsn, FAST)) as services:
+            await services.accounts.create_account(OPERATOR, "Acme", "", False)
+            new = await _webhook(services, "Acme", "mailto:licensing@example.com")
+            await services.webhooks.send_test(OPERATOR, "Acme", new.webhook.public_id)
+            await services.deliveries.deliver_due()
+            async with services.db.connection() as conn:
+                [(delivery, [attempt])] = await queue.list_deliveries(conn, new.webhook.id, 1, 0)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert delivery.state == "pending", attempt  # (to be retried)
+    assert attempt.error is not None
+    assert "within 1 s" in attempt.error
