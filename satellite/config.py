@@ -162,6 +162,11 @@ class WebhookSettings(_Section):
     backoff_first_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 10.0
     backoff_longest_seconds: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 3600.0
     batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+    # Of one pass's batch, at most this many for one account (the oldest due of each
+    # account first): one account's backlog cannot hold up another's alerts.
+    batch_per_account: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    # Deliveries waiting per webhook; beyond it the worker drops the oldest (logged).
+    max_pending_per_webhook: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
     poll_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
     log_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
     allow_http: bool = False
@@ -198,6 +203,17 @@ class SmtpSettings(_Section):
             raise ValueError("smtp.host needs smtp.from_address")
         if self.password_file is not None and self.username is None:
             raise ValueError("smtp.password_file needs smtp.username")
+        if (
+            self.security == "none"
+            and self.username is not None
+            and self.host is not None
+            and not _loopback(self.host)
+        ):
+            # (Without TLS the password would cross the network in clear.)
+            raise ValueError(
+                'smtp.security = "none" with smtp.username sends the password in clear: '
+                'use "starttls" or "tls", or a mail server on loopback'
+            )
 
 
 class SystemdSettings(_Section):

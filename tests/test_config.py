@@ -216,6 +216,11 @@ def test_unknown_key_is_refused_in_one_line_naming_it(tmp_path: Path, text: str,
         ('[tls]\ncertificate = "/etc/satellite/server.crt"', "tls"),
         ('[tls]\nkey = "/etc/satellite/server.key"', "tls"),
         ('listen = ["8443"]', "listen"),
+        (
+            '[smtp]\nhost = "mail.example.com"\nfrom_address = "s@example.com"\n'
+            'security = "none"\nusername = "satellite"',
+            'smtp.security = "none" with smtp.username',
+        ),
     ],
 )
 def test_wrong_value_is_refused_in_one_line_naming_the_key(
@@ -384,3 +389,12 @@ def test_default_state_dir_without_systemd_is_the_users(monkeypatch: pytest.Monk
 def test_state_dir_expands_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     assert Settings(state_dir="~/sat").state_path == tmp_path / "sat"
+
+
+def test_smtp_without_tls_logs_in_only_on_loopback(tmp_path: Path) -> None:
+    """The password crosses no network in clear: a relay on this host may take it."""
+    text = (
+        '[smtp]\nhost = "127.0.0.1"\nfrom_address = "s@example.com"\n'
+        'security = "none"\nusername = "satellite"'
+    )
+    assert load_settings(_write(tmp_path, text)).smtp.username == "satellite"

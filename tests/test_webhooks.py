@@ -87,6 +87,9 @@ async def test_alert_raised_and_cleared_each_delivered_once_signed(
     raw = receiver.got[0].body
     assert not verified(secret, receiver.got[0].headers["Satellite-Signature"], raw + b" ")
     assert not verified("whsec_other", receiver.got[0].headers["Satellite-Signature"], raw)
+    # A v1 that is not hex (nor ASCII) is a wrong signature, not an error of the snippet.
+    stamp = receiver.got[0].headers["Satellite-Signature"].split(",")[0]
+    assert not verified(secret, f"{stamp},v1=\u00e9t\u00e9", raw)
     assert [r.headers["Satellite-Event"] for r in receiver.got] == ["alert.raised", "alert.cleared"]
     assert raised["event"] == "alert.raised"
     assert cleared["event"] == "alert.cleared"
@@ -102,6 +105,9 @@ async def test_alert_raised_and_cleared_each_delivered_once_signed(
         assert document["raisedAt"].endswith("Z")
     assert raised["clearedAt"] is None
     assert cleared["clearedAt"].endswith("Z")
+    # The delivery's id is in the signed body too: what a receiver drops a duplicate by.
+    for r, document in zip(receiver.got, (raised, cleared), strict=True):
+        assert document["deliveryId"] == int(r.headers["Satellite-Delivery"])
     ids = sorted(int(r.headers["Satellite-Delivery"]) for r in receiver.got)
     assert ids == sorted(d["id"] for d in log["deliveries"])
     assert all(r.headers["Satellite-Webhook"] == hook for r in receiver.got)
@@ -146,6 +152,9 @@ async def test_receiver_failing_then_answering_is_retried_and_logged(
     assert all(a["durationMs"] >= 0 for a in delivery["attempts"])
     assert len(receiver.got) == 2
     assert verify(secret, receiver.got[1], time.time())["event"] == "webhook.test"
+    # The retry carries the very body of the first attempt (built once, when queued).
+    assert receiver.got[0].body == receiver.got[1].body
+    assert verify(secret, receiver.got[1], time.time())["deliveryId"] == queued["deliveryId"]
 
 
 async def test_failed_delivery_is_retried_after_a_restart(

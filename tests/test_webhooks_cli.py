@@ -47,3 +47,21 @@ def test_webhook_commands(tmp_path: Path, db_dsn: str, state_dir: Path) -> None:
     assert "UUID" in cli("webhook", "show", "Acme", "not-an-id").err
     assert f"webhook {hook} deleted" in cli("webhook", "delete", "Acme", hook).ok().out
     assert query(db_dsn, "SELECT count(*) AS n FROM webhook_deliveries")[0]["n"] == 0
+
+
+def test_a_url_stored_with_control_characters_is_printed_escaped(
+    tmp_path: Path, db_dsn: str, state_dir: Path
+) -> None:
+    """A URL queued before such URLs were refused: `webhook list` and `show` print its escape
+    sequence and line break as text, never to the terminal."""
+    cli = Cli(toml_config(tmp_path / "satellite.toml", state_dir, db_dsn), tmp_path)
+    cli("account", "create", "Acme").ok()
+    hook = cli("webhook", "create", "Acme", "https://hooks.example.com/a", "--json").json()
+    query(db_dsn, "UPDATE webhooks SET url = $1", "https://hooks.example.com/\x1b[2J\r\nFAKE")
+    listed, shown = cli.many(
+        ["webhook", "list", "Acme"], ["webhook", "show", "Acme", hook["webhook"]["id"]]
+    )
+    for out in (listed.ok().out, shown.ok().out):
+        assert "\x1b" not in out
+        assert "\r" not in out
+        assert "hooks.example.com/\\x1b[2J\\r\\nFAKE" in out

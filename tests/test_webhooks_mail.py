@@ -132,6 +132,10 @@ async def test_a_mail_server_that_is_down_is_a_failed_attempt(
         ("mailto:a@example.com,b@example.com", True, "one e-mail address"),
         ("mailto:a@example.com?subject=x", True, "one e-mail address"),
         ("mailto:<a@example.com>", True, "one e-mail address"),
+        # A group ("undisclosed: victim@example.com;" in the To header), an encoded word.
+        ("mailto:undisclosed:victim@example.com", True, "one e-mail address"),
+        ("mailto:=?utf-8?q?x?=@example.com", True, "one e-mail address"),
+        ("mailto:a..b@example.com", True, "one e-mail address"),
     ],
 )
 async def test_a_mailto_url_is_checked(

@@ -50,9 +50,12 @@ async def test_two_nodes_deliver_each_delivery_once(
             enabled=True,
             description="",
         )
-        queued = [
-            await a.webhooks.send_test(OPERATOR, "Acme", new.webhook.public_id) for _ in range(6)
-        ]
+        # (Six alerts' deliveries: a webhook has one test delivery waiting at most.)
+        async with a.db.transaction() as conn:
+            queued = [
+                await queue.enqueue(conn, new.webhook.id, "alert.raised", f'{{"n": {n}}}')
+                for n in range(6)
+            ]
         # Both nodes pass over the queue at once, then again until it is empty (bounded).
         for _ in range(10):
             claimed = await asyncio.gather(a.deliveries.deliver_due(), b.deliveries.deliver_due())
@@ -76,7 +79,7 @@ async def test_a_delivery_leased_by_a_dead_node_waits_for_its_lease(
         delivery = await _queued_test(services, receiver)
         # A node claims it and dies before it records anything (its lease: 1 s).
         async with services.db.transaction() as conn:
-            [claimed] = await queue.claim_due(conn, 10, 1.0)
+            [claimed] = await queue.claim_due(conn, 10, 10, 1.0)
         assert claimed.id == delivery
         assert await services.deliveries.deliver_due() == 0  # leased: left alone
         assert receiver.got == []
@@ -114,7 +117,8 @@ async def test_the_worker_forgets_deliveries_finished_longer_ago_than_the_log_ke
     async with open_services(runtime_with(settings, db_dsn, FAST)) as services:
         first = await _queued_test(services, receiver)
         [hook] = await services.webhooks.list_webhooks(OPERATOR, "Acme")
-        others = [await services.webhooks.send_test(OPERATOR, "Acme", hook.public_id)]
+        async with services.db.transaction() as conn:
+            others = [await queue.enqueue(conn, hook.id, "alert.raised", "{}")]
         assert await services.deliveries.deliver_due() == 2
         waiting = await services.webhooks.send_test(OPERATOR, "Acme", hook.public_id)
         # The first finished 31 days ago (the log keeps 30); the waiting one is as old.

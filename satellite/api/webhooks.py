@@ -17,7 +17,7 @@ from satellite.api.context import Services
 from satellite.api.operation import WRITE, operation
 from satellite.api.paths import ACCOUNT
 from satellite.api.scopes import InAccount
-from satellite.api.types import Description, Limit, Name, Offset, Response
+from satellite.api.types import Description, Name, Offset, Response
 from satellite.domain.access import Principal
 from satellite.domain.webhooks import (
     ALERT_EVENTS,
@@ -35,6 +35,9 @@ WEBHOOK = ACCOUNT + "/webhooks/{webhook}"
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_CHARS)]
 Events = Annotated[list[AlertEvent], msgspec.Meta(min_length=1, max_length=2)]
 AlertTypes = Annotated[list[Name], msgspec.Meta(max_length=50)]
+# A page of the delivery log (each delivery with all its attempts): never "all" (-1).
+MAX_DELIVERIES_PAGE = 200
+DeliveriesLimit = Annotated[int, msgspec.Meta(ge=1, le=MAX_DELIVERIES_PAGE)]
 
 
 class WebhookCreate(InAccount):
@@ -63,7 +66,7 @@ class WebhookUpdate(InWebhook):
 
 
 class DeliveriesQuery(InWebhook):
-    limit: Limit = 50
+    limit: DeliveriesLimit = 50
     offset: Offset = 0
 
 

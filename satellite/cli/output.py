@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 
 import click
 import msgspec
+
+# What a terminal would act on (an escape sequence, a line break) rather than show.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _shown(text: str) -> str:
+    """``text`` with each control character written out as Python would (``\x1b``)."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 def _cell(value: object) -> str:
@@ -17,8 +26,8 @@ def _cell(value: object) -> str:
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value) or "-"
-    return str(value)
+        return _shown(",".join(str(v) for v in value)) or "-"
+    return _shown(str(value))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

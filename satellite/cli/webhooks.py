@@ -169,7 +169,9 @@ def webhook_test(obj: CliContext, account: str, webhook_id: uuid.UUID, as_json: 
 @webhook.command("deliveries")
 @click.argument("account")
 @click.argument("webhook_id", metavar="WEBHOOK", type=click.UUID)
-@click.option("--limit", type=click.IntRange(-1, 100_000), default=50, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, api.MAX_DELIVERIES_PAGE), default=50, show_default=True
+)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @json_option
 @pass_cli

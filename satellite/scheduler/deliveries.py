@@ -1,6 +1,7 @@
 """The daemon's webhook worker: passes over the delivery queue while the daemon runs.
 
-A pass that found a full batch is followed by the next at once; otherwise the worker waits
+A pass that found a full batch (or one account's full share of it,
+``webhooks.batch_per_account``) is followed by the next at once; otherwise the worker waits
 ``webhooks.poll_interval_seconds``. A pass that fails (the database is down) is logged and
 the worker goes on (it logs the first failure and the recovery, not each failed pass
 between): the deliveries wait in the database. Stopping lets the pass in flight
@@ -74,7 +75,9 @@ class DeliveryWorker:
                 if failing:
                     log.info("webhooks.pass_recovered")
                 failing = False
-            if claimed >= settings.batch:
+            # (A pass that took a full batch, or one account's full share of it, may have
+            # left more due.)
+            if claimed >= min(settings.batch, settings.batch_per_account):
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), settings.poll_interval_seconds)

@@ -7,6 +7,7 @@ unless ``smtp.security`` is "none".
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import time
@@ -83,19 +84,24 @@ class MailSender:
             if settings.host is None:
                 raise aiosmtplib.SMTPException("no smtp.host is configured")
             password, context = _read_files(settings)
-            _, reply = await aiosmtplib.send(
-                message_for(settings, delivery),
-                hostname=settings.host,
-                port=settings.port,
-                username=settings.username,
-                password=password,
-                timeout=settings.timeout_seconds,
-                use_tls=settings.security == "tls",
-                start_tls=settings.security == "starttls",
-                tls_context=context,
-            )
+            # (aiosmtplib's timeout bounds each answer; this, the whole session: the
+            # delivery's lease outlasts one attempt of this length only.)
+            async with asyncio.timeout(settings.timeout_seconds):
+                _, reply = await aiosmtplib.send(
+                    message_for(settings, delivery),
+                    hostname=settings.host,
+                    port=settings.port,
+                    username=settings.username,
+                    password=password,
+                    timeout=settings.timeout_seconds,
+                    use_tls=settings.security == "tls",
+                    start_tls=settings.security == "starttls",
+                    tls_context=context,
+                )
         except aiosmtplib.SMTPException as exc:
             error = f"the mail server refused or failed: {exc}"
+        except TimeoutError:
+            error = f"the mail server did not finish within {settings.timeout_seconds:g} s"
         except (OSError, ssl.SSLError, ValueError) as exc:
             error = f"cannot send the e-mail: {exc}"
         return Outcome(

@@ -88,13 +88,16 @@ class WebhookDeliveries:
         self._settings = settings
 
     async def deliver_due(self) -> int:
-        """One pass: send up to ``webhooks.batch`` due deliveries; how many were claimed."""
+        """One pass: drop what waits beyond ``webhooks.max_pending_per_webhook``, then send up
+        to ``webhooks.batch`` due deliveries (at most ``webhooks.batch_per_account`` of one
+        account) at once, each bounded by its timeout; how many were claimed."""
         settings = self._settings
         sender = WebhookSender(settings, self._proxy)  # (a CA file it cannot use: no claim)
+        await self._drop_over_cap(settings.max_pending_per_webhook)
         async with self._db.transaction() as conn:
             # (The lease outlasts the longest attempt: no other node tries it meanwhile.)
             lease = self.longest_attempt_seconds + LEASE_MARGIN_SECONDS
-            due = await webhooks.claim_due(conn, settings.batch, lease)
+            due = await webhooks.claim_due(conn, settings.batch, settings.batch_per_account, lease)
         if not due:
             return 0
         async with sender.open():
@@ -107,6 +110,21 @@ class WebhookDeliveries:
             if isinstance(outcome, Exception):
                 log.error("webhook.attempt_crashed", delivery=delivery.id, exc_info=outcome)
         return len(due)
+
+    async def _drop_over_cap(self, most: int) -> None:
+        """Of each webhook's waiting deliveries, keep the newest ``most``; the older ones are
+        dropped, each with a note in its log. (Here, not when an alert queues its delivery:
+        the alert's transaction does no more work and waits for no lock of the queue.)"""
+        note = (
+            f"dropped: more than {most} deliveries waited for this webhook "
+            "(webhooks.max_pending_per_webhook); the newest are kept"
+        )
+        async with self._db.transaction() as conn:
+            dropped = await webhooks.drop_over_cap(conn, most, self._node, note)
+        for webhook, count in dropped:
+            log.warning(
+                "webhook.deliveries_dropped", webhook=str(webhook), dropped=count, kept=most
+            )
 
     async def forget_finished(self) -> int:
         """Forget deliveries finished more than ``webhooks.log_days`` ago (a bounded number

@@ -45,10 +45,16 @@ from satellite.storage.db import Connection, Database
 from satellite_protocol import outbound
 
 MAX_URL_CHARS = 2000
-# One address, nothing a mail header would read as more (a comma, angle brackets, spaces).
+# One address, nothing a mail header would read as more: the local part a dot-atom of
+# RFC 5321 (no ":" of a group, no "?" of headers or of an encoded word, no quotes, no
+# spaces), the domain host names.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=^_`{|}~-]+"
 _MAILTO = re.compile(
-    r"mailto:[^@\s,;<>\"()\[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+    rf"mailto:(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
 )
+# Below U+0020 and U+007F: an escape sequence or a line break printed by `webhook list`.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # What an update may change (the audit log names those it changed; never the secret).
@@ -114,6 +120,13 @@ class WebhookService:
         self._settings = settings
 
     def _checked_url(self, url: str) -> str:
+        control = _CONTROL.search(url)
+        if control is not None:
+            raise InvalidInput(
+                f"the URL holds a control character (U+{ord(control.group()):04X} at "
+                f"position {control.start() + 1})",
+                field="url",
+            )
         if is_mail(url):
             return self._checked_address(url)
         refusal = outbound.url_refusal(url)
@@ -299,9 +312,18 @@ class WebhookService:
         """Enqueue a ``webhook.test`` delivery; its id (the log shows how it went)."""
         async with self._db.transaction() as conn:
             acc = await scope.writable_account(conn, principal, account)
-            webhook = await self._webhook(conn, acc, public_id, for_update=False)
+            # (Locked: two requests at once do not both find no test waiting.)
+            webhook = await self._webhook(conn, acc, public_id, for_update=True)
             if not webhook.enabled:
                 raise Conflict(f"webhook {public_id} is disabled: enable it to send to it")
+            waiting = await webhooks.waiting_delivery(conn, webhook.id, TEST_EVENT)
+            if waiting is not None:
+                # One at a time: test requests cannot fill the queue.
+                raise Conflict(
+                    f"test delivery {waiting} of webhook {public_id} still waits to be "
+                    "delivered: its outcome is in the webhook's deliveries; send another "
+                    "once it is delivered or given up"
+                )
             payload = msgspec.json.encode(
                 {
                     "event": TEST_EVENT,

@@ -159,25 +159,69 @@ async def list_deliveries(
 
 
 async def claim_due(
-    conn: asyncpg.Connection, batch: int, lease_seconds: float
+    conn: asyncpg.Connection, batch: int, per_account: int, lease_seconds: float
 ) -> list[DueDelivery]:
-    """Up to ``batch`` due deliveries of enabled webhooks, leased to the caller: none is due
-    again before the lease is over (so another node leaves it alone), and one claimed by a
-    node that died is due again after it. Rows another node is claiming are skipped."""
+    """Up to ``batch`` due deliveries of enabled webhooks, at most ``per_account`` of one
+    account, each account's oldest first and the accounts taken in turn (so one account's
+    backlog never holds up another's), leased to the caller: none is due again before the
+    lease is over (so another node leaves it alone), and one claimed by a node that died is
+    due again after it. Rows another node is claiming are skipped."""
     rows = await conn.fetch(
-        "WITH due AS (SELECT d.id FROM webhook_deliveries d "
-        "JOIN webhooks w ON w.id = d.webhook_id AND w.enabled "
-        "WHERE d.state = 'pending' AND d.next_attempt_at <= now() "
-        "ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED) "
+        # (Ranked first: a window function and FOR UPDATE do not go in one SELECT.)
+        "WITH ranked AS (SELECT d.id, d.next_attempt_at, row_number() OVER "
+        "(PARTITION BY w.account_id ORDER BY d.next_attempt_at, d.id) AS turn "
+        "FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id AND w.enabled "
+        "WHERE d.state = 'pending' AND d.next_attempt_at <= now()), "
+        "due AS (SELECT d.id FROM webhook_deliveries d JOIN ranked r ON r.id = d.id "
+        "WHERE r.turn <= $2 AND d.state = 'pending' AND d.next_attempt_at <= now() "
+        "ORDER BY r.turn, r.next_attempt_at, r.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED) "
         "UPDATE webhook_deliveries d SET attempts = d.attempts + 1, "
-        "next_attempt_at = now() + make_interval(secs => $2) "
+        "next_attempt_at = now() + make_interval(secs => $3) "
         "FROM due, webhooks w WHERE d.id = due.id AND w.id = d.webhook_id "
         "RETURNING d.id, d.webhook_id, w.public_id AS webhook, w.account_id, w.url, w.secret, "
         "d.event, d.payload, d.created_at, d.attempts",
         batch,
+        per_account,
         lease_seconds,
     )
     return sorted((DueDelivery(**dict(r)) for r in rows), key=lambda d: d.id)
+
+
+async def drop_over_cap(
+    conn: asyncpg.Connection, most: int, node: str, note: str
+) -> list[tuple[uuid.UUID, int]]:
+    """Cancel the oldest of each webhook's waiting deliveries beyond its newest ``most``, each
+    with ``note`` as its attempt log's last word; per webhook that had any, its public id and
+    how many. Rows another transaction holds are left for the next call (no waiting, so no
+    deadlock between two nodes doing this at once)."""
+    rows = await conn.fetch(
+        "WITH ranked AS (SELECT id, row_number() OVER "
+        "(PARTITION BY webhook_id ORDER BY id DESC) AS newest "
+        "FROM webhook_deliveries WHERE state = 'pending'), "
+        "doomed AS (SELECT d.id FROM webhook_deliveries d JOIN ranked r ON r.id = d.id "
+        "WHERE r.newest > $1 AND d.state = 'pending' FOR UPDATE OF d SKIP LOCKED), "
+        "dropped AS (UPDATE webhook_deliveries d SET state = 'cancelled', finished_at = now() "
+        "FROM doomed WHERE d.id = doomed.id RETURNING d.id, d.webhook_id), "
+        "noted AS (INSERT INTO webhook_attempts (delivery_id, attempted_at, node, error, "
+        "duration_ms) SELECT id, now(), $2, $3, 0 FROM dropped) "
+        "SELECT w.public_id, count(*) AS dropped FROM dropped "
+        "JOIN webhooks w ON w.id = dropped.webhook_id GROUP BY w.public_id",
+        most,
+        node,
+        note,
+    )
+    return [(r["public_id"], int(r["dropped"])) for r in rows]
+
+
+async def waiting_delivery(conn: asyncpg.Connection, webhook_id: int, event: str) -> int | None:
+    """The id of the webhook's delivery of ``event`` that waits (or is being tried), if any."""
+    found: int | None = await conn.fetchval(
+        "SELECT id FROM webhook_deliveries WHERE webhook_id = $1 AND event = $2 "
+        "AND state = 'pending' ORDER BY id LIMIT 1",
+        webhook_id,
+        event,
+    )
+    return found
 
 
 async def lock_pending(conn: asyncpg.Connection, delivery_id: int) -> bool:

@@ -132,7 +132,7 @@ async def until(what: str, check: Callable[[], Awaitable[Any]]) -> Any:
 
 def deliveries_in(api: Api, hook: str, state: str, count: int = 1) -> Callable[[], Awaitable[Any]]:
     async def check() -> Any:
-        log = await get(api, f"{HOOKS}/{hook}/deliveries?limit=-1")
+        log = await get(api, f"{HOOKS}/{hook}/deliveries?limit=200")
         matching = [d for d in log["deliveries"] if d["state"] == state]
         return log if len(matching) >= count else None
 
