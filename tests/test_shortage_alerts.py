@@ -15,9 +15,20 @@ from aiohttp.test_utils import TestServer
 from satellite.api.context import Services
 from satellite.scheduler import jobs
 from satellite.services.licenses import POOL_ALERT_LOCK_BASE
+from satellite_agent.export import ExportControl
 from tests.conftest import BASIC, ENHANCED, Api, lock_waiters
-from tests.helpers.api import ACCOUNT, VOICE, licenses, new_agent, new_token, setup_voice
+from tests.helpers.api import (
+    ACCOUNT,
+    EXPORT_KEY,
+    FEATURE,
+    VOICE,
+    licenses,
+    new_agent,
+    new_token,
+    setup_voice,
+)
 from tests.helpers.devices import LAB, register, sudi
+from tests.helpers.export import registered, setup_acme
 from tests.helpers.jobs import at, now
 from tests.helpers.licenses import BASIC_NAME, ENHANCED_NAME
 
@@ -312,3 +323,19 @@ async def test_the_pool_alerts_job_holds_no_virtual_account_it_is_done_with(
     outcomes = await db.fetch("SELECT outcome FROM job_runs WHERE job = 'pool-alerts' ORDER BY id")
     assert [r["outcome"] for r in outcomes] == ["skipped", "done"]
     assert await shortage_messages(admin) == [short(ENHANCED_NAME, 1)]
+
+
+async def test_a_deregistration_releasing_an_export_key_ends_the_shortage(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    # Export keys granted count as in use: a product leaving with its key (and no usage of
+    # the tag) gives a license back, which can end a shortage.
+    await setup_acme(admin, keys=2)
+    holders = [await registered(admin, server, tmp_path, f"EXP00{n}") for n in (1, 2)]
+    for holder in holders:
+        await ExportControl(holder).request(FEATURE)
+    user = await registered(admin, server, tmp_path, "EXP003")
+    await user.report_usage({EXPORT_KEY: 1})  # 2 keys out and 1 in use: one more than 2
+    assert [a["source"] for a in await shortages(admin)] == ["Voice"]
+    await holders[1].deregister()
+    assert await shortages(admin) == []

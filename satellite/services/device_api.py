@@ -464,8 +464,9 @@ class DeviceApiService:
             )
             usage = await product_instances.usage_of(conn, product_instance_id)
             await product_instances.end_instance(conn, product_instance_id, "deregistered", now)
-            if usage:  # the usage it releases may end a shortage
-                await self._licenses.refresh_shortages_of(conn, instance, set(usage), now)
+            # The usage and the export keys it releases may end a shortage.
+            if tags := {*usage, *(key.tag for key in released)}:
+                await self._licenses.refresh_shortages_of(conn, instance, tags, now)
             await audit.record(
                 conn,
                 product_actor(product_instance_id),
