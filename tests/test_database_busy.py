@@ -5,13 +5,17 @@ driver error that the HTTP layer would answer with a 500."""
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
+import asyncpg
 import msgspec
+import pytest
 
 from satellite.config import DatabaseSettings
-from satellite.errors import DatabaseBusy
+from satellite.errors import DatabaseBusy, DatabaseUnavailable
 from satellite.http.problems import from_domain_error
 from satellite.storage.db import Database
+from tests.conftest import dsn_for
 
 
 async def test_a_deadlock_is_database_busy_and_a_503_with_retry_after(db_dsn: str) -> None:
@@ -68,3 +72,27 @@ async def test_a_serialization_failure_is_database_busy(db_dsn: str) -> None:
     refused = [o for o in outcomes if isinstance(o, BaseException)]
     assert len(refused) == 1, outcomes
     assert isinstance(refused[0], DatabaseBusy), repr(refused[0])
+
+
+async def test_a_database_that_refuses_connections_is_unavailable_not_a_driver_error(
+    db_dsn: str,
+) -> None:
+    # (ALTER DATABASE … ALLOW_CONNECTIONS false, as an operator does before maintenance:
+    # PostgreSQL answers a new connection with "database … is not currently accepting
+    # connections", SQLSTATE 55000.)
+    db = await Database.connect(db_dsn, DatabaseSettings(pool_min_size=1, pool_max_size=1))
+    admin = await asyncpg.connect(dsn_for(db_dsn, "postgres"))
+    name = await admin.fetchval("SELECT $1::text", urlsplit(db_dsn).path.lstrip("/"))
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        for _ in range(2):  # the held connection is gone; then a new one is refused
+            with pytest.raises(DatabaseUnavailable):
+                async with db.connection() as conn:
+                    await conn.fetchval("SELECT 1")
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        await db.close()

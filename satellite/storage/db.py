@@ -39,13 +39,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 # Getting a connection failed: the server is not there (no socket, refused, timed out) or
-# not taking connections (starting, shutting down, full).
+# not taking connections (starting, shutting down, full, or the database closed to new
+# connections: ALLOW_CONNECTIONS false, SQLSTATE 55000, the only such error at connect).
 _CONNECT_FAILED = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.ObjectNotInPrerequisiteStateError,
 )
 # A connection held went away under a statement: the server died, was stopped or restarted.
 _CONNECTION_LOST = (
