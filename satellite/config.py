@@ -91,6 +91,9 @@ class DatabaseSettings(_Section):
 
 
 class TimerSettings(_Section):
+    # (evaluation_days and usage_report_hours are read by nobody: products keep their own
+    # evaluation period and report schedule; the server's answers do not carry them. They
+    # stay so that configs naming them still load.)
     evaluation_days: PositiveInt = 90
     authorization_validity_days: PositiveInt = 90
     authorization_renewal_days: PositiveInt = 30
