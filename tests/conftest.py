@@ -17,7 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -35,6 +35,9 @@ from satellite.resources import migrations_dir
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.migrations import load_migrations, migrate
 from satellite.wiring import Runtime, create_app, load_runtime, open_services
+
+if TYPE_CHECKING:
+    from tests.helpers.webhooks import Receiver
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -351,3 +354,16 @@ async def lock_waiters(db: asyncpg.Connection, count: int) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {count} transactions came to wait for a lock")
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 (``tests.helpers.webhooks``), closed after the test
+    (a request it holds is let go first)."""
+    from tests.helpers.webhooks import start_receiver  # (it imports this module)
+
+    started = await start_receiver()
+    yield started
+    if started.hold is not None:
+        started.hold.set()
+    await started.server.close()

@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import msgspec
@@ -33,13 +33,6 @@ from tests.helpers.webhooks import (
     until,
     verify,
 )
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    started = await start_receiver()
-    yield started
-    await started.server.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import msgspec
@@ -39,15 +39,6 @@ from tests.helpers.webhooks import (
 
 OPERATOR = host_operator("pytest")
 FLOOD = 100
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    started = await start_receiver()
-    yield started
-    if started.hold is not None:
-        started.hold.set()
-    await started.server.close()
 
 
 @pytest.fixture

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import msgspec
-import pytest
 
 from satellite.api.context import Services
 from satellite.config import Settings
@@ -18,16 +16,9 @@ from satellite.domain.access import host_operator
 from satellite.scheduler.deliveries import DeliveryWorker
 from satellite.storage import webhooks as queue
 from satellite.wiring import open_services
-from tests.helpers.webhooks import FAST, Receiver, runtime_with, start_receiver, verify
+from tests.helpers.webhooks import FAST, Receiver, runtime_with, verify
 
 OPERATOR = host_operator("pytest")
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    started = await start_receiver()
-    yield started
-    await started.server.close()
 
 
 async def test_two_nodes_deliver_each_delivery_once(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,6 @@ from tests.helpers.webhooks import (
     until,
     verify,
 )
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    started = await start_receiver()
-    yield started
-    await started.server.close()
 
 
 async def first_attempt(api: Any, hook: str) -> dict[str, Any]:

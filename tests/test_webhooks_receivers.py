@@ -5,7 +5,6 @@ connected to (each address a name resolves to), or through a proxy on the URL's 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -26,16 +25,8 @@ from tests.helpers.webhooks import (
     ok,
     runtime_with,
     served,
-    start_receiver,
     until,
 )
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    started = await start_receiver()
-    yield started
-    await started.server.close()
 
 
 async def admin_with(

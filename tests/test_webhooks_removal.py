@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
@@ -17,16 +16,9 @@ from satellite.domain.access import host_operator
 from satellite.domain.webhooks import DELIVERY_FAILED
 from satellite.services.webhooks import WebhookChange
 from satellite.wiring import open_services
-from tests.helpers.webhooks import FAST, WAIT_SECONDS, Receiver, runtime_with, start_receiver
+from tests.helpers.webhooks import FAST, WAIT_SECONDS, Receiver, runtime_with
 
 OPERATOR = host_operator("pytest")
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    started = await start_receiver()
-    yield started
-    await started.server.close()
 
 
 async def open_failed_alerts(services: Services) -> list[str]:

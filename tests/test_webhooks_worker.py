@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import asyncpg
-import pytest
 import structlog
 
 from satellite.config import Settings
@@ -18,16 +16,9 @@ from satellite.domain.access import host_operator
 from satellite.scheduler.deliveries import DeliveryWorker
 from satellite.wiring import open_services
 from tests.conftest import dsn_for
-from tests.helpers.webhooks import FAST, Receiver, runtime_with, start_receiver
+from tests.helpers.webhooks import FAST, Receiver, runtime_with
 
 WAIT_SECONDS = 20.0
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    started = await start_receiver()
-    yield started
-    await started.server.close()
 
 
 async def _refuse_connections(pg_server: str, db_dsn: str, refuse: bool) -> None:
