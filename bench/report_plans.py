@@ -13,8 +13,9 @@ Then, for one product of the first virtual account:
    with ``plan_cache_mode = force_generic_plan`` (what a statement prepared once per
    connection runs after five calls), each in a transaction rolled back;
 2. ``--rounds`` reports through ``replace_usage`` and ``in_use_by_virtual_account`` (the
-   usage statement, and what a pool state without it reads), each its own transaction:
-   the database backend's CPU per call (from /proc) and the wall time per call (median).
+   usage statement, and what a pool state without it reads), each its own transaction,
+   with ``--plan-cache-mode`` (auto: as the daemon runs them): the database backend's CPU
+   per call (from /proc) and the wall time per call (median).
 
     .venv/bin/python bench/report_plans.py --products 1000000 --explain
 """
@@ -118,7 +119,9 @@ def literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-async def run(dsn: str, products: int, vas: int, lapsed: int, rounds: int, plans: bool) -> None:
+async def run(
+    dsn: str, products: int, vas: int, lapsed: int, rounds: int, plans: bool, mode: str
+) -> None:
     # One connection, so that every statement runs in the one backend whose CPU is read.
     db = await Database.connect(dsn, DatabaseSettings(pool_min_size=1, pool_max_size=1))
     async with db.connection() as conn:
@@ -151,6 +154,7 @@ async def run(dsn: str, products: int, vas: int, lapsed: int, rounds: int, plans
                 f"ARRAY[{va}]::bigint[], {literal(now)}",
             )
         backend = await conn.fetchval("SELECT pg_backend_pid()")
+        await conn.execute(f"SET plan_cache_mode = {mode}")
         figures = {}
         for name, call in (
             (
@@ -176,7 +180,10 @@ async def run(dsn: str, products: int, vas: int, lapsed: int, rounds: int, plans
             cpu = backend_cpu_seconds(backend) - cpu_before
             figures[name] = (statistics.median(walls) * 1000, cpu / rounds * 1000)
     await db.close()
-    print(f"load average {os.getloadavg()[0]:.2f}, {rounds} calls each, {products} products")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}, {rounds} calls each, {products} products, "
+        f"plan_cache_mode {mode}"
+    )
     for name, (wall, cpu) in figures.items():
         print(f"{name:28} {wall:7.3f} ms wall {cpu:7.3f} ms backend CPU per call")
 
@@ -188,6 +195,12 @@ def main() -> None:
     parser.add_argument("--lapsed", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument(
+        "--plan-cache-mode",
+        choices=("auto", "force_custom_plan", "force_generic_plan"),
+        default="auto",
+        help="for the measured calls (auto: as the daemon runs them)",
+    )
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="satellite-bench-", dir="/dev/shm"))
     try:
@@ -195,7 +208,17 @@ def main() -> None:
         create_key_material(settings, [])
         with database_server(settings) as dsn:
             asyncio.run(apply_migrations(settings, dsn))
-            asyncio.run(run(dsn, args.products, args.vas, args.lapsed, args.rounds, args.explain))
+            asyncio.run(
+                run(
+                    dsn,
+                    args.products,
+                    args.vas,
+                    args.lapsed,
+                    args.rounds,
+                    args.explain,
+                    args.plan_cache_mode,
+                )
+            )
     finally:
         shutil.rmtree(state, ignore_errors=True)
 
