@@ -34,7 +34,7 @@ from satellite.services.device_usage import reported_usage
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
-from satellite.storage import product_instances, reservations, tokens
+from satellite.storage import product_instances, reservations, tokens, usage_totals
 from satellite.storage.db import Connection, Database
 from satellite_protocol import device as wire
 from satellite_protocol.catalog import Catalog
@@ -378,7 +378,7 @@ class DeviceApiService:
             usage = reported_usage(report, self._catalog, self._max_usage_tags)
             now = utc_now()
             va_id = instance.virtual_account_id
-            in_use, changes = await product_instances.replace_usage(
+            in_use, changes = await usage_totals.replace_usage(
                 conn, product_instance_id, va_id, usage, now
             )
             released_all = bool(changes) and not usage

@@ -27,8 +27,8 @@ from satellite.storage import (
     export_keys,
     licenses,
     locks,
-    product_instances,
     reservations,
+    usage_totals,
 )
 from satellite.storage.db import Connection, Database
 from satellite_protocol.catalog import Catalog
@@ -256,7 +256,7 @@ class LicenseService:
         day = self._date(now)
         ids = [va.id for va in vas]
         lines = await licenses.lines_by_virtual_account(conn, ids)
-        in_use = await product_instances.in_use_by_virtual_account(
+        in_use = await usage_totals.in_use_by_virtual_account(
             conn, ids, dt.datetime.now(dt.UTC) if now is None else now
         )
         reserved = await reservations.reserved_by_virtual_account(conn, ids, day)
@@ -302,7 +302,7 @@ class LicenseService:
         caller has just counted it (saves a query)."""
         lines = await licenses.lines_of_virtual_account(conn, va_id)
         if in_use is None:
-            counted = await product_instances.in_use_by_virtual_account(
+            counted = await usage_totals.in_use_by_virtual_account(
                 conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
             )
             in_use = counted.get(va_id, {})

@@ -11,7 +11,7 @@ import uuid
 import asyncpg
 
 from satellite.domain.expiry import ProductInstanceTimers
-from satellite.storage.product_instances import recount
+from satellite.storage.usage_totals import recount
 
 # Scalar subqueries rather than a join, for rows locked FOR UPDATE: see storage.product_instances.
 _COLUMNS = (

@@ -9,7 +9,7 @@ import asyncpg
 
 from satellite.domain.models import ExportKey, ExportKeyEndReason, ExportKeyStatus
 from satellite.domain.paging import sql_limit
-from satellite.storage.product_instances import uuids
+from satellite.storage.ids import uuids
 
 _COLUMNS = (
     "k.id::text AS id, k.product_id::text AS product_id, k.virtual_account_id, "

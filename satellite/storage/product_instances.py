@@ -1,4 +1,5 @@
-"""Product instances, their usage and its history, and used device nonces."""
+"""Product instances, their usage and its history, and used device nonces (the usage
+totals they count in: usage_totals.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import asyncpg
 from satellite.domain.models import ProductInstance, ProductInstanceStatus, UsageRecord
 from satellite.domain.paging import sql_limit
 from satellite.storage.errors import unique_as_conflict
+from satellite.storage.ids import uuids
+from satellite.storage.usage_totals import recount
 
 # The virtual account's name and account come from scalar subqueries, not a join: when a
 # row locked FOR UPDATE was changed meanwhile (moved to another virtual account, say),
@@ -25,55 +28,6 @@ _COLUMNS = (
     "p.last_contact_at, p.certificate_expires_at, p.authorization_expires_at, p.ended_at"
 )
 _FROM = "FROM product_instances p"
-# The shard of the usage totals a product's usage is added to (sql/004_usage_totals.sql).
-_SHARD = "get_byte(uuid_send({id}), 15) % 16"
-# Adds the rows (virtual_account_id, tag, shard, d) of the query before it to the totals,
-# in key order, so that two transactions adding to the same rows cannot deadlock.
-_ADD_TO_TOTALS = (
-    "INSERT INTO virtual_account_usage (virtual_account_id, tag, shard, in_use) "
-    "SELECT va, tag, shard, sum(d) FROM deltas GROUP BY va, tag, shard HAVING sum(d) <> 0 "
-    "ORDER BY va, tag, shard "
-    "ON CONFLICT (virtual_account_id, tag, shard) "
-    "DO UPDATE SET in_use = virtual_account_usage.in_use + EXCLUDED.in_use"
-)
-
-# Usage still in the totals although it stopped counting: products whose authorization or
-# certificate ran out since they were last recounted (the job recounts them within the
-# hour). Read through the expiry indexes, this is usually nothing; subtracting it keeps
-# what is in use exact at every moment. Parameters: {vas} (bigint[]), {now}.
-_LAPSED_USAGE = (
-    "SELECT p.counted_in AS va, u.tag, -u.count AS n "
-    "FROM product_instances p JOIN product_usage u ON u.product_id = p.id "
-    "WHERE p.status = 'registered' AND p.counted_in = ANY({vas}) "
-    "AND (p.authorization_expires_at <= {now} OR p.certificate_expires_at <= {now})"
-)
-
-
-async def recount(
-    conn: asyncpg.Connection, product_instance_ids: list[str], now: dt.datetime
-) -> None:
-    """Bring the usage totals in line with these products as they are now (the caller
-    holds their rows locked): a product's usage counts in its virtual account while it is
-    registered and its authorization and ID certificate hold, and in no other.
-
-    Every change that can start or stop a product counting, or move it, ends with this."""
-    await conn.execute(
-        "WITH target AS (SELECT id, counted_in AS was, CASE WHEN status = 'registered' "
-        "  AND authorization_expires_at > $2 AND certificate_expires_at > $2 "
-        "  THEN virtual_account_id END AS now_in "
-        "  FROM product_instances WHERE id = ANY($1::uuid[])), "
-        "changed AS (UPDATE product_instances p SET counted_in = t.now_in FROM target t "
-        "  WHERE p.id = t.id AND t.was IS DISTINCT FROM t.now_in "
-        "  RETURNING p.id, t.was, t.now_in), "
-        "deltas AS ("
-        f"  SELECT c.was AS va, u.tag, {_SHARD.format(id='c.id')} AS shard, -u.count AS d "
-        "  FROM changed c JOIN product_usage u ON u.product_id = c.id WHERE c.was IS NOT NULL "
-        f"  UNION ALL SELECT c.now_in, u.tag, {_SHARD.format(id='c.id')}, u.count "
-        "  FROM changed c JOIN product_usage u ON u.product_id = c.id "
-        "  WHERE c.now_in IS NOT NULL) " + _ADD_TO_TOTALS,
-        uuids(product_instance_ids),
-        now,
-    )
 
 
 def _instance(row: asyncpg.Record) -> ProductInstance:
@@ -272,60 +226,6 @@ async def forget_host_identity(conn: asyncpg.Connection, product_instance_id: st
     )
 
 
-async def replace_usage(
-    conn: asyncpg.Connection,
-    product_instance_id: str,
-    va_id: int,
-    usage: dict[str, int],
-    now: dt.datetime,
-) -> tuple[dict[str, int], dict[str, int]]:
-    """The product's usage becomes ``usage`` (its row locked by the caller), the report joins
-    the history, the contact is recorded, the difference goes to the totals if its usage is
-    in them; return what is in use per tag in virtual account ``va_id`` after, and what the
-    report changed of that (change c: none where the product's usage had lapsed).
-
-    One statement, one round trip: this is the busiest request. The statement cannot see
-    its own changes, so the answer is computed from the totals it started from, the
-    difference it adds, and the usage that stopped counting (maybe the product's own)."""
-    rows = await conn.fetch(
-        "WITH new AS (SELECT tag, count FROM unnest($2::text[], $3::int[]) AS n(tag, count)), "
-        "old AS (SELECT tag, count FROM product_usage WHERE product_id = $1), "
-        "counted AS (SELECT counted_in AS va, (authorization_expires_at <= $4 "
-        "  OR certificate_expires_at <= $4) AS lapsed FROM product_instances "
-        "  WHERE id = $1 AND counted_in IS NOT NULL), "
-        "deltas AS (SELECT counted.va, counted.lapsed, coalesce(new.tag, old.tag) AS tag, "
-        f"  {_SHARD.format(id='$1::uuid')} AS shard, "
-        "  coalesce(new.count, 0) - coalesce(old.count, 0) AS d "
-        "  FROM new FULL JOIN old ON old.tag = new.tag CROSS JOIN counted), "
-        "gone AS (DELETE FROM product_usage WHERE product_id = $1 "
-        "  AND NOT (tag = ANY($2::text[]))), "
-        "set AS (INSERT INTO product_usage (product_id, tag, count) "
-        "  SELECT $1, tag, count FROM new "
-        "  ON CONFLICT (product_id, tag) DO UPDATE SET count = EXCLUDED.count), "
-        "history AS (INSERT INTO usage_reports (product_id, reported_at, usage) "
-        "  VALUES ($1, $4, $5)), "
-        "contact AS (UPDATE product_instances SET last_contact_at = $4 WHERE id = $1), "
-        f"totals AS ({_ADD_TO_TOTALS}) "
-        "SELECT tag, sum(n)::bigint AS total, sum(c)::bigint AS change FROM ("
-        "  SELECT tag, in_use n, 0 c FROM virtual_account_usage WHERE virtual_account_id = $6 "
-        "  UNION ALL SELECT tag, d, CASE WHEN lapsed THEN 0 ELSE d END FROM deltas WHERE va = $6"
-        "  UNION ALL SELECT tag, n, 0 FROM ("
-        + _LAPSED_USAGE.format(vas="ARRAY[$6::bigint]", now="$4")
-        + " AND p.id <> $1) AS others "
-        "  UNION ALL SELECT new.tag, -new.count, 0 FROM new CROSS JOIN counted "
-        "    WHERE counted.lapsed AND counted.va = $6"
-        ") AS after GROUP BY tag",
-        uuid.UUID(product_instance_id),
-        list(usage),
-        list(usage.values()),
-        now,
-        usage,
-        va_id,
-    )
-    in_use = {row["tag"]: int(row["total"]) for row in rows if row["total"]}
-    return in_use, {row["tag"]: int(row["change"]) for row in rows if row["change"]}
-
-
 async def usage_of(conn: asyncpg.Connection, product_instance_id: str) -> dict[str, int]:
     rows = await conn.fetch(
         "SELECT tag, count FROM product_usage WHERE product_id = $1 ORDER BY tag",
@@ -349,38 +249,7 @@ async def end_instance(
     await conn.execute("DELETE FROM product_usage WHERE product_id = $1", key)
 
 
-async def in_use_by_virtual_account(
-    conn: asyncpg.Connection, va_ids: list[int], now: dt.datetime
-) -> dict[int, dict[str, int]]:
-    """Per virtual account and tag: the usage that counts at ``now`` (tags with none are
-    absent)."""
-    rows = await conn.fetch(
-        "SELECT va, tag, sum(n)::bigint AS total FROM ("
-        "  SELECT virtual_account_id AS va, tag, in_use AS n FROM virtual_account_usage "
-        "  WHERE virtual_account_id = ANY($1::bigint[]) "
-        f"  UNION ALL {_LAPSED_USAGE.format(vas='$1::bigint[]', now='$2')}"
-        ") AS counted GROUP BY va, tag HAVING sum(n) <> 0",
-        va_ids,
-        now,
-    )
-    result: dict[int, dict[str, int]] = {}
-    for row in rows:
-        result.setdefault(row["va"], {})[row["tag"]] = int(row["total"])
-    return result
-
-
 # --- administration ------------------------------------------------------------------------
-
-
-def uuids(product_instance_ids: list[str]) -> list[uuid.UUID]:
-    """The ids that are UUIDs at all (no other can name a product)."""
-    keys = []
-    for product_instance_id in product_instance_ids:
-        try:
-            keys.append(uuid.UUID(product_instance_id))
-        except ValueError:
-            continue
-    return keys
 
 
 async def list_instances(

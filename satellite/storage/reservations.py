@@ -9,7 +9,7 @@ import asyncpg
 
 from satellite.domain.reservation import FAR_FUTURE, Reservation, ReservedLine
 from satellite.storage.errors import unique_as_conflict
-from satellite.storage.product_instances import recount
+from satellite.storage.usage_totals import recount
 
 _COLUMNS = (
     "r.product_id::text AS product_id, r.public_key, r.request_code, r.status, "
