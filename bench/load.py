@@ -48,12 +48,13 @@ from satellite_agent.client import Agent
 from satellite_agent.state import Identity
 
 # The measured products report TAG; the background products use all of TAGS.
-TAGS = [
+TAGS = [  # from the shipped catalog (config/catalog.toml)
     "regid.2016-07.com.cisco.UCM_Enhanced_12.0_66d0d1cf-4863-4761-91d0-d01d3eb1949a",
-    "regid.2017-03.com.cisco.DNA_Advantage,1.0_8d28d2b6-a7cb-4ee3-a3f3-b1d28a7a5a48",
-    "regid.2018-01.com.cisco.ISR_4400_Security,1.0_29f0a2d3-6f0b-41f9-9ac5-3a9f8e3e1f2b",
+    "regid.2016-07.com.cisco.UCM_Basic_12.0_3b9d7c41-6a2f-4f1e-8c55-0e7a2d9b4c12",
+    "regid.2016-07.com.cisco.UCM_Essential_12.0_8c3a1f2e-2d8b-4e57-9d0e-5b1f3c6a7e01",
 ]
 TAG = TAGS[0]
+MOST_IN_A_LINE = 10_000_000  # the API's limit on a pool line's quantity
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -78,9 +79,12 @@ def api(base: str, path: str, body: object, token: str | None = None) -> dict[st
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
-    with _opener.open(request, timeout=30) as response:
-        result: dict[str, object] = json.loads(response.read())
-        return result
+    try:
+        with _opener.open(request, timeout=30) as response:
+            result: dict[str, object] = json.loads(response.read())
+            return result
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"{path}: {exc.code} {exc.read().decode(errors='replace')}") from exc
 
 
 def serve(state: Path, port: int, config: Path | None = None) -> subprocess.Popen[bytes]:
@@ -289,44 +293,49 @@ def database_dsn(pgdata: Path) -> str:
     return f"postgresql://postgres@/{DATABASE_NAME}?host={lines[4]}&port={lines[3].strip()}"
 
 
-async def fill_background(
+def fill_background(
     base: str, token: str, pgdata: Path, products: int, virtual_accounts: int
 ) -> None:
     """``products`` background product instances over ``virtual_accounts`` virtual accounts
     of the account (DEFAULT, where the measured products register, and others made here),
-    then a pool line of every tag in the others, comfortably above their usage."""
-    names = [f"FILL{n:02d}" for n in range(1, virtual_accounts)]
-    for name in names:
-        api(base, "/api/v1/accounts/Bench/virtual-accounts", {"name": name}, token)
-    conn = await asyncpg.connect(database_dsn(pgdata))
-    try:
-        vas = [
-            int(r["id"])
-            for r in await conn.fetch(
-                "SELECT v.id FROM virtual_accounts v JOIN accounts a ON a.id = v.account_id "
-                "WHERE a.name = 'Bench' ORDER BY v.id"
-            )
-        ]
-        took = await load_fill.fill(conn, products, vas, TAGS)
-        print(
-            f"fill: {products} product instances over {len(vas)} virtual accounts in {took:.1f} s",
-            flush=True,
-        )
-        needed = {
-            (name, tag): await load_fill.in_use(conn, va, tag)
-            for name, va in zip(["DEFAULT", *names], vas, strict=True)
-            for tag in TAGS
-        }
-    finally:
-        await conn.close()
+    then a pool line of every tag in each, comfortably above their usage (but DEFAULT's
+    line of TAG: the measured pool, made by the caller)."""
+    for n in range(1, virtual_accounts):
+        api(base, "/api/v1/accounts/Bench/virtual-accounts", {"name": f"FILL{n:02d}"}, token)
+    needed = uvloop.run(_fill(pgdata, products))
     for (name, tag), used in needed.items():
-        if name != "DEFAULT" or tag != TAG:  # DEFAULT's line of TAG: the measured pool
+        if name != "DEFAULT" or tag != TAG:
             api(
                 base,
                 f"/api/v1/accounts/Bench/virtual-accounts/{name}/license-pool",
                 {"entitlementTag": tag, "quantity": used + used // 5 + 1000},
                 token,
             )
+
+
+async def _fill(pgdata: Path, products: int) -> dict[tuple[str, str], int]:
+    """The fill itself; then what each virtual account uses of each tag."""
+    conn = await asyncpg.connect(database_dsn(pgdata))
+    try:
+        vas = {
+            str(r["name"]): int(r["id"])
+            for r in await conn.fetch(
+                "SELECT v.id, v.name FROM virtual_accounts v "
+                "JOIN accounts a ON a.id = v.account_id WHERE a.name = 'Bench'"
+            )
+        }
+        took = await load_fill.fill(conn, products, sorted(vas.values()), TAGS)
+        print(
+            f"fill: {products} product instances over {len(vas)} virtual accounts in {took:.1f} s",
+            flush=True,
+        )
+        return {
+            (name, tag): await load_fill.in_use(conn, va, tag)
+            for name, va in vas.items()
+            for tag in TAGS
+        }
+    finally:
+        await conn.close()
 
 
 async def background_in_use(pgdata: Path) -> int:
@@ -394,7 +403,7 @@ def main() -> None:
     parser.add_argument(
         "--quantity",
         type=int,
-        default=10_000_000,
+        default=5_000_000,
         help="licenses in the pool beyond what the background products use (products "
         "report 0 to 6 each: about 3 x --concurrency puts the virtual account on the line of "
         "its shortage alert)",
@@ -445,8 +454,10 @@ def main() -> None:
         )
         api(base, "/api/v1/accounts", {"name": "Bench"}, token)
         if args.fill:
-            uvloop.run(fill_background(base, token, pgdata, args.fill, args.fill_virtual_accounts))
+            fill_background(base, token, pgdata, args.fill, args.fill_virtual_accounts)
         background = uvloop.run(background_in_use(pgdata))
+        if background + args.quantity > MOST_IN_A_LINE:
+            raise SystemExit(f"--quantity: at most {MOST_IN_A_LINE - background} with this fill")
         api(
             base,
             "/api/v1/accounts/Bench/virtual-accounts/DEFAULT/license-pool",
