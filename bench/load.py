@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -135,10 +136,14 @@ def _own_ticks(pid: int, ended_children_too: bool) -> int:
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """Live children of every thread of ``pid`` (each thread lists those it started)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue  # the thread or process ended meanwhile
+    return found
 
 
 def _tree_ticks(pid: int, leave_out: int, depth: int = 0) -> int:
