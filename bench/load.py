@@ -26,6 +26,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import socket
 import statistics
@@ -35,7 +36,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,9 +89,12 @@ def api(base: str, path: str, body: object, token: str | None = None) -> dict[st
         raise SystemExit(f"{path}: {exc.code} {exc.read().decode(errors='replace')}") from exc
 
 
-def serve(state: Path, port: int, config: Path | None = None) -> subprocess.Popen[bytes]:
+def serve(
+    state: Path, port: int, config: Path | None = None, extra: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     """``satellite serve`` on 127.0.0.1:``port``, plain HTTP: what the benchmarks measure is
-    the server, not TLS (and their earlier figures were taken before HTTPS was the default)."""
+    the server, not TLS (and their earlier figures were taken before HTTPS was the default);
+    ``extra``: more options of ``serve``."""
     options = ["--config", str(config)] if config is not None else []
     return subprocess.Popen(
         [
@@ -102,6 +106,7 @@ def serve(state: Path, port: int, config: Path | None = None) -> subprocess.Pope
             "--listen",
             f"127.0.0.1:{port}",
             "--plain-http",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -430,6 +435,11 @@ def main() -> None:
     parser.add_argument(
         "--floor-seconds", type=int, default=10, help="each floor measurement (0: none)"
     )
+    parser.add_argument(
+        "--serve-options",
+        default="",
+        help="more options of 'satellite serve', as one string (e.g. \"--workers 2\")",
+    )
     args = parser.parse_args()
     if not 0 <= args.fill <= 10_000_000 or not 1 <= args.fill_virtual_accounts <= 100:
         parser.error("--fill is 0 to 10,000,000 and --fill-virtual-accounts 1 to 100")
@@ -452,7 +462,7 @@ def main() -> None:
     config.write_text(
         "[limits.registrations]\nper_token = 100000000\nper_virtual_account = 100000000\n"
     )
-    daemon = serve(state, port, config)
+    daemon = serve(state, port, config, shlex.split(args.serve_options))
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base)
