@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -55,6 +56,8 @@ def _signed_app() -> web.Application:
         nonce = header.get("nonce")
         if not isinstance(nonce, str) or not nonce_is_fresh(TOKEN_KEY, nonce, time.time(), 900.0):
             raise web.HTTPBadRequest(text="bad nonce")
+        if header.get("url") != request.path:
+            raise web.HTTPBadRequest(text="signed for another path")
         report = msgspec.json.decode(payload, type=wire.UsageReport)
         now = dt.datetime.now(dt.UTC)
         answer = wire.Authorization(
@@ -134,8 +137,6 @@ async def _drive(url: str, body: bytes, connections: int, seconds: float, most: 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     """Until the handler's process accepts connections (at most 30 s)."""
-    import socket
-
     for _ in range(300):
         if process.poll() is not None:
             raise RuntimeError("the floor handler's process ended")
