@@ -6,7 +6,8 @@ in a temporary directory, then:
      statements it sent (each one a round trip);
   2. registers N products with one shared token (limited to N uses, or ``--unlimited``)
      at a given concurrency, and prints registrations/s and the CPU the daemon and all
-     of PostgreSQL's processes spent per registration (from /proc, before and after).
+     of PostgreSQL's processes spent per registration (from /proc, before and after),
+     and the agents' (this process).
 Bounded: N registrations, then everything stops. See bench/README.md.
 
     python bench/registration.py --products 2000 --concurrency 50
@@ -201,8 +202,10 @@ def main() -> None:
 
         agents = [new_agent(work, base, n) for n in range(args.products)]
         before = cpu_seconds(daemon.pid, pgdata)
+        agents_before = time.process_time()
         took = uvloop.run(register_all(agents, token, args.concurrency))
         after = cpu_seconds(daemon.pid, pgdata)
+        agents_s = time.process_time() - agents_before
         daemon_s, server_s = (b - a for a, b in zip(before, after, strict=True))
         per = 1000 / args.products
         kind = "unlimited" if args.unlimited else "limited"
@@ -212,7 +215,8 @@ def main() -> None:
         )
         print(
             f"  CPU per registration: daemon {daemon_s * per:.2f} ms, PostgreSQL "
-            f"{server_s * per:.2f} ms, together {(daemon_s + server_s) * per:.2f} ms"
+            f"{server_s * per:.2f} ms, together {(daemon_s + server_s) * per:.2f} ms; "
+            f"the agents (this process) {agents_s * per:.2f} ms"
         )
         print(f"  load average: {os.getloadavg()}")
     finally:

@@ -226,7 +226,7 @@ class DeviceApiService:
                 raise NotAuthenticated("the registration token is not known here")
             token, account_id, export_allowed = found.token, found.account_id, found.export_allowed
             secret = decrypt(self._keys.token_key, token.ciphertext, token.digest)
-            thumbprint = jose.jwk_thumbprint(jwk)
+            thumbprint = jose.key_thumbprint(key)
             if not token_proof_is_valid(secret, nonce, thumbprint, request.token_proof):
                 raise NotAuthenticated("the proof of the registration token does not verify")
             status = token.status(now)
