@@ -134,3 +134,11 @@ def test_malformed_messages_are_refused_before_any_verification() -> None:
         with pytest.raises(jose.InvalidSignature):
             jose.verify(message, key.public_key())
     assert jose.verify(good, key.public_key())[1] == b"{}"
+
+
+def test_the_thumbprint_of_a_key_is_the_thumbprint_of_its_jwk() -> None:
+    # (What a registration's token proof is bound to: both sides must get the same one.)
+    for _ in range(20):
+        public = _key().public_key()
+        assert jose.key_thumbprint(public) == jose.jwk_thumbprint(jose.public_jwk(public))
+        assert jose.key_thumbprint(public) == ECKey.import_key(public).thumbprint()

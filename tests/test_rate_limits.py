@@ -237,7 +237,9 @@ async def test_a_registration_flood_is_refused_per_token_and_per_virtual_account
     assert "too many registrations with this token" in refused.value.problem["detail"]
     # Nothing was registered, no use of the token was taken.
     assert await db.fetchval("SELECT count(*) FROM product_instances") == per_token
-    assert await db.fetchval("SELECT max(uses) FROM registration_tokens") == per_token
+    status, body = await admin.get(VA + "/Voice/tokens")
+    assert status == 200, body
+    assert {t["token"]: t["uses"] for t in body["tokens"]}[first] == per_token
     # Another token of the same virtual account: its own count, but the account's is shared.
     per_account = LIMITS.registrations.per_virtual_account
     for n in range(per_account - per_token):

@@ -39,6 +39,7 @@ from satellite.storage.db import Connection, Database
 from satellite_protocol import device as wire
 from satellite_protocol.catalog import Catalog
 from satellite_protocol.crypto import jose
+from satellite_protocol.crypto.keys import PublicKey
 from satellite_protocol.crypto.pki import (
     CertificateError,
     csr_public_key,
@@ -129,12 +130,9 @@ class DeviceApiService:
         )
 
     def _certificate(
-        self, product_instance_id: str, udi: wire.Udi, csr: str
+        self, product_instance_id: str, udi: wire.Udi, key: PublicKey
     ) -> tuple[str, dt.datetime]:
-        try:
-            key = csr_public_key(csr)
-        except CertificateError as exc:
-            raise InvalidInput(str(exc), field="csr") from exc
+        """An ID certificate for ``key`` (the CSR's, checked by ``_csr_key``)."""
         now = utc_now()
         validity = dt.timedelta(days=self._timers.certificate_validity_days)
         cert = issue_certificate(
@@ -148,6 +146,14 @@ class DeviceApiService:
             identity_uri=f"urn:uuid:{product_instance_id}",
         )
         return to_pem(cert), cert.not_valid_after_utc
+
+    @staticmethod
+    def _csr_key(csr: str) -> PublicKey:
+        """The CSR's key, its signature checked: once per request (it costs a verify)."""
+        try:
+            return csr_public_key(csr)
+        except CertificateError as exc:
+            raise InvalidInput(str(exc), field="csr") from exc
 
     def _registration(
         self,
@@ -188,15 +194,12 @@ class DeviceApiService:
         except jose.InvalidSignature as exc:
             raise BadSignature(str(exc)) from exc
         request = self._envelope.decode(payload, wire.RegisterRequest)
-        try:
-            csr_key = csr_public_key(request.csr)
-        except CertificateError as exc:
-            raise InvalidInput(str(exc), field="csr") from exc
+        csr_key = self._csr_key(request.csr)
         if csr_key.public_numbers() != key.public_numbers():
             raise InvalidInput("the CSR is not for the key that signed the request", field="csr")
         attempt = await self._limiter.begin_registration(request.token_id, source)
         try:
-            answer = await self._register(header, jose.public_jwk(key), request, path)
+            answer = await self._register(header, key, request, path)
         except NotAuthenticated:
             await self._limiter.failed(attempt)  # an unknown token or a wrong proof
             raise
@@ -209,25 +212,27 @@ class DeviceApiService:
     async def _register(
         self,
         header: dict[str, Any],
-        jwk: dict[str, str],
+        key: PublicKey,
         request: wire.RegisterRequest,
         path: str,
     ) -> dict[str, str]:
+        """``key``: the product's, which signed the request and is its CSR's."""
+        jwk = jose.public_jwk(key)
         now = utc_now()
         async with self._db.transaction() as conn:
             nonce = await self._envelope.use_nonce(conn, header, path)
             found = await tokens.token_for_registration(conn, digest_of_token_id(request.token_id))
             if found is None:
                 raise NotAuthenticated("the registration token is not known here")
-            token, account_id, export_allowed = found
+            token, account_id, export_allowed = found.token, found.account_id, found.export_allowed
             secret = decrypt(self._keys.token_key, token.ciphertext, token.digest)
-            thumbprint = jose.jwk_thumbprint(jwk)
+            thumbprint = jose.key_thumbprint(key)
             if not token_proof_is_valid(secret, nonce, thumbprint, request.token_proof):
                 raise NotAuthenticated("the proof of the registration token does not verify")
             status = token.status(now)
             if status != "Active":
                 raise Forbidden(f"the registration token is {status.lower()}")
-            await self.check_horizon(conn, account_id, now)
+            horizon.refuse_if_passed(found.in_step_since, now, self._timers.sync_horizon_days)
             authorization_expires = now + dt.timedelta(
                 days=self._timers.authorization_validity_days
             )
@@ -285,9 +290,7 @@ class DeviceApiService:
                 moved[replaced.virtual_account_id] = (replaced, {*usage, *(k.tag for k in keys)})
             # The ID certificate first: its expiry is what the product row records.
             product_instance_id = existing.id if existing else str(uuid.uuid4())
-            certificate, certificate_expires = self._certificate(
-                product_instance_id, udi, request.csr
-            )
+            certificate, certificate_expires = self._certificate(product_instance_id, udi, key)
             released: list[ExportKey] = []
             if existing is None:
                 instance = await product_instances.insert_instance(
@@ -297,6 +300,7 @@ class DeviceApiService:
                     certificate_expires_at=certificate_expires,
                     **fields,
                 )
+                instance_usage: dict[str, int] = {}  # (a new one has reported nothing yet)
             else:
                 if existing.virtual_account_id != token.virtual_account_id or not export_controlled:
                     # Its export keys came from the old pool, or the new registration
@@ -313,8 +317,8 @@ class DeviceApiService:
                 )
                 # Its usage leaves the old virtual account for the new one (or, in the
                 # same one, counts again if its authorization had lapsed).
-                usage = await product_instances.usage_of(conn, product_instance_id)
-                if tags := {*usage, *(key.tag for key in released)}:
+                instance_usage = await product_instances.usage_of(conn, product_instance_id)
+                if tags := {*instance_usage, *(key.tag for key in released)}:
                     moved[existing.virtual_account_id] = (existing, tags)
                     moved[instance.virtual_account_id] = (instance, tags)
             if replaced is not None:
@@ -352,10 +356,12 @@ class DeviceApiService:
                 )
             for va_id in sorted(moved):  # (in id order: the order of the lock it takes)
                 await self._licenses.refresh_shortages_of(conn, *moved[va_id], now)
-            authorization = await self._authorization(conn, instance, authorization_expires)
-            # The token's use last, so that it stays locked only for the commit: the
-            # registrations of a whole site share one token.
-            if not await tokens.use_token(conn, token.id, now):
+            authorization = await self._authorization(
+                conn, instance, authorization_expires, usage=instance_usage
+            )
+            # The token's use last, so that what it locks stays locked only for the commit:
+            # the registrations of a whole site share one token.
+            if not await tokens.use_token(conn, token, now):
                 raise Forbidden("the registration token was used up, expired or revoked meanwhile")
         answer = wire.RegisterAnswer(
             registration=self._registration(instance, certificate, certificate_expires, now),
@@ -430,14 +436,15 @@ class DeviceApiService:
             udi = wire.Udi(
                 udi_pid=instance.udi_pid, udi_serial=instance.udi_serial, udi_uuid=instance.udi_uuid
             )
-            certificate, expires = self._certificate(product_instance_id, udi, request.csr)
+            key = self._csr_key(request.csr)
+            certificate, expires = self._certificate(product_instance_id, udi, key)
             now = utc_now()
             await product_instances.touch(
                 conn,
                 product_instance_id,
                 now,
                 certificate_expires_at=expires,
-                public_jwk=jose.public_jwk(csr_public_key(request.csr)),
+                public_jwk=jose.public_jwk(key),
             )
             await audit.record(
                 conn,

@@ -16,7 +16,11 @@ async def require_in_step(
 ) -> None:
     """Refuse when the account is linked to an upstream and has not been in step with it
     for longer than the horizon (what it knows of its pools may no longer be true)."""
-    since = await sync_links.in_step_since(conn, account_id)
+    refuse_if_passed(await sync_links.in_step_since(conn, account_id), now, horizon_days)
+
+
+def refuse_if_passed(since: dt.datetime | None, now: dt.datetime, horizon_days: int) -> None:
+    """``require_in_step`` for a caller that has read ``since`` (``in_step_since``) already."""
     if since is not None and horizon_passed(since, now, horizon_days):
         raise SyncHorizonPassed(
             f"this satellite has not synced with its upstream since {since:%Y-%m-%d} (more "

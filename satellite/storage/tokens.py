@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -10,7 +11,10 @@ from satellite.domain.models import RegistrationToken
 
 _COLUMNS = (
     "t.id, t.virtual_account_id, va.name AS virtual_account, t.token_digest AS digest, "
-    "t.token_ciphertext AS ciphertext, t.description, t.export_controlled, t.max_uses, t.uses, "
+    "t.token_ciphertext AS ciphertext, t.description, t.export_controlled, t.max_uses, "
+    # (A limited token counts its uses on its row, one without a limit in stripes: 022.)
+    "t.uses + coalesce((SELECT sum(s.uses) FROM registration_token_uses s "
+    "WHERE s.token_id = t.id), 0)::integer AS uses, "
     "t.created_by, t.created_at, t.expires_at, t.revoked_at"
 )
 _FROM = "FROM registration_tokens t JOIN virtual_accounts va ON va.id = t.virtual_account_id"
@@ -80,15 +84,25 @@ async def revoke_tokens(conn: asyncpg.Connection, token_ids: list[int]) -> None:
     )
 
 
+@dataclass(frozen=True)
+class TokenForRegistration:
+    token: RegistrationToken
+    account_id: int
+    export_allowed: bool  # the account may hold export-controlled products
+    in_step_since: dt.datetime | None  # (satellite.storage.sync.in_step_since)
+
+
 async def token_for_registration(
     conn: asyncpg.Connection, digest: bytes
-) -> tuple[RegistrationToken, int, bool] | None:
-    """The token, its account id and export flag. Not locked: a registration takes its use
-    with ``use_token``, last in its transaction, so that registrations with one token do
-    not wait on each other for longer than that."""
+) -> TokenForRegistration | None:
+    """The token, with what a registration also needs of its account, in one statement.
+    Not locked: a registration takes its use with ``use_token``, last in its transaction,
+    so that registrations with one token do not wait on each other for longer than that."""
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS}, a.id AS account_id, a.export_controlled_allowed {_FROM} "
-        f"JOIN accounts a ON a.id = va.account_id WHERE t.token_digest = $1",
+        f"SELECT {_COLUMNS}, a.id AS account_id, a.export_controlled_allowed, "
+        f"coalesce(l.last_success_at, l.registered_at) AS in_step_since {_FROM} "
+        "JOIN accounts a ON a.id = va.account_id "
+        "LEFT JOIN sync_links l ON l.account_id = a.id WHERE t.token_digest = $1",
         digest,
     )
     if row is None:
@@ -96,19 +110,39 @@ async def token_for_registration(
     values = dict(row)
     account_id = values.pop("account_id")
     allowed = values.pop("export_controlled_allowed")
-    return RegistrationToken(**values), account_id, allowed
+    since = values.pop("in_step_since")
+    return TokenForRegistration(RegistrationToken(**values), account_id, allowed, since)
 
 
-async def use_token(conn: asyncpg.Connection, token_id: int, now: dt.datetime) -> bool:
+# How many rows the uses of a token without a limit are spread over (022's CHECK).
+_STRIPES = 16
+
+
+async def use_token(conn: asyncpg.Connection, token: RegistrationToken, now: dt.datetime) -> bool:
     """Take one use of the token if it is still active at ``now``; False when it is not (its
-    last use was taken meanwhile, or it expired or was revoked). Locks the token until the
-    transaction ends: of two registrations racing for its last use, one gets it."""
-    used = await conn.fetchval(
-        "UPDATE registration_tokens SET uses = uses + 1 WHERE id = $1 AND revoked_at IS NULL "
-        "AND expires_at > $2 AND (max_uses IS NULL OR uses < max_uses) RETURNING uses",
-        token_id,
-        now,
-    )
+    last use was taken meanwhile, or it expired or was revoked).
+
+    A limited token: locks its row until the transaction ends, so that of registrations
+    racing for its last uses exactly as many win as are left. One without a limit: adds
+    the use to its connection's stripe (022) and locks only that, so that registrations on
+    other connections with the same token do not wait for this one to commit."""
+    if token.max_uses is not None:
+        used = await conn.fetchval(
+            "UPDATE registration_tokens SET uses = uses + 1 WHERE id = $1 "
+            "AND revoked_at IS NULL AND expires_at > $2 AND uses < max_uses RETURNING uses",
+            token.id,
+            now,
+        )
+    else:
+        used = await conn.fetchval(
+            "INSERT INTO registration_token_uses AS u (token_id, stripe, uses) "
+            f"SELECT t.id, pg_backend_pid() % {_STRIPES}, 1 FROM registration_tokens t "
+            "WHERE t.id = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 "
+            "AND t.max_uses IS NULL "
+            "ON CONFLICT (token_id, stripe) DO UPDATE SET uses = u.uses + 1 RETURNING u.uses",
+            token.id,
+            now,
+        )
     return used is not None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from typing import Any, cast
@@ -68,6 +69,22 @@ def public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, str]:
 def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     """RFC 7638 thumbprint: a stable name for a public key."""
     return ECKey.import_key(jwk).thumbprint()
+
+
+def key_thumbprint(key: ec.EllipticCurvePublicKey) -> str:
+    """``jwk_thumbprint(public_jwk(key))`` for a P-256 key, without importing a JWK again
+    (an import checks the point: it costs more than verifying a signature)."""
+    if key.curve.name != "secp256r1":
+        raise InvalidSignature("only P-256 keys are accepted")
+    numbers = key.public_numbers()
+    members = {  # RFC 7638, 3.2: the required members, sorted, no white space
+        "crv": "P-256",
+        "kty": "EC",
+        "x": _encode(numbers.x.to_bytes(_COORDINATE, "big")),
+        "y": _encode(numbers.y.to_bytes(_COORDINATE, "big")),
+    }
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode("ascii")
+    return _encode(hashlib.sha256(canonical).digest())
 
 
 def key_from_jwk(jwk: dict[str, Any]) -> ec.EllipticCurvePublicKey:
