@@ -190,9 +190,10 @@ class Agent:
         if trust.fingerprint(state.ca_certificate) != fingerprint:
             # For TLS, before anything is sent; the state pins the CA once the answer
             # checked out.
-            fetched = await trust.fetch_ca(
+            fetched, nonce = await trust.fetch_ca(
                 state, self._transport.proxy(state), self._transport.timeout
             )
+            self._transport.offer_nonce(state.transport.url, nonce)
             if fetched is not None and trust.fingerprint(fetched) != fingerprint:
                 raise AgentError(
                     "the server's CA does not match the token: this is not the server that "
@@ -206,7 +207,6 @@ class Agent:
         csr = identity_csr(key, state.identity)
         current = self._current_key(state)
         request_for = register_request(state, token, csr, thumbprint, current, path, force)
-        self._transport.forget_nonce()
         answer, _ = await self._transport.post(
             state,
             path,

@@ -39,14 +39,25 @@ class Transport:
     def __init__(self, timeout: float) -> None:
         """``timeout``: seconds a request may take in all (connecting: 10 at most)."""
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
-        self._nonce: str | None = None
-        # The kept session, with the trust it was made for.
-        self._kept_session: tuple[trust.Trust, aiohttp.ClientSession] | None = None
+        # The next nonce, from the last answer, and the server URL that gave it.
+        self._nonce: tuple[str, str] | None = None
+        # Inside ``connected``: the kept session and the trust it was made for, and the
+        # sessions it replaced when the trust changed (closed when ``connected`` ends: a
+        # request may still be using one).
+        self._kept_session: tuple[trust.Trust | None, aiohttp.ClientSession] | None = None
+        self._retired: list[aiohttp.ClientSession] = []
         self._signing_key: tuple[str, PublicKey] | None = None
 
-    def forget_nonce(self) -> None:
-        """The next request fetches a fresh nonce."""
-        self._nonce = None
+    def offer_nonce(self, url: str, nonce: str | None) -> None:
+        """A nonce the server ``url`` handed out in an answer: the next request to it uses
+        it instead of asking for one. (Not secret, and only ever used once: a stale or
+        foreign one costs the one retry of a bad nonce, nothing else.)"""
+        if nonce:
+            self._nonce = (url, nonce)
+
+    def _take_nonce(self, url: str) -> str | None:
+        kept, self._nonce = self._nonce, None
+        return kept[1] if kept is not None and kept[0] == url else None
 
     @asynccontextmanager
     async def connected(self, state: AgentState) -> AsyncIterator[None]:
@@ -54,32 +65,42 @@ class Transport:
         inside; without it every request opens and closes a session of its own."""
         if self._kept_session is not None:
             raise AgentError("this agent keeps a session already")
-        session = self._new_session(state)
-        self._kept_session = (trust.trust(state), session)
+        self._kept_session = (_tls_trust(state), self._new_session(state))
         try:
             yield
         finally:
+            sessions = [self._kept_session[1], *self._retired]
             self._kept_session = None
-            await session.close()
+            self._retired = []
+            for session in sessions:
+                await session.close()
 
     @asynccontextmanager
     async def _session(self, state: AgentState) -> AsyncIterator[aiohttp.ClientSession]:
         kept = self._kept_session
-        if kept is not None and kept[0] == trust.trust(state):
-            yield kept[1]
+        if kept is None:
+            async with self._new_session(state) as session:
+                yield session
             return
-        async with self._new_session(state) as session:
-            yield session
+        wanted = _tls_trust(state)
+        if kept[0] != wanted:
+            # The trust changed (a registration pinned the server's CA): one new kept
+            # session from now on, not a new one per request.
+            self._retired.append(kept[1])
+            kept = self._kept_session = (wanted, self._new_session(state))
+        yield kept[1]
 
     def _new_session(self, state: AgentState) -> aiohttp.ClientSession:
         connector = None
-        ca_file, pinned = trust.trust(state)
-        try:
-            context = outbound.tls_context(ca_file, pinned)
-        except (OSError, ssl.SSLError) as exc:
-            raise AgentError(f"cannot use {ca_file or 'the pinned CA'}: {exc}") from exc
-        if context is not None:
-            connector = aiohttp.TCPConnector(ssl=context)
+        tls = _tls_trust(state)
+        if tls is not None:
+            ca_file, pinned = tls
+            try:
+                context = outbound.tls_context(ca_file, pinned)
+            except (OSError, ssl.SSLError) as exc:
+                raise AgentError(f"cannot use {ca_file or 'the pinned CA'}: {exc}") from exc
+            if context is not None:
+                connector = aiohttp.TCPConnector(ssl=context)
         return aiohttp.ClientSession(
             connector=connector,
             timeout=self.timeout,
@@ -136,8 +157,9 @@ class Transport:
         url = state.transport.url.rstrip("/") + path
         async with self._session(state) as session:
             for attempt in (1, 2):
-                nonce = self._nonce or await self._fetch_nonce(session, state)
-                self._nonce = None
+                nonce = self._take_nonce(state.transport.url) or await self._fetch_nonce(
+                    session, state
+                )
                 body = msgspec.json.encode(payload(nonce) if callable(payload) else payload)
                 message = jose.sign(key, body, {**header, "nonce": nonce, "url": path})
                 try:
@@ -147,7 +169,9 @@ class Transport:
                         headers=headers,
                         **proxy,
                     ) as response:
-                        self._nonce = response.headers.get(wire.NONCE_HEADER)
+                        self.offer_nonce(
+                            state.transport.url, response.headers.get(wire.NONCE_HEADER)
+                        )
                         raw = await _read_at_most(response.content, MAX_ANSWER_BYTES + 1)
                         status = response.status
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -209,6 +233,18 @@ class Transport:
             raise AgentError("the signing certificate does not hold an EC key")
         self._signing_key = (certificate_pem, key)
         return key
+
+
+def _tls_trust(state: AgentState) -> trust.Trust | None:
+    """The trust a session needs: None when it speaks no TLS (an http:// server through
+    no HTTPS proxy), which then changes nothing, and the TLS context, costly to build
+    (the system's CAs are read each time), is not built."""
+    transport = state.transport
+    if not transport.url.startswith("https://") and not (transport.proxy_url or "").startswith(
+        "https://"
+    ):
+        return None
+    return trust.trust(state)
 
 
 def _unavailable(state: AgentState, problem: dict[str, Any]) -> ServerUnreachable:
