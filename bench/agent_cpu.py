@@ -4,10 +4,11 @@ Starts ``satellite serve`` (plain HTTP, 127.0.0.1) on the embedded PostgreSQL in
 directory under /dev/shm, then runs the same measurement in child processes, alternating
 between the agent library of a git revision (``--compare``, extracted with ``git archive``
 and put first on PYTHONPATH) and the one of this checkout, ``--rounds`` times each. A
-child makes ``--products`` fresh products, registers them ``--concurrency`` at a time
-(each in one HTTP session of its own, as a product keeps it), then every product reports
-``--reports`` times back to back in one session. Per phase: the child's CPU (user +
-system, ``getrusage``) and the daemon's (from /proc) per operation, and wall time.
+child makes ``--products`` fresh products, registers them ``--concurrency`` at a time,
+then every product reports ``--reports`` times back to back (``--concurrency`` products at
+a time), each product in one HTTP session across both phases (``--sessions one``) or in one
+per phase, as ``bench/load.py`` does (``--sessions per-phase``). Per phase: the child's CPU
+(user + system, ``getrusage``) and the daemon's (from /proc) per operation, and wall time.
 
     .venv/bin/python bench/agent_cpu.py --products 200 --reports 20 --rounds 3
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,12 @@ def own_cpu() -> float:
 # --- the child: one agent library, measured ------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def _kept() -> AsyncIterator[None]:
+    """The session kept across the phases is the product's already."""
+    yield
+
+
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     from satellite_agent.client import Agent
     from satellite_agent.state import Identity
@@ -96,27 +105,35 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         gate = asyncio.Semaphore(args.concurrency)
 
         async def register(agent: Agent) -> None:
-            async with gate, agent.connected():
+            async with gate, agent.connected() if args.sessions == "per-phase" else _kept():
                 await agent.register(args.token)
 
         async def report(agent: Agent, n: int) -> None:
-            async with gate, agent.connected():
+            async with gate, agent.connected() if args.sessions == "per-phase" else _kept():
                 for k in range(args.reports):
                     await agent.report_usage({TAG: (n + k) % 7})
 
         phases: dict[str, Any] = {}
-        for name, count, run in (
-            ("registration", len(agents), [register(a) for a in agents]),
-            ("report", len(agents) * args.reports, [report(a, n) for n, a in enumerate(agents)]),
-        ):
-            cpu, server, wall = own_cpu(), daemon_cpu(args.daemon), time.perf_counter()
-            await asyncio.gather(*run)
-            phases[name] = {
-                "agent_ms": (own_cpu() - cpu) * 1000 / count,
-                "daemon_ms": (daemon_cpu(args.daemon) - server) * 1000 / count,
-                "wall_s": time.perf_counter() - wall,
-                "count": count,
-            }
+        async with contextlib.AsyncExitStack() as kept:
+            if args.sessions == "one":  # each product's one session, across both phases
+                for agent in agents:
+                    await kept.enter_async_context(agent.connected())
+            for name, count, run in (
+                ("registration", len(agents), [register(a) for a in agents]),
+                (
+                    "report",
+                    len(agents) * args.reports,
+                    [report(a, n) for n, a in enumerate(agents)],
+                ),
+            ):
+                cpu, server, wall = own_cpu(), daemon_cpu(args.daemon), time.perf_counter()
+                await asyncio.gather(*run)
+                phases[name] = {
+                    "agent_ms": (own_cpu() - cpu) * 1000 / count,
+                    "daemon_ms": (daemon_cpu(args.daemon) - server) * 1000 / count,
+                    "wall_s": time.perf_counter() - wall,
+                    "count": count,
+                }
         import satellite_agent
 
         return {"library": str(Path(satellite_agent.__file__).parent), **phases}
@@ -199,6 +216,13 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=20, help="per product")
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--sessions",
+        choices=("one", "per-phase"),
+        default="one",
+        help="one: each product registers and reports in one HTTP session (as 'run' does); "
+        "per-phase: one session to register, another to report (as bench/load.py does)",
+    )
     parser.add_argument("--compare", default="main", help="git revision measured as 'before'")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
@@ -222,7 +246,7 @@ def main() -> None:
         extra = [
             *("--base", base, "--token", token, "--daemon", str(daemon.pid)),
             *("--products", str(args.products), "--reports", str(args.reports)),
-            *("--concurrency", str(args.concurrency)),
+            *("--concurrency", str(args.concurrency), "--sessions", args.sessions),
         ]
         results: dict[str, list[Any]] = {name: [] for name in variants}
         for round_ in range(args.rounds):
@@ -232,7 +256,8 @@ def main() -> None:
         print(f"uptime: {Path('/proc/loadavg').read_text().split()[:3]} (1, 5, 15 min)")
         print(
             f"{args.products} products, {args.concurrency} at a time, {args.reports} reports "
-            f"each; {args.rounds} rounds alternating; median of the rounds (min-max)"
+            f"each, sessions: {args.sessions}; {args.rounds} rounds alternating; median of the "
+            "rounds (min-max)"
         )
         for name, runs in results.items():
             print(f"{name}: {runs[0]['library']}")
