@@ -3,6 +3,8 @@ request for a nonce when an answer it already has handed one out."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import shutil
 import ssl
 from collections.abc import AsyncIterator
@@ -14,6 +16,7 @@ from aiohttp import web
 from satellite.crypto.keys import KeyPaths, ensure_tls_certificate
 from satellite.wiring import Runtime, create_app
 from satellite_agent.client import Agent
+from satellite_agent.runner import Runner
 from satellite_agent.state import Identity
 from tests.conftest import ENHANCED, Api
 from tests.helpers.api import new_token, setup_voice
@@ -121,3 +124,32 @@ async def test_over_https_the_first_nonce_comes_with_the_ca_certificate(
         *("ca-certificate", "register", "usage", "usage")
     ]
     assert len({port for _, _, port in seen[1:]}) == 1
+
+
+async def test_the_runners_duties_due_together_share_one_connection(
+    admin: Api, runtime: Runtime, tmp_path: Path
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    token = await new_token(admin)
+    async with serve_seen(runtime) as (url, seen):
+        agent = product(tmp_path, url)
+        await agent.register(token)
+        state = agent.state
+        due = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        state.renew_registration_after = due
+        assert state.authorization is not None
+        state.authorization["renewAfter"] = due.isoformat()
+        agent.save(state)
+        del seen[:]
+        stop = asyncio.Event()
+        running = asyncio.create_task(Runner(agent, lambda: {ENHANCED: 1}).run(stop))
+        for _ in range(100):  # at most 10 s
+            if len(seen) >= 3:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    assert [path.rsplit("/", 1)[1] for _, path, _ in seen] == [
+        *("registration", "authorization", "usage")
+    ]
+    assert len({port for _, _, port in seen}) == 1
