@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import shutil
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -49,8 +49,12 @@ async def serve_seen(
         await runner.cleanup()
 
 
-def product(tmp_path: Path, url: str) -> Agent:
-    agent = Agent(tmp_path / "product")
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def product(tmp_path: Path, url: str, clock: Callable[[], dt.datetime] = _now) -> Agent:
+    agent = Agent(tmp_path / "product", clock)
     state = agent.init(
         Identity(
             pid="UCM", serial_number="CONN1", uuid="u", product_type="UCM", product_version="15"
@@ -153,3 +157,28 @@ async def test_the_runners_duties_due_together_share_one_connection(
         *("registration", "authorization", "usage")
     ]
     assert len({port for _, _, port in seen}) == 1
+
+
+async def test_a_nonce_kept_for_long_is_not_sent(
+    admin: Api, runtime: Runtime, tmp_path: Path
+) -> None:
+    """The server takes a nonce for minutes only: after a long wait (a product reports
+    every few hours) the agent asks for a fresh one instead of sending a request that is
+    refused as stale and sent again."""
+    await setup_voice(admin, enhanced=5)
+    token = await new_token(admin)
+    later = dt.timedelta(0)
+
+    def clock() -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + later
+
+    async with serve_seen(runtime) as (url, seen):
+        agent = product(tmp_path, url, clock)
+        await agent.register(token)
+        await agent.report_usage({ENHANCED: 1})
+        later = dt.timedelta(hours=6)
+        state = await agent.report_usage({ENHANCED: 2})
+    assert state.usage == {ENHANCED: 2}
+    assert [path.rsplit("/", 1)[1] for _, path, _ in seen] == [
+        *("nonce", "register", "usage", "nonce", "usage")
+    ]

@@ -79,7 +79,7 @@ class Agent:
         (after it is saved in the state), e.g. SmartLicenseExportControlNotAllowed.
         ``timeout``: seconds a request may take in all (connecting: 10 at most)."""
         self.dir = StateDir(state_dir, clock)
-        self._transport = Transport(timeout)
+        self._transport = Transport(timeout, clock)
         self._clock = clock
         self._on_alarm = on_alarm
 
@@ -207,7 +207,7 @@ class Agent:
         csr = identity_csr(key, state.identity)
         current = self._current_key(state)
         request_for = register_request(state, token, csr, thumbprint, current, path, force)
-        answer, _ = await self._transport.post(
+        answer = await self._transport.post(
             state,
             path,
             request_for,
@@ -288,7 +288,7 @@ class Agent:
         state, product_id, signing = self._registered()
         path = f"{wire.PREFIX}/products/{product_id}/{what}"
         try:
-            answer, _ = await self._transport.post(
+            answer = await self._transport.post(
                 state, path, payload, self.dir.load_key(), {"kid": product_id}, signing, answer_type
             )
         except RequestRefused as refused:

@@ -11,6 +11,7 @@ carries, which the caller then checks against the token) signed it for this very
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,16 +32,23 @@ from satellite_protocol.untrusted import NESTED_TOO_DEEP, too_deep
 
 T = TypeVar("T")
 MAX_ANSWER_BYTES = 1_048_576
+# How long a nonce from an answer is kept for the next request: well within the time a
+# server takes it (satellite: 15 minutes). An older one would be refused as stale, the
+# request signed and sent again: a product reporting every few hours asks for a new one.
+KEEP_NONCE = dt.timedelta(minutes=5)
 
 
 class Transport:
     """One product's connection to its server (the URL, proxy and trust are the state's)."""
 
-    def __init__(self, timeout: float) -> None:
-        """``timeout``: seconds a request may take in all (connecting: 10 at most)."""
+    def __init__(self, timeout: float, clock: Callable[[], dt.datetime]) -> None:
+        """``timeout``: seconds a request may take in all (connecting: 10 at most);
+        ``clock``: the product's, for the age of a kept nonce."""
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
-        # The next nonce, from the last answer, and the server URL that gave it.
-        self._nonce: tuple[str, str] | None = None
+        self._clock = clock
+        # The next nonce, from the last answer: the server URL that gave it, the nonce,
+        # when it came.
+        self._nonce: tuple[str, str, dt.datetime] | None = None
         # Inside ``connected``: the kept session and the trust it was made for, and the
         # sessions it replaced when the trust changed (closed when ``connected`` ends: a
         # request may still be using one).
@@ -53,11 +61,13 @@ class Transport:
         it instead of asking for one. (Not secret, and only ever used once: a stale or
         foreign one costs the one retry of a bad nonce, nothing else.)"""
         if nonce:
-            self._nonce = (url, nonce)
+            self._nonce = (url, nonce, self._clock())
 
     def _take_nonce(self, url: str) -> str | None:
         kept, self._nonce = self._nonce, None
-        return kept[1] if kept is not None and kept[0] == url else None
+        if kept is None or kept[0] != url or self._clock() - kept[2] > KEEP_NONCE:
+            return None
+        return kept[1]
 
     @asynccontextmanager
     async def connected(self, state: AgentState) -> AsyncIterator[None]:
@@ -144,7 +154,7 @@ class Transport:
         header: dict[str, Any],
         signing_certificate: str | None,
         answer_type: type[T],
-    ) -> tuple[T, dict[str, Any]]:
+    ) -> T:
         """Sign, send, verify the signed answer; one retry when the nonce went stale.
 
         ``payload`` may be a function of the nonce, for messages that must bind it.
@@ -201,7 +211,7 @@ class Transport:
         signing_certificate: str | None,
         answer_type: type[T],
         state: AgentState,
-    ) -> tuple[T, dict[str, Any]]:
+    ) -> T:
         try:
             if too_deep(raw):
                 raise msgspec.DecodeError(NESTED_TOO_DEEP)
@@ -216,10 +226,9 @@ class Transport:
         if header.get("nonce") != nonce or header.get("url") != path:
             raise AgentError("the answer is not for this request (nonce or path differ)")
         try:
-            decoded = msgspec.json.decode(payload, type=answer_type)
+            return msgspec.json.decode(payload, type=answer_type)
         except msgspec.MsgspecError as exc:
             raise AgentError(f"the answer is not understood: {exc}") from exc
-        return decoded, msgspec.json.decode(payload)
 
     def certificate_key(self, certificate_pem: str) -> PublicKey:
         """The public key of a signing certificate; the last one's is kept parsed."""
