@@ -182,3 +182,25 @@ async def test_a_nonce_kept_for_long_is_not_sent(
     assert [path.rsplit("/", 1)[1] for _, path, _ in seen] == [
         *("nonce", "register", "usage", "nonce", "usage")
     ]
+
+
+async def test_a_runner_inside_the_products_own_session_uses_it(
+    admin: Api, runtime: Runtime, tmp_path: Path
+) -> None:
+    await setup_voice(admin, enhanced=5)
+    token = await new_token(admin)
+    async with serve_seen(runtime) as (url, seen):
+        agent = product(tmp_path, url)
+        async with agent.connected():
+            await agent.register(token)
+            stop = asyncio.Event()
+            running = asyncio.create_task(Runner(agent, lambda: {ENHANCED: 1}).run(stop))
+            for _ in range(100):  # at most 10 s
+                if len(seen) >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            stop.set()
+            await asyncio.wait_for(running, 10)
+    assert agent.state.usage == {ENHANCED: 1}
+    assert [path.rsplit("/", 1)[1] for _, path, _ in seen] == [*("nonce", "register", "usage")]
+    assert len({port for _, _, port in seen}) == 1

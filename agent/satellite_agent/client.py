@@ -168,7 +168,8 @@ class Agent:
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
         """Keep one HTTP session (and its keep-alive connections) for the requests made
-        inside; without it every request opens and closes a session of its own."""
+        inside; without it every request opens and closes a session of its own. Inside
+        another, the outer one is used."""
         async with self._transport.connected(self.state):
             yield
 

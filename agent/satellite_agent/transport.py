@@ -72,9 +72,11 @@ class Transport:
     @asynccontextmanager
     async def connected(self, state: AgentState) -> AsyncIterator[None]:
         """Keep one HTTP session (and its keep-alive connections) for the requests made
-        inside; without it every request opens and closes a session of its own."""
+        inside; without it every request opens and closes a session of its own. Inside
+        another (the runner's round in a product's own), the outer one is used."""
         if self._kept_session is not None:
-            raise AgentError("this agent keeps a session already")
+            yield
+            return
         self._kept_session = (_tls_trust(state), self._new_session(state))
         try:
             yield
