@@ -79,7 +79,7 @@ class Agent:
         (after it is saved in the state), e.g. SmartLicenseExportControlNotAllowed.
         ``timeout``: seconds a request may take in all (connecting: 10 at most)."""
         self.dir = StateDir(state_dir, clock)
-        self._transport = Transport(timeout)
+        self._transport = Transport(timeout, clock)
         self._clock = clock
         self._on_alarm = on_alarm
 
@@ -168,7 +168,8 @@ class Agent:
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
         """Keep one HTTP session (and its keep-alive connections) for the requests made
-        inside; without it every request opens and closes a session of its own."""
+        inside; without it every request opens and closes a session of its own. Inside
+        another, the outer one is used."""
         async with self._transport.connected(self.state):
             yield
 
@@ -190,9 +191,10 @@ class Agent:
         if trust.fingerprint(state.ca_certificate) != fingerprint:
             # For TLS, before anything is sent; the state pins the CA once the answer
             # checked out.
-            fetched = await trust.fetch_ca(
+            fetched, nonce = await trust.fetch_ca(
                 state, self._transport.proxy(state), self._transport.timeout
             )
+            self._transport.offer_nonce(state.transport.url, nonce)
             if fetched is not None and trust.fingerprint(fetched) != fingerprint:
                 raise AgentError(
                     "the server's CA does not match the token: this is not the server that "
@@ -206,8 +208,7 @@ class Agent:
         csr = identity_csr(key, state.identity)
         current = self._current_key(state)
         request_for = register_request(state, token, csr, thumbprint, current, path, force)
-        self._transport.forget_nonce()
-        answer, _ = await self._transport.post(
+        answer = await self._transport.post(
             state,
             path,
             request_for,
@@ -288,7 +289,7 @@ class Agent:
         state, product_id, signing = self._registered()
         path = f"{wire.PREFIX}/products/{product_id}/{what}"
         try:
-            answer, _ = await self._transport.post(
+            answer = await self._transport.post(
                 state, path, payload, self.dir.load_key(), {"kid": product_id}, signing, answer_type
             )
         except RequestRefused as refused:

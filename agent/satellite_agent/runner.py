@@ -84,7 +84,11 @@ class Runner:
         failures = 0
         while not stop.is_set():
             try:
-                for what in await self.run_due():
+                # One HTTP session for what is due together, closed before the wait (a
+                # connection idle for hours would be closed by the server anyway).
+                async with self._agent.connected():
+                    done = await self.run_due()
+                for what in done:
                     log.info("agent.duty_done", duty=what)
                 wait = self._idle_wait()
                 failures = 0

@@ -11,6 +11,7 @@ carries, which the caller then checks against the token) signed it for this very
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,55 +32,87 @@ from satellite_protocol.untrusted import NESTED_TOO_DEEP, too_deep
 
 T = TypeVar("T")
 MAX_ANSWER_BYTES = 1_048_576
+# How long a nonce from an answer is kept for the next request: well within the time a
+# server takes it (satellite: 15 minutes). An older one would be refused as stale, the
+# request signed and sent again: a product reporting every few hours asks for a new one.
+KEEP_NONCE = dt.timedelta(minutes=5)
 
 
 class Transport:
     """One product's connection to its server (the URL, proxy and trust are the state's)."""
 
-    def __init__(self, timeout: float) -> None:
-        """``timeout``: seconds a request may take in all (connecting: 10 at most)."""
+    def __init__(self, timeout: float, clock: Callable[[], dt.datetime]) -> None:
+        """``timeout``: seconds a request may take in all (connecting: 10 at most);
+        ``clock``: the product's, for the age of a kept nonce."""
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=min(10.0, timeout))
-        self._nonce: str | None = None
-        # The kept session, with the trust it was made for.
-        self._kept_session: tuple[trust.Trust, aiohttp.ClientSession] | None = None
+        self._clock = clock
+        # The next nonce, from the last answer: the server URL that gave it, the nonce,
+        # when it came.
+        self._nonce: tuple[str, str, dt.datetime] | None = None
+        # Inside ``connected``: the kept session and the trust it was made for, and the
+        # sessions it replaced when the trust changed (closed when ``connected`` ends: a
+        # request may still be using one).
+        self._kept_session: tuple[trust.Trust | None, aiohttp.ClientSession] | None = None
+        self._retired: list[aiohttp.ClientSession] = []
         self._signing_key: tuple[str, PublicKey] | None = None
 
-    def forget_nonce(self) -> None:
-        """The next request fetches a fresh nonce."""
-        self._nonce = None
+    def offer_nonce(self, url: str, nonce: str | None) -> None:
+        """A nonce the server ``url`` handed out in an answer: the next request to it uses
+        it instead of asking for one. (Not secret, and only ever used once: a stale or
+        foreign one costs the one retry of a bad nonce, nothing else.)"""
+        if nonce:
+            self._nonce = (url, nonce, self._clock())
+
+    def _take_nonce(self, url: str) -> str | None:
+        kept, self._nonce = self._nonce, None
+        if kept is None or kept[0] != url or self._clock() - kept[2] > KEEP_NONCE:
+            return None
+        return kept[1]
 
     @asynccontextmanager
     async def connected(self, state: AgentState) -> AsyncIterator[None]:
         """Keep one HTTP session (and its keep-alive connections) for the requests made
-        inside; without it every request opens and closes a session of its own."""
+        inside; without it every request opens and closes a session of its own. Inside
+        another (the runner's round in a product's own), the outer one is used."""
         if self._kept_session is not None:
-            raise AgentError("this agent keeps a session already")
-        session = self._new_session(state)
-        self._kept_session = (trust.trust(state), session)
+            yield
+            return
+        self._kept_session = (_tls_trust(state), self._new_session(state))
         try:
             yield
         finally:
+            sessions = [self._kept_session[1], *self._retired]
             self._kept_session = None
-            await session.close()
+            self._retired = []
+            for session in sessions:
+                await session.close()
 
     @asynccontextmanager
     async def _session(self, state: AgentState) -> AsyncIterator[aiohttp.ClientSession]:
         kept = self._kept_session
-        if kept is not None and kept[0] == trust.trust(state):
-            yield kept[1]
+        if kept is None:
+            async with self._new_session(state) as session:
+                yield session
             return
-        async with self._new_session(state) as session:
-            yield session
+        wanted = _tls_trust(state)
+        if kept[0] != wanted:
+            # The trust changed (a registration pinned the server's CA): one new kept
+            # session from now on, not a new one per request.
+            self._retired.append(kept[1])
+            kept = self._kept_session = (wanted, self._new_session(state))
+        yield kept[1]
 
     def _new_session(self, state: AgentState) -> aiohttp.ClientSession:
         connector = None
-        ca_file, pinned = trust.trust(state)
-        try:
-            context = outbound.tls_context(ca_file, pinned)
-        except (OSError, ssl.SSLError) as exc:
-            raise AgentError(f"cannot use {ca_file or 'the pinned CA'}: {exc}") from exc
-        if context is not None:
-            connector = aiohttp.TCPConnector(ssl=context)
+        tls = _tls_trust(state)
+        if tls is not None:
+            ca_file, pinned = tls
+            try:
+                context = outbound.tls_context(ca_file, pinned)
+            except (OSError, ssl.SSLError) as exc:
+                raise AgentError(f"cannot use {ca_file or 'the pinned CA'}: {exc}") from exc
+            if context is not None:
+                connector = aiohttp.TCPConnector(ssl=context)
         return aiohttp.ClientSession(
             connector=connector,
             timeout=self.timeout,
@@ -123,7 +156,7 @@ class Transport:
         header: dict[str, Any],
         signing_certificate: str | None,
         answer_type: type[T],
-    ) -> tuple[T, dict[str, Any]]:
+    ) -> T:
         """Sign, send, verify the signed answer; one retry when the nonce went stale.
 
         ``payload`` may be a function of the nonce, for messages that must bind it.
@@ -136,8 +169,9 @@ class Transport:
         url = state.transport.url.rstrip("/") + path
         async with self._session(state) as session:
             for attempt in (1, 2):
-                nonce = self._nonce or await self._fetch_nonce(session, state)
-                self._nonce = None
+                nonce = self._take_nonce(state.transport.url) or await self._fetch_nonce(
+                    session, state
+                )
                 body = msgspec.json.encode(payload(nonce) if callable(payload) else payload)
                 message = jose.sign(key, body, {**header, "nonce": nonce, "url": path})
                 try:
@@ -147,7 +181,9 @@ class Transport:
                         headers=headers,
                         **proxy,
                     ) as response:
-                        self._nonce = response.headers.get(wire.NONCE_HEADER)
+                        self.offer_nonce(
+                            state.transport.url, response.headers.get(wire.NONCE_HEADER)
+                        )
                         raw = await _read_at_most(response.content, MAX_ANSWER_BYTES + 1)
                         status = response.status
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -177,7 +213,7 @@ class Transport:
         signing_certificate: str | None,
         answer_type: type[T],
         state: AgentState,
-    ) -> tuple[T, dict[str, Any]]:
+    ) -> T:
         try:
             if too_deep(raw):
                 raise msgspec.DecodeError(NESTED_TOO_DEEP)
@@ -192,10 +228,9 @@ class Transport:
         if header.get("nonce") != nonce or header.get("url") != path:
             raise AgentError("the answer is not for this request (nonce or path differ)")
         try:
-            decoded = msgspec.json.decode(payload, type=answer_type)
+            return msgspec.json.decode(payload, type=answer_type)
         except msgspec.MsgspecError as exc:
             raise AgentError(f"the answer is not understood: {exc}") from exc
-        return decoded, msgspec.json.decode(payload)
 
     def certificate_key(self, certificate_pem: str) -> PublicKey:
         """The public key of a signing certificate; the last one's is kept parsed."""
@@ -209,6 +244,18 @@ class Transport:
             raise AgentError("the signing certificate does not hold an EC key")
         self._signing_key = (certificate_pem, key)
         return key
+
+
+def _tls_trust(state: AgentState) -> trust.Trust | None:
+    """The trust a session needs: None when it speaks no TLS (an http:// server through
+    no HTTPS proxy), which then changes nothing, and the TLS context, costly to build
+    (the system's CAs are read each time), is not built."""
+    transport = state.transport
+    if not transport.url.startswith("https://") and not (transport.proxy_url or "").startswith(
+        "https://"
+    ):
+        return None
+    return trust.trust(state)
 
 
 def _unavailable(state: AgentState, problem: dict[str, Any]) -> ServerUnreachable:

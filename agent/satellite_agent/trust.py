@@ -40,16 +40,20 @@ def fingerprint(pem: str | None) -> str | None:
 
 async def fetch_ca(
     state: AgentState, proxy: dict[str, Any], limits: aiohttp.ClientTimeout
-) -> str | None:
+) -> tuple[str | None, str | None]:
     """The server's CA certificate (PEM), unverified: the caller compares its fingerprint
     with the token's. None when there is nothing to fetch (plain http), when the proxy is
     an HTTPS one (never spoken to unverified: its credentials would go along), or when the
-    server does not offer it; the system's or the CA file's trust then decides."""
+    server does not offer it; the system's or the CA file's trust then decides.
+
+    And the nonce the answer carries (a device API answer hands out the next one), for
+    the registration that follows: unverified too, which costs nothing (a bad one is
+    refused and replaced by a good one in the refusal)."""
     transport = state.transport
     if not transport.url.startswith("https://") or (transport.proxy_url or "").startswith(
         "https://"
     ):
-        return None
+        return None, None
     url = transport.url.rstrip("/") + wire.PREFIX + wire.CA_CERTIFICATE
     raw = b""
     async with aiohttp.ClientSession(
@@ -57,15 +61,16 @@ async def fetch_ca(
     ) as session:
         try:
             async with session.get(url, **proxy) as response:
+                nonce = response.headers.get(wire.NONCE_HEADER)
                 if response.status != 200:
-                    return None
+                    return None, nonce
                 async for chunk in response.content.iter_chunked(4096):
                     raw += chunk
                     if len(raw) > MAX_CA_BYTES:
-                        return None
+                        return None, nonce
         except (aiohttp.ClientError, TimeoutError):
-            return None  # the registration's own request says what is wrong
+            return None, None  # the registration's own request says what is wrong
     try:
-        return to_pem(load_pem_certificate(raw.decode("ascii")))
+        return to_pem(load_pem_certificate(raw.decode("ascii"))), nonce
     except (CertificateError, UnicodeDecodeError):
-        return None
+        return None, nonce
