@@ -3,24 +3,21 @@ nothing else there, and the main listener has no /metrics."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
-import time
 import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.daemon import (
-    POLL,
-    START_TIMEOUT,
     Daemon,
     base_env,
     free_port,
     http,
     kill_daemon,
     start,
+    wait_serving,
 )
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -53,14 +50,7 @@ def test_the_daemon_serves_the_metrics_on_their_own_loopback_listener(
     daemon: Daemon | None = None
     try:
         daemon = start(args, tmp_path / "logs", base_env(tmp_path))
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert daemon.proc.poll() is None, daemon.err
-            with contextlib.suppress(OSError):
-                if http("GET", f"{base}/healthz")[0] == 200:
-                    break
-            assert time.monotonic() < deadline, daemon.err
-            time.sleep(POLL)
+        wait_serving(daemon, base)
         assert http("GET", f"{base}/metrics")[0] == 404
         seen = _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
         assert seen["satellite_database_up{}"] == 1

@@ -3,7 +3,6 @@ takes effect, what cannot is reported as needing a restart, an invalid file is r
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import signal
@@ -14,7 +13,6 @@ from typing import Any
 
 from tests.helpers.daemon import (
     POLL,
-    START_TIMEOUT,
     Daemon,
     base_env,
     daemon_login,
@@ -23,6 +21,7 @@ from tests.helpers.daemon import (
     kill_daemon,
     named_values,
     start,
+    wait_serving,
 )
 
 WAIT = 20.0
@@ -94,14 +93,7 @@ def test_sighup_applies_a_changed_config_and_refuses_an_invalid_one(
     daemon: Daemon | None = None
     try:
         daemon = start(args, tmp_path / "logs", base_env(tmp_path))
-        deadline = time.monotonic() + START_TIMEOUT
-        for _ in range(int(START_TIMEOUT / POLL)):
-            assert daemon.proc.poll() is None, daemon.err
-            with contextlib.suppress(OSError):
-                if http("GET", f"{base}/healthz")[0] == 200:
-                    break
-            assert time.monotonic() < deadline, daemon.err
-            time.sleep(POLL)
+        wait_serving(daemon, base)
         (client_id,), (secret,) = (
             named_values(daemon.out, "client_id"),
             named_values(daemon.out, "client_secret"),
@@ -185,14 +177,7 @@ def test_sighup_applies_changed_timers_to_new_work_and_to_the_jobs_schedule(
     daemon: Daemon | None = None
     try:
         daemon = start(args, tmp_path / "logs", base_env(tmp_path))
-        deadline = time.monotonic() + START_TIMEOUT
-        for _ in range(int(START_TIMEOUT / POLL)):
-            assert daemon.proc.poll() is None, daemon.err
-            with contextlib.suppress(OSError):
-                if http("GET", f"{base}/healthz")[0] == 200:
-                    break
-            assert time.monotonic() < deadline, daemon.err
-            time.sleep(POLL)
+        wait_serving(daemon, base)
         (client_id,), (secret,) = (
             named_values(daemon.out, "client_id"),
             named_values(daemon.out, "client_secret"),

@@ -33,6 +33,7 @@ from tests.helpers.daemon import (
     notify_socket,
     start,
     stop_orphaned_postgres,
+    wait_serving,
 )
 
 
@@ -135,14 +136,7 @@ def test_daemon_logs_are_json_lines(tmp_path: Path, db_dsn: str, state_dir: Path
     daemon: Daemon | None = None
     try:
         daemon = start(args, tmp_path / "logs", base_env(tmp_path))
-        deadline = time.monotonic() + START_TIMEOUT
-        for _ in range(int(START_TIMEOUT / POLL)):
-            assert daemon.proc.poll() is None, daemon.err
-            with contextlib.suppress(OSError):
-                if http("GET", f"http://127.0.0.1:{port}/healthz")[0] == 200:
-                    break
-            assert time.monotonic() < deadline, daemon.err
-            time.sleep(POLL)
+        wait_serving(daemon, f"http://127.0.0.1:{port}")
         status, _ = http(
             "GET",
             f"http://127.0.0.1:{port}/api/v1/openapi.json",

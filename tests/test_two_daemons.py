@@ -4,7 +4,6 @@ other skips it, and says so in its log, its job runs and its metrics."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import time
@@ -15,13 +14,12 @@ from satellite.scheduler.jobs import JOBS
 from tests.helpers.cli import query
 from tests.helpers.daemon import (
     POLL,
-    START_TIMEOUT,
     Daemon,
     base_env,
     free_port,
-    http,
     kill_daemon,
     start,
+    wait_serving,
 )
 from tests.helpers.metrics import Scrape
 
@@ -49,14 +47,7 @@ def _node(tmp_path: Path, name: str, dsn: str, state_dir: Path) -> tuple[Daemon,
     args = ["--config", str(config), "serve", "--state-dir", str(state_dir), "--plain-http"]
     daemon = start(args, tmp_path / f"logs-{name}", base_env(tmp_path))
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
-    for _ in range(int(START_TIMEOUT / POLL)):
-        assert daemon.proc.poll() is None, daemon.err
-        with contextlib.suppress(OSError):
-            if http("GET", f"{base}/healthz")[0] == 200:
-                break
-        assert time.monotonic() < deadline, daemon.err
-        time.sleep(POLL)
+    wait_serving(daemon, base)
     return daemon, base, f"http://127.0.0.1:{metrics_port}/metrics"
 
 

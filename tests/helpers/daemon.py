@@ -202,3 +202,17 @@ def daemon_login(base: str, client_id: str, client_secret: str, ca: Path | None 
     assert body["expires_in"] > 0
     token: str = body["access_token"]
     return token
+
+
+def wait_serving(daemon: Daemon, base: str, path: str = "/healthz") -> None:
+    """Until ``base + path`` answers 200 (bounded by START_TIMEOUT); the daemon must not
+    exit meanwhile."""
+    deadline = time.monotonic() + START_TIMEOUT
+    for _ in range(int(START_TIMEOUT / POLL)):
+        assert daemon.proc.poll() is None, daemon.err
+        with contextlib.suppress(OSError):
+            if http("GET", base + path)[0] == 200:
+                return
+        assert time.monotonic() < deadline, daemon.err
+        time.sleep(POLL)
+    raise AssertionError(f"{base}{path} did not answer 200: {daemon.err}")
