@@ -367,3 +367,23 @@ async def receiver() -> AsyncIterator[Receiver]:
     if started.hold is not None:
         started.hold.set()
     await started.server.close()
+
+
+async def _migrate(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, load_migrations(migrations_dir()))
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def own_pg(tmp_path: Path) -> Iterator[tuple[EmbeddedPostgres, str]]:
+    """A PostgreSQL of this test's own (the test may kill it), migrated."""
+    embedded = EmbeddedPostgres(tmp_path / "pg-state")
+    dsn = embedded.start()
+    asyncio.run(_migrate(dsn))
+    try:
+        yield embedded, dsn
+    finally:
+        embedded.stop()

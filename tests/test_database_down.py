@@ -8,10 +8,9 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -19,9 +18,7 @@ from satellite.api.context import Services
 from satellite.config import DatabaseSettings, Settings
 from satellite.domain.access import host_operator
 from satellite.errors import StateDirError
-from satellite.resources import migrations_dir
 from satellite.storage.embedded import EmbeddedPostgres, alive
-from satellite.storage.migrations import load_migrations, migrate
 from satellite.wiring import create_app, load_runtime, open_services
 from satellite_agent.client import ServerUnreachable
 from satellite_agent.state import AgentState
@@ -42,26 +39,6 @@ from tests.helpers.sync import (
 
 UNAVAILABLE = "urn:satellite:problem:database-unavailable"
 WAIT = 30.0  # bound on waiting for a server to die or to come back
-
-
-async def _migrate(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn, load_migrations(migrations_dir()))
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def own_pg(tmp_path: Path) -> Iterator[tuple[EmbeddedPostgres, str]]:
-    """A PostgreSQL of this test's own (this test kills it), migrated."""
-    embedded = EmbeddedPostgres(tmp_path / "pg-state")
-    dsn = embedded.start()
-    asyncio.run(_migrate(dsn))
-    try:
-        yield embedded, dsn
-    finally:
-        embedded.stop()
 
 
 def postmaster_pid(pgdata: Path) -> int:

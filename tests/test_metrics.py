@@ -7,11 +7,8 @@ alert rules use is in a real scrape."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -24,9 +21,8 @@ from satellite.domain.access import host_operator
 from satellite.errors import ConfigError, StateDirError
 from satellite.http.keys import DATABASE_SUPERVISOR
 from satellite.http.metrics import own_listener_app
-from satellite.resources import config_dir, migrations_dir
-from satellite.storage.embedded import EmbeddedPostgres, alive
-from satellite.storage.migrations import load_migrations, migrate
+from satellite.resources import config_dir
+from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.supervisor import PostgresSupervisor
 from satellite.wiring import Runtime, create_app, load_runtime, open_services
 from satellite_agent.errors import RequestRefused
@@ -36,6 +32,7 @@ from tests.helpers.devices import product_id
 from tests.helpers.jobs import registered_agent, setup_voice
 from tests.helpers.metrics import TOKEN, scrape, with_metrics
 from tests.helpers.sync import open_upstream, register_online, setup_site, setup_upstream
+from tests.test_database_down import kill_postmaster
 
 RULES = config_dir() / "alerts.yml"
 WAIT = 30.0  # bound on waiting for a database to die or to come back
@@ -250,35 +247,6 @@ async def test_reads_over_the_statement_timeout_leave_the_database_counts_out_of
 # --- the database goes away --------------------------------------------------------------
 
 
-async def _migrate(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn, load_migrations(migrations_dir()))
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def own_pg(tmp_path: Path) -> Iterator[tuple[EmbeddedPostgres, str]]:
-    """A PostgreSQL of this test's own (this test kills it), migrated."""
-    embedded = EmbeddedPostgres(tmp_path / "pg-state")
-    dsn = embedded.start()
-    asyncio.run(_migrate(dsn))
-    try:
-        yield embedded, dsn
-    finally:
-        embedded.stop()
-
-
-def _kill_postmaster(pgdata: Path) -> None:
-    pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + WAIT
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(pid), "the postmaster did not die"
-
-
 def _restart(embedded: EmbeddedPostgres) -> bool:
     try:
         embedded.restart_if_dead()
@@ -316,7 +284,7 @@ async def test_a_database_that_is_down_is_database_up_0_in_a_scrape_that_answers
     assert before.value("satellite_licenses_purchased", tag=ENHANCED) == 2
     assert before.value("satellite_embedded_postgres_restarts_total") == 0
 
-    await asyncio.to_thread(_kill_postmaster, embedded.pgdata)
+    await asyncio.to_thread(kill_postmaster, embedded.pgdata)
     down = await scrape(api)
     assert down.value("satellite_database_up") == 0
     assert down.value("satellite_metrics_database_read_ok") == 0
