@@ -17,60 +17,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import asyncpg
 import uvloop
+from load import api, free_port, wait_ready
 
 from satellite_agent.client import Agent
 from satellite_agent.state import Identity
 
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def satellite(*args: str) -> str:
     exe = str(Path(sys.executable).parent / "satellite")
     return subprocess.run([exe, *args], check=True, capture_output=True, text=True).stdout
-
-
-def api(base: str, path: str, body: object, token: str | None = None) -> dict[str, object]:
-    request = urllib.request.Request(  # noqa: S310 - loopback http only
-        base + path, data=json.dumps(body).encode(), method="POST"
-    )
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with _opener.open(request, timeout=30) as response:
-        result: dict[str, object] = json.loads(response.read())
-        return result
-
-
-def wait_ready(base: str) -> None:
-    """Until the daemon answers /readyz (at most 30 s)."""
-    for _ in range(300):
-        try:
-            with _opener.open(base + "/readyz", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
 
 
 def _ticks(pid: int, children_too: bool) -> int:
