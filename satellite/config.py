@@ -21,6 +21,12 @@ from satellite_protocol.untrusted import nul_field
 
 Role = Literal["satellite", "upstream"]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+MAX_WORKERS = 64
+# "auto": a worker per core on a host of more than AUTO_WORKERS_ABOVE cores (at most
+# AUTO_WORKERS_MAX), else one; on a small host a second process only shares the cores.
+Workers = Literal["auto"] | Annotated[int, msgspec.Meta(ge=1, le=MAX_WORKERS)]
+AUTO_WORKERS_ABOVE = 2
+AUTO_WORKERS_MAX = 8
 
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _LISTEN_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]:]*)):(?P<port>\d{1,5})$")
@@ -307,6 +313,8 @@ class Settings(_Section):
     catalog: str | None = None
     # How this process is named in the job runs every node records (default hostname:pid).
     node_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    # Processes that serve the listen addresses (``satellite serve --workers``).
+    workers: Workers = 1
     tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     timers: TimerSettings = msgspec.field(default_factory=TimerSettings)
@@ -347,6 +355,22 @@ def default_state_dir() -> Path:
     if systemd_dirs:
         return Path(systemd_dirs.split(":")[0])
     return Path(platformdirs.user_state_dir("satellite"))
+
+
+def worker_count(workers: Workers | str, cores: int | None = None, name: str = "workers") -> int:
+    """How many processes serve: ``workers`` as the config or ``--workers`` (``name``) says
+    it ("auto" or 1 to MAX_WORKERS); ``cores``: those this process may run on."""
+    if workers == "auto":
+        if cores is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        return min(cores, AUTO_WORKERS_MAX) if cores > AUTO_WORKERS_ABOVE else 1
+    try:
+        count = int(workers)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise ConfigError(f'{name}: {workers!r} is not "auto" or a number of 1 to {MAX_WORKERS}')
+    return count
 
 
 _PATH_RE = re.compile(r" - at `\$\.?([^`]*)`$")

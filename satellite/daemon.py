@@ -6,7 +6,8 @@ import asyncio
 import datetime as dt
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -28,19 +29,37 @@ log = structlog.get_logger("satellite.daemon")
 RELOADER = web.AppKey("reloader", Reloader)
 
 
+@dataclass(frozen=True)
+class WorkerPart:
+    """This process is worker ``index`` of ``satellite serve --workers N`` (satellite.workers
+    starts it): worker 0 leads (the scheduled jobs, the webhook deliveries, the certificate's
+    renewal, the metrics' own listener); every worker accepts on the listen addresses."""
+
+    index: int
+    ready: Callable[[], None]  # told once this worker listens
+    renewed: Callable[[], None]  # told when the leader serves a renewed certificate
+
+    @property
+    def leads(self) -> bool:
+        return self.index == 0
+
+
 async def serve(
     runtime: Runtime,
     embedded: EmbeddedPostgres | None = None,
     announce: Callable[[list[str]], None] | None = None,
     read_settings: Callable[[], Settings] | None = None,
+    worker: WorkerPart | None = None,
 ) -> None:
     """Serve until SIGTERM; ``embedded``: the embedded PostgreSQL to watch and restart;
     ``announce``: told the console's URLs once the daemon listens; ``read_settings``: the
-    settings as the config file says now (SIGHUP reads it again), else those at start."""
+    settings as the config file says now (SIGHUP reads it again), else those at start;
+    ``worker``: this process is one of several workers (else the only process)."""
     settings = runtime.settings
     tls = ServerTls.for_settings(settings)
     ssl_context = tls.context if tls is not None else None
-    app = create_app(runtime, scheduler=True)
+    leads = worker is None or worker.leads
+    app = create_app(runtime, scheduler=leads)
     supervisor = PostgresSupervisor(embedded) if embedded is not None else None
     if supervisor is not None:
         app[DATABASE_SUPERVISOR] = supervisor
@@ -61,6 +80,9 @@ async def serve(
     # SIGHUP: the config file and the catalog again (satellite.reload); new TLS connections
     # use the renewed certificate, existing ones keep theirs.
     loop.add_signal_handler(signal.SIGHUP, app[RELOADER].reload)
+    if worker is not None and tls is not None:
+        # SIGUSR1: the leader renewed the certificate (the parent passes it on).
+        loop.add_signal_handler(signal.SIGUSR1, tls.reload)
     watchdog: asyncio.Task[None] | None = None
     renewals: asyncio.Task[None] | None = None
     metrics: web.AppRunner | None = None
@@ -68,38 +90,52 @@ async def serve(
         if supervisor is not None:
             supervisor.start()
         for address in settings.listen_addresses:
+            # (Workers: each process binds the same addresses; the kernel spreads the
+            # connections over them.)
             site = web.TCPSite(
-                runner, address.host, address.port, ssl_context=ssl_context, reuse_address=True
+                runner,
+                address.host,
+                address.port,
+                ssl_context=ssl_context,
+                reuse_address=True,
+                reuse_port=worker is not None,
             )
             await site.start()
-        metrics = await start_own_listener(app)
+        metrics = await start_own_listener(app) if leads else None
         scheme = "https" if ssl_context else "http"
         bound = [f"{scheme}://{_format(address)}" for address in runner.addresses]
         log.info("daemon.listening", addresses=bound, role=settings.role)
         if announce is not None:
             announce(console_urls(scheme, runner.addresses))
-        if tls is not None and settings.tls.managed:
+        if tls is not None and settings.tls.managed and leads:
             # (settings.timers is the running timers object: a reload changes it in place)
             renewals = asyncio.create_task(
                 tls.renew_periodically(
-                    lambda: dt.timedelta(minutes=settings.timers.jobs_interval_minutes)
+                    lambda: dt.timedelta(minutes=settings.timers.jobs_interval_minutes),
+                    None if worker is None else worker.renewed,
                 )
             )
-        systemd.notify("READY=1\nSTATUS=serving")
-        interval = systemd.watchdog_interval()
-        if interval:
-            watchdog = asyncio.create_task(
-                _watchdog(app, interval, settings.systemd.watchdog_not_ready_seconds)
-            )
+        if worker is not None:
+            worker.ready()  # (the parent tells systemd, and keeps its watchdog)
+        else:
+            systemd.notify("READY=1\nSTATUS=serving")
+            interval = systemd.watchdog_interval()
+            if interval:
+                watchdog = asyncio.create_task(
+                    watchdog_loop(
+                        lambda: _ready(app), interval, settings.systemd.watchdog_not_ready_seconds
+                    )
+                )
         await stop.wait()
         log.info("daemon.stopping")
-        systemd.notify("STOPPING=1")
+        if worker is None:
+            systemd.notify("STOPPING=1")
     finally:
         if watchdog is not None:
             watchdog.cancel()
         if renewals is not None:
             renewals.cancel()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
         if metrics is not None:
             await metrics.cleanup()
@@ -132,7 +168,9 @@ async def _ready(app: web.Application) -> bool:
     return True
 
 
-async def _watchdog(app: web.Application, interval: float, not_ready_seconds: float) -> None:
+async def watchdog_loop(
+    is_ready: Callable[[], Awaitable[bool]], interval: float, not_ready_seconds: float
+) -> None:
     """WATCHDOG=1 every ``interval`` while the daemon can do its work, and for at most
     ``not_ready_seconds`` after it last could: then systemd restarts a daemon that does not
     recover (its database gone for good, a schema it does not match)."""
@@ -141,7 +179,7 @@ async def _watchdog(app: web.Application, interval: float, not_ready_seconds: fl
     while True:
         try:
             async with asyncio.timeout(interval):
-                ready = await _ready(app)
+                ready = await is_ready()
         except TimeoutError:
             ready = False
         now = time.monotonic()

@@ -9,6 +9,21 @@ import structlog
 
 from satellite.config import LogSettings
 
+# Fields on every line this process logs (a worker's index), whatever the request's context.
+_PROCESS_FIELDS: dict[str, object] = {}
+
+
+def bind_process(**fields: object) -> None:
+    """Put ``fields`` on every line this process logs from now on (a reload keeps them)."""
+    _PROCESS_FIELDS.update(fields)
+
+
+def _process_fields(
+    logger: object, method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    event.update(_PROCESS_FIELDS)
+    return event
+
 
 def configure_logging(settings: LogSettings) -> None:
     level = logging.getLevelName(settings.level.upper())
@@ -20,6 +35,7 @@ def configure_logging(settings: LogSettings) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _process_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -37,6 +53,7 @@ def configure_logging(settings: LogSettings) -> None:
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
                 structlog.stdlib.add_logger_name,
+                _process_fields,
                 structlog.stdlib.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
                 structlog.processors.format_exc_info,

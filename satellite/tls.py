@@ -185,12 +185,17 @@ class ServerTls:
         self.reload()
         return True
 
-    async def renew_periodically(self, interval: Callable[[], dt.timedelta]) -> None:
+    async def renew_periodically(
+        self, interval: Callable[[], dt.timedelta], renewed: Callable[[], None] | None = None
+    ) -> None:
         """Check every ``interval()`` (as the config says now), for as long as the daemon
-        runs."""
+        runs; ``renewed``: told each time a new certificate is served (the daemon's other
+        workers load it then)."""
         while True:
             await asyncio.sleep(interval().total_seconds())
             # Issuing signs with the CA key and writes files: off the event loop; loading
             # into the context the sockets use: on it.
             if await asyncio.to_thread(self._issue_if_due, None):
                 self.reload()
+                if renewed is not None:
+                    renewed()

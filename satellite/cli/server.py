@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 import msgspec
 import uvloop
 
-from satellite import systemd, tls
+from satellite import systemd, tls, workers
 from satellite.cli.context import QUIET_LOGS, CliContext, pass_cli
-from satellite.config import Settings
+from satellite.config import Settings, worker_count
 from satellite.crypto.keys import replace_file
+from satellite.daemon import console_urls
 from satellite.daemon import serve as run_daemon
 from satellite.errors import SchemaMismatch, StateDirError
-from satellite.logging import configure_logging
+from satellite.logging import bind_process, configure_logging
 from satellite.services import health
 from satellite.wiring import (
     InitResult,
@@ -147,6 +150,14 @@ async def _check_schema(runtime: Runtime) -> None:
     is_flag=True,
     help="Serve plain HTTP instead of HTTPS (credentials travel in clear); as tls.plain_http.",
 )
+@click.option(
+    "--workers",
+    "workers_option",
+    metavar="N",
+    help='Processes that serve (1 to 64, or "auto": one per core on a host of more than '
+    "2 cores); as workers in the config.",
+)
+@click.option("--worker", "worker_index", type=int, hidden=True)  # (the parent starts these)
 @pass_cli
 def serve(
     obj: CliContext,
@@ -154,6 +165,8 @@ def serve(
     listen: tuple[str, ...],
     no_migrate: bool,
     plain_http: bool,
+    workers_option: str | None,
+    worker_index: int | None,
 ) -> None:
     """Run the daemon (on the embedded PostgreSQL unless database.dsn is set).
 
@@ -174,6 +187,14 @@ def serve(
 
     settings = read_settings()
     configure_logging(settings.log)
+    if worker_index is not None:
+        _serve_worker(read_settings, worker_index)
+        return
+    if workers_option is None:
+        count = worker_count(settings.workers)
+    else:
+        count = worker_count(workers_option, name="--workers")
+    workers.check_workers(settings, count)
     if no_migrate and not is_initialized(settings):
         raise StateDirError(
             f"{settings.state_path} is not initialized (started with --no-migrate): "
@@ -191,9 +212,44 @@ def serve(
             result = asyncio.run(initialize(runtime, obj.operator.login))
             if created or result.first_client is not None or result.first_user is not None:
                 _report_init(settings, created, result)
+        if count > 1:
+
+            def command(index: int) -> list[str]:
+                return _worker_command(obj, state_dir, listen, plain_http, index)
+
+            scheme = "http" if settings.tls.plain_http else "https"
+            urls = console_urls(scheme, [(a.host, a.port) for a in settings.listen_addresses])
+            parent = workers.run_parent(runtime, embedded, count, command, lambda: _announce(urls))
+            uvloop.run(parent)
+            return
         # uvloop: the same asyncio, its event loop in C; the device API answers about a
         # third more requests per second of CPU with it.
         uvloop.run(run_daemon(runtime, embedded, announce=_announce, read_settings=read_settings))
+
+
+def _worker_command(
+    obj: CliContext, state_dir: Path | None, listen: tuple[str, ...], plain_http: bool, index: int
+) -> list[str]:
+    """Worker ``index``'s command line: this one's config and overrides, as given (a SIGHUP
+    reads the config again in each worker as it would in a daemon of one process)."""
+    args = [sys.executable, "-m", "satellite"]
+    if obj.config is not None:
+        args += ["--config", str(obj.config)]
+    directory = state_dir or obj.state_dir
+    args += ["serve", *(["--state-dir", str(directory)] if directory else [])]
+    for address in listen:
+        args += ["--listen", address]
+    return [*args, *(["--plain-http"] if plain_http else []), "--worker", str(index)]
+
+
+def _serve_worker(read_settings: Callable[[], Settings], index: int) -> None:
+    """Worker ``index`` of a daemon's parent process: no key material, migrations or
+    embedded PostgreSQL of its own (the parent has them), only the serving."""
+    part = workers.worker_part(index)
+    bind_process(worker=index)
+    settings = read_settings()
+    runtime = load_runtime(settings, workers.worker_dsn(settings))
+    uvloop.run(run_daemon(runtime, read_settings=read_settings, worker=part))
 
 
 def _announce(urls: list[str]) -> None:

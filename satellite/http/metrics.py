@@ -2,11 +2,16 @@
 one, optionally behind a bearer token (``[metrics]`` in the config).
 
 Every app owns its registry: nothing is registered in prometheus-client's global one, so
-two apps in one process count apart. What the process sees happen (HTTP requests, device
-operations, job runs, webhook attempts, waits for a pooled connection) is counted as it
-happens; what only the database knows (product instances, license positions, open alerts,
-sync links, pending webhook deliveries) is
-read when Prometheus scrapes (``services.metrics.MetricsReader``), and a database that
+two apps in one process count apart. With several workers (``satellite serve --workers``)
+each process counts in files of prometheus-client's multiprocess mode (the parent names
+the directory in ``PROMETHEUS_MULTIPROC_DIR``) and a scrape, whichever worker answers it,
+sums the counters and histograms of every worker, those that exited included; what is read
+at scrape time is the answering worker's (its pool) or the database's.
+
+What the process sees happen (HTTP requests, device operations, job runs, webhook attempts,
+waits for a pooled connection) is counted as it happens; what only the database knows
+(product instances, license positions, open alerts, sync links, pending webhook deliveries)
+is read when Prometheus scrapes (``services.metrics.MetricsReader``), and a database that
 cannot be reached is ``satellite_database_up 0`` in a scrape that still answers 200.
 
 Label values are bounded: route templates (never raw paths), methods, statuses, problem
@@ -16,6 +21,7 @@ free text.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +34,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from satellite.config import MetricsSettings, parse_listen
@@ -50,6 +57,7 @@ from satellite.storage.job_runs import JobRunRow
 log = structlog.get_logger("satellite.metrics")
 
 PATH = "/metrics"
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # (prometheus-client's name)
 UNMATCHED = "unmatched"  # the route label of every path no route matches
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _MAX_TOKEN_BYTES = 4096
@@ -249,7 +257,14 @@ class Metrics:
         for outcome in ATTEMPT_OUTCOMES:
             self.webhook_attempts.labels(outcome)  # (each shows, at 0, from the start)
         self._at_scrape = _AtScrape(self)
-        self.registry.register(self._at_scrape)
+        self.exposed = self.registry
+        directory = os.environ.get(MULTIPROCESS_DIR)
+        if directory:
+            # (prometheus-client chose, at import, to count these metrics in files of that
+            # directory: a scrape reads every worker's files.)
+            self.exposed = CollectorRegistry(auto_describe=True)
+            MultiProcessCollector(self.exposed, directory)  # type: ignore[no-untyped-call]
+        self.exposed.register(self._at_scrape)
 
     def attach(self, app: web.Application) -> None:
         """Read the database and the supervisor of ``app`` at scrape time; count its job
@@ -305,7 +320,7 @@ class Metrics:
             scrape = _Scrape(None, True, False)
         # (No await between the two: a concurrent scrape cannot slip its read in between.)
         self._at_scrape.latest = scrape
-        return generate_latest(self.registry)
+        return generate_latest(self.exposed)
 
     async def check_token_file(self, app: web.Application) -> None:
         """At start: a token file that cannot be read stops the daemon (one line)."""

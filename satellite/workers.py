@@ -1,0 +1,293 @@
+"""``satellite serve --workers N``: the parent process and its N workers.
+
+The parent owns what there is one of: the embedded PostgreSQL and its supervisor (the
+migrations ran before it starts the workers), systemd's notifications and watchdog, the
+workers themselves. Each worker is ``satellite serve --worker I`` (satellite.daemon with a
+``WorkerPart``) and accepts on every listen address with SO_REUSEPORT; worker 0 leads: it
+alone runs the scheduled jobs, the webhook deliveries, the certificate's renewal and the
+metrics' own listener (the counters of every worker: satellite.http.metrics).
+
+Signals: SIGTERM/SIGINT stop the workers (SIGTERM, a bounded wait, then SIGKILL), then the
+supervisor; SIGHUP goes to every worker (each reads the config again); SIGUSR1, from the
+leader once it serves a renewed certificate, goes to every worker (each loads it again). A
+worker that exits is started again after a wait that grows; one that exits
+``MAX_FAILURES`` times in a row, each time within ``STEADY_SECONDS`` of its start, stops the
+daemon with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import structlog
+
+from satellite import systemd
+from satellite.config import Settings
+from satellite.daemon import WorkerPart, watchdog_loop
+from satellite.errors import ConfigError, SatelliteError
+from satellite.http.metrics import MULTIPROCESS_DIR
+from satellite.services import health
+from satellite.storage.db import Database
+from satellite.storage.embedded import EmbeddedPostgres
+from satellite.storage.supervisor import PostgresSupervisor
+from satellite.wiring import Runtime
+from satellite_protocol.backoff import Backoff
+
+log = structlog.get_logger("satellite.workers")
+
+# What the parent tells a worker, besides its command line (``--worker I``).
+DSN_ENV = "SATELLITE_WORKER_DSN"  # the embedded PostgreSQL's (a socket path, no secret)
+READY_FD_ENV = "SATELLITE_WORKER_READY_FD"  # written once the worker listens
+PARENT_ENV = "SATELLITE_WORKER_PARENT"  # the parent's pid
+_NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # systemd's: the parent's
+
+STOP_SECONDS = 20.0  # a worker's graceful stop (its runner waits up to 10 s for requests)
+START_SECONDS = 120.0  # from a worker's start until it listens
+RESTART_BACKOFF = Backoff(0.5, 10.0)
+STEADY_SECONDS = 30.0  # a worker that ran this long before it exited was not failing
+MAX_FAILURES = 5
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerFailed(SatelliteError):
+    """A worker of the daemon kept exiting: the daemon stopped."""
+
+
+def check_workers(settings: Settings, count: int) -> None:
+    """Several workers need SO_REUSEPORT as Linux has it (the kernel spreads connections
+    over the processes) and fixed ports (port 0 would give each worker its own)."""
+    if count == 1:
+        return
+    if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError(
+            f"workers: {count} workers need SO_REUSEPORT as Linux has it; "
+            f"this platform ({sys.platform}) serves with workers = 1"
+        )
+    for address in settings.listen_addresses:
+        if address.port == 0:
+            raise ConfigError(f"listen: {address}: port 0 with {count} workers: name a port")
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    failures: int = 0  # exits in a row, each soon after its start
+    listening: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Workers:
+    def __init__(
+        self, count: int, command: Callable[[int], list[str]], env: dict[str, str]
+    ) -> None:
+        """``command``: worker I's command line; ``env``: its environment."""
+        self._workers = [_Worker(index) for index in range(count)]
+        self._command = command
+        self._env = env
+        self._stopping = False
+        self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.process is not None]
+
+    async def start(self) -> None:
+        """Start every worker; return once each listens (or raise WorkerFailed)."""
+        for worker in self._workers:
+            self._tasks.append(asyncio.create_task(self._keep(worker)))
+
+        async def all_listening() -> None:
+            for worker in self._workers:
+                await worker.listening.wait()
+
+        listening = asyncio.create_task(all_listening())
+        waits: set[asyncio.Future[Any]] = {listening, self.failed}
+        await asyncio.wait(waits, timeout=START_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+        if self.failed.done():
+            raise WorkerFailed(self.failed.result())
+        if not listening.done() or listening.cancelled():
+            raise WorkerFailed(f"the workers did not listen within {START_SECONDS:.0f} s")
+
+    def signal(self, signum: int) -> None:
+        for worker in self._workers:
+            if worker.process is not None and worker.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.send_signal(signum)
+
+    async def stop(self) -> None:
+        """SIGTERM to every worker; SIGKILL to those still running after STOP_SECONDS."""
+        self._stopping = True
+        self.signal(signal.SIGTERM)
+        running = [w.process for w in self._workers if w.process is not None]
+        waits = [asyncio.create_task(p.wait()) for p in running]
+        if waits:
+            await asyncio.wait(waits, timeout=STOP_SECONDS)
+        for process in running:
+            if process.returncode is None:
+                log.error("daemon.worker_killed", pid=process.pid, after_seconds=STOP_SECONDS)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def _keep(self, worker: _Worker) -> None:
+        """Run ``worker``, and again each time it exits, until the daemon stops."""
+        while not self.stopping():
+            code = await self._run(worker)
+            if self.stopping():
+                return
+            ran = time.monotonic() - worker.started_at
+            worker.failures = 1 if ran >= STEADY_SECONDS else worker.failures + 1
+            if worker.failures >= MAX_FAILURES:
+                reason = (
+                    f"worker {worker.index} exited {worker.failures} times in a row, "
+                    f"each within {STEADY_SECONDS:.0f} s of its start (last exit code {code})"
+                )
+                log.error("daemon.worker_failing", worker=worker.index, exit_code=code)
+                if not self.failed.done():
+                    self.failed.set_result(reason)
+                return
+            wait = RESTART_BACKOFF.wait(worker.failures)
+            log.error(
+                "daemon.worker_exited",
+                worker=worker.index,
+                exit_code=code,
+                ran_seconds=round(ran, 1),
+                restart_in_seconds=round(wait, 1),
+            )
+            await asyncio.sleep(wait)
+
+    async def _run(self, worker: _Worker) -> int:
+        read, write = os.pipe()
+        env = self._env | {READY_FD_ENV: str(write)}
+        try:
+            worker.process = await asyncio.create_subprocess_exec(
+                *self._command(worker.index), env=env, pass_fds=(write,), start_new_session=True
+            )
+        finally:
+            os.close(write)
+        worker.started_at = time.monotonic()
+        log.info("daemon.worker_started", worker=worker.index, pid=worker.process.pid)
+        try:
+            # (b"" when it exits first: the pipe's only writer is gone.)
+            if await asyncio.to_thread(os.read, read, 16) == b"ready":
+                worker.listening.set()
+            return await worker.process.wait()
+        finally:
+            os.close(read)
+
+
+async def run_parent(
+    runtime: Runtime,
+    embedded: EmbeddedPostgres | None,
+    count: int,
+    command: Callable[[int], list[str]],
+    announce: Callable[[], None] | None = None,
+) -> None:
+    """Serve with ``count`` workers until SIGTERM (or until one keeps failing)."""
+    settings = runtime.settings
+    metrics_dir = tempfile.mkdtemp(prefix="satellite-metrics-")
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+    env |= {MULTIPROCESS_DIR: metrics_dir, PARENT_ENV: str(os.getpid())}
+    if embedded is not None:
+        env[DSN_ENV] = runtime.dsn
+    supervisor = PostgresSupervisor(embedded) if embedded is not None else None
+    workers = Workers(count, command, env)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: workers.signal(signal.SIGHUP))
+    loop.add_signal_handler(signal.SIGUSR1, lambda: workers.signal(signal.SIGUSR1))
+    watchdog: asyncio.Task[None] | None = None
+    # One connection of the parent's own: the watchdog's readiness check.
+    db = await Database.connect(
+        runtime.dsn, msgspec.structs.replace(settings.database, pool_min_size=1, pool_max_size=1)
+    )
+    try:
+        if supervisor is not None:
+            supervisor.start()
+        await workers.start()
+        log.info("daemon.workers_listening", workers=count, pids=workers.pids)
+        if announce is not None:
+            announce()
+        systemd.notify(f"READY=1\nSTATUS=serving with {count} workers")
+        interval = systemd.watchdog_interval()
+        if interval:
+
+            async def ready() -> bool:
+                try:
+                    await health.check_ready(db, runtime.migrations)
+                except SatelliteError:
+                    return False
+                return True
+
+            watchdog = asyncio.create_task(
+                watchdog_loop(ready, interval, settings.systemd.watchdog_not_ready_seconds)
+            )
+        stopped = asyncio.create_task(stop.wait())
+        waits: set[asyncio.Future[Any]] = {stopped, workers.failed}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        log.info("daemon.stopping")
+        systemd.notify("STOPPING=1")
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            loop.remove_signal_handler(signum)
+        await workers.stop()
+        await db.close()
+        if supervisor is not None:
+            await supervisor.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        log.info("daemon.stopped")
+    if workers.failed.done():
+        raise WorkerFailed(workers.failed.result())
+
+
+def worker_part(index: int) -> WorkerPart:
+    """What worker ``index`` (this process) was told by its parent, and how it tells the
+    parent it listens and that a renewed certificate is served. It stops when the parent
+    dies (even by SIGKILL): no worker outlives its daemon."""
+    try:
+        parent = int(os.environ[PARENT_ENV])
+        ready_fd = int(os.environ[READY_FD_ENV])
+    except (KeyError, ValueError) as exc:
+        raise ConfigError("--worker: only a daemon's parent process starts a worker") from exc
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # (it died before the line above)
+        raise WorkerFailed("the daemon's parent process is gone")
+
+    def ready() -> None:
+        os.write(ready_fd, b"ready")
+        os.close(ready_fd)
+
+    return WorkerPart(index, ready, lambda: os.kill(parent, signal.SIGUSR1))
+
+
+def worker_dsn(settings: Settings) -> str:
+    """The database a worker uses: the parent's embedded PostgreSQL, else the config's."""
+    return os.environ.get(DSN_ENV) or settings.database.dsn or ""
