@@ -15,7 +15,7 @@ from aiohttp import web
 from satellite import systemd
 from satellite.config import Settings
 from satellite.errors import SatelliteError
-from satellite.http.keys import DATABASE_SUPERVISOR, MIGRATIONS, SERVICES
+from satellite.http.keys import DATABASE_SUPERVISOR, MIGRATIONS, SERVICES, SupervisorView
 from satellite.http.metrics import start_own_listener
 from satellite.reload import Reloader
 from satellite.services import health
@@ -38,6 +38,7 @@ class WorkerPart:
     index: int
     ready: Callable[[], None]  # told once this worker listens
     renewed: Callable[[], None]  # told when the leader serves a renewed certificate
+    postgres: SupervisorView | None  # the parent's supervisor of the embedded PostgreSQL
 
     @property
     def leads(self) -> bool:
@@ -63,6 +64,8 @@ async def serve(
     supervisor = PostgresSupervisor(embedded) if embedded is not None else None
     if supervisor is not None:
         app[DATABASE_SUPERVISOR] = supervisor
+    elif worker is not None and worker.postgres is not None:
+        app[DATABASE_SUPERVISOR] = worker.postgres
     app[RELOADER] = Reloader(
         settings,
         read_settings or (lambda: settings),

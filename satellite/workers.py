@@ -1,11 +1,13 @@
 """``satellite serve --workers N``: the parent process and its N workers.
 
 The parent owns what there is one of: the embedded PostgreSQL and its supervisor (the
-migrations ran before it starts the workers), systemd's notifications and watchdog, the
-workers themselves. Each worker is ``satellite serve --worker I`` (satellite.daemon with a
-``WorkerPart``) and accepts on every listen address with SO_REUSEPORT; worker 0 leads: it
-alone runs the scheduled jobs, the webhook deliveries, the certificate's renewal and the
-metrics' own listener (the counters of every worker: satellite.http.metrics).
+migrations ran before it starts the workers; the workers' /readyz and metrics show the
+supervisor's status, from a file the parent rewrites when it changes), systemd's
+notifications and watchdog, the workers themselves. Each worker is ``satellite serve
+--worker I`` (satellite.daemon with a ``WorkerPart``) and accepts on every listen address
+with SO_REUSEPORT; worker 0 leads: it alone runs the scheduled jobs, the webhook
+deliveries, the certificate's renewal and the metrics' own listener (whose scrape counts
+every worker's requests: satellite.http.metrics).
 
 Signals: SIGTERM/SIGINT stop the workers (SIGTERM, a bounded wait, then SIGKILL), then the
 supervisor; SIGHUP goes to every worker (each reads the config again); SIGUSR1, from the
@@ -29,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -40,9 +43,10 @@ from satellite.daemon import WorkerPart, watchdog_loop
 from satellite.errors import ConfigError, SatelliteError
 from satellite.http.metrics import MULTIPROCESS_DIR
 from satellite.services import health
+from satellite.storage import server
 from satellite.storage.db import Database
 from satellite.storage.embedded import EmbeddedPostgres
-from satellite.storage.supervisor import PostgresSupervisor
+from satellite.storage.supervisor import PostgresSupervisor, SupervisorStatus
 from satellite.wiring import Runtime
 from satellite_protocol.backoff import Backoff
 
@@ -52,8 +56,10 @@ log = structlog.get_logger("satellite.workers")
 DSN_ENV = "SATELLITE_WORKER_DSN"  # the embedded PostgreSQL's (a socket path, no secret)
 READY_FD_ENV = "SATELLITE_WORKER_READY_FD"  # written once the worker listens
 PARENT_ENV = "SATELLITE_WORKER_PARENT"  # the parent's pid
+POSTGRES_STATUS_ENV = "SATELLITE_WORKER_POSTGRES_STATUS"  # the supervisor's status, a file
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # systemd's: the parent's
 
+STATUS_SECONDS = 0.25  # how often the parent looks at the supervisor's status
 STOP_SECONDS = 20.0  # a worker's graceful stop (its runner waits up to 10 s for requests)
 START_SECONDS = 120.0  # from a worker's start until it listens
 RESTART_BACKOFF = Backoff(0.5, 10.0)
@@ -207,12 +213,16 @@ async def run_parent(
 ) -> None:
     """Serve with ``count`` workers until SIGTERM (or until one keeps failing)."""
     settings = runtime.settings
-    metrics_dir = tempfile.mkdtemp(prefix="satellite-metrics-")
+    run_dir = Path(tempfile.mkdtemp(prefix="satellite-workers-"))  # (mode 0700)
+    metrics_dir = run_dir / "metrics"
+    metrics_dir.mkdir()
+    status_file = run_dir / "embedded-postgres.json"
     env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
-    env |= {MULTIPROCESS_DIR: metrics_dir, PARENT_ENV: str(os.getpid())}
-    if embedded is not None:
-        env[DSN_ENV] = runtime.dsn
+    env |= {MULTIPROCESS_DIR: str(metrics_dir), PARENT_ENV: str(os.getpid())}
     supervisor = PostgresSupervisor(embedded) if embedded is not None else None
+    if supervisor is not None:
+        env |= {DSN_ENV: runtime.dsn, POSTGRES_STATUS_ENV: str(status_file)}
+        _write_status(status_file, supervisor.status())
     workers = Workers(count, command, env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -221,13 +231,20 @@ async def run_parent(
     loop.add_signal_handler(signal.SIGHUP, lambda: workers.signal(signal.SIGHUP))
     loop.add_signal_handler(signal.SIGUSR1, lambda: workers.signal(signal.SIGUSR1))
     watchdog: asyncio.Task[None] | None = None
-    # One connection of the parent's own: the watchdog's readiness check.
+    sharing: asyncio.Task[None] | None = None
+    # One connection of the parent's own: the budget's check, the watchdog's readiness.
     db = await Database.connect(
         runtime.dsn, msgspec.structs.replace(settings.database, pool_min_size=1, pool_max_size=1)
     )
     try:
+        await check_connection_budget(db, settings, count)
+    except ConfigError:
+        await db.close()
+        raise
+    try:
         if supervisor is not None:
             supervisor.start()
+            sharing = asyncio.create_task(_share_status(supervisor, status_file))
         await workers.start()
         log.info("daemon.workers_listening", workers=count, pids=workers.pids)
         if announce is not None:
@@ -253,18 +270,69 @@ async def run_parent(
         log.info("daemon.stopping")
         systemd.notify("STOPPING=1")
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
+        for task in (watchdog, sharing):
+            if task is not None:
+                task.cancel()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
         await workers.stop()
         await db.close()
         if supervisor is not None:
             await supervisor.stop()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
         log.info("daemon.stopped")
     if workers.failed.done():
         raise WorkerFailed(workers.failed.result())
+
+
+async def check_connection_budget(db: Database, settings: Settings, count: int) -> None:
+    """Every worker's pool may grow to ``database.pool_max_size``; with the parent's own
+    connection, all of them must fit in the server's ``max_connections`` (else, under load,
+    requests would wait for a connection the server refuses)."""
+    async with db.connection() as conn:
+        limit = await server.max_connections(conn)
+    needed = count * settings.database.pool_max_size + 1
+    if needed > limit:
+        raise ConfigError(
+            f"workers: {count} workers of database.pool_max_size "
+            f"{settings.database.pool_max_size} (+ 1 of the parent) need {needed} connections, "
+            f"the database's max_connections is {limit}: lower one or the other"
+        )
+
+
+def _write_status(path: Path, status: SupervisorStatus) -> None:
+    """Whole or not at all: a worker reads it at any moment."""
+    part = path.with_suffix(".part")
+    part.write_bytes(msgspec.json.encode(status))
+    part.replace(path)
+
+
+async def _share_status(supervisor: PostgresSupervisor, path: Path) -> None:
+    """Tell the workers what the supervisor says each time it changes (their /readyz and
+    metrics show it)."""
+    shared = supervisor.status()
+    while True:
+        await asyncio.sleep(STATUS_SECONDS)
+        status = supervisor.status()
+        if status != shared:
+            await asyncio.to_thread(_write_status, path, status)
+            shared = status
+
+
+class SharedStatus:
+    """In a worker: the supervisor's status as the parent last wrote it."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._last = SupervisorStatus("running", 0, 0)
+        self.status()
+
+    def status(self) -> SupervisorStatus:
+        try:
+            self._last = msgspec.json.decode(self._path.read_bytes(), type=SupervisorStatus)
+        except (OSError, msgspec.DecodeError) as exc:
+            log.warning("daemon.postgres_status_unreadable", error=str(exc))
+        return self._last
 
 
 def worker_part(index: int) -> WorkerPart:
@@ -285,7 +353,9 @@ def worker_part(index: int) -> WorkerPart:
         os.write(ready_fd, b"ready")
         os.close(ready_fd)
 
-    return WorkerPart(index, ready, lambda: os.kill(parent, signal.SIGUSR1))
+    status = os.environ.get(POSTGRES_STATUS_ENV)
+    postgres = SharedStatus(Path(status)) if status else None
+    return WorkerPart(index, ready, lambda: os.kill(parent, signal.SIGUSR1), postgres)
 
 
 def worker_dsn(settings: Settings) -> str:

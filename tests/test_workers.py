@@ -34,9 +34,12 @@ from tests.helpers.daemon import (
     free_port,
     kill_daemon,
     start,
+    stop_orphaned_postgres,
     wait_serving,
 )
+from tests.helpers.daemon import http as request
 from tests.helpers.metrics import Scrape
+from tests.test_serve_postgres_death import kill_and_wait, postmaster_pid
 
 WAIT = 30.0
 CONNECTIONS = 24  # the kernel spreads them by a hash: all on one of 2 workers is 2 in 2**23
@@ -328,3 +331,83 @@ def test_a_bad_workers_setting_names_it(tmp_path: Path) -> None:
 def test_auto_is_a_worker_per_core_on_a_bigger_host() -> None:
     assert [worker_count("auto", cores) for cores in (1, 2, 3, 4, 8, 64)] == [1, 1, 3, 4, 8, 8]
     assert worker_count(3) == 3
+
+
+def test_the_parent_restarts_the_embedded_postgres_and_every_worker_shows_it(
+    tmp_path: Path,
+) -> None:
+    """The parent supervises the embedded PostgreSQL; the workers use it and their /readyz
+    and metrics show what the parent's supervisor did."""
+    port = free_port(socket.AF_INET, "127.0.0.1")
+    metrics_port = free_port(socket.AF_INET, "127.0.0.1")
+    state = tmp_path / "state"
+    config = tmp_path / "satellite.toml"
+    config.write_text(
+        f'state_dir = "{state}"\nlisten = ["127.0.0.1:{port}"]\n'
+        f'[metrics]\nserve = "own-listener"\nlisten = "127.0.0.1:{metrics_port}"\n',
+        "utf-8",
+    )
+    env = base_env(tmp_path) | {"SATELLITE_CONFIG": str(config)}
+    daemon: Daemon | None = None
+    try:
+        daemon = start(["serve", "--workers", "2", "--plain-http"], tmp_path / "logs", env)
+        base = f"http://127.0.0.1:{port}"
+        wait_serving(daemon, base, "/readyz")
+        _wait("both workers listen", lambda: _listening(daemon, 2), daemon)
+        pids = list(_worker_pids(daemon).values())
+        assert request("GET", f"{base}/readyz")[1]["embedded_postgres"]["restarts"] == 0
+
+        kill_and_wait(postmaster_pid(state / "pgdata"))
+
+        def restarted_everywhere() -> bool:
+            """Every worker's /readyz says ready after one restart."""
+            with _connections(port) as made:
+                seen = {}
+                for conn in made:
+                    conn.request("GET", "/readyz")
+                    response = conn.getresponse()
+                    body = json.loads(response.read())
+                    seen[_server_side(conn.sock, pids)] = (response.status, body)
+            return set(seen) == set(pids) and all(
+                status == 200 and body["embedded_postgres"]["restarts"] == 1
+                for status, body in seen.values()
+            )
+
+        _wait("the embedded PostgreSQL restarted", restarted_everywhere, daemon)
+        assert (
+            _scrape(f"http://127.0.0.1:{metrics_port}/metrics").value(
+                "satellite_embedded_postgres_restarts_total"
+            )
+            == 1
+        )
+        assert daemon.stop() == 0, daemon.err
+        assert all(_gone(pid) for pid in pids), pids
+    finally:
+        kill_daemon(daemon)
+        stop_orphaned_postgres(state / "pgdata")
+
+
+def test_workers_whose_pools_the_database_cannot_hold_are_refused(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    max_connections = int(query(db_dsn, "SHOW max_connections")[0]["max_connections"])
+    pool = max_connections // 2 + 1  # two of them are over the limit
+    config = tmp_path / "satellite.toml"
+    config.write_text(f"[database]\ndsn = {json.dumps(db_dsn)}\npool_max_size = {pool}\n", "utf-8")
+    port = free_port(socket.AF_INET, "127.0.0.1")
+    serve = ["serve", "--state-dir", str(tmp_path / "s"), "--listen", f"127.0.0.1:{port}"]
+    done = subprocess.run(
+        [satellite_exe(), "--config", str(config), *serve, "--plain-http", "--workers", "2"],
+        env=base_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert done.stderr.splitlines()[-1] == (
+        f"error: workers: 2 workers of database.pool_max_size {pool} (+ 1 of the parent) "
+        f"need {2 * pool + 1} connections, the database's max_connections is "
+        f"{max_connections}: lower one or the other"
+    ), done.stderr
+    assert "daemon.worker_started" not in done.stderr
