@@ -314,7 +314,7 @@ class Settings(_Section):
     # How this process is named in the job runs every node records (default hostname:pid).
     node_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     # Processes that serve the listen addresses (``satellite serve --workers``).
-    workers: Workers = 1
+    workers: Workers = "auto"
     tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     timers: TimerSettings = msgspec.field(default_factory=TimerSettings)

@@ -42,7 +42,9 @@ def configure_logging(settings: LogSettings) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # (A line and its newline in one write: print() writes them apart, and the workers
+        # of one daemon write to one stderr, where another's line would land in between.)
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
     # Libraries that use the stdlib logger (aiohttp, apscheduler, asyncpg's pool while the

@@ -38,7 +38,7 @@ import msgspec
 import structlog
 
 from satellite import systemd
-from satellite.config import Settings
+from satellite.config import Settings, worker_count
 from satellite.daemon import WorkerPart, watchdog_loop
 from satellite.errors import ConfigError, SatelliteError
 from satellite.http.metrics import MULTIPROCESS_DIR
@@ -72,19 +72,34 @@ class WorkerFailed(SatelliteError):
     """A worker of the daemon kept exiting: the daemon stopped."""
 
 
-def check_workers(settings: Settings, count: int) -> None:
-    """Several workers need SO_REUSEPORT as Linux has it (the kernel spreads connections
-    over the processes) and fixed ports (port 0 would give each worker its own)."""
+@dataclass(frozen=True)
+class Plan:
+    count: int
+    auto: bool  # "auto": as many as fit (the platform, the ports, the connections)
+
+
+def plan(settings: Settings, option: str | None, cores: int | None = None) -> Plan:
+    """How many workers: ``--workers`` (``option``) or the config's ``workers`` (``cores``:
+    those "auto" counts, by default the ones this process may run on). Several
+    need SO_REUSEPORT as Linux has it (the kernel spreads connections over the processes)
+    and fixed ports (port 0 would give each worker its own): "auto" is then 1, a number
+    is refused."""
+    requested = settings.workers if option is None else option
+    count = worker_count(requested, cores, "workers" if option is None else "--workers")
     if count == 1:
-        return
+        return Plan(1, False)
+    auto = requested == "auto"
+    reason = None
     if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
-        raise ConfigError(
-            f"workers: {count} workers need SO_REUSEPORT as Linux has it; "
-            f"this platform ({sys.platform}) serves with workers = 1"
-        )
+        reason = f"{count} workers need SO_REUSEPORT as Linux has it (this is {sys.platform})"
     for address in settings.listen_addresses:
         if address.port == 0:
-            raise ConfigError(f"listen: {address}: port 0 with {count} workers: name a port")
+            reason = f"listen: {address}: port 0 with {count} workers: name a port"
+    if reason is None:
+        return Plan(count, auto)
+    if auto:
+        return Plan(1, False)
+    raise ConfigError(f"workers: {reason}")
 
 
 @dataclass
@@ -207,12 +222,21 @@ class Workers:
 async def run_parent(
     runtime: Runtime,
     embedded: EmbeddedPostgres | None,
-    count: int,
+    workers_plan: Plan,
     command: Callable[[int], list[str]],
     announce: Callable[[], None] | None = None,
 ) -> None:
-    """Serve with ``count`` workers until SIGTERM (or until one keeps failing)."""
+    """Serve with the planned workers until SIGTERM (or until one keeps failing)."""
     settings = runtime.settings
+    # One connection of the parent's own: the connections' check, the watchdog's readiness.
+    db = await Database.connect(
+        runtime.dsn, msgspec.structs.replace(settings.database, pool_min_size=1, pool_max_size=1)
+    )
+    try:
+        count = await fit_connections(db, settings, workers_plan)
+    except ConfigError:
+        await db.close()
+        raise
     run_dir = Path(tempfile.mkdtemp(prefix="satellite-workers-"))  # (mode 0700)
     metrics_dir = run_dir / "metrics"
     metrics_dir.mkdir()
@@ -232,15 +256,6 @@ async def run_parent(
     loop.add_signal_handler(signal.SIGUSR1, lambda: workers.signal(signal.SIGUSR1))
     watchdog: asyncio.Task[None] | None = None
     sharing: asyncio.Task[None] | None = None
-    # One connection of the parent's own: the budget's check, the watchdog's readiness.
-    db = await Database.connect(
-        runtime.dsn, msgspec.structs.replace(settings.database, pool_min_size=1, pool_max_size=1)
-    )
-    try:
-        await check_connection_budget(db, settings, count)
-    except ConfigError:
-        await db.close()
-        raise
     try:
         if supervisor is not None:
             supervisor.start()
@@ -285,19 +300,26 @@ async def run_parent(
         raise WorkerFailed(workers.failed.result())
 
 
-async def check_connection_budget(db: Database, settings: Settings, count: int) -> None:
-    """Every worker's pool may grow to ``database.pool_max_size``; with the parent's own
-    connection, all of them must fit in the server's ``max_connections`` (else, under load,
-    requests would wait for a connection the server refuses)."""
+async def fit_connections(db: Database, settings: Settings, workers: Plan) -> int:
+    """How many workers to start: every worker's pool may grow to
+    ``database.pool_max_size``; with the parent's own connection, all of them must fit in
+    the server's ``max_connections`` (else, under load, requests would wait for a
+    connection the server refuses). "auto" starts as many as fit, a number is refused."""
     async with db.connection() as conn:
         limit = await server.max_connections(conn)
-    needed = count * settings.database.pool_max_size + 1
-    if needed > limit:
-        raise ConfigError(
-            f"workers: {count} workers of database.pool_max_size "
-            f"{settings.database.pool_max_size} (+ 1 of the parent) need {needed} connections, "
-            f"the database's max_connections is {limit}: lower one or the other"
-        )
+    count, pool = workers.count, settings.database.pool_max_size
+    needed = count * pool + 1
+    if needed <= limit:
+        return count
+    if workers.auto:
+        fitting = max(1, (limit - 1) // pool)
+        log.warning("daemon.workers_limited", workers=fitting, max_connections=limit)
+        return fitting
+    raise ConfigError(
+        f"workers: {count} workers of database.pool_max_size "
+        f"{settings.database.pool_max_size} (+ 1 of the parent) need {needed} connections, "
+        f"the database's max_connections is {limit}: lower one or the other"
+    )
 
 
 def _write_status(path: Path, status: SupervisorStatus) -> None:

@@ -39,7 +39,9 @@ def _config(
     dsn: str, listen: str, catalog: Path, level: str, per_name: int, http_hooks: bool = False
 ) -> str:
     return (
-        f"listen = [{json.dumps(listen)}]\ncatalog = {json.dumps(str(catalog))}\n"
+        # (One process: the test counts each reload's log line once; test_workers.py has
+        # SIGHUP with several.)
+        f"listen = [{json.dumps(listen)}]\ncatalog = {json.dumps(str(catalog))}\nworkers = 1\n"
         f"[database]\ndsn = {json.dumps(dsn)}\n"
         f'[log]\nlevel = "{level}"\n'
         f"[limits.client_secret]\nfailures_per_name = {per_name}\n"

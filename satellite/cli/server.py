@@ -13,7 +13,7 @@ import uvloop
 
 from satellite import systemd, tls, workers
 from satellite.cli.context import QUIET_LOGS, CliContext, pass_cli
-from satellite.config import Settings, worker_count
+from satellite.config import Settings
 from satellite.crypto.keys import replace_file
 from satellite.daemon import console_urls
 from satellite.daemon import serve as run_daemon
@@ -190,11 +190,7 @@ def serve(
     if worker_index is not None:
         _serve_worker(read_settings, worker_index)
         return
-    if workers_option is None:
-        count = worker_count(settings.workers)
-    else:
-        count = worker_count(workers_option, name="--workers")
-    workers.check_workers(settings, count)
+    plan = workers.plan(settings, workers_option)
     if no_migrate and not is_initialized(settings):
         raise StateDirError(
             f"{settings.state_path} is not initialized (started with --no-migrate): "
@@ -212,14 +208,14 @@ def serve(
             result = asyncio.run(initialize(runtime, obj.operator.login))
             if created or result.first_client is not None or result.first_user is not None:
                 _report_init(settings, created, result)
-        if count > 1:
+        if plan.count > 1:
 
             def command(index: int) -> list[str]:
                 return _worker_command(obj, state_dir, listen, plain_http, index)
 
             scheme = "http" if settings.tls.plain_http else "https"
             urls = console_urls(scheme, [(a.host, a.port) for a in settings.listen_addresses])
-            parent = workers.run_parent(runtime, embedded, count, command, lambda: _announce(urls))
+            parent = workers.run_parent(runtime, embedded, plan, command, lambda: _announce(urls))
             uvloop.run(parent)
             return
         # uvloop: the same asyncio, its event loop in C; the device API answers about a
