@@ -449,3 +449,29 @@ def test_auto_is_one_where_several_cannot_share_the_addresses_and_a_number_is_re
     assert workers.plan(Settings(listen=["127.0.0.1:0"]), None, cores=8) == workers.Plan(1, False)
     with pytest.raises(ConfigError, match=r"^--workers: '0' is not"):
         workers.plan(fixed, "0")
+
+
+def test_a_worker_that_keeps_exiting_stops_the_daemon_with_an_error(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    daemon: Daemon | None = None
+    try:
+        daemon, port, _ = _daemon(tmp_path, db_dsn, "--plain-http")
+        wait_serving(daemon, f"http://127.0.0.1:{port}")
+        _wait("both workers listen", lambda: _listening(daemon, 2), daemon)
+        killed: list[int] = []
+        for _ in range(workers.MAX_FAILURES):
+            _wait("worker 1 runs", lambda: _worker_pids(daemon).get(1) not in killed, daemon)
+            pid = _worker_pids(daemon)[1]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        code = daemon.proc.wait(timeout=START_TIMEOUT)
+        assert code == 1, daemon.err
+        assert daemon.err.splitlines()[-1] == (
+            f"error: worker 1 exited {workers.MAX_FAILURES} times in a row, each within "
+            f"{workers.STEADY_SECONDS:.0f} s of its start (last exit code -9)"
+        )
+        assert [r["worker"] for r in _records(daemon, "daemon.worker_failing")] == [1]
+        assert all(_gone(pid) for pid in _worker_pids(daemon).values())
+    finally:
+        kill_daemon(daemon)
