@@ -154,8 +154,12 @@ class Workers:
     async def stop(self) -> None:
         """SIGTERM to every worker; SIGKILL to those still running after STOP_SECONDS."""
         self._stopping = True
-        self.signal(signal.SIGTERM)
+        # (First no more starts: then every process there is gets the signal.)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         running = [w.process for w in self._workers if w.process is not None]
+        self.signal(signal.SIGTERM)
         waits = [asyncio.create_task(p.wait()) for p in running]
         if waits:
             await asyncio.wait(waits, timeout=STOP_SECONDS)
@@ -165,9 +169,6 @@ class Workers:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def stopping(self) -> bool:
         return self._stopping
@@ -206,6 +207,11 @@ class Workers:
             worker.process = await asyncio.create_subprocess_exec(
                 *self._command(worker.index), env=env, pass_fds=(write,), start_new_session=True
             )
+        except OSError as exc:
+            os.close(read)
+            log.error("daemon.worker_not_started", worker=worker.index, error=str(exc))
+            worker.started_at = time.monotonic()
+            return 127  # (as a shell says of a command it cannot run)
         finally:
             os.close(write)
         worker.started_at = time.monotonic()
