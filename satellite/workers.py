@@ -266,27 +266,20 @@ async def run_parent(
         if supervisor is not None:
             supervisor.start()
             sharing = asyncio.create_task(_share_status(supervisor, status_file))
-        await workers.start()
-        log.info("daemon.workers_listening", workers=count, pids=workers.pids)
-        if announce is not None:
-            announce()
-        systemd.notify(f"READY=1\nSTATUS=serving with {count} workers")
-        interval = systemd.watchdog_interval()
-        if interval:
-
-            async def ready() -> bool:
-                try:
-                    await health.check_ready(db, runtime.migrations)
-                except SatelliteError:
-                    return False
-                return True
-
-            watchdog = asyncio.create_task(
-                watchdog_loop(ready, interval, settings.systemd.watchdog_not_ready_seconds)
-            )
         stopped = asyncio.create_task(stop.wait())
-        waits: set[asyncio.Future[Any]] = {stopped, workers.failed}
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        starting = asyncio.create_task(workers.start())
+        await asyncio.wait({stopped, starting}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # (WorkerFailed: one kept exiting before all listened)
+            log.info("daemon.workers_listening", workers=count, pids=workers.pids)
+            if announce is not None:
+                announce()
+            systemd.notify(f"READY=1\nSTATUS=serving with {count} workers")
+            watchdog = _start_watchdog(db, runtime)
+            waits: set[asyncio.Future[Any]] = {stopped, workers.failed}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        else:  # (stopped while the workers started)
+            starting.cancel()
         stopped.cancel()
         log.info("daemon.stopping")
         systemd.notify("STOPPING=1")
@@ -326,6 +319,23 @@ async def fit_connections(db: Database, settings: Settings, workers: Plan) -> in
         f"{settings.database.pool_max_size} (+ 1 of the parent) need {needed} connections, "
         f"the database's max_connections is {limit}: lower one or the other"
     )
+
+
+def _start_watchdog(db: Database, runtime: Runtime) -> asyncio.Task[None] | None:
+    """systemd's watchdog, as a daemon of one process keeps it, on the parent's connection."""
+    interval = systemd.watchdog_interval()
+    if not interval:
+        return None
+
+    async def ready() -> bool:
+        try:
+            await health.check_ready(db, runtime.migrations)
+        except SatelliteError:
+            return False
+        return True
+
+    not_ready = runtime.settings.systemd.watchdog_not_ready_seconds
+    return asyncio.create_task(watchdog_loop(ready, interval, not_ready))
 
 
 def _write_status(path: Path, status: SupervisorStatus) -> None:
@@ -378,7 +388,8 @@ def worker_part(index: int) -> WorkerPart:
         raise WorkerFailed("the daemon's parent process is gone")
 
     def ready() -> None:
-        os.write(ready_fd, b"ready")
+        with contextlib.suppress(OSError):  # (the parent is gone: this worker stops too)
+            os.write(ready_fd, b"ready")
         os.close(ready_fd)
 
     status = os.environ.get(POSTGRES_STATUS_ENV)

@@ -36,6 +36,7 @@ from tests.helpers.daemon import (
     base_env,
     free_port,
     kill_daemon,
+    notify_socket,
     start,
     stop_orphaned_postgres,
     wait_serving,
@@ -475,3 +476,29 @@ def test_a_worker_that_keeps_exiting_stops_the_daemon_with_an_error(
         assert all(_gone(pid) for pid in _worker_pids(daemon).values())
     finally:
         kill_daemon(daemon)
+
+
+def test_systemd_hears_the_parent_once_every_worker_listens(tmp_path: Path, db_dsn: str) -> None:
+    daemon: Daemon | None = None
+    port = free_port(socket.AF_INET, "127.0.0.1")
+    config = tmp_path / "satellite.toml"
+    config.write_text(
+        f'listen = ["127.0.0.1:{port}"]\n[database]\ndsn = {json.dumps(db_dsn)}\n', "utf-8"
+    )
+    args = ["--config", str(config), "serve", "--state-dir", str(tmp_path / "state")]
+    with notify_socket() as (sock, path):
+        env = base_env(tmp_path) | {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}
+        try:
+            daemon = start([*args, "--plain-http", "--workers", "2"], tmp_path / "logs", env, sock)
+            daemon.wait_for_notify("READY=1", START_TIMEOUT)
+            # READY=1 came once both workers listened, from the parent (a worker would say
+            # "STATUS=serving"), and the parent keeps the watchdog.
+            listening = {r["worker"] for r in _records(daemon, "daemon.listening")}
+            assert listening == {0, 1}, daemon.err
+            daemon.wait_for_notify("WATCHDOG=1", 5.0)
+            assert "STATUS=serving with 2 workers" in daemon.messages
+            assert "STATUS=serving" not in daemon.messages
+            assert daemon.stop() == 0, daemon.err
+            assert "STOPPING=1" in daemon.messages
+        finally:
+            kill_daemon(daemon)
