@@ -1,0 +1,118 @@
+"""``workers`` and ``--workers``: the values refused in one line, what "auto" comes to, the
+connections every worker's pool needs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from satellite import workers
+from satellite.config import DatabaseSettings, Settings, worker_count
+from satellite.errors import ConfigError
+from satellite.storage.db import Database
+from tests.conftest import satellite_exe
+from tests.helpers.cli import query
+from tests.helpers.daemon import START_TIMEOUT, base_env, free_port
+
+
+@pytest.mark.parametrize("value", ["0", "65", "many", "-1"])
+def test_a_bad_workers_value_is_one_line(tmp_path: Path, value: str) -> None:
+    done = subprocess.run(
+        [satellite_exe(), "serve", "--state-dir", str(tmp_path / "state"), "--workers", value],
+        env=base_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert done.stderr.splitlines() == [
+        f'error: --workers: {value!r} is not "auto" or a number of 1 to 64'
+    ]
+    assert not (tmp_path / "state").exists(), "nothing is started or created"
+
+
+def test_a_bad_workers_setting_names_it(tmp_path: Path) -> None:
+    config = tmp_path / "satellite.toml"
+    config.write_text("workers = 0\n", "utf-8")
+    done = subprocess.run(
+        [satellite_exe(), "--config", str(config), "serve", "--state-dir", str(tmp_path / "s")],
+        env=base_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode != 0
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: {config}: workers: "), line
+
+
+@pytest.mark.unit
+def test_auto_is_a_worker_per_core_on_a_bigger_host() -> None:
+    assert [worker_count("auto", cores) for cores in (1, 2, 3, 4, 8, 64)] == [1, 1, 3, 4, 8, 8]
+    assert worker_count(3) == 3
+
+
+def test_workers_whose_pools_the_database_cannot_hold_are_refused(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    max_connections = int(query(db_dsn, "SHOW max_connections")[0]["max_connections"])
+    pool = max_connections // 2 + 1  # two of them are over the limit
+    config = tmp_path / "satellite.toml"
+    config.write_text(f"[database]\ndsn = {json.dumps(db_dsn)}\npool_max_size = {pool}\n", "utf-8")
+    port = free_port(socket.AF_INET, "127.0.0.1")
+    serve = ["serve", "--state-dir", str(tmp_path / "s"), "--listen", f"127.0.0.1:{port}"]
+    done = subprocess.run(
+        [satellite_exe(), "--config", str(config), *serve, "--plain-http", "--workers", "2"],
+        env=base_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert done.stderr.splitlines()[-1] == (
+        f"error: workers: 2 workers of database.pool_max_size {pool} (+ 1 of the parent) "
+        f"need {2 * pool + 1} connections, the database's max_connections is "
+        f"{max_connections}: lower one or the other"
+    ), done.stderr
+    assert "daemon.worker_started" not in done.stderr
+
+
+async def test_auto_starts_as_many_workers_as_the_database_has_connections_for(
+    db_dsn: str,
+) -> None:
+    """ "auto" on a bigger host: the workers whose pools fit in max_connections; a number
+    that does not fit is refused (the daemon test above)."""
+    probe = await Database.connect(db_dsn, DatabaseSettings(pool_min_size=1, pool_max_size=1))
+    try:
+        async with probe.connection() as conn:
+            limit = int(await conn.fetchval("SHOW max_connections"))
+        pool = (limit - 1) // 3  # three pools and the parent's connection fit, four do not
+        settings = Settings(database=DatabaseSettings(dsn=db_dsn, pool_max_size=pool))
+        assert await workers.fit_connections(probe, settings, workers.Plan(8, auto=True)) == 3
+        assert await workers.fit_connections(probe, settings, workers.Plan(3, auto=False)) == 3
+        with pytest.raises(ConfigError, match="lower one or the other"):
+            await workers.fit_connections(probe, settings, workers.Plan(4, auto=False))
+    finally:
+        await probe.close()
+
+
+@pytest.mark.unit
+def test_auto_is_one_where_several_cannot_share_the_addresses_and_a_number_is_refused() -> None:
+    zero = Settings(listen=["127.0.0.1:0"], workers=4)
+    with pytest.raises(ConfigError, match=r"^workers: listen: 127.0.0.1:0: port 0 with 4"):
+        workers.plan(zero, None)
+    assert workers.plan(zero, "1") == workers.Plan(1, auto=False)
+    fixed = Settings(listen=["127.0.0.1:8443"])
+    assert workers.plan(fixed, "3") == workers.Plan(3, auto=False)
+    # "auto" (the default) on 8 cores: 8 workers, or 1 where a port is 0.
+    assert workers.plan(fixed, None, cores=8) == workers.Plan(8, auto=True)
+    assert workers.plan(Settings(listen=["127.0.0.1:0"]), None, cores=8) == workers.Plan(1, False)
+    with pytest.raises(ConfigError, match=r"^--workers: '0' is not"):
+        workers.plan(fixed, "0")
