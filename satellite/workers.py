@@ -10,7 +10,8 @@ deliveries, the certificate's renewal and the metrics' own listener (whose scrap
 every worker's requests: satellite.http.metrics).
 
 Signals: SIGTERM/SIGINT stop the workers (SIGTERM, a bounded wait, then SIGKILL), then the
-supervisor; SIGHUP goes to every worker (each reads the config again); SIGUSR1, from the
+supervisor; SIGHUP goes to every worker (each reads the config again; the parent takes its
+log settings); SIGUSR1, from the
 leader once it serves a renewed certificate, goes to every worker (each loads it again). A
 worker that exits is started again after a wait that grows; one that exits
 ``MAX_FAILURES`` times in a row, each time within ``STEADY_SECONDS`` of its start, stops the
@@ -42,6 +43,7 @@ from satellite.config import Settings, worker_count
 from satellite.daemon import WorkerPart, watchdog_loop
 from satellite.errors import ConfigError, SatelliteError
 from satellite.http.metrics import MULTIPROCESS_DIR
+from satellite.logging import configure_logging
 from satellite.services import health
 from satellite.storage import server
 from satellite.storage.db import Database
@@ -230,9 +232,11 @@ async def run_parent(
     embedded: EmbeddedPostgres | None,
     workers_plan: Plan,
     command: Callable[[int], list[str]],
+    read_settings: Callable[[], Settings],
     announce: Callable[[], None] | None = None,
 ) -> None:
-    """Serve with the planned workers until SIGTERM (or until one keeps failing)."""
+    """Serve with the planned workers until SIGTERM (or until one keeps failing);
+    ``read_settings``: the settings as the config file says now (SIGHUP)."""
     settings = runtime.settings
     # One connection of the parent's own: the connections' check, the watchdog's readiness.
     db = await Database.connect(
@@ -258,7 +262,7 @@ async def run_parent(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: workers.signal(signal.SIGHUP))
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(workers, read_settings))
     loop.add_signal_handler(signal.SIGUSR1, lambda: workers.signal(signal.SIGUSR1))
     watchdog: asyncio.Task[None] | None = None
     sharing: asyncio.Task[None] | None = None
@@ -319,6 +323,14 @@ async def fit_connections(db: Database, settings: Settings, workers: Plan) -> in
         f"{settings.database.pool_max_size} (+ 1 of the parent) need {needed} connections, "
         f"the database's max_connections is {limit}: lower one or the other"
     )
+
+
+def _reload(workers: Workers, read_settings: Callable[[], Settings]) -> None:
+    """SIGHUP: every worker reloads (satellite.reload); the parent takes the new log
+    settings (a config it cannot read: each worker logs why)."""
+    workers.signal(signal.SIGHUP)
+    with contextlib.suppress(ConfigError):
+        configure_logging(read_settings().log)
 
 
 def _start_watchdog(db: Database, runtime: Runtime) -> asyncio.Task[None] | None:

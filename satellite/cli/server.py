@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -215,7 +216,9 @@ def serve(
 
             scheme = "http" if settings.tls.plain_http else "https"
             urls = console_urls(scheme, [(a.host, a.port) for a in settings.listen_addresses])
-            parent = workers.run_parent(runtime, embedded, plan, command, lambda: _announce(urls))
+            parent = workers.run_parent(
+                runtime, embedded, plan, command, read_settings, functools.partial(_announce, urls)
+            )
             uvloop.run(parent)
             return
         # uvloop: the same asyncio, its event loop in C; the device API answers about a
