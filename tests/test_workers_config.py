@@ -1,19 +1,24 @@
 """``workers`` and ``--workers``: the values refused in one line, what "auto" comes to, the
-connections every worker's pool needs."""
+connections every worker's pool needs; the leader told of a renewed certificate."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from satellite import workers
 from satellite.config import DatabaseSettings, Settings, worker_count
+from satellite.crypto.keys import KeyPaths, ensure_server_keys, ensure_tls_certificate
 from satellite.errors import ConfigError
 from satellite.storage.db import Database
+from satellite.tls import ServerTls, host_names
 from tests.conftest import satellite_exe
 from tests.helpers.cli import query
 from tests.helpers.daemon import START_TIMEOUT, base_env, free_port
@@ -116,3 +121,33 @@ def test_auto_is_one_where_several_cannot_share_the_addresses_and_a_number_is_re
     assert workers.plan(Settings(listen=["127.0.0.1:0"]), None, cores=8) == workers.Plan(1, False)
     with pytest.raises(ConfigError, match=r"^--workers: '0' is not"):
         workers.plan(fixed, "0")
+
+
+async def test_the_leader_is_told_when_it_serves_a_renewed_certificate(tmp_path: Path) -> None:
+    """What makes the leader signal its parent (which passes it on to every worker): a new
+    certificate served, and only then."""
+    settings = Settings(state_dir=str(tmp_path / "state"), listen=["127.0.0.1:8443"])
+    paths = KeyPaths(settings.state_path)
+    ensure_server_keys(paths)
+    now = dt.datetime.now(dt.UTC)
+    # Issued 370 days ago: 27 days left, due.
+    assert ensure_tls_certificate(paths, host_names(settings), now=now - dt.timedelta(days=370))
+    tls = ServerTls.for_settings(settings)
+    assert tls is not None
+    told = asyncio.Event()
+    renewals: list[bytes] = []
+
+    def renewed() -> None:
+        renewals.append(paths.tls_cert.read_bytes())
+        told.set()
+
+    checks = asyncio.create_task(tls.renew_periodically(lambda: dt.timedelta(0), renewed))
+    try:
+        await asyncio.wait_for(told.wait(), 30)
+        for _ in range(20):  # more checks: nothing is due any more
+            await asyncio.sleep(0.01)
+    finally:
+        checks.cancel()
+    assert len(renewals) == 1
+    cert = x509.load_pem_x509_certificate(renewals[0])
+    assert cert.not_valid_after_utc - now > dt.timedelta(days=390)
