@@ -72,6 +72,7 @@ async def serve(
         runtime.catalog,
         tls,
         lambda new: apply_live_settings(app, settings, new),
+        None if worker is None else worker.index,
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()

@@ -9,23 +9,18 @@ import structlog
 
 from satellite.config import LogSettings
 
-# Fields on every line this process logs (a worker's index), whatever the request's context.
-_PROCESS_FIELDS: dict[str, object] = {}
 
+def configure_logging(settings: LogSettings, worker: int | None = None) -> None:
+    """``worker``: this process is that worker of ``satellite serve --workers``, a field of
+    every line it logs whatever the request's context."""
 
-def bind_process(**fields: object) -> None:
-    """Put ``fields`` on every line this process logs from now on (a reload keeps them)."""
-    _PROCESS_FIELDS.update(fields)
+    def process_fields(
+        logger: object, method: str, event: structlog.types.EventDict
+    ) -> structlog.types.EventDict:
+        if worker is not None:
+            event["worker"] = worker
+        return event
 
-
-def _process_fields(
-    logger: object, method: str, event: structlog.types.EventDict
-) -> structlog.types.EventDict:
-    event.update(_PROCESS_FIELDS)
-    return event
-
-
-def configure_logging(settings: LogSettings) -> None:
     level = logging.getLevelName(settings.level.upper())
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
@@ -35,7 +30,7 @@ def configure_logging(settings: LogSettings) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            _process_fields,
+            process_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -55,7 +50,7 @@ def configure_logging(settings: LogSettings) -> None:
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
                 structlog.stdlib.add_logger_name,
-                _process_fields,
+                process_fields,
                 structlog.stdlib.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
                 structlog.processors.format_exc_info,

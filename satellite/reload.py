@@ -40,14 +40,17 @@ class Reloader:
         catalog: Catalog,
         tls: ServerTls | None,
         apply: Callable[[Settings], None],
+        worker: int | None = None,
     ) -> None:
         """``apply``: makes the running daemon use the live part of new settings (the log
-        and the catalog aside, which the reloader sets itself)."""
+        and the catalog aside, which the reloader sets itself); ``worker``: this process is
+        that worker of several (its log lines keep saying so)."""
         self.settings = settings
         self._read_settings = read_settings
         self._catalog = catalog
         self._tls = tls
         self._apply = apply
+        self._worker = worker
 
     def reload(self) -> None:
         try:
@@ -58,7 +61,7 @@ class Reloader:
             return
         changed = changed_settings(self.settings, new)
         restart = [name for name in changed if not name.startswith(LIVE)]
-        configure_logging(new.log)
+        configure_logging(new.log, self._worker)
         self._catalog.adopt(catalog)
         self._apply(new)
         if self._tls is not None:

@@ -269,6 +269,7 @@ async def run_parent(
         if supervisor is not None:
             supervisor.start()
             sharing = asyncio.create_task(_share_status(supervisor, status_file))
+        refuse_taken_addresses(settings)
         stopped = asyncio.create_task(stop.wait())
         starting = asyncio.create_task(workers.start())
         await asyncio.wait({stopped, starting}, return_when=asyncio.FIRST_COMPLETED)
@@ -322,6 +323,33 @@ async def fit_connections(db: Database, settings: Settings, workers: Plan) -> in
         f"{settings.database.pool_max_size} (+ 1 of the parent) need {needed} connections, "
         f"the database's max_connections is {limit}: lower one or the other"
     )
+
+
+def refuse_taken_addresses(settings: Settings) -> None:
+    """Each listen address must be free before the workers bind it with SO_REUSEPORT: that
+    option would let them share a port another process of this user already serves (a
+    second daemon started by mistake), each taking part of its connections without an
+    error. A bind without the option fails on a port any socket listens on, SO_REUSEPORT or
+    not; so does a second daemon's, which runs this check too, on our workers' port."""
+    for address in settings.listen_addresses:
+        host = address.host or None  # (none: every interface, as the workers bind)
+        try:
+            found = socket.getaddrinfo(
+                host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except OSError as exc:
+            raise ConfigError(f"listen: {address}: {exc}") from exc
+        for family, kind, proto, _, sockaddr in found:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    probe.bind(sockaddr)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"listen: {address}: {exc.strerror or exc} (another process serves it)"
+                    ) from exc
 
 
 def _reload(workers: Workers, read_settings: Callable[[], Settings]) -> None:

@@ -296,3 +296,33 @@ def test_systemd_hears_the_parent_once_every_worker_listens(tmp_path: Path, db_d
             assert "STOPPING=1" in daemon.messages
         finally:
             kill_daemon(daemon)
+
+
+def test_workers_refuse_a_port_another_process_serves_with_so_reuseport(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    # Another daemon's worker, say: a listening socket with SO_REUSEPORT. Workers binding
+    # with the option too would share its port and take part of its connections, silently.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        config = tmp_path / "satellite.toml"
+        config.write_text(
+            f'listen = ["127.0.0.1:{port}"]\n[database]\ndsn = {json.dumps(db_dsn)}\n', "utf-8"
+        )
+        args = ["--config", str(config), "serve", "--state-dir", str(tmp_path / "state")]
+        daemon = start(
+            [*args, "--plain-http", "--workers", "2"], tmp_path / "logs", base_env(tmp_path)
+        )
+        try:
+            code = daemon.proc.wait(timeout=START_TIMEOUT)
+            assert code != 0, daemon.err
+            assert daemon.err.splitlines()[-1] == (
+                f"error: listen: 127.0.0.1:{port}: Address already in use (another process "
+                "serves it)"
+            )
+            assert records(daemon, "daemon.worker_started") == []
+        finally:
+            kill_daemon(daemon)

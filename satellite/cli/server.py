@@ -19,7 +19,7 @@ from satellite.crypto.keys import replace_file
 from satellite.daemon import console_urls
 from satellite.daemon import serve as run_daemon
 from satellite.errors import SchemaMismatch, StateDirError
-from satellite.logging import bind_process, configure_logging
+from satellite.logging import configure_logging
 from satellite.services import health
 from satellite.wiring import (
     InitResult,
@@ -187,7 +187,7 @@ def serve(
         return settings
 
     settings = read_settings()
-    configure_logging(settings.log)
+    configure_logging(settings.log, worker_index)
     if worker_index is not None:
         _serve_worker(read_settings, worker_index)
         return
@@ -245,7 +245,6 @@ def _serve_worker(read_settings: Callable[[], Settings], index: int) -> None:
     """Worker ``index`` of a daemon's parent process: no key material, migrations or
     embedded PostgreSQL of its own (the parent has them), only the serving."""
     part = workers.worker_part(index)
-    bind_process(worker=index)
     settings = read_settings()
     runtime = load_runtime(settings, workers.worker_dsn(settings))
     uvloop.run(run_daemon(runtime, read_settings=read_settings, worker=part))
