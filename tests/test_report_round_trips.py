@@ -1,0 +1,58 @@
+"""A usage report that begins or ends no shortage is one statement on the database: one
+round trip (the report is the device API's busiest request). Counted on the daemon's own
+connections, through the real agent and HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp.test_utils import TestServer
+from asyncpg.connection import LoggedQuery
+
+from satellite.http.keys import SERVICES
+from satellite_agent.client import Agent
+from tests.conftest import ENHANCED, Api
+from tests.helpers.api import ACCOUNT
+from tests.helpers.jobs import registered_agent, setup_voice
+
+
+async def report(server: TestServer, agent: Agent, usage: dict[str, int]) -> list[str]:
+    """The statements the daemon ran on its database while ``agent`` reported ``usage``
+    (its answer checked: it authorizes what was reported)."""
+    db = server.app[SERVICES].db
+    seen: list[str] = []
+
+    def on_query(record: LoggedQuery) -> None:
+        seen.append(record.query)
+
+    db.observe_queries(on_query)
+    try:
+        state = await agent.report_usage(usage)
+    finally:
+        db.observe_queries(None)
+    assert state.authorization is not None
+    assert state.authorization["state"] == "AUTHORIZED"
+    assert [(t["tag"], t["count"]) for t in state.authorization["tags"]] == list(usage.items())
+    return seen
+
+
+async def test_a_report_is_one_statement_on_the_database(
+    admin: Api, server: TestServer, tmp_path: Path
+) -> None:
+    await setup_voice(admin, [{"entitlementTag": ENHANCED, "quantity": 10}])
+    agent = await registered_agent(admin, server, tmp_path, "FCH0001")
+
+    # The first report of a product, its usage changing, then the same again.
+    for count in (2, 5, 5):
+        statements = await report(server, agent, {ENHANCED: count})
+        assert len(statements) == 1, statements
+    status, body = await admin.post(ACCOUNT + "/licenses", {})
+    assert status == 200, body
+    assert [(p["entitlementTag"], p["inUse"]) for p in body["licenses"]] == [(ENHANCED, 5)]
+
+    # Releasing all of it, with no shortage open, too.
+    statements = await report(server, agent, {})
+    assert len(statements) == 1, statements
+    status, body = await admin.post(ACCOUNT + "/licenses", {})
+    assert status == 200, body
+    assert [(p["entitlementTag"], p["inUse"]) for p in body["licenses"]] == [(ENHANCED, 0)]
