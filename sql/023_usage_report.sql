@@ -7,7 +7,8 @@
 -- last read it, and checked the nonce's MAC. Under the product's row lock this refuses,
 -- writing nothing, unless that still is the product's key, the product is registered
 -- with an ID certificate that holds at p_now, and the nonce was not used (it is used
--- now); the caller tells why a request was refused (services/envelope.py). Else the
+-- now); the caller tells why a request was refused (services/envelope.py). Else, under
+-- its virtual account's pool alert lock (p_pool_lock_base + its id) shared, the
 -- product's host identity is forgotten if p_forget_host, and the usage statement runs:
 -- the product's usage becomes p_tags/p_counts, the report joins the history, the contact
 -- is recorded, the difference goes to the totals (004) if its usage is counted. Returned:
@@ -31,7 +32,8 @@ CREATE FUNCTION report_usage(
     p_counts integer[],
     p_report jsonb,
     p_now timestamptz,
-    p_day date
+    p_day date,
+    p_pool_lock_base bigint
 ) RETURNS TABLE (
     refusal text,
     virtual_account_id bigint,
@@ -73,6 +75,10 @@ BEGIN
 
     v_va := product.va;
     virtual_account_id := v_va;
+    -- The pool alert lock of its virtual account (services/licenses.py), shared: reports
+    -- do not wait for each other, but a shortage refresh, which takes it alone, waits for
+    -- the reports under way and reads the pool with them.
+    PERFORM pg_advisory_xact_lock_shared(p_pool_lock_base + v_va);
     authorization_expires_at := product.authorization_expires_at;
     -- (After the lock: a move to another virtual account committed meanwhile is seen.)
     SELECT v.name, v.account_id INTO virtual_account, account_id

@@ -9,8 +9,9 @@ still is its key, it is registered with a certificate that holds, and the nonce 
 unused. A refused statement, or a report that does not decode, is then told exactly as
 every signed request's refusal is: by the envelope's checks (signed_by_instance), in a
 transaction rolled back. The rare report that begins or ends a shortage refreshes the
-shortage alerts in a transaction of its own right after, under the pool alert lock,
-reading the pool as it then is (as the refresh would in the report's transaction).
+shortage alerts in a transaction of its own right after: under the pool alert lock, which
+the statement holds shared, the refresh reads the pool as every report that began before
+it left it (as the refresh in the report's transaction read it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from satellite.errors import BadSignature, DatabaseBusy, InvalidInput
 from satellite.services.authorization import authorization
 from satellite.services.device_usage import reported_usage
 from satellite.services.envelope import NO_SUCH_INSTANCE, DeviceEnvelope, withholds_host
-from satellite.services.licenses import LicenseService
+from satellite.services.licenses import POOL_ALERT_LOCK_BASE, LicenseService
 from satellite.storage import product_instances, usage_report
 from satellite.storage.db import Database
 from satellite.storage.usage_report import Reported
@@ -95,6 +96,7 @@ class UsageReports:
                     usage=usage,
                     now=now,
                     day=self._licenses.date_at(now),
+                    pool_lock_base=POOL_ALERT_LOCK_BASE,
                 )
             if isinstance(done, Reported):
                 return await self._answer(done, usage, nonce, path, now)

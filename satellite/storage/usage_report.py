@@ -15,7 +15,7 @@ import asyncpg
 from satellite.domain.compliance import PoolLine, PoolState
 
 # (Constant text: asyncpg prepares it once per connection and keeps it.)
-REPORT_USAGE = "SELECT * FROM report_usage($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+REPORT_USAGE = "SELECT * FROM report_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,15 @@ async def report_usage(
     usage: dict[str, int],
     now: dt.datetime,
     day: dt.date,
+    pool_lock_base: int,
 ) -> Reported | Refused:
     """The report of product ``product_instance_id``, whose request verified with ``jwk``
     and whose nonce is one of ours: its usage becomes ``usage`` at ``now`` (its host
     identity forgotten first with ``forget_host``), unless, under its row lock, ``jwk``
     is no longer its key, it is not registered with a certificate that holds at ``now``,
-    or ``nonce`` was used. ``day``: the day its reservations are counted at."""
+    or ``nonce`` was used. ``day``: the day its reservations are counted at;
+    ``pool_lock_base`` + its virtual account's id: the lock that virtual account's
+    shortage refreshes take, which the report takes shared."""
     row = await conn.fetchrow(
         REPORT_USAGE,
         uuid.UUID(product_instance_id),
@@ -93,6 +96,7 @@ async def report_usage(
         usage,
         now,
         day,
+        pool_lock_base,
     )
     assert row is not None
     if row["refusal"] is not None:
