@@ -4,13 +4,19 @@ connections, through the real agent and HTTP."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import asyncpg
+import pytest
 from aiohttp.test_utils import TestServer
 from asyncpg.connection import LoggedQuery
 
 from satellite.http.keys import SERVICES
+from satellite.wiring import Runtime, create_app
 from satellite_agent.client import Agent
+from satellite_agent.errors import RequestRefused
+from satellite_agent.state import AgentState
 from tests.conftest import ENHANCED, Api
 from tests.helpers.api import ACCOUNT
 from tests.helpers.jobs import registered_agent, setup_voice
@@ -58,3 +64,46 @@ async def test_a_report_is_one_statement_on_the_database(
     status, body = await admin.post(ACCOUNT + "/licenses", {})
     assert status == 200, body
     assert [(p["entitlementTag"], p["inUse"]) for p in body["licenses"]] == [(ENHANCED, 0)]
+
+
+async def test_a_key_renewed_through_another_process_is_the_one_reports_verify_with(
+    admin: Api, server: TestServer, runtime: Runtime, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """Two daemon processes on one database (workers): a product registered through the
+    first, which keeps its key, renews its registration (a new key) through the second.
+    A report signed with the old key, which the first still knows, is refused there and
+    changes nothing; one signed with the new key is taken."""
+    await setup_voice(admin, [{"entitlementTag": ENHANCED, "quantity": 10}])
+    agent = await registered_agent(admin, server, tmp_path, "FCH0001")
+    await report(server, agent, {ENHANCED: 1})
+    old = Agent(tmp_path / "old")
+    shutil.copytree(agent.dir.path, old.dir.path)  # (the product's state and old key)
+    other = TestServer(create_app(runtime), host="127.0.0.1")
+    await other.start_server()
+    try:
+        use_server(agent, other)
+        await agent.renew_registration()
+    finally:
+        await other.close()
+    use_server(agent, server)
+
+    with pytest.raises(RequestRefused) as refused:
+        await old.report_usage({ENHANCED: 7})
+    assert refused.value.status == 401
+    assert refused.value.problem["type"].endswith("bad-signature")
+    assert await db.fetchval("SELECT count(*) FROM usage_reports") == 1
+    status, body = await admin.post(ACCOUNT + "/licenses", {})
+    assert status == 200, body
+    assert [p["inUse"] for p in body["licenses"]] == [1]
+
+    await report(server, agent, {ENHANCED: 3})
+    status, body = await admin.post(ACCOUNT + "/licenses", {})
+    assert status == 200, body
+    assert [p["inUse"] for p in body["licenses"]] == [3]
+
+
+def use_server(agent: Agent, server: TestServer) -> None:
+    def change(state: AgentState) -> None:
+        state.transport.url = str(server.make_url("")).rstrip("/")
+
+    agent.update(change)
