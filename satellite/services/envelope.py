@@ -30,7 +30,7 @@ from satellite_protocol.crypto.pki import to_pem
 
 T = TypeVar("T")
 NONCE_LIFETIME = 15 * 60.0  # seconds a nonce stays good; longer is "stale"
-PRODUCT_KEYS_KEPT = 65_536  # parsed product keys kept in memory (about 30 MB at most)
+PRODUCT_KEYS_KEPT = 65_536  # parsed product keys kept (about 30 MB at most; their JWKs too)
 
 
 NO_SUCH_INSTANCE = "no such product instance"
