@@ -7,16 +7,16 @@
 -- last read it, and checked the nonce's MAC. Under the product's row lock this refuses,
 -- writing nothing, unless that still is the product's key, the product is registered
 -- with an ID certificate that holds at p_now, and the nonce was not used (it is used
--- now); the caller tells why a request was refused (services/envelope.py). Else, under
--- its virtual account's pool alert lock (p_pool_lock_base + its id) shared, the
--- product's host identity is forgotten if p_forget_host, and the usage statement runs:
--- the product's usage becomes p_tags/p_counts, the report joins the history, the contact
--- is recorded, the difference goes to the totals (004) if its usage is counted. Returned:
--- what is in use per tag in its virtual account after (total) and what the report changed
--- of that (change: none where its usage had lapsed), and what the account's positions
--- are computed from: its pool lines, reservations and export keys, read as
--- storage/licenses.py, reservations.py and export_keys.py read them for one virtual
--- account; the keys of its open alerts when the report released all usage.
+-- now); the caller tells why a request was refused (services/usage_report.py, by the
+-- envelope's checks). Else, under its virtual account's pool alert lock (p_pool_lock_base
+-- + its id) shared, the product's host identity is forgotten if p_forget_host, and the
+-- usage statement runs: the product's usage becomes p_tags/p_counts, the report joins the
+-- history, the contact is recorded, the difference goes to the totals (004) if its usage
+-- is counted. Returned: what is in use per tag in its virtual account after (total) and
+-- what the report changed of that (change: none where its usage had lapsed); what the
+-- virtual account's positions are computed from, its pool lines, reservations and export
+-- keys, read as storage/licenses.py, reservations.py and export_keys.py read them for one
+-- virtual account; the keys of its open alerts when the report released all usage.
 --
 -- Each statement runs with a snapshot taken after the lock (a function in PL/pgSQL, not
 -- one statement of CTEs): a report of the same product that committed while this one
@@ -53,8 +53,12 @@ DECLARE
     product record;
     v_va bigint;
 BEGIN
+    -- (Its virtual account's name and account from scalar subqueries, as
+    -- storage/product_instances.py reads them: on the row as it is once locked.)
     SELECT p.public_jwk, p.status, p.certificate_expires_at, p.hostname, p.ip_address,
-        p.virtual_account_id AS va, p.authorization_expires_at
+        p.virtual_account_id AS va, p.authorization_expires_at,
+        (SELECT name FROM virtual_accounts WHERE id = p.virtual_account_id) AS va_name,
+        (SELECT account_id FROM virtual_accounts WHERE id = p.virtual_account_id) AS account
     INTO product FROM product_instances p WHERE p.id = p_product FOR UPDATE;
     IF NOT FOUND THEN
         refusal := 'no such product instance';
@@ -63,7 +67,12 @@ BEGIN
     ELSIF product.status <> 'registered' OR product.certificate_expires_at <= p_now THEN
         refusal := 'not registered';
     ELSE
-        INSERT INTO used_nonces (nonce) VALUES (p_nonce) ON CONFLICT DO NOTHING;
+        -- The pool alert lock of its virtual account (services/licenses.py) first, shared:
+        -- reports do not wait for each other, but a shortage refresh, which takes it
+        -- alone, waits for the reports under way and reads the pool with them.
+        INSERT INTO used_nonces (nonce)
+        SELECT p_nonce FROM pg_advisory_xact_lock_shared(p_pool_lock_base + product.va)
+        ON CONFLICT DO NOTHING;
         IF NOT FOUND THEN
             refusal := 'nonce used';
         END IF;
@@ -75,14 +84,9 @@ BEGIN
 
     v_va := product.va;
     virtual_account_id := v_va;
-    -- The pool alert lock of its virtual account (services/licenses.py), shared: reports
-    -- do not wait for each other, but a shortage refresh, which takes it alone, waits for
-    -- the reports under way and reads the pool with them.
-    PERFORM pg_advisory_xact_lock_shared(p_pool_lock_base + v_va);
+    virtual_account := product.va_name;
+    account_id := product.account;
     authorization_expires_at := product.authorization_expires_at;
-    -- (After the lock: a move to another virtual account committed meanwhile is seen.)
-    SELECT v.name, v.account_id INTO virtual_account, account_id
-    FROM virtual_accounts v WHERE v.id = v_va;
     IF p_forget_host AND (coalesce(product.hostname, '') <> ''
         OR coalesce(product.ip_address, '') <> '') THEN
         -- (The change stamps the row for the next sync request, 008.)
@@ -127,38 +131,41 @@ BEGIN
         UNION ALL SELECT new.tag, -new.count, 0 FROM new CROSS JOIN counted
             WHERE counted.lapsed AND counted.va = v_va
     ) AS sums GROUP BY tag)
+    -- What the positions are computed from, read in the same statement (no write of it
+    -- changes them): the pool lines, what reservations hold on p_day (per product and tag
+    -- the larger of the confirmed and the pending code), the export keys granted; and the
+    -- keys of the open alerts, when all usage was released.
     SELECT array_agg(tag ORDER BY tag), array_agg(total ORDER BY tag),
-        array_agg(change ORDER BY tag)
-    INTO tags, totals, changes FROM after;
-
-    SELECT coalesce(jsonb_agg(jsonb_build_object('id', l.id, 'tag', l.tag,
-        'quantity', l.quantity, 'license_type', l.license_type, 'start_date', l.start_date,
-        'end_date', l.end_date, 'subscription_id', l.subscription_id,
-        'export_restricted', l.export_restricted, 'source', l.source) ORDER BY l.tag, l.id),
-        '[]')
-    INTO lines FROM license_lines l WHERE l.virtual_account_id = v_va;
-    SELECT coalesce(jsonb_object_agg(tag, total), '{}') INTO reserved FROM (
-        SELECT tag, sum(held)::bigint AS total FROM (
-            SELECT l.product_id, l.tag, greatest(
-                sum(l.quantity) FILTER (WHERE l.stage = 'current'),
-                sum(l.quantity) FILTER (WHERE l.stage = 'pending')) AS held
-            FROM reservation_licenses l
-            JOIN reservations r ON r.product_id = l.product_id
-            JOIN product_instances p ON p.id = l.product_id
-            WHERE r.status = 'active' AND p.status = 'registered'
-            AND p.virtual_account_id = v_va
-            AND (l.start_date IS NULL OR l.start_date <= p_day)
-            AND (l.end_date IS NULL OR l.end_date >= p_day)
-            GROUP BY l.product_id, l.tag) AS held
-        GROUP BY tag) AS by_tag;
-    SELECT coalesce(jsonb_object_agg(tag, n), '{}') INTO exported FROM (
-        SELECT k.tag, count(*) AS n FROM export_keys k
-        WHERE k.virtual_account_id = v_va AND k.status = 'granted' GROUP BY k.tag) AS by_tag;
-    IF cardinality(p_tags) = 0 THEN
-        open_alerts := ARRAY(SELECT a.dedupe_key FROM alerts a
-            WHERE a.account_id = report_usage.account_id AND a.cleared_at IS NULL
-            AND a.virtual_account_id = v_va ORDER BY a.dedupe_key);
-    END IF;
+        array_agg(change ORDER BY tag),
+        (SELECT coalesce(jsonb_agg(jsonb_build_object('id', l.id, 'tag', l.tag,
+            'quantity', l.quantity, 'license_type', l.license_type,
+            'start_date', l.start_date, 'end_date', l.end_date,
+            'subscription_id', l.subscription_id, 'export_restricted', l.export_restricted,
+            'source', l.source) ORDER BY l.tag, l.id), '[]')
+            FROM license_lines l WHERE l.virtual_account_id = v_va),
+        (SELECT coalesce(jsonb_object_agg(tag, total), '{}') FROM (
+            SELECT tag, sum(held)::bigint AS total FROM (
+                SELECT l.product_id, l.tag, greatest(
+                    sum(l.quantity) FILTER (WHERE l.stage = 'current'),
+                    sum(l.quantity) FILTER (WHERE l.stage = 'pending')) AS held
+                FROM reservation_licenses l
+                JOIN reservations r ON r.product_id = l.product_id
+                JOIN product_instances p ON p.id = l.product_id
+                WHERE r.status = 'active' AND p.status = 'registered'
+                AND p.virtual_account_id = v_va
+                AND (l.start_date IS NULL OR l.start_date <= p_day)
+                AND (l.end_date IS NULL OR l.end_date >= p_day)
+                GROUP BY l.product_id, l.tag) AS held
+            GROUP BY tag) AS by_tag),
+        (SELECT coalesce(jsonb_object_agg(tag, n), '{}') FROM (
+            SELECT k.tag, count(*) AS n FROM export_keys k
+            WHERE k.virtual_account_id = v_va AND k.status = 'granted'
+            GROUP BY k.tag) AS by_tag),
+        CASE WHEN cardinality(p_tags) = 0 THEN ARRAY(
+            SELECT a.dedupe_key FROM alerts a
+            WHERE a.account_id = product.account AND a.cleared_at IS NULL
+            AND a.virtual_account_id = v_va ORDER BY a.dedupe_key) END
+    INTO tags, totals, changes, lines, reserved, exported, open_alerts FROM after;
     RETURN NEXT;
 END
 $$;
