@@ -83,7 +83,8 @@ class UsageReports:
                 report = envelope.decode(payload, wire.UsageReport)
                 usage = reported_usage(report, self._catalog, self._max_usage_tags)
             except InvalidInput:
-                await self._refuse(product_instance_id, message, path)  # (refused first?)
+                # (What the envelope refuses comes first, as for every signed request.)
+                await self._refuse(product_instance_id, message, path)
                 raise
             now = utc_now()
             async with self._db.connection() as conn:
