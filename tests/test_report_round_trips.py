@@ -107,3 +107,24 @@ def use_server(agent: Agent, server: TestServer) -> None:
         state.transport.url = str(server.make_url("")).rstrip("/")
 
     agent.update(change)
+
+
+async def test_a_report_that_does_not_decode_from_an_ended_product_is_told_it_ended(
+    admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """The envelope's refusals come first, as for every signed request: a deregistered
+    product (its state restored from a backup) reporting a tag the catalog does not know
+    is told it ended, not that the tag is unknown; its nonce stays unused."""
+    await setup_voice(admin, [{"entitlementTag": ENHANCED, "quantity": 10}])
+    agent = await registered_agent(admin, server, tmp_path, "FCH0001")
+    await report(server, agent, {ENHANCED: 1})
+    saved, key = agent.state, agent.dir.key_file.read_bytes()
+    await agent.deregister()
+    agent.save(saved)
+    agent.dir.key_file.write_bytes(key)
+    nonces = await db.fetchval("SELECT count(*) FROM used_nonces")
+    with pytest.raises(RequestRefused) as refused:
+        await agent.report_usage({"regid.not-in-the-catalog": 1})
+    assert refused.value.status == 403
+    assert "deregistered" in str(refused.value)
+    assert await db.fetchval("SELECT count(*) FROM used_nonces") == nonces
