@@ -3,20 +3,20 @@
 -- nonce, the usage, the pool lines, the reservations, the export keys, COMMIT). One call
 -- of this function is one statement, atomic on its own.
 --
--- The caller has verified the request's signature with p_jwk, the product's key as it
--- last read it, and checked the nonce's MAC. Under the product's row lock this refuses,
--- writing nothing, unless that still is the product's key, the product is registered
--- with an ID certificate that holds at p_now, and the nonce was not used (it is used
--- now); the caller tells why a request was refused (services/usage_report.py, by the
--- envelope's checks). Else, under its virtual account's pool alert lock (p_pool_lock_base
--- + its id) shared, the product's host identity is forgotten if p_forget_host, and the
--- usage statement runs: the product's usage becomes p_tags/p_counts, the report joins the
--- history, the contact is recorded, the difference goes to the totals (004) if its usage
--- is counted. Returned: what is in use per tag in its virtual account after (total) and
--- what the report changed of that (change: none where its usage had lapsed); what the
--- virtual account's positions are computed from, its pool lines, reservations and export
--- keys, read as storage/licenses.py, reservations.py and export_keys.py read them for one
--- virtual account; the keys of its open alerts when the report released all usage.
+-- The caller has verified the request's signature with p_jwk, the product's key as it last
+-- read it, and checked the nonce's MAC. Under the product's row lock this refuses, writing
+-- nothing, unless that still is the product's key, the product is registered with an ID
+-- certificate that holds at p_now, and the nonce was not used (it is used now); the caller
+-- tells why a request was refused (services/usage_report.py, by the envelope's checks).
+-- Else the product's host identity is forgotten if p_forget_host, and the usage statement
+-- runs: the product's usage becomes p_tags/p_counts, the report joins the history, the
+-- contact is recorded, the difference goes to the totals (004) if its usage is counted;
+-- last, the pool alert lock of its virtual account is taken shared (p_pool_lock_base + its
+-- id). Returned: what is in use per tag in its virtual account after (total) and what the
+-- report changed of that (change: none where its usage had lapsed); what the virtual
+-- account's positions are computed from, its pool lines, reservations and export keys, read
+-- as storage/licenses.py, reservations.py and export_keys.py read them for one virtual
+-- account; the keys of its open alerts when the report released all usage.
 --
 -- Each statement runs with a snapshot taken after the lock (a function in PL/pgSQL, not
 -- one statement of CTEs): a report of the same product that committed while this one
@@ -70,12 +70,7 @@ BEGIN
     ELSIF product.status <> 'registered' OR product.certificate_expires_at <= p_now THEN
         refusal := 'not registered';
     ELSE
-        -- The pool alert lock of its virtual account (services/licenses.py) first, shared:
-        -- reports do not wait for each other, but a shortage refresh, which takes it
-        -- alone, waits for the reports under way and reads the pool with them.
-        INSERT INTO used_nonces (nonce)
-        SELECT p_nonce FROM pg_advisory_xact_lock_shared(p_pool_lock_base + product.va)
-        ON CONFLICT DO NOTHING;
+        INSERT INTO used_nonces (nonce) VALUES (p_nonce) ON CONFLICT DO NOTHING;
         IF NOT FOUND THEN
             refusal := 'nonce used';
         END IF;
@@ -169,6 +164,12 @@ BEGIN
             WHERE a.account_id = product.account AND a.cleared_at IS NULL
             AND a.virtual_account_id = v_va ORDER BY a.dedupe_key) END
     INTO tags, totals, changes, lines, reserved, exported, open_alerts FROM after;
+    -- The pool alert lock of its virtual account (services/licenses.py), shared, last: as
+    -- every change of usage takes it, after its rows and the totals (taken before them,
+    -- a report waited here for a registration that waited for the report's totals row).
+    -- Reports do not wait for each other; one does not commit while a shortage refresh,
+    -- which takes the lock alone, reads the pool.
+    PERFORM pg_advisory_xact_lock_shared(p_pool_lock_base + v_va);
     RETURN NEXT;
 END
 $$;

@@ -9,9 +9,9 @@ still is its key, it is registered with a certificate that holds, and the nonce 
 unused. A refused statement, or a report that does not decode, is then told exactly as
 every signed request's refusal is: by the envelope's checks (signed_by_instance), in a
 transaction rolled back. The rare report that begins or ends a shortage refreshes the
-shortage alerts in a transaction of its own right after: under the pool alert lock, which
-the statement holds shared, the refresh reads the pool as every report that began before
-it left it (as the refresh in the report's transaction read it).
+shortage alerts in a transaction of its own right after, under the pool alert lock, which
+the statement takes shared last: no report commits while a refresh reads the pool, and
+concurrent reports each judge their change as before, before the lock.
 """
 
 from __future__ import annotations
