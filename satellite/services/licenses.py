@@ -291,22 +291,16 @@ class LicenseService:
         return self._today() if now is None else now.astimezone(dt.UTC).date()
 
     async def pool_state(
-        self,
-        conn: Connection,
-        va_id: int,
-        now: dt.datetime | None = None,
-        *,
-        in_use: dict[str, int] | None = None,
+        self, conn: Connection, va_id: int, now: dt.datetime | None = None
     ) -> PoolState:
         """What one virtual account's positions at ``now`` (None: this moment) are computed
-        from, within the caller's transaction. ``in_use``: what is in use per tag, when the
-        caller has just counted it (saves a query)."""
+        from, within the caller's transaction. (A usage report reads them with its usage
+        statement: storage/usage_report.py.)"""
         lines = await licenses.lines_of_virtual_account(conn, va_id)
-        if in_use is None:
-            counted = await usage_totals.in_use_by_virtual_account(
-                conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
-            )
-            in_use = counted.get(va_id, {})
+        counted = await usage_totals.in_use_by_virtual_account(
+            conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
+        )
+        in_use = counted.get(va_id, {})
         day = self.date_at(now)
         reserved = await reservations.reserved_by_virtual_account(conn, [va_id], day)
         exported = await export_keys.granted_by_virtual_account(conn, [va_id])
@@ -326,17 +320,11 @@ class LicenseService:
         )
 
     async def virtual_account_positions(
-        self,
-        conn: Connection,
-        va_id: int,
-        va_name: str,
-        now: dt.datetime | None = None,
-        *,
-        in_use: dict[str, int] | None = None,
+        self, conn: Connection, va_id: int, va_name: str, now: dt.datetime | None = None
     ) -> list[Position]:
         """One virtual account's positions at ``now`` (None: this moment), within the
-        caller's transaction. ``in_use``: as for ``pool_state``."""
-        state = await self.pool_state(conn, va_id, now, in_use=in_use)
+        caller's transaction."""
+        state = await self.pool_state(conn, va_id, now)
         return self.state_positions(va_name, state, now)
 
     @staticmethod
