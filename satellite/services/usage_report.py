@@ -31,7 +31,7 @@ from satellite.storage.usage_report import Reported
 from satellite_protocol import device as wire
 from satellite_protocol.catalog import Catalog
 
-# Statements a report may take: a key known here that was replaced since (the product
+# Tries of a report's statement: a key known here that was replaced since (the product
 # renewed its registration through another process) is read again once.
 _ATTEMPTS = 2
 
