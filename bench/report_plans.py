@@ -8,14 +8,16 @@ over 90 days, certificates over a year, and ``--lapsed`` of them lapsed since th
 recounted them, as within the hour before it runs), the usage totals as they would be.
 Then, for one product of the first virtual account:
 
-1. the plans of the statements of a report that read the product table (``--explain``):
-   ``EXPLAIN (ANALYZE, BUFFERS)`` of each prepared statement, with the custom plan and
-   with ``plan_cache_mode = force_generic_plan`` (what a statement prepared once per
-   connection runs after five calls), each in a transaction rolled back;
-2. ``--rounds`` reports through ``replace_usage`` and ``in_use_by_virtual_account`` (the
-   usage statement, and what a pool state without it reads), each its own transaction,
-   with ``--plan-cache-mode`` (auto: as the daemon runs them): the database backend's CPU
-   per call (from /proc) and the wall time per call (median).
+1. the plans of a report's statements (``--explain``): those of the report's function
+   (sql/023_usage_report.sql), each statement in it as ``auto_explain`` shows it (ANALYZE,
+   BUFFERS, nested statements), and ``EXPLAIN (ANALYZE, BUFFERS)`` of the prepared
+   statement that reads what is in use (a pool state without a report), with the custom
+   plan and with ``plan_cache_mode = force_generic_plan`` (what a statement prepared once
+   per connection runs after five calls), each in a transaction rolled back;
+2. ``--rounds`` reports through ``storage.usage_report.report_usage`` (one statement, as
+   the daemon runs it) and ``in_use_by_virtual_account``, with ``--plan-cache-mode``
+   (auto: as the daemon runs them): the database backend's CPU per call (from /proc) and
+   the wall time per call (median).
 
     .venv/bin/python bench/report_plans.py --products 1000000 --explain
 """
@@ -35,7 +37,8 @@ from pathlib import Path
 import asyncpg
 
 from satellite.config import DatabaseSettings, Settings
-from satellite.storage import usage_totals
+from satellite.services.licenses import POOL_ALERT_LOCK_BASE
+from satellite.storage import usage_report, usage_totals
 from satellite.storage.db import Database
 from satellite.wiring import apply_migrations, create_key_material, database_server
 
@@ -100,19 +103,63 @@ async def fill(conn: asyncpg.Connection, products: int, vas: int, lapsed: int) -
 
 
 async def explain(conn: asyncpg.Connection, name: str, sql: str, types: str, args: str) -> None:
-    """Print the custom and the generic plan of one prepared statement, run and rolled back."""
+    """Print the custom and the generic plan of one prepared statement, run and rolled back
+    (a function's statements as auto_explain tells them, the second run of each: the first
+    also plans them)."""
     await conn.execute(f"PREPARE {name} ({types}) AS {sql}")
-    for mode in ("force_custom_plan", "force_generic_plan"):
+    nested: list[str] = []
+
+    def told(_: object, message: asyncpg.PostgresLogMessage) -> None:
+        nested.append(str(message.message))
+
+    conn.add_log_listener(told)
+    for mode in ("force_custom_plan", "force_custom_plan", "force_generic_plan"):
         tx = conn.transaction()
         await tx.start()
         try:
             await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+            nested.clear()
             rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE {name} ({args})")
         finally:
             await tx.rollback()
         print(f"--- {name}, {mode}")
         print("\n".join(row[0] for row in rows))
+        for plan in nested:
+            if "EXPLAIN" not in plan.split("\n", 2)[1]:  # (not the EXPLAIN itself)
+                print(plan)
+    conn.remove_log_listener(told)
     await conn.execute(f"DEALLOCATE {name}")
+
+
+async def tell_nested_plans(conn: asyncpg.Connection) -> None:
+    """auto_explain in this session: every statement's plan, nested ones too, as a notice."""
+    await conn.execute("LOAD 'auto_explain'")
+    for name, value in (
+        ("log_min_duration", "0"),
+        ("log_analyze", "on"),
+        ("log_buffers", "on"),
+        ("log_timing", "off"),
+        ("log_nested_statements", "on"),
+        ("log_level", "notice"),
+    ):
+        await conn.execute(f"SET auto_explain.{name} = {value}")
+
+
+async def report(conn: asyncpg.Connection, product: str, i: int) -> None:
+    """Report i of ``product`` (its key the fill's), one statement on its own."""
+    now = dt.datetime.now(dt.UTC)
+    done = await usage_report.report_usage(
+        conn,
+        product,
+        jwk={},
+        nonce=f"bench-{i}-{now.timestamp()}",
+        forget_host=False,
+        usage={"regid.a": i % 6} if i % 6 else {},
+        now=now,
+        day=now.date(),
+        pool_lock_base=POOL_ALERT_LOCK_BASE,
+    )
+    assert isinstance(done, usage_report.Reported), done
 
 
 def literal(value: object) -> str:
@@ -138,13 +185,14 @@ async def run(
         )
         now = dt.datetime.now(dt.UTC)
         if plans:
+            await tell_nested_plans(conn)
             await explain(
                 conn,
                 "report_usage",
-                usage_totals.REPLACE_USAGE,
-                "uuid, text[], int[], timestamptz, jsonb, bigint",
-                f"{literal(product)}, ARRAY['regid.a'], ARRAY[3], {literal(now)}, "
-                f"'{{\"regid.a\": 3}}', {va}",
+                usage_report.REPORT_USAGE,
+                "uuid, jsonb, text, boolean, text[], int[], jsonb, timestamptz, date, bigint",
+                f"{literal(product)}, '{{}}', 'a-nonce', false, ARRAY['regid.a'], ARRAY[3], "
+                f"'{{\"regid.a\": 3}}', {literal(now)}, {literal(now.date())}, 0",
             )
             await explain(
                 conn,
@@ -153,16 +201,12 @@ async def run(
                 "bigint[], timestamptz",
                 f"ARRAY[{va}]::bigint[], {literal(now)}",
             )
+            await conn.execute("SET auto_explain.log_min_duration = -1")
         backend = await conn.fetchval("SELECT pg_backend_pid()")
         await conn.execute(f"SET plan_cache_mode = {mode}")
         figures = {}
         for name, call in (
-            (
-                "replace_usage",
-                lambda i: usage_totals.replace_usage(
-                    conn, product, va, {"regid.a": i % 6}, dt.datetime.now(dt.UTC)
-                ),
-            ),
+            ("report_usage", lambda i: report(conn, product, i)),
             (
                 "in_use_by_virtual_account",
                 lambda i: usage_totals.in_use_by_virtual_account(
@@ -174,8 +218,7 @@ async def run(
             cpu_before = backend_cpu_seconds(backend)
             for i in range(rounds):
                 began = time.perf_counter()
-                async with conn.transaction():
-                    await call(i)
+                await call(i)
                 walls.append(time.perf_counter() - began)
             cpu = backend_cpu_seconds(backend) - cpu_before
             figures[name] = (statistics.median(walls) * 1000, cpu / rounds * 1000)

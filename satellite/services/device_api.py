@@ -20,7 +20,6 @@ from satellite.crypto.secrets import (
 )
 from satellite.domain.access import product_actor
 from satellite.domain.clock import utc_now
-from satellite.domain.compliance import PoolState, Position
 from satellite.domain.models import ExportKey, ProductInstance
 from satellite.errors import (
     BadSignature,
@@ -30,11 +29,12 @@ from satellite.errors import (
     NotAuthenticated,
 )
 from satellite.services import audit, exports, horizon, reregistration
-from satellite.services.device_usage import reported_usage
+from satellite.services.authorization import authorization
 from satellite.services.envelope import DeviceEnvelope
 from satellite.services.licenses import LicenseService
 from satellite.services.limits import RateLimiter
-from satellite.storage import product_instances, reservations, tokens, usage_totals
+from satellite.services.usage_report import UsageReports
+from satellite.storage import product_instances, reservations, tokens
 from satellite.storage.db import Connection, Database
 from satellite_protocol import device as wire
 from satellite_protocol.catalog import Catalog
@@ -46,12 +46,6 @@ from satellite_protocol.crypto.pki import (
     issue_certificate,
     to_pem,
 )
-
-_STATE_ORDER: dict[wire.TagState, int] = {
-    "AUTHORIZED": 0,
-    "OUT_OF_COMPLIANCE": 1,
-    "NOT_AUTHORIZED": 2,
-}
 
 
 class DeviceApiService:
@@ -72,9 +66,11 @@ class DeviceApiService:
         self._catalog = catalog
         self._licenses = licenses
         self._timers = timers
-        self._max_usage_tags = max_usage_tags
         self._limiter = limiter
         self._envelope = envelope
+        self._usage_reports = UsageReports(
+            db, envelope, licenses, catalog, max_usage_tags, timers.authorization_renewal_days
+        )
 
     # --- authorization -------------------------------------------------------------------
 
@@ -88,45 +84,21 @@ class DeviceApiService:
         expires_at: dt.datetime,
         *,
         usage: dict[str, int] | None = None,
-        pool: PoolState | None = None,
     ) -> wire.Authorization:
-        """``usage``: the product's usage, and ``pool``: its virtual account's, when the
-        caller has them at hand (each saves queries)."""
+        """``usage``: the product's usage, when the caller has it at hand (saves a query)."""
         if usage is None:
             usage = await product_instances.usage_of(conn, instance.id)
-        positions: dict[str, Position] = {}
+        pool = None
         if usage:  # (a new registration has none: no need to read the pool)
-            now = utc_now()
-            if pool is None:
-                pool = await self._licenses.pool_state(conn, instance.virtual_account_id, now)
-            positions = {
-                p.tag: p
-                for p in self._licenses.state_positions(instance.virtual_account, pool, now)
-            }
-        tags = []
-        for tag, count in sorted(usage.items()):
-            position = positions.get(tag)  # none: nothing purchased, nothing in use
-            if tag not in self._catalog:
-                state: wire.TagState = "NOT_AUTHORIZED"
-            elif position is None or position.status == "In Compliance":
-                state = "AUTHORIZED"
-            else:
-                state = "OUT_OF_COMPLIANCE"
-            tags.append(
-                wire.TagAuthorization(
-                    tag=tag, display_name=self._catalog.display_name(tag), count=count, state=state
-                )
-            )
-        overall: wire.TagState = max(
-            (t.state for t in tags), key=_STATE_ORDER.__getitem__, default="AUTHORIZED"
-        )
-        now = utc_now()
-        return wire.Authorization(
-            state=overall,
-            tags=tags,
-            issued_at=now,
-            expires_at=expires_at,
-            renew_after=now + dt.timedelta(days=self._timers.authorization_renewal_days),
+            pool = await self._licenses.pool_state(conn, instance.virtual_account_id, utc_now())
+        return authorization(
+            self._catalog,
+            self._licenses,
+            instance.virtual_account,
+            usage,
+            pool,
+            expires_at,
+            self._timers.authorization_renewal_days,
         )
 
     def _certificate(
@@ -370,39 +342,14 @@ class DeviceApiService:
             signing_certificate=to_pem(self._keys.signing_cert),
             released_export_features=[key.feature for key in released],
         )
+        self._envelope.remember_key(instance.id, jwk)  # (its reports verify with it)
         return self._envelope.answer(nonce, path, answer)
 
     async def report_usage(
         self, product_instance_id: str, message: dict[str, Any], path: str
     ) -> dict[str, str]:
         """The product's usage becomes what it reports; the answer says what is authorized."""
-        async with self._db.transaction() as conn:
-            instance, payload, nonce = await self._envelope.signed_by_instance(
-                conn, product_instance_id, message, path
-            )
-            report = self._envelope.decode(payload, wire.UsageReport)
-            usage = reported_usage(report, self._catalog, self._max_usage_tags)
-            now = utc_now()
-            va_id = instance.virtual_account_id
-            in_use, changes = await usage_totals.replace_usage(
-                conn, product_instance_id, va_id, usage, now
-            )
-            released_all = bool(changes) and not usage
-            if released_all and not await self._licenses.any_shortage_alert(
-                conn, instance.account_id, va_id
-            ):
-                changes = {}  # all of it released, and no shortage open that it could end
-            pool = None
-            if usage or changes:
-                pool = await self._licenses.pool_state(conn, va_id, now, in_use=in_use)
-            authorization = await self._authorization(
-                conn, instance, instance.authorization_expires_at, usage=usage, pool=pool
-            )
-            if pool is not None and changes:  # a shortage begun or ended is told at once
-                await self._licenses.follow_usage(
-                    conn, instance.account_id, va_id, instance.virtual_account, pool, changes, now
-                )
-        return self._envelope.answer(nonce, path, authorization)
+        return await self._usage_reports.report(product_instance_id, message, path)
 
     async def renew_authorization(
         self, product_instance_id: str, message: dict[str, Any], path: str
@@ -453,6 +400,7 @@ class DeviceApiService:
                 f"{instance.virtual_account}/{product_instance_id}",
                 account_id=instance.account_id,
             )
+        self._envelope.remember_key(product_instance_id, jose.public_jwk(key))
         answer = self._registration(instance, certificate, expires, now)
         return self._envelope.answer(nonce, path, answer)
 

@@ -30,7 +30,15 @@ from satellite_protocol.crypto.pki import to_pem
 
 T = TypeVar("T")
 NONCE_LIFETIME = 15 * 60.0  # seconds a nonce stays good; longer is "stale"
-PRODUCT_KEYS_KEPT = 65_536  # parsed product keys kept in memory (about 30 MB at most)
+PRODUCT_KEYS_KEPT = 65_536  # parsed product keys kept (about 30 MB at most; their JWKs too)
+
+
+NO_SUCH_INSTANCE = "no such product instance"
+
+
+def withholds_host(header: dict[str, Any]) -> bool:
+    """Whether the product's request says it no longer shares its host name and address."""
+    return header.get(wire.WITHHOLD_HOST) is True
 
 
 def _replayed() -> BadNonce:
@@ -42,6 +50,10 @@ class DeviceEnvelope:
         self._keys = keys
         # Parsed product keys, by JWK: parsing one costs more than checking its signature.
         self.product_keys = jose.KeyCache(PRODUCT_KEYS_KEPT)
+        # Each product's key (its JWK) as this process last read or stored it, by product
+        # instance id, so that a usage report is verified before its one statement, which
+        # refuses unless that still is the key (services/usage_report.py).
+        self._instance_keys: dict[str, dict[str, Any]] = {}
 
     def ca_certificate(self) -> str:
         """The CA's certificate (PEM): public, and checked by products against their token."""
@@ -78,26 +90,51 @@ class DeviceEnvelope:
     def decode(payload: bytes, type_: type[T]) -> T:
         return untrusted.decode(payload or b"{}", type_, what="the signed payload")
 
-    async def signed_by_instance(
-        self, conn: Connection, product_instance_id: str, message: dict[str, Any], path: str
-    ) -> tuple[ProductInstance, bytes, str]:
-        """The product named in the path, after its request proved itself; locked."""
+    @staticmethod
+    def signed_header(product_instance_id: str, message: dict[str, Any]) -> dict[str, Any]:
+        """The protected header of a request of the product named in the path (not yet
+        verified)."""
         try:
             header = jose.protected_header(message)
         except jose.InvalidSignature as exc:
             raise BadSignature(str(exc)) from exc
         if header.get("kid") != product_instance_id:
             raise BadSignature("the request is not signed as the product in its path")
+        return header
+
+    def verify(self, message: dict[str, Any], jwk: dict[str, Any]) -> bytes:
+        """The payload of a request signed with the key ``jwk``."""
+        try:
+            _, payload = jose.verify(message, self.product_keys.key(jwk))
+        except jose.InvalidSignature as exc:
+            raise BadSignature(str(exc)) from exc
+        return payload
+
+    def known_key(self, product_instance_id: str) -> dict[str, Any] | None:
+        """The product's key as this process last saw it (maybe replaced since)."""
+        return self._instance_keys.get(product_instance_id)
+
+    def remember_key(self, product_instance_id: str, jwk: dict[str, Any]) -> None:
+        keys = self._instance_keys
+        if product_instance_id not in keys and len(keys) >= PRODUCT_KEYS_KEPT:
+            del keys[next(iter(keys))]  # the oldest first
+        keys[product_instance_id] = jwk
+
+    def forget_key(self, product_instance_id: str) -> None:
+        self._instance_keys.pop(product_instance_id, None)
+
+    async def signed_by_instance(
+        self, conn: Connection, product_instance_id: str, message: dict[str, Any], path: str
+    ) -> tuple[ProductInstance, bytes, str]:
+        """The product named in the path, after its request proved itself; locked."""
+        header = self.signed_header(product_instance_id, message)
         nonce = header.get("nonce")
         instance, nonce_was_unused = await product_instances.lock_instance_using_nonce(
             conn, product_instance_id, nonce if isinstance(nonce, str) else ""
         )
         if instance is None:
-            raise BadSignature("no such product instance")
-        try:
-            _, payload = jose.verify(message, self.product_keys.key(instance.public_jwk))
-        except jose.InvalidSignature as exc:
-            raise BadSignature(str(exc)) from exc
+            raise BadSignature(NO_SUCH_INSTANCE)
+        payload = self.verify(message, instance.public_jwk)
         nonce = self.check_nonce(header, path)
         if not nonce_was_unused:
             raise _replayed()
@@ -113,7 +150,7 @@ class DeviceEnvelope:
             )
         if instance.status != "registered":
             raise ProductEnded(f"product instance {product_instance_id} is {instance.status}")
-        if header.get(wire.WITHHOLD_HOST) is True and (instance.hostname or instance.ip_address):
+        if withholds_host(header) and (instance.hostname or instance.ip_address):
             # Privacy turned on after it registered: forgotten here, and (the row changes)
             # in the next sync request.
             await product_instances.forget_host_identity(conn, product_instance_id)

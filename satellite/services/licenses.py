@@ -253,7 +253,7 @@ class LicenseService:
         """The positions of these virtual accounts (of any accounts) at ``now`` (None: this
         moment), by virtual account id, within the caller's connection: four queries
         however many virtual accounts there are."""
-        day = self._date(now)
+        day = self.date_at(now)
         ids = [va.id for va in vas]
         lines = await licenses.lines_by_virtual_account(conn, ids)
         in_use = await usage_totals.in_use_by_virtual_account(
@@ -286,27 +286,22 @@ class LicenseService:
         by_va = await self.positions_of(conn, vas)
         return [(names[va.account_id], position) for va in vas for position in by_va[va.id]]
 
-    def _date(self, now: dt.datetime | None) -> dt.date:
+    def date_at(self, now: dt.datetime | None) -> dt.date:
+        """The date pools are judged at for ``now`` (None: this moment)."""
         return self._today() if now is None else now.astimezone(dt.UTC).date()
 
     async def pool_state(
-        self,
-        conn: Connection,
-        va_id: int,
-        now: dt.datetime | None = None,
-        *,
-        in_use: dict[str, int] | None = None,
+        self, conn: Connection, va_id: int, now: dt.datetime | None = None
     ) -> PoolState:
         """What one virtual account's positions at ``now`` (None: this moment) are computed
-        from, within the caller's transaction. ``in_use``: what is in use per tag, when the
-        caller has just counted it (saves a query)."""
+        from, within the caller's transaction. (A usage report reads them with its usage
+        statement: storage/usage_report.py.)"""
         lines = await licenses.lines_of_virtual_account(conn, va_id)
-        if in_use is None:
-            counted = await usage_totals.in_use_by_virtual_account(
-                conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
-            )
-            in_use = counted.get(va_id, {})
-        day = self._date(now)
+        counted = await usage_totals.in_use_by_virtual_account(
+            conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
+        )
+        in_use = counted.get(va_id, {})
+        day = self.date_at(now)
         reserved = await reservations.reserved_by_virtual_account(conn, [va_id], day)
         exported = await export_keys.granted_by_virtual_account(conn, [va_id])
         return PoolState(lines, reserved.get(va_id, {}), in_use, exported.get(va_id, {}))
@@ -318,30 +313,27 @@ class LicenseService:
             va_name,
             self._catalog,
             state.lines,
-            self._date(now),
+            self.date_at(now),
             reserved=state.reserved,
             in_use=state.in_use,
             exported=state.exported,
         )
 
     async def virtual_account_positions(
-        self,
-        conn: Connection,
-        va_id: int,
-        va_name: str,
-        now: dt.datetime | None = None,
-        *,
-        in_use: dict[str, int] | None = None,
+        self, conn: Connection, va_id: int, va_name: str, now: dt.datetime | None = None
     ) -> list[Position]:
         """One virtual account's positions at ``now`` (None: this moment), within the
-        caller's transaction. ``in_use``: as for ``pool_state``."""
-        state = await self.pool_state(conn, va_id, now, in_use=in_use)
+        caller's transaction."""
+        state = await self.pool_state(conn, va_id, now)
         return self.state_positions(va_name, state, now)
 
-    async def any_shortage_alert(self, conn: Connection, account_id: int, va_id: int) -> bool:
-        """Whether a shortage alert of the virtual account is open (less in use can only end
-        or lessen a shortage: without one, it has nothing to change)."""
-        return await alerts.any_open_alert(conn, account_id, _shortage_key(va_id, ""))
+    @staticmethod
+    def shortage_alert_open(va_id: int, open_alerts: list[str]) -> bool:
+        """Whether a shortage alert of the virtual account is among the keys of its open
+        alerts (less in use can only end or lessen a shortage: without one, it has nothing
+        to change)."""
+        prefix = _shortage_key(va_id, "")
+        return any(key.startswith(prefix) for key in open_alerts)
 
     def _shortages(self, va_id: int, positions: list[Position]) -> dict[str, str]:
         """The "Insufficient Licenses" alerts these positions call for: message by key."""
@@ -352,36 +344,32 @@ class LicenseService:
             if p.status == "Out Of Compliance"
         }
 
-    async def follow_usage(
+    def shortage_begins_or_ends(
         self,
-        conn: Connection,
-        account_id: int,
         va_id: int,
         va_name: str,
         state: PoolState,
         changes: dict[str, int],
         now: dt.datetime,
-    ) -> None:
-        """The caller's transaction changed what is in use by ``changes`` (per tag), and
-        read ``state`` after. If that begins or ends a shortage of those tags or of the
-        tags they borrow from or lend to (judged on ``state`` with and without the change),
-        ``refresh_shortages`` brings their alerts up to date. Else nothing is read or
-        written: this runs on every usage report that changes a product's usage, and a
-        shortage that only grows or shrinks would otherwise have every report of the
-        virtual account wait in turn for its pool alert lock. The count in an open alert's
-        message then waits for the next refresh (a change of the pool or its
-        reservations, a deregistration, a shortage of the tag or of a related one
-        beginning or ending, the pool-alerts job)."""
+    ) -> bool:
+        """Whether ``changes`` (per tag) of what is in use, after which ``state`` was read,
+        begin or end a shortage of those tags or of the tags they borrow from or lend to
+        (judged on ``state`` with and without them): then ``refresh_shortages`` of those
+        tags brings their alerts up to date. Else nothing needs to be read or written: this
+        is asked of every usage report that changes a product's usage, and a shortage that
+        only grows or shrinks would otherwise have every report of the virtual account wait
+        in turn for its pool alert lock. The count in an open alert's message then waits
+        for the next refresh (a change of the pool or its reservations, a deregistration, a
+        shortage of the tag or of a related one beginning or ending, the pool-alerts job)."""
         tags = set(changes)
         before = dict(state.in_use)
         for tag, change in changes.items():
             before[tag] = before.get(tag, 0) - change
-        today = self._date(now)
+        today = self.date_at(now)
         after = positions_of_tags(va_name, self._catalog, tags, state, today)
         earlier = replace(state, in_use={tag: n for tag, n in before.items() if n})
         was = positions_of_tags(va_name, self._catalog, tags, earlier, today)
-        if self._shortages(va_id, after).keys() != self._shortages(va_id, was).keys():
-            await self.refresh_shortages(conn, account_id, va_id, va_name, tags, now)
+        return self._shortages(va_id, after).keys() != self._shortages(va_id, was).keys()
 
     async def refresh_shortages(
         self,
@@ -399,7 +387,7 @@ class LicenseService:
         ones before it committed, so the last one leaves the alerts as the pool is."""
         await locks.transaction_lock(conn, POOL_ALERT_LOCK_BASE + va_id)
         state = await self.pool_state(conn, va_id, now)
-        positions = positions_of_tags(va_name, self._catalog, tags, state, self._date(now))
+        positions = positions_of_tags(va_name, self._catalog, tags, state, self.date_at(now))
         wanted = self._shortages(va_id, positions)
         for key, message in wanted.items():
             await alerts.raise_alert(
@@ -442,7 +430,7 @@ class LicenseService:
         TERM lines expiring or expired. Under the virtual account's pool alert lock."""
         await locks.transaction_lock(conn, POOL_ALERT_LOCK_BASE + va_id)
         positions = await self.virtual_account_positions(conn, va_id, va_name, now)
-        today = self._date(now)
+        today = self.date_at(now)
         keep: list[str] = []
 
         async def open_alert(

@@ -115,14 +115,3 @@ async def clear_alerts(conn: asyncpg.Connection, account_id: int, keys: list[str
         account_id,
         keys,
     )
-
-
-async def any_open_alert(conn: asyncpg.Connection, account_id: int, key_prefix: str) -> bool:
-    """Whether an alert whose key starts with ``key_prefix`` is open in the account."""
-    found: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM alerts WHERE account_id = $1 AND cleared_at IS NULL "
-        "AND starts_with(dedupe_key, $2))",
-        account_id,
-        key_prefix,
-    )
-    return found

@@ -11,6 +11,7 @@ from typing import Literal, cast
 
 import asyncpg
 import structlog
+from asyncpg.connection import LoggedQuery
 
 from satellite.config import DatabaseSettings
 from satellite.errors import DatabaseBusy, DatabaseUnavailable
@@ -96,11 +97,18 @@ class Database:
         self._acquire_timeout = acquire_timeout
         self._quiet = _Quiet()
         self._on_acquire: Callable[[float], None] | None = None
+        self._on_query: Callable[[LoggedQuery], None] | None = None
 
     def observe_acquire(self, on_acquire: Callable[[float], None] | None) -> None:
         """Tell ``on_acquire`` how many seconds each wait for a pooled connection took (the
         metrics' histogram; a wait that fails is not told)."""
         self._on_acquire = on_acquire
+
+    def observe_queries(self, on_query: Callable[[LoggedQuery], None] | None) -> None:
+        """Tell ``on_query`` every statement run on a connection taken from now on (each is
+        one round trip to the server, a transaction's BEGIN and COMMIT included): what a
+        request costs the database, as the tests count it."""
+        self._on_query = on_query
 
     @property
     def pool_size(self) -> int:
@@ -151,6 +159,9 @@ class Database:
             self._on_acquire(time.perf_counter() - started)
         # The pool hands out proxies with the Connection interface.
         conn = cast(asyncpg.Connection, proxy)
+        on_query = self._on_query
+        if on_query is not None:
+            conn.add_query_logger(on_query)
         try:
             yield conn
         except _CONNECTION_LOST as exc:
@@ -176,6 +187,8 @@ class Database:
             conn.terminate()
             raise self._unavailable(exc) from exc
         finally:
+            if on_query is not None:
+                conn.remove_query_logger(on_query)
             # A connection that died is dropped by the pool, which opens a new one when
             # asked next; what releasing it raises then changes nothing.
             with contextlib.suppress(*_CONNECT_FAILED, asyncpg.InterfaceError):

@@ -367,3 +367,18 @@ async def forget_ended_instances(conn: asyncpg.Connection, va_id: int) -> int:
         va_id,
     )
     return int(result.rsplit(" ", 1)[1]) + int(mirrored.rsplit(" ", 1)[1])
+
+
+async def public_jwk_of(
+    conn: asyncpg.Connection, product_instance_id: str
+) -> dict[str, Any] | None:
+    """The product's key (a JWK), that its requests are verified with; None: no such
+    product instance."""
+    try:
+        key = uuid.UUID(product_instance_id)
+    except ValueError:
+        return None
+    jwk: dict[str, Any] | None = await conn.fetchval(
+        "SELECT public_jwk FROM product_instances WHERE id = $1", key
+    )
+    return jwk

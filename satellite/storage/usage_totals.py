@@ -1,11 +1,11 @@
 """The usage totals (sql/004_usage_totals.sql): what is in use per virtual account and tag,
-kept exact at every moment; the statements that change a product's usage or its place in
-them, and the one that reads them."""
+kept exact at every moment; the statement that changes a product's place in them, and the
+one that reads them. (A usage report changes a product's usage in them: the function of
+sql/023_usage_report.sql, which follows what is written here.)"""
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import asyncpg
 
@@ -40,38 +40,6 @@ _LAPSED_USAGE = (
     "WHERE p.counted_in = ANY({vas}) AND p.status = 'registered' "
     "AND least(p.authorization_expires_at, p.certificate_expires_at) "
     "  BETWEEN '-infinity' AND {now}"
-)
-
-# A report's usage statement. $1 the product, $2 and $3 its usage (tags, counts), $4 now,
-# $5 the report (jsonb, for the history), $6 the virtual account to answer for.
-REPLACE_USAGE = (
-    "WITH new AS (SELECT tag, count FROM unnest($2::text[], $3::int[]) AS n(tag, count)), "
-    "old AS (SELECT tag, count FROM product_usage WHERE product_id = $1), "
-    "counted AS (SELECT counted_in AS va, (authorization_expires_at <= $4 "
-    "  OR certificate_expires_at <= $4) AS lapsed FROM product_instances "
-    "  WHERE id = $1 AND counted_in IS NOT NULL), "
-    "deltas AS (SELECT counted.va, counted.lapsed, coalesce(new.tag, old.tag) AS tag, "
-    f"  {_SHARD.format(id='$1::uuid')} AS shard, "
-    "  coalesce(new.count, 0) - coalesce(old.count, 0) AS d "
-    "  FROM new FULL JOIN old ON old.tag = new.tag CROSS JOIN counted), "
-    "gone AS (DELETE FROM product_usage WHERE product_id = $1 "
-    "  AND NOT (tag = ANY($2::text[]))), "
-    "set AS (INSERT INTO product_usage (product_id, tag, count) "
-    "  SELECT $1, tag, count FROM new "
-    "  ON CONFLICT (product_id, tag) DO UPDATE SET count = EXCLUDED.count), "
-    "history AS (INSERT INTO usage_reports (product_id, reported_at, usage) "
-    "  VALUES ($1, $4, $5)), "
-    "contact AS (UPDATE product_instances SET last_contact_at = $4 WHERE id = $1), "
-    f"totals AS ({_ADD_TO_TOTALS}) "
-    "SELECT tag, sum(n)::bigint AS total, sum(c)::bigint AS change FROM ("
-    "  SELECT tag, in_use n, 0 c FROM virtual_account_usage WHERE virtual_account_id = $6 "
-    "  UNION ALL SELECT tag, d, CASE WHEN lapsed THEN 0 ELSE d END FROM deltas WHERE va = $6"
-    "  UNION ALL SELECT tag, n, 0 FROM ("
-    + _LAPSED_USAGE.format(vas="ARRAY[$6::bigint]", now="$4")
-    + " AND p.id <> $1) AS others "
-    "  UNION ALL SELECT new.tag, -new.count, 0 FROM new CROSS JOIN counted "
-    "    WHERE counted.lapsed AND counted.va = $6"
-    ") AS after GROUP BY tag"
 )
 
 # What is in use per virtual account and tag. $1 the virtual accounts, $2 now.
@@ -109,34 +77,6 @@ async def recount(
         uuids(product_instance_ids),
         now,
     )
-
-
-async def replace_usage(
-    conn: asyncpg.Connection,
-    product_instance_id: str,
-    va_id: int,
-    usage: dict[str, int],
-    now: dt.datetime,
-) -> tuple[dict[str, int], dict[str, int]]:
-    """The product's usage becomes ``usage`` (its row locked by the caller), the report joins
-    the history, the contact is recorded, the difference goes to the totals if its usage is
-    in them; return what is in use per tag in virtual account ``va_id`` after, and what the
-    report changed of that (change c: none where the product's usage had lapsed).
-
-    One statement, one round trip: this is the busiest request. The statement cannot see
-    its own changes, so the answer is computed from the totals it started from, the
-    difference it adds, and the usage that stopped counting (maybe the product's own)."""
-    rows = await conn.fetch(
-        REPLACE_USAGE,
-        uuid.UUID(product_instance_id),
-        list(usage),
-        list(usage.values()),
-        now,
-        usage,
-        va_id,
-    )
-    in_use = {row["tag"]: int(row["total"]) for row in rows if row["total"]}
-    return in_use, {row["tag"]: int(row["change"]) for row in rows if row["change"]}
 
 
 async def in_use_by_virtual_account(
