@@ -103,14 +103,12 @@ async def granted_by_virtual_account(
 ) -> dict[int, dict[str, int]]:
     """Per virtual account and tag: the licenses granted as export keys."""
     rows = await conn.fetch(
-        "SELECT virtual_account_id AS va, tag, count(*) AS n FROM export_keys "
-        "WHERE virtual_account_id = ANY($1::bigint[]) AND status = 'granted' "
-        "GROUP BY virtual_account_id, tag",
+        "SELECT va, tag, total FROM exported_of($1::bigint[])",  # (sql/023)
         va_ids,
     )
     result: dict[int, dict[str, int]] = {}
     for row in rows:
-        result.setdefault(row["va"], {})[row["tag"]] = int(row["n"])
+        result.setdefault(row["va"], {})[row["tag"]] = int(row["total"])
     return result
 
 

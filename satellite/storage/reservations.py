@@ -237,21 +237,7 @@ async def reserved_by_virtual_account(
     and tag the larger of the confirmed and the pending code; TERM lines count to their
     end date)."""
     rows = await conn.fetch(
-        # (The virtual accounts are filtered before the grouping: every usage report asks
-        # this of its virtual account, and it must not grow with the other accounts.)
-        "SELECT va, tag, sum(held)::bigint AS total FROM ("
-        "  SELECT p.virtual_account_id AS va, l.product_id, l.tag, greatest("
-        "    sum(l.quantity) FILTER (WHERE l.stage = 'current'),"
-        "    sum(l.quantity) FILTER (WHERE l.stage = 'pending')) AS held"
-        "  FROM reservation_licenses l"
-        "  JOIN reservations r ON r.product_id = l.product_id"
-        "  JOIN product_instances p ON p.id = l.product_id"
-        "  WHERE r.status = 'active' AND p.status = 'registered'"
-        "  AND p.virtual_account_id = ANY($1::bigint[])"
-        "  AND (l.start_date IS NULL OR l.start_date <= $2)"
-        "  AND (l.end_date IS NULL OR l.end_date >= $2)"
-        "  GROUP BY p.virtual_account_id, l.product_id, l.tag) AS held "
-        "GROUP BY va, tag",
+        "SELECT va, tag, total FROM reserved_of($1::bigint[], $2)",  # (sql/023)
         va_ids,
         day,
     )

@@ -101,14 +101,8 @@ async def report_usage(
     assert row is not None
     if row["refusal"] is not None:
         return Refused(row["refusal"])
-    sums = zip(row["tags"] or [], row["totals"] or [], row["changes"] or [], strict=True)
-    in_use: dict[str, int] = {}
-    changes: dict[str, int] = {}
-    for tag, total, change in sums:
-        if total:
-            in_use[tag] = int(total)
-        if change:
-            changes[tag] = int(change)
+    in_use = {tag: int(n) for tag, n in row["in_use"].items()}
+    changes = {tag: int(n) for tag, n in row["changes"].items()}
     return Reported(
         virtual_account_id=row["virtual_account_id"],
         virtual_account=row["virtual_account"],

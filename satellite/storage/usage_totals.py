@@ -1,7 +1,7 @@
 """The usage totals (sql/004_usage_totals.sql): what is in use per virtual account and tag,
 kept exact at every moment; the statement that changes a product's place in them, and the
 one that reads them. (A usage report changes a product's usage in them: the function of
-sql/023_usage_report.sql, which follows what is written here.)"""
+sql/023_usage_report.sql, which adds to them as _ADD_TO_TOTALS does.)"""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import asyncpg
 
 from satellite.storage.ids import uuids
 
-# The shard of the usage totals a product's usage is added to (sql/004_usage_totals.sql).
-_SHARD = "get_byte(uuid_send({id}), 15) % 16"
 # Adds the rows (virtual_account_id, tag, shard, d) of the query before it to the totals,
 # in key order, so that two transactions adding to the same rows cannot deadlock.
 _ADD_TO_TOTALS = (
@@ -23,33 +21,10 @@ _ADD_TO_TOTALS = (
     "DO UPDATE SET in_use = virtual_account_usage.in_use + EXCLUDED.in_use"
 )
 
-# Usage still in the totals although it stopped counting: products whose authorization or
-# certificate ran out since they were last recounted (the job recounts them within the
-# hour). Subtracting it keeps what is in use exact at every moment; it is usually nothing.
-# Parameters: {vas} (bigint[]), {now}.
-#
-# Its cost must not grow with the products (sql/021_lapsed_usage.sql), also in the plan
-# PostgreSQL makes once for a prepared statement, without knowing {now}: there it takes
-# "<= {now}" for a third of the rows, and would then read every product's usage in one
-# scan; as a range (BETWEEN) its guess is half a percent, and the usage is looked up per
-# lapsed product (OFFSET 0 keeps the lateral subquery from being joined as a whole).
-_LAPSED_USAGE = (
-    "SELECT p.counted_in AS va, u.tag, -u.count AS n FROM product_instances p "
-    "CROSS JOIN LATERAL (SELECT tag, count FROM product_usage "
-    "  WHERE product_id = p.id OFFSET 0) AS u "
-    "WHERE p.counted_in = ANY({vas}) AND p.status = 'registered' "
-    "AND least(p.authorization_expires_at, p.certificate_expires_at) "
-    "  BETWEEN '-infinity' AND {now}"
-)
-
-# What is in use per virtual account and tag. $1 the virtual accounts, $2 now.
-IN_USE = (
-    "SELECT va, tag, sum(n)::bigint AS total FROM ("
-    "  SELECT virtual_account_id AS va, tag, in_use AS n FROM virtual_account_usage "
-    "  WHERE virtual_account_id = ANY($1::bigint[]) "
-    f"  UNION ALL {_LAPSED_USAGE.format(vas='$1::bigint[]', now='$2')}"
-    ") AS counted GROUP BY va, tag HAVING sum(n) <> 0"
-)
+# What is in use per virtual account and tag (sql/023_usage_report.sql, in_use_of: the
+# totals less the usage that stopped counting since the last recount). $1 the virtual
+# accounts, $2 now.
+IN_USE = "SELECT va, tag, total FROM in_use_of($1::bigint[], $2)"
 
 
 async def recount(
@@ -69,9 +44,9 @@ async def recount(
         "  WHERE p.id = t.id AND t.was IS DISTINCT FROM t.now_in "
         "  RETURNING p.id, t.was, t.now_in), "
         "deltas AS ("
-        f"  SELECT c.was AS va, u.tag, {_SHARD.format(id='c.id')} AS shard, -u.count AS d "
+        "  SELECT c.was AS va, u.tag, usage_shard(c.id) AS shard, -u.count AS d "
         "  FROM changed c JOIN product_usage u ON u.product_id = c.id WHERE c.was IS NOT NULL "
-        f"  UNION ALL SELECT c.now_in, u.tag, {_SHARD.format(id='c.id')}, u.count "
+        "  UNION ALL SELECT c.now_in, u.tag, usage_shard(c.id), u.count "
         "  FROM changed c JOIN product_usage u ON u.product_id = c.id "
         "  WHERE c.now_in IS NOT NULL) " + _ADD_TO_TOTALS,
         uuids(product_instance_ids),
