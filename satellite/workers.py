@@ -12,7 +12,8 @@ every worker's requests: satellite.http.metrics).
 Signals: SIGTERM/SIGINT stop the workers (SIGTERM, a bounded wait, then SIGKILL), then the
 supervisor; SIGHUP goes to every worker (each reads the config again; the parent takes its
 log settings); SIGUSR1, from the leader once it serves a renewed certificate, goes to
-every worker (each loads it again). A worker that exits is started again after a wait
+every worker (each loads it again); a worker still starting gets them once it listens
+(until then their default action would end it). A worker that exits is started again after a wait
 that grows; one that exits ``MAX_FAILURES`` times in a row, each time within
 ``STEADY_SECONDS`` of its start, stops the daemon with an error.
 """
@@ -109,7 +110,11 @@ class _Worker:
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     failures: int = 0  # exits in a row, each soon after its start
-    listening: asyncio.Event = field(default_factory=asyncio.Event)
+    listening: asyncio.Event = field(default_factory=asyncio.Event)  # (once, at the start)
+    serving: bool = False  # this process listens: it has its handlers of SIGHUP and SIGUSR1
+    # Signals for this worker while it was not serving (their default action would end a
+    # process still starting): passed on once it serves.
+    pending: list[int] = field(default_factory=list)
 
 
 class Workers:
@@ -147,10 +152,13 @@ class Workers:
             raise WorkerFailed(f"the workers did not listen within {START_SECONDS:.0f} s")
 
     def signal(self, signum: int) -> None:
+        """Pass ``signum`` (SIGHUP, SIGUSR1) on to every worker: now to those that serve,
+        to the others once they do."""
         for worker in self._workers:
-            if worker.process is not None and worker.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.process.send_signal(signum)
+            if worker.serving:
+                _send(worker, signum)
+            elif signum not in worker.pending:
+                worker.pending.append(signum)
 
     async def stop(self) -> None:
         """SIGTERM to every worker; SIGKILL to those still running after STOP_SECONDS."""
@@ -160,7 +168,8 @@ class Workers:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         running = [w.process for w in self._workers if w.process is not None]
-        self.signal(signal.SIGTERM)
+        for worker in self._workers:
+            _send(worker, signal.SIGTERM)  # (starting or not: its default action ends it)
         waits = [asyncio.create_task(p.wait()) for p in running]
         if waits:
             await asyncio.wait(waits, timeout=STOP_SECONDS)
@@ -220,10 +229,21 @@ class Workers:
         try:
             # (b"" when it exits first: the pipe's only writer is gone.)
             if await asyncio.to_thread(os.read, read, 16) == b"ready":
+                worker.serving = True
+                for signum in worker.pending:
+                    _send(worker, signum)
+                worker.pending.clear()
                 worker.listening.set()
             return await worker.process.wait()
         finally:
+            worker.serving = False
             os.close(read)
+
+
+def _send(worker: _Worker, signum: int) -> None:
+    if worker.process is not None and worker.process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            worker.process.send_signal(signum)
 
 
 async def run_parent(

@@ -326,3 +326,29 @@ def test_workers_refuse_a_port_another_process_serves_with_so_reuseport(
             assert records(daemon, "daemon.worker_started") == []
         finally:
             kill_daemon(daemon)
+
+
+def test_a_sighup_while_a_worker_starts_again_reaches_it_once_it_listens(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """A worker that is still starting has no handler for SIGHUP yet (its default action
+    ends the process): the parent passes the signal on once that worker listens."""
+    daemon: Daemon | None = None
+    try:
+        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
+        wait_serving(daemon, f"http://127.0.0.1:{port}")
+        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+        first = worker_pids(daemon)
+        os.kill(first[1], signal.SIGKILL)
+        wait_until("worker 1 started again", lambda: worker_pids(daemon)[1] != first[1], daemon)
+        daemon.proc.send_signal(signal.SIGHUP)  # (the new worker 1 is still importing)
+        wait_until(
+            "the new worker 1 listens and reloads",
+            lambda: any(r.get("worker") == 1 for r in records(daemon, "config.reloaded")),
+            daemon,
+        )
+        exited = records(daemon, "daemon.worker_exited")
+        assert [(r["worker"], r["exit_code"]) for r in exited] == [(1, -signal.SIGKILL)]
+        assert daemon.stop() == 0, daemon.err
+    finally:
+        kill_daemon(daemon)
