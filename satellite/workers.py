@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -439,6 +440,7 @@ def worker_part(index: int) -> WorkerPart:
     try:
         parent = int(os.environ[PARENT_ENV])
         ready_fd = int(os.environ[READY_FD_ENV])
+        metrics_dir = os.environ[MULTIPROCESS_DIR]
     except (KeyError, ValueError) as exc:
         raise ConfigError("--worker: only a daemon's parent process starts a worker") from exc
     libc = ctypes.CDLL(None, use_errno=True)
@@ -453,7 +455,8 @@ def worker_part(index: int) -> WorkerPart:
 
     status = os.environ.get(POSTGRES_STATUS_ENV)
     postgres = SharedStatus(Path(status)) if status else None
-    return WorkerPart(index, ready, lambda: os.kill(parent, signal.SIGUSR1), postgres)
+    renewed = functools.partial(os.kill, parent, signal.SIGUSR1)
+    return WorkerPart(index, ready, renewed, postgres, metrics_dir)
 
 
 def worker_dsn(settings: Settings) -> str:

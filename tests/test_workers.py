@@ -352,3 +352,32 @@ def test_a_sighup_while_a_worker_starts_again_reaches_it_once_it_listens(
         assert daemon.stop() == 0, daemon.err
     finally:
         kill_daemon(daemon)
+
+
+def test_one_process_counts_from_zero_with_a_multiprocess_dir_in_its_environment(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """PROMETHEUS_MULTIPROC_DIR left in the operator's environment: a daemon of one
+    process still shows its own counts, not those an earlier run left in that directory."""
+    port = free_port(socket.AF_INET, "127.0.0.1")
+    metrics_port = free_port(socket.AF_INET, "127.0.0.1")
+    config = tmp_path / "satellite.toml"
+    config.write_text(
+        f'listen = ["127.0.0.1:{port}"]\n[database]\ndsn = {json.dumps(db_dsn)}\n'
+        f'[metrics]\nserve = "own-listener"\nlisten = "127.0.0.1:{metrics_port}"\n',
+        "utf-8",
+    )
+    shared = tmp_path / "multiproc"
+    shared.mkdir()
+    env = base_env(tmp_path) | {"PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    args = ["--config", str(config), "serve", "--state-dir", str(tmp_path / "state")]
+    metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+    for run in range(2):
+        daemon: Daemon | None = None
+        try:
+            daemon = start([*args, "--plain-http", "--workers", "1"], tmp_path / f"l{run}", env)
+            wait_serving(daemon, f"http://127.0.0.1:{port}")
+            assert healthz_total(metrics) == 1, daemon.err
+            assert daemon.stop() == 0, daemon.err
+        finally:
+            kill_daemon(daemon)
