@@ -327,22 +327,35 @@ async def run_parent(
 async def fit_connections(db: Database, settings: Settings, workers: Plan) -> int:
     """How many workers to start: every worker's pool may grow to
     ``database.pool_max_size``; with the parent's own connection, all of them must fit in
-    the server's ``max_connections`` (else, under load, requests would wait for a
-    connection the server refuses). "auto" starts as many as fit, a number is refused."""
+    what the server lets this role open (``max_connections`` less the slots reserved for
+    superusers, and any connection limit of the role or the database; else, under load,
+    requests would wait for a connection the server refuses). "auto" starts as many as
+    fit, a number is refused."""
     async with db.connection() as conn:
-        limit = await server.max_connections(conn)
+        limit = await server.connection_limit(conn)
     count, pool = workers.count, settings.database.pool_max_size
     needed = count * pool + 1
-    if needed <= limit:
+    if needed <= limit.allowed:
         return count
     if workers.auto:
-        fitting = max(1, (limit - 1) // pool)
-        log.warning("daemon.workers_limited", workers=fitting, max_connections=limit)
+        fitting = max(1, (limit.allowed - 1) // pool)
+        log.warning(
+            "daemon.workers_limited",
+            workers=fitting,
+            connections_allowed=limit.allowed,
+            max_connections=limit.max_connections,
+        )
         return fitting
+    allowed = (
+        f"the database's max_connections is {limit.max_connections}"
+        if limit.allowed == limit.max_connections
+        else f"the database allows {limit.allowed} connections of this role "
+        f"(max_connections {limit.max_connections})"
+    )
     raise ConfigError(
         f"workers: {count} workers of database.pool_max_size "
         f"{settings.database.pool_max_size} (+ 1 of the parent) need {needed} connections, "
-        f"the database's max_connections is {limit}: lower one or the other"
+        f"{allowed}: lower one or the other"
     )
 
 

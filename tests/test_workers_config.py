@@ -22,6 +22,7 @@ from satellite.tls import ServerTls, host_names
 from tests.conftest import satellite_exe
 from tests.helpers.cli import query
 from tests.helpers.daemon import START_TIMEOUT, base_env, free_port
+from tests.test_backup import as_role
 
 
 @pytest.mark.parametrize("value", ["0", "65", "many", "-1"])
@@ -151,3 +152,41 @@ async def test_the_leader_is_told_when_it_serves_a_renewed_certificate(tmp_path:
     assert len(renewals) == 1
     cert = x509.load_pem_x509_certificate(renewals[0])
     assert cert.not_valid_after_utc - now > dt.timedelta(days=390)
+
+
+async def test_the_connections_a_role_may_open_are_those_the_workers_fit_in(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """A role that is not a superuser cannot take the slots PostgreSQL reserves for
+    superusers, nor more than its own CONNECTION LIMIT: workers whose pools fit in
+    max_connections but not there would be refused connections under load."""
+    role = f"workers_{tmp_path.name[-12:].replace('-', '_')}".lower()
+    one = DatabaseSettings(pool_min_size=1, pool_max_size=1)
+    admin = await Database.connect(db_dsn, one)
+    probe: Database | None = None
+    try:
+        async with admin.connection() as conn:
+            await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+            limit = int(await conn.fetchval("SHOW max_connections"))
+            reserved = int(await conn.fetchval("SHOW superuser_reserved_connections"))
+            reserved += int(await conn.fetchval("SHOW reserved_connections"))
+        probe = await Database.connect(as_role(db_dsn, role), one)
+        pool = (limit - 1) // 3  # three pools and the parent's fit in max_connections
+        assert 3 * pool + 1 > limit - reserved, "the reserved slots leave room for three"
+        settings = Settings(database=DatabaseSettings(dsn=db_dsn, pool_max_size=pool))
+        assert await workers.fit_connections(probe, settings, workers.Plan(3, auto=True)) == 2
+        with pytest.raises(ConfigError, match=f"allows {limit - reserved} connections"):
+            await workers.fit_connections(probe, settings, workers.Plan(3, auto=False))
+
+        async with admin.connection() as conn:
+            await conn.execute(f'ALTER ROLE "{role}" CONNECTION LIMIT 7')
+        settings = Settings(database=DatabaseSettings(dsn=db_dsn, pool_max_size=3))
+        assert await workers.fit_connections(probe, settings, workers.Plan(8, auto=True)) == 2
+        with pytest.raises(ConfigError, match="allows 7 connections"):
+            await workers.fit_connections(probe, settings, workers.Plan(3, auto=False))
+    finally:
+        if probe is not None:
+            await probe.close()
+        async with admin.connection() as conn:
+            await conn.execute(f'DROP ROLE "{role}"')
+        await admin.close()
