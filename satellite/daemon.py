@@ -123,6 +123,7 @@ async def serve(
                 )
             )
         if worker is not None:
+            app[RELOADER].catch_up()
             worker.ready()  # (the parent tells systemd, and keeps its watchdog)
         else:
             systemd.notify("READY=1\nSTATUS=serving")

@@ -14,7 +14,8 @@ supervisor; SIGHUP goes to every worker (each reads the config again; the parent
 log settings); SIGUSR1, from the leader once it serves a renewed certificate, goes to
 every worker (each loads it again); a worker still starting gets them once it listens
 (until then their default action would end it). A worker that exits is started again after a wait
-that grows; one that exits ``MAX_FAILURES`` times in a row, each time within
+that grows, on the settings the daemon started with (what the config file says since
+applied as a SIGHUP would, and what needs a restart logged); one that exits ``MAX_FAILURES`` times in a row, each time within
 ``STEADY_SECONDS`` of its start, stops the daemon with an error.
 """
 
@@ -60,6 +61,7 @@ DSN_ENV = "SATELLITE_WORKER_DSN"  # the embedded PostgreSQL's (a socket path, no
 READY_FD_ENV = "SATELLITE_WORKER_READY_FD"  # written once the worker listens
 PARENT_ENV = "SATELLITE_WORKER_PARENT"  # the parent's pid
 POSTGRES_STATUS_ENV = "SATELLITE_WORKER_POSTGRES_STATUS"  # the supervisor's status, a file
+SETTINGS_ENV = "SATELLITE_WORKER_SETTINGS"  # the settings the daemon started with, a file
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # systemd's: the parent's
 
 STATUS_SECONDS = 0.25  # how often the parent looks at the supervisor's status
@@ -271,8 +273,11 @@ async def run_parent(
     metrics_dir = run_dir / "metrics"
     metrics_dir.mkdir()
     status_file = run_dir / "embedded-postgres.json"
+    settings_file = run_dir / "settings.json"
+    _write_private(settings_file, msgspec.json.encode(settings))
     env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
     env |= {MULTIPROCESS_DIR: str(metrics_dir), PARENT_ENV: str(os.getpid())}
+    env |= {SETTINGS_ENV: str(settings_file)}
     supervisor = PostgresSupervisor(embedded) if embedded is not None else None
     if supervisor is not None:
         env |= {DSN_ENV: runtime.dsn, POSTGRES_STATUS_ENV: str(status_file)}
@@ -409,6 +414,24 @@ def _start_watchdog(db: Database, runtime: Runtime) -> asyncio.Task[None] | None
 
     not_ready = runtime.settings.systemd.watchdog_not_ready_seconds
     return asyncio.create_task(watchdog_loop(ready, interval, not_ready))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """(The settings may hold the database's password: this user's alone, as the run
+    directory is.)"""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+
+
+def started_settings() -> Settings:
+    """In a worker: the settings the daemon started with (a worker started again later
+    serves as the others do, whatever the config file says now: satellite.reload tells what
+    changed there)."""
+    try:
+        return msgspec.json.decode(Path(os.environ[SETTINGS_ENV]).read_bytes(), type=Settings)
+    except (KeyError, OSError, msgspec.DecodeError) as exc:
+        raise ConfigError("--worker: the daemon's settings cannot be read") from exc
 
 
 def _write_status(path: Path, status: SupervisorStatus) -> None:

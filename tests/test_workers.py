@@ -381,3 +381,37 @@ def test_one_process_counts_from_zero_with_a_multiprocess_dir_in_its_environment
             assert daemon.stop() == 0, daemon.err
         finally:
             kill_daemon(daemon)
+
+
+def test_a_worker_started_again_keeps_the_settings_the_daemon_started_with(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """The config edited, a setting there that needs a restart (the listen address), and no
+    restart yet: a worker started again serves as the others do and says so, as a SIGHUP
+    would (not half the daemon's processes on another address, or database)."""
+    daemon: Daemon | None = None
+    try:
+        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
+        wait_serving(daemon, f"http://127.0.0.1:{port}")
+        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+        first = worker_pids(daemon)
+        config = tmp_path / "satellite.toml"
+        other = free_port(socket.AF_INET, "127.0.0.1")
+        edited = config.read_text("utf-8").replace(f':{port}"]', f':{other}"]')
+        assert edited != config.read_text("utf-8")
+        config.write_text(edited, "utf-8")
+        os.kill(first[1], signal.SIGKILL)
+        wait_until(
+            "the new worker 1 listens",
+            lambda: sum(r.get("worker") == 1 for r in records(daemon, "daemon.listening")) == 2,
+            daemon,
+        )
+        again = [r for r in records(daemon, "daemon.listening") if r.get("worker") == 1][-1]
+        assert again["addresses"] == [f"http://127.0.0.1:{port}"]
+        needed = [r for r in records(daemon, "config.restart_needed") if r["worker"] == 1]
+        assert [r["settings"] for r in needed] == [["listen"]]
+        now = worker_pids(daemon)
+        assert answering(port, list(now.values())) == set(now.values())
+        assert daemon.stop() == 0, daemon.err
+    finally:
+        kill_daemon(daemon)

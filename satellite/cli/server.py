@@ -245,7 +245,7 @@ def _serve_worker(read_settings: Callable[[], Settings], index: int) -> None:
     """Worker ``index`` of a daemon's parent process: no key material, migrations or
     embedded PostgreSQL of its own (the parent has them), only the serving."""
     part = workers.worker_part(index)
-    settings = read_settings()
+    settings = workers.started_settings()
     runtime = load_runtime(settings, workers.worker_dsn(settings))
     uvloop.run(run_daemon(runtime, read_settings=read_settings, worker=part))
 
