@@ -11,12 +11,12 @@ every worker's requests: satellite.http.metrics).
 
 Signals: SIGTERM/SIGINT stop the workers (SIGTERM, a bounded wait, then SIGKILL), then the
 supervisor; SIGHUP goes to every worker (each reads the config again; the parent takes its
-log settings); SIGUSR1, from the leader once it serves a renewed certificate, goes to
-every worker (each loads it again); a worker still starting gets them once it listens
-(until then their default action would end it). A worker that exits is started again after a wait
-that grows, on the settings the daemon started with (what the config file says since
-applied as a SIGHUP would, and what needs a restart logged); one that exits ``MAX_FAILURES`` times in a row, each time within
-``STEADY_SECONDS`` of its start, stops the daemon with an error.
+log settings); SIGUSR1, from the leader once it serves a renewed certificate, goes to every
+worker (each loads it again); a worker still starting gets them once it listens (until then
+their default action would end it). A worker that exits is started again after a wait that
+grows, on the settings the daemon started with (what the config file says since applied as
+a SIGHUP would, and what needs a restart logged); one that exits ``MAX_FAILURES`` times in
+a row, each time within ``STEADY_SECONDS`` of its start, stops the daemon with an error.
 """
 
 from __future__ import annotations
