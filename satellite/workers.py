@@ -317,12 +317,16 @@ async def run_parent(
         for task in (watchdog, sharing):
             if task is not None:
                 task.cancel()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
-            loop.remove_signal_handler(signum)
-        await workers.stop()
-        await db.close()
-        if supervisor is not None:
-            await supervisor.stop()
+        try:
+            await workers.stop()
+            await db.close()
+            if supervisor is not None:
+                await supervisor.stop()
+        finally:
+            # (Only now: a second SIGINT or SIGTERM during the stop, Ctrl-C twice, would
+            # else end the parent with a worker still running and PostgreSQL not stopped.)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+                loop.remove_signal_handler(signum)
         shutil.rmtree(run_dir, ignore_errors=True)
         log.info("daemon.stopped")
     if workers.failed.done():

@@ -5,6 +5,7 @@ worker outlives its daemon."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
@@ -414,4 +415,32 @@ def test_a_worker_started_again_keeps_the_settings_the_daemon_started_with(
         assert answering(port, list(now.values())) == set(now.values())
         assert daemon.stop() == 0, daemon.err
     finally:
+        kill_daemon(daemon)
+
+
+def test_a_second_signal_while_the_workers_stop_leaves_no_worker_behind(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """Ctrl-C twice: the second one, while the parent waits for a worker that does not
+    stop when told, changes nothing: that worker is killed after the wait, and the parent
+    stops as after one (not a traceback, a worker left and the PostgreSQL not stopped)."""
+    daemon: Daemon | None = None
+    pids: dict[int, int] = {}
+    try:
+        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
+        wait_serving(daemon, f"http://127.0.0.1:{port}")
+        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+        pids = worker_pids(daemon)
+        os.kill(pids[1], signal.SIGSTOP)  # (it hears SIGTERM only once it runs again)
+        daemon.proc.send_signal(signal.SIGINT)
+        wait_until("worker 0 stopped", functools.partial(gone, pids[0]), daemon)
+        daemon.proc.send_signal(signal.SIGINT)
+        assert daemon.proc.wait(timeout=workers.STOP_SECONDS + START_TIMEOUT) == 0, daemon.err
+        assert gone(pids[1])
+        assert [r["pid"] for r in records(daemon, "daemon.worker_killed")] == [pids[1]]
+        assert "Traceback" not in daemon.err
+    finally:
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         kill_daemon(daemon)
