@@ -12,7 +12,7 @@ import click
 import msgspec
 import uvloop
 
-from satellite import systemd, tls, workers
+from satellite import systemd, tls, workers, workers_plan
 from satellite.cli.context import QUIET_LOGS, CliContext, pass_cli
 from satellite.config import Settings
 from satellite.crypto.keys import replace_file
@@ -191,7 +191,7 @@ def serve(
     if worker_index is not None:
         _serve_worker(read_settings, worker_index)
         return
-    plan = workers.plan(settings, workers_option)
+    plan = workers_plan.plan(settings, workers_option)
     if no_migrate and not is_initialized(settings):
         raise StateDirError(
             f"{settings.state_path} is not initialized (started with --no-migrate): "
