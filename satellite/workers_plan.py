@@ -4,6 +4,7 @@ listen addresses free (satellite.workers starts them)."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import sys
 from dataclasses import dataclass
@@ -105,6 +106,5 @@ def refuse_taken_addresses(settings: Settings) -> None:
                 try:
                     probe.bind(sockaddr)
                 except OSError as exc:
-                    raise ConfigError(
-                        f"listen: {address}: {exc.strerror or exc} (another process serves it)"
-                    ) from exc
+                    served = " (another process serves it)" if exc.errno == errno.EADDRINUSE else ""
+                    raise ConfigError(f"listen: {address}: {exc.strerror or exc}{served}") from exc

@@ -18,7 +18,7 @@ from satellite.crypto.keys import KeyPaths, ensure_server_keys, ensure_tls_certi
 from satellite.errors import ConfigError
 from satellite.storage.db import Database
 from satellite.tls import ServerTls, host_names
-from satellite.workers_plan import Plan, fit_connections, plan
+from satellite.workers_plan import Plan, fit_connections, plan, refuse_taken_addresses
 from tests.conftest import satellite_exe
 from tests.helpers.cli import query
 from tests.helpers.daemon import START_TIMEOUT, base_env, free_port
@@ -190,3 +190,11 @@ async def test_the_connections_a_role_may_open_are_those_the_workers_fit_in(
         async with admin.connection() as conn:
             await conn.execute(f'DROP ROLE "{role}"')
         await admin.close()
+
+
+@pytest.mark.unit
+def test_an_address_the_host_does_not_have_is_not_said_to_be_served() -> None:
+    # (192.0.2.0/24 is for documentation: no interface of this host has it.)
+    with pytest.raises(ConfigError) as refused:
+        refuse_taken_addresses(Settings(listen=["192.0.2.1:8443"]))
+    assert refused.value.detail == "listen: 192.0.2.1:8443: Cannot assign requested address"
