@@ -169,7 +169,9 @@ async def test_the_connections_a_role_may_open_are_those_the_workers_fit_in(
             await conn.execute(f'CREATE ROLE "{role}" LOGIN')
             limit = int(await conn.fetchval("SHOW max_connections"))
             reserved = int(await conn.fetchval("SHOW superuser_reserved_connections"))
-            reserved += int(await conn.fetchval("SHOW reserved_connections"))
+            reserved += int(  # (PostgreSQL 16 on)
+                await conn.fetchval("SELECT current_setting('reserved_connections', true)") or 0
+            )
         probe = await Database.connect(as_role(db_dsn, role), one)
         pool = (limit - 1) // 3  # three pools and the parent's fit in max_connections
         assert 3 * pool + 1 > limit - reserved, "the reserved slots leave room for three"
