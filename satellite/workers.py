@@ -90,12 +90,19 @@ class _Worker:
 
 class Workers:
     def __init__(
-        self, count: int, command: Callable[[int], list[str]], env: dict[str, str]
+        self,
+        count: int,
+        command: Callable[[int], list[str]],
+        env: dict[str, str],
+        prepare: Callable[[], None],
     ) -> None:
-        """``command``: worker I's command line; ``env``: its environment."""
+        """``command``: worker I's command line; ``env``: its environment; ``prepare``:
+        writes the files a worker reads at its start (before each start: a cleaner of /tmp
+        may have removed those of the daemon's start since)."""
         self._workers = [_Worker(index) for index in range(count)]
         self._command = command
         self._env = env
+        self._prepare = prepare
         self._stopping = False
         self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[None]] = []
@@ -185,6 +192,7 @@ class Workers:
         read, write = os.pipe()
         env = self._env | {READY_FD_ENV: str(write)}
         try:
+            self._prepare()
             worker.process = await asyncio.create_subprocess_exec(
                 *self._command(worker.index), env=env, pass_fds=(write,), start_new_session=True
             )
@@ -242,15 +250,22 @@ async def run_parent(
     metrics_dir.mkdir()
     status_file = run_dir / "embedded-postgres.json"
     settings_file = run_dir / "settings.json"
-    _write_private(settings_file, msgspec.json.encode(settings))
+    encoded_settings = msgspec.json.encode(settings)
     env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
     env |= {MULTIPROCESS_DIR: str(metrics_dir), PARENT_ENV: str(os.getpid())}
     env |= {SETTINGS_ENV: str(settings_file)}
     supervisor = PostgresSupervisor(embedded) if embedded is not None else None
     if supervisor is not None:
         env |= {DSN_ENV: runtime.dsn, POSTGRES_STATUS_ENV: str(status_file)}
-        _write_status(status_file, supervisor.status())
-    workers = Workers(count, command, env)
+
+    def prepare() -> None:
+        run_dir.mkdir(mode=0o700, exist_ok=True)
+        metrics_dir.mkdir(exist_ok=True)
+        _write_private(settings_file, encoded_settings)
+        if supervisor is not None and not status_file.exists():  # (else _share_status's)
+            _write_status(status_file, supervisor.status())
+
+    workers = Workers(count, command, env, prepare)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -327,11 +342,14 @@ def _start_watchdog(db: Database, runtime: Runtime) -> asyncio.Task[None] | None
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """(The settings may hold the database's password: this user's alone, as the run
-    directory is.)"""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Whole or not at all (the settings may hold the database's password: this user's
+    alone, as the run directory is)."""
+    part = path.with_suffix(".part")
+    part.unlink(missing_ok=True)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(data)
+    part.replace(path)
 
 
 def started_settings() -> Settings:

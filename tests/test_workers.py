@@ -444,3 +444,29 @@ def test_a_second_signal_while_the_workers_stop_leaves_no_worker_behind(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         kill_daemon(daemon)
+
+
+def test_a_worker_starts_again_after_a_cleaner_emptied_the_run_directory(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """The parent's run directory is in /tmp, whose cleaner (systemd-tmpfiles) removes
+    files nothing touched for days: a worker started again must not depend on one written
+    at the daemon's start."""
+    daemon: Daemon | None = None
+    try:
+        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
+        wait_serving(daemon, f"http://127.0.0.1:{port}")
+        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+        first = worker_pids(daemon)
+        environ = Path(f"/proc/{first[1]}/environ").read_bytes().split(b"\0")
+        variables = dict(line.decode().split("=", 1) for line in environ if b"=" in line)
+        Path(variables[workers.SETTINGS_ENV]).unlink()
+        os.kill(first[1], signal.SIGKILL)
+        wait_until(
+            "the new worker 1 listens",
+            lambda: sum(r.get("worker") == 1 for r in records(daemon, "daemon.listening")) == 2,
+            daemon,
+        )
+        assert daemon.stop() == 0, daemon.err
+    finally:
+        kill_daemon(daemon)
