@@ -39,6 +39,7 @@ class WorkerPart:
     ready: Callable[[], None]  # told once this worker listens
     renewed: Callable[[], None]  # told when the leader serves a renewed certificate
     postgres: SupervisorView | None  # the parent's supervisor of the embedded PostgreSQL
+    metrics_dir: str  # where every worker counts its metrics (satellite.http.metrics)
 
     @property
     def leads(self) -> bool:
@@ -60,7 +61,9 @@ async def serve(
     tls = ServerTls.for_settings(settings)
     ssl_context = tls.context if tls is not None else None
     leads = worker is None or worker.leads
-    app = create_app(runtime, scheduler=leads)
+    app = create_app(
+        runtime, scheduler=leads, shared_metrics=None if worker is None else worker.metrics_dir
+    )
     supervisor = PostgresSupervisor(embedded) if embedded is not None else None
     if supervisor is not None:
         app[DATABASE_SUPERVISOR] = supervisor
@@ -120,6 +123,7 @@ async def serve(
                 )
             )
         if worker is not None:
+            app[RELOADER].catch_up()
             worker.ready()  # (the parent tells systemd, and keeps its watchdog)
         else:
             systemd.notify("READY=1\nSTATUS=serving")

@@ -71,6 +71,16 @@ class Reloader:
         if restart:
             log.warning("config.restart_needed", settings=restart)
 
+    def catch_up(self) -> None:
+        """A worker started after its daemon (satellite.workers), on the daemon's settings:
+        what the config file says now that differs, as a SIGHUP would apply it."""
+        try:
+            if not changed_settings(self.settings, self._read_settings()):
+                return
+        except ConfigError:
+            pass  # (reload says why, in its line)
+        self.reload()
+
 
 def changed_settings(old: Settings, new: Settings) -> list[str]:
     """Dotted names of the settings whose values differ."""

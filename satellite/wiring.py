@@ -293,11 +293,16 @@ def apply_live_settings(app: web.Application, running: Settings, new: Settings) 
 
 
 def create_app(
-    runtime: Runtime, *, scheduler: bool = False, deliveries: bool | None = None
+    runtime: Runtime,
+    *,
+    scheduler: bool = False,
+    deliveries: bool | None = None,
+    shared_metrics: str | None = None,
 ) -> web.Application:
     """The application; with ``scheduler`` it also runs the scheduled jobs while it runs
     (``serve`` does; tests and tools that only need the HTTP side leave it off), and with
-    ``deliveries`` (by default: with the scheduler) the webhook worker."""
+    ``deliveries`` (by default: with the scheduler) the webhook worker; ``shared_metrics``:
+    the directory where the daemon's workers count together (satellite.http.metrics)."""
     metrics = runtime.settings.metrics
     app = web.Application(
         middlewares=[
@@ -342,7 +347,7 @@ def create_app(
     extra = openapi_routes()
     if metrics.serve != "off":
         # (Its own listener, or /metrics here: a scrape reads this app's services either way.)
-        app[METRICS] = Metrics(metrics)
+        app[METRICS] = Metrics(metrics, shared_metrics)
         app.on_startup.append(app[METRICS].check_token_file)
         if metrics.serve == "main-listener":
             extra.append(web.get(METRICS_PATH, scrape_metrics))

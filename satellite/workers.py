@@ -11,10 +11,12 @@ every worker's requests: satellite.http.metrics).
 
 Signals: SIGTERM/SIGINT stop the workers (SIGTERM, a bounded wait, then SIGKILL), then the
 supervisor; SIGHUP goes to every worker (each reads the config again; the parent takes its
-log settings); SIGUSR1, from the leader once it serves a renewed certificate, goes to
-every worker (each loads it again). A worker that exits is started again after a wait
-that grows; one that exits ``MAX_FAILURES`` times in a row, each time within
-``STEADY_SECONDS`` of its start, stops the daemon with an error.
+log settings); SIGUSR1, from the leader once it serves a renewed certificate, goes to every
+worker (each loads it again); a worker still starting gets them once it listens (until then
+their default action would end it). A worker that exits is started again after a wait that
+grows, on the settings the daemon started with (what the config file says since applied as
+a SIGHUP would, and what needs a restart logged); one that exits ``MAX_FAILURES`` times in
+a row, each time within ``STEADY_SECONDS`` of its start, stops the daemon with an error.
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import shutil
 import signal
-import socket
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,17 +39,17 @@ import msgspec
 import structlog
 
 from satellite import systemd
-from satellite.config import Settings, worker_count
+from satellite.config import Settings
 from satellite.daemon import WorkerPart, watchdog_loop
 from satellite.errors import ConfigError, SatelliteError
 from satellite.http.metrics import MULTIPROCESS_DIR
 from satellite.logging import configure_logging
 from satellite.services import health
-from satellite.storage import server
 from satellite.storage.db import Database
 from satellite.storage.embedded import EmbeddedPostgres
 from satellite.storage.supervisor import PostgresSupervisor, SupervisorStatus
 from satellite.wiring import Runtime
+from satellite.workers_plan import Plan, fit_connections, refuse_taken_addresses
 from satellite_protocol.backoff import Backoff
 
 log = structlog.get_logger("satellite.workers")
@@ -58,6 +59,7 @@ DSN_ENV = "SATELLITE_WORKER_DSN"  # the embedded PostgreSQL's (a socket path, no
 READY_FD_ENV = "SATELLITE_WORKER_READY_FD"  # written once the worker listens
 PARENT_ENV = "SATELLITE_WORKER_PARENT"  # the parent's pid
 POSTGRES_STATUS_ENV = "SATELLITE_WORKER_POSTGRES_STATUS"  # the supervisor's status, a file
+SETTINGS_ENV = "SATELLITE_WORKER_SETTINGS"  # the settings the daemon started with, a file
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # systemd's: the parent's
 
 STATUS_SECONDS = 0.25  # how often the parent looks at the supervisor's status
@@ -73,53 +75,34 @@ class WorkerFailed(SatelliteError):
     """A worker of the daemon kept exiting: the daemon stopped."""
 
 
-@dataclass(frozen=True)
-class Plan:
-    count: int
-    auto: bool  # "auto": as many as fit (the platform, the ports, the connections)
-
-
-def plan(settings: Settings, option: str | None, cores: int | None = None) -> Plan:
-    """How many workers: ``--workers`` (``option``) or the config's ``workers`` (``cores``:
-    those "auto" counts, by default the ones this process may run on). Several
-    need SO_REUSEPORT as Linux has it (the kernel spreads connections over the processes)
-    and fixed ports (port 0 would give each worker its own): "auto" is then 1, a number
-    is refused."""
-    requested = settings.workers if option is None else option
-    count = worker_count(requested, cores, "workers" if option is None else "--workers")
-    if count == 1:
-        return Plan(1, False)
-    auto = requested == "auto"
-    reason = None
-    if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
-        reason = f"{count} workers need SO_REUSEPORT as Linux has it (this is {sys.platform})"
-    for address in settings.listen_addresses:
-        if address.port == 0:
-            reason = f"listen: {address}: port 0 with {count} workers: name a port"
-    if reason is None:
-        return Plan(count, auto)
-    if auto:
-        return Plan(1, False)
-    raise ConfigError(f"workers: {reason}")
-
-
 @dataclass
 class _Worker:
     index: int
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     failures: int = 0  # exits in a row, each soon after its start
-    listening: asyncio.Event = field(default_factory=asyncio.Event)
+    listening: asyncio.Event = field(default_factory=asyncio.Event)  # (once, at the start)
+    serving: bool = False  # this process listens: it has its handlers of SIGHUP and SIGUSR1
+    # Signals for this worker while it was not serving (their default action would end a
+    # process still starting): passed on once it serves.
+    pending: list[int] = field(default_factory=list)
 
 
 class Workers:
     def __init__(
-        self, count: int, command: Callable[[int], list[str]], env: dict[str, str]
+        self,
+        count: int,
+        command: Callable[[int], list[str]],
+        env: dict[str, str],
+        prepare: Callable[[], None],
     ) -> None:
-        """``command``: worker I's command line; ``env``: its environment."""
+        """``command``: worker I's command line; ``env``: its environment; ``prepare``:
+        writes the files a worker reads at its start (before each start: a cleaner of /tmp
+        may have removed those of the daemon's start since)."""
         self._workers = [_Worker(index) for index in range(count)]
         self._command = command
         self._env = env
+        self._prepare = prepare
         self._stopping = False
         self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[None]] = []
@@ -147,10 +130,13 @@ class Workers:
             raise WorkerFailed(f"the workers did not listen within {START_SECONDS:.0f} s")
 
     def signal(self, signum: int) -> None:
+        """Pass ``signum`` (SIGHUP, SIGUSR1) on to every worker: now to those that serve,
+        to the others once they do."""
         for worker in self._workers:
-            if worker.process is not None and worker.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.process.send_signal(signum)
+            if worker.serving:
+                _send(worker, signum)
+            elif signum not in worker.pending:
+                worker.pending.append(signum)
 
     async def stop(self) -> None:
         """SIGTERM to every worker; SIGKILL to those still running after STOP_SECONDS."""
@@ -160,7 +146,8 @@ class Workers:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         running = [w.process for w in self._workers if w.process is not None]
-        self.signal(signal.SIGTERM)
+        for worker in self._workers:
+            _send(worker, signal.SIGTERM)  # (starting or not: its default action ends it)
         waits = [asyncio.create_task(p.wait()) for p in running]
         if waits:
             await asyncio.wait(waits, timeout=STOP_SECONDS)
@@ -205,6 +192,7 @@ class Workers:
         read, write = os.pipe()
         env = self._env | {READY_FD_ENV: str(write)}
         try:
+            self._prepare()
             worker.process = await asyncio.create_subprocess_exec(
                 *self._command(worker.index), env=env, pass_fds=(write,), start_new_session=True
             )
@@ -220,10 +208,21 @@ class Workers:
         try:
             # (b"" when it exits first: the pipe's only writer is gone.)
             if await asyncio.to_thread(os.read, read, 16) == b"ready":
+                worker.serving = True
+                for signum in worker.pending:
+                    _send(worker, signum)
+                worker.pending.clear()
                 worker.listening.set()
             return await worker.process.wait()
         finally:
+            worker.serving = False
             os.close(read)
+
+
+def _send(worker: _Worker, signum: int) -> None:
+    if worker.process is not None and worker.process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            worker.process.send_signal(signum)
 
 
 async def run_parent(
@@ -250,13 +249,23 @@ async def run_parent(
     metrics_dir = run_dir / "metrics"
     metrics_dir.mkdir()
     status_file = run_dir / "embedded-postgres.json"
+    settings_file = run_dir / "settings.json"
+    encoded_settings = msgspec.json.encode(settings)
     env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
     env |= {MULTIPROCESS_DIR: str(metrics_dir), PARENT_ENV: str(os.getpid())}
+    env |= {SETTINGS_ENV: str(settings_file)}
     supervisor = PostgresSupervisor(embedded) if embedded is not None else None
     if supervisor is not None:
         env |= {DSN_ENV: runtime.dsn, POSTGRES_STATUS_ENV: str(status_file)}
-        _write_status(status_file, supervisor.status())
-    workers = Workers(count, command, env)
+
+    def prepare() -> None:
+        run_dir.mkdir(mode=0o700, exist_ok=True)
+        metrics_dir.mkdir(exist_ok=True)
+        _write_private(settings_file, encoded_settings)
+        if supervisor is not None and not status_file.exists():  # (else _share_status's)
+            _write_status(status_file, supervisor.status())
+
+    workers = Workers(count, command, env, prepare)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -291,65 +300,20 @@ async def run_parent(
         for task in (watchdog, sharing):
             if task is not None:
                 task.cancel()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
-            loop.remove_signal_handler(signum)
-        await workers.stop()
-        await db.close()
-        if supervisor is not None:
-            await supervisor.stop()
+        try:
+            await workers.stop()
+            await db.close()
+            if supervisor is not None:
+                await supervisor.stop()
+        finally:
+            # (Only now: a second SIGINT or SIGTERM during the stop, Ctrl-C twice, would
+            # else end the parent with a worker still running and PostgreSQL not stopped.)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+                loop.remove_signal_handler(signum)
         shutil.rmtree(run_dir, ignore_errors=True)
         log.info("daemon.stopped")
     if workers.failed.done():
         raise WorkerFailed(workers.failed.result())
-
-
-async def fit_connections(db: Database, settings: Settings, workers: Plan) -> int:
-    """How many workers to start: every worker's pool may grow to
-    ``database.pool_max_size``; with the parent's own connection, all of them must fit in
-    the server's ``max_connections`` (else, under load, requests would wait for a
-    connection the server refuses). "auto" starts as many as fit, a number is refused."""
-    async with db.connection() as conn:
-        limit = await server.max_connections(conn)
-    count, pool = workers.count, settings.database.pool_max_size
-    needed = count * pool + 1
-    if needed <= limit:
-        return count
-    if workers.auto:
-        fitting = max(1, (limit - 1) // pool)
-        log.warning("daemon.workers_limited", workers=fitting, max_connections=limit)
-        return fitting
-    raise ConfigError(
-        f"workers: {count} workers of database.pool_max_size "
-        f"{settings.database.pool_max_size} (+ 1 of the parent) need {needed} connections, "
-        f"the database's max_connections is {limit}: lower one or the other"
-    )
-
-
-def refuse_taken_addresses(settings: Settings) -> None:
-    """Each listen address must be free before the workers bind it with SO_REUSEPORT: that
-    option would let them share a port another process of this user already serves (a
-    second daemon started by mistake), each taking part of its connections without an
-    error. A bind without the option fails on a port any socket listens on, SO_REUSEPORT or
-    not; so does a second daemon's, which runs this check too, on our workers' port."""
-    for address in settings.listen_addresses:
-        host = address.host or None  # (none: every interface, as the workers bind)
-        try:
-            found = socket.getaddrinfo(
-                host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-        except OSError as exc:
-            raise ConfigError(f"listen: {address}: {exc}") from exc
-        for family, kind, proto, _, sockaddr in found:
-            with socket.socket(family, kind, proto) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                try:
-                    probe.bind(sockaddr)
-                except OSError as exc:
-                    raise ConfigError(
-                        f"listen: {address}: {exc.strerror or exc} (another process serves it)"
-                    ) from exc
 
 
 def _reload(workers: Workers, read_settings: Callable[[], Settings]) -> None:
@@ -375,6 +339,27 @@ def _start_watchdog(db: Database, runtime: Runtime) -> asyncio.Task[None] | None
 
     not_ready = runtime.settings.systemd.watchdog_not_ready_seconds
     return asyncio.create_task(watchdog_loop(ready, interval, not_ready))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Whole or not at all (the settings may hold the database's password: this user's
+    alone, as the run directory is)."""
+    part = path.with_suffix(".part")
+    part.unlink(missing_ok=True)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    part.replace(path)
+
+
+def started_settings() -> Settings:
+    """In a worker: the settings the daemon started with (a worker started again later
+    serves as the others do, whatever the config file says now: satellite.reload tells what
+    changed there)."""
+    try:
+        return msgspec.json.decode(Path(os.environ[SETTINGS_ENV]).read_bytes(), type=Settings)
+    except (KeyError, OSError, msgspec.DecodeError) as exc:
+        raise ConfigError("--worker: the daemon's settings cannot be read") from exc
 
 
 def _write_status(path: Path, status: SupervisorStatus) -> None:
@@ -419,6 +404,7 @@ def worker_part(index: int) -> WorkerPart:
     try:
         parent = int(os.environ[PARENT_ENV])
         ready_fd = int(os.environ[READY_FD_ENV])
+        metrics_dir = os.environ[MULTIPROCESS_DIR]
     except (KeyError, ValueError) as exc:
         raise ConfigError("--worker: only a daemon's parent process starts a worker") from exc
     libc = ctypes.CDLL(None, use_errno=True)
@@ -433,7 +419,8 @@ def worker_part(index: int) -> WorkerPart:
 
     status = os.environ.get(POSTGRES_STATUS_ENV)
     postgres = SharedStatus(Path(status)) if status else None
-    return WorkerPart(index, ready, lambda: os.kill(parent, signal.SIGUSR1), postgres)
+    renewed = functools.partial(os.kill, parent, signal.SIGUSR1)
+    return WorkerPart(index, ready, renewed, postgres, metrics_dir)
 
 
 def worker_dsn(settings: Settings) -> str:

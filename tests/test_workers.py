@@ -5,6 +5,7 @@ worker outlives its daemon."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
@@ -326,3 +327,146 @@ def test_workers_refuse_a_port_another_process_serves_with_so_reuseport(
             assert records(daemon, "daemon.worker_started") == []
         finally:
             kill_daemon(daemon)
+
+
+def test_a_sighup_while_a_worker_starts_again_reaches_it_once_it_listens(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """A worker that is still starting has no handler for SIGHUP yet (its default action
+    ends the process): the parent passes the signal on once that worker listens."""
+    daemon: Daemon | None = None
+    try:
+        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
+        wait_serving(daemon, f"http://127.0.0.1:{port}")
+        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+        first = worker_pids(daemon)
+        os.kill(first[1], signal.SIGKILL)
+        wait_until("worker 1 started again", lambda: worker_pids(daemon)[1] != first[1], daemon)
+        daemon.proc.send_signal(signal.SIGHUP)  # (the new worker 1 is still importing)
+        wait_until(
+            "the new worker 1 listens and reloads",
+            lambda: any(r.get("worker") == 1 for r in records(daemon, "config.reloaded")),
+            daemon,
+        )
+        exited = records(daemon, "daemon.worker_exited")
+        assert [(r["worker"], r["exit_code"]) for r in exited] == [(1, -signal.SIGKILL)]
+        assert daemon.stop() == 0, daemon.err
+    finally:
+        kill_daemon(daemon)
+
+
+def test_one_process_counts_from_zero_with_a_multiprocess_dir_in_its_environment(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """PROMETHEUS_MULTIPROC_DIR left in the operator's environment: a daemon of one
+    process still shows its own counts, not those an earlier run left in that directory."""
+    port = free_port(socket.AF_INET, "127.0.0.1")
+    metrics_port = free_port(socket.AF_INET, "127.0.0.1")
+    config = tmp_path / "satellite.toml"
+    config.write_text(
+        f'listen = ["127.0.0.1:{port}"]\n[database]\ndsn = {json.dumps(db_dsn)}\n'
+        f'[metrics]\nserve = "own-listener"\nlisten = "127.0.0.1:{metrics_port}"\n',
+        "utf-8",
+    )
+    shared = tmp_path / "multiproc"
+    shared.mkdir()
+    env = base_env(tmp_path) | {"PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    args = ["--config", str(config), "serve", "--state-dir", str(tmp_path / "state")]
+    metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+    for run in range(2):
+        daemon: Daemon | None = None
+        try:
+            daemon = start([*args, "--plain-http", "--workers", "1"], tmp_path / f"l{run}", env)
+            wait_serving(daemon, f"http://127.0.0.1:{port}")
+            assert healthz_total(metrics) == 1, daemon.err
+            assert daemon.stop() == 0, daemon.err
+        finally:
+            kill_daemon(daemon)
+
+
+def test_a_worker_started_again_keeps_the_settings_the_daemon_started_with(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """The config edited, a setting there that needs a restart (the listen address), and no
+    restart yet: a worker started again serves as the others do and says so, as a SIGHUP
+    would (not half the daemon's processes on another address, or database)."""
+    daemon: Daemon | None = None
+    try:
+        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
+        wait_serving(daemon, f"http://127.0.0.1:{port}")
+        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+        first = worker_pids(daemon)
+        config = tmp_path / "satellite.toml"
+        other = free_port(socket.AF_INET, "127.0.0.1")
+        edited = config.read_text("utf-8").replace(f':{port}"]', f':{other}"]')
+        assert edited != config.read_text("utf-8")
+        config.write_text(edited, "utf-8")
+        os.kill(first[1], signal.SIGKILL)
+        wait_until(
+            "the new worker 1 listens",
+            lambda: sum(r.get("worker") == 1 for r in records(daemon, "daemon.listening")) == 2,
+            daemon,
+        )
+        again = [r for r in records(daemon, "daemon.listening") if r.get("worker") == 1][-1]
+        assert again["addresses"] == [f"http://127.0.0.1:{port}"]
+        needed = [r for r in records(daemon, "config.restart_needed") if r["worker"] == 1]
+        assert [r["settings"] for r in needed] == [["listen"]]
+        now = worker_pids(daemon)
+        assert answering(port, list(now.values())) == set(now.values())
+        assert daemon.stop() == 0, daemon.err
+    finally:
+        kill_daemon(daemon)
+
+
+def test_a_second_signal_while_the_workers_stop_leaves_no_worker_behind(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """Ctrl-C twice: the second one, while the parent waits for a worker that does not
+    stop when told, changes nothing: that worker is killed after the wait, and the parent
+    stops as after one (not a traceback, a worker left and the PostgreSQL not stopped)."""
+    daemon: Daemon | None = None
+    pids: dict[int, int] = {}
+    try:
+        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
+        wait_serving(daemon, f"http://127.0.0.1:{port}")
+        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+        pids = worker_pids(daemon)
+        os.kill(pids[1], signal.SIGSTOP)  # (it hears SIGTERM only once it runs again)
+        daemon.proc.send_signal(signal.SIGINT)
+        wait_until("worker 0 stopped", functools.partial(gone, pids[0]), daemon)
+        daemon.proc.send_signal(signal.SIGINT)
+        assert daemon.proc.wait(timeout=workers.STOP_SECONDS + START_TIMEOUT) == 0, daemon.err
+        assert gone(pids[1])
+        assert [r["pid"] for r in records(daemon, "daemon.worker_killed")] == [pids[1]]
+        assert "Traceback" not in daemon.err
+    finally:
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        kill_daemon(daemon)
+
+
+def test_a_worker_starts_again_after_a_cleaner_emptied_the_run_directory(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """The parent's run directory is in /tmp, whose cleaner (systemd-tmpfiles) removes
+    files nothing touched for days: a worker started again must not depend on one written
+    at the daemon's start."""
+    daemon: Daemon | None = None
+    try:
+        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
+        wait_serving(daemon, f"http://127.0.0.1:{port}")
+        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+        first = worker_pids(daemon)
+        environ = Path(f"/proc/{first[1]}/environ").read_bytes().split(b"\0")
+        variables = dict(line.decode().split("=", 1) for line in environ if b"=" in line)
+        Path(variables[workers.SETTINGS_ENV]).unlink()
+        os.kill(first[1], signal.SIGKILL)
+        wait_until(
+            "the new worker 1 listens",
+            lambda: sum(r.get("worker") == 1 for r in records(daemon, "daemon.listening")) == 2,
+            daemon,
+        )
+        assert daemon.stop() == 0, daemon.err
+    finally:
+        kill_daemon(daemon)

@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from satellite import workers
 from satellite.config import DatabaseSettings, Settings, worker_count
 from satellite.crypto.keys import KeyPaths, ensure_server_keys, ensure_tls_certificate
 from satellite.errors import ConfigError
 from satellite.storage.db import Database
 from satellite.tls import ServerTls, host_names
+from satellite.workers_plan import Plan, fit_connections, plan, refuse_taken_addresses
 from tests.conftest import satellite_exe
 from tests.helpers.cli import query
 from tests.helpers.daemon import START_TIMEOUT, base_env, free_port
+from tests.test_backup import as_role
 
 
 @pytest.mark.parametrize("value", ["0", "65", "many", "-1"])
@@ -100,10 +101,10 @@ async def test_auto_starts_as_many_workers_as_the_database_has_connections_for(
             limit = int(await conn.fetchval("SHOW max_connections"))
         pool = (limit - 1) // 3  # three pools and the parent's connection fit, four do not
         settings = Settings(database=DatabaseSettings(dsn=db_dsn, pool_max_size=pool))
-        assert await workers.fit_connections(probe, settings, workers.Plan(8, auto=True)) == 3
-        assert await workers.fit_connections(probe, settings, workers.Plan(3, auto=False)) == 3
+        assert await fit_connections(probe, settings, Plan(8, auto=True)) == 3
+        assert await fit_connections(probe, settings, Plan(3, auto=False)) == 3
         with pytest.raises(ConfigError, match="lower one or the other"):
-            await workers.fit_connections(probe, settings, workers.Plan(4, auto=False))
+            await fit_connections(probe, settings, Plan(4, auto=False))
     finally:
         await probe.close()
 
@@ -112,15 +113,15 @@ async def test_auto_starts_as_many_workers_as_the_database_has_connections_for(
 def test_auto_is_one_where_several_cannot_share_the_addresses_and_a_number_is_refused() -> None:
     zero = Settings(listen=["127.0.0.1:0"], workers=4)
     with pytest.raises(ConfigError, match=r"^workers: listen: 127.0.0.1:0: port 0 with 4"):
-        workers.plan(zero, None)
-    assert workers.plan(zero, "1") == workers.Plan(1, auto=False)
+        plan(zero, None)
+    assert plan(zero, "1") == Plan(1, auto=False)
     fixed = Settings(listen=["127.0.0.1:8443"])
-    assert workers.plan(fixed, "3") == workers.Plan(3, auto=False)
+    assert plan(fixed, "3") == Plan(3, auto=False)
     # "auto" (the default) on 8 cores: 8 workers, or 1 where a port is 0.
-    assert workers.plan(fixed, None, cores=8) == workers.Plan(8, auto=True)
-    assert workers.plan(Settings(listen=["127.0.0.1:0"]), None, cores=8) == workers.Plan(1, False)
+    assert plan(fixed, None, cores=8) == Plan(8, auto=True)
+    assert plan(Settings(listen=["127.0.0.1:0"]), None, cores=8) == Plan(1, False)
     with pytest.raises(ConfigError, match=r"^--workers: '0' is not"):
-        workers.plan(fixed, "0")
+        plan(fixed, "0")
 
 
 async def test_the_leader_is_told_when_it_serves_a_renewed_certificate(tmp_path: Path) -> None:
@@ -151,3 +152,51 @@ async def test_the_leader_is_told_when_it_serves_a_renewed_certificate(tmp_path:
     assert len(renewals) == 1
     cert = x509.load_pem_x509_certificate(renewals[0])
     assert cert.not_valid_after_utc - now > dt.timedelta(days=390)
+
+
+async def test_the_connections_a_role_may_open_are_those_the_workers_fit_in(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """A role that is not a superuser cannot take the slots PostgreSQL reserves for
+    superusers, nor more than its own CONNECTION LIMIT: workers whose pools fit in
+    max_connections but not there would be refused connections under load."""
+    role = f"workers_{tmp_path.name[-12:].replace('-', '_')}".lower()
+    one = DatabaseSettings(pool_min_size=1, pool_max_size=1)
+    admin = await Database.connect(db_dsn, one)
+    probe: Database | None = None
+    try:
+        async with admin.connection() as conn:
+            await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+            limit = int(await conn.fetchval("SHOW max_connections"))
+            reserved = int(await conn.fetchval("SHOW superuser_reserved_connections"))
+            reserved += int(  # (PostgreSQL 16 on)
+                await conn.fetchval("SELECT current_setting('reserved_connections', true)") or 0
+            )
+        probe = await Database.connect(as_role(db_dsn, role), one)
+        pool = (limit - 1) // 3  # three pools and the parent's fit in max_connections
+        assert 3 * pool + 1 > limit - reserved, "the reserved slots leave room for three"
+        settings = Settings(database=DatabaseSettings(dsn=db_dsn, pool_max_size=pool))
+        assert await fit_connections(probe, settings, Plan(3, auto=True)) == 2
+        with pytest.raises(ConfigError, match=f"allows {limit - reserved} connections"):
+            await fit_connections(probe, settings, Plan(3, auto=False))
+
+        async with admin.connection() as conn:
+            await conn.execute(f'ALTER ROLE "{role}" CONNECTION LIMIT 7')
+        settings = Settings(database=DatabaseSettings(dsn=db_dsn, pool_max_size=3))
+        assert await fit_connections(probe, settings, Plan(8, auto=True)) == 2
+        with pytest.raises(ConfigError, match="allows 7 connections"):
+            await fit_connections(probe, settings, Plan(3, auto=False))
+    finally:
+        if probe is not None:
+            await probe.close()
+        async with admin.connection() as conn:
+            await conn.execute(f'DROP ROLE "{role}"')
+        await admin.close()
+
+
+@pytest.mark.unit
+def test_an_address_the_host_does_not_have_is_not_said_to_be_served() -> None:
+    # (192.0.2.0/24 is for documentation: no interface of this host has it.)
+    with pytest.raises(ConfigError) as refused:
+        refuse_taken_addresses(Settings(listen=["192.0.2.1:8443"]))
+    assert refused.value.detail == "listen: 192.0.2.1:8443: Cannot assign requested address"

@@ -12,7 +12,7 @@ import click
 import msgspec
 import uvloop
 
-from satellite import systemd, tls, workers
+from satellite import systemd, tls, workers, workers_plan
 from satellite.cli.context import QUIET_LOGS, CliContext, pass_cli
 from satellite.config import Settings
 from satellite.crypto.keys import replace_file
@@ -191,7 +191,7 @@ def serve(
     if worker_index is not None:
         _serve_worker(read_settings, worker_index)
         return
-    plan = workers.plan(settings, workers_option)
+    plan = workers_plan.plan(settings, workers_option)
     if no_migrate and not is_initialized(settings):
         raise StateDirError(
             f"{settings.state_path} is not initialized (started with --no-migrate): "
@@ -245,7 +245,7 @@ def _serve_worker(read_settings: Callable[[], Settings], index: int) -> None:
     """Worker ``index`` of a daemon's parent process: no key material, migrations or
     embedded PostgreSQL of its own (the parent has them), only the serving."""
     part = workers.worker_part(index)
-    settings = read_settings()
+    settings = workers.started_settings()
     runtime = load_runtime(settings, workers.worker_dsn(settings))
     uvloop.run(run_daemon(runtime, read_settings=read_settings, worker=part))
 

@@ -21,7 +21,6 @@ free text.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -204,7 +203,9 @@ def _database_families(counts: DatabaseCounts) -> Iterator[Metric]:
 class Metrics:
     """One app's metrics and its registry."""
 
-    def __init__(self, settings: MetricsSettings) -> None:
+    def __init__(self, settings: MetricsSettings, shared_dir: str | None = None) -> None:
+        """``shared_dir``: this app is one of the daemon's workers, which count together
+        in the files of that directory (prometheus-client's PROMETHEUS_MULTIPROC_DIR)."""
         self.settings = settings
         self.registry = CollectorRegistry(auto_describe=True)
         self._app: web.Application | None = None
@@ -258,12 +259,13 @@ class Metrics:
             self.webhook_attempts.labels(outcome)  # (each shows, at 0, from the start)
         self._at_scrape = _AtScrape(self)
         self.exposed = self.registry
-        directory = os.environ.get(MULTIPROCESS_DIR)
-        if directory:
+        if shared_dir is not None:
             # (prometheus-client chose, at import, to count these metrics in files of that
-            # directory: a scrape reads every worker's files.)
+            # directory: a scrape reads every worker's files. A daemon of one process
+            # with the variable in its environment also counts in files, of its own pid,
+            # but shows its registry: not what other processes left in the directory.)
             self.exposed = CollectorRegistry(auto_describe=True)
-            MultiProcessCollector(self.exposed, directory)  # type: ignore[no-untyped-call]
+            MultiProcessCollector(self.exposed, shared_dir)  # type: ignore[no-untyped-call]
         self.exposed.register(self._at_scrape)
 
     def attach(self, app: web.Application) -> None:
