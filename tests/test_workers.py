@@ -378,6 +378,9 @@ def test_one_process_counts_from_zero_with_a_multiprocess_dir_in_its_environment
         try:
             daemon = start([*args, "--plain-http", "--workers", "1"], tmp_path / f"l{run}", env)
             wait_serving(daemon, f"http://127.0.0.1:{port}")
+            # (It says it listens once the metrics' own listener does too.)
+            listening = functools.partial(records, daemon, "daemon.listening")
+            wait_until("it listens", listening, daemon)
             assert healthz_total(metrics) == 1, daemon.err
             assert daemon.stop() == 0, daemon.err
         finally:
