@@ -43,6 +43,7 @@ from tests.helpers.workers import (
     records,
     scrape,
     server_side,
+    serving_workers,
     wait_until,
     worker_pids,
     workers_daemon,
@@ -53,11 +54,7 @@ from tests.test_serve_postgres_death import kill_and_wait, postmaster_pid
 def test_two_workers_answer_count_together_run_the_jobs_once_and_stop(
     tmp_path: Path, db_dsn: str
 ) -> None:
-    daemon: Daemon | None = None
-    try:
-        daemon, port, metrics = workers_daemon(tmp_path, db_dsn, "--plain-http")
-        wait_serving(daemon, f"http://127.0.0.1:{port}")
-        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+    with serving_workers(tmp_path, db_dsn) as (daemon, port, metrics):
         pids = list(worker_pids(daemon).values())
 
         # Connections go to both processes.
@@ -98,18 +95,12 @@ def test_two_workers_answer_count_together_run_the_jobs_once_and_stop(
         assert all(gone(pid) for pid in pids), pids
         after = [json.loads(line) for line in daemon.err.splitlines()[before:]]
         assert [line for line in after if line["level"] == "info"] == []
-    finally:
-        kill_daemon(daemon)
 
 
 def test_a_killed_worker_is_replaced_and_no_worker_outlives_a_killed_daemon(
     tmp_path: Path, db_dsn: str
 ) -> None:
-    daemon: Daemon | None = None
-    try:
-        daemon, port, metrics = workers_daemon(tmp_path, db_dsn, "--plain-http")
-        wait_serving(daemon, f"http://127.0.0.1:{port}")
-        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+    with serving_workers(tmp_path, db_dsn) as (daemon, port, metrics):
         first = worker_pids(daemon)
         answering(port, list(first.values()))
         before = healthz_total(metrics)
@@ -134,8 +125,6 @@ def test_a_killed_worker_is_replaced_and_no_worker_outlives_a_killed_daemon(
         daemon.proc.wait(timeout=10)
         for pid in now.values():
             wait_until(f"worker {pid} gone", functools.partial(gone, pid), daemon)
-    finally:
-        kill_daemon(daemon)
 
 
 def _served_certificate(conn: http.client.HTTPConnection) -> bytes:
@@ -250,11 +239,7 @@ def test_the_parent_restarts_the_embedded_postgres_and_every_worker_shows_it(
 def test_a_worker_that_keeps_exiting_stops_the_daemon_with_an_error(
     tmp_path: Path, db_dsn: str
 ) -> None:
-    daemon: Daemon | None = None
-    try:
-        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
-        wait_serving(daemon, f"http://127.0.0.1:{port}")
-        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+    with serving_workers(tmp_path, db_dsn) as (daemon, _, _):
         killed: list[int] = []
         for _ in range(workers.MAX_FAILURES):
             wait_until("worker 1 runs", lambda: worker_pids(daemon).get(1) not in killed, daemon)
@@ -269,8 +254,6 @@ def test_a_worker_that_keeps_exiting_stops_the_daemon_with_an_error(
         )
         assert [r["worker"] for r in records(daemon, "daemon.worker_failing")] == [1]
         assert all(gone(pid) for pid in worker_pids(daemon).values())
-    finally:
-        kill_daemon(daemon)
 
 
 def test_systemd_hears_the_parent_once_every_worker_listens(tmp_path: Path, db_dsn: str) -> None:
@@ -334,11 +317,7 @@ def test_a_sighup_while_a_worker_starts_again_reaches_it_once_it_listens(
 ) -> None:
     """A worker that is still starting has no handler for SIGHUP yet (its default action
     ends the process): the parent passes the signal on once that worker listens."""
-    daemon: Daemon | None = None
-    try:
-        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
-        wait_serving(daemon, f"http://127.0.0.1:{port}")
-        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+    with serving_workers(tmp_path, db_dsn) as (daemon, _, _):
         first = worker_pids(daemon)
         os.kill(first[1], signal.SIGKILL)
         wait_until("worker 1 started again", lambda: worker_pids(daemon)[1] != first[1], daemon)
@@ -351,8 +330,6 @@ def test_a_sighup_while_a_worker_starts_again_reaches_it_once_it_listens(
         exited = records(daemon, "daemon.worker_exited")
         assert [(r["worker"], r["exit_code"]) for r in exited] == [(1, -signal.SIGKILL)]
         assert daemon.stop() == 0, daemon.err
-    finally:
-        kill_daemon(daemon)
 
 
 def test_one_process_counts_from_zero_with_a_multiprocess_dir_in_its_environment(
@@ -393,11 +370,7 @@ def test_a_worker_started_again_keeps_the_settings_the_daemon_started_with(
     """The config edited, a setting there that needs a restart (the listen address), and no
     restart yet: a worker started again serves as the others do and says so, as a SIGHUP
     would (not half the daemon's processes on another address, or database)."""
-    daemon: Daemon | None = None
-    try:
-        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
-        wait_serving(daemon, f"http://127.0.0.1:{port}")
-        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+    with serving_workers(tmp_path, db_dsn) as (daemon, port, _):
         first = worker_pids(daemon)
         config = tmp_path / "satellite.toml"
         other = free_port(socket.AF_INET, "127.0.0.1")
@@ -417,8 +390,6 @@ def test_a_worker_started_again_keeps_the_settings_the_daemon_started_with(
         now = worker_pids(daemon)
         assert answering(port, list(now.values())) == set(now.values())
         assert daemon.stop() == 0, daemon.err
-    finally:
-        kill_daemon(daemon)
 
 
 def test_a_second_signal_while_the_workers_stop_leaves_no_worker_behind(
@@ -455,11 +426,7 @@ def test_a_worker_starts_again_after_a_cleaner_emptied_the_run_directory(
     """The parent's run directory is in /tmp, whose cleaner (systemd-tmpfiles) removes
     files nothing touched for days: a worker started again must not depend on one written
     at the daemon's start."""
-    daemon: Daemon | None = None
-    try:
-        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
-        wait_serving(daemon, f"http://127.0.0.1:{port}")
-        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+    with serving_workers(tmp_path, db_dsn) as (daemon, _, _):
         first = worker_pids(daemon)
         environ = Path(f"/proc/{first[1]}/environ").read_bytes().split(b"\0")
         variables = dict(line.decode().split("=", 1) for line in environ if b"=" in line)
@@ -471,5 +438,3 @@ def test_a_worker_starts_again_after_a_cleaner_emptied_the_run_directory(
             daemon,
         )
         assert daemon.stop() == 0, daemon.err
-    finally:
-        kill_daemon(daemon)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.daemon import POLL, Daemon, base_env, free_port, start
+from tests.helpers.daemon import POLL, Daemon, base_env, free_port, kill_daemon, start, wait_serving
 from tests.helpers.metrics import Scrape
 
 WAIT = 30.0
@@ -135,3 +135,16 @@ def workers_daemon(tmp_path: Path, dsn: str, *args: str) -> tuple[Daemon, int, s
     env = base_env(tmp_path) | {"SATELLITE_CONFIG": str(config)}
     daemon = start(["serve", "--workers", "2", *args], tmp_path / "logs", env)
     return daemon, port, f"http://127.0.0.1:{metrics_port}/metrics"
+
+
+@contextlib.contextmanager
+def serving_workers(tmp_path: Path, dsn: str) -> Iterator[tuple[Daemon, int, str]]:
+    """A daemon of two workers on plain HTTP (``workers_daemon``), once both listen; killed
+    at the end if it still runs."""
+    daemon, port, metrics = workers_daemon(tmp_path, dsn, "--plain-http")
+    try:
+        wait_serving(daemon, f"http://127.0.0.1:{port}")
+        wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
+        yield daemon, port, metrics
+    finally:
+        kill_daemon(daemon)
