@@ -6,12 +6,13 @@ The request is verified before that statement with the product's key as this pro
 last saw it (the envelope keeps them by product instance id), and its nonce's MAC
 checked; the statement refuses, writing nothing, unless under the product's lock that
 still is its key, it is registered with a certificate that holds, and the nonce is
-unused. A refused statement, or a report that does not decode, is then told exactly as
-every signed request's refusal is: by the envelope's checks (signed_by_instance), in a
-transaction rolled back. The rare report that begins or ends a shortage refreshes the
-shortage alerts in a transaction of its own right after, under the pool alert lock, which
-the statement takes shared last: no report commits while a refresh reads the pool, and
-concurrent reports each judge their change as before, before the lock.
+unused. A refused statement, a report that does not decode, or a nonce or url refused
+after the key known here verified the request, is then told exactly as every signed
+request's refusal is: by the envelope's checks (signed_by_instance), in a transaction
+rolled back. The rare report that begins or ends a shortage refreshes the shortage alerts
+in a transaction of its own right after, under the pool alert lock, which the statement
+takes shared last: no report commits while a refresh reads the pool, and concurrent
+reports each judge their change as before, before the lock.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import datetime as dt
 from typing import Any
 
 from satellite.domain.clock import utc_now
-from satellite.errors import BadSignature, DatabaseBusy, InvalidInput
+from satellite.errors import BadNonce, BadSignature, DatabaseBusy, InvalidInput
 from satellite.services.authorization import authorization
 from satellite.services.device_usage import reported_usage
 from satellite.services.envelope import NO_SUCH_INSTANCE, DeviceEnvelope, withholds_host
@@ -78,7 +79,12 @@ class UsageReports:
                 jwk = None  # (maybe replaced since this process saw it)
                 continue
             envelope.remember_key(product_instance_id, jwk)
-            nonce = envelope.check_nonce(header, path)
+            try:
+                nonce = envelope.check_nonce(header, path)
+            except (BadNonce, BadSignature):
+                if not fresh:  # (the key known here may be one the product no longer has)
+                    await self._refuse(product_instance_id, message, path)
+                raise
             try:
                 report = envelope.decode(payload, wire.UsageReport)
                 usage = reported_usage(report, self._catalog, self._max_usage_tags)
