@@ -4,6 +4,7 @@ connections, through the real agent and HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from pathlib import Path
@@ -169,3 +170,38 @@ async def test_a_stale_nonce_signed_with_a_replaced_key_is_told_the_signature_is
         assert response.status == 401, await response.text()
         problem = await response.json(content_type=None)
     assert problem["type"].endswith("bad-signature"), problem
+
+
+async def test_a_report_taken_is_answered_when_its_shortage_refresh_fails(
+    admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """A report that begins a shortage is taken in its statement; the alerts are refreshed
+    in a transaction after it. When that one fails (here its connection is cut while it
+    waits for the alerts), the product still gets its answer: its report was taken, and
+    a 503 ("try again") would be untrue; the pool-alerts job raises the alert later."""
+    await setup_voice(admin, [{"entitlementTag": ENHANCED, "quantity": 1}])
+    agent = await registered_agent(admin, server, tmp_path, "FCH0001")
+    blocker = db.transaction()
+    await blocker.start()
+    try:
+        await db.execute("LOCK TABLE alerts IN EXCLUSIVE MODE")  # (reads still pass)
+        reported = asyncio.create_task(agent.report_usage({ENHANCED: 2}))
+        waiting = None
+        for _ in range(200):  # (bounded: 10 s)
+            waiting = await db.fetchval(
+                "SELECT pid FROM pg_locks WHERE relation = 'alerts'::regclass "
+                "AND mode = 'RowExclusiveLock' AND NOT granted"
+            )
+            if waiting is not None or reported.done():
+                break
+            await asyncio.sleep(0.05)
+        assert waiting is not None, "the shortage refresh never waited for the alerts"
+        await db.fetchval("SELECT pg_terminate_backend($1)", waiting)
+    finally:
+        await blocker.rollback()
+    state = await reported
+    assert state.authorization is not None
+    assert state.authorization["state"] == "OUT_OF_COMPLIANCE"
+    status, body = await admin.post(ACCOUNT + "/licenses", {})
+    assert status == 200, body
+    assert [p["inUse"] for p in body["licenses"]] == [2]

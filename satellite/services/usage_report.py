@@ -12,7 +12,8 @@ request's refusal is: by the envelope's checks (signed_by_instance), in a transa
 rolled back. The rare report that begins or ends a shortage refreshes the shortage alerts
 in a transaction of its own right after, under the pool alert lock, which the statement
 takes shared last: no report commits while a refresh reads the pool, and concurrent
-reports each judge their change as before, before the lock.
+reports each judge their change as before, before the lock. (A refresh that fails leaves
+the alerts to the pool-alerts job; the report, taken, is answered.)
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import structlog
+
 from satellite.domain.clock import utc_now
-from satellite.errors import BadNonce, BadSignature, DatabaseBusy, InvalidInput
+from satellite.errors import (
+    BadNonce,
+    BadSignature,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    InvalidInput,
+)
 from satellite.services.authorization import authorization
 from satellite.services.device_usage import reported_usage
 from satellite.services.envelope import NO_SUCH_INSTANCE, DeviceEnvelope, withholds_host
@@ -31,6 +40,8 @@ from satellite.storage.db import Database
 from satellite.storage.usage_report import Reported
 from satellite_protocol import device as wire
 from satellite_protocol.catalog import Catalog
+
+log = structlog.get_logger(__name__)
 
 # Tries of a report's statement: a key known here that was replaced since (the product
 # renewed its registration through another process) is read again once.
@@ -159,8 +170,17 @@ class UsageReports:
         if changes and self._licenses.shortage_begins_or_ends(
             va_id, va_name, done.pool, changes, now
         ):
-            async with self._db.transaction() as conn:
-                await self._licenses.refresh_shortages(
-                    conn, done.account_id, va_id, va_name, set(changes), now
+            try:
+                async with self._db.transaction() as conn:
+                    await self._licenses.refresh_shortages(
+                        conn, done.account_id, va_id, va_name, set(changes), now
+                    )
+            except (DatabaseUnavailable, DatabaseBusy) as exc:
+                # The report was taken: a 503 ("try again") would be untrue, and its retry
+                # would change nothing to refresh. The pool-alerts job catches up.
+                log.warning(
+                    "usage_report.shortage_refresh_failed",
+                    virtual_account_id=va_id,
+                    error_type=type(exc).__name__,
                 )
         return self._envelope.answer(nonce, path, answer)
