@@ -96,3 +96,20 @@ async def test_a_database_that_refuses_connections_is_unavailable_not_a_driver_e
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()
         await db.close()
+
+
+async def test_a_connection_cut_within_a_transaction_is_database_unavailable(
+    db_dsn: str,
+) -> None:
+    """The server ends the connection of a transaction (an administrator, a restart): its
+    caller gets "unavailable" (503), not the driver's complaint about the rollback it
+    could not send (a 500)."""
+    db = await Database.connect(db_dsn, DatabaseSettings(pool_max_size=3))
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with db.transaction() as conn:
+                await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        async with db.transaction() as conn:  # (the pool opens another)
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await db.close()

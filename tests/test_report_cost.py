@@ -75,9 +75,12 @@ async def pages_read(
 async def report_pages(conn: asyncpg.Connection, va_id: int) -> dict[str, int]:
     """What a report of one product of virtual account ``va_id`` reads, and what the pool
     state of that virtual account reads (without a report), per statement and plan."""
+    # (One with both tags, whatever the fill drew: what a report reads depends on how many
+    # tags it had.)
     product = await conn.fetchval(
-        "SELECT id::text FROM product_instances WHERE virtual_account_id = $1 "
-        "AND authorization_expires_at > now() ORDER BY udi_serial LIMIT 1",
+        "SELECT id::text FROM product_instances p WHERE virtual_account_id = $1 "
+        "AND authorization_expires_at > now() AND EXISTS (SELECT 1 FROM product_usage "
+        "  WHERE product_id = p.id AND tag = 'regid.b') ORDER BY udi_serial LIMIT 1",
         va_id,
     )
     now = dt.datetime.now(dt.UTC).isoformat()

@@ -4,19 +4,27 @@ connections, through the real agent and HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import time
 from pathlib import Path
 
+import aiohttp
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
 from asyncpg.connection import LoggedQuery
 
+from satellite.crypto.secrets import issue_nonce
 from satellite.http.keys import SERVICES
+from satellite.services.envelope import NONCE_LIFETIME
 from satellite.wiring import Runtime, create_app
 from satellite_agent.client import Agent
 from satellite_agent.errors import RequestRefused
 from satellite_agent.state import AgentState
+from satellite_protocol import device as wire
+from satellite_protocol.crypto import jose
 from tests.conftest import ENHANCED, Api
 from tests.helpers.api import ACCOUNT
 from tests.helpers.jobs import registered_agent, setup_voice
@@ -128,3 +136,72 @@ async def test_a_report_that_does_not_decode_from_an_ended_product_is_told_it_en
     assert refused.value.status == 403
     assert "deregistered" in str(refused.value)
     assert await db.fetchval("SELECT count(*) FROM used_nonces") == nonces
+
+
+async def test_a_stale_nonce_signed_with_a_replaced_key_is_told_the_signature_is_bad(
+    admin: Api, server: TestServer, runtime: Runtime, tmp_path: Path
+) -> None:
+    """As on every signed request, the signature is judged on the product's key as stored:
+    a report signed with the key it had before renewing through another process (the one
+    this process still knows), with a stale nonce, is a bad signature, not a stale nonce
+    (a product told so fetches a new nonce and tries again)."""
+    await setup_voice(admin, [{"entitlementTag": ENHANCED, "quantity": 10}])
+    agent = await registered_agent(admin, server, tmp_path, "FCH0001")
+    await report(server, agent, {ENHANCED: 1})
+    old_key = agent.dir.load_key()
+    other = TestServer(create_app(runtime), host="127.0.0.1")
+    await other.start_server()
+    try:
+        use_server(agent, other)
+        await agent.renew_registration()
+    finally:
+        await other.close()
+
+    product_id = agent.state.product_instance_id
+    assert product_id is not None
+    path = f"{wire.PREFIX}/products/{product_id}/usage"
+    stale = issue_nonce(runtime.keys.token_key, time.time() - NONCE_LIFETIME - 60)
+    payload = msgspec.json.encode(wire.UsageReport(usage=[wire.UsageEntry(tag=ENHANCED, count=7)]))
+    message = jose.sign(old_key, payload, {"kid": product_id, "nonce": stale, "url": path})
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(server.make_url(path), json=message) as response,
+    ):
+        assert response.status == 401, await response.text()
+        problem = await response.json(content_type=None)
+    assert problem["type"].endswith("bad-signature"), problem
+
+
+async def test_a_report_taken_is_answered_when_its_shortage_refresh_fails(
+    admin: Api, server: TestServer, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """A report that begins a shortage is taken in its statement; the alerts are refreshed
+    in a transaction after it. When that one fails (here its connection is cut while it
+    waits for the alerts), the product still gets its answer: its report was taken, and
+    a 503 ("try again") would be untrue; the pool-alerts job raises the alert later."""
+    await setup_voice(admin, [{"entitlementTag": ENHANCED, "quantity": 1}])
+    agent = await registered_agent(admin, server, tmp_path, "FCH0001")
+    blocker = db.transaction()
+    await blocker.start()
+    try:
+        await db.execute("LOCK TABLE alerts IN EXCLUSIVE MODE")  # (reads still pass)
+        reported = asyncio.create_task(agent.report_usage({ENHANCED: 2}))
+        waiting = None
+        for _ in range(200):  # (bounded: 10 s)
+            waiting = await db.fetchval(
+                "SELECT pid FROM pg_locks WHERE relation = 'alerts'::regclass "
+                "AND mode = 'RowExclusiveLock' AND NOT granted"
+            )
+            if waiting is not None or reported.done():
+                break
+            await asyncio.sleep(0.05)
+        assert waiting is not None, "the shortage refresh never waited for the alerts"
+        await db.fetchval("SELECT pg_terminate_backend($1)", waiting)
+    finally:
+        await blocker.rollback()
+    state = await reported
+    assert state.authorization is not None
+    assert state.authorization["state"] == "OUT_OF_COMPLIANCE"
+    status, body = await admin.post(ACCOUNT + "/licenses", {})
+    assert status == 200, body
+    assert [p["inUse"] for p in body["licenses"]] == [2]

@@ -6,12 +6,14 @@ The request is verified before that statement with the product's key as this pro
 last saw it (the envelope keeps them by product instance id), and its nonce's MAC
 checked; the statement refuses, writing nothing, unless under the product's lock that
 still is its key, it is registered with a certificate that holds, and the nonce is
-unused. A refused statement, or a report that does not decode, is then told exactly as
-every signed request's refusal is: by the envelope's checks (signed_by_instance), in a
-transaction rolled back. The rare report that begins or ends a shortage refreshes the
-shortage alerts in a transaction of its own right after, under the pool alert lock, which
-the statement takes shared last: no report commits while a refresh reads the pool, and
-concurrent reports each judge their change as before, before the lock.
+unused. A refused statement, a report that does not decode, or a nonce or url refused
+after the key known here verified the request, is then told exactly as every signed
+request's refusal is: by the envelope's checks (signed_by_instance), in a transaction
+rolled back. The rare report that begins or ends a shortage refreshes the shortage alerts
+in a transaction of its own right after, under the pool alert lock, which the statement
+takes shared last: no report commits while a refresh reads the pool, and concurrent
+reports each judge their change as before, before the lock. (A refresh that fails leaves
+the alerts to the pool-alerts job; the report, taken, is answered.)
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import structlog
+
 from satellite.domain.clock import utc_now
-from satellite.errors import BadSignature, DatabaseBusy, InvalidInput
+from satellite.errors import (
+    BadNonce,
+    BadSignature,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    InvalidInput,
+)
 from satellite.services.authorization import authorization
 from satellite.services.device_usage import reported_usage
 from satellite.services.envelope import NO_SUCH_INSTANCE, DeviceEnvelope, withholds_host
@@ -30,6 +40,8 @@ from satellite.storage.db import Database
 from satellite.storage.usage_report import Reported
 from satellite_protocol import device as wire
 from satellite_protocol.catalog import Catalog
+
+log = structlog.get_logger(__name__)
 
 # Tries of a report's statement: a key known here that was replaced since (the product
 # renewed its registration through another process) is read again once.
@@ -78,7 +90,12 @@ class UsageReports:
                 jwk = None  # (maybe replaced since this process saw it)
                 continue
             envelope.remember_key(product_instance_id, jwk)
-            nonce = envelope.check_nonce(header, path)
+            try:
+                nonce = envelope.check_nonce(header, path)
+            except (BadNonce, BadSignature):
+                if not fresh:  # (the key known here may be one the product no longer has)
+                    await self._refuse(product_instance_id, message, path)
+                raise
             try:
                 report = envelope.decode(payload, wire.UsageReport)
                 usage = reported_usage(report, self._catalog, self._max_usage_tags)
@@ -153,8 +170,17 @@ class UsageReports:
         if changes and self._licenses.shortage_begins_or_ends(
             va_id, va_name, done.pool, changes, now
         ):
-            async with self._db.transaction() as conn:
-                await self._licenses.refresh_shortages(
-                    conn, done.account_id, va_id, va_name, set(changes), now
+            try:
+                async with self._db.transaction() as conn:
+                    await self._licenses.refresh_shortages(
+                        conn, done.account_id, va_id, va_name, set(changes), now
+                    )
+            except (DatabaseUnavailable, DatabaseBusy) as exc:
+                # The report was taken: a 503 ("try again") would be untrue, and its retry
+                # would change nothing to refresh. The pool-alerts job catches up.
+                log.warning(
+                    "usage_report.shortage_refresh_failed",
+                    virtual_account_id=va_id,
+                    error_type=type(exc).__name__,
                 )
         return self._envelope.answer(nonce, path, answer)

@@ -62,6 +62,15 @@ _CONNECTION_LOST = (
 _ABORTED_FOR_ANOTHER = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
+def _closed(conn: asyncpg.Connection) -> bool:
+    """Whether the connection went away. (The pool takes back one its server ended at
+    once: its proxy then refuses every call, is_closed too.)"""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 class _Quiet:
     """At most one log line a second while the database is away (every request that needs
     it fails the same way; the access log already counts them)."""
@@ -178,7 +187,7 @@ class Database:
                 "the database took too long to answer (nothing was changed): retry it"
             ) from exc
         except asyncpg.InterfaceError as exc:
-            if not conn.is_closed():
+            if not _closed(conn):
                 raise  # a misuse of the driver, not the database going away
             raise self._unavailable(exc) from exc
         except asyncpg.InternalClientError as exc:

@@ -19,6 +19,7 @@ import binascii
 import hashlib
 import json
 import re
+from collections import OrderedDict
 from typing import Any, cast
 
 import msgspec
@@ -100,21 +101,24 @@ def key_from_jwk(jwk: dict[str, Any]) -> ec.EllipticCurvePublicKey:
 
 class KeyCache:
     """Public keys by their JWK, parsed once: importing a key (point validation included)
-    costs more than verifying a signature with it. At most ``size`` keys are kept, the
-    oldest forgotten first."""
+    costs more than verifying a signature with it. At most ``size`` keys are kept, the one
+    used longest ago forgotten first (an OrderedDict: a dict's oldest entry costs a scan of
+    those deleted before it, microseconds a key once full)."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._keys: dict[tuple[str, str, str], ec.EllipticCurvePublicKey] = {}
+        self._keys: OrderedDict[tuple[str, str, str], ec.EllipticCurvePublicKey] = OrderedDict()
 
     def key(self, jwk: dict[str, Any]) -> ec.EllipticCurvePublicKey:
         coordinates = (str(jwk.get("crv")), str(jwk.get("x")), str(jwk.get("y")))
         key = self._keys.get(coordinates)
-        if key is None:
-            key = key_from_jwk(jwk)
-            if len(self._keys) >= self._size:
-                del self._keys[next(iter(self._keys))]
-            self._keys[coordinates] = key
+        if key is not None:
+            self._keys.move_to_end(coordinates)
+            return key
+        key = key_from_jwk(jwk)
+        if len(self._keys) >= self._size:
+            self._keys.popitem(last=False)
+        self._keys[coordinates] = key
         return key
 
 
