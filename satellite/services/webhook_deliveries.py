@@ -178,8 +178,8 @@ class WebhookDeliveries:
             await webhooks.record_attempt(conn, delivery.id, self._node, outcome)
             if outcome.delivered:
                 await webhooks.finish(conn, delivery.id, "delivered")
-                await alerts.clear_alerts_except(
-                    conn, delivery.account_id, delivery_failed_key(delivery.webhook), []
+                await alerts.clear_alerts(
+                    conn, delivery.account_id, [delivery_failed_key(delivery.webhook)]
                 )
                 log.info("webhook.delivered", **where, duration_ms=outcome.duration_ms)
                 return "delivered"

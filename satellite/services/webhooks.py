@@ -89,7 +89,7 @@ def secret_context(public_id: uuid.UUID) -> bytes:
 async def _clear_delivery_failed(conn: Connection, account: Account, public_id: uuid.UUID) -> None:
     """Clear the webhook's "Webhook Delivery Failed" alert (it was deleted or disabled).
     The other webhooks hear of it (alert.cleared); this one, no longer enabled, does not."""
-    await alerts.clear_alerts_except(conn, account.id, delivery_failed_key(public_id), [])
+    await alerts.clear_alerts(conn, account.id, [delivery_failed_key(public_id)])
 
 
 def _literal_allowed(url: str, settings: WebhookSettings) -> bool:
