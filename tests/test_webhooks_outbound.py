@@ -21,6 +21,7 @@ from tests.helpers.webhooks import (
     FAST,
     HOOKS,
     Receiver,
+    alert_webhook,
     create_hook,
     deliveries_in,
     get,
@@ -131,15 +132,7 @@ async def test_an_unusable_ca_file_claims_nothing(
     operator = host_operator("pytest")
     async with open_services(runtime_with(settings, db_dsn, missing)) as services:
         await services.accounts.create_account(operator, "Acme", "", False)
-        new = await services.webhooks.create(
-            operator,
-            "Acme",
-            url=receiver.url(),
-            events=["alert.raised"],
-            alert_types=[],
-            enabled=True,
-            description="",
-        )
+        new = await alert_webhook(services, operator, receiver.url())
         await services.webhooks.send_test(operator, "Acme", new.webhook.public_id)
         with pytest.raises(ConfigError, match=r"webhooks\.ca_file"):
             await services.deliveries.deliver_due()

@@ -19,7 +19,10 @@ import msgspec
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from satellite.api.context import Services
 from satellite.config import Settings, WebhookSettings
+from satellite.domain.access import Principal
+from satellite.services.webhooks import NewSecret
 from satellite.wiring import Runtime, create_app, load_runtime
 from tests.conftest import AiohttpClient, Api, Credentials, login
 
@@ -115,6 +118,23 @@ async def create_hook(api: Api, url: str, **fields: Any) -> tuple[str, str]:
     """A new webhook's id and secret."""
     answer = await ok(api, HOOKS, {"url": url, **fields})
     return answer["webhook"]["id"], answer["secret"]
+
+
+async def alert_webhook(
+    services: Services, operator: Principal, url: str, account: str = "Acme"
+) -> NewSecret:
+    """A new enabled webhook of ``account`` at ``url`` for raised alerts (of every type),
+    made through the services."""
+    new: NewSecret = await services.webhooks.create(
+        operator,
+        account,
+        url=url,
+        events=["alert.raised"],
+        alert_types=[],
+        enabled=True,
+        description="",
+    )
+    return new
 
 
 async def until(what: str, check: Callable[[], Awaitable[Any]]) -> Any:
