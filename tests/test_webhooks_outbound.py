@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import trustme
 
-from satellite.config import Settings, SyncSettings, WebhookSettings
+from satellite.config import Settings, WebhookSettings
 from satellite.domain.access import host_operator
 from satellite.errors import ConfigError
 from satellite.wiring import open_services
@@ -29,6 +29,7 @@ from tests.helpers.webhooks import (
     runtime_with,
     served,
     start_receiver,
+    through_proxy,
     until,
     verify,
 )
@@ -55,16 +56,7 @@ async def test_deliveries_go_through_the_configured_proxy_with_its_credentials(
     delivered: bool,
     aiohttp_client: AiohttpClient,
 ) -> None:
-    secret_file = tmp_path / "proxy-password"
-    secret_file.write_text(password + "\n")
-    proxied = msgspec.structs.replace(
-        settings,
-        sync=SyncSettings(
-            proxy_url=f"http://127.0.0.1:{auth_proxy}",
-            proxy_username="product",
-            proxy_password_file=str(secret_file),
-        ),
-    )
+    proxied = through_proxy(settings, auth_proxy, tmp_path / "proxy-password", password)
     admin, _ = await served(aiohttp_client, runtime_with(proxied, db_dsn, FAST), system_admin)
     await ok(admin, "/api/v1/accounts", {"name": "Acme"})
     hook, secret = await create_hook(admin, receiver.url())
@@ -160,16 +152,7 @@ async def test_an_https_receiver_is_reached_through_the_proxys_tunnel(
     authority.issue_cert("127.0.0.1").configure_cert(context)
     ca_file = tmp_path / "receiver-ca.pem"
     authority.cert_pem.write_to_path(str(ca_file))
-    password = tmp_path / "proxy-password"
-    password.write_text("s3cret\n")
-    proxied = msgspec.structs.replace(
-        settings,
-        sync=SyncSettings(
-            proxy_url=f"http://127.0.0.1:{auth_proxy}",
-            proxy_username="product",
-            proxy_password_file=str(password),
-        ),
-    )
+    proxied = through_proxy(settings, auth_proxy, tmp_path / "proxy-password", "s3cret")
     hooks = msgspec.structs.replace(FAST, allow_http=False, ca_file=str(ca_file))
     receiver = await start_receiver(tls=context)
     try:

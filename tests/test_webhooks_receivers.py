@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from msgspec.structs import replace
 
-from satellite.config import Settings, SyncSettings, WebhookSettings, parse_settings
+from satellite.config import Settings, WebhookSettings, parse_settings
 from satellite.errors import ConfigError
 from satellite.wiring import apply_live_settings
 from tests.conftest import AiohttpClient, Api, Credentials, new_client
@@ -25,6 +25,7 @@ from tests.helpers.webhooks import (
     ok,
     runtime_with,
     served,
+    through_proxy,
     until,
 )
 
@@ -115,16 +116,7 @@ async def test_through_a_proxy_the_receivers_host_is_checked(
     tmp_path: Any,
     aiohttp_client: AiohttpClient,
 ) -> None:
-    password = tmp_path / "proxy-password"
-    password.write_text("s3cret\n")
-    proxied = msgspec.structs.replace(
-        settings,
-        sync=SyncSettings(
-            proxy_url=f"http://127.0.0.1:{auth_proxy}",
-            proxy_username="product",
-            proxy_password_file=str(password),
-        ),
-    )
+    proxied = through_proxy(settings, auth_proxy, tmp_path / "proxy-password", "s3cret")
     hooks = msgspec.structs.replace(FAST, allowed_networks=["10.0.0.0/8"])
     admin = await admin_with(proxied, db_dsn, system_admin, aiohttp_client, hooks)
     hook, _ = await create_hook(admin, receiver.url().replace("127.0.0.1", "localhost"))

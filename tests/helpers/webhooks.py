@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from satellite.api.context import Services
-from satellite.config import Settings, WebhookSettings
+from satellite.config import Settings, SyncSettings, WebhookSettings
 from satellite.domain.access import Principal
 from satellite.services.webhooks import NewSecret
 from satellite.wiring import Runtime, create_app, load_runtime
@@ -92,6 +92,20 @@ async def start_receiver(port: int = 0, tls: ssl.SSLContext | None = None) -> Re
 
 def runtime_with(settings: Settings, db_dsn: str, hooks: WebhookSettings) -> Runtime:
     return load_runtime(msgspec.structs.replace(settings, webhooks=hooks), db_dsn)
+
+
+def through_proxy(settings: Settings, port: int, password_file: Path, password: str) -> Settings:
+    """``settings`` with outbound requests through the proxy on 127.0.0.1:``port`` as user
+    "product" with ``password`` (written to ``password_file``)."""
+    password_file.write_text(password + "\n")
+    return msgspec.structs.replace(
+        settings,
+        sync=SyncSettings(
+            proxy_url=f"http://127.0.0.1:{port}",
+            proxy_username="product",
+            proxy_password_file=str(password_file),
+        ),
+    )
 
 
 async def served(
