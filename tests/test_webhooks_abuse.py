@@ -27,13 +27,13 @@ from tests.helpers.webhooks import (
     HOOKS,
     WAIT_SECONDS,
     Receiver,
+    admin_with,
     alert_webhook,
     create_hook,
     deliveries_in,
     get,
     ok,
     runtime_with,
-    served,
     start_receiver,
     until,
 )
@@ -46,8 +46,7 @@ FLOOD = 100
 async def api(
     settings: Settings, db_dsn: str, system_admin: Credentials, aiohttp_client: AiohttpClient
 ) -> Api:
-    admin, _ = await served(aiohttp_client, runtime_with(settings, db_dsn, FAST), system_admin)
-    await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+    admin = await admin_with(settings, db_dsn, system_admin, aiohttp_client, FAST)
     return admin
 
 

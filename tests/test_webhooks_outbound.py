@@ -21,13 +21,13 @@ from tests.helpers.webhooks import (
     FAST,
     HOOKS,
     Receiver,
+    admin_with,
     alert_webhook,
     create_hook,
     deliveries_in,
     get,
     ok,
     runtime_with,
-    served,
     start_receiver,
     through_proxy,
     until,
@@ -57,8 +57,7 @@ async def test_deliveries_go_through_the_configured_proxy_with_its_credentials(
     aiohttp_client: AiohttpClient,
 ) -> None:
     proxied = through_proxy(settings, auth_proxy, tmp_path / "proxy-password", password)
-    admin, _ = await served(aiohttp_client, runtime_with(proxied, db_dsn, FAST), system_admin)
-    await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+    admin = await admin_with(proxied, db_dsn, system_admin, aiohttp_client, FAST)
     hook, secret = await create_hook(admin, receiver.url())
     await ok(admin, f"{HOOKS}/{hook}/test")
     if delivered:
@@ -96,8 +95,7 @@ async def test_a_receivers_certificate_is_verified(
     )
     receiver = await start_receiver(tls=context)
     try:
-        admin, _ = await served(aiohttp_client, runtime_with(settings, db_dsn, hooks), system_admin)
-        await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+        admin = await admin_with(settings, db_dsn, system_admin, aiohttp_client, hooks)
         url = receiver.url()
         assert url.startswith("https://127.0.0.1:")
         hook, _ = await create_hook(admin, url)
@@ -156,8 +154,7 @@ async def test_an_https_receiver_is_reached_through_the_proxys_tunnel(
     hooks = msgspec.structs.replace(FAST, allow_http=False, ca_file=str(ca_file))
     receiver = await start_receiver(tls=context)
     try:
-        admin, _ = await served(aiohttp_client, runtime_with(proxied, db_dsn, hooks), system_admin)
-        await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+        admin = await admin_with(proxied, db_dsn, system_admin, aiohttp_client, hooks)
         hook, secret = await create_hook(admin, receiver.url())
         await ok(admin, f"{HOOKS}/{hook}/test")
         await until("delivered", deliveries_in(admin, hook, "delivered"))

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from msgspec.structs import replace
 
-from satellite.config import Settings, WebhookSettings, parse_settings
+from satellite.config import Settings, parse_settings
 from satellite.errors import ConfigError
 from satellite.wiring import apply_live_settings
 from tests.conftest import AiohttpClient, Api, Credentials, new_client
@@ -19,6 +19,7 @@ from tests.helpers.webhooks import (
     FAST,
     HOOKS,
     Receiver,
+    admin_with,
     create_hook,
     deliveries_in,
     get,
@@ -28,18 +29,6 @@ from tests.helpers.webhooks import (
     through_proxy,
     until,
 )
-
-
-async def admin_with(
-    settings: Settings,
-    db_dsn: str,
-    creds: Credentials,
-    aiohttp_client: AiohttpClient,
-    hooks: WebhookSettings,
-) -> Api:
-    admin, _ = await served(aiohttp_client, runtime_with(settings, db_dsn, hooks), creds)
-    await ok(admin, "/api/v1/accounts", {"name": "Acme"})
-    return admin
 
 
 async def first_attempt(api: Api, hook: str) -> dict[str, Any]:

@@ -116,6 +116,19 @@ async def served(
     return await login(Api(client), creds), client
 
 
+async def admin_with(
+    settings: Settings,
+    db_dsn: str,
+    creds: Credentials,
+    aiohttp_client: AiohttpClient,
+    hooks: WebhookSettings,
+) -> Api:
+    """A system admin's client of the app served with ``hooks``, and the account Acme."""
+    admin, _ = await served(aiohttp_client, runtime_with(settings, db_dsn, hooks), creds)
+    await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+    return admin
+
+
 async def ok(api: Api, path: str, body: Any = None) -> Any:
     status, answer = await api.post(path, body)
     assert status == 200, (path, answer)
