@@ -294,24 +294,26 @@ async def totals_wrong(pgdata: Path) -> int:
         await conn.close()
 
 
-def make_agents(work: Path, base: str, products: int) -> list[Agent]:
-    agents = []
-    for n in range(products):
-        agent = Agent(work / "agents" / str(n))
-        state = agent.init(
-            Identity(
-                pid="BENCH",
-                serial_number=f"SN{n:07d}",
-                uuid=f"u{n}",
-                product_type="UCM",
-                product_version="15",
-            )
+def new_agent(work: Path, base: str, n: int) -> Agent:
+    """Product instance ``n``'s agent (its state under ``work``), pointed at ``base``."""
+    agent = Agent(work / "agents" / str(n))
+    state = agent.init(
+        Identity(
+            pid="BENCH",
+            serial_number=f"SN{n:07d}",
+            uuid=f"u{n}",
+            product_type="UCM",
+            product_version="15",
         )
-        state.transport.url = base
-        state.share_host_identity = False
-        agent.save(state)
-        agents.append(agent)
-    return agents
+    )
+    state.transport.url = base
+    state.share_host_identity = False
+    agent.save(state)
+    return agent
+
+
+def make_agents(work: Path, base: str, products: int) -> list[Agent]:
+    return [new_agent(work, base, n) for n in range(products)]
 
 
 def idle_line(daemon: int, pgdata: Path, seconds: float) -> str:

@@ -20,8 +20,9 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from satellite.api import product_instances as api
 from satellite.api.context import Services
@@ -124,24 +125,30 @@ async def run(settings: Settings, dsn: str, products: int, rounds: int) -> None:
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--products", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=10)
-    args = parser.parse_args()
+def on_one_connection(bench: Callable[[Settings, str], Coroutine[Any, Any, None]]) -> None:
+    """``bench(settings, dsn)`` against an embedded PostgreSQL in a new state directory on
+    /dev/shm (removed after), its pool one connection, so that every query runs in the one
+    backend whose CPU is read."""
     state = Path(tempfile.mkdtemp(prefix="satellite-bench-", dir="/dev/shm"))
     try:
         settings = Settings(
             state_dir=str(state),
             listen=["127.0.0.1:0"],
-            # One connection, so that every query runs in the one backend whose CPU is read.
             database=DatabaseSettings(pool_min_size=1, pool_max_size=1),
         )
         create_key_material(settings, [])
         with database_server(settings) as dsn:
-            asyncio.run(run(settings, dsn, args.products, args.rounds))
+            asyncio.run(bench(settings, dsn))
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--products", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    on_one_connection(lambda settings, dsn: run(settings, dsn, args.products, args.rounds))
 
 
 if __name__ == "__main__":

@@ -28,10 +28,9 @@ from pathlib import Path
 
 import asyncpg
 import uvloop
-from load import api, free_port, wait_ready
+from load import api, free_port, new_agent, serve, wait_ready
 
 from satellite_agent.client import Agent
-from satellite_agent.state import Identity
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -60,23 +59,6 @@ def cpu_seconds(daemon: int, pgdata: Path) -> tuple[float, float]:
         except (OSError, IndexError):
             continue  # ended meanwhile (and counted in the postmaster's)
     return _ticks(daemon, children_too=False) / CLOCK_TICKS, server / CLOCK_TICKS
-
-
-def new_agent(work: Path, base: str, n: int) -> Agent:
-    agent = Agent(work / "agents" / str(n))
-    state = agent.init(
-        Identity(
-            pid="BENCH",
-            serial_number=f"SN{n:07d}",
-            uuid=f"u{n}",
-            product_type="UCM",
-            product_version="15",
-        )
-    )
-    state.transport.url = base
-    state.share_host_identity = False
-    agent.save(state)
-    return agent
 
 
 async def register_all(agents: list[Agent], token: str, concurrency: int) -> float:
@@ -134,22 +116,7 @@ def main() -> None:
     config.write_text(
         "[limits.registrations]\nper_token = 100000000\nper_virtual_account = 100000000\n"
     )
-    exe = str(Path(sys.executable).parent / "satellite")
-    daemon = subprocess.Popen(
-        [
-            exe,
-            "--config",
-            str(config),
-            "--state-dir",
-            str(state),
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--plain-http",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    daemon = serve(state, port, config)
     base = f"http://127.0.0.1:{port}"
     pgdata = state / "pgdata"
     try:

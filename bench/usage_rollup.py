@@ -13,23 +13,17 @@ slowest), the CPU the database's backend spent per run (from /proc), and the row
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import os
-import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from product_list import backend_cpu_seconds
+from product_list import backend_cpu_seconds, on_one_connection
 
 from satellite.api.context import Services
-from satellite.config import DatabaseSettings, Settings
+from satellite.config import Settings
 from satellite.wiring import (
     apply_migrations,
-    create_key_material,
-    database_server,
     load_runtime,
     open_services,
 )
@@ -129,19 +123,7 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=10, help="per virtual account")
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    state = Path(tempfile.mkdtemp(prefix="satellite-bench-", dir="/dev/shm"))
-    try:
-        settings = Settings(
-            state_dir=str(state),
-            listen=["127.0.0.1:0"],
-            # One connection, so that every query runs in the one backend whose CPU is read.
-            database=DatabaseSettings(pool_min_size=1, pool_max_size=1),
-        )
-        create_key_material(settings, [])
-        with database_server(settings) as dsn:
-            asyncio.run(run(settings, dsn, args))
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+    on_one_connection(lambda settings, dsn: run(settings, dsn, args))
 
 
 if __name__ == "__main__":

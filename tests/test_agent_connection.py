@@ -130,6 +130,19 @@ async def test_over_https_the_first_nonce_comes_with_the_ca_certificate(
     assert len({port for _, _, port in seen[1:]}) == 1
 
 
+async def run_until_seen(agent: Agent, seen: Seen, count: int) -> None:
+    """The agent's runner (reporting usage of 1), until the server saw ``count`` requests
+    (at most 10 s), then stopped."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(Runner(agent, lambda: {ENHANCED: 1}).run(stop))
+    for _ in range(100):  # at most 10 s
+        if len(seen) >= count:
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+
+
 async def test_the_runners_duties_due_together_share_one_connection(
     admin: Api, runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -145,14 +158,7 @@ async def test_the_runners_duties_due_together_share_one_connection(
         state.authorization["renewAfter"] = due.isoformat()
         agent.save(state)
         del seen[:]
-        stop = asyncio.Event()
-        running = asyncio.create_task(Runner(agent, lambda: {ENHANCED: 1}).run(stop))
-        for _ in range(100):  # at most 10 s
-            if len(seen) >= 3:
-                break
-            await asyncio.sleep(0.1)
-        stop.set()
-        await asyncio.wait_for(running, 10)
+        await run_until_seen(agent, seen, 3)
     assert [path.rsplit("/", 1)[1] for _, path, _ in seen] == [
         *("registration", "authorization", "usage")
     ]
@@ -193,14 +199,7 @@ async def test_a_runner_inside_the_products_own_session_uses_it(
         agent = product(tmp_path, url)
         async with agent.connected():
             await agent.register(token)
-            stop = asyncio.Event()
-            running = asyncio.create_task(Runner(agent, lambda: {ENHANCED: 1}).run(stop))
-            for _ in range(100):  # at most 10 s
-                if len(seen) >= 3:
-                    break
-                await asyncio.sleep(0.1)
-            stop.set()
-            await asyncio.wait_for(running, 10)
+            await run_until_seen(agent, seen, 3)
     assert agent.state.usage == {ENHANCED: 1}
     assert [path.rsplit("/", 1)[1] for _, path, _ in seen] == [*("nonce", "register", "usage")]
     assert len({port for _, _, port in seen}) == 1

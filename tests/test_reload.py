@@ -15,11 +15,10 @@ from tests.helpers.daemon import (
     POLL,
     Daemon,
     base_env,
-    daemon_login,
     free_port,
     http,
     kill_daemon,
-    named_values,
+    printed_admin_login,
     start,
     wait_serving,
 )
@@ -96,11 +95,7 @@ def test_sighup_applies_a_changed_config_and_refuses_an_invalid_one(
     try:
         daemon = start(args, tmp_path / "logs", base_env(tmp_path))
         wait_serving(daemon, base)
-        (client_id,), (secret,) = (
-            named_values(daemon.out, "client_id"),
-            named_values(daemon.out, "client_secret"),
-        )
-        token = daemon_login(base, client_id, secret)
+        token = printed_admin_login(daemon, base)
         assert _tags(base, token) == [tag_a]
         assert http("POST", f"{base}/api/v1/accounts", {"name": "Acme"}, token=token)[0] == 200
         assert _http_webhook(base, token) == 422  # plain http:// needs webhooks.allow_http
@@ -180,11 +175,7 @@ def test_sighup_applies_changed_timers_to_new_work_and_to_the_jobs_schedule(
     try:
         daemon = start(args, tmp_path / "logs", base_env(tmp_path))
         wait_serving(daemon, base)
-        (client_id,), (secret,) = (
-            named_values(daemon.out, "client_id"),
-            named_values(daemon.out, "client_secret"),
-        )
-        token = daemon_login(base, client_id, secret)
+        token = printed_admin_login(daemon, base)
         assert http("POST", f"{base}/api/v1/accounts", {"name": "Acme"}, token=token)[0] == 200
         hour = dt.timedelta(hours=1)
         assert abs(_token_expires_in(base, token) - dt.timedelta(days=30)) < hour

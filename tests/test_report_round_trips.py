@@ -86,13 +86,7 @@ async def test_a_key_renewed_through_another_process_is_the_one_reports_verify_w
     await report(server, agent, {ENHANCED: 1})
     old = Agent(tmp_path / "old")
     shutil.copytree(agent.dir.path, old.dir.path)  # (the product's state and old key)
-    other = TestServer(create_app(runtime), host="127.0.0.1")
-    await other.start_server()
-    try:
-        use_server(agent, other)
-        await agent.renew_registration()
-    finally:
-        await other.close()
+    await renew_through_another_process(agent, runtime)
     use_server(agent, server)
 
     with pytest.raises(RequestRefused) as refused:
@@ -108,6 +102,18 @@ async def test_a_key_renewed_through_another_process_is_the_one_reports_verify_w
     status, body = await admin.post(ACCOUNT + "/licenses", {})
     assert status == 200, body
     assert [p["inUse"] for p in body["licenses"]] == [3]
+
+
+async def renew_through_another_process(agent: Agent, runtime: Runtime) -> None:
+    """The agent renews its registration (a new key) through a second server on the same
+    database; it is left pointed at that server, closed by then."""
+    other = TestServer(create_app(runtime), host="127.0.0.1")
+    await other.start_server()
+    try:
+        use_server(agent, other)
+        await agent.renew_registration()
+    finally:
+        await other.close()
 
 
 def use_server(agent: Agent, server: TestServer) -> None:
@@ -149,13 +155,7 @@ async def test_a_stale_nonce_signed_with_a_replaced_key_is_told_the_signature_is
     agent = await registered_agent(admin, server, tmp_path, "FCH0001")
     await report(server, agent, {ENHANCED: 1})
     old_key = agent.dir.load_key()
-    other = TestServer(create_app(runtime), host="127.0.0.1")
-    await other.start_server()
-    try:
-        use_server(agent, other)
-        await agent.renew_registration()
-    finally:
-        await other.close()
+    await renew_through_another_process(agent, runtime)
 
     product_id = agent.state.product_instance_id
     assert product_id is not None

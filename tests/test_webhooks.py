@@ -22,6 +22,7 @@ from tests.helpers.webhooks import (
     FAST,
     HOOKS,
     Receiver,
+    admin_with,
     create_hook,
     deliveries_in,
     documented_verifier,
@@ -42,8 +43,7 @@ async def api(
     system_admin: Credentials,
     aiohttp_client: AiohttpClient,
 ) -> Api:
-    admin, _ = await served(aiohttp_client, runtime_with(settings, db_dsn, FAST), system_admin)
-    await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+    admin = await admin_with(settings, db_dsn, system_admin, aiohttp_client, FAST)
     await ok(admin, ACCOUNT + "/virtual-accounts", {"name": "Voice"})
     return admin
 
@@ -197,8 +197,7 @@ async def test_give_up_after_the_configured_age_raises_an_alert(
     aiohttp_client: AiohttpClient,
 ) -> None:
     soon = msgspec.structs.replace(FAST, give_up_after_hours=0.5 / 3600)  # half a second
-    admin, _ = await served(aiohttp_client, runtime_with(settings, db_dsn, soon), system_admin)
-    await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+    admin = await admin_with(settings, db_dsn, system_admin, aiohttp_client, soon)
     hook, _ = await create_hook(admin, receiver.url())
     receiver.answers = [503] * 1000
     await ok(admin, f"{HOOKS}/{hook}/test")

@@ -27,12 +27,13 @@ from tests.helpers.webhooks import (
     HOOKS,
     WAIT_SECONDS,
     Receiver,
+    admin_with,
+    alert_webhook,
     create_hook,
     deliveries_in,
     get,
     ok,
     runtime_with,
-    served,
     start_receiver,
     until,
 )
@@ -45,22 +46,8 @@ FLOOD = 100
 async def api(
     settings: Settings, db_dsn: str, system_admin: Credentials, aiohttp_client: AiohttpClient
 ) -> Api:
-    admin, _ = await served(aiohttp_client, runtime_with(settings, db_dsn, FAST), system_admin)
-    await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+    admin = await admin_with(settings, db_dsn, system_admin, aiohttp_client, FAST)
     return admin
-
-
-async def _webhook(services: Any, account: str, url: str) -> NewSecret:
-    new: NewSecret = await services.webhooks.create(
-        OPERATOR,
-        account,
-        url=url,
-        events=["alert.raised"],
-        alert_types=[],
-        enabled=True,
-        description="",
-    )
-    return new
 
 
 async def _flood(services: Any, new: NewSecret, count: int) -> None:
@@ -89,8 +76,8 @@ async def test_a_flooded_webhook_does_not_delay_another_accounts_delivery(
         async with open_services(runtime_with(settings, db_dsn, hooks)) as services:
             for name in ("Acme", "Victim"):
                 await services.accounts.create_account(OPERATOR, name, "", False)
-            flooded = await _webhook(services, "Acme", tarpit.url())
-            victim = await _webhook(services, "Victim", receiver.url())
+            flooded = await alert_webhook(services, OPERATOR, tarpit.url())
+            victim = await alert_webhook(services, OPERATOR, receiver.url(), "Victim")
             await _flood(services, flooded, FLOOD)
             worker = DeliveryWorker(services.deliveries)
             worker.start()
@@ -121,7 +108,7 @@ async def test_beyond_the_cap_the_oldest_waiting_deliveries_are_dropped(
     hooks = msgspec.structs.replace(FAST, max_pending_per_webhook=3)
     async with open_services(runtime_with(settings, db_dsn, hooks)) as services:
         await services.accounts.create_account(OPERATOR, "Acme", "", False)
-        new = await _webhook(services, "Acme", receiver.url())
+        new = await alert_webhook(services, OPERATOR, receiver.url())
         await _flood(services, new, 10)
         with structlog.testing.capture_logs() as logs:
             await services.deliveries.deliver_due()
@@ -224,7 +211,7 @@ async def test_a_mail_server_answering_slowly_is_cut_at_the_attempts_timeout(
     try:
         async with open_services(runtime_with(slow, db_dsn, FAST)) as services:
             await services.accounts.create_account(OPERATOR, "Acme", "", False)
-            new = await _webhook(services, "Acme", "mailto:licensing@example.com")
+            new = await alert_webhook(services, OPERATOR, "mailto:licensing@example.com")
             await services.webhooks.send_test(OPERATOR, "Acme", new.webhook.public_id)
             await services.deliveries.deliver_due()
             async with services.db.connection() as conn:

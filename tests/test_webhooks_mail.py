@@ -24,12 +24,11 @@ from tests.helpers.daemon import free_port
 from tests.helpers.webhooks import (
     FAST,
     HOOKS,
+    admin_with,
     create_hook,
     deliveries_in,
     get,
     ok,
-    runtime_with,
-    served,
     until,
 )
 
@@ -68,8 +67,7 @@ def with_smtp(settings: Settings, port: int) -> Settings:
 async def mail_api(
     aiohttp_client: AiohttpClient, settings: Settings, db_dsn: str, creds: Credentials
 ) -> Api:
-    admin, _ = await served(aiohttp_client, runtime_with(settings, db_dsn, FAST), creds)
-    await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+    admin = await admin_with(settings, db_dsn, creds, aiohttp_client, FAST)
     return admin
 
 

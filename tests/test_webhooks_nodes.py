@@ -16,7 +16,7 @@ from satellite.domain.access import host_operator
 from satellite.scheduler.deliveries import DeliveryWorker
 from satellite.storage import webhooks as queue
 from satellite.wiring import open_services
-from tests.helpers.webhooks import FAST, Receiver, runtime_with, verify
+from tests.helpers.webhooks import FAST, Receiver, alert_webhook, runtime_with, verify
 
 OPERATOR = host_operator("pytest")
 
@@ -32,15 +32,7 @@ async def test_two_nodes_deliver_each_delivery_once(
         open_services(runtime_with(node_b, db_dsn, hooks)) as b,
     ):
         await a.accounts.create_account(OPERATOR, "Acme", "", False)
-        new = await a.webhooks.create(
-            OPERATOR,
-            "Acme",
-            url=receiver.url(),
-            events=["alert.raised"],
-            alert_types=[],
-            enabled=True,
-            description="",
-        )
+        new = await alert_webhook(a, OPERATOR, receiver.url())
         # (Six alerts' deliveries: a webhook has one test delivery waiting at most.)
         async with a.db.transaction() as conn:
             queued = [
@@ -90,15 +82,7 @@ async def test_a_delivery_leased_by_a_dead_node_waits_for_its_lease(
 
 async def _queued_test(services: Services, receiver: Receiver) -> int:
     await services.accounts.create_account(OPERATOR, "Acme", "", False)
-    new = await services.webhooks.create(
-        OPERATOR,
-        "Acme",
-        url=receiver.url(),
-        events=["alert.raised"],
-        alert_types=[],
-        enabled=True,
-        description="",
-    )
+    new = await alert_webhook(services, OPERATOR, receiver.url())
     return await services.webhooks.send_test(OPERATOR, "Acme", new.webhook.public_id)
 
 

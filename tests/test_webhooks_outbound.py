@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import trustme
 
-from satellite.config import Settings, SyncSettings, WebhookSettings
+from satellite.config import Settings, WebhookSettings
 from satellite.domain.access import host_operator
 from satellite.errors import ConfigError
 from satellite.wiring import open_services
@@ -21,13 +21,15 @@ from tests.helpers.webhooks import (
     FAST,
     HOOKS,
     Receiver,
+    admin_with,
+    alert_webhook,
     create_hook,
     deliveries_in,
     get,
     ok,
     runtime_with,
-    served,
     start_receiver,
+    through_proxy,
     until,
     verify,
 )
@@ -54,18 +56,8 @@ async def test_deliveries_go_through_the_configured_proxy_with_its_credentials(
     delivered: bool,
     aiohttp_client: AiohttpClient,
 ) -> None:
-    secret_file = tmp_path / "proxy-password"
-    secret_file.write_text(password + "\n")
-    proxied = msgspec.structs.replace(
-        settings,
-        sync=SyncSettings(
-            proxy_url=f"http://127.0.0.1:{auth_proxy}",
-            proxy_username="product",
-            proxy_password_file=str(secret_file),
-        ),
-    )
-    admin, _ = await served(aiohttp_client, runtime_with(proxied, db_dsn, FAST), system_admin)
-    await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+    proxied = through_proxy(settings, auth_proxy, tmp_path / "proxy-password", password)
+    admin = await admin_with(proxied, db_dsn, system_admin, aiohttp_client, FAST)
     hook, secret = await create_hook(admin, receiver.url())
     await ok(admin, f"{HOOKS}/{hook}/test")
     if delivered:
@@ -103,8 +95,7 @@ async def test_a_receivers_certificate_is_verified(
     )
     receiver = await start_receiver(tls=context)
     try:
-        admin, _ = await served(aiohttp_client, runtime_with(settings, db_dsn, hooks), system_admin)
-        await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+        admin = await admin_with(settings, db_dsn, system_admin, aiohttp_client, hooks)
         url = receiver.url()
         assert url.startswith("https://127.0.0.1:")
         hook, _ = await create_hook(admin, url)
@@ -131,15 +122,7 @@ async def test_an_unusable_ca_file_claims_nothing(
     operator = host_operator("pytest")
     async with open_services(runtime_with(settings, db_dsn, missing)) as services:
         await services.accounts.create_account(operator, "Acme", "", False)
-        new = await services.webhooks.create(
-            operator,
-            "Acme",
-            url=receiver.url(),
-            events=["alert.raised"],
-            alert_types=[],
-            enabled=True,
-            description="",
-        )
+        new = await alert_webhook(services, operator, receiver.url())
         await services.webhooks.send_test(operator, "Acme", new.webhook.public_id)
         with pytest.raises(ConfigError, match=r"webhooks\.ca_file"):
             await services.deliveries.deliver_due()
@@ -167,21 +150,11 @@ async def test_an_https_receiver_is_reached_through_the_proxys_tunnel(
     authority.issue_cert("127.0.0.1").configure_cert(context)
     ca_file = tmp_path / "receiver-ca.pem"
     authority.cert_pem.write_to_path(str(ca_file))
-    password = tmp_path / "proxy-password"
-    password.write_text("s3cret\n")
-    proxied = msgspec.structs.replace(
-        settings,
-        sync=SyncSettings(
-            proxy_url=f"http://127.0.0.1:{auth_proxy}",
-            proxy_username="product",
-            proxy_password_file=str(password),
-        ),
-    )
+    proxied = through_proxy(settings, auth_proxy, tmp_path / "proxy-password", "s3cret")
     hooks = msgspec.structs.replace(FAST, allow_http=False, ca_file=str(ca_file))
     receiver = await start_receiver(tls=context)
     try:
-        admin, _ = await served(aiohttp_client, runtime_with(proxied, db_dsn, hooks), system_admin)
-        await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+        admin = await admin_with(proxied, db_dsn, system_admin, aiohttp_client, hooks)
         hook, secret = await create_hook(admin, receiver.url())
         await ok(admin, f"{HOOKS}/{hook}/test")
         await until("delivered", deliveries_in(admin, hook, "delivered"))

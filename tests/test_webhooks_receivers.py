@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from msgspec.structs import replace
 
-from satellite.config import Settings, SyncSettings, WebhookSettings, parse_settings
+from satellite.config import Settings, parse_settings
 from satellite.errors import ConfigError
 from satellite.wiring import apply_live_settings
 from tests.conftest import AiohttpClient, Api, Credentials, new_client
@@ -19,26 +19,16 @@ from tests.helpers.webhooks import (
     FAST,
     HOOKS,
     Receiver,
+    admin_with,
     create_hook,
     deliveries_in,
     get,
     ok,
     runtime_with,
     served,
+    through_proxy,
     until,
 )
-
-
-async def admin_with(
-    settings: Settings,
-    db_dsn: str,
-    creds: Credentials,
-    aiohttp_client: AiohttpClient,
-    hooks: WebhookSettings,
-) -> Api:
-    admin, _ = await served(aiohttp_client, runtime_with(settings, db_dsn, hooks), creds)
-    await ok(admin, "/api/v1/accounts", {"name": "Acme"})
-    return admin
 
 
 async def first_attempt(api: Api, hook: str) -> dict[str, Any]:
@@ -115,16 +105,7 @@ async def test_through_a_proxy_the_receivers_host_is_checked(
     tmp_path: Any,
     aiohttp_client: AiohttpClient,
 ) -> None:
-    password = tmp_path / "proxy-password"
-    password.write_text("s3cret\n")
-    proxied = msgspec.structs.replace(
-        settings,
-        sync=SyncSettings(
-            proxy_url=f"http://127.0.0.1:{auth_proxy}",
-            proxy_username="product",
-            proxy_password_file=str(password),
-        ),
-    )
+    proxied = through_proxy(settings, auth_proxy, tmp_path / "proxy-password", "s3cret")
     hooks = msgspec.structs.replace(FAST, allowed_networks=["10.0.0.0/8"])
     admin = await admin_with(proxied, db_dsn, system_admin, aiohttp_client, hooks)
     hook, _ = await create_hook(admin, receiver.url().replace("127.0.0.1", "localhost"))

@@ -16,7 +16,7 @@ from satellite.domain.access import host_operator
 from satellite.domain.webhooks import DELIVERY_FAILED
 from satellite.services.webhooks import WebhookChange
 from satellite.wiring import open_services
-from tests.helpers.webhooks import FAST, WAIT_SECONDS, Receiver, runtime_with
+from tests.helpers.webhooks import FAST, WAIT_SECONDS, Receiver, alert_webhook, runtime_with
 
 OPERATOR = host_operator("pytest")
 
@@ -28,15 +28,7 @@ async def open_failed_alerts(services: Services) -> list[str]:
 
 async def give_up_once(services: Services, url: str) -> uuid.UUID:
     """A webhook at ``url`` whose test delivery was given up; its id."""
-    new = await services.webhooks.create(
-        OPERATOR,
-        "Acme",
-        url=url,
-        events=["alert.raised"],
-        alert_types=[],
-        enabled=True,
-        description="",
-    )
+    new = await alert_webhook(services, OPERATOR, url)
     hook = new.webhook.public_id
     await services.webhooks.send_test(OPERATOR, "Acme", hook)
     deadline = time.monotonic() + WAIT_SECONDS

@@ -16,7 +16,7 @@ from satellite.domain.access import host_operator
 from satellite.scheduler.deliveries import DeliveryWorker
 from satellite.wiring import open_services
 from tests.conftest import dsn_for
-from tests.helpers.webhooks import FAST, Receiver, runtime_with
+from tests.helpers.webhooks import FAST, Receiver, alert_webhook, runtime_with
 
 WAIT_SECONDS = 20.0
 
@@ -41,15 +41,7 @@ async def test_a_database_outage_is_logged_once_and_deliveries_wait(
     operator = host_operator("pytest")
     async with open_services(runtime_with(settings, db_dsn, FAST)) as services:
         await services.accounts.create_account(operator, "Acme", "", False)
-        new = await services.webhooks.create(
-            operator,
-            "Acme",
-            url=receiver.url(),
-            events=["alert.raised"],
-            alert_types=[],
-            enabled=True,
-            description="",
-        )
+        new = await alert_webhook(services, operator, receiver.url())
         worker = DeliveryWorker(services.deliveries)
         with structlog.testing.capture_logs() as logs:
             await _refuse_connections(pg_server, db_dsn, True)

@@ -204,6 +204,15 @@ def daemon_login(base: str, client_id: str, client_secret: str, ca: Path | None 
     return token
 
 
+def printed_admin_login(daemon: Daemon, base: str) -> str:
+    """A token of the one system admin whose credentials the daemon's first start printed."""
+    (client_id,), (secret,) = (
+        named_values(daemon.out, "client_id"),
+        named_values(daemon.out, "client_secret"),
+    )
+    return daemon_login(base, client_id, secret)
+
+
 def wait_serving(daemon: Daemon, base: str, path: str = "/healthz") -> None:
     """Until ``base + path`` answers 200 (bounded by START_TIMEOUT); the daemon must not
     exit meanwhile."""

@@ -19,7 +19,10 @@ import msgspec
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from satellite.config import Settings, WebhookSettings
+from satellite.api.context import Services
+from satellite.config import Settings, SyncSettings, WebhookSettings
+from satellite.domain.access import Principal
+from satellite.services.webhooks import NewSecret
 from satellite.wiring import Runtime, create_app, load_runtime
 from tests.conftest import AiohttpClient, Api, Credentials, login
 
@@ -91,12 +94,39 @@ def runtime_with(settings: Settings, db_dsn: str, hooks: WebhookSettings) -> Run
     return load_runtime(msgspec.structs.replace(settings, webhooks=hooks), db_dsn)
 
 
+def through_proxy(settings: Settings, port: int, password_file: Path, password: str) -> Settings:
+    """``settings`` with outbound requests through the proxy on 127.0.0.1:``port`` as user
+    "product" with ``password`` (written to ``password_file``)."""
+    password_file.write_text(password + "\n")
+    return msgspec.structs.replace(
+        settings,
+        sync=SyncSettings(
+            proxy_url=f"http://127.0.0.1:{port}",
+            proxy_username="product",
+            proxy_password_file=str(password_file),
+        ),
+    )
+
+
 async def served(
     aiohttp_client: AiohttpClient, runtime: Runtime, creds: Credentials
 ) -> tuple[Api, TestClient[Any, Any]]:
     """The app with its webhook worker (no scheduled jobs), and a system admin's client."""
     client = await aiohttp_client(create_app(runtime, deliveries=True))
     return await login(Api(client), creds), client
+
+
+async def admin_with(
+    settings: Settings,
+    db_dsn: str,
+    creds: Credentials,
+    aiohttp_client: AiohttpClient,
+    hooks: WebhookSettings,
+) -> Api:
+    """A system admin's client of the app served with ``hooks``, and the account Acme."""
+    admin, _ = await served(aiohttp_client, runtime_with(settings, db_dsn, hooks), creds)
+    await ok(admin, "/api/v1/accounts", {"name": "Acme"})
+    return admin
 
 
 async def ok(api: Api, path: str, body: Any = None) -> Any:
@@ -115,6 +145,23 @@ async def create_hook(api: Api, url: str, **fields: Any) -> tuple[str, str]:
     """A new webhook's id and secret."""
     answer = await ok(api, HOOKS, {"url": url, **fields})
     return answer["webhook"]["id"], answer["secret"]
+
+
+async def alert_webhook(
+    services: Services, operator: Principal, url: str, account: str = "Acme"
+) -> NewSecret:
+    """A new enabled webhook of ``account`` at ``url`` for raised alerts (of every type),
+    made through the services."""
+    new: NewSecret = await services.webhooks.create(
+        operator,
+        account,
+        url=url,
+        events=["alert.raised"],
+        alert_types=[],
+        enabled=True,
+        description="",
+    )
+    return new
 
 
 async def until(what: str, check: Callable[[], Awaitable[Any]]) -> Any:
