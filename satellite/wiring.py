@@ -255,11 +255,15 @@ def build_services(
 
 def job_interval(timers: TimerSettings, job: str) -> dt.timedelta:
     """How often the scheduler runs ``job``."""
-    minutes = {
-        "sync": timers.sync_interval_minutes,
-        "usage-rollup": timers.usage_rollup_minutes,
-    }.get(job, timers.jobs_interval_minutes)
-    return dt.timedelta(minutes=minutes)
+    return _own_intervals(timers).get(job, dt.timedelta(minutes=timers.jobs_interval_minutes))
+
+
+def _own_intervals(timers: TimerSettings) -> dict[str, dt.timedelta]:
+    """The jobs with an interval of their own (the others: ``jobs_interval_minutes``)."""
+    return {
+        "sync": dt.timedelta(minutes=timers.sync_interval_minutes),
+        "usage-rollup": dt.timedelta(minutes=timers.usage_rollup_minutes),
+    }
 
 
 def job_timing(
@@ -269,8 +273,8 @@ def job_timing(
     own, and the seconds a job's run may start late at random."""
     timers = settings.timers
     return (
-        job_interval(timers, "expire-registrations"),
-        {name: job_interval(timers, name) for name in ("sync", "usage-rollup")},
+        dt.timedelta(minutes=timers.jobs_interval_minutes),
+        _own_intervals(timers),
         # (at most half the interval: a run never slides into the next one)
         {"sync": min(settings.sync.jitter_seconds, timers.sync_interval_minutes * 30)},
     )

@@ -40,6 +40,7 @@ import structlog
 
 from satellite import systemd
 from satellite.config import Settings
+from satellite.crypto.keys import replace_file
 from satellite.daemon import WorkerPart, watchdog_loop
 from satellite.errors import ConfigError, SatelliteError
 from satellite.http.metrics import MULTIPROCESS_DIR
@@ -261,7 +262,8 @@ async def run_parent(
     def prepare() -> None:
         run_dir.mkdir(mode=0o700, exist_ok=True)
         metrics_dir.mkdir(exist_ok=True)
-        _write_private(settings_file, encoded_settings)
+        # (The settings may hold the database's password: this user's alone.)
+        replace_file(settings_file, encoded_settings, 0o600)
         if supervisor is not None and not status_file.exists():  # (else _share_status's)
             _write_status(status_file, supervisor.status())
 
@@ -341,17 +343,6 @@ def _start_watchdog(db: Database, runtime: Runtime) -> asyncio.Task[None] | None
     return asyncio.create_task(watchdog_loop(ready, interval, not_ready))
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Whole or not at all (the settings may hold the database's password: this user's
-    alone, as the run directory is)."""
-    part = path.with_suffix(".part")
-    part.unlink(missing_ok=True)
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
-    part.replace(path)
-
-
 def started_settings() -> Settings:
     """In a worker: the settings the daemon started with (a worker started again later
     serves as the others do, whatever the config file says now: satellite.reload tells what
@@ -363,10 +354,7 @@ def started_settings() -> Settings:
 
 
 def _write_status(path: Path, status: SupervisorStatus) -> None:
-    """Whole or not at all: a worker reads it at any moment."""
-    part = path.with_suffix(".part")
-    part.write_bytes(msgspec.json.encode(status))
-    part.replace(path)
+    replace_file(path, msgspec.json.encode(status), 0o600)  # (a worker reads it at any moment)
 
 
 async def _share_status(supervisor: PostgresSupervisor, path: Path) -> None:

@@ -253,26 +253,8 @@ class LicenseService:
         """The positions of these virtual accounts (of any accounts) at ``now`` (None: this
         moment), by virtual account id, within the caller's connection: four queries
         however many virtual accounts there are."""
-        day = self.date_at(now)
-        ids = [va.id for va in vas]
-        lines = await licenses.lines_by_virtual_account(conn, ids)
-        in_use = await usage_totals.in_use_by_virtual_account(
-            conn, ids, dt.datetime.now(dt.UTC) if now is None else now
-        )
-        reserved = await reservations.reserved_by_virtual_account(conn, ids, day)
-        exported = await export_keys.granted_by_virtual_account(conn, ids)
-        return {
-            va.id: positions_for_virtual_account(
-                va.name,
-                self._catalog,
-                lines.get(va.id, []),
-                day,
-                reserved=reserved.get(va.id, {}),
-                in_use=in_use.get(va.id, {}),
-                exported=exported.get(va.id, {}),
-            )
-            for va in vas
-        }
+        states = await self._pool_states(conn, [va.id for va in vas], now)
+        return {va.id: self.state_positions(va.name, states[va.id], now) for va in vas}
 
     async def all_positions(self, conn: Connection) -> list[tuple[str, Position]]:
         """Every account's (virtual account, tag) positions as ``positions`` counts them,
@@ -296,15 +278,27 @@ class LicenseService:
         """What one virtual account's positions at ``now`` (None: this moment) are computed
         from, within the caller's transaction. (A usage report reads them with its usage
         statement: storage/usage_report.py.)"""
-        lines = await licenses.lines_of_virtual_account(conn, va_id)
-        counted = await usage_totals.in_use_by_virtual_account(
-            conn, [va_id], dt.datetime.now(dt.UTC) if now is None else now
+        return (await self._pool_states(conn, [va_id], now))[va_id]
+
+    async def _pool_states(
+        self, conn: Connection, va_ids: list[int], now: dt.datetime | None
+    ) -> dict[int, PoolState]:
+        """``pool_state`` of each of these virtual accounts, by id, in four queries."""
+        lines = await licenses.lines_by_virtual_account(conn, va_ids)
+        in_use = await usage_totals.in_use_by_virtual_account(
+            conn, va_ids, dt.datetime.now(dt.UTC) if now is None else now
         )
-        in_use = counted.get(va_id, {})
-        day = self.date_at(now)
-        reserved = await reservations.reserved_by_virtual_account(conn, [va_id], day)
-        exported = await export_keys.granted_by_virtual_account(conn, [va_id])
-        return PoolState(lines, reserved.get(va_id, {}), in_use, exported.get(va_id, {}))
+        reserved = await reservations.reserved_by_virtual_account(conn, va_ids, self.date_at(now))
+        exported = await export_keys.granted_by_virtual_account(conn, va_ids)
+        return {
+            va_id: PoolState(
+                lines.get(va_id, []),
+                reserved.get(va_id, {}),
+                in_use.get(va_id, {}),
+                exported.get(va_id, {}),
+            )
+            for va_id in va_ids
+        }
 
     def state_positions(
         self, va_name: str, state: PoolState, now: dt.datetime | None = None

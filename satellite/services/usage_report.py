@@ -43,9 +43,10 @@ from satellite_protocol.catalog import Catalog
 
 log = structlog.get_logger(__name__)
 
-# Tries of a report's statement: a key known here that was replaced since (the product
-# renewed its registration through another process) is read again once.
-_ATTEMPTS = 2
+
+class _StaleKey(Exception):
+    """The key this process last saw may no longer be the product's (nothing was
+    written): the report is tried once more with its key read again."""
 
 
 class _Passed(Exception):
@@ -76,54 +77,68 @@ class UsageReports:
     ) -> dict[str, str]:
         envelope = self._envelope
         header = envelope.signed_header(product_instance_id, message)
-        jwk = envelope.known_key(product_instance_id)
-        for _ in range(_ATTEMPTS):
-            fresh = jwk is None
-            if jwk is None:
-                jwk = await self._stored_key(product_instance_id)
+        known = envelope.known_key(product_instance_id)
+        if known is not None:
             try:
-                payload = envelope.verify(message, jwk)
-            except BadSignature:
+                return await self._report(product_instance_id, message, path, header, known)
+            except _StaleKey:
+                # (The product renewed its registration through another process since.)
                 envelope.forget_key(product_instance_id)
-                if fresh:
-                    raise
-                jwk = None  # (maybe replaced since this process saw it)
-                continue
-            envelope.remember_key(product_instance_id, jwk)
-            try:
-                nonce = envelope.check_nonce(header, path)
-            except (BadNonce, BadSignature):
-                if not fresh:  # (the key known here may be one the product no longer has)
-                    await self._refuse(product_instance_id, message, path)
+        stored = await self._stored_key(product_instance_id)
+        return await self._report(product_instance_id, message, path, header, stored, fresh=True)
+
+    async def _report(
+        self,
+        product_instance_id: str,
+        message: dict[str, Any],
+        path: str,
+        header: dict[str, Any],
+        jwk: dict[str, Any],
+        *,
+        fresh: bool = False,
+    ) -> dict[str, str]:
+        """The report, verified with ``jwk``: the key just read (``fresh``), else the one
+        this process last saw, which raises _StaleKey where it may be no longer the key."""
+        envelope = self._envelope
+        try:
+            payload = envelope.verify(message, jwk)
+        except BadSignature:
+            envelope.forget_key(product_instance_id)
+            if fresh:
                 raise
-            try:
-                report = envelope.decode(payload, wire.UsageReport)
-                usage = reported_usage(report, self._catalog, self._max_usage_tags)
-            except InvalidInput:
-                # (What the envelope refuses comes first, as for every signed request.)
+            raise _StaleKey from None
+        envelope.remember_key(product_instance_id, jwk)
+        try:
+            nonce = envelope.check_nonce(header, path)
+        except (BadNonce, BadSignature):
+            if not fresh:  # (the key known here may be one the product no longer has)
                 await self._refuse(product_instance_id, message, path)
-                raise
-            now = utc_now()
-            async with self._db.connection() as conn:
-                done = await usage_report.report_usage(
-                    conn,
-                    product_instance_id,
-                    jwk=jwk,
-                    nonce=nonce,
-                    forget_host=withholds_host(header),
-                    usage=usage,
-                    now=now,
-                    day=self._licenses.date_at(now),
-                    pool_lock_base=POOL_ALERT_LOCK_BASE,
-                )
-            if isinstance(done, Reported):
-                return await self._answer(done, usage, nonce, path, now)
-            if done.reason == "another key" and not fresh:
-                envelope.forget_key(product_instance_id)
-                jwk = None
-                continue
+            raise
+        try:
+            report = envelope.decode(payload, wire.UsageReport)
+            usage = reported_usage(report, self._catalog, self._max_usage_tags)
+        except InvalidInput:
+            # (What the envelope refuses comes first, as for every signed request.)
             await self._refuse(product_instance_id, message, path)
-            break
+            raise
+        now = utc_now()
+        async with self._db.connection() as conn:
+            done = await usage_report.report_usage(
+                conn,
+                product_instance_id,
+                jwk=jwk,
+                nonce=nonce,
+                forget_host=withholds_host(header),
+                usage=usage,
+                now=now,
+                day=self._licenses.date_at(now),
+                pool_lock_base=POOL_ALERT_LOCK_BASE,
+            )
+        if isinstance(done, Reported):
+            return await self._answer(done, usage, nonce, path, now)
+        if done.reason == "another key" and not fresh:
+            raise _StaleKey
+        await self._refuse(product_instance_id, message, path)
         # The product changed between two statements, each seeing it refuse for another
         # reason: nothing was written.
         raise DatabaseBusy("the product instance changed meanwhile (nothing was changed): retry")
