@@ -364,10 +364,9 @@ def worker_count(workers: Workers | str, cores: int | None = None, name: str = "
         if cores is None:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         return min(cores, AUTO_WORKERS_MAX) if cores > AUTO_WORKERS_ABOVE else 1
-    try:
-        count = int(workers)
-    except ValueError:
-        count = 0
+    # (ASCII digits only: int() would also take " 2" or another script's digits.)
+    text = str(workers)
+    count = int(text) if text.isascii() and text.isdigit() else 0
     if not 1 <= count <= MAX_WORKERS:
         raise ConfigError(f'{name}: {workers!r} is not "auto" or a number of 1 to {MAX_WORKERS}')
     return count

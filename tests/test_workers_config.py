@@ -25,7 +25,9 @@ from tests.helpers.daemon import START_TIMEOUT, base_env, free_port
 from tests.test_backup import as_role
 
 
-@pytest.mark.parametrize("value", ["0", "65", "many", "-1"])
+@pytest.mark.parametrize(
+    "value", ["0", "65", "many", "-1", " 2", "\uff11", "", "99999999999999999999"]
+)
 def test_a_bad_workers_value_is_one_line(tmp_path: Path, value: str) -> None:
     done = subprocess.run(
         [satellite_exe(), "serve", "--state-dir", str(tmp_path / "state"), "--workers", value],
