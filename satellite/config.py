@@ -315,6 +315,8 @@ class Settings(_Section):
     node_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     # Processes that serve the listen addresses (``satellite serve --workers``).
     workers: Workers = "auto"
+    # How long the parent waits for a worker told to stop (SIGTERM) before it kills it.
+    workers_stop_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 20.0
     tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     timers: TimerSettings = msgspec.field(default_factory=TimerSettings)

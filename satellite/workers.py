@@ -64,7 +64,6 @@ SETTINGS_ENV = "SATELLITE_WORKER_SETTINGS"  # the settings the daemon started wi
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # systemd's: the parent's
 
 STATUS_SECONDS = 0.25  # how often the parent looks at the supervisor's status
-STOP_SECONDS = 20.0  # a worker's graceful stop (its runner waits up to 10 s for requests)
 START_SECONDS = 120.0  # from a worker's start until it listens
 RESTART_BACKOFF = Backoff(0.5, 10.0)
 STEADY_SECONDS = 30.0  # a worker that ran this long before it exited was not failing
@@ -96,14 +95,17 @@ class Workers:
         command: Callable[[int], list[str]],
         env: dict[str, str],
         prepare: Callable[[], None],
+        stop_seconds: float,
     ) -> None:
         """``command``: worker I's command line; ``env``: its environment; ``prepare``:
         writes the files a worker reads at its start (before each start: a cleaner of /tmp
-        may have removed those of the daemon's start since)."""
+        may have removed those of the daemon's start since); ``stop_seconds``: how long a
+        worker told to stop may take."""
         self._workers = [_Worker(index) for index in range(count)]
         self._command = command
         self._env = env
         self._prepare = prepare
+        self._stop_seconds = stop_seconds
         self._stopping = False
         self.failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._tasks: list[asyncio.Task[None]] = []
@@ -140,7 +142,9 @@ class Workers:
                 worker.pending.append(signum)
 
     async def stop(self) -> None:
-        """SIGTERM to every worker; SIGKILL to those still running after STOP_SECONDS."""
+        """SIGTERM to every worker; SIGKILL to those still running after ``stop_seconds``
+        (``workers_stop_seconds``: its runner waits up to 10 s for the requests it
+        answers, worker 0 also for a webhook delivery under way)."""
         self._stopping = True
         # (First no more starts: then every process there is gets the signal.)
         for task in self._tasks:
@@ -151,10 +155,10 @@ class Workers:
             _send(worker, signal.SIGTERM)  # (starting or not: its default action ends it)
         waits = [asyncio.create_task(p.wait()) for p in running]
         if waits:
-            await asyncio.wait(waits, timeout=STOP_SECONDS)
+            await asyncio.wait(waits, timeout=self._stop_seconds)
         for process in running:
             if process.returncode is None:
-                log.error("daemon.worker_killed", pid=process.pid, after_seconds=STOP_SECONDS)
+                log.error("daemon.worker_killed", pid=process.pid, after_seconds=self._stop_seconds)
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
@@ -267,7 +271,7 @@ async def run_parent(
         if supervisor is not None and not status_file.exists():  # (else _share_status's)
             _write_status(status_file, supervisor.status())
 
-    workers = Workers(count, command, env, prepare)
+    workers = Workers(count, command, env, prepare, settings.workers_stop_seconds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

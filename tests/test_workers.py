@@ -392,6 +392,9 @@ def test_a_worker_started_again_keeps_the_settings_the_daemon_started_with(
         assert daemon.stop() == 0, daemon.err
 
 
+STOP_SECONDS = 2.0  # (workers_stop_seconds for the test that waits it out)
+
+
 def test_a_second_signal_while_the_workers_stop_leaves_no_worker_behind(
     tmp_path: Path, db_dsn: str
 ) -> None:
@@ -401,7 +404,9 @@ def test_a_second_signal_while_the_workers_stop_leaves_no_worker_behind(
     daemon: Daemon | None = None
     pids: dict[int, int] = {}
     try:
-        daemon, port, _ = workers_daemon(tmp_path, db_dsn, "--plain-http")
+        daemon, port, _ = workers_daemon(
+            tmp_path, db_dsn, "--plain-http", settings=f"workers_stop_seconds = {STOP_SECONDS}\n"
+        )
         wait_serving(daemon, f"http://127.0.0.1:{port}")
         wait_until("both workers listen", lambda: all_listening(daemon, 2), daemon)
         pids = worker_pids(daemon)
@@ -409,7 +414,7 @@ def test_a_second_signal_while_the_workers_stop_leaves_no_worker_behind(
         daemon.proc.send_signal(signal.SIGINT)
         wait_until("worker 0 stopped", functools.partial(gone, pids[0]), daemon)
         daemon.proc.send_signal(signal.SIGINT)
-        assert daemon.proc.wait(timeout=workers.STOP_SECONDS + START_TIMEOUT) == 0, daemon.err
+        assert daemon.proc.wait(timeout=STOP_SECONDS + START_TIMEOUT) == 0, daemon.err
         assert gone(pids[1])
         assert [r["pid"] for r in records(daemon, "daemon.worker_killed")] == [pids[1]]
         assert "Traceback" not in daemon.err

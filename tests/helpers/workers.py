@@ -122,12 +122,15 @@ def gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"  # (a zombie has stopped for good)
 
 
-def workers_daemon(tmp_path: Path, dsn: str, *args: str) -> tuple[Daemon, int, str]:
+def workers_daemon(
+    tmp_path: Path, dsn: str, *args: str, settings: str = ""
+) -> tuple[Daemon, int, str]:
+    """``settings``: more top-level lines of its config."""
     port = free_port(socket.AF_INET, "127.0.0.1")
     metrics_port = free_port(socket.AF_INET, "127.0.0.1")
     config = tmp_path / "satellite.toml"
     config.write_text(
-        f'state_dir = "{tmp_path / "state"}"\nlisten = ["127.0.0.1:{port}"]\n'
+        f'state_dir = "{tmp_path / "state"}"\nlisten = ["127.0.0.1:{port}"]\n{settings}'
         f"[database]\ndsn = {json.dumps(dsn)}\n"
         f'[metrics]\nserve = "own-listener"\nlisten = "127.0.0.1:{metrics_port}"\n',
         "utf-8",
